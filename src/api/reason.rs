@@ -1,0 +1,97 @@
+//! The closed set of reasons a check is in the state it is in, shared by status, metrics and
+//! Events so that one word means the same thing everywhere.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+macro_rules! reasons {
+    ($($(#[$doc:meta])* $variant:ident),+ $(,)?) => {
+        /// Why a probe ended the way it did (or why it did not run).
+        #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+        pub enum Reason {
+            $($(#[$doc])* $variant,)+
+        }
+
+        impl Reason {
+            /// Every reason, in declaration order.
+            pub const ALL: &'static [Reason] = &[$(Reason::$variant,)+];
+
+            /// The reason as written in status, Events and metric labels.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Reason::$variant => stringify!($variant),)+
+                }
+            }
+        }
+    };
+}
+
+reasons! {
+    /// Every expectation held.
+    Succeeded,
+    /// Not run yet.
+    Pending,
+    /// `spec.suspend` is true.
+    Suspended,
+    /// The spec cannot be run (a rule the API server did not enforce).
+    InvalidSpec,
+    /// A referenced Secret, ConfigMap or key does not exist.
+    ReferenceNotFound,
+    /// The host name did not resolve.
+    DNSError,
+    /// The target refused (or could not be routed to) the connection.
+    ConnectionRefused,
+    /// The target reset the connection.
+    ConnectionReset,
+    /// The probe's deadline passed.
+    Timeout,
+    /// The TLS handshake failed for a reason other than the certificate.
+    TLSHandshakeFailed,
+    /// A served certificate has expired.
+    CertificateExpired,
+    /// A served certificate is not valid yet.
+    CertificateNotYetValid,
+    /// A served certificate expires sooner than the policy allows.
+    CertificateExpiringSoon,
+    /// The leaf certificate is not valid for the server name.
+    CertificateHostnameMismatch,
+    /// Unknown issuer, incomplete chain or self-signed.
+    CertificateUntrusted,
+    /// expectedDNSNames or expectedIssuer not met.
+    CertificateMismatch,
+    /// No certificate in the chain matches a pinned key.
+    CertificatePinMismatch,
+    /// The server does not offer the minimum TLS version.
+    TLSVersionTooLow,
+    /// The HTTP status is not an expected one.
+    UnexpectedStatus,
+    /// The body failed a bodyContains, bodyNotContains or bodyRegex expectation.
+    BodyMismatch,
+    /// The response took longer than maxDuration.
+    Slow,
+    /// More than 10 redirects.
+    TooManyRedirects,
+    /// The resolved address is in the operator's deny list.
+    TargetDenied,
+    /// The prober's own fault (out of descriptors or memory): never blamed on the target.
+    ProberError,
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serde_names_match_as_str() {
+        for reason in Reason::ALL {
+            let json = serde_json::to_value(reason).unwrap();
+            assert_eq!(json, serde_json::Value::String(reason.as_str().into()));
+        }
+    }
+}

@@ -1,0 +1,359 @@
+//! `HealthCheck` spec: what to probe and what to expect, as users write it.
+//!
+//! Field shapes, defaults and simple constraints live in the generated OpenAPI schema so the
+//! API server rejects bad input early; [`crate::api::validate`] re-checks everything because
+//! not every cluster enforces every rule (and files given to `canary check` meet no API server).
+
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::status::HealthCheckStatus;
+
+/// Go-style duration without fractions (`500ms`, `30s`, `1h30m`), as Flux and Prometheus write them.
+pub const DURATION_PATTERN: &str = r"^([0-9]+(ms|s|m|h))+$";
+
+/// A periodic HTTP, TCP or TLS check of one endpoint, with its expectations.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "canary.dev",
+    version = "v1alpha1",
+    kind = "HealthCheck",
+    plural = "healthchecks",
+    shortname = "chc",
+    category = "canary",
+    namespaced,
+    status = "HealthCheckStatus",
+    derive = "PartialEq",
+    doc = "HealthCheck declares an endpoint (HTTP/HTTPS, TCP or TLS) that Canary probes periodically, and what a healthy answer looks like.",
+    printcolumn = r#"{"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status", "description": "Ready condition: True = passing, False = failing, Unknown = not run yet"}"#,
+    printcolumn = r#"{"name": "Reason", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].reason", "description": "Why the check is in this state"}"#,
+    printcolumn = r#"{"name": "Latency", "type": "string", "jsonPath": ".status.lastResult.duration", "description": "Duration of the last probe"}"#,
+    printcolumn = r#"{"name": "Cert-Expires", "type": "string", "jsonPath": ".status.tls.notAfter", "description": "Expiry of the served leaf certificate"}"#,
+    printcolumn = r#"{"name": "Last-Run", "type": "date", "jsonPath": ".status.lastRunTime", "description": "When the last probe ran"}"#,
+    printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
+)]
+#[x_kube(validation = Rule::new(
+    "[has(self.http), has(self.tcp), has(self.tls)].filter(x, x).size() == 1"
+).message("exactly one of spec.http, spec.tcp or spec.tls must be set"))]
+#[x_kube(validation = Rule::new(
+    "!has(self.timeout) || !has(self.interval) || duration(self.timeout) < duration(self.interval)"
+).message("spec.timeout (default 10s) must be shorter than spec.interval (default 60s)").field_path(".timeout"))]
+#[x_kube(validation = Rule::new(
+    "!has(self.interval) || duration(self.interval) >= duration('1s')"
+).message("spec.interval must be at least 1s").field_path(".interval"))]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCheckSpec {
+    /// How often to probe (Go duration, at least 1s).
+    #[serde(default = "default_interval")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    pub interval: String,
+    /// Deadline for one whole probe, DNS through body; must be shorter than interval.
+    #[serde(default = "default_timeout")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    pub timeout: String,
+    /// Pause probing without forgetting state.
+    #[serde(default)]
+    pub suspend: bool,
+    /// Consecutive failures before Ready turns False.
+    #[serde(default = "default_threshold")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub failure_threshold: i32,
+    /// Consecutive successes before Ready turns True again.
+    #[serde(default = "default_threshold")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub success_threshold: i32,
+    /// HTTP or HTTPS request and its expectations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpProbe>,
+    /// TCP connect only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<SocketTarget>,
+    /// TLS handshake only, no HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<SocketTarget>,
+    /// TLS expectations; apply to https URLs and to tls probes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_policy: Option<TlsPolicy>,
+}
+
+fn default_interval() -> String {
+    "60s".into()
+}
+
+fn default_timeout() -> String {
+    "10s".into()
+}
+
+fn default_threshold() -> i32 {
+    1
+}
+
+/// An HTTP(S) request and what its response must look like.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpProbe {
+    /// Absolute http:// or https:// URL.
+    #[schemars(regex(pattern = r"^https?://[^\s/$.?#].[^\s]*$"), length(max = 2048))]
+    pub url: String,
+    /// Request method.
+    #[serde(default)]
+    pub method: HttpMethod,
+    /// Request headers; values inline or from a Secret/ConfigMap in the same namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub headers: Vec<HttpHeader>,
+    /// Request body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// Follow redirects, at most 10 hops.
+    #[serde(default = "default_true")]
+    pub follow_redirects: bool,
+    /// Read at most this much of the body, then release the connection (bytes or quantity such as 1Mi).
+    #[serde(default = "default_max_body", skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "int_or_string_schema")]
+    pub max_body_bytes: Option<IntOrString>,
+    /// Expectations on the response.
+    #[serde(default)]
+    pub expect: HttpExpect,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_max_body() -> Option<IntOrString> {
+    Some(IntOrString::String("1Mi".into()))
+}
+
+/// Schema of an integer-or-string field, short enough for `kubectl explain`.
+fn int_or_string_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "x-kubernetes-int-or-string": true,
+        "anyOf": [{"type": "integer"}, {"type": "string"}],
+    })
+}
+
+/// HTTP request methods Canary may send.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HttpMethod {
+    #[default]
+    Get,
+    Head,
+    Post,
+    Put,
+    Patch,
+    Delete,
+    Options,
+}
+
+impl HttpMethod {
+    /// The method's wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Get => "GET",
+            Self::Head => "HEAD",
+            Self::Post => "POST",
+            Self::Put => "PUT",
+            Self::Patch => "PATCH",
+            Self::Delete => "DELETE",
+            Self::Options => "OPTIONS",
+        }
+    }
+}
+
+/// One request header.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.value) != has(self.valueFrom)",
+    "message": "exactly one of value or valueFrom must be set"
+}]))]
+pub struct HttpHeader {
+    /// Header name.
+    #[schemars(regex(pattern = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"), length(min = 1, max = 256))]
+    pub name: String,
+    /// Literal value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// Value read from a Secret or ConfigMap key in the HealthCheck's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_from: Option<ValueSource>,
+}
+
+/// A key of a Secret or ConfigMap in the HealthCheck's own namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.secretKeyRef) != has(self.configMapKeyRef)",
+    "message": "exactly one of secretKeyRef or configMapKeyRef must be set"
+}]))]
+pub struct ValueSource {
+    /// A key of a Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key_ref: Option<KeyRef>,
+    /// A key of a ConfigMap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map_key_ref: Option<KeyRef>,
+}
+
+/// Name and key of a Secret or ConfigMap (same namespace only).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub struct KeyRef {
+    /// Object name.
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"), length(min = 1, max = 253))]
+    pub name: String,
+    /// Key within the object's data.
+    #[schemars(regex(pattern = r"^[-._a-zA-Z0-9]+$"), length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// Expectations on an HTTP response.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpExpect {
+    /// Accepted status codes (200) or classes ("2xx").
+    #[serde(default = "default_status")]
+    #[schemars(length(min = 1, max = 64), schema_with = "status_list_schema")]
+    pub status: Vec<IntOrString>,
+    /// The body (up to maxBodyBytes) must contain this text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_contains: Option<String>,
+    /// The body (up to maxBodyBytes) must not contain this text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_not_contains: Option<String>,
+    /// The body must match this regular expression (RE2 syntax, linear time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
+    pub body_regex: Option<String>,
+    /// Latency budget: a slower response fails with reason Slow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    pub max_duration: Option<String>,
+}
+
+impl Default for HttpExpect {
+    fn default() -> Self {
+        Self {
+            status: default_status(),
+            body_contains: None,
+            body_not_contains: None,
+            body_regex: None,
+            max_duration: None,
+        }
+    }
+}
+
+fn default_status() -> Vec<IntOrString> {
+    vec![IntOrString::String("2xx".into())]
+}
+
+fn status_list_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "array",
+        "minItems": 1,
+        "maxItems": 64,
+        "default": ["2xx"],
+        "items": {
+            "x-kubernetes-int-or-string": true,
+            "anyOf": [
+                {"type": "integer", "minimum": 100, "maximum": 599},
+                {"type": "string", "pattern": "^([1-5][0-9][0-9]|[1-5]xx)$"}
+            ]
+        }
+    })
+}
+
+/// Host and port of a TCP or TLS probe.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct SocketTarget {
+    /// DNS name or IP address.
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[A-Za-z0-9.:_\[\]-]+$"))]
+    pub host: String,
+    /// TCP port.
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+}
+
+/// What a served certificate and TLS session must satisfy.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsPolicy {
+    /// Verify chain, hostname and validity window.
+    #[serde(default = "default_true")]
+    pub verify: bool,
+    /// SNI and the name to verify; default: the target host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub server_name: Option<String>,
+    /// Fail when the earliest expiry in the served chain is closer than this.
+    #[serde(default = "default_min_validity")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    pub min_remaining_validity: String,
+    /// Fail when less than this share (percent) of the leaf's lifetime remains; 0 disables.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 100))]
+    pub min_remaining_lifetime_percent: i32,
+    /// Lowest acceptable TLS version.
+    #[serde(default)]
+    pub min_version: TlsVersion,
+    /// Extra trusted CAs (PEM) from the same namespace; system roots still apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundle: Option<ValueSource>,
+    /// Names that must all be in the leaf certificate's SANs.
+    #[serde(default, rename = "expectedDNSNames", skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub expected_dns_names: Vec<String>,
+    /// Substring of the leaf certificate's issuer DN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_issuer: Option<String>,
+    /// SPKI pins (`sha256/BASE64`); a match on any certificate of the served chain passes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(regex(pattern = r"^sha256/[A-Za-z0-9+/]{43}=$")))]
+    pub pinned_public_keys: Vec<String>,
+    /// Client certificate for mutual TLS, from a kubernetes.io/tls Secret in the same namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<ClientCertificate>,
+}
+
+impl Default for TlsPolicy {
+    fn default() -> Self {
+        Self {
+            verify: true,
+            server_name: None,
+            min_remaining_validity: default_min_validity(),
+            min_remaining_lifetime_percent: 0,
+            min_version: TlsVersion::default(),
+            ca_bundle: None,
+            expected_dns_names: Vec::new(),
+            expected_issuer: None,
+            pinned_public_keys: Vec::new(),
+            client_certificate: None,
+        }
+    }
+}
+
+fn default_min_validity() -> String {
+    "336h".into()
+}
+
+/// Lowest acceptable TLS protocol version.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum TlsVersion {
+    #[default]
+    #[serde(rename = "1.2")]
+    V1_2,
+    #[serde(rename = "1.3")]
+    V1_3,
+}
+
+/// A kubernetes.io/tls Secret holding `tls.crt` and `tls.key`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientCertificate {
+    /// Secret name in the HealthCheck's namespace.
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"), length(min = 1, max = 253))]
+    pub secret_name: String,
+}

@@ -1,0 +1,10 @@
+//! Canary: a Kubernetes operator for HTTP, TCP and TLS health checks that can prove it is
+//! itself alive. Data flows `api` -> `probe` -> outcome -> `status`; `check` runs specs from
+//! files and `report` prints them.
+
+pub mod api;
+pub mod check;
+pub mod cli;
+pub mod probe;
+pub mod report;
+pub mod status;

@@ -1,0 +1,76 @@
+//! The `canary` binary: parse the command line, dispatch, map results to exit codes.
+
+use std::process::ExitCode;
+
+use canary_operator::{
+    api, check,
+    cli::{CheckArgs, Cli, Command, LogFormat},
+    probe::ProbeContext,
+    report,
+};
+use clap::Parser;
+
+/// Exit code for invalid input (files, specs, references).
+const EXIT_INVALID: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    match cli.command {
+        Command::Crd => match api::crd_yaml() {
+            Ok(yaml) => {
+                print!("{yaml}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(1, &format!("cannot render the CRD: {e}")),
+        },
+        Command::Check(args) => run_check(args),
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn fail(code: u8, message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(code)
+}
+
+fn run_check(args: CheckArgs) -> ExitCode {
+    let loaded = match check::load(&args.files) {
+        Ok(loaded) if loaded.is_empty() => return fail(EXIT_INVALID, "no HealthCheck found in the given files"),
+        Ok(loaded) => loaded,
+        Err(e) => return fail(EXIT_INVALID, &e.to_string()),
+    };
+    let refs = check::DirReferences {
+        secrets_dir: args.references.secrets_dir,
+        config_maps_dir: args.references.config_maps_dir,
+    };
+    let checks = match check::build_all(&loaded, &refs) {
+        Ok(checks) => checks,
+        Err(errors) => return fail(EXIT_INVALID, &errors.join("\nerror: ")),
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(1, &format!("cannot start the async runtime: {e}")),
+    };
+    let ctx = ProbeContext {
+        deny: args.policy.deny_cidrs,
+    };
+    let results = runtime.block_on(check::run_once(&loaded, checks, ctx));
+    if let Err(e) = report::write(&mut std::io::stdout().lock(), args.output, &results) {
+        return fail(1, &e.to_string());
+    }
+    if results.iter().all(|(_, outcome)| outcome.success()) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}

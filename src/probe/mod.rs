@@ -1,0 +1,197 @@
+//! The probe engine: takes a resolved [`Check`] (secrets already fetched) and returns an
+//! [`Outcome`]. It knows nothing of Kubernetes, so `canary check`, standalone mode and the
+//! operator share it unchanged.
+//!
+//! Every probe opens a fresh connection owned by the probe's scope and bounded by one deadline,
+//! so whatever happens (success, error, timeout, huge body) the socket is closed when
+//! [`run`] returns.
+
+mod build;
+mod certs;
+mod http;
+mod net;
+mod tls;
+mod trace;
+
+use std::{sync::Arc, time::Duration};
+
+use ipnet::IpNet;
+use tokio::time::Instant;
+
+use crate::api::{Reason, validate::fmt_go};
+
+pub use build::{BuildError, ReferenceError, ReferenceSource, build};
+pub use certs::CertFacts;
+pub use http::HttpCheck;
+pub use tls::TlsSettings;
+pub use trace::{Phase, PhaseTimings};
+
+/// Redirect hops followed before giving up with `TooManyRedirects`.
+pub const MAX_REDIRECTS: usize = 10;
+
+/// A resolved, runnable check.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub target: Target,
+    /// One deadline for the whole probe, DNS through body.
+    pub timeout: Duration,
+    /// TLS expectations and trust, for https URLs and tls probes.
+    pub tls: Arc<TlsSettings>,
+}
+
+/// What to probe.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Http(Box<HttpCheck>),
+    Tcp(Endpoint),
+    Tls(Endpoint),
+}
+
+/// Host and port of a TCP or TLS probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+}
+
+/// Operator-wide probing policy.
+#[derive(Debug, Clone)]
+pub struct ProbeContext {
+    /// Resolved addresses in these networks are never connected to (`TargetDenied`).
+    pub deny: Vec<IpNet>,
+}
+
+impl Default for ProbeContext {
+    fn default() -> Self {
+        Self {
+            deny: vec![default_deny()],
+        }
+    }
+}
+
+/// Link-local, which holds cloud metadata endpoints.
+pub fn default_deny() -> IpNet {
+    IpNet::V4(ipnet::Ipv4Net::new_assert(std::net::Ipv4Addr::new(169, 254, 0, 0), 16))
+}
+
+/// The result of one probe.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub reason: Reason,
+    pub message: String,
+    /// Wall-clock start.
+    pub started_at: jiff::Timestamp,
+    pub duration: Duration,
+    pub phases: PhaseTimings,
+    pub http_status: Option<u16>,
+    /// Facts of the last TLS session, also when verification failed.
+    pub tls: Option<TlsFacts>,
+}
+
+impl Outcome {
+    /// Whether every expectation held.
+    pub fn success(&self) -> bool {
+        self.reason == Reason::Succeeded
+    }
+
+    /// An outcome for a check that could not run (invalid spec, missing reference).
+    pub fn not_run(reason: Reason, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            message: message.into(),
+            started_at: jiff::Timestamp::now(),
+            duration: Duration::ZERO,
+            phases: PhaseTimings::default(),
+            http_status: None,
+            tls: None,
+        }
+    }
+}
+
+/// Facts of a TLS session: negotiated parameters and the served chain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsFacts {
+    pub version: Option<String>,
+    pub cipher_suite: Option<String>,
+    /// Leaf first.
+    pub chain: Vec<CertFacts>,
+    /// Chain, hostname and validity window verified.
+    pub verified: bool,
+}
+
+impl TlsFacts {
+    /// The leaf certificate.
+    pub fn leaf(&self) -> Option<&CertFacts> {
+        self.chain.first()
+    }
+
+    /// Earliest expiry of any certificate the server sent.
+    pub fn chain_earliest_not_after(&self) -> Option<jiff::Timestamp> {
+        self.chain.iter().map(|c| c.not_after).min()
+    }
+}
+
+/// Why a probe failed, as it travels up from where it was detected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub reason: Reason,
+    pub message: String,
+}
+
+impl Failure {
+    fn new(reason: Reason, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// Runs one probe to completion or to its deadline; never panics on target behaviour.
+pub async fn run(check: &Check, ctx: &ProbeContext) -> Outcome {
+    let started_at = jiff::Timestamp::now();
+    let start = Instant::now();
+    let trace = trace::Trace::new(start);
+    let result = tokio::time::timeout(check.timeout, probe(check, ctx, &trace)).await;
+    let duration = start.elapsed();
+    let (reason, message) = match result {
+        Ok(Ok(message)) => (Reason::Succeeded, message),
+        Ok(Err(failure)) => (failure.reason, failure.message),
+        Err(_) => (
+            Reason::Timeout,
+            format!(
+                "no answer within the {} timeout (during {})",
+                fmt_go(check.timeout),
+                trace.phase().describe()
+            ),
+        ),
+    };
+    let (phases, http_status, tls) = trace.finish();
+    Outcome {
+        reason,
+        message,
+        started_at,
+        duration,
+        phases,
+        http_status,
+        tls,
+    }
+}
+
+async fn probe(check: &Check, ctx: &ProbeContext, trace: &trace::Trace) -> Result<String, Failure> {
+    match &check.target {
+        Target::Http(http) => http::probe(http, &check.tls, ctx, trace).await,
+        Target::Tcp(endpoint) => {
+            let addrs = net::resolve(&endpoint.host, endpoint.port, ctx, trace).await?;
+            let (_stream, addr) = net::connect(&addrs, trace).await?;
+            Ok(format!("connected to {addr}"))
+        }
+        Target::Tls(endpoint) => {
+            let addrs = net::resolve(&endpoint.host, endpoint.port, ctx, trace).await?;
+            let (stream, addr) = net::connect(&addrs, trace).await?;
+            let name = check.tls.server_name.as_deref().unwrap_or(&endpoint.host);
+            let session = tls::handshake(stream, name, &check.tls, trace).await?;
+            Ok(format!("TLS handshake with {addr} succeeded ({})", session.summary()))
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! Name resolution and TCP connect, with the deny list enforced on every resolved address and
+//! errors sorted into the target's fault and the prober's own.
+
+use std::{io, net::SocketAddr};
+
+use tokio::net::{TcpSocket, TcpStream};
+
+use super::{Failure, ProbeContext, trace::Phase, trace::Trace};
+use crate::api::Reason;
+
+/// Resolves `host:port`, dropping denied addresses; `TargetDenied` when none is left.
+pub async fn resolve(
+    host: &str,
+    port: u16,
+    ctx: &ProbeContext,
+    trace: &Trace,
+) -> Result<Vec<SocketAddr>, Failure> {
+    trace.enter(Phase::Dns);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| match prober_fault(&e) {
+            Some(what) => Failure::new(Reason::ProberError, format!("cannot resolve {host}: prober {what}: {e}")),
+            None => Failure::new(Reason::DNSError, format!("cannot resolve {host}: {e}")),
+        })?
+        .collect();
+    let (denied, allowed): (Vec<_>, Vec<_>) = addrs
+        .into_iter()
+        .partition(|addr| ctx.deny.iter().any(|net| net.contains(&addr.ip())));
+    if allowed.is_empty() {
+        return match denied.first() {
+            Some(addr) => Err(Failure::new(
+                Reason::TargetDenied,
+                format!("{host} resolves to {} which the operator's deny list forbids", addr.ip()),
+            )),
+            None => Err(Failure::new(Reason::DNSError, format!("{host} has no addresses"))),
+        };
+    }
+    Ok(allowed)
+}
+
+/// Connects to the first address that accepts, in resolver order.
+pub async fn connect(addrs: &[SocketAddr], trace: &Trace) -> Result<(TcpStream, SocketAddr), Failure> {
+    trace.enter(Phase::Connect);
+    let mut last = None;
+    for &addr in addrs {
+        match connect_one(addr).await {
+            Ok(stream) => return Ok((stream, addr)),
+            Err(e) => {
+                let failure = classify(&e, &format!("connect to {addr}"));
+                if failure.reason == Reason::ProberError {
+                    return Err(failure);
+                }
+                last = Some(failure);
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| Failure::new(Reason::DNSError, "no address to connect to")))
+}
+
+async fn connect_one(addr: SocketAddr) -> io::Result<TcpStream> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.set_nodelay(true)?;
+    socket.connect(addr).await
+}
+
+/// Names the prober's own resource exhaustion, which is never the target's fault.
+pub fn prober_fault(error: &io::Error) -> Option<&'static str> {
+    match error.raw_os_error()? {
+        libc_errno::EMFILE => Some("is out of file descriptors (EMFILE)"),
+        libc_errno::ENFILE => Some("host is out of file descriptors (ENFILE)"),
+        libc_errno::ENOMEM => Some("is out of memory (ENOMEM)"),
+        libc_errno::ENOBUFS => Some("is out of socket buffers (ENOBUFS)"),
+        _ => None,
+    }
+}
+
+/// Sorts an I/O error met while doing `what` into a reason.
+pub fn classify(error: &io::Error, what: &str) -> Failure {
+    if let Some(fault) = prober_fault(error) {
+        return Failure::new(Reason::ProberError, format!("{what}: prober {fault}"));
+    }
+    let reason = match error.kind() {
+        io::ErrorKind::ConnectionRefused
+        | io::ErrorKind::HostUnreachable
+        | io::ErrorKind::NetworkUnreachable
+        | io::ErrorKind::AddrNotAvailable => Reason::ConnectionRefused,
+        io::ErrorKind::TimedOut => Reason::Timeout,
+        _ => Reason::ConnectionReset,
+    };
+    Failure::new(reason, format!("{what}: {error}"))
+}
+
+/// Linux errno values (stable ABI), named here to avoid a libc dependency for four numbers.
+mod libc_errno {
+    pub const ENOMEM: i32 = 12;
+    pub const ENFILE: i32 = 23;
+    pub const EMFILE: i32 = 24;
+    pub const ENOBUFS: i32 = 105;
+}

@@ -1,0 +1,185 @@
+//! The HTTP front: authentication, injected faults, routing and response encoding.
+
+use crate::delete::{self, DeleteOpts};
+use crate::discovery;
+use crate::error::ApiError;
+use crate::faults::FaultAction;
+use crate::list_watch::{self, ListQuery};
+use crate::objects::{self, PatchKind, WriteOpts};
+use crate::routes::{self, ObjectPath, Route};
+use crate::state::{Shared, Target};
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+/// Response body type.
+pub type Body = BoxBody<Bytes, Infallible>;
+
+fn json_response(code: u16, value: &Value) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::from(value.to_string())).boxed());
+    *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    resp.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn error_response(err: &ApiError) -> Response<Body> {
+    json_response(err.code, &err.to_status())
+}
+
+/// Everything a handler needs from the request.
+struct Req {
+    method: Method,
+    query: HashMap<String, String>,
+    headers: http::HeaderMap,
+    body: Bytes,
+}
+
+impl Req {
+    fn header(&self, name: header::HeaderName) -> &str {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default()
+    }
+
+    fn wants_table(&self) -> bool {
+        self.header(header::ACCEPT).contains("as=Table")
+    }
+
+    fn write_opts(&self, shared: &Shared) -> WriteOpts {
+        let agent = self.header(header::USER_AGENT).split('/').next().unwrap_or_default();
+        let manager = self.query.get("fieldManager").cloned().unwrap_or_else(|| if agent.is_empty() { "unknown".into() } else { agent.to_string() });
+        WriteOpts { manager, force: self.query.get("force").is_some_and(|f| f == "true"), validate: shared.validation() }
+    }
+
+    fn json_body(&self) -> Result<Value, ApiError> {
+        if self.header(header::CONTENT_TYPE).starts_with("application/vnd.kubernetes.protobuf") {
+            return crate::proto::to_json(&self.body).map_err(|e| ApiError::unsupported_media(&e.to_string()));
+        }
+        serde_json::from_slice(&self.body).map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
+    }
+}
+
+/// Serves one request.
+pub async fn serve(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let path = req.uri().path().to_string();
+    let (fault, latency) = {
+        let mut faults = shared.faults();
+        (faults.take(&path), faults.latency)
+    };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    match fault {
+        Some(FaultAction::Hang) => std::future::pending::<()>().await,
+        Some(FaultAction::Fail(code)) => return Ok(error_response(&ApiError::injected(code))),
+        None => {}
+    }
+    if let Some(token) = &shared.token {
+        let given = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        if given != Some(format!("Bearer {token}").as_str()) {
+            return Ok(error_response(&ApiError::unauthorized()));
+        }
+    }
+    let query = req.uri().query().map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
+    let (parts, body) = req.into_parts();
+    let body = match body.collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return Ok(error_response(&ApiError::bad_request(e.to_string()))),
+    };
+    let r = Req { method: parts.method, query, headers: parts.headers, body };
+    Ok(route(&shared, &path, &r).unwrap_or_else(|e| error_response(&e)))
+}
+
+fn route(shared: &Arc<Shared>, path: &str, r: &Req) -> Result<Response<Body>, ApiError> {
+    let route = routes::parse(path).ok_or_else(ApiError::no_route)?;
+    if !matches!(route, Route::Object(_)) && r.method != Method::GET {
+        return Err(ApiError::method_not_allowed());
+    }
+    let store = shared.store();
+    let reg = &store.registry;
+    let doc = match route {
+        Route::Object(p) => {
+            drop(store);
+            return object_route(shared, &p, r);
+        }
+        Route::Version => discovery::version(),
+        Route::Health => return Ok(Response::new(Full::new(Bytes::from_static(b"ok")).boxed())),
+        Route::CoreVersions => discovery::core_versions(r.header(header::HOST)),
+        Route::Groups => reg.group_list(),
+        Route::Group(g) => discovery::group(reg, &g).ok_or_else(ApiError::no_route)?,
+        Route::Resources { group, version } => reg.resource_list(&group, &version).ok_or_else(ApiError::no_route)?,
+        Route::OpenApiV2 => return Err(ApiError::no_route()),
+        Route::OpenApiV3 => discovery::openapi_root(reg),
+        Route::OpenApiV3Gv { group, version } => discovery::openapi_gv(reg, &group, &version).ok_or_else(ApiError::no_route)?,
+    };
+    Ok(json_response(200, &doc))
+}
+
+fn object_route(shared: &Arc<Shared>, p: &ObjectPath, r: &Req) -> Result<Response<Body>, ApiError> {
+    let t = Target::resolve(&shared.store(), p)?;
+    let is_watch = r.query.get("watch").is_some_and(|w| w == "1" || w == "true");
+    match (&r.method, t.name.is_some()) {
+        (&Method::GET, false) if is_watch => Ok(watch_response(shared, t, r)?),
+        (&Method::GET, false) => {
+            let list = list_watch::list(shared, &t, &ListQuery::parse(&r.query)?)?;
+            Ok(json_response(200, &maybe_table(&t, r, list)))
+        }
+        (&Method::GET, true) => {
+            let name = t.name()?;
+            let obj = shared.store().get(&t.rt.id(), &t.namespace, name).cloned().ok_or_else(|| t.not_found(name))?;
+            Ok(json_response(200, &maybe_table(&t, r, list_watch::present(&t, obj))))
+        }
+        (&Method::POST, false) => {
+            let obj = objects::create(&mut shared.store(), &t, r.json_body()?, &r.write_opts(shared))?;
+            Ok(json_response(201, &list_watch::present(&t, obj)))
+        }
+        (&Method::PUT, true) => {
+            let obj = objects::update(&mut shared.store(), &t, r.json_body()?, &r.write_opts(shared))?;
+            Ok(json_response(200, &list_watch::present(&t, obj)))
+        }
+        (&Method::PATCH, true) => {
+            let kind = PatchKind::from_content_type(r.header(header::CONTENT_TYPE))?;
+            let opts = r.write_opts(shared);
+            if kind == PatchKind::Apply && !r.query.contains_key("fieldManager") {
+                return Err(ApiError::bad_request("PATCH, application/apply-patch+yaml requests must supply fieldManager"));
+            }
+            let obj = objects::patch(&mut shared.store(), &t, kind, &r.body, &opts)?;
+            Ok(json_response(200, &list_watch::present(&t, obj)))
+        }
+        (&Method::DELETE, true) => {
+            let opts = DeleteOpts::parse(&r.body, r.query.get("propagationPolicy").map(String::as_str));
+            let obj = delete::delete(&mut shared.store(), &t, &opts)?;
+            Ok(json_response(200, &list_watch::present(&t, obj)))
+        }
+        (&Method::DELETE, false) => {
+            let (items, _) = list_watch::matching(shared, &t, &ListQuery::parse(&r.query)?);
+            let list = delete::delete_collection(&mut shared.store(), &t, items);
+            Ok(json_response(200, &list))
+        }
+        _ => Err(ApiError::method_not_allowed()),
+    }
+}
+
+fn maybe_table(t: &Target, r: &Req, v: Value) -> Value {
+    if r.wants_table() { crate::table::to_table(t, &v) } else { v }
+}
+
+fn watch_response(shared: &Arc<Shared>, t: Target, r: &Req) -> Result<Response<Body>, ApiError> {
+    let q = ListQuery::parse(&r.query)?;
+    let convert: list_watch::Convert = if r.wants_table() {
+        let tt = t.clone();
+        Box::new(move |obj| crate::table::to_table(&tt, &obj))
+    } else {
+        Box::new(|obj| obj)
+    };
+    let rx = list_watch::watch(shared.clone(), t, q, convert);
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
+    });
+    let mut resp = Response::new(StreamBody::new(stream).boxed());
+    resp.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    Ok(resp)
+}

@@ -1,0 +1,27 @@
+//! Local Kubernetes API server for tests: in-memory, plain HTTP, faithful enough for the real
+//! kubectl, helm and kube-rs. See `README.md` for usage and known divergences from kube-apiserver.
+
+mod apply;
+mod bootstrap;
+mod crd;
+mod delete;
+mod discovery;
+mod error;
+mod faults;
+mod http;
+mod list_watch;
+mod meta;
+mod objects;
+mod proto;
+mod registry;
+mod routes;
+pub mod schema;
+pub mod selectors;
+mod server;
+mod state;
+mod store;
+mod strategic;
+mod table;
+
+pub use error::FieldError;
+pub use server::{Options, Server, ServerError, start, write_kubeconfig};

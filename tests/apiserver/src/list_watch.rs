@@ -1,0 +1,190 @@
+//! List (selectors, pagination) and watch (history replay, bookmarks, timeouts, 410 Gone).
+
+use crate::error::ApiError;
+use crate::meta;
+use crate::selectors::Selector;
+use crate::state::{Shared, Target};
+use crate::store::Event;
+use bytes::Bytes;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc};
+
+/// Query parameters of list and watch.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    labels: Selector,
+    fields: Selector,
+    limit: Option<usize>,
+    cont: Option<String>,
+    /// `resourceVersion` as given.
+    pub resource_version: Option<String>,
+    timeout: Option<Duration>,
+    bookmarks: bool,
+    initial_events: bool,
+}
+
+impl ListQuery {
+    /// From the parsed query string.
+    pub fn parse(q: &HashMap<String, String>) -> Result<Self, ApiError> {
+        let sel = |k: &str| Selector::parse(q.get(k).map(String::as_str).unwrap_or_default()).map_err(|e| ApiError::bad_request(e.to_string()));
+        Ok(Self {
+            labels: sel("labelSelector")?,
+            fields: sel("fieldSelector")?,
+            limit: q.get("limit").and_then(|l| l.parse().ok()).filter(|l| *l > 0),
+            cont: q.get("continue").filter(|c| !c.is_empty()).cloned(),
+            resource_version: q.get("resourceVersion").cloned(),
+            timeout: q.get("timeoutSeconds").and_then(|s| s.parse().ok()).map(Duration::from_secs),
+            bookmarks: q.get("allowWatchBookmarks").is_some_and(|v| v == "true" || v == "1"),
+            initial_events: q.get("sendInitialEvents").is_some_and(|v| v == "true"),
+        })
+    }
+
+    fn matches(&self, obj: &Value) -> bool {
+        self.labels.matches_labels(obj) && self.fields.matches_fields(obj)
+    }
+}
+
+/// Sets the apiVersion/kind the client asked for.
+pub fn present(t: &Target, mut obj: Value) -> Value {
+    if obj.is_object() {
+        obj["apiVersion"] = json!(t.api_version());
+        obj["kind"] = json!(t.rt.kind);
+    }
+    obj
+}
+
+fn list_scope(t: &Target) -> Option<&str> {
+    (!t.namespace.is_empty()).then_some(t.namespace.as_str())
+}
+
+/// Matching objects, in key order, before pagination.
+pub fn matching(shared: &Shared, t: &Target, q: &ListQuery) -> (Vec<Value>, u64) {
+    let store = shared.store();
+    let items = store.list(&t.rt.id(), list_scope(t)).into_iter().filter(|o| q.matches(o)).collect();
+    (items, store.rv)
+}
+
+/// A list response with `limit`/`continue` pagination.
+pub fn list(shared: &Shared, t: &Target, q: &ListQuery) -> Result<Value, ApiError> {
+    let (items, rv) = matching(shared, t, q);
+    let key = |o: &Value| format!("{}/{}", meta::namespace_of(o), meta::name_of(o));
+    let start = match &q.cont {
+        Some(token) => items.iter().position(|o| key(o).as_str() > token.as_str()).unwrap_or(items.len()),
+        None => 0,
+    };
+    let rest = &items[start..];
+    let take = q.limit.unwrap_or(rest.len()).min(rest.len());
+    let mut metadata = json!({"resourceVersion": rv.to_string()});
+    if take < rest.len() {
+        metadata["continue"] = json!(key(&rest[take - 1]));
+        metadata["remainingItemCount"] = json!(rest.len() - take);
+    }
+    let page: Vec<Value> = rest[..take].iter().map(|o| present(t, o.clone())).collect();
+    Ok(json!({"apiVersion": t.api_version(), "kind": format!("{}List", t.rt.kind), "metadata": metadata, "items": page}))
+}
+
+/// Converts each watched object (e.g. into a Table) before it is sent.
+pub type Convert = Box<dyn Fn(Value) -> Value + Send + Sync>;
+
+struct Watch {
+    shared: Arc<Shared>,
+    t: Target,
+    q: ListQuery,
+    convert: Convert,
+    tx: mpsc::Sender<Bytes>,
+    last_rv: u64,
+}
+
+impl Watch {
+    async fn send(&self, kind: &str, obj: Value) -> bool {
+        let line = json!({"type": kind, "object": (self.convert)(present(&self.t, obj))});
+        let mut bytes = line.to_string().into_bytes();
+        bytes.push(b'\n');
+        self.tx.send(Bytes::from(bytes)).await.is_ok()
+    }
+
+    fn wanted(&self, e: &Event) -> bool {
+        e.resource == self.t.rt.id() && list_scope(&self.t).is_none_or(|ns| ns == e.namespace) && self.q.matches(&e.object)
+    }
+
+    async fn bookmark(&self, initial_end: bool) -> bool {
+        let mut md = json!({"resourceVersion": self.last_rv.to_string()});
+        if initial_end {
+            md["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
+        let line = json!({"type": "BOOKMARK", "object": {"apiVersion": self.t.api_version(), "kind": self.t.rt.kind, "metadata": md}});
+        self.tx.send(Bytes::from(format!("{line}\n"))).await.is_ok()
+    }
+
+    async fn run(mut self, initial: Vec<Value>, backlog: Vec<Arc<Event>>, mut rx: broadcast::Receiver<Arc<Event>>) {
+        for obj in initial {
+            if !self.send("ADDED", obj).await {
+                return;
+            }
+        }
+        if self.q.initial_events && self.q.bookmarks && !self.bookmark(true).await {
+            return;
+        }
+        for e in backlog.iter().filter(|e| self.wanted(e)) {
+            if !self.send(e.kind.as_str(), e.object.clone()).await {
+                return;
+            }
+        }
+        self.last_rv = backlog.last().map_or(self.last_rv, |e| e.rv.max(self.last_rv));
+        let timeout = tokio::time::sleep(self.q.timeout.unwrap_or(Duration::from_secs(1800)));
+        tokio::pin!(timeout);
+        let mut ticker = tokio::time::interval(self.shared.bookmark_interval);
+        ticker.tick().await;
+        let mut dropped = self.shared.drop_watches.subscribe();
+        loop {
+            let ok = tokio::select! {
+                _ = &mut timeout => false,
+                _ = dropped.changed() => false,
+                _ = self.tx.closed() => false,
+                _ = ticker.tick(), if self.q.bookmarks => self.bookmark(false).await,
+                ev = rx.recv() => match ev {
+                    Ok(e) => {
+                        self.last_rv = e.rv;
+                        !self.wanted(&e) || self.send(e.kind.as_str(), e.object.clone()).await
+                    }
+                    Err(_) => false,
+                },
+            };
+            if !ok {
+                return;
+            }
+        }
+    }
+}
+
+/// Starts a watch; its lines arrive on the returned channel. A too-old resourceVersion yields one ERROR line.
+pub fn watch(shared: Arc<Shared>, t: Target, q: ListQuery, convert: Convert) -> mpsc::Receiver<Bytes> {
+    let (tx, rx) = mpsc::channel(256);
+    let from = q.resource_version.as_deref().filter(|v| !v.is_empty() && *v != "0").and_then(|v| v.parse::<u64>().ok());
+    let setup = {
+        let store = shared.store();
+        let start = from.unwrap_or(store.rv);
+        let initial: Vec<Value> = if from.is_none() || q.initial_events {
+            store.list(&t.rt.id(), list_scope(&t)).into_iter().filter(|o| q.matches(o)).collect()
+        } else {
+            vec![]
+        };
+        store.subscribe_from(start).map(|(backlog, rx)| (initial, backlog, rx, start))
+    };
+    match setup {
+        Ok((initial, backlog, events, start)) => {
+            let w = Watch { shared, t, q, convert, tx, last_rv: start };
+            tokio::spawn(w.run(initial, backlog, events));
+        }
+        Err(oldest) => {
+            let status = ApiError::expired(from.unwrap_or_default(), oldest).to_status();
+            let line = json!({"type": "ERROR", "object": status});
+            // The channel has room for one line; a full or closed channel means nobody listens.
+            let _ = tx.try_send(Bytes::from(format!("{line}\n")));
+        }
+    }
+    rx
+}

@@ -1,0 +1,204 @@
+//! The server handle: start, kubeconfig, fault injection, stop and restart.
+
+use crate::faults::FaultAction;
+use crate::state::Shared;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+
+/// Starting or restarting the server failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address tried.
+        addr: SocketAddr,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The kubeconfig could not be written.
+    #[error("cannot write kubeconfig {path}: {source}")]
+    Kubeconfig {
+        /// File tried.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// How to start a server.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Listen address; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Bearer token clients must send; `None` accepts everyone.
+    pub token: Option<String>,
+    /// Validate custom resources against their CRD schema.
+    pub validation: bool,
+    /// Watch events kept for resuming watches; older versions get 410 Gone.
+    pub watch_history: usize,
+    /// Interval of BOOKMARK events on watches that allow them.
+    pub bookmark_interval: Duration,
+    /// Where to write the kubeconfig; default: a temp dir owned by the server.
+    pub kubeconfig: Option<PathBuf>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            token: None,
+            validation: true,
+            watch_history: 10_000,
+            bookmark_interval: Duration::from_secs(1),
+            kubeconfig: None,
+        }
+    }
+}
+
+/// A running server; stops when dropped.
+#[derive(Debug)]
+pub struct Server {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    task: Option<JoinHandle<()>>,
+    kubeconfig: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts a server.
+pub async fn start(opts: Options) -> Result<Server, ServerError> {
+    let shared = Arc::new(Shared::new(opts.watch_history, opts.validation, opts.token.clone(), opts.bookmark_interval));
+    let listener = TcpListener::bind(opts.listen).await.map_err(|source| ServerError::Bind { addr: opts.listen, source })?;
+    let addr = listener.local_addr().map_err(|source| ServerError::Bind { addr: opts.listen, source })?;
+    let dir = tempfile::tempdir().map_err(|source| ServerError::Kubeconfig { path: PathBuf::from("<tempdir>"), source })?;
+    let kubeconfig = opts.kubeconfig.clone().unwrap_or_else(|| dir.path().join("kubeconfig"));
+    write_kubeconfig(&kubeconfig, &format!("http://{addr}"), opts.token.as_deref())?;
+    let task = tokio::spawn(accept_loop(listener, shared.clone()));
+    Ok(Server { shared, addr, task: Some(task), kubeconfig, _dir: dir })
+}
+
+/// Writes a kubeconfig pointing at `url`.
+pub fn write_kubeconfig(path: &Path, url: &str, token: Option<&str>) -> Result<(), ServerError> {
+    let user = match token {
+        Some(t) => format!("    token: {t}\n"),
+        None => "    username: canary\n".to_string(),
+    };
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: canary-test\n  cluster:\n    server: {url}\n\
+         contexts:\n- name: canary-test\n  context:\n    cluster: canary-test\n    user: canary-test\n    namespace: default\n\
+         current-context: canary-test\nusers:\n- name: canary-test\n  user:\n{user}"
+    );
+    std::fs::write(path, text).map_err(|source| ServerError::Kubeconfig { path: path.to_path_buf(), source })
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let shared = shared.clone();
+                conns.spawn(async move {
+                    let svc = service_fn(move |req| crate::http::serve(shared.clone(), req));
+                    // A connection error only concerns that client.
+                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                });
+            }
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+}
+
+impl Server {
+    /// Base URL, e.g. `http://127.0.0.1:43125`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Listen address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Path of the kubeconfig file for kubectl, helm and kube-rs.
+    pub fn kubeconfig_path(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// Turns custom resource schema validation on or off at runtime.
+    pub fn set_validation(&self, on: bool) {
+        self.shared.set_validation(on);
+    }
+
+    /// The next `count` requests whose path contains `path_contains` (any, if `None`) fail with `status`.
+    pub fn fail_next(&self, count: u32, status: u16, path_contains: Option<&str>) {
+        self.shared.faults().add(count, path_contains.map(str::to_string), FaultAction::Fail(status));
+    }
+
+    /// The next `count` matching requests never get an answer.
+    pub fn hang_next(&self, count: u32, path_contains: Option<&str>) {
+        self.shared.faults().add(count, path_contains.map(str::to_string), FaultAction::Hang);
+    }
+
+    /// Adds `latency` before every answer (zero removes it).
+    pub fn set_latency(&self, latency: Duration) {
+        self.shared.faults().latency = latency;
+    }
+
+    /// Removes all fault rules and latency.
+    pub fn clear_faults(&self) {
+        self.shared.faults().clear();
+    }
+
+    /// Ends every open watch (clients see the stream close and re-watch).
+    pub fn drop_watches(&self) {
+        self.shared.drop_watches.send_modify(|n| *n += 1);
+    }
+
+    /// Forgets the watch history: resuming from any earlier resourceVersion gets 410 Gone.
+    pub fn compact_history(&self) {
+        self.shared.store().compact();
+    }
+
+    /// The current global resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        self.shared.store().rv
+    }
+
+    /// Stops listening and closes all connections; state is kept for [`Server::restart`].
+    pub async fn stop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            // A cancelled task reports JoinError::Cancelled, which is what we asked for.
+            let _ = task.await;
+        }
+        self.drop_watches();
+    }
+
+    /// Listens again on the same address with the same state.
+    pub async fn restart(&mut self) -> Result<(), ServerError> {
+        self.stop().await;
+        let listener = TcpListener::bind(self.addr).await.map_err(|source| ServerError::Bind { addr: self.addr, source })?;
+        self.task = Some(tokio::spawn(accept_loop(listener, self.shared.clone())));
+        Ok(())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+        self.drop_watches();
+    }
+}

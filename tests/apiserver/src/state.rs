@@ -1,0 +1,117 @@
+//! State shared by all connections: the store, switches and fault rules.
+
+use crate::error::ApiError;
+use crate::faults::Faults;
+use crate::registry::ResourceType;
+use crate::routes::ObjectPath;
+use crate::store::Store;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// Shared server state; survives a stop/restart of the listener.
+#[derive(Debug)]
+pub struct Shared {
+    store: Mutex<Store>,
+    validation: AtomicBool,
+    /// Injected faults.
+    pub faults: Mutex<Faults>,
+    /// Bumped to end every open watch.
+    pub drop_watches: tokio::sync::watch::Sender<u64>,
+    /// Bearer token required from clients, if any.
+    pub token: Option<String>,
+    /// How often watches with `allowWatchBookmarks` get a BOOKMARK.
+    pub bookmark_interval: Duration,
+}
+
+impl Shared {
+    /// Fresh state.
+    pub fn new(history: usize, validation: bool, token: Option<String>, bookmark_interval: Duration) -> Self {
+        Self {
+            store: Mutex::new(crate::bootstrap::seeded_store(history)),
+            validation: AtomicBool::new(validation),
+            faults: Mutex::new(Faults::default()),
+            drop_watches: tokio::sync::watch::channel(0).0,
+            token,
+            bookmark_interval,
+        }
+    }
+
+    /// Locks the store (a poisoned lock is recovered: the store stays usable for tests).
+    pub fn store(&self) -> MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Locks the fault rules.
+    pub fn faults(&self) -> MutexGuard<'_, Faults> {
+        self.faults.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether custom resources are validated against their schema.
+    pub fn validation(&self) -> bool {
+        self.validation.load(Ordering::SeqCst)
+    }
+
+    /// Turns schema validation on or off.
+    pub fn set_validation(&self, on: bool) {
+        self.validation.store(on, Ordering::SeqCst);
+    }
+}
+
+/// A resolved resource request.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The served type.
+    pub rt: Arc<ResourceType>,
+    /// Requested version.
+    pub version: String,
+    /// Namespace ("" for cluster-scoped or all namespaces).
+    pub namespace: String,
+    /// Object name.
+    pub name: Option<String>,
+    /// Subresource.
+    pub sub: Option<String>,
+}
+
+impl Target {
+    /// Resolves a parsed path against the registry.
+    pub fn resolve(store: &Store, path: &ObjectPath) -> Result<Self, ApiError> {
+        let rt = store.registry.lookup(&path.group, &path.version, &path.plural).ok_or_else(ApiError::no_route)?;
+        if path.namespace.is_some() && !rt.namespaced {
+            return Err(ApiError::no_route());
+        }
+        if let Some(sub) = &path.sub
+            && !(sub == "status" && rt.status_subresource)
+            && !(sub == "finalize" && rt.plural == "namespaces")
+        {
+            return Err(ApiError::no_route());
+        }
+        Ok(Self {
+            rt,
+            version: path.version.clone(),
+            namespace: path.namespace.clone().unwrap_or_default(),
+            name: path.name.clone(),
+            sub: path.sub.clone(),
+        })
+    }
+
+    /// `apiVersion` for objects answered on this request.
+    pub fn api_version(&self) -> String {
+        self.rt.api_version(&self.version)
+    }
+
+    /// The object name, or 405 on a collection.
+    pub fn name(&self) -> Result<&str, ApiError> {
+        self.name.as_deref().ok_or_else(ApiError::method_not_allowed)
+    }
+
+    /// Whether this addresses the status subresource.
+    pub fn is_status(&self) -> bool {
+        self.sub.as_deref() == Some("status")
+    }
+
+    /// 404 for this object.
+    pub fn not_found(&self, name: &str) -> ApiError {
+        ApiError::not_found(&self.rt.group, &self.rt.plural, name)
+    }
+}

@@ -1,0 +1,76 @@
+//! Shared helpers for integration tests: test PKI, loopback servers, and running a spec.
+#![allow(dead_code)]
+
+pub mod pki;
+pub mod server;
+
+use std::collections::HashMap;
+
+use canary_operator::{
+    api::HealthCheckSpec,
+    probe::{self, Outcome, ProbeContext, ReferenceError, ReferenceSource},
+};
+
+/// Secrets and ConfigMaps held in memory, keyed by (name, key).
+#[derive(Default, Clone)]
+pub struct MapRefs {
+    pub secrets: HashMap<(String, String), Vec<u8>>,
+    pub config_maps: HashMap<(String, String), Vec<u8>>,
+}
+
+impl MapRefs {
+    pub fn secret(mut self, name: &str, key: &str, value: impl Into<Vec<u8>>) -> Self {
+        self.secrets.insert((name.into(), key.into()), value.into());
+        self
+    }
+
+    pub fn config_map(mut self, name: &str, key: &str, value: impl Into<Vec<u8>>) -> Self {
+        self.config_maps.insert((name.into(), key.into()), value.into());
+        self
+    }
+}
+
+fn lookup(map: &HashMap<(String, String), Vec<u8>>, kind: &'static str, name: &str, key: &str) -> Result<Vec<u8>, ReferenceError> {
+    map.get(&(name.to_string(), key.to_string())).cloned().ok_or_else(|| ReferenceError::NotFound {
+        kind,
+        name: name.into(),
+    })
+}
+
+impl ReferenceSource for MapRefs {
+    fn secret_key(&self, name: &str, key: &str) -> Result<Vec<u8>, ReferenceError> {
+        lookup(&self.secrets, "Secret", name, key)
+    }
+
+    fn config_map_key(&self, name: &str, key: &str) -> Result<Vec<u8>, ReferenceError> {
+        lookup(&self.config_maps, "ConfigMap", name, key)
+    }
+}
+
+/// A spec from JSON (the same shape users write in YAML).
+pub fn spec(json: serde_json::Value) -> HealthCheckSpec {
+    serde_json::from_value(json).expect("test spec must deserialize")
+}
+
+/// Builds and runs `spec` once with the default probing policy.
+pub async fn probe_once(spec: &HealthCheckSpec, refs: &MapRefs) -> Outcome {
+    let check = probe::build(spec, refs).expect("test spec must build");
+    probe::run(&check, &ProbeContext::default()).await
+}
+
+/// Open file descriptors of this process.
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// Waits (bounded) until the open descriptor count drops to `target`, returning the last count.
+pub async fn settle_fds(target: usize, deadline: std::time::Duration) -> usize {
+    let until = tokio::time::Instant::now() + deadline;
+    loop {
+        let now = open_fds();
+        if now <= target || tokio::time::Instant::now() >= until {
+            return now;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
