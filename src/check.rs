@@ -57,7 +57,11 @@ impl Loaded {
     pub fn key(&self) -> String {
         format!(
             "{}/{}",
-            self.resource.metadata.namespace.as_deref().unwrap_or("default"),
+            self.resource
+                .metadata
+                .namespace
+                .as_deref()
+                .unwrap_or("default"),
             self.resource.metadata.name.as_deref().unwrap_or_default()
         )
     }
@@ -119,10 +123,11 @@ fn load_file(path: &Path) -> Result<Vec<Loaded>, LoadError> {
         path: path.into(),
         source,
     })?;
-    let documents: Vec<serde_json::Value> = serde_saphyr::from_str_multiple(&text).map_err(|e| LoadError::Yaml {
-        path: path.into(),
-        message: e.to_string(),
-    })?;
+    let documents: Vec<serde_json::Value> =
+        serde_saphyr::from_str_multiple(&text).map_err(|e| LoadError::Yaml {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
     let mut loaded = Vec::new();
     for (index, document) in documents.into_iter().enumerate() {
         if document.is_null() {
@@ -145,24 +150,34 @@ fn load_file(path: &Path) -> Result<Vec<Loaded>, LoadError> {
 
 /// Parses one document strictly: right apiVersion and kind, a name, no unknown spec fields.
 pub fn parse_document(document: serde_json::Value) -> Result<HealthCheck, String> {
-    let field = |name: &str| document.get(name).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+    let field = |name: &str| {
+        document
+            .get(name)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
     let (api_version, kind) = (field("apiVersion"), field("kind"));
     if api_version != "canary.dev/v1alpha1" || kind != "HealthCheck" {
         return Err(format!(
             "apiVersion/kind {api_version:?}/{kind:?} is not canary.dev/v1alpha1 HealthCheck"
         ));
     }
-    let metadata: ObjectMeta = serde_json::from_value(document.get("metadata").cloned().unwrap_or_default())
-        .map_err(|e| format!("metadata: {e}"))?;
+    let metadata: ObjectMeta =
+        serde_json::from_value(document.get("metadata").cloned().unwrap_or_default())
+            .map_err(|e| format!("metadata: {e}"))?;
     if metadata.name.as_deref().is_none_or(str::is_empty) {
         return Err("metadata.name: Required value".into());
     }
-    let spec_value = document.get("spec").cloned().ok_or("spec: Required value")?;
+    let spec_value = document
+        .get("spec")
+        .cloned()
+        .ok_or("spec: Required value")?;
     let mut unknown = Vec::new();
     let spec: HealthCheckSpec = serde_ignored::deserialize(&spec_value, |path| {
         unknown.push(format!("spec.{path}").replace(".?", ""))
     })
-        .map_err(|_| strict_error(&spec_value))?;
+    .map_err(|_| strict_error(&spec_value))?;
     if let Some(field) = unknown.first() {
         return Err(format!("{field}: unknown field"));
     }
@@ -190,9 +205,17 @@ pub struct DirReferences {
 }
 
 impl DirReferences {
-    fn read(dir: Option<&Path>, kind: &'static str, flag: &str, name: &str, key: &str) -> Result<Vec<u8>, ReferenceError> {
+    fn read(
+        dir: Option<&Path>,
+        kind: &'static str,
+        flag: &str,
+        name: &str,
+        key: &str,
+    ) -> Result<Vec<u8>, ReferenceError> {
         let dir = dir.ok_or_else(|| {
-            ReferenceError::Unavailable(format!("{kind} {name:?} is referenced: pass {flag} DIR holding DIR/{name}/{key}"))
+            ReferenceError::Unavailable(format!(
+                "{kind} {name:?} is referenced: pass {flag} DIR holding DIR/{name}/{key}"
+            ))
         })?;
         let object = dir.join(name);
         if !object.is_dir() {
@@ -211,11 +234,23 @@ impl DirReferences {
 
 impl ReferenceSource for DirReferences {
     fn secret_key(&self, name: &str, key: &str) -> Result<Vec<u8>, ReferenceError> {
-        Self::read(self.secrets_dir.as_deref(), "Secret", "--secrets-dir", name, key)
+        Self::read(
+            self.secrets_dir.as_deref(),
+            "Secret",
+            "--secrets-dir",
+            name,
+            key,
+        )
     }
 
     fn config_map_key(&self, name: &str, key: &str) -> Result<Vec<u8>, ReferenceError> {
-        Self::read(self.config_maps_dir.as_deref(), "ConfigMap", "--configmaps-dir", name, key)
+        Self::read(
+            self.config_maps_dir.as_deref(),
+            "ConfigMap",
+            "--configmaps-dir",
+            name,
+            key,
+        )
     }
 }
 
@@ -229,12 +264,20 @@ pub fn build_all(loaded: &[Loaded], refs: &dyn ReferenceSource) -> Result<Vec<Ch
             Err(e) => errors.push(format!("{}: {} ({e})", item.origin(), item.key())),
         }
     }
-    if errors.is_empty() { Ok(checks) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(checks)
+    } else {
+        Err(errors)
+    }
 }
 
 /// Runs each check once, concurrently, and returns the HealthChecks with the status the
 /// operator would write after this run.
-pub async fn run_once(loaded: &[Loaded], checks: Vec<Check>, ctx: ProbeContext) -> Vec<(HealthCheck, Outcome)> {
+pub async fn run_once(
+    loaded: &[Loaded],
+    checks: Vec<Check>,
+    ctx: ProbeContext,
+) -> Vec<(HealthCheck, Outcome)> {
     let ctx = Arc::new(ctx);
     let outcomes: Vec<Outcome> = stream::iter(checks)
         .map(|check| {

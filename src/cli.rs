@@ -63,6 +63,11 @@ pub struct ReferenceArgs {
 #[derive(Debug, Args, Clone)]
 pub struct PolicyArgs {
     /// Networks probes may never connect to (checked on every resolved address and redirect hop).
-    #[arg(long = "deny-cidrs", env = "CANARY_DENY_CIDRS", value_delimiter = ',', default_value = "169.254.0.0/16")]
+    #[arg(
+        long = "deny-cidrs",
+        env = "CANARY_DENY_CIDRS",
+        value_delimiter = ',',
+        default_value = "169.254.0.0/16"
+    )]
     pub deny_cidrs: Vec<IpNet>,
 }

@@ -31,7 +31,9 @@ fn main() -> ExitCode {
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -45,7 +47,9 @@ fn fail(code: u8, message: &str) -> ExitCode {
 
 fn run_check(args: CheckArgs) -> ExitCode {
     let loaded = match check::load(&args.files) {
-        Ok(loaded) if loaded.is_empty() => return fail(EXIT_INVALID, "no HealthCheck found in the given files"),
+        Ok(loaded) if loaded.is_empty() => {
+            return fail(EXIT_INVALID, "no HealthCheck found in the given files");
+        }
         Ok(loaded) => loaded,
         Err(e) => return fail(EXIT_INVALID, &e.to_string()),
     };

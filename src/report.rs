@@ -25,7 +25,11 @@ pub enum ReportError {
 }
 
 /// Writes the results in `format`.
-pub fn write(out: &mut dyn Write, format: Format, results: &[(HealthCheck, Outcome)]) -> Result<(), ReportError> {
+pub fn write(
+    out: &mut dyn Write,
+    format: Format,
+    results: &[(HealthCheck, Outcome)],
+) -> Result<(), ReportError> {
     let resources: Vec<&HealthCheck> = results.iter().map(|(r, _)| r).collect();
     match format {
         Format::Table => write_table(out, results)?,
@@ -39,7 +43,16 @@ pub fn write(out: &mut dyn Write, format: Format, results: &[(HealthCheck, Outco
 }
 
 fn write_table(out: &mut dyn Write, results: &[(HealthCheck, Outcome)]) -> std::io::Result<()> {
-    let header = ["NAMESPACE", "NAME", "RESULT", "REASON", "LATENCY", "HTTP", "CERT-EXPIRES", "MESSAGE"];
+    let header = [
+        "NAMESPACE",
+        "NAME",
+        "RESULT",
+        "REASON",
+        "LATENCY",
+        "HTTP",
+        "CERT-EXPIRES",
+        "MESSAGE",
+    ];
     let rows: Vec<[String; 8]> = results.iter().map(|(r, o)| row(r, o)).collect();
     let mut widths = header.map(str::len);
     for row in &rows {
@@ -77,7 +90,9 @@ fn row(resource: &HealthCheck, outcome: &Outcome) -> [String; 8] {
         if outcome.success() { "PASS" } else { "FAIL" }.into(),
         outcome.reason.as_str().into(),
         seconds(outcome.duration),
-        outcome.http_status.map_or_else(|| "-".into(), |s| s.to_string()),
+        outcome
+            .http_status
+            .map_or_else(|| "-".into(), |s| s.to_string()),
         cert,
         outcome.message.clone(),
     ]

@@ -4,7 +4,9 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::api::{HealthCheckStatus, LastResult, PhaseDurations, Reason, TlsFacts as StatusTlsFacts};
+use crate::api::{
+    HealthCheckStatus, LastResult, PhaseDurations, Reason, TlsFacts as StatusTlsFacts,
+};
 use crate::probe::{Outcome, TlsFacts};
 
 /// The condition type Canary maintains.
@@ -20,7 +22,11 @@ pub struct StatusInputs {
 }
 
 /// The status after `outcome`, starting from `prev` (default when the check never ran).
-pub fn next_status(prev: &HealthCheckStatus, outcome: &Outcome, inputs: StatusInputs) -> HealthCheckStatus {
+pub fn next_status(
+    prev: &HealthCheckStatus,
+    outcome: &Outcome,
+    inputs: StatusInputs,
+) -> HealthCheckStatus {
     let mut next = prev.clone();
     let now = Time(outcome.started_at);
     next.observed_generation = inputs.generation;
@@ -44,7 +50,14 @@ pub fn next_status(prev: &HealthCheckStatus, outcome: &Outcome, inputs: StatusIn
             ready_from_counts(&next, prev, outcome, inputs)
         }
     };
-    set_ready(&mut next.conditions, status, reason, &message, inputs.generation, &now);
+    set_ready(
+        &mut next.conditions,
+        status,
+        reason,
+        &message,
+        inputs.generation,
+        &now,
+    );
     next
 }
 
@@ -88,7 +101,11 @@ fn ready_from_counts(
 }
 
 /// Keeps the previous Ready status (and reason) while a threshold is not yet reached.
-fn hold(previous: Option<&str>, message: String, prev: &HealthCheckStatus) -> (&'static str, Reason, String) {
+fn hold(
+    previous: Option<&str>,
+    message: String,
+    prev: &HealthCheckStatus,
+) -> (&'static str, Reason, String) {
     let reason = (ready_condition(&prev.conditions))
         .and_then(|c| Reason::ALL.iter().copied().find(|r| r.as_str() == c.reason))
         .unwrap_or(Reason::Pending);
@@ -165,5 +182,105 @@ pub fn status_tls_facts(facts: &TlsFacts) -> StatusTlsFacts {
         not_after: leaf.map(|l| Time(l.not_after)),
         chain_earliest_not_after: facts.chain_earliest_not_after().map(Time),
         verified: facts.verified,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn outcome(reason: Reason, at: i64) -> Outcome {
+        let mut outcome = Outcome::not_run(reason, format!("{reason} at {at}"));
+        outcome.started_at = jiff::Timestamp::from_second(1_800_000_000 + at).unwrap();
+        outcome.duration = Duration::from_millis(183);
+        outcome
+    }
+
+    fn inputs(failure_threshold: u32, success_threshold: u32) -> StatusInputs {
+        StatusInputs {
+            generation: Some(3),
+            failure_threshold,
+            success_threshold,
+            next_run: None,
+        }
+    }
+
+    fn ready(status: &HealthCheckStatus) -> (&str, &str, i64) {
+        let c = ready_condition(&status.conditions).unwrap();
+        (
+            c.status.as_str(),
+            c.reason.as_str(),
+            c.last_transition_time.0.as_second() - 1_800_000_000,
+        )
+    }
+
+    #[test]
+    fn failure_threshold_holds_ready_until_reached() {
+        let inputs = inputs(3, 1);
+        let mut status = next_status(
+            &HealthCheckStatus::default(),
+            &outcome(Reason::Succeeded, 0),
+            inputs,
+        );
+        assert_eq!(ready(&status), ("True", "Succeeded", 0));
+        for at in 1..=2 {
+            status = next_status(&status, &outcome(Reason::Timeout, at), inputs);
+            assert_eq!(
+                ready(&status),
+                ("True", "Succeeded", 0),
+                "failure {at} is tolerated"
+            );
+        }
+        status = next_status(&status, &outcome(Reason::Timeout, 3), inputs);
+        assert_eq!(ready(&status), ("False", "Timeout", 3));
+        assert_eq!(status.consecutive_failures, 3);
+        assert_eq!(status.observed_generation, Some(3));
+        assert_eq!(status.last_result.as_ref().unwrap().duration, "0.183s");
+    }
+
+    #[test]
+    fn success_threshold_and_transition_time() {
+        let inputs = inputs(1, 2);
+        let mut status = next_status(
+            &HealthCheckStatus::default(),
+            &outcome(Reason::UnexpectedStatus, 0),
+            inputs,
+        );
+        assert_eq!(ready(&status), ("False", "UnexpectedStatus", 0));
+        status = next_status(&status, &outcome(Reason::Succeeded, 1), inputs);
+        assert_eq!(ready(&status), ("False", "UnexpectedStatus", 0));
+        status = next_status(&status, &outcome(Reason::Succeeded, 2), inputs);
+        assert_eq!(ready(&status), ("True", "Succeeded", 2));
+        assert_eq!(status.consecutive_successes, 2);
+        assert_eq!(
+            status.last_failure_time.as_ref().unwrap().0.as_second(),
+            1_800_000_000
+        );
+    }
+
+    #[test]
+    fn prober_error_changes_neither_ready_nor_counters() {
+        let inputs = inputs(1, 1);
+        let status = next_status(
+            &HealthCheckStatus::default(),
+            &outcome(Reason::Succeeded, 0),
+            inputs,
+        );
+        let after = next_status(&status, &outcome(Reason::ProberError, 1), inputs);
+        assert_eq!(ready(&after), ("True", "Succeeded", 0));
+        assert_eq!(after.consecutive_successes, 1);
+        assert_eq!(after.last_run_time, status.last_run_time);
+        assert_eq!(after.last_result.unwrap().reason, Reason::ProberError);
+    }
+
+    #[test]
+    fn first_failure_below_threshold_is_pending() {
+        let status = next_status(
+            &HealthCheckStatus::default(),
+            &outcome(Reason::Timeout, 0),
+            inputs(2, 1),
+        );
+        assert_eq!(ready(&status), ("Unknown", "Pending", 0));
     }
 }

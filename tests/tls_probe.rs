@@ -28,7 +28,8 @@ fn pki() -> Pki {
 
 impl Pki {
     fn leaf(&self, names: &[&str], from_days: i64, to_days: i64) -> Leaf {
-        self.intermediate.leaf(names, Duration::days(from_days), Duration::days(to_days))
+        self.intermediate
+            .leaf(names, Duration::days(from_days), Duration::days(to_days))
     }
 
     fn refs(&self) -> MapRefs {
@@ -36,14 +37,23 @@ impl Pki {
     }
 }
 
-async fn serve(leaf: &Leaf, chain_extra: &[&Ca], versions: &[&'static rustls::SupportedProtocolVersion]) -> TestServer {
+async fn serve(
+    leaf: &Leaf,
+    chain_extra: &[&Ca],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> TestServer {
     let mut chain = vec![leaf.der.clone()];
     chain.extend(chain_extra.iter().map(|ca| ca.der.clone()));
     let config = tls_config(chain, leaf.key(), versions, None);
     TestServer::start(Transport::Tls(config), |_| Reply::ok("ok")).await
 }
 
-async fn https(server: &TestServer, host: &str, refs: &MapRefs, policy: serde_json::Value) -> Outcome {
+async fn https(
+    server: &TestServer,
+    host: &str,
+    refs: &MapRefs,
+    policy: serde_json::Value,
+) -> Outcome {
     let mut policy = policy;
     policy["caBundle"] = json!({"configMapKeyRef": {"name": "ca", "key": "ca.crt"}});
     let spec = spec(json!({
@@ -61,11 +71,25 @@ fn assert_reason(outcome: &Outcome, reason: Reason) {
 fn assert_leaf_facts(outcome: &Outcome, leaf: &Leaf, names: &[&str]) {
     let facts = outcome.tls.as_ref().expect("TLS facts must be reported");
     let reported = facts.leaf().expect("leaf facts");
-    assert_eq!(reported.not_after.as_second(), leaf.not_after.unix_timestamp());
-    assert_eq!(reported.not_before.as_second(), leaf.not_before.unix_timestamp());
+    assert_eq!(
+        reported.not_after.as_second(),
+        leaf.not_after.unix_timestamp()
+    );
+    assert_eq!(
+        reported.not_before.as_second(),
+        leaf.not_before.unix_timestamp()
+    );
     assert_eq!(reported.dns_names, names);
-    assert!(reported.issuer.contains("Canary Test Intermediate"), "issuer {}", reported.issuer);
-    assert!(reported.subject.contains(&format!("CN={}", names[0])), "subject {}", reported.subject);
+    assert!(
+        reported.issuer.contains("Canary Test Intermediate"),
+        "issuer {}",
+        reported.issuer
+    );
+    assert!(
+        reported.subject.contains(&format!("CN={}", names[0])),
+        "subject {}",
+        reported.subject
+    );
     assert!(!reported.serial_number.is_empty());
 }
 
@@ -95,7 +119,10 @@ async fn expired_certificate_reports_expired_with_its_dates() {
     assert_reason(&outcome, Reason::CertificateExpired);
     assert_leaf_facts(&outcome, &leaf, &["localhost"]);
     assert!(!outcome.tls.unwrap().verified);
-    assert!(server.requests().is_empty(), "no request may be sent over an unverified session");
+    assert!(
+        server.requests().is_empty(),
+        "no request may be sent over an unverified session"
+    );
 }
 
 #[tokio::test]
@@ -113,9 +140,19 @@ async fn certificate_expiring_in_five_days_fails_a_fourteen_day_policy() {
     let pki = pki();
     let leaf = pki.leaf(&["localhost"], -60, 5);
     let server = serve(&leaf, &[&pki.intermediate], &[&TLS13]).await;
-    let outcome = https(&server, "localhost", &pki.refs(), json!({"minRemainingValidity": "336h"})).await;
+    let outcome = https(
+        &server,
+        "localhost",
+        &pki.refs(),
+        json!({"minRemainingValidity": "336h"}),
+    )
+    .await;
     assert_reason(&outcome, Reason::CertificateExpiringSoon);
-    assert!(outcome.message.contains("expires in 4d23h") && outcome.message.contains("< 14d"), "{}", outcome.message);
+    assert!(
+        outcome.message.contains("expires in 4d23h") && outcome.message.contains("< 14d"),
+        "{}",
+        outcome.message
+    );
     assert_leaf_facts(&outcome, &leaf, &["localhost"]);
     assert!(outcome.tls.unwrap().verified, "the chain itself is valid");
 }
@@ -135,7 +172,13 @@ async fn server_name_override_sets_sni_and_verified_name() {
     let pki = pki();
     let leaf = pki.leaf(&["api.shop.example"], -1, 90);
     let server = serve(&leaf, &[&pki.intermediate], &[&TLS13]).await;
-    let outcome = https(&server, "127.0.0.1", &pki.refs(), json!({"serverName": "api.shop.example"})).await;
+    let outcome = https(
+        &server,
+        "127.0.0.1",
+        &pki.refs(),
+        json!({"serverName": "api.shop.example"}),
+    )
+    .await;
     assert_reason(&outcome, Reason::Succeeded);
 }
 
@@ -155,7 +198,12 @@ async fn unknown_issuer_is_untrusted() {
 async fn self_signed_certificate_is_untrusted_and_still_described() {
     let pki = pki();
     let own = Ca::root("localhost");
-    let config = tls_config(vec![own.der.clone()], rustls_pki_types::PrivateKeyDer::Pkcs8(own.key.serialize_der().into()), &[&TLS13], None);
+    let config = tls_config(
+        vec![own.der.clone()],
+        rustls_pki_types::PrivateKeyDer::Pkcs8(own.key.serialize_der().into()),
+        &[&TLS13],
+        None,
+    );
     let server = TestServer::start(Transport::Tls(config), |_| Reply::ok("ok")).await;
     let outcome = https(&server, "localhost", &pki.refs(), json!({})).await;
     assert_reason(&outcome, Reason::CertificateUntrusted);
@@ -171,7 +219,11 @@ async fn server_omitting_the_intermediate_is_untrusted() {
     let server = serve(&leaf, &[], &[&TLS13]).await;
     let outcome = https(&server, "localhost", &pki.refs(), json!({})).await;
     assert_reason(&outcome, Reason::CertificateUntrusted);
-    assert!(outcome.message.contains("intermediate"), "{}", outcome.message);
+    assert!(
+        outcome.message.contains("intermediate"),
+        "{}",
+        outcome.message
+    );
     assert_leaf_facts(&outcome, &leaf, &["localhost"]);
 }
 
@@ -181,9 +233,21 @@ async fn pinned_key_match_passes_and_mismatch_fails() {
     let leaf = pki.leaf(&["localhost"], -1, 90);
     let other = pki.leaf(&["localhost"], -1, 90);
     let server = serve(&leaf, &[&pki.intermediate], &[&TLS13]).await;
-    let hit = https(&server, "localhost", &pki.refs(), json!({"pinnedPublicKeys": [other.pin(), leaf.pin()]})).await;
+    let hit = https(
+        &server,
+        "localhost",
+        &pki.refs(),
+        json!({"pinnedPublicKeys": [other.pin(), leaf.pin()]}),
+    )
+    .await;
     assert_reason(&hit, Reason::Succeeded);
-    let miss = https(&server, "localhost", &pki.refs(), json!({"pinnedPublicKeys": [other.pin()]})).await;
+    let miss = https(
+        &server,
+        "localhost",
+        &pki.refs(),
+        json!({"pinnedPublicKeys": [other.pin()]}),
+    )
+    .await;
     assert_reason(&miss, Reason::CertificatePinMismatch);
     assert!(miss.tls.is_some());
 }
@@ -194,14 +258,38 @@ async fn expected_names_and_issuer_hit_and_miss() {
     let leaf = pki.leaf(&["localhost", "api.test"], -1, 90);
     let server = serve(&leaf, &[&pki.intermediate], &[&TLS13]).await;
     let refs = pki.refs();
-    let names_hit = https(&server, "localhost", &refs, json!({"expectedDNSNames": ["api.test", "localhost"]})).await;
+    let names_hit = https(
+        &server,
+        "localhost",
+        &refs,
+        json!({"expectedDNSNames": ["api.test", "localhost"]}),
+    )
+    .await;
     assert_reason(&names_hit, Reason::Succeeded);
-    let names_miss = https(&server, "localhost", &refs, json!({"expectedDNSNames": ["api.test", "www.test"]})).await;
+    let names_miss = https(
+        &server,
+        "localhost",
+        &refs,
+        json!({"expectedDNSNames": ["api.test", "www.test"]}),
+    )
+    .await;
     assert_reason(&names_miss, Reason::CertificateMismatch);
     assert!(names_miss.message.contains("www.test"));
-    let issuer_hit = https(&server, "localhost", &refs, json!({"expectedIssuer": "CN=Canary Test Intermediate"})).await;
+    let issuer_hit = https(
+        &server,
+        "localhost",
+        &refs,
+        json!({"expectedIssuer": "CN=Canary Test Intermediate"}),
+    )
+    .await;
     assert_reason(&issuer_hit, Reason::Succeeded);
-    let issuer_miss = https(&server, "localhost", &refs, json!({"expectedIssuer": "CN=Let's Encrypt"})).await;
+    let issuer_miss = https(
+        &server,
+        "localhost",
+        &refs,
+        json!({"expectedIssuer": "CN=Let's Encrypt"}),
+    )
+    .await;
     assert_reason(&issuer_miss, Reason::CertificateMismatch);
     assert_leaf_facts(&issuer_miss, &leaf, &["localhost", "api.test"]);
 }
@@ -211,9 +299,21 @@ async fn min_version_1_3_against_a_tls12_only_server() {
     let pki = pki();
     let leaf = pki.leaf(&["localhost"], -1, 90);
     let server = serve(&leaf, &[&pki.intermediate], &[&TLS12]).await;
-    let outcome = https(&server, "localhost", &pki.refs(), json!({"minVersion": "1.3"})).await;
+    let outcome = https(
+        &server,
+        "localhost",
+        &pki.refs(),
+        json!({"minVersion": "1.3"}),
+    )
+    .await;
     assert_reason(&outcome, Reason::TLSVersionTooLow);
-    let ok = https(&server, "localhost", &pki.refs(), json!({"minVersion": "1.2"})).await;
+    let ok = https(
+        &server,
+        "localhost",
+        &pki.refs(),
+        json!({"minVersion": "1.2"}),
+    )
+    .await;
     assert_reason(&ok, Reason::Succeeded);
     assert_eq!(ok.tls.unwrap().version.as_deref(), Some("TLSv1.2"));
 }
@@ -223,15 +323,33 @@ async fn mutual_tls_with_and_without_a_client_certificate() {
     let pki = pki();
     let leaf = pki.leaf(&["localhost"], -1, 90);
     let chain = vec![leaf.der.clone(), pki.intermediate.der.clone()];
-    let config = tls_config(chain, leaf.key(), &[&TLS13, &TLS12], Some(pki.root.der.clone()));
+    let config = tls_config(
+        chain,
+        leaf.key(),
+        &[&TLS13, &TLS12],
+        Some(pki.root.der.clone()),
+    );
     let server = TestServer::start(Transport::Tls(config), |_| Reply::ok("ok")).await;
     let client = pki.root.client("probe.test");
-    let refs = pki.refs().secret("probe-mtls", "tls.crt", client.pem.clone()).secret("probe-mtls", "tls.key", client.key_pem.clone());
-    let with = https(&server, "localhost", &refs, json!({"clientCertificate": {"secretName": "probe-mtls"}})).await;
+    let refs = pki
+        .refs()
+        .secret("probe-mtls", "tls.crt", client.pem.clone())
+        .secret("probe-mtls", "tls.key", client.key_pem.clone());
+    let with = https(
+        &server,
+        "localhost",
+        &refs,
+        json!({"clientCertificate": {"secretName": "probe-mtls"}}),
+    )
+    .await;
     assert_reason(&with, Reason::Succeeded);
     let without = https(&server, "localhost", &refs, json!({})).await;
     assert_reason(&without, Reason::TLSHandshakeFailed);
-    assert_eq!(server.requests().len(), 1, "only the authenticated probe reaches the server");
+    assert_eq!(
+        server.requests().len(),
+        1,
+        "only the authenticated probe reaches the server"
+    );
 }
 
 #[tokio::test]
@@ -253,13 +371,25 @@ async fn verify_false_accepts_a_self_signed_certificate_and_reports_facts() {
 #[tokio::test]
 async fn short_lived_certificate_past_two_thirds_of_its_life_is_renewal_overdue() {
     let pki = pki();
-    let leaf = pki.intermediate.leaf(&["localhost"], Duration::hours(-20), Duration::hours(4));
+    let leaf = pki
+        .intermediate
+        .leaf(&["localhost"], Duration::hours(-20), Duration::hours(4));
     let server = serve(&leaf, &[&pki.intermediate], &[&TLS13]).await;
     let policy = json!({"minRemainingValidity": "1h", "minRemainingLifetimePercent": 33});
     let outcome = https(&server, "localhost", &pki.refs(), policy).await;
     assert_reason(&outcome, Reason::CertificateExpiringSoon);
-    assert!(outcome.message.contains("17% of its lifetime left"), "{}", outcome.message);
-    let relaxed = https(&server, "localhost", &pki.refs(), json!({"minRemainingValidity": "1h", "minRemainingLifetimePercent": 10})).await;
+    assert!(
+        outcome.message.contains("17% of its lifetime left"),
+        "{}",
+        outcome.message
+    );
+    let relaxed = https(
+        &server,
+        "localhost",
+        &pki.refs(),
+        json!({"minRemainingValidity": "1h", "minRemainingLifetimePercent": 10}),
+    )
+    .await;
     assert_reason(&relaxed, Reason::Succeeded);
 }
 

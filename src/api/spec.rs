@@ -173,7 +173,10 @@ impl HttpMethod {
 }]))]
 pub struct HttpHeader {
     /// Header name.
-    #[schemars(regex(pattern = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"), length(min = 1, max = 256))]
+    #[schemars(
+        regex(pattern = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"),
+        length(min = 1, max = 256)
+    )]
     pub name: String,
     /// Literal value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -203,7 +206,10 @@ pub struct ValueSource {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, JsonSchema)]
 pub struct KeyRef {
     /// Object name.
-    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"), length(min = 1, max = 253))]
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"),
+        length(min = 1, max = 253)
+    )]
     pub name: String,
     /// Key within the object's data.
     #[schemars(regex(pattern = r"^[-._a-zA-Z0-9]+$"), length(min = 1, max = 253))]
@@ -303,7 +309,11 @@ pub struct TlsPolicy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_bundle: Option<ValueSource>,
     /// Names that must all be in the leaf certificate's SANs.
-    #[serde(default, rename = "expectedDNSNames", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        rename = "expectedDNSNames",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     #[schemars(length(max = 64))]
     pub expected_dns_names: Vec<String>,
     /// Substring of the leaf certificate's issuer DN.
@@ -311,7 +321,10 @@ pub struct TlsPolicy {
     pub expected_issuer: Option<String>,
     /// SPKI pins (`sha256/BASE64`); a match on any certificate of the served chain passes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16), inner(regex(pattern = r"^sha256/[A-Za-z0-9+/]{43}=$")))]
+    #[schemars(
+        length(max = 16),
+        inner(regex(pattern = r"^sha256/[A-Za-z0-9+/]{43}=$"))
+    )]
     pub pinned_public_keys: Vec<String>,
     /// Client certificate for mutual TLS, from a kubernetes.io/tls Secret in the same namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -354,6 +367,9 @@ pub enum TlsVersion {
 #[serde(rename_all = "camelCase")]
 pub struct ClientCertificate {
     /// Secret name in the HealthCheck's namespace.
-    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"), length(min = 1, max = 253))]
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"),
+        length(min = 1, max = 253)
+    )]
     pub secret_name: String,
 }

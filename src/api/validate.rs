@@ -99,13 +99,19 @@ pub fn validate(spec: &HealthCheckSpec) -> Result<ParsedSpec, Vec<FieldError>> {
     let interval = errors.take(parse_duration("spec.interval", &spec.interval));
     let timeout = errors.take(parse_duration("spec.timeout", &spec.timeout));
     if let Some(interval) = interval.filter(|i| *i < Duration::from_secs(1)) {
-        errors.push("spec.interval", format!("{} is below the minimum of 1s", fmt_go(interval)));
+        errors.push(
+            "spec.interval",
+            format!("{} is below the minimum of 1s", fmt_go(interval)),
+        );
     }
     if let (Some(interval), Some(timeout)) = (interval, timeout) {
         if timeout >= interval {
             errors.push(
                 "spec.timeout",
-                format!("{} must be shorter than spec.interval ({})", spec.timeout, spec.interval),
+                format!(
+                    "{} must be shorter than spec.interval ({})",
+                    spec.timeout, spec.interval
+                ),
             );
         }
         if timeout.is_zero() {
@@ -122,9 +128,15 @@ pub fn validate(spec: &HealthCheckSpec) -> Result<ParsedSpec, Vec<FieldError>> {
     }
     let kinds = [spec.http.is_some(), spec.tcp.is_some(), spec.tls.is_some()];
     if kinds.iter().filter(|set| **set).count() != 1 {
-        errors.push("spec", "exactly one of spec.http, spec.tcp or spec.tls must be set");
+        errors.push(
+            "spec",
+            "exactly one of spec.http, spec.tcp or spec.tls must be set",
+        );
     }
-    let http = spec.http.as_ref().and_then(|http| validate_http(http, &mut errors));
+    let http = spec
+        .http
+        .as_ref()
+        .and_then(|http| validate_http(http, &mut errors));
     for (field, target) in [("spec.tcp", &spec.tcp), ("spec.tls", &spec.tls)] {
         if let Some(target) = target {
             validate_target(field, target, &mut errors);
@@ -147,20 +159,32 @@ fn validate_http(http: &HttpProbe, errors: &mut Errors) -> Option<ParsedHttp> {
     for (i, header) in http.headers.iter().enumerate() {
         let field = format!("spec.http.headers[{i}]");
         if http::HeaderName::from_bytes(header.name.as_bytes()).is_err() {
-            errors.push(format!("{field}.name"), format!("{:?} is not a valid header name", header.name));
+            errors.push(
+                format!("{field}.name"),
+                format!("{:?} is not a valid header name", header.name),
+            );
         }
         if header.value.is_some() == header.value_from.is_some() {
-            errors.push(field.clone(), "exactly one of value or valueFrom must be set");
+            errors.push(
+                field.clone(),
+                "exactly one of value or valueFrom must be set",
+            );
         }
         if let Some(value) = &header.value
             && http::HeaderValue::from_str(value).is_err()
         {
-            errors.push(format!("{field}.value"), "must not contain control characters");
+            errors.push(
+                format!("{field}.value"),
+                "must not contain control characters",
+            );
         }
         if let Some(source) = &header.value_from
             && source.secret_key_ref.is_some() == source.config_map_key_ref.is_some()
         {
-            errors.push(format!("{field}.valueFrom"), "exactly one of secretKeyRef or configMapKeyRef must be set");
+            errors.push(
+                format!("{field}.valueFrom"),
+                "exactly one of secretKeyRef or configMapKeyRef must be set",
+            );
         }
     }
     let max_body_bytes = errors.take(parse_max_body(http.max_body_bytes.as_ref()));
@@ -168,7 +192,10 @@ fn validate_http(http: &HttpProbe, errors: &mut Errors) -> Option<ParsedHttp> {
         .filter_map(|(i, s)| errors.take(parse_status(i, s)))
         .collect();
     if http.expect.status.is_empty() {
-        errors.push("spec.http.expect.status", "must list at least one code or class");
+        errors.push(
+            "spec.http.expect.status",
+            "must list at least one code or class",
+        );
     }
     let body_regex = match &http.expect.body_regex {
         Some(pattern) => errors.take(compile_regex(pattern)),
@@ -192,7 +219,10 @@ fn validate_target(field: &str, target: &SocketTarget, errors: &mut Errors) {
         errors.push(format!("{field}.host"), "Required value");
     }
     if !(1..=65535).contains(&target.port) {
-        errors.push(format!("{field}.port"), format!("{} is outside 1..65535", target.port));
+        errors.push(
+            format!("{field}.port"),
+            format!("{} is outside 1..65535", target.port),
+        );
     }
 }
 
@@ -204,12 +234,18 @@ fn validate_tls_policy(policy: Option<&TlsPolicy>, errors: &mut Errors) -> Optio
         &policy.min_remaining_validity,
     ));
     if !(0..=100).contains(&policy.min_remaining_lifetime_percent) {
-        errors.push("spec.tlsPolicy.minRemainingLifetimePercent", "must be within 0..100");
+        errors.push(
+            "spec.tlsPolicy.minRemainingLifetimePercent",
+            "must be within 0..100",
+        );
     }
     if let Some(source) = &policy.ca_bundle
         && source.secret_key_ref.is_some() == source.config_map_key_ref.is_some()
     {
-        errors.push("spec.tlsPolicy.caBundle", "exactly one of secretKeyRef or configMapKeyRef must be set");
+        errors.push(
+            "spec.tlsPolicy.caBundle",
+            "exactly one of secretKeyRef or configMapKeyRef must be set",
+        );
     }
     let pins = (policy.pinned_public_keys.iter().enumerate())
         .filter_map(|(i, pin)| errors.take(parse_pin(i, pin)))
@@ -229,7 +265,9 @@ static DURATION_RE: LazyLock<Regex> = LazyLock::new(|| {
 pub fn parse_duration(field: &str, value: &str) -> Result<Duration, FieldError> {
     let invalid = |why: &str| FieldError {
         field: field.into(),
-        message: format!("{value:?} is not a valid duration ({why}); use e.g. 500ms, 30s, 5m, 1h30m"),
+        message: format!(
+            "{value:?} is not a valid duration ({why}); use e.g. 500ms, 30s, 5m, 1h30m"
+        ),
     };
     if !DURATION_RE.is_match(value) {
         return Err(invalid("expected digits followed by ms, s, m or h"));
@@ -244,15 +282,21 @@ fn parse_url(value: &str) -> Result<url::Url, FieldError> {
         field: "spec.http.url".into(),
         message,
     };
-    let url = url::Url::parse(value).map_err(|e| error(format!("{value:?} is not a valid URL: {e}")))?;
+    let url =
+        url::Url::parse(value).map_err(|e| error(format!("{value:?} is not a valid URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(error(format!("scheme {:?} is not supported; use http or https", url.scheme())));
+        return Err(error(format!(
+            "scheme {:?} is not supported; use http or https",
+            url.scheme()
+        )));
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(error(format!("{value:?} has no host")));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(error("credentials in the URL are not allowed; use a header from a Secret".into()));
+        return Err(error(
+            "credentials in the URL are not allowed; use a header from a Secret".into(),
+        ));
     }
     Ok(url)
 }
@@ -281,7 +325,9 @@ fn parse_max_body(value: Option<&IntOrString>) -> Result<u64, FieldError> {
 
 /// Parses a whole-number Kubernetes quantity (`512`, `64Ki`, `1Mi`, `1M`).
 pub fn parse_quantity(value: &str) -> Option<u64> {
-    let split = value.find(|c: char| !c.is_ascii_digit()).unwrap_or(value.len());
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
     let (digits, suffix) = value.split_at(split);
     let multiplier: u64 = match suffix {
         "" => 1,
@@ -332,7 +378,8 @@ fn compile_regex(pattern: &str) -> Result<Regex, FieldError> {
 fn parse_pin(index: usize, pin: &str) -> Result<[u8; 32], FieldError> {
     let invalid = || FieldError {
         field: format!("spec.tlsPolicy.pinnedPublicKeys[{index}]"),
-        message: "must be sha256/ followed by the base64 SHA-256 digest of a SubjectPublicKeyInfo".into(),
+        message: "must be sha256/ followed by the base64 SHA-256 digest of a SubjectPublicKeyInfo"
+            .into(),
     };
     let encoded = pin.strip_prefix("sha256/").ok_or_else(invalid)?;
     let digest = base64::engine::general_purpose::STANDARD
@@ -359,7 +406,10 @@ pub fn fmt_go(duration: Duration) -> String {
     }
     if s > 0 || frac > 0 {
         if frac > 0 && h == 0 {
-            out.push_str(&format!("{s}.{}s", format!("{frac:03}").trim_end_matches('0')));
+            out.push_str(&format!(
+                "{s}.{}s",
+                format!("{frac:03}").trim_end_matches('0')
+            ));
         } else {
             out.push_str(&format!("{s}s"));
         }
@@ -384,7 +434,10 @@ mod tests {
         let http = parsed.http.unwrap();
         assert_eq!(http.max_body_bytes, 1 << 20);
         assert_eq!(http.status, vec![StatusMatch::Class(2)]);
-        assert_eq!(parsed.tls_policy.min_remaining_validity, Duration::from_secs(336 * 3600));
+        assert_eq!(
+            parsed.tls_policy.min_remaining_validity,
+            Duration::from_secs(336 * 3600)
+        );
     }
 
     #[test]
@@ -393,13 +446,20 @@ mod tests {
         spec.interval = "5s".into();
         spec.timeout = "10s".into();
         spec.failure_threshold = -1;
-        spec.tcp = Some(SocketTarget { host: "db".into(), port: 0 });
+        spec.tcp = Some(SocketTarget {
+            host: "db".into(),
+            port: 0,
+        });
         spec.http.as_mut().unwrap().expect = HttpExpect {
             status: vec![IntOrString::String("6xx".into())],
             body_regex: Some("(".into()),
             ..HttpExpect::default()
         };
-        let fields: Vec<String> = validate(&spec).unwrap_err().into_iter().map(|e| e.field).collect();
+        let fields: Vec<String> = validate(&spec)
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
         for expected in [
             "spec.timeout",
             "spec.failureThreshold",
@@ -409,14 +469,23 @@ mod tests {
             "spec.http.expect.bodyRegex",
             "spec.tcp.port",
         ] {
-            assert!(fields.iter().any(|f| f == expected), "{expected} missing from {fields:?}");
+            assert!(
+                fields.iter().any(|f| f == expected),
+                "{expected} missing from {fields:?}"
+            );
         }
     }
 
     #[test]
     fn durations_follow_go_syntax() {
-        assert_eq!(parse_duration("f", "1h30m").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_duration("f", "500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(
+            parse_duration("f", "1h30m").unwrap(),
+            Duration::from_secs(5400)
+        );
+        assert_eq!(
+            parse_duration("f", "500ms").unwrap(),
+            Duration::from_millis(500)
+        );
         for bad in ["", "10", "-1s", "1.5s", "1d", "s"] {
             let error = parse_duration("spec.interval", bad).unwrap_err();
             assert_eq!(error.field, "spec.interval", "{bad}");
@@ -434,14 +503,20 @@ mod tests {
         assert_eq!(parse_quantity("1.5Mi"), None);
         assert!(StatusMatch::Class(2).matches(204));
         assert!(!StatusMatch::Class(2).matches(301));
-        assert_eq!(parse_status(0, &IntOrString::Int(418)).unwrap(), StatusMatch::Code(418));
+        assert_eq!(
+            parse_status(0, &IntOrString::Int(418)).unwrap(),
+            StatusMatch::Code(418)
+        );
         assert!(parse_status(0, &IntOrString::Int(99)).is_err());
         assert_eq!(HttpMethod::default().as_str(), "GET");
     }
 
     #[test]
     fn pins_must_be_sha256_digests() {
-        let pin = format!("sha256/{}", base64::engine::general_purpose::STANDARD.encode([7u8; 32]));
+        let pin = format!(
+            "sha256/{}",
+            base64::engine::general_purpose::STANDARD.encode([7u8; 32])
+        );
         assert_eq!(parse_pin(0, &pin).unwrap(), [7u8; 32]);
         assert!(parse_pin(0, "sha1/AAAA").is_err());
         assert!(parse_pin(0, "sha256/AAAA").is_err());

@@ -55,7 +55,11 @@ pub enum BuildError {
 }
 
 fn join(errors: &[FieldError]) -> String {
-    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl BuildError {
@@ -79,12 +83,22 @@ impl BuildError {
 pub fn build(spec: &HealthCheckSpec, refs: &dyn ReferenceSource) -> Result<Check, BuildError> {
     let parsed = validate(spec).map_err(BuildError::Invalid)?;
     let policy = spec.tls_policy.clone().unwrap_or_default();
-    let tls = tls_settings(&policy, parsed.tls_policy.pins, parsed.tls_policy.min_remaining_validity, refs)?;
+    let tls = tls_settings(
+        &policy,
+        parsed.tls_policy.pins,
+        parsed.tls_policy.min_remaining_validity,
+        refs,
+    )?;
     let target = match (&spec.http, &spec.tcp, &spec.tls, parsed.http) {
         (Some(http), _, _, Some(parsed)) => Target::Http(Box::new(http_check(http, parsed, refs)?)),
         (_, Some(tcp), _, _) => Target::Tcp(endpoint(tcp)),
         (_, _, Some(tls), _) => Target::Tls(endpoint(tls)),
-        _ => return Err(BuildError::invalid("spec", "exactly one of spec.http, spec.tcp or spec.tls must be set")),
+        _ => {
+            return Err(BuildError::invalid(
+                "spec",
+                "exactly one of spec.http, spec.tcp or spec.tls must be set",
+            ));
+        }
     };
     Ok(Check {
         target,
@@ -101,7 +115,11 @@ fn endpoint(target: &SocketTarget) -> Endpoint {
     }
 }
 
-fn http_check(http: &HttpProbe, parsed: ParsedHttp, refs: &dyn ReferenceSource) -> Result<HttpCheck, BuildError> {
+fn http_check(
+    http: &HttpProbe,
+    parsed: ParsedHttp,
+    refs: &dyn ReferenceSource,
+) -> Result<HttpCheck, BuildError> {
     let mut headers = Vec::with_capacity(http.headers.len());
     for (i, header) in http.headers.iter().enumerate() {
         let field = format!("spec.http.headers[{i}]");
@@ -110,12 +128,21 @@ fn http_check(http: &HttpProbe, parsed: ParsedHttp, refs: &dyn ReferenceSource) 
         let value = match (&header.value, &header.value_from) {
             (Some(value), _) => value.as_bytes().to_vec(),
             (None, Some(source)) => fetch(source, &format!("{field}.valueFrom"), refs)?,
-            (None, None) => return Err(BuildError::invalid(field, "exactly one of value or valueFrom must be set")),
+            (None, None) => {
+                return Err(BuildError::invalid(
+                    field,
+                    "exactly one of value or valueFrom must be set",
+                ));
+            }
         };
         // Secrets often end in a newline written by `echo`; a header value cannot hold one.
         let trimmed = value.trim_ascii_end();
-        let value = HeaderValue::from_bytes(trimmed)
-            .map_err(|_| BuildError::invalid(format!("{field}.valueFrom"), "value contains characters a header cannot carry"))?;
+        let value = HeaderValue::from_bytes(trimmed).map_err(|_| {
+            BuildError::invalid(
+                format!("{field}.valueFrom"),
+                "value contains characters a header cannot carry",
+            )
+        })?;
         headers.push((name, value));
     }
     let method = Method::from_bytes(http.method.as_str().as_bytes())
@@ -137,11 +164,20 @@ fn http_check(http: &HttpProbe, parsed: ParsedHttp, refs: &dyn ReferenceSource) 
     })
 }
 
-fn fetch(source: &ValueSource, field: &str, refs: &dyn ReferenceSource) -> Result<Vec<u8>, BuildError> {
+fn fetch(
+    source: &ValueSource,
+    field: &str,
+    refs: &dyn ReferenceSource,
+) -> Result<Vec<u8>, BuildError> {
     let result = match (&source.secret_key_ref, &source.config_map_key_ref) {
         (Some(r), None) => refs.secret_key(&r.name, &r.key),
         (None, Some(r)) => refs.config_map_key(&r.name, &r.key),
-        _ => return Err(BuildError::invalid(field, "exactly one of secretKeyRef or configMapKeyRef must be set")),
+        _ => {
+            return Err(BuildError::invalid(
+                field,
+                "exactly one of secretKeyRef or configMapKeyRef must be set",
+            ));
+        }
     };
     result.map_err(|source| BuildError::Reference {
         field: field.into(),
@@ -172,14 +208,19 @@ fn tls_settings(
             let pem = fetch(source, field, refs)?;
             let extra: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
                 .collect::<Result<_, _>>()
-                .map_err(|e| BuildError::invalid(field, format!("not a PEM certificate bundle: {e}")))?;
+                .map_err(|e| {
+                    BuildError::invalid(field, format!("not a PEM certificate bundle: {e}"))
+                })?;
             if extra.is_empty() {
                 return Err(BuildError::invalid(field, "holds no PEM certificates"));
             }
             let mut store = (*system_store()).clone();
             let (added, _) = store.add_parsable_certificates(extra);
             if added == 0 {
-                return Err(BuildError::invalid(field, "holds no usable CA certificates"));
+                return Err(BuildError::invalid(
+                    field,
+                    "holds no usable CA certificates",
+                ));
             }
             Arc::new(store)
         }
@@ -192,8 +233,10 @@ fn tls_settings(
         verify: policy.verify,
         server_name: policy.server_name.clone(),
         min_remaining_validity,
-        min_remaining_lifetime_percent: u8::try_from(policy.min_remaining_lifetime_percent.clamp(0, 100))
-            .unwrap_or_default(),
+        min_remaining_lifetime_percent: u8::try_from(
+            policy.min_remaining_lifetime_percent.clamp(0, 100),
+        )
+        .unwrap_or_default(),
         min_version: policy.min_version,
         expected_dns_names: policy.expected_dns_names.clone(),
         expected_issuer: policy.expected_issuer.clone(),
@@ -206,19 +249,32 @@ fn tls_settings(
 fn client_auth(secret: &str, refs: &dyn ReferenceSource) -> Result<ClientAuth, BuildError> {
     let field = "spec.tlsPolicy.clientCertificate";
     let read = |key: &str| {
-        refs.secret_key(secret, key).map_err(|source| BuildError::Reference {
-            field: field.into(),
-            source,
-        })
+        refs.secret_key(secret, key)
+            .map_err(|source| BuildError::Reference {
+                field: field.into(),
+                source,
+            })
     };
     let (crt, key) = (read("tls.crt")?, read("tls.key")?);
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&crt)
         .collect::<Result<_, _>>()
-        .map_err(|e| BuildError::invalid(field, format!("tls.crt of Secret {secret:?} is not PEM: {e}")))?;
+        .map_err(|e| {
+            BuildError::invalid(
+                field,
+                format!("tls.crt of Secret {secret:?} is not PEM: {e}"),
+            )
+        })?;
     if chain.is_empty() {
-        return Err(BuildError::invalid(field, format!("tls.crt of Secret {secret:?} holds no certificate")));
+        return Err(BuildError::invalid(
+            field,
+            format!("tls.crt of Secret {secret:?} holds no certificate"),
+        ));
     }
-    let key = PrivateKeyDer::from_pem_slice(&key)
-        .map_err(|e| BuildError::invalid(field, format!("tls.key of Secret {secret:?} is not a PEM private key: {e}")))?;
+    let key = PrivateKeyDer::from_pem_slice(&key).map_err(|e| {
+        BuildError::invalid(
+            field,
+            format!("tls.key of Secret {secret:?} is not a PEM private key: {e}"),
+        )
+    })?;
     Ok(ClientAuth { chain, key })
 }

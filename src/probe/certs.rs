@@ -64,28 +64,47 @@ fn timestamp(seconds: i64) -> Option<jiff::Timestamp> {
 
 fn ip_to_string(bytes: &[u8]) -> Option<String> {
     match bytes.len() {
-        4 => <[u8; 4]>::try_from(bytes).ok().map(|b| std::net::Ipv4Addr::from(b).to_string()),
-        16 => <[u8; 16]>::try_from(bytes).ok().map(|b| std::net::Ipv6Addr::from(b).to_string()),
+        4 => <[u8; 4]>::try_from(bytes)
+            .ok()
+            .map(|b| std::net::Ipv4Addr::from(b).to_string()),
+        16 => <[u8; 16]>::try_from(bytes)
+            .ok()
+            .map(|b| std::net::Ipv6Addr::from(b).to_string()),
         _ => None,
     }
 }
 
 /// Checks the expectations that need the served chain, in a fixed order so a certificate
 /// that breaks several rules always reports the same reason.
-pub fn check_expectations(facts: &TlsFacts, settings: &TlsSettings, now: jiff::Timestamp) -> Result<(), Failure> {
+pub fn check_expectations(
+    facts: &TlsFacts,
+    settings: &TlsSettings,
+    now: jiff::Timestamp,
+) -> Result<(), Failure> {
     let Some(leaf) = facts.leaf() else {
-        return Err(Failure::new(Reason::TLSHandshakeFailed, "the server sent no certificate"));
+        return Err(Failure::new(
+            Reason::TLSHandshakeFailed,
+            "the server sent no certificate",
+        ));
     };
     check_validity_window(facts, settings, now)?;
     check_lifetime_share(leaf, settings, now)?;
     let missing: Vec<&str> = (settings.expected_dns_names.iter())
-        .filter(|name| !leaf.dns_names.iter().any(|san| san.eq_ignore_ascii_case(name)))
+        .filter(|name| {
+            !leaf
+                .dns_names
+                .iter()
+                .any(|san| san.eq_ignore_ascii_case(name))
+        })
         .map(String::as_str)
         .collect();
     if !missing.is_empty() {
         return Err(Failure::new(
             Reason::CertificateMismatch,
-            format!("certificate SANs {:?} lack expected name(s) {missing:?}", leaf.dns_names),
+            format!(
+                "certificate SANs {:?} lack expected name(s) {missing:?}",
+                leaf.dns_names
+            ),
         ));
     }
     if let Some(expected) = &settings.expected_issuer
@@ -93,32 +112,55 @@ pub fn check_expectations(facts: &TlsFacts, settings: &TlsSettings, now: jiff::T
     {
         return Err(Failure::new(
             Reason::CertificateMismatch,
-            format!("certificate issuer {:?} does not contain {expected:?}", leaf.issuer),
+            format!(
+                "certificate issuer {:?} does not contain {expected:?}",
+                leaf.issuer
+            ),
         ));
     }
-    if !settings.pins.is_empty() && !facts.chain.iter().any(|c| settings.pins.contains(&c.spki_sha256)) {
+    if !settings.pins.is_empty()
+        && !facts
+            .chain
+            .iter()
+            .any(|c| settings.pins.contains(&c.spki_sha256))
+    {
         return Err(Failure::new(
             Reason::CertificatePinMismatch,
-            format!("no certificate in the served chain of {} matches a pinned public key", leaf.display_name()),
+            format!(
+                "no certificate in the served chain of {} matches a pinned public key",
+                leaf.display_name()
+            ),
         ));
     }
     Ok(())
 }
 
-fn check_validity_window(facts: &TlsFacts, settings: &TlsSettings, now: jiff::Timestamp) -> Result<(), Failure> {
+fn check_validity_window(
+    facts: &TlsFacts,
+    settings: &TlsSettings,
+    now: jiff::Timestamp,
+) -> Result<(), Failure> {
     // With verify on, the handshake already rejected expired and not-yet-valid certificates;
     // with verify off these still matter, so the checks run either way.
     for cert in &facts.chain {
         if cert.not_after <= now {
             return Err(Failure::new(
                 Reason::CertificateExpired,
-                format!("certificate for {} expired {} ago", cert.display_name(), human(now, cert.not_after)),
+                format!(
+                    "certificate for {} expired {} ago",
+                    cert.display_name(),
+                    human(now, cert.not_after)
+                ),
             ));
         }
         if cert.not_before > now {
             return Err(Failure::new(
                 Reason::CertificateNotYetValid,
-                format!("certificate for {} is valid only in {}", cert.display_name(), human(cert.not_before, now)),
+                format!(
+                    "certificate for {} is valid only in {}",
+                    cert.display_name(),
+                    human(cert.not_before, now)
+                ),
             ));
         }
     }
@@ -141,7 +183,11 @@ fn check_validity_window(facts: &TlsFacts, settings: &TlsSettings, now: jiff::Ti
     Ok(())
 }
 
-fn check_lifetime_share(leaf: &CertFacts, settings: &TlsSettings, now: jiff::Timestamp) -> Result<(), Failure> {
+fn check_lifetime_share(
+    leaf: &CertFacts,
+    settings: &TlsSettings,
+    now: jiff::Timestamp,
+) -> Result<(), Failure> {
     if settings.min_remaining_lifetime_percent == 0 {
         return Ok(());
     }
@@ -183,7 +229,11 @@ pub fn human_duration(d: std::time::Duration) -> String {
             break;
         }
     }
-    if parts.is_empty() { "0s".into() } else { parts.concat() }
+    if parts.is_empty() {
+        "0s".into()
+    } else {
+        parts.concat()
+    }
 }
 
 #[cfg(test)]
@@ -194,7 +244,10 @@ mod tests {
     #[test]
     fn human_durations_are_compact() {
         assert_eq!(human_duration(Duration::from_secs(14 * 86_400)), "14d");
-        assert_eq!(human_duration(Duration::from_secs(5 * 86_400 + 3 * 3600 + 59)), "5d3h");
+        assert_eq!(
+            human_duration(Duration::from_secs(5 * 86_400 + 3 * 3600 + 59)),
+            "5d3h"
+        );
         assert_eq!(human_duration(Duration::from_secs(2530)), "42m10s");
         assert_eq!(human_duration(Duration::ZERO), "0s");
     }

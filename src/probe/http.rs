@@ -38,7 +38,9 @@ pub struct HttpExpectations {
 
 impl HttpExpectations {
     fn inspects_body(&self) -> bool {
-        self.body_contains.is_some() || self.body_not_contains.is_some() || self.body_regex.is_some()
+        self.body_contains.is_some()
+            || self.body_not_contains.is_some()
+            || self.body_regex.is_some()
     }
 }
 
@@ -80,10 +82,16 @@ pub async fn probe(
         }
         hops += 1;
         url = url.join(location).map_err(|e| {
-            Failure::new(Reason::UnexpectedStatus, format!("redirect to invalid location {location:?}: {e}"))
+            Failure::new(
+                Reason::UnexpectedStatus,
+                format!("redirect to invalid location {location:?}: {e}"),
+            )
         })?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(Failure::new(Reason::UnexpectedStatus, format!("redirect to unsupported URL {url}")));
+            return Err(Failure::new(
+                Reason::UnexpectedStatus,
+                format!("redirect to unsupported URL {url}"),
+            ));
         }
         if matches!(response.status.as_u16(), 301..=303) && method != Method::HEAD {
             method = Method::GET;
@@ -98,36 +106,56 @@ pub async fn probe(
     ))
 }
 
-fn evaluate(expect: &HttpExpectations, response: &Response, elapsed: Duration) -> Result<(), Failure> {
+fn evaluate(
+    expect: &HttpExpectations,
+    response: &Response,
+    elapsed: Duration,
+) -> Result<(), Failure> {
     let status = response.status.as_u16();
     if !expect.status.iter().any(|m| m.matches(status)) {
         return Err(Failure::new(
             Reason::UnexpectedStatus,
-            format!("status {status} is not one of the expected {}", describe_status(&expect.status)),
+            format!(
+                "status {status} is not one of the expected {}",
+                describe_status(&expect.status)
+            ),
         ));
     }
     let text = String::from_utf8_lossy(&response.body);
     if let Some(needle) = &expect.body_contains
         && !text.contains(needle.as_str())
     {
-        return Err(Failure::new(Reason::BodyMismatch, format!("body does not contain {needle:?}")));
+        return Err(Failure::new(
+            Reason::BodyMismatch,
+            format!("body does not contain {needle:?}"),
+        ));
     }
     if let Some(needle) = &expect.body_not_contains
         && text.contains(needle.as_str())
     {
-        return Err(Failure::new(Reason::BodyMismatch, format!("body contains {needle:?}")));
+        return Err(Failure::new(
+            Reason::BodyMismatch,
+            format!("body contains {needle:?}"),
+        ));
     }
     if let Some(regex) = &expect.body_regex
         && !regex.is_match(&text)
     {
-        return Err(Failure::new(Reason::BodyMismatch, format!("body does not match /{}/", regex.as_str())));
+        return Err(Failure::new(
+            Reason::BodyMismatch,
+            format!("body does not match /{}/", regex.as_str()),
+        ));
     }
     if let Some(budget) = expect.max_duration
         && elapsed > budget
     {
         return Err(Failure::new(
             Reason::Slow,
-            format!("answered in {} (> maxDuration {})", fmt_go(elapsed), fmt_go(budget)),
+            format!(
+                "answered in {} (> maxDuration {})",
+                fmt_go(elapsed),
+                fmt_go(budget)
+            ),
         ));
     }
     Ok(())
@@ -213,7 +241,10 @@ fn build_request(
     };
     let defaults = [
         (header::HOST, host),
-        (header::USER_AGENT, concat!("canary/", env!("CARGO_PKG_VERSION")).to_string()),
+        (
+            header::USER_AGENT,
+            concat!("canary/", env!("CARGO_PKG_VERSION")).to_string(),
+        ),
         (header::CONNECTION, "close".to_string()),
         (header::ACCEPT, "*/*".to_string()),
     ];
@@ -229,7 +260,12 @@ fn build_request(
         .method(method.clone())
         .uri(path)
         .body(Full::new(body))
-        .map_err(|e| Failure::new(Reason::InvalidSpec, format!("cannot build request for {url}: {e}")))?;
+        .map_err(|e| {
+            Failure::new(
+                Reason::InvalidSpec,
+                format!("cannot build request for {url}: {e}"),
+            )
+        })?;
     *request.headers_mut() = headers;
     Ok(request)
 }
@@ -247,10 +283,15 @@ async fn read_response(
     let mut body = Vec::new();
     let mut body_read: u64 = 0;
     while body_read < max_body_bytes {
-        let Some(frame) = incoming.frame().await else { break };
+        let Some(frame) = incoming.frame().await else {
+            break;
+        };
         let frame = frame.map_err(|e| hyper_failure(&e, "reading the body"))?;
-        let Ok(data) = frame.into_data() else { continue };
-        let take = usize::try_from((max_body_bytes - body_read).min(data.len() as u64)).unwrap_or(data.len());
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let take = usize::try_from((max_body_bytes - body_read).min(data.len() as u64))
+            .unwrap_or(data.len());
         if keep {
             body.extend_from_slice(&data[..take]);
         }
@@ -271,7 +312,10 @@ fn hyper_failure(error: &hyper::Error, what: &str) -> Failure {
             // In TLS 1.3 a server rejects a client certificate after the client's handshake
             // has completed, so the alert surfaces on the first read.
             if let Some(tls) = io.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
-                return Failure::new(Reason::TLSHandshakeFailed, format!("{what}: the server ended the TLS session: {tls}"));
+                return Failure::new(
+                    Reason::TLSHandshakeFailed,
+                    format!("{what}: the server ended the TLS session: {tls}"),
+                );
             }
             return net::classify(io, what);
         }

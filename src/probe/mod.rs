@@ -71,7 +71,10 @@ impl Default for ProbeContext {
 
 /// Link-local, which holds cloud metadata endpoints.
 pub fn default_deny() -> IpNet {
-    IpNet::V4(ipnet::Ipv4Net::new_assert(std::net::Ipv4Addr::new(169, 254, 0, 0), 16))
+    IpNet::V4(ipnet::Ipv4Net::new_assert(
+        std::net::Ipv4Addr::new(169, 254, 0, 0),
+        16,
+    ))
 }
 
 /// The result of one probe.
@@ -191,7 +194,10 @@ async fn probe(check: &Check, ctx: &ProbeContext, trace: &trace::Trace) -> Resul
             let (stream, addr) = net::connect(&addrs, trace).await?;
             let name = check.tls.server_name.as_deref().unwrap_or(&endpoint.host);
             let session = tls::handshake(stream, name, &check.tls, trace).await?;
-            Ok(format!("TLS handshake with {addr} succeeded ({})", session.summary()))
+            Ok(format!(
+                "TLS handshake with {addr} succeeded ({})",
+                session.summary()
+            ))
         }
     }
 }

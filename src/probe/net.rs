@@ -20,7 +20,10 @@ pub async fn resolve(
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
         .await
         .map_err(|e| match prober_fault(&e) {
-            Some(what) => Failure::new(Reason::ProberError, format!("cannot resolve {host}: prober {what}: {e}")),
+            Some(what) => Failure::new(
+                Reason::ProberError,
+                format!("cannot resolve {host}: prober {what}: {e}"),
+            ),
             None => Failure::new(Reason::DNSError, format!("cannot resolve {host}: {e}")),
         })?
         .collect();
@@ -31,16 +34,25 @@ pub async fn resolve(
         return match denied.first() {
             Some(addr) => Err(Failure::new(
                 Reason::TargetDenied,
-                format!("{host} resolves to {} which the operator's deny list forbids", addr.ip()),
+                format!(
+                    "{host} resolves to {} which the operator's deny list forbids",
+                    addr.ip()
+                ),
             )),
-            None => Err(Failure::new(Reason::DNSError, format!("{host} has no addresses"))),
+            None => Err(Failure::new(
+                Reason::DNSError,
+                format!("{host} has no addresses"),
+            )),
         };
     }
     Ok(allowed)
 }
 
 /// Connects to the first address that accepts, in resolver order.
-pub async fn connect(addrs: &[SocketAddr], trace: &Trace) -> Result<(TcpStream, SocketAddr), Failure> {
+pub async fn connect(
+    addrs: &[SocketAddr],
+    trace: &Trace,
+) -> Result<(TcpStream, SocketAddr), Failure> {
     trace.enter(Phase::Connect);
     let mut last = None;
     for &addr in addrs {

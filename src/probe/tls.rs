@@ -90,11 +90,22 @@ pub async fn handshake(
     trace: &Trace,
 ) -> Result<Session, Failure> {
     trace.enter(Phase::Tls);
-    let server_name = ServerName::try_from(name.trim_start_matches('[').trim_end_matches(']').to_string())
-        .map_err(|e| Failure::new(Reason::InvalidSpec, format!("{name:?} is not a valid TLS server name: {e}")))?;
+    let server_name = ServerName::try_from(
+        name.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
+    )
+    .map_err(|e| {
+        Failure::new(
+            Reason::InvalidSpec,
+            format!("{name:?} is not a valid TLS server name: {e}"),
+        )
+    })?;
     let verifier = Arc::new(CapturingVerifier::new(settings)?);
     let config = client_config(settings, verifier.clone())?;
-    let result = TlsConnector::from(Arc::new(config)).connect(server_name, stream).await;
+    let result = TlsConnector::from(Arc::new(config))
+        .connect(server_name, stream)
+        .await;
     let captured = verifier.take();
     let mut facts = TlsFacts {
         version: None,
@@ -110,14 +121,21 @@ pub async fn handshake(
         }
     };
     let (_, connection) = stream.get_ref();
-    facts.version = connection.protocol_version().map(|v| version_name(v).to_string());
-    facts.cipher_suite = connection.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite()));
+    facts.version = connection
+        .protocol_version()
+        .map(|v| version_name(v).to_string());
+    facts.cipher_suite = connection
+        .negotiated_cipher_suite()
+        .map(|s| format!("{:?}", s.suite()));
     trace.set_tls(facts.clone());
     certs::check_expectations(&facts, settings, jiff::Timestamp::now())?;
     Ok(Session { stream, facts })
 }
 
-fn client_config(settings: &TlsSettings, verifier: Arc<CapturingVerifier>) -> Result<ClientConfig, Failure> {
+fn client_config(
+    settings: &TlsSettings,
+    verifier: Arc<CapturingVerifier>,
+) -> Result<ClientConfig, Failure> {
     let versions: &[&rustls::SupportedProtocolVersion] = match settings.min_version {
         TlsVersion::V1_2 => &[&rustls::version::TLS13, &rustls::version::TLS12],
         TlsVersion::V1_3 => &[&rustls::version::TLS13],
@@ -130,7 +148,12 @@ fn client_config(settings: &TlsSettings, verifier: Arc<CapturingVerifier>) -> Re
     let mut config = match &settings.client_auth {
         Some(auth) => builder
             .with_client_auth_cert(auth.chain.clone(), auth.key.clone_key())
-            .map_err(|e| Failure::new(Reason::InvalidSpec, format!("client certificate unusable: {e}")))?,
+            .map_err(|e| {
+                Failure::new(
+                    Reason::InvalidSpec,
+                    format!("client certificate unusable: {e}"),
+                )
+            })?,
         None => builder.with_no_client_auth(),
     };
     // A fresh, full handshake every probe: no resumption, so every probe sees the certificate.
@@ -158,7 +181,9 @@ fn handshake_failure(
     {
         return certificate_failure(&cert_error);
     }
-    let tls_error = error.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>());
+    let tls_error = error
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>());
     match tls_error {
         Some(rustls::Error::AlertReceived(rustls::AlertDescription::ProtocolVersion))
         | Some(rustls::Error::PeerIncompatible(_)) => Failure::new(
@@ -171,7 +196,10 @@ fn handshake_failure(
                 }
             ),
         ),
-        Some(e) => Failure::new(Reason::TLSHandshakeFailed, format!("TLS handshake failed: {e}")),
+        Some(e) => Failure::new(
+            Reason::TLSHandshakeFailed,
+            format!("TLS handshake failed: {e}"),
+        ),
         None => {
             let failure = super::net::classify(error, "TLS handshake");
             match failure.reason {
@@ -184,7 +212,9 @@ fn handshake_failure(
 
 fn certificate_failure(error: &CertificateError) -> Failure {
     let reason = match error {
-        CertificateError::Expired | CertificateError::ExpiredContext { .. } => Reason::CertificateExpired,
+        CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+            Reason::CertificateExpired
+        }
         CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
             Reason::CertificateNotYetValid
         }
@@ -199,7 +229,10 @@ fn certificate_failure(error: &CertificateError) -> Failure {
         }
         _ => "",
     };
-    Failure::new(reason, format!("certificate verification failed: {error}{hint}"))
+    Failure::new(
+        reason,
+        format!("certificate verification failed: {error}{hint}"),
+    )
 }
 
 /// What the verifier saw during one handshake.
@@ -225,9 +258,12 @@ impl CapturingVerifier {
         let webpki = if settings.roots.is_empty() {
             None
         } else {
-            let verifier = WebPkiServerVerifier::builder_with_provider(settings.roots.clone(), provider.clone())
-                .build()
-                .map_err(|e| Failure::new(Reason::ProberError, format!("TLS verifier: {e}")))?;
+            let verifier = WebPkiServerVerifier::builder_with_provider(
+                settings.roots.clone(),
+                provider.clone(),
+            )
+            .build()
+            .map_err(|e| Failure::new(Reason::ProberError, format!("TLS verifier: {e}")))?;
             Some(verifier)
         };
         Ok(Self {
@@ -256,7 +292,9 @@ impl ServerCertVerifier for CapturingVerifier {
             Some(webpki) => webpki
                 .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
                 .map(|_| ()),
-            None => Err(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)),
+            None => Err(rustls::Error::InvalidCertificate(
+                CertificateError::UnknownIssuer,
+            )),
         };
         let chain = std::iter::once(end_entity)
             .chain(intermediates)
@@ -278,7 +316,12 @@ impl ServerCertVerifier for CapturingVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -287,10 +330,17 @@ impl ServerCertVerifier for CapturingVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }

@@ -25,16 +25,24 @@ impl MapRefs {
     }
 
     pub fn config_map(mut self, name: &str, key: &str, value: impl Into<Vec<u8>>) -> Self {
-        self.config_maps.insert((name.into(), key.into()), value.into());
+        self.config_maps
+            .insert((name.into(), key.into()), value.into());
         self
     }
 }
 
-fn lookup(map: &HashMap<(String, String), Vec<u8>>, kind: &'static str, name: &str, key: &str) -> Result<Vec<u8>, ReferenceError> {
-    map.get(&(name.to_string(), key.to_string())).cloned().ok_or_else(|| ReferenceError::NotFound {
-        kind,
-        name: name.into(),
-    })
+fn lookup(
+    map: &HashMap<(String, String), Vec<u8>>,
+    kind: &'static str,
+    name: &str,
+    key: &str,
+) -> Result<Vec<u8>, ReferenceError> {
+    map.get(&(name.to_string(), key.to_string()))
+        .cloned()
+        .ok_or_else(|| ReferenceError::NotFound {
+            kind,
+            name: name.into(),
+        })
 }
 
 impl ReferenceSource for MapRefs {

@@ -2,7 +2,8 @@
 //! generated with rcgen for every test run.
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use time::{Duration, OffsetDateTime};
@@ -48,18 +49,38 @@ impl Ca {
 
     /// A leaf for `names`, valid from `not_before` to `not_after` relative to now.
     pub fn leaf(&self, names: &[&str], not_before: Duration, not_after: Duration) -> Leaf {
-        self.leaf_with(names, not_before, not_after, ExtendedKeyUsagePurpose::ServerAuth)
+        self.leaf_with(
+            names,
+            not_before,
+            not_after,
+            ExtendedKeyUsagePurpose::ServerAuth,
+        )
     }
 
     /// A client certificate for mutual TLS.
     pub fn client(&self, name: &str) -> Leaf {
-        self.leaf_with(&[name], Duration::days(-1), Duration::days(30), ExtendedKeyUsagePurpose::ClientAuth)
+        self.leaf_with(
+            &[name],
+            Duration::days(-1),
+            Duration::days(30),
+            ExtendedKeyUsagePurpose::ClientAuth,
+        )
     }
 
-    fn leaf_with(&self, names: &[&str], not_before: Duration, not_after: Duration, usage: ExtendedKeyUsagePurpose) -> Leaf {
+    fn leaf_with(
+        &self,
+        names: &[&str],
+        not_before: Duration,
+        not_after: Duration,
+        usage: ExtendedKeyUsagePurpose,
+    ) -> Leaf {
         let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, names.first().copied().unwrap_or("leaf"));
+        let mut params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, names.first().copied().unwrap_or("leaf"));
         let now = OffsetDateTime::now_utc();
         params.not_before = now + not_before;
         params.not_after = now + not_after;
@@ -81,9 +102,17 @@ impl Ca {
 fn ca_params(common_name: &str) -> CertificateParams {
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, common_name);
-    params.distinguished_name.push(DnType::OrganizationName, "Canary Tests");
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "Canary Tests");
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     let now = OffsetDateTime::now_utc();
     params.not_before = now - Duration::days(365);
     params.not_after = now + Duration::days(3650);

@@ -30,14 +30,20 @@ pub struct Recorded {
 
 impl Recorded {
     pub fn header(&self, name: &str) -> Option<&str> {
-        (self.headers.iter()).find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        (self.headers.iter())
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
 /// How the server answers a request.
 #[derive(Debug, Clone)]
 pub enum Reply {
-    Full { status: u16, headers: Vec<(String, String)>, body: Vec<u8> },
+    Full {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
     /// `len` zero bytes, streamed.
     Zeros { status: u16, len: usize },
     /// Headers, then one byte per interval, forever.
@@ -52,11 +58,19 @@ impl Reply {
     }
 
     pub fn status(status: u16, body: &str) -> Self {
-        Self::Full { status, headers: Vec::new(), body: body.as_bytes().to_vec() }
+        Self::Full {
+            status,
+            headers: Vec::new(),
+            body: body.as_bytes().to_vec(),
+        }
     }
 
     pub fn redirect(status: u16, location: &str) -> Self {
-        Self::Full { status, headers: vec![("Location".into(), location.into())], body: Vec::new() }
+        Self::Full {
+            status,
+            headers: vec![("Location".into(), location.into())],
+            body: Vec::new(),
+        }
     }
 }
 
@@ -86,14 +100,28 @@ impl Drop for TestServer {
 }
 
 impl TestServer {
-    pub async fn start(transport: Transport, handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> Self {
+    pub async fn start(
+        transport: Transport,
+        handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         let accepted = Arc::new(AtomicUsize::new(0));
         let handler: Handler = Arc::new(handler);
-        let task = tokio::spawn(accept_loop(listener, transport, handler, log.clone(), accepted.clone()));
-        Self { addr, log, accepted, task }
+        let task = tokio::spawn(accept_loop(
+            listener,
+            transport,
+            handler,
+            log.clone(),
+            accepted.clone(),
+        ));
+        Self {
+            addr,
+            log,
+            accepted,
+            task,
+        }
     }
 
     pub fn port(&self) -> u16 {
@@ -117,15 +145,20 @@ async fn accept_loop(
     accepted: Arc<AtomicUsize>,
 ) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         accepted.fetch_add(1, Ordering::SeqCst);
         let (transport, handler, log) = (transport.clone(), handler.clone(), log.clone());
         tokio::spawn(async move {
             match transport {
                 Transport::Plain => serve(stream, &handler, &log).await,
                 Transport::Tls(config) => {
-                    if let Ok(Ok(tls)) =
-                        tokio::time::timeout(Duration::from_secs(10), TlsAcceptor::from(config).accept(stream)).await
+                    if let Ok(Ok(tls)) = tokio::time::timeout(
+                        Duration::from_secs(10),
+                        TlsAcceptor::from(config).accept(stream),
+                    )
+                    .await
                     {
                         serve(tls, &handler, &log).await;
                     }
@@ -140,8 +173,14 @@ async fn accept_loop(
     }
 }
 
-async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, handler: &Handler, log: &Mutex<Vec<Recorded>>) {
-    let Some(request) = read_request(&mut stream).await else { return };
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    handler: &Handler,
+    log: &Mutex<Vec<Recorded>>,
+) {
+    let Some(request) = read_request(&mut stream).await else {
+        return;
+    };
     log.lock().unwrap().push(request.clone());
     let head_only = request.method == "HEAD";
     let _ = write_reply(&mut stream, handler(&request), head_only).await;
@@ -165,11 +204,19 @@ async fn read_request<S: AsyncRead + Unpin>(stream: &mut S) -> Option<Recorded> 
         method: parsed.method?.to_string(),
         path: parsed.path?.to_string(),
         headers: (parsed.headers.iter())
-            .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+            .map(|h| {
+                (
+                    h.name.to_string(),
+                    String::from_utf8_lossy(h.value).into_owned(),
+                )
+            })
             .collect(),
         body: buf[head_end..].to_vec(),
     };
-    let length: usize = request.header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let length: usize = request
+        .header("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     while request.body.len() < length {
         let n = stream.read(&mut chunk).await.ok().filter(|n| *n > 0)?;
         request.body.extend_from_slice(&chunk[..n]);
@@ -177,10 +224,21 @@ async fn read_request<S: AsyncRead + Unpin>(stream: &mut S) -> Option<Recorded> 
     Some(request)
 }
 
-async fn write_reply<S: AsyncWrite + Unpin>(stream: &mut S, reply: Reply, head_only: bool) -> std::io::Result<()> {
+async fn write_reply<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    reply: Reply,
+    head_only: bool,
+) -> std::io::Result<()> {
     match reply {
-        Reply::Full { status, headers, body } => {
-            let mut head = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+        Reply::Full {
+            status,
+            headers,
+            body,
+        } => {
+            let mut head = format!(
+                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+                body.len()
+            );
             for (name, value) in headers {
                 head.push_str(&format!("{name}: {value}\r\n"));
             }
@@ -191,7 +249,9 @@ async fn write_reply<S: AsyncWrite + Unpin>(stream: &mut S, reply: Reply, head_o
             }
         }
         Reply::Zeros { status, len } => {
-            let head = format!("HTTP/1.1 {status} OK\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n");
+            let head = format!(
+                "HTTP/1.1 {status} OK\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+            );
             stream.write_all(head.as_bytes()).await?;
             if !head_only {
                 let block = vec![0u8; 64 * 1024];
@@ -204,7 +264,9 @@ async fn write_reply<S: AsyncWrite + Unpin>(stream: &mut S, reply: Reply, head_o
             }
         }
         Reply::Trickle { every } => {
-            stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n").await?;
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n")
+                .await?;
             loop {
                 stream.flush().await?;
                 tokio::time::sleep(every).await;
@@ -225,12 +287,16 @@ pub fn tls_config(
     client_ca: Option<CertificateDer<'static>>,
 ) -> Arc<ServerConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ServerConfig::builder_with_provider(provider.clone()).with_protocol_versions(versions).unwrap();
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(versions)
+        .unwrap();
     let builder = match client_ca {
         Some(ca) => {
             let mut roots = rustls::RootCertStore::empty();
             roots.add(ca).unwrap();
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider).build().unwrap();
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .unwrap();
             builder.with_client_cert_verifier(verifier)
         }
         None => builder.with_no_client_auth(),

@@ -1,0 +1,91 @@
+//! HTTPS probe throughput against a local rustls server with a small body: probes per second,
+//! CPU-seconds per 1,000 probes at concurrency 1, 8 and 64, and peak RSS.
+//! Run: `cargo bench --bench probe_throughput` (release build; prints its figures).
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::{sync::Arc, time::Instant};
+
+use canary_operator::{
+    api::Reason,
+    probe::{self, ProbeContext},
+};
+use futures::{StreamExt, stream};
+use serde_json::json;
+use support::{
+    MapRefs,
+    pki::Ca,
+    server::{Reply, TestServer, Transport, tls_config},
+    spec,
+};
+
+/// User + system CPU seconds of this process (USER_HZ is 100 on Linux).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit(") ")
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<f64>()
+        .unwrap()
+        / 1024.0
+}
+
+fn main() {
+    let probes: usize = std::env::var("PROBES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let ca = Ca::root("Bench CA");
+        let leaf = ca.leaf(&["localhost"], time::Duration::days(-1), time::Duration::days(90));
+        let config = tls_config(vec![leaf.der.clone()], leaf.key(), &[&rustls::version::TLS13], None);
+        let server = TestServer::start(Transport::Tls(config), |_| Reply::ok("{\"status\":\"ok\"}")).await;
+        let refs = MapRefs::default().config_map("ca", "ca.crt", ca.pem.clone());
+        let spec = spec(json!({
+            "http": {"url": format!("https://localhost:{}/healthz", server.port()), "expect": {"bodyContains": "ok"}},
+            "tlsPolicy": {"caBundle": {"configMapKeyRef": {"name": "ca", "key": "ca.crt"}}},
+        }));
+        let check = Arc::new(probe::build(&spec, &refs).unwrap());
+        let ctx = Arc::new(ProbeContext::default());
+        println!("cores: {}", std::thread::available_parallelism().map_or(0, |n| n.get()));
+        println!("probes per run: {probes} (server in the same process)");
+        for concurrency in [1, 8, 64] {
+            let (cpu0, t0) = (cpu_seconds(), Instant::now());
+            let ok = stream::iter(0..probes)
+                .map(|_| {
+                    let (check, ctx) = (check.clone(), ctx.clone());
+                    async move { probe::run(&check, &ctx).await.reason == Reason::Succeeded }
+                })
+                .buffer_unordered(concurrency)
+                .filter(|ok| std::future::ready(*ok))
+                .count()
+                .await;
+            let (elapsed, cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds() - cpu0);
+            assert_eq!(ok, probes, "every probe must succeed");
+            println!(
+                "concurrency {concurrency:>2}: {:>7.0} probes/s, {:.3} CPU-s per 1000 probes (client+server), peak RSS {:.1} MiB",
+                probes as f64 / elapsed,
+                cpu / probes as f64 * 1000.0,
+                peak_rss_mib()
+            );
+        }
+    });
+}

@@ -1,0 +1,289 @@
+//! `canary check` as users run it: the real binary, exit codes 0/1/2, the JSON shape, errors
+//! that name file, document and field, references from folders, a real resolver failing, and
+//! the prober's own descriptor exhaustion reported as ProberError.
+
+mod support;
+
+use std::{path::Path, process::Command};
+
+use serde_json::Value;
+use support::server::{Reply, TestServer, Transport, closed_port};
+
+const CANARY: &str = env!("CARGO_BIN_EXE_canary");
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+fn http_check(name: &str, url: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: canary.dev/v1alpha1\nkind: HealthCheck\nmetadata:\n  name: {name}\n  namespace: shop\nspec:\n  timeout: 3s\n  http:\n    url: {url}\n{extra}"
+    )
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn canary(args: &[&str]) -> Run {
+    run(Command::new(CANARY).args(args))
+}
+
+fn run(command: &mut Command) -> Run {
+    let output = command.output().expect("run canary");
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+fn reasons(json: &str) -> Vec<String> {
+    let list: Vec<Value> = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    list.iter()
+        .map(|o| {
+            o["status"]["lastResult"]["reason"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_codes_and_json_shape() {
+    let server = TestServer::start(Transport::Plain, |r| match r.path.as_str() {
+        "/ok" => Reply::ok("ok"),
+        _ => Reply::status(500, "down"),
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let ok_url = format!("http://127.0.0.1:{}/ok", server.port());
+    let bad_url = format!("http://127.0.0.1:{}/down", server.port());
+    let passing = write(dir.path(), "ok.yaml", &http_check("api", &ok_url, ""));
+    let run = canary(&["check", "-f", &passing]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("PASS") && run.stdout.contains("Succeeded"),
+        "{}",
+        run.stdout
+    );
+
+    let both = format!(
+        "{}---\n{}",
+        http_check("api", &ok_url, ""),
+        http_check("down", &bad_url, "")
+    );
+    let mixed = write(dir.path(), "mixed.yaml", &both);
+    let run = canary(&["check", "-f", &mixed, "-o", "json"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let list: Vec<Value> = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(list.len(), 2);
+    for object in &list {
+        assert_eq!(object["apiVersion"], "canary.dev/v1alpha1");
+        assert_eq!(object["kind"], "HealthCheck");
+        assert_eq!(object["metadata"]["namespace"], "shop");
+        assert!(object["spec"]["http"]["url"].is_string());
+    }
+    let (ok, down) = (&list[0]["status"], &list[1]["status"]);
+    assert_eq!(ok["conditions"][0]["type"], "Ready");
+    assert_eq!(ok["conditions"][0]["status"], "True");
+    assert_eq!(ok["lastResult"]["success"], true);
+    assert_eq!(ok["lastResult"]["httpStatus"], 200);
+    assert_eq!(ok["consecutiveSuccesses"], 1);
+    assert_eq!(down["conditions"][0]["status"], "False");
+    assert_eq!(down["conditions"][0]["reason"], "UnexpectedStatus");
+    assert_eq!(down["consecutiveFailures"], 1);
+    assert!(
+        down["lastResult"]["duration"]
+            .as_str()
+            .unwrap()
+            .ends_with('s')
+    );
+
+    let run = canary(&["check", "-f", dir.path().to_str().unwrap(), "-o", "yaml"]);
+    assert_eq!(
+        run.code, 2,
+        "directories load every file; the duplicate shop/api is invalid input"
+    );
+    assert!(
+        run.stderr.contains("duplicate HealthCheck shop/api"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn invalid_input_names_file_document_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "missing-url.yaml",
+            "spec:\n  http: {method: GET}\n",
+            "spec.http: missing field `url`",
+        ),
+        (
+            "two-kinds.yaml",
+            "spec:\n  tcp: {host: a, port: 1}\n  tls: {host: a, port: 1}\n",
+            "exactly one of spec.http, spec.tcp or spec.tls",
+        ),
+        (
+            "timeout.yaml",
+            "spec:\n  interval: 5s\n  timeout: 5s\n  tcp: {host: a, port: 1}\n",
+            "spec.timeout",
+        ),
+        (
+            "threshold.yaml",
+            "spec:\n  failureThreshold: -1\n  tcp: {host: a, port: 1}\n",
+            "spec.failureThreshold",
+        ),
+        (
+            "duration.yaml",
+            "spec:\n  interval: 1d\n  tcp: {host: a, port: 1}\n",
+            "spec.interval",
+        ),
+        (
+            "typo.yaml",
+            "spec:\n  tcp: {host: a, port: 1, hots: b}\n",
+            "spec.tcp.hots: unknown field",
+        ),
+        (
+            "enum.yaml",
+            "spec:\n  http: {url: 'http://a', method: FETCH}\n",
+            "spec.http.method",
+        ),
+    ];
+    for (file, spec, expected) in cases {
+        let text = format!(
+            "# a first valid document\napiVersion: canary.dev/v1alpha1\nkind: HealthCheck\nmetadata: {{name: fine}}\nspec:\n  tcp: {{host: a, port: 1}}\n---\napiVersion: canary.dev/v1alpha1\nkind: HealthCheck\nmetadata: {{name: broken}}\n{spec}"
+        );
+        let path = write(dir.path(), file, &text);
+        let run = canary(&["check", "-f", &path]);
+        assert_eq!(run.code, 2, "{file}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(&format!("{file}, document 2")),
+            "{file}: {}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains(expected),
+            "{file}: expected {expected:?} in {}",
+            run.stderr
+        );
+    }
+    let run = canary(&["check", "-f", "does-not-exist.yaml"]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("does-not-exist.yaml"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn references_resolve_from_folders_or_fail_clearly() {
+    let server = TestServer::start(Transport::Plain, |r| match r.header("authorization") {
+        Some("Bearer t0ken") => Reply::ok("ok"),
+        _ => Reply::status(401, "no"),
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("http://127.0.0.1:{}/", server.port());
+    let header = "    headers:\n      - name: Authorization\n        valueFrom: {secretKeyRef: {name: api-probe, key: token}}\n";
+    let file = write(dir.path(), "secret.yaml", &http_check("api", &url, header));
+    let run = canary(&["check", "-f", &file]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("--secrets-dir"), "{}", run.stderr);
+    let secrets = dir.path().join("secrets");
+    std::fs::create_dir_all(secrets.join("api-probe")).unwrap();
+    let run = canary(&[
+        "check",
+        "-f",
+        &file,
+        "--secrets-dir",
+        secrets.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr
+            .contains("Secret \"api-probe\" has no key \"token\""),
+        "{}",
+        run.stderr
+    );
+    std::fs::write(secrets.join("api-probe/token"), "Bearer t0ken\n").unwrap();
+    let run = canary(&[
+        "check",
+        "-f",
+        &file,
+        "--secrets-dir",
+        secrets.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+}
+
+#[test]
+fn unresolvable_host_is_a_dns_error_from_the_real_resolver() {
+    // Point the system resolver at loopback (nothing listens on port 53) in a private mount
+    // namespace, so the lookup fails without any traffic beyond 127.0.0.1.
+    let dir = tempfile::tempdir().unwrap();
+    let resolv = write(
+        dir.path(),
+        "resolv.conf",
+        "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n",
+    );
+    let file = write(
+        dir.path(),
+        "dns.yaml",
+        &http_check("dns", "http://no-such-host.canary.test/", ""),
+    );
+    let script =
+        format!("mount --bind {resolv} /etc/resolv.conf && exec {CANARY} check -f {file} -o json");
+    let run = run(Command::new("unshare").args(["--mount", "sh", "-c", &script]));
+    assert_eq!(
+        run.code, 1,
+        "needs root and util-linux unshare (scripts/test installs it): {}",
+        run.stderr
+    );
+    assert_eq!(reasons(&run.stdout), ["DNSError"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn descriptor_exhaustion_is_the_probers_fault_never_the_targets() {
+    let server = TestServer::start(Transport::Plain, |_| Reply::ok("ok")).await;
+    let refused = closed_port().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::new();
+    for i in 0..8 {
+        let port = if i % 2 == 0 { server.port() } else { refused };
+        text.push_str(&format!(
+            "apiVersion: canary.dev/v1alpha1\nkind: HealthCheck\nmetadata: {{name: c{i}}}\nspec:\n  tcp: {{host: 127.0.0.1, port: {port}}}\n---\n"
+        ));
+    }
+    let file = write(dir.path(), "many.yaml", &text);
+    let mut prober_errors = 0;
+    for limit in 4..48 {
+        let run = run(Command::new("prlimit")
+            .arg(format!("--nofile={limit}:{limit}"))
+            .args(["--", CANARY, "check", "-f", &file, "-o", "json"]));
+        if !run.stdout.trim_start().starts_with('[') {
+            assert_ne!(run.code, 0, "limit {limit}: no report but success");
+            continue;
+        }
+        for (i, reason) in reasons(&run.stdout).iter().enumerate() {
+            let expected = if i % 2 == 0 {
+                "Succeeded"
+            } else {
+                "ConnectionRefused"
+            };
+            assert!(
+                reason == expected || reason == "ProberError",
+                "limit {limit}, check c{i}: {reason}"
+            );
+            prober_errors += usize::from(reason == "ProberError");
+        }
+    }
+    assert!(
+        prober_errors > 0,
+        "lowering RLIMIT_NOFILE never produced ProberError"
+    );
+}

@@ -1,0 +1,151 @@
+//! The CRD: the committed file matches the Rust types, and its schema (structural rules and CEL)
+//! accepts the shipped examples and rejects bad documents with the field named, the way the
+//! API server will.
+
+use canary_operator::{api, check};
+use canary_test_apiserver::schema::validate_custom_resource;
+use serde_json::{Value, json};
+
+const CRD_PATH: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/crds/healthchecks.canary.dev.yaml"
+);
+
+fn crd() -> Value {
+    serde_json::to_value(<api::HealthCheck as kube::CustomResourceExt>::crd()).unwrap()
+}
+
+#[test]
+fn committed_crd_matches_the_types() {
+    let committed = std::fs::read_to_string(CRD_PATH).unwrap();
+    let generated = api::crd_yaml().unwrap();
+    assert!(
+        committed == generated,
+        "crds/healthchecks.canary.dev.yaml is stale: run `cargo run -- crd > crds/healthchecks.canary.dev.yaml`"
+    );
+}
+
+#[test]
+fn crd_has_names_columns_and_status_subresource() {
+    let crd = crd();
+    assert_eq!(crd["spec"]["names"]["shortNames"], json!(["chc"]));
+    assert_eq!(crd["spec"]["names"]["categories"], json!(["canary"]));
+    let version = &crd["spec"]["versions"][0];
+    assert_eq!(version["subresources"]["status"], json!({}));
+    let columns: Vec<&str> = (version["additionalPrinterColumns"]
+        .as_array()
+        .unwrap()
+        .iter())
+    .map(|c| c["name"].as_str().unwrap())
+    .collect();
+    assert_eq!(
+        columns,
+        [
+            "Ready",
+            "Reason",
+            "Latency",
+            "Cert-Expires",
+            "Last-Run",
+            "Age"
+        ]
+    );
+}
+
+#[test]
+fn examples_are_accepted_and_defaulted() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    let loaded = check::load(&[dir.into()]).unwrap();
+    assert!(loaded.len() >= 4);
+    for item in loaded {
+        let object = serde_json::to_value(&item.resource).unwrap();
+        let defaulted = validate_custom_resource(&crd(), &object)
+            .unwrap_or_else(|e| panic!("{} rejected: {e:?}", item.origin()));
+        assert!(defaulted["spec"]["interval"].is_string());
+    }
+    let minimal = json!({
+        "apiVersion": "canary.dev/v1alpha1", "kind": "HealthCheck",
+        "metadata": {"name": "m", "namespace": "default"},
+        "spec": {"http": {"url": "https://example.com"}},
+    });
+    let defaulted = validate_custom_resource(&crd(), &minimal).unwrap();
+    let spec = &defaulted["spec"];
+    assert_eq!(spec["interval"], "60s");
+    assert_eq!(spec["timeout"], "10s");
+    assert_eq!(spec["failureThreshold"], 1);
+    assert_eq!(spec["http"]["method"], "GET");
+    assert_eq!(spec["http"]["maxBodyBytes"], "1Mi");
+    assert_eq!(spec["http"]["expect"]["status"], json!(["2xx"]));
+}
+
+#[test]
+fn bad_documents_are_rejected_with_the_field_named() {
+    let cases = [
+        (
+            json!({"http": {"method": "GET"}}),
+            "spec.http.url",
+            "Required value",
+        ),
+        (
+            json!({"http": {"url": "https://a"}, "tcp": {"host": "a", "port": 1}}),
+            "spec",
+            "exactly one of spec.http, spec.tcp or spec.tls",
+        ),
+        (
+            json!({"tcp": {"host": "a", "port": 1}, "interval": "5s", "timeout": "5s"}),
+            "spec.timeout",
+            "must be shorter than spec.interval",
+        ),
+        (
+            json!({"tcp": {"host": "a", "port": 1}, "failureThreshold": -1}),
+            "spec.failureThreshold",
+            "",
+        ),
+        (
+            json!({"tcp": {"host": "a", "port": 1}, "interval": "1d"}),
+            "spec.interval",
+            "",
+        ),
+        (
+            json!({"http": {"url": "https://a", "method": "FETCH"}}),
+            "spec.http.method",
+            "Unsupported value",
+        ),
+        (
+            json!({"tcp": {"host": "a", "port": 70000}}),
+            "spec.tcp.port",
+            "",
+        ),
+        (
+            json!({"tls": {"host": "a", "port": 443}, "tlsPolicy": {"minVersion": "1.1"}}),
+            "spec.tlsPolicy.minVersion",
+            "",
+        ),
+        (
+            json!({"tls": {"host": "a", "port": 443}, "tlsPolicy": {"pinnedPublicKeys": ["md5/x"]}}),
+            "spec.tlsPolicy.pinnedPublicKeys[0]",
+            "",
+        ),
+    ];
+    for (spec, field, message) in cases {
+        let object = json!({
+            "apiVersion": "canary.dev/v1alpha1", "kind": "HealthCheck",
+            "metadata": {"name": "bad", "namespace": "default"}, "spec": spec.clone(),
+        });
+        let errors = validate_custom_resource(&crd(), &object)
+            .expect_err(&format!("{spec} must be rejected"));
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.field == field && e.to_string().contains(message)),
+            "{spec}: expected {field}: {message} in {errors:?}"
+        );
+        // The controller's own validation agrees, so a resource that slips past is InvalidSpec.
+        let parsed: Result<api::HealthCheckSpec, _> = serde_json::from_value(spec.clone());
+        if let Ok(parsed) = parsed {
+            assert!(
+                api::validate::validate(&parsed).is_err(),
+                "{spec} passed semantic validation"
+            );
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! HTTP probes against real loopback servers: statuses, redirects, bodies, methods, headers,
+//! refused connections, the deny list, and a server slow at each phase.
+
+mod support;
+
+use std::time::Duration;
+
+use canary_operator::{
+    api::Reason,
+    probe::{self, Outcome, ProbeContext},
+};
+use serde_json::json;
+use support::{
+    MapRefs,
+    pki::Ca,
+    probe_once,
+    server::{Recorded, Reply, TestServer, Transport, closed_port, tls_config},
+    spec,
+};
+
+async fn plain(handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> TestServer {
+    TestServer::start(Transport::Plain, handler).await
+}
+
+async fn get(server: &TestServer, path: &str, http: serde_json::Value) -> Outcome {
+    let mut http = http;
+    http["url"] = json!(format!("http://127.0.0.1:{}{path}", server.port()));
+    probe_once(
+        &spec(json!({"timeout": "5s", "http": http})),
+        &MapRefs::default(),
+    )
+    .await
+}
+
+fn assert_reason(outcome: &Outcome, reason: Reason) {
+    assert_eq!(outcome.reason, reason, "message: {}", outcome.message);
+}
+
+#[tokio::test]
+async fn status_codes_and_classes() {
+    let server = plain(|r| match r.path.as_str() {
+        "/204" => Reply::status(204, ""),
+        "/500" => Reply::status(500, "boom"),
+        _ => Reply::redirect(302, "/204"),
+    })
+    .await;
+    assert_reason(&get(&server, "/204", json!({})).await, Reason::Succeeded);
+    let failed = get(&server, "/500", json!({})).await;
+    assert_reason(&failed, Reason::UnexpectedStatus);
+    assert_eq!(failed.http_status, Some(500));
+    assert!(failed.message.contains("500") && failed.message.contains("2xx"));
+    assert_reason(
+        &get(&server, "/500", json!({"expect": {"status": [500]}})).await,
+        Reason::Succeeded,
+    );
+    let no_follow = json!({"followRedirects": false, "expect": {"status": [200, "3xx"]}});
+    let outcome = get(&server, "/302", no_follow).await;
+    assert_reason(&outcome, Reason::Succeeded);
+    assert_eq!(outcome.http_status, Some(302));
+}
+
+#[tokio::test]
+async fn redirect_chain_is_followed_and_a_loop_is_cut_at_ten_hops() {
+    let server = plain(|r| match r.path.as_str() {
+        "/a" => Reply::redirect(301, "/b"),
+        "/b" => Reply::redirect(307, "/c?x=1"),
+        "/c?x=1" => Reply::ok("arrived"),
+        _ => Reply::redirect(302, "/loop"),
+    })
+    .await;
+    let outcome = get(
+        &server,
+        "/a",
+        json!({"expect": {"bodyContains": "arrived"}}),
+    )
+    .await;
+    assert_reason(&outcome, Reason::Succeeded);
+    let paths: Vec<String> = server.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, ["/a", "/b", "/c?x=1"]);
+    let looped = get(&server, "/loop", json!({})).await;
+    assert_reason(&looped, Reason::TooManyRedirects);
+    assert_eq!(
+        server.requests().len(),
+        3 + 11,
+        "the first request plus ten redirects"
+    );
+}
+
+#[tokio::test]
+async fn body_expectations() {
+    let server = plain(|_| Reply::ok(r#"{"status": "ok", "db": "up"}"#)).await;
+    let cases = [
+        (json!({"bodyContains": "\"db\": \"up\""}), Reason::Succeeded),
+        (json!({"bodyContains": "down"}), Reason::BodyMismatch),
+        (json!({"bodyNotContains": "error"}), Reason::Succeeded),
+        (json!({"bodyNotContains": "ok"}), Reason::BodyMismatch),
+        (
+            json!({"bodyRegex": r#""status":\s*"(ok|pass)""#}),
+            Reason::Succeeded,
+        ),
+        (json!({"bodyRegex": "^nope"}), Reason::BodyMismatch),
+    ];
+    for (expect, reason) in cases {
+        let outcome = get(&server, "/", json!({"expect": expect.clone()})).await;
+        assert_eq!(outcome.reason, reason, "{expect}: {}", outcome.message);
+    }
+}
+
+#[tokio::test]
+async fn body_is_read_only_up_to_max_body_bytes() {
+    let server = plain(|_| Reply::Full {
+        status: 200,
+        headers: vec![],
+        body: b"0123456789needle".to_vec(),
+    })
+    .await;
+    let cut = get(
+        &server,
+        "/",
+        json!({"maxBodyBytes": 10, "expect": {"bodyContains": "needle"}}),
+    )
+    .await;
+    assert_reason(&cut, Reason::BodyMismatch);
+    let whole = get(
+        &server,
+        "/",
+        json!({"maxBodyBytes": "1Ki", "expect": {"bodyContains": "needle"}}),
+    )
+    .await;
+    assert_reason(&whole, Reason::Succeeded);
+}
+
+#[tokio::test]
+async fn head_and_post_with_body_and_headers_reach_the_server() {
+    let server = plain(|_| Reply::ok("ok")).await;
+    assert_reason(
+        &get(&server, "/head", json!({"method": "HEAD"})).await,
+        Reason::Succeeded,
+    );
+    let post = json!({
+        "method": "POST",
+        "body": "{\"ping\": true}",
+        "headers": [
+            {"name": "X-Probe", "value": "canary"},
+            {"name": "Authorization", "valueFrom": {"secretKeyRef": {"name": "probe", "key": "token"}}},
+        ],
+    });
+    let refs = MapRefs::default().secret("probe", "token", "Bearer s3cret\n");
+    let url = format!("http://127.0.0.1:{}/post", server.port());
+    let mut http = post;
+    http["url"] = json!(url);
+    let outcome = probe_once(&spec(json!({"http": http})), &refs).await;
+    assert_reason(&outcome, Reason::Succeeded);
+    let requests = server.requests();
+    assert_eq!(requests[0].method, "HEAD");
+    let post = &requests[1];
+    assert_eq!(
+        (post.method.as_str(), post.path.as_str()),
+        ("POST", "/post")
+    );
+    assert_eq!(post.body, b"{\"ping\": true}");
+    assert_eq!(post.header("x-probe"), Some("canary"));
+    assert_eq!(
+        post.header("authorization"),
+        Some("Bearer s3cret"),
+        "the Secret's trailing newline is trimmed"
+    );
+    assert_eq!(
+        post.header("host"),
+        Some(format!("127.0.0.1:{}", server.port()).as_str())
+    );
+    assert!(post.header("user-agent").unwrap().starts_with("canary/"));
+}
+
+#[tokio::test]
+async fn max_duration_turns_a_slow_answer_into_slow() {
+    let server = plain(|_| Reply::ok("ok")).await;
+    let outcome = get(&server, "/", json!({"expect": {"maxDuration": "0ms"}})).await;
+    assert_reason(&outcome, Reason::Slow);
+}
+
+#[tokio::test]
+async fn connection_refused() {
+    let port = closed_port().await;
+    let spec = spec(json!({"http": {"url": format!("http://127.0.0.1:{port}/")}}));
+    let outcome = probe_once(&spec, &MapRefs::default()).await;
+    assert_reason(&outcome, Reason::ConnectionRefused);
+    let tcp = spec_tcp(port);
+    assert_reason(
+        &probe_once(&tcp, &MapRefs::default()).await,
+        Reason::ConnectionRefused,
+    );
+}
+
+fn spec_tcp(port: u16) -> canary_operator::api::HealthCheckSpec {
+    spec(json!({"tcp": {"host": "127.0.0.1", "port": port}}))
+}
+
+#[tokio::test]
+async fn tcp_probe_connects() {
+    let server = plain(|_| Reply::ok("")).await;
+    let outcome = probe_once(&spec_tcp(server.port()), &MapRefs::default()).await;
+    assert_reason(&outcome, Reason::Succeeded);
+    assert!(outcome.phases.connect.is_some());
+}
+
+#[tokio::test]
+async fn deny_list_blocks_direct_and_redirected_targets() {
+    let server = plain(|r| match r.path.as_str() {
+        "/to-metadata" => Reply::redirect(302, "http://169.254.169.254/latest/meta-data/"),
+        _ => Reply::redirect(302, "http://127.0.0.2:1/"),
+    })
+    .await;
+    let direct = probe_once(
+        &spec(json!({"http": {"url": "http://169.254.169.254/"}})),
+        &MapRefs::default(),
+    )
+    .await;
+    assert_reason(&direct, Reason::TargetDenied);
+    let via_redirect = get(&server, "/to-metadata", json!({})).await;
+    assert_reason(&via_redirect, Reason::TargetDenied);
+    let check = probe::build(
+        &spec(json!({"http": {"url": format!("http://127.0.0.1:{}/x", server.port())}})),
+        &MapRefs::default(),
+    )
+    .unwrap();
+    let strict = ProbeContext {
+        deny: vec!["127.0.0.2/32".parse().unwrap()],
+    };
+    let outcome = probe::run(&check, &strict).await;
+    assert_reason(&outcome, Reason::TargetDenied);
+    assert!(outcome.message.contains("127.0.0.2"));
+}
+
+/// Runs `spec` with a 500 ms timeout and checks it ends as Timeout in time, naming `phase`.
+async fn assert_times_out(url: String, phase: &str, tls_policy: serde_json::Value) {
+    let spec = spec(
+        json!({"timeout": "500ms", "interval": "10s", "http": {"url": url}, "tlsPolicy": tls_policy}),
+    );
+    let started = tokio::time::Instant::now();
+    let outcome = probe_once(&spec, &MapRefs::default()).await;
+    let elapsed = started.elapsed();
+    assert_reason(&outcome, Reason::Timeout);
+    assert!(
+        outcome.message.contains(phase),
+        "{phase} not named in {}",
+        outcome.message
+    );
+    assert!(elapsed >= Duration::from_millis(500), "{elapsed:?}");
+    assert!(
+        elapsed < Duration::from_millis(600),
+        "timeout overran: {elapsed:?}"
+    );
+}
+
+#[tokio::test]
+async fn server_that_never_answers_tls_times_out_in_the_handshake() {
+    let server = TestServer::start(Transport::Mute, |_| Reply::ok("")).await;
+    let url = format!("https://127.0.0.1:{}/", server.port());
+    assert_times_out(url, "TLS handshake", json!({"verify": false})).await;
+}
+
+#[tokio::test]
+async fn server_that_never_sends_headers_times_out_waiting_for_them() {
+    let server = plain(|_| Reply::Silent).await;
+    assert_times_out(
+        format!("http://127.0.0.1:{}/", server.port()),
+        "wait for response headers",
+        json!({}),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn server_that_trickles_the_body_times_out_in_transfer() {
+    let server = plain(|_| Reply::Trickle {
+        every: Duration::from_millis(50),
+    })
+    .await;
+    assert_times_out(
+        format!("http://127.0.0.1:{}/", server.port()),
+        "body transfer",
+        json!({}),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn https_trickle_also_times_out_in_transfer() {
+    let ca = Ca::root("Slow CA");
+    let leaf = ca.leaf(
+        &["localhost"],
+        time::Duration::days(-1),
+        time::Duration::days(90),
+    );
+    let config = tls_config(
+        vec![leaf.der.clone()],
+        leaf.key(),
+        &[&rustls::version::TLS13],
+        None,
+    );
+    let server = TestServer::start(Transport::Tls(config), |_| Reply::Trickle {
+        every: Duration::from_millis(50),
+    })
+    .await;
+    assert_times_out(
+        format!("https://localhost:{}/", server.port()),
+        "body transfer",
+        json!({"verify": false}),
+    )
+    .await;
+}
