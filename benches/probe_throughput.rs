@@ -15,8 +15,7 @@ use futures::{StreamExt, stream};
 use serde_json::json;
 use support::{
     MapRefs,
-    pki::Ca,
-    server::{Reply, TestServer, Transport, tls_config},
+    server::{Reply, TestServer, Transport},
     spec,
 };
 
@@ -54,9 +53,7 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let ca = Ca::root("Bench CA");
-        let leaf = ca.leaf(&["localhost"], time::Duration::days(-1), time::Duration::days(90));
-        let config = tls_config(vec![leaf.der.clone()], leaf.key(), &[&rustls::version::TLS13], None);
+        let (ca, config) = support::localhost_tls("Bench CA");
         let server = TestServer::start(Transport::Tls(config), |_| Reply::ok("{\"status\":\"ok\"}")).await;
         let refs = MapRefs::default().config_map("ca", "ca.crt", ca.pem.clone());
         let spec = spec(json!({

@@ -11,10 +11,8 @@ use canary_operator::{
 };
 use serde_json::json;
 use support::{
-    MapRefs,
-    pki::Ca,
-    probe_once,
-    server::{Recorded, Reply, TestServer, Transport, closed_port, tls_config},
+    MapRefs, probe_once,
+    server::{Recorded, Reply, TestServer, Transport, closed_port},
     spec,
 };
 
@@ -287,18 +285,7 @@ async fn server_that_trickles_the_body_times_out_in_transfer() {
 
 #[tokio::test]
 async fn https_trickle_also_times_out_in_transfer() {
-    let ca = Ca::root("Slow CA");
-    let leaf = ca.leaf(
-        &["localhost"],
-        time::Duration::days(-1),
-        time::Duration::days(90),
-    );
-    let config = tls_config(
-        vec![leaf.der.clone()],
-        leaf.key(),
-        &[&rustls::version::TLS13],
-        None,
-    );
+    let (_ca, config) = support::localhost_tls("Slow CA");
     let server = TestServer::start(Transport::Tls(config), |_| Reply::Trickle {
         every: Duration::from_millis(50),
     })

@@ -14,8 +14,7 @@ use futures::{StreamExt, stream};
 use serde_json::json;
 use support::{
     MapRefs,
-    pki::Ca,
-    server::{Reply, TestServer, Transport, tls_config},
+    server::{Reply, TestServer, Transport},
     settle_fds, spec,
 };
 
@@ -55,18 +54,7 @@ async fn assert_fds_back_to(baseline: usize, phase: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousands_of_probes_leak_no_descriptors_and_hold_no_large_bodies() {
-    let ca = Ca::root("Soak CA");
-    let leaf = ca.leaf(
-        &["localhost"],
-        time::Duration::days(-1),
-        time::Duration::days(90),
-    );
-    let config = tls_config(
-        vec![leaf.der.clone()],
-        leaf.key(),
-        &[&rustls::version::TLS13],
-        None,
-    );
+    let (ca, config) = support::localhost_tls("Soak CA");
     let big = TestServer::start(Transport::Tls(config.clone()), |r| match r.path.as_str() {
         "/50mib" => Reply::Zeros {
             status: 200,

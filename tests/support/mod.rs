@@ -82,3 +82,20 @@ pub async fn settle_fds(target: usize, deadline: std::time::Duration) -> usize {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// A TLS 1.3 server config for `localhost` signed by a fresh CA named `ca_name`.
+pub fn localhost_tls(ca_name: &str) -> (pki::Ca, std::sync::Arc<rustls::ServerConfig>) {
+    let ca = pki::Ca::root(ca_name);
+    let leaf = ca.leaf(
+        &["localhost"],
+        time::Duration::days(-1),
+        time::Duration::days(90),
+    );
+    let config = server::tls_config(
+        vec![leaf.der.clone()],
+        leaf.key(),
+        &[&rustls::version::TLS13],
+        None,
+    );
+    (ca, config)
+}
