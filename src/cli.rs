@@ -29,8 +29,123 @@ pub enum LogFormat {
 pub enum Command {
     /// Run HealthChecks from YAML files once and report (exit 0 all pass, 1 any fails, 2 invalid input).
     Check(CheckArgs),
+    /// Run HealthChecks from YAML files continuously, serving /metrics, /healthz and /readyz.
+    Standalone(StandaloneArgs),
+    /// Run the Kubernetes operator: watch HealthChecks, probe them, write status and Events.
+    Operator(OperatorArgs),
     /// Print the HealthCheck CustomResourceDefinition as YAML.
     Crd,
+}
+
+/// Flags of `canary operator` (cluster access comes from in-cluster config or KUBECONFIG).
+#[derive(Debug, Args)]
+pub struct OperatorArgs {
+    /// Namespaces to watch (comma-separated); all namespaces when empty.
+    #[arg(long, env = "CANARY_NAMESPACES", value_delimiter = ',')]
+    pub namespaces: Vec<String>,
+    /// Status writes per second to the API server, across all HealthChecks.
+    #[arg(long, env = "CANARY_STATUS_WRITE_QPS", default_value_t = 10)]
+    pub status_write_qps: u32,
+    /// Status writes allowed in a burst above the rate.
+    #[arg(long, env = "CANARY_STATUS_WRITE_BURST", default_value_t = 50)]
+    pub status_write_burst: u32,
+    /// Write status at least this often even when only timestamps changed.
+    #[arg(long, env = "CANARY_STATUS_HEARTBEAT", default_value = "5m", value_parser = duration)]
+    pub status_heartbeat: std::time::Duration,
+    /// Referenced Secrets and ConfigMaps are cached this long, and every HealthCheck is
+    /// re-resolved this often, so a rotation is picked up within it.
+    #[arg(long, env = "CANARY_REFERENCE_TTL", default_value = "30s", value_parser = duration)]
+    pub reference_ttl: std::time::Duration,
+    #[command(flatten)]
+    pub leader: LeaderArgs,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+}
+
+/// Leader election with a coordination.k8s.io Lease.
+#[derive(Debug, Args, Clone)]
+pub struct LeaderArgs {
+    /// Only the replica holding the Lease probes and writes status.
+    #[arg(long, env = "CANARY_LEADER_ELECT")]
+    pub leader_elect: bool,
+    /// Name of the Lease.
+    #[arg(
+        long,
+        env = "CANARY_LEADER_ELECTION_LEASE_NAME",
+        default_value = "canary-operator"
+    )]
+    pub leader_election_lease_name: String,
+    /// Namespace of the Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub leader_election_namespace: String,
+    /// How long a Lease stays valid without renewal; a standby takes over after it.
+    #[arg(long, env = "CANARY_LEADER_ELECTION_LEASE_DURATION", default_value = "15s", value_parser = duration)]
+    pub leader_election_lease_duration: std::time::Duration,
+    /// This replica's identity in the Lease (default: host name and process id).
+    #[arg(long, env = "POD_NAME")]
+    pub leader_election_identity: Option<String>,
+}
+
+/// Flags of `canary standalone`.
+#[derive(Debug, Args)]
+pub struct StandaloneArgs {
+    /// HealthCheck YAML files or directories; reloaded when they change.
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    pub files: Vec<PathBuf>,
+    /// How often to look for changed files (and rotated references).
+    #[arg(long, env = "CANARY_RELOAD_INTERVAL", default_value = "2s", value_parser = duration)]
+    pub reload_interval: std::time::Duration,
+    #[command(flatten)]
+    pub references: ReferenceArgs,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    #[command(flatten)]
+    pub admin: AdminArgs,
+}
+
+/// Scheduler and watchdog settings.
+#[derive(Debug, Args, Clone)]
+pub struct EngineArgs {
+    /// Probes in flight at once across all checks (queued fairly, first come first served).
+    #[arg(long, env = "CANARY_MAX_CONCURRENT_PROBES", default_value_t = 64)]
+    pub max_concurrent_probes: usize,
+    /// A check is stalled (and /healthz fails) when it has not completed a run for
+    /// interval + timeout + this grace.
+    #[arg(long, env = "CANARY_STALL_GRACE", default_value = "30s", value_parser = duration)]
+    pub stall_grace: std::time::Duration,
+    /// /healthz fails when this many runs in a row (across checks) end in ProberError.
+    #[arg(long, env = "CANARY_PROBER_ERROR_STREAK", default_value_t = 5)]
+    pub prober_error_streak: usize,
+}
+
+/// Where the admin endpoints listen (names as in kubebuilder operators).
+#[derive(Debug, Args, Clone)]
+pub struct AdminArgs {
+    /// Address of /metrics.
+    #[arg(
+        long,
+        env = "CANARY_METRICS_BIND_ADDRESS",
+        default_value = "0.0.0.0:8080"
+    )]
+    pub metrics_bind_address: std::net::SocketAddr,
+    /// Address of /healthz and /readyz.
+    #[arg(
+        long,
+        env = "CANARY_HEALTH_PROBE_BIND_ADDRESS",
+        default_value = "0.0.0.0:8081"
+    )]
+    pub health_probe_bind_address: std::net::SocketAddr,
+}
+
+/// Parses a Go-style duration flag (`30s`, `5m`).
+pub fn duration(value: &str) -> Result<std::time::Duration, String> {
+    crate::api::validate::parse_duration("flag", value).map_err(|e| e.message)
 }
 
 /// Flags of `canary check`.

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use canary_operator::{
     api, check,
-    cli::{CheckArgs, Cli, Command, LogFormat},
+    cli::{CheckArgs, Cli, Command, LogFormat, OperatorArgs, StandaloneArgs},
     probe::ProbeContext,
     report,
 };
@@ -25,6 +25,8 @@ fn main() -> ExitCode {
             Err(e) => fail(1, &format!("cannot render the CRD: {e}")),
         },
         Command::Check(args) => run_check(args),
+        Command::Standalone(args) => run_standalone(args),
+        Command::Operator(args) => run_operator(args),
     }
 }
 
@@ -76,5 +78,37 @@ fn run_check(args: CheckArgs) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+fn run_standalone(args: StandaloneArgs) -> ExitCode {
+    canary_operator::admin::reserve_descriptors(canary_operator::admin::RESERVED);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(1, &format!("cannot start the async runtime: {e}")),
+    };
+    let result = runtime.block_on(canary_operator::standalone::run(args));
+    // Runner tasks may be mid-probe; do not wait for them beyond a moment.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(canary_operator::standalone::StandaloneError::Load(e)) => {
+            fail(EXIT_INVALID, &e.to_string())
+        }
+        Err(e) => fail(1, &e.to_string()),
+    }
+}
+
+fn run_operator(args: OperatorArgs) -> ExitCode {
+    canary_operator::admin::reserve_descriptors(canary_operator::admin::RESERVED);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(1, &format!("cannot start the async runtime: {e}")),
+    };
+    let result = runtime.block_on(canary_operator::controller::run(args));
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(1, &e.to_string()),
     }
 }

@@ -2,11 +2,13 @@
 //! reasons, and semantic validation. Knows nothing of the API server.
 
 mod reason;
+mod references;
 mod spec;
 mod status;
 pub mod validate;
 
 pub use reason::Reason;
+pub use references::{Reference, ReferenceKind, references};
 pub use spec::*;
 pub use status::*;
 

@@ -23,6 +23,7 @@ use crate::api::{Reason, validate::fmt_go};
 pub use build::{BuildError, ReferenceError, ReferenceSource, build};
 pub use certs::CertFacts;
 pub use http::HttpCheck;
+pub use net::prober_fault;
 pub use tls::TlsSettings;
 pub use trace::{Phase, PhaseTimings};
 

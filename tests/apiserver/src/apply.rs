@@ -17,7 +17,7 @@ pub type Path = Vec<String>;
 pub enum ApplyError {
     /// Other managers own fields with different values: (manager, field) pairs.
     #[error("apply conflicts: {0:?}")]
-    Conflicts(Vec<(String, String)>),
+    Conflicts(Vec<(String, String, String)>),
 }
 
 #[derive(Debug, Clone)]
@@ -34,7 +34,10 @@ fn is_tracked(path: &[String]) -> bool {
         [] => false,
         [top, ..] if top == "apiVersion" || top == "kind" => false,
         [top, rest @ ..] if top == "metadata" => {
-            matches!(rest.first().map(String::as_str), Some("labels" | "annotations" | "finalizers" | "ownerReferences"))
+            matches!(
+                rest.first().map(String::as_str),
+                Some("labels" | "annotations" | "finalizers" | "ownerReferences")
+            )
         }
         _ => true,
     }
@@ -98,7 +101,9 @@ fn fields_from_json(v: &Value) -> BTreeSet<Path> {
 }
 
 fn read_entries(object: &Value) -> Vec<Entry> {
-    let Some(list) = object["metadata"]["managedFields"].as_array() else { return vec![] };
+    let Some(list) = object["metadata"]["managedFields"].as_array() else {
+        return vec![];
+    };
     list.iter()
         .map(|e| Entry {
             manager: e["manager"].as_str().unwrap_or_default().to_string(),
@@ -119,7 +124,12 @@ fn write_entries(object: &mut Value, entries: Vec<Entry>) {
                 "time": e.time, "fieldsType": "FieldsV1", "fieldsV1": fields_to_json(&e.fields)})
         })
         .collect();
-    crate::meta::metadata_mut(object).insert("managedFields".into(), Value::Array(list));
+    let md = crate::meta::metadata_mut(object);
+    if list.is_empty() {
+        md.remove("managedFields");
+    } else {
+        md.insert("managedFields".into(), Value::Array(list));
+    }
 }
 
 fn value_at<'a>(object: &'a Value, path: &[String]) -> Option<&'a Value> {
@@ -127,15 +137,26 @@ fn value_at<'a>(object: &'a Value, path: &[String]) -> Option<&'a Value> {
 }
 
 fn remove_at(object: &mut Value, path: &[String]) {
-    let Some((last, parents)) = path.split_last() else { return };
-    let parent = parents.iter().try_fold(&mut *object, |cur, part| cur.get_mut(part));
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let parent = parents
+        .iter()
+        .try_fold(&mut *object, |cur, part| cur.get_mut(part));
     if let Some(Value::Object(map)) = parent {
         map.remove(last);
     }
 }
 
-fn entry_index(entries: &mut Vec<Entry>, manager: &str, operation: &str, api_version: &str) -> usize {
-    let found = entries.iter().position(|e| e.manager == manager && e.operation == operation);
+fn entry_index(
+    entries: &mut Vec<Entry>,
+    manager: &str,
+    operation: &str,
+    api_version: &str,
+) -> usize {
+    let found = entries
+        .iter()
+        .position(|e| e.manager == manager && e.operation == operation);
     let idx = found.unwrap_or_else(|| {
         entries.push(Entry {
             manager: manager.into(),
@@ -152,17 +173,30 @@ fn entry_index(entries: &mut Vec<Entry>, manager: &str, operation: &str, api_ver
 }
 
 /// Applies `applied` on top of `live` (empty object for a create) as `manager`.
-pub fn server_side_apply(live: &Value, applied: &Value, manager: &str, force: bool, api_version: &str) -> Result<Value, ApplyError> {
+pub fn server_side_apply(
+    live: &Value,
+    applied: &Value,
+    manager: &str,
+    force: bool,
+    api_version: &str,
+) -> Result<Value, ApplyError> {
     let new_leaves = leaves(applied);
     let mut entries = read_entries(live);
     let mut conflicts = vec![];
-    for e in entries.iter_mut().filter(|e| !(e.manager == manager && e.operation == "Apply")) {
+    for e in entries
+        .iter_mut()
+        .filter(|e| !(e.manager == manager && e.operation == "Apply"))
+    {
         for (path, value) in &new_leaves {
             if e.fields.contains(path) && value_at(live, path) != Some(value) {
                 if force {
                     e.fields.remove(path);
                 } else {
-                    conflicts.push((e.manager.clone(), format!(".{}", path.join("."))));
+                    conflicts.push((
+                        e.manager.clone(),
+                        e.api_version.clone(),
+                        format!(".{}", path.join(".")),
+                    ));
                 }
             }
         }
@@ -194,10 +228,14 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, api_ve
     let mut entries = old.map(read_entries).unwrap_or_default();
     let old_leaves = old.map(leaves).unwrap_or_default();
     let new_leaves = leaves(new);
-    let changed: BTreeSet<Path> =
-        new_leaves.iter().filter(|(p, v)| old_leaves.get(*p) != Some(*v)).map(|(p, _)| p.clone()).collect();
+    let changed: BTreeSet<Path> = new_leaves
+        .iter()
+        .filter(|(p, v)| old_leaves.get(*p) != Some(*v))
+        .map(|(p, _)| p.clone())
+        .collect();
     for e in entries.iter_mut() {
-        e.fields.retain(|p| new_leaves.contains_key(p) && !changed.contains(p));
+        e.fields
+            .retain(|p| new_leaves.contains_key(p) && !changed.contains(p));
     }
     if !changed.is_empty() {
         let idx = entry_index(&mut entries, manager, "Update", api_version);
@@ -214,7 +252,10 @@ mod tests {
     fn apply_creates_then_removes_fields_it_no_longer_applies() {
         let first = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1", "b": "2"}});
         let live = server_side_apply(&json!({}), &first, "me", false, "v1").expect("apply");
-        assert_eq!(live["metadata"]["managedFields"][0]["fieldsV1"]["f:data"]["f:a"], json!({}));
+        assert_eq!(
+            live["metadata"]["managedFields"][0]["fieldsV1"]["f:data"]["f:a"],
+            json!({})
+        );
         let second = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "3"}});
         let live = server_side_apply(&live, &second, "me", false, "v1").expect("apply");
         assert_eq!(live["data"], json!({"a": "3"}));
@@ -226,22 +267,35 @@ mod tests {
         let live = server_side_apply(&json!({}), &applied, "one", false, "v1").expect("apply");
         let other = json!({"data": {"a": "2"}});
         match server_side_apply(&live, &other, "two", false, "v1") {
-            Err(ApplyError::Conflicts(c)) => assert_eq!(c, vec![("one".to_string(), ".data.a".to_string())]),
+            Err(ApplyError::Conflicts(c)) => {
+                assert_eq!(
+                    c,
+                    vec![("one".to_string(), "v1".to_string(), ".data.a".to_string())]
+                )
+            }
             Ok(_) => panic!("expected a conflict"),
         }
         let forced = server_side_apply(&live, &other, "two", true, "v1").expect("forced");
         assert_eq!(forced["data"]["a"], "2");
-        assert_eq!(forced["metadata"]["managedFields"].as_array().map(Vec::len), Some(1));
+        assert_eq!(
+            forced["metadata"]["managedFields"].as_array().map(Vec::len),
+            Some(1)
+        );
     }
 
     #[test]
     fn updates_take_ownership_of_changed_leaves() {
-        let old = server_side_apply(&json!({}), &json!({"data": {"a": "1"}}), "one", false, "v1").expect("apply");
+        let old = server_side_apply(&json!({}), &json!({"data": {"a": "1"}}), "one", false, "v1")
+            .expect("apply");
         let mut new = old.clone();
         new["data"]["a"] = json!("9");
         record_update(Some(&old), &mut new, "editor", "v1");
-        let managers: Vec<&str> = new["metadata"]["managedFields"].as_array().expect("list").iter()
-            .filter_map(|e| e["manager"].as_str()).collect();
+        let managers: Vec<&str> = new["metadata"]["managedFields"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .filter_map(|e| e["manager"].as_str())
+            .collect();
         assert_eq!(managers, vec!["editor"]);
     }
 }

@@ -21,7 +21,11 @@ impl FieldError {
 
     /// An error of type `kind` whose body is `message`.
     pub fn new(field: &str, kind: &str, message: String) -> Self {
-        Self { field: field.to_string(), kind: kind.to_string(), message }
+        Self {
+            field: field.to_string(),
+            kind: kind.to_string(),
+            message,
+        }
     }
 
     /// An `Invalid value` error naming the bad value and a detail.
@@ -76,12 +80,21 @@ pub struct ApiError {
 
 /// Identifies a resource in error messages: `configmaps`, `healthchecks.canary.dev`.
 pub fn qualified(group: &str, plural: &str) -> String {
-    if group.is_empty() { plural.to_string() } else { format!("{plural}.{group}") }
+    if group.is_empty() {
+        plural.to_string()
+    } else {
+        format!("{plural}.{group}")
+    }
 }
 
 impl ApiError {
     fn new(code: u16, reason: &'static str, message: String) -> Self {
-        Self { code, reason, message, details: None }
+        Self {
+            code,
+            reason,
+            message,
+            details: None,
+        }
     }
 
     fn with_details(mut self, details: Value) -> Self {
@@ -98,7 +111,11 @@ impl ApiError {
 
     /// 404 for a path that serves nothing.
     pub fn no_route() -> Self {
-        Self::new(404, "NotFound", "the server could not find the requested resource".into())
+        Self::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource".into(),
+        )
     }
 
     /// 409 AlreadyExists.
@@ -118,19 +135,19 @@ impl ApiError {
             .with_details(json!({"name": name, "group": group, "kind": plural}))
     }
 
-    /// 409 Conflict from server-side apply, listing the conflicting fields.
-    pub fn apply_conflict(conflicts: &[(String, String)]) -> Self {
+    /// 409 Conflict from server-side apply, listing (manager, apiVersion, field) conflicts.
+    pub fn apply_conflict(conflicts: &[(String, String, String)]) -> Self {
         let n = conflicts.len();
         let plural = if n == 1 { "conflict" } else { "conflicts" };
         let list: Vec<String> = conflicts
             .iter()
-            .map(|(m, f)| format!("conflict with \"{m}\": {f}"))
+            .map(|(m, v, f)| format!("conflict with \"{m}\" using {v}: {f}"))
             .collect();
         let msg = format!("Apply failed with {n} {plural}: {}", list.join("\n"));
         let causes: Vec<Value> = conflicts
             .iter()
-            .map(|(m, f)| {
-                json!({"reason": "FieldManagerConflict", "message": format!("conflict with \"{m}\""), "field": f})
+            .map(|(m, v, f)| {
+                json!({"reason": "FieldManagerConflict", "message": format!("conflict with \"{m}\" using {v}"), "field": f})
             })
             .collect();
         Self::new(409, "Conflict", msg).with_details(json!({"causes": causes}))
@@ -138,10 +155,20 @@ impl ApiError {
 
     /// 422 Invalid listing field errors like kube-apiserver.
     pub fn invalid(group: &str, kind: &str, name: &str, errors: &[FieldError]) -> Self {
-        let qualified_kind = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
+        let qualified_kind = if group.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{kind}.{group}")
+        };
         let body = match errors {
             [one] => one.to_string(),
-            many => format!("[{}]", many.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", ")),
+            many => format!(
+                "[{}]",
+                many.iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         };
         let causes: Vec<Value> = errors
             .iter()
@@ -159,12 +186,20 @@ impl ApiError {
 
     /// 405 MethodNotAllowed.
     pub fn method_not_allowed() -> Self {
-        Self::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource".into())
+        Self::new(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource".into(),
+        )
     }
 
     /// 410 Gone with reason Expired (too old resourceVersion).
     pub fn expired(requested: u64, oldest: u64) -> Self {
-        Self::new(410, "Expired", format!("too old resource version: {requested} ({oldest})"))
+        Self::new(
+            410,
+            "Expired",
+            format!("too old resource version: {requested} ({oldest})"),
+        )
     }
 
     /// 401 Unauthorized.
@@ -174,7 +209,13 @@ impl ApiError {
 
     /// 415 UnsupportedMediaType.
     pub fn unsupported_media(content_type: &str) -> Self {
-        Self::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json ({content_type})"))
+        Self::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json ({content_type})"
+            ),
+        )
     }
 
     /// An error injected by a fault rule, with a reason matching its code.
@@ -208,9 +249,20 @@ mod tests {
 
     #[test]
     fn invalid_message_matches_kube() {
-        let err = ApiError::invalid("canary.dev", "HealthCheck", "x", &[FieldError::required("spec.http.url")]);
-        assert_eq!(err.message, "HealthCheck.canary.dev \"x\" is invalid: spec.http.url: Required value");
-        assert_eq!(err.to_status()["details"]["causes"][0]["reason"], "FieldValueRequired");
+        let err = ApiError::invalid(
+            "canary.dev",
+            "HealthCheck",
+            "x",
+            &[FieldError::required("spec.http.url")],
+        );
+        assert_eq!(
+            err.message,
+            "HealthCheck.canary.dev \"x\" is invalid: spec.http.url: Required value"
+        );
+        assert_eq!(
+            err.to_status()["details"]["causes"][0]["reason"],
+            "FieldValueRequired"
+        );
     }
 
     #[test]

@@ -29,7 +29,11 @@ pub struct Faults {
 impl Faults {
     /// The next `count` requests (whose path contains `path_contains`, if given) get `action`.
     pub fn add(&mut self, count: u32, path_contains: Option<String>, action: FaultAction) {
-        self.rules.push(Rule { remaining: count, path_contains, action });
+        self.rules.push(Rule {
+            remaining: count,
+            path_contains,
+            action,
+        });
     }
 
     /// Removes all rules and latency.
@@ -40,10 +44,9 @@ impl Faults {
 
     /// The fault for a request to `path`, consuming one use of the first matching rule.
     pub fn take(&mut self, path: &str) -> Option<FaultAction> {
-        let rule = self
-            .rules
-            .iter_mut()
-            .find(|r| r.remaining > 0 && r.path_contains.as_deref().is_none_or(|p| path.contains(p)))?;
+        let rule = self.rules.iter_mut().find(|r| {
+            r.remaining > 0 && r.path_contains.as_deref().is_none_or(|p| path.contains(p))
+        })?;
         rule.remaining -= 1;
         let action = rule.action;
         self.rules.retain(|r| r.remaining > 0);
@@ -60,7 +63,10 @@ mod tests {
         let mut f = Faults::default();
         f.add(1, Some("configmaps".into()), FaultAction::Fail(503));
         assert_eq!(f.take("/api/v1/pods"), None);
-        assert_eq!(f.take("/api/v1/namespaces/a/configmaps"), Some(FaultAction::Fail(503)));
+        assert_eq!(
+            f.take("/api/v1/namespaces/a/configmaps"),
+            Some(FaultAction::Fail(503))
+        );
         assert_eq!(f.take("/api/v1/namespaces/a/configmaps"), None);
     }
 }

@@ -1,11 +1,13 @@
 //! The HTTP front: authentication, injected faults, routing and response encoding.
 
+use crate::audit::AuditRecord;
 use crate::delete::{self, DeleteOpts};
 use crate::discovery;
 use crate::error::ApiError;
 use crate::faults::FaultAction;
 use crate::list_watch::{self, ListQuery};
-use crate::objects::{self, PatchKind, WriteOpts};
+use crate::objects::{self, FieldValidation, WriteOpts};
+use crate::patch::{self, PatchKind};
 use crate::routes::{self, ObjectPath, Route};
 use crate::state::{Shared, Target};
 use bytes::Bytes;
@@ -23,7 +25,10 @@ pub type Body = BoxBody<Bytes, Infallible>;
 fn json_response(code: u16, value: &Value) -> Response<Body> {
     let mut resp = Response::new(Full::new(Bytes::from(value.to_string())).boxed());
     *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    resp.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
     resp
 }
 
@@ -41,7 +46,10 @@ struct Req {
 
 impl Req {
     fn header(&self, name: header::HeaderName) -> &str {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default()
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
     }
 
     fn wants_table(&self) -> bool {
@@ -49,48 +57,116 @@ impl Req {
     }
 
     fn write_opts(&self, shared: &Shared) -> WriteOpts {
-        let agent = self.header(header::USER_AGENT).split('/').next().unwrap_or_default();
-        let manager = self.query.get("fieldManager").cloned().unwrap_or_else(|| if agent.is_empty() { "unknown".into() } else { agent.to_string() });
-        WriteOpts { manager, force: self.query.get("force").is_some_and(|f| f == "true"), validate: shared.validation() }
+        let agent = self
+            .header(header::USER_AGENT)
+            .split('/')
+            .next()
+            .unwrap_or_default();
+        let manager = self.query.get("fieldManager").cloned().unwrap_or_else(|| {
+            if agent.is_empty() {
+                "unknown".into()
+            } else {
+                agent.to_string()
+            }
+        });
+        WriteOpts {
+            manager,
+            force: self.query.get("force").is_some_and(|f| f == "true"),
+            validate: shared.validation(),
+            field_validation: FieldValidation::parse(
+                self.query.get("fieldValidation").map(String::as_str),
+            ),
+            dry_run: self.query.get("dryRun").is_some_and(|d| d == "All"),
+            warnings: Default::default(),
+        }
     }
 
     fn json_body(&self) -> Result<Value, ApiError> {
-        if self.header(header::CONTENT_TYPE).starts_with("application/vnd.kubernetes.protobuf") {
-            return crate::proto::to_json(&self.body).map_err(|e| ApiError::unsupported_media(&e.to_string()));
+        if self
+            .header(header::CONTENT_TYPE)
+            .starts_with("application/vnd.kubernetes.protobuf")
+        {
+            return crate::proto::to_json(&self.body)
+                .map_err(|e| ApiError::unsupported_media(&e.to_string()));
         }
-        serde_json::from_slice(&self.body).map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
+        serde_json::from_slice(&self.body)
+            .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
     }
 }
 
 /// Serves one request.
-pub async fn serve(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+pub async fn serve(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_string();
+    let mut record = AuditRecord::new(
+        req.method(),
+        req.uri()
+            .path_and_query()
+            .map_or(path.as_str(), |pq| pq.as_str()),
+        req.headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default(),
+    );
+    let resp = answer(&shared, path, req).await;
+    record.code = resp.status().as_u16();
+    shared.audit().push(record);
+    Ok(resp)
+}
+
+/// Answers one request (after faults and authentication).
+async fn answer(shared: &Arc<Shared>, path: String, req: Request<Incoming>) -> Response<Body> {
     let (fault, latency) = {
         let mut faults = shared.faults();
-        (faults.take(&path), faults.latency)
+        let target = req
+            .uri()
+            .path_and_query()
+            .map_or(path.as_str(), |pq| pq.as_str());
+        (faults.take(target), faults.latency)
     };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
     match fault {
         Some(FaultAction::Hang) => std::future::pending::<()>().await,
-        Some(FaultAction::Fail(code)) => return Ok(error_response(&ApiError::injected(code))),
+        Some(FaultAction::Fail(code)) => {
+            let mut resp = error_response(&ApiError::injected(code));
+            if matches!(code, 429 | 503) {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            }
+            return resp;
+        }
         None => {}
     }
     if let Some(token) = &shared.token {
-        let given = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
         if given != Some(format!("Bearer {token}").as_str()) {
-            return Ok(error_response(&ApiError::unauthorized()));
+            return error_response(&ApiError::unauthorized());
         }
     }
-    let query = req.uri().query().map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
+    let query = req
+        .uri()
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
     let (parts, body) = req.into_parts();
     let body = match body.collect().await {
         Ok(b) => b.to_bytes(),
-        Err(e) => return Ok(error_response(&ApiError::bad_request(e.to_string()))),
+        Err(e) => return error_response(&ApiError::bad_request(e.to_string())),
     };
-    let r = Req { method: parts.method, query, headers: parts.headers, body };
-    Ok(route(&shared, &path, &r).unwrap_or_else(|e| error_response(&e)))
+    let r = Req {
+        method: parts.method,
+        query,
+        headers: parts.headers,
+        body,
+    };
+    route(shared, &path, &r).unwrap_or_else(|e| error_response(&e))
 }
 
 fn route(shared: &Arc<Shared>, path: &str, r: &Req) -> Result<Response<Body>, ApiError> {
@@ -110,47 +186,58 @@ fn route(shared: &Arc<Shared>, path: &str, r: &Req) -> Result<Response<Body>, Ap
         Route::CoreVersions => discovery::core_versions(r.header(header::HOST)),
         Route::Groups => reg.group_list(),
         Route::Group(g) => discovery::group(reg, &g).ok_or_else(ApiError::no_route)?,
-        Route::Resources { group, version } => reg.resource_list(&group, &version).ok_or_else(ApiError::no_route)?,
+        Route::Resources { group, version } => reg
+            .resource_list(&group, &version)
+            .ok_or_else(ApiError::no_route)?,
         Route::OpenApiV2 => return Err(ApiError::no_route()),
         Route::OpenApiV3 => discovery::openapi_root(reg),
-        Route::OpenApiV3Gv { group, version } => discovery::openapi_gv(reg, &group, &version).ok_or_else(ApiError::no_route)?,
+        Route::OpenApiV3Gv { group, version } => {
+            discovery::openapi_gv(reg, &group, &version).ok_or_else(ApiError::no_route)?
+        }
     };
     Ok(json_response(200, &doc))
 }
 
 fn object_route(shared: &Arc<Shared>, p: &ObjectPath, r: &Req) -> Result<Response<Body>, ApiError> {
     let t = Target::resolve(&shared.store(), p)?;
-    let is_watch = r.query.get("watch").is_some_and(|w| w == "1" || w == "true");
+    let is_watch = r
+        .query
+        .get("watch")
+        .is_some_and(|w| w == "1" || w == "true");
     match (&r.method, t.name.is_some()) {
         (&Method::GET, false) if is_watch => Ok(watch_response(shared, t, r)?),
         (&Method::GET, false) => {
             let list = list_watch::list(shared, &t, &ListQuery::parse(&r.query)?)?;
             Ok(json_response(200, &maybe_table(&t, r, list)))
         }
-        (&Method::GET, true) => {
-            let name = t.name()?;
-            let obj = shared.store().get(&t.rt.id(), &t.namespace, name).cloned().ok_or_else(|| t.not_found(name))?;
-            Ok(json_response(200, &maybe_table(&t, r, list_watch::present(&t, obj))))
-        }
+        (&Method::GET, true) => get_one(shared, &t, r),
         (&Method::POST, false) => {
-            let obj = objects::create(&mut shared.store(), &t, r.json_body()?, &r.write_opts(shared))?;
-            Ok(json_response(201, &list_watch::present(&t, obj)))
+            let opts = r.write_opts(shared);
+            let obj = objects::create(&mut shared.store(), &t, r.json_body()?, &opts)?;
+            Ok(written(201, &t, obj, &opts))
         }
         (&Method::PUT, true) => {
-            let obj = objects::update(&mut shared.store(), &t, r.json_body()?, &r.write_opts(shared))?;
-            Ok(json_response(200, &list_watch::present(&t, obj)))
+            let opts = r.write_opts(shared);
+            let obj = objects::update(&mut shared.store(), &t, r.json_body()?, &opts)?;
+            Ok(written(200, &t, obj, &opts))
         }
         (&Method::PATCH, true) => {
             let kind = PatchKind::from_content_type(r.header(header::CONTENT_TYPE))?;
             let opts = r.write_opts(shared);
             if kind == PatchKind::Apply && !r.query.contains_key("fieldManager") {
-                return Err(ApiError::bad_request("PATCH, application/apply-patch+yaml requests must supply fieldManager"));
+                return Err(ApiError::bad_request(
+                    "PATCH, application/apply-patch+yaml requests must supply fieldManager",
+                ));
             }
-            let obj = objects::patch(&mut shared.store(), &t, kind, &r.body, &opts)?;
-            Ok(json_response(200, &list_watch::present(&t, obj)))
+            let obj = patch::patch(&mut shared.store(), &t, kind, &r.body, &opts)?;
+            Ok(written(200, &t, obj, &opts))
         }
         (&Method::DELETE, true) => {
-            let opts = DeleteOpts::parse(&r.body, r.query.get("propagationPolicy").map(String::as_str));
+            let mut opts = DeleteOpts::parse(
+                &r.body,
+                r.query.get("propagationPolicy").map(String::as_str),
+            );
+            opts.dry_run = r.query.get("dryRun").is_some_and(|d| d == "All");
             let obj = delete::delete(&mut shared.store(), &t, &opts)?;
             Ok(json_response(200, &list_watch::present(&t, obj)))
         }
@@ -163,8 +250,37 @@ fn object_route(shared: &Arc<Shared>, p: &ObjectPath, r: &Req) -> Result<Respons
     }
 }
 
+fn get_one(shared: &Shared, t: &Target, r: &Req) -> Result<Response<Body>, ApiError> {
+    let name = t.name()?;
+    let obj = shared
+        .store()
+        .get(&t.rt.id(), &t.namespace, name)
+        .cloned()
+        .ok_or_else(|| t.not_found(name))?;
+    Ok(json_response(
+        200,
+        &maybe_table(t, r, list_watch::present(t, obj)),
+    ))
+}
+
+/// A write's answer, with a `Warning` header per warning (e.g. pruned unknown fields).
+fn written(code: u16, t: &Target, obj: Value, opts: &WriteOpts) -> Response<Body> {
+    let mut resp = json_response(code, &list_watch::present(t, obj));
+    for w in opts.warnings.borrow().iter() {
+        let text = format!("299 - {}", serde_json::Value::String(w.clone()));
+        if let Ok(v) = header::HeaderValue::from_str(&text) {
+            resp.headers_mut().append(header::WARNING, v);
+        }
+    }
+    resp
+}
+
 fn maybe_table(t: &Target, r: &Req, v: Value) -> Value {
-    if r.wants_table() { crate::table::to_table(t, &v) } else { v }
+    if r.wants_table() {
+        crate::table::to_table(t, &v)
+    } else {
+        v
+    }
 }
 
 fn watch_response(shared: &Arc<Shared>, t: Target, r: &Req) -> Result<Response<Body>, ApiError> {
@@ -177,9 +293,14 @@ fn watch_response(shared: &Arc<Shared>, t: Target, r: &Req) -> Result<Response<B
     };
     let rx = list_watch::watch(shared.clone(), t, q, convert);
     let stream = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
     });
     let mut resp = Response::new(StreamBody::new(stream).boxed());
-    resp.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
     Ok(resp)
 }

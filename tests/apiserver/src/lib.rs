@@ -2,16 +2,20 @@
 //! kubectl, helm and kube-rs. See `README.md` for usage and known divergences from kube-apiserver.
 
 mod apply;
+mod audit;
 mod bootstrap;
 mod crd;
+mod defaults;
 mod delete;
 mod discovery;
 mod error;
 mod faults;
 mod http;
+mod jsonpath;
 mod list_watch;
 mod meta;
 mod objects;
+mod patch;
 mod proto;
 mod registry;
 mod routes;
@@ -23,5 +27,6 @@ mod store;
 mod strategic;
 mod table;
 
+pub use audit::AuditRecord;
 pub use error::FieldError;
 pub use server::{Options, Server, ServerError, start, write_kubeconfig};

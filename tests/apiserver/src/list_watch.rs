@@ -4,7 +4,7 @@ use crate::error::ApiError;
 use crate::meta;
 use crate::selectors::Selector;
 use crate::state::{Shared, Target};
-use crate::store::Event;
+use crate::store::{Event, EventType};
 use bytes::Bytes;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -29,15 +29,26 @@ pub struct ListQuery {
 impl ListQuery {
     /// From the parsed query string.
     pub fn parse(q: &HashMap<String, String>) -> Result<Self, ApiError> {
-        let sel = |k: &str| Selector::parse(q.get(k).map(String::as_str).unwrap_or_default()).map_err(|e| ApiError::bad_request(e.to_string()));
+        let sel = |k: &str| {
+            Selector::parse(q.get(k).map(String::as_str).unwrap_or_default())
+                .map_err(|e| ApiError::bad_request(e.to_string()))
+        };
         Ok(Self {
             labels: sel("labelSelector")?,
             fields: sel("fieldSelector")?,
-            limit: q.get("limit").and_then(|l| l.parse().ok()).filter(|l| *l > 0),
+            limit: q
+                .get("limit")
+                .and_then(|l| l.parse().ok())
+                .filter(|l| *l > 0),
             cont: q.get("continue").filter(|c| !c.is_empty()).cloned(),
             resource_version: q.get("resourceVersion").cloned(),
-            timeout: q.get("timeoutSeconds").and_then(|s| s.parse().ok()).map(Duration::from_secs),
-            bookmarks: q.get("allowWatchBookmarks").is_some_and(|v| v == "true" || v == "1"),
+            timeout: q
+                .get("timeoutSeconds")
+                .and_then(|s| s.parse().ok())
+                .map(Duration::from_secs),
+            bookmarks: q
+                .get("allowWatchBookmarks")
+                .is_some_and(|v| v == "true" || v == "1"),
             initial_events: q.get("sendInitialEvents").is_some_and(|v| v == "true"),
         })
     }
@@ -63,7 +74,11 @@ fn list_scope(t: &Target) -> Option<&str> {
 /// Matching objects, in key order, before pagination.
 pub fn matching(shared: &Shared, t: &Target, q: &ListQuery) -> (Vec<Value>, u64) {
     let store = shared.store();
-    let items = store.list(&t.rt.id(), list_scope(t)).into_iter().filter(|o| q.matches(o)).collect();
+    let items = store
+        .list(&t.rt.id(), list_scope(t))
+        .into_iter()
+        .filter(|o| q.matches(o))
+        .collect();
     (items, store.rv)
 }
 
@@ -72,7 +87,14 @@ pub fn list(shared: &Shared, t: &Target, q: &ListQuery) -> Result<Value, ApiErro
     let (items, rv) = matching(shared, t, q);
     let key = |o: &Value| format!("{}/{}", meta::namespace_of(o), meta::name_of(o));
     let start = match &q.cont {
-        Some(token) => items.iter().position(|o| key(o).as_str() > token.as_str()).unwrap_or(items.len()),
+        Some(token) => {
+            // Compare as (namespace, name), the store's order; names never contain '/'.
+            let after = token.split_once('/').unwrap_or(("", token));
+            items
+                .iter()
+                .position(|o| (meta::namespace_of(o), meta::name_of(o)) > after)
+                .unwrap_or(items.len())
+        }
         None => 0,
     };
     let rest = &items[start..];
@@ -83,7 +105,9 @@ pub fn list(shared: &Shared, t: &Target, q: &ListQuery) -> Result<Value, ApiErro
         metadata["remainingItemCount"] = json!(rest.len() - take);
     }
     let page: Vec<Value> = rest[..take].iter().map(|o| present(t, o.clone())).collect();
-    Ok(json!({"apiVersion": t.api_version(), "kind": format!("{}List", t.rt.kind), "metadata": metadata, "items": page}))
+    Ok(
+        json!({"apiVersion": t.api_version(), "kind": format!("{}List", t.rt.kind), "metadata": metadata, "items": page}),
+    )
 }
 
 /// Converts each watched object (e.g. into a Table) before it is sent.
@@ -106,8 +130,20 @@ impl Watch {
         self.tx.send(Bytes::from(bytes)).await.is_ok()
     }
 
-    fn wanted(&self, e: &Event) -> bool {
-        e.resource == self.t.rt.id() && list_scope(&self.t).is_none_or(|ns| ns == e.namespace) && self.q.matches(&e.object)
+    /// The event type to send for `e`, if any: a modification that makes an object enter or
+    /// leave the selectors is sent as ADDED or DELETED, as kube-apiserver does.
+    fn wanted(&self, e: &Event) -> Option<&'static str> {
+        if e.resource != self.t.rt.id() || list_scope(&self.t).is_some_and(|ns| ns != e.namespace) {
+            return None;
+        }
+        let now = self.q.matches(&e.object);
+        let before = e.previous.as_ref().map(|p| self.q.matches(p));
+        match (e.kind, before, now) {
+            (EventType::Modified, Some(false), true) => Some("ADDED"),
+            (EventType::Modified, Some(true), false) => Some("DELETED"),
+            (kind, _, true) => Some(kind.as_str()),
+            _ => None,
+        }
     }
 
     async fn bookmark(&self, initial_end: bool) -> bool {
@@ -119,7 +155,12 @@ impl Watch {
         self.tx.send(Bytes::from(format!("{line}\n"))).await.is_ok()
     }
 
-    async fn run(mut self, initial: Vec<Value>, backlog: Vec<Arc<Event>>, mut rx: broadcast::Receiver<Arc<Event>>) {
+    async fn run(
+        mut self,
+        initial: Vec<Value>,
+        backlog: Vec<Arc<Event>>,
+        mut rx: broadcast::Receiver<Arc<Event>>,
+    ) {
         for obj in initial {
             if !self.send("ADDED", obj).await {
                 return;
@@ -128,12 +169,16 @@ impl Watch {
         if self.q.initial_events && self.q.bookmarks && !self.bookmark(true).await {
             return;
         }
-        for e in backlog.iter().filter(|e| self.wanted(e)) {
-            if !self.send(e.kind.as_str(), e.object.clone()).await {
+        for e in &backlog {
+            if let Some(kind) = self.wanted(e)
+                && !self.send(kind, e.object.clone()).await
+            {
                 return;
             }
         }
-        self.last_rv = backlog.last().map_or(self.last_rv, |e| e.rv.max(self.last_rv));
+        self.last_rv = backlog
+            .last()
+            .map_or(self.last_rv, |e| e.rv.max(self.last_rv));
         let timeout = tokio::time::sleep(self.q.timeout.unwrap_or(Duration::from_secs(1800)));
         tokio::pin!(timeout);
         let mut ticker = tokio::time::interval(self.shared.bookmark_interval);
@@ -148,7 +193,10 @@ impl Watch {
                 ev = rx.recv() => match ev {
                     Ok(e) => {
                         self.last_rv = e.rv;
-                        !self.wanted(&e) || self.send(e.kind.as_str(), e.object.clone()).await
+                        match self.wanted(&e) {
+                            Some(kind) => self.send(kind, e.object.clone()).await,
+                            None => true,
+                        }
                     }
                     Err(_) => false,
                 },
@@ -161,22 +209,44 @@ impl Watch {
 }
 
 /// Starts a watch; its lines arrive on the returned channel. A too-old resourceVersion yields one ERROR line.
-pub fn watch(shared: Arc<Shared>, t: Target, q: ListQuery, convert: Convert) -> mpsc::Receiver<Bytes> {
+pub fn watch(
+    shared: Arc<Shared>,
+    t: Target,
+    q: ListQuery,
+    convert: Convert,
+) -> mpsc::Receiver<Bytes> {
     let (tx, rx) = mpsc::channel(256);
-    let from = q.resource_version.as_deref().filter(|v| !v.is_empty() && *v != "0").and_then(|v| v.parse::<u64>().ok());
+    let from = q
+        .resource_version
+        .as_deref()
+        .filter(|v| !v.is_empty() && *v != "0")
+        .and_then(|v| v.parse::<u64>().ok());
     let setup = {
         let store = shared.store();
         let start = from.unwrap_or(store.rv);
         let initial: Vec<Value> = if from.is_none() || q.initial_events {
-            store.list(&t.rt.id(), list_scope(&t)).into_iter().filter(|o| q.matches(o)).collect()
+            store
+                .list(&t.rt.id(), list_scope(&t))
+                .into_iter()
+                .filter(|o| q.matches(o))
+                .collect()
         } else {
             vec![]
         };
-        store.subscribe_from(start).map(|(backlog, rx)| (initial, backlog, rx, start))
+        store
+            .subscribe_from(start)
+            .map(|(backlog, rx)| (initial, backlog, rx, start))
     };
     match setup {
         Ok((initial, backlog, events, start)) => {
-            let w = Watch { shared, t, q, convert, tx, last_rv: start };
+            let w = Watch {
+                shared,
+                t,
+                q,
+                convert,
+                tx,
+                last_rv: start,
+            };
             tokio::spawn(w.run(initial, backlog, events));
         }
         Err(oldest) => {

@@ -38,8 +38,13 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    println!("serving on {} (kubeconfig {})", server.url(), server.kubeconfig_path().display());
-    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+    println!(
+        "serving on {} (kubeconfig {})",
+        server.url(),
+        server.kubeconfig_path().display()
+    );
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
         return std::process::ExitCode::FAILURE;
     };
     tokio::select! {

@@ -6,7 +6,12 @@ use std::hash::{BuildHasher, Hasher};
 /// A random 64-bit number (std's randomly seeded hasher; good enough for test uids and names).
 fn random_u64() -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
     h.finish()
 }
 
@@ -38,12 +43,16 @@ pub fn name_suffix() -> String {
 
 /// Now, RFC 3339 with second precision, as kube writes timestamps.
 pub fn now() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 /// kube's `HumanDuration` of the time since an RFC 3339 timestamp ("5s", "3m20s", "2d").
 pub fn age(timestamp: &str) -> String {
-    let Ok(then) = timestamp.parse::<jiff::Timestamp>() else { return "<unknown>".into() };
+    let Ok(then) = timestamp.parse::<jiff::Timestamp>() else {
+        return "<unknown>".into();
+    };
     let secs = (jiff::Timestamp::now().as_second() - then.as_second()).max(0);
     human_duration(secs)
 }
@@ -100,6 +109,21 @@ pub fn metadata_mut(object: &mut Value) -> &mut serde_json::Map<String, Value> {
     }
 }
 
+/// kube's message for a name that is not an RFC 1123 subdomain.
+pub const DNS_SUBDOMAIN_MESSAGE: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+
+/// Whether `name` is a valid RFC 1123 subdomain (the rule for most object names).
+pub fn is_dns_subdomain(name: &str) -> bool {
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    name.len() <= 253 && name.split('.').all(label_ok)
+}
+
 /// `metadata.name` or "".
 pub fn name_of(object: &Value) -> &str {
     object["metadata"]["name"].as_str().unwrap_or_default()
@@ -112,7 +136,9 @@ pub fn namespace_of(object: &Value) -> &str {
 
 /// `metadata.resourceVersion` parsed, if set.
 pub fn rv_of(object: &Value) -> Option<u64> {
-    object["metadata"]["resourceVersion"].as_str().and_then(|s| s.parse().ok())
+    object["metadata"]["resourceVersion"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
 }
 
 #[cfg(test)]
@@ -131,11 +157,16 @@ mod tests {
     #[test]
     fn generation_bumps_only_on_spec_changes() {
         let old = json!({"metadata": {"generation": 2}, "spec": {"a": 1}, "status": {"x": 1}});
-        let status_only = json!({"metadata": {"generation": 2}, "spec": {"a": 1}, "status": {"x": 2}});
+        let status_only =
+            json!({"metadata": {"generation": 2}, "spec": {"a": 1}, "status": {"x": 2}});
         assert_eq!(next_generation(Some(&old), &status_only, true), 2);
         let spec = json!({"metadata": {}, "spec": {"a": 2}});
         assert_eq!(next_generation(Some(&old), &spec, true), 3);
         assert_eq!(new_uid().len(), 36);
         assert_eq!(name_suffix().len(), 5);
+        assert!(is_dns_subdomain("healthchecks.canary.dev") && is_dns_subdomain("a-1"));
+        assert!(
+            !is_dns_subdomain("Bad_Name") && !is_dns_subdomain("-a") && !is_dns_subdomain("a..b")
+        );
     }
 }

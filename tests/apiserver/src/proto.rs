@@ -30,20 +30,45 @@ enum F {
     RepMsg(&'static [(u64, &'static str, F)]),
 }
 
-const OWNER_REF: &[(u64, &str, F)] =
-    &[(1, "kind", F::Str), (3, "name", F::Str), (4, "uid", F::Str), (5, "apiVersion", F::Str), (6, "controller", F::Bool), (7, "blockOwnerDeletion", F::Bool)];
+const OWNER_REF: &[(u64, &str, F)] = &[
+    (1, "kind", F::Str),
+    (3, "name", F::Str),
+    (4, "uid", F::Str),
+    (5, "apiVersion", F::Str),
+    (6, "controller", F::Bool),
+    (7, "blockOwnerDeletion", F::Bool),
+];
 const OBJECT_META: &[(u64, &str, F)] = &[
-    (1, "name", F::Str), (2, "generateName", F::Str), (3, "namespace", F::Str), (5, "uid", F::Str),
-    (6, "resourceVersion", F::Str), (7, "generation", F::Int), (8, "creationTimestamp", F::Time),
-    (11, "labels", F::MapStr), (12, "annotations", F::MapStr), (13, "ownerReferences", F::RepMsg(OWNER_REF)),
+    (1, "name", F::Str),
+    (2, "generateName", F::Str),
+    (3, "namespace", F::Str),
+    (5, "uid", F::Str),
+    (6, "resourceVersion", F::Str),
+    (7, "generation", F::Int),
+    (8, "creationTimestamp", F::Time),
+    (11, "labels", F::MapStr),
+    (12, "annotations", F::MapStr),
+    (13, "ownerReferences", F::RepMsg(OWNER_REF)),
     (14, "finalizers", F::RepStr),
 ];
-const SECRET: &[(u64, &str, F)] =
-    &[(1, "metadata", F::Msg(OBJECT_META)), (2, "data", F::MapBytes), (3, "type", F::Str), (4, "stringData", F::MapStr), (5, "immutable", F::Bool)];
-const CONFIG_MAP: &[(u64, &str, F)] =
-    &[(1, "metadata", F::Msg(OBJECT_META)), (2, "data", F::MapStr), (3, "binaryData", F::MapBytes), (4, "immutable", F::Bool)];
+const SECRET: &[(u64, &str, F)] = &[
+    (1, "metadata", F::Msg(OBJECT_META)),
+    (2, "data", F::MapBytes),
+    (3, "type", F::Str),
+    (4, "stringData", F::MapStr),
+    (5, "immutable", F::Bool),
+];
+const CONFIG_MAP: &[(u64, &str, F)] = &[
+    (1, "metadata", F::Msg(OBJECT_META)),
+    (2, "data", F::MapStr),
+    (3, "binaryData", F::MapBytes),
+    (4, "immutable", F::Bool),
+];
 const NS_SPEC: &[(u64, &str, F)] = &[(1, "finalizers", F::RepStr)];
-const NAMESPACE: &[(u64, &str, F)] = &[(1, "metadata", F::Msg(OBJECT_META)), (2, "spec", F::Msg(NS_SPEC))];
+const NAMESPACE: &[(u64, &str, F)] = &[
+    (1, "metadata", F::Msg(OBJECT_META)),
+    (2, "spec", F::Msg(NS_SPEC)),
+];
 const TYPE_META: &[(u64, &str, F)] = &[(1, "apiVersion", F::Str), (2, "kind", F::Str)];
 const UNKNOWN: &[(u64, &str, F)] = &[(1, "typeMeta", F::Msg(TYPE_META)), (2, "raw", F::Bytes)];
 
@@ -96,8 +121,18 @@ fn text(b: &[u8]) -> Value {
 }
 
 fn map_entry(b: &[u8], bytes: bool) -> Result<(String, Value), ProtoError> {
-    let fields = decode(b, &[(1, "k", F::Str), (2, "v", if bytes { F::Bytes } else { F::Str })])?;
-    let key = fields.get("k").and_then(Value::as_str).unwrap_or_default().to_string();
+    let fields = decode(
+        b,
+        &[
+            (1, "k", F::Str),
+            (2, "v", if bytes { F::Bytes } else { F::Str }),
+        ],
+    )?;
+    let key = fields
+        .get("k")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     Ok((key, fields.get("v").cloned().unwrap_or(json!(""))))
 }
 
@@ -113,7 +148,9 @@ fn decode(buf: &[u8], schema: &[(u64, &str, F)]) -> Result<Map<String, Value>, P
     let mut r = Reader { buf };
     while !r.buf.is_empty() {
         let (num, payload) = r.field()?;
-        let Some(&(_, name, kind)) = schema.iter().find(|(n, _, _)| *n == num) else { continue };
+        let Some(&(_, name, kind)) = schema.iter().find(|(n, _, _)| *n == num) else {
+            continue;
+        };
         let push = |out: &mut Map<String, Value>, v: Value| {
             if let Value::Array(items) = out.entry(name).or_insert_with(|| json!([])) {
                 items.push(v);
@@ -131,7 +168,10 @@ fn decode(buf: &[u8], schema: &[(u64, &str, F)]) -> Result<Map<String, Value>, P
             (F::Int, Err(v)) => drop(out.insert(name.into(), json!(v as i64))),
             (F::Bool, Err(v)) => drop(out.insert(name.into(), json!(v != 0))),
             (F::Str, Ok(b)) => drop(out.insert(name.into(), text(b))),
-            (F::Bytes, Ok(b)) => drop(out.insert(name.into(), json!(base64::engine::general_purpose::STANDARD.encode(b)))),
+            (F::Bytes, Ok(b)) => drop(out.insert(
+                name.into(),
+                json!(base64::engine::general_purpose::STANDARD.encode(b)),
+            )),
             (F::Time, Ok(b)) => drop(out.insert(name.into(), time(b)?)),
             (F::Msg(s), Ok(b)) => drop(out.insert(name.into(), Value::Object(decode(b, s)?))),
             (F::MapStr, Ok(b)) => insert(&mut out, map_entry(b, false)?),
@@ -148,9 +188,17 @@ fn decode(buf: &[u8], schema: &[(u64, &str, F)]) -> Result<Map<String, Value>, P
 pub fn to_json(body: &[u8]) -> Result<Value, ProtoError> {
     let inner = body.strip_prefix(b"k8s\0").ok_or(ProtoError::Malformed)?;
     let unknown = decode(inner, UNKNOWN)?;
-    let kind = unknown["typeMeta"]["kind"].as_str().unwrap_or_default().to_string();
-    let raw = unknown.get("raw").and_then(Value::as_str).unwrap_or_default();
-    let raw = base64::engine::general_purpose::STANDARD.decode(raw).map_err(|_| ProtoError::Malformed)?;
+    let kind = unknown["typeMeta"]["kind"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let raw = unknown
+        .get("raw")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(raw)
+        .map_err(|_| ProtoError::Malformed)?;
     let schema = match kind.as_str() {
         "Secret" => SECRET,
         "ConfigMap" => CONFIG_MAP,
@@ -159,7 +207,10 @@ pub fn to_json(body: &[u8]) -> Result<Value, ProtoError> {
     };
     let mut obj = decode(&raw, schema)?;
     obj.insert("kind".into(), json!(kind));
-    obj.insert("apiVersion".into(), unknown["typeMeta"]["apiVersion"].clone());
+    obj.insert(
+        "apiVersion".into(),
+        unknown["typeMeta"]["apiVersion"].clone(),
+    );
     Ok(Value::Object(obj))
 }
 
@@ -175,11 +226,22 @@ mod tests {
 
     #[test]
     fn decodes_an_enveloped_config_map() {
-        let meta = [ld(1, b"c"), ld(11, &[ld(1, b"app"), ld(2, b"web")].concat())].concat();
+        let meta = [
+            ld(1, b"c"),
+            ld(11, &[ld(1, b"app"), ld(2, b"web")].concat()),
+        ]
+        .concat();
         let cm = [ld(1, &meta), ld(2, &[ld(1, b"k"), ld(2, b"v")].concat())].concat();
-        let unknown = [ld(1, &[ld(1, b"v1"), ld(2, b"ConfigMap")].concat()), ld(2, &cm)].concat();
+        let unknown = [
+            ld(1, &[ld(1, b"v1"), ld(2, b"ConfigMap")].concat()),
+            ld(2, &cm),
+        ]
+        .concat();
         let body = [b"k8s\0".as_slice(), &unknown].concat();
         let v = to_json(&body).expect("decode");
-        assert_eq!(v, json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "labels": {"app": "web"}}, "data": {"k": "v"}}));
+        assert_eq!(
+            v,
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "labels": {"app": "web"}}, "data": {"k": "v"}})
+        );
     }
 }

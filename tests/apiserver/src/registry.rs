@@ -37,11 +37,24 @@ impl ResourceType {
 
     /// `group/version` or `version` for core.
     pub fn api_version(&self, version: &str) -> String {
-        if self.group.is_empty() { version.to_string() } else { format!("{}/{version}", self.group) }
+        if self.group.is_empty() {
+            version.to_string()
+        } else {
+            format!("{}/{version}", self.group)
+        }
     }
 
     fn discovery_entries(&self) -> Vec<Value> {
-        let verbs = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+        let verbs = [
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch",
+        ];
         let mut main = json!({
             "name": self.plural, "singularName": self.singular, "namespaced": self.namespaced,
             "kind": self.kind, "verbs": verbs,
@@ -63,27 +76,123 @@ impl ResourceType {
     }
 }
 
-type Builtin = (&'static str, &'static str, &'static str, &'static str, bool, &'static [&'static str], bool);
+type Builtin = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    bool,
+    &'static [&'static str],
+    bool,
+);
 
 /// group, version, plural, kind, namespaced, short names, status subresource
 const BUILTINS: &[Builtin] = &[
     ("", "v1", "namespaces", "Namespace", false, &["ns"], true),
     ("", "v1", "configmaps", "ConfigMap", true, &["cm"], false),
     ("", "v1", "secrets", "Secret", true, &[], false),
-    ("", "v1", "serviceaccounts", "ServiceAccount", true, &["sa"], false),
+    (
+        "",
+        "v1",
+        "serviceaccounts",
+        "ServiceAccount",
+        true,
+        &["sa"],
+        false,
+    ),
     ("", "v1", "services", "Service", true, &["svc"], true),
     ("", "v1", "events", "Event", true, &["ev"], false),
     ("", "v1", "pods", "Pod", true, &["po"], true),
-    ("events.k8s.io", "v1", "events", "Event", true, &["ev"], false),
-    ("apps", "v1", "deployments", "Deployment", true, &["deploy"], true),
-    ("rbac.authorization.k8s.io", "v1", "roles", "Role", true, &[], false),
-    ("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", false, &[], false),
-    ("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", true, &[], false),
-    ("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", false, &[], false),
-    ("coordination.k8s.io", "v1", "leases", "Lease", true, &[], false),
-    ("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", true, &["pdb"], true),
-    ("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", true, &["netpol"], false),
-    ("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", false, &["crd", "crds"], true),
+    (
+        "events.k8s.io",
+        "v1",
+        "events",
+        "Event",
+        true,
+        &["ev"],
+        false,
+    ),
+    (
+        "apps",
+        "v1",
+        "deployments",
+        "Deployment",
+        true,
+        &["deploy"],
+        true,
+    ),
+    (
+        "rbac.authorization.k8s.io",
+        "v1",
+        "roles",
+        "Role",
+        true,
+        &[],
+        false,
+    ),
+    (
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterroles",
+        "ClusterRole",
+        false,
+        &[],
+        false,
+    ),
+    (
+        "rbac.authorization.k8s.io",
+        "v1",
+        "rolebindings",
+        "RoleBinding",
+        true,
+        &[],
+        false,
+    ),
+    (
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterrolebindings",
+        "ClusterRoleBinding",
+        false,
+        &[],
+        false,
+    ),
+    (
+        "coordination.k8s.io",
+        "v1",
+        "leases",
+        "Lease",
+        true,
+        &[],
+        false,
+    ),
+    (
+        "policy",
+        "v1",
+        "poddisruptionbudgets",
+        "PodDisruptionBudget",
+        true,
+        &["pdb"],
+        true,
+    ),
+    (
+        "networking.k8s.io",
+        "v1",
+        "networkpolicies",
+        "NetworkPolicy",
+        true,
+        &["netpol"],
+        false,
+    ),
+    (
+        "apiextensions.k8s.io",
+        "v1",
+        "customresourcedefinitions",
+        "CustomResourceDefinition",
+        false,
+        &["crd", "crds"],
+        true,
+    ),
 ];
 
 /// All served resource types, keyed by storage id.
@@ -156,8 +265,14 @@ impl Registry {
         if resources.is_empty() {
             return None;
         }
-        let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-        Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+        let gv = if group.is_empty() {
+            version.to_string()
+        } else {
+            format!("{group}/{version}")
+        };
+        Some(
+            json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+        )
     }
 
     /// Named groups and their versions, preferred first.
@@ -201,6 +316,12 @@ mod tests {
         assert!(reg.lookup("apps", "v1", "deployments").is_some());
         assert!(reg.lookup("", "v1", "deployments").is_none());
         let list = reg.resource_list("", "v1").expect("core list");
-        assert!(list["resources"].as_array().expect("array").iter().any(|r| r["name"] == "pods/status"));
+        assert!(
+            list["resources"]
+                .as_array()
+                .expect("array")
+                .iter()
+                .any(|r| r["name"] == "pods/status")
+        );
     }
 }

@@ -55,7 +55,9 @@ pub struct ObjectPath {
 fn object_path(group: &str, version: &str, rest: &[&str]) -> Option<Route> {
     let owned = |s: &&str| s.to_string();
     let (namespace, tail): (Option<String>, &[&str]) = match rest {
-        ["namespaces", ns, plural, tail @ ..] if !matches!(*plural, "status" | "finalize") || !tail.is_empty() => {
+        ["namespaces", ns, plural, tail @ ..]
+            if !matches!(*plural, "status" | "finalize") || !tail.is_empty() =>
+        {
             (Some(ns.to_string()), &rest[2..])
         }
         _ => (None, rest),
@@ -85,14 +87,24 @@ pub fn parse(path: &str) -> Option<Route> {
         ["api"] => Some(Route::CoreVersions),
         ["apis"] => Some(Route::Groups),
         ["apis", group] => Some(Route::Group(group.to_string())),
-        ["api", version] => Some(Route::Resources { group: String::new(), version: version.to_string() }),
-        ["apis", group, version] => Some(Route::Resources { group: group.to_string(), version: version.to_string() }),
+        ["api", version] => Some(Route::Resources {
+            group: String::new(),
+            version: version.to_string(),
+        }),
+        ["apis", group, version] => Some(Route::Resources {
+            group: group.to_string(),
+            version: version.to_string(),
+        }),
         ["openapi", "v2"] | ["swagger.json"] => Some(Route::OpenApiV2),
         ["openapi", "v3"] => Some(Route::OpenApiV3),
-        ["openapi", "v3", "api", version] => Some(Route::OpenApiV3Gv { group: String::new(), version: version.to_string() }),
-        ["openapi", "v3", "apis", group, version] => {
-            Some(Route::OpenApiV3Gv { group: group.to_string(), version: version.to_string() })
-        }
+        ["openapi", "v3", "api", version] => Some(Route::OpenApiV3Gv {
+            group: String::new(),
+            version: version.to_string(),
+        }),
+        ["openapi", "v3", "apis", group, version] => Some(Route::OpenApiV3Gv {
+            group: group.to_string(),
+            version: version.to_string(),
+        }),
         ["api", version, rest @ ..] => object_path("", version, rest),
         ["apis", group, version, rest @ ..] => object_path(group, version, rest),
         _ => None,
@@ -113,13 +125,27 @@ mod tests {
     #[test]
     fn namespaced_and_cluster_paths() {
         let p = obj(parse("/api/v1/namespaces/default/configmaps/x"));
-        assert_eq!((p.namespace.as_deref(), p.plural.as_str(), p.name.as_deref()), (Some("default"), "configmaps", Some("x")));
+        assert_eq!(
+            (p.namespace.as_deref(), p.plural.as_str(), p.name.as_deref()),
+            (Some("default"), "configmaps", Some("x"))
+        );
         let p = obj(parse("/api/v1/namespaces/default"));
-        assert_eq!((p.namespace, p.plural.as_str(), p.name.as_deref()), (None, "namespaces", Some("default")));
+        assert_eq!(
+            (p.namespace, p.plural.as_str(), p.name.as_deref()),
+            (None, "namespaces", Some("default"))
+        );
         let p = obj(parse("/api/v1/namespaces/default/status"));
-        assert_eq!((p.plural.as_str(), p.sub.as_deref()), ("namespaces", Some("status")));
-        let p = obj(parse("/apis/canary.dev/v1/namespaces/a/healthchecks/b/status"));
-        assert_eq!((p.group.as_str(), p.sub.as_deref()), ("canary.dev", Some("status")));
+        assert_eq!(
+            (p.plural.as_str(), p.sub.as_deref()),
+            ("namespaces", Some("status"))
+        );
+        let p = obj(parse(
+            "/apis/canary.dev/v1/namespaces/a/healthchecks/b/status",
+        ));
+        assert_eq!(
+            (p.group.as_str(), p.sub.as_deref()),
+            ("canary.dev", Some("status"))
+        );
         let p = obj(parse("/apis/apps/v1/deployments"));
         assert_eq!((p.namespace, p.name), (None, None));
     }

@@ -50,7 +50,11 @@ fn parse_set(rest: &str, whole: &str) -> Result<Vec<String>, SelectorError> {
         .strip_prefix('(')
         .and_then(|r| r.strip_suffix(')'))
         .ok_or_else(|| SelectorError::Parse(whole.to_string()))?;
-    Ok(inner.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect())
+    Ok(inner
+        .split(',')
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect())
 }
 
 fn parse_requirement(req: &str) -> Result<(String, Op), SelectorError> {
@@ -65,7 +69,11 @@ fn parse_requirement(req: &str) -> Result<(String, Op), SelectorError> {
             return Ok((key.trim().to_string(), op));
         }
     }
-    for (sep, ctor) in [("!=", Op::NotEq as fn(String) -> Op), ("==", Op::Eq), ("=", Op::Eq)] {
+    for (sep, ctor) in [
+        ("!=", Op::NotEq as fn(String) -> Op),
+        ("==", Op::Eq),
+        ("=", Op::Eq),
+    ] {
         if let Some((key, value)) = req.split_once(sep) {
             return Ok((key.trim().to_string(), ctor(value.trim().to_string())));
         }
@@ -129,7 +137,10 @@ pub fn from_label_selector(sel: &Value) -> Selector {
     let mut reqs = vec![];
     if let Some(map) = sel["matchLabels"].as_object() {
         for (k, v) in map {
-            reqs.push((k.clone(), Op::Eq(v.as_str().unwrap_or_default().to_string())));
+            reqs.push((
+                k.clone(),
+                Op::Eq(v.as_str().unwrap_or_default().to_string()),
+            ));
         }
     }
     for expr in sel["matchExpressions"].as_array().into_iter().flatten() {
@@ -163,11 +174,24 @@ mod tests {
     #[test]
     fn equality_and_set_based_requirements() {
         let o = obj(json!({"app": "web", "tier": "front"}));
-        let yes = ["app=web", "app==web,tier!=back", "app in (web, api)", "tier notin (back)", "app", "!missing"];
+        let yes = [
+            "app=web",
+            "app==web,tier!=back",
+            "app in (web, api)",
+            "tier notin (back)",
+            "app",
+            "!missing",
+        ];
         for s in yes {
             assert!(Selector::parse(s).expect(s).matches_labels(&o), "{s}");
         }
-        for s in ["app=api", "app notin (web)", "missing", "!app", "missing in (a)"] {
+        for s in [
+            "app=api",
+            "app notin (web)",
+            "missing",
+            "!app",
+            "missing in (a)",
+        ] {
             assert!(!Selector::parse(s).expect(s).matches_labels(&o), "{s}");
         }
     }
@@ -175,8 +199,16 @@ mod tests {
     #[test]
     fn field_selectors_use_paths() {
         let o = obj(json!({}));
-        assert!(Selector::parse("metadata.name=n,metadata.namespace!=x").expect("parse").matches_fields(&o));
-        assert!(!Selector::parse("metadata.name=m").expect("parse").matches_fields(&o));
+        assert!(
+            Selector::parse("metadata.name=n,metadata.namespace!=x")
+                .expect("parse")
+                .matches_fields(&o)
+        );
+        assert!(
+            !Selector::parse("metadata.name=m")
+                .expect("parse")
+                .matches_fields(&o)
+        );
     }
 
     #[test]

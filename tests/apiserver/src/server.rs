@@ -1,5 +1,6 @@
 //! The server handle: start, kubeconfig, fault injection, stop and restart.
 
+use crate::audit::AuditRecord;
 use crate::faults::FaultAction;
 use crate::state::Shared;
 use hyper::server::conn::http1;
@@ -50,6 +51,8 @@ pub struct Options {
     pub bookmark_interval: Duration,
     /// Where to write the kubeconfig; default: a temp dir owned by the server.
     pub kubeconfig: Option<PathBuf>,
+    /// Audit records kept (the oldest are dropped first); see [`Server::requests`].
+    pub audit_capacity: usize,
 }
 
 impl Default for Options {
@@ -61,6 +64,7 @@ impl Default for Options {
             watch_history: 10_000,
             bookmark_interval: Duration::from_secs(1),
             kubeconfig: None,
+            audit_capacity: crate::audit::DEFAULT_CAPACITY,
         }
     }
 }
@@ -77,14 +81,44 @@ pub struct Server {
 
 /// Starts a server.
 pub async fn start(opts: Options) -> Result<Server, ServerError> {
-    let shared = Arc::new(Shared::new(opts.watch_history, opts.validation, opts.token.clone(), opts.bookmark_interval));
-    let listener = TcpListener::bind(opts.listen).await.map_err(|source| ServerError::Bind { addr: opts.listen, source })?;
-    let addr = listener.local_addr().map_err(|source| ServerError::Bind { addr: opts.listen, source })?;
-    let dir = tempfile::tempdir().map_err(|source| ServerError::Kubeconfig { path: PathBuf::from("<tempdir>"), source })?;
-    let kubeconfig = opts.kubeconfig.clone().unwrap_or_else(|| dir.path().join("kubeconfig"));
-    write_kubeconfig(&kubeconfig, &format!("http://{addr}"), opts.token.as_deref())?;
+    let shared = Arc::new(Shared::new(
+        opts.watch_history,
+        opts.validation,
+        opts.token.clone(),
+        opts.bookmark_interval,
+        opts.audit_capacity,
+    ));
+    let listener = TcpListener::bind(opts.listen)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: opts.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: opts.listen,
+        source,
+    })?;
+    let dir = tempfile::tempdir().map_err(|source| ServerError::Kubeconfig {
+        path: PathBuf::from("<tempdir>"),
+        source,
+    })?;
+    let kubeconfig = opts
+        .kubeconfig
+        .clone()
+        .unwrap_or_else(|| dir.path().join("kubeconfig"));
+    write_kubeconfig(
+        &kubeconfig,
+        &format!("http://{addr}"),
+        opts.token.as_deref(),
+    )?;
     let task = tokio::spawn(accept_loop(listener, shared.clone()));
-    Ok(Server { shared, addr, task: Some(task), kubeconfig, _dir: dir })
+    Ok(Server {
+        shared,
+        addr,
+        task: Some(task),
+        kubeconfig,
+        _dir: dir,
+    })
 }
 
 /// Writes a kubeconfig pointing at `url`.
@@ -98,7 +132,10 @@ pub fn write_kubeconfig(path: &Path, url: &str, token: Option<&str>) -> Result<(
          contexts:\n- name: canary-test\n  context:\n    cluster: canary-test\n    user: canary-test\n    namespace: default\n\
          current-context: canary-test\nusers:\n- name: canary-test\n  user:\n{user}"
     );
-    std::fs::write(path, text).map_err(|source| ServerError::Kubeconfig { path: path.to_path_buf(), source })
+    std::fs::write(path, text).map_err(|source| ServerError::Kubeconfig {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
@@ -142,12 +179,18 @@ impl Server {
 
     /// The next `count` requests whose path contains `path_contains` (any, if `None`) fail with `status`.
     pub fn fail_next(&self, count: u32, status: u16, path_contains: Option<&str>) {
-        self.shared.faults().add(count, path_contains.map(str::to_string), FaultAction::Fail(status));
+        self.shared.faults().add(
+            count,
+            path_contains.map(str::to_string),
+            FaultAction::Fail(status),
+        );
     }
 
     /// The next `count` matching requests never get an answer.
     pub fn hang_next(&self, count: u32, path_contains: Option<&str>) {
-        self.shared.faults().add(count, path_contains.map(str::to_string), FaultAction::Hang);
+        self.shared
+            .faults()
+            .add(count, path_contains.map(str::to_string), FaultAction::Hang);
     }
 
     /// Adds `latency` before every answer (zero removes it).
@@ -170,6 +213,22 @@ impl Server {
         self.shared.store().compact();
     }
 
+    /// The audit log: every answered request, oldest first (bounded by
+    /// [`Options::audit_capacity`]; requests that hang are not recorded).
+    pub fn requests(&self) -> Vec<AuditRecord> {
+        self.shared.audit().records()
+    }
+
+    /// How many audit records were dropped because the buffer was full.
+    pub fn requests_dropped(&self) -> u64 {
+        self.shared.audit().dropped()
+    }
+
+    /// Forgets the audit records collected so far.
+    pub fn clear_requests(&self) {
+        self.shared.audit().clear();
+    }
+
     /// The current global resourceVersion.
     pub fn resource_version(&self) -> u64 {
         self.shared.store().rv
@@ -188,7 +247,12 @@ impl Server {
     /// Listens again on the same address with the same state.
     pub async fn restart(&mut self) -> Result<(), ServerError> {
         self.stop().await;
-        let listener = TcpListener::bind(self.addr).await.map_err(|source| ServerError::Bind { addr: self.addr, source })?;
+        let listener = TcpListener::bind(self.addr)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: self.addr,
+                source,
+            })?;
         self.task = Some(tokio::spawn(accept_loop(listener, self.shared.clone())));
         Ok(())
     }

@@ -1,5 +1,6 @@
 //! State shared by all connections: the store, switches and fault rules.
 
+use crate::audit::AuditLog;
 use crate::error::ApiError;
 use crate::faults::Faults;
 use crate::registry::ResourceType;
@@ -22,11 +23,19 @@ pub struct Shared {
     pub token: Option<String>,
     /// How often watches with `allowWatchBookmarks` get a BOOKMARK.
     pub bookmark_interval: Duration,
+    /// Answered requests.
+    audit: Mutex<AuditLog>,
 }
 
 impl Shared {
     /// Fresh state.
-    pub fn new(history: usize, validation: bool, token: Option<String>, bookmark_interval: Duration) -> Self {
+    pub fn new(
+        history: usize,
+        validation: bool,
+        token: Option<String>,
+        bookmark_interval: Duration,
+        audit_capacity: usize,
+    ) -> Self {
         Self {
             store: Mutex::new(crate::bootstrap::seeded_store(history)),
             validation: AtomicBool::new(validation),
@@ -34,7 +43,13 @@ impl Shared {
             drop_watches: tokio::sync::watch::channel(0).0,
             token,
             bookmark_interval,
+            audit: Mutex::new(AuditLog::new(audit_capacity)),
         }
+    }
+
+    /// Locks the audit log.
+    pub fn audit(&self) -> MutexGuard<'_, AuditLog> {
+        self.audit.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Locks the store (a poisoned lock is recovered: the store stays usable for tests).
@@ -76,7 +91,10 @@ pub struct Target {
 impl Target {
     /// Resolves a parsed path against the registry.
     pub fn resolve(store: &Store, path: &ObjectPath) -> Result<Self, ApiError> {
-        let rt = store.registry.lookup(&path.group, &path.version, &path.plural).ok_or_else(ApiError::no_route)?;
+        let rt = store
+            .registry
+            .lookup(&path.group, &path.version, &path.plural)
+            .ok_or_else(ApiError::no_route)?;
         if path.namespace.is_some() && !rt.namespaced {
             return Err(ApiError::no_route());
         }
@@ -102,7 +120,9 @@ impl Target {
 
     /// The object name, or 405 on a collection.
     pub fn name(&self) -> Result<&str, ApiError> {
-        self.name.as_deref().ok_or_else(ApiError::method_not_allowed)
+        self.name
+            .as_deref()
+            .ok_or_else(ApiError::method_not_allowed)
     }
 
     /// Whether this addresses the status subresource.

@@ -41,7 +41,12 @@ pub struct Event {
     pub object: Value,
     /// The resourceVersion of the change.
     pub rv: u64,
+    /// The object before a modification (to turn selector transitions into ADDED/DELETED).
+    pub previous: Option<Value>,
 }
+
+/// Events after a version plus a receiver for later ones.
+pub type Subscription = (Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>);
 
 /// Key of an object inside one resource type.
 pub type ObjectKey = (String, String);
@@ -84,12 +89,16 @@ impl Store {
 
     /// One object.
     pub fn get(&self, resource: &str, namespace: &str, name: &str) -> Option<&Value> {
-        self.objects.get(resource)?.get(&(namespace.to_string(), name.to_string()))
+        self.objects
+            .get(resource)?
+            .get(&(namespace.to_string(), name.to_string()))
     }
 
     /// All objects of a type, optionally in one namespace, ordered by namespace then name.
     pub fn list(&self, resource: &str, namespace: Option<&str>) -> Vec<Value> {
-        let Some(map) = self.objects.get(resource) else { return vec![] };
+        let Some(map) = self.objects.get(resource) else {
+            return vec![];
+        };
         map.iter()
             .filter(|((ns, _), _)| namespace.is_none_or(|want| want == ns))
             .map(|(_, v)| v.clone())
@@ -108,9 +117,13 @@ impl Store {
     pub fn put(&mut self, resource: &str, namespace: &str, name: &str, object: Value, rv: u64) {
         let key = (namespace.to_string(), name.to_string());
         let map = self.objects.entry(resource.to_string()).or_default();
-        let kind = if map.contains_key(&key) { EventType::Modified } else { EventType::Added };
-        map.insert(key, object.clone());
-        self.record(kind, resource, namespace, object, rv);
+        let previous = map.insert(key, object.clone());
+        let kind = if previous.is_some() {
+            EventType::Modified
+        } else {
+            EventType::Added
+        };
+        self.record(kind, resource, namespace, object, rv, previous);
     }
 
     /// Removes an object; `object` is its final state, with the deletion's resourceVersion.
@@ -118,16 +131,34 @@ impl Store {
         if let Some(map) = self.objects.get_mut(resource) {
             map.remove(&(namespace.to_string(), name.to_string()));
         }
-        self.record(EventType::Deleted, resource, namespace, object, rv);
+        self.record(EventType::Deleted, resource, namespace, object, rv, None);
     }
 
     /// Drops all objects of a resource type without events (the type itself is going away).
     pub fn drop_resource(&mut self, resource: &str) -> Vec<Value> {
-        self.objects.remove(resource).map(|m| m.into_values().collect()).unwrap_or_default()
+        self.objects
+            .remove(resource)
+            .map(|m| m.into_values().collect())
+            .unwrap_or_default()
     }
 
-    fn record(&mut self, kind: EventType, resource: &str, namespace: &str, object: Value, rv: u64) {
-        let event = Arc::new(Event { kind, resource: resource.to_string(), namespace: namespace.to_string(), object, rv });
+    fn record(
+        &mut self,
+        kind: EventType,
+        resource: &str,
+        namespace: &str,
+        object: Value,
+        rv: u64,
+        previous: Option<Value>,
+    ) {
+        let event = Arc::new(Event {
+            kind,
+            resource: resource.to_string(),
+            namespace: namespace.to_string(),
+            object,
+            rv,
+            previous,
+        });
         self.history.push_back(event.clone());
         while self.history.len() > self.history_cap {
             if let Some(old) = self.history.pop_front() {
@@ -138,18 +169,25 @@ impl Store {
         let _ = self.events.send(event);
     }
 
-    /// Forgets the whole history, so watches from any older resourceVersion get 410 Gone.
+    /// Forgets the whole history and moves past the current version, so that resuming any watch
+    /// from a version seen so far gets 410 Gone (a fresh list is fine).
     pub fn compact(&mut self) {
         self.history.clear();
+        self.rv += 1;
         self.compacted = self.rv;
     }
 
     /// Events after `from` plus a receiver for later ones, or the oldest usable version if `from` is too old.
-    pub fn subscribe_from(&self, from: u64) -> Result<(Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>), u64> {
+    pub fn subscribe_from(&self, from: u64) -> Result<Subscription, u64> {
         if from < self.compacted {
             return Err(self.compacted);
         }
-        let backlog = self.history.iter().filter(|e| e.rv > from).cloned().collect();
+        let backlog = self
+            .history
+            .iter()
+            .filter(|e| e.rv > from)
+            .cloned()
+            .collect();
         Ok((backlog, self.events.subscribe()))
     }
 }
@@ -167,7 +205,9 @@ mod tests {
             store.put("configmaps", "default", &format!("c{i}"), json!({}), rv);
         }
         assert!(store.subscribe_from(1).is_err());
-        let (backlog, _) = store.subscribe_from(store.compacted).expect("recent version");
+        let (backlog, _) = store
+            .subscribe_from(store.compacted)
+            .expect("recent version");
         assert_eq!(backlog.len(), 2);
     }
 }

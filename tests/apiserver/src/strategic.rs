@@ -16,7 +16,12 @@ pub enum StrategicError {
 pub fn merge_key(field: &str, sample: Option<&Value>) -> Option<&'static str> {
     let has = |k: &str| sample.is_some_and(|s| s.get(k).is_some());
     match field {
-        "containers" | "initContainers" | "ephemeralContainers" | "env" | "volumes" | "imagePullSecrets" => Some("name"),
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "env"
+        | "volumes"
+        | "imagePullSecrets" => Some("name"),
         "volumeMounts" | "volumeDevices" => Some("mountPath"),
         "ports" if has("containerPort") => Some("containerPort"),
         "ports" => Some("port"),
@@ -53,7 +58,9 @@ fn merge_map(target: &mut Map<String, Value>, patch: &Map<String, Value>) {
     }
     for (key, value) in patch {
         if let Some(field) = key.strip_prefix("$deleteFromPrimitiveList/") {
-            if let (Some(Value::Array(items)), Some(remove)) = (target.get_mut(field), value.as_array()) {
+            if let (Some(Value::Array(items)), Some(remove)) =
+                (target.get_mut(field), value.as_array())
+            {
                 items.retain(|i| !remove.contains(i));
             }
             continue;
@@ -85,7 +92,12 @@ fn merge_list_field(target: &mut Map<String, Value>, key: &str, items: &[Value])
     let existing = match target.get_mut(key) {
         Some(Value::Array(existing)) => existing,
         _ => {
-            let cleaned: Vec<Value> = items.iter().filter(|i| !is_directive(i)).cloned().map(strip_directives).collect();
+            let cleaned: Vec<Value> = items
+                .iter()
+                .filter(|i| !is_directive(i))
+                .cloned()
+                .map(strip_directives)
+                .collect();
             target.insert(key.to_string(), Value::Array(cleaned));
             return;
         }
@@ -102,7 +114,10 @@ fn merge_list_field(target: &mut Map<String, Value>, key: &str, items: &[Value])
         *existing = items.to_vec();
         return;
     };
-    if items.iter().any(|i| i.get("$patch").and_then(Value::as_str) == Some("replace")) {
+    if items
+        .iter()
+        .any(|i| i.get("$patch").and_then(Value::as_str) == Some("replace"))
+    {
         *existing = items.iter().filter(|i| !is_directive(i)).cloned().collect();
         return;
     }
@@ -130,7 +145,9 @@ fn merge_list_item(existing: &mut Vec<Value>, merge_key: &str, item: &Value) {
         existing.push(item.clone());
         return;
     };
-    let pos = existing.iter().position(|e| e.get(merge_key) == Some(key_value));
+    let pos = existing
+        .iter()
+        .position(|e| e.get(merge_key) == Some(key_value));
     let delete = item.get("$patch").and_then(Value::as_str) == Some("delete");
     match (pos, delete) {
         (Some(i), true) => {

@@ -7,7 +7,10 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 fn cm(name: &str, labels: serde_json::Value) -> ConfigMap {
-    serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}, "data": {"a": "1"}})).expect("configmap")
+    serde_json::from_value(
+        json!({"metadata": {"name": name, "labels": labels}, "data": {"a": "1"}}),
+    )
+    .expect("configmap")
 }
 
 fn api_status(err: kube::Error) -> Box<kube::core::Status> {
@@ -21,32 +24,69 @@ fn api_status(err: kube::Error) -> Box<kube::core::Status> {
 async fn configmap_crud_with_conflicts_and_patches() {
     let server = common::server().await;
     let api: Api<ConfigMap> = Api::default_namespaced(common::client(&server));
-    let created = api.create(&PostParams::default(), &cm("c1", json!({"app": "web"}))).await.expect("create");
+    let created = api
+        .create(&PostParams::default(), &cm("c1", json!({"app": "web"})))
+        .await
+        .expect("create");
     assert!(created.metadata.uid.is_some() && created.metadata.resource_version.is_some());
-    let dup = api_status(api.create(&PostParams::default(), &cm("c1", json!({}))).await.expect_err("duplicate"));
+    let dup = api_status(
+        api.create(&PostParams::default(), &cm("c1", json!({})))
+            .await
+            .expect_err("duplicate"),
+    );
     assert_eq!((dup.code, dup.reason.as_str()), (409, "AlreadyExists"));
 
     let mut stale = created.clone();
     let mut fresh = created.clone();
     fresh.data = Some([("a".to_string(), "2".to_string())].into());
-    api.replace("c1", &PostParams::default(), &fresh).await.expect("replace");
+    api.replace("c1", &PostParams::default(), &fresh)
+        .await
+        .expect("replace");
     stale.data = Some([("a".to_string(), "3".to_string())].into());
-    let conflict = api_status(api.replace("c1", &PostParams::default(), &stale).await.expect_err("stale"));
+    let conflict = api_status(
+        api.replace("c1", &PostParams::default(), &stale)
+            .await
+            .expect_err("stale"),
+    );
     assert_eq!((conflict.code, conflict.reason.as_str()), (409, "Conflict"));
 
     let merge = Patch::Merge(json!({"data": {"b": "2"}}));
-    api.patch("c1", &PatchParams::default(), &merge).await.expect("merge patch");
-    let ops: json_patch::Patch = serde_json::from_value(json!([{"op": "add", "path": "/data/c", "value": "3"}])).expect("ops");
-    api.patch("c1", &PatchParams::default(), &Patch::Json::<()>(ops)).await.expect("json patch");
+    api.patch("c1", &PatchParams::default(), &merge)
+        .await
+        .expect("merge patch");
+    let ops: json_patch::Patch =
+        serde_json::from_value(json!([{"op": "add", "path": "/data/c", "value": "3"}]))
+            .expect("ops");
+    api.patch("c1", &PatchParams::default(), &Patch::Json::<()>(ops))
+        .await
+        .expect("json patch");
     let apply = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c1"}, "data": {"d": "4"}});
-    let applied = api.patch("c1", &PatchParams::apply("tester"), &Patch::Apply(&apply)).await.expect("apply");
+    let applied = api
+        .patch("c1", &PatchParams::apply("tester"), &Patch::Apply(&apply))
+        .await
+        .expect("apply");
     let data = applied.data.expect("data");
-    assert_eq!(data.keys().cloned().collect::<Vec<_>>(), ["a", "b", "c", "d"]);
-    assert!(applied.metadata.managed_fields.expect("managed").iter().any(|m| m.manager.as_deref() == Some("tester")));
+    assert_eq!(
+        data.keys().cloned().collect::<Vec<_>>(),
+        ["a", "b", "c", "d"]
+    );
+    assert!(
+        applied
+            .metadata
+            .managed_fields
+            .expect("managed")
+            .iter()
+            .any(|m| m.manager.as_deref() == Some("tester"))
+    );
 
-    api.delete("c1", &DeleteParams::default()).await.expect("delete");
+    api.delete("c1", &DeleteParams::default())
+        .await
+        .expect("delete");
     let gone = api_status(api.get("c1").await.expect_err("deleted"));
-    assert_eq!((gone.code, gone.reason.as_str(), gone.message.as_str()), (404, "NotFound", "configmaps \"c1\" not found"));
+    assert_eq!(
+        (gone.code, gone.reason.as_str(), gone.message.as_str()),
+        (404, "NotFound", "configmaps \"c1\" not found")
+    );
 }
 
 #[tokio::test]
@@ -54,19 +94,41 @@ async fn list_filters_by_selectors_and_paginates() {
     let server = common::server().await;
     let api: Api<ConfigMap> = Api::default_namespaced(common::client(&server));
     for (name, tier) in [("a", "front"), ("b", "back"), ("c", "front"), ("d", "db")] {
-        api.create(&PostParams::default(), &cm(name, json!({"tier": tier}))).await.expect("create");
+        api.create(&PostParams::default(), &cm(name, json!({"tier": tier})))
+            .await
+            .expect("create");
     }
-    let names = |l: kube::core::ObjectList<ConfigMap>| l.items.into_iter().filter_map(|c| c.metadata.name).collect::<Vec<_>>();
-    let front = api.list(&ListParams::default().labels("tier=front")).await.expect("list");
+    let names = |l: kube::core::ObjectList<ConfigMap>| {
+        l.items
+            .into_iter()
+            .filter_map(|c| c.metadata.name)
+            .collect::<Vec<_>>()
+    };
+    let front = api
+        .list(&ListParams::default().labels("tier=front"))
+        .await
+        .expect("list");
     assert_eq!(names(front), ["a", "c"]);
-    let set = api.list(&ListParams::default().labels("tier notin (front),tier")).await.expect("list");
+    let set = api
+        .list(&ListParams::default().labels("tier notin (front),tier"))
+        .await
+        .expect("list");
     assert_eq!(names(set), ["b", "d"]);
-    let by_name = api.list(&ListParams::default().fields("metadata.name=d")).await.expect("list");
+    let by_name = api
+        .list(&ListParams::default().fields("metadata.name=d"))
+        .await
+        .expect("list");
     assert_eq!(names(by_name), ["d"]);
-    let first = api.list(&ListParams::default().limit(3)).await.expect("page 1");
+    let first = api
+        .list(&ListParams::default().limit(3))
+        .await
+        .expect("page 1");
     let token = first.metadata.continue_.clone().expect("continue token");
     assert_eq!(first.items.len(), 3);
-    let second = api.list(&ListParams::default().limit(3).continue_token(&token)).await.expect("page 2");
+    let second = api
+        .list(&ListParams::default().limit(3).continue_token(&token))
+        .await
+        .expect("page 2");
     assert_eq!(names(second), ["d"]);
 }
 
@@ -75,15 +137,38 @@ async fn create_in_missing_namespace_is_not_found_and_generate_name_works() {
     let server = common::server().await;
     let client = common::client(&server);
     let missing: Api<ConfigMap> = Api::namespaced(client.clone(), "nope");
-    let err = api_status(missing.create(&PostParams::default(), &cm("x", json!({}))).await.expect_err("no namespace"));
-    assert_eq!((err.code, err.message.as_str()), (404, "namespaces \"nope\" not found"));
+    let err = api_status(
+        missing
+            .create(&PostParams::default(), &cm("x", json!({})))
+            .await
+            .expect_err("no namespace"),
+    );
+    assert_eq!(
+        (err.code, err.message.as_str()),
+        (404, "namespaces \"nope\" not found")
+    );
     let api: Api<ConfigMap> = Api::default_namespaced(client.clone());
-    let generated: ConfigMap = serde_json::from_value(json!({"metadata": {"generateName": "gen-"}})).expect("cm");
-    let made = api.create(&PostParams::default(), &generated).await.expect("create");
+    let generated: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"generateName": "gen-"}})).expect("cm");
+    let made = api
+        .create(&PostParams::default(), &generated)
+        .await
+        .expect("create");
     assert!(made.metadata.name.expect("name").starts_with("gen-"));
     let namespaces: Api<Namespace> = Api::all(client);
-    let names: Vec<String> = namespaces.list(&ListParams::default()).await.expect("list").items.into_iter().filter_map(|n| n.metadata.name).collect();
-    assert!(["default", "kube-system", "kube-public"].iter().all(|n| names.contains(&n.to_string())));
+    let names: Vec<String> = namespaces
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect();
+    assert!(
+        ["default", "kube-system", "kube-public"]
+            .iter()
+            .all(|n| names.contains(&n.to_string()))
+    );
 }
 
 #[tokio::test]
@@ -92,35 +177,266 @@ async fn deleting_a_namespace_removes_its_objects_and_finalizers_delay_deletion(
     let client = common::client(&server);
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "team"}})).expect("ns");
-    namespaces.create(&PostParams::default(), &ns).await.expect("create ns");
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("create ns");
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "team");
-    api.create(&PostParams::default(), &cm("keep", json!({}))).await.expect("create");
+    api.create(&PostParams::default(), &cm("keep", json!({})))
+        .await
+        .expect("create");
     let mut held = cm("held", json!({}));
     held.metadata.finalizers = Some(vec!["canary.dev/hold".into()]);
-    api.create(&PostParams::default(), &held).await.expect("create held");
-    api.delete("held", &DeleteParams::default()).await.expect("delete held");
+    api.create(&PostParams::default(), &held)
+        .await
+        .expect("create held");
+    api.delete("held", &DeleteParams::default())
+        .await
+        .expect("delete held");
     let marked = api.get("held").await.expect("still there");
     assert!(marked.metadata.deletion_timestamp.is_some());
-    api.patch("held", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": null}}))).await.expect("unfinalize");
-    assert_eq!(api_status(api.get("held").await.expect_err("gone")).code, 404);
-    namespaces.delete("team", &DeleteParams::default()).await.expect("delete ns");
-    assert_eq!(api_status(api.get("keep").await.expect_err("gone with namespace")).code, 404);
+    api.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .expect("unfinalize");
+    assert_eq!(
+        api_status(api.get("held").await.expect_err("gone")).code,
+        404
+    );
+    namespaces
+        .delete("team", &DeleteParams::default())
+        .await
+        .expect("delete ns");
+    assert_eq!(
+        api_status(api.get("keep").await.expect_err("gone with namespace")).code,
+        404
+    );
 }
 
 #[tokio::test]
 async fn owner_references_are_garbage_collected() {
     let server = common::server().await;
     let api: Api<ConfigMap> = Api::default_namespaced(common::client(&server));
-    let owner = api.create(&PostParams::default(), &cm("owner", json!({}))).await.expect("owner");
+    let owner = api
+        .create(&PostParams::default(), &cm("owner", json!({})))
+        .await
+        .expect("owner");
     let mut child = cm("child", json!({}));
-    child.metadata.owner_references = Some(vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
-        api_version: "v1".into(),
-        kind: "ConfigMap".into(),
-        name: "owner".into(),
-        uid: owner.metadata.uid.expect("uid"),
-        ..Default::default()
-    }]);
-    api.create(&PostParams::default(), &child).await.expect("child");
-    api.delete("owner", &DeleteParams::background()).await.expect("delete owner");
-    assert_eq!(api_status(api.get("child").await.expect_err("collected")).code, 404);
+    child.metadata.owner_references = Some(vec![
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            name: "owner".into(),
+            uid: owner.metadata.uid.expect("uid"),
+            ..Default::default()
+        },
+    ]);
+    api.create(&PostParams::default(), &child)
+        .await
+        .expect("child");
+    api.delete("owner", &DeleteParams::background())
+        .await
+        .expect("delete owner");
+    assert_eq!(
+        api_status(api.get("child").await.expect_err("collected")).code,
+        404
+    );
+}
+
+#[tokio::test]
+async fn label_selector_watch_sees_objects_enter_and_leave() {
+    use futures::StreamExt;
+    use kube::api::{WatchEvent, WatchParams};
+    let server = common::server().await;
+    let api: Api<ConfigMap> = Api::default_namespaced(common::client(&server));
+    let created = api
+        .create(&PostParams::default(), &cm("w", json!({"app": "other"})))
+        .await
+        .expect("create");
+    let rv = created.metadata.resource_version.expect("rv");
+    let mut events = api
+        .watch(&WatchParams::default().labels("app=web"), &rv)
+        .await
+        .expect("watch")
+        .boxed();
+    let relabel = |app: &str| Patch::Merge(json!({"metadata": {"labels": {"app": app}}}));
+    api.patch("w", &PatchParams::default(), &relabel("web"))
+        .await
+        .expect("enter");
+    api.patch("w", &PatchParams::default(), &relabel("gone"))
+        .await
+        .expect("leave");
+    let mut kinds = vec![];
+    while kinds.len() < 2 {
+        let next = tokio::time::timeout(std::time::Duration::from_secs(5), events.next()).await;
+        match next
+            .expect("event in time")
+            .expect("stream open")
+            .expect("event")
+        {
+            WatchEvent::Added(_) => kinds.push("ADDED"),
+            WatchEvent::Deleted(_) => kinds.push("DELETED"),
+            WatchEvent::Modified(_) => kinds.push("MODIFIED"),
+            WatchEvent::Bookmark(_) => {}
+            WatchEvent::Error(e) => panic!("watch error {e:?}"),
+        }
+    }
+    assert_eq!(kinds, ["ADDED", "DELETED"]);
+}
+
+#[tokio::test]
+async fn strategic_merge_patch_and_deletecollection_on_deployments() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    let server = common::server().await;
+    let api: Api<Deployment> = Api::default_namespaced(common::client(&server));
+    for name in ["one", "two"] {
+        let dep: Deployment = serde_json::from_value(json!({"metadata": {"name": name, "labels": {"app": "x"}},
+            "spec": {"selector": {"matchLabels": {"app": "x"}}, "template": {"metadata": {"labels": {"app": "x"}},
+            "spec": {"containers": [{"name": "a", "image": "a:1"}, {"name": "b", "image": "b:1"}]}}}}))
+        .expect("deployment");
+        let made = api
+            .create(&PostParams::default(), &dep)
+            .await
+            .expect("create");
+        assert_eq!(made.metadata.generation, Some(1));
+    }
+    let patch =
+        json!({"spec": {"template": {"spec": {"containers": [{"name": "b", "image": "b:2"}]}}}});
+    let patched = api
+        .patch("one", &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+        .expect("strategic");
+    let images: Vec<String> = patched
+        .spec
+        .expect("spec")
+        .template
+        .spec
+        .expect("pod")
+        .containers
+        .into_iter()
+        .filter_map(|c| c.image)
+        .collect();
+    assert_eq!(images, ["a:1", "b:2"]);
+    assert_eq!(patched.metadata.generation, Some(2));
+    api.delete_collection(
+        &DeleteParams::default(),
+        &ListParams::default().labels("app=x"),
+    )
+    .await
+    .expect("deletecollection");
+    assert!(
+        api.list(&ListParams::default())
+            .await
+            .expect("list")
+            .items
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn server_side_apply_conflicts_name_the_manager_and_force_takes_over() {
+    let server = common::server().await;
+    let api: Api<ConfigMap> = Api::default_namespaced(common::client(&server));
+    let doc = |v: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "shared"}, "data": {"a": v}});
+    api.patch(
+        "shared",
+        &PatchParams::apply("one"),
+        &Patch::Apply(doc("1")),
+    )
+    .await
+    .expect("first apply creates");
+    let err = api_status(
+        api.patch(
+            "shared",
+            &PatchParams::apply("two"),
+            &Patch::Apply(doc("2")),
+        )
+        .await
+        .expect_err("conflict"),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (409, "Conflict"));
+    assert_eq!(
+        err.message,
+        "Apply failed with 1 conflict: conflict with \"one\" using v1: .data.a"
+    );
+    let forced = api
+        .patch(
+            "shared",
+            &PatchParams::apply("two").force(),
+            &Patch::Apply(doc("2")),
+        )
+        .await
+        .expect("forced");
+    assert_eq!(forced.data.expect("data")["a"], "2");
+    let managers: Vec<String> = forced
+        .metadata
+        .managed_fields
+        .expect("managed")
+        .into_iter()
+        .filter_map(|m| m.manager)
+        .collect();
+    assert_eq!(managers, ["two"]);
+}
+
+#[tokio::test]
+async fn watches_end_after_timeout_seconds() {
+    use futures::StreamExt;
+    let server = common::server().await;
+    let api: Api<ConfigMap> = Api::default_namespaced(common::client(&server));
+    let started = std::time::Instant::now();
+    let stream = api
+        .watch(&kube::api::WatchParams::default().timeout(1), "0")
+        .await
+        .expect("watch");
+    let drained = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stream.collect::<Vec<_>>(),
+    )
+    .await;
+    assert!(drained.is_ok(), "watch closed by the server");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900));
+}
+
+#[tokio::test]
+async fn pagination_across_namespaces_returns_every_object_once() {
+    let server = common::server().await;
+    let client = common::client(&server);
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for ns in ["a", "a-x"] {
+        let obj: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).expect("ns");
+        namespaces
+            .create(&PostParams::default(), &obj)
+            .await
+            .expect("create ns");
+        for name in ["b", "a"] {
+            Api::<ConfigMap>::namespaced(client.clone(), ns)
+                .create(&PostParams::default(), &cm(name, json!({})))
+                .await
+                .expect("create");
+        }
+    }
+    let all: Api<ConfigMap> = Api::all(client);
+    let (mut seen, mut token) = (vec![], None::<String>);
+    loop {
+        let mut lp = ListParams::default().limit(1);
+        if let Some(t) = &token {
+            lp = lp.continue_token(t);
+        }
+        let page = all.list(&lp).await.expect("page");
+        seen.extend(page.items.into_iter().map(|c| {
+            format!(
+                "{}/{}",
+                c.metadata.namespace.unwrap_or_default(),
+                c.metadata.name.unwrap_or_default()
+            )
+        }));
+        token = page.metadata.continue_;
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(seen, ["a/a", "a/b", "a-x/a", "a-x/b"]);
 }

@@ -1,10 +1,129 @@
-//! Structural schema validation, defaulting and pruning of custom resources.
+//! Structural schema validation, defaulting and pruning of custom resources, as a pure API.
+
+pub mod cel;
+mod checks;
+mod structural;
+mod validate;
 
 pub use crate::error::FieldError;
-use serde_json::Value;
+use serde_json::{Value, json};
+pub use structural::check_crd_schemas;
+pub use validate::Validated;
+
+/// The `openAPIV3Schema` of a CRD version, or of the storage version when `version` is not served.
+fn version_schema<'a>(crd: &'a Value, version: &str) -> Option<&'a Value> {
+    let versions = crd["spec"]["versions"].as_array()?;
+    let chosen = versions
+        .iter()
+        .find(|v| v["name"] == json!(version))
+        .or_else(|| versions.iter().find(|v| v["storage"] == json!(true)))?;
+    chosen["schema"].get("openAPIV3Schema")
+}
+
+/// Validates a create (`old` is `None`) or an update of `object` against the CRD's schema for
+/// `version`; transition rules (`oldSelf`) run on updates only.
+pub fn validate_version(
+    crd: &Value,
+    version: &str,
+    object: &Value,
+    old: Option<&Value>,
+) -> Result<Validated, Vec<FieldError>> {
+    let Some(schema) = version_schema(crd, version) else {
+        return Ok(Validated {
+            object: object.clone(),
+            unknown_fields: vec![],
+        });
+    };
+    validate::validate_root(schema, object, old)
+}
 
 /// Validates `object` against the CRD's schema for `version`, returning it defaulted and pruned.
-pub fn validate_custom_resource_version(crd: &Value, version: &str, object: &Value) -> Result<Value, Vec<FieldError>> {
-    let _ = (crd, version);
-    Ok(object.clone())
+pub fn validate_custom_resource_version(
+    crd: &Value,
+    version: &str,
+    object: &Value,
+) -> Result<Value, Vec<FieldError>> {
+    validate_version(crd, version, object, None).map(|v| v.object)
+}
+
+/// Validates `object` against the CRD schema of the version named in its `apiVersion`,
+/// returning the object defaulted and pruned, or the field errors kube-apiserver would report.
+pub fn validate_custom_resource(crd: &Value, object: &Value) -> Result<Value, Vec<FieldError>> {
+    let api_version = object["apiVersion"].as_str().unwrap_or_default();
+    let version = api_version.rsplit('/').next().unwrap_or_default();
+    validate_custom_resource_version(crd, version, object)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn crd() -> Value {
+        serde_saphyr::from_str(include_str!("../../tests/fixtures/healthcheck-crd.yaml"))
+            .expect("fixture CRD parses")
+    }
+
+    fn check(spec: Value) -> Result<Value, Vec<String>> {
+        let obj = json!({"apiVersion": "canary.dev/v1alpha1", "kind": "HealthCheck", "metadata": {"name": "x"}, "spec": spec});
+        validate_custom_resource(&crd(), &obj)
+            .map_err(|errs| errs.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn defaults_are_applied_and_unknown_fields_pruned() {
+        let out = check(json!({"kind": "HTTP", "http": {"url": "http://x"}, "bogus": 1, "extra": {"free": [1]}})).expect("valid");
+        assert_eq!(out["spec"]["interval"], "30s");
+        assert_eq!(out["spec"]["http"]["expectedStatus"], 200);
+        assert!(out["spec"].get("bogus").is_none());
+        assert_eq!(out["spec"]["extra"]["free"], json!([1]));
+        assert_eq!(out["metadata"]["name"], "x");
+    }
+
+    #[test]
+    fn errors_name_fields_like_kube_apiserver() {
+        let errs = check(json!({"kind": "FTP"})).expect_err("bad enum");
+        assert_eq!(
+            errs,
+            ["spec.kind: Unsupported value: \"FTP\": supported values: \"HTTP\", \"TCP\", \"TLS\""]
+        );
+        let errs = check(json!({"kind": "HTTP", "http": {}})).expect_err("missing url");
+        assert_eq!(errs, ["spec.http.url: Required value"]);
+        let errs = check(json!({"kind": "HTTP"})).expect_err("cel");
+        assert_eq!(
+            errs,
+            ["spec: Invalid value: \"object\": http is required when kind is HTTP"]
+        );
+        let errs = check(json!({"kind": "TCP", "timeout": "1m"})).expect_err("cel fieldPath");
+        assert_eq!(
+            errs,
+            ["spec.timeout: Invalid value: \"object\": timeout must be shorter than interval"]
+        );
+    }
+
+    #[test]
+    fn type_range_pattern_format_and_list_checks() {
+        let spec = json!({"kind": "HTTP", "interval": "soon", "http": {"url": "u", "expectedStatus": 99},
+            "notAfter": "yesterday", "targets": [{"name": "a"}, {"name": "a"}], "tcp": {"port": 1.5}});
+        let errs = check(spec).expect_err("many errors");
+        let text = errs.join("\n");
+        for want in [
+            "spec.interval: Invalid value: \"soon\": spec.interval in body should match",
+            "spec.http.expectedStatus: Invalid value: 99: spec.http.expectedStatus in body should be greater than or equal to 100",
+            "spec.notAfter: Invalid value: \"yesterday\": spec.notAfter in body must be of type date-time",
+            "spec.targets[1]: Duplicate value: {\"name\":\"a\"}",
+            "spec.tcp.port: Invalid value: \"number\"",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
+        assert!(
+            check(json!({"kind": "TCP", "tcp": {"port": "http"}, "description": null})).is_ok()
+        );
+        let errs = check(json!({"kind": 3})).expect_err("type");
+        assert_eq!(
+            errs,
+            [
+                "spec.kind: Invalid value: \"integer\": spec.kind in body must be of type string: \"integer\""
+            ]
+        );
+    }
 }

@@ -9,7 +9,9 @@ use tokio::io::AsyncWriteExt;
 
 /// Starts a server with default options.
 pub async fn server() -> Server {
-    canary_test_apiserver::start(Options::default()).await.expect("server starts")
+    canary_test_apiserver::start(Options::default())
+        .await
+        .expect("server starts")
 }
 
 /// A kube-rs client for `server`.
@@ -22,14 +24,24 @@ pub fn client(server: &Server) -> kube::Client {
 
 /// Path of a tool installed by `scripts/install-test-tools.sh`; fails the test when missing.
 pub fn tool(name: &str) -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.tools/bin").join(name);
-    assert!(path.is_file(), "{} is missing: run scripts/install-test-tools.sh first", path.display());
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../.tools/bin")
+        .join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/install-test-tools.sh first",
+        path.display()
+    );
     path
 }
 
 /// A fixture file path.
 pub fn fixture(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name).display().to_string()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+        .display()
+        .to_string()
 }
 
 /// Runs the real kubectl or helm against a server, with private cache/config dirs.
@@ -41,7 +53,10 @@ pub struct Cli {
 impl Cli {
     /// For `server`.
     pub fn new(server: &Server) -> Self {
-        Self { home: tempfile::tempdir().expect("tempdir"), kubeconfig: server.kubeconfig_path().to_path_buf() }
+        Self {
+            home: tempfile::tempdir().expect("tempdir"),
+            kubeconfig: server.kubeconfig_path().to_path_buf(),
+        }
     }
 
     fn command(&self, tool_name: &str, args: &[&str]) -> tokio::process::Command {
@@ -67,7 +82,10 @@ impl Cli {
     pub async fn run(&self, tool_name: &str, args: &[&str], stdin: &str) -> Output {
         let mut child = self.command(tool_name, args).spawn().expect("spawn tool");
         let mut input = child.stdin.take().expect("stdin");
-        input.write_all(stdin.as_bytes()).await.expect("write stdin");
+        input
+            .write_all(stdin.as_bytes())
+            .await
+            .expect("write stdin");
         drop(input);
         tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
             .await
@@ -83,15 +101,24 @@ impl Cli {
     /// Runs kubectl with stdin and asserts success, returning stdout.
     pub async fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> String {
         let out = self.run("kubectl", args, stdin).await;
-        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(out.status.success(), "kubectl {args:?} failed: {stderr}\n{stdout}");
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {stderr}\n{stdout}"
+        );
         stdout.into_owned()
     }
 
     /// Runs kubectl expecting failure, returning stderr.
     pub async fn kubectl_fails(&self, args: &[&str], stdin: &str) -> String {
         let out = self.run("kubectl", args, stdin).await;
-        assert!(!out.status.success(), "kubectl {args:?} unexpectedly succeeded");
+        assert!(
+            !out.status.success(),
+            "kubectl {args:?} unexpectedly succeeded"
+        );
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
@@ -101,8 +128,14 @@ impl Cli {
         let mut all = args.to_vec();
         all.extend(["--kubeconfig", kubeconfig.as_str()]);
         let out = self.run("helm", &all, "").await;
-        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(out.status.success(), "helm {args:?} failed: {stderr}\n{stdout}");
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(
+            out.status.success(),
+            "helm {args:?} failed: {stderr}\n{stdout}"
+        );
         stdout.into_owned()
     }
 
@@ -126,4 +159,21 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     false
+}
+
+/// A raw HTTP/1.1 GET (no client library), returning the status line, headers and body text.
+pub async fn raw_get(server: &Server, path: &str, accept: &str) -> (String, String) {
+    use tokio::io::AsyncReadExt;
+    let mut stream = tokio::net::TcpStream::connect(server.addr())
+        .await
+        .expect("connect");
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nAccept: {accept}\r\nConnection: close\r\n\r\n",
+        server.addr()
+    );
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (head.to_string(), body.to_string())
 }

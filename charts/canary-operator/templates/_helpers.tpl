@@ -1,0 +1,122 @@
+{{/* Chart name. */}}
+{{- define "canary.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name: <release>-<chart>, or the release name when it already contains the chart name. */}}
+{{- define "canary.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Labels on every object. */}}
+{{- define "canary.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "canary.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: canary
+{{- end }}
+
+{{/* Labels that select the operator pods. */}}
+{{- define "canary.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "canary.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* ServiceAccount name. */}}
+{{- define "canary.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "canary.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* Image reference: digest wins over tag; the tag defaults to the appVersion. */}}
+{{- define "canary.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* Name of the metrics Service, which is also the Prometheus job label. */}}
+{{- define "canary.metricsServiceName" -}}
+{{- printf "%s-metrics" (include "canary.fullname" . | trunc 55 | trimSuffix "-") }}
+{{- end }}
+
+{{/* Lease that elects the leader (in the release namespace). */}}
+{{- define "canary.leaseName" -}}
+{{- include "canary.fullname" . }}
+{{- end }}
+
+{{/* Is leader election on? Fails on replicaCount > 1 without it: two pods would both probe. */}}
+{{- define "canary.leaderElect" -}}
+{{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) }}
+{{- fail "replicaCount > 1 needs leaderElection.enabled=true: without a leader every replica would probe every HealthCheck and write its status" }}
+{{- end }}
+{{- if .Values.leaderElection.enabled }}true{{ end }}
+{{- end }}
+
+{{/* PromQL matchers selecting Canary's scrape target. */}}
+{{- define "canary.targetSelector" -}}
+{{- default (printf "job=%q" (include "canary.metricsServiceName" .)) .Values.prometheusRule.targetSelector }}
+{{- end }}
+
+{{/* Is the Prometheus Operator API served? (helm template: --api-versions monitoring.coreos.com/v1) */}}
+{{- define "canary.hasMonitoringAPI" -}}
+{{- if .Capabilities.APIVersions.Has "monitoring.coreos.com/v1" }}true{{ end }}
+{{- end }}
+
+{{/*
+RBAC rules for HealthChecks and what they reference, shared by the ClusterRole (all namespaces)
+and the per-namespace Roles (watchNamespaces). Each rule matches one API call Canary makes;
+tests/chart.rs fails when a rule grants more.
+*/}}
+{{- define "canary.checkRules" -}}
+- apiGroups: ["canary.dev"]
+  resources: ["healthchecks"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["canary.dev"]
+  resources: ["healthchecks/status"]
+  verbs: ["get", "patch"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- if .Values.rbac.secrets }}
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
+{{- end }}
+{{- if .Values.rbac.configMaps }}
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get"]
+{{- end }}
+{{- end }}
+
+{{/* Checks across values that values.schema.json cannot express. */}}
+{{- define "canary.validate" -}}
+{{- if eq (int .Values.metrics.port) (int .Values.healthProbePort) }}
+{{- fail (printf "metrics.port and healthProbePort must differ (both are %d)" (int .Values.metrics.port)) }}
+{{- end }}
+{{- if le (float64 .Values.prometheusRule.certExpiryWarningDays) (float64 .Values.prometheusRule.certExpiryCriticalDays) }}
+{{- fail "prometheusRule.certExpiryWarningDays must be greater than prometheusRule.certExpiryCriticalDays" }}
+{{- end }}
+{{- if and (not (eq (toString .Values.podDisruptionBudget.minAvailable) "")) (not (eq (toString .Values.podDisruptionBudget.maxUnavailable) "")) }}
+{{- fail "podDisruptionBudget: set minAvailable or maxUnavailable, not both" }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,94 @@
+//! Kubernetes Events on transitions only (became failing, recovered), published by
+//! kube-runtime's recorder (events.k8s.io, deduplicated into series) from a background task
+//! so the scheduler never waits on the API server.
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::{
+    Client,
+    runtime::events::{Event, EventType, Recorder, Reporter},
+};
+use tokio::sync::mpsc;
+
+use crate::{
+    runner::{CheckKey, RunReport, Sink},
+    status::ready_condition,
+};
+
+/// Events queued at most; transitions are rare, so a full queue means the API server is down
+/// and dropping (with a log line) is better than blocking probes.
+const QUEUE: usize = 1024;
+
+/// The scheduler sink that turns Ready transitions into Events.
+pub struct EventSink {
+    queue: mpsc::Sender<(Event, ObjectReference)>,
+}
+
+impl EventSink {
+    /// Creates the sink and the task that publishes its Events.
+    pub fn start(client: Client, instance: String) -> (Self, tokio::task::JoinHandle<()>) {
+        let (queue, mut receiver) = mpsc::channel::<(Event, ObjectReference)>(QUEUE);
+        let reporter = Reporter {
+            controller: crate::controller::writer::FIELD_MANAGER.into(),
+            instance: Some(instance),
+        };
+        let recorder = Recorder::new(client, reporter);
+        let task = tokio::spawn(async move {
+            while let Some((event, reference)) = receiver.recv().await {
+                if let Err(error) = recorder.publish(&event, &reference).await {
+                    tracing::warn!(%error, reason = %event.reason, "could not publish an Event");
+                }
+            }
+        });
+        (Self { queue }, task)
+    }
+}
+
+/// The Event for a change of Ready, if the change deserves one.
+pub fn transition_event(report: &RunReport<'_>) -> Option<Event> {
+    let before = ready_condition(&report.previous.conditions).map(|c| c.status.as_str());
+    let after = ready_condition(&report.status.conditions)?;
+    match (before, after.status.as_str()) {
+        (Some("False"), "False") => None,
+        (_, "False") => Some(Event {
+            type_: EventType::Warning,
+            reason: after.reason.clone(),
+            note: Some(truncate(&after.message)),
+            action: "Probe".into(),
+            secondary: None,
+        }),
+        (Some("False"), "True") => Some(Event {
+            type_: EventType::Normal,
+            reason: "Recovered".into(),
+            note: Some(truncate(&after.message)),
+            action: "Probe".into(),
+            secondary: None,
+        }),
+        _ => None,
+    }
+}
+
+/// Event notes are limited to 1 KiB by the API server.
+fn truncate(message: &str) -> String {
+    message.chars().take(1000).collect()
+}
+
+impl Sink for EventSink {
+    fn on_run(&self, report: &RunReport<'_>) {
+        let Some(event) = transition_event(report) else {
+            return;
+        };
+        let reference = ObjectReference {
+            api_version: Some("canary.dev/v1alpha1".into()),
+            kind: Some("HealthCheck".into()),
+            namespace: Some(report.key.namespace.clone()),
+            name: Some(report.key.name.clone()),
+            uid: report.spec.uid.clone(),
+            ..Default::default()
+        };
+        if self.queue.try_send((event, reference)).is_err() {
+            tracing::warn!(check = %report.key, "Event queue full; a transition Event was dropped");
+        }
+    }
+
+    fn on_remove(&self, _key: &CheckKey) {}
+}

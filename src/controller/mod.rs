@@ -1,0 +1,301 @@
+//! The operator: watches HealthChecks, turns each into a runner (reconcile), and sends results
+//! to the status writer and the Event recorder. Only the Lease holder runs checks; every
+//! replica watches, so `/readyz` means "cache synced" everywhere.
+
+mod events;
+mod leader;
+mod refs;
+pub mod writer;
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::{Arc, atomic::Ordering},
+};
+
+use futures::{Stream, StreamExt, stream::select_all};
+use kube::{
+    Api, Client, ResourceExt,
+    runtime::{WatchStreamExt, watcher},
+};
+use tokio::sync::watch;
+
+pub use events::transition_event;
+
+use crate::{
+    api::{HealthCheck, references, validate::validate},
+    cli::OperatorArgs,
+    engine::{Engine, EngineError},
+    metrics::{Metrics, MetricsError},
+    probe::{self, ProbeContext},
+    runner::{CheckKey, CheckProber, Plan, RunnerSpec, Scheduler},
+};
+
+/// How long shutdown waits for pending status writes.
+const FLUSH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Why the operator stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error("connecting to the Kubernetes API: {0}")]
+    Client(#[source] kube::Error),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("waiting for signals: {0}")]
+    Signals(#[source] std::io::Error),
+}
+
+/// What reconcile needs.
+struct Context {
+    scheduler: Scheduler,
+    writer: writer::StatusWriter,
+    refs: refs::RefCache,
+    probe: Arc<ProbeContext>,
+    metrics: Arc<Metrics>,
+}
+
+/// Runs the operator until SIGTERM or SIGINT.
+pub async fn run(args: OperatorArgs) -> Result<(), ControllerError> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(ControllerError::Signals)?;
+    let client = Client::try_default()
+        .await
+        .map_err(ControllerError::Client)?;
+    let identity = args
+        .leader
+        .leader_election_identity
+        .clone()
+        .unwrap_or_else(default_identity);
+    let metrics = Arc::new(Metrics::new()?);
+    let writer = writer::StatusWriter::new(
+        client.clone(),
+        writer::WriterConfig {
+            qps: args.status_write_qps,
+            burst: args.status_write_burst,
+            heartbeat: args.status_heartbeat,
+        },
+        metrics.clone(),
+    );
+    let (event_sink, _events) = events::EventSink::start(client.clone(), identity.clone());
+    let engine = Engine::start_with_metrics(
+        &args.engine,
+        &args.admin,
+        metrics.clone(),
+        vec![
+            Arc::new(writer.clone()) as Arc<dyn crate::runner::Sink>,
+            Arc::new(event_sink),
+        ],
+    )?;
+    tokio::spawn(writer.clone().run());
+    let (leading_tx, mut leading) = watch::channel(!args.leader.leader_elect);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let elector = args.leader.leader_elect.then(|| {
+        let config = leader::LeaseConfig {
+            name: args.leader.leader_election_lease_name.clone(),
+            namespace: args.leader.leader_election_namespace.clone(),
+            identity: identity.clone(),
+            duration: args.leader.leader_election_lease_duration,
+        };
+        tokio::spawn(leader::run(client.clone(), config, leading_tx, stop_rx))
+    });
+    let ctx = Context {
+        scheduler: engine.scheduler.clone(),
+        writer: writer.clone(),
+        refs: refs::RefCache::new(client.clone(), args.reference_ttl),
+        probe: Arc::new(ProbeContext {
+            deny: args.policy.deny_cidrs.clone(),
+        }),
+        metrics,
+    };
+    let mut objects: HashMap<CheckKey, HealthCheck> = HashMap::new();
+    let mut initial: Option<BTreeSet<CheckKey>> = None;
+    let mut stream = watch_stream(&client, &args.namespaces);
+    let mut resync = tokio::time::interval(args.reference_ttl);
+    resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut is_leader = *leading.borrow();
+    writer.set_enabled(is_leader);
+    tracing::info!(%identity, leader_election = args.leader.leader_elect, "operator started");
+    loop {
+        tokio::select! {
+            event = stream.next() => match event {
+                Some(Ok(event)) => handle(event, &mut objects, &mut initial, &ctx, is_leader, &engine).await,
+                Some(Err(error)) => tracing::warn!(%error, "HealthCheck watch failed; retrying with backoff"),
+                None => {
+                    tracing::error!("HealthCheck watch ended; restarting it");
+                    stream = watch_stream(&client, &args.namespaces);
+                }
+            },
+            _ = resync.tick(), if is_leader => {
+                for object in objects.values() {
+                    reconcile(object, &ctx).await;
+                }
+            }
+            changed = leading.changed() => {
+                if changed.is_err() { continue; }
+                is_leader = *leading.borrow();
+                writer.set_enabled(is_leader);
+                if is_leader {
+                    for object in objects.values() {
+                        reconcile(object, &ctx).await;
+                    }
+                } else {
+                    // A replica that lost the Lease must stop probing and writing at once.
+                    engine.scheduler.clear();
+                }
+            }
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    tracing::info!("shutting down: stopping runners, flushing status writes, releasing the Lease");
+    engine.ready.store(false, Ordering::SeqCst);
+    engine.scheduler.clear();
+    writer.flush(FLUSH_DEADLINE).await;
+    let _ = stop_tx.send(true);
+    if let Some(elector) = elector {
+        let _ = tokio::time::timeout(FLUSH_DEADLINE, elector).await;
+    }
+    Ok(())
+}
+
+fn default_identity() -> String {
+    let host =
+        std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "canary".into());
+    format!("{}-{}", host.trim(), std::process::id())
+}
+
+type Events = std::pin::Pin<
+    Box<dyn Stream<Item = Result<watcher::Event<HealthCheck>, watcher::Error>> + Send>,
+>;
+
+/// One watcher per namespace (or one cluster-wide), each with kube-runtime's default backoff.
+fn watch_stream(client: &Client, namespaces: &[String]) -> Events {
+    let config = watcher::Config::default();
+    if namespaces.is_empty() {
+        return Box::pin(
+            watcher(Api::<HealthCheck>::all(client.clone()), config).default_backoff(),
+        );
+    }
+    let streams = namespaces.iter().map(|ns| {
+        watcher(
+            Api::<HealthCheck>::namespaced(client.clone(), ns),
+            config.clone(),
+        )
+        .default_backoff()
+        .boxed()
+    });
+    Box::pin(select_all(streams))
+}
+
+fn key_of(object: &HealthCheck) -> CheckKey {
+    CheckKey {
+        namespace: object.namespace().unwrap_or_default(),
+        name: object.name_any(),
+    }
+}
+
+async fn handle(
+    event: watcher::Event<HealthCheck>,
+    objects: &mut HashMap<CheckKey, HealthCheck>,
+    initial: &mut Option<BTreeSet<CheckKey>>,
+    ctx: &Context,
+    is_leader: bool,
+    engine: &Engine,
+) {
+    match event {
+        watcher::Event::Init => *initial = Some(BTreeSet::new()),
+        watcher::Event::InitApply(object) | watcher::Event::Apply(object) => {
+            let key = key_of(&object);
+            if let Some(seen) = initial.as_mut() {
+                seen.insert(key.clone());
+            }
+            if let Some(status) = &object.status {
+                ctx.writer.seed(&key, status);
+            }
+            if is_leader {
+                reconcile(&object, ctx).await;
+            }
+            objects.insert(key, object);
+        }
+        watcher::Event::Delete(object) => {
+            let key = key_of(&object);
+            objects.remove(&key);
+            ctx.scheduler.remove(&key);
+            ctx.writer.forget(&key);
+            ctx.metrics.reconciles.with_label_values(&["deleted"]).inc();
+        }
+        watcher::Event::InitDone => {
+            // After a relist, objects missed while the watch was down are gone.
+            if let Some(seen) = initial.take() {
+                objects.retain(|key, _| seen.contains(key));
+                for key in ctx.scheduler.keys() {
+                    if !seen.contains(&key) {
+                        ctx.scheduler.remove(&key);
+                        ctx.writer.forget(&key);
+                    }
+                }
+            }
+            engine.ready.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Turns one HealthCheck into a runner: resolve references, build, upsert. Never fails the
+/// loop: problems become the check's own status (InvalidSpec, ReferenceNotFound).
+async fn reconcile(object: &HealthCheck, ctx: &Context) {
+    let key = key_of(object);
+    let spec = &object.spec;
+    let resolved = ctx.refs.resolve(&key.namespace, &references(spec)).await;
+    let (plan, digest) = match resolved {
+        Ok(resolved) => {
+            let digest = resolved.digest_input();
+            match probe::build(spec, &resolved) {
+                Ok(check) => (
+                    Plan::Run(Arc::new(CheckProber {
+                        check,
+                        ctx: ctx.probe.clone(),
+                    })),
+                    digest,
+                ),
+                Err(error) => (
+                    Plan::Blocked {
+                        reason: error.reason(),
+                        message: error.to_string(),
+                    },
+                    digest,
+                ),
+            }
+        }
+        Err(error) => {
+            // The API server did not answer: keep the current runner and retry on the next resync.
+            tracing::warn!(check = %key, %error, "cannot read references; keeping the current runner");
+            ctx.metrics.reconciles.with_label_values(&["error"]).inc();
+            return;
+        }
+    };
+    let spec_json = serde_json::to_vec(spec).unwrap_or_default();
+    let generation = object.metadata.generation.unwrap_or_default().to_le_bytes();
+    let (interval, timeout) = validate(spec).map_or(
+        (
+            std::time::Duration::from_secs(60),
+            std::time::Duration::from_secs(10),
+        ),
+        |p| (p.interval, p.timeout),
+    );
+    let changed = ctx.scheduler.upsert(RunnerSpec {
+        key,
+        uid: object.metadata.uid.clone(),
+        generation: object.metadata.generation,
+        revision: RunnerSpec::revision_of(&[&spec_json, &generation, &digest]),
+        interval,
+        timeout,
+        suspend: spec.suspend,
+        failure_threshold: u32::try_from(spec.failure_threshold).unwrap_or(1).max(1),
+        success_threshold: u32::try_from(spec.success_threshold).unwrap_or(1).max(1),
+        plan,
+        status: object.status.clone().unwrap_or_default(),
+    });
+    let result = if changed { "updated" } else { "unchanged" };
+    ctx.metrics.reconciles.with_label_values(&[result]).inc();
+}

@@ -1,0 +1,322 @@
+//! The one status writer: runs report their status here, writes are coalesced per object
+//! (latest wins), skipped when only timestamps changed (until a heartbeat is due), sent under
+//! a global rate limit with a timeout each, retried with backoff, and counted. Probing never
+//! waits for it.
+
+use std::{
+    collections::HashMap,
+    num::NonZeroU32,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use kube::{
+    Api, Client,
+    api::{Patch, PatchParams},
+};
+use tokio::{sync::Notify, time::Instant};
+
+use crate::{
+    api::{HealthCheck, HealthCheckStatus},
+    metrics::Metrics,
+    runner::{CheckKey, RunReport, Sink},
+};
+
+/// Field manager of every status write.
+pub const FIELD_MANAGER: &str = "canary-operator";
+/// Deadline of one status patch.
+const PATCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// First and last retry delay after a failed write.
+const RETRY_MIN: Duration = Duration::from_millis(500);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Writer settings.
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    pub qps: u32,
+    pub burst: u32,
+    pub heartbeat: Duration,
+}
+
+struct Pending {
+    status: HealthCheckStatus,
+    /// Counters above this (the larger threshold) are not state worth a write.
+    clamp: i64,
+    /// Retry not before this instant (after a failure).
+    not_before: Option<Instant>,
+    failures: u32,
+}
+
+struct Written {
+    status: HealthCheckStatus,
+    at: Instant,
+}
+
+struct Shared {
+    client: Client,
+    config: WriterConfig,
+    metrics: Arc<Metrics>,
+    pending: Mutex<HashMap<CheckKey, Pending>>,
+    written: Mutex<HashMap<CheckKey, Written>>,
+    notify: Notify,
+    /// Only the leader writes; a standby drops what it is given.
+    enabled: AtomicBool,
+}
+
+/// Handle to the writer task; also the scheduler sink feeding it.
+#[derive(Clone)]
+pub struct StatusWriter {
+    shared: Arc<Shared>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl StatusWriter {
+    /// Creates the writer; call [`StatusWriter::run`] on the main runtime.
+    pub fn new(client: Client, config: WriterConfig, metrics: Arc<Metrics>) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                client,
+                config,
+                metrics,
+                pending: Mutex::new(HashMap::new()),
+                written: Mutex::new(HashMap::new()),
+                notify: Notify::new(),
+                enabled: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// Starts or stops writing (leadership); stopping drops what is pending.
+    pub fn set_enabled(&self, enabled: bool) {
+        self.shared.enabled.store(enabled, Ordering::SeqCst);
+        if !enabled {
+            lock(&self.shared.pending).clear();
+            lock(&self.shared.written).clear();
+        }
+    }
+
+    /// Remembers the status an object already carries, so the first run after a restart does
+    /// not rewrite an unchanged status.
+    pub fn seed(&self, key: &CheckKey, status: &HealthCheckStatus) {
+        let mut written = lock(&self.shared.written);
+        written.entry(key.clone()).or_insert_with(|| Written {
+            status: status.clone(),
+            at: Instant::now(),
+        });
+    }
+
+    /// Forgets a deleted object.
+    pub fn forget(&self, key: &CheckKey) {
+        lock(&self.shared.pending).remove(key);
+        lock(&self.shared.written).remove(key);
+    }
+
+    /// Writes pending statuses until `deadline` passes or nothing is pending.
+    pub async fn flush(&self, deadline: Duration) {
+        let until = Instant::now() + deadline;
+        let limiter = limiter(&self.shared.config);
+        while Instant::now() < until && !lock(&self.shared.pending).is_empty() {
+            let batch: Vec<(CheckKey, Pending)> = lock(&self.shared.pending).drain().collect();
+            for (key, pending) in batch {
+                if Instant::now() >= until {
+                    break;
+                }
+                let _ = tokio::time::timeout_at(until, limiter.until_ready()).await;
+                let _ = tokio::time::timeout_at(until, self.write(&key, pending.status)).await;
+            }
+        }
+    }
+
+    /// The writer loop; runs forever.
+    pub async fn run(self) {
+        let limiter = limiter(&self.shared.config);
+        loop {
+            let notified = self.shared.notify.notified();
+            let (ready, next_retry) = self.take_ready();
+            if ready.is_empty() {
+                match next_retry {
+                    Some(at) => {
+                        let _ = tokio::time::timeout_at(at, notified).await;
+                    }
+                    None => notified.await,
+                }
+                continue;
+            }
+            for (key, pending) in ready {
+                if self.skippable(&key, &pending.status, pending.clamp) {
+                    self.shared
+                        .metrics
+                        .status_writes
+                        .with_label_values(&["skipped"])
+                        .inc();
+                    continue;
+                }
+                limiter.until_ready().await;
+                if !self.shared.enabled.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Err(result) = self.write(&key, pending.status.clone()).await {
+                    self.retry(key, pending, result);
+                }
+            }
+        }
+    }
+
+    /// Takes every pending write that may go now, and the earliest retry time of the rest.
+    fn take_ready(&self) -> (Vec<(CheckKey, Pending)>, Option<Instant>) {
+        let now = Instant::now();
+        let mut pending = lock(&self.shared.pending);
+        let keys: Vec<CheckKey> = (pending.iter())
+            .filter(|(_, p)| p.not_before.is_none_or(|at| at <= now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let ready = keys
+            .into_iter()
+            .filter_map(|k| pending.remove(&k).map(|p| (k, p)))
+            .collect();
+        let next = pending.values().filter_map(|p| p.not_before).min();
+        (ready, next)
+    }
+
+    /// True when the last write differs only in timestamps and no heartbeat is due.
+    fn skippable(&self, key: &CheckKey, status: &HealthCheckStatus, clamp: i64) -> bool {
+        let written = lock(&self.shared.written);
+        let Some(last) = written.get(key) else {
+            return false;
+        };
+        last.at.elapsed() < self.shared.config.heartbeat
+            && without_timestamps(&last.status, clamp) == without_timestamps(status, clamp)
+    }
+
+    fn retry(&self, key: CheckKey, pending: Pending, result: &'static str) {
+        let failures = pending.failures + 1;
+        let delay = (RETRY_MIN * 2u32.saturating_pow(failures.min(10))).min(RETRY_MAX);
+        let mut queue = lock(&self.shared.pending);
+        // A newer status reported meanwhile wins; it inherits the backoff.
+        let entry = queue.entry(key).or_insert(pending);
+        entry.failures = failures;
+        entry.not_before = Some(Instant::now() + delay);
+        tracing::debug!(result, ?delay, "status write will be retried");
+    }
+
+    /// One server-side-apply patch of `/status`; Err carries the result label.
+    async fn write(&self, key: &CheckKey, status: HealthCheckStatus) -> Result<(), &'static str> {
+        let api: Api<HealthCheck> = Api::namespaced(self.shared.client.clone(), &key.namespace);
+        let patch = serde_json::json!({
+            "apiVersion": "canary.dev/v1alpha1",
+            "kind": "HealthCheck",
+            "status": status,
+        });
+        // force: the operator is the only writer of status by design; a manual
+        // `kubectl patch --subresource=status` must not wedge it with a field conflict.
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let outcome = tokio::time::timeout(
+            PATCH_TIMEOUT,
+            api.patch_status(&key.name, &params, &Patch::Apply(&patch)),
+        )
+        .await;
+        let result = match &outcome {
+            Ok(Ok(_)) => "success",
+            Ok(Err(kube::Error::Api(s))) if s.code == 404 => "not_found",
+            Ok(Err(kube::Error::Api(s))) if s.code == 409 => "conflict",
+            Ok(Err(_)) => "error",
+            Err(_) => "timeout",
+        };
+        self.shared
+            .metrics
+            .status_writes
+            .with_label_values(&[result])
+            .inc();
+        match outcome {
+            Ok(Ok(_)) => {
+                lock(&self.shared.written).insert(
+                    key.clone(),
+                    Written {
+                        status,
+                        at: Instant::now(),
+                    },
+                );
+                Ok(())
+            }
+            // The object is gone: nothing to retry.
+            Ok(Err(kube::Error::Api(s))) if s.code == 404 => Ok(()),
+            Ok(Err(error)) => {
+                tracing::warn!(check = %key, %error, "status write failed");
+                Err(result)
+            }
+            Err(_) => {
+                tracing::warn!(check = %key, "status write timed out");
+                Err(result)
+            }
+        }
+    }
+}
+
+fn limiter(config: &WriterConfig) -> DefaultDirectRateLimiter {
+    let qps = NonZeroU32::new(config.qps.max(1)).unwrap_or(NonZeroU32::MIN);
+    let burst = NonZeroU32::new(config.burst.max(1)).unwrap_or(NonZeroU32::MIN);
+    RateLimiter::direct(Quota::per_second(qps).allow_burst(burst))
+}
+
+/// The status with every field that changes on every run blanked out, and counters capped at
+/// the thresholds (beyond them a count changes nothing).
+fn without_timestamps(status: &HealthCheckStatus, clamp: i64) -> HealthCheckStatus {
+    let mut stripped = status.clone();
+    stripped.consecutive_failures = stripped.consecutive_failures.min(clamp);
+    stripped.consecutive_successes = stripped.consecutive_successes.min(clamp);
+    stripped.last_run_time = None;
+    stripped.last_success_time = None;
+    stripped.last_failure_time = None;
+    stripped.next_run_time = None;
+    if let Some(result) = stripped.last_result.as_mut() {
+        result.duration.clear();
+        result.phases = None;
+        result.message.clear();
+    }
+    if let Some(ready) = stripped
+        .conditions
+        .iter_mut()
+        .find(|c| c.type_ == crate::status::READY)
+    {
+        ready.message.clear();
+    }
+    stripped
+}
+
+impl Sink for StatusWriter {
+    fn on_run(&self, report: &RunReport<'_>) {
+        if !self.shared.enabled.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut pending = lock(&self.shared.pending);
+        let clamp = i64::from(
+            report
+                .spec
+                .failure_threshold
+                .max(report.spec.success_threshold),
+        );
+        let entry = pending
+            .entry(report.key.clone())
+            .or_insert_with(|| Pending {
+                status: report.status.clone(),
+                clamp,
+                not_before: None,
+                failures: 0,
+            });
+        entry.status = report.status.clone();
+        entry.clamp = clamp;
+        drop(pending);
+        self.shared.notify.notify_one();
+    }
+
+    fn on_remove(&self, key: &CheckKey) {
+        lock(&self.shared.pending).remove(key);
+    }
+}

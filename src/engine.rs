@@ -1,0 +1,113 @@
+//! The engine shared by standalone mode and the operator: metrics, the scheduler with its
+//! ticker, transition logs, and the admin endpoints on their own thread.
+
+use std::sync::{Arc, atomic::AtomicBool};
+
+use crate::{
+    admin::{self, Admin, AdminError, AdminState},
+    cli::{AdminArgs, EngineArgs},
+    metrics::{Metrics, MetricsError},
+    runner::{CheckKey, RunReport, Scheduler, SchedulerConfig, Sink, WatchdogConfig},
+    status::ready_condition,
+};
+
+/// How often the scheduler loop proves it is alive.
+const TICK: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Why the engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    #[error(transparent)]
+    Admin(#[from] AdminError),
+}
+
+/// A running engine.
+pub struct Engine {
+    pub scheduler: Scheduler,
+    pub metrics: Arc<Metrics>,
+    /// Set by the spec source once it has synced.
+    pub ready: Arc<AtomicBool>,
+    pub admin: Admin,
+    pub ticker: tokio::task::JoinHandle<()>,
+}
+
+impl Engine {
+    /// Starts metrics, the scheduler (sending runs to metrics, logs and `sinks`) and the
+    /// endpoints. Must be called inside the main runtime.
+    pub fn start(
+        engine: &EngineArgs,
+        admin_args: &AdminArgs,
+        sinks: Vec<Arc<dyn Sink>>,
+    ) -> Result<Self, EngineError> {
+        Self::start_with_metrics(engine, admin_args, Arc::new(Metrics::new()?), sinks)
+    }
+
+    /// [`Engine::start`] with a registry created beforehand (for sinks that count into it).
+    pub fn start_with_metrics(
+        engine: &EngineArgs,
+        admin_args: &AdminArgs,
+        metrics: Arc<Metrics>,
+        sinks: Vec<Arc<dyn Sink>>,
+    ) -> Result<Self, EngineError> {
+        let mut all: Vec<Arc<dyn Sink>> = vec![metrics.clone(), Arc::new(TransitionLog)];
+        all.extend(sinks);
+        let config = SchedulerConfig {
+            max_concurrent: engine.max_concurrent_probes,
+            stall_grace: engine.stall_grace,
+            prober_error_streak: engine.prober_error_streak,
+        };
+        let scheduler = Scheduler::new(config, all);
+        let ticker = tokio::spawn(scheduler.clone().run_ticker(TICK));
+        let ready = Arc::new(AtomicBool::new(false));
+        let state = AdminState {
+            scheduler: scheduler.clone(),
+            metrics: metrics.clone(),
+            ready: ready.clone(),
+            watchdog: WatchdogConfig {
+                tick_threshold: engine.stall_grace,
+            },
+        };
+        let admin = admin::start(
+            admin_args.metrics_bind_address,
+            admin_args.health_probe_bind_address,
+            state,
+        )?;
+        tracing::info!(metrics = %admin.metrics_addr, health = %admin.health_addr, "serving /metrics, /healthz and /readyz");
+        Ok(Self {
+            scheduler,
+            metrics,
+            ready,
+            admin,
+            ticker,
+        })
+    }
+}
+
+/// Logs every change of a check's Ready state, once, with its reason.
+pub struct TransitionLog;
+
+impl Sink for TransitionLog {
+    fn on_run(&self, report: &RunReport<'_>) {
+        let before = ready_condition(&report.previous.conditions).map(|c| c.status.clone());
+        let Some(after) = ready_condition(&report.status.conditions) else {
+            return;
+        };
+        if before.as_deref() == Some(after.status.as_str()) {
+            return;
+        }
+        let check = report.key.to_string();
+        match after.status.as_str() {
+            "True" => tracing::info!(%check, reason = %after.reason, "check is ready"),
+            "False" => {
+                tracing::warn!(%check, reason = %after.reason, message = %after.message, "check is failing")
+            }
+            _ => tracing::info!(%check, reason = %after.reason, "check state unknown"),
+        }
+    }
+
+    fn on_remove(&self, key: &CheckKey) {
+        tracing::info!(check = %key, "check removed");
+    }
+}

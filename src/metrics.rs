@@ -1,0 +1,373 @@
+//! Prometheus metrics: per-check families labelled by namespace/name (series removed when a
+//! check goes away), operator-level families, and the standard process collector (open and
+//! max descriptors, RSS, CPU).
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::Mutex,
+};
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::{
+    probe::Outcome,
+    runner::{CheckKey, RunReport, Sink, Summary},
+};
+
+/// Probe latency buckets: loopback (ms) through slow WAN (tens of seconds).
+const DURATION_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+/// Scheduler lag buckets: on time is under 10 ms; seconds mean the process is overloaded.
+const LAG_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
+];
+
+/// Why the registry could not be built or rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    #[error("registering metric families: {0}")]
+    Register(#[from] prometheus::Error),
+    #[error("encoding the exposition: {0}")]
+    Encode(String),
+}
+
+/// (family, label value, second label value) combinations set for one check.
+type ExtraLabels = BTreeSet<(&'static str, String, String)>;
+
+/// Every metric family Canary exposes.
+pub struct Metrics {
+    registry: Registry,
+    check_success: IntGaugeVec,
+    check_duration: HistogramVec,
+    phase_duration: GaugeVec,
+    runs: IntCounterVec,
+    last_run: GaugeVec,
+    last_success: GaugeVec,
+    http_status: IntGaugeVec,
+    cert_not_after: GaugeVec,
+    chain_not_after: GaugeVec,
+    tls_version: IntGaugeVec,
+    /// Checks by state (ready, failing, pending, suspended, invalid).
+    pub checks: IntGaugeVec,
+    /// Actual start minus due time of every run.
+    pub scheduler_lag: Histogram,
+    /// Last time the scheduler ticked or a run completed.
+    pub scheduler_progress: Gauge,
+    /// Runs skipped because the previous one overran its tick.
+    pub skipped_runs: IntCounter,
+    /// Active checks overdue beyond their stall threshold.
+    pub checks_overdue: IntGauge,
+    /// Status writes by result (success, conflict, error, skipped).
+    pub status_writes: IntCounterVec,
+    /// Reconciliations by result.
+    pub reconciles: IntCounterVec,
+    /// Label values set per check for families with extra labels, so removal is complete.
+    extra_labels: Mutex<HashMap<CheckKey, ExtraLabels>>,
+}
+
+fn gauge_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<GaugeVec, MetricsError> {
+    let family = GaugeVec::new(Opts::new(name, help), labels)?;
+    registry.register(Box::new(family.clone()))?;
+    Ok(family)
+}
+
+fn int_gauge_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntGaugeVec, MetricsError> {
+    let family = IntGaugeVec::new(Opts::new(name, help), labels)?;
+    registry.register(Box::new(family.clone()))?;
+    Ok(family)
+}
+
+fn counter_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntCounterVec, MetricsError> {
+    let family = IntCounterVec::new(Opts::new(name, help), labels)?;
+    registry.register(Box::new(family.clone()))?;
+    Ok(family)
+}
+
+const CHECK: &[&str] = &["namespace", "name"];
+
+impl Metrics {
+    /// Builds the registry with every family and the process collector.
+    pub fn new() -> Result<Self, MetricsError> {
+        let r = Registry::new();
+        r.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
+        let check_duration = HistogramVec::new(
+            HistogramOpts::new("canary_check_duration_seconds", "Duration of whole probes.")
+                .buckets(DURATION_BUCKETS.to_vec()),
+            CHECK,
+        )?;
+        r.register(Box::new(check_duration.clone()))?;
+        let scheduler_lag = Histogram::with_opts(
+            HistogramOpts::new(
+                "canary_scheduler_lag_seconds",
+                "Actual start of a run minus its due time.",
+            )
+            .buckets(LAG_BUCKETS.to_vec()),
+        )?;
+        r.register(Box::new(scheduler_lag.clone()))?;
+        let scheduler_progress = Gauge::new(
+            "canary_scheduler_last_progress_timestamp_seconds",
+            "Unix time the scheduler last ticked or completed a run.",
+        )?;
+        r.register(Box::new(scheduler_progress.clone()))?;
+        let checks_overdue = IntGauge::new(
+            "canary_checks_overdue",
+            "Active checks overdue beyond their stall threshold.",
+        )?;
+        r.register(Box::new(checks_overdue.clone()))?;
+        let skipped_runs = IntCounter::new(
+            "canary_scheduler_skipped_runs_total",
+            "Runs skipped because the previous run of the same check overran its interval.",
+        )?;
+        r.register(Box::new(skipped_runs.clone()))?;
+        Ok(Self {
+            check_success: int_gauge_vec(
+                &r,
+                "canary_check_success",
+                "1 if the last probe passed, else 0.",
+                CHECK,
+            )?,
+            check_duration,
+            phase_duration: gauge_vec(
+                &r,
+                "canary_check_phase_duration_seconds",
+                "Time spent in each phase of the last probe.",
+                &["namespace", "name", "phase"],
+            )?,
+            runs: counter_vec(
+                &r,
+                "canary_check_runs_total",
+                "Probes run, by result and reason.",
+                &["namespace", "name", "result", "reason"],
+            )?,
+            last_run: gauge_vec(
+                &r,
+                "canary_check_last_run_timestamp_seconds",
+                "Unix time of the last probe.",
+                CHECK,
+            )?,
+            last_success: gauge_vec(
+                &r,
+                "canary_check_last_success_timestamp_seconds",
+                "Unix time of the last passing probe.",
+                CHECK,
+            )?,
+            http_status: int_gauge_vec(
+                &r,
+                "canary_check_http_status_code",
+                "HTTP status of the last response.",
+                CHECK,
+            )?,
+            cert_not_after: gauge_vec(
+                &r,
+                "canary_tls_cert_not_after_timestamp_seconds",
+                "Unix time the served leaf certificate expires.",
+                CHECK,
+            )?,
+            chain_not_after: gauge_vec(
+                &r,
+                "canary_tls_chain_earliest_not_after_timestamp_seconds",
+                "Unix time the first certificate of the served chain expires.",
+                CHECK,
+            )?,
+            tls_version: int_gauge_vec(
+                &r,
+                "canary_tls_version_info",
+                "Negotiated TLS version (value 1).",
+                &["namespace", "name", "version"],
+            )?,
+            checks: int_gauge_vec(
+                &r,
+                "canary_checks",
+                "Registered checks by state.",
+                &["state"],
+            )?,
+            scheduler_lag,
+            scheduler_progress,
+            skipped_runs,
+            checks_overdue,
+            status_writes: counter_vec(
+                &r,
+                "canary_status_writes_total",
+                "Status writes by result.",
+                &["result"],
+            )?,
+            reconciles: counter_vec(
+                &r,
+                "canary_reconcile_total",
+                "Reconciliations by result.",
+                &["result"],
+            )?,
+            extra_labels: Mutex::new(HashMap::new()),
+            registry: r,
+        })
+    }
+
+    /// The text exposition of every family.
+    pub fn render(&self) -> Result<String, MetricsError> {
+        let mut buffer = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buffer)
+            .map_err(|e| MetricsError::Encode(e.to_string()))?;
+        String::from_utf8(buffer).map_err(|e| MetricsError::Encode(e.to_string()))
+    }
+
+    fn remember(&self, key: &CheckKey, family: &'static str, a: &str, b: &str) {
+        let mut extra = self.extra_labels.lock().unwrap_or_else(|e| e.into_inner());
+        extra
+            .entry(key.clone())
+            .or_default()
+            .insert((family, a.to_string(), b.to_string()));
+    }
+
+    /// Records one run of one check.
+    pub fn record(&self, key: &CheckKey, outcome: &Outcome) {
+        let labels = [key.namespace.as_str(), key.name.as_str()];
+        let at = outcome.started_at.as_millisecond() as f64 / 1000.0;
+        self.check_success
+            .with_label_values(&labels)
+            .set(i64::from(outcome.success()));
+        self.check_duration
+            .with_label_values(&labels)
+            .observe(outcome.duration.as_secs_f64());
+        self.last_run.with_label_values(&labels).set(at);
+        if outcome.success() {
+            self.last_success.with_label_values(&labels).set(at);
+        }
+        let result = if outcome.success() {
+            "success"
+        } else {
+            "failure"
+        };
+        self.runs
+            .with_label_values(&[labels[0], labels[1], result, outcome.reason.as_str()])
+            .inc();
+        self.remember(key, "runs", result, outcome.reason.as_str());
+        for (phase, spent) in outcome.phases.iter() {
+            self.phase_duration
+                .with_label_values(&[labels[0], labels[1], phase])
+                .set(spent.as_secs_f64());
+            self.remember(key, "phase", phase, "");
+        }
+        if let Some(status) = outcome.http_status {
+            self.http_status
+                .with_label_values(&labels)
+                .set(i64::from(status));
+        }
+        if let Some(tls) = &outcome.tls {
+            if let Some(leaf) = tls.leaf() {
+                self.cert_not_after
+                    .with_label_values(&labels)
+                    .set(leaf.not_after.as_second() as f64);
+            }
+            if let Some(earliest) = tls.chain_earliest_not_after() {
+                self.chain_not_after
+                    .with_label_values(&labels)
+                    .set(earliest.as_second() as f64);
+            }
+            if let Some(version) = &tls.version {
+                let old: Vec<String> = self
+                    .versions(key)
+                    .into_iter()
+                    .filter(|v| v != version)
+                    .collect();
+                for stale in old {
+                    let _ = self
+                        .tls_version
+                        .remove_label_values(&[labels[0], labels[1], &stale]);
+                }
+                self.tls_version
+                    .with_label_values(&[labels[0], labels[1], version])
+                    .set(1);
+                self.remember(key, "version", version, "");
+            }
+        }
+    }
+
+    fn versions(&self, key: &CheckKey) -> Vec<String> {
+        let extra = self.extra_labels.lock().unwrap_or_else(|e| e.into_inner());
+        (extra.get(key).into_iter().flatten())
+            .filter(|(family, _, _)| *family == "version")
+            .map(|(_, v, _)| v.clone())
+            .collect()
+    }
+
+    /// Removes every series of a check.
+    pub fn forget(&self, key: &CheckKey) {
+        let labels = [key.namespace.as_str(), key.name.as_str()];
+        let _ = self.check_success.remove_label_values(&labels);
+        let _ = self.check_duration.remove_label_values(&labels);
+        let _ = self.last_run.remove_label_values(&labels);
+        let _ = self.last_success.remove_label_values(&labels);
+        let _ = self.http_status.remove_label_values(&labels);
+        let _ = self.cert_not_after.remove_label_values(&labels);
+        let _ = self.chain_not_after.remove_label_values(&labels);
+        let extra = self
+            .extra_labels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+        for (family, a, b) in extra.into_iter().flatten() {
+            let _ = match family {
+                "runs" => self
+                    .runs
+                    .remove_label_values(&[labels[0], labels[1], &a, &b]),
+                "phase" => self
+                    .phase_duration
+                    .remove_label_values(&[labels[0], labels[1], &a]),
+                _ => self
+                    .tls_version
+                    .remove_label_values(&[labels[0], labels[1], &a]),
+            };
+        }
+    }
+}
+
+impl Sink for Metrics {
+    fn on_run(&self, report: &RunReport<'_>) {
+        self.record(report.key, report.outcome);
+        self.scheduler_lag.observe(report.lag.as_secs_f64());
+        self.skipped_runs.inc_by(report.skipped);
+        self.scheduler_progress
+            .set(jiff::Timestamp::now().as_millisecond() as f64 / 1000.0);
+    }
+
+    fn on_remove(&self, key: &CheckKey) {
+        self.forget(key);
+    }
+
+    fn on_tick(&self, summary: &Summary) {
+        for (state, count) in [
+            ("ready", summary.ready),
+            ("failing", summary.failing),
+            ("pending", summary.pending),
+            ("suspended", summary.suspended),
+            ("invalid", summary.invalid),
+        ] {
+            self.checks.with_label_values(&[state]).set(count as i64);
+        }
+        self.checks_overdue.set(summary.overdue as i64);
+        self.scheduler_progress
+            .set(jiff::Timestamp::now().as_millisecond() as f64 / 1000.0);
+    }
+}

@@ -1,0 +1,351 @@
+//! The scheduler: one runner task per check, first runs spread by a deterministic jitter, a
+//! global fair (FIFO) bound on probes in flight, outcomes sent to sinks, and progress tracked
+//! for the watchdog. It knows nothing of the API server: specs come from a source (the
+//! controller or YAML files), results go to sinks (metrics, status writer, logs).
+
+mod task;
+mod watchdog;
+
+use std::{
+    collections::{HashMap, VecDeque},
+    hash::{Hash, Hasher},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use futures::future::BoxFuture;
+use tokio::{sync::Semaphore, task::JoinHandle, time::Instant};
+
+use crate::{
+    api::{HealthCheckStatus, Reason},
+    probe::{self, Check, Outcome, ProbeContext},
+};
+
+pub use watchdog::{Health, WatchdogConfig};
+
+/// Identifies a check: namespace and name (files use `default` when none is given).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CheckKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for CheckKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Runs one probe of one check.
+pub trait Prober: Send + Sync {
+    fn probe(&self) -> BoxFuture<'_, Outcome>;
+}
+
+/// The real prober: a built check under the operator-wide policy.
+pub struct CheckProber {
+    pub check: Check,
+    pub ctx: Arc<ProbeContext>,
+}
+
+impl Prober for CheckProber {
+    fn probe(&self) -> BoxFuture<'_, Outcome> {
+        Box::pin(probe::run(&self.check, &self.ctx))
+    }
+}
+
+/// What a runner does.
+#[derive(Clone)]
+pub enum Plan {
+    /// Probe every interval.
+    Run(Arc<dyn Prober>),
+    /// The spec cannot run (InvalidSpec, ReferenceNotFound): report once, then wait for a change.
+    Blocked { reason: Reason, message: String },
+}
+
+/// Everything a runner needs, as produced by a spec source.
+#[derive(Clone)]
+pub struct RunnerSpec {
+    pub key: CheckKey,
+    /// The object's uid (operator) used for jitter, so a recreated object gets a new slot.
+    pub uid: Option<String>,
+    pub generation: Option<i64>,
+    /// Changes whenever the spec or a resolved reference changes; equal means "same runner".
+    pub revision: u64,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub suspend: bool,
+    pub failure_threshold: u32,
+    pub success_threshold: u32,
+    pub plan: Plan,
+    /// Status to resume from (restart-safe thresholds and transitions).
+    pub status: HealthCheckStatus,
+}
+
+impl RunnerSpec {
+    /// A stable revision from anything hashable (the spec's JSON and resolved references).
+    pub fn revision_of(parts: &[&[u8]]) -> u64 {
+        let mut hasher = std::hash::DefaultHasher::new();
+        parts.hash(&mut hasher);
+        hasher.finish()
+    }
+}
+
+/// One completed run, as sinks see it.
+pub struct RunReport<'a> {
+    pub key: &'a CheckKey,
+    pub spec: &'a RunnerSpec,
+    pub outcome: &'a Outcome,
+    pub previous: &'a HealthCheckStatus,
+    pub status: &'a HealthCheckStatus,
+    /// Actual start minus due time.
+    pub lag: Duration,
+    /// Ticks skipped after this run because it overran its interval.
+    pub skipped: u64,
+}
+
+/// Receives every run (metrics, status writer, event recorder, logs). Must not block.
+pub trait Sink: Send + Sync {
+    fn on_run(&self, report: &RunReport<'_>);
+    fn on_remove(&self, key: &CheckKey);
+    /// Called every scheduler tick with the state of all checks.
+    fn on_tick(&self, _summary: &Summary) {}
+}
+
+/// Counts of checks by state, and how many active checks are overdue.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub ready: usize,
+    pub failing: usize,
+    pub pending: usize,
+    pub suspended: usize,
+    pub invalid: usize,
+    pub overdue: usize,
+}
+
+/// Scheduler settings.
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// Probes in flight at once, across all checks.
+    pub max_concurrent: usize,
+    /// Added to interval + timeout to decide that a check is stalled.
+    pub stall_grace: Duration,
+    /// Consecutive ProberError runs (across checks) that make /healthz fail.
+    pub prober_error_streak: usize,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrent: 64,
+            stall_grace: Duration::from_secs(30),
+            prober_error_streak: 5,
+        }
+    }
+}
+
+/// Mutable state of one runner, shared with the watchdog (std locks: readable from any thread).
+#[derive(Debug, Clone)]
+pub(crate) struct RunnerState {
+    pub status: HealthCheckStatus,
+    pub next_due: Instant,
+    pub last_progress: Instant,
+    pub active: bool,
+    pub blocked: bool,
+    pub suspended: bool,
+    pub stall_threshold: Duration,
+    pub runs: u64,
+}
+
+struct RunnerHandle {
+    revision: u64,
+    state: Arc<Mutex<RunnerState>>,
+    task: JoinHandle<()>,
+}
+
+pub(crate) struct Shared {
+    config: SchedulerConfig,
+    semaphore: Arc<Semaphore>,
+    sinks: Vec<Arc<dyn Sink>>,
+    runners: Mutex<HashMap<CheckKey, RunnerHandle>>,
+    /// Whether each of the last runs ended in ProberError, newest last.
+    recent: Mutex<VecDeque<bool>>,
+    last_tick: Mutex<Instant>,
+}
+
+/// The scheduler handle; cheap to clone.
+#[derive(Clone)]
+pub struct Scheduler {
+    shared: Arc<Shared>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned lock only means a panic elsewhere mid-update; the data is still usable.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Scheduler {
+    /// A scheduler sending every run to `sinks`. Call [`Scheduler::run_ticker`] on the same runtime.
+    pub fn new(config: SchedulerConfig, sinks: Vec<Arc<dyn Sink>>) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                semaphore: Arc::new(Semaphore::new(config.max_concurrent.max(1))),
+                config,
+                sinks,
+                runners: Mutex::new(HashMap::new()),
+                recent: Mutex::new(VecDeque::new()),
+                last_tick: Mutex::new(Instant::now()),
+            }),
+        }
+    }
+
+    /// Starts or replaces the runner for `spec.key`; returns false when nothing changed.
+    /// A replaced runner hands over its status and next due time, so a change never causes
+    /// an extra run.
+    pub fn upsert(&self, spec: RunnerSpec) -> bool {
+        let mut runners = lock(&self.shared.runners);
+        let previous = match runners.get(&spec.key) {
+            Some(handle) if handle_same(handle, &spec) => return false,
+            Some(_) => runners.remove(&spec.key),
+            None => None,
+        };
+        let now = Instant::now();
+        let (status, first_due) = match previous {
+            Some(handle) => {
+                handle.task.abort();
+                let old = lock(&handle.state).clone();
+                (old.status, old.next_due.min(now + spec.interval))
+            }
+            None => (spec.status.clone(), now + jitter(&spec)),
+        };
+        let state = Arc::new(Mutex::new(RunnerState {
+            status,
+            next_due: first_due,
+            last_progress: now,
+            active: !spec.suspend && matches!(spec.plan, Plan::Run(_)),
+            blocked: matches!(spec.plan, Plan::Blocked { .. }),
+            suspended: spec.suspend,
+            stall_threshold: spec.interval + spec.timeout + self.shared.config.stall_grace,
+            runs: 0,
+        }));
+        let key = spec.key.clone();
+        let revision = spec.revision;
+        let task = tokio::spawn(task::run(
+            self.shared.clone(),
+            Arc::new(spec),
+            state.clone(),
+        ));
+        runners.insert(
+            key,
+            RunnerHandle {
+                revision,
+                state,
+                task,
+            },
+        );
+        true
+    }
+
+    /// Stops the runner of `key` (cancelling a probe in flight) and removes its series.
+    pub fn remove(&self, key: &CheckKey) -> bool {
+        let removed = lock(&self.shared.runners).remove(key);
+        match removed {
+            Some(handle) => {
+                handle.task.abort();
+                for sink in &self.shared.sinks {
+                    sink.on_remove(key);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Stops every runner (shutdown or lost leadership); series are removed too.
+    pub fn clear(&self) {
+        let keys: Vec<CheckKey> = lock(&self.shared.runners).keys().cloned().collect();
+        for key in keys {
+            self.remove(&key);
+        }
+    }
+
+    /// Keys of every registered check.
+    pub fn keys(&self) -> Vec<CheckKey> {
+        let mut keys: Vec<CheckKey> = lock(&self.shared.runners).keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+
+    /// The latest status of a check.
+    pub fn status(&self, key: &CheckKey) -> Option<HealthCheckStatus> {
+        lock(&self.shared.runners)
+            .get(key)
+            .map(|h| lock(&h.state).status.clone())
+    }
+
+    /// Number of completed runs of a check since its runner started.
+    pub fn runs(&self, key: &CheckKey) -> Option<u64> {
+        lock(&self.shared.runners)
+            .get(key)
+            .map(|h| lock(&h.state).runs)
+    }
+
+    /// Ticks forever: proves the runtime is alive and refreshes the per-state gauges.
+    pub async fn run_ticker(self, every: Duration) {
+        let mut interval = tokio::time::interval(every);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            interval.tick().await;
+            *lock(&self.shared.last_tick) = Instant::now();
+            let summary = self.summary(Instant::now());
+            for sink in &self.shared.sinks {
+                sink.on_tick(&summary);
+            }
+        }
+    }
+
+    /// Counts of checks by state at `now`.
+    pub fn summary(&self, now: Instant) -> Summary {
+        let runners = lock(&self.shared.runners);
+        let mut summary = Summary::default();
+        for handle in runners.values() {
+            let state = lock(&handle.state);
+            let ready =
+                crate::status::ready_condition(&state.status.conditions).map(|c| c.status.as_str());
+            match (state.blocked, state.suspended, ready) {
+                (true, _, _) => summary.invalid += 1,
+                (_, true, _) => summary.suspended += 1,
+                (_, _, Some("True")) => summary.ready += 1,
+                (_, _, Some("False")) => summary.failing += 1,
+                _ => summary.pending += 1,
+            }
+            if state.active
+                && now.saturating_duration_since(state.last_progress) > state.stall_threshold
+            {
+                summary.overdue += 1;
+            }
+        }
+        summary
+    }
+
+    /// The watchdog's verdict at `now` (readable from any thread, even when the runtime is wedged).
+    pub fn health(&self, now: Instant, config: &WatchdogConfig) -> Health {
+        watchdog::assess(&self.shared, now, config)
+    }
+}
+
+/// Same revision and still running: nothing to do.
+fn handle_same(handle: &RunnerHandle, spec: &RunnerSpec) -> bool {
+    handle.revision == spec.revision && !handle.task.is_finished()
+}
+
+/// Deterministic offset of the first run within the interval (hash of uid, else of the key),
+/// so restarts and replicas spread checks the same way instead of bursting them.
+pub fn jitter(spec: &RunnerSpec) -> Duration {
+    let mut hasher = std::hash::DefaultHasher::new();
+    match &spec.uid {
+        Some(uid) => uid.hash(&mut hasher),
+        None => spec.key.hash(&mut hasher),
+    }
+    let interval = spec.interval.as_millis().max(1) as u64;
+    Duration::from_millis(hasher.finish() % interval)
+}

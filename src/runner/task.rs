@@ -1,0 +1,133 @@
+//! One runner: wait for the due time, take a slot under the global bound, probe, decide the
+//! next status, tell the sinks, and schedule the next run without ever stacking runs.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use tokio::time::Instant;
+
+use super::{Plan, RunReport, RunnerSpec, RunnerState, Shared, lock};
+use crate::{
+    api::Reason,
+    probe::Outcome,
+    status::{StatusInputs, next_status},
+};
+
+/// The runner task; ends only when aborted (removal, replacement, shutdown).
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    spec: Arc<RunnerSpec>,
+    state: Arc<Mutex<RunnerState>>,
+) {
+    let prober = match (&spec.plan, spec.suspend) {
+        (Plan::Blocked { reason, message }, _) => {
+            report(
+                &shared,
+                &spec,
+                &state,
+                Outcome::not_run(*reason, message.clone()),
+                Timing::default(),
+            );
+            return std::future::pending().await;
+        }
+        (Plan::Run(_), true) => {
+            let outcome =
+                Outcome::not_run(Reason::Suspended, "spec.suspend is true; probing is paused");
+            report(&shared, &spec, &state, outcome, Timing::default());
+            return std::future::pending().await;
+        }
+        (Plan::Run(prober), false) => prober.clone(),
+    };
+    loop {
+        let due = lock(&state).next_due;
+        tokio::time::sleep_until(due).await;
+        let Ok(permit) = shared.semaphore.clone().acquire_owned().await else {
+            return; // closed: the scheduler is shutting down
+        };
+        let lag = Instant::now().saturating_duration_since(due);
+        let outcome = prober.probe().await;
+        drop(permit);
+        let (next_due, skipped) = next_due_after(due, spec.interval, Instant::now());
+        lock(&state).next_due = next_due;
+        report(&shared, &spec, &state, outcome, Timing { lag, skipped });
+    }
+}
+
+/// The next due time after a run that was due at `due`, and how many ticks were skipped:
+/// a run that overran its interval is followed by the next tick in the future, never a burst.
+pub(super) fn next_due_after(due: Instant, interval: Duration, now: Instant) -> (Instant, u64) {
+    let next = due + interval;
+    if next > now {
+        return (next, 0);
+    }
+    let behind = now.duration_since(next);
+    let missed = (behind.as_nanos() / interval.as_nanos().max(1)) as u32 + 1;
+    (next + interval * missed, u64::from(missed))
+}
+
+/// When a run started relative to its due time, and ticks skipped after it.
+#[derive(Clone, Copy, Default)]
+struct Timing {
+    lag: Duration,
+    skipped: u64,
+}
+
+fn report(
+    shared: &Shared,
+    spec: &RunnerSpec,
+    state: &Mutex<RunnerState>,
+    outcome: Outcome,
+    timing: Timing,
+) {
+    let prober_error = outcome.reason == Reason::ProberError;
+    let (previous, status) = {
+        let mut state = lock(state);
+        let previous = state.status.clone();
+        let inputs = StatusInputs {
+            generation: spec.generation,
+            failure_threshold: spec.failure_threshold,
+            success_threshold: spec.success_threshold,
+            next_run: Some(wall_clock(state.next_due)),
+        };
+        state.status = next_status(&previous, &outcome, inputs);
+        state.runs += 1;
+        // The prober's own fault is not progress: a process out of descriptors must go overdue.
+        if !prober_error {
+            state.last_progress = Instant::now();
+        }
+        (previous, state.status.clone())
+    };
+    shared.note_outcome(prober_error);
+    let report = RunReport {
+        key: &spec.key,
+        spec,
+        outcome: &outcome,
+        previous: &previous,
+        status: &status,
+        lag: timing.lag,
+        skipped: timing.skipped,
+    };
+    for sink in &shared.sinks {
+        sink.on_run(&report);
+    }
+}
+
+/// Converts a monotonic due time into wall-clock time for status.
+fn wall_clock(at: Instant) -> jiff::Timestamp {
+    let now = Instant::now();
+    let wall = jiff::Timestamp::now();
+    let ahead = at.saturating_duration_since(now);
+    wall.checked_add(ahead).unwrap_or(wall)
+}
+
+impl Shared {
+    fn note_outcome(&self, prober_error: bool) {
+        let mut recent = lock(&self.recent);
+        recent.push_back(prober_error);
+        while recent.len() > self.config.prober_error_streak.max(1) {
+            recent.pop_front();
+        }
+    }
+}

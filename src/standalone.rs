@@ -1,0 +1,220 @@
+//! Standalone mode: HealthChecks from YAML files run continuously on the engine. Files (and
+//! referenced Secret/ConfigMap folders) are re-read when they change; an invalid edit is
+//! reported and the last good spec keeps running.
+
+use std::{
+    cell::RefCell,
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+    sync::{Arc, atomic::Ordering},
+};
+
+use crate::{
+    api::validate::validate,
+    check::{self, DirReferences, LoadError, Loaded},
+    cli::StandaloneArgs,
+    engine::{Engine, EngineError},
+    probe::{self, ProbeContext, ReferenceError, ReferenceSource},
+    runner::{CheckKey, CheckProber, Plan, RunnerSpec, Scheduler},
+};
+
+/// Why standalone mode stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum StandaloneError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("waiting for signals: {0}")]
+    Signals(#[source] std::io::Error),
+}
+
+/// Runs until SIGTERM or SIGINT.
+pub async fn run(args: StandaloneArgs) -> Result<(), StandaloneError> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(StandaloneError::Signals)?;
+    let engine = Engine::start(&args.engine, &args.admin, Vec::new())?;
+    let mut source = FileSource {
+        files: args.files.clone(),
+        refs: DirReferences {
+            secrets_dir: args.references.secrets_dir.clone(),
+            config_maps_dir: args.references.config_maps_dir.clone(),
+        },
+        ctx: Arc::new(ProbeContext {
+            deny: args.policy.deny_cidrs.clone(),
+        }),
+        fingerprint: 0,
+    };
+    let count = source.sync(&engine.scheduler)?;
+    tracing::info!(checks = count, "loaded HealthChecks");
+    engine.ready.store(true, Ordering::SeqCst);
+    let mut reload = tokio::time::interval(args.reload_interval);
+    reload.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = reload.tick() => source.reload_if_changed(&engine.scheduler),
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    tracing::info!("shutting down");
+    engine.ready.store(false, Ordering::SeqCst);
+    engine.scheduler.clear();
+    engine.ticker.abort();
+    Ok(())
+}
+
+struct FileSource {
+    files: Vec<PathBuf>,
+    refs: DirReferences,
+    ctx: Arc<ProbeContext>,
+    /// Digest of every file read last time, to notice edits cheaply.
+    fingerprint: u64,
+}
+
+impl FileSource {
+    fn reload_if_changed(&mut self, scheduler: &Scheduler) {
+        if self.current_fingerprint() == self.fingerprint {
+            return;
+        }
+        match self.sync(scheduler) {
+            Ok(count) => tracing::info!(checks = count, "reloaded HealthChecks"),
+            Err(error) => {
+                tracing::error!(%error, "invalid edit ignored; the last good specs keep running")
+            }
+        }
+    }
+
+    /// Digest of the spec files and the reference folders (so rotations are picked up).
+    fn current_fingerprint(&self) -> u64 {
+        let mut parts: Vec<Vec<u8>> = Vec::new();
+        let mut roots: Vec<&Path> = self.files.iter().map(PathBuf::as_path).collect();
+        roots.extend(self.refs.secrets_dir.as_deref());
+        roots.extend(self.refs.config_maps_dir.as_deref());
+        for root in roots {
+            collect(root, 0, &mut parts);
+        }
+        let slices: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        RunnerSpec::revision_of(&slices)
+    }
+
+    /// Loads every file and brings the scheduler in line; a load error changes nothing.
+    fn sync(&mut self, scheduler: &Scheduler) -> Result<usize, LoadError> {
+        self.fingerprint = self.current_fingerprint();
+        let loaded = check::load(&self.files)?;
+        let mut seen = BTreeSet::new();
+        for item in &loaded {
+            let key = key_of(item);
+            seen.insert(key.clone());
+            self.upsert(scheduler, key, item);
+        }
+        for key in scheduler.keys() {
+            if !seen.contains(&key) {
+                scheduler.remove(&key);
+            }
+        }
+        Ok(loaded.len())
+    }
+
+    fn upsert(&self, scheduler: &Scheduler, key: CheckKey, item: &Loaded) {
+        let spec = &item.resource.spec;
+        let recording = Recording {
+            inner: &self.refs,
+            read: RefCell::new(Vec::new()),
+        };
+        let built = probe::build(spec, &recording);
+        let spec_json = serde_json::to_vec(spec).unwrap_or_default();
+        let revision = RunnerSpec::revision_of(&[&spec_json, &recording.read.into_inner()]);
+        let plan = match built {
+            Ok(check) => Plan::Run(Arc::new(CheckProber {
+                check,
+                ctx: self.ctx.clone(),
+            })),
+            Err(error) if scheduler.status(&key).is_some() => {
+                tracing::error!(check = %key, origin = %item.origin(), %error, "invalid edit ignored; the last good spec keeps running");
+                return;
+            }
+            Err(error) => {
+                tracing::error!(check = %key, origin = %item.origin(), %error, "HealthCheck cannot run");
+                Plan::Blocked {
+                    reason: error.reason(),
+                    message: error.to_string(),
+                }
+            }
+        };
+        let parsed = validate(spec).ok();
+        let (interval, timeout) = parsed.map_or(
+            (
+                std::time::Duration::from_secs(60),
+                std::time::Duration::from_secs(10),
+            ),
+            |p| (p.interval, p.timeout),
+        );
+        scheduler.upsert(RunnerSpec {
+            key,
+            uid: None,
+            generation: None,
+            revision,
+            interval,
+            timeout,
+            suspend: spec.suspend,
+            failure_threshold: u32::try_from(spec.failure_threshold).unwrap_or(1).max(1),
+            success_threshold: u32::try_from(spec.success_threshold).unwrap_or(1).max(1),
+            plan,
+            status: Default::default(),
+        });
+    }
+}
+
+fn key_of(item: &Loaded) -> CheckKey {
+    CheckKey {
+        namespace: item
+            .resource
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into()),
+        name: item.resource.metadata.name.clone().unwrap_or_default(),
+    }
+}
+
+/// Reads files below `path` (bounded depth) into `parts`, path first, for fingerprints.
+fn collect(path: &Path, depth: usize, parts: &mut Vec<Vec<u8>>) {
+    parts.push(path.to_string_lossy().as_bytes().to_vec());
+    if path.is_dir() && depth < 3 {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+            .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        entries.sort();
+        for entry in entries {
+            collect(&entry, depth + 1, parts);
+        }
+    } else if let Ok(bytes) = std::fs::read(path) {
+        parts.push(bytes);
+    }
+}
+
+/// Remembers every referenced value read, so a rotation changes the runner's revision.
+struct Recording<'a> {
+    inner: &'a dyn ReferenceSource,
+    read: RefCell<Vec<u8>>,
+}
+
+impl Recording<'_> {
+    fn note(&self, result: Result<Vec<u8>, ReferenceError>) -> Result<Vec<u8>, ReferenceError> {
+        if let Ok(bytes) = &result {
+            self.read.borrow_mut().extend_from_slice(bytes);
+        }
+        result
+    }
+}
+
+impl ReferenceSource for Recording<'_> {
+    fn secret_key(&self, name: &str, key: &str) -> Result<Vec<u8>, ReferenceError> {
+        self.note(self.inner.secret_key(name, key))
+    }
+
+    fn config_map_key(&self, name: &str, key: &str) -> Result<Vec<u8>, ReferenceError> {
+        self.note(self.inner.config_map_key(name, key))
+    }
+}

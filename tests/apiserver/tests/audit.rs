@@ -1,0 +1,211 @@
+//! The audit log: verbs and coordinates as kube-apiserver names them, response codes
+//! (including injected faults), user agents, and the bounded buffer.
+
+mod common;
+
+use canary_test_apiserver::{AuditRecord, Options};
+use common::Cli;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchParams};
+use serde_json::json;
+use std::time::SystemTime;
+
+fn coordinates(r: &AuditRecord) -> (String, String, String, String, String, String, u16) {
+    (
+        r.verb.clone(),
+        r.api_group.clone(),
+        r.resource.clone(),
+        r.subresource.clone(),
+        r.namespace.clone(),
+        r.name.clone(),
+        r.code,
+    )
+}
+
+fn row(
+    verb: &str,
+    group: &str,
+    resource: &str,
+    sub: &str,
+    ns: &str,
+    name: &str,
+    code: u16,
+) -> (String, String, String, String, String, String, u16) {
+    (
+        verb.into(),
+        group.into(),
+        resource.into(),
+        sub.into(),
+        ns.into(),
+        name.into(),
+        code,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answered_request_is_audited_with_kube_verbs_codes_and_agents() {
+    let server = common::server().await;
+    let started = SystemTime::now();
+    let api: Api<ConfigMap> = Api::default_namespaced(common::client(&server));
+    let cm: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "a"}})).expect("configmap");
+    api.create(&PostParams::default(), &cm)
+        .await
+        .expect("create");
+    api.get("a").await.expect("get");
+    api.list(&ListParams::default()).await.expect("list");
+    api.patch(
+        "a",
+        &PatchParams::apply("audit-test"),
+        &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"k": "v"}})),
+    )
+    .await
+    .expect("apply");
+    let mut cm = api.get("a").await.expect("get");
+    cm.data = Some([("k".to_string(), "w".to_string())].into());
+    api.replace("a", &PostParams::default(), &cm)
+        .await
+        .expect("update");
+    server.fail_next(1, 500, Some("configmaps/a"));
+    assert!(api.get("a").await.is_err(), "injected 500");
+    assert!(api.get("missing").await.is_err(), "404");
+    let mut watch = api
+        .watch(&WatchParams::default().timeout(1), "0")
+        .await
+        .expect("watch")
+        .boxed();
+    while watch.next().await.is_some() {}
+    api.delete("a", &DeleteParams::default())
+        .await
+        .expect("delete");
+    api.delete_collection(&DeleteParams::default(), &ListParams::default())
+        .await
+        .expect("deletecollection");
+
+    let records = server.requests();
+    let seen: Vec<_> = records
+        .iter()
+        .filter(|r| r.is_resource_request())
+        .map(coordinates)
+        .collect();
+    let cms =
+        |verb: &str, name: &str, code: u16| row(verb, "", "configmaps", "", "default", name, code);
+    assert_eq!(
+        seen,
+        vec![
+            cms("create", "", 201),
+            cms("get", "a", 200),
+            cms("list", "", 200),
+            cms("patch", "a", 200),
+            cms("get", "a", 200),
+            cms("update", "a", 200),
+            cms("get", "a", 500),
+            cms("get", "missing", 404),
+            cms("watch", "", 200),
+            cms("delete", "a", 200),
+            cms("deletecollection", "", 200),
+        ]
+    );
+    for r in &records {
+        assert!(r.timestamp >= started, "{r:?}");
+    }
+    assert!(
+        records.windows(2).all(|w| w[0].received <= w[1].received),
+        "oldest first"
+    );
+    assert!(records[3].request_uri.contains("fieldManager=audit-test"));
+
+    // kubectl: discovery is audited as non-resource requests, its writes with its user agent,
+    // status subresource writes with subresource "status".
+    server.clear_requests();
+    let cli = Cli::new(&server);
+    cli.kubectl(&["apply", "-f", &common::fixture("healthcheck-crd.yaml")])
+        .await;
+    cli.kubectl(&["create", "namespace", "audited"]).await;
+    let records = server.requests();
+    assert!(
+        records.iter().any(|r| !r.is_resource_request()
+            && r.verb == "get"
+            && r.request_uri.split('?').next() == Some("/api")),
+        "discovery audited"
+    );
+    let crd_create = records
+        .iter()
+        .find(|r| r.resource == "customresourcedefinitions" && r.verb == "create")
+        .expect("CRD create audited");
+    assert_eq!(
+        (crd_create.api_group.as_str(), crd_create.code),
+        ("apiextensions.k8s.io", 201)
+    );
+    assert!(
+        crd_create.user_agent.starts_with("kubectl"),
+        "{crd_create:?}"
+    );
+    assert!(records.iter().any(|r| {
+        (r.verb.as_str(), r.resource.as_str(), r.namespace.as_str()) == ("create", "namespaces", "")
+    }));
+    let client = common::client(&server);
+    let checks: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        client,
+        "audited",
+        &kube::api::ApiResource {
+            group: "canary.dev".into(),
+            version: "v1alpha1".into(),
+            api_version: "canary.dev/v1alpha1".into(),
+            kind: "HealthCheck".into(),
+            plural: "healthchecks".into(),
+        },
+    );
+    server.clear_requests();
+    // The fixture CRD may not carry a status subresource; either way the write is audited.
+    let _ = checks
+        .patch_status(
+            "web",
+            &PatchParams::apply("canary-operator"),
+            &Patch::Apply(
+                json!({"apiVersion": "canary.dev/v1alpha1", "kind": "HealthCheck",
+                "status": {"observedGeneration": 1}}),
+            ),
+        )
+        .await;
+    let status = server.requests();
+    let write = status.last().expect("status write audited");
+    assert_eq!(
+        (
+            write.verb.as_str(),
+            write.api_group.as_str(),
+            write.resource.as_str(),
+            write.subresource.as_str(),
+            write.namespace.as_str(),
+            write.name.as_str()
+        ),
+        (
+            "patch",
+            "canary.dev",
+            "healthchecks",
+            "status",
+            "audited",
+            "web"
+        )
+    );
+}
+
+#[tokio::test]
+async fn the_audit_buffer_keeps_only_the_newest_records() {
+    let server = canary_test_apiserver::start(Options {
+        audit_capacity: 5,
+        ..Default::default()
+    })
+    .await
+    .expect("server starts");
+    let api: Api<ConfigMap> = Api::default_namespaced(common::client(&server));
+    for _ in 0..8 {
+        assert!(api.get("nothing").await.is_err());
+    }
+    api.list(&ListParams::default()).await.expect("list");
+    let records = server.requests();
+    assert_eq!(records.len(), 5);
+    assert_eq!(records.last().map(|r| r.verb.as_str()), Some("list"));
+    assert_eq!(server.requests_dropped(), 4);
+}

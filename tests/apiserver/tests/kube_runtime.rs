@@ -1,0 +1,449 @@
+//! kube-runtime against the server: watcher recovery, a Controller, patch_status, Lease election.
+
+mod common;
+
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher::{self, Event};
+use kube::{CustomResource, ResourceExt};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, JsonSchema)]
+#[kube(
+    group = "canary.dev",
+    version = "v1alpha1",
+    kind = "HealthCheck",
+    namespaced,
+    status = "HealthCheckStatus"
+)]
+struct HealthCheckSpec {
+    kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    interval: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tcp: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, JsonSchema)]
+struct HealthCheckStatus {
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        rename = "consecutiveFailures"
+    )]
+    consecutive_failures: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    conditions: Vec<serde_json::Value>,
+}
+
+async fn install_crd(client: &kube::Client) {
+    let crd: CustomResourceDefinition = serde_saphyr::from_str(
+        &std::fs::read_to_string(common::fixture("healthcheck-crd.yaml")).expect("read"),
+    )
+    .expect("parse");
+    Api::<CustomResourceDefinition>::all(client.clone())
+        .create(&PostParams::default(), &crd)
+        .await
+        .expect("create crd");
+}
+
+fn cm(name: &str) -> ConfigMap {
+    serde_json::from_value(json!({"metadata": {"name": name}})).expect("cm")
+}
+
+/// Reads watcher events until one satisfies `want`, failing after a deadline.
+async fn until<S>(events: &mut S, what: &str, mut want: impl FnMut(&Event<ConfigMap>) -> bool)
+where
+    S: futures::Stream<Item = Result<Event<ConfigMap>, watcher::Error>> + Unpin,
+{
+    let found = tokio::time::timeout(Duration::from_secs(15), async {
+        while let Some(ev) = events.next().await {
+            if ev.as_ref().is_ok_and(&mut want) {
+                return;
+            }
+        }
+    });
+    found
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+}
+
+fn applied(name: &'static str) -> impl FnMut(&Event<ConfigMap>) -> bool {
+    move |ev| matches!(ev, Event::Apply(c) if c.name_any() == name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watcher_resumes_after_dropped_watch_and_relists_after_gone() {
+    let server = common::server().await;
+    let api: Api<ConfigMap> = Api::default_namespaced(common::client(&server));
+    let mut events = watcher::watcher(api.clone(), watcher::Config::default()).boxed();
+    until(&mut events, "initial list", |ev| {
+        matches!(ev, Event::InitDone)
+    })
+    .await;
+    api.create(&PostParams::default(), &cm("a"))
+        .await
+        .expect("create a");
+    until(&mut events, "a", applied("a")).await;
+
+    server.drop_watches();
+    api.create(&PostParams::default(), &cm("b"))
+        .await
+        .expect("create b");
+    until(&mut events, "b after a dropped watch", applied("b")).await;
+
+    // Resuming now needs history that is gone: 410, then a relist (re-watches first hit 503s).
+    server.fail_next(2, 503, Some("watch=true"));
+    server.compact_history();
+    server.drop_watches();
+    api.create(&PostParams::default(), &cm("c"))
+        .await
+        .expect("create c");
+    until(
+        &mut events,
+        "relist after 410",
+        |ev| matches!(ev, Event::InitApply(c) if c.name_any() == "c"),
+    )
+    .await;
+    until(&mut events, "relist done", |ev| {
+        matches!(ev, Event::InitDone)
+    })
+    .await;
+    api.create(&PostParams::default(), &cm("d"))
+        .await
+        .expect("create d");
+    until(&mut events, "d after relist", applied("d")).await;
+}
+
+async fn reconcile(
+    hc: Arc<HealthCheck>,
+    api: Arc<Api<HealthCheck>>,
+) -> Result<Action, kube::Error> {
+    let interval = hc.spec.interval.clone().unwrap_or_default();
+    let status = json!({"status": {"consecutiveFailures": 0,
+        "conditions": [{"type": "Ready", "status": "True", "reason": "Reconciled", "message": interval}]}});
+    api.patch_status(
+        &hc.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(status),
+    )
+    .await?;
+    Ok(Action::await_change())
+}
+
+fn ready_message(hc: &HealthCheck) -> Option<String> {
+    let cond = hc.status.as_ref()?.conditions.first()?;
+    cond["message"].as_str().map(str::to_string)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_reconciles_custom_resources_and_sees_updates() {
+    let server = common::server().await;
+    let client = common::client(&server);
+    install_crd(&client).await;
+    let api: Api<HealthCheck> = Api::default_namespaced(client.clone());
+    let ctx = Arc::new(api.clone());
+    let controller = Controller::new(api.clone(), watcher::Config::default())
+        .run(
+            reconcile,
+            |_, _, _| Action::requeue(Duration::from_secs(1)),
+            ctx,
+        )
+        .for_each(|_| async {});
+    let handle = tokio::spawn(controller);
+
+    let hc = HealthCheck::new(
+        "web",
+        HealthCheckSpec {
+            kind: "TCP".into(),
+            interval: Some("30s".into()),
+            tcp: None,
+        },
+    );
+    api.create(&PostParams::default(), &hc)
+        .await
+        .expect("create");
+    let seen = |want: &'static str| {
+        let api = api.clone();
+        move || {
+            let api = api.clone();
+            async move {
+                api.get("web")
+                    .await
+                    .ok()
+                    .and_then(|h| ready_message(&h))
+                    .as_deref()
+                    == Some(want)
+            }
+        }
+    };
+    assert!(
+        common::eventually(Duration::from_secs(15), seen("30s")).await,
+        "first reconcile"
+    );
+    api.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"interval": "1m"}})),
+    )
+    .await
+    .expect("update");
+    assert!(
+        common::eventually(Duration::from_secs(15), seen("1m")).await,
+        "reconcile after update"
+    );
+    let hc = api.get("web").await.expect("get");
+    assert_eq!(
+        hc.metadata.generation,
+        Some(2),
+        "status writes do not bump generation"
+    );
+    handle.abort();
+}
+
+/// One round of a minimal Lease-based leader election: true when `me` holds the lease afterwards.
+async fn try_lead(api: &Api<Lease>, me: &str, duration: i32) -> bool {
+    let now = MicroTime(jiff::Timestamp::now());
+    let fresh = |rv: Option<String>| -> Lease {
+        serde_json::from_value(json!({"metadata": {"name": "leader", "resourceVersion": rv},
+            "spec": {"holderIdentity": me, "leaseDurationSeconds": duration, "renewTime": now, "acquireTime": now}}))
+        .expect("lease")
+    };
+    let Some(current) = api.get_opt("leader").await.expect("get lease") else {
+        return api
+            .create(&PostParams::default(), &fresh(None))
+            .await
+            .is_ok();
+    };
+    let spec = current.spec.clone().unwrap_or_default();
+    let holder = spec.holder_identity.unwrap_or_default();
+    let renewed = spec
+        .renew_time
+        .map(|t| t.0)
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    let expired = jiff::Timestamp::now().as_millisecond() - renewed.as_millisecond()
+        > i64::from(duration) * 1000;
+    if holder != me && !expired {
+        return false;
+    }
+    // A replace with the old resourceVersion fails with 409 when another contender got there first.
+    api.replace(
+        "leader",
+        &PostParams::default(),
+        &fresh(current.metadata.resource_version),
+    )
+    .await
+    .is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_election_has_one_leader_and_fails_over() {
+    let server = common::server().await;
+    let api: Api<Lease> = Api::default_namespaced(common::client(&server));
+    let (a, b) = tokio::join!(try_lead(&api, "a", 2), try_lead(&api, "b", 2));
+    assert!(a ^ b, "exactly one contender leads (a={a}, b={b})");
+    let (leader, other) = if a { ("a", "b") } else { ("b", "a") };
+    for _ in 0..3 {
+        assert!(try_lead(&api, leader, 2).await, "leader renews");
+        assert!(!try_lead(&api, other, 2).await, "follower waits");
+    }
+    // The leader stops renewing; the follower takes over once the lease expires.
+    let took_over = common::eventually(Duration::from_secs(10), || try_lead(&api, other, 2)).await;
+    assert!(took_over, "follower took over");
+    assert!(
+        !try_lead(&api, leader, 2).await,
+        "old leader is now a follower"
+    );
+    let lease = api.get("leader").await.expect("lease");
+    assert_eq!(
+        lease.spec.and_then(|s| s.holder_identity).as_deref(),
+        Some(other)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_subresource_separates_spec_and_status_writes() {
+    let server = common::server().await;
+    let client = common::client(&server);
+    install_crd(&client).await;
+    let api: Api<HealthCheck> = Api::default_namespaced(client);
+    let mut hc = HealthCheck::new(
+        "s",
+        HealthCheckSpec {
+            kind: "TCP".into(),
+            interval: None,
+            tcp: None,
+        },
+    );
+    hc.status = Some(HealthCheckStatus {
+        consecutive_failures: Some(9),
+        conditions: vec![],
+    });
+    let created = api
+        .create(&PostParams::default(), &hc)
+        .await
+        .expect("create");
+    assert!(created.status.is_none(), "status ignored on create");
+    assert_eq!(created.spec.interval.as_deref(), Some("30s"), "defaulted");
+    let patch = json!({"spec": {"interval": "1m"}, "status": {"consecutiveFailures": 3}});
+    let after = api
+        .patch_status("s", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("patch status");
+    assert_eq!(
+        (
+            after.spec.interval.as_deref(),
+            after.status.and_then(|s| s.consecutive_failures)
+        ),
+        (Some("30s"), Some(3))
+    );
+    let main = api
+        .patch("s", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("patch main");
+    assert_eq!(
+        (
+            main.spec.interval.as_deref(),
+            main.status.and_then(|s| s.consecutive_failures)
+        ),
+        (Some("1m"), Some(3))
+    );
+    assert_eq!(
+        main.metadata.generation,
+        Some(2),
+        "spec change bumps generation"
+    );
+    let immutable = Patch::Merge(json!({"spec": {"kind": "TLS"}}));
+    match api.patch("s", &PatchParams::default(), &immutable).await {
+        Err(kube::Error::Api(s)) => assert!(
+            s.message
+                .ends_with("spec.kind: Invalid value: \"string\": kind is immutable"),
+            "{}",
+            s.message
+        ),
+        other => panic!("transition rule should reject: {other:?}"),
+    }
+    let unknown = Patch::Merge(json!({"spec": {"bogus": 1}}));
+    let pruned = api
+        .patch("s", &PatchParams::default(), &unknown)
+        .await
+        .expect("unknown fields pruned");
+    assert_eq!(
+        pruned.metadata.resource_version, main.metadata.resource_version,
+        "no-op write"
+    );
+    let dry = PatchParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let would = api
+        .patch(
+            "s",
+            &dry,
+            &Patch::Merge(json!({"spec": {"interval": "5m"}})),
+        )
+        .await
+        .expect("dry run");
+    assert_eq!(would.spec.interval.as_deref(), Some("5m"));
+    assert_eq!(
+        api.get("s").await.expect("get").spec.interval.as_deref(),
+        Some("1m"),
+        "dry run stored nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validation_can_be_switched_off_at_runtime() {
+    let server = common::server().await;
+    let client = common::client(&server);
+    install_crd(&client).await;
+    let api: Api<HealthCheck> = Api::default_namespaced(client);
+    let bad = |name: &str| {
+        HealthCheck::new(
+            name,
+            HealthCheckSpec {
+                kind: "FTP".into(),
+                interval: None,
+                tcp: None,
+            },
+        )
+    };
+    let err = api
+        .create(&PostParams::default(), &bad("strict"))
+        .await
+        .expect_err("invalid enum");
+    assert!(matches!(err, kube::Error::Api(s) if s.code == 422 && s.reason == "Invalid"));
+    server.set_validation(false);
+    let stored = api
+        .create(&PostParams::default(), &bad("slipped"))
+        .await
+        .expect("accepted without validation");
+    assert_eq!(
+        (stored.spec.kind.as_str(), stored.spec.interval.as_deref()),
+        ("FTP", None),
+        "not defaulted either"
+    );
+    server.set_validation(true);
+    assert!(
+        api.create(&PostParams::default(), &bad("again"))
+            .await
+            .is_err()
+    );
+    let badname = api
+        .create(
+            &PostParams::default(),
+            &HealthCheck::new(
+                "Bad_Name",
+                HealthCheckSpec {
+                    kind: "TCP".into(),
+                    interval: None,
+                    tcp: None,
+                },
+            ),
+        )
+        .await;
+    match badname {
+        Err(kube::Error::Api(s)) => assert!(
+            s.message.contains(
+                "metadata.name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain"
+            ),
+            "{}",
+            s.message
+        ),
+        other => panic!("expected invalid name, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streaming_list_watcher_gets_initial_events_then_changes() {
+    let server = common::server().await;
+    let api: Api<ConfigMap> = Api::default_namespaced(common::client(&server));
+    api.create(&PostParams::default(), &cm("before"))
+        .await
+        .expect("create");
+    let config = watcher::Config::default().streaming_lists();
+    let mut events = watcher::watcher(api.clone(), config).boxed();
+    until(
+        &mut events,
+        "initial event",
+        |ev| matches!(ev, Event::InitApply(c) if c.name_any() == "before"),
+    )
+    .await;
+    until(&mut events, "initial events end", |ev| {
+        matches!(ev, Event::InitDone)
+    })
+    .await;
+    api.create(&PostParams::default(), &cm("after"))
+        .await
+        .expect("create");
+    until(&mut events, "later change", applied("after")).await;
+}

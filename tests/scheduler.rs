@@ -1,0 +1,301 @@
+//! Scheduling on tokio's paused clock with a fake prober: jitter, intervals, overruns, the
+//! concurrency bound and fairness, upsert and remove.
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use canary_operator::{
+    api::Reason,
+    probe::Outcome,
+    runner::{
+        CheckKey, Plan, Prober, RunReport, RunnerSpec, Scheduler, SchedulerConfig, Sink, jitter,
+    },
+};
+use futures::future::BoxFuture;
+use tokio::time::Instant;
+
+/// A prober that takes `busy` and records when each run started.
+struct Fake {
+    busy: Duration,
+    starts: Mutex<Vec<Instant>>,
+    in_flight: Arc<AtomicUsize>,
+    peak: Arc<AtomicUsize>,
+}
+
+impl Fake {
+    fn new(busy: Duration, in_flight: Arc<AtomicUsize>, peak: Arc<AtomicUsize>) -> Arc<Self> {
+        Arc::new(Self {
+            busy,
+            starts: Mutex::new(Vec::new()),
+            in_flight,
+            peak,
+        })
+    }
+
+    fn alone(busy: Duration) -> Arc<Self> {
+        Self::new(busy, Arc::default(), Arc::default())
+    }
+
+    fn starts(&self) -> Vec<Instant> {
+        self.starts.lock().unwrap().clone()
+    }
+}
+
+impl Prober for Fake {
+    fn probe(&self) -> BoxFuture<'_, Outcome> {
+        Box::pin(async move {
+            self.starts.lock().unwrap().push(Instant::now());
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.peak.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(self.busy).await;
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            Outcome::not_run(Reason::Succeeded, "fake")
+        })
+    }
+}
+
+#[derive(Default)]
+struct Recorder {
+    runs: Mutex<Vec<(CheckKey, Duration, u64)>>,
+    removed: Mutex<Vec<CheckKey>>,
+}
+
+impl Sink for Recorder {
+    fn on_run(&self, report: &RunReport<'_>) {
+        self.runs
+            .lock()
+            .unwrap()
+            .push((report.key.clone(), report.lag, report.skipped));
+    }
+
+    fn on_remove(&self, key: &CheckKey) {
+        self.removed.lock().unwrap().push(key.clone());
+    }
+}
+
+fn key(name: &str) -> CheckKey {
+    CheckKey {
+        namespace: "test".into(),
+        name: name.into(),
+    }
+}
+
+fn runner(name: &str, interval: Duration, prober: Arc<dyn Prober>, revision: u64) -> RunnerSpec {
+    RunnerSpec {
+        key: key(name),
+        uid: None,
+        generation: Some(1),
+        revision,
+        interval,
+        timeout: interval / 2,
+        suspend: false,
+        failure_threshold: 1,
+        success_threshold: 1,
+        plan: Plan::Run(prober),
+        status: Default::default(),
+    }
+}
+
+fn scheduler(max_concurrent: usize) -> (Scheduler, Arc<Recorder>) {
+    let recorder = Arc::new(Recorder::default());
+    let config = SchedulerConfig {
+        max_concurrent,
+        ..SchedulerConfig::default()
+    };
+    (Scheduler::new(config, vec![recorder.clone()]), recorder)
+}
+
+const SECOND: Duration = Duration::from_secs(1);
+
+#[tokio::test(start_paused = true)]
+async fn jitter_spreads_first_runs_over_the_interval() {
+    let interval = Duration::from_secs(10);
+    let (scheduler, _) = scheduler(1000);
+    let start = Instant::now();
+    let probers: Vec<Arc<Fake>> = (0..200).map(|_| Fake::alone(Duration::ZERO)).collect();
+    for (i, prober) in probers.iter().enumerate() {
+        scheduler.upsert(runner(&format!("c{i}"), interval, prober.clone(), 1));
+    }
+    tokio::time::sleep(interval).await;
+    let mut per_second = [0usize; 10];
+    for prober in &probers {
+        let first = prober.starts()[0].duration_since(start);
+        assert!(first < interval);
+        per_second[first.as_secs() as usize] += 1;
+    }
+    assert!(
+        per_second.iter().all(|n| (5..=40).contains(n)),
+        "uneven spread: {per_second:?}"
+    );
+    let spec = runner("c0", interval, probers[0].clone(), 1);
+    assert_eq!(jitter(&spec), jitter(&spec), "jitter is deterministic");
+}
+
+#[tokio::test(start_paused = true)]
+async fn interval_is_honoured_over_many_ticks() {
+    let (scheduler, _) = scheduler(10);
+    let prober = Fake::alone(Duration::from_millis(100));
+    scheduler.upsert(runner("steady", SECOND, prober.clone(), 1));
+    tokio::time::sleep(Duration::from_secs(101)).await;
+    let starts = prober.starts();
+    assert!(starts.len() >= 100, "{} runs", starts.len());
+    for pair in starts.windows(2) {
+        assert_eq!(pair[1] - pair[0], SECOND);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_overrunning_run_skips_ticks_instead_of_stacking() {
+    let (scheduler, recorder) = scheduler(10);
+    let prober = Fake::alone(Duration::from_millis(2500));
+    scheduler.upsert(runner("slow", SECOND, prober.clone(), 1));
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let starts = prober.starts();
+    for pair in starts.windows(2) {
+        assert_eq!(
+            pair[1] - pair[0],
+            Duration::from_secs(3),
+            "next run on the next whole tick"
+        );
+    }
+    let skipped: u64 = recorder.runs.lock().unwrap().iter().map(|r| r.2).sum();
+    assert!(
+        skipped >= 2 * (starts.len() as u64 - 1),
+        "skipped ticks are counted: {skipped}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrency_bound_is_never_exceeded_and_slow_targets_do_not_starve_others() {
+    let (in_flight, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (scheduler, recorder) = scheduler(4);
+    let slow = Fake::new(Duration::from_secs(5), in_flight.clone(), peak.clone());
+    scheduler.upsert(runner("slow", Duration::from_secs(10), slow, 1));
+    let fast: Vec<Arc<Fake>> = (0..40)
+        .map(|_| Fake::new(Duration::from_millis(50), in_flight.clone(), peak.clone()))
+        .collect();
+    for (i, prober) in fast.iter().enumerate() {
+        scheduler.upsert(runner(
+            &format!("fast{i}"),
+            Duration::from_secs(2),
+            prober.clone(),
+            1,
+        ));
+    }
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(
+        peak.load(Ordering::SeqCst),
+        4,
+        "the bound is reached but never exceeded"
+    );
+    let runs = recorder.runs.lock().unwrap();
+    let worst_fast_lag = runs
+        .iter()
+        .filter(|r| r.0.name.starts_with("fast"))
+        .map(|r| r.1)
+        .max()
+        .unwrap();
+    // 40 checks of 50 ms on 3 free slots: a queue of at most ~0.7 s, never the slow check's 5 s.
+    assert!(
+        worst_fast_lag < Duration::from_secs(1),
+        "fast checks waited {worst_fast_lag:?}"
+    );
+    assert!(
+        fast.iter().all(|f| f.starts().len() >= 28),
+        "every fast check keeps running"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn upsert_unchanged_keeps_the_runner_and_changed_swaps_without_a_double_run() {
+    let (scheduler, _) = scheduler(10);
+    let first = Fake::alone(Duration::ZERO);
+    assert!(scheduler.upsert(runner("c", Duration::from_secs(10), first.clone(), 1)));
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    let runs_before = first.starts().len();
+    assert!(
+        !scheduler.upsert(runner(
+            "c",
+            Duration::from_secs(10),
+            Fake::alone(Duration::ZERO),
+            1
+        )),
+        "same revision"
+    );
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(
+        first.starts().len(),
+        runs_before + 1,
+        "the original runner kept its schedule"
+    );
+    let last = *first.starts().last().unwrap();
+    let second = Fake::alone(Duration::ZERO);
+    assert!(scheduler.upsert(runner("c", Duration::from_secs(10), second.clone(), 2)));
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    assert_eq!(
+        first.starts().len(),
+        runs_before + 1,
+        "the old runner stopped"
+    );
+    let starts = second.starts();
+    assert_eq!(
+        starts[0],
+        last + Duration::from_secs(10),
+        "the new runner takes over the next due time, no extra run"
+    );
+    for pair in starts.windows(2) {
+        assert_eq!(
+            pair[1] - pair[0],
+            Duration::from_secs(10),
+            "no double run after the swap"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn remove_stops_runs_and_tells_sinks() {
+    let (scheduler, recorder) = scheduler(10);
+    let prober = Fake::alone(Duration::ZERO);
+    scheduler.upsert(runner("gone", SECOND, prober.clone(), 1));
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(scheduler.remove(&key("gone")));
+    let runs = prober.starts().len();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(prober.starts().len(), runs);
+    assert_eq!(*recorder.removed.lock().unwrap(), [key("gone")]);
+    assert!(scheduler.keys().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn suspended_and_blocked_checks_report_once_and_do_not_probe() {
+    let (scheduler, recorder) = scheduler(10);
+    let prober = Fake::alone(Duration::ZERO);
+    let mut suspended = runner("paused", SECOND, prober.clone(), 1);
+    suspended.suspend = true;
+    scheduler.upsert(suspended);
+    let mut blocked = runner("broken", SECOND, prober.clone(), 1);
+    blocked.plan = Plan::Blocked {
+        reason: Reason::InvalidSpec,
+        message: "spec.timeout: too long".into(),
+    };
+    scheduler.upsert(blocked);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert!(prober.starts().is_empty());
+    assert_eq!(recorder.runs.lock().unwrap().len(), 2);
+    let status = scheduler.status(&key("broken")).unwrap();
+    assert_eq!(status.conditions[0].reason, "InvalidSpec");
+    assert_eq!(
+        scheduler.status(&key("paused")).unwrap().conditions[0].reason,
+        "Suspended"
+    );
+    let summary = scheduler.summary(Instant::now());
+    assert_eq!(
+        (summary.suspended, summary.invalid, summary.overdue),
+        (1, 1, 0)
+    );
+}
