@@ -81,34 +81,33 @@ fn run_check(args: CheckArgs) -> ExitCode {
     }
 }
 
-fn run_standalone(args: StandaloneArgs) -> ExitCode {
+/// Runs a long-lived service (standalone or operator) on a fresh runtime.
+fn run_service<E: std::fmt::Display>(
+    service: impl std::future::Future<Output = Result<(), E>>,
+    exit_code: impl Fn(&E) -> u8,
+) -> ExitCode {
+    // Reserve descriptors before anything else so they get the lowest numbers.
     canary_operator::admin::reserve_descriptors(canary_operator::admin::RESERVED);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => return fail(1, &format!("cannot start the async runtime: {e}")),
     };
-    let result = runtime.block_on(canary_operator::standalone::run(args));
+    let result = runtime.block_on(service);
     // Runner tasks may be mid-probe; do not wait for them beyond a moment.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(canary_operator::standalone::StandaloneError::Load(e)) => {
-            fail(EXIT_INVALID, &e.to_string())
-        }
-        Err(e) => fail(1, &e.to_string()),
+        Err(e) => fail(exit_code(&e), &e.to_string()),
     }
 }
 
+fn run_standalone(args: StandaloneArgs) -> ExitCode {
+    run_service(canary_operator::standalone::run(args), |e| match e {
+        canary_operator::standalone::StandaloneError::Load(_) => EXIT_INVALID,
+        _ => 1,
+    })
+}
+
 fn run_operator(args: OperatorArgs) -> ExitCode {
-    canary_operator::admin::reserve_descriptors(canary_operator::admin::RESERVED);
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(e) => return fail(1, &format!("cannot start the async runtime: {e}")),
-    };
-    let result = runtime.block_on(canary_operator::controller::run(args));
-    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(1, &e.to_string()),
-    }
+    run_service(canary_operator::controller::run(args), |_| 1)
 }

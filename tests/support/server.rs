@@ -124,6 +124,33 @@ impl TestServer {
         }
     }
 
+    /// Like [`TestServer::start`], listening on `addr` (e.g. `127.0.0.2:0`, another loopback
+    /// address, for deny-list tests).
+    pub async fn start_on(
+        addr: SocketAddr,
+        transport: Transport,
+        handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static,
+    ) -> Self {
+        let listener = TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let handler: Handler = Arc::new(handler);
+        let task = tokio::spawn(accept_loop(
+            listener,
+            transport,
+            handler,
+            log.clone(),
+            accepted.clone(),
+        ));
+        Self {
+            addr,
+            log,
+            accepted,
+            task,
+        }
+    }
+
     pub fn port(&self) -> u16 {
         self.addr.port()
     }
