@@ -287,3 +287,31 @@ async fn descriptor_exhaustion_is_the_probers_fault_never_the_targets() {
         "lowering RLIMIT_NOFILE never produced ProberError"
     );
 }
+
+#[test]
+fn unreadable_resolver_configuration_is_the_probers_fault() {
+    // /etc/resolv.conf replaced (in a private mount namespace) by a file that cannot be read:
+    // the lookup fails, and the reason is the prober's environment, not the target. Without a
+    // readable configuration glibc falls back to a resolver on loopback.
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "dns.yaml",
+        &http_check("dns", "http://no-such-host.canary.test/", ""),
+    );
+    let script = format!(
+        "mount --bind /proc/self/mem /etc/resolv.conf && exec {CANARY} check -f {file} -o json"
+    );
+    let run = run(Command::new("unshare").args(["--mount", "sh", "-c", &script]));
+    assert_eq!(
+        run.code, 1,
+        "needs root and util-linux unshare (scripts/test installs it): {}",
+        run.stderr
+    );
+    assert_eq!(reasons(&run.stdout), ["ProberError"]);
+    assert!(
+        run.stdout.contains("cannot read /etc/resolv.conf"),
+        "{}",
+        run.stdout
+    );
+}

@@ -19,12 +19,17 @@ pub async fn resolve(
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
         .await
-        .map_err(|e| match prober_fault(&e) {
-            Some(what) => Failure::new(
-                Reason::ProberError,
-                format!("cannot resolve {host}: prober {what}: {e}"),
-            ),
-            None => Failure::new(Reason::DNSError, format!("cannot resolve {host}: {e}")),
+        .map_err(|e| {
+            match prober_fault(&e)
+                .map(str::to_string)
+                .or_else(resolver_config_fault)
+            {
+                Some(what) => Failure::new(
+                    Reason::ProberError,
+                    format!("cannot resolve {host}: prober {what}: {e}"),
+                ),
+                None => Failure::new(Reason::DNSError, format!("cannot resolve {host}: {e}")),
+            }
         })?
         .collect();
     let (denied, allowed): (Vec<_>, Vec<_>) = addrs
@@ -77,6 +82,17 @@ async fn connect_one(addr: SocketAddr) -> io::Result<TcpStream> {
     };
     socket.set_nodelay(true)?;
     socket.connect(addr).await
+}
+
+/// After a failed lookup: a resolver configuration the prober cannot read is the prober's
+/// fault, not the target's (a missing file is fine: the resolver then uses its defaults).
+fn resolver_config_fault() -> Option<String> {
+    match std::fs::read("/etc/resolv.conf") {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            Some(format!("cannot read /etc/resolv.conf ({error})"))
+        }
+        _ => None,
+    }
 }
 
 /// Names the prober's own resource exhaustion, which is never the target's fault.
