@@ -150,7 +150,7 @@ pub async fn run(args: OperatorArgs) -> Result<(), ControllerError> {
     }
     tracing::info!("shutting down: stopping runners, flushing status writes, releasing the Lease");
     engine.ready.store(false, Ordering::SeqCst);
-    engine.scheduler.clear();
+    engine.scheduler.shutdown();
     writer.flush(FLUSH_DEADLINE).await;
     let _ = stop_tx.send(true);
     if let Some(elector) = elector {

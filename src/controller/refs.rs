@@ -33,6 +33,8 @@ pub enum FetchError {
         #[source]
         source: kube::Error,
     },
+    #[error("the API server failed moments ago; not asking again before {0:?}")]
+    Backoff(Instant),
     #[error("reading {kind:?} {namespace}/{name}: timed out")]
     Timeout {
         kind: ReferenceKind,
@@ -46,7 +48,12 @@ pub struct RefCache {
     client: Client,
     ttl: Duration,
     entries: Mutex<HashMap<(String, Reference), (Instant, Data)>>,
+    /// After a failed read, others wait until then instead of each waiting for a timeout.
+    backoff_until: Mutex<Option<Instant>>,
 }
+
+/// How long reads pause after the API server failed one.
+const BACKOFF: Duration = Duration::from_secs(5);
 
 impl RefCache {
     pub fn new(client: Client, ttl: Duration) -> Self {
@@ -54,6 +61,7 @@ impl RefCache {
             client,
             ttl,
             entries: Mutex::new(HashMap::new()),
+            backoff_until: Mutex::new(None),
         }
     }
 
@@ -74,7 +82,14 @@ impl RefCache {
             let data = match self.cached(namespace, reference) {
                 Some(data) => data,
                 None => {
-                    let data = self.fetch(namespace, reference).await?;
+                    let paused = *self.backoff_until.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Some(until) = paused.filter(|until| *until > Instant::now()) {
+                        return Err(FetchError::Backoff(until));
+                    }
+                    let data = self.fetch(namespace, reference).await.inspect_err(|_| {
+                        *self.backoff_until.lock().unwrap_or_else(|e| e.into_inner()) =
+                            Some(Instant::now() + BACKOFF);
+                    })?;
                     let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
                     entries.insert(
                         (namespace.to_string(), reference.clone()),

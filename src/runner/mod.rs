@@ -268,6 +268,16 @@ impl Scheduler {
         }
     }
 
+    /// Stops every runner without telling sinks (process shutdown: pending status writes
+    /// stay queued so they can be flushed).
+    pub fn shutdown(&self) {
+        let runners: Vec<RunnerHandle> =
+            lock(&self.shared.runners).drain().map(|(_, h)| h).collect();
+        for handle in runners {
+            handle.task.abort();
+        }
+    }
+
     /// Keys of every registered check.
     pub fn keys(&self) -> Vec<CheckKey> {
         let mut keys: Vec<CheckKey> = lock(&self.shared.runners).keys().cloned().collect();
