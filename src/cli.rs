@@ -13,7 +13,7 @@ use crate::report::Format;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
-    /// Log format.
+    /// Log format; levels come from RUST_LOG (default info).
     #[arg(long, global = true, env = "CANARY_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
 }

@@ -4,10 +4,12 @@
 
 #[path = "chart/install.rs"]
 mod install;
+#[path = "chart/operator.rs"]
+mod operator;
 #[path = "chart/support.rs"]
 mod support;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Value, json};
 use support::*;
@@ -347,9 +349,8 @@ fn leader_election_is_wired_for_replicas_and_can_be_turned_off_for_one() {
 fn needed_check_grants() -> BTreeSet<Grant> {
     grant_set(&[
         ("canary.dev", "healthchecks", &["get", "list", "watch"]),
-        ("canary.dev", "healthchecks/status", &["get", "patch"]),
+        ("canary.dev", "healthchecks/status", &["patch"]),
         ("events.k8s.io", "events", &["create", "patch"]),
-        ("", "events", &["create", "patch"]),
         ("", "secrets", &["get"]),
         ("", "configmaps", &["get"]),
     ])
@@ -358,7 +359,7 @@ fn needed_check_grants() -> BTreeSet<Grant> {
 /// The leader-election Lease: created (create cannot be limited by name), then only its own.
 fn needed_lease_grants() -> BTreeSet<Grant> {
     let mut grants = grant_set(&[("coordination.k8s.io", "leases", &["create"])]);
-    for verb in ["get", "update", "patch"] {
+    for verb in ["get", "update"] {
         grants.insert((
             "coordination.k8s.io".into(),
             "leases".into(),
@@ -783,4 +784,191 @@ async fn helm_installs_upgrades_and_uninstalls_into_the_local_api_server() {
     })
     .await
     .unwrap();
+}
+
+/// The chart's Deployment args and env with default values, every optional feature, and
+/// namespaced watching plus an extra flag.
+fn deployment_variants() -> Vec<(&'static str, Vec<Value>)> {
+    vec![
+        ("defaults", render(&[])),
+        ("all-features", render_all_features()),
+        (
+            "watch-namespaces",
+            render(&[
+                "--set",
+                "watchNamespaces={shop,payments},replicaCount=2",
+                "--set-json",
+                r#"config.extraArgs=["--reference-ttl=1m"]"#,
+            ]),
+        ),
+    ]
+}
+
+/// Variables the operator reads that are not flags: log levels for tracing's EnvFilter
+/// (src/main.rs; `canary --help` does not list it, src/cli.rs documents it).
+const NON_FLAG_ENV: &[&str] = &["RUST_LOG"];
+
+#[test]
+fn chart_flags_are_accepted_by_the_operator() {
+    let output = std::process::Command::new(operator::canary())
+        .args(["operator", "--help"])
+        .env_clear()
+        .output()
+        .expect("canary runs");
+    assert!(output.status.success(), "{}", text(&output));
+    let help = operator::parse_help(&String::from_utf8_lossy(&output.stdout));
+    assert!(
+        help.flags.contains_key("metrics-bind-address") && help.env.contains("POD_NAME"),
+        "help not understood: {help:?}"
+    );
+    let mut problems = Vec::new();
+    for (variant, objects) in deployment_variants() {
+        let c = container(&objects);
+        for problem in operator::undocumented_args(&args(&objects), &help) {
+            problems.push(format!("{variant}: {problem}"));
+        }
+        for var in c["env"].as_array().unwrap() {
+            let name = var["name"].as_str().unwrap();
+            if !help.env.contains(name) && !NON_FLAG_ENV.contains(&name) {
+                problems.push(format!(
+                    "{variant}: env {name} is not read by any flag of `canary operator --help`"
+                ));
+            }
+        }
+        // The Downward API variables feed the flags whose defaults they are.
+        for (name, flag) in [
+            ("POD_NAME", "leader-election-identity"),
+            ("POD_NAMESPACE", "leader-election-namespace"),
+        ] {
+            assert!(help.flags.contains_key(flag), "{flag}");
+            assert!(
+                c["env"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|v| v["name"] == name),
+                "{variant}: {name}"
+            );
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "the chart passes what `canary operator` does not document:\n{}",
+        problems.join("\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_runs_as_the_chart_deploys_it() {
+    let server = canary_test_apiserver::start(canary_test_apiserver::Options::default())
+        .await
+        .expect("local API server starts");
+    let kubeconfig = server.kubeconfig_path().to_path_buf();
+    let objects = render(&[]);
+    let rendered = objects.clone();
+    // helm, kubectl and the operator's probes block this thread; the server runs on the
+    // runtime's workers.
+    let log =
+        tokio::task::spawn_blocking(move || operator::run_as_deployed(&kubeconfig, &rendered))
+            .await
+            .unwrap();
+    assert_eq!(
+        server.requests_dropped(),
+        0,
+        "the audit log kept every request"
+    );
+    let records = server.requests();
+    let operator_calls: Vec<_> = records
+        .iter()
+        .filter(|r| {
+            let agent = r.user_agent.to_ascii_lowercase();
+            !(agent.starts_with("kubectl") || agent.starts_with("helm"))
+        })
+        .collect();
+    let agents: BTreeSet<&str> = operator_calls
+        .iter()
+        .map(|r| r.user_agent.as_str())
+        .collect();
+    println!("operator user agents: {agents:?}");
+    assert_eq!(
+        agents.len(),
+        1,
+        "one client besides kubectl and helm: {agents:?}"
+    );
+
+    let pod = &one(&objects, "Deployment")["spec"]["template"]["spec"];
+    let account = pod["serviceAccountName"].as_str().unwrap();
+    let grants = operator::service_account_grants(&objects, NAMESPACE, account);
+    let mut used: BTreeMap<operator::Access, usize> = BTreeMap::new();
+    let mut denied = BTreeSet::new();
+    let mut discovery = BTreeSet::new();
+    for record in &operator_calls {
+        if !record.is_resource_request() {
+            if operator::is_discovery(record) {
+                discovery.insert(format!("{} {}", record.verb, record.request_uri));
+            } else {
+                denied.insert(format!(
+                    "{} {} (non-resource URL, no rule grants it)",
+                    record.verb, record.request_uri
+                ));
+            }
+            continue;
+        }
+        let access = operator::Access::of(record);
+        if !grants.iter().any(|g| g.allows(&access)) {
+            denied.insert(format!(
+                "{access}: {} {} answered {}",
+                record.verb, record.request_uri, record.code
+            ));
+        }
+        *used.entry(access).or_default() += 1;
+    }
+    println!("API calls of the operator (ServiceAccount {NAMESPACE}/{account}):");
+    for (access, count) in &used {
+        println!("  {count:>4} x {access}");
+    }
+    for url in &discovery {
+        println!("  discovery (any authenticated user): {url}");
+    }
+    let unused: Vec<_> = grants
+        .iter()
+        .filter(|g| !used.keys().any(|a| g.allows(a)))
+        .collect();
+    println!("grants of the chart this run never used (not an error):");
+    for grant in &unused {
+        println!("  {grant}");
+    }
+    assert!(
+        denied.is_empty(),
+        "the operator made API calls the chart's RBAC (ServiceAccount {NAMESPACE}/{account}) \
+         does not grant:\n{}\nGranted:\n{}\nOperator log:\n{log}",
+        denied.into_iter().collect::<Vec<_>>().join("\n"),
+        grants
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
+    // The run exercised every kind of call the operator makes, so the comparison means
+    // something: the watch, status writes, Events, referenced Secret and ConfigMap, the Lease.
+    let made = |verb: &str, group: &str, resource: &str| {
+        used.keys()
+            .any(|a| a.verb == verb && a.api_group == group && a.resource == resource)
+    };
+    for (verb, group, resource) in [
+        ("list", "canary.dev", "healthchecks"),
+        ("watch", "canary.dev", "healthchecks"),
+        ("patch", "canary.dev", "healthchecks/status"),
+        ("create", "events.k8s.io", "events"),
+        ("get", "", "secrets"),
+        ("get", "", "configmaps"),
+        ("get", "coordination.k8s.io", "leases"),
+        ("create", "coordination.k8s.io", "leases"),
+        ("update", "coordination.k8s.io", "leases"),
+    ] {
+        assert!(
+            made(verb, group, resource),
+            "the run never made `{verb} {resource}` ({group}): {used:?}"
+        );
+    }
 }

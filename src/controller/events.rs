@@ -92,3 +92,88 @@ impl Sink for EventSink {
 
     fn on_remove(&self, _key: &CheckKey) {}
 }
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+    use super::*;
+    use crate::{
+        api::{HealthCheckStatus, Reason},
+        probe::Outcome,
+        runner::{Plan, RunnerSpec},
+    };
+
+    fn with_ready(status: &str, reason: &str) -> HealthCheckStatus {
+        HealthCheckStatus {
+            conditions: vec![Condition {
+                type_: "Ready".into(),
+                status: status.into(),
+                reason: reason.into(),
+                message: "m".into(),
+                observed_generation: None,
+                last_transition_time: Time(jiff::Timestamp::now()),
+            }],
+            ..HealthCheckStatus::default()
+        }
+    }
+
+    fn event(
+        previous: &HealthCheckStatus,
+        status: &HealthCheckStatus,
+    ) -> Option<(EventType, String)> {
+        let spec = RunnerSpec {
+            key: CheckKey {
+                namespace: "n".into(),
+                name: "c".into(),
+            },
+            uid: None,
+            generation: None,
+            revision: 0,
+            interval: std::time::Duration::from_secs(1),
+            timeout: std::time::Duration::from_millis(500),
+            suspend: false,
+            failure_threshold: 1,
+            success_threshold: 1,
+            plan: Plan::Blocked {
+                reason: Reason::InvalidSpec,
+                message: String::new(),
+            },
+            status: HealthCheckStatus::default(),
+        };
+        let outcome = Outcome::not_run(Reason::Succeeded, "");
+        let report = RunReport {
+            key: &spec.key,
+            spec: &spec,
+            outcome: &outcome,
+            previous,
+            status,
+            lag: std::time::Duration::ZERO,
+            skipped: 0,
+        };
+        transition_event(&report).map(|e| (e.type_, e.reason))
+    }
+
+    #[test]
+    fn events_mark_transitions_only() {
+        let none = HealthCheckStatus::default();
+        let ready = with_ready("True", "Succeeded");
+        let expired = with_ready("False", "CertificateExpired");
+        let timeout = with_ready("False", "Timeout");
+        assert_eq!(event(&none, &ready), None, "first success is not news");
+        assert_eq!(event(&ready, &ready), None);
+        assert_eq!(
+            event(&ready, &expired),
+            Some((EventType::Warning, "CertificateExpired".into()))
+        );
+        assert_eq!(
+            event(&none, &expired),
+            Some((EventType::Warning, "CertificateExpired".into()))
+        );
+        assert_eq!(event(&expired, &timeout), None, "still failing: no flood");
+        assert_eq!(
+            event(&expired, &ready),
+            Some((EventType::Normal, "Recovered".into()))
+        );
+    }
+}

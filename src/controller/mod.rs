@@ -38,6 +38,8 @@ const FLUSH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
 pub enum ControllerError {
     #[error("connecting to the Kubernetes API: {0}")]
     Client(#[source] kube::Error),
+    #[error("no Kubernetes configuration (in-cluster or KUBECONFIG): {0}")]
+    Config(String),
     #[error(transparent)]
     Metrics(#[from] MetricsError),
     #[error(transparent)]
@@ -59,9 +61,7 @@ struct Context {
 pub async fn run(args: OperatorArgs) -> Result<(), ControllerError> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(ControllerError::Signals)?;
-    let client = Client::try_default()
-        .await
-        .map_err(ControllerError::Client)?;
+    let client = client().await?;
     let identity = args
         .leader
         .leader_election_identity
@@ -157,6 +157,18 @@ pub async fn run(args: OperatorArgs) -> Result<(), ControllerError> {
         let _ = tokio::time::timeout(FLUSH_DEADLINE, elector).await;
     }
     Ok(())
+}
+
+/// A client from in-cluster config or KUBECONFIG, naming itself in the API server's audit log.
+async fn client() -> Result<Client, ControllerError> {
+    let mut config = kube::Config::infer()
+        .await
+        .map_err(|e| ControllerError::Config(e.to_string()))?;
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(concat!("canary-operator/", env!("CARGO_PKG_VERSION"))),
+    ));
+    Client::try_from(config).map_err(ControllerError::Client)
 }
 
 fn default_identity() -> String {

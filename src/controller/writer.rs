@@ -320,3 +320,43 @@ impl Sink for StatusWriter {
         lock(&self.shared.pending).remove(key);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{LastResult, Reason};
+
+    fn status(successes: i64, duration: &str, reason: Reason) -> HealthCheckStatus {
+        HealthCheckStatus {
+            consecutive_successes: successes,
+            last_run_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                jiff::Timestamp::now(),
+            )),
+            last_result: Some(LastResult {
+                success: reason == Reason::Succeeded,
+                reason,
+                message: format!("answered in {duration}"),
+                duration: duration.into(),
+                http_status: Some(200),
+                phases: None,
+            }),
+            ..HealthCheckStatus::default()
+        }
+    }
+
+    #[test]
+    fn only_timestamps_and_counters_past_thresholds_are_not_worth_a_write() {
+        let (a, b) = (
+            status(5, "0.010s", Reason::Succeeded),
+            status(6, "0.020s", Reason::Succeeded),
+        );
+        assert_eq!(without_timestamps(&a, 3), without_timestamps(&b, 3));
+        assert_ne!(
+            without_timestamps(&a, 10),
+            without_timestamps(&b, 10),
+            "counts below a threshold are state"
+        );
+        let failing = status(0, "0.020s", Reason::Timeout);
+        assert_ne!(without_timestamps(&a, 3), without_timestamps(&failing, 3));
+    }
+}

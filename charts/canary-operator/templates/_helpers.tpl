@@ -89,11 +89,8 @@ tests/chart.rs fails when a rule grants more.
   verbs: ["get", "list", "watch"]
 - apiGroups: ["canary.dev"]
   resources: ["healthchecks/status"]
-  verbs: ["get", "patch"]
+  verbs: ["patch"]
 - apiGroups: ["events.k8s.io"]
-  resources: ["events"]
-  verbs: ["create", "patch"]
-- apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- if .Values.rbac.secrets }}
