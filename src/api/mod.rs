@@ -1,6 +1,7 @@
 //! The `HealthCheck` API (`canary.dev/v1alpha1`): spec and status types, the closed set of
 //! reasons, and semantic validation. Knows nothing of the API server.
 
+mod parse;
 mod reason;
 mod references;
 mod spec;
