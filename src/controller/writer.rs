@@ -4,7 +4,7 @@
 //! waits for it.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     num::NonZeroU32,
     sync::{
         Arc, Mutex,
@@ -51,6 +51,61 @@ struct Pending {
     failures: u32,
 }
 
+/// Pending writes in first-reported order; a newer status replaces a queued one in place
+/// (latest wins, no loss of its turn).
+#[derive(Default)]
+struct Queue {
+    order: VecDeque<CheckKey>,
+    items: HashMap<CheckKey, Pending>,
+}
+
+impl Queue {
+    fn put(&mut self, key: &CheckKey, status: HealthCheckStatus, clamp: i64) {
+        match self.items.get_mut(key) {
+            Some(queued) => {
+                queued.status = status;
+                queued.clamp = clamp;
+            }
+            None => {
+                self.order.push_back(key.clone());
+                let pending = Pending {
+                    status,
+                    clamp,
+                    not_before: None,
+                    failures: 0,
+                };
+                self.items.insert(key.clone(), pending);
+            }
+        }
+    }
+
+    /// The first write whose backoff (if any) has passed.
+    fn pop_ready(&mut self, now: Instant) -> Option<(CheckKey, Pending)> {
+        let position = (self.order.iter()).position(|k| {
+            self.items
+                .get(k)
+                .is_some_and(|p| p.not_before.is_none_or(|at| at <= now))
+        })?;
+        let key = self.order.remove(position)?;
+        let pending = self.items.remove(&key)?;
+        Some((key, pending))
+    }
+
+    fn next_retry(&self) -> Option<Instant> {
+        self.items.values().filter_map(|p| p.not_before).min()
+    }
+
+    fn remove(&mut self, key: &CheckKey) -> Option<Pending> {
+        self.order.retain(|k| k != key);
+        self.items.remove(key)
+    }
+
+    fn clear(&mut self) {
+        self.order.clear();
+        self.items.clear();
+    }
+}
+
 struct Written {
     status: HealthCheckStatus,
     at: Instant,
@@ -60,7 +115,7 @@ struct Shared {
     client: Client,
     config: WriterConfig,
     metrics: Arc<Metrics>,
-    pending: Mutex<HashMap<CheckKey, Pending>>,
+    pending: Mutex<Queue>,
     written: Mutex<HashMap<CheckKey, Written>>,
     notify: Notify,
     /// Only the leader writes; a standby drops what it is given.
@@ -85,7 +140,7 @@ impl StatusWriter {
                 client,
                 config,
                 metrics,
-                pending: Mutex::new(HashMap::new()),
+                pending: Mutex::new(Queue::default()),
                 written: Mutex::new(HashMap::new()),
                 notify: Notify::new(),
                 enabled: AtomicBool::new(false),
@@ -122,15 +177,14 @@ impl StatusWriter {
     pub async fn flush(&self, deadline: Duration) {
         let until = Instant::now() + deadline;
         let limiter = limiter(&self.shared.config);
-        while Instant::now() < until && !lock(&self.shared.pending).is_empty() {
-            let batch: Vec<(CheckKey, Pending)> = lock(&self.shared.pending).drain().collect();
-            for (key, pending) in batch {
-                if Instant::now() >= until {
-                    break;
-                }
-                let _ = tokio::time::timeout_at(until, limiter.until_ready()).await;
-                let _ = tokio::time::timeout_at(until, self.write(&key, pending.status)).await;
-            }
+        while Instant::now() < until {
+            let Some((key, pending)) =
+                lock(&self.shared.pending).pop_ready(Instant::now() + deadline)
+            else {
+                break;
+            };
+            let _ = tokio::time::timeout_at(until, limiter.until_ready()).await;
+            let _ = tokio::time::timeout_at(until, self.write(&key, pending.status)).await;
         }
     }
 
@@ -139,50 +193,42 @@ impl StatusWriter {
         let limiter = limiter(&self.shared.config);
         loop {
             let notified = self.shared.notify.notified();
-            let (ready, next_retry) = self.take_ready();
-            if ready.is_empty() {
-                match next_retry {
+            let next = lock(&self.shared.pending).pop_ready(Instant::now());
+            let Some((key, pending)) = next else {
+                let retry = lock(&self.shared.pending).next_retry();
+                match retry {
                     Some(at) => {
                         let _ = tokio::time::timeout_at(at, notified).await;
                     }
                     None => notified.await,
                 }
                 continue;
+            };
+            if self.skippable(&key, &pending.status, pending.clamp) {
+                self.shared
+                    .metrics
+                    .status_writes
+                    .with_label_values(&["skipped"])
+                    .inc();
+                continue;
             }
-            for (key, pending) in ready {
-                if self.skippable(&key, &pending.status, pending.clamp) {
-                    self.shared
-                        .metrics
-                        .status_writes
-                        .with_label_values(&["skipped"])
-                        .inc();
-                    continue;
-                }
-                limiter.until_ready().await;
-                if !self.shared.enabled.load(Ordering::SeqCst) {
-                    break;
-                }
-                if let Err(result) = self.write(&key, pending.status.clone()).await {
-                    self.retry(key, pending, result);
-                }
+            limiter.until_ready().await;
+            // A newer status may have been reported while waiting for a slot: write that one.
+            let newer = lock(&self.shared.pending).remove(&key);
+            let pending = match newer {
+                Some(newer) => Pending {
+                    failures: pending.failures,
+                    ..newer
+                },
+                None => pending,
+            };
+            if !self.shared.enabled.load(Ordering::SeqCst) {
+                continue;
+            }
+            if let Err(result) = self.write(&key, pending.status.clone()).await {
+                self.retry(key, pending, result);
             }
         }
-    }
-
-    /// Takes every pending write that may go now, and the earliest retry time of the rest.
-    fn take_ready(&self) -> (Vec<(CheckKey, Pending)>, Option<Instant>) {
-        let now = Instant::now();
-        let mut pending = lock(&self.shared.pending);
-        let keys: Vec<CheckKey> = (pending.iter())
-            .filter(|(_, p)| p.not_before.is_none_or(|at| at <= now))
-            .map(|(k, _)| k.clone())
-            .collect();
-        let ready = keys
-            .into_iter()
-            .filter_map(|k| pending.remove(&k).map(|p| (k, p)))
-            .collect();
-        let next = pending.values().filter_map(|p| p.not_before).min();
-        (ready, next)
     }
 
     /// True when the last write differs only in timestamps and no heartbeat is due.
@@ -200,10 +246,14 @@ impl StatusWriter {
         let delay = (RETRY_MIN * 2u32.saturating_pow(failures.min(10))).min(RETRY_MAX);
         let mut queue = lock(&self.shared.pending);
         // A newer status reported meanwhile wins; it inherits the backoff.
-        let entry = queue.entry(key).or_insert(pending);
-        entry.failures = failures;
-        entry.not_before = Some(Instant::now() + delay);
-        tracing::debug!(result, ?delay, "status write will be retried");
+        if !queue.items.contains_key(&key) {
+            queue.put(&key, pending.status, pending.clamp);
+        }
+        if let Some(entry) = queue.items.get_mut(&key) {
+            entry.failures = failures;
+            entry.not_before = Some(Instant::now() + delay);
+        }
+        tracing::debug!(check = %key, result, ?delay, "status write will be retried");
     }
 
     /// One server-side-apply patch of `/status`; Err carries the result label.
@@ -295,23 +345,14 @@ impl Sink for StatusWriter {
         if !self.shared.enabled.load(Ordering::SeqCst) {
             return;
         }
-        let mut pending = lock(&self.shared.pending);
         let clamp = i64::from(
             report
                 .spec
                 .failure_threshold
                 .max(report.spec.success_threshold),
         );
-        let entry = pending
-            .entry(report.key.clone())
-            .or_insert_with(|| Pending {
-                status: report.status.clone(),
-                clamp,
-                not_before: None,
-                failures: 0,
-            });
-        entry.status = report.status.clone();
-        entry.clamp = clamp;
+        let mut pending = lock(&self.shared.pending);
+        pending.put(report.key, report.status.clone(), clamp);
         drop(pending);
         self.shared.notify.notify_one();
     }
@@ -342,6 +383,32 @@ mod tests {
             }),
             ..HealthCheckStatus::default()
         }
+    }
+
+    fn key(name: &str) -> CheckKey {
+        CheckKey {
+            namespace: "n".into(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn queue_is_first_come_first_served_and_latest_status_wins_in_place() {
+        let mut queue = Queue::default();
+        queue.put(&key("a"), status(1, "0.1s", Reason::Succeeded), 1);
+        queue.put(&key("b"), status(1, "0.1s", Reason::Succeeded), 1);
+        queue.put(&key("a"), status(0, "0.2s", Reason::Timeout), 1);
+        let now = Instant::now();
+        let (first, pending) = queue.pop_ready(now).unwrap();
+        assert_eq!(first, key("a"));
+        assert_eq!(pending.status.last_result.unwrap().reason, Reason::Timeout);
+        queue.items.get_mut(&key("b")).unwrap().not_before = Some(now + Duration::from_secs(1));
+        assert!(queue.pop_ready(now).is_none(), "b is backing off");
+        assert_eq!(queue.next_retry(), Some(now + Duration::from_secs(1)));
+        assert_eq!(
+            queue.pop_ready(now + Duration::from_secs(2)).unwrap().0,
+            key("b")
+        );
     }
 
     #[test]
