@@ -48,13 +48,15 @@ pub async fn run(args: StandaloneArgs) -> Result<(), StandaloneError> {
     let count = source.sync(&engine.scheduler)?;
     tracing::info!(checks = count, "loaded HealthChecks");
     engine.ready.store(true, Ordering::SeqCst);
+    let interrupt = tokio::signal::ctrl_c();
+    tokio::pin!(interrupt);
     let mut reload = tokio::time::interval(args.reload_interval);
     reload.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
             _ = reload.tick() => source.reload_if_changed(&engine.scheduler),
             _ = term.recv() => break,
-            _ = tokio::signal::ctrl_c() => break,
+            _ = &mut interrupt => break,
         }
     }
     tracing::info!("shutting down");

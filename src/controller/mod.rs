@@ -114,6 +114,9 @@ pub async fn run(args: OperatorArgs) -> Result<(), ControllerError> {
     let mut resync = tokio::time::interval(args.reference_ttl);
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut is_leader = *leading.borrow();
+    let mut elections_open = args.leader.leader_elect;
+    let interrupt = tokio::signal::ctrl_c();
+    tokio::pin!(interrupt);
     writer.set_enabled(is_leader);
     tracing::info!(%identity, leader_election = args.leader.leader_elect, "operator started");
     loop {
@@ -131,8 +134,12 @@ pub async fn run(args: OperatorArgs) -> Result<(), ControllerError> {
                     reconcile(object, &ctx).await;
                 }
             }
-            changed = leading.changed() => {
-                if changed.is_err() { continue; }
+            changed = leading.changed(), if elections_open => {
+                // Without leader election the sender is gone: this replica always leads.
+                if changed.is_err() {
+                    elections_open = false;
+                    continue;
+                }
                 is_leader = *leading.borrow();
                 writer.set_enabled(is_leader);
                 if is_leader {
@@ -145,7 +152,7 @@ pub async fn run(args: OperatorArgs) -> Result<(), ControllerError> {
                 }
             }
             _ = term.recv() => break,
-            _ = tokio::signal::ctrl_c() => break,
+            _ = &mut interrupt => break,
         }
     }
     tracing::info!("shutting down: stopping runners, flushing status writes, releasing the Lease");
