@@ -34,12 +34,36 @@ impl EventSink {
         let recorder = Recorder::new(client, reporter);
         let task = tokio::spawn(async move {
             while let Some((event, reference)) = receiver.recv().await {
-                if let Err(error) = recorder.publish(&event, &reference).await {
-                    tracing::warn!(%error, reason = %event.reason, "could not publish an Event");
-                }
+                publish_with_retry(&recorder, &event, &reference).await;
             }
         });
         (Self { queue }, task)
+    }
+}
+
+/// Retry delays after a failed publish; an API server outage must not lose a transition.
+const RETRY_FIRST: std::time::Duration = std::time::Duration::from_secs(1);
+const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+/// An Event older than this is dropped (with a log line) rather than published late.
+const GIVE_UP_AFTER: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Publishes one Event, retrying with exponential backoff while the API server is unreachable.
+async fn publish_with_retry(recorder: &Recorder, event: &Event, reference: &ObjectReference) {
+    let started = tokio::time::Instant::now();
+    let mut delay = RETRY_FIRST;
+    loop {
+        match recorder.publish(event, reference).await {
+            Ok(()) => return,
+            Err(error) if started.elapsed() >= GIVE_UP_AFTER => {
+                tracing::error!(%error, reason = %event.reason, "giving up on an Event after 15 minutes of failures");
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(%error, reason = %event.reason, retry_in = ?delay, "could not publish an Event; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(RETRY_MAX);
+            }
+        }
     }
 }
 

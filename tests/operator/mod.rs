@@ -128,7 +128,7 @@ impl Kubectl {
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
-    /// `kubectl apply -f -` of objects (a `v1/List` when there are several).
+    /// `kubectl apply -f -` of objects.
     pub async fn apply(&self, objects: &[Value]) -> String {
         self.ok_stdin(&["apply", "-f", "-"], &list(objects)).await
     }
@@ -142,18 +142,19 @@ impl Kubectl {
     }
 }
 
-/// Several objects as one `v1/List` document (kubectl applies each item).
+/// Several objects as one multi-document stream (JSON documents are YAML documents).
 pub fn list(objects: &[Value]) -> String {
-    match objects {
-        [one] => one.to_string(),
-        many => json!({"apiVersion": "v1", "kind": "List", "items": many}).to_string(),
-    }
+    objects
+        .iter()
+        .map(Value::to_string)
+        .collect::<Vec<_>>()
+        .join("\n---\n")
 }
 
 /// The local API server with the HealthCheck CRD applied and Established, and kubectl for it.
 pub struct Cluster {
     pub server: Server,
-    pub kubectl: Kubectl,
+    pub kubectl: std::sync::Arc<Kubectl>,
 }
 
 impl Cluster {
@@ -165,7 +166,7 @@ impl Cluster {
         let server = canary_test_apiserver::start(options)
             .await
             .expect("API server starts");
-        let kubectl = Kubectl::new(server.kubeconfig_path());
+        let kubectl = std::sync::Arc::new(Kubectl::new(server.kubeconfig_path()));
         let crds = repo().join("crds").display().to_string();
         kubectl.ok(&["apply", "-f", &crds]).await;
         kubectl
@@ -324,15 +325,17 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<(u16, St
     use tokio::io::AsyncReadExt;
     let exchange = async {
         let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-        let request =
-            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await.ok()?;
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw).await.ok()?;
         let text = String::from_utf8_lossy(&raw).into_owned();
         let status = text.split_whitespace().nth(1)?.parse().ok()?;
         let (head, body) = text.split_once("\r\n\r\n")?;
-        let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        let body = if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
             dechunk(body)
         } else {
             body.to_string()

@@ -116,7 +116,12 @@ fn stamp_metadata(t: &Target, old: Option<&Value>, new: &mut Value) {
     md.entry("creationTimestamp")
         .or_insert_with(|| json!(meta::now()));
     if t.rt.status_subresource || t.rt.crd.is_some() {
-        let generation = meta::next_generation(old, new, t.rt.status_subresource);
+        // A `/status` write never changes generation (kube's status strategies keep it), even
+        // when defaulting fills in a spec stored without defaults.
+        let generation = match old {
+            Some(old) if t.is_status() => old["metadata"]["generation"].as_i64().unwrap_or(1),
+            _ => meta::next_generation(old, new, t.rt.status_subresource),
+        };
         meta::metadata_mut(new).insert("generation".into(), json!(generation));
     }
 }

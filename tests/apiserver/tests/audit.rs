@@ -209,3 +209,56 @@ async fn the_audit_buffer_keeps_only_the_newest_records() {
     assert_eq!(records.last().map(|r| r.verb.as_str()), Some("list"));
     assert_eq!(server.requests_dropped(), 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_writes_to_an_object_stored_without_validation_succeed_and_keep_generation() {
+    let server = common::server().await;
+    let cli = Cli::new(&server);
+    cli.kubectl(&["apply", "-f", &common::fixture("healthcheck-crd.yaml")])
+        .await;
+    server.set_validation(false);
+    // Invalid (timeout >= interval) and without the defaults the schema would add.
+    let invalid = "apiVersion: canary.dev/v1alpha1\nkind: HealthCheck\nmetadata: {name: slipped}\n\
+                   spec: {kind: HTTP, interval: 1s, timeout: 5s, http: {url: 'http://x'}}\n";
+    cli.kubectl_stdin(&["apply", "-f", "-"], invalid).await;
+    server.set_validation(true);
+    let checks: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        common::client(&server),
+        "default",
+        &kube::api::ApiResource {
+            group: "canary.dev".into(),
+            version: "v1alpha1".into(),
+            api_version: "canary.dev/v1alpha1".into(),
+            kind: "HealthCheck".into(),
+            plural: "healthchecks".into(),
+        },
+    );
+    let written = checks
+        .patch_status(
+            "slipped",
+            &PatchParams::apply("canary-operator"),
+            &Patch::Apply(json!({"apiVersion": "canary.dev/v1alpha1", "kind": "HealthCheck",
+                "status": {"conditions": [{"type": "Ready", "status": "False", "reason": "InvalidSpec",
+                    "message": "timeout must be shorter than interval",
+                    "lastTransitionTime": "2026-01-01T00:00:00Z"}]}})),
+        )
+        .await
+        .expect("the unchanged invalid spec is ratcheted");
+    assert_eq!(
+        written.metadata.generation,
+        Some(1),
+        "status writes keep generation"
+    );
+    let edit = checks
+        .patch(
+            "slipped",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"timeout": "6s"}})),
+        )
+        .await
+        .expect_err("a changed invalid field is still rejected");
+    match edit {
+        kube::Error::Api(status) => assert_eq!(status.code, 422, "{status:?}"),
+        other => panic!("expected 422, got {other:?}"),
+    }
+}

@@ -126,4 +126,27 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn updates_ratchet_errors_on_unchanged_fields() {
+        let crd = crd();
+        let stored = json!({"apiVersion": "canary.dev/v1alpha1", "kind": "HealthCheck",
+            "metadata": {"name": "x"}, "spec": {"kind": "HTTP", "interval": "soon", "http": {"url": "u"}}});
+        let validate = |new: &Value| {
+            validate_version(&crd, "v1alpha1", new, Some(&stored))
+                .map(|_| ())
+                .map_err(|errs| errs.iter().map(ToString::to_string).collect::<Vec<_>>())
+        };
+        assert!(
+            validate_version(&crd, "v1alpha1", &stored, None).is_err(),
+            "invalid on create"
+        );
+        let mut status_write = stored.clone();
+        status_write["status"] = json!({"observedGeneration": 1});
+        assert_eq!(validate(&status_write), Ok(()), "unchanged invalid field");
+        let mut edited = stored.clone();
+        edited["spec"]["interval"] = json!("later");
+        let errs = validate(&edited).expect_err("changed invalid field");
+        assert!(errs[0].starts_with("spec.interval"), "{errs:?}");
+    }
 }

@@ -53,8 +53,11 @@ pub fn validate_root(
         walk_object(schema, map, old, "", &mut errs);
     }
     check_rules(schema, &obj, old, "", &mut errs);
-    let (pruned, errs): (Vec<FieldError>, Vec<FieldError>) =
+    let (pruned, mut errs): (Vec<FieldError>, Vec<FieldError>) =
         errs.into_iter().partition(|e| e.kind == PRUNED);
+    if let Some(old) = old {
+        errs.retain(|e| !ratcheted(e, old, object));
+    }
     if !errs.is_empty() {
         return Err(errs);
     }
@@ -62,6 +65,46 @@ pub fn validate_root(
         object: obj,
         unknown_fields: pruned.into_iter().map(|e| e.field).collect(),
     })
+}
+
+/// Validation ratcheting (kube 1.33+, `CRDValidationRatcheting`): on an update, an error on a
+/// field whose value did not change is not reported, so writes that leave an invalid stored
+/// field alone (e.g. a `/status` write) succeed. Missing required fields and errors on the root
+/// are never ratcheted.
+fn ratcheted(err: &FieldError, old: &Value, new: &Value) -> bool {
+    if err.kind == "Required value" {
+        return false;
+    }
+    match (lookup(old, &err.field), lookup(new, &err.field)) {
+        (Some(before), Some(after)) => before == after,
+        _ => false,
+    }
+}
+
+/// The value at a kube field path such as `spec.http.headers[0].name` (`None` when the path
+/// does not resolve or is the root, `<nil>`).
+fn lookup<'a>(root: &'a Value, path: &str) -> Option<&'a Value> {
+    if path.is_empty() || path == "<nil>" {
+        return None;
+    }
+    let mut at = root;
+    for segment in path.split('.') {
+        let (name, indexes) = match segment.find('[') {
+            Some(i) => (&segment[..i], &segment[i..]),
+            None => (segment, ""),
+        };
+        if !name.is_empty() {
+            at = at.get(name)?;
+        }
+        for index in indexes.split('[').filter(|i| !i.is_empty()) {
+            let index = index.strip_suffix(']')?;
+            at = match index.parse::<usize>() {
+                Ok(n) if at.is_array() => at.get(n)?,
+                _ => at.get(index)?,
+            };
+        }
+    }
+    Some(at)
 }
 
 fn type_ok(want: &str, v: &Value) -> bool {
