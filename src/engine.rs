@@ -85,6 +85,19 @@ impl Engine {
     }
 }
 
+/// Resolves on SIGTERM or SIGINT; set up before work starts so no signal is missed.
+pub fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+    })
+}
+
 /// Logs every change of a check's Ready state, once, with its reason.
 pub struct TransitionLog;
 

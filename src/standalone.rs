@@ -31,8 +31,8 @@ pub enum StandaloneError {
 
 /// Runs until SIGTERM or SIGINT.
 pub async fn run(args: StandaloneArgs) -> Result<(), StandaloneError> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(StandaloneError::Signals)?;
+    let shutdown = crate::engine::shutdown_signal().map_err(StandaloneError::Signals)?;
+    tokio::pin!(shutdown);
     let engine = Engine::start(&args.engine, &args.admin, Vec::new())?;
     let mut source = FileSource {
         files: args.files.clone(),
@@ -48,15 +48,12 @@ pub async fn run(args: StandaloneArgs) -> Result<(), StandaloneError> {
     let count = source.sync(&engine.scheduler)?;
     tracing::info!(checks = count, "loaded HealthChecks");
     engine.ready.store(true, Ordering::SeqCst);
-    let interrupt = tokio::signal::ctrl_c();
-    tokio::pin!(interrupt);
     let mut reload = tokio::time::interval(args.reload_interval);
     reload.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
             _ = reload.tick() => source.reload_if_changed(&engine.scheduler),
-            _ = term.recv() => break,
-            _ = &mut interrupt => break,
+            _ = &mut shutdown => break,
         }
     }
     tracing::info!("shutting down");

@@ -59,8 +59,8 @@ struct Context {
 
 /// Runs the operator until SIGTERM or SIGINT.
 pub async fn run(args: OperatorArgs) -> Result<(), ControllerError> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(ControllerError::Signals)?;
+    let shutdown = crate::engine::shutdown_signal().map_err(ControllerError::Signals)?;
+    tokio::pin!(shutdown);
     let client = client().await?;
     let identity = args
         .leader
@@ -115,8 +115,6 @@ pub async fn run(args: OperatorArgs) -> Result<(), ControllerError> {
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut is_leader = *leading.borrow();
     let mut elections_open = args.leader.leader_elect;
-    let interrupt = tokio::signal::ctrl_c();
-    tokio::pin!(interrupt);
     writer.set_enabled(is_leader);
     tracing::info!(%identity, leader_election = args.leader.leader_elect, "operator started");
     loop {
@@ -151,8 +149,7 @@ pub async fn run(args: OperatorArgs) -> Result<(), ControllerError> {
                     engine.scheduler.clear();
                 }
             }
-            _ = term.recv() => break,
-            _ = &mut interrupt => break,
+            _ = &mut shutdown => break,
         }
     }
     tracing::info!("shutting down: stopping runners, flushing status writes, releasing the Lease");
@@ -232,7 +229,13 @@ async fn handle(
             if let Some(status) = &object.status {
                 ctx.writer.seed(&key, status);
             }
-            if is_leader {
+            // Our own status writes come back as watch events: the spec (generation) and uid
+            // are unchanged, so there is nothing to rebuild; rotations are caught by resync.
+            let unchanged = objects.get(&key).is_some_and(|known| {
+                known.metadata.generation == object.metadata.generation
+                    && known.metadata.uid == object.metadata.uid
+            }) && ctx.scheduler.status(&key).is_some();
+            if is_leader && !unchanged {
                 reconcile(&object, ctx).await;
             }
             objects.insert(key, object);
