@@ -32,28 +32,13 @@ fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// (user + system CPU seconds, RSS MiB) of a process.
+/// (CPU seconds, RSS MiB) of a process.
 fn usage(pid: u32) -> (f64, f64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(") ")
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
-    let cpu = fields
-        .get(11)
-        .and_then(|u| u.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        + fields
-            .get(12)
-            .and_then(|s| s.parse::<f64>().ok())
-            .unwrap_or(0.0);
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let rss = (status.lines().find(|l| l.starts_with("VmRSS:")))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        .unwrap_or(0.0);
-    (cpu / 100.0, rss / 1024.0)
+    let pid = pid.to_string();
+    (
+        support::cpu_seconds(&pid),
+        support::memory_mib(&pid, "VmRSS"),
+    )
 }
 
 fn main() {

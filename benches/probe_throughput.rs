@@ -19,30 +19,6 @@ use support::{
     spec,
 };
 
-/// User + system CPU seconds of this process (USER_HZ is 100 on Linux).
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit(") ")
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    ticks / 100.0
-}
-
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    line.split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<f64>()
-        .unwrap()
-        / 1024.0
-}
-
 fn main() {
     let probes: usize = std::env::var("PROBES")
         .ok()
@@ -65,7 +41,7 @@ fn main() {
         println!("cores: {}", std::thread::available_parallelism().map_or(0, |n| n.get()));
         println!("probes per run: {probes} (server in the same process)");
         for concurrency in [1, 8, 64] {
-            let (cpu0, t0) = (cpu_seconds(), Instant::now());
+            let (cpu0, t0) = (support::cpu_seconds("self"), Instant::now());
             let ok = stream::iter(0..probes)
                 .map(|_| {
                     let (check, ctx) = (check.clone(), ctx.clone());
@@ -75,13 +51,13 @@ fn main() {
                 .filter(|ok| std::future::ready(*ok))
                 .count()
                 .await;
-            let (elapsed, cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds() - cpu0);
+            let (elapsed, cpu) = (t0.elapsed().as_secs_f64(), support::cpu_seconds("self") - cpu0);
             assert_eq!(ok, probes, "every probe must succeed");
             println!(
                 "concurrency {concurrency:>2}: {:>7.0} probes/s, {:.3} CPU-s per 1000 probes (client+server), peak RSS {:.1} MiB",
                 probes as f64 / elapsed,
                 cpu / probes as f64 * 1000.0,
-                peak_rss_mib()
+                support::memory_mib("self", "VmHWM")
             );
         }
     });

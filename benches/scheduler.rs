@@ -33,31 +33,6 @@ fn env(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn proc_field(file: &str, field: &str) -> f64 {
-    let text = std::fs::read_to_string(format!("/proc/self/{file}")).unwrap();
-    let line = text.lines().find(|l| l.starts_with(field)).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-fn rss_mib() -> f64 {
-    proc_field("status", "VmRSS:") / 1024.0
-}
-
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit(") ")
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .collect();
-    (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / 100.0
-}
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
 #[derive(Default)]
 struct Lags {
     samples: Mutex<Vec<Duration>>,
@@ -129,16 +104,16 @@ fn main() {
         let lags = Arc::new(Lags::default());
         let config = SchedulerConfig { max_concurrent: 256, ..SchedulerConfig::default() };
         let scheduler = Scheduler::new(config, vec![lags.clone()]);
-        let (fds0, rss0) = (open_fds(), rss_mib());
+        let (fds0, rss0) = (support::open_fds(), support::memory_mib("self", "VmRSS"));
         let started = Instant::now();
         for i in 0..checks {
             scheduler.upsert(runner(i, &url, "10s", &ctx));
         }
         println!("registered {checks} checks at a 10s interval in {:.2}s", started.elapsed().as_secs_f64());
-        let (cpu0, t0) = (cpu_seconds(), Instant::now());
+        let (cpu0, t0) = (support::cpu_seconds("self"), Instant::now());
         tokio::time::sleep(Duration::from_secs(seconds)).await;
-        let (cpu, wall) = (cpu_seconds() - cpu0, t0.elapsed().as_secs_f64());
-        let rss = rss_mib();
+        let (cpu, wall) = (support::cpu_seconds("self") - cpu0, t0.elapsed().as_secs_f64());
+        let rss = support::memory_mib("self", "VmRSS");
         scheduler.clear();
         let mut samples = lags.samples.lock().unwrap().clone();
         samples.sort();
@@ -156,17 +131,17 @@ fn main() {
         );
         println!("CPU {:.0}% of one core (probes + loopback target), RSS {rss:.1} MiB (start {rss0:.1} MiB)", cpu / wall * 100.0);
         tokio::time::sleep(Duration::from_millis(500)).await;
-        println!("open FDs: start {fds0}, end {}", open_fds());
+        println!("open FDs: start {fds0}, end {}", support::open_fds());
 
         let scheduler = Scheduler::new(SchedulerConfig::default(), vec![]);
-        let rss_before = rss_mib();
+        let rss_before = support::memory_mib("self", "VmRSS");
         let started = Instant::now();
         for i in 0..idle {
             scheduler.upsert(runner(i, &url, "1h", &ctx));
         }
         let took = started.elapsed().as_secs_f64();
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let per_check = (rss_mib() - rss_before) * 1024.0 * 1024.0 / idle as f64;
+        let per_check = (support::memory_mib("self", "VmRSS") - rss_before) * 1024.0 * 1024.0 / idle as f64;
         println!("registered {idle} idle checks (1h interval) in {took:.2}s; RSS {:.0} bytes per check", per_check);
     });
 }

@@ -1173,31 +1173,7 @@ async fn api_server_errors_dropped_watches_and_restarts_never_stop_probing_and_s
     let runs = second.runs(ns, "passing").await;
     cluster.server.fail_next(3, 500, Some("/status"));
     failing_code.store(200, Ordering::SeqCst);
-    eventually(
-        10 * SEC,
-        "runs during status-write errors",
-        Duration::from_millis(200),
-        async || {
-            let now = second
-                .try_metric(
-                    "canary_check_runs_total",
-                    &[("namespace", ns), ("name", "passing")],
-                )
-                .await?;
-            let ok = second
-                .try_metric(
-                    "canary_check_success",
-                    &[("namespace", ns), ("name", "failing")],
-                )
-                .await?;
-            if now >= runs + 3.0 && ok == 1.0 {
-                Ok(())
-            } else {
-                Err(format!("runs {now} (was {runs}), failing success {ok}"))
-            }
-        },
-    )
-    .await;
+    wait_probing(&second, ns, runs, 1.0, "runs during status-write errors").await;
     wait_reason(&watch, "failing", "True", "Succeeded").await;
     wait_events(
         &cluster,
@@ -1255,31 +1231,7 @@ async fn api_server_errors_dropped_watches_and_restarts_never_stop_probing_and_s
     cluster.server.stop().await;
     let runs = second.runs(ns, "passing").await;
     failing_code.store(500, Ordering::SeqCst);
-    eventually(
-        10 * SEC,
-        "runs while the API server is down",
-        Duration::from_millis(200),
-        async || {
-            let now = second
-                .try_metric(
-                    "canary_check_runs_total",
-                    &[("namespace", ns), ("name", "passing")],
-                )
-                .await?;
-            let ok = second
-                .try_metric(
-                    "canary_check_success",
-                    &[("namespace", ns), ("name", "failing")],
-                )
-                .await?;
-            if now >= runs + 3.0 && ok == 0.0 {
-                Ok(())
-            } else {
-                Err(format!("runs {now} (was {runs}), failing success {ok}"))
-            }
-        },
-    )
-    .await;
+    wait_probing(&second, ns, runs, 0.0, "runs while the API server is down").await;
     cluster
         .server
         .restart()
@@ -1306,6 +1258,27 @@ async fn api_server_errors_dropped_watches_and_restarts_never_stop_probing_and_s
 /// runs out at most 2s after the leader's last renewal, the standby retries every third of the
 /// duration, and kubectl polling adds a little.
 const TAKEOVER: Duration = Duration::from_millis(3500);
+
+/// Waits until check `passing` has run three more times than `runs` and check `failing`
+/// reports `success`: probing goes on whatever the API server does.
+async fn wait_probing(operator: &Operator, ns: &str, runs: f64, success: f64, what: &str) {
+    eventually(10 * SEC, what, Duration::from_millis(200), async || {
+        let passing = [("namespace", ns), ("name", "passing")];
+        let now = operator
+            .try_metric("canary_check_runs_total", &passing)
+            .await?;
+        let failing = [("namespace", ns), ("name", "failing")];
+        let ok = operator
+            .try_metric("canary_check_success", &failing)
+            .await?;
+        if now >= runs + 3.0 && ok == success {
+            Ok(())
+        } else {
+            Err(format!("runs {now} (was {runs}), failing success {ok}"))
+        }
+    })
+    .await;
+}
 
 async fn lease(cluster: &Cluster, name: &str) -> Option<Value> {
     let out = cluster

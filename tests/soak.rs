@@ -34,14 +34,7 @@ fn build(url: String, http: serde_json::Value, timeout: &str, refs: &MapRefs) ->
 
 /// Peak resident set size of this process so far, in bytes.
 fn peak_rss() -> usize {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-    line.split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<usize>()
-        .unwrap()
-        * 1024
+    (support::memory_mib("self", "VmHWM") * MIB as f64) as usize
 }
 
 async fn assert_fds_back_to(baseline: usize, phase: &str) {

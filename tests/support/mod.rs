@@ -99,3 +99,29 @@ pub fn localhost_tls(ca_name: &str) -> (pki::Ca, std::sync::Arc<rustls::ServerCo
     );
     (ca, config)
 }
+
+/// User + system CPU seconds of a process (`"self"` or a pid); USER_HZ is 100 on Linux.
+pub fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(") ")
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// A memory field of `/proc/<pid>/status` (`VmRSS`, `VmHWM`) in MiB.
+pub fn memory_mib(pid: &str, field: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    (status.lines().find(|l| l.starts_with(&format!("{field}:"))))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0)
+}
