@@ -36,7 +36,7 @@ fn main() {
             "http": {"url": format!("https://localhost:{}/healthz", server.port()), "expect": {"bodyContains": "ok"}},
             "tlsPolicy": {"caBundle": {"configMapKeyRef": {"name": "ca", "key": "ca.crt"}}},
         }));
-        let check = Arc::new(probe::build(&spec, &refs).unwrap());
+        let check = Arc::new(support::build(&spec, &refs));
         let ctx = Arc::new(ProbeContext::default());
         println!("cores: {}", std::thread::available_parallelism().map_or(0, |n| n.get()));
         println!("probes per run: {probes} (server in the same process)");

@@ -16,7 +16,8 @@ use canary_operator::{
     api::Reason,
     probe::{self, ProbeContext},
     runner::{
-        CheckKey, CheckProber, Plan, RunReport, RunnerSpec, Scheduler, SchedulerConfig, Sink,
+        CheckKey, CheckProber, Plan, RunReport, RunnerSpec, Schedule, Scheduler, SchedulerConfig,
+        Sink,
     },
 };
 use serde_json::json;
@@ -52,8 +53,8 @@ impl Sink for Lags {
 
 fn runner(i: usize, url: &str, interval: &str, ctx: &Arc<ProbeContext>) -> RunnerSpec {
     let spec = spec(json!({"interval": interval, "timeout": "5s", "http": {"url": url}}));
-    let check = probe::build(&spec, &MapRefs::default()).unwrap();
-    let parsed = canary_operator::api::validate::validate(&spec).unwrap();
+    let valid = canary_operator::api::validate(&spec).unwrap();
+    let probe = probe::build(&valid, &MapRefs::default()).unwrap();
     RunnerSpec {
         key: CheckKey {
             namespace: "bench".into(),
@@ -62,13 +63,9 @@ fn runner(i: usize, url: &str, interval: &str, ctx: &Arc<ProbeContext>) -> Runne
         uid: None,
         generation: Some(1),
         revision: 1,
-        interval: parsed.interval,
-        timeout: parsed.timeout,
-        suspend: false,
-        failure_threshold: 1,
-        success_threshold: 1,
+        schedule: Schedule::of(&valid),
         plan: Plan::Run(Arc::new(CheckProber {
-            check,
+            probe,
             ctx: ctx.clone(),
         })),
         status: Default::default(),

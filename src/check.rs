@@ -1,265 +1,60 @@
-//! `canary check`: load HealthChecks from YAML files, run each once, report.
-//!
-//! Loading is shared with standalone mode: multi-document files and directories, every error
-//! naming the file, the document and the field; references resolved from mounted-volume-like
-//! folders (`DIR/<name>/<key>`).
+//! `canary check`: run HealthChecks loaded from files once, concurrently, and return each
+//! with the status the operator would write after this run.
 
-use std::{
-    collections::BTreeSet,
-    path::{Path, PathBuf},
-    sync::Arc,
-};
+use std::sync::Arc;
 
 use futures::{StreamExt, stream};
-use kube::api::ObjectMeta;
 
 use crate::{
-    api::{HealthCheck, HealthCheckSpec, HealthCheckStatus},
-    probe::{self, Check, Outcome, ProbeContext, ReferenceError, ReferenceSource},
-    status::{StatusInputs, next_status},
+    api::{HealthCheck, HealthCheckStatus, validate},
+    cli::CheckArgs,
+    files::{self, DirReferences, Loaded},
+    probe::{self, Outcome, Probe, ProbeContext, ReferenceSource},
+    readiness::{StatusInputs, next_status},
 };
+
+/// Why `canary check` could not run its checks.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// Files, specs or references are invalid (exit code 2).
+    #[error("{0}")]
+    Invalid(String),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+}
+
+/// Loads, builds and runs every check of `args` once.
+pub fn run(args: &CheckArgs) -> Result<Vec<(HealthCheck, Outcome)>, CheckError> {
+    let loaded = files::load(&args.files).map_err(|e| CheckError::Invalid(e.to_string()))?;
+    if loaded.is_empty() {
+        return Err(CheckError::Invalid(
+            "no HealthCheck found in the given files".into(),
+        ));
+    }
+    let refs = DirReferences {
+        secrets_dir: args.references.secrets_dir.clone(),
+        config_maps_dir: args.references.config_maps_dir.clone(),
+    };
+    let checks = build_all(&loaded, &refs).map_err(|e| CheckError::Invalid(e.join("\nerror: ")))?;
+    let runtime = tokio::runtime::Runtime::new().map_err(CheckError::Runtime)?;
+    let ctx = ProbeContext {
+        deny: args.policy.deny_cidrs.clone(),
+    };
+    Ok(runtime.block_on(run_once(&loaded, checks, ctx)))
+}
 
 /// Probes run at once by `canary check`.
 const CHECK_CONCURRENCY: usize = 64;
 
-/// Why files could not be turned into HealthChecks.
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    #[error("{path}: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: not valid YAML: {message}")]
-    Yaml { path: PathBuf, message: String },
-    #[error("{path}, document {document}: {message}")]
-    Document {
-        path: PathBuf,
-        document: usize,
-        message: String,
-    },
-    #[error("{0}: no .yaml or .yml files found")]
-    Empty(PathBuf),
-}
-
-/// A HealthCheck read from a file, with where it came from.
-#[derive(Debug, Clone)]
-pub struct Loaded {
-    pub resource: HealthCheck,
-    pub path: PathBuf,
-    /// 1-based document index within the file.
-    pub document: usize,
-}
-
-impl Loaded {
-    /// `namespace/name`.
-    pub fn key(&self) -> String {
-        format!(
-            "{}/{}",
-            self.resource
-                .metadata
-                .namespace
-                .as_deref()
-                .unwrap_or("default"),
-            self.resource.metadata.name.as_deref().unwrap_or_default()
-        )
-    }
-
-    /// The error prefix naming this document.
-    pub fn origin(&self) -> String {
-        format!("{}, document {}", self.path.display(), self.document)
-    }
-}
-
-/// Expands files and directories (sorted, `*.yaml`/`*.yml`) into the files to read.
-pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, LoadError> {
-    let mut files = Vec::new();
-    for path in paths {
-        let read_err = |source| LoadError::Read {
-            path: path.clone(),
-            source,
-        };
-        if path.is_dir() {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(path)
-                .map_err(read_err)?
-                .filter_map(|entry| entry.ok().map(|e| e.path()))
-                .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
-                .collect();
-            if found.is_empty() {
-                return Err(LoadError::Empty(path.clone()));
-            }
-            found.sort();
-            files.extend(found);
-        } else {
-            std::fs::metadata(path).map_err(read_err)?;
-            files.push(path.clone());
-        }
-    }
-    Ok(files)
-}
-
-/// Reads every HealthCheck in `paths`; duplicates (same namespace/name) are an error.
-pub fn load(paths: &[PathBuf]) -> Result<Vec<Loaded>, LoadError> {
-    let mut loaded = Vec::new();
-    for file in expand(paths)? {
-        loaded.extend(load_file(&file)?);
-    }
-    let mut seen = BTreeSet::new();
-    for item in &loaded {
-        if !seen.insert(item.key()) {
-            return Err(LoadError::Document {
-                path: item.path.clone(),
-                document: item.document,
-                message: format!("metadata.name: duplicate HealthCheck {}", item.key()),
-            });
-        }
-    }
-    Ok(loaded)
-}
-
-fn load_file(path: &Path) -> Result<Vec<Loaded>, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
-        path: path.into(),
-        source,
-    })?;
-    let documents: Vec<serde_json::Value> =
-        serde_saphyr::from_str_multiple(&text).map_err(|e| LoadError::Yaml {
-            path: path.into(),
-            message: e.to_string(),
-        })?;
-    let mut loaded = Vec::new();
-    for (index, document) in documents.into_iter().enumerate() {
-        if document.is_null() {
-            continue;
-        }
-        let error = |message: String| LoadError::Document {
-            path: path.into(),
-            document: index + 1,
-            message,
-        };
-        let resource = parse_document(document).map_err(error)?;
-        loaded.push(Loaded {
-            resource,
-            path: path.into(),
-            document: index + 1,
-        });
-    }
-    Ok(loaded)
-}
-
-/// Parses one document strictly: right apiVersion and kind, a name, no unknown spec fields.
-pub fn parse_document(document: serde_json::Value) -> Result<HealthCheck, String> {
-    let field = |name: &str| {
-        document
-            .get(name)
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_string()
-    };
-    let (api_version, kind) = (field("apiVersion"), field("kind"));
-    if api_version != "canary.dev/v1alpha1" || kind != "HealthCheck" {
-        return Err(format!(
-            "apiVersion/kind {api_version:?}/{kind:?} is not canary.dev/v1alpha1 HealthCheck"
-        ));
-    }
-    let metadata: ObjectMeta =
-        serde_json::from_value(document.get("metadata").cloned().unwrap_or_default())
-            .map_err(|e| format!("metadata: {e}"))?;
-    if metadata.name.as_deref().is_none_or(str::is_empty) {
-        return Err("metadata.name: Required value".into());
-    }
-    let spec_value = document
-        .get("spec")
-        .cloned()
-        .ok_or("spec: Required value")?;
-    let mut unknown = Vec::new();
-    let spec: HealthCheckSpec = serde_ignored::deserialize(&spec_value, |path| {
-        unknown.push(format!("spec.{path}").replace(".?", ""))
-    })
-    .map_err(|_| strict_error(&spec_value))?;
-    if let Some(field) = unknown.first() {
-        return Err(format!("{field}: unknown field"));
-    }
-    let mut resource = HealthCheck::new(metadata.name.as_deref().unwrap_or_default(), spec);
-    resource.metadata = metadata;
-    if resource.metadata.namespace.is_none() {
-        resource.metadata.namespace = Some("default".into());
-    }
-    Ok(resource)
-}
-
-/// Names the field a type error is at (`spec.http.url: invalid type ...`).
-fn strict_error(spec: &serde_json::Value) -> String {
-    match serde_path_to_error::deserialize::<_, HealthCheckSpec>(spec) {
-        Ok(_) => "spec: invalid".into(),
-        Err(e) => format!("spec.{}: {}", e.path(), e.inner()),
-    }
-}
-
-/// Reads Secret and ConfigMap keys from `DIR/<name>/<key>`, like mounted volumes.
-#[derive(Debug, Clone, Default)]
-pub struct DirReferences {
-    pub secrets_dir: Option<PathBuf>,
-    pub config_maps_dir: Option<PathBuf>,
-}
-
-impl DirReferences {
-    fn read(
-        dir: Option<&Path>,
-        kind: &'static str,
-        flag: &str,
-        name: &str,
-        key: &str,
-    ) -> Result<Vec<u8>, ReferenceError> {
-        let dir = dir.ok_or_else(|| {
-            ReferenceError::Unavailable(format!(
-                "{kind} {name:?} is referenced: pass {flag} DIR holding DIR/{name}/{key}"
-            ))
-        })?;
-        let object = dir.join(name);
-        if !object.is_dir() {
-            return Err(ReferenceError::NotFound {
-                kind,
-                name: name.into(),
-            });
-        }
-        std::fs::read(object.join(key)).map_err(|_| ReferenceError::MissingKey {
-            kind,
-            name: name.into(),
-            key: key.into(),
-        })
-    }
-}
-
-impl ReferenceSource for DirReferences {
-    fn secret_key(&self, name: &str, key: &str) -> Result<Vec<u8>, ReferenceError> {
-        Self::read(
-            self.secrets_dir.as_deref(),
-            "Secret",
-            "--secrets-dir",
-            name,
-            key,
-        )
-    }
-
-    fn config_map_key(&self, name: &str, key: &str) -> Result<Vec<u8>, ReferenceError> {
-        Self::read(
-            self.config_maps_dir.as_deref(),
-            "ConfigMap",
-            "--configmaps-dir",
-            name,
-            key,
-        )
-    }
-}
-
 /// Builds every loaded HealthCheck into a runnable check, or names what is wrong.
-pub fn build_all(loaded: &[Loaded], refs: &dyn ReferenceSource) -> Result<Vec<Check>, Vec<String>> {
+pub fn build_all(loaded: &[Loaded], refs: &dyn ReferenceSource) -> Result<Vec<Probe>, Vec<String>> {
     let mut checks = Vec::new();
     let mut errors = Vec::new();
     for item in loaded {
-        match probe::build(&item.resource.spec, refs) {
+        let built = validate(&item.resource.spec)
+            .map_err(probe::BuildError::Invalid)
+            .and_then(|valid| probe::build(&valid, refs));
+        match built {
             Ok(check) => checks.push(check),
             Err(e) => errors.push(format!("{}: {} ({e})", item.origin(), item.key())),
         }
@@ -275,7 +70,7 @@ pub fn build_all(loaded: &[Loaded], refs: &dyn ReferenceSource) -> Result<Vec<Ch
 /// operator would write after this run.
 pub async fn run_once(
     loaded: &[Loaded],
-    checks: Vec<Check>,
+    checks: Vec<Probe>,
     ctx: ProbeContext,
 ) -> Vec<(HealthCheck, Outcome)> {
     let ctx = Arc::new(ctx);
@@ -297,7 +92,8 @@ pub async fn run_once(
                 success_threshold: 1,
                 next_run: None,
             };
-            resource.status = Some(next_status(&HealthCheckStatus::default(), &outcome, inputs));
+            let next = next_status(&HealthCheckStatus::default(), &outcome, inputs);
+            resource.status = Some(next.status);
             (resource, outcome)
         })
         .collect()

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;
 
-use crate::report::Format;
+use crate::{api::validate::duration_flag, report::Format};
 
 /// Canary: health checks for HTTP, TCP and TLS endpoints, from a Kubernetes operator or files.
 #[derive(Debug, Parser)]
@@ -50,11 +50,11 @@ pub struct OperatorArgs {
     #[arg(long, env = "CANARY_STATUS_WRITE_BURST", default_value_t = 50)]
     pub status_write_burst: u32,
     /// Write status at least this often even when only timestamps changed.
-    #[arg(long, env = "CANARY_STATUS_HEARTBEAT", default_value = "5m", value_parser = duration)]
+    #[arg(long, env = "CANARY_STATUS_HEARTBEAT", default_value = "5m", value_parser = duration_flag)]
     pub status_heartbeat: std::time::Duration,
     /// Referenced Secrets and ConfigMaps are cached this long, and every HealthCheck is
     /// re-resolved this often, so a rotation is picked up within it.
-    #[arg(long, env = "CANARY_REFERENCE_TTL", default_value = "30s", value_parser = duration)]
+    #[arg(long, env = "CANARY_REFERENCE_TTL", default_value = "30s", value_parser = duration_flag)]
     pub reference_ttl: std::time::Duration,
     #[command(flatten)]
     pub leader: LeaderArgs,
@@ -83,7 +83,7 @@ pub struct LeaderArgs {
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     pub leader_election_namespace: String,
     /// How long a Lease stays valid without renewal; a standby takes over after it.
-    #[arg(long, env = "CANARY_LEADER_ELECTION_LEASE_DURATION", default_value = "15s", value_parser = duration)]
+    #[arg(long, env = "CANARY_LEADER_ELECTION_LEASE_DURATION", default_value = "15s", value_parser = duration_flag)]
     pub leader_election_lease_duration: std::time::Duration,
     /// This replica's identity in the Lease (default: host name and process id).
     #[arg(long, env = "POD_NAME")]
@@ -97,7 +97,7 @@ pub struct StandaloneArgs {
     #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
     pub files: Vec<PathBuf>,
     /// How often to look for changed files (and rotated references).
-    #[arg(long, env = "CANARY_RELOAD_INTERVAL", default_value = "2s", value_parser = duration)]
+    #[arg(long, env = "CANARY_RELOAD_INTERVAL", default_value = "2s", value_parser = duration_flag)]
     pub reload_interval: std::time::Duration,
     #[command(flatten)]
     pub references: ReferenceArgs,
@@ -117,7 +117,7 @@ pub struct EngineArgs {
     pub max_concurrent_probes: usize,
     /// A check is stalled (and /healthz fails) when it has not completed a run for
     /// interval + timeout + this grace.
-    #[arg(long, env = "CANARY_STALL_GRACE", default_value = "30s", value_parser = duration)]
+    #[arg(long, env = "CANARY_STALL_GRACE", default_value = "30s", value_parser = duration_flag)]
     pub stall_grace: std::time::Duration,
     /// /healthz fails when this many runs in a row (across checks) end in ProberError.
     #[arg(long, env = "CANARY_PROBER_ERROR_STREAK", default_value_t = 5)]
@@ -141,11 +141,6 @@ pub struct AdminArgs {
         default_value = "0.0.0.0:8081"
     )]
     pub health_probe_bind_address: std::net::SocketAddr,
-}
-
-/// Parses a Go-style duration flag (`30s`, `5m`).
-pub fn duration(value: &str) -> Result<std::time::Duration, String> {
-    crate::api::validate::parse_duration("flag", value).map_err(|e| e.message)
 }
 
 /// Flags of `canary check`.

@@ -5,10 +5,10 @@ use std::sync::{Arc, atomic::AtomicBool};
 
 use crate::{
     admin::{self, Admin, AdminError, AdminState},
+    api::ReadyStatus,
     cli::{AdminArgs, EngineArgs},
     metrics::{Metrics, MetricsError},
     runner::{CheckKey, RunReport, Scheduler, SchedulerConfig, Sink, WatchdogConfig},
-    status::ready_condition,
 };
 
 /// How often the scheduler loop proves it is alive.
@@ -103,20 +103,17 @@ pub struct TransitionLog;
 
 impl Sink for TransitionLog {
     fn on_run(&self, report: &RunReport<'_>) {
-        let before = ready_condition(&report.previous.conditions).map(|c| c.status.clone());
-        let Some(after) = ready_condition(&report.status.conditions) else {
+        let Some(transition) = report.transition else {
             return;
         };
-        if before.as_deref() == Some(after.status.as_str()) {
-            return;
-        }
         let check = report.key.to_string();
-        match after.status.as_str() {
-            "True" => tracing::info!(%check, reason = %after.reason, "check is ready"),
-            "False" => {
-                tracing::warn!(%check, reason = %after.reason, message = %after.message, "check is failing")
+        let reason = transition.reason;
+        match transition.to {
+            ReadyStatus::True => tracing::info!(%check, %reason, "check is ready"),
+            ReadyStatus::False => {
+                tracing::warn!(%check, %reason, message = %transition.message, "check is failing")
             }
-            _ => tracing::info!(%check, reason = %after.reason, "check state unknown"),
+            ReadyStatus::Unknown => tracing::info!(%check, %reason, "check state unknown"),
         }
     }
 

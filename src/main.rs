@@ -3,9 +3,9 @@
 use std::process::ExitCode;
 
 use canary_operator::{
-    api, check,
+    api,
+    check::{self, CheckError},
     cli::{CheckArgs, Cli, Command, LogFormat, OperatorArgs, StandaloneArgs},
-    probe::ProbeContext,
     report,
 };
 use clap::Parser;
@@ -48,29 +48,11 @@ fn fail(code: u8, message: &str) -> ExitCode {
 }
 
 fn run_check(args: CheckArgs) -> ExitCode {
-    let loaded = match check::load(&args.files) {
-        Ok(loaded) if loaded.is_empty() => {
-            return fail(EXIT_INVALID, "no HealthCheck found in the given files");
-        }
-        Ok(loaded) => loaded,
-        Err(e) => return fail(EXIT_INVALID, &e.to_string()),
+    let results = match check::run(&args) {
+        Ok(results) => results,
+        Err(error @ CheckError::Invalid(_)) => return fail(EXIT_INVALID, &error.to_string()),
+        Err(error) => return fail(1, &error.to_string()),
     };
-    let refs = check::DirReferences {
-        secrets_dir: args.references.secrets_dir,
-        config_maps_dir: args.references.config_maps_dir,
-    };
-    let checks = match check::build_all(&loaded, &refs) {
-        Ok(checks) => checks,
-        Err(errors) => return fail(EXIT_INVALID, &errors.join("\nerror: ")),
-    };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(e) => return fail(1, &format!("cannot start the async runtime: {e}")),
-    };
-    let ctx = ProbeContext {
-        deny: args.policy.deny_cidrs,
-    };
-    let results = runtime.block_on(check::run_once(&loaded, checks, ctx));
     if let Err(e) = report::write(&mut std::io::stdout().lock(), args.output, &results) {
         return fail(1, &e.to_string());
     }

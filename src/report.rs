@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use crate::{api::HealthCheck, probe::Outcome, status::seconds};
+use crate::{api::HealthCheck, probe::Outcome, readiness::seconds};
 
 /// Output formats of `canary check`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

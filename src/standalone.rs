@@ -3,19 +3,18 @@
 //! reported and the last good spec keeps running.
 
 use std::{
-    cell::RefCell,
     collections::BTreeSet,
     path::{Path, PathBuf},
     sync::{Arc, atomic::Ordering},
 };
 
 use crate::{
-    api::validate::validate,
-    check::{self, DirReferences, LoadError, Loaded},
+    api::validate,
     cli::StandaloneArgs,
     engine::{Engine, EngineError},
-    probe::{self, ProbeContext, ReferenceError, ReferenceSource},
-    runner::{CheckKey, CheckProber, Plan, RunnerSpec, Scheduler},
+    files::{self, DirReferences, LoadError, Loaded},
+    probe::ProbeContext,
+    runner::{Origin, Plan, RunnerSpec, Scheduler, stable_hash},
 };
 
 /// Why standalone mode stopped.
@@ -94,18 +93,17 @@ impl FileSource {
             collect(root, 0, &mut parts);
         }
         let slices: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
-        RunnerSpec::revision_of(&slices)
+        stable_hash(&slices)
     }
 
     /// Loads every file and brings the scheduler in line; a load error changes nothing.
     fn sync(&mut self, scheduler: &Scheduler) -> Result<usize, LoadError> {
         self.fingerprint = self.current_fingerprint();
-        let loaded = check::load(&self.files)?;
+        let loaded = files::load(&self.files)?;
         let mut seen = BTreeSet::new();
         for item in &loaded {
-            let key = key_of(item);
-            seen.insert(key.clone());
-            self.upsert(scheduler, key, item);
+            seen.insert(item.key());
+            self.upsert(scheduler, item);
         }
         for key in scheduler.keys() {
             if !seen.contains(&key) {
@@ -115,65 +113,24 @@ impl FileSource {
         Ok(loaded.len())
     }
 
-    fn upsert(&self, scheduler: &Scheduler, key: CheckKey, item: &Loaded) {
+    fn upsert(&self, scheduler: &Scheduler, item: &Loaded) {
         let spec = &item.resource.spec;
-        let recording = Recording {
-            inner: &self.refs,
-            read: RefCell::new(Vec::new()),
-        };
-        let built = probe::build(spec, &recording);
-        let spec_json = serde_json::to_vec(spec).unwrap_or_default();
-        let revision = RunnerSpec::revision_of(&[&spec_json, &recording.read.into_inner()]);
-        let plan = match built {
-            Ok(check) => Plan::Run(Arc::new(CheckProber {
-                check,
-                ctx: self.ctx.clone(),
-            })),
-            Err(error) if scheduler.status(&key).is_some() => {
-                tracing::error!(check = %key, origin = %item.origin(), %error, "invalid edit ignored; the last good spec keeps running");
-                return;
-            }
-            Err(error) => {
-                tracing::error!(check = %key, origin = %item.origin(), %error, "HealthCheck cannot run");
-                Plan::Blocked {
-                    reason: error.reason(),
-                    message: error.to_string(),
-                }
-            }
-        };
-        let parsed = validate(spec).ok();
-        let (interval, timeout) = parsed.map_or(
-            (
-                std::time::Duration::from_secs(60),
-                std::time::Duration::from_secs(10),
-            ),
-            |p| (p.interval, p.timeout),
-        );
-        scheduler.upsert(RunnerSpec {
-            key,
+        let origin = Origin {
+            key: item.key(),
             uid: None,
             generation: None,
-            revision,
-            interval,
-            timeout,
-            suspend: spec.suspend,
-            failure_threshold: u32::try_from(spec.failure_threshold).unwrap_or(1).max(1),
-            success_threshold: u32::try_from(spec.success_threshold).unwrap_or(1).max(1),
-            plan,
             status: Default::default(),
-        });
-    }
-}
-
-fn key_of(item: &Loaded) -> CheckKey {
-    CheckKey {
-        namespace: item
-            .resource
-            .metadata
-            .namespace
-            .clone()
-            .unwrap_or_else(|| "default".into()),
-        name: item.resource.metadata.name.clone().unwrap_or_default(),
+        };
+        let runner = RunnerSpec::build(origin, spec, &validate(spec), &self.refs, &self.ctx);
+        let key = &runner.key;
+        if let Plan::Blocked { message, .. } = &runner.plan {
+            if scheduler.status(key).is_some() {
+                tracing::error!(check = %key, origin = %item.origin(), error = %message, "invalid edit ignored; the last good spec keeps running");
+                return;
+            }
+            tracing::error!(check = %key, origin = %item.origin(), error = %message, "HealthCheck cannot run");
+        }
+        scheduler.upsert(runner);
     }
 }
 
@@ -190,30 +147,5 @@ fn collect(path: &Path, depth: usize, parts: &mut Vec<Vec<u8>>) {
         }
     } else if let Ok(bytes) = std::fs::read(path) {
         parts.push(bytes);
-    }
-}
-
-/// Remembers every referenced value read, so a rotation changes the runner's revision.
-struct Recording<'a> {
-    inner: &'a dyn ReferenceSource,
-    read: RefCell<Vec<u8>>,
-}
-
-impl Recording<'_> {
-    fn note(&self, result: Result<Vec<u8>, ReferenceError>) -> Result<Vec<u8>, ReferenceError> {
-        if let Ok(bytes) = &result {
-            self.read.borrow_mut().extend_from_slice(bytes);
-        }
-        result
-    }
-}
-
-impl ReferenceSource for Recording<'_> {
-    fn secret_key(&self, name: &str, key: &str) -> Result<Vec<u8>, ReferenceError> {
-        self.note(self.inner.secret_key(name, key))
-    }
-
-    fn config_map_key(&self, name: &str, key: &str) -> Result<Vec<u8>, ReferenceError> {
-        self.note(self.inner.config_map_key(name, key))
     }
 }

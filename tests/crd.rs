@@ -2,7 +2,7 @@
 //! accepts the shipped examples and rejects bad documents with the field named, the way the
 //! API server will.
 
-use canary_operator::{api, check};
+use canary_operator::{api, files};
 use canary_test_apiserver::schema::validate_custom_resource;
 use serde_json::{Value, json};
 
@@ -54,7 +54,7 @@ fn crd_has_names_columns_and_status_subresource() {
 #[test]
 fn examples_are_accepted_and_defaulted() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
-    let loaded = check::load(&[dir.into()]).unwrap();
+    let loaded = files::load(&[dir.into()]).unwrap();
     assert!(loaded.len() >= 4);
     for item in loaded {
         let object = serde_json::to_value(&item.resource).unwrap();

@@ -18,8 +18,8 @@ use std::{
 use canary_operator::{
     cli::{AdminArgs, EngineArgs},
     engine::Engine,
-    probe::{self, ProbeContext},
-    runner::{CheckKey, CheckProber, Plan, RunReport, RunnerSpec, Sink},
+    probe::ProbeContext,
+    runner::{CheckKey, CheckProber, Plan, RunReport, RunnerSpec, Schedule, Sink},
 };
 use serde_json::json;
 use support::{
@@ -78,7 +78,7 @@ fn engine_args(stall_grace: Duration) -> (EngineArgs, AdminArgs) {
 
 fn runner(name: &str, spec_json: serde_json::Value, refs: &MapRefs) -> RunnerSpec {
     let spec = spec(spec_json);
-    let check = probe::build(&spec, refs).unwrap();
+    let probe = support::build(&spec, refs);
     RunnerSpec {
         key: CheckKey {
             namespace: "test".into(),
@@ -87,13 +87,9 @@ fn runner(name: &str, spec_json: serde_json::Value, refs: &MapRefs) -> RunnerSpe
         uid: None,
         generation: Some(1),
         revision: 1,
-        interval: Duration::from_secs(1),
-        timeout: Duration::from_millis(500),
-        suspend: false,
-        failure_threshold: 1,
-        success_threshold: 1,
+        schedule: Schedule::every(Duration::from_secs(1), Duration::from_millis(500)),
         plan: Plan::Run(Arc::new(CheckProber {
-            check,
+            probe,
             ctx: Arc::new(ProbeContext::default()),
         })),
         status: Default::default(),

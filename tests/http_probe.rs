@@ -217,11 +217,10 @@ async fn deny_list_blocks_direct_and_redirected_targets() {
     assert_reason(&direct, Reason::TargetDenied);
     let via_redirect = get(&server, "/to-metadata", json!({})).await;
     assert_reason(&via_redirect, Reason::TargetDenied);
-    let check = probe::build(
+    let check = support::build(
         &spec(json!({"http": {"url": format!("http://127.0.0.1:{}/x", server.port())}})),
         &MapRefs::default(),
-    )
-    .unwrap();
+    );
     let strict = ProbeContext {
         deny: vec!["127.0.0.2/32".parse().unwrap()],
     };

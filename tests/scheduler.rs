@@ -13,7 +13,8 @@ use canary_operator::{
     api::Reason,
     probe::Outcome,
     runner::{
-        CheckKey, Plan, Prober, RunReport, RunnerSpec, Scheduler, SchedulerConfig, Sink, jitter,
+        CheckKey, Plan, Prober, RunReport, RunnerSpec, Schedule, Scheduler, SchedulerConfig, Sink,
+        jitter,
     },
 };
 use futures::future::BoxFuture;
@@ -91,11 +92,7 @@ fn runner(name: &str, interval: Duration, prober: Arc<dyn Prober>, revision: u64
         uid: None,
         generation: Some(1),
         revision,
-        interval,
-        timeout: interval / 2,
-        suspend: false,
-        failure_threshold: 1,
-        success_threshold: 1,
+        schedule: Schedule::every(interval, interval / 2),
         plan: Plan::Run(prober),
         status: Default::default(),
     }
@@ -276,7 +273,7 @@ async fn suspended_and_blocked_checks_report_once_and_do_not_probe() {
     let (scheduler, recorder) = scheduler(10);
     let prober = Fake::alone(Duration::ZERO);
     let mut suspended = runner("paused", SECOND, prober.clone(), 1);
-    suspended.suspend = true;
+    suspended.schedule.suspend = true;
     scheduler.upsert(suspended);
     let mut blocked = runner("broken", SECOND, prober.clone(), 1);
     blocked.plan = Plan::Blocked {

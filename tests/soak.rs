@@ -8,7 +8,7 @@ use std::{sync::Arc, time::Duration};
 
 use canary_operator::{
     api::Reason,
-    probe::{self, Check, ProbeContext},
+    probe::{self, Probe, ProbeContext},
 };
 use futures::{StreamExt, stream};
 use serde_json::json;
@@ -21,7 +21,7 @@ use support::{
 const PROBES: usize = 2_000;
 const MIB: usize = 1024 * 1024;
 
-fn build(url: String, http: serde_json::Value, timeout: &str, refs: &MapRefs) -> Check {
+fn build(url: String, http: serde_json::Value, timeout: &str, refs: &MapRefs) -> Probe {
     let mut http = http;
     http["url"] = json!(url);
     let spec = spec(json!({
@@ -29,7 +29,7 @@ fn build(url: String, http: serde_json::Value, timeout: &str, refs: &MapRefs) ->
         "http": http,
         "tlsPolicy": {"caBundle": {"configMapKeyRef": {"name": "ca", "key": "ca.crt"}}},
     }));
-    probe::build(&spec, refs).unwrap()
+    support::build(&spec, refs)
 }
 
 /// Peak resident set size of this process so far, in bytes.

@@ -1,19 +1,45 @@
 //! The `HealthCheck` API (`canary.dev/v1alpha1`): spec and status types, the closed set of
 //! reasons, and semantic validation. Knows nothing of the API server.
 
+pub mod duration;
 mod parse;
 mod reason;
-mod references;
 mod spec;
 mod status;
+mod valid;
 pub mod validate;
 
+pub use duration::{GoDuration, fmt_go};
 pub use reason::Reason;
-pub use references::{Reference, ReferenceKind, references};
 pub use spec::*;
 pub use status::*;
+pub use valid::*;
+pub use validate::{FieldError, validate};
 
-use kube::CustomResourceExt;
+use kube::{CustomResourceExt, ResourceExt};
+
+/// Identifies a check: namespace and name (files use `default` when none is given).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CheckKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl CheckKey {
+    /// The key of a HealthCheck object.
+    pub fn of(object: &HealthCheck) -> Self {
+        Self {
+            namespace: object.namespace().unwrap_or_else(|| "default".into()),
+            name: object.name_any(),
+        }
+    }
+}
+
+impl std::fmt::Display for CheckKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
 
 /// The CRD as YAML, exactly as committed in `crds/`.
 pub fn crd_yaml() -> Result<String, serde_saphyr::SerializeError> {

@@ -1,40 +1,17 @@
-//! Parsers for the string-typed fields of a spec (Go durations, quantities, status codes,
-//! URLs, pins), each naming the field it failed on.
-
-use std::{str::FromStr, sync::LazyLock, time::Duration};
+//! Parsers for the string-typed fields of a spec (quantities, status codes, URLs, pins,
+//! reference names), each naming the field it failed on.
 
 use base64::Engine;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use regex::Regex;
 
 use super::{
-    spec::DURATION_PATTERN,
-    validate::{DEFAULT_MAX_BODY_BYTES, FieldError, MAX_BODY_BYTES_LIMIT, StatusMatch},
+    valid::StatusMatch,
+    validate::{DEFAULT_MAX_BODY_BYTES, FieldError, MAX_BODY_BYTES_LIMIT},
 };
 
 /// Largest compiled `bodyRegex` program, so a hostile pattern cannot use unbounded memory.
 const REGEX_SIZE_LIMIT: usize = 1024 * 1024;
-
-static DURATION_RE: LazyLock<Regex> = LazyLock::new(|| {
-    #[allow(clippy::unwrap_used)] // a constant pattern, covered by tests
-    Regex::new(DURATION_PATTERN).unwrap()
-});
-
-/// Parses a Go-style duration as the schema allows it (`500ms`, `1h30m`).
-pub fn parse_duration(field: &str, value: &str) -> Result<Duration, FieldError> {
-    let invalid = |why: &str| FieldError {
-        field: field.into(),
-        message: format!(
-            "{value:?} is not a valid duration ({why}); use e.g. 500ms, 30s, 5m, 1h30m"
-        ),
-    };
-    if !DURATION_RE.is_match(value) {
-        return Err(invalid("expected digits followed by ms, s, m or h"));
-    }
-    kube::core::Duration::from_str(value)
-        .map(Duration::from)
-        .map_err(|e| invalid(&e.to_string()))
-}
 
 pub(super) fn parse_url(value: &str) -> Result<url::Url, FieldError> {
     let error = |message: String| FieldError {
@@ -147,58 +124,51 @@ pub(super) fn parse_pin(index: usize, pin: &str) -> Result<[u8; 32], FieldError>
     digest.try_into().map_err(|_| invalid())
 }
 
-/// Formats a duration the Go way, compactly (`1h30m`, `2.5s`, `150ms`).
-pub fn fmt_go(duration: Duration) -> String {
-    let millis = duration.as_millis();
-    if millis < 1000 {
-        return format!("{millis}ms");
+/// A Secret or ConfigMap name as the API server accepts it (RFC 1123 subdomain), so a name
+/// can never walk out of a folder in file mode (`..`, `/etc`).
+pub(super) fn check_object_name(field: &str, name: &str) -> Result<(), FieldError> {
+    let label_ok = |label: &str| {
+        let bytes = label.as_bytes();
+        !bytes.is_empty()
+            && bytes.len() <= 63
+            && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
+            && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+    };
+    if name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
+        return Err(FieldError {
+            field: field.into(),
+            message: format!(
+                "{name:?} is not a valid object name (lower-case letters, digits, '-' and '.', at most 253 characters)"
+            ),
+        });
     }
-    let secs = duration.as_secs();
-    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
-    let frac = duration.subsec_millis();
-    let mut out = String::new();
-    if h > 0 {
-        out.push_str(&format!("{h}h"));
+    Ok(())
+}
+
+/// A Secret or ConfigMap key as the API server accepts it (`[-._a-zA-Z0-9]+`, not `.` or
+/// `..`, not starting with `..`).
+pub(super) fn check_data_key(field: &str, key: &str) -> Result<(), FieldError> {
+    let charset = key
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+    if key.is_empty() || key.len() > 253 || !charset || key == "." || key.starts_with("..") {
+        return Err(FieldError {
+            field: field.into(),
+            message: format!(
+                "{key:?} is not a valid key (letters, digits, '-', '_' and '.', not '.' or starting with '..')"
+            ),
+        });
     }
-    if m > 0 {
-        out.push_str(&format!("{m}m"));
-    }
-    if s > 0 || frac > 0 {
-        if frac > 0 && h == 0 {
-            out.push_str(&format!(
-                "{s}.{}s",
-                format!("{frac:03}").trim_end_matches('0')
-            ));
-        } else {
-            out.push_str(&format!("{s}s"));
-        }
-    }
-    out
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::api::HttpMethod;
-
-    #[test]
-    fn durations_follow_go_syntax() {
-        assert_eq!(
-            parse_duration("f", "1h30m").unwrap(),
-            Duration::from_secs(5400)
-        );
-        assert_eq!(
-            parse_duration("f", "500ms").unwrap(),
-            Duration::from_millis(500)
-        );
-        for bad in ["", "10", "-1s", "1.5s", "1d", "s"] {
-            let error = parse_duration("spec.interval", bad).unwrap_err();
-            assert_eq!(error.field, "spec.interval", "{bad}");
-        }
-        assert_eq!(fmt_go(Duration::from_secs(5400)), "1h30m");
-        assert_eq!(fmt_go(Duration::from_millis(2500)), "2.5s");
-        assert_eq!(fmt_go(Duration::from_millis(150)), "150ms");
-    }
 
     #[test]
     fn quantities_and_status_classes() {
@@ -225,5 +195,21 @@ mod tests {
         assert_eq!(parse_pin(0, &pin).unwrap(), [7u8; 32]);
         assert!(parse_pin(0, "sha1/AAAA").is_err());
         assert!(parse_pin(0, "sha256/AAAA").is_err());
+    }
+
+    #[test]
+    fn reference_names_and_keys_cannot_name_paths() {
+        for good in ["api-probe", "a.b-c", "x"] {
+            assert!(check_object_name("f", good).is_ok(), "{good}");
+        }
+        for bad in ["", "/etc", "..", "../../x", "a/b", "A", "-a", "a..b", ".a"] {
+            assert!(check_object_name("f", bad).is_err(), "{bad:?}");
+        }
+        for good in ["tls.crt", "token", "ca_bundle-1.pem", ".dotfile"] {
+            assert!(check_data_key("f", good).is_ok(), "{good}");
+        }
+        for bad in ["", ".", "..", "../x", "..x", "a/b", "/etc/passwd", "a b"] {
+            assert!(check_data_key("f", bad).is_err(), "{bad:?}");
+        }
     }
 }

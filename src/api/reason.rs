@@ -1,5 +1,6 @@
 //! The closed set of reasons a check is in the state it is in, shared by status, metrics and
-//! Events so that one word means the same thing everywhere.
+//! Events so that one word means the same thing everywhere. Warning Events carry the failing
+//! reason; Normal Events carry `Recovered`.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -75,6 +76,8 @@ reasons! {
     TargetDenied,
     /// The prober's own fault (out of descriptors or memory): never blamed on the target.
     ProberError,
+    /// Event only (type Normal): the check passes again after failing.
+    Recovered,
 }
 
 impl std::fmt::Display for Reason {

@@ -9,10 +9,14 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::status::HealthCheckStatus;
+use super::{duration::GoDuration, status::HealthCheckStatus};
 
-/// Go-style duration without fractions (`500ms`, `30s`, `1h30m`), as Flux and Prometheus write them.
-pub const DURATION_PATTERN: &str = r"^([0-9]+(ms|s|m|h))+$";
+/// Default `spec.interval`.
+pub const DEFAULT_INTERVAL: &str = "60s";
+/// Default `spec.timeout`.
+pub const DEFAULT_TIMEOUT: &str = "10s";
+/// Default `spec.tlsPolicy.minRemainingValidity` (14 days).
+pub const DEFAULT_MIN_REMAINING_VALIDITY: &str = "336h";
 
 /// A periodic HTTP, TCP or TLS check of one endpoint, with its expectations.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -43,16 +47,17 @@ pub const DURATION_PATTERN: &str = r"^([0-9]+(ms|s|m|h))+$";
 #[x_kube(validation = Rule::new(
     "!has(self.interval) || duration(self.interval) >= duration('1s')"
 ).message("spec.interval must be at least 1s").field_path(".interval"))]
+#[x_kube(validation = Rule::new(
+    "!has(self.interval) || duration(self.interval) <= duration('24h')"
+).message("spec.interval must be at most 24h").field_path(".interval"))]
 #[serde(rename_all = "camelCase")]
 pub struct HealthCheckSpec {
-    /// How often to probe (Go duration, at least 1s).
+    /// How often to probe (Go duration, 1s to 24h).
     #[serde(default = "default_interval")]
-    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
-    pub interval: String,
+    pub interval: GoDuration,
     /// Deadline for one whole probe, DNS through body; must be shorter than interval.
     #[serde(default = "default_timeout")]
-    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
-    pub timeout: String,
+    pub timeout: GoDuration,
     /// Pause probing without forgetting state.
     #[serde(default)]
     pub suspend: bool,
@@ -78,12 +83,12 @@ pub struct HealthCheckSpec {
     pub tls_policy: Option<TlsPolicy>,
 }
 
-fn default_interval() -> String {
-    "60s".into()
+fn default_interval() -> GoDuration {
+    GoDuration::new(DEFAULT_INTERVAL)
 }
 
-fn default_timeout() -> String {
-    "10s".into()
+fn default_timeout() -> GoDuration {
+    GoDuration::new(DEFAULT_TIMEOUT)
 }
 
 fn default_threshold() -> i32 {
@@ -219,6 +224,11 @@ pub struct KeyRef {
 /// Expectations on an HTTP response.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!has(self.maxDuration) || duration(self.maxDuration) <= duration('24h')",
+    "message": "spec.http.expect.maxDuration must be at most 24h",
+    "fieldPath": ".maxDuration"
+}]))]
 pub struct HttpExpect {
     /// Accepted status codes (200) or classes ("2xx").
     #[serde(default = "default_status")]
@@ -234,10 +244,9 @@ pub struct HttpExpect {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 4096))]
     pub body_regex: Option<String>,
-    /// Latency budget: a slower response fails with reason Slow.
+    /// Latency budget: a slower response fails with reason Slow (at most 24h).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
-    pub max_duration: Option<String>,
+    pub max_duration: Option<GoDuration>,
 }
 
 impl Default for HttpExpect {
@@ -294,10 +303,9 @@ pub struct TlsPolicy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub server_name: Option<String>,
-    /// Fail when the earliest expiry in the served chain is closer than this.
+    /// Fail when the earliest expiry in the served chain is closer than this (at most 87600h).
     #[serde(default = "default_min_validity")]
-    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
-    pub min_remaining_validity: String,
+    pub min_remaining_validity: GoDuration,
     /// Fail when less than this share (percent) of the leaf's lifetime remains; 0 disables.
     #[serde(default)]
     #[schemars(range(min = 0, max = 100))]
@@ -348,8 +356,8 @@ impl Default for TlsPolicy {
     }
 }
 
-fn default_min_validity() -> String {
-    "336h".into()
+fn default_min_validity() -> GoDuration {
+    GoDuration::new(DEFAULT_MIN_REMAINING_VALIDITY)
 }
 
 /// Lowest acceptable TLS protocol version.

@@ -8,6 +8,59 @@ use serde::{Deserialize, Serialize};
 
 use super::reason::Reason;
 
+/// The condition type Canary maintains.
+pub const READY: &str = "Ready";
+
+/// Status of the `Ready` condition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReadyStatus {
+    /// Passing.
+    True,
+    /// Failing, or cannot run.
+    False,
+    /// Not run yet, suspended, or between thresholds on a first run.
+    Unknown,
+}
+
+impl ReadyStatus {
+    /// The condition status as Kubernetes writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::True => "True",
+            Self::False => "False",
+            Self::Unknown => "Unknown",
+        }
+    }
+
+    /// Parses a condition status; anything unexpected reads as Unknown.
+    pub fn parse(value: &str) -> Self {
+        match value {
+            "True" => Self::True,
+            "False" => Self::False,
+            _ => Self::Unknown,
+        }
+    }
+}
+
+impl HealthCheckStatus {
+    /// The Ready condition, if any.
+    pub fn ready_condition(&self) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == READY)
+    }
+
+    /// The Ready condition's status, if the condition exists.
+    pub fn ready(&self) -> Option<ReadyStatus> {
+        self.ready_condition()
+            .map(|c| ReadyStatus::parse(&c.status))
+    }
+
+    /// The Ready condition's reason, when it is one of the closed set.
+    pub fn ready_reason(&self) -> Option<Reason> {
+        let reason = &self.ready_condition()?.reason;
+        Reason::ALL.iter().copied().find(|r| r.as_str() == reason)
+    }
+}
+
 /// Observed state of a HealthCheck.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]

@@ -1,20 +1,33 @@
 //! Semantic validation of a spec, re-checking every schema and CEL rule (not every cluster
-//! enforces them, and files given to `canary check` meet no API server) and parsing the
-//! string-typed fields into the values the engine runs on.
+//! enforces them, and files given to `canary check` meet no API server) and parsing every
+//! string-typed field, once, into a [`ValidSpec`].
 
-use std::{fmt, time::Duration};
+use std::{fmt, num::NonZeroU32, time::Duration};
 
-use regex::Regex;
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method};
 
-use super::parse::{compile_regex, parse_max_body, parse_pin, parse_status, parse_url};
-pub use super::parse::{fmt_go, parse_duration, parse_quantity};
-
-use super::spec::{HealthCheckSpec, HttpProbe, SocketTarget, TlsPolicy};
+use super::{
+    duration::{GoDuration, MAX_DURATION, fmt_go},
+    parse::{
+        check_data_key, check_object_name, compile_regex, parse_max_body, parse_pin, parse_status,
+        parse_url,
+    },
+    spec::{HealthCheckSpec, HttpProbe, KeyRef, SocketTarget, TlsPolicy, ValueSource},
+    valid::{
+        Endpoint, HeaderSource, HttpExpectations, ProbeKind, Reference, ReferenceKind, ValidHeader,
+        ValidHttp, ValidSpec, ValidTlsPolicy, ValueRef,
+    },
+};
 
 /// Largest body Canary will read, whatever a spec asks (bounded memory per probe).
 pub const MAX_BODY_BYTES_LIMIT: u64 = 64 * 1024 * 1024;
 /// Default `maxBodyBytes`.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
+/// Longest `spec.interval` (and so `spec.timeout`, and `expect.maxDuration`).
+pub const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+/// Shortest `spec.interval`.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// One rule a spec breaks, with the field named as the API server would name it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,50 +42,6 @@ impl fmt::Display for FieldError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.field, self.message)
     }
-}
-
-/// Accepted HTTP status: one code or a class such as `2xx`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StatusMatch {
-    Code(u16),
-    Class(u16),
-}
-
-impl StatusMatch {
-    /// Whether `status` is accepted.
-    pub fn matches(self, status: u16) -> bool {
-        match self {
-            Self::Code(code) => code == status,
-            Self::Class(class) => status / 100 == class,
-        }
-    }
-}
-
-/// The parsed form of a valid spec's string fields.
-#[derive(Debug, Clone)]
-pub struct ParsedSpec {
-    pub interval: Duration,
-    pub timeout: Duration,
-    pub http: Option<ParsedHttp>,
-    pub tls_policy: ParsedTlsPolicy,
-}
-
-/// Parsed HTTP fields.
-#[derive(Debug, Clone)]
-pub struct ParsedHttp {
-    pub url: url::Url,
-    pub max_body_bytes: u64,
-    pub status: Vec<StatusMatch>,
-    pub body_regex: Option<Regex>,
-    pub max_duration: Option<Duration>,
-}
-
-/// Parsed TLS policy fields.
-#[derive(Debug, Clone)]
-pub struct ParsedTlsPolicy {
-    pub min_remaining_validity: Duration,
-    /// SHA-256 digests of pinned SubjectPublicKeyInfo.
-    pub pins: Vec<[u8; 32]>,
 }
 
 /// Collects field errors so a user sees every problem at once.
@@ -92,173 +61,285 @@ impl Errors {
     }
 }
 
-/// Checks every rule of the schema and the CEL rules, returning the parsed values.
-pub fn validate(spec: &HealthCheckSpec) -> Result<ParsedSpec, Vec<FieldError>> {
+/// Checks every rule of the schema and the CEL rules, returning the spec fully parsed.
+pub fn validate(spec: &HealthCheckSpec) -> Result<ValidSpec, Vec<FieldError>> {
     let mut errors = Errors::default();
-    let interval = errors.take(parse_duration("spec.interval", &spec.interval));
-    let timeout = errors.take(parse_duration("spec.timeout", &spec.timeout));
-    if let Some(interval) = interval.filter(|i| *i < Duration::from_secs(1)) {
+    let schedule = validate_schedule(spec, &mut errors);
+    let failure_threshold = errors.take(threshold("spec.failureThreshold", spec.failure_threshold));
+    let success_threshold = errors.take(threshold("spec.successThreshold", spec.success_threshold));
+    let probe = validate_kind(spec, &mut errors);
+    let tls_policy = validate_tls_policy(spec.tls_policy.as_ref(), &mut errors);
+    match (
+        schedule,
+        failure_threshold,
+        success_threshold,
+        probe,
+        tls_policy,
+    ) {
+        (Some((interval, timeout)), Some(failure), Some(success), Some(probe), Some(tls))
+            if errors.0.is_empty() =>
+        {
+            Ok(ValidSpec {
+                interval,
+                timeout,
+                suspend: spec.suspend,
+                failure_threshold: failure,
+                success_threshold: success,
+                probe,
+                tls_policy: tls,
+            })
+        }
+        _ => Err(errors.0),
+    }
+}
+
+fn validate_schedule(spec: &HealthCheckSpec, errors: &mut Errors) -> Option<(Duration, Duration)> {
+    let interval = errors.take(spec.interval.parse("spec.interval", MAX_INTERVAL));
+    let timeout = errors.take(spec.timeout.parse("spec.timeout", MAX_INTERVAL));
+    if let Some(interval) = interval.filter(|i| *i < MIN_INTERVAL) {
         errors.push(
             "spec.interval",
             format!("{} is below the minimum of 1s", fmt_go(interval)),
         );
     }
-    if let (Some(interval), Some(timeout)) = (interval, timeout) {
-        if timeout >= interval {
-            errors.push(
-                "spec.timeout",
-                format!(
-                    "{} must be shorter than spec.interval ({})",
-                    spec.timeout, spec.interval
-                ),
-            );
-        }
-        if timeout.is_zero() {
-            errors.push("spec.timeout", "must be greater than 0");
-        }
+    let (interval, timeout) = (interval?, timeout?);
+    if timeout >= interval {
+        errors.push(
+            "spec.timeout",
+            format!(
+                "{} must be shorter than spec.interval ({})",
+                spec.timeout, spec.interval
+            ),
+        );
     }
-    for (field, value) in [
-        ("spec.failureThreshold", spec.failure_threshold),
-        ("spec.successThreshold", spec.success_threshold),
-    ] {
-        if !(1..=1000).contains(&value) {
-            errors.push(field, format!("{value} is outside 1..1000"));
-        }
+    if timeout.is_zero() {
+        errors.push("spec.timeout", "must be greater than 0");
     }
-    let kinds = [spec.http.is_some(), spec.tcp.is_some(), spec.tls.is_some()];
-    if kinds.iter().filter(|set| **set).count() != 1 {
+    Some((interval, timeout))
+}
+
+fn threshold(field: &str, value: i32) -> Result<NonZeroU32, FieldError> {
+    u32::try_from(value)
+        .ok()
+        .filter(|v| (1..=1000).contains(v))
+        .and_then(NonZeroU32::new)
+        .ok_or_else(|| FieldError {
+            field: field.into(),
+            message: format!("{value} is outside 1..1000"),
+        })
+}
+
+fn validate_kind(spec: &HealthCheckSpec, errors: &mut Errors) -> Option<ProbeKind> {
+    // Every kind that is set is validated, so one pass reports every problem.
+    let http = (spec.http.as_ref())
+        .map(|h| validate_http(h, errors).map(|h| ProbeKind::Http(Box::new(h))));
+    let tcp =
+        (spec.tcp.as_ref()).map(|t| validate_target("spec.tcp", t, errors).map(ProbeKind::Tcp));
+    let tls =
+        (spec.tls.as_ref()).map(|t| validate_target("spec.tls", t, errors).map(ProbeKind::Tls));
+    let mut set: Vec<Option<ProbeKind>> = [http, tcp, tls].into_iter().flatten().collect();
+    if set.len() != 1 {
         errors.push(
             "spec",
             "exactly one of spec.http, spec.tcp or spec.tls must be set",
         );
+        return None;
     }
-    let http = spec
-        .http
-        .as_ref()
-        .and_then(|http| validate_http(http, &mut errors));
-    for (field, target) in [("spec.tcp", &spec.tcp), ("spec.tls", &spec.tls)] {
-        if let Some(target) = target {
-            validate_target(field, target, &mut errors);
-        }
-    }
-    let tls_policy = validate_tls_policy(spec.tls_policy.as_ref(), &mut errors);
-    match (errors.0.is_empty(), interval, timeout, tls_policy) {
-        (true, Some(interval), Some(timeout), Some(tls_policy)) => Ok(ParsedSpec {
-            interval,
-            timeout,
-            http,
-            tls_policy,
-        }),
-        _ => Err(errors.0),
-    }
+    set.pop().flatten()
 }
 
-fn validate_http(http: &HttpProbe, errors: &mut Errors) -> Option<ParsedHttp> {
+fn validate_http(http: &HttpProbe, errors: &mut Errors) -> Option<ValidHttp> {
     let url = errors.take(parse_url(&http.url));
-    for (i, header) in http.headers.iter().enumerate() {
-        let field = format!("spec.http.headers[{i}]");
-        if http::HeaderName::from_bytes(header.name.as_bytes()).is_err() {
-            errors.push(
-                format!("{field}.name"),
-                format!("{:?} is not a valid header name", header.name),
-            );
-        }
-        if header.value.is_some() == header.value_from.is_some() {
-            errors.push(
-                field.clone(),
-                "exactly one of value or valueFrom must be set",
-            );
-        }
-        if let Some(value) = &header.value
-            && http::HeaderValue::from_str(value).is_err()
-        {
-            errors.push(
-                format!("{field}.value"),
-                "must not contain control characters",
-            );
-        }
-        if let Some(source) = &header.value_from
-            && source.secret_key_ref.is_some() == source.config_map_key_ref.is_some()
-        {
-            errors.push(
-                format!("{field}.valueFrom"),
-                "exactly one of secretKeyRef or configMapKeyRef must be set",
-            );
-        }
-    }
-    let max_body_bytes = errors.take(parse_max_body(http.max_body_bytes.as_ref()));
-    let status: Vec<StatusMatch> = (http.expect.status.iter().enumerate())
-        .filter_map(|(i, s)| errors.take(parse_status(i, s)))
+    let headers: Vec<ValidHeader> = (http.headers.iter().enumerate())
+        .filter_map(|(i, header)| {
+            let field = format!("spec.http.headers[{i}]");
+            let name = errors.take(header_name(&field, &header.name));
+            let value = match (&header.value, &header.value_from) {
+                (Some(value), None) => errors.take(header_value(&field, value)),
+                (None, Some(source)) => {
+                    value_ref(&format!("{field}.valueFrom"), source, errors).map(HeaderSource::From)
+                }
+                _ => {
+                    errors.push(field, "exactly one of value or valueFrom must be set");
+                    None
+                }
+            };
+            Some(ValidHeader {
+                name: name?,
+                value: value?,
+            })
+        })
         .collect();
-    if http.expect.status.is_empty() {
+    let max_body_bytes = errors.take(parse_max_body(http.max_body_bytes.as_ref()));
+    let expect = validate_expect(http, errors);
+    let method = Method::from_bytes(http.method.as_str().as_bytes()).unwrap_or(Method::GET);
+    Some(ValidHttp {
+        url: url?,
+        method,
+        headers,
+        body: http.body.clone().map(Bytes::from),
+        follow_redirects: http.follow_redirects,
+        max_body_bytes: max_body_bytes?,
+        expect: expect?,
+    })
+}
+
+fn header_name(field: &str, name: &str) -> Result<HeaderName, FieldError> {
+    HeaderName::from_bytes(name.as_bytes()).map_err(|_| FieldError {
+        field: format!("{field}.name"),
+        message: format!("{name:?} is not a valid header name"),
+    })
+}
+
+fn header_value(field: &str, value: &str) -> Result<HeaderSource, FieldError> {
+    HeaderValue::from_str(value)
+        .map(HeaderSource::Literal)
+        .map_err(|_| FieldError {
+            field: format!("{field}.value"),
+            message: "must not contain control characters".into(),
+        })
+}
+
+fn validate_expect(http: &HttpProbe, errors: &mut Errors) -> Option<HttpExpectations> {
+    let expect = &http.expect;
+    if expect.status.is_empty() {
         errors.push(
             "spec.http.expect.status",
             "must list at least one code or class",
         );
     }
-    let body_regex = match &http.expect.body_regex {
-        Some(pattern) => errors.take(compile_regex(pattern)),
-        None => None,
-    };
-    let max_duration = match &http.expect.max_duration {
-        Some(value) => errors.take(parse_duration("spec.http.expect.maxDuration", value)),
-        None => None,
-    };
-    Some(ParsedHttp {
-        url: url?,
-        max_body_bytes: max_body_bytes?,
+    let status = (expect.status.iter().enumerate())
+        .filter_map(|(i, s)| errors.take(parse_status(i, s)))
+        .collect();
+    let body_regex = optional(expect.body_regex.as_ref(), |pattern| {
+        errors.take(compile_regex(pattern))
+    });
+    let max_duration = optional(expect.max_duration.as_ref(), |value| {
+        errors.take(value.parse("spec.http.expect.maxDuration", MAX_INTERVAL))
+    });
+    Some(HttpExpectations {
         status,
-        body_regex,
-        max_duration,
+        body_contains: expect.body_contains.clone(),
+        body_not_contains: expect.body_not_contains.clone(),
+        body_regex: body_regex?,
+        max_duration: max_duration?,
     })
 }
 
-fn validate_target(field: &str, target: &SocketTarget, errors: &mut Errors) {
-    if target.host.trim().is_empty() {
+fn validate_target(field: &str, target: &SocketTarget, errors: &mut Errors) -> Option<Endpoint> {
+    let host = target.host.trim_start_matches('[').trim_end_matches(']');
+    if host.trim().is_empty() {
         errors.push(format!("{field}.host"), "Required value");
     }
-    if !(1..=65535).contains(&target.port) {
+    let port = u16::try_from(target.port).ok().filter(|p| *p != 0);
+    if port.is_none() {
         errors.push(
             format!("{field}.port"),
             format!("{} is outside 1..65535", target.port),
         );
     }
-}
-
-fn validate_tls_policy(policy: Option<&TlsPolicy>, errors: &mut Errors) -> Option<ParsedTlsPolicy> {
-    let default = TlsPolicy::default();
-    let policy = policy.unwrap_or(&default);
-    let min_remaining_validity = errors.take(parse_duration(
-        "spec.tlsPolicy.minRemainingValidity",
-        &policy.min_remaining_validity,
-    ));
-    if !(0..=100).contains(&policy.min_remaining_lifetime_percent) {
-        errors.push(
-            "spec.tlsPolicy.minRemainingLifetimePercent",
-            "must be within 0..100",
-        );
-    }
-    if let Some(source) = &policy.ca_bundle
-        && source.secret_key_ref.is_some() == source.config_map_key_ref.is_some()
-    {
-        errors.push(
-            "spec.tlsPolicy.caBundle",
-            "exactly one of secretKeyRef or configMapKeyRef must be set",
-        );
-    }
-    let pins = (policy.pinned_public_keys.iter().enumerate())
-        .filter_map(|(i, pin)| errors.take(parse_pin(i, pin)))
-        .collect();
-    Some(ParsedTlsPolicy {
-        min_remaining_validity: min_remaining_validity?,
-        pins,
+    Some(Endpoint {
+        host: host.to_string(),
+        port: port?,
     })
 }
 
+/// A key reference, its object name and key checked as the API server checks them.
+fn value_ref(field: &str, source: &ValueSource, errors: &mut Errors) -> Option<ValueRef> {
+    let (kind, key_ref, sub): (ReferenceKind, &KeyRef, &str) =
+        match (&source.secret_key_ref, &source.config_map_key_ref) {
+            (Some(r), None) => (ReferenceKind::Secret, r, "secretKeyRef"),
+            (None, Some(r)) => (ReferenceKind::ConfigMap, r, "configMapKeyRef"),
+            _ => {
+                errors.push(
+                    field,
+                    "exactly one of secretKeyRef or configMapKeyRef must be set",
+                );
+                return None;
+            }
+        };
+    let name = errors.take(check_object_name(
+        &format!("{field}.{sub}.name"),
+        &key_ref.name,
+    ));
+    let key = errors.take(check_data_key(&format!("{field}.{sub}.key"), &key_ref.key));
+    name.and(key).map(|()| ValueRef {
+        object: Reference {
+            kind,
+            name: key_ref.name.clone(),
+        },
+        key: key_ref.key.clone(),
+    })
+}
+
+fn validate_tls_policy(policy: Option<&TlsPolicy>, errors: &mut Errors) -> Option<ValidTlsPolicy> {
+    let default = TlsPolicy::default();
+    let policy = policy.unwrap_or(&default);
+    let field = "spec.tlsPolicy";
+    let min_remaining_validity = errors.take(
+        (policy.min_remaining_validity)
+            .parse(&format!("{field}.minRemainingValidity"), MAX_DURATION),
+    );
+    let percent = u8::try_from(policy.min_remaining_lifetime_percent)
+        .ok()
+        .filter(|p| *p <= 100);
+    if percent.is_none() {
+        errors.push(
+            format!("{field}.minRemainingLifetimePercent"),
+            "must be within 0..100",
+        );
+    }
+    if let Some(name) = &policy.server_name
+        && rustls_pki_types::ServerName::try_from(name.as_str()).is_err()
+    {
+        errors.push(
+            format!("{field}.serverName"),
+            format!("{name:?} is not a DNS name or IP address"),
+        );
+    }
+    let ca_bundle = optional(policy.ca_bundle.as_ref(), |source| {
+        value_ref(&format!("{field}.caBundle"), source, errors)
+    });
+    let client_certificate = optional(policy.client_certificate.as_ref(), |client| {
+        let name_field = format!("{field}.clientCertificate.secretName");
+        errors.take(check_object_name(&name_field, &client.secret_name))?;
+        Some(client.secret_name.clone())
+    });
+    let pins = (policy.pinned_public_keys.iter().enumerate())
+        .filter_map(|(i, pin)| errors.take(parse_pin(i, pin)))
+        .collect();
+    Some(ValidTlsPolicy {
+        verify: policy.verify,
+        server_name: policy.server_name.clone(),
+        min_remaining_validity: min_remaining_validity?,
+        min_remaining_lifetime_percent: percent?,
+        min_version: policy.min_version,
+        ca_bundle: ca_bundle?,
+        expected_dns_names: policy.expected_dns_names.clone(),
+        expected_issuer: policy.expected_issuer.clone(),
+        pins,
+        client_certificate: client_certificate?,
+    })
+}
+
+/// Parses an optional field: `Some(None)` when absent, `None` when present but invalid.
+fn optional<T, U>(value: Option<&T>, parse: impl FnOnce(&T) -> Option<U>) -> Option<Option<U>> {
+    match value {
+        Some(value) => parse(value).map(Some),
+        None => Some(None),
+    }
+}
+
+/// A duration flag of the command line (`30s`, `5m`), bounded like every spec duration.
+pub fn duration_flag(value: &str) -> Result<Duration, String> {
+    GoDuration::new(value)
+        .parse("flag", MAX_DURATION)
+        .map_err(|e| e.message)
+}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::HttpExpect;
+    use crate::api::{HttpExpect, StatusMatch};
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
     fn http_spec(url: &str) -> HealthCheckSpec {
@@ -270,9 +351,12 @@ mod tests {
         let parsed = validate(&http_spec("https://example.com/healthz")).unwrap();
         assert_eq!(parsed.interval, Duration::from_secs(60));
         assert_eq!(parsed.timeout, Duration::from_secs(10));
-        let http = parsed.http.unwrap();
+        assert_eq!(parsed.failure_threshold.get(), 1);
+        let ProbeKind::Http(http) = parsed.probe else {
+            panic!("an http probe")
+        };
         assert_eq!(http.max_body_bytes, 1 << 20);
-        assert_eq!(http.status, vec![StatusMatch::Class(2)]);
+        assert_eq!(http.expect.status, vec![StatusMatch::Class(2)]);
         assert_eq!(
             parsed.tls_policy.min_remaining_validity,
             Duration::from_secs(336 * 3600)
@@ -282,8 +366,8 @@ mod tests {
     #[test]
     fn every_problem_is_reported_with_its_field() {
         let mut spec = http_spec("ftp://example.com");
-        spec.interval = "5s".into();
-        spec.timeout = "10s".into();
+        spec.interval = GoDuration::new("5s");
+        spec.timeout = GoDuration::new("10s");
         spec.failure_threshold = -1;
         spec.tcp = Some(SocketTarget {
             host: "db".into(),

@@ -10,8 +10,9 @@ use kube::{
 use tokio::sync::mpsc;
 
 use crate::{
+    api::{ReadyStatus, Reason},
+    readiness::Transition,
     runner::{CheckKey, RunReport, Sink},
-    status::ready_condition,
 };
 
 /// Events queued at most; transitions are rare, so a full queue means the API server is down
@@ -67,28 +68,23 @@ async fn publish_with_retry(recorder: &Recorder, event: &Event, reference: &Obje
     }
 }
 
-/// The Event for a change of Ready, if the change deserves one.
-pub fn transition_event(report: &RunReport<'_>) -> Option<Event> {
-    let before = ready_condition(&report.previous.conditions).map(|c| c.status.as_str());
-    let after = ready_condition(&report.status.conditions)?;
-    match (before, after.status.as_str()) {
-        (Some("False"), "False") => None,
-        (_, "False") => Some(Event {
-            type_: EventType::Warning,
-            reason: after.reason.clone(),
-            note: Some(truncate(&after.message)),
-            action: "Probe".into(),
-            secondary: None,
-        }),
-        (Some("False"), "True") => Some(Event {
-            type_: EventType::Normal,
-            reason: "Recovered".into(),
-            note: Some(truncate(&after.message)),
-            action: "Probe".into(),
-            secondary: None,
-        }),
-        _ => None,
-    }
+/// The Event for a change of Ready, if the change deserves one: Warning when a check starts
+/// failing (with its reason), Normal `Recovered` when it passes again; a first success is not
+/// news.
+pub fn transition_event(transition: &Transition) -> Option<Event> {
+    let (type_, reason) = match (transition.from, transition.to) {
+        (Some(ReadyStatus::False), ReadyStatus::False) => return None,
+        (_, ReadyStatus::False) => (EventType::Warning, transition.reason),
+        (Some(ReadyStatus::False), ReadyStatus::True) => (EventType::Normal, Reason::Recovered),
+        _ => return None,
+    };
+    Some(Event {
+        type_,
+        reason: reason.as_str().into(),
+        note: Some(truncate(&transition.message)),
+        action: "Probe".into(),
+        secondary: None,
+    })
 }
 
 /// Event notes are limited to 1 KiB by the API server.
@@ -98,7 +94,7 @@ fn truncate(message: &str) -> String {
 
 impl Sink for EventSink {
     fn on_run(&self, report: &RunReport<'_>) {
-        let Some(event) = transition_event(report) else {
+        let Some(event) = report.transition.and_then(transition_event) else {
             return;
         };
         let reference = ObjectReference {
@@ -119,84 +115,46 @@ impl Sink for EventSink {
 
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-
     use super::*;
-    use crate::{
-        api::{HealthCheckStatus, Reason},
-        probe::Outcome,
-        runner::{Plan, RunnerSpec},
-    };
-
-    fn with_ready(status: &str, reason: &str) -> HealthCheckStatus {
-        HealthCheckStatus {
-            conditions: vec![Condition {
-                type_: "Ready".into(),
-                status: status.into(),
-                reason: reason.into(),
-                message: "m".into(),
-                observed_generation: None,
-                last_transition_time: Time(jiff::Timestamp::now()),
-            }],
-            ..HealthCheckStatus::default()
-        }
-    }
 
     fn event(
-        previous: &HealthCheckStatus,
-        status: &HealthCheckStatus,
+        from: Option<ReadyStatus>,
+        to: ReadyStatus,
+        reason: Reason,
     ) -> Option<(EventType, String)> {
-        let spec = RunnerSpec {
-            key: CheckKey {
-                namespace: "n".into(),
-                name: "c".into(),
-            },
-            uid: None,
-            generation: None,
-            revision: 0,
-            interval: std::time::Duration::from_secs(1),
-            timeout: std::time::Duration::from_millis(500),
-            suspend: false,
-            failure_threshold: 1,
-            success_threshold: 1,
-            plan: Plan::Blocked {
-                reason: Reason::InvalidSpec,
-                message: String::new(),
-            },
-            status: HealthCheckStatus::default(),
+        let transition = Transition {
+            from,
+            to,
+            reason,
+            message: "m".into(),
         };
-        let outcome = Outcome::not_run(Reason::Succeeded, "");
-        let report = RunReport {
-            key: &spec.key,
-            spec: &spec,
-            outcome: &outcome,
-            previous,
-            status,
-            lag: std::time::Duration::ZERO,
-            skipped: 0,
-        };
-        transition_event(&report).map(|e| (e.type_, e.reason))
+        transition_event(&transition).map(|e| (e.type_, e.reason))
     }
 
     #[test]
     fn events_mark_transitions_only() {
-        let none = HealthCheckStatus::default();
-        let ready = with_ready("True", "Succeeded");
-        let expired = with_ready("False", "CertificateExpired");
-        let timeout = with_ready("False", "Timeout");
-        assert_eq!(event(&none, &ready), None, "first success is not news");
-        assert_eq!(event(&ready, &ready), None);
+        use ReadyStatus::{False, True, Unknown};
         assert_eq!(
-            event(&ready, &expired),
+            event(None, True, Reason::Succeeded),
+            None,
+            "first success is not news"
+        );
+        assert_eq!(event(Some(Unknown), True, Reason::Succeeded), None);
+        assert_eq!(
+            event(Some(True), False, Reason::CertificateExpired),
             Some((EventType::Warning, "CertificateExpired".into()))
         );
         assert_eq!(
-            event(&none, &expired),
+            event(None, False, Reason::CertificateExpired),
             Some((EventType::Warning, "CertificateExpired".into()))
         );
-        assert_eq!(event(&expired, &timeout), None, "still failing: no flood");
         assert_eq!(
-            event(&expired, &ready),
+            event(Some(False), False, Reason::Timeout),
+            None,
+            "still failing: no flood"
+        );
+        assert_eq!(
+            event(Some(False), True, Reason::Succeeded),
             Some((EventType::Normal, "Recovered".into()))
         );
     }

@@ -14,7 +14,7 @@ use std::{
 
 use futures::{Stream, StreamExt, stream::select_all};
 use kube::{
-    Api, Client, ResourceExt,
+    Api, Client,
     runtime::{WatchStreamExt, watcher},
 };
 use tokio::sync::watch;
@@ -22,12 +22,12 @@ use tokio::sync::watch;
 pub use events::transition_event;
 
 use crate::{
-    api::{HealthCheck, references, validate::validate},
+    api::{CheckKey, HealthCheck, validate},
     cli::OperatorArgs,
     engine::{Engine, EngineError},
     metrics::{Metrics, MetricsError},
-    probe::{self, ProbeContext},
-    runner::{CheckKey, CheckProber, Plan, RunnerSpec, Scheduler},
+    probe::ProbeContext,
+    runner::{Origin, RunnerSpec, Scheduler},
 };
 
 /// How long shutdown waits for pending status writes.
@@ -204,13 +204,6 @@ fn watch_stream(client: &Client, namespaces: &[String]) -> Events {
     Box::pin(select_all(streams))
 }
 
-fn key_of(object: &HealthCheck) -> CheckKey {
-    CheckKey {
-        namespace: object.namespace().unwrap_or_default(),
-        name: object.name_any(),
-    }
-}
-
 async fn handle(
     event: watcher::Event<HealthCheck>,
     objects: &mut HashMap<CheckKey, HealthCheck>,
@@ -222,7 +215,7 @@ async fn handle(
     match event {
         watcher::Event::Init => *initial = Some(BTreeSet::new()),
         watcher::Event::InitApply(object) | watcher::Event::Apply(object) => {
-            let key = key_of(&object);
+            let key = CheckKey::of(&object);
             if let Some(seen) = initial.as_mut() {
                 seen.insert(key.clone());
             }
@@ -241,11 +234,14 @@ async fn handle(
             objects.insert(key, object);
         }
         watcher::Event::Delete(object) => {
-            let key = key_of(&object);
+            let key = CheckKey::of(&object);
             objects.remove(&key);
             ctx.scheduler.remove(&key);
             ctx.writer.forget(&key);
-            ctx.metrics.reconciles.with_label_values(&["deleted"]).inc();
+            ctx.metrics
+                .reconciles
+                .with_label_values(&[Reconciled::Deleted.label()])
+                .inc();
         }
         watcher::Event::InitDone => {
             // After a relist, objects missed while the watch was down are gone.
@@ -266,58 +262,60 @@ async fn handle(
 /// Turns one HealthCheck into a runner: resolve references, build, upsert. Never fails the
 /// loop: problems become the check's own status (InvalidSpec, ReferenceNotFound).
 async fn reconcile(object: &HealthCheck, ctx: &Context) {
-    let key = key_of(object);
-    let spec = &object.spec;
-    let resolved = ctx.refs.resolve(&key.namespace, &references(spec)).await;
-    let (plan, digest) = match resolved {
-        Ok(resolved) => {
-            let digest = resolved.digest_input();
-            match probe::build(spec, &resolved) {
-                Ok(check) => (
-                    Plan::Run(Arc::new(CheckProber {
-                        check,
-                        ctx: ctx.probe.clone(),
-                    })),
-                    digest,
-                ),
-                Err(error) => (
-                    Plan::Blocked {
-                        reason: error.reason(),
-                        message: error.to_string(),
-                    },
-                    digest,
-                ),
-            }
-        }
+    let key = CheckKey::of(object);
+    let valid = validate(&object.spec);
+    let references = valid.as_ref().map(|v| v.references()).unwrap_or_default();
+    let resolved = match ctx.refs.resolve(&key.namespace, &references).await {
+        Ok(resolved) => resolved,
         Err(error) => {
             // The API server did not answer: keep the current runner and retry on the next resync.
             tracing::warn!(check = %key, %error, "cannot read references; keeping the current runner");
-            ctx.metrics.reconciles.with_label_values(&["error"]).inc();
+            ctx.metrics
+                .reconciles
+                .with_label_values(&[Reconciled::Error.label()])
+                .inc();
             return;
         }
     };
-    let spec_json = serde_json::to_vec(spec).unwrap_or_default();
-    let generation = object.metadata.generation.unwrap_or_default().to_le_bytes();
-    let (interval, timeout) = validate(spec).map_or(
-        (
-            std::time::Duration::from_secs(60),
-            std::time::Duration::from_secs(10),
-        ),
-        |p| (p.interval, p.timeout),
-    );
-    let changed = ctx.scheduler.upsert(RunnerSpec {
+    let origin = Origin {
         key,
         uid: object.metadata.uid.clone(),
         generation: object.metadata.generation,
-        revision: RunnerSpec::revision_of(&[&spec_json, &generation, &digest]),
-        interval,
-        timeout,
-        suspend: spec.suspend,
-        failure_threshold: u32::try_from(spec.failure_threshold).unwrap_or(1).max(1),
-        success_threshold: u32::try_from(spec.success_threshold).unwrap_or(1).max(1),
-        plan,
         status: object.status.clone().unwrap_or_default(),
-    });
-    let result = if changed { "updated" } else { "unchanged" };
-    ctx.metrics.reconciles.with_label_values(&[result]).inc();
+    };
+    let runner = RunnerSpec::build(origin, &object.spec, &valid, &resolved, &ctx.probe);
+    let result = if ctx.scheduler.upsert(runner) {
+        Reconciled::Updated
+    } else {
+        Reconciled::Unchanged
+    };
+    ctx.metrics
+        .reconciles
+        .with_label_values(&[result.label()])
+        .inc();
+}
+
+/// How one reconciliation ended (the `result` label of `canary_reconcile_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reconciled {
+    /// A runner was started or replaced.
+    Updated,
+    /// The runner already matched the spec and its references.
+    Unchanged,
+    /// References could not be read; the current runner keeps running.
+    Error,
+    /// The HealthCheck was deleted and its runner stopped.
+    Deleted,
+}
+
+impl Reconciled {
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Updated => "updated",
+            Self::Unchanged => "unchanged",
+            Self::Error => "error",
+            Self::Deleted => "deleted",
+        }
+    }
 }

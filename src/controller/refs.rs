@@ -166,10 +166,7 @@ pub struct Resolved {
 
 impl Resolved {
     fn read(&self, kind: ReferenceKind, name: &str, key: &str) -> Result<Vec<u8>, ReferenceError> {
-        let label = match kind {
-            ReferenceKind::Secret => "Secret",
-            ReferenceKind::ConfigMap => "ConfigMap",
-        };
+        let label = kind.as_str();
         let reference = Reference {
             kind,
             name: name.into(),
@@ -191,21 +188,6 @@ impl Resolved {
                 name: name.into(),
                 key: key.into(),
             })
-    }
-
-    /// Every byte read, for the runner's revision (a rotation makes a new runner).
-    pub fn digest_input(&self) -> Vec<u8> {
-        let mut sorted: Vec<(&Reference, &Data)> = self.objects.iter().collect();
-        sorted.sort_by(|a, b| a.0.cmp(b.0));
-        let mut bytes = Vec::new();
-        for (reference, data) in sorted {
-            bytes.extend_from_slice(reference.name.as_bytes());
-            for (key, value) in data.iter().flatten() {
-                bytes.extend_from_slice(key.as_bytes());
-                bytes.extend_from_slice(value);
-            }
-        }
-        bytes
     }
 }
 

@@ -21,7 +21,7 @@ use kube::{
 use tokio::{sync::Notify, time::Instant};
 
 use crate::{
-    api::{HealthCheck, HealthCheckStatus},
+    api::{HealthCheck, HealthCheckStatus, READY},
     metrics::Metrics,
     runner::{CheckKey, RunReport, Sink},
 };
@@ -33,6 +33,38 @@ const PATCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// First and last retry delay after a failed write.
 const RETRY_MIN: Duration = Duration::from_millis(500);
 const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// How one status write ended (the `result` label of `canary_status_writes_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    Success,
+    /// The object is gone: nothing to retry.
+    NotFound,
+    Conflict,
+    Error,
+    Timeout,
+    /// Only timestamps changed and no heartbeat was due.
+    Skipped,
+}
+
+impl Written {
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::NotFound => "not_found",
+            Self::Conflict => "conflict",
+            Self::Error => "error",
+            Self::Timeout => "timeout",
+            Self::Skipped => "skipped",
+        }
+    }
+
+    /// Whether the write should be retried.
+    fn retry(self) -> bool {
+        matches!(self, Self::Conflict | Self::Error | Self::Timeout)
+    }
+}
 
 /// Writer settings.
 #[derive(Debug, Clone)]
@@ -106,7 +138,8 @@ impl Queue {
     }
 }
 
-struct Written {
+/// The last status written for an object.
+struct LastWrite {
     status: HealthCheckStatus,
     at: Instant,
 }
@@ -116,7 +149,7 @@ struct Shared {
     config: WriterConfig,
     metrics: Arc<Metrics>,
     pending: Mutex<Queue>,
-    written: Mutex<HashMap<CheckKey, Written>>,
+    written: Mutex<HashMap<CheckKey, LastWrite>>,
     notify: Notify,
     /// Only the leader writes; a standby drops what it is given.
     enabled: AtomicBool,
@@ -161,7 +194,7 @@ impl StatusWriter {
     /// not rewrite an unchanged status.
     pub fn seed(&self, key: &CheckKey, status: &HealthCheckStatus) {
         let mut written = lock(&self.shared.written);
-        written.entry(key.clone()).or_insert_with(|| Written {
+        written.entry(key.clone()).or_insert_with(|| LastWrite {
             status: status.clone(),
             at: Instant::now(),
         });
@@ -205,11 +238,7 @@ impl StatusWriter {
                 continue;
             };
             if self.skippable(&key, &pending.status, pending.clamp) {
-                self.shared
-                    .metrics
-                    .status_writes
-                    .with_label_values(&["skipped"])
-                    .inc();
+                self.count(Written::Skipped);
                 continue;
             }
             limiter.until_ready().await;
@@ -225,7 +254,8 @@ impl StatusWriter {
             if !self.shared.enabled.load(Ordering::SeqCst) {
                 continue;
             }
-            if let Err(result) = self.write(&key, pending.status.clone()).await {
+            let result = self.write(&key, pending.status.clone()).await;
+            if result.retry() {
                 self.retry(key, pending, result);
             }
         }
@@ -241,7 +271,13 @@ impl StatusWriter {
             && without_timestamps(&last.status, clamp) == without_timestamps(status, clamp)
     }
 
-    fn retry(&self, key: CheckKey, pending: Pending, result: &'static str) {
+    fn count(&self, result: Written) {
+        (self.shared.metrics.status_writes)
+            .with_label_values(&[result.label()])
+            .inc();
+    }
+
+    fn retry(&self, key: CheckKey, pending: Pending, result: Written) {
         let failures = pending.failures + 1;
         let delay = (RETRY_MIN * 2u32.saturating_pow(failures.min(10))).min(RETRY_MAX);
         let mut queue = lock(&self.shared.pending);
@@ -253,11 +289,11 @@ impl StatusWriter {
             entry.failures = failures;
             entry.not_before = Some(Instant::now() + delay);
         }
-        tracing::debug!(check = %key, result, ?delay, "status write will be retried");
+        tracing::debug!(check = %key, result = result.label(), ?delay, "status write will be retried");
     }
 
-    /// One server-side-apply patch of `/status`; Err carries the result label.
-    async fn write(&self, key: &CheckKey, status: HealthCheckStatus) -> Result<(), &'static str> {
+    /// One server-side-apply patch of `/status`, counted and logged.
+    async fn write(&self, key: &CheckKey, status: HealthCheckStatus) -> Written {
         let api: Api<HealthCheck> = Api::namespaced(self.shared.client.clone(), &key.namespace);
         let patch = serde_json::json!({
             "apiVersion": "canary.dev/v1alpha1",
@@ -273,39 +309,28 @@ impl StatusWriter {
         )
         .await;
         let result = match &outcome {
-            Ok(Ok(_)) => "success",
-            Ok(Err(kube::Error::Api(s))) if s.code == 404 => "not_found",
-            Ok(Err(kube::Error::Api(s))) if s.code == 409 => "conflict",
-            Ok(Err(_)) => "error",
-            Err(_) => "timeout",
+            Ok(Ok(_)) => Written::Success,
+            Ok(Err(kube::Error::Api(s))) if s.code == 404 => Written::NotFound,
+            Ok(Err(kube::Error::Api(s))) if s.code == 409 => Written::Conflict,
+            Ok(Err(_)) => Written::Error,
+            Err(_) => Written::Timeout,
         };
-        self.shared
-            .metrics
-            .status_writes
-            .with_label_values(&[result])
-            .inc();
+        self.count(result);
         match outcome {
             Ok(Ok(_)) => {
-                lock(&self.shared.written).insert(
-                    key.clone(),
-                    Written {
-                        status,
-                        at: Instant::now(),
-                    },
-                );
-                Ok(())
+                let last = LastWrite {
+                    status,
+                    at: Instant::now(),
+                };
+                lock(&self.shared.written).insert(key.clone(), last);
             }
-            // The object is gone: nothing to retry.
-            Ok(Err(kube::Error::Api(s))) if s.code == 404 => Ok(()),
-            Ok(Err(error)) => {
-                tracing::warn!(check = %key, %error, "status write failed");
-                Err(result)
+            Ok(Err(error)) if result.retry() => {
+                tracing::warn!(check = %key, %error, "status write failed")
             }
-            Err(_) => {
-                tracing::warn!(check = %key, "status write timed out");
-                Err(result)
-            }
+            Err(_) => tracing::warn!(check = %key, "status write timed out"),
+            Ok(Err(_)) => {}
         }
+        result
     }
 }
 
@@ -330,11 +355,7 @@ fn without_timestamps(status: &HealthCheckStatus, clamp: i64) -> HealthCheckStat
         result.phases = None;
         result.message.clear();
     }
-    if let Some(ready) = stripped
-        .conditions
-        .iter_mut()
-        .find(|c| c.type_ == crate::status::READY)
-    {
+    if let Some(ready) = stripped.conditions.iter_mut().find(|c| c.type_ == READY) {
         ready.message.clear();
     }
     stripped
@@ -345,11 +366,11 @@ impl Sink for StatusWriter {
         if !self.shared.enabled.load(Ordering::SeqCst) {
             return;
         }
+        let schedule = &report.spec.schedule;
         let clamp = i64::from(
-            report
-                .spec
-                .failure_threshold
-                .max(report.spec.success_threshold),
+            (schedule.failure_threshold)
+                .max(schedule.success_threshold)
+                .get(),
         );
         let mut pending = lock(&self.shared.pending);
         pending.put(report.key, report.status.clone(), clamp);

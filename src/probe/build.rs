@@ -1,21 +1,21 @@
-//! Turns a user's spec into a runnable [`Check`]: validation, then references (header values,
-//! CA bundles, client certificates) fetched through a [`ReferenceSource`], so the engine never
-//! sees Kubernetes objects.
+//! Turns a validated spec into a runnable [`Probe`]: references (header values, CA bundles,
+//! client certificates) are fetched through a [`ReferenceSource`], so the engine never sees
+//! Kubernetes objects.
 
 use std::sync::{Arc, LazyLock};
 
-use http::{HeaderName, HeaderValue, Method};
+use http::HeaderValue;
 use rustls::RootCertStore;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 
 use super::{
-    Check, Endpoint, Target,
-    http::{HttpCheck, HttpExpectations},
+    Probe, Target,
+    http::{HttpCheck, ResolvedHeader},
     tls::{ClientAuth, TlsSettings, system_roots},
 };
 use crate::api::{
-    HealthCheckSpec, HttpProbe, Reason, SocketTarget, TlsPolicy, ValueSource,
-    validate::{FieldError, ParsedHttp, validate},
+    FieldError, HeaderSource, ProbeKind, Reason, ReferenceKind, ValidHttp, ValidSpec,
+    ValidTlsPolicy, ValueRef,
 };
 
 /// Where referenced Secret and ConfigMap keys come from (the API server, or mounted folders).
@@ -79,105 +79,59 @@ impl BuildError {
     }
 }
 
-/// Validates `spec` and resolves its references into a runnable check.
-pub fn build(spec: &HealthCheckSpec, refs: &dyn ReferenceSource) -> Result<Check, BuildError> {
-    let parsed = validate(spec).map_err(BuildError::Invalid)?;
-    let policy = spec.tls_policy.clone().unwrap_or_default();
-    let tls = tls_settings(
-        &policy,
-        parsed.tls_policy.pins,
-        parsed.tls_policy.min_remaining_validity,
-        refs,
-    )?;
-    let target = match (&spec.http, &spec.tcp, &spec.tls, parsed.http) {
-        (Some(http), _, _, Some(parsed)) => Target::Http(Box::new(http_check(http, parsed, refs)?)),
-        (_, Some(tcp), _, _) => Target::Tcp(endpoint(tcp)),
-        (_, _, Some(tls), _) => Target::Tls(endpoint(tls)),
-        _ => {
-            return Err(BuildError::invalid(
-                "spec",
-                "exactly one of spec.http, spec.tcp or spec.tls must be set",
-            ));
-        }
+/// Resolves the references of a validated spec into a runnable probe.
+pub fn build(spec: &ValidSpec, refs: &dyn ReferenceSource) -> Result<Probe, BuildError> {
+    let tls = tls_settings(&spec.tls_policy, refs)?;
+    let target = match &spec.probe {
+        ProbeKind::Http(http) => Target::Http(Box::new(http_check(http, refs)?)),
+        ProbeKind::Tcp(endpoint) => Target::Tcp(endpoint.clone()),
+        ProbeKind::Tls(endpoint) => Target::Tls(endpoint.clone()),
     };
-    Ok(Check {
+    Ok(Probe {
         target,
-        timeout: parsed.timeout,
+        timeout: spec.timeout,
         tls: Arc::new(tls),
     })
 }
 
-fn endpoint(target: &SocketTarget) -> Endpoint {
-    Endpoint {
-        host: target.host.clone(),
-        // validate() checked 1..=65535.
-        port: u16::try_from(target.port).unwrap_or_default(),
-    }
-}
-
-fn http_check(
-    http: &HttpProbe,
-    parsed: ParsedHttp,
-    refs: &dyn ReferenceSource,
-) -> Result<HttpCheck, BuildError> {
+fn http_check(http: &ValidHttp, refs: &dyn ReferenceSource) -> Result<HttpCheck, BuildError> {
     let mut headers = Vec::with_capacity(http.headers.len());
     for (i, header) in http.headers.iter().enumerate() {
-        let field = format!("spec.http.headers[{i}]");
-        let name = HeaderName::from_bytes(header.name.as_bytes())
-            .map_err(|_| BuildError::invalid(format!("{field}.name"), "not a valid header name"))?;
-        let value = match (&header.value, &header.value_from) {
-            (Some(value), _) => value.as_bytes().to_vec(),
-            (None, Some(source)) => fetch(source, &format!("{field}.valueFrom"), refs)?,
-            (None, None) => {
-                return Err(BuildError::invalid(
-                    field,
-                    "exactly one of value or valueFrom must be set",
-                ));
+        let (value, from_secret) = match &header.value {
+            HeaderSource::Literal(value) => (value.clone(), false),
+            HeaderSource::From(source) => {
+                let field = format!("spec.http.headers[{i}].valueFrom");
+                let bytes = fetch(source, &field, refs)?;
+                // Secrets often end in a newline written by `echo`; a header value cannot hold one.
+                let mut value = HeaderValue::from_bytes(bytes.trim_ascii_end()).map_err(|_| {
+                    BuildError::invalid(field, "value contains characters a header cannot carry")
+                })?;
+                let from_secret = source.object.kind == ReferenceKind::Secret;
+                value.set_sensitive(from_secret);
+                (value, from_secret)
             }
         };
-        // Secrets often end in a newline written by `echo`; a header value cannot hold one.
-        let trimmed = value.trim_ascii_end();
-        let value = HeaderValue::from_bytes(trimmed).map_err(|_| {
-            BuildError::invalid(
-                format!("{field}.valueFrom"),
-                "value contains characters a header cannot carry",
-            )
-        })?;
-        headers.push((name, value));
+        headers.push(ResolvedHeader {
+            name: header.name.clone(),
+            value,
+            from_secret,
+        });
     }
-    let method = Method::from_bytes(http.method.as_str().as_bytes())
-        .map_err(|_| BuildError::invalid("spec.http.method", "unsupported method"))?;
     Ok(HttpCheck {
-        url: parsed.url,
-        method,
+        spec: http.clone(),
         headers,
-        body: http.body.clone().map(bytes::Bytes::from),
-        follow_redirects: http.follow_redirects,
-        max_body_bytes: parsed.max_body_bytes,
-        expect: HttpExpectations {
-            status: parsed.status,
-            body_contains: http.expect.body_contains.clone(),
-            body_not_contains: http.expect.body_not_contains.clone(),
-            body_regex: parsed.body_regex,
-            max_duration: parsed.max_duration,
-        },
     })
 }
 
 fn fetch(
-    source: &ValueSource,
+    source: &ValueRef,
     field: &str,
     refs: &dyn ReferenceSource,
 ) -> Result<Vec<u8>, BuildError> {
-    let result = match (&source.secret_key_ref, &source.config_map_key_ref) {
-        (Some(r), None) => refs.secret_key(&r.name, &r.key),
-        (None, Some(r)) => refs.config_map_key(&r.name, &r.key),
-        _ => {
-            return Err(BuildError::invalid(
-                field,
-                "exactly one of secretKeyRef or configMapKeyRef must be set",
-            ));
-        }
+    let name = &source.object.name;
+    let result = match source.object.kind {
+        ReferenceKind::Secret => refs.secret_key(name, &source.key),
+        ReferenceKind::ConfigMap => refs.config_map_key(name, &source.key),
     };
     result.map_err(|source| BuildError::Reference {
         field: field.into(),
@@ -196,9 +150,7 @@ fn system_store() -> Arc<RootCertStore> {
 }
 
 fn tls_settings(
-    policy: &TlsPolicy,
-    pins: Vec<[u8; 32]>,
-    min_remaining_validity: std::time::Duration,
+    policy: &ValidTlsPolicy,
     refs: &dyn ReferenceSource,
 ) -> Result<TlsSettings, BuildError> {
     let roots = match &policy.ca_bundle {
@@ -227,20 +179,10 @@ fn tls_settings(
     };
     let client_auth = match &policy.client_certificate {
         None => None,
-        Some(client) => Some(client_auth(&client.secret_name, refs)?),
+        Some(secret) => Some(client_auth(secret, refs)?),
     };
     Ok(TlsSettings {
-        verify: policy.verify,
-        server_name: policy.server_name.clone(),
-        min_remaining_validity,
-        min_remaining_lifetime_percent: u8::try_from(
-            policy.min_remaining_lifetime_percent.clamp(0, 100),
-        )
-        .unwrap_or_default(),
-        min_version: policy.min_version,
-        expected_dns_names: policy.expected_dns_names.clone(),
-        expected_issuer: policy.expected_issuer.clone(),
-        pins,
+        policy: policy.clone(),
         roots,
         client_auth,
     })

@@ -5,7 +5,7 @@ use rustls_pki_types::CertificateDer;
 use sha2::{Digest, Sha256};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
-use super::{Failure, TlsFacts, tls::TlsSettings};
+use super::{Failure, TlsCapture, tls::TlsSettings};
 use crate::api::Reason;
 
 /// What one certificate of a served chain says about itself.
@@ -77,7 +77,7 @@ fn ip_to_string(bytes: &[u8]) -> Option<String> {
 /// Checks the expectations that need the served chain, in a fixed order so a certificate
 /// that breaks several rules always reports the same reason.
 pub fn check_expectations(
-    facts: &TlsFacts,
+    facts: &TlsCapture,
     settings: &TlsSettings,
     now: jiff::Timestamp,
 ) -> Result<(), Failure> {
@@ -89,7 +89,7 @@ pub fn check_expectations(
     };
     check_validity_window(facts, settings, now)?;
     check_lifetime_share(leaf, settings, now)?;
-    let missing: Vec<&str> = (settings.expected_dns_names.iter())
+    let missing: Vec<&str> = (settings.policy.expected_dns_names.iter())
         .filter(|name| {
             !leaf
                 .dns_names
@@ -107,7 +107,7 @@ pub fn check_expectations(
             ),
         ));
     }
-    if let Some(expected) = &settings.expected_issuer
+    if let Some(expected) = &settings.policy.expected_issuer
         && !leaf.issuer.contains(expected.as_str())
     {
         return Err(Failure::new(
@@ -118,11 +118,11 @@ pub fn check_expectations(
             ),
         ));
     }
-    if !settings.pins.is_empty()
+    if !settings.policy.pins.is_empty()
         && !facts
             .chain
             .iter()
-            .any(|c| settings.pins.contains(&c.spki_sha256))
+            .any(|c| settings.policy.pins.contains(&c.spki_sha256))
     {
         return Err(Failure::new(
             Reason::CertificatePinMismatch,
@@ -136,7 +136,7 @@ pub fn check_expectations(
 }
 
 fn check_validity_window(
-    facts: &TlsFacts,
+    facts: &TlsCapture,
     settings: &TlsSettings,
     now: jiff::Timestamp,
 ) -> Result<(), Failure> {
@@ -168,7 +168,7 @@ fn check_validity_window(
         return Ok(());
     };
     let remaining = earliest.not_after.duration_since(now);
-    let minimum = settings.min_remaining_validity;
+    let minimum = settings.policy.min_remaining_validity;
     if remaining.unsigned_abs() < minimum {
         return Err(Failure::new(
             Reason::CertificateExpiringSoon,
@@ -188,7 +188,7 @@ fn check_lifetime_share(
     settings: &TlsSettings,
     now: jiff::Timestamp,
 ) -> Result<(), Failure> {
-    if settings.min_remaining_lifetime_percent == 0 {
+    if settings.policy.min_remaining_lifetime_percent == 0 {
         return Ok(());
     }
     let lifetime = leaf.not_after.duration_since(leaf.not_before).as_secs_f64();
@@ -197,13 +197,13 @@ fn check_lifetime_share(
         return Ok(());
     }
     let percent = remaining / lifetime * 100.0;
-    if percent < f64::from(settings.min_remaining_lifetime_percent) {
+    if percent < f64::from(settings.policy.min_remaining_lifetime_percent) {
         return Err(Failure::new(
             Reason::CertificateExpiringSoon,
             format!(
                 "certificate for {} has {percent:.0}% of its lifetime left (< {}%): renewal is overdue",
                 leaf.display_name(),
-                settings.min_remaining_lifetime_percent
+                settings.policy.min_remaining_lifetime_percent
             ),
         ));
     }

@@ -8,40 +8,25 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, head
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
-use regex::Regex;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Failure, MAX_REDIRECTS, ProbeContext, net, tls, trace::Phase, trace::Trace};
-use crate::api::{Reason, validate::StatusMatch, validate::fmt_go};
+use crate::api::{HttpExpectations, Reason, StatusMatch, ValidHttp, fmt_go};
 
-/// A resolved HTTP check.
+/// A validated HTTP request with its header values resolved.
 #[derive(Debug, Clone)]
 pub struct HttpCheck {
-    pub url: url::Url,
-    pub method: Method,
-    pub headers: Vec<(HeaderName, HeaderValue)>,
-    pub body: Option<Bytes>,
-    pub follow_redirects: bool,
-    pub max_body_bytes: u64,
-    pub expect: HttpExpectations,
+    pub spec: ValidHttp,
+    pub headers: Vec<ResolvedHeader>,
 }
 
-/// What the final response must satisfy.
-#[derive(Debug, Clone, Default)]
-pub struct HttpExpectations {
-    pub status: Vec<StatusMatch>,
-    pub body_contains: Option<String>,
-    pub body_not_contains: Option<String>,
-    pub body_regex: Option<Regex>,
-    pub max_duration: Option<Duration>,
-}
-
-impl HttpExpectations {
-    fn inspects_body(&self) -> bool {
-        self.body_contains.is_some()
-            || self.body_not_contains.is_some()
-            || self.body_regex.is_some()
-    }
+/// A request header with its value in hand.
+#[derive(Debug, Clone)]
+pub struct ResolvedHeader {
+    pub name: HeaderName,
+    pub value: HeaderValue,
+    /// Read from a Secret: a credential that must stay with its origin.
+    pub from_secret: bool,
 }
 
 /// What one request returned, after the connection was closed.
@@ -64,13 +49,14 @@ pub async fn probe(
     trace: &Trace,
 ) -> Result<String, Failure> {
     let start = tokio::time::Instant::now();
-    let mut url = check.url.clone();
-    let mut method = check.method.clone();
-    let mut body = check.body.clone();
+    let spec = &check.spec;
+    let mut url = spec.url.clone();
+    let mut method = spec.method.clone();
+    let mut body = spec.body.clone();
     let mut hops = 0;
     let response = loop {
         let response = exchange(check, &url, &method, body.clone(), tls, ctx, trace).await?;
-        let redirect = check.follow_redirects && response.status.is_redirection();
+        let redirect = spec.follow_redirects && response.status.is_redirection();
         let Some(location) = response.location.as_deref().filter(|_| redirect) else {
             break response;
         };
@@ -99,7 +85,7 @@ pub async fn probe(
         }
     };
     trace.enter(Phase::Evaluate);
-    evaluate(&check.expect, &response, start.elapsed())?;
+    evaluate(&spec.expect, &response, start.elapsed())?;
     Ok(format!(
         "{} {} answered {} ({} body bytes read)",
         method, url, response.status, response.body_read
@@ -162,12 +148,7 @@ fn evaluate(
 }
 
 fn describe_status(status: &[StatusMatch]) -> String {
-    let items: Vec<String> = (status.iter())
-        .map(|m| match m {
-            StatusMatch::Code(code) => code.to_string(),
-            StatusMatch::Class(class) => format!("{class}xx"),
-        })
-        .collect();
+    let items: Vec<String> = status.iter().map(ToString::to_string).collect();
     items.join(", ")
 }
 
@@ -187,8 +168,8 @@ async fn exchange(
     let (stream, _) = net::connect(&addrs, trace).await?;
     let io: Box<dyn Io> = if url.scheme() == "https" {
         // serverName overrides only the configured host, not other hosts reached by redirects.
-        let name = match tls.server_name.as_deref() {
-            Some(name) if check.url.host_str() == Some(host) => name,
+        let name = match tls.policy.server_name.as_deref() {
+            Some(name) if check.spec.url.host_str() == Some(host) => name,
             _ => host,
         };
         let session = tls::handshake(stream, name, tls, trace).await?;
@@ -208,7 +189,8 @@ async fn exchange(
             .map_err(|e| hyper_failure(&e, "waiting for the response"))?;
         trace.set_http_status(response.status().as_u16());
         trace.enter(Phase::Transfer);
-        read_response(response, check.max_body_bytes, check.expect.inspects_body()).await
+        let spec = &check.spec;
+        read_response(response, spec.max_body_bytes, spec.expect.inspects_body()).await
     };
     tokio::pin!(exchange, connection);
     let mut connection_done = false;
@@ -232,8 +214,8 @@ fn build_request(
         None => url.path().to_string(),
     };
     let mut headers = HeaderMap::new();
-    for (name, value) in &check.headers {
-        headers.append(name.clone(), value.clone());
+    for header in &check.headers {
+        headers.append(header.name.clone(), header.value.clone());
     }
     let host = match url.port() {
         Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),

@@ -1,4 +1,4 @@
-//! The probe engine: takes a resolved [`Check`] (secrets already fetched) and returns an
+//! The probe engine: takes a resolved [`Probe`] (secrets already fetched) and returns an
 //! [`Outcome`]. It knows nothing of Kubernetes, so `canary check`, standalone mode and the
 //! operator share it unchanged.
 //!
@@ -18,11 +18,11 @@ use std::{sync::Arc, time::Duration};
 use ipnet::IpNet;
 use tokio::time::Instant;
 
-use crate::api::{Reason, validate::fmt_go};
+use crate::api::{Endpoint, Reason, fmt_go};
 
 pub use build::{BuildError, ReferenceError, ReferenceSource, build};
 pub use certs::CertFacts;
-pub use http::HttpCheck;
+pub use http::{HttpCheck, ResolvedHeader};
 pub use net::prober_fault;
 pub use tls::TlsSettings;
 pub use trace::{Phase, PhaseTimings};
@@ -30,9 +30,9 @@ pub use trace::{Phase, PhaseTimings};
 /// Redirect hops followed before giving up with `TooManyRedirects`.
 pub const MAX_REDIRECTS: usize = 10;
 
-/// A resolved, runnable check.
+/// A resolved, runnable probe.
 #[derive(Debug, Clone)]
-pub struct Check {
+pub struct Probe {
     pub target: Target,
     /// One deadline for the whole probe, DNS through body.
     pub timeout: Duration,
@@ -46,13 +46,6 @@ pub enum Target {
     Http(Box<HttpCheck>),
     Tcp(Endpoint),
     Tls(Endpoint),
-}
-
-/// Host and port of a TCP or TLS probe.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
-    pub host: String,
-    pub port: u16,
 }
 
 /// Operator-wide probing policy.
@@ -89,7 +82,7 @@ pub struct Outcome {
     pub phases: PhaseTimings,
     pub http_status: Option<u16>,
     /// Facts of the last TLS session, also when verification failed.
-    pub tls: Option<TlsFacts>,
+    pub tls: Option<TlsCapture>,
 }
 
 impl Outcome {
@@ -112,9 +105,9 @@ impl Outcome {
     }
 }
 
-/// Facts of a TLS session: negotiated parameters and the served chain.
+/// What a TLS handshake showed: negotiated parameters and the served chain.
 #[derive(Debug, Clone, PartialEq)]
-pub struct TlsFacts {
+pub struct TlsCapture {
     pub version: Option<String>,
     pub cipher_suite: Option<String>,
     /// Leaf first.
@@ -123,7 +116,7 @@ pub struct TlsFacts {
     pub verified: bool,
 }
 
-impl TlsFacts {
+impl TlsCapture {
     /// The leaf certificate.
     pub fn leaf(&self) -> Option<&CertFacts> {
         self.chain.first()
@@ -152,7 +145,7 @@ impl Failure {
 }
 
 /// Runs one probe to completion or to its deadline; never panics on target behaviour.
-pub async fn run(check: &Check, ctx: &ProbeContext) -> Outcome {
+pub async fn run(check: &Probe, ctx: &ProbeContext) -> Outcome {
     let started_at = jiff::Timestamp::now();
     let start = Instant::now();
     let trace = trace::Trace::new(start);
@@ -182,7 +175,7 @@ pub async fn run(check: &Check, ctx: &ProbeContext) -> Outcome {
     }
 }
 
-async fn probe(check: &Check, ctx: &ProbeContext, trace: &trace::Trace) -> Result<String, Failure> {
+async fn probe(check: &Probe, ctx: &ProbeContext, trace: &trace::Trace) -> Result<String, Failure> {
     match &check.target {
         Target::Http(http) => http::probe(http, &check.tls, ctx, trace).await,
         Target::Tcp(endpoint) => {
@@ -193,7 +186,12 @@ async fn probe(check: &Check, ctx: &ProbeContext, trace: &trace::Trace) -> Resul
         Target::Tls(endpoint) => {
             let addrs = net::resolve(&endpoint.host, endpoint.port, ctx, trace).await?;
             let (stream, addr) = net::connect(&addrs, trace).await?;
-            let name = check.tls.server_name.as_deref().unwrap_or(&endpoint.host);
+            let name = check
+                .tls
+                .policy
+                .server_name
+                .as_deref()
+                .unwrap_or(&endpoint.host);
             let session = tls::handshake(stream, name, &check.tls, trace).await?;
             Ok(format!(
                 "TLS handshake with {addr} succeeded ({})",

@@ -15,20 +15,13 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use tokio::net::TcpStream;
 use tokio_rustls::{TlsConnector, client::TlsStream};
 
-use super::{CertFacts, Failure, TlsFacts, certs, trace::Phase, trace::Trace};
-use crate::api::{Reason, TlsVersion};
+use super::{CertFacts, Failure, TlsCapture, certs, trace::Phase, trace::Trace};
+use crate::api::{Reason, TlsVersion, ValidTlsPolicy};
 
-/// Resolved TLS expectations and trust for one check.
+/// TLS expectations and trust for one check, references resolved.
 #[derive(Debug)]
 pub struct TlsSettings {
-    pub verify: bool,
-    pub server_name: Option<String>,
-    pub min_remaining_validity: std::time::Duration,
-    pub min_remaining_lifetime_percent: u8,
-    pub min_version: TlsVersion,
-    pub expected_dns_names: Vec<String>,
-    pub expected_issuer: Option<String>,
-    pub pins: Vec<[u8; 32]>,
+    pub policy: ValidTlsPolicy,
     /// System roots plus the check's caBundle.
     pub roots: Arc<RootCertStore>,
     pub client_auth: Option<ClientAuth>,
@@ -63,7 +56,7 @@ pub fn system_roots() -> &'static [CertificateDer<'static>] {
 /// An established session with what it showed.
 pub struct Session {
     pub stream: TlsStream<TcpStream>,
-    pub facts: TlsFacts,
+    pub facts: TlsCapture,
 }
 
 impl Session {
@@ -107,11 +100,11 @@ pub async fn handshake(
         .connect(server_name, stream)
         .await;
     let captured = verifier.take();
-    let mut facts = TlsFacts {
+    let mut facts = TlsCapture {
         version: None,
         cipher_suite: None,
         chain: captured.chain.iter().filter_map(CertFacts::parse).collect(),
-        verified: settings.verify && captured.verdict.as_ref().is_some_and(Result::is_ok),
+        verified: settings.policy.verify && captured.verdict.as_ref().is_some_and(Result::is_ok),
     };
     let stream = match result {
         Ok(stream) => stream,
@@ -136,7 +129,7 @@ fn client_config(
     settings: &TlsSettings,
     verifier: Arc<CapturingVerifier>,
 ) -> Result<ClientConfig, Failure> {
-    let versions: &[&rustls::SupportedProtocolVersion] = match settings.min_version {
+    let versions: &[&rustls::SupportedProtocolVersion] = match settings.policy.min_version {
         TlsVersion::V1_2 => &[&rustls::version::TLS13, &rustls::version::TLS12],
         TlsVersion::V1_3 => &[&rustls::version::TLS13],
     };
@@ -177,7 +170,7 @@ fn handshake_failure(
     settings: &TlsSettings,
 ) -> Failure {
     if let Some(Err(rustls::Error::InvalidCertificate(cert_error))) = verdict
-        && settings.verify
+        && settings.policy.verify
     {
         return certificate_failure(&cert_error);
     }
@@ -190,7 +183,7 @@ fn handshake_failure(
             Reason::TLSVersionTooLow,
             format!(
                 "the server does not offer TLS {} or newer ({error})",
-                match settings.min_version {
+                match settings.policy.min_version {
                     TlsVersion::V1_2 => "1.2",
                     TlsVersion::V1_3 => "1.3",
                 }
@@ -268,7 +261,7 @@ impl CapturingVerifier {
         };
         Ok(Self {
             webpki,
-            verify: settings.verify,
+            verify: settings.policy.verify,
             captured: Mutex::new(Captured::default()),
             provider,
         })

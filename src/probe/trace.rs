@@ -5,7 +5,7 @@ use std::{sync::Mutex, time::Duration};
 
 use tokio::time::Instant;
 
-use super::TlsFacts;
+use super::TlsCapture;
 
 /// The phases of a probe, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,7 +76,7 @@ struct State {
     since: Instant,
     timings: PhaseTimings,
     http_status: Option<u16>,
-    tls: Option<TlsFacts>,
+    tls: Option<TlsCapture>,
 }
 
 /// Shared by the probe future and [`super::run`], which reads it after a timeout.
@@ -120,12 +120,12 @@ impl Trace {
         self.with(|s| s.http_status = Some(status));
     }
 
-    pub fn set_tls(&self, facts: TlsFacts) {
+    pub fn set_tls(&self, facts: TlsCapture) {
         self.with(|s| s.tls = Some(facts));
     }
 
     /// Closes the last phase and hands out what was learned.
-    pub fn finish(&self) -> (PhaseTimings, Option<u16>, Option<TlsFacts>) {
+    pub fn finish(&self) -> (PhaseTimings, Option<u16>, Option<TlsCapture>) {
         self.with(|s| {
             close_phase(s);
             s.phase = Phase::Evaluate;

@@ -3,12 +3,12 @@
 //! for the watchdog. It knows nothing of the API server: specs come from a source (the
 //! controller or YAML files), results go to sinks (metrics, status writer, logs).
 
+mod spec;
 mod task;
 mod watchdog;
 
 use std::{
     collections::{HashMap, VecDeque},
-    hash::{Hash, Hasher},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -17,76 +17,29 @@ use futures::future::BoxFuture;
 use tokio::{sync::Semaphore, task::JoinHandle, time::Instant};
 
 use crate::{
-    api::{HealthCheckStatus, Reason},
-    probe::{self, Check, Outcome, ProbeContext},
+    api::{HealthCheckStatus, ReadyStatus},
+    probe::{self, Outcome, Probe, ProbeContext},
+    readiness::Transition,
 };
 
+pub use crate::api::CheckKey;
+pub use spec::{Origin, Plan, RunnerSpec, Schedule, jitter, stable_hash};
 pub use watchdog::{Health, WatchdogConfig};
-
-/// Identifies a check: namespace and name (files use `default` when none is given).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CheckKey {
-    pub namespace: String,
-    pub name: String,
-}
-
-impl std::fmt::Display for CheckKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
 
 /// Runs one probe of one check.
 pub trait Prober: Send + Sync {
     fn probe(&self) -> BoxFuture<'_, Outcome>;
 }
 
-/// The real prober: a built check under the operator-wide policy.
+/// The real prober: a built probe under the operator-wide policy.
 pub struct CheckProber {
-    pub check: Check,
+    pub probe: Probe,
     pub ctx: Arc<ProbeContext>,
 }
 
 impl Prober for CheckProber {
     fn probe(&self) -> BoxFuture<'_, Outcome> {
-        Box::pin(probe::run(&self.check, &self.ctx))
-    }
-}
-
-/// What a runner does.
-#[derive(Clone)]
-pub enum Plan {
-    /// Probe every interval.
-    Run(Arc<dyn Prober>),
-    /// The spec cannot run (InvalidSpec, ReferenceNotFound): report once, then wait for a change.
-    Blocked { reason: Reason, message: String },
-}
-
-/// Everything a runner needs, as produced by a spec source.
-#[derive(Clone)]
-pub struct RunnerSpec {
-    pub key: CheckKey,
-    /// The object's uid (operator) used for jitter, so a recreated object gets a new slot.
-    pub uid: Option<String>,
-    pub generation: Option<i64>,
-    /// Changes whenever the spec or a resolved reference changes; equal means "same runner".
-    pub revision: u64,
-    pub interval: Duration,
-    pub timeout: Duration,
-    pub suspend: bool,
-    pub failure_threshold: u32,
-    pub success_threshold: u32,
-    pub plan: Plan,
-    /// Status to resume from (restart-safe thresholds and transitions).
-    pub status: HealthCheckStatus,
-}
-
-impl RunnerSpec {
-    /// A stable revision from anything hashable (the spec's JSON and resolved references).
-    pub fn revision_of(parts: &[&[u8]]) -> u64 {
-        let mut hasher = std::hash::DefaultHasher::new();
-        parts.hash(&mut hasher);
-        hasher.finish()
+        Box::pin(probe::run(&self.probe, &self.ctx))
     }
 }
 
@@ -97,6 +50,8 @@ pub struct RunReport<'a> {
     pub outcome: &'a Outcome,
     pub previous: &'a HealthCheckStatus,
     pub status: &'a HealthCheckStatus,
+    /// The change of Ready this run made, decided once by [`crate::readiness::next_status`].
+    pub transition: Option<&'a Transition>,
     /// Actual start minus due time.
     pub lag: Duration,
     /// Ticks skipped after this run because it overran its interval.
@@ -213,18 +168,19 @@ impl Scheduler {
             Some(handle) => {
                 handle.task.abort();
                 let old = lock(&handle.state).clone();
-                (old.status, old.next_due.min(now + spec.interval))
+                (old.status, old.next_due.min(now + spec.schedule.interval))
             }
             None => (spec.status.clone(), now + jitter(&spec)),
         };
+        let schedule = &spec.schedule;
         let state = Arc::new(Mutex::new(RunnerState {
             status,
             next_due: first_due,
             last_progress: now,
-            active: !spec.suspend && matches!(spec.plan, Plan::Run(_)),
+            active: !schedule.suspend && matches!(spec.plan, Plan::Run(_)),
             blocked: matches!(spec.plan, Plan::Blocked { .. }),
-            suspended: spec.suspend,
-            stall_threshold: spec.interval + spec.timeout + self.shared.config.stall_grace,
+            suspended: schedule.suspend,
+            stall_threshold: schedule.interval + schedule.timeout + self.shared.config.stall_grace,
             runs: 0,
         }));
         let key = spec.key.clone();
@@ -319,13 +275,11 @@ impl Scheduler {
         let mut summary = Summary::default();
         for handle in runners.values() {
             let state = lock(&handle.state);
-            let ready =
-                crate::status::ready_condition(&state.status.conditions).map(|c| c.status.as_str());
-            match (state.blocked, state.suspended, ready) {
+            match (state.blocked, state.suspended, state.status.ready()) {
                 (true, _, _) => summary.invalid += 1,
                 (_, true, _) => summary.suspended += 1,
-                (_, _, Some("True")) => summary.ready += 1,
-                (_, _, Some("False")) => summary.failing += 1,
+                (_, _, Some(ReadyStatus::True)) => summary.ready += 1,
+                (_, _, Some(ReadyStatus::False)) => summary.failing += 1,
                 _ => summary.pending += 1,
             }
             if state.active
@@ -346,16 +300,4 @@ impl Scheduler {
 /// Same revision and still running: nothing to do.
 fn handle_same(handle: &RunnerHandle, spec: &RunnerSpec) -> bool {
     handle.revision == spec.revision && !handle.task.is_finished()
-}
-
-/// Deterministic offset of the first run within the interval (hash of uid, else of the key),
-/// so restarts and replicas spread checks the same way instead of bursting them.
-pub fn jitter(spec: &RunnerSpec) -> Duration {
-    let mut hasher = std::hash::DefaultHasher::new();
-    match &spec.uid {
-        Some(uid) => uid.hash(&mut hasher),
-        None => spec.key.hash(&mut hasher),
-    }
-    let interval = spec.interval.as_millis().max(1) as u64;
-    Duration::from_millis(hasher.finish() % interval)
 }

@@ -12,7 +12,7 @@ use super::{Plan, RunReport, RunnerSpec, RunnerState, Shared, lock};
 use crate::{
     api::Reason,
     probe::Outcome,
-    status::{StatusInputs, next_status},
+    readiness::{StatusInputs, next_status},
 };
 
 /// The runner task; ends only when aborted (removal, replacement, shutdown).
@@ -21,7 +21,7 @@ pub(super) async fn run(
     spec: Arc<RunnerSpec>,
     state: Arc<Mutex<RunnerState>>,
 ) {
-    let prober = match (&spec.plan, spec.suspend) {
+    let prober = match (&spec.plan, spec.schedule.suspend) {
         (Plan::Blocked { reason, message }, _) => {
             report(
                 &shared,
@@ -49,7 +49,7 @@ pub(super) async fn run(
         let lag = Instant::now().saturating_duration_since(due);
         let outcome = prober.probe().await;
         drop(permit);
-        let (next_due, skipped) = next_due_after(due, spec.interval, Instant::now());
+        let (next_due, skipped) = next_due_after(due, spec.schedule.interval, Instant::now());
         lock(&state).next_due = next_due;
         report(&shared, &spec, &state, outcome, Timing { lag, skipped });
     }
@@ -82,22 +82,23 @@ fn report(
     timing: Timing,
 ) {
     let prober_error = outcome.reason == Reason::ProberError;
-    let (previous, status) = {
+    let (previous, next) = {
         let mut state = lock(state);
         let previous = state.status.clone();
         let inputs = StatusInputs {
             generation: spec.generation,
-            failure_threshold: spec.failure_threshold,
-            success_threshold: spec.success_threshold,
+            failure_threshold: spec.schedule.failure_threshold.get(),
+            success_threshold: spec.schedule.success_threshold.get(),
             next_run: Some(wall_clock(state.next_due)),
         };
-        state.status = next_status(&previous, &outcome, inputs);
+        let next = next_status(&previous, &outcome, inputs);
+        state.status = next.status.clone();
         state.runs += 1;
         // The prober's own fault is not progress: a process out of descriptors must go overdue.
         if !prober_error {
             state.last_progress = Instant::now();
         }
-        (previous, state.status.clone())
+        (previous, next)
     };
     shared.note_outcome(prober_error);
     let report = RunReport {
@@ -105,7 +106,8 @@ fn report(
         spec,
         outcome: &outcome,
         previous: &previous,
-        status: &status,
+        status: &next.status,
+        transition: next.transition.as_ref(),
         lag: timing.lag,
         skipped: timing.skipped,
     };

@@ -7,7 +7,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::{Shared, lock};
-use crate::api::validate::fmt_go;
+use crate::api::fmt_go;
 
 /// Watchdog thresholds beyond the per-check stall threshold.
 #[derive(Debug, Clone)]

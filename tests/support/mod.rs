@@ -7,8 +7,8 @@ pub mod server;
 use std::collections::HashMap;
 
 use canary_operator::{
-    api::HealthCheckSpec,
-    probe::{self, Outcome, ProbeContext, ReferenceError, ReferenceSource},
+    api::{HealthCheckSpec, validate},
+    probe::{self, Outcome, Probe, ProbeContext, ReferenceError, ReferenceSource},
 };
 
 /// Secrets and ConfigMaps held in memory, keyed by (name, key).
@@ -60,10 +60,15 @@ pub fn spec(json: serde_json::Value) -> HealthCheckSpec {
     serde_json::from_value(json).expect("test spec must deserialize")
 }
 
+/// Validates and builds `spec`, which a test expects to be valid.
+pub fn build(spec: &HealthCheckSpec, refs: &dyn ReferenceSource) -> Probe {
+    let valid = validate(spec).expect("test spec must be valid");
+    probe::build(&valid, refs).expect("test spec must build")
+}
+
 /// Builds and runs `spec` once with the default probing policy.
 pub async fn probe_once(spec: &HealthCheckSpec, refs: &MapRefs) -> Outcome {
-    let check = probe::build(spec, refs).expect("test spec must build");
-    probe::run(&check, &ProbeContext::default()).await
+    probe::run(&build(spec, refs), &ProbeContext::default()).await
 }
 
 /// Open file descriptors of this process.

@@ -1,16 +1,16 @@
 //! The pure decision of what a HealthCheck's status becomes after a probe: thresholds decide
-//! `Ready`, counters follow, and the Ready condition only transitions when its status changes.
-//! Shared by `canary check`, the scheduler and the controller's status writer.
+//! `Ready`, counters follow, and this is the one place that decides a transition of Ready,
+//! which then travels to Events, logs, metrics and the status writer.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::api::{
-    HealthCheckStatus, LastResult, PhaseDurations, Reason, TlsFacts as StatusTlsFacts,
+    HealthCheckStatus, LastResult, PhaseDurations, READY, ReadyStatus, Reason, TlsFacts,
 };
-use crate::probe::{Outcome, TlsFacts};
+use crate::probe::{Outcome, TlsCapture};
 
-/// The condition type Canary maintains.
-pub const READY: &str = "Ready";
+/// Longest condition and result message written to status (the API convention's limit).
+const MAX_MESSAGE: usize = 1024;
 
 /// What besides the outcome decides the next status.
 #[derive(Debug, Clone, Copy)]
@@ -21,12 +21,29 @@ pub struct StatusInputs {
     pub next_run: Option<jiff::Timestamp>,
 }
 
+/// A change of the Ready condition's status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    /// `None` when the condition did not exist before.
+    pub from: Option<ReadyStatus>,
+    pub to: ReadyStatus,
+    pub reason: Reason,
+    pub message: String,
+}
+
+/// The status after a run, and the transition it made, if any.
+#[derive(Debug, Clone)]
+pub struct NextStatus {
+    pub status: HealthCheckStatus,
+    pub transition: Option<Transition>,
+}
+
 /// The status after `outcome`, starting from `prev` (default when the check never ran).
 pub fn next_status(
     prev: &HealthCheckStatus,
     outcome: &Outcome,
     inputs: StatusInputs,
-) -> HealthCheckStatus {
+) -> NextStatus {
     let mut next = prev.clone();
     let now = Time(outcome.started_at);
     next.observed_generation = inputs.generation;
@@ -37,37 +54,42 @@ pub fn next_status(
     }
     let (status, reason, message) = match outcome.reason {
         // The prober's own fault says nothing about the target: keep state and counters.
-        Reason::ProberError => return next,
+        Reason::ProberError => {
+            return NextStatus {
+                status: next,
+                transition: None,
+            };
+        }
         Reason::InvalidSpec | Reason::ReferenceNotFound => {
             next.consecutive_failures = 0;
             next.consecutive_successes = 0;
-            ("False", outcome.reason, outcome.message.clone())
+            (ReadyStatus::False, outcome.reason, outcome.message.clone())
         }
-        Reason::Suspended => ("Unknown", Reason::Suspended, outcome.message.clone()),
+        Reason::Suspended => (
+            ReadyStatus::Unknown,
+            Reason::Suspended,
+            outcome.message.clone(),
+        ),
         _ => {
             next.last_run_time = Some(now.clone());
             count(&mut next, outcome, &now);
             ready_from_counts(&next, prev, outcome, inputs)
         }
     };
-    set_ready(
-        &mut next.conditions,
-        status,
-        reason,
-        &message,
-        inputs.generation,
-        &now,
-    );
-    next
+    let transition = set_ready(&mut next, status, reason, &message, inputs.generation, &now);
+    NextStatus {
+        status: next,
+        transition,
+    }
 }
 
 fn count(next: &mut HealthCheckStatus, outcome: &Outcome, now: &Time) {
     if outcome.success() {
-        next.consecutive_successes += 1;
+        next.consecutive_successes = next.consecutive_successes.saturating_add(1);
         next.consecutive_failures = 0;
         next.last_success_time = Some(now.clone());
     } else {
-        next.consecutive_failures += 1;
+        next.consecutive_failures = next.consecutive_failures.saturating_add(1);
         next.consecutive_successes = 0;
         next.last_failure_time = Some(now.clone());
     }
@@ -78,71 +100,79 @@ fn ready_from_counts(
     prev: &HealthCheckStatus,
     outcome: &Outcome,
     inputs: StatusInputs,
-) -> (&'static str, Reason, String) {
-    let previous = ready_condition(&prev.conditions).map(|c| c.status.as_str());
+) -> (ReadyStatus, Reason, String) {
     if outcome.success() {
         if next.consecutive_successes >= i64::from(inputs.success_threshold) {
-            return ("True", Reason::Succeeded, outcome.message.clone());
+            return (
+                ReadyStatus::True,
+                Reason::Succeeded,
+                outcome.message.clone(),
+            );
         }
         let waiting = format!(
             "{} of {} successes needed: {}",
             next.consecutive_successes, inputs.success_threshold, outcome.message
         );
-        return hold(previous, waiting, prev);
+        return hold(prev, waiting);
     }
     if next.consecutive_failures >= i64::from(inputs.failure_threshold) {
-        return ("False", outcome.reason, outcome.message.clone());
+        return (ReadyStatus::False, outcome.reason, outcome.message.clone());
     }
     let waiting = format!(
         "{} of {} failures tolerated ({}): {}",
         next.consecutive_failures, inputs.failure_threshold, outcome.reason, outcome.message
     );
-    hold(previous, waiting, prev)
+    hold(prev, waiting)
 }
 
 /// Keeps the previous Ready status (and reason) while a threshold is not yet reached.
-fn hold(
-    previous: Option<&str>,
-    message: String,
-    prev: &HealthCheckStatus,
-) -> (&'static str, Reason, String) {
-    let reason = (ready_condition(&prev.conditions))
-        .and_then(|c| Reason::ALL.iter().copied().find(|r| r.as_str() == c.reason))
-        .unwrap_or(Reason::Pending);
-    match previous {
-        Some("True") => ("True", reason, message),
-        Some("False") => ("False", reason, message),
-        _ => ("Unknown", Reason::Pending, message),
+fn hold(prev: &HealthCheckStatus, message: String) -> (ReadyStatus, Reason, String) {
+    let reason = prev.ready_reason().unwrap_or(Reason::Pending);
+    match prev.ready() {
+        Some(status @ (ReadyStatus::True | ReadyStatus::False)) => (status, reason, message),
+        _ => (ReadyStatus::Unknown, Reason::Pending, message),
     }
 }
 
-/// The Ready condition, if any.
-pub fn ready_condition(conditions: &[Condition]) -> Option<&Condition> {
-    conditions.iter().find(|c| c.type_ == READY)
-}
-
-/// Sets Ready, moving lastTransitionTime only when the status value changes.
+/// Sets Ready, moving lastTransitionTime only when the status value changes; returns that
+/// change.
 fn set_ready(
-    conditions: &mut Vec<Condition>,
-    status: &str,
+    status: &mut HealthCheckStatus,
+    ready: ReadyStatus,
     reason: Reason,
     message: &str,
     generation: Option<i64>,
     now: &Time,
-) {
-    let transition = match ready_condition(conditions) {
-        Some(c) if c.status == status => c.last_transition_time.clone(),
-        _ => now.clone(),
+) -> Option<Transition> {
+    let message = truncate_chars(message, MAX_MESSAGE);
+    let previous = status.ready_condition().cloned();
+    let from = previous.as_ref().map(|c| ReadyStatus::parse(&c.status));
+    let (last_transition_time, transition) = match previous {
+        Some(c) if from == Some(ready) => (c.last_transition_time, None),
+        _ => {
+            let transition = Transition {
+                from,
+                to: ready,
+                reason,
+                message: message.clone(),
+            };
+            (now.clone(), Some(transition))
+        }
     };
-    conditions.retain(|c| c.type_ != READY);
-    conditions.push(Condition {
+    status.conditions.retain(|c| c.type_ != READY);
+    status.conditions.push(Condition {
         type_: READY.into(),
-        status: status.into(),
+        status: ready.as_str().into(),
         reason: reason.as_str().into(),
-        message: message.chars().take(1024).collect(),
+        message,
         observed_generation: generation,
-        last_transition_time: transition,
+        last_transition_time,
     });
+    transition
+}
+
+fn truncate_chars(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
 }
 
 /// Seconds with millisecond precision, as status writes durations (`0.183s`).
@@ -155,7 +185,7 @@ fn last_result(outcome: &Outcome) -> LastResult {
     LastResult {
         success: outcome.success(),
         reason: outcome.reason,
-        message: outcome.message.chars().take(1024).collect(),
+        message: truncate_chars(&outcome.message, MAX_MESSAGE),
         duration: seconds(outcome.duration),
         http_status: outcome.http_status.map(i32::from),
         phases: (phases.iter().next().is_some()).then(|| PhaseDurations {
@@ -169,9 +199,9 @@ fn last_result(outcome: &Outcome) -> LastResult {
 }
 
 /// The status form of TLS facts (leaf details plus the chain's earliest expiry).
-pub fn status_tls_facts(facts: &TlsFacts) -> StatusTlsFacts {
+pub fn status_tls_facts(facts: &TlsCapture) -> TlsFacts {
     let leaf = facts.leaf();
-    StatusTlsFacts {
+    TlsFacts {
         version: facts.version.clone(),
         cipher_suite: facts.cipher_suite.clone(),
         subject: leaf.map(|l| l.subject.clone()),
@@ -207,7 +237,7 @@ mod tests {
     }
 
     fn ready(status: &HealthCheckStatus) -> (&str, &str, i64) {
-        let c = ready_condition(&status.conditions).unwrap();
+        let c = status.ready_condition().unwrap();
         (
             c.status.as_str(),
             c.reason.as_str(),
@@ -222,17 +252,18 @@ mod tests {
             &HealthCheckStatus::default(),
             &outcome(Reason::Succeeded, 0),
             inputs,
-        );
+        )
+        .status;
         assert_eq!(ready(&status), ("True", "Succeeded", 0));
         for at in 1..=2 {
-            status = next_status(&status, &outcome(Reason::Timeout, at), inputs);
+            status = next_status(&status, &outcome(Reason::Timeout, at), inputs).status;
             assert_eq!(
                 ready(&status),
                 ("True", "Succeeded", 0),
                 "failure {at} is tolerated"
             );
         }
-        status = next_status(&status, &outcome(Reason::Timeout, 3), inputs);
+        status = next_status(&status, &outcome(Reason::Timeout, 3), inputs).status;
         assert_eq!(ready(&status), ("False", "Timeout", 3));
         assert_eq!(status.consecutive_failures, 3);
         assert_eq!(status.observed_generation, Some(3));
@@ -246,11 +277,12 @@ mod tests {
             &HealthCheckStatus::default(),
             &outcome(Reason::UnexpectedStatus, 0),
             inputs,
-        );
+        )
+        .status;
         assert_eq!(ready(&status), ("False", "UnexpectedStatus", 0));
-        status = next_status(&status, &outcome(Reason::Succeeded, 1), inputs);
+        status = next_status(&status, &outcome(Reason::Succeeded, 1), inputs).status;
         assert_eq!(ready(&status), ("False", "UnexpectedStatus", 0));
-        status = next_status(&status, &outcome(Reason::Succeeded, 2), inputs);
+        status = next_status(&status, &outcome(Reason::Succeeded, 2), inputs).status;
         assert_eq!(ready(&status), ("True", "Succeeded", 2));
         assert_eq!(status.consecutive_successes, 2);
         assert_eq!(
@@ -266,8 +298,11 @@ mod tests {
             &HealthCheckStatus::default(),
             &outcome(Reason::Succeeded, 0),
             inputs,
-        );
-        let after = next_status(&status, &outcome(Reason::ProberError, 1), inputs);
+        )
+        .status;
+        let next = next_status(&status, &outcome(Reason::ProberError, 1), inputs);
+        assert_eq!(next.transition, None);
+        let after = next.status;
         assert_eq!(ready(&after), ("True", "Succeeded", 0));
         assert_eq!(after.consecutive_successes, 1);
         assert_eq!(after.last_run_time, status.last_run_time);
@@ -280,7 +315,8 @@ mod tests {
             &HealthCheckStatus::default(),
             &outcome(Reason::Timeout, 0),
             inputs(2, 1),
-        );
+        )
+        .status;
         assert_eq!(ready(&status), ("Unknown", "Pending", 0));
     }
 }

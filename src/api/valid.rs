@@ -1,0 +1,195 @@
+//! A spec after validation: every field typed and parsed once ([`super::validate()`] builds
+//! it), so the engine never goes back to the strings users wrote. References (Secrets,
+//! ConfigMaps) stay references: resolving them is the probe builder's job.
+
+use std::{num::NonZeroU32, time::Duration};
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method};
+use regex::Regex;
+
+use super::spec::TlsVersion;
+
+/// A spec that passed validation.
+#[derive(Debug, Clone)]
+pub struct ValidSpec {
+    pub interval: Duration,
+    /// One deadline for the whole probe, DNS through body.
+    pub timeout: Duration,
+    pub suspend: bool,
+    pub failure_threshold: NonZeroU32,
+    pub success_threshold: NonZeroU32,
+    pub probe: ProbeKind,
+    pub tls_policy: ValidTlsPolicy,
+}
+
+/// What to probe: exactly one kind per HealthCheck.
+#[derive(Debug, Clone)]
+pub enum ProbeKind {
+    Http(Box<ValidHttp>),
+    Tcp(Endpoint),
+    Tls(Endpoint),
+}
+
+impl ProbeKind {
+    /// The kind's name as in the spec (`http`, `tcp`, `tls`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Http(_) => "http",
+            Self::Tcp(_) => "tcp",
+            Self::Tls(_) => "tls",
+        }
+    }
+}
+
+/// Host and port of a TCP or TLS probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// DNS name or IP address (IPv6 without brackets).
+    pub host: String,
+    pub port: u16,
+}
+
+/// A validated HTTP request and its expectations.
+#[derive(Debug, Clone)]
+pub struct ValidHttp {
+    pub url: url::Url,
+    pub method: Method,
+    pub headers: Vec<ValidHeader>,
+    pub body: Option<Bytes>,
+    pub follow_redirects: bool,
+    pub max_body_bytes: u64,
+    pub expect: HttpExpectations,
+}
+
+/// One request header with its value, or where to read it.
+#[derive(Debug, Clone)]
+pub struct ValidHeader {
+    pub name: HeaderName,
+    pub value: HeaderSource,
+}
+
+/// Where a header value comes from.
+#[derive(Debug, Clone)]
+pub enum HeaderSource {
+    Literal(HeaderValue),
+    From(ValueRef),
+}
+
+/// What the final HTTP response must satisfy.
+#[derive(Debug, Clone, Default)]
+pub struct HttpExpectations {
+    pub status: Vec<StatusMatch>,
+    pub body_contains: Option<String>,
+    pub body_not_contains: Option<String>,
+    pub body_regex: Option<Regex>,
+    pub max_duration: Option<Duration>,
+}
+
+impl HttpExpectations {
+    /// Whether any expectation reads the body.
+    pub fn inspects_body(&self) -> bool {
+        self.body_contains.is_some()
+            || self.body_not_contains.is_some()
+            || self.body_regex.is_some()
+    }
+}
+
+/// Accepted HTTP status: one code or a class such as `2xx`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusMatch {
+    Code(u16),
+    Class(u16),
+}
+
+impl StatusMatch {
+    /// Whether `status` is accepted.
+    pub fn matches(self, status: u16) -> bool {
+        match self {
+            Self::Code(code) => code == status,
+            Self::Class(class) => status / 100 == class,
+        }
+    }
+}
+
+impl std::fmt::Display for StatusMatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Code(code) => write!(f, "{code}"),
+            Self::Class(class) => write!(f, "{class}xx"),
+        }
+    }
+}
+
+/// Validated TLS expectations; the CA bundle and client certificate are still references.
+#[derive(Debug, Clone)]
+pub struct ValidTlsPolicy {
+    pub verify: bool,
+    /// SNI and the name verified; default: the target host.
+    pub server_name: Option<String>,
+    pub min_remaining_validity: Duration,
+    /// 0 disables the check.
+    pub min_remaining_lifetime_percent: u8,
+    pub min_version: TlsVersion,
+    pub ca_bundle: Option<ValueRef>,
+    pub expected_dns_names: Vec<String>,
+    pub expected_issuer: Option<String>,
+    /// SHA-256 digests of pinned SubjectPublicKeyInfo.
+    pub pins: Vec<[u8; 32]>,
+    /// Name of a kubernetes.io/tls Secret.
+    pub client_certificate: Option<String>,
+}
+
+/// Which kind of object a reference points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ReferenceKind {
+    Secret,
+    ConfigMap,
+}
+
+impl ReferenceKind {
+    /// The Kubernetes kind, for messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Secret => "Secret",
+            Self::ConfigMap => "ConfigMap",
+        }
+    }
+}
+
+/// One object a spec reads, by name, in the HealthCheck's own namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Reference {
+    pub kind: ReferenceKind,
+    pub name: String,
+}
+
+/// One key of a referenced object.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ValueRef {
+    pub object: Reference,
+    pub key: String,
+}
+
+impl ValidSpec {
+    /// Every object this spec reads, sorted and without duplicates, so the operator can fetch
+    /// exactly those (by name) before building the probe.
+    pub fn references(&self) -> Vec<Reference> {
+        let mut refs: Vec<Reference> = Vec::new();
+        if let ProbeKind::Http(http) = &self.probe {
+            refs.extend(http.headers.iter().filter_map(|h| match &h.value {
+                HeaderSource::From(source) => Some(source.object.clone()),
+                HeaderSource::Literal(_) => None,
+            }));
+        }
+        let policy = &self.tls_policy;
+        refs.extend(policy.ca_bundle.iter().map(|r| r.object.clone()));
+        refs.extend(policy.client_certificate.iter().map(|name| Reference {
+            kind: ReferenceKind::Secret,
+            name: name.clone(),
+        }));
+        refs.sort();
+        refs.dedup();
+        refs
+    }
+}

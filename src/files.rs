@@ -1,0 +1,251 @@
+//! HealthChecks from YAML files, shared by `canary check` and standalone mode: multi-document
+//! files and directories, every error naming the file, the document and the field; references
+//! resolved from mounted-volume-like folders (`DIR/<name>/<key>`) that a name cannot escape.
+
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+};
+
+use kube::api::ObjectMeta;
+
+use crate::{
+    api::{CheckKey, HealthCheck, HealthCheckSpec},
+    probe::{ReferenceError, ReferenceSource},
+};
+
+/// Why files could not be turned into HealthChecks.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not valid YAML: {message}")]
+    Yaml { path: PathBuf, message: String },
+    #[error("{path}, document {document}: {message}")]
+    Document {
+        path: PathBuf,
+        document: usize,
+        message: String,
+    },
+    #[error("{0}: no .yaml or .yml files found")]
+    Empty(PathBuf),
+}
+
+/// A HealthCheck read from a file, with where it came from.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub resource: HealthCheck,
+    pub path: PathBuf,
+    /// 1-based document index within the file.
+    pub document: usize,
+}
+
+impl Loaded {
+    /// Namespace (`default` when the file gives none) and name.
+    pub fn key(&self) -> CheckKey {
+        CheckKey::of(&self.resource)
+    }
+
+    /// The error prefix naming this document.
+    pub fn origin(&self) -> String {
+        format!("{}, document {}", self.path.display(), self.document)
+    }
+}
+
+/// Expands files and directories (sorted, `*.yaml`/`*.yml`) into the files to read.
+pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, LoadError> {
+    let mut files = Vec::new();
+    for path in paths {
+        let read_err = |source| LoadError::Read {
+            path: path.clone(),
+            source,
+        };
+        if path.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(path)
+                .map_err(read_err)?
+                .filter_map(|entry| entry.ok().map(|e| e.path()))
+                .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+                .collect();
+            if found.is_empty() {
+                return Err(LoadError::Empty(path.clone()));
+            }
+            found.sort();
+            files.extend(found);
+        } else {
+            std::fs::metadata(path).map_err(read_err)?;
+            files.push(path.clone());
+        }
+    }
+    Ok(files)
+}
+
+/// Reads every HealthCheck in `paths`; duplicates (same namespace/name) are an error.
+pub fn load(paths: &[PathBuf]) -> Result<Vec<Loaded>, LoadError> {
+    let mut loaded = Vec::new();
+    for file in expand(paths)? {
+        loaded.extend(load_file(&file)?);
+    }
+    let mut seen = BTreeSet::new();
+    for item in &loaded {
+        if !seen.insert(item.key()) {
+            return Err(LoadError::Document {
+                path: item.path.clone(),
+                document: item.document,
+                message: format!("metadata.name: duplicate HealthCheck {}", item.key()),
+            });
+        }
+    }
+    Ok(loaded)
+}
+
+fn load_file(path: &Path) -> Result<Vec<Loaded>, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+        path: path.into(),
+        source,
+    })?;
+    let documents: Vec<serde_json::Value> =
+        serde_saphyr::from_str_multiple(&text).map_err(|e| LoadError::Yaml {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+    let mut loaded = Vec::new();
+    for (index, document) in documents.into_iter().enumerate() {
+        if document.is_null() {
+            continue;
+        }
+        let error = |message: String| LoadError::Document {
+            path: path.into(),
+            document: index + 1,
+            message,
+        };
+        let resource = parse_document(document).map_err(error)?;
+        loaded.push(Loaded {
+            resource,
+            path: path.into(),
+            document: index + 1,
+        });
+    }
+    Ok(loaded)
+}
+
+/// Parses one document strictly: right apiVersion and kind, a name, no unknown spec fields.
+pub fn parse_document(document: serde_json::Value) -> Result<HealthCheck, String> {
+    let field = |name: &str| {
+        document
+            .get(name)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (api_version, kind) = (field("apiVersion"), field("kind"));
+    if api_version != "canary.dev/v1alpha1" || kind != "HealthCheck" {
+        return Err(format!(
+            "apiVersion/kind {api_version:?}/{kind:?} is not canary.dev/v1alpha1 HealthCheck"
+        ));
+    }
+    let metadata: ObjectMeta =
+        serde_json::from_value(document.get("metadata").cloned().unwrap_or_default())
+            .map_err(|e| format!("metadata: {e}"))?;
+    if metadata.name.as_deref().is_none_or(str::is_empty) {
+        return Err("metadata.name: Required value".into());
+    }
+    let spec_value = document
+        .get("spec")
+        .cloned()
+        .ok_or("spec: Required value")?;
+    let mut unknown = Vec::new();
+    let spec: HealthCheckSpec = serde_ignored::deserialize(&spec_value, |path| {
+        unknown.push(format!("spec.{path}").replace(".?", ""))
+    })
+    .map_err(|_| strict_error(&spec_value))?;
+    if let Some(field) = unknown.first() {
+        return Err(format!("{field}: unknown field"));
+    }
+    let mut resource = HealthCheck::new(metadata.name.as_deref().unwrap_or_default(), spec);
+    resource.metadata = metadata;
+    if resource.metadata.namespace.is_none() {
+        resource.metadata.namespace = Some("default".into());
+    }
+    Ok(resource)
+}
+
+/// Names the field a type error is at (`spec.http.url: invalid type ...`).
+fn strict_error(spec: &serde_json::Value) -> String {
+    match serde_path_to_error::deserialize::<_, HealthCheckSpec>(spec) {
+        Ok(_) => "spec: invalid".into(),
+        Err(e) => format!("spec.{}: {}", e.path(), e.inner()),
+    }
+}
+
+/// Reads Secret and ConfigMap keys from `DIR/<name>/<key>`, like mounted volumes.
+#[derive(Debug, Clone, Default)]
+pub struct DirReferences {
+    pub secrets_dir: Option<PathBuf>,
+    pub config_maps_dir: Option<PathBuf>,
+}
+
+impl DirReferences {
+    fn read(
+        dir: Option<&Path>,
+        kind: &'static str,
+        flag: &str,
+        name: &str,
+        key: &str,
+    ) -> Result<Vec<u8>, ReferenceError> {
+        let dir = dir.ok_or_else(|| {
+            ReferenceError::Unavailable(format!(
+                "{kind} {name:?} is referenced: pass {flag} DIR holding DIR/{name}/{key}"
+            ))
+        })?;
+        let not_found = || ReferenceError::NotFound {
+            kind,
+            name: name.into(),
+        };
+        let missing_key = || ReferenceError::MissingKey {
+            kind,
+            name: name.into(),
+            key: key.into(),
+        };
+        // validate() already refused names and keys that are paths; resolving links as well
+        // keeps a symlink planted in the folder from reading outside it.
+        let root = dir.canonicalize().map_err(|_| not_found())?;
+        let object = root.join(name).canonicalize().map_err(|_| not_found())?;
+        if !object.starts_with(&root) || !object.is_dir() {
+            return Err(not_found());
+        }
+        let file = object.join(key).canonicalize().map_err(|_| missing_key())?;
+        if !file.starts_with(&root) {
+            return Err(ReferenceError::Unavailable(format!(
+                "{kind} {name:?} key {key:?} resolves outside {}",
+                dir.display()
+            )));
+        }
+        std::fs::read(file).map_err(|_| missing_key())
+    }
+}
+
+impl ReferenceSource for DirReferences {
+    fn secret_key(&self, name: &str, key: &str) -> Result<Vec<u8>, ReferenceError> {
+        Self::read(
+            self.secrets_dir.as_deref(),
+            "Secret",
+            "--secrets-dir",
+            name,
+            key,
+        )
+    }
+
+    fn config_map_key(&self, name: &str, key: &str) -> Result<Vec<u8>, ReferenceError> {
+        Self::read(
+            self.config_maps_dir.as_deref(),
+            "ConfigMap",
+            "--configmaps-dir",
+            name,
+            key,
+        )
+    }
+}

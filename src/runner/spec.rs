@@ -1,0 +1,194 @@
+//! What a runner runs: a [`RunnerSpec`] built from a HealthCheck spec by the one function every
+//! source uses (the controller and standalone mode), so validation, reference reading, the
+//! revision and the schedule are decided in one place.
+
+use std::{cell::RefCell, num::NonZeroU32, sync::Arc, time::Duration};
+
+use sha2::{Digest, Sha256};
+
+use super::{CheckProber, Prober};
+use crate::{
+    api::{CheckKey, FieldError, HealthCheckSpec, HealthCheckStatus, Reason, ValidSpec},
+    probe::{self, BuildError, ProbeContext, ReferenceError, ReferenceSource},
+};
+
+/// What a runner does.
+#[derive(Clone)]
+pub enum Plan {
+    /// Probe every interval.
+    Run(Arc<dyn Prober>),
+    /// The spec cannot run (InvalidSpec, ReferenceNotFound): report once, then wait for a change.
+    Blocked { reason: Reason, message: String },
+}
+
+impl Plan {
+    fn blocked(error: &BuildError) -> Self {
+        Self::Blocked {
+            reason: error.reason(),
+            message: error.to_string(),
+        }
+    }
+}
+
+/// When and how strictly a check runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule {
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub suspend: bool,
+    pub failure_threshold: NonZeroU32,
+    pub success_threshold: NonZeroU32,
+}
+
+impl Schedule {
+    /// The schedule a valid spec asks for.
+    pub fn of(spec: &ValidSpec) -> Self {
+        Self {
+            interval: spec.interval,
+            timeout: spec.timeout,
+            suspend: spec.suspend,
+            failure_threshold: spec.failure_threshold,
+            success_threshold: spec.success_threshold,
+        }
+    }
+
+    /// Probe every `interval` with `timeout`, thresholds 1.
+    pub fn every(interval: Duration, timeout: Duration) -> Self {
+        Self {
+            interval,
+            timeout,
+            suspend: false,
+            failure_threshold: NonZeroU32::MIN,
+            success_threshold: NonZeroU32::MIN,
+        }
+    }
+}
+
+/// Where a HealthCheck came from and what it already holds.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub key: CheckKey,
+    /// The object's uid (operator) used for jitter, so a recreated object gets a new slot.
+    pub uid: Option<String>,
+    pub generation: Option<i64>,
+    /// Status to resume from (restart-safe thresholds and transitions).
+    pub status: HealthCheckStatus,
+}
+
+/// Everything a runner needs, as produced by a spec source.
+#[derive(Clone)]
+pub struct RunnerSpec {
+    pub key: CheckKey,
+    pub uid: Option<String>,
+    pub generation: Option<i64>,
+    /// Changes whenever the spec or a resolved reference changes; equal means "same runner".
+    pub revision: u64,
+    pub schedule: Schedule,
+    pub plan: Plan,
+    /// Status to resume from (restart-safe thresholds and transitions).
+    pub status: HealthCheckStatus,
+}
+
+impl RunnerSpec {
+    /// The runner for `spec`, already validated as `valid`: references are read through
+    /// `refs`, and a spec that cannot run becomes a blocked runner that reports why.
+    pub fn build(
+        origin: Origin,
+        spec: &HealthCheckSpec,
+        valid: &Result<ValidSpec, Vec<FieldError>>,
+        refs: &dyn ReferenceSource,
+        ctx: &Arc<ProbeContext>,
+    ) -> Self {
+        let recording = Recording::new(refs);
+        let (schedule, plan) = match valid {
+            // A blocked runner never probes; zero durations make a fixed spec run at once.
+            Err(errors) => (
+                Schedule::every(Duration::ZERO, Duration::ZERO),
+                Plan::blocked(&BuildError::Invalid(errors.clone())),
+            ),
+            Ok(valid) => {
+                let plan = match probe::build(valid, &recording) {
+                    Ok(probe) => Plan::Run(Arc::new(CheckProber {
+                        probe,
+                        ctx: ctx.clone(),
+                    })),
+                    Err(error) => Plan::blocked(&error),
+                };
+                (Schedule::of(valid), plan)
+            }
+        };
+        let spec_json = serde_json::to_vec(spec).unwrap_or_default();
+        let generation = origin.generation.unwrap_or_default().to_le_bytes();
+        Self {
+            revision: stable_hash(&[&spec_json, &generation, &recording.into_bytes()]),
+            key: origin.key,
+            uid: origin.uid,
+            generation: origin.generation,
+            schedule,
+            plan,
+            status: origin.status,
+        }
+    }
+}
+
+/// A stable 64-bit digest (SHA-256 prefix): the same on every build and platform.
+pub fn stable_hash(parts: &[&[u8]]) -> u64 {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
+    let digest = hasher.finalize();
+    let mut prefix = [0u8; 8];
+    prefix.copy_from_slice(&digest[..8]);
+    u64::from_le_bytes(prefix)
+}
+
+/// Deterministic offset of the first run within the interval (hash of uid, else of the key),
+/// so restarts and replicas spread checks the same way instead of bursting them.
+pub fn jitter(spec: &RunnerSpec) -> Duration {
+    let hash = match &spec.uid {
+        Some(uid) => stable_hash(&[uid.as_bytes()]),
+        None => stable_hash(&[spec.key.namespace.as_bytes(), spec.key.name.as_bytes()]),
+    };
+    let interval = u64::try_from(spec.schedule.interval.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1);
+    Duration::from_millis(hash % interval)
+}
+
+/// Remembers every referenced value read, so a rotation changes the runner's revision.
+struct Recording<'a> {
+    inner: &'a dyn ReferenceSource,
+    read: RefCell<Vec<u8>>,
+}
+
+impl<'a> Recording<'a> {
+    fn new(inner: &'a dyn ReferenceSource) -> Self {
+        Self {
+            inner,
+            read: RefCell::new(Vec::new()),
+        }
+    }
+
+    fn note(&self, result: Result<Vec<u8>, ReferenceError>) -> Result<Vec<u8>, ReferenceError> {
+        if let Ok(bytes) = &result {
+            self.read.borrow_mut().extend_from_slice(bytes);
+        }
+        result
+    }
+
+    fn into_bytes(self) -> Vec<u8> {
+        self.read.into_inner()
+    }
+}
+
+impl ReferenceSource for Recording<'_> {
+    fn secret_key(&self, name: &str, key: &str) -> Result<Vec<u8>, ReferenceError> {
+        self.note(self.inner.secret_key(name, key))
+    }
+
+    fn config_map_key(&self, name: &str, key: &str) -> Result<Vec<u8>, ReferenceError> {
+        self.note(self.inner.config_map_key(name, key))
+    }
+}
