@@ -134,7 +134,7 @@ static RESERVE: Mutex<Vec<std::fs::File>> = Mutex::new(Vec::new());
 /// the kernel refuses descriptor numbers at or above the limit, so a reserve opened late could
 /// sit above a lowered limit and be of no use.
 pub fn reserve_descriptors(count: usize) {
-    let mut reserve = RESERVE.lock().unwrap_or_else(|e| e.into_inner());
+    let mut reserve = crate::lock(&RESERVE);
     while reserve.len() < count {
         match std::fs::File::open("/dev/null") {
             Ok(file) => reserve.push(file),
@@ -147,11 +147,7 @@ pub fn reserve_descriptors(count: usize) {
 }
 
 fn release_one() -> bool {
-    RESERVE
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .pop()
-        .is_some()
+    crate::lock(&RESERVE).pop().is_some()
 }
 
 async fn accept_loop(listener: TcpListener, role: Role, state: AdminState) {

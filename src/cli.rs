@@ -59,6 +59,13 @@ pub struct OperatorArgs {
     #[command(flatten)]
     pub leader: LeaderArgs,
     #[command(flatten)]
+    pub service: ServiceArgs,
+}
+
+/// What every long-running mode shares: probing policy, engine and admin endpoints.
+#[derive(Debug, Args, Clone)]
+pub struct ServiceArgs {
+    #[command(flatten)]
     pub policy: PolicyArgs,
     #[command(flatten)]
     pub engine: EngineArgs,
@@ -102,11 +109,7 @@ pub struct StandaloneArgs {
     #[command(flatten)]
     pub references: ReferenceArgs,
     #[command(flatten)]
-    pub policy: PolicyArgs,
-    #[command(flatten)]
-    pub engine: EngineArgs,
-    #[command(flatten)]
-    pub admin: AdminArgs,
+    pub service: ServiceArgs,
 }
 
 /// Scheduler and watchdog settings.

@@ -17,3 +17,9 @@ pub mod readiness;
 pub mod report;
 pub mod runner;
 pub mod standalone;
+
+/// Locks a std mutex, recovering the data after a panic elsewhere: every guarded value here
+/// stays consistent between statements, so a poisoned lock holds usable data.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}

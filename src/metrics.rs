@@ -38,11 +38,9 @@ pub enum MetricsError {
 /// (family, label value, second label value) combinations set for one check.
 type ExtraLabels = BTreeSet<(&'static str, String, String)>;
 
-/// Every metric family Canary exposes.
-pub struct Metrics {
-    registry: Registry,
-    check_success: IntGaugeVec,
-    check_duration: HistogramVec,
+/// Per-check families labelled by namespace and name.
+struct CheckFamilies {
+    success: IntGaugeVec,
     phase_duration: GaugeVec,
     runs: IntCounterVec,
     last_run: GaugeVec,
@@ -51,8 +49,27 @@ pub struct Metrics {
     cert_not_after: GaugeVec,
     chain_not_after: GaugeVec,
     tls_version: IntGaugeVec,
+}
+
+/// Operator-level families (fields of [`Metrics`] once built).
+struct OperatorFamilies {
+    checks_by_state: IntGaugeVec,
+    scheduler_lag: Histogram,
+    scheduler_progress: Gauge,
+    skipped_runs: IntCounter,
+    checks_overdue: IntGauge,
+    status_writes: IntCounterVec,
+    reconciles: IntCounterVec,
+}
+
+/// Every metric family Canary exposes.
+pub struct Metrics {
+    registry: Registry,
+    names: Vec<String>,
+    check: CheckFamilies,
+    check_duration: HistogramVec,
     /// Checks by state (ready, failing, pending, suspended, invalid).
-    pub checks: IntGaugeVec,
+    pub checks_by_state: IntGaugeVec,
     /// Actual start minus due time of every run.
     pub scheduler_lag: Histogram,
     /// Last time the scheduler ticked or a run completed.
@@ -69,37 +86,59 @@ pub struct Metrics {
     extra_labels: Mutex<HashMap<CheckKey, ExtraLabels>>,
 }
 
-fn gauge_vec(
-    registry: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> Result<GaugeVec, MetricsError> {
-    let family = GaugeVec::new(Opts::new(name, help), labels)?;
-    registry.register(Box::new(family.clone()))?;
-    Ok(family)
+/// Registers families and remembers their names (so tests can list every family).
+struct Families {
+    registry: Registry,
+    names: Vec<String>,
 }
 
-fn int_gauge_vec(
-    registry: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> Result<IntGaugeVec, MetricsError> {
-    let family = IntGaugeVec::new(Opts::new(name, help), labels)?;
-    registry.register(Box::new(family.clone()))?;
-    Ok(family)
-}
+impl Families {
+    fn add<C: prometheus::core::Collector + Clone + 'static>(
+        &mut self,
+        collector: C,
+    ) -> Result<C, MetricsError> {
+        self.names
+            .extend(collector.desc().iter().map(|d| d.fq_name.clone()));
+        self.registry.register(Box::new(collector.clone()))?;
+        Ok(collector)
+    }
 
-fn counter_vec(
-    registry: &Registry,
-    name: &str,
-    help: &str,
-    labels: &[&str],
-) -> Result<IntCounterVec, MetricsError> {
-    let family = IntCounterVec::new(Opts::new(name, help), labels)?;
-    registry.register(Box::new(family.clone()))?;
-    Ok(family)
+    fn gauges(
+        &mut self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> Result<GaugeVec, MetricsError> {
+        self.add(GaugeVec::new(Opts::new(name, help), labels)?)
+    }
+
+    fn int_gauges(
+        &mut self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> Result<IntGaugeVec, MetricsError> {
+        self.add(IntGaugeVec::new(Opts::new(name, help), labels)?)
+    }
+
+    fn counters(
+        &mut self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> Result<IntCounterVec, MetricsError> {
+        self.add(IntCounterVec::new(Opts::new(name, help), labels)?)
+    }
+
+    fn histogram(
+        &mut self,
+        name: &str,
+        help: &str,
+        buckets: &[f64],
+    ) -> Result<Histogram, MetricsError> {
+        let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+        self.add(Histogram::with_opts(opts)?)
+    }
 }
 
 const CHECK: &[&str] = &["namespace", "name"];
@@ -107,120 +146,128 @@ const CHECK: &[&str] = &["namespace", "name"];
 impl Metrics {
     /// Builds the registry with every family and the process collector.
     pub fn new() -> Result<Self, MetricsError> {
-        let r = Registry::new();
-        r.register(Box::new(
+        let mut f = Families {
+            registry: Registry::new(),
+            names: Vec::new(),
+        };
+        f.registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
-        let check_duration = HistogramVec::new(
+        let check_duration = f.add(HistogramVec::new(
             HistogramOpts::new("canary_check_duration_seconds", "Duration of whole probes.")
                 .buckets(DURATION_BUCKETS.to_vec()),
             CHECK,
-        )?;
-        r.register(Box::new(check_duration.clone()))?;
-        let scheduler_lag = Histogram::with_opts(
-            HistogramOpts::new(
-                "canary_scheduler_lag_seconds",
-                "Actual start of a run minus its due time.",
-            )
-            .buckets(LAG_BUCKETS.to_vec()),
-        )?;
-        r.register(Box::new(scheduler_lag.clone()))?;
-        let scheduler_progress = Gauge::new(
-            "canary_scheduler_last_progress_timestamp_seconds",
-            "Unix time the scheduler last ticked or completed a run.",
-        )?;
-        r.register(Box::new(scheduler_progress.clone()))?;
-        let checks_overdue = IntGauge::new(
-            "canary_checks_overdue",
-            "Active checks overdue beyond their stall threshold.",
-        )?;
-        r.register(Box::new(checks_overdue.clone()))?;
-        let skipped_runs = IntCounter::new(
-            "canary_scheduler_skipped_runs_total",
-            "Runs skipped because the previous run of the same check overran its interval.",
-        )?;
-        r.register(Box::new(skipped_runs.clone()))?;
+        )?)?;
+        let (checks, operator) = (
+            Self::check_families(&mut f)?,
+            Self::operator_families(&mut f)?,
+        );
         Ok(Self {
-            check_success: int_gauge_vec(
-                &r,
+            check_duration,
+            checks_by_state: operator.checks_by_state,
+            scheduler_lag: operator.scheduler_lag,
+            scheduler_progress: operator.scheduler_progress,
+            skipped_runs: operator.skipped_runs,
+            checks_overdue: operator.checks_overdue,
+            status_writes: operator.status_writes,
+            reconciles: operator.reconciles,
+            check: checks,
+            extra_labels: Mutex::new(HashMap::new()),
+            names: f.names,
+            registry: f.registry,
+        })
+    }
+
+    fn check_families(f: &mut Families) -> Result<CheckFamilies, MetricsError> {
+        Ok(CheckFamilies {
+            success: f.int_gauges(
                 "canary_check_success",
                 "1 if the last probe passed, else 0.",
                 CHECK,
             )?,
-            check_duration,
-            phase_duration: gauge_vec(
-                &r,
+            phase_duration: f.gauges(
                 "canary_check_phase_duration_seconds",
                 "Time spent in each phase of the last probe.",
                 &["namespace", "name", "phase"],
             )?,
-            runs: counter_vec(
-                &r,
+            runs: f.counters(
                 "canary_check_runs_total",
                 "Probes run, by result and reason.",
                 &["namespace", "name", "result", "reason"],
             )?,
-            last_run: gauge_vec(
-                &r,
+            last_run: f.gauges(
                 "canary_check_last_run_timestamp_seconds",
                 "Unix time of the last probe.",
                 CHECK,
             )?,
-            last_success: gauge_vec(
-                &r,
+            last_success: f.gauges(
                 "canary_check_last_success_timestamp_seconds",
                 "Unix time of the last passing probe.",
                 CHECK,
             )?,
-            http_status: int_gauge_vec(
-                &r,
+            http_status: f.int_gauges(
                 "canary_check_http_status_code",
                 "HTTP status of the last response.",
                 CHECK,
             )?,
-            cert_not_after: gauge_vec(
-                &r,
+            cert_not_after: f.gauges(
                 "canary_tls_cert_not_after_timestamp_seconds",
                 "Unix time the served leaf certificate expires.",
                 CHECK,
             )?,
-            chain_not_after: gauge_vec(
-                &r,
+            chain_not_after: f.gauges(
                 "canary_tls_chain_earliest_not_after_timestamp_seconds",
                 "Unix time the first certificate of the served chain expires.",
                 CHECK,
             )?,
-            tls_version: int_gauge_vec(
-                &r,
+            tls_version: f.int_gauges(
                 "canary_tls_version_info",
                 "Negotiated TLS version (value 1).",
                 &["namespace", "name", "version"],
             )?,
-            checks: int_gauge_vec(
-                &r,
+        })
+    }
+
+    fn operator_families(f: &mut Families) -> Result<OperatorFamilies, MetricsError> {
+        Ok(OperatorFamilies {
+            checks_by_state: f.int_gauges(
                 "canary_checks",
                 "Registered checks by state.",
                 &["state"],
             )?,
-            scheduler_lag,
-            scheduler_progress,
-            skipped_runs,
-            checks_overdue,
-            status_writes: counter_vec(
-                &r,
+            scheduler_lag: f.histogram(
+                "canary_scheduler_lag_seconds",
+                "Actual start of a run minus its due time.",
+                LAG_BUCKETS,
+            )?,
+            scheduler_progress: f.add(Gauge::new(
+                "canary_scheduler_last_progress_timestamp_seconds",
+                "Unix time the scheduler last ticked or completed a run.",
+            )?)?,
+            checks_overdue: f.add(IntGauge::new(
+                "canary_checks_overdue",
+                "Active checks overdue beyond their stall threshold.",
+            )?)?,
+            skipped_runs: f.add(IntCounter::new(
+                "canary_scheduler_skipped_runs_total",
+                "Runs skipped because the previous run of the same check overran its interval.",
+            )?)?,
+            status_writes: f.counters(
                 "canary_status_writes_total",
                 "Status writes by result.",
                 &["result"],
             )?,
-            reconciles: counter_vec(
-                &r,
+            reconciles: f.counters(
                 "canary_reconcile_total",
                 "Reconciliations by result.",
                 &["result"],
             )?,
-            extra_labels: Mutex::new(HashMap::new()),
-            registry: r,
         })
+    }
+
+    /// Names of every family Canary registers (not the process collector's).
+    pub fn family_names(&self) -> &[String] {
+        &self.names
     }
 
     /// The text exposition of every family.
@@ -233,7 +280,7 @@ impl Metrics {
     }
 
     fn remember(&self, key: &CheckKey, family: &'static str, a: &str, b: &str) {
-        let mut extra = self.extra_labels.lock().unwrap_or_else(|e| e.into_inner());
+        let mut extra = crate::lock(&self.extra_labels);
         extra
             .entry(key.clone())
             .or_default()
@@ -244,44 +291,50 @@ impl Metrics {
     pub fn record(&self, key: &CheckKey, outcome: &Outcome) {
         let labels = [key.namespace.as_str(), key.name.as_str()];
         let at = outcome.started_at.as_millisecond() as f64 / 1000.0;
-        self.check_success
+        self.check
+            .success
             .with_label_values(&labels)
             .set(i64::from(outcome.success()));
         self.check_duration
             .with_label_values(&labels)
             .observe(outcome.duration.as_secs_f64());
-        self.last_run.with_label_values(&labels).set(at);
+        self.check.last_run.with_label_values(&labels).set(at);
         if outcome.success() {
-            self.last_success.with_label_values(&labels).set(at);
+            self.check.last_success.with_label_values(&labels).set(at);
         }
         let result = if outcome.success() {
             "success"
         } else {
             "failure"
         };
-        self.runs
+        self.check
+            .runs
             .with_label_values(&[labels[0], labels[1], result, outcome.reason.as_str()])
             .inc();
         self.remember(key, "runs", result, outcome.reason.as_str());
         for (phase, spent) in outcome.phases.iter() {
-            self.phase_duration
+            self.check
+                .phase_duration
                 .with_label_values(&[labels[0], labels[1], phase])
                 .set(spent.as_secs_f64());
             self.remember(key, "phase", phase, "");
         }
         if let Some(status) = outcome.http_status {
-            self.http_status
+            self.check
+                .http_status
                 .with_label_values(&labels)
                 .set(i64::from(status));
         }
         if let Some(tls) = &outcome.tls {
             if let Some(leaf) = tls.leaf() {
-                self.cert_not_after
+                self.check
+                    .cert_not_after
                     .with_label_values(&labels)
                     .set(leaf.not_after.as_second() as f64);
             }
             if let Some(earliest) = tls.chain_earliest_not_after() {
-                self.chain_not_after
+                self.check
+                    .chain_not_after
                     .with_label_values(&labels)
                     .set(earliest.as_second() as f64);
             }
@@ -293,10 +346,12 @@ impl Metrics {
                     .collect();
                 for stale in old {
                     let _ = self
+                        .check
                         .tls_version
                         .remove_label_values(&[labels[0], labels[1], &stale]);
                 }
-                self.tls_version
+                self.check
+                    .tls_version
                     .with_label_values(&[labels[0], labels[1], version])
                     .set(1);
                 self.remember(key, "version", version, "");
@@ -305,7 +360,7 @@ impl Metrics {
     }
 
     fn versions(&self, key: &CheckKey) -> Vec<String> {
-        let extra = self.extra_labels.lock().unwrap_or_else(|e| e.into_inner());
+        let extra = crate::lock(&self.extra_labels);
         (extra.get(key).into_iter().flatten())
             .filter(|(family, _, _)| *family == "version")
             .map(|(_, v, _)| v.clone())
@@ -315,27 +370,26 @@ impl Metrics {
     /// Removes every series of a check.
     pub fn forget(&self, key: &CheckKey) {
         let labels = [key.namespace.as_str(), key.name.as_str()];
-        let _ = self.check_success.remove_label_values(&labels);
+        let _ = self.check.success.remove_label_values(&labels);
         let _ = self.check_duration.remove_label_values(&labels);
-        let _ = self.last_run.remove_label_values(&labels);
-        let _ = self.last_success.remove_label_values(&labels);
-        let _ = self.http_status.remove_label_values(&labels);
-        let _ = self.cert_not_after.remove_label_values(&labels);
-        let _ = self.chain_not_after.remove_label_values(&labels);
-        let extra = self
-            .extra_labels
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(key);
+        let _ = self.check.last_run.remove_label_values(&labels);
+        let _ = self.check.last_success.remove_label_values(&labels);
+        let _ = self.check.http_status.remove_label_values(&labels);
+        let _ = self.check.cert_not_after.remove_label_values(&labels);
+        let _ = self.check.chain_not_after.remove_label_values(&labels);
+        let extra = crate::lock(&self.extra_labels).remove(key);
         for (family, a, b) in extra.into_iter().flatten() {
             let _ = match family {
                 "runs" => self
+                    .check
                     .runs
                     .remove_label_values(&[labels[0], labels[1], &a, &b]),
                 "phase" => self
+                    .check
                     .phase_duration
                     .remove_label_values(&[labels[0], labels[1], &a]),
                 _ => self
+                    .check
                     .tls_version
                     .remove_label_values(&[labels[0], labels[1], &a]),
             };
@@ -364,7 +418,9 @@ impl Sink for Metrics {
             ("suspended", summary.suspended),
             ("invalid", summary.invalid),
         ] {
-            self.checks.with_label_values(&[state]).set(count as i64);
+            self.checks_by_state
+                .with_label_values(&[state])
+                .set(count as i64);
         }
         self.checks_overdue.set(summary.overdue as i64);
         self.scheduler_progress

@@ -32,7 +32,7 @@ pub enum StandaloneError {
 pub async fn run(args: StandaloneArgs) -> Result<(), StandaloneError> {
     let shutdown = crate::engine::shutdown_signal().map_err(StandaloneError::Signals)?;
     tokio::pin!(shutdown);
-    let engine = Engine::start(&args.engine, &args.admin, Vec::new())?;
+    let engine = Engine::start(&args.service.engine, &args.service.admin, Vec::new())?;
     let mut source = FileSource {
         files: args.files.clone(),
         refs: DirReferences {
@@ -40,7 +40,7 @@ pub async fn run(args: StandaloneArgs) -> Result<(), StandaloneError> {
             config_maps_dir: args.references.config_maps_dir.clone(),
         },
         ctx: Arc::new(ProbeContext {
-            deny: args.policy.deny_cidrs.clone(),
+            deny: args.service.policy.deny_cidrs.clone(),
         }),
         fingerprint: 0,
     };

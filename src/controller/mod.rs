@@ -79,8 +79,8 @@ pub async fn run(args: OperatorArgs) -> Result<(), ControllerError> {
     );
     let (event_sink, _events) = events::EventSink::start(client.clone(), identity.clone());
     let engine = Engine::start_with_metrics(
-        &args.engine,
-        &args.admin,
+        &args.service.engine,
+        &args.service.admin,
         metrics.clone(),
         vec![
             Arc::new(writer.clone()) as Arc<dyn crate::runner::Sink>,
@@ -104,7 +104,7 @@ pub async fn run(args: OperatorArgs) -> Result<(), ControllerError> {
         writer: writer.clone(),
         refs: refs::RefCache::new(client.clone(), args.reference_ttl),
         probe: Arc::new(ProbeContext {
-            deny: args.policy.deny_cidrs.clone(),
+            deny: args.service.policy.deny_cidrs.clone(),
         }),
         metrics,
     };

@@ -66,7 +66,7 @@ impl RefCache {
     }
 
     fn cached(&self, namespace: &str, reference: &Reference) -> Option<Data> {
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let entries = crate::lock(&self.entries);
         let (at, data) = entries.get(&(namespace.to_string(), reference.clone()))?;
         (at.elapsed() < self.ttl).then(|| data.clone())
     }
@@ -82,15 +82,14 @@ impl RefCache {
             let data = match self.cached(namespace, reference) {
                 Some(data) => data,
                 None => {
-                    let paused = *self.backoff_until.lock().unwrap_or_else(|e| e.into_inner());
+                    let paused = *crate::lock(&self.backoff_until);
                     if let Some(until) = paused.filter(|until| *until > Instant::now()) {
                         return Err(FetchError::Backoff(until));
                     }
                     let data = self.fetch(namespace, reference).await.inspect_err(|_| {
-                        *self.backoff_until.lock().unwrap_or_else(|e| e.into_inner()) =
-                            Some(Instant::now() + BACKOFF);
+                        *crate::lock(&self.backoff_until) = Some(Instant::now() + BACKOFF);
                     })?;
-                    let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut entries = crate::lock(&self.entries);
                     entries.insert(
                         (namespace.to_string(), reference.clone()),
                         (Instant::now(), data.clone()),

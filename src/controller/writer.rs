@@ -22,6 +22,7 @@ use tokio::{sync::Notify, time::Instant};
 
 use crate::{
     api::{HealthCheck, HealthCheckStatus, READY},
+    lock,
     metrics::Metrics,
     runner::{CheckKey, RunReport, Sink},
 };
@@ -159,10 +160,6 @@ struct Shared {
 #[derive(Clone)]
 pub struct StatusWriter {
     shared: Arc<Shared>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl StatusWriter {

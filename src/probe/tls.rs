@@ -268,7 +268,7 @@ impl CapturingVerifier {
     }
 
     fn take(&self) -> Captured {
-        std::mem::take(&mut *self.captured.lock().unwrap_or_else(|e| e.into_inner()))
+        std::mem::take(&mut *crate::lock(&self.captured))
     }
 }
 
@@ -293,7 +293,7 @@ impl ServerCertVerifier for CapturingVerifier {
             .chain(intermediates)
             .map(|c| c.clone().into_owned())
             .collect();
-        *self.captured.lock().unwrap_or_else(|e| e.into_inner()) = Captured {
+        *crate::lock(&self.captured) = Captured {
             chain,
             verdict: Some(verdict.clone()),
         };

@@ -99,7 +99,7 @@ impl Trace {
 
     fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
         // A poisoned lock only means a panic elsewhere mid-update; the data is still usable.
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = crate::lock(&self.state);
         f(&mut state)
     }
 

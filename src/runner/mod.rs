@@ -18,6 +18,7 @@ use tokio::{sync::Semaphore, task::JoinHandle, time::Instant};
 
 use crate::{
     api::{HealthCheckStatus, ReadyStatus},
+    lock,
     probe::{self, Outcome, Probe, ProbeContext},
     readiness::Transition,
 };
@@ -131,11 +132,6 @@ pub(crate) struct Shared {
 #[derive(Clone)]
 pub struct Scheduler {
     shared: Arc<Shared>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A poisoned lock only means a panic elsewhere mid-update; the data is still usable.
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Scheduler {

@@ -8,7 +8,8 @@ use std::{
 
 use tokio::time::Instant;
 
-use super::{Plan, RunReport, RunnerSpec, RunnerState, Shared, lock};
+use super::{Plan, RunReport, RunnerSpec, RunnerState, Shared};
+use crate::lock;
 use crate::{
     api::Reason,
     probe::Outcome,

@@ -6,8 +6,9 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::{Shared, lock};
+use super::Shared;
 use crate::api::fmt_go;
+use crate::lock;
 
 /// Watchdog thresholds beyond the per-check stall threshold.
 #[derive(Debug, Clone)]
