@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;
 
-use crate::{api::validate::duration_flag, report::Format};
+use crate::{api::validate::duration_flag, controller::LabelGate, report::Format};
 
 /// Canary: health checks for HTTP, TCP and TLS endpoints, from a Kubernetes operator or files.
 #[derive(Debug, Parser)]
@@ -56,6 +56,10 @@ pub struct OperatorArgs {
     /// re-resolved this often, so a rotation is picked up within it.
     #[arg(long, env = "CANARY_REFERENCE_TTL", default_value = "30s", value_parser = duration_flag)]
     pub reference_ttl: std::time::Duration,
+    /// Only Secrets carrying this label (`key=value`, or `key` for any value) may be
+    /// referenced by HealthChecks; unset: any Secret but service-account tokens.
+    #[arg(long, env = "CANARY_SECRET_REFERENCE_LABEL")]
+    pub secret_reference_label: Option<LabelGate>,
     #[command(flatten)]
     pub leader: LeaderArgs,
     #[command(flatten)]
@@ -180,7 +184,7 @@ pub struct PolicyArgs {
         long = "deny-cidrs",
         env = "CANARY_DENY_CIDRS",
         value_delimiter = ',',
-        default_value = "169.254.0.0/16"
+        default_value = crate::probe::DEFAULT_DENY_CIDRS
     )]
     pub deny_cidrs: Vec<IpNet>,
 }

@@ -10,7 +10,7 @@ use std::{
 use kube::api::ObjectMeta;
 
 use crate::{
-    api::{CheckKey, HealthCheck, HealthCheckSpec},
+    api::{CheckKey, HealthCheck, HealthCheckSpec, ReferenceKind, ValueRef},
     probe::{ReferenceError, ReferenceSource},
 };
 
@@ -189,63 +189,42 @@ pub struct DirReferences {
 }
 
 impl DirReferences {
-    fn read(
-        dir: Option<&Path>,
-        kind: &'static str,
-        flag: &str,
-        name: &str,
-        key: &str,
-    ) -> Result<Vec<u8>, ReferenceError> {
-        let dir = dir.ok_or_else(|| {
-            ReferenceError::Unavailable(format!(
-                "{kind} {name:?} is referenced: pass {flag} DIR holding DIR/{name}/{key}"
-            ))
-        })?;
-        let not_found = || ReferenceError::NotFound {
-            kind,
-            name: name.into(),
-        };
-        let missing_key = || ReferenceError::MissingKey {
-            kind,
-            name: name.into(),
-            key: key.into(),
-        };
-        // validate() already refused names and keys that are paths; resolving links as well
-        // keeps a symlink planted in the folder from reading outside it.
-        let root = dir.canonicalize().map_err(|_| not_found())?;
-        let object = root.join(name).canonicalize().map_err(|_| not_found())?;
-        if !object.starts_with(&root) || !object.is_dir() {
-            return Err(not_found());
+    fn dir(&self, kind: ReferenceKind) -> (Option<&Path>, &'static str) {
+        match kind {
+            ReferenceKind::Secret => (self.secrets_dir.as_deref(), "--secrets-dir"),
+            ReferenceKind::ConfigMap => (self.config_maps_dir.as_deref(), "--configmaps-dir"),
         }
-        let file = object.join(key).canonicalize().map_err(|_| missing_key())?;
-        if !file.starts_with(&root) {
-            return Err(ReferenceError::Unavailable(format!(
-                "{kind} {name:?} key {key:?} resolves outside {}",
-                dir.display()
-            )));
-        }
-        std::fs::read(file).map_err(|_| missing_key())
     }
 }
 
 impl ReferenceSource for DirReferences {
-    fn secret_key(&self, name: &str, key: &str) -> Result<Vec<u8>, ReferenceError> {
-        Self::read(
-            self.secrets_dir.as_deref(),
-            "Secret",
-            "--secrets-dir",
-            name,
-            key,
-        )
-    }
-
-    fn config_map_key(&self, name: &str, key: &str) -> Result<Vec<u8>, ReferenceError> {
-        Self::read(
-            self.config_maps_dir.as_deref(),
-            "ConfigMap",
-            "--configmaps-dir",
-            name,
-            key,
-        )
+    fn read(&self, value: &ValueRef) -> Result<Vec<u8>, ReferenceError> {
+        let (kind, name, key) = (value.object.kind, &value.object.name, &value.key);
+        let (dir, flag) = self.dir(kind);
+        let dir = dir.ok_or_else(|| {
+            ReferenceError::Unavailable(format!(
+                "{} {name:?} is referenced: pass {flag} DIR holding DIR/{name}/{key}",
+                kind.as_str()
+            ))
+        })?;
+        // validate() already refused names and keys that are paths; resolving links as well
+        // keeps a symlink planted in the folder from reading outside it.
+        let root = dir
+            .canonicalize()
+            .map_err(|_| ReferenceError::missing(value, false))?;
+        let object = (root.join(name).canonicalize())
+            .ok()
+            .filter(|object| object.starts_with(&root) && object.is_dir())
+            .ok_or_else(|| ReferenceError::missing(value, false))?;
+        let file =
+            (object.join(key).canonicalize()).map_err(|_| ReferenceError::missing(value, true))?;
+        if !file.starts_with(&root) {
+            return Err(ReferenceError::Unavailable(format!(
+                "{} {name:?} key {key:?} resolves outside {}",
+                kind.as_str(),
+                dir.display()
+            )));
+        }
+        std::fs::read(file).map_err(|_| ReferenceError::missing(value, true))
     }
 }

@@ -60,6 +60,7 @@ struct OperatorFamilies {
     checks_overdue: IntGauge,
     status_writes: IntCounterVec,
     reconciles: IntCounterVec,
+    events: IntCounterVec,
 }
 
 /// Every metric family Canary exposes.
@@ -82,6 +83,8 @@ pub struct Metrics {
     pub status_writes: IntCounterVec,
     /// Reconciliations by result.
     pub reconciles: IntCounterVec,
+    /// Transition Events by result (success, rejected, expired, dropped).
+    pub events: IntCounterVec,
     /// Label values set per check for families with extra labels, so removal is complete.
     extra_labels: Mutex<HashMap<CheckKey, ExtraLabels>>,
 }
@@ -171,6 +174,7 @@ impl Metrics {
             checks_overdue: operator.checks_overdue,
             status_writes: operator.status_writes,
             reconciles: operator.reconciles,
+            events: operator.events,
             check: checks,
             extra_labels: Mutex::new(HashMap::new()),
             names: f.names,
@@ -260,6 +264,11 @@ impl Metrics {
             reconciles: f.counters(
                 "canary_reconcile_total",
                 "Reconciliations by result.",
+                &["result"],
+            )?,
+            events: f.counters(
+                "canary_events_total",
+                "Transition Events by result.",
                 &["result"],
             )?,
         })

@@ -60,7 +60,7 @@ pub fn next_status(
                 transition: None,
             };
         }
-        Reason::InvalidSpec | Reason::ReferenceNotFound => {
+        Reason::InvalidSpec | Reason::ReferenceNotFound | Reason::ReferenceForbidden => {
             next.consecutive_failures = 0;
             next.consecutive_successes = 0;
             (ReadyStatus::False, outcome.reason, outcome.message.clone())

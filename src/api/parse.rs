@@ -3,12 +3,9 @@
 
 use base64::Engine;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use regex::Regex;
+use regex::bytes::{Regex, RegexBuilder};
 
-use super::{
-    valid::StatusMatch,
-    validate::{DEFAULT_MAX_BODY_BYTES, FieldError, MAX_BODY_BYTES_LIMIT},
-};
+use super::{valid::StatusMatch, validate::FieldError};
 
 /// Largest compiled `bodyRegex` program, so a hostile pattern cannot use unbounded memory.
 const REGEX_SIZE_LIMIT: usize = 1024 * 1024;
@@ -37,10 +34,15 @@ pub(super) fn parse_url(value: &str) -> Result<url::Url, FieldError> {
     Ok(url)
 }
 
-pub(super) fn parse_max_body(value: Option<&IntOrString>) -> Result<u64, FieldError> {
-    let field = "spec.http.maxBodyBytes";
+/// A byte-count field (`65536`, `64Ki`, `1Mi`) with its default and limit.
+pub(super) fn parse_bytes(
+    field: &str,
+    value: Option<&IntOrString>,
+    default: u64,
+    limit: u64,
+) -> Result<u64, FieldError> {
     let bytes = match value {
-        None => DEFAULT_MAX_BODY_BYTES,
+        None => default,
         Some(IntOrString::Int(n)) => u64::try_from(*n).map_err(|_| FieldError {
             field: field.into(),
             message: format!("{n} must not be negative"),
@@ -50,10 +52,10 @@ pub(super) fn parse_max_body(value: Option<&IntOrString>) -> Result<u64, FieldEr
             message: format!("{s:?} is not a byte quantity such as 65536, 64Ki or 1Mi"),
         })?,
     };
-    if bytes > MAX_BODY_BYTES_LIMIT {
+    if bytes > limit {
         return Err(FieldError {
             field: field.into(),
-            message: format!("{bytes} exceeds the limit of 64Mi"),
+            message: format!("{bytes} exceeds the limit of {}Mi", limit >> 20),
         });
     }
     Ok(bytes)
@@ -102,7 +104,7 @@ pub(super) fn parse_status(index: usize, value: &IntOrString) -> Result<StatusMa
 }
 
 pub(super) fn compile_regex(pattern: &str) -> Result<Regex, FieldError> {
-    regex::RegexBuilder::new(pattern)
+    RegexBuilder::new(pattern)
         .size_limit(REGEX_SIZE_LIMIT)
         .build()
         .map_err(|e| FieldError {

@@ -38,6 +38,9 @@ reasons! {
     InvalidSpec,
     /// A referenced Secret, ConfigMap or key does not exist.
     ReferenceNotFound,
+    /// A referenced Secret may not be read: a service-account token, or a Secret without the
+    /// label the operator's `--secret-reference-label` requires.
+    ReferenceForbidden,
     /// The host name did not resolve.
     DNSError,
     /// The target refused (or could not be routed to) the connection.

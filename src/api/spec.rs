@@ -185,6 +185,7 @@ pub struct HttpHeader {
     pub name: String,
     /// Literal value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
     pub value: Option<String>,
     /// Value read from a Secret or ConfigMap key in the HealthCheck's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -234,16 +235,24 @@ pub struct HttpExpect {
     #[serde(default = "default_status")]
     #[schemars(length(min = 1, max = 64), schema_with = "status_list_schema")]
     pub status: Vec<IntOrString>,
-    /// The body (up to maxBodyBytes) must contain this text.
+    /// The body (up to maxBodyBytes) must contain this text (matched while streaming).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
     pub body_contains: Option<String>,
-    /// The body (up to maxBodyBytes) must not contain this text.
+    /// The body (up to maxBodyBytes) must not contain this text (matched while streaming).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
     pub body_not_contains: Option<String>,
-    /// The body must match this regular expression (RE2 syntax, linear time).
+    /// The first regexBodyLimit bytes of the body must match this regular expression (RE2
+    /// syntax, linear time, matched on bytes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 4096))]
     pub body_regex: Option<String>,
+    /// How much of the body bodyRegex sees (bytes or quantity; default 1Mi, at most 4Mi): the
+    /// only expectation that holds body bytes in memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "int_or_string_schema")]
+    pub regex_body_limit: Option<IntOrString>,
     /// Latency budget: a slower response fails with reason Slow (at most 24h).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_duration: Option<GoDuration>,
@@ -256,6 +265,7 @@ impl Default for HttpExpect {
             body_contains: None,
             body_not_contains: None,
             body_regex: None,
+            regex_body_limit: None,
             max_duration: None,
         }
     }
@@ -326,6 +336,7 @@ pub struct TlsPolicy {
     pub expected_dns_names: Vec<String>,
     /// Substring of the leaf certificate's issuer DN.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
     pub expected_issuer: Option<String>,
     /// SPKI pins (`sha256/BASE64`); a match on any certificate of the served chain passes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

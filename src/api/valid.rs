@@ -6,7 +6,7 @@ use std::{num::NonZeroU32, time::Duration};
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method};
-use regex::Regex;
+use regex::bytes::Regex;
 
 use super::spec::TlsVersion;
 
@@ -82,7 +82,9 @@ pub struct HttpExpectations {
     pub status: Vec<StatusMatch>,
     pub body_contains: Option<String>,
     pub body_not_contains: Option<String>,
+    /// Matched on the first `regex_body_limit` bytes of the body.
     pub body_regex: Option<Regex>,
+    pub regex_body_limit: u64,
     pub max_duration: Option<Duration>,
 }
 

@@ -10,7 +10,7 @@ use http::{HeaderName, HeaderValue, Method};
 use super::{
     duration::{GoDuration, MAX_DURATION, fmt_go},
     parse::{
-        check_data_key, check_object_name, compile_regex, parse_max_body, parse_pin, parse_status,
+        check_data_key, check_object_name, compile_regex, parse_bytes, parse_pin, parse_status,
         parse_url,
     },
     spec::{HealthCheckSpec, HttpProbe, KeyRef, SocketTarget, TlsPolicy, ValueSource},
@@ -20,10 +20,13 @@ use super::{
     },
 };
 
-/// Largest body Canary will read, whatever a spec asks (bounded memory per probe).
+/// Largest body Canary will read, whatever a spec asks (bounded time per probe).
 pub const MAX_BODY_BYTES_LIMIT: u64 = 64 * 1024 * 1024;
 /// Default `maxBodyBytes`.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
+/// Most body bytes `bodyRegex` may hold in memory (`regexBodyLimit`), and its default.
+pub const REGEX_BODY_LIMIT_MAX: u64 = 4 * 1024 * 1024;
+pub const DEFAULT_REGEX_BODY_LIMIT: u64 = 1024 * 1024;
 /// Longest `spec.interval` (and so `spec.timeout`, and `expect.maxDuration`).
 pub const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 /// Shortest `spec.interval`.
@@ -59,7 +62,17 @@ impl Errors {
     fn take<T>(&mut self, result: Result<T, FieldError>) -> Option<T> {
         result.map_err(|error| self.0.push(error)).ok()
     }
+
+    /// The schema's `maxLength`/`maxItems`, re-checked.
+    fn at_most(&mut self, field: &str, len: usize, max: usize, unit: &str) {
+        if len > max {
+            self.push(field, format!("{len} {unit} exceed the limit of {max}"));
+        }
+    }
 }
+
+/// Longest text of a body expectation, header value or issuer (the schema's maxLength).
+const MAX_TEXT: usize = 4096;
 
 /// Checks every rule of the schema and the CEL rules, returning the spec fully parsed.
 pub fn validate(spec: &HealthCheckSpec) -> Result<ValidSpec, Vec<FieldError>> {
@@ -149,6 +162,8 @@ fn validate_kind(spec: &HealthCheckSpec, errors: &mut Errors) -> Option<ProbeKin
 }
 
 fn validate_http(http: &HttpProbe, errors: &mut Errors) -> Option<ValidHttp> {
+    errors.at_most("spec.http.url", http.url.len(), 2048, "characters");
+    errors.at_most("spec.http.headers", http.headers.len(), 64, "headers");
     let url = errors.take(parse_url(&http.url));
     let headers: Vec<ValidHeader> = (http.headers.iter().enumerate())
         .filter_map(|(i, header)| {
@@ -170,7 +185,12 @@ fn validate_http(http: &HttpProbe, errors: &mut Errors) -> Option<ValidHttp> {
             })
         })
         .collect();
-    let max_body_bytes = errors.take(parse_max_body(http.max_body_bytes.as_ref()));
+    let max_body_bytes = errors.take(parse_bytes(
+        "spec.http.maxBodyBytes",
+        http.max_body_bytes.as_ref(),
+        DEFAULT_MAX_BODY_BYTES,
+        MAX_BODY_BYTES_LIMIT,
+    ));
     let expect = validate_expect(http, errors);
     let method = Method::from_bytes(http.method.as_str().as_bytes()).unwrap_or(Method::GET);
     Some(ValidHttp {
@@ -192,6 +212,12 @@ fn header_name(field: &str, name: &str) -> Result<HeaderName, FieldError> {
 }
 
 fn header_value(field: &str, value: &str) -> Result<HeaderSource, FieldError> {
+    if value.len() > MAX_TEXT {
+        return Err(FieldError {
+            field: format!("{field}.value"),
+            message: format!("{} bytes exceed the limit of {MAX_TEXT}", value.len()),
+        });
+    }
     HeaderValue::from_str(value)
         .map(HeaderSource::Literal)
         .map_err(|_| FieldError {
@@ -202,6 +228,27 @@ fn header_value(field: &str, value: &str) -> Result<HeaderSource, FieldError> {
 
 fn validate_expect(http: &HttpProbe, errors: &mut Errors) -> Option<HttpExpectations> {
     let expect = &http.expect;
+    errors.at_most(
+        "spec.http.expect.status",
+        expect.status.len(),
+        64,
+        "entries",
+    );
+    for (field, text) in [
+        ("spec.http.expect.bodyContains", &expect.body_contains),
+        (
+            "spec.http.expect.bodyNotContains",
+            &expect.body_not_contains,
+        ),
+        ("spec.http.expect.bodyRegex", &expect.body_regex),
+    ] {
+        errors.at_most(
+            field,
+            text.as_ref().map_or(0, String::len),
+            MAX_TEXT,
+            "bytes",
+        );
+    }
     if expect.status.is_empty() {
         errors.push(
             "spec.http.expect.status",
@@ -217,17 +264,25 @@ fn validate_expect(http: &HttpProbe, errors: &mut Errors) -> Option<HttpExpectat
     let max_duration = optional(expect.max_duration.as_ref(), |value| {
         errors.take(value.parse("spec.http.expect.maxDuration", MAX_INTERVAL))
     });
+    let regex_body_limit = errors.take(parse_bytes(
+        "spec.http.expect.regexBodyLimit",
+        expect.regex_body_limit.as_ref(),
+        DEFAULT_REGEX_BODY_LIMIT,
+        REGEX_BODY_LIMIT_MAX,
+    ));
     Some(HttpExpectations {
         status,
         body_contains: expect.body_contains.clone(),
         body_not_contains: expect.body_not_contains.clone(),
         body_regex: body_regex?,
+        regex_body_limit: regex_body_limit?,
         max_duration: max_duration?,
     })
 }
 
 fn validate_target(field: &str, target: &SocketTarget, errors: &mut Errors) -> Option<Endpoint> {
     let host = target.host.trim_start_matches('[').trim_end_matches(']');
+    errors.at_most(&format!("{field}.host"), host.len(), 253, "characters");
     if host.trim().is_empty() {
         errors.push(format!("{field}.host"), "Required value");
     }
@@ -276,6 +331,22 @@ fn validate_tls_policy(policy: Option<&TlsPolicy>, errors: &mut Errors) -> Optio
     let default = TlsPolicy::default();
     let policy = policy.unwrap_or(&default);
     let field = "spec.tlsPolicy";
+    let names = &policy.expected_dns_names;
+    errors.at_most(
+        &format!("{field}.expectedDNSNames"),
+        names.len(),
+        64,
+        "names",
+    );
+    let pins = policy.pinned_public_keys.len();
+    errors.at_most(&format!("{field}.pinnedPublicKeys"), pins, 16, "pins");
+    let issuer = policy.expected_issuer.as_ref().map_or(0, String::len);
+    errors.at_most(
+        &format!("{field}.expectedIssuer"),
+        issuer,
+        MAX_TEXT,
+        "bytes",
+    );
     let min_remaining_validity = errors.take(
         (policy.min_remaining_validity)
             .parse(&format!("{field}.minRemainingValidity"), MAX_DURATION),

@@ -1,6 +1,8 @@
 //! Kubernetes Events on transitions only (became failing, recovered), published by
-//! kube-runtime's recorder (events.k8s.io, deduplicated into series) from a background task
-//! so the scheduler never waits on the API server.
+//! kube-runtime's recorder (events.k8s.io, deduplicated into series) from the publisher task
+//! in [`super::event_queue`], so the scheduler never waits on the API server.
+
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::{
@@ -9,62 +11,38 @@ use kube::{
 };
 use tokio::sync::mpsc;
 
+use super::event_queue::{self, Published};
 use crate::{
     api::{ReadyStatus, Reason},
+    metrics::Metrics,
     readiness::Transition,
     runner::{CheckKey, RunReport, Sink},
 };
 
-/// Events queued at most; transitions are rare, so a full queue means the API server is down
-/// and dropping (with a log line) is better than blocking probes.
-const QUEUE: usize = 1024;
+/// Longest Event note the API server accepts, in bytes.
+const MAX_NOTE_BYTES: usize = 1024;
 
 /// The scheduler sink that turns Ready transitions into Events.
 pub struct EventSink {
     queue: mpsc::Sender<(Event, ObjectReference)>,
+    metrics: Arc<Metrics>,
 }
 
 impl EventSink {
     /// Creates the sink and the task that publishes its Events.
-    pub fn start(client: Client, instance: String) -> (Self, tokio::task::JoinHandle<()>) {
-        let (queue, mut receiver) = mpsc::channel::<(Event, ObjectReference)>(QUEUE);
+    pub fn start(
+        client: Client,
+        instance: String,
+        metrics: Arc<Metrics>,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let (queue, receiver) = mpsc::channel(event_queue::QUEUE);
         let reporter = Reporter {
             controller: crate::controller::writer::FIELD_MANAGER.into(),
             instance: Some(instance),
         };
-        let recorder = Recorder::new(client, reporter);
-        let task = tokio::spawn(async move {
-            while let Some((event, reference)) = receiver.recv().await {
-                publish_with_retry(&recorder, &event, &reference).await;
-            }
-        });
-        (Self { queue }, task)
-    }
-}
-
-/// Retry delays after a failed publish; an API server outage must not lose a transition.
-const RETRY_FIRST: std::time::Duration = std::time::Duration::from_secs(1);
-const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(30);
-/// An Event older than this is dropped (with a log line) rather than published late.
-const GIVE_UP_AFTER: std::time::Duration = std::time::Duration::from_secs(15 * 60);
-
-/// Publishes one Event, retrying with exponential backoff while the API server is unreachable.
-async fn publish_with_retry(recorder: &Recorder, event: &Event, reference: &ObjectReference) {
-    let started = tokio::time::Instant::now();
-    let mut delay = RETRY_FIRST;
-    loop {
-        match recorder.publish(event, reference).await {
-            Ok(()) => return,
-            Err(error) if started.elapsed() >= GIVE_UP_AFTER => {
-                tracing::error!(%error, reason = %event.reason, "giving up on an Event after 15 minutes of failures");
-                return;
-            }
-            Err(error) => {
-                tracing::warn!(%error, reason = %event.reason, retry_in = ?delay, "could not publish an Event; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(RETRY_MAX);
-            }
-        }
+        let recorder = Arc::new(Recorder::new(client, reporter));
+        let task = tokio::spawn(event_queue::run(recorder, receiver, metrics.clone()));
+        (Self { queue, metrics }, task)
     }
 }
 
@@ -87,9 +65,16 @@ pub fn transition_event(transition: &Transition) -> Option<Event> {
     })
 }
 
-/// Event notes are limited to 1 KiB by the API server.
+/// Event notes are limited to 1 KiB by the API server: cut at a character boundary.
 fn truncate(message: &str) -> String {
-    message.chars().take(1000).collect()
+    if message.len() <= MAX_NOTE_BYTES {
+        return message.to_string();
+    }
+    let mut end = MAX_NOTE_BYTES - '…'.len_utf8();
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &message[..end])
 }
 
 impl Sink for EventSink {
@@ -107,6 +92,9 @@ impl Sink for EventSink {
         };
         if self.queue.try_send((event, reference)).is_err() {
             tracing::warn!(check = %report.key, "Event queue full; a transition Event was dropped");
+            (self.metrics.events)
+                .with_label_values(&[Published::Dropped.label()])
+                .inc();
         }
     }
 
@@ -157,5 +145,14 @@ mod tests {
             event(Some(False), True, Reason::Succeeded),
             Some((EventType::Normal, "Recovered".into()))
         );
+    }
+
+    #[test]
+    fn notes_are_cut_to_the_api_limit_in_bytes_at_a_character_boundary() {
+        let long = "é".repeat(1000);
+        let note = truncate(&long);
+        assert!(note.len() <= MAX_NOTE_BYTES, "{}", note.len());
+        assert!(note.ends_with('…'));
+        assert_eq!(truncate("short"), "short");
     }
 }

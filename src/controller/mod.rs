@@ -2,6 +2,7 @@
 //! to the status writer and the Event recorder. Only the Lease holder runs checks; every
 //! replica watches, so `/readyz` means "cache synced" everywhere.
 
+mod event_queue;
 mod events;
 mod leader;
 mod refs;
@@ -20,6 +21,7 @@ use kube::{
 use tokio::sync::watch;
 
 pub use events::transition_event;
+pub use refs::LabelGate;
 
 use crate::{
     api::{CheckKey, HealthCheck, validate},
@@ -77,7 +79,8 @@ pub async fn run(args: OperatorArgs) -> Result<(), ControllerError> {
         },
         metrics.clone(),
     );
-    let (event_sink, _events) = events::EventSink::start(client.clone(), identity.clone());
+    let (event_sink, _events) =
+        events::EventSink::start(client.clone(), identity.clone(), metrics.clone());
     let engine = Engine::start_with_metrics(
         &args.service.engine,
         &args.service.admin,
@@ -102,7 +105,11 @@ pub async fn run(args: OperatorArgs) -> Result<(), ControllerError> {
     let ctx = Context {
         scheduler: engine.scheduler.clone(),
         writer: writer.clone(),
-        refs: refs::RefCache::new(client.clone(), args.reference_ttl),
+        refs: refs::RefCache::new(
+            client.clone(),
+            args.reference_ttl,
+            args.secret_reference_label.clone(),
+        ),
         probe: Arc::new(ProbeContext {
             deny: args.service.policy.deny_cidrs.clone(),
         }),

@@ -1,5 +1,10 @@
 //! Referenced Secrets and ConfigMaps, read by name (GET only, never list or watch) in the
 //! HealthCheck's own namespace and cached briefly, so a rotation is picked up within the TTL.
+//!
+//! This is a trust boundary: whoever may create a HealthCheck could otherwise have the
+//! operator send any Secret of the namespace to a URL of their choice. Service-account token
+//! Secrets are never handed out, and `--secret-reference-label` limits references to Secrets
+//! that carry an opt-in label. A refused Secret's data is dropped at once, never cached.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -12,17 +17,28 @@ use kube::{Api, Client};
 use tokio::time::Instant;
 
 use crate::{
-    api::{Reference, ReferenceKind},
+    api::{Reference, ReferenceKind, ValueRef},
+    lock,
     probe::{ReferenceError, ReferenceSource},
 };
 
 /// Deadline of one GET.
 const GET_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long reads pause after the API server failed one.
+const BACKOFF: Duration = Duration::from_secs(5);
+/// Secrets of this type hold a service account's credentials: never referenced.
+const SERVICE_ACCOUNT_TOKEN: &str = "kubernetes.io/service-account-token";
 
-/// The data of one object: key to bytes; `None` when the object does not exist.
-type Data = Option<BTreeMap<String, Vec<u8>>>;
+/// What a GET found.
+#[derive(Debug, Clone)]
+enum Fetched {
+    Missing,
+    /// The object exists but may not be referenced (why).
+    Forbidden(String),
+    Data(BTreeMap<String, Vec<u8>>),
+}
 
-/// Why a reference could not be read (other than not existing).
+/// Why a reference could not be read (other than not existing or being forbidden).
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     #[error("reading {kind:?} {namespace}/{name}: {source}")]
@@ -43,32 +59,77 @@ pub enum FetchError {
     },
 }
 
+/// A label a Secret must carry to be referenced: `key=value`, or `key` for any value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelGate {
+    pub key: String,
+    pub value: Option<String>,
+}
+
+impl std::str::FromStr for LabelGate {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (key, value) = match text.split_once('=') {
+            Some((key, value)) => (key, Some(value.to_string())),
+            None => (text, None),
+        };
+        if key.is_empty() {
+            return Err(format!("{text:?} is not a label: use key=value or key"));
+        }
+        Ok(Self {
+            key: key.into(),
+            value,
+        })
+    }
+}
+
+impl std::fmt::Display for LabelGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.value {
+            Some(value) => write!(f, "{}={value}", self.key),
+            None => f.write_str(&self.key),
+        }
+    }
+}
+
 /// A TTL cache of referenced objects, keyed by (namespace, reference).
 pub struct RefCache {
     client: Client,
     ttl: Duration,
-    entries: Mutex<HashMap<(String, Reference), (Instant, Data)>>,
+    secret_gate: Option<LabelGate>,
+    entries: Mutex<HashMap<(String, Reference), (Instant, Fetched)>>,
     /// After a failed read, others wait until then instead of each waiting for a timeout.
     backoff_until: Mutex<Option<Instant>>,
+    last_sweep: Mutex<Instant>,
 }
 
-/// How long reads pause after the API server failed one.
-const BACKOFF: Duration = Duration::from_secs(5);
-
 impl RefCache {
-    pub fn new(client: Client, ttl: Duration) -> Self {
+    pub fn new(client: Client, ttl: Duration, secret_gate: Option<LabelGate>) -> Self {
         Self {
             client,
             ttl,
+            secret_gate,
             entries: Mutex::new(HashMap::new()),
             backoff_until: Mutex::new(None),
+            last_sweep: Mutex::new(Instant::now()),
         }
     }
 
-    fn cached(&self, namespace: &str, reference: &Reference) -> Option<Data> {
-        let entries = crate::lock(&self.entries);
+    fn cached(&self, namespace: &str, reference: &Reference) -> Option<Fetched> {
+        let entries = lock(&self.entries);
         let (at, data) = entries.get(&(namespace.to_string(), reference.clone()))?;
         (at.elapsed() < self.ttl).then(|| data.clone())
+    }
+
+    /// Drops expired entries (objects no check refers to any more), at most once per TTL.
+    fn sweep(&self) {
+        let mut last = lock(&self.last_sweep);
+        if last.elapsed() < self.ttl {
+            return;
+        }
+        *last = Instant::now();
+        lock(&self.entries).retain(|_, (at, _)| at.elapsed() < self.ttl);
     }
 
     /// Fetches (or reuses) every reference of one HealthCheck.
@@ -77,125 +138,118 @@ impl RefCache {
         namespace: &str,
         references: &[Reference],
     ) -> Result<Resolved, FetchError> {
+        self.sweep();
         let mut objects = HashMap::new();
         for reference in references {
-            let data = match self.cached(namespace, reference) {
-                Some(data) => data,
+            let fetched = match self.cached(namespace, reference) {
+                Some(fetched) => fetched,
                 None => {
-                    let paused = *crate::lock(&self.backoff_until);
+                    let paused = *lock(&self.backoff_until);
                     if let Some(until) = paused.filter(|until| *until > Instant::now()) {
                         return Err(FetchError::Backoff(until));
                     }
-                    let data = self.fetch(namespace, reference).await.inspect_err(|_| {
-                        *crate::lock(&self.backoff_until) = Some(Instant::now() + BACKOFF);
+                    let fetched = self.fetch(namespace, reference).await.inspect_err(|_| {
+                        *lock(&self.backoff_until) = Some(Instant::now() + BACKOFF);
                     })?;
-                    let mut entries = crate::lock(&self.entries);
-                    entries.insert(
-                        (namespace.to_string(), reference.clone()),
-                        (Instant::now(), data.clone()),
-                    );
-                    data
+                    let key = (namespace.to_string(), reference.clone());
+                    lock(&self.entries).insert(key, (Instant::now(), fetched.clone()));
+                    fetched
                 }
             };
-            objects.insert(reference.clone(), data);
+            objects.insert(reference.clone(), fetched);
         }
         Ok(Resolved { objects })
     }
 
-    async fn fetch(&self, namespace: &str, reference: &Reference) -> Result<Data, FetchError> {
+    async fn fetch(&self, namespace: &str, reference: &Reference) -> Result<Fetched, FetchError> {
+        let name = &reference.name;
         let get = async {
             match reference.kind {
                 ReferenceKind::Secret => {
                     let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
-                    api.get_opt(&reference.name).await.map(|s| {
-                        s.map(|s| {
-                            let mut data: BTreeMap<String, Vec<u8>> = s
-                                .data
-                                .unwrap_or_default()
-                                .into_iter()
-                                .map(|(k, v)| (k, v.0))
-                                .collect();
-                            for (k, v) in s.string_data.unwrap_or_default() {
-                                data.insert(k, v.into_bytes());
-                            }
-                            data
-                        })
-                    })
+                    let secret = api.get_opt(name).await?;
+                    Ok(secret.map_or(Fetched::Missing, |s| self.admit_secret(s)))
                 }
                 ReferenceKind::ConfigMap => {
                     let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
-                    api.get_opt(&reference.name).await.map(|c| {
-                        c.map(|c| {
-                            let mut data: BTreeMap<String, Vec<u8>> = c
-                                .data
-                                .unwrap_or_default()
-                                .into_iter()
-                                .map(|(k, v)| (k, v.into_bytes()))
-                                .collect();
-                            for (k, v) in c.binary_data.unwrap_or_default() {
-                                data.insert(k, v.0);
-                            }
-                            data
-                        })
-                    })
+                    let config_map = api.get_opt(name).await?;
+                    Ok(config_map.map_or(Fetched::Missing, config_map_data))
                 }
             }
         };
+        let (kind, namespace, name) = (reference.kind, namespace.to_string(), name.clone());
         match tokio::time::timeout(GET_TIMEOUT, get).await {
-            Ok(Ok(data)) => Ok(data),
+            Ok(Ok(fetched)) => Ok(fetched),
             Ok(Err(source)) => Err(FetchError::Get {
-                kind: reference.kind,
-                namespace: namespace.into(),
-                name: reference.name.clone(),
+                kind,
+                namespace,
+                name,
                 source,
             }),
             Err(_) => Err(FetchError::Timeout {
-                kind: reference.kind,
-                namespace: namespace.into(),
-                name: reference.name.clone(),
+                kind,
+                namespace,
+                name,
             }),
         }
     }
+
+    /// The Secret's data, unless policy forbids handing it out.
+    fn admit_secret(&self, secret: Secret) -> Fetched {
+        if secret.type_.as_deref() == Some(SERVICE_ACCOUNT_TOKEN) {
+            return Fetched::Forbidden(format!(
+                "Secrets of type {SERVICE_ACCOUNT_TOKEN} are never sent to a target"
+            ));
+        }
+        if let Some(gate) = &self.secret_gate {
+            let labels = secret.metadata.labels.as_ref();
+            let value = labels.and_then(|l| l.get(&gate.key));
+            let admitted = match (&gate.value, value) {
+                (Some(want), Some(have)) => want == have,
+                (None, Some(_)) => true,
+                (_, None) => false,
+            };
+            if !admitted {
+                return Fetched::Forbidden(format!(
+                    "the operator only reads Secrets labelled {gate} (--secret-reference-label)"
+                ));
+            }
+        }
+        let mut data: BTreeMap<String, Vec<u8>> = (secret.data.unwrap_or_default().into_iter())
+            .map(|(k, v)| (k, v.0))
+            .collect();
+        data.extend(
+            (secret.string_data.unwrap_or_default().into_iter()).map(|(k, v)| (k, v.into_bytes())),
+        );
+        Fetched::Data(data)
+    }
+}
+
+fn config_map_data(config_map: ConfigMap) -> Fetched {
+    let mut data: BTreeMap<String, Vec<u8>> = (config_map.data.unwrap_or_default().into_iter())
+        .map(|(k, v)| (k, v.into_bytes()))
+        .collect();
+    data.extend((config_map.binary_data.unwrap_or_default().into_iter()).map(|(k, v)| (k, v.0)));
+    Fetched::Data(data)
 }
 
 /// The referenced objects of one HealthCheck, as the probe engine's reference source.
 pub struct Resolved {
-    objects: HashMap<Reference, Data>,
-}
-
-impl Resolved {
-    fn read(&self, kind: ReferenceKind, name: &str, key: &str) -> Result<Vec<u8>, ReferenceError> {
-        let label = kind.as_str();
-        let reference = Reference {
-            kind,
-            name: name.into(),
-        };
-        let not_found = || ReferenceError::NotFound {
-            kind: label,
-            name: name.into(),
-        };
-        let data = self
-            .objects
-            .get(&reference)
-            .ok_or_else(not_found)?
-            .as_ref()
-            .ok_or_else(not_found)?;
-        data.get(key)
-            .cloned()
-            .ok_or_else(|| ReferenceError::MissingKey {
-                kind: label,
-                name: name.into(),
-                key: key.into(),
-            })
-    }
+    objects: HashMap<Reference, Fetched>,
 }
 
 impl ReferenceSource for Resolved {
-    fn secret_key(&self, name: &str, key: &str) -> Result<Vec<u8>, ReferenceError> {
-        self.read(ReferenceKind::Secret, name, key)
-    }
-
-    fn config_map_key(&self, name: &str, key: &str) -> Result<Vec<u8>, ReferenceError> {
-        self.read(ReferenceKind::ConfigMap, name, key)
+    fn read(&self, value: &ValueRef) -> Result<Vec<u8>, ReferenceError> {
+        match self.objects.get(&value.object) {
+            None | Some(Fetched::Missing) => Err(ReferenceError::missing(value, false)),
+            Some(Fetched::Forbidden(why)) => Err(ReferenceError::Forbidden {
+                kind: value.object.kind,
+                name: value.object.name.clone(),
+                why: why.clone(),
+            }),
+            Some(Fetched::Data(data)) => {
+                (data.get(&value.key).cloned()).ok_or_else(|| ReferenceError::missing(value, true))
+            }
+        }
     }
 }

@@ -14,31 +14,53 @@ use super::{
     tls::{ClientAuth, TlsSettings, system_roots},
 };
 use crate::api::{
-    FieldError, HeaderSource, ProbeKind, Reason, ReferenceKind, ValidHttp, ValidSpec,
+    FieldError, HeaderSource, ProbeKind, Reason, Reference, ReferenceKind, ValidHttp, ValidSpec,
     ValidTlsPolicy, ValueRef,
 };
 
 /// Where referenced Secret and ConfigMap keys come from (the API server, or mounted folders).
 pub trait ReferenceSource {
-    /// The bytes of `key` in Secret `name` of the check's namespace.
-    fn secret_key(&self, name: &str, key: &str) -> Result<Vec<u8>, ReferenceError>;
-    /// The bytes of `key` in ConfigMap `name` of the check's namespace.
-    fn config_map_key(&self, name: &str, key: &str) -> Result<Vec<u8>, ReferenceError>;
+    /// The bytes of one key of a Secret or ConfigMap in the check's namespace.
+    fn read(&self, value: &ValueRef) -> Result<Vec<u8>, ReferenceError>;
 }
 
 /// A reference that could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReferenceError {
-    #[error("{kind} {name:?} not found")]
-    NotFound { kind: &'static str, name: String },
-    #[error("{kind} {name:?} has no key {key:?}")]
+    #[error("{} {name:?} not found", .kind.as_str())]
+    NotFound { kind: ReferenceKind, name: String },
+    #[error("{} {name:?} has no key {key:?}", .kind.as_str())]
     MissingKey {
-        kind: &'static str,
+        kind: ReferenceKind,
         name: String,
         key: String,
     },
+    /// The object exists but policy forbids reading it (a service-account token, a Secret
+    /// without the label `--secret-reference-label` requires).
+    #[error("{} {name:?} may not be referenced: {why}", .kind.as_str())]
+    Forbidden {
+        kind: ReferenceKind,
+        name: String,
+        why: String,
+    },
     #[error("{0}")]
     Unavailable(String),
+}
+
+impl ReferenceError {
+    /// `NotFound` or `MissingKey` for `value`, depending on whether the object exists.
+    pub fn missing(value: &ValueRef, object_exists: bool) -> Self {
+        let (kind, name) = (value.object.kind, value.object.name.clone());
+        if object_exists {
+            Self::MissingKey {
+                kind,
+                name,
+                key: value.key.clone(),
+            }
+        } else {
+            Self::NotFound { kind, name }
+        }
+    }
 }
 
 /// Why a spec cannot become a runnable check.
@@ -67,6 +89,10 @@ impl BuildError {
     pub fn reason(&self) -> Reason {
         match self {
             Self::Invalid(_) => Reason::InvalidSpec,
+            Self::Reference {
+                source: ReferenceError::Forbidden { .. },
+                ..
+            } => Reason::ReferenceForbidden,
             Self::Reference { .. } => Reason::ReferenceNotFound,
         }
     }
@@ -128,12 +154,7 @@ fn fetch(
     field: &str,
     refs: &dyn ReferenceSource,
 ) -> Result<Vec<u8>, BuildError> {
-    let name = &source.object.name;
-    let result = match source.object.kind {
-        ReferenceKind::Secret => refs.secret_key(name, &source.key),
-        ReferenceKind::ConfigMap => refs.config_map_key(name, &source.key),
-    };
-    result.map_err(|source| BuildError::Reference {
+    refs.read(source).map_err(|source| BuildError::Reference {
         field: field.into(),
         source,
     })
@@ -191,11 +212,14 @@ fn tls_settings(
 fn client_auth(secret: &str, refs: &dyn ReferenceSource) -> Result<ClientAuth, BuildError> {
     let field = "spec.tlsPolicy.clientCertificate";
     let read = |key: &str| {
-        refs.secret_key(secret, key)
-            .map_err(|source| BuildError::Reference {
-                field: field.into(),
-                source,
-            })
+        let value = ValueRef {
+            object: Reference {
+                kind: ReferenceKind::Secret,
+                name: secret.into(),
+            },
+            key: key.into(),
+        };
+        fetch(&value, field, refs)
     };
     let (crt, key) = (read("tls.crt")?, read("tls.key")?);
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&crt)

@@ -10,7 +10,12 @@ use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::{Failure, MAX_REDIRECTS, ProbeContext, net, tls, trace::Phase, trace::Trace};
+use super::{
+    Failure, MAX_REDIRECTS, ProbeContext,
+    body::{BodyCheck, BodyVerdict},
+    net, tls,
+    trace::{Phase, Trace},
+};
 use crate::api::{HttpExpectations, Reason, StatusMatch, ValidHttp, fmt_go};
 
 /// A validated HTTP request with its header values resolved.
@@ -33,13 +38,72 @@ pub struct ResolvedHeader {
 struct Response {
     status: StatusCode,
     location: Option<String>,
-    /// The first `max_body_bytes`, kept only when an expectation reads it.
-    body: Vec<u8>,
+    /// What the body showed the expectations that read it.
+    body: BodyVerdict,
     body_read: u64,
 }
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// One request of a redirect chain.
+struct Hop {
+    url: url::Url,
+    method: Method,
+    body: Option<Bytes>,
+    /// Credentials (Authorization, Proxy-Authorization, Cookie, headers read from Secrets, the
+    /// client certificate) go only to the configured origin: cleared for good at the first
+    /// hop to another scheme, host or port.
+    credentials: bool,
+}
+
+impl Hop {
+    fn first(spec: &ValidHttp) -> Self {
+        Self {
+            url: spec.url.clone(),
+            method: spec.method.clone(),
+            body: spec.body.clone(),
+            credentials: true,
+        }
+    }
+
+    /// The hop a redirect answer leads to.
+    fn follow(
+        self,
+        status: StatusCode,
+        location: &str,
+        origin: &url::Origin,
+    ) -> Result<Self, Failure> {
+        let url = self.url.join(location).map_err(|e| {
+            Failure::new(
+                Reason::UnexpectedStatus,
+                format!(
+                    "redirect to invalid location {:?}: {e}",
+                    redact_text(location)
+                ),
+            )
+        })?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(Failure::new(
+                Reason::UnexpectedStatus,
+                format!("redirect to unsupported URL {}", redact(&url)),
+            ));
+        }
+        let (method, body) = if matches!(status.as_u16(), 301..=303) && self.method != Method::HEAD
+        {
+            (Method::GET, None)
+        } else {
+            (self.method, self.body)
+        };
+        let credentials = self.credentials && url.origin() == *origin;
+        Ok(Self {
+            url,
+            method,
+            body,
+            credentials,
+        })
+    }
+}
 
 /// Runs the request, following redirects, and checks the final response.
 pub async fn probe(
@@ -50,12 +114,11 @@ pub async fn probe(
 ) -> Result<String, Failure> {
     let start = tokio::time::Instant::now();
     let spec = &check.spec;
-    let mut url = spec.url.clone();
-    let mut method = spec.method.clone();
-    let mut body = spec.body.clone();
+    let origin = spec.url.origin();
+    let mut hop = Hop::first(spec);
     let mut hops = 0;
     let response = loop {
-        let response = exchange(check, &url, &method, body.clone(), tls, ctx, trace).await?;
+        let response = exchange(check, &hop, tls, ctx, trace).await?;
         let redirect = spec.follow_redirects && response.status.is_redirection();
         let Some(location) = response.location.as_deref().filter(|_| redirect) else {
             break response;
@@ -63,33 +126,47 @@ pub async fn probe(
         if hops == MAX_REDIRECTS {
             return Err(Failure::new(
                 Reason::TooManyRedirects,
-                format!("more than {MAX_REDIRECTS} redirects (last to {location})"),
+                format!(
+                    "more than {MAX_REDIRECTS} redirects (last to {})",
+                    redact_text(location)
+                ),
             ));
         }
         hops += 1;
-        url = url.join(location).map_err(|e| {
-            Failure::new(
-                Reason::UnexpectedStatus,
-                format!("redirect to invalid location {location:?}: {e}"),
-            )
-        })?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(Failure::new(
-                Reason::UnexpectedStatus,
-                format!("redirect to unsupported URL {url}"),
-            ));
-        }
-        if matches!(response.status.as_u16(), 301..=303) && method != Method::HEAD {
-            method = Method::GET;
-            body = None;
-        }
+        hop = hop.follow(response.status, location, &origin)?;
     };
     trace.enter(Phase::Evaluate);
     evaluate(&spec.expect, &response, start.elapsed())?;
     Ok(format!(
         "{} {} answered {} ({} body bytes read)",
-        method, url, response.status, response.body_read
+        hop.method,
+        redact(&hop.url),
+        response.status,
+        response.body_read
     ))
+}
+
+/// A URL as messages show it: no userinfo, no query, no fragment (they may carry secrets).
+pub fn redact(url: &url::Url) -> String {
+    let mut shown = url.clone();
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.set_query(None);
+    shown.set_fragment(None);
+    shown.to_string()
+}
+
+/// A `Location` value as messages show it: parsed and redacted when it is a URL, else cut
+/// at its query.
+fn redact_text(location: &str) -> String {
+    match url::Url::parse(location) {
+        Ok(url) => redact(&url),
+        Err(_) => location
+            .split(['?', '#'])
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+    }
 }
 
 fn evaluate(
@@ -107,30 +184,32 @@ fn evaluate(
             ),
         ));
     }
-    let text = String::from_utf8_lossy(&response.body);
-    if let Some(needle) = &expect.body_contains
-        && !text.contains(needle.as_str())
-    {
-        return Err(Failure::new(
-            Reason::BodyMismatch,
-            format!("body does not contain {needle:?}"),
-        ));
-    }
-    if let Some(needle) = &expect.body_not_contains
-        && text.contains(needle.as_str())
-    {
-        return Err(Failure::new(
-            Reason::BodyMismatch,
-            format!("body contains {needle:?}"),
-        ));
-    }
-    if let Some(regex) = &expect.body_regex
-        && !regex.is_match(&text)
-    {
-        return Err(Failure::new(
-            Reason::BodyMismatch,
-            format!("body does not match /{}/", regex.as_str()),
-        ));
+    let body = &response.body;
+    let mismatch = if !body.contains {
+        expect
+            .body_contains
+            .as_ref()
+            .map(|n| format!("body does not contain {n:?}"))
+    } else if body.contains_forbidden {
+        expect
+            .body_not_contains
+            .as_ref()
+            .map(|n| format!("body contains {n:?}"))
+    } else if !body.regex {
+        let regex = expect
+            .body_regex
+            .as_ref()
+            .map(|r| r.as_str())
+            .unwrap_or_default();
+        Some(format!(
+            "the first {} bytes of the body do not match /{regex}/",
+            expect.regex_body_limit
+        ))
+    } else {
+        None
+    };
+    if let Some(message) = mismatch {
+        return Err(Failure::new(Reason::BodyMismatch, message));
     }
     if let Some(budget) = expect.max_duration
         && elapsed > budget
@@ -155,30 +234,29 @@ fn describe_status(status: &[StatusMatch]) -> String {
 /// One request on one fresh connection, closed before returning.
 async fn exchange(
     check: &HttpCheck,
-    url: &url::Url,
-    method: &Method,
-    body: Option<Bytes>,
+    hop: &Hop,
     tls: &tls::TlsSettings,
     ctx: &ProbeContext,
     trace: &Trace,
 ) -> Result<Response, Failure> {
+    let url = &hop.url;
     let host = url.host_str().unwrap_or_default();
     let port = url.port_or_known_default().unwrap_or(80);
     let addrs = net::resolve(host, port, ctx, trace).await?;
-    let (stream, _) = net::connect(&addrs, trace).await?;
+    let (stream, _) = net::connect(&addrs, ctx, trace).await?;
     let io: Box<dyn Io> = if url.scheme() == "https" {
         // serverName overrides only the configured host, not other hosts reached by redirects.
         let name = match tls.policy.server_name.as_deref() {
             Some(name) if check.spec.url.host_str() == Some(host) => name,
             _ => host,
         };
-        let session = tls::handshake(stream, name, tls, trace).await?;
+        let session = tls::handshake(stream, name, tls, hop.credentials, trace).await?;
         Box::new(session.stream)
     } else {
         Box::new(stream)
     };
     trace.enter(Phase::FirstByte);
-    let request = build_request(check, url, method, body)?;
+    let request = build_request(check, hop)?;
     let (mut sender, connection) = http1::handshake::<_, Full<Bytes>>(TokioIo::new(io))
         .await
         .map_err(|e| hyper_failure(&e, "HTTP handshake"))?;
@@ -189,8 +267,7 @@ async fn exchange(
             .map_err(|e| hyper_failure(&e, "waiting for the response"))?;
         trace.set_http_status(response.status().as_u16());
         trace.enter(Phase::Transfer);
-        let spec = &check.spec;
-        read_response(response, spec.max_body_bytes, spec.expect.inspects_body()).await
+        read_response(response, &check.spec).await
     };
     tokio::pin!(exchange, connection);
     let mut connection_done = false;
@@ -203,18 +280,22 @@ async fn exchange(
     }
 }
 
-fn build_request(
-    check: &HttpCheck,
-    url: &url::Url,
-    method: &Method,
-    body: Option<Bytes>,
-) -> Result<Request<Full<Bytes>>, Failure> {
+/// Whether a header carries credentials that must stay with the configured origin.
+fn is_credential(header: &ResolvedHeader) -> bool {
+    header.from_secret
+        || header.name == header::AUTHORIZATION
+        || header.name == header::PROXY_AUTHORIZATION
+        || header.name == header::COOKIE
+}
+
+fn build_request(check: &HttpCheck, hop: &Hop) -> Result<Request<Full<Bytes>>, Failure> {
+    let url = &hop.url;
     let path = match url.query() {
         Some(query) => format!("{}?{query}", url.path()),
         None => url.path().to_string(),
     };
     let mut headers = HeaderMap::new();
-    for header in &check.headers {
+    for header in (check.headers.iter()).filter(|h| hop.credentials || !is_credential(h)) {
         headers.append(header.name.clone(), header.value.clone());
     }
     let host = match url.port() {
@@ -237,15 +318,14 @@ fn build_request(
             headers.insert(name, value);
         }
     }
-    let body = body.unwrap_or_default();
     let mut request = Request::builder()
-        .method(method.clone())
+        .method(hop.method.clone())
         .uri(path)
-        .body(Full::new(body))
+        .body(Full::new(hop.body.clone().unwrap_or_default()))
         .map_err(|e| {
             Failure::new(
                 Reason::InvalidSpec,
-                format!("cannot build request for {url}: {e}"),
+                format!("cannot build request for {}: {e}", redact(url)),
             )
         })?;
     *request.headers_mut() = headers;
@@ -254,17 +334,18 @@ fn build_request(
 
 async fn read_response(
     response: hyper::Response<hyper::body::Incoming>,
-    max_body_bytes: u64,
-    keep: bool,
+    spec: &ValidHttp,
 ) -> Result<Response, Failure> {
     let status = response.status();
     let location = (response.headers().get(header::LOCATION))
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let mut incoming = response.into_body();
-    let mut body = Vec::new();
+    let mut check = BodyCheck::new(&spec.expect);
+    let inspect = spec.expect.inspects_body();
+    let max = spec.max_body_bytes;
     let mut body_read: u64 = 0;
-    while body_read < max_body_bytes {
+    while body_read < max {
         let Some(frame) = incoming.frame().await else {
             break;
         };
@@ -272,17 +353,16 @@ async fn read_response(
         let Ok(data) = frame.into_data() else {
             continue;
         };
-        let take = usize::try_from((max_body_bytes - body_read).min(data.len() as u64))
-            .unwrap_or(data.len());
-        if keep {
-            body.extend_from_slice(&data[..take]);
+        let take = usize::try_from((max - body_read).min(data.len() as u64)).unwrap_or(data.len());
+        if inspect {
+            check.feed(&data[..take]);
         }
         body_read += take as u64;
     }
     Ok(Response {
         status,
         location,
-        body,
+        body: check.verdict(),
         body_read,
     })
 }

@@ -6,6 +6,7 @@
 //! so whatever happens (success, error, timeout, huge body) the socket is closed when
 //! [`run`] returns.
 
+mod body;
 mod build;
 mod certs;
 mod http;
@@ -22,7 +23,7 @@ use crate::api::{Endpoint, Reason, fmt_go};
 
 pub use build::{BuildError, ReferenceError, ReferenceSource, build};
 pub use certs::CertFacts;
-pub use http::{HttpCheck, ResolvedHeader};
+pub use http::{HttpCheck, ResolvedHeader, redact};
 pub use net::prober_fault;
 pub use tls::TlsSettings;
 pub use trace::{Phase, PhaseTimings};
@@ -58,17 +59,23 @@ pub struct ProbeContext {
 impl Default for ProbeContext {
     fn default() -> Self {
         Self {
-            deny: vec![default_deny()],
+            deny: default_deny(),
         }
     }
 }
 
-/// Link-local, which holds cloud metadata endpoints.
-pub fn default_deny() -> IpNet {
-    IpNet::V4(ipnet::Ipv4Net::new_assert(
-        std::net::Ipv4Addr::new(169, 254, 0, 0),
-        16,
-    ))
+/// The default deny list, as the `--deny-cidrs` flag writes it: link-local in both families
+/// (cloud metadata at 169.254.169.254, EC2's IPv6 metadata at fd00:ec2::254), Alibaba's
+/// metadata address, and "this network" (0.0.0.0/8, ::), which reaches the local host.
+pub const DEFAULT_DENY_CIDRS: &str =
+    "169.254.0.0/16,fe80::/10,fd00:ec2::254/128,100.100.100.200/32,0.0.0.0/8,::/128";
+
+/// [`DEFAULT_DENY_CIDRS`] parsed.
+pub fn default_deny() -> Vec<IpNet> {
+    DEFAULT_DENY_CIDRS
+        .split(',')
+        .filter_map(|net| net.parse().ok())
+        .collect()
 }
 
 /// The result of one probe.
@@ -180,19 +187,19 @@ async fn probe(check: &Probe, ctx: &ProbeContext, trace: &trace::Trace) -> Resul
         Target::Http(http) => http::probe(http, &check.tls, ctx, trace).await,
         Target::Tcp(endpoint) => {
             let addrs = net::resolve(&endpoint.host, endpoint.port, ctx, trace).await?;
-            let (_stream, addr) = net::connect(&addrs, trace).await?;
+            let (_stream, addr) = net::connect(&addrs, ctx, trace).await?;
             Ok(format!("connected to {addr}"))
         }
         Target::Tls(endpoint) => {
             let addrs = net::resolve(&endpoint.host, endpoint.port, ctx, trace).await?;
-            let (stream, addr) = net::connect(&addrs, trace).await?;
+            let (stream, addr) = net::connect(&addrs, ctx, trace).await?;
             let name = check
                 .tls
                 .policy
                 .server_name
                 .as_deref()
                 .unwrap_or(&endpoint.host);
-            let session = tls::handshake(stream, name, &check.tls, trace).await?;
+            let session = tls::handshake(stream, name, &check.tls, true, trace).await?;
             Ok(format!(
                 "TLS handshake with {addr} succeeded ({})",
                 session.summary()

@@ -1,12 +1,64 @@
 //! Name resolution and TCP connect, with the deny list enforced on every resolved address and
 //! errors sorted into the target's fault and the prober's own.
 
-use std::{io, net::SocketAddr};
+use std::{
+    io,
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+};
 
 use tokio::net::{TcpSocket, TcpStream};
 
 use super::{Failure, ProbeContext, trace::Phase, trace::Trace};
 use crate::api::Reason;
+
+/// The address as the kernel will dial it: IPv4-mapped (`::ffff:a.b.c.d`) and
+/// IPv4-compatible (`::a.b.c.d`) IPv6 addresses reach IPv4 hosts, so they are judged as IPv4.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let octets = v6.octets();
+                let compatible = octets[..12].iter().all(|b| *b == 0)
+                    && !v6.is_unspecified()
+                    && !v6.is_loopback();
+                if compatible {
+                    IpAddr::V4(Ipv4Addr::new(
+                        octets[12], octets[13], octets[14], octets[15],
+                    ))
+                } else {
+                    IpAddr::V6(v6)
+                }
+            }
+        },
+        v4 => v4,
+    }
+}
+
+/// Why `ip` may not be dialled, if it may not: unspecified addresses (which reach the local
+/// host) always, and every address in the operator's deny list, judged in canonical form.
+pub fn denied(ip: IpAddr, ctx: &ProbeContext) -> Option<String> {
+    let canonical = canonical(ip);
+    if canonical.is_unspecified() {
+        return Some(format!(
+            "{ip} is the unspecified address, which reaches this host"
+        ));
+    }
+    let net = ctx.deny.iter().find(|net| net.contains(&canonical))?;
+    Some(format!(
+        "{ip} is in {net}, which the operator's deny list forbids"
+    ))
+}
+
+/// `TargetDenied` for `host` (as written) whose address was refused for `why`.
+fn denial(host: &str, why: &str) -> Failure {
+    let message = if why.starts_with(host) {
+        why.to_string()
+    } else {
+        format!("{host} resolves to {why}")
+    };
+    Failure::new(Reason::TargetDenied, message)
+}
 
 /// Resolves `host:port`, dropping denied addresses; `TargetDenied` when none is left.
 pub async fn resolve(
@@ -32,35 +84,39 @@ pub async fn resolve(
             }
         })?
         .collect();
-    let (denied, allowed): (Vec<_>, Vec<_>) = addrs
-        .into_iter()
-        .partition(|addr| ctx.deny.iter().any(|net| net.contains(&addr.ip())));
+    let mut first_denial = None;
+    let allowed: Vec<SocketAddr> = (addrs.into_iter())
+        .filter(|addr| match denied(addr.ip(), ctx) {
+            Some(why) => {
+                first_denial.get_or_insert(why);
+                false
+            }
+            None => true,
+        })
+        .collect();
     if allowed.is_empty() {
-        return match denied.first() {
-            Some(addr) => Err(Failure::new(
-                Reason::TargetDenied,
-                format!(
-                    "{host} resolves to {} which the operator's deny list forbids",
-                    addr.ip()
-                ),
-            )),
-            None => Err(Failure::new(
-                Reason::DNSError,
-                format!("{host} has no addresses"),
-            )),
-        };
+        return Err(match first_denial {
+            Some(why) => denial(host, &why),
+            None => Failure::new(Reason::DNSError, format!("{host} has no addresses")),
+        });
     }
     Ok(allowed)
 }
 
-/// Connects to the first address that accepts, in resolver order.
+/// Connects to the first address that accepts, in resolver order; every address is checked
+/// against the deny list again right before it is dialled.
 pub async fn connect(
     addrs: &[SocketAddr],
+    ctx: &ProbeContext,
     trace: &Trace,
 ) -> Result<(TcpStream, SocketAddr), Failure> {
     trace.enter(Phase::Connect);
     let mut last = None;
     for &addr in addrs {
+        if let Some(why) = denied(addr.ip(), ctx) {
+            last = Some(Failure::new(Reason::TargetDenied, why));
+            continue;
+        }
         match connect_one(addr).await {
             Ok(stream) => return Ok((stream, addr)),
             Err(e) => {

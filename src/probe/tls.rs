@@ -75,11 +75,12 @@ impl Session {
 }
 
 /// Runs a handshake for server name `name` (SNI and the name verified) and checks every TLS
-/// expectation.
+/// expectation; the client certificate, if any, is offered only when `client_certificate`.
 pub async fn handshake(
     stream: TcpStream,
     name: &str,
     settings: &TlsSettings,
+    client_certificate: bool,
     trace: &Trace,
 ) -> Result<Session, Failure> {
     trace.enter(Phase::Tls);
@@ -95,7 +96,7 @@ pub async fn handshake(
         )
     })?;
     let verifier = Arc::new(CapturingVerifier::new(settings)?);
-    let config = client_config(settings, verifier.clone())?;
+    let config = client_config(settings, client_certificate, verifier.clone())?;
     let result = TlsConnector::from(Arc::new(config))
         .connect(server_name, stream)
         .await;
@@ -127,6 +128,7 @@ pub async fn handshake(
 
 fn client_config(
     settings: &TlsSettings,
+    client_certificate: bool,
     verifier: Arc<CapturingVerifier>,
 ) -> Result<ClientConfig, Failure> {
     let versions: &[&rustls::SupportedProtocolVersion] = match settings.policy.min_version {
@@ -138,7 +140,7 @@ fn client_config(
         .map_err(|e| Failure::new(Reason::ProberError, format!("TLS configuration: {e}")))?
         .dangerous()
         .with_custom_certificate_verifier(verifier);
-    let mut config = match &settings.client_auth {
+    let mut config = match settings.client_auth.as_ref().filter(|_| client_certificate) {
         Some(auth) => builder
             .with_client_auth_cert(auth.chain.clone(), auth.key.clone_key())
             .map_err(|e| {

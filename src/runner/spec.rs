@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use super::{CheckProber, Prober};
 use crate::{
-    api::{CheckKey, FieldError, HealthCheckSpec, HealthCheckStatus, Reason, ValidSpec},
+    api::{CheckKey, FieldError, HealthCheckSpec, HealthCheckStatus, Reason, ValidSpec, ValueRef},
     probe::{self, BuildError, ProbeContext, ReferenceError, ReferenceSource},
 };
 
@@ -171,24 +171,17 @@ impl<'a> Recording<'a> {
         }
     }
 
-    fn note(&self, result: Result<Vec<u8>, ReferenceError>) -> Result<Vec<u8>, ReferenceError> {
-        if let Ok(bytes) = &result {
-            self.read.borrow_mut().extend_from_slice(bytes);
-        }
-        result
-    }
-
     fn into_bytes(self) -> Vec<u8> {
         self.read.into_inner()
     }
 }
 
 impl ReferenceSource for Recording<'_> {
-    fn secret_key(&self, name: &str, key: &str) -> Result<Vec<u8>, ReferenceError> {
-        self.note(self.inner.secret_key(name, key))
-    }
-
-    fn config_map_key(&self, name: &str, key: &str) -> Result<Vec<u8>, ReferenceError> {
-        self.note(self.inner.config_map_key(name, key))
+    fn read(&self, value: &ValueRef) -> Result<Vec<u8>, ReferenceError> {
+        let result = self.inner.read(value);
+        if let Ok(bytes) = &result {
+            self.read.borrow_mut().extend_from_slice(bytes);
+        }
+        result
     }
 }

@@ -7,7 +7,7 @@ pub mod server;
 use std::collections::HashMap;
 
 use canary_operator::{
-    api::{HealthCheckSpec, validate},
+    api::{HealthCheckSpec, ReferenceKind, ValueRef, validate},
     probe::{self, Outcome, Probe, ProbeContext, ReferenceError, ReferenceSource},
 };
 
@@ -31,27 +31,15 @@ impl MapRefs {
     }
 }
 
-fn lookup(
-    map: &HashMap<(String, String), Vec<u8>>,
-    kind: &'static str,
-    name: &str,
-    key: &str,
-) -> Result<Vec<u8>, ReferenceError> {
-    map.get(&(name.to_string(), key.to_string()))
-        .cloned()
-        .ok_or_else(|| ReferenceError::NotFound {
-            kind,
-            name: name.into(),
-        })
-}
-
 impl ReferenceSource for MapRefs {
-    fn secret_key(&self, name: &str, key: &str) -> Result<Vec<u8>, ReferenceError> {
-        lookup(&self.secrets, "Secret", name, key)
-    }
-
-    fn config_map_key(&self, name: &str, key: &str) -> Result<Vec<u8>, ReferenceError> {
-        lookup(&self.config_maps, "ConfigMap", name, key)
+    fn read(&self, value: &ValueRef) -> Result<Vec<u8>, ReferenceError> {
+        let map = match value.object.kind {
+            ReferenceKind::Secret => &self.secrets,
+            ReferenceKind::ConfigMap => &self.config_maps,
+        };
+        map.get(&(value.object.name.clone(), value.key.clone()))
+            .cloned()
+            .ok_or_else(|| ReferenceError::missing(value, false))
     }
 }
 
