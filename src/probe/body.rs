@@ -100,8 +100,14 @@ impl<'a> BodyCheck<'a> {
         }
         if let Some(buffer) = &mut self.regex_buffer {
             let limit = usize::try_from(self.expect.regex_body_limit).unwrap_or(usize::MAX);
-            let room = limit.saturating_sub(buffer.len());
-            buffer.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            let take = chunk.len().min(limit.saturating_sub(buffer.len()));
+            let needed = buffer.len() + take;
+            if needed > buffer.capacity() {
+                // Grow by doubling, but never past the limit.
+                let target = limit.min(needed.max(buffer.capacity() * 2));
+                buffer.reserve_exact(target - buffer.len());
+            }
+            buffer.extend_from_slice(&chunk[..take]);
         }
     }
 

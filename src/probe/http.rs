@@ -34,6 +34,10 @@ pub struct ResolvedHeader {
     pub from_secret: bool,
 }
 
+/// hyper's read buffer per connection: enough for any sane response head, and small enough
+/// that many concurrent probes of large bodies stay cheap (hyper's default is ~400 KiB).
+const READ_BUFFER: usize = 64 * 1024;
+
 /// What one request returned, after the connection was closed.
 struct Response {
     status: StatusCode,
@@ -257,7 +261,9 @@ async fn exchange(
     };
     trace.enter(Phase::FirstByte);
     let request = build_request(check, hop)?;
-    let (mut sender, connection) = http1::handshake::<_, Full<Bytes>>(TokioIo::new(io))
+    let (mut sender, connection) = http1::Builder::new()
+        .max_buf_size(READ_BUFFER)
+        .handshake::<_, Full<Bytes>>(TokioIo::new(io))
         .await
         .map_err(|e| hyper_failure(&e, "HTTP handshake"))?;
     let exchange = async {

@@ -1,0 +1,145 @@
+//! Memory a body expectation may cost: 64 concurrent probes of 64 MiB bodies of 0xFF bytes
+//! (not UTF-8) with each body expectation kind, peak RSS growth per kind measured in a fresh
+//! process each (VmHWM only grows). Targets: < 64 MiB for bodyContains/bodyNotContains,
+//! < 64 x regexBodyLimit + 32 MiB for bodyRegex.
+//! Run: `cargo bench --bench body_memory` (release build; prints its figures).
+
+use std::{process::Command, sync::Arc, time::Instant};
+
+use canary_operator::{
+    api::{Reason, validate},
+    probe::{self, ProbeContext, ReferenceError, ReferenceSource},
+};
+use futures::{StreamExt, stream};
+use serde_json::json;
+use tokio::{io::AsyncWriteExt, net::TcpListener};
+
+const MIB: usize = 1 << 20;
+const BODY: usize = 64 * MIB;
+const CONCURRENCY: usize = 64;
+
+/// No references: the specs here read none.
+struct NoRefs;
+
+impl ReferenceSource for NoRefs {
+    fn read(&self, value: &canary_operator::api::ValueRef) -> Result<Vec<u8>, ReferenceError> {
+        Err(ReferenceError::missing(value, false))
+    }
+}
+
+fn mib(field: &str) -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    (status.lines().find(|l| l.starts_with(field)))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// Serves 64 MiB of 0xFF to every request from one static buffer (constant server memory).
+async fn serve(listener: TcpListener) {
+    static CHUNK: [u8; 64 * 1024] = [0xFF; 64 * 1024];
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
+        tokio::spawn(async move {
+            let mut request = [0u8; 1024];
+            let _ = tokio::io::AsyncReadExt::read(&mut stream, &mut request).await;
+            let head =
+                format!("HTTP/1.1 200 OK\r\nContent-Length: {BODY}\r\nConnection: close\r\n\r\n");
+            if stream.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            for _ in 0..BODY / CHUNK.len() {
+                if stream.write_all(&CHUNK).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+fn expectation(kind: &str) -> serde_json::Value {
+    match kind {
+        "contains" => json!({"bodyContains": "healthy"}),
+        "not-contains" => json!({"bodyNotContains": "unhealthy"}),
+        "regex" => json!({"bodyRegex": "healthy|ok"}),
+        "regex-4mi" => json!({"bodyRegex": "healthy|ok", "regexBodyLimit": "4Mi"}),
+        _ => json!({}),
+    }
+}
+
+/// One kind, in this process: prints `kind growth_mib seconds reasons`.
+fn measure(kind: &str) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(serve(listener));
+        let spec = serde_json::from_value(json!({
+            "timeout": "50s", "interval": "60s",
+            "http": {"url": format!("http://127.0.0.1:{port}/"), "maxBodyBytes": "64Mi", "expect": expectation(kind)},
+        }))
+        .unwrap();
+        let probe = Arc::new(probe::build(&validate(&spec).unwrap(), &NoRefs).unwrap());
+        let ctx = Arc::new(ProbeContext::default());
+        let baseline = mib("VmHWM:");
+        let start = Instant::now();
+        let reasons: Vec<Reason> = stream::iter(0..CONCURRENCY)
+            .map(|_| {
+                let (probe, ctx) = (probe.clone(), ctx.clone());
+                async move { probe::run(&probe, &ctx).await.reason }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        let growth = mib("VmHWM:") - baseline;
+        let mut kinds: Vec<&str> = reasons.iter().map(|r| r.as_str()).collect();
+        kinds.dedup();
+        println!("{kind} {growth:.1} {:.1} {}", start.elapsed().as_secs_f64(), kinds.join(","));
+    });
+}
+
+fn main() {
+    if let Some(kind) = std::env::args().skip_while(|a| a != "--kind").nth(1) {
+        measure(&kind);
+        return;
+    }
+    println!(
+        "{CONCURRENCY} concurrent probes of {} MiB bodies of 0xFF, peak RSS growth per kind:",
+        BODY / MIB
+    );
+    println!(
+        "{:<14} {:>12} {:>10} {:>12}  {}",
+        "expectation", "growth MiB", "target", "seconds", "reasons"
+    );
+    for (kind, target) in [
+        ("none", 64.0),
+        ("contains", 64.0),
+        ("not-contains", 64.0),
+        ("regex", 96.0),
+        ("regex-4mi", 288.0),
+    ] {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args(["--kind", kind])
+            .output()
+            .unwrap();
+        let line = String::from_utf8_lossy(&out.stdout);
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (growth, seconds, reasons) = (
+            fields.get(1).copied().unwrap_or("?"),
+            fields.get(2).copied().unwrap_or("?"),
+            fields.get(3).copied().unwrap_or("?"),
+        );
+        let verdict = match growth.parse::<f64>() {
+            Ok(g) if g < target => "ok",
+            _ => "OVER",
+        };
+        println!(
+            "{kind:<14} {growth:>12} {:>10} {seconds:>12}  {reasons} {verdict}",
+            format!("< {target}")
+        );
+    }
+}
