@@ -112,8 +112,8 @@ fn main() {
         BODY / MIB
     );
     println!(
-        "{:<14} {:>12} {:>10} {:>12}  {}",
-        "expectation", "growth MiB", "target", "seconds", "reasons"
+        "{:<14} {:>12} {:>10} {:>12}  reasons",
+        "expectation", "growth MiB", "target", "seconds"
     );
     for (kind, target) in [
         ("none", 64.0),
