@@ -119,9 +119,10 @@ pub struct StandaloneArgs {
 /// Scheduler and watchdog settings.
 #[derive(Debug, Args, Clone)]
 pub struct EngineArgs {
-    /// Probes in flight at once across all checks (queued fairly, first come first served).
-    #[arg(long, env = "CANARY_MAX_CONCURRENT_PROBES", default_value_t = 64)]
-    pub max_concurrent_probes: usize,
+    /// Probes in flight at once across all checks, shared fairly across namespaces (default:
+    /// a quarter of the descriptor limit, between 16 and 4096).
+    #[arg(long, env = "CANARY_MAX_CONCURRENT_PROBES")]
+    pub max_concurrent_probes: Option<usize>,
     /// A check is stalled (and /healthz fails) when it has not completed a run for
     /// interval + timeout + this grace.
     #[arg(long, env = "CANARY_STALL_GRACE", default_value = "30s", value_parser = duration_flag)]

@@ -8,7 +8,9 @@ use crate::{
     api::ReadyStatus,
     cli::{AdminArgs, EngineArgs},
     metrics::{Metrics, MetricsError},
-    runner::{CheckKey, RunReport, Scheduler, SchedulerConfig, Sink, WatchdogConfig},
+    runner::{
+        CheckKey, RunReport, Scheduler, SchedulerConfig, Sink, WatchdogConfig, default_slots,
+    },
 };
 
 /// How often the scheduler loop proves it is alive.
@@ -54,7 +56,7 @@ impl Engine {
         let mut all: Vec<Arc<dyn Sink>> = vec![metrics.clone(), Arc::new(TransitionLog)];
         all.extend(sinks);
         let config = SchedulerConfig {
-            max_concurrent: engine.max_concurrent_probes,
+            max_concurrent: (engine.max_concurrent_probes).unwrap_or_else(default_slots),
             stall_grace: engine.stall_grace,
             prober_error_streak: engine.prober_error_streak,
         };

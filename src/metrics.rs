@@ -51,24 +51,8 @@ struct CheckFamilies {
     tls_version: IntGaugeVec,
 }
 
-/// Operator-level families (fields of [`Metrics`] once built).
-struct OperatorFamilies {
-    checks_by_state: IntGaugeVec,
-    scheduler_lag: Histogram,
-    scheduler_progress: Gauge,
-    skipped_runs: IntCounter,
-    checks_overdue: IntGauge,
-    status_writes: IntCounterVec,
-    reconciles: IntCounterVec,
-    events: IntCounterVec,
-}
-
-/// Every metric family Canary exposes.
-pub struct Metrics {
-    registry: Registry,
-    names: Vec<String>,
-    check: CheckFamilies,
-    check_duration: HistogramVec,
+/// Operator-level families: the engine's and the controller's own vital signs.
+pub struct OperatorFamilies {
     /// Checks by state (ready, failing, pending, suspended, invalid).
     pub checks_by_state: IntGaugeVec,
     /// Actual start minus due time of every run.
@@ -77,14 +61,31 @@ pub struct Metrics {
     pub scheduler_progress: Gauge,
     /// Runs skipped because the previous one overran its tick.
     pub skipped_runs: IntCounter,
-    /// Active checks overdue beyond their stall threshold.
+    /// Active checks the watchdog judges stalled.
     pub checks_overdue: IntGauge,
-    /// Status writes by result (success, conflict, error, skipped).
+    /// Checks due for more than a second and not started (waiting for a probe slot).
+    pub checks_late: IntGauge,
+    /// Time each run waited for a probe slot.
+    pub slot_wait: Histogram,
+    /// Probe slots in use, and how many there are.
+    pub slots_in_use: IntGauge,
+    pub slots_max: IntGauge,
+    /// Status writes by result (success, conflict, error, timeout, skipped, not_found).
     pub status_writes: IntCounterVec,
     /// Reconciliations by result.
     pub reconciles: IntCounterVec,
     /// Transition Events by result (success, rejected, expired, dropped).
     pub events: IntCounterVec,
+}
+
+/// Every metric family Canary exposes.
+pub struct Metrics {
+    registry: Registry,
+    names: Vec<String>,
+    check: CheckFamilies,
+    check_duration: HistogramVec,
+    /// Operator-level families.
+    pub operator: OperatorFamilies,
     /// Label values set per check for families with extra labels, so removal is complete.
     extra_labels: Mutex<HashMap<CheckKey, ExtraLabels>>,
 }
@@ -167,14 +168,7 @@ impl Metrics {
         );
         Ok(Self {
             check_duration,
-            checks_by_state: operator.checks_by_state,
-            scheduler_lag: operator.scheduler_lag,
-            scheduler_progress: operator.scheduler_progress,
-            skipped_runs: operator.skipped_runs,
-            checks_overdue: operator.checks_overdue,
-            status_writes: operator.status_writes,
-            reconciles: operator.reconciles,
-            events: operator.events,
+            operator,
             check: checks,
             extra_labels: Mutex::new(HashMap::new()),
             names: f.names,
@@ -250,7 +244,24 @@ impl Metrics {
             )?)?,
             checks_overdue: f.add(IntGauge::new(
                 "canary_checks_overdue",
-                "Active checks overdue beyond their stall threshold.",
+                "Active checks the watchdog judges stalled.",
+            )?)?,
+            checks_late: f.add(IntGauge::new(
+                "canary_checks_late",
+                "Checks due for more than a second and not started yet (waiting for a probe slot).",
+            )?)?,
+            slot_wait: f.histogram(
+                "canary_probe_slot_wait_seconds",
+                "Time a run waited for one of the --max-concurrent-probes slots.",
+                LAG_BUCKETS,
+            )?,
+            slots_in_use: f.add(IntGauge::new(
+                "canary_probe_slots_in_use",
+                "Probe slots in use.",
+            )?)?,
+            slots_max: f.add(IntGauge::new(
+                "canary_probe_slots_max",
+                "Probe slots (--max-concurrent-probes).",
             )?)?,
             skipped_runs: f.add(IntCounter::new(
                 "canary_scheduler_skipped_runs_total",
@@ -406,13 +417,18 @@ impl Metrics {
     }
 }
 
+fn unix_now() -> f64 {
+    jiff::Timestamp::now().as_millisecond() as f64 / 1000.0
+}
+
 impl Sink for Metrics {
     fn on_run(&self, report: &RunReport<'_>) {
         self.record(report.key, report.outcome);
-        self.scheduler_lag.observe(report.lag.as_secs_f64());
-        self.skipped_runs.inc_by(report.skipped);
-        self.scheduler_progress
-            .set(jiff::Timestamp::now().as_millisecond() as f64 / 1000.0);
+        let operator = &self.operator;
+        operator.scheduler_lag.observe(report.lag.as_secs_f64());
+        operator.slot_wait.observe(report.slot_wait.as_secs_f64());
+        operator.skipped_runs.inc_by(report.skipped);
+        operator.scheduler_progress.set(unix_now());
     }
 
     fn on_remove(&self, key: &CheckKey) {
@@ -427,12 +443,15 @@ impl Sink for Metrics {
             ("suspended", summary.suspended),
             ("invalid", summary.invalid),
         ] {
-            self.checks_by_state
+            (self.operator.checks_by_state)
                 .with_label_values(&[state])
                 .set(count as i64);
         }
-        self.checks_overdue.set(summary.overdue as i64);
-        self.scheduler_progress
-            .set(jiff::Timestamp::now().as_millisecond() as f64 / 1000.0);
+        let operator = &self.operator;
+        operator.checks_overdue.set(summary.overdue as i64);
+        operator.checks_late.set(summary.late as i64);
+        operator.slots_in_use.set(summary.slots_in_use as i64);
+        operator.slots_max.set(summary.slots_max as i64);
+        operator.scheduler_progress.set(unix_now());
     }
 }

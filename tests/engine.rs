@@ -65,7 +65,7 @@ fn engine_args(stall_grace: Duration) -> (EngineArgs, AdminArgs) {
     let local: SocketAddr = "127.0.0.1:0".parse().unwrap();
     (
         EngineArgs {
-            max_concurrent_probes: 8,
+            max_concurrent_probes: Some(8),
             stall_grace,
             prober_error_streak: 5,
         },

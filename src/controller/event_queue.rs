@@ -153,7 +153,11 @@ async fn sleep_until(at: Option<Instant>) {
 }
 
 fn count(metrics: &Metrics, result: Published) {
-    metrics.events.with_label_values(&[result.label()]).inc();
+    metrics
+        .operator
+        .events
+        .with_label_values(&[result.label()])
+        .inc();
 }
 
 fn object_key(reference: &ObjectReference) -> String {
@@ -301,7 +305,11 @@ mod tests {
     }
 
     fn counted(metrics: &Metrics, result: Published) -> u64 {
-        metrics.events.with_label_values(&[result.label()]).get()
+        metrics
+            .operator
+            .events
+            .with_label_values(&[result.label()])
+            .get()
     }
 
     #[tokio::test(start_paused = true)]

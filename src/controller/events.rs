@@ -92,7 +92,7 @@ impl Sink for EventSink {
         };
         if self.queue.try_send((event, reference)).is_err() {
             tracing::warn!(check = %report.key, "Event queue full; a transition Event was dropped");
-            (self.metrics.events)
+            (self.metrics.operator.events)
                 .with_label_values(&[Published::Dropped.label()])
                 .inc();
         }

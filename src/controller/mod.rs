@@ -246,6 +246,7 @@ async fn handle(
             ctx.scheduler.remove(&key);
             ctx.writer.forget(&key);
             ctx.metrics
+                .operator
                 .reconciles
                 .with_label_values(&[Reconciled::Deleted.label()])
                 .inc();
@@ -278,6 +279,7 @@ async fn reconcile(object: &HealthCheck, ctx: &Context) {
             // The API server did not answer: keep the current runner and retry on the next resync.
             tracing::warn!(check = %key, %error, "cannot read references; keeping the current runner");
             ctx.metrics
+                .operator
                 .reconciles
                 .with_label_values(&[Reconciled::Error.label()])
                 .inc();
@@ -297,6 +299,7 @@ async fn reconcile(object: &HealthCheck, ctx: &Context) {
         Reconciled::Unchanged
     };
     ctx.metrics
+        .operator
         .reconciles
         .with_label_values(&[result.label()])
         .inc();

@@ -269,7 +269,7 @@ impl StatusWriter {
     }
 
     fn count(&self, result: Written) {
-        (self.shared.metrics.status_writes)
+        (self.shared.metrics.operator.status_writes)
             .with_label_values(&[result.label()])
             .inc();
     }

@@ -3,6 +3,7 @@
 //! for the watchdog. It knows nothing of the API server: specs come from a source (the
 //! controller or YAML files), results go to sinks (metrics, status writer, logs).
 
+mod slots;
 mod spec;
 mod task;
 mod watchdog;
@@ -14,7 +15,7 @@ use std::{
 };
 
 use futures::future::BoxFuture;
-use tokio::{sync::Semaphore, task::JoinHandle, time::Instant};
+use tokio::{task::JoinHandle, time::Instant};
 
 use crate::{
     api::{HealthCheckStatus, ReadyStatus},
@@ -24,6 +25,7 @@ use crate::{
 };
 
 pub use crate::api::CheckKey;
+pub use slots::{SlotPermit, SlotUsage, Slots, default_slots};
 pub use spec::{Origin, Plan, RunnerSpec, Schedule, jitter, stable_hash};
 pub use watchdog::{Health, WatchdogConfig};
 
@@ -53,8 +55,10 @@ pub struct RunReport<'a> {
     pub status: &'a HealthCheckStatus,
     /// The change of Ready this run made, decided once by [`crate::readiness::next_status`].
     pub transition: Option<&'a Transition>,
-    /// Actual start minus due time.
+    /// Actual start minus due time (including the slot wait).
     pub lag: Duration,
+    /// Time spent waiting for a probe slot.
+    pub slot_wait: Duration,
     /// Ticks skipped after this run because it overran its interval.
     pub skipped: u64,
 }
@@ -67,7 +71,7 @@ pub trait Sink: Send + Sync {
     fn on_tick(&self, _summary: &Summary) {}
 }
 
-/// Counts of checks by state, and how many active checks are overdue.
+/// Counts of checks by state, how many are stalled or late, and the probe slots.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Summary {
     pub ready: usize,
@@ -75,15 +79,24 @@ pub struct Summary {
     pub pending: usize,
     pub suspended: usize,
     pub invalid: usize,
+    /// Active checks the watchdog judges stalled (see [`WatchdogConfig`]).
     pub overdue: usize,
+    /// Checks due for more than [`LATE_AFTER`] and not started yet (waiting for a slot).
+    pub late: usize,
+    pub slots_in_use: usize,
+    pub slots_max: usize,
 }
+
+/// A check due for longer than this without starting counts as late.
+pub const LATE_AFTER: Duration = Duration::from_secs(1);
 
 /// Scheduler settings.
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {
-    /// Probes in flight at once, across all checks.
+    /// Probes in flight at once, across all checks (shared fairly across namespaces).
     pub max_concurrent: usize,
-    /// Added to interval + timeout to decide that a check is stalled.
+    /// How far past its due time, its timeout or the queue's last move a check may be before
+    /// the watchdog calls the engine stalled.
     pub stall_grace: Duration,
     /// Consecutive ProberError runs (across checks) that make /healthz fail.
     pub prober_error_streak: usize,
@@ -92,11 +105,22 @@ pub struct SchedulerConfig {
 impl Default for SchedulerConfig {
     fn default() -> Self {
         Self {
-            max_concurrent: 64,
+            max_concurrent: default_slots(),
             stall_grace: Duration::from_secs(30),
             prober_error_streak: 5,
         }
     }
+}
+
+/// Where a runner is in its cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RunPhase {
+    /// Sleeping until `next_due`.
+    Idle,
+    /// Due, waiting for a probe slot since then.
+    Queued { since: Instant },
+    /// Probing since then.
+    Running { since: Instant },
 }
 
 /// Mutable state of one runner, shared with the watchdog (std locks: readable from any thread).
@@ -104,11 +128,16 @@ impl Default for SchedulerConfig {
 pub(crate) struct RunnerState {
     pub status: HealthCheckStatus,
     pub next_due: Instant,
-    pub last_progress: Instant,
+    pub phase: RunPhase,
     pub active: bool,
     pub blocked: bool,
     pub suspended: bool,
-    pub stall_threshold: Duration,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// The last run that was not the prober's own fault ended then (or the runner started).
+    pub last_progress: Instant,
+    /// The last run ended in ProberError.
+    pub prober_failing: bool,
     pub runs: u64,
 }
 
@@ -120,7 +149,7 @@ struct RunnerHandle {
 
 pub(crate) struct Shared {
     config: SchedulerConfig,
-    semaphore: Arc<Semaphore>,
+    slots: Slots,
     sinks: Vec<Arc<dyn Sink>>,
     runners: Mutex<HashMap<CheckKey, RunnerHandle>>,
     /// Whether each of the last runs ended in ProberError, newest last.
@@ -139,7 +168,7 @@ impl Scheduler {
     pub fn new(config: SchedulerConfig, sinks: Vec<Arc<dyn Sink>>) -> Self {
         Self {
             shared: Arc::new(Shared {
-                semaphore: Arc::new(Semaphore::new(config.max_concurrent.max(1))),
+                slots: Slots::new(config.max_concurrent),
                 config,
                 sinks,
                 runners: Mutex::new(HashMap::new()),
@@ -172,11 +201,14 @@ impl Scheduler {
         let state = Arc::new(Mutex::new(RunnerState {
             status,
             next_due: first_due,
-            last_progress: now,
+            phase: RunPhase::Idle,
             active: !schedule.suspend && matches!(spec.plan, Plan::Run(_)),
             blocked: matches!(spec.plan, Plan::Blocked { .. }),
             suspended: schedule.suspend,
-            stall_threshold: schedule.interval + schedule.timeout + self.shared.config.stall_grace,
+            interval: schedule.interval,
+            timeout: schedule.timeout,
+            last_progress: now,
+            prober_failing: false,
             runs: 0,
         }));
         let key = spec.key.clone();
@@ -267,8 +299,14 @@ impl Scheduler {
 
     /// Counts of checks by state at `now`.
     pub fn summary(&self, now: Instant) -> Summary {
+        let grace = self.shared.config.stall_grace;
+        let usage = self.shared.slots.usage();
         let runners = lock(&self.shared.runners);
-        let mut summary = Summary::default();
+        let mut summary = Summary {
+            slots_in_use: usage.in_use,
+            slots_max: usage.capacity,
+            ..Summary::default()
+        };
         for handle in runners.values() {
             let state = lock(&handle.state);
             match (state.blocked, state.suspended, state.status.ready()) {
@@ -278,13 +316,15 @@ impl Scheduler {
                 (_, _, Some(ReadyStatus::False)) => summary.failing += 1,
                 _ => summary.pending += 1,
             }
-            if state.active
-                && now.saturating_duration_since(state.last_progress) > state.stall_threshold
-            {
-                summary.overdue += 1;
-            }
+            summary.overdue += usize::from(watchdog::stalled(&state, now, grace).is_some());
+            summary.late += usize::from(watchdog::late(&state, now));
         }
         summary
+    }
+
+    /// Probe slots in use, waiting, and when the queue last moved.
+    pub fn slots(&self) -> SlotUsage {
+        self.shared.slots.usage()
     }
 
     /// The watchdog's verdict at `now` (readable from any thread, even when the runtime is wedged).

@@ -8,7 +8,7 @@ use std::{
 
 use tokio::time::Instant;
 
-use super::{Plan, RunReport, RunnerSpec, RunnerState, Shared};
+use super::{Plan, RunPhase, RunReport, RunnerSpec, RunnerState, Shared};
 use crate::lock;
 use crate::{
     api::Reason,
@@ -44,15 +44,27 @@ pub(super) async fn run(
     loop {
         let due = lock(&state).next_due;
         tokio::time::sleep_until(due).await;
-        let Ok(permit) = shared.semaphore.clone().acquire_owned().await else {
-            return; // closed: the scheduler is shutting down
+        lock(&state).phase = RunPhase::Queued {
+            since: Instant::now(),
         };
-        let lag = Instant::now().saturating_duration_since(due);
+        let (permit, slot_wait) = shared.slots.acquire(&spec.key.namespace).await;
+        let started = Instant::now();
+        lock(&state).phase = RunPhase::Running { since: started };
+        let lag = started.saturating_duration_since(due);
         let outcome = prober.probe().await;
         drop(permit);
         let (next_due, skipped) = next_due_after(due, spec.schedule.interval, Instant::now());
-        lock(&state).next_due = next_due;
-        report(&shared, &spec, &state, outcome, Timing { lag, skipped });
+        {
+            let mut state = lock(&state);
+            state.next_due = next_due;
+            state.phase = RunPhase::Idle;
+        }
+        let timing = Timing {
+            lag,
+            slot_wait,
+            skipped,
+        };
+        report(&shared, &spec, &state, outcome, timing);
     }
 }
 
@@ -64,14 +76,23 @@ pub(super) fn next_due_after(due: Instant, interval: Duration, now: Instant) -> 
         return (next, 0);
     }
     let behind = now.duration_since(next);
-    let missed = (behind.as_nanos() / interval.as_nanos().max(1)) as u32 + 1;
-    (next + interval * missed, u64::from(missed))
+    let missed = u32::try_from(behind.as_nanos() / interval.as_nanos().max(1))
+        .unwrap_or(u32::MAX)
+        .saturating_add(1);
+    match interval
+        .checked_mul(missed)
+        .and_then(|ahead| next.checked_add(ahead))
+    {
+        Some(due) => (due, u64::from(missed)),
+        None => (now + interval, u64::from(missed)),
+    }
 }
 
 /// When a run started relative to its due time, and ticks skipped after it.
 #[derive(Clone, Copy, Default)]
 struct Timing {
     lag: Duration,
+    slot_wait: Duration,
     skipped: u64,
 }
 
@@ -96,6 +117,7 @@ fn report(
         state.status = next.status.clone();
         state.runs += 1;
         // The prober's own fault is not progress: a process out of descriptors must go overdue.
+        state.prober_failing = prober_error;
         if !prober_error {
             state.last_progress = Instant::now();
         }
@@ -110,6 +132,7 @@ fn report(
         status: &next.status,
         transition: next.transition.as_ref(),
         lag: timing.lag,
+        slot_wait: timing.slot_wait,
         skipped: timing.skipped,
     };
     for sink in &shared.sinks {

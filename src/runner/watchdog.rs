@@ -1,16 +1,23 @@
 //! The watchdog's verdict, computed from runner state under std locks so the admin thread can
 //! answer even when the main runtime is wedged.
+//!
+//! Stalled means the engine stopped, not that targets are slow or slots are short: a check
+//! waiting for a probe slot is fine while the queue moves (every probe ends by its deadline,
+//! so slots come free); the engine is stalled when a check is overdue while not queued (its
+//! runner did not wake), a started run outlives its timeout, the slot queue stops moving, the
+//! scheduler loop stops ticking, or runs keep ending in the prober's own errors. Capacity
+//! shortage is measured (`canary_probe_slot_wait_seconds`, `canary_checks_late`) and alerted,
+//! never answered with a restart.
 
 use std::time::Duration;
 
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::Shared;
-use crate::api::fmt_go;
-use crate::lock;
+use super::{LATE_AFTER, RunPhase, RunnerState, Shared};
+use crate::{api::fmt_go, lock};
 
-/// Watchdog thresholds beyond the per-check stall threshold.
+/// Watchdog thresholds beyond the per-check rules.
 #[derive(Debug, Clone)]
 pub struct WatchdogConfig {
     /// The scheduler loop must tick at least this often.
@@ -27,7 +34,50 @@ pub struct Health {
     pub problems: Vec<String>,
 }
 
+/// Why one runner is stalled, if it is (`grace` is the operator's `--stall-grace`).
+pub(super) fn stalled(state: &RunnerState, now: Instant, grace: Duration) -> Option<String> {
+    if !state.active {
+        return None;
+    }
+    let since = |at: Instant| now.saturating_duration_since(at);
+    match state.phase {
+        RunPhase::Idle if since(state.next_due) > grace => Some(format!(
+            "is {} past its due time and not queued: its runner did not wake",
+            fmt_go(since(state.next_due))
+        )),
+        RunPhase::Running { since: started } if since(started) > state.timeout + grace => {
+            Some(format!(
+                "has a run that started {} ago, past its timeout {} + grace {}",
+                fmt_go(since(started)),
+                fmt_go(state.timeout),
+                fmt_go(grace)
+            ))
+        }
+        _ if state.prober_failing
+            && since(state.last_progress) > state.interval + state.timeout + grace =>
+        {
+            Some(format!(
+                "has not completed a run for {}: every run ends in ProberError",
+                fmt_go(since(state.last_progress))
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// Whether a runner is due for longer than [`LATE_AFTER`] without having started.
+pub(super) fn late(state: &RunnerState, now: Instant) -> bool {
+    match state.phase {
+        RunPhase::Queued { since } => now.saturating_duration_since(since) > LATE_AFTER,
+        RunPhase::Idle => {
+            state.active && now.saturating_duration_since(state.next_due) > LATE_AFTER
+        }
+        RunPhase::Running { .. } => false,
+    }
+}
+
 pub(super) fn assess(shared: &Shared, now: Instant, config: &WatchdogConfig) -> Health {
+    let grace = shared.config.stall_grace;
     let mut problems = Vec::new();
     let since_tick = now.saturating_duration_since(*lock(&shared.last_tick));
     if since_tick > config.tick_threshold {
@@ -37,29 +87,22 @@ pub(super) fn assess(shared: &Shared, now: Instant, config: &WatchdogConfig) -> 
             fmt_go(config.tick_threshold)
         ));
     }
-    let (mut checks, mut active) = (0, 0);
-    {
-        let runners = lock(&shared.runners);
-        let mut overdue = Vec::new();
-        for (key, handle) in runners.iter() {
-            checks += 1;
-            let state = lock(&handle.state);
-            if !state.active {
-                continue;
-            }
+    let (mut checks, mut active, mut longest_timeout) = (0, 0, Duration::ZERO);
+    let mut stalled_checks = Vec::new();
+    for (key, handle) in lock(&shared.runners).iter() {
+        checks += 1;
+        let state = lock(&handle.state);
+        if state.active {
             active += 1;
-            let quiet = now.saturating_duration_since(state.last_progress);
-            if quiet > state.stall_threshold {
-                overdue.push(format!(
-                    "check {key} has not completed a run for {} (stall threshold {})",
-                    fmt_go(quiet),
-                    fmt_go(state.stall_threshold)
-                ));
-            }
+            longest_timeout = longest_timeout.max(state.timeout);
         }
-        overdue.sort();
-        problems.extend(overdue);
+        if let Some(why) = stalled(&state, now, grace) {
+            stalled_checks.push(format!("check {key} {why}"));
+        }
     }
+    stalled_checks.sort();
+    problems.extend(stalled_checks);
+    problems.extend(queue_stall(shared, now, longest_timeout + grace));
     let recent = lock(&shared.recent);
     let streak = shared.config.prober_error_streak.max(1);
     if recent.len() >= streak && recent.iter().all(|e| *e) {
@@ -73,4 +116,22 @@ pub(super) fn assess(shared: &Shared, now: Instant, config: &WatchdogConfig) -> 
         active,
         problems,
     }
+}
+
+/// Checks wait for slots, yet no slot came free for longer than any probe may run.
+fn queue_stall(shared: &Shared, now: Instant, limit: Duration) -> Option<String> {
+    let usage = shared.slots.usage();
+    if usage.waiting == 0 {
+        return None;
+    }
+    let still = now.saturating_duration_since(usage.last_release?);
+    (still > limit).then(|| {
+        format!(
+            "the probe-slot queue has not moved for {} with {} checks waiting and {} of {} slots in use",
+            fmt_go(still),
+            usage.waiting,
+            usage.in_use,
+            usage.capacity
+        )
+    })
 }
