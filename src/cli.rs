@@ -60,6 +60,12 @@ pub struct OperatorArgs {
     /// referenced by HealthChecks; unset: any Secret but service-account tokens.
     #[arg(long, env = "CANARY_SECRET_REFERENCE_LABEL")]
     pub secret_reference_label: Option<LabelGate>,
+    /// /healthz fails when status writes are pending and none succeeded for this long.
+    #[arg(long, env = "CANARY_WRITER_STALL", default_value = "5m", value_parser = duration_flag)]
+    pub writer_stall: std::time::Duration,
+    /// /healthz and /readyz fail when the HealthCheck watch has kept failing for this long.
+    #[arg(long, env = "CANARY_WATCH_STALL", default_value = "5m", value_parser = duration_flag)]
+    pub watch_stall: std::time::Duration,
     #[command(flatten)]
     pub leader: LeaderArgs,
     #[command(flatten)]

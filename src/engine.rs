@@ -9,8 +9,9 @@ use crate::{
     cli::{AdminArgs, EngineArgs},
     metrics::{Metrics, MetricsError},
     runner::{
-        CheckKey, RunReport, Scheduler, SchedulerConfig, Sink, WatchdogConfig, default_slots,
+        CheckKey, RunReport, Scheduler, SchedulerConfig, Sink, Vital, WatchdogConfig, default_slots,
     },
+    supervisor::{Supervisor, watch_thread},
 };
 
 /// How often the scheduler loop proves it is alive.
@@ -35,6 +36,15 @@ pub struct Engine {
     pub ticker: tokio::task::JoinHandle<()>,
 }
 
+/// What a spec source adds to the engine.
+#[derive(Default)]
+pub struct Extensions {
+    /// Receive every run besides metrics and logs.
+    pub sinks: Vec<Arc<dyn Sink>>,
+    /// Report on parts `/healthz` and `/readyz` must also judge.
+    pub vitals: Vec<Arc<dyn Vital>>,
+}
+
 impl Engine {
     /// Starts metrics, the scheduler (sending runs to metrics, logs and `sinks`) and the
     /// endpoints. Must be called inside the main runtime.
@@ -43,18 +53,23 @@ impl Engine {
         admin_args: &AdminArgs,
         sinks: Vec<Arc<dyn Sink>>,
     ) -> Result<Self, EngineError> {
-        Self::start_with_metrics(engine, admin_args, Arc::new(Metrics::new()?), sinks)
+        let extensions = Extensions {
+            sinks,
+            vitals: Vec::new(),
+        };
+        Self::start_with_metrics(engine, admin_args, Arc::new(Metrics::new()?), extensions)
     }
 
-    /// [`Engine::start`] with a registry created beforehand (for sinks that count into it).
+    /// [`Engine::start`] with a registry created beforehand (for sinks that count into it)
+    /// and vitals for the health endpoints.
     pub fn start_with_metrics(
         engine: &EngineArgs,
         admin_args: &AdminArgs,
         metrics: Arc<Metrics>,
-        sinks: Vec<Arc<dyn Sink>>,
+        extensions: Extensions,
     ) -> Result<Self, EngineError> {
         let mut all: Vec<Arc<dyn Sink>> = vec![metrics.clone(), Arc::new(TransitionLog)];
-        all.extend(sinks);
+        all.extend(extensions.sinks);
         let config = SchedulerConfig {
             max_concurrent: (engine.max_concurrent_probes).unwrap_or_else(default_slots),
             stall_grace: engine.stall_grace,
@@ -70,6 +85,7 @@ impl Engine {
             watchdog: WatchdogConfig {
                 tick_threshold: engine.stall_grace,
             },
+            vitals: extensions.vitals,
         };
         let admin = admin::start(
             admin_args.metrics_bind_address,
@@ -84,6 +100,17 @@ impl Engine {
             admin,
             ticker,
         })
+    }
+}
+
+impl Engine {
+    /// Puts the ticker and the admin thread under `supervisor`.
+    pub fn supervise(&mut self, supervisor: &mut Supervisor) {
+        let ticker = std::mem::replace(&mut self.ticker, tokio::spawn(async {}));
+        supervisor.adopt("ticker", ticker);
+        if let Some(thread) = self.admin.thread.take() {
+            supervisor.spawn("admin", watch_thread(thread));
+        }
     }
 }
 

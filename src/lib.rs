@@ -17,6 +17,7 @@ pub mod readiness;
 pub mod report;
 pub mod runner;
 pub mod standalone;
+pub mod supervisor;
 
 /// Locks a std mutex, recovering the data after a panic elsewhere: every guarded value here
 /// stays consistent between statements, so a poisoned lock holds usable data.

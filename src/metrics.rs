@@ -4,7 +4,10 @@
 
 use std::{
     collections::{BTreeSet, HashMap},
-    sync::Mutex,
+    sync::{
+        Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use prometheus::{
@@ -76,6 +79,8 @@ pub struct OperatorFamilies {
     pub reconciles: IntCounterVec,
     /// Transition Events by result (success, rejected, expired, dropped).
     pub events: IntCounterVec,
+    /// 1 while this replica probes and writes (leads, or runs without election), else 0.
+    pub leader: IntGauge,
 }
 
 /// Every metric family Canary exposes.
@@ -88,6 +93,8 @@ pub struct Metrics {
     pub operator: OperatorFamilies,
     /// Label values set per check for families with extra labels, so removal is complete.
     extra_labels: Mutex<HashMap<CheckKey, ExtraLabels>>,
+    /// Bumped whenever a value changes, so a cached exposition is never stale.
+    version: AtomicU64,
 }
 
 /// Registers families and remembers their names (so tests can list every family).
@@ -171,6 +178,7 @@ impl Metrics {
             operator,
             check: checks,
             extra_labels: Mutex::new(HashMap::new()),
+            version: AtomicU64::new(0),
             names: f.names,
             registry: f.registry,
         })
@@ -277,6 +285,10 @@ impl Metrics {
                 "Reconciliations by result.",
                 &["result"],
             )?,
+            leader: f.add(IntGauge::new(
+                "canary_leader",
+                "1 while this replica probes and writes (it leads, or election is off), else 0.",
+            )?)?,
             events: f.counters(
                 "canary_events_total",
                 "Transition Events by result.",
@@ -309,6 +321,7 @@ impl Metrics {
 
     /// Records one run of one check.
     pub fn record(&self, key: &CheckKey, outcome: &Outcome) {
+        self.changed();
         let labels = [key.namespace.as_str(), key.name.as_str()];
         let at = outcome.started_at.as_millisecond() as f64 / 1000.0;
         self.check
@@ -387,8 +400,18 @@ impl Metrics {
             .collect()
     }
 
+    /// Moves whenever a check's series change or go (a cached exposition is stale then).
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::SeqCst)
+    }
+
+    fn changed(&self) {
+        self.version.fetch_add(1, Ordering::SeqCst);
+    }
+
     /// Removes every series of a check.
     pub fn forget(&self, key: &CheckKey) {
+        self.changed();
         let labels = [key.namespace.as_str(), key.name.as_str()];
         let _ = self.check.success.remove_label_values(&labels);
         let _ = self.check_duration.remove_label_values(&labels);
@@ -448,6 +471,7 @@ impl Sink for Metrics {
                 .set(count as i64);
         }
         let operator = &self.operator;
+        self.changed();
         operator.checks_overdue.set(summary.overdue as i64);
         operator.checks_late.set(summary.late as i64);
         operator.slots_in_use.set(summary.slots_in_use as i64);

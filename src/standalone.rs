@@ -15,6 +15,7 @@ use crate::{
     files::{self, DirReferences, LoadError, Loaded},
     probe::ProbeContext,
     runner::{Origin, Plan, RunnerSpec, Scheduler, stable_hash},
+    supervisor::{Supervisor, TaskEnded},
 };
 
 /// Why standalone mode stopped.
@@ -26,13 +27,17 @@ pub enum StandaloneError {
     Load(#[from] LoadError),
     #[error("waiting for signals: {0}")]
     Signals(#[source] std::io::Error),
+    #[error(transparent)]
+    TaskEnded(#[from] TaskEnded),
 }
 
 /// Runs until SIGTERM or SIGINT.
 pub async fn run(args: StandaloneArgs) -> Result<(), StandaloneError> {
     let shutdown = crate::engine::shutdown_signal().map_err(StandaloneError::Signals)?;
     tokio::pin!(shutdown);
-    let engine = Engine::start(&args.service.engine, &args.service.admin, Vec::new())?;
+    let mut engine = Engine::start(&args.service.engine, &args.service.admin, Vec::new())?;
+    let mut supervisor = Supervisor::default();
+    engine.supervise(&mut supervisor);
     let mut source = FileSource {
         files: args.files.clone(),
         refs: DirReferences {
@@ -49,17 +54,21 @@ pub async fn run(args: StandaloneArgs) -> Result<(), StandaloneError> {
     engine.ready.store(true, Ordering::SeqCst);
     let mut reload = tokio::time::interval(args.reload_interval);
     reload.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
+    let result = loop {
         tokio::select! {
             _ = reload.tick() => source.reload_if_changed(&engine.scheduler),
-            _ = &mut shutdown => break,
+            ended = supervisor.ended() => {
+                tracing::error!(task = ended.task, cause = %ended.cause, "a supervised task ended; exiting");
+                break Err(StandaloneError::TaskEnded(ended));
+            }
+            _ = &mut shutdown => break Ok(()),
         }
-    }
+    };
     tracing::info!("shutting down");
     engine.ready.store(false, Ordering::SeqCst);
     engine.scheduler.clear();
-    engine.ticker.abort();
-    Ok(())
+    supervisor.abort_all();
+    result
 }
 
 struct FileSource {

@@ -317,11 +317,12 @@ fn deployment_runs_the_operator_non_root_with_watchdog_probes() {
             "--leader-election-lease-name=canary-operator",
             "--leader-election-namespace=canary",
             "--leader-election-lease-duration=15s",
-            "--max-concurrent-probes=64",
             "--status-write-qps=10",
             "--status-write-burst=50",
             "--status-heartbeat=5m",
-            "--deny-cidrs=169.254.0.0/16",
+            "--writer-stall=5m",
+            "--watch-stall=5m",
+            "--deny-cidrs=169.254.0.0/16,fe80::/10,fd00:ec2::254/128,100.100.100.200/32,0.0.0.0/8,::/128",
         ]
     );
 }

@@ -29,20 +29,20 @@ pub struct EventSink {
 }
 
 impl EventSink {
-    /// Creates the sink and the task that publishes its Events.
-    pub fn start(
+    /// Creates the sink and the task that publishes its Events (to be spawned).
+    pub fn new(
         client: Client,
         instance: String,
         metrics: Arc<Metrics>,
-    ) -> (Self, tokio::task::JoinHandle<()>) {
+    ) -> (Self, impl Future<Output = ()> + Send + 'static) {
         let (queue, receiver) = mpsc::channel(event_queue::QUEUE);
         let reporter = Reporter {
             controller: crate::controller::writer::FIELD_MANAGER.into(),
             instance: Some(instance),
         };
         let recorder = Arc::new(Recorder::new(client, reporter));
-        let task = tokio::spawn(event_queue::run(recorder, receiver, metrics.clone()));
-        (Self { queue, metrics }, task)
+        let publisher = event_queue::run(recorder, receiver, metrics.clone());
+        (Self { queue, metrics }, publisher)
     }
 }
 

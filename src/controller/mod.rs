@@ -1,39 +1,46 @@
 //! The operator: watches HealthChecks, turns each into a runner (reconcile), and sends results
-//! to the status writer and the Event recorder. Only the Lease holder runs checks; every
-//! replica watches, so `/readyz` means "cache synced" everywhere.
+//! to the status writer and the Event recorder. Only an active replica (no election, or the
+//! Lease holder) runs checks; every replica watches, so `/readyz` means "cache synced" on each.
+//!
+//! Every long-lived task (watch, reconcile, status writer, Events, elector, scheduler ticker,
+//! admin server) runs under one [`Supervisor`]: any of them ending ends the operator with an
+//! error naming it, so the kubelet restarts a process that lost a part, instead of a process
+//! that answers 200 with a dead writer or elector inside.
 
 mod event_queue;
 mod events;
 mod leader;
+mod reconcile;
 mod refs;
+mod watch;
 pub mod writer;
 
 use std::{
-    collections::{BTreeSet, HashMap},
     sync::{Arc, atomic::Ordering},
+    time::Duration,
 };
 
-use futures::{Stream, StreamExt, stream::select_all};
-use kube::{
-    Api, Client,
-    runtime::{WatchStreamExt, watcher},
-};
-use tokio::sync::watch;
+use kube::Client;
+use tokio::sync::{mpsc, watch as channel};
 
 pub use events::transition_event;
+pub use leader::{Elector, Leadership, LeaseConfig};
+pub use reconcile::Reconciled;
 pub use refs::LabelGate;
 
 use crate::{
-    api::{CheckKey, HealthCheck, validate},
     cli::OperatorArgs,
-    engine::{Engine, EngineError},
+    engine::{Engine, EngineError, Extensions},
     metrics::{Metrics, MetricsError},
     probe::ProbeContext,
-    runner::{Origin, RunnerSpec, Scheduler},
+    runner::{Sink, Vital},
+    supervisor::{Supervisor, TaskEnded},
 };
 
-/// How long shutdown waits for pending status writes.
-const FLUSH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long shutdown waits for pending status writes, and then for the Lease release.
+const FLUSH_DEADLINE: Duration = Duration::from_secs(5);
+/// Watch events buffered between the watch task and the reconcile loop.
+const WATCH_BUFFER: usize = 256;
 
 /// Why the operator stopped.
 #[derive(Debug, thiserror::Error)]
@@ -48,130 +55,19 @@ pub enum ControllerError {
     Engine(#[from] EngineError),
     #[error("waiting for signals: {0}")]
     Signals(#[source] std::io::Error),
+    #[error(transparent)]
+    TaskEnded(#[from] TaskEnded),
 }
 
-/// What reconcile needs.
-struct Context {
-    scheduler: Scheduler,
-    writer: writer::StatusWriter,
-    refs: refs::RefCache,
-    probe: Arc<ProbeContext>,
-    metrics: Arc<Metrics>,
-}
-
-/// Runs the operator until SIGTERM or SIGINT.
+/// Runs the operator in this process until SIGTERM or SIGINT.
 pub async fn run(args: OperatorArgs) -> Result<(), ControllerError> {
     let shutdown = crate::engine::shutdown_signal().map_err(ControllerError::Signals)?;
-    tokio::pin!(shutdown);
     let client = client().await?;
-    let identity = args
-        .leader
-        .leader_election_identity
-        .clone()
-        .unwrap_or_else(default_identity);
-    let metrics = Arc::new(Metrics::new()?);
-    let writer = writer::StatusWriter::new(
-        client.clone(),
-        writer::WriterConfig {
-            qps: args.status_write_qps,
-            burst: args.status_write_burst,
-            heartbeat: args.status_heartbeat,
-        },
-        metrics.clone(),
-    );
-    let (event_sink, _events) =
-        events::EventSink::start(client.clone(), identity.clone(), metrics.clone());
-    let engine = Engine::start_with_metrics(
-        &args.service.engine,
-        &args.service.admin,
-        metrics.clone(),
-        vec![
-            Arc::new(writer.clone()) as Arc<dyn crate::runner::Sink>,
-            Arc::new(event_sink),
-        ],
-    )?;
-    tokio::spawn(writer.clone().run());
-    let (leading_tx, mut leading) = watch::channel(!args.leader.leader_elect);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let elector = args.leader.leader_elect.then(|| {
-        let config = leader::LeaseConfig {
-            name: args.leader.leader_election_lease_name.clone(),
-            namespace: args.leader.leader_election_namespace.clone(),
-            identity: identity.clone(),
-            duration: args.leader.leader_election_lease_duration,
-        };
-        tokio::spawn(leader::run(client.clone(), config, leading_tx, stop_rx))
-    });
-    let ctx = Context {
-        scheduler: engine.scheduler.clone(),
-        writer: writer.clone(),
-        refs: refs::RefCache::new(
-            client.clone(),
-            args.reference_ttl,
-            args.secret_reference_label.clone(),
-        ),
-        probe: Arc::new(ProbeContext {
-            deny: args.service.policy.deny_cidrs.clone(),
-        }),
-        metrics,
-    };
-    let mut objects: HashMap<CheckKey, HealthCheck> = HashMap::new();
-    let mut initial: Option<BTreeSet<CheckKey>> = None;
-    let mut stream = watch_stream(&client, &args.namespaces);
-    let mut resync = tokio::time::interval(args.reference_ttl);
-    resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut is_leader = *leading.borrow();
-    let mut elections_open = args.leader.leader_elect;
-    writer.set_enabled(is_leader);
-    tracing::info!(%identity, leader_election = args.leader.leader_elect, "operator started");
-    loop {
-        tokio::select! {
-            event = stream.next() => match event {
-                Some(Ok(event)) => handle(event, &mut objects, &mut initial, &ctx, is_leader, &engine).await,
-                Some(Err(error)) => tracing::warn!(%error, "HealthCheck watch failed; retrying with backoff"),
-                None => {
-                    tracing::error!("HealthCheck watch ended; restarting it");
-                    stream = watch_stream(&client, &args.namespaces);
-                }
-            },
-            _ = resync.tick(), if is_leader => {
-                for object in objects.values() {
-                    reconcile(object, &ctx).await;
-                }
-            }
-            changed = leading.changed(), if elections_open => {
-                // Without leader election the sender is gone: this replica always leads.
-                if changed.is_err() {
-                    elections_open = false;
-                    continue;
-                }
-                is_leader = *leading.borrow();
-                writer.set_enabled(is_leader);
-                if is_leader {
-                    for object in objects.values() {
-                        reconcile(object, &ctx).await;
-                    }
-                } else {
-                    // A replica that lost the Lease must stop probing and writing at once.
-                    engine.scheduler.clear();
-                }
-            }
-            _ = &mut shutdown => break,
-        }
-    }
-    tracing::info!("shutting down: stopping runners, flushing status writes, releasing the Lease");
-    engine.ready.store(false, Ordering::SeqCst);
-    engine.scheduler.shutdown();
-    writer.flush(FLUSH_DEADLINE).await;
-    let _ = stop_tx.send(true);
-    if let Some(elector) = elector {
-        let _ = tokio::time::timeout(FLUSH_DEADLINE, elector).await;
-    }
-    Ok(())
+    Operator::new(client, args).run(shutdown).await
 }
 
 /// A client from in-cluster config or KUBECONFIG, naming itself in the API server's audit log.
-async fn client() -> Result<Client, ControllerError> {
+pub async fn client() -> Result<Client, ControllerError> {
     let mut config = kube::Config::infer()
         .await
         .map_err(|e| ControllerError::Config(e.to_string()))?;
@@ -188,144 +84,174 @@ fn default_identity() -> String {
     format!("{}-{}", host.trim(), std::process::id())
 }
 
-type Events = std::pin::Pin<
-    Box<dyn Stream<Item = Result<watcher::Event<HealthCheck>, watcher::Error>> + Send>,
->;
-
-/// One watcher per namespace (or one cluster-wide), each with kube-runtime's default backoff.
-fn watch_stream(client: &Client, namespaces: &[String]) -> Events {
-    let config = watcher::Config::default();
-    if namespaces.is_empty() {
-        return Box::pin(
-            watcher(Api::<HealthCheck>::all(client.clone()), config).default_backoff(),
-        );
-    }
-    let streams = namespaces.iter().map(|ns| {
-        watcher(
-            Api::<HealthCheck>::namespaced(client.clone(), ns),
-            config.clone(),
-        )
-        .default_backoff()
-        .boxed()
-    });
-    Box::pin(select_all(streams))
+/// The operator as a value: build it with a client, run it until `shutdown` resolves. Tests
+/// run it in-process against the local API server.
+pub struct Operator {
+    client: Client,
+    args: OperatorArgs,
 }
 
-async fn handle(
-    event: watcher::Event<HealthCheck>,
-    objects: &mut HashMap<CheckKey, HealthCheck>,
-    initial: &mut Option<BTreeSet<CheckKey>>,
-    ctx: &Context,
-    is_leader: bool,
-    engine: &Engine,
-) {
-    match event {
-        watcher::Event::Init => *initial = Some(BTreeSet::new()),
-        watcher::Event::InitApply(object) | watcher::Event::Apply(object) => {
-            let key = CheckKey::of(&object);
-            if let Some(seen) = initial.as_mut() {
-                seen.insert(key.clone());
+/// What the running operator holds for a graceful stop.
+struct Running {
+    engine: Engine,
+    writer: writer::StatusWriter,
+    stop_elector: channel::Sender<bool>,
+    supervisor: Supervisor,
+}
+
+impl Operator {
+    pub fn new(client: Client, args: OperatorArgs) -> Self {
+        Self { client, args }
+    }
+
+    /// Runs until `shutdown` resolves (then flushes status writes and releases the Lease), or
+    /// until a supervised task ends (an error naming it).
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ControllerError> {
+        let mut running = self.start()?;
+        let result = tokio::select! {
+            ended = running.supervisor.ended() => {
+                tracing::error!(task = ended.task, cause = %ended.cause, "a supervised task ended; exiting");
+                Err(ControllerError::TaskEnded(ended))
             }
-            if let Some(status) = &object.status {
-                ctx.writer.seed(&key, status);
-            }
-            // Our own status writes come back as watch events: the spec (generation) and uid
-            // are unchanged, so there is nothing to rebuild; rotations are caught by resync.
-            let unchanged = objects.get(&key).is_some_and(|known| {
-                known.metadata.generation == object.metadata.generation
-                    && known.metadata.uid == object.metadata.uid
-            }) && ctx.scheduler.status(&key).is_some();
-            if is_leader && !unchanged {
-                reconcile(&object, ctx).await;
-            }
-            objects.insert(key, object);
+            () = shutdown => Ok(()),
+        };
+        running.stop().await;
+        result
+    }
+
+    fn identity(&self) -> String {
+        (self.args.leader.leader_election_identity.clone()).unwrap_or_else(default_identity)
+    }
+
+    fn start(self) -> Result<Running, ControllerError> {
+        let args = &self.args;
+        let identity = self.identity();
+        let metrics = Arc::new(Metrics::new()?);
+        let writer = writer::StatusWriter::new(
+            self.client.clone(),
+            writer::WriterConfig {
+                qps: args.status_write_qps,
+                burst: args.status_write_burst,
+                heartbeat: args.status_heartbeat,
+                stall: args.writer_stall,
+            },
+            metrics.clone(),
+        );
+        let (event_sink, publisher) =
+            events::EventSink::new(self.client.clone(), identity.clone(), metrics.clone());
+        let watch_health = Arc::new(watch::WatchHealth::new(args.watch_stall));
+        let extensions = Extensions {
+            sinks: vec![
+                Arc::new(writer.clone()) as Arc<dyn Sink>,
+                Arc::new(event_sink),
+            ],
+            vitals: vec![
+                Arc::new(writer.clone()) as Arc<dyn Vital>,
+                watch_health.clone(),
+            ],
+        };
+        let service = &args.service;
+        let mut engine = Engine::start_with_metrics(
+            &service.engine,
+            &service.admin,
+            metrics.clone(),
+            extensions,
+        )?;
+        let mut supervisor = Supervisor::default();
+        engine.supervise(&mut supervisor);
+        supervisor.spawn("writer", writer.clone().run());
+        supervisor.spawn("events", publisher);
+        let (leadership, stop_elector) = self.elect(&mut supervisor, &identity, &metrics);
+        let (events_tx, events_rx) = mpsc::channel(WATCH_BUFFER);
+        let watch = watch::run(
+            self.client.clone(),
+            args.namespaces.clone(),
+            events_tx,
+            watch_health,
+        );
+        supervisor.spawn("watch", watch);
+        let ctx = reconcile::Context {
+            scheduler: engine.scheduler.clone(),
+            writer: writer.clone(),
+            refs: refs::RefCache::new(
+                self.client.clone(),
+                args.reference_ttl,
+                args.secret_reference_label.clone(),
+            ),
+            probe: Arc::new(ProbeContext {
+                deny: service.policy.deny_cidrs.clone(),
+            }),
+            metrics,
+            synced: engine.ready.clone(),
+        };
+        let reconcile = reconcile::run(ctx, events_rx, leadership, args.reference_ttl);
+        supervisor.spawn("reconcile", reconcile);
+        tracing::info!(%identity, leader_election = args.leader.leader_elect, "operator started");
+        Ok(Running {
+            engine,
+            writer,
+            stop_elector,
+            supervisor,
+        })
+    }
+
+    /// Starts the elector when election is on; the leadership channel either way.
+    fn elect(
+        &self,
+        supervisor: &mut Supervisor,
+        identity: &str,
+        metrics: &Arc<Metrics>,
+    ) -> (channel::Receiver<Leadership>, channel::Sender<bool>) {
+        let (stop_tx, stop_rx) = channel::channel(false);
+        let leader = &self.args.leader;
+        if !leader.leader_elect {
+            metrics.operator.leader.set(1);
+            let (_, leadership) = channel::channel(Leadership::Disabled);
+            return (leadership, stop_tx);
         }
-        watcher::Event::Delete(object) => {
-            let key = CheckKey::of(&object);
-            objects.remove(&key);
-            ctx.scheduler.remove(&key);
-            ctx.writer.forget(&key);
-            ctx.metrics
-                .operator
-                .reconciles
-                .with_label_values(&[Reconciled::Deleted.label()])
-                .inc();
-        }
-        watcher::Event::InitDone => {
-            // After a relist, objects missed while the watch was down are gone.
-            if let Some(seen) = initial.take() {
-                objects.retain(|key, _| seen.contains(key));
-                for key in ctx.scheduler.keys() {
-                    if !seen.contains(&key) {
-                        ctx.scheduler.remove(&key);
-                        ctx.writer.forget(&key);
-                    }
+        let (leadership_tx, leadership) = channel::channel(Leadership::Standby);
+        let config = LeaseConfig::new(
+            leader.leader_election_lease_name.clone(),
+            leader.leader_election_namespace.clone(),
+            identity.to_string(),
+            leader.leader_election_lease_duration,
+        );
+        let elector = Elector::new(self.client.clone(), config);
+        supervisor.spawn("elector", elector.run(leadership_tx, stop_rx));
+        let gauge = metrics.operator.leader.clone();
+        let mut watched = leadership.clone();
+        supervisor.spawn("leader-gauge", async move {
+            loop {
+                gauge.set(i64::from(
+                    *watched.borrow_and_update() == Leadership::Leading,
+                ));
+                if watched.changed().await.is_err() {
+                    // The elector is gone (its own end is reported): nothing to follow.
+                    return std::future::pending().await;
                 }
             }
-            engine.ready.store(true, Ordering::SeqCst);
-        }
+        });
+        (leadership, stop_tx)
     }
 }
 
-/// Turns one HealthCheck into a runner: resolve references, build, upsert. Never fails the
-/// loop: problems become the check's own status (InvalidSpec, ReferenceNotFound).
-async fn reconcile(object: &HealthCheck, ctx: &Context) {
-    let key = CheckKey::of(object);
-    let valid = validate(&object.spec);
-    let references = valid.as_ref().map(|v| v.references()).unwrap_or_default();
-    let resolved = match ctx.refs.resolve(&key.namespace, &references).await {
-        Ok(resolved) => resolved,
-        Err(error) => {
-            // The API server did not answer: keep the current runner and retry on the next resync.
-            tracing::warn!(check = %key, %error, "cannot read references; keeping the current runner");
-            ctx.metrics
-                .operator
-                .reconciles
-                .with_label_values(&[Reconciled::Error.label()])
-                .inc();
-            return;
+impl Running {
+    /// Stops probing, flushes pending status writes, releases the Lease.
+    async fn stop(mut self) {
+        tracing::info!(
+            "shutting down: stopping runners, flushing status writes, releasing the Lease"
+        );
+        self.engine.ready.store(false, Ordering::SeqCst);
+        for task in ["reconcile", "watch", "leader-gauge"] {
+            self.supervisor.abort(task);
         }
-    };
-    let origin = Origin {
-        key,
-        uid: object.metadata.uid.clone(),
-        generation: object.metadata.generation,
-        status: object.status.clone().unwrap_or_default(),
-    };
-    let runner = RunnerSpec::build(origin, &object.spec, &valid, &resolved, &ctx.probe);
-    let result = if ctx.scheduler.upsert(runner) {
-        Reconciled::Updated
-    } else {
-        Reconciled::Unchanged
-    };
-    ctx.metrics
-        .operator
-        .reconciles
-        .with_label_values(&[result.label()])
-        .inc();
-}
-
-/// How one reconciliation ended (the `result` label of `canary_reconcile_total`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reconciled {
-    /// A runner was started or replaced.
-    Updated,
-    /// The runner already matched the spec and its references.
-    Unchanged,
-    /// References could not be read; the current runner keeps running.
-    Error,
-    /// The HealthCheck was deleted and its runner stopped.
-    Deleted,
-}
-
-impl Reconciled {
-    /// The metric label.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Updated => "updated",
-            Self::Unchanged => "unchanged",
-            Self::Error => "error",
-            Self::Deleted => "deleted",
+        self.engine.scheduler.shutdown();
+        self.writer.flush(FLUSH_DEADLINE).await;
+        for task in ["writer", "events", "ticker", "admin"] {
+            self.supervisor.abort(task);
         }
+        let _ = self.stop_elector.send(true);
+        self.supervisor.drain(FLUSH_DEADLINE).await;
+        self.supervisor.abort_all();
     }
 }

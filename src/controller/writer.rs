@@ -8,7 +8,7 @@ use std::{
     num::NonZeroU32,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -21,10 +21,10 @@ use kube::{
 use tokio::{sync::Notify, time::Instant};
 
 use crate::{
-    api::{HealthCheck, HealthCheckStatus, READY},
+    api::{HealthCheck, HealthCheckStatus, READY, fmt_go},
     lock,
     metrics::Metrics,
-    runner::{CheckKey, RunReport, Sink},
+    runner::{CheckKey, RunReport, Sink, Vital},
 };
 
 /// Field manager of every status write.
@@ -73,6 +73,8 @@ pub struct WriterConfig {
     pub qps: u32,
     pub burst: u32,
     pub heartbeat: Duration,
+    /// `/healthz` fails when writes are pending and none succeeded for this long.
+    pub stall: Duration,
 }
 
 struct Pending {
@@ -82,6 +84,8 @@ struct Pending {
     /// Retry not before this instant (after a failure).
     not_before: Option<Instant>,
     failures: u32,
+    /// When a write for this object was first queued and not yet done.
+    since: Instant,
 }
 
 /// Pending writes in first-reported order; a newer status replaces a queued one in place
@@ -106,6 +110,7 @@ impl Queue {
                     clamp,
                     not_before: None,
                     failures: 0,
+                    since: Instant::now(),
                 };
                 self.items.insert(key.clone(), pending);
             }
@@ -126,6 +131,11 @@ impl Queue {
 
     fn next_retry(&self) -> Option<Instant> {
         self.items.values().filter_map(|p| p.not_before).min()
+    }
+
+    /// When the oldest write still pending was first queued.
+    fn oldest(&self) -> Option<Instant> {
+        self.items.values().map(|p| p.since).min()
     }
 
     fn remove(&mut self, key: &CheckKey) -> Option<Pending> {
@@ -154,6 +164,28 @@ struct Shared {
     notify: Notify,
     /// Only the leader writes; a standby drops what it is given.
     enabled: AtomicBool,
+    /// When a write last succeeded (or the writer started).
+    last_success: Mutex<Instant>,
+    /// Writes the writer task has taken from the queue and not finished.
+    in_flight: AtomicUsize,
+    /// Set by flush(): the writer task takes no more work.
+    stopping: AtomicBool,
+}
+
+/// Counts a write taken from the queue until it is done (or cancelled).
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Self(counter)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Handle to the writer task; also the scheduler sink feeding it.
@@ -174,6 +206,9 @@ impl StatusWriter {
                 written: Mutex::new(HashMap::new()),
                 notify: Notify::new(),
                 enabled: AtomicBool::new(false),
+                last_success: Mutex::new(Instant::now()),
+                in_flight: AtomicUsize::new(0),
+                stopping: AtomicBool::new(false),
             }),
         }
     }
@@ -204,13 +239,19 @@ impl StatusWriter {
     }
 
     /// Writes pending statuses until `deadline` passes or nothing is pending.
+    /// Stops the writer task taking new work, lets its write in flight finish (so writes
+    /// land in order), then writes what is still queued, until `deadline` passes.
     pub async fn flush(&self, deadline: Duration) {
         let until = Instant::now() + deadline;
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        self.shared.notify.notify_one();
+        while self.shared.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let limiter = limiter(&self.shared.config);
         while Instant::now() < until {
-            let Some((key, pending)) =
-                lock(&self.shared.pending).pop_ready(Instant::now() + deadline)
-            else {
+            let next = lock(&self.shared.pending).pop_ready(Instant::now() + deadline);
+            let Some((key, pending)) = next else {
                 break;
             };
             let _ = tokio::time::timeout_at(until, limiter.until_ready()).await;
@@ -223,6 +264,10 @@ impl StatusWriter {
         let limiter = limiter(&self.shared.config);
         loop {
             let notified = self.shared.notify.notified();
+            if self.shared.stopping.load(Ordering::SeqCst) {
+                // flush() finishes the queue; this task just stays out of its way.
+                return std::future::pending().await;
+            }
             let next = lock(&self.shared.pending).pop_ready(Instant::now());
             let Some((key, pending)) = next else {
                 let retry = lock(&self.shared.pending).next_retry();
@@ -234,6 +279,7 @@ impl StatusWriter {
                 }
                 continue;
             };
+            let _in_flight = InFlight::enter(&self.shared.in_flight);
             if self.skippable(&key, &pending.status, pending.clamp) {
                 self.count(Written::Skipped);
                 continue;
@@ -244,6 +290,7 @@ impl StatusWriter {
             let pending = match newer {
                 Some(newer) => Pending {
                     failures: pending.failures,
+                    since: pending.since.min(newer.since),
                     ..newer
                 },
                 None => pending,
@@ -285,6 +332,7 @@ impl StatusWriter {
         if let Some(entry) = queue.items.get_mut(&key) {
             entry.failures = failures;
             entry.not_before = Some(Instant::now() + delay);
+            entry.since = entry.since.min(pending.since);
         }
         tracing::debug!(check = %key, result = result.label(), ?delay, "status write will be retried");
     }
@@ -315,10 +363,9 @@ impl StatusWriter {
         self.count(result);
         match outcome {
             Ok(Ok(_)) => {
-                let last = LastWrite {
-                    status,
-                    at: Instant::now(),
-                };
+                let now = Instant::now();
+                *lock(&self.shared.last_success) = now;
+                let last = LastWrite { status, at: now };
                 lock(&self.shared.written).insert(key.clone(), last);
             }
             Ok(Err(error)) if result.retry() => {
@@ -356,6 +403,28 @@ fn without_timestamps(status: &HealthCheckStatus, clamp: i64) -> HealthCheckStat
         ready.message.clear();
     }
     stripped
+}
+
+impl Vital for StatusWriter {
+    fn problems(&self, now: Instant) -> Vec<String> {
+        let (oldest, pending) = {
+            let queue = lock(&self.shared.pending);
+            (queue.oldest(), queue.items.len())
+        };
+        let Some(oldest) = oldest else {
+            return Vec::new();
+        };
+        let since = oldest.max(*lock(&self.shared.last_success));
+        let quiet = now.saturating_duration_since(since);
+        if quiet <= self.shared.config.stall {
+            return Vec::new();
+        }
+        vec![format!(
+            "no status write has succeeded for {} while {pending} are pending (--writer-stall {})",
+            fmt_go(quiet),
+            fmt_go(self.shared.config.stall)
+        )]
+    }
 }
 
 impl Sink for StatusWriter {

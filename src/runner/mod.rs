@@ -27,7 +27,7 @@ use crate::{
 pub use crate::api::CheckKey;
 pub use slots::{SlotPermit, SlotUsage, Slots, default_slots};
 pub use spec::{Origin, Plan, RunnerSpec, Schedule, jitter, stable_hash};
-pub use watchdog::{Health, WatchdogConfig};
+pub use watchdog::{Health, Vital, WatchdogConfig};
 
 /// Runs one probe of one check.
 pub trait Prober: Send + Sync {

@@ -24,6 +24,17 @@ pub struct WatchdogConfig {
     pub tick_threshold: Duration,
 }
 
+/// A part of the service beyond the scheduler that `/healthz` and `/readyz` judge (the status
+/// writer, the HealthCheck watch). Read from the admin thread, so it must not block.
+pub trait Vital: Send + Sync {
+    /// What is stuck, if anything (each line fails `/healthz`).
+    fn problems(&self, now: Instant) -> Vec<String>;
+    /// Why the service should not receive traffic, if it should not (fails `/readyz`).
+    fn not_ready(&self, _now: Instant) -> Option<String> {
+        None
+    }
+}
+
 /// What `/healthz` answers.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Health {

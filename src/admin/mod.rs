@@ -1,6 +1,11 @@
 //! `/metrics`, `/healthz` (the watchdog) and `/readyz`, served from a thread with its own
 //! runtime so they still answer, with 503, when the main runtime is wedged. A reserved
-//! descriptor lets `/healthz` answer even when the process has run out of descriptors.
+//! descriptor lets `/healthz` answer even when the process has run out of descriptors, and
+//! connection limits ([`conn`]) and an off-path, shared `/metrics` render ([`render`]) keep
+//! any client from starving the endpoints the kubelet relies on.
+
+mod conn;
+mod render;
 
 use std::{
     convert::Infallible,
@@ -15,12 +20,15 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::{body::Incoming, server::conn::http1, service::service_fn};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+
+use conn::{Connections, HEADER_READ_TIMEOUT, MAX_CONNECTION_AGE, TrackedBody};
+use render::MetricsCache;
 
 use crate::{
     metrics::Metrics,
-    runner::{Scheduler, WatchdogConfig},
+    runner::{Scheduler, Vital, WatchdogConfig},
 };
 
 /// Why the endpoints could not start.
@@ -49,12 +57,16 @@ pub struct AdminState {
     /// Set once the spec source has synced; cleared on shutdown.
     pub ready: Arc<AtomicBool>,
     pub watchdog: WatchdogConfig,
+    /// Parts beyond the scheduler that `/healthz` and `/readyz` judge.
+    pub vitals: Vec<Arc<dyn Vital>>,
 }
 
 /// The running endpoints.
 pub struct Admin {
     pub metrics_addr: SocketAddr,
     pub health_addr: SocketAddr,
+    /// The serving thread, until a supervisor takes it.
+    pub thread: Option<std::thread::JoinHandle<()>>,
 }
 
 #[derive(Clone, Copy)]
@@ -89,14 +101,22 @@ pub fn start(
     let addr = |i: usize| listeners[i].0.local_addr().map_err(AdminError::Thread);
     let metrics_addr = addr(0)?;
     let health_addr = addr(listeners.len() - 1)?;
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("canary-admin".into())
         .spawn(move || serve_all(listeners, state))
         .map_err(AdminError::Thread)?;
     Ok(Admin {
         metrics_addr,
         health_addr,
+        thread: Some(thread),
     })
+}
+
+/// What every connection handler shares.
+struct Served {
+    state: AdminState,
+    cache: MetricsCache,
+    connections: Arc<Connections>,
 }
 
 fn serve_all(listeners: Vec<(std::net::TcpListener, Role)>, state: AdminState) {
@@ -110,12 +130,17 @@ fn serve_all(listeners: Vec<(std::net::TcpListener, Role)>, state: AdminState) {
             return;
         }
     };
+    let served = Arc::new(Served {
+        cache: MetricsCache::new(state.metrics.clone()),
+        state,
+        connections: Arc::new(Connections::default()),
+    });
     runtime.block_on(async move {
         let mut tasks = Vec::new();
         for (listener, role) in listeners {
             match TcpListener::from_std(listener) {
                 Ok(listener) => {
-                    tasks.push(tokio::spawn(accept_loop(listener, role, state.clone())))
+                    tasks.push(tokio::spawn(accept_loop(listener, role, served.clone())))
                 }
                 Err(error) => tracing::error!(%error, "cannot serve an admin listener"),
             }
@@ -150,11 +175,11 @@ fn release_one() -> bool {
     crate::lock(&RESERVE).pop().is_some()
 }
 
-async fn accept_loop(listener: TcpListener, role: Role, state: AdminState) {
+async fn accept_loop(listener: TcpListener, role: Role, served: Arc<Served>) {
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                tokio::spawn(serve(stream, role, state.clone()));
+                tokio::spawn(serve(stream, role, served.clone()));
             }
             Err(error) if crate::probe::prober_fault(&error).is_some() => {
                 // accept4 fails with EMFILE whether or not a connection waits. Release one
@@ -171,7 +196,7 @@ async fn accept_loop(listener: TcpListener, role: Role, state: AdminState) {
                 match pending {
                     Some(Ok((stream, _))) => {
                         tracing::debug!("serving from the descriptor reserve");
-                        serve(stream, role, state.clone()).await;
+                        serve(stream, role, served.clone()).await;
                     }
                     Some(Err(error)) => {
                         tracing::warn!(%error, "out of descriptors; an admin request went unanswered")
@@ -185,24 +210,38 @@ async fn accept_loop(listener: TcpListener, role: Role, state: AdminState) {
     }
 }
 
-async fn serve(stream: tokio::net::TcpStream, role: Role, state: AdminState) {
+/// Serves one connection within the limits of [`conn`].
+async fn serve(stream: tokio::net::TcpStream, role: Role, served: Arc<Served>) {
+    let mut registered = served.connections.register();
+    let busy = registered.busy.clone();
+    let handler = served.clone();
     let service = service_fn(move |request| {
-        let state = state.clone();
-        async move { Ok::<_, Infallible>(route(&request, role, &state)) }
+        let (served, busy) = (handler.clone(), busy.clone());
+        async move {
+            busy.store(true, Ordering::Relaxed);
+            let response = route(&request, role, &served).await;
+            Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, busy)))
+        }
     });
-    if let Err(error) = http1::Builder::new()
-        .serve_connection(TokioIo::new(stream), service)
-        .await
-    {
-        tracing::debug!(%error, "admin connection ended with an error");
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::select! {
+        result = connection => if let Err(error) = result {
+            tracing::debug!(%error, "admin connection ended with an error");
+        },
+        _ = &mut registered.closed => tracing::debug!("admin connection evicted at the connection cap"),
+        () = tokio::time::sleep(MAX_CONNECTION_AGE) => tracing::debug!("admin connection closed at its maximum age"),
     }
 }
 
-fn route(request: &Request<Incoming>, role: Role, state: &AdminState) -> Response<Full<Bytes>> {
+async fn route(request: &Request<Incoming>, role: Role, served: &Served) -> Response<Full<Bytes>> {
     let metrics = matches!(role, Role::Metrics | Role::Both);
     let health = matches!(role, Role::Health | Role::Both);
+    let state = &served.state;
     match request.uri().path() {
-        "/metrics" if metrics => match state.metrics.render() {
+        "/metrics" if metrics => match served.cache.render().await {
             Ok(text) => reply(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
@@ -211,43 +250,61 @@ fn route(request: &Request<Incoming>, role: Role, state: &AdminState) -> Respons
             Err(error) => reply(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "text/plain",
-                error.to_string(),
+                error.into(),
             ),
         },
-        "/healthz" | "/livez" if health => {
-            let verdict = state
-                .scheduler
-                .health(tokio::time::Instant::now(), &state.watchdog);
-            let code = if verdict.healthy {
-                StatusCode::OK
-            } else {
-                StatusCode::SERVICE_UNAVAILABLE
-            };
-            let body = serde_json::json!({
-                "status": if verdict.healthy { "ok" } else { "unhealthy" },
-                "checks": verdict.checks,
-                "active": verdict.active,
-                "problems": verdict.problems,
-            });
-            reply(code, "application/json", body.to_string())
-        }
-        "/readyz" if health => {
-            if state.ready.load(Ordering::SeqCst) {
-                reply(StatusCode::OK, "text/plain", "ok".into())
-            } else {
-                reply(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "text/plain",
-                    "not ready: checks not loaded yet".into(),
-                )
-            }
-        }
-        _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found".into()),
+        "/healthz" | "/livez" if health => healthz(state),
+        "/readyz" if health => readyz(state),
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            Bytes::from_static(b"not found"),
+        ),
     }
 }
 
-fn reply(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+/// The watchdog's verdict plus every vital's problems: 200 when none, else 503 naming them.
+fn healthz(state: &AdminState) -> Response<Full<Bytes>> {
+    let now = tokio::time::Instant::now();
+    let mut verdict = state.scheduler.health(now, &state.watchdog);
+    for vital in &state.vitals {
+        verdict.problems.extend(vital.problems(now));
+    }
+    verdict.healthy = verdict.problems.is_empty();
+    let code = if verdict.healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({
+        "status": if verdict.healthy { "ok" } else { "unhealthy" },
+        "checks": verdict.checks,
+        "active": verdict.active,
+        "problems": verdict.problems,
+    });
+    reply(code, "application/json", body.to_string().into())
+}
+
+/// 200 once the spec source synced and no vital says otherwise.
+fn readyz(state: &AdminState) -> Response<Full<Bytes>> {
+    let now = tokio::time::Instant::now();
+    let not_ready = if state.ready.load(Ordering::SeqCst) {
+        state.vitals.iter().find_map(|v| v.not_ready(now))
+    } else {
+        Some("checks not loaded yet".to_string())
+    };
+    match not_ready {
+        None => reply(StatusCode::OK, "text/plain", Bytes::from_static(b"ok")),
+        Some(why) => reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            format!("not ready: {why}").into(),
+        ),
+    }
+}
+
+fn reply(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,

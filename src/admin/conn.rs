@@ -1,0 +1,158 @@
+//! Admin connections that cannot be used to starve the endpoints: a 5 s limit to send request
+//! headers, a cap on open connections (the oldest idle one is dropped first, then the oldest
+//! busy one), a maximum connection age, and responses whose bodies mark the connection busy
+//! only while they are being sent. A kubelet probe, which opens a new connection each time,
+//! is always served.
+
+use std::{
+    collections::BTreeMap,
+    pin::Pin,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::{Body, Frame, SizeHint};
+use tokio::sync::oneshot;
+
+use crate::lock;
+
+/// Open admin connections at most; beyond it the oldest idle one is closed.
+pub const MAX_CONNECTIONS: usize = 128;
+/// Time a client has to send a request's headers.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// A connection is closed after this long, whatever it is doing (a client that never reads
+/// a response cannot hold one longer).
+pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(30);
+
+/// The open connections, oldest first.
+#[derive(Default)]
+pub struct Connections {
+    state: Mutex<Registry>,
+}
+
+#[derive(Default)]
+struct Registry {
+    next: u64,
+    open: BTreeMap<u64, Entry>,
+}
+
+struct Entry {
+    busy: Arc<AtomicBool>,
+    close: oneshot::Sender<()>,
+}
+
+/// One registered connection: closed when told (eviction), deregistered when dropped.
+pub struct Registered {
+    connections: Arc<Connections>,
+    id: u64,
+    pub busy: Arc<AtomicBool>,
+    pub closed: oneshot::Receiver<()>,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        lock(&self.connections.state).open.remove(&self.id);
+    }
+}
+
+impl Connections {
+    /// Registers a new connection, evicting the oldest idle one (else the oldest) at the cap.
+    pub fn register(self: &Arc<Self>) -> Registered {
+        let mut state = lock(&self.state);
+        if state.open.len() >= MAX_CONNECTIONS {
+            let victim = (state.open.iter())
+                .find(|(_, e)| !e.busy.load(Ordering::Relaxed))
+                .or_else(|| state.open.iter().next())
+                .map(|(id, _)| *id);
+            if let Some(entry) = victim.and_then(|id| state.open.remove(&id)) {
+                let _ = entry.close.send(());
+            }
+        }
+        let id = state.next;
+        state.next += 1;
+        let busy = Arc::new(AtomicBool::new(false));
+        let (close, closed) = oneshot::channel();
+        let entry = Entry {
+            busy: busy.clone(),
+            close,
+        };
+        state.open.insert(id, entry);
+        Registered {
+            connections: self.clone(),
+            id,
+            busy,
+            closed,
+        }
+    }
+
+    #[cfg(test)]
+    fn open(&self) -> usize {
+        lock(&self.state).open.len()
+    }
+}
+
+/// A response body that marks its connection busy until it has been sent (or dropped).
+pub struct TrackedBody {
+    inner: Full<Bytes>,
+    busy: Arc<AtomicBool>,
+}
+
+impl TrackedBody {
+    pub fn new(inner: Full<Bytes>, busy: Arc<AtomicBool>) -> Self {
+        busy.store(true, Ordering::Relaxed);
+        Self { inner, busy }
+    }
+}
+
+impl Drop for TrackedBody {
+    fn drop(&mut self) {
+        self.busy.store(false, Ordering::Relaxed);
+    }
+}
+
+impl Body for TrackedBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_the_cap_the_oldest_idle_connection_goes_first() {
+        let connections = Arc::new(Connections::default());
+        let mut held: Vec<Registered> = (0..MAX_CONNECTIONS)
+            .map(|_| connections.register())
+            .collect();
+        held[0].busy.store(true, Ordering::Relaxed);
+        let _newcomer = connections.register();
+        assert_eq!(connections.open(), MAX_CONNECTIONS);
+        assert!(held[0].closed.try_recv().is_err(), "the busy oldest stays");
+        assert!(
+            held[1].closed.try_recv().is_ok(),
+            "the oldest idle one is closed"
+        );
+    }
+}
