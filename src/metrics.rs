@@ -81,6 +81,8 @@ pub struct OperatorFamilies {
     pub events: IntCounterVec,
     /// 1 while this replica probes and writes (leads, or runs without election), else 0.
     pub leader: IntGauge,
+    /// 1 while the HealthCheck watch is failing (since its last success), else 0.
+    pub watch_failing: IntGauge,
 }
 
 /// Every metric family Canary exposes.
@@ -285,6 +287,10 @@ impl Metrics {
                 "Reconciliations by result.",
                 &["result"],
             )?,
+            watch_failing: f.add(IntGauge::new(
+                "canary_watch_failing",
+                "1 while the HealthCheck watch keeps failing (since its last success), else 0.",
+            )?)?,
             leader: f.add(IntGauge::new(
                 "canary_leader",
                 "1 while this replica probes and writes (it leads, or election is off), else 0.",

@@ -526,7 +526,7 @@ fn every_alert_fires_in_a_unit_test_and_has_a_runbook_section() {
         .iter()
         .map(|a| a["alert"].as_str().unwrap())
         .collect();
-    assert_eq!(names.len(), 9, "{names:?}");
+    assert_eq!(names.len(), 12, "{names:?}");
     for alert in alerts(&rules) {
         let name = alert["alert"].as_str().unwrap();
         assert!(
@@ -593,6 +593,9 @@ const CANARY_METRICS: &[&str] = &[
     "canary_status_writes_total",
     "canary_reconcile_total",
     "canary_checks_overdue",
+    "canary_leader",
+    "canary_probe_slot_wait_seconds",
+    "canary_watch_failing",
     "process_open_fds",
     "process_max_fds",
     "process_resident_memory_bytes",

@@ -139,7 +139,10 @@ impl Operator {
         );
         let (event_sink, publisher) =
             events::EventSink::new(self.client.clone(), identity.clone(), metrics.clone());
-        let watch_health = Arc::new(watch::WatchHealth::new(args.watch_stall));
+        let watch_health = Arc::new(watch::WatchHealth::new(
+            args.watch_stall,
+            metrics.operator.watch_failing.clone(),
+        ));
         let extensions = Extensions {
             sinks: vec![
                 Arc::new(writer.clone()) as Arc<dyn Sink>,

@@ -11,6 +11,7 @@ use kube::{
     Api, Client,
     runtime::{WatchStreamExt, watcher},
 };
+use prometheus::IntGauge;
 use tokio::{sync::mpsc, time::Instant};
 
 use crate::{
@@ -74,6 +75,8 @@ pub async fn run(
 pub struct WatchHealth {
     stall: Duration,
     state: Mutex<WatchState>,
+    /// `canary_watch_failing`.
+    failing: IntGauge,
 }
 
 #[derive(Default)]
@@ -83,18 +86,21 @@ struct WatchState {
 }
 
 impl WatchHealth {
-    pub fn new(stall: Duration) -> Self {
+    pub fn new(stall: Duration, failing: IntGauge) -> Self {
         Self {
             stall,
             state: Mutex::new(WatchState::default()),
+            failing,
         }
     }
 
     fn succeeded(&self) {
         lock(&self.state).failing_since = None;
+        self.failing.set(0);
     }
 
     fn failed(&self, error: &str) {
+        self.failing.set(1);
         let mut state = lock(&self.state);
         state.failing_since.get_or_insert_with(Instant::now);
         state.last_error = error.chars().take(300).collect();
