@@ -90,7 +90,7 @@ pub async fn run_once(
                 generation: resource.metadata.generation,
                 failure_threshold: 1,
                 success_threshold: 1,
-                next_run: None,
+                ..StatusInputs::default()
             };
             let next = next_status(&HealthCheckStatus::default(), &outcome, inputs);
             resource.status = Some(next.status);

@@ -5,7 +5,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::api::{
-    HealthCheckStatus, LastResult, PhaseDurations, READY, ReadyStatus, Reason, TlsFacts,
+    HealthCheckStatus, LastResult, PhaseDurations, READY, ReadyStatus, Reason, STALLED, TlsFacts,
 };
 use crate::probe::{Outcome, TlsCapture};
 
@@ -13,12 +13,17 @@ use crate::probe::{Outcome, TlsCapture};
 const MAX_MESSAGE: usize = 1024;
 
 /// What besides the outcome decides the next status.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct StatusInputs {
     pub generation: Option<i64>,
     pub failure_threshold: u32,
     pub success_threshold: u32,
     pub next_run: Option<jiff::Timestamp>,
+    /// Ready before the spec changed, while Ready says Reconciling: transitions and held
+    /// states are judged against it, so an edit never re-announces a failure.
+    pub settled: Option<ReadyStatus>,
+    /// Inside a maintenance window: failures are counted but do not change Ready.
+    pub in_maintenance: bool,
 }
 
 /// A change of the Ready condition's status.
@@ -48,7 +53,9 @@ pub fn next_status(
     let now = Time(outcome.started_at);
     next.observed_generation = inputs.generation;
     next.next_run_time = inputs.next_run.map(Time);
-    next.last_result = Some(last_result(outcome));
+    if outcome.reason != Reason::Reconciling {
+        next.last_result = Some(last_result(outcome));
+    }
     if let Some(facts) = &outcome.tls {
         next.tls = Some(status_tls_facts(facts));
     }
@@ -65,9 +72,9 @@ pub fn next_status(
             next.consecutive_successes = 0;
             (ReadyStatus::False, outcome.reason, outcome.message.clone())
         }
-        Reason::Suspended => (
+        Reason::Suspended | Reason::Reconciling => (
             ReadyStatus::Unknown,
-            Reason::Suspended,
+            outcome.reason,
             outcome.message.clone(),
         ),
         _ => {
@@ -76,11 +83,55 @@ pub fn next_status(
             ready_from_counts(&next, prev, outcome, inputs)
         }
     };
+    let from = effective_ready(prev, inputs);
     let transition = set_ready(&mut next, status, reason, &message, inputs.generation, &now);
+    set_stalled(&mut next, outcome, inputs.generation, &now);
     NextStatus {
         status: next,
-        transition,
+        // A change against the settled state: Reconciling in between is not a transition.
+        transition: transition
+            .filter(|t| from != Some(t.to))
+            .map(|t| Transition { from, ..t }),
     }
+}
+
+/// Ready as it stood before any Reconciling interlude.
+fn effective_ready(prev: &HealthCheckStatus, inputs: StatusInputs) -> Option<ReadyStatus> {
+    match prev.ready_reason() {
+        Some(Reason::Reconciling) => inputs.settled,
+        _ => prev.ready(),
+    }
+}
+
+/// kstatus' Stalled: True while the spec or a reference needs a human, absent otherwise.
+fn set_stalled(
+    status: &mut HealthCheckStatus,
+    outcome: &Outcome,
+    generation: Option<i64>,
+    now: &Time,
+) {
+    let stalled = matches!(
+        outcome.reason,
+        Reason::InvalidSpec | Reason::ReferenceNotFound | Reason::ReferenceForbidden
+    );
+    if !stalled {
+        if outcome.reason != Reason::Reconciling {
+            status.conditions.retain(|c| c.type_ != STALLED);
+        }
+        return;
+    }
+    let since = (status.conditions.iter())
+        .find(|c| c.type_ == STALLED && c.reason == outcome.reason.as_str())
+        .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
+    status.conditions.retain(|c| c.type_ != STALLED);
+    status.conditions.push(Condition {
+        type_: STALLED.into(),
+        status: "True".into(),
+        reason: outcome.reason.as_str().into(),
+        message: truncate_chars(&outcome.message, MAX_MESSAGE),
+        observed_generation: generation,
+        last_transition_time: since,
+    });
 }
 
 fn count(next: &mut HealthCheckStatus, outcome: &Outcome, now: &Time) {
@@ -101,6 +152,13 @@ fn ready_from_counts(
     outcome: &Outcome,
     inputs: StatusInputs,
 ) -> (ReadyStatus, Reason, String) {
+    if !outcome.success() && inputs.in_maintenance {
+        let message = format!(
+            "failing during a maintenance window ({}): {}",
+            outcome.reason, outcome.message
+        );
+        return hold(prev, inputs, message);
+    }
     if outcome.success() {
         if next.consecutive_successes >= i64::from(inputs.success_threshold) {
             return (
@@ -113,7 +171,7 @@ fn ready_from_counts(
             "{} of {} successes needed: {}",
             next.consecutive_successes, inputs.success_threshold, outcome.message
         );
-        return hold(prev, waiting);
+        return hold(prev, inputs, waiting);
     }
     if next.consecutive_failures >= i64::from(inputs.failure_threshold) {
         return (ReadyStatus::False, outcome.reason, outcome.message.clone());
@@ -122,13 +180,24 @@ fn ready_from_counts(
         "{} of {} failures tolerated ({}): {}",
         next.consecutive_failures, inputs.failure_threshold, outcome.reason, outcome.message
     );
-    hold(prev, waiting)
+    hold(prev, inputs, waiting)
 }
 
-/// Keeps the previous Ready status (and reason) while a threshold is not yet reached.
-fn hold(prev: &HealthCheckStatus, message: String) -> (ReadyStatus, Reason, String) {
-    let reason = prev.ready_reason().unwrap_or(Reason::Pending);
-    match prev.ready() {
+/// Keeps the previous Ready status (and reason) while a threshold is not yet reached, or
+/// during a maintenance window.
+fn hold(
+    prev: &HealthCheckStatus,
+    inputs: StatusInputs,
+    message: String,
+) -> (ReadyStatus, Reason, String) {
+    let reason = match prev.ready_reason() {
+        Some(Reason::Reconciling) | None => Reason::Pending,
+        Some(reason) => reason,
+    };
+    match effective_ready(prev, inputs) {
+        Some(ReadyStatus::True) if reason == Reason::Pending => {
+            (ReadyStatus::True, Reason::Succeeded, message)
+        }
         Some(status @ (ReadyStatus::True | ReadyStatus::False)) => (status, reason, message),
         _ => (ReadyStatus::Unknown, Reason::Pending, message),
     }

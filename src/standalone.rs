@@ -126,9 +126,8 @@ impl FileSource {
         let spec = &item.resource.spec;
         let origin = Origin {
             key: item.key(),
-            uid: None,
-            generation: None,
-            status: Default::default(),
+            labels: (item.resource.metadata.labels.clone()).unwrap_or_default(),
+            ..Origin::default()
         };
         let runner = RunnerSpec::build(origin, spec, &validate(spec), &self.refs, &self.ctx);
         let key = &runner.key;

@@ -2,6 +2,7 @@
 //! reasons, and semantic validation. Knows nothing of the API server.
 
 pub mod duration;
+mod maintenance;
 mod parse;
 mod reason;
 mod spec;
@@ -10,6 +11,7 @@ mod valid;
 pub mod validate;
 
 pub use duration::{GoDuration, fmt_go};
+pub use maintenance::{MaintenanceWindow, MaintenanceWindows};
 pub use reason::Reason;
 pub use spec::*;
 pub use status::*;
@@ -19,7 +21,7 @@ pub use validate::{FieldError, validate};
 use kube::{CustomResourceExt, ResourceExt};
 
 /// Identifies a check: namespace and name (files use `default` when none is given).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CheckKey {
     pub namespace: String,
     pub name: String,

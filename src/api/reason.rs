@@ -32,6 +32,8 @@ reasons! {
     Succeeded,
     /// Not run yet.
     Pending,
+    /// The spec changed: Ready is Unknown until the first run of the new generation.
+    Reconciling,
     /// `spec.suspend` is true.
     Suspended,
     /// The spec cannot be run (a rule the API server did not enforce).

@@ -9,7 +9,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{duration::GoDuration, status::HealthCheckStatus};
+use super::{duration::GoDuration, maintenance::MaintenanceWindow, status::HealthCheckStatus};
 
 /// Default `spec.interval`.
 pub const DEFAULT_INTERVAL: &str = "60s";
@@ -81,6 +81,11 @@ pub struct HealthCheckSpec {
     /// TLS expectations; apply to https URLs and to tls probes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_policy: Option<TlsPolicy>,
+    /// Recurring windows in which failures change neither Ready nor raise Warning Events
+    /// (probing goes on; `canary_check_in_maintenance` is 1 and the shipped alerts skip it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub maintenance_windows: Vec<MaintenanceWindow>,
 }
 
 fn default_interval() -> GoDuration {

@@ -10,6 +10,8 @@ use super::reason::Reason;
 
 /// The condition type Canary maintains.
 pub const READY: &str = "Ready";
+/// kstatus' condition for a spec or reference that needs a human (True only then).
+pub const STALLED: &str = "Stalled";
 
 /// Status of the `Ready` condition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

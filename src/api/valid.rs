@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method};
 use regex::bytes::Regex;
 
-use super::spec::TlsVersion;
+use super::{maintenance::MaintenanceWindows, spec::TlsVersion};
 
 /// A spec that passed validation.
 #[derive(Debug, Clone)]
@@ -21,6 +21,7 @@ pub struct ValidSpec {
     pub success_threshold: NonZeroU32,
     pub probe: ProbeKind,
     pub tls_policy: ValidTlsPolicy,
+    pub maintenance: MaintenanceWindows,
 }
 
 /// What to probe: exactly one kind per HealthCheck.
@@ -40,6 +41,26 @@ impl ProbeKind {
             Self::Tls(_) => "tls",
         }
     }
+
+    /// What is probed, safe to show anywhere: the URL without userinfo or query, or
+    /// `host:port`.
+    pub fn target(&self) -> String {
+        match self {
+            Self::Http(http) => redact(&http.url),
+            Self::Tcp(endpoint) | Self::Tls(endpoint) => endpoint.to_string(),
+        }
+    }
+}
+
+/// A URL as messages, labels and pages show it: no userinfo, no query, no fragment (they may
+/// carry secrets).
+pub fn redact(url: &url::Url) -> String {
+    let mut shown = url.clone();
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.set_query(None);
+    shown.set_fragment(None);
+    shown.to_string()
 }
 
 /// Host and port of a TCP or TLS probe.
@@ -48,6 +69,16 @@ pub struct Endpoint {
     /// DNS name or IP address (IPv6 without brackets).
     pub host: String,
     pub port: u16,
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
 }
 
 /// A validated HTTP request and its expectations.

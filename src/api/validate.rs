@@ -9,6 +9,7 @@ use http::{HeaderName, HeaderValue, Method};
 
 use super::{
     duration::{GoDuration, MAX_DURATION, fmt_go},
+    maintenance::MaintenanceWindows,
     parse::{
         check_data_key, check_object_name, compile_regex, parse_bytes, parse_pin, parse_status,
         parse_url,
@@ -82,26 +83,26 @@ pub fn validate(spec: &HealthCheckSpec) -> Result<ValidSpec, Vec<FieldError>> {
     let success_threshold = errors.take(threshold("spec.successThreshold", spec.success_threshold));
     let probe = validate_kind(spec, &mut errors);
     let tls_policy = validate_tls_policy(spec.tls_policy.as_ref(), &mut errors);
-    match (
-        schedule,
-        failure_threshold,
-        success_threshold,
-        probe,
-        tls_policy,
-    ) {
-        (Some((interval, timeout)), Some(failure), Some(success), Some(probe), Some(tls))
-            if errors.0.is_empty() =>
-        {
-            Ok(ValidSpec {
-                interval,
-                timeout,
-                suspend: spec.suspend,
-                failure_threshold: failure,
-                success_threshold: success,
-                probe,
-                tls_policy: tls,
-            })
-        }
+    let windows = &spec.maintenance_windows;
+    errors.at_most("spec.maintenanceWindows", windows.len(), 16, "windows");
+    let maintenance = MaintenanceWindows::parse(windows)
+        .map_err(|found| errors.0.extend(found))
+        .ok();
+    let valid = (|| {
+        let (interval, timeout) = schedule?;
+        Some(ValidSpec {
+            interval,
+            timeout,
+            suspend: spec.suspend,
+            failure_threshold: failure_threshold?,
+            success_threshold: success_threshold?,
+            probe: probe?,
+            tls_policy: tls_policy?,
+            maintenance: maintenance?,
+        })
+    })();
+    match valid {
+        Some(valid) if errors.0.is_empty() => Ok(valid),
         _ => Err(errors.0),
     }
 }

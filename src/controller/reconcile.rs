@@ -210,6 +210,7 @@ pub async fn reconcile(object: &HealthCheck, ctx: &Context) {
         uid: object.metadata.uid.clone(),
         generation: object.metadata.generation,
         status: object.status.clone().unwrap_or_default(),
+        labels: object.metadata.labels.clone().unwrap_or_default(),
     };
     let runner = RunnerSpec::build(origin, &object.spec, &valid, &resolved, &ctx.probe);
     count(if ctx.scheduler.upsert(runner) {

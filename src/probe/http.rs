@@ -16,7 +16,7 @@ use super::{
     net, tls,
     trace::{Phase, Trace},
 };
-use crate::api::{HttpExpectations, Reason, StatusMatch, ValidHttp, fmt_go};
+use crate::api::{HttpExpectations, Reason, StatusMatch, ValidHttp, fmt_go, redact};
 
 /// A validated HTTP request with its header values resolved.
 #[derive(Debug, Clone)]
@@ -148,16 +148,6 @@ pub async fn probe(
         response.status,
         response.body_read
     ))
-}
-
-/// A URL as messages show it: no userinfo, no query, no fragment (they may carry secrets).
-pub fn redact(url: &url::Url) -> String {
-    let mut shown = url.clone();
-    let _ = shown.set_username("");
-    let _ = shown.set_password(None);
-    shown.set_query(None);
-    shown.set_fragment(None);
-    shown.to_string()
 }
 
 /// A `Location` value as messages show it: parsed and redacted when it is a URL, else cut

@@ -23,7 +23,7 @@ use crate::api::{Endpoint, Reason, fmt_go};
 
 pub use build::{BuildError, ReferenceError, ReferenceSource, build};
 pub use certs::CertFacts;
-pub use http::{HttpCheck, ResolvedHeader, redact};
+pub use http::{HttpCheck, ResolvedHeader};
 pub use net::prober_fault;
 pub use tls::TlsSettings;
 pub use trace::{Phase, PhaseTimings};

@@ -63,7 +63,7 @@ impl PhaseTimings {
             ("dns", self.dns),
             ("connect", self.connect),
             ("tls", self.tls),
-            ("firstByte", self.first_byte),
+            ("first_byte", self.first_byte),
             ("transfer", self.transfer),
         ]
         .into_iter()

@@ -15,7 +15,7 @@ use std::{
 };
 
 use futures::future::BoxFuture;
-use tokio::{task::JoinHandle, time::Instant};
+use tokio::{sync::Notify, task::JoinHandle, time::Instant};
 
 use crate::{
     api::{HealthCheckStatus, ReadyStatus},
@@ -26,7 +26,7 @@ use crate::{
 
 pub use crate::api::CheckKey;
 pub use slots::{SlotPermit, SlotUsage, Slots, default_slots};
-pub use spec::{Origin, Plan, RunnerSpec, Schedule, jitter, stable_hash};
+pub use spec::{CheckInfo, Origin, Plan, RunnerSpec, Schedule, jitter, quick_jitter, stable_hash};
 pub use watchdog::{Health, Vital, WatchdogConfig};
 
 /// Runs one probe of one check.
@@ -59,6 +59,8 @@ pub struct RunReport<'a> {
     pub lag: Duration,
     /// Time spent waiting for a probe slot.
     pub slot_wait: Duration,
+    /// The run fell in a maintenance window.
+    pub in_maintenance: bool,
     /// Ticks skipped after this run because it overran its interval.
     pub skipped: u64,
 }
@@ -139,12 +141,19 @@ pub(crate) struct RunnerState {
     /// The last run ended in ProberError.
     pub prober_failing: bool,
     pub runs: u64,
+    /// Ready before a spec change, while Ready says Reconciling.
+    pub settled: Option<ReadyStatus>,
+    /// The last run fell in a maintenance window.
+    pub in_maintenance: bool,
 }
 
 struct RunnerHandle {
     revision: u64,
+    generation: Option<i64>,
     state: Arc<Mutex<RunnerState>>,
     task: JoinHandle<()>,
+    /// Wakes the runner when its next_due moves earlier (run now).
+    wake: Arc<Notify>,
 }
 
 pub(crate) struct Shared {
@@ -190,10 +199,22 @@ impl Scheduler {
         };
         let now = Instant::now();
         let (status, first_due) = match previous {
+            // A new generation runs within seconds; a rotated reference keeps the schedule.
+            Some(handle) if handle.generation != spec.generation => {
+                handle.task.abort();
+                (
+                    lock(&handle.state).status.clone(),
+                    now + quick_jitter(&spec),
+                )
+            }
             Some(handle) => {
                 handle.task.abort();
                 let old = lock(&handle.state).clone();
                 (old.status, old.next_due.min(now + spec.schedule.interval))
+            }
+            // Never run: feedback within seconds. Resumed after a restart: spread out.
+            None if spec.status.last_run_time.is_none() => {
+                (spec.status.clone(), now + quick_jitter(&spec))
             }
             None => (spec.status.clone(), now + jitter(&spec)),
         };
@@ -210,22 +231,38 @@ impl Scheduler {
             last_progress: now,
             prober_failing: false,
             runs: 0,
+            settled: None,
+            in_maintenance: false,
         }));
         let key = spec.key.clone();
-        let revision = spec.revision;
+        let (revision, generation) = (spec.revision, spec.generation);
+        let wake = Arc::new(Notify::new());
         let task = tokio::spawn(task::run(
             self.shared.clone(),
             Arc::new(spec),
             state.clone(),
+            wake.clone(),
         ));
-        runners.insert(
-            key,
-            RunnerHandle {
-                revision,
-                state,
-                task,
-            },
-        );
+        let handle = RunnerHandle {
+            revision,
+            generation,
+            state,
+            task,
+            wake,
+        };
+        runners.insert(key, handle);
+        true
+    }
+
+    /// Runs `key` as soon as a slot is free (the `canary.dev/run-now` annotation); false when
+    /// the check is unknown.
+    pub fn run_now(&self, key: &CheckKey) -> bool {
+        let runners = lock(&self.shared.runners);
+        let Some(handle) = runners.get(key) else {
+            return false;
+        };
+        lock(&handle.state).next_due = Instant::now();
+        handle.wake.notify_one();
         true
     }
 

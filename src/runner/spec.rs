@@ -2,13 +2,16 @@
 //! source uses (the controller and standalone mode), so validation, reference reading, the
 //! revision and the schedule are decided in one place.
 
-use std::{cell::RefCell, num::NonZeroU32, sync::Arc, time::Duration};
+use std::{cell::RefCell, collections::BTreeMap, num::NonZeroU32, sync::Arc, time::Duration};
 
 use sha2::{Digest, Sha256};
 
 use super::{CheckProber, Prober};
 use crate::{
-    api::{CheckKey, FieldError, HealthCheckSpec, HealthCheckStatus, Reason, ValidSpec, ValueRef},
+    api::{
+        CheckKey, FieldError, HealthCheckSpec, HealthCheckStatus, MaintenanceWindows, Reason,
+        ValidSpec, ValueRef,
+    },
     probe::{self, BuildError, ProbeContext, ReferenceError, ReferenceSource},
 };
 
@@ -31,13 +34,14 @@ impl Plan {
 }
 
 /// When and how strictly a check runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Schedule {
     pub interval: Duration,
     pub timeout: Duration,
     pub suspend: bool,
     pub failure_threshold: NonZeroU32,
     pub success_threshold: NonZeroU32,
+    pub maintenance: Arc<MaintenanceWindows>,
 }
 
 impl Schedule {
@@ -49,6 +53,7 @@ impl Schedule {
             suspend: spec.suspend,
             failure_threshold: spec.failure_threshold,
             success_threshold: spec.success_threshold,
+            maintenance: Arc::new(spec.maintenance.clone()),
         }
     }
 
@@ -60,12 +65,13 @@ impl Schedule {
             suspend: false,
             failure_threshold: NonZeroU32::MIN,
             success_threshold: NonZeroU32::MIN,
+            maintenance: Arc::default(),
         }
     }
 }
 
 /// Where a HealthCheck came from and what it already holds.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Origin {
     pub key: CheckKey,
     /// The object's uid (operator) used for jitter, so a recreated object gets a new slot.
@@ -73,6 +79,19 @@ pub struct Origin {
     pub generation: Option<i64>,
     /// Status to resume from (restart-safe thresholds and transitions).
     pub status: HealthCheckStatus,
+    /// The object's labels (some are copied into `canary_check_info`).
+    pub labels: BTreeMap<String, String>,
+}
+
+/// What a check is, for `canary_check_info` and pages: safe to show (no secrets).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckInfo {
+    /// `http`, `tcp`, `tls`; empty when the spec is invalid.
+    pub kind: &'static str,
+    /// The URL without userinfo or query, or `host:port`.
+    pub target: String,
+    /// The object's labels.
+    pub labels: BTreeMap<String, String>,
 }
 
 /// Everything a runner needs, as produced by a spec source.
@@ -87,6 +106,7 @@ pub struct RunnerSpec {
     pub plan: Plan,
     /// Status to resume from (restart-safe thresholds and transitions).
     pub status: HealthCheckStatus,
+    pub info: Arc<CheckInfo>,
 }
 
 impl RunnerSpec {
@@ -119,14 +139,29 @@ impl RunnerSpec {
         };
         let spec_json = serde_json::to_vec(spec).unwrap_or_default();
         let generation = origin.generation.unwrap_or_default().to_le_bytes();
+        let labels_json = serde_json::to_vec(&origin.labels).unwrap_or_default();
+        let parts: [&[u8]; 4] = [
+            &spec_json,
+            &generation,
+            &recording.into_bytes(),
+            &labels_json,
+        ];
+        let info = CheckInfo {
+            kind: valid.as_ref().map_or("", |v| v.probe.name()),
+            target: valid
+                .as_ref()
+                .map_or_else(|_| String::new(), |v| v.probe.target()),
+            labels: origin.labels,
+        };
         Self {
-            revision: stable_hash(&[&spec_json, &generation, &recording.into_bytes()]),
+            revision: stable_hash(&parts),
             key: origin.key,
             uid: origin.uid,
             generation: origin.generation,
             schedule,
             plan,
             status: origin.status,
+            info: Arc::new(info),
         }
     }
 }
@@ -155,6 +190,18 @@ pub fn jitter(spec: &RunnerSpec) -> Duration {
         .unwrap_or(u64::MAX)
         .max(1);
     Duration::from_millis(hash % interval)
+}
+
+/// Longest delay of a first run (a check that never ran, or a new generation): users who just
+/// applied a HealthCheck get its verdict within seconds.
+pub const FIRST_RUN_SPREAD: Duration = Duration::from_secs(5);
+
+/// Deterministic offset of a first run within [`FIRST_RUN_SPREAD`] (or the interval, if
+/// shorter), so many new checks still do not start at once.
+pub fn quick_jitter(spec: &RunnerSpec) -> Duration {
+    let spread = FIRST_RUN_SPREAD.min(spec.schedule.interval);
+    let millis = u64::try_from(spread.as_millis()).unwrap_or(u64::MAX).max(1);
+    Duration::from_millis(jitter(spec).as_millis() as u64 % millis)
 }
 
 /// Remembers every referenced value read, so a rotation changes the runner's revision.

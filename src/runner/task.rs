@@ -6,7 +6,7 @@ use std::{
     time::Duration,
 };
 
-use tokio::time::Instant;
+use tokio::{sync::Notify, time::Instant};
 
 use super::{Plan, RunPhase, RunReport, RunnerSpec, RunnerState, Shared};
 use crate::lock;
@@ -21,6 +21,7 @@ pub(super) async fn run(
     shared: Arc<Shared>,
     spec: Arc<RunnerSpec>,
     state: Arc<Mutex<RunnerState>>,
+    wake: Arc<Notify>,
 ) {
     let prober = match (&spec.plan, spec.schedule.suspend) {
         (Plan::Blocked { reason, message }, _) => {
@@ -41,9 +42,17 @@ pub(super) async fn run(
         }
         (Plan::Run(prober), false) => prober.clone(),
     };
+    announce_new_generation(&shared, &spec, &state);
     loop {
-        let due = lock(&state).next_due;
-        tokio::time::sleep_until(due).await;
+        let mut due = lock(&state).next_due;
+        // A run-now request moves next_due up and wakes the runner.
+        while Instant::now() < due {
+            tokio::select! {
+                () = tokio::time::sleep_until(due) => {}
+                () = wake.notified() => {}
+            }
+            due = lock(&state).next_due;
+        }
         lock(&state).phase = RunPhase::Queued {
             since: Instant::now(),
         };
@@ -66,6 +75,28 @@ pub(super) async fn run(
         };
         report(&shared, &spec, &state, outcome, timing);
     }
+}
+
+/// Ready turns Unknown (Reconciling) with the new observedGeneration right away when an
+/// established check's spec changed, so `kubectl wait` never reads the old verdict as the new.
+fn announce_new_generation(shared: &Shared, spec: &RunnerSpec, state: &Mutex<RunnerState>) {
+    let settled = {
+        let state = lock(state);
+        let changed = spec.generation.is_some()
+            && state.status.observed_generation.is_some()
+            && state.status.observed_generation != spec.generation;
+        match state.status.ready() {
+            Some(ready) if changed => ready,
+            _ => return,
+        }
+    };
+    lock(state).settled = Some(settled);
+    let message = format!(
+        "generation {} is waiting for its first run",
+        spec.generation.unwrap_or_default()
+    );
+    let outcome = Outcome::not_run(Reason::Reconciling, message);
+    report(shared, spec, state, outcome, Timing::default());
 }
 
 /// The next due time after a run that was due at `due`, and how many ticks were skipped:
@@ -107,13 +138,20 @@ fn report(
     let (previous, next) = {
         let mut state = lock(state);
         let previous = state.status.clone();
+        let in_maintenance = spec.schedule.maintenance.contains(outcome.started_at);
         let inputs = StatusInputs {
             generation: spec.generation,
             failure_threshold: spec.schedule.failure_threshold.get(),
             success_threshold: spec.schedule.success_threshold.get(),
             next_run: Some(wall_clock(state.next_due)),
+            settled: state.settled,
+            in_maintenance,
         };
         let next = next_status(&previous, &outcome, inputs);
+        if outcome.reason != Reason::Reconciling {
+            state.settled = None;
+        }
+        state.in_maintenance = in_maintenance;
         state.status = next.status.clone();
         state.runs += 1;
         // The prober's own fault is not progress: a process out of descriptors must go overdue.
@@ -133,6 +171,7 @@ fn report(
         transition: next.transition.as_ref(),
         lag: timing.lag,
         slot_wait: timing.slot_wait,
+        in_maintenance: lock(state).in_maintenance,
         skipped: timing.skipped,
     };
     for sink in &shared.sinks {

@@ -1,29 +1,21 @@
-//! Prometheus metrics: per-check families labelled by namespace/name (series removed when a
-//! check goes away), operator-level families, and the standard process collector (open and
-//! max descriptors, RSS, CPU).
+//! Prometheus metrics: per-check families ([`check`]) labelled by namespace/name (series
+//! removed when a check goes away), operator-level families, `canary_build_info`, and the
+//! standard process collector (open and max descriptors, RSS, CPU).
 
-use std::{
-    collections::{BTreeSet, HashMap},
-    sync::{
-        Mutex,
-        atomic::{AtomicU64, Ordering},
-    },
-};
+mod check;
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
-    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::{
-    probe::Outcome,
-    runner::{CheckKey, RunReport, Sink, Summary},
-};
+use check::CheckFamilies;
+pub use check::metric_label;
 
-/// Probe latency buckets: loopback (ms) through slow WAN (tens of seconds).
-const DURATION_BUCKETS: &[f64] = &[
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-];
+use crate::runner::{CheckKey, RunReport, Sink, Summary};
+
 /// Scheduler lag buckets: on time is under 10 ms; seconds mean the process is overloaded.
 const LAG_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
@@ -36,22 +28,6 @@ pub enum MetricsError {
     Register(#[from] prometheus::Error),
     #[error("encoding the exposition: {0}")]
     Encode(String),
-}
-
-/// (family, label value, second label value) combinations set for one check.
-type ExtraLabels = BTreeSet<(&'static str, String, String)>;
-
-/// Per-check families labelled by namespace and name.
-struct CheckFamilies {
-    success: IntGaugeVec,
-    phase_duration: GaugeVec,
-    runs: IntCounterVec,
-    last_run: GaugeVec,
-    last_success: GaugeVec,
-    http_status: IntGaugeVec,
-    cert_not_after: GaugeVec,
-    chain_not_after: GaugeVec,
-    tls_version: IntGaugeVec,
 }
 
 /// Operator-level families: the engine's and the controller's own vital signs.
@@ -90,11 +66,8 @@ pub struct Metrics {
     registry: Registry,
     names: Vec<String>,
     check: CheckFamilies,
-    check_duration: HistogramVec,
     /// Operator-level families.
     pub operator: OperatorFamilies,
-    /// Label values set per check for families with extra labels, so removal is complete.
-    extra_labels: Mutex<HashMap<CheckKey, ExtraLabels>>,
     /// Bumped whenever a value changes, so a cached exposition is never stale.
     version: AtomicU64,
 }
@@ -154,11 +127,14 @@ impl Families {
     }
 }
 
-const CHECK: &[&str] = &["namespace", "name"];
-
 impl Metrics {
     /// Builds the registry with every family and the process collector.
     pub fn new() -> Result<Self, MetricsError> {
+        Self::with_label_allowlist(&[])
+    }
+
+    /// [`Metrics::new`], copying the resource labels in `allowlist` into `canary_check_info`.
+    pub fn with_label_allowlist(allowlist: &[String]) -> Result<Self, MetricsError> {
         let mut f = Families {
             registry: Registry::new(),
             names: Vec::new(),
@@ -166,73 +142,22 @@ impl Metrics {
         f.registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
-        let check_duration = f.add(HistogramVec::new(
-            HistogramOpts::new("canary_check_duration_seconds", "Duration of whole probes.")
-                .buckets(DURATION_BUCKETS.to_vec()),
-            CHECK,
-        )?)?;
-        let (checks, operator) = (
-            Self::check_families(&mut f)?,
-            Self::operator_families(&mut f)?,
-        );
+        let build = f.int_gauges(
+            "canary_build_info",
+            "Version and source revision of this Canary (value 1).",
+            &["version", "revision"],
+        )?;
+        build
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), REVISION])
+            .set(1);
+        let check = CheckFamilies::new(&mut f, allowlist)?;
+        let operator = Self::operator_families(&mut f)?;
         Ok(Self {
-            check_duration,
+            check,
             operator,
-            check: checks,
-            extra_labels: Mutex::new(HashMap::new()),
             version: AtomicU64::new(0),
             names: f.names,
             registry: f.registry,
-        })
-    }
-
-    fn check_families(f: &mut Families) -> Result<CheckFamilies, MetricsError> {
-        Ok(CheckFamilies {
-            success: f.int_gauges(
-                "canary_check_success",
-                "1 if the last probe passed, else 0.",
-                CHECK,
-            )?,
-            phase_duration: f.gauges(
-                "canary_check_phase_duration_seconds",
-                "Time spent in each phase of the last probe.",
-                &["namespace", "name", "phase"],
-            )?,
-            runs: f.counters(
-                "canary_check_runs_total",
-                "Probes run, by result and reason.",
-                &["namespace", "name", "result", "reason"],
-            )?,
-            last_run: f.gauges(
-                "canary_check_last_run_timestamp_seconds",
-                "Unix time of the last probe.",
-                CHECK,
-            )?,
-            last_success: f.gauges(
-                "canary_check_last_success_timestamp_seconds",
-                "Unix time of the last passing probe.",
-                CHECK,
-            )?,
-            http_status: f.int_gauges(
-                "canary_check_http_status_code",
-                "HTTP status of the last response.",
-                CHECK,
-            )?,
-            cert_not_after: f.gauges(
-                "canary_tls_cert_not_after_timestamp_seconds",
-                "Unix time the served leaf certificate expires.",
-                CHECK,
-            )?,
-            chain_not_after: f.gauges(
-                "canary_tls_chain_earliest_not_after_timestamp_seconds",
-                "Unix time the first certificate of the served chain expires.",
-                CHECK,
-            )?,
-            tls_version: f.int_gauges(
-                "canary_tls_version_info",
-                "Negotiated TLS version (value 1).",
-                &["namespace", "name", "version"],
-            )?,
         })
     }
 
@@ -317,95 +242,6 @@ impl Metrics {
         String::from_utf8(buffer).map_err(|e| MetricsError::Encode(e.to_string()))
     }
 
-    fn remember(&self, key: &CheckKey, family: &'static str, a: &str, b: &str) {
-        let mut extra = crate::lock(&self.extra_labels);
-        extra
-            .entry(key.clone())
-            .or_default()
-            .insert((family, a.to_string(), b.to_string()));
-    }
-
-    /// Records one run of one check.
-    pub fn record(&self, key: &CheckKey, outcome: &Outcome) {
-        self.changed();
-        let labels = [key.namespace.as_str(), key.name.as_str()];
-        let at = outcome.started_at.as_millisecond() as f64 / 1000.0;
-        self.check
-            .success
-            .with_label_values(&labels)
-            .set(i64::from(outcome.success()));
-        self.check_duration
-            .with_label_values(&labels)
-            .observe(outcome.duration.as_secs_f64());
-        self.check.last_run.with_label_values(&labels).set(at);
-        if outcome.success() {
-            self.check.last_success.with_label_values(&labels).set(at);
-        }
-        let result = if outcome.success() {
-            "success"
-        } else {
-            "failure"
-        };
-        self.check
-            .runs
-            .with_label_values(&[labels[0], labels[1], result, outcome.reason.as_str()])
-            .inc();
-        self.remember(key, "runs", result, outcome.reason.as_str());
-        for (phase, spent) in outcome.phases.iter() {
-            self.check
-                .phase_duration
-                .with_label_values(&[labels[0], labels[1], phase])
-                .set(spent.as_secs_f64());
-            self.remember(key, "phase", phase, "");
-        }
-        if let Some(status) = outcome.http_status {
-            self.check
-                .http_status
-                .with_label_values(&labels)
-                .set(i64::from(status));
-        }
-        if let Some(tls) = &outcome.tls {
-            if let Some(leaf) = tls.leaf() {
-                self.check
-                    .cert_not_after
-                    .with_label_values(&labels)
-                    .set(leaf.not_after.as_second() as f64);
-            }
-            if let Some(earliest) = tls.chain_earliest_not_after() {
-                self.check
-                    .chain_not_after
-                    .with_label_values(&labels)
-                    .set(earliest.as_second() as f64);
-            }
-            if let Some(version) = &tls.version {
-                let old: Vec<String> = self
-                    .versions(key)
-                    .into_iter()
-                    .filter(|v| v != version)
-                    .collect();
-                for stale in old {
-                    let _ = self
-                        .check
-                        .tls_version
-                        .remove_label_values(&[labels[0], labels[1], &stale]);
-                }
-                self.check
-                    .tls_version
-                    .with_label_values(&[labels[0], labels[1], version])
-                    .set(1);
-                self.remember(key, "version", version, "");
-            }
-        }
-    }
-
-    fn versions(&self, key: &CheckKey) -> Vec<String> {
-        let extra = crate::lock(&self.extra_labels);
-        (extra.get(key).into_iter().flatten())
-            .filter(|(family, _, _)| *family == "version")
-            .map(|(_, v, _)| v.clone())
-            .collect()
-    }
-
     /// Moves whenever a check's series change or go (a cached exposition is stale then).
     pub fn version(&self) -> u64 {
         self.version.load(Ordering::SeqCst)
@@ -418,33 +254,15 @@ impl Metrics {
     /// Removes every series of a check.
     pub fn forget(&self, key: &CheckKey) {
         self.changed();
-        let labels = [key.namespace.as_str(), key.name.as_str()];
-        let _ = self.check.success.remove_label_values(&labels);
-        let _ = self.check_duration.remove_label_values(&labels);
-        let _ = self.check.last_run.remove_label_values(&labels);
-        let _ = self.check.last_success.remove_label_values(&labels);
-        let _ = self.check.http_status.remove_label_values(&labels);
-        let _ = self.check.cert_not_after.remove_label_values(&labels);
-        let _ = self.check.chain_not_after.remove_label_values(&labels);
-        let extra = crate::lock(&self.extra_labels).remove(key);
-        for (family, a, b) in extra.into_iter().flatten() {
-            let _ = match family {
-                "runs" => self
-                    .check
-                    .runs
-                    .remove_label_values(&[labels[0], labels[1], &a, &b]),
-                "phase" => self
-                    .check
-                    .phase_duration
-                    .remove_label_values(&[labels[0], labels[1], &a]),
-                _ => self
-                    .check
-                    .tls_version
-                    .remove_label_values(&[labels[0], labels[1], &a]),
-            };
-        }
+        self.check.forget(key);
     }
 }
+
+/// The source revision this binary was built from (`CANARY_REVISION` at build time).
+const REVISION: &str = match option_env!("CANARY_REVISION") {
+    Some(revision) => revision,
+    None => "unknown",
+};
 
 fn unix_now() -> f64 {
     jiff::Timestamp::now().as_millisecond() as f64 / 1000.0
@@ -452,7 +270,8 @@ fn unix_now() -> f64 {
 
 impl Sink for Metrics {
     fn on_run(&self, report: &RunReport<'_>) {
-        self.record(report.key, report.outcome);
+        self.changed();
+        self.check.record(report);
         let operator = &self.operator;
         operator.scheduler_lag.observe(report.lag.as_secs_f64());
         operator.slot_wait.observe(report.slot_wait.as_secs_f64());

@@ -1,0 +1,215 @@
+//! Maintenance windows: cron schedules (five fields, in a named time zone) that open a window
+//! of a given duration. During a window a check keeps probing, but its failures change neither
+//! Ready nor raise Warning Events, and `canary_check_in_maintenance` is 1 so alerts skip it.
+
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{duration::GoDuration, validate::FieldError};
+
+/// Longest window (31 days).
+pub const MAX_WINDOW: Duration = Duration::from_secs(744 * 3600);
+
+/// One recurring maintenance window, as users write it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MaintenanceWindow {
+    /// When each window opens: a five-field cron expression (minute hour day-of-month month
+    /// day-of-week), e.g. `0 2 * * SUN`.
+    #[schemars(length(min = 9, max = 128))]
+    pub schedule: String,
+    /// How long each window stays open (at most 744h).
+    pub duration: GoDuration,
+    /// IANA time zone the schedule is read in, e.g. `Europe/Berlin` (default UTC); daylight
+    /// saving changes are honoured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub timezone: Option<String>,
+}
+
+/// Parsed windows.
+#[derive(Debug, Clone, Default)]
+pub struct MaintenanceWindows(Vec<Window>);
+
+#[derive(Debug, Clone)]
+struct Window {
+    crontab: cronexpr::Crontab,
+    duration: Duration,
+}
+
+impl MaintenanceWindows {
+    /// Parses `windows`, naming the field of each error.
+    pub fn parse(windows: &[MaintenanceWindow]) -> Result<Self, Vec<FieldError>> {
+        let mut parsed = Vec::new();
+        let mut errors = Vec::new();
+        for (i, window) in windows.iter().enumerate() {
+            match parse_window(&format!("spec.maintenanceWindows[{i}]"), window) {
+                Ok(window) => parsed.push(window),
+                Err(error) => errors.push(error),
+            }
+        }
+        if errors.is_empty() {
+            Ok(Self(parsed))
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Whether `at` falls inside any window: some opening `f` with `f <= at < f + duration`.
+    pub fn contains(&self, at: jiff::Timestamp) -> bool {
+        self.0.iter().any(|window| window.contains(at))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Window {
+    fn contains(&self, at: jiff::Timestamp) -> bool {
+        let Ok(span) = jiff::SignedDuration::try_from(self.duration) else {
+            return false;
+        };
+        let Some(earliest) = at.checked_sub(span).ok() else {
+            return false;
+        };
+        // The first opening strictly after `at - duration` is the only one whose window can
+        // still hold `at`.
+        self.crontab
+            .find_next(earliest)
+            .is_ok_and(|opening| opening.timestamp() <= at)
+    }
+}
+
+fn parse_window(field: &str, window: &MaintenanceWindow) -> Result<Window, FieldError> {
+    let error = |sub: &str, message: String| FieldError {
+        field: format!("{field}.{sub}"),
+        message,
+    };
+    let duration = window
+        .duration
+        .parse(&format!("{field}.duration"), MAX_WINDOW)?;
+    let fields = window.schedule.split_whitespace().count();
+    if fields != 5 {
+        return Err(error(
+            "schedule",
+            format!(
+                "{:?} has {fields} fields; use five: minute hour day-of-month month day-of-week",
+                window.schedule
+            ),
+        ));
+    }
+    let zone = window.timezone.as_deref().unwrap_or("UTC");
+    if jiff::tz::db().get(zone).is_err() {
+        return Err(error(
+            "timezone",
+            format!("{zone:?} is not an IANA time zone"),
+        ));
+    }
+    let crontab = cronexpr::parse_crontab(&format!("{} {zone}", window.schedule)).map_err(|e| {
+        error(
+            "schedule",
+            format!("{:?} is not a cron expression: {e}", window.schedule),
+        )
+    })?;
+    // A schedule that never fires (30 February) is a mistake worth naming now.
+    if crontab.find_next(jiff::Timestamp::now()).is_err() {
+        return Err(error(
+            "schedule",
+            format!("{:?} never fires", window.schedule),
+        ));
+    }
+    Ok(Window { crontab, duration })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn windows(schedule: &str, duration: &str, timezone: Option<&str>) -> MaintenanceWindows {
+        let window = MaintenanceWindow {
+            schedule: schedule.into(),
+            duration: GoDuration::new(duration),
+            timezone: timezone.map(str::to_string),
+        };
+        MaintenanceWindows::parse(&[window]).unwrap()
+    }
+
+    fn at(text: &str) -> jiff::Timestamp {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn a_window_opens_at_its_schedule_and_closes_after_its_duration() {
+        let nightly = windows("0 2 * * *", "1h", None);
+        assert!(!nightly.contains(at("2026-03-10T01:59:59Z")));
+        assert!(nightly.contains(at("2026-03-10T02:00:00Z")));
+        assert!(nightly.contains(at("2026-03-10T02:59:59Z")));
+        assert!(!nightly.contains(at("2026-03-10T03:00:00Z")));
+    }
+
+    #[test]
+    fn windows_follow_their_time_zone_across_daylight_saving() {
+        // 03:00 in Berlin is 02:00 UTC in winter (CET) and 01:00 UTC in summer (CEST); the
+        // clocks go forward on 2026-03-29.
+        let berlin = windows("0 3 * * *", "30m", Some("Europe/Berlin"));
+        assert!(
+            berlin.contains(at("2026-03-28T02:10:00Z")),
+            "winter: 03:10 CET"
+        );
+        assert!(
+            !berlin.contains(at("2026-03-29T02:10:00Z")),
+            "summer: 04:10 CEST"
+        );
+        assert!(
+            berlin.contains(at("2026-03-29T01:10:00Z")),
+            "summer: 03:10 CEST"
+        );
+    }
+
+    #[test]
+    fn a_window_may_span_midnight_and_days() {
+        let weekend = windows("0 22 * * FRI", "56h", Some("UTC"));
+        assert!(
+            weekend.contains(at("2026-11-28T12:00:00Z")),
+            "Saturday noon"
+        );
+        assert!(
+            weekend.contains(at("2026-11-30T05:59:00Z")),
+            "Monday before six"
+        );
+        assert!(!weekend.contains(at("2026-11-30T06:00:00Z")));
+    }
+
+    #[test]
+    fn bad_windows_name_their_field() {
+        let bad = |schedule: &str, duration: &str, timezone: Option<&str>| {
+            let window = MaintenanceWindow {
+                schedule: schedule.into(),
+                duration: GoDuration::new(duration),
+                timezone: timezone.map(str::to_string),
+            };
+            MaintenanceWindows::parse(&[window]).unwrap_err()[0]
+                .field
+                .clone()
+        };
+        assert_eq!(
+            bad("0 2 * *", "1h", None),
+            "spec.maintenanceWindows[0].schedule"
+        );
+        assert_eq!(
+            bad("0 2 30 2 *", "1h", None),
+            "spec.maintenanceWindows[0].schedule"
+        );
+        assert_eq!(
+            bad("0 2 * * *", "800h", None),
+            "spec.maintenanceWindows[0].duration"
+        );
+        assert_eq!(
+            bad("0 2 * * *", "1h", Some("Mars/Olympus")),
+            "spec.maintenanceWindows[0].timezone"
+        );
+    }
+}
