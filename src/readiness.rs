@@ -301,7 +301,7 @@ mod tests {
             generation: Some(3),
             failure_threshold,
             success_threshold,
-            next_run: None,
+            ..StatusInputs::default()
         }
     }
 
