@@ -1,0 +1,416 @@
+//! Canary's engine as the tests run it: `canary operator` (or `canary standalone`) the way the
+//! chart's Deployment runs it (a clean environment, its flags, the Downward API variables),
+//! observed through its admin endpoints and its logs.
+//!
+//! [`Launch`] says what to run, [`Launch::process`] runs it as a child process. Another way of
+//! running (in-process, on the test's runtime) is meant to be another terminal method of
+//! `Launch` and another variant of the private `Run` enum; tests only see [`Operator`].
+
+use std::{
+    collections::BTreeMap,
+    io::{BufRead, BufReader, Read},
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use serde_json::Value;
+
+use crate::{chart, http, metrics, procfs, wait::eventually};
+
+/// What to run: the binary, its arguments and its whole environment.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    binary: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    /// (metrics, health) when the flags name them; `None`: read from the log line naming them.
+    admin: Option<(SocketAddr, SocketAddr)>,
+}
+
+/// Admin endpoints on free loopback ports, announced in the JSON logs.
+const LOOPBACK_ADMIN: [&str; 6] = [
+    "--log-format",
+    "json",
+    "--metrics-bind-address",
+    "127.0.0.1:0",
+    "--health-probe-bind-address",
+    "127.0.0.1:0",
+];
+
+impl Launch {
+    /// `canary operator` against `kubeconfig` (`binary`: `env!("CARGO_BIN_EXE_canary")`).
+    pub fn operator(binary: &str, kubeconfig: &Path) -> Self {
+        Self::new(binary, "operator", &LOOPBACK_ADMIN).kubeconfig(kubeconfig)
+    }
+
+    /// `canary standalone -f path`.
+    pub fn standalone(binary: &str, path: &Path) -> Self {
+        let path = path.display().to_string();
+        Self::new(binary, "standalone", &["-f", &path]).args(&LOOPBACK_ADMIN)
+    }
+
+    fn new(binary: &str, subcommand: &str, args: &[&str]) -> Self {
+        Self {
+            binary: binary.into(),
+            args: vec![subcommand.to_string()],
+            env: Vec::new(),
+            admin: None,
+        }
+        .args(args)
+    }
+
+    /// As the rendered chart's Deployment runs it, against `kubeconfig`: its args (every
+    /// `--*-bind-address` moved to a free loopback port) and its env (the Downward API filled in
+    /// for pod `pod_name`). Fails when the ports the probes and the metrics Service use are not
+    /// bound by some flag.
+    pub fn as_deployed(binary: &str, kubeconfig: &Path, objects: &[Value], pod_name: &str) -> Self {
+        let c = chart::container(objects);
+        let namespace = chart::one(objects, "Deployment")["metadata"]["namespace"].as_str();
+        let env = chart::container_env(c, pod_name, namespace.expect("namespace"));
+        let (args, local) = loopback_binds(&chart::args(objects));
+        let bound = |what: &str, port: u64| {
+            *local.get(&port).unwrap_or_else(|| {
+                panic!("no bind-address flag serves the {what} port {port}: {args:?}")
+            })
+        };
+        let health_port = chart::container_port(c, &c["livenessProbe"]["httpGet"]["port"]);
+        let ready_port = chart::container_port(c, &c["readinessProbe"]["httpGet"]["port"]);
+        assert_eq!(
+            health_port, ready_port,
+            "liveness and readiness share a port"
+        );
+        let service = chart::one(objects, "Service");
+        let metrics_port = chart::container_port(c, &service["spec"]["ports"][0]["targetPort"]);
+        let admin = Some((
+            bound("metrics", metrics_port),
+            bound("probes'", health_port),
+        ));
+        let mut launch = Self {
+            binary: binary.into(),
+            args,
+            env,
+            admin,
+        };
+        launch
+            .env
+            .push(("KUBECONFIG".into(), kubeconfig.display().to_string()));
+        launch
+    }
+
+    /// More arguments.
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
+    /// One more environment variable (the environment is otherwise empty).
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.into(), value.into()));
+        self
+    }
+
+    fn kubeconfig(self, kubeconfig: &Path) -> Self {
+        let path = kubeconfig.display().to_string();
+        self.env("KUBECONFIG", &path)
+    }
+
+    /// Runs it as a child process; returns once its admin addresses are known.
+    pub async fn process(self) -> Operator {
+        let mut child = Command::new(&self.binary)
+            .args(&self.args)
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", self.binary.display()));
+        let logs = Logs::default();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let tx = Arc::new(Mutex::new(Some(tx)));
+        logs.collect(child.stdout.take().expect("stdout"), tx.clone());
+        logs.collect(child.stderr.take().expect("stderr"), tx);
+        let process = Mutex::new(Process { child, exit: None });
+        let mut operator = Operator {
+            metrics: ([0, 0, 0, 0], 0).into(),
+            health: ([0, 0, 0, 0], 0).into(),
+            logs,
+            run: Run::Process(process),
+        };
+        let announced = async { rx.await.ok() };
+        let admin = match self.admin {
+            Some(admin) => Some(admin),
+            None => tokio::time::timeout(Duration::from_secs(30), announced)
+                .await
+                .ok()
+                .flatten(),
+        };
+        let Some((metrics, health)) = admin else {
+            operator.kill();
+            panic!(
+                "{} did not log its admin addresses; logs:\n{}",
+                self.args[0],
+                operator.tail(50)
+            );
+        };
+        (operator.metrics, operator.health) = (metrics, health);
+        operator
+    }
+}
+
+/// `args` with every `--*-bind-address=HOST:PORT` moved to a free loopback port, and the
+/// loopback address that now serves each original port.
+fn loopback_binds(args: &[String]) -> (Vec<String>, BTreeMap<u64, SocketAddr>) {
+    let mut local = BTreeMap::new();
+    let moved = (args.iter())
+        .map(|arg| {
+            let Some((flag, address)) = arg.split_once('=') else {
+                return arg.clone();
+            };
+            let port = (address.rsplit_once(':')).and_then(|(_, p)| p.parse::<u64>().ok());
+            match port {
+                Some(port) if flag.ends_with("-bind-address") => {
+                    let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+                    local.insert(port, addr);
+                    format!("{flag}={addr}")
+                }
+                _ => arg.clone(),
+            }
+        })
+        .collect();
+    (moved, local)
+}
+
+/// A free port on 127.0.0.1 (bound, read, released).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+/// Every line the engine wrote to stdout or stderr.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<String>>>);
+
+type Announce = Arc<Mutex<Option<tokio::sync::oneshot::Sender<(SocketAddr, SocketAddr)>>>>;
+
+impl Logs {
+    /// Keeps every line of `stream`, announcing the admin addresses of the log line naming them.
+    fn collect(&self, stream: impl Read + Send + 'static, announce: Announce) {
+        let sink = self.0.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if let Some(admin) = admin_addresses(&line)
+                    && let Some(tx) = announce.lock().unwrap().take()
+                {
+                    let _ = tx.send(admin);
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+    }
+}
+
+/// The (metrics, health) addresses of the JSON log line announcing them.
+fn admin_addresses(line: &str) -> Option<(SocketAddr, SocketAddr)> {
+    let log = serde_json::from_str::<Value>(line).ok()?;
+    let field = |name: &str| log["fields"][name].as_str()?.parse::<SocketAddr>().ok();
+    Some((field("metrics")?, field("health")?))
+}
+
+/// How the engine runs.
+enum Run {
+    Process(Mutex<Process>),
+}
+
+struct Process {
+    child: Child,
+    exit: Option<ExitStatus>,
+}
+
+/// A running engine; stopped when dropped.
+pub struct Operator {
+    pub metrics: SocketAddr,
+    pub health: SocketAddr,
+    logs: Logs,
+    run: Run,
+}
+
+impl Operator {
+    fn process(&self) -> std::sync::MutexGuard<'_, Process> {
+        match &self.run {
+            Run::Process(process) => process.lock().unwrap(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process().child.id()
+    }
+
+    /// Every log line so far.
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.0.lock().unwrap().clone()
+    }
+
+    /// The last `n` log lines, for failure messages.
+    pub fn tail(&self, n: usize) -> String {
+        let logs = self.logs.0.lock().unwrap();
+        logs[logs.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// Whether any log line contains `text`.
+    pub fn logged(&self, text: &str) -> bool {
+        self.logs.0.lock().unwrap().iter().any(|l| l.contains(text))
+    }
+
+    /// The `/metrics` exposition, if it answers.
+    pub async fn scrape(&self) -> Option<String> {
+        let answer = http::get(self.metrics, "/metrics").await.ok();
+        answer.filter(|r| r.status == 200).map(|r| r.body)
+    }
+
+    /// Sum of `name{labels...}` on /metrics (0 when absent); an error when /metrics does not
+    /// answer.
+    pub async fn try_metric(&self, name: &str, labels: &[(&str, &str)]) -> Result<f64, String> {
+        match self.scrape().await {
+            Some(text) => Ok(metrics::sum(&text, name, labels)),
+            None => Err(format!("/metrics at {} did not answer", self.metrics)),
+        }
+    }
+
+    /// Sum of `name{labels...}` on /metrics (0 when absent); fails the test when /metrics does
+    /// not answer three times in a row.
+    pub async fn metric_sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let mut last = String::new();
+        for _ in 0..3 {
+            match self.try_metric(name, labels).await {
+                Ok(value) => return value,
+                Err(e) => last = e,
+            }
+        }
+        panic!("{last}; logs:\n{}", self.tail(20))
+    }
+
+    /// Runs of one check so far (`canary_check_runs_total` over all results).
+    pub async fn runs(&self, namespace: &str, name: &str) -> f64 {
+        let labels = [("namespace", namespace), ("name", name)];
+        self.metric_sum("canary_check_runs_total", &labels).await
+    }
+
+    /// Waits (20s at most) until the metrics count at least `at_least` runs of
+    /// `namespace/name` (with `result`, if given). Status counters stop at the thresholds (the
+    /// writer skips beyond them); metrics count every run.
+    pub async fn wait_runs(&self, ns: &str, name: &str, result: Option<&str>, at_least: f64) {
+        let mut labels = vec![("namespace", ns), ("name", name)];
+        labels.extend(result.map(|r| ("result", r)));
+        let what = format!("{at_least} runs of {ns}/{name} ({result:?})");
+        eventually(
+            Duration::from_secs(20),
+            &what,
+            Duration::from_millis(200),
+            async || {
+                let runs = self.try_metric("canary_check_runs_total", &labels).await?;
+                if runs >= at_least {
+                    Ok(runs)
+                } else {
+                    Err(format!("{runs} runs"))
+                }
+            },
+        )
+        .await;
+    }
+
+    /// `/healthz` or `/readyz` status code.
+    pub async fn health_code(&self, path: &str) -> Option<u16> {
+        http::get(self.health, path).await.ok().map(|r| r.status)
+    }
+
+    /// Waits until `/readyz` answers 200, failing early when the engine exits.
+    pub async fn wait_ready(&self, deadline: Duration) {
+        eventually(
+            deadline,
+            "/readyz 200",
+            Duration::from_millis(100),
+            async || {
+                assert!(self.running(), "exited early; logs:\n{}", self.tail(30));
+                match self.health_code("/readyz").await {
+                    Some(200) => Ok(()),
+                    code => Err(format!("/readyz {code:?}; logs:\n{}", self.tail(30))),
+                }
+            },
+        )
+        .await;
+    }
+
+    /// Sends a signal by name (`TERM`, `KILL`, `STOP`, `CONT`).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.pid().to_string()])
+            .status()
+            .expect("kill(1) missing: run scripts/test (procps)");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Whether the engine is still running.
+    pub fn running(&self) -> bool {
+        let mut process = self.process();
+        if process.exit.is_none() {
+            process.exit = process.child.try_wait().expect("try_wait");
+        }
+        process.exit.is_none()
+    }
+
+    /// Waits for the engine to exit, failing after `deadline`.
+    pub async fn wait_exit(&self, deadline: Duration) -> ExitStatus {
+        eventually(
+            deadline,
+            "the exit",
+            Duration::from_millis(20),
+            async || match self.running() {
+                false => Ok(self.process().exit.expect("exited")),
+                true => Err(format!("still running; logs:\n{}", self.tail(30))),
+            },
+        )
+        .await
+    }
+
+    /// Sends SIGTERM and waits (10s at most) for the exit: its status and how long it took.
+    pub async fn terminate(&self) -> (ExitStatus, Duration) {
+        self.signal("TERM");
+        let stopping = std::time::Instant::now();
+        let exit = self.wait_exit(Duration::from_secs(10)).await;
+        (exit, stopping.elapsed())
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(&self) {
+        if self.running() {
+            let mut process = self.process();
+            let _ = process.child.kill();
+            process.exit = process.child.wait().ok();
+        }
+    }
+
+    /// CPU time (user + system) used so far.
+    pub fn cpu(&self) -> Duration {
+        procfs::cpu(self.pid())
+    }
+
+    /// Resident memory in MiB.
+    pub fn rss_mib(&self) -> f64 {
+        procfs::memory_mib(self.pid(), "VmRSS")
+    }
+
+    /// CPU clock ticks per thread, by thread name, for diagnostics.
+    pub fn thread_ticks(&self) -> Vec<(String, u64)> {
+        procfs::thread_ticks(self.pid())
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

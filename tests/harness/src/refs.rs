@@ -1,0 +1,68 @@
+//! The probe engine without Kubernetes: specs from JSON, Secrets and ConfigMaps held in memory,
+//! and one probe run.
+
+use std::collections::HashMap;
+
+use canary_operator::{
+    api::{HealthCheckSpec, validate},
+    probe::{self, Outcome, Probe, ProbeContext, ReferenceError, ReferenceSource},
+};
+
+/// Secrets and ConfigMaps held in memory, keyed by (name, key).
+#[derive(Default, Clone)]
+pub struct MapRefs {
+    pub secrets: HashMap<(String, String), Vec<u8>>,
+    pub config_maps: HashMap<(String, String), Vec<u8>>,
+}
+
+impl MapRefs {
+    pub fn secret(mut self, name: &str, key: &str, value: impl Into<Vec<u8>>) -> Self {
+        self.secrets.insert((name.into(), key.into()), value.into());
+        self
+    }
+
+    pub fn config_map(mut self, name: &str, key: &str, value: impl Into<Vec<u8>>) -> Self {
+        (self.config_maps).insert((name.into(), key.into()), value.into());
+        self
+    }
+}
+
+fn lookup(
+    map: &HashMap<(String, String), Vec<u8>>,
+    kind: &'static str,
+    name: &str,
+    key: &str,
+) -> Result<Vec<u8>, ReferenceError> {
+    (map.get(&(name.to_string(), key.to_string())).cloned()).ok_or_else(|| {
+        ReferenceError::NotFound {
+            kind,
+            name: name.into(),
+        }
+    })
+}
+
+impl ReferenceSource for MapRefs {
+    fn secret_key(&self, name: &str, key: &str) -> Result<Vec<u8>, ReferenceError> {
+        lookup(&self.secrets, "Secret", name, key)
+    }
+
+    fn config_map_key(&self, name: &str, key: &str) -> Result<Vec<u8>, ReferenceError> {
+        lookup(&self.config_maps, "ConfigMap", name, key)
+    }
+}
+
+/// A spec from JSON (the same shape users write in YAML).
+pub fn spec(json: serde_json::Value) -> HealthCheckSpec {
+    serde_json::from_value(json).expect("test spec must deserialize")
+}
+
+/// Validates and builds `spec`, which a test expects to be valid.
+pub fn build(spec: &HealthCheckSpec, refs: &dyn ReferenceSource) -> Probe {
+    let valid = validate(spec).expect("test spec must be valid");
+    probe::build(&valid, refs).expect("test spec must build")
+}
+
+/// Builds and runs `spec` once with the default probing policy.
+pub async fn probe_once(spec: &HealthCheckSpec, refs: &MapRefs) -> Outcome {
+    probe::run(&build(spec, refs), &ProbeContext::default()).await
+}
