@@ -15,7 +15,6 @@ use canary_test_harness::{
     operator::{Launch, Operator, free_port},
     rbac::{self, Access},
     targets::{Ca, Reply, TestServer, Transport},
-    tools::Helm,
     wait::eventually,
 };
 use serde_json::{Value, json};
@@ -37,16 +36,7 @@ struct Deployed {
 
 /// Installs the chart with helm and checks it installs what `helm template` renders.
 async fn install(cluster: &Cluster) -> Vec<Value> {
-    let chart = chart::dir().display().to_string();
-    let install = [
-        "install",
-        RELEASE,
-        &chart,
-        "--namespace",
-        NAMESPACE,
-        "--create-namespace",
-    ];
-    Helm::for_cluster(cluster.kubeconfig()).ok(&install).await;
+    chart::install(cluster.kubeconfig(), &[]).await;
     let objects = render(&[]).await;
     let args_path = "jsonpath={.spec.template.spec.containers[0].args}";
     let get = [

@@ -11,6 +11,12 @@ use serde_json::json;
 /// Objects of the release in its namespace, as `kind/name` lines.
 const RELEASED: &str = "deploy,svc,sa,role,rolebinding,cm,servicemonitors,prometheusrules";
 
+/// What the release installs in its namespace, with every monitoring object.
+const INSTALLED: &str = "deployment.apps/canary-operator service/canary-operator-metrics \
+    serviceaccount/canary-operator role.rbac.authorization.k8s.io/canary-operator-leader-election \
+    configmap/canary-operator-dashboard servicemonitor.monitoring.coreos.com/canary-operator \
+    prometheusrule.monitoring.coreos.com/canary-operator";
+
 /// A local API server with the Prometheus Operator's CRDs, the chart installed with every
 /// monitoring object; helm's NOTES.
 async fn installed() -> (Cluster, Helm, String) {
@@ -18,20 +24,9 @@ async fn installed() -> (Cluster, Helm, String) {
     let monitoring = fixture("monitoring-crds.yaml").display().to_string();
     cluster.kubectl.ok(&["apply", "-f", &monitoring]).await;
     let helm = Helm::for_cluster(cluster.kubeconfig());
-    let chart = chart::dir().display().to_string();
     let monitors =
         "serviceMonitor.enabled=true,prometheusRule.enabled=true,grafanaDashboard.enabled=true";
-    let install = [
-        "install",
-        RELEASE,
-        &chart,
-        "--namespace",
-        NAMESPACE,
-        "--create-namespace",
-    ];
-    let notes = helm
-        .ok(&[&install[..], &["--set", monitors]].concat())
-        .await;
+    let notes = chart::install(cluster.kubeconfig(), &["--set", monitors]).await;
     (cluster, helm, notes)
 }
 
@@ -52,13 +47,13 @@ async fn names(cluster: &Cluster, what: &str, namespace: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helm_install_brings_the_crd_every_object_and_notes_on_what_to_run_next() {
     let (cluster, _helm, notes) = installed().await;
-    for next in [
+    let next = [
         "kubectl -n canary rollout status deployment/canary-operator",
         "kubectl get healthchecks.canary.dev -A",
         "port-forward service/canary-operator-metrics 8080",
-    ] {
-        assert!(notes.contains(next), "NOTES lack {next:?}:\n{notes}");
-    }
+    ];
+    let missing = canary_test_harness::missing(&notes, next);
+    assert!(missing.is_empty(), "NOTES lack {missing:?}:\n{notes}");
     let established = "jsonpath={.status.conditions[?(@.type==\"Established\")].status}";
     let crd = cluster
         .kubectl
@@ -66,17 +61,8 @@ async fn helm_install_brings_the_crd_every_object_and_notes_on_what_to_run_next(
         .await;
     assert_eq!(crd, "True");
     let installed = names(&cluster, RELEASED, NAMESPACE).await;
-    for want in [
-        "deployment.apps/canary-operator",
-        "service/canary-operator-metrics",
-        "serviceaccount/canary-operator",
-        "role.rbac.authorization.k8s.io/canary-operator-leader-election",
-        "configmap/canary-operator-dashboard",
-        "servicemonitor.monitoring.coreos.com/canary-operator",
-        "prometheusrule.monitoring.coreos.com/canary-operator",
-    ] {
-        assert!(installed.contains(want), "missing {want} in {installed}");
-    }
+    let missing = canary_test_harness::missing(&installed, INSTALLED.split_whitespace());
+    assert!(missing.is_empty(), "missing {missing:?} in {installed}");
     let cluster_wide = [
         "get",
         "clusterrole/canary-operator",

@@ -81,7 +81,7 @@ impl Replicas {
             self.replica("replica-a").await,
             self.replica("replica-b").await,
         );
-        self.watch.ready_as("c1", "True", "Succeeded").await;
+        self.c1_ready_as("True", "Succeeded").await;
         let holder = eventually(
             10 * SEC,
             "a lease holder",
@@ -117,6 +117,25 @@ impl Replicas {
         let took = since.elapsed();
         println!("{what}: the standby held the lease after {took:?} (lease 2s)");
         assert!(took <= TAKEOVER, "takeover took {took:?} with a 2s lease");
+    }
+
+    /// Sends `signal` to `leader`; waits until the standby holds the Lease (within
+    /// [`TAKEOVER`]) and probes.
+    async fn replace(
+        &self,
+        leader: &Operator,
+        signal: &str,
+        standby: (&Operator, &str),
+        what: &str,
+    ) {
+        leader.signal(signal);
+        self.taken_over_by(standby.1, Instant::now(), what).await;
+        standby.0.wait_runs(NS, "c1", None, 2.0).await;
+    }
+
+    /// Waits until check `c1` shows Ready=`status` with `reason`.
+    async fn c1_ready_as(&self, status: &str, reason: &str) {
+        self.watch.ready_as("c1", status, reason).await;
     }
 
     /// Exactly one probes: over three more runs of `leader`, the target sees one request per run.
@@ -158,12 +177,10 @@ async fn two_replicas_elect_one_leader_and_only_the_leader_probes() {
 async fn a_stalled_leader_loses_the_lease_and_stops_probing_once_resumed() {
     let replicas = Replicas::start().await;
     let (leader, standby, standby_name) = replicas.elect().await;
-    leader.signal("STOP");
     let what = "the standby takes the Lease from the stalled leader";
     replicas
-        .taken_over_by(standby_name, Instant::now(), what)
+        .replace(&leader, "STOP", (&standby, standby_name), what)
         .await;
-    standby.wait_runs(NS, "c1", None, 2.0).await;
     leader.signal("CONT");
     // Resumed, it finds the Lease taken and stops its runners: its run count stays still for
     // two and a half intervals (or its series are gone), within a few lease durations.
@@ -192,18 +209,14 @@ async fn a_stalled_leader_loses_the_lease_and_stops_probing_once_resumed() {
 async fn a_killed_leader_is_replaced_within_the_lease_duration() {
     let replicas = Replicas::start().await;
     let (leader, standby, standby_name) = replicas.elect().await;
-    leader.signal("KILL");
+    let standing_in = (&standby, standby_name);
     replicas
-        .taken_over_by(standby_name, Instant::now(), "leader killed")
+        .replace(&leader, "KILL", standing_in, "leader killed")
         .await;
     leader.wait_exit(5 * SEC).await;
-    standby.wait_runs(NS, "c1", None, 2.0).await;
     // The new leader writes status (the old one is dead): the target fails, status follows.
     replicas.target.set(500);
-    replicas
-        .watch
-        .ready_as("c1", "False", "UnexpectedStatus")
-        .await;
+    replicas.c1_ready_as("False", "UnexpectedStatus").await;
     replicas.assert_within_rbac();
 }
 
@@ -212,24 +225,15 @@ async fn sigterm_on_the_leader_flushes_the_pending_write_and_releases_the_lease(
     let replicas = Replicas::start().await;
     let leader = replicas.replica("replica-a").await;
     replicas.target.set(500);
-    replicas
-        .watch
-        .ready_as("c1", "False", "UnexpectedStatus")
-        .await;
+    replicas.c1_ready_as("False", "UnexpectedStatus").await;
     // Slow API answers keep the write in flight when the signal arrives.
     replicas
         .cluster
         .server
         .set_latency(Duration::from_millis(300));
     replicas.target.set(200);
-    let what = "the recovery seen by the leader";
-    eventually(10 * SEC, what, Duration::from_millis(50), async || {
-        let ok = leader
-            .try_metric("canary_check_success", &[("namespace", NS), ("name", "c1")])
-            .await?;
-        (ok == 1.0).then_some(()).ok_or(format!("success {ok}"))
-    })
-    .await;
+    // The recovery seen by the leader.
+    leader.wait_success(NS, "c1", 1.0).await;
     let (exit, shutdown) = leader.terminate().await;
     assert!(
         exit.success(),

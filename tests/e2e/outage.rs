@@ -41,16 +41,10 @@ async fn failing_and_passing(code: u16) -> (Scenario, Switchable, TestServer) {
 async fn wait_probing(operator: &Operator, runs: f64, success: f64, what: &str) {
     eventually(10 * SEC, what, Duration::from_millis(200), async || {
         let now = operator
-            .try_metric(
-                "canary_check_runs_total",
-                &[("namespace", NS), ("name", "passing")],
-            )
+            .check_metric("canary_check_runs_total", NS, "passing")
             .await?;
         let ok = operator
-            .try_metric(
-                "canary_check_success",
-                &[("namespace", NS), ("name", "failing")],
-            )
+            .check_metric("canary_check_success", NS, "failing")
             .await?;
         if now >= runs + 3.0 && ok == success {
             Ok(())
@@ -157,17 +151,8 @@ async fn a_transition_during_an_api_server_outage_is_recorded_as_an_event_afterw
     let operator = &s.operator;
     outage(&mut s.cluster, async || {
         target.set(500);
-        let what = "the failure seen while the API server is down";
-        eventually(10 * SEC, what, Duration::from_millis(100), async || {
-            let ok = operator
-                .try_metric(
-                    "canary_check_success",
-                    &[("namespace", NS), ("name", "web")],
-                )
-                .await?;
-            (ok == 0.0).then_some(()).ok_or(format!("success {ok}"))
-        })
-        .await;
+        // The failure seen while the API server is down.
+        operator.wait_success(NS, "web", 0.0).await;
         // Long enough for the operator to try (and fail) to publish the Event.
         operator.wait_runs(NS, "web", Some("failure"), 3.0).await;
     })

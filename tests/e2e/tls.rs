@@ -78,48 +78,36 @@ async fn a_healthy_https_check_is_ready_with_the_facts_of_the_served_certificate
     assert_facts_of(&status["tls"], &leaf);
 }
 
-/// Waits until check `name` fails with `reason` three times, and for the one Event of it.
-async fn assert_one_warning(s: &Scenario, name: &str, reason: &str) {
-    s.operator.wait_runs(NS, name, Some("failure"), 3.0).await;
+/// An operator probing one HTTPS check of a leaf for `names` valid from `from_days` to
+/// `to_days`, once it fails with `reason`: that status's TLS facts and the leaf.
+async fn failing(names: &[&str], from_days: i64, to_days: i64, reason: &str) -> (Value, Leaf) {
+    let (s, leaf, _server) = one_https_check("bad", names, from_days, to_days).await;
+    let check = s.watch.ready_as("bad", "False", reason).await;
+    // It fails with `reason` three times, and there is one Event of it.
+    s.operator.wait_runs(NS, "bad", Some("failure"), 3.0).await;
     s.cluster
-        .wait_events(NS, name, &[("Warning", reason, 1)])
+        .wait_events(NS, "bad", &[("Warning", reason, 1)])
         .await;
+    (check["status"]["tls"].clone(), leaf)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_certificate_fails_with_its_dates_reported_and_one_event() {
-    let (s, leaf, _server) = one_https_check("expired", &["localhost"], -30, -1).await;
-    let check = s
-        .watch
-        .ready_as("expired", "False", "CertificateExpired")
-        .await;
-    let tls = &check["status"]["tls"];
+    let (tls, leaf) = failing(&["localhost"], -30, -1, "CertificateExpired").await;
     assert_close("expired notAfter", &tls["notAfter"], leaf.not_after);
     assert_eq!(tls["verified"], false);
-    assert_one_warning(&s, "expired", "CertificateExpired").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_for_another_name_fails_naming_the_served_names_and_one_event() {
-    let (s, _leaf, _server) = one_https_check("mismatch", &["other.example"], -1, 90).await;
-    let check = (s
-        .watch
-        .ready_as("mismatch", "False", "CertificateHostnameMismatch"))
-    .await;
-    assert_eq!(check["status"]["tls"]["dnsNames"], json!(["other.example"]));
-    assert_one_warning(&s, "mismatch", "CertificateHostnameMismatch").await;
+    let (tls, _) = failing(&["other.example"], -1, 90, "CertificateHostnameMismatch").await;
+    assert_eq!(tls["dnsNames"], json!(["other.example"]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_expiring_soon_fails_with_its_expiry_and_one_event() {
-    let (s, leaf, _server) = one_https_check("expiring", &["localhost"], -1, 5).await;
-    let check = (s
-        .watch
-        .ready_as("expiring", "False", "CertificateExpiringSoon"))
-    .await;
-    let not_after = &check["status"]["tls"]["notAfter"];
-    assert_close("expiring notAfter", not_after, leaf.not_after);
-    assert_one_warning(&s, "expiring", "CertificateExpiringSoon").await;
+    let (tls, leaf) = failing(&["localhost"], -1, 5, "CertificateExpiringSoon").await;
+    assert_close("expiring notAfter", &tls["notAfter"], leaf.not_after);
 }
 
 /// kubectl ages: 0s, 5s, 2m3s, 4h ...

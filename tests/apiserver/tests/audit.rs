@@ -10,36 +10,22 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, W
 use serde_json::json;
 use std::time::SystemTime;
 
-fn coordinates(r: &AuditRecord) -> (String, String, String, String, String, String, u16) {
-    (
-        r.verb.clone(),
-        r.api_group.clone(),
-        r.resource.clone(),
-        r.subresource.clone(),
-        r.namespace.clone(),
-        r.name.clone(),
-        r.code,
-    )
+/// `verb group/resource/subresource namespace/name code` of a record.
+fn coordinates(r: &AuditRecord) -> String {
+    let what = [
+        &r.verb,
+        &r.api_group,
+        &r.resource,
+        &r.subresource,
+        &r.namespace,
+        &r.name,
+    ];
+    row(what.map(String::as_str), r.code)
 }
 
-fn row(
-    verb: &str,
-    group: &str,
-    resource: &str,
-    sub: &str,
-    ns: &str,
-    name: &str,
-    code: u16,
-) -> (String, String, String, String, String, String, u16) {
-    (
-        verb.into(),
-        group.into(),
-        resource.into(),
-        sub.into(),
-        ns.into(),
-        name.into(),
-        code,
-    )
+/// `verb group/resource/subresource namespace/name code`.
+fn row([verb, group, resource, sub, ns, name]: [&str; 6], code: u16) -> String {
+    format!("{verb} {group}/{resource}/{sub} {ns}/{name} {code}")
 }
 
 /// Create, get, list, apply, update, an injected 500, a 404, a watch, delete and
@@ -88,8 +74,9 @@ async fn every_answered_request_is_audited_with_kube_verbs_and_codes_oldest_firs
         .filter(|r| r.is_resource_request())
         .map(coordinates)
         .collect();
-    let cms =
-        |verb: &str, name: &str, code: u16| row(verb, "", "configmaps", "", "default", name, code);
+    let cms = |verb: &str, name: &str, code: u16| {
+        row([verb, "", "configmaps", "", "default", name], code)
+    };
     assert_eq!(
         seen,
         vec![
@@ -114,14 +101,19 @@ async fn every_answered_request_is_audited_with_kube_verbs_and_codes_oldest_firs
     assert!(records[3].request_uri.contains("fieldManager=audit-test"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kubectl_discovery_and_writes_are_audited_with_its_user_agent() {
+/// A server where kubectl applied the fixture CRD and created namespace `audited`.
+async fn after_kubectl() -> Server {
     let server = common::server().await;
     let kubectl = common::kubectl(&server);
-    kubectl
-        .ok(&["apply", "-f", &common::fixture("healthcheck-crd.yaml")])
-        .await;
+    let crd = common::fixture("healthcheck-crd.yaml");
+    kubectl.ok(&["apply", "-f", &crd]).await;
     kubectl.ok(&["create", "namespace", "audited"]).await;
+    server
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_discovery_and_writes_are_audited_with_its_user_agent() {
+    let server = after_kubectl().await;
     let records = server.requests();
     let discovery = |r: &&AuditRecord| {
         !r.is_resource_request()
@@ -145,12 +137,7 @@ async fn kubectl_discovery_and_writes_are_audited_with_its_user_agent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_subresource_writes_are_audited_as_subresource_status() {
-    let server = common::server().await;
-    let kubectl = common::kubectl(&server);
-    kubectl
-        .ok(&["apply", "-f", &common::fixture("healthcheck-crd.yaml")])
-        .await;
-    kubectl.ok(&["create", "namespace", "audited"]).await;
+    let server = after_kubectl().await;
     server.clear_requests();
     // The fixture CRD may not carry a status subresource; either way the write is audited.
     let status = json!({"apiVersion": "canary.dev/v1alpha1", "kind": "HealthCheck",
@@ -165,12 +152,14 @@ async fn status_subresource_writes_are_audited_as_subresource_status() {
     assert_eq!(
         coordinates(write),
         row(
-            "patch",
-            "canary.dev",
-            "healthchecks",
-            "status",
-            "audited",
-            "web",
+            [
+                "patch",
+                "canary.dev",
+                "healthchecks",
+                "status",
+                "audited",
+                "web"
+            ],
             write.code
         )
     );

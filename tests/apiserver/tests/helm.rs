@@ -35,14 +35,9 @@ async fn helm_installs_a_chart_with_its_crd_and_objects() {
     let objects = kubectl
         .ok(&["get", kinds, "-l", "app=demo", "-o", "name"])
         .await;
-    for want in [
-        "deployment.apps/demo",
-        "service/demo",
-        "serviceaccount/demo",
-        "configmap/demo-config",
-    ] {
-        assert!(objects.contains(want), "missing {want} in {objects}");
-    }
+    let wanted = "deployment.apps/demo service/demo serviceaccount/demo configmap/demo-config";
+    let missing = canary_test_harness::missing(&objects, wanted.split(' '));
+    assert!(missing.is_empty(), "missing {missing:?} in {objects}");
     kubectl
         .ok(&[
             "get",

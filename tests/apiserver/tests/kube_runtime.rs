@@ -91,46 +91,43 @@ fn applied(name: &'static str) -> impl FnMut(&Event<ConfigMap>) -> bool {
     move |ev| matches!(ev, Event::Apply(c) if c.name_any() == name)
 }
 
+/// An object of the initial (re)list.
+fn listed(name: &'static str) -> impl FnMut(&Event<ConfigMap>) -> bool {
+    move |ev| matches!(ev, Event::InitApply(c) if c.name_any() == name)
+}
+
+/// The end of the initial (re)list.
+fn listed_all(ev: &Event<ConfigMap>) -> bool {
+    matches!(ev, Event::InitDone)
+}
+
+/// Creates ConfigMap `name`.
+async fn create(api: &Api<ConfigMap>, name: &str) {
+    api.create(&PostParams::default(), &cm(name))
+        .await
+        .expect(name);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watcher_resumes_after_dropped_watch_and_relists_after_gone() {
-    let server = common::server().await;
-    let api: Api<ConfigMap> = Api::default_namespaced(common::client(&server));
+    let (server, api) = common::configmaps().await;
     let mut events = watcher::watcher(api.clone(), watcher::Config::default()).boxed();
-    until(&mut events, "initial list", |ev| {
-        matches!(ev, Event::InitDone)
-    })
-    .await;
-    api.create(&PostParams::default(), &cm("a"))
-        .await
-        .expect("create a");
+    until(&mut events, "initial list", listed_all).await;
+    create(&api, "a").await;
     until(&mut events, "a", applied("a")).await;
 
     server.drop_watches();
-    api.create(&PostParams::default(), &cm("b"))
-        .await
-        .expect("create b");
+    create(&api, "b").await;
     until(&mut events, "b after a dropped watch", applied("b")).await;
 
     // Resuming now needs history that is gone: 410, then a relist (re-watches first hit 503s).
     server.fail_next(2, 503, Some("watch=true"));
     server.compact_history();
     server.drop_watches();
-    api.create(&PostParams::default(), &cm("c"))
-        .await
-        .expect("create c");
-    until(
-        &mut events,
-        "relist after 410",
-        |ev| matches!(ev, Event::InitApply(c) if c.name_any() == "c"),
-    )
-    .await;
-    until(&mut events, "relist done", |ev| {
-        matches!(ev, Event::InitDone)
-    })
-    .await;
-    api.create(&PostParams::default(), &cm("d"))
-        .await
-        .expect("create d");
+    create(&api, "c").await;
+    until(&mut events, "relist after 410", listed("c")).await;
+    until(&mut events, "relist done", listed_all).await;
+    create(&api, "d").await;
     until(&mut events, "d after relist", applied("d")).await;
 }
 
@@ -397,25 +394,12 @@ async fn validation_can_be_switched_off_at_runtime() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streaming_list_watcher_gets_initial_events_then_changes() {
-    let server = common::server().await;
-    let api: Api<ConfigMap> = Api::default_namespaced(common::client(&server));
-    api.create(&PostParams::default(), &cm("before"))
-        .await
-        .expect("create");
+    let (_server, api) = common::configmaps().await;
+    create(&api, "before").await;
     let config = watcher::Config::default().streaming_lists();
     let mut events = watcher::watcher(api.clone(), config).boxed();
-    until(
-        &mut events,
-        "initial event",
-        |ev| matches!(ev, Event::InitApply(c) if c.name_any() == "before"),
-    )
-    .await;
-    until(&mut events, "initial events end", |ev| {
-        matches!(ev, Event::InitDone)
-    })
-    .await;
-    api.create(&PostParams::default(), &cm("after"))
-        .await
-        .expect("create");
+    until(&mut events, "initial event", listed("before")).await;
+    until(&mut events, "initial events end", listed_all).await;
+    create(&api, "after").await;
     until(&mut events, "later change", applied("after")).await;
 }

@@ -185,49 +185,40 @@ async fn kubectl_get_watch_sees_an_update() {
     watch.kill().await.expect("kill watch");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kubectl_manages_builtin_resources() {
+/// A server with namespace `team`, and kubectl for it.
+async fn with_team() -> (canary_test_apiserver::Server, Kubectl) {
     let server = common::server().await;
     let kubectl = common::kubectl(&server);
     kubectl.ok(&["create", "namespace", "team"]).await;
+    (server, kubectl)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_selects_labelled_objects_and_deletes_them_with_their_namespace() {
+    let (_server, kubectl) = with_team().await;
+    let in_team = |args: &[&'static str]| [&["-n", "team"][..], args].concat();
     kubectl
-        .ok(&[
-            "-n",
-            "team",
+        .ok(&in_team(&[
             "create",
             "configmap",
             "settings",
             "--from-literal=a=1",
-        ])
+        ]))
         .await;
+    let secret = ["create", "secret", "generic", "token", "--from-literal=t=x"];
+    kubectl.ok(&in_team(&secret)).await;
     kubectl
-        .ok(&[
-            "-n",
-            "team",
-            "create",
-            "secret",
-            "generic",
-            "token",
-            "--from-literal=t=x",
-        ])
+        .ok(&in_team(&["label", "configmap", "settings", "tier=front"]))
         .await;
-    kubectl
-        .ok(&["-n", "team", "label", "configmap", "settings", "tier=front"])
-        .await;
-    let names = kubectl
-        .ok(&[
-            "-n",
-            "team",
-            "get",
-            "cm,secret",
-            "-l",
-            "tier in (front)",
-            "-o",
-            "name",
-        ])
-        .await;
+    let selected = ["get", "cm,secret", "-l", "tier in (front)", "-o", "name"];
+    let names = kubectl.ok(&in_team(&selected)).await;
     assert_eq!(names.trim(), "configmap/settings");
-    let deployment = "apiVersion: apps/v1
+    kubectl.ok(&["delete", "namespace", "team"]).await;
+    let out = kubectl.run(&in_team(&["get", "cm", "settings"]), "").await;
+    assert!(String::from_utf8_lossy(&out.stderr).contains("NotFound"));
+}
+
+const DEPLOYMENT: &str = "apiVersion: apps/v1
 kind: Deployment
 metadata: {name: web, namespace: team}
 spec:
@@ -237,35 +228,21 @@ spec:
     metadata: {labels: {app: web}}
     spec: {containers: [{name: web, image: 'nginx:1', env: [{name: A, value: '1'}]}, {name: side, image: 'busybox'}]}
 ";
-    kubectl.ok_stdin(&["apply", "-f", "-"], deployment).await;
-    kubectl
-        .ok_stdin(
-            &["apply", "-f", "-"],
-            &deployment
-                .replace("replicas: 1", "replicas: 3")
-                .replace("nginx:1", "nginx:2"),
-        )
-        .await;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_applies_and_updates_a_deployment_and_shows_its_table() {
+    let (_server, kubectl) = with_team().await;
+    kubectl.ok_stdin(&["apply", "-f", "-"], DEPLOYMENT).await;
+    let updated = DEPLOYMENT
+        .replace("replicas: 1", "replicas: 3")
+        .replace("nginx:1", "nginx:2");
+    kubectl.ok_stdin(&["apply", "-f", "-"], &updated).await;
+    let shape = "jsonpath={.spec.replicas} {.spec.template.spec.containers[*].image}";
     let got = kubectl
-        .ok(&[
-            "-n",
-            "team",
-            "get",
-            "deploy",
-            "web",
-            "-o",
-            "jsonpath={.spec.replicas} {.spec.template.spec.containers[*].image}",
-        ])
+        .ok(&["-n", "team", "get", "deploy", "web", "-o", shape])
         .await;
     assert_eq!(got, "3 nginx:2 busybox");
     let table = kubectl.ok(&["-n", "team", "get", "deploy"]).await;
-    assert!(
-        table.starts_with("NAME") && table.contains("READY") && table.contains("AGE"),
-        "{table}"
-    );
-    kubectl.ok(&["delete", "namespace", "team"]).await;
-    let out = kubectl
-        .run(&["-n", "team", "get", "cm", "settings"], "")
-        .await;
-    assert!(String::from_utf8_lossy(&out.stderr).contains("NotFound"));
+    let columns = table.starts_with("NAME") && table.contains("READY") && table.contains("AGE");
+    assert!(columns, "{table}");
 }

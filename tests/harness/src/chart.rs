@@ -1,7 +1,10 @@
 //! The Helm chart (`charts/canary-operator`) rendered with the real helm, as JSON objects, and
 //! the pieces of the rendered Deployment the tests look at.
 
-use std::{collections::BTreeSet, path::PathBuf};
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+};
 
 use serde_json::Value;
 
@@ -22,6 +25,16 @@ pub fn dir() -> PathBuf {
 /// A file under `tests/chart/` (values files, alert unit tests, CRDs of other operators).
 pub fn fixture(name: &str) -> PathBuf {
     crate::repo().join("tests/chart").join(name)
+}
+
+/// `helm install` of the chart as [`RELEASE`] into [`NAMESPACE`] (created) of the cluster of
+/// `kubeconfig`, with `extra` arguments; helm's NOTES.
+pub async fn install(kubeconfig: &Path, extra: &[&str]) -> String {
+    let chart = dir().display().to_string();
+    let mut args = vec!["install", RELEASE, &chart, "--namespace", NAMESPACE];
+    args.push("--create-namespace");
+    args.extend_from_slice(extra);
+    Helm::for_cluster(kubeconfig).ok(&args).await
 }
 
 /// `helm template` arguments for the test release in `namespace` plus `extra`.

@@ -91,19 +91,13 @@ impl Cluster {
             .collect();
         want.sort();
         let what = format!("Events about {namespace}/{name}: {want:?}");
-        eventually(
-            Duration::from_secs(15),
-            &what,
-            Duration::from_millis(300),
-            async || {
-                let got = occurrences(&self.events(namespace).await, name);
-                if got == want {
-                    Ok(())
-                } else {
-                    Err(format!("{got:?}"))
-                }
-            },
-        )
+        let every = Duration::from_millis(300);
+        eventually(Duration::from_secs(15), &what, every, async || {
+            let got = occurrences(&self.events(namespace).await, name);
+            (got == want)
+                .then_some(())
+                .ok_or_else(|| format!("{got:?}"))
+        })
         .await;
     }
 

@@ -39,6 +39,11 @@ pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
+/// Which of `wanted` `text` does not contain (for one assertion naming everything missing).
+pub fn missing<'a>(text: &str, wanted: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+    wanted.into_iter().filter(|w| !text.contains(w)).collect()
+}
+
 /// A setting from the environment (benchmark sizes such as `CHECKS`), or `default`.
 pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     (std::env::var(name).ok())

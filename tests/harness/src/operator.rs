@@ -280,6 +280,49 @@ impl Operator {
         }
     }
 
+    /// `name{namespace, name=check}` on /metrics (summed over other labels, 0 when absent); an
+    /// error when /metrics does not answer.
+    pub async fn check_metric(
+        &self,
+        name: &str,
+        namespace: &str,
+        check: &str,
+    ) -> Result<f64, String> {
+        let labels = [("namespace", namespace), ("name", check)];
+        self.try_metric(name, &labels).await
+    }
+
+    /// Waits (10s at most) until `canary_check_success` of `namespace/check` is `value` (1 when
+    /// its last run passed, 0 when it failed).
+    pub async fn wait_success(&self, namespace: &str, check: &str, value: f64) {
+        let what = format!("canary_check_success of {namespace}/{check} at {value}");
+        let labels = [("namespace", namespace), ("name", check)];
+        let deadline = Duration::from_secs(10);
+        (self.wait_metric(deadline, &what, "canary_check_success", &labels, |v| {
+            v == value
+        }))
+        .await;
+    }
+
+    /// Waits until `name{labels...}` (summed) satisfies `good`, failing after `deadline` with
+    /// `what` and the last value; returns the value.
+    async fn wait_metric(
+        &self,
+        deadline: Duration,
+        what: &str,
+        name: &str,
+        labels: &[(&str, &str)],
+        good: impl Fn(f64) -> bool,
+    ) -> f64 {
+        eventually(deadline, what, Duration::from_millis(100), async || {
+            let value = self.try_metric(name, labels).await?;
+            good(value)
+                .then_some(value)
+                .ok_or(format!("{name} at {value}"))
+        })
+        .await
+    }
+
     /// Sum of `name{labels...}` on /metrics (0 when absent); fails the test when /metrics does
     /// not answer three times in a row.
     pub async fn metric_sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
@@ -306,19 +349,15 @@ impl Operator {
         let mut labels = vec![("namespace", ns), ("name", name)];
         labels.extend(result.map(|r| ("result", r)));
         let what = format!("{at_least} runs of {ns}/{name} ({result:?})");
-        eventually(
-            Duration::from_secs(20),
+        let deadline = Duration::from_secs(20);
+        let at_least = |runs: f64| runs >= at_least;
+        (self.wait_metric(
+            deadline,
             &what,
-            Duration::from_millis(200),
-            async || {
-                let runs = self.try_metric("canary_check_runs_total", &labels).await?;
-                if runs >= at_least {
-                    Ok(runs)
-                } else {
-                    Err(format!("{runs} runs"))
-                }
-            },
-        )
+            "canary_check_runs_total",
+            &labels,
+            at_least,
+        ))
         .await;
     }
 

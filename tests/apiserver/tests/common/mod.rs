@@ -11,6 +11,7 @@ pub use canary_test_harness::{
     tools::{Helm, Kubectl},
     wait::eventually,
 };
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ApiResource, DynamicObject};
 
 /// Starts a server with default options.
@@ -26,6 +27,13 @@ pub fn client(server: &Server) -> kube::Client {
     config.default_namespace = "default".into();
     config.read_timeout = Some(Duration::from_secs(10));
     kube::Client::try_from(config).expect("client")
+}
+
+/// A server and the ConfigMaps of its `default` namespace.
+pub async fn configmaps() -> (Server, Api<ConfigMap>) {
+    let server = server().await;
+    let api = Api::default_namespaced(client(&server));
+    (server, api)
 }
 
 /// The real kubectl for `server`.
