@@ -59,10 +59,12 @@ impl Cluster {
         self
     }
 
+    /// The kubeconfig of the server (for the operator, kubectl and helm).
     pub fn kubeconfig(&self) -> &Path {
         self.server.kubeconfig_path()
     }
 
+    /// Creates namespace `name`.
     pub async fn namespace(&self, name: &str) {
         self.kubectl.ok(&["create", "namespace", name]).await;
     }

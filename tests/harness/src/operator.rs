@@ -245,6 +245,7 @@ impl Operator {
         }
     }
 
+    /// The process id.
     pub fn pid(&self) -> u32 {
         self.process().child.id()
     }

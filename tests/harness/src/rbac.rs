@@ -23,6 +23,7 @@ pub struct Access {
 }
 
 impl Access {
+    /// The access an audited request needed.
     pub fn of(record: &AuditRecord) -> Self {
         let resource = match record.subresource.as_str() {
             "" => record.resource.clone(),

@@ -16,11 +16,13 @@ pub struct MapRefs {
 }
 
 impl MapRefs {
+    /// With `key` of Secret `name` holding `value`.
     pub fn secret(mut self, name: &str, key: &str, value: impl Into<Vec<u8>>) -> Self {
         self.secrets.insert((name.into(), key.into()), value.into());
         self
     }
 
+    /// With `key` of ConfigMap `name` holding `value`.
     pub fn config_map(mut self, name: &str, key: &str, value: impl Into<Vec<u8>>) -> Self {
         (self.config_maps).insert((name.into(), key.into()), value.into());
         self

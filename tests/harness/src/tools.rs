@@ -152,6 +152,7 @@ impl Tool {
 pub struct Kubectl(Tool);
 
 impl Kubectl {
+    /// kubectl against the cluster of `kubeconfig`.
     pub fn new(kubeconfig: &Path) -> Self {
         Self(Tool::for_cluster("kubectl", kubeconfig))
     }
@@ -182,10 +183,12 @@ impl Deref for Kubectl {
 pub struct Helm(Tool);
 
 impl Helm {
+    /// helm without a cluster (template, lint).
     pub fn offline() -> Self {
         Self(Tool::new("helm"))
     }
 
+    /// helm against the cluster of `kubeconfig`.
     pub fn for_cluster(kubeconfig: &Path) -> Self {
         Self(Tool::for_cluster("helm", kubeconfig))
     }

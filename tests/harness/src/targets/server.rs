@@ -29,6 +29,7 @@ pub struct Recorded {
 }
 
 impl Recorded {
+    /// The value of header `name` (any case), if sent.
     pub fn header(&self, name: &str) -> Option<&str> {
         (self.headers.iter())
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -53,10 +54,12 @@ pub enum Reply {
 }
 
 impl Reply {
+    /// 200 with `body`.
     pub fn ok(body: &str) -> Self {
         Self::status(200, body)
     }
 
+    /// `status` with `body`.
     pub fn status(status: u16, body: &str) -> Self {
         Self::Full {
             status,
@@ -65,6 +68,7 @@ impl Reply {
         }
     }
 
+    /// A redirect (`status` 3xx) to `location`.
     pub fn redirect(status: u16, location: &str) -> Self {
         Self::Full {
             status,
@@ -133,6 +137,7 @@ impl TestServer {
         }
     }
 
+    /// The port it listens on.
     pub fn port(&self) -> u16 {
         self.addr.port()
     }
@@ -142,10 +147,12 @@ impl TestServer {
         format!("http://{}{path}", self.addr)
     }
 
+    /// Every request received so far, oldest first.
     pub fn requests(&self) -> Vec<Recorded> {
         self.log.lock().unwrap().clone()
     }
 
+    /// Connections accepted so far.
     pub fn accepted(&self) -> usize {
         self.accepted.load(Ordering::SeqCst)
     }

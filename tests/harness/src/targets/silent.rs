@@ -52,6 +52,7 @@ impl Blackhole {
         )
     }
 
+    /// The port it listens on.
     pub fn port(&self) -> u16 {
         self.addr.port()
     }
@@ -66,6 +67,7 @@ pub struct Tarpit {
 }
 
 impl Tarpit {
+    /// Listens on a free loopback port.
     pub async fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -87,6 +89,7 @@ impl Tarpit {
         }
     }
 
+    /// The port it listens on.
     pub fn port(&self) -> u16 {
         self.addr.port()
     }
