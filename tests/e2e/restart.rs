@@ -19,8 +19,8 @@ use crate::{SEC, Scenario, max_in_window, operator};
 
 const NS: &str = "ops";
 
-/// SIGTERM: the operator exits 0 within 5s; then a new one starts.
-async fn restart(s: &Scenario) -> Operator {
+/// SIGTERM: the operator exits 0 within 5s.
+async fn stop(s: &Scenario) {
     let (exit, took) = s.operator.terminate().await;
     assert!(
         exit.success(),
@@ -28,6 +28,11 @@ async fn restart(s: &Scenario) -> Operator {
         s.operator.tail(20)
     );
     assert!(took < 5 * SEC, "shutdown took {took:?}");
+}
+
+/// Stops the operator (see [`stop`]) and starts a new one.
+async fn restart(s: &Scenario) -> Operator {
+    stop(s).await;
     operator(&s.cluster).process().await
 }
 
@@ -54,9 +59,10 @@ async fn a_restarted_operator_keeps_counting_failures_from_status() {
                 .ok_or(format!("{:?}", seen.get("counting").map(describe)))
         })
         .await;
-    let second = restart(&s).await;
+    stop(&s).await;
     let counted = s.watch.with(failures);
     assert!(counted < 6, "restarted before the threshold: {counted}");
+    let second = operator(&s.cluster).process().await;
     let resumed = Instant::now();
     // The threshold of 6 is reached after 6 failures in all, not 6 more.
     let check = s

@@ -219,3 +219,9 @@ pub async fn promtool_check_metrics(exposition: &str) -> Result<(), String> {
         Err(complaints)
     }
 }
+
+#[test]
+#[should_panic(expected = "run scripts/test")]
+fn a_missing_tool_fails_naming_the_setup_command() {
+    tool("canary-no-such-tool");
+}
