@@ -4,9 +4,6 @@
 //! check). Run: `cargo bench --bench scheduler` (release; prints its figures).
 //! `CHECKS`, `SECONDS` and `IDLE` override the sizes.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::{
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -20,19 +17,13 @@ use canary_operator::{
         Sink,
     },
 };
-use serde_json::json;
-use support::{
-    MapRefs,
-    server::{Reply, TestServer, Transport},
-    spec,
+use canary_test_harness::{
+    env_or,
+    procfs::{cpu, memory_mib, open_fds},
+    refs::{MapRefs, spec},
+    targets::{Reply, TestServer, Transport},
 };
-
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use serde_json::json;
 
 #[derive(Default)]
 struct Lags {
@@ -55,20 +46,18 @@ fn runner(i: usize, url: &str, interval: &str, ctx: &Arc<ProbeContext>) -> Runne
     let spec = spec(json!({"interval": interval, "timeout": "5s", "http": {"url": url}}));
     let valid = canary_operator::api::validate(&spec).unwrap();
     let probe = probe::build(&valid, &MapRefs::default()).unwrap();
+    let key = CheckKey {
+        namespace: "bench".into(),
+        name: format!("check-{i}"),
+    };
+    let plan = Plan::Run(Arc::new(CheckProber {
+        probe,
+        ctx: ctx.clone(),
+    }));
     RunnerSpec {
-        key: CheckKey {
-            namespace: "bench".into(),
-            name: format!("check-{i}"),
-        },
-        uid: None,
         generation: Some(1),
         revision: 1,
-        schedule: Schedule::of(&valid),
-        plan: Plan::Run(Arc::new(CheckProber {
-            probe,
-            ctx: ctx.clone(),
-        })),
-        status: Default::default(),
+        ..RunnerSpec::new(key, Schedule::of(&valid), plan)
     }
 }
 
@@ -77,9 +66,9 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn main() {
-    let checks = env("CHECKS", 10_000);
-    let seconds = env("SECONDS", 60) as u64;
-    let idle = env("IDLE", 100_000);
+    let checks = env_or("CHECKS", 10_000);
+    let seconds = env_or("SECONDS", 60);
+    let idle = env_or("IDLE", 100_000);
     println!(
         "cores: {}",
         std::thread::available_parallelism().map_or(0, |n| n.get())
@@ -101,16 +90,16 @@ fn main() {
         let lags = Arc::new(Lags::default());
         let config = SchedulerConfig { max_concurrent: 256, ..SchedulerConfig::default() };
         let scheduler = Scheduler::new(config, vec![lags.clone()]);
-        let (fds0, rss0) = (support::open_fds(), support::memory_mib("self", "VmRSS"));
+        let (fds0, rss0) = (open_fds(), memory_mib("self", "VmRSS"));
         let started = Instant::now();
         for i in 0..checks {
             scheduler.upsert(runner(i, &url, "10s", &ctx));
         }
         println!("registered {checks} checks at a 10s interval in {:.2}s", started.elapsed().as_secs_f64());
-        let (cpu0, t0) = (support::cpu_seconds("self"), Instant::now());
+        let (cpu0, t0) = (cpu("self").as_secs_f64(), Instant::now());
         tokio::time::sleep(Duration::from_secs(seconds)).await;
-        let (cpu, wall) = (support::cpu_seconds("self") - cpu0, t0.elapsed().as_secs_f64());
-        let rss = support::memory_mib("self", "VmRSS");
+        let (cpu, wall) = (cpu("self").as_secs_f64() - cpu0, t0.elapsed().as_secs_f64());
+        let rss = memory_mib("self", "VmRSS");
         scheduler.clear();
         let mut samples = lags.samples.lock().unwrap().clone();
         samples.sort();
@@ -128,17 +117,17 @@ fn main() {
         );
         println!("CPU {:.0}% of one core (probes + loopback target), RSS {rss:.1} MiB (start {rss0:.1} MiB)", cpu / wall * 100.0);
         tokio::time::sleep(Duration::from_millis(500)).await;
-        println!("open FDs: start {fds0}, end {}", support::open_fds());
+        println!("open FDs: start {fds0}, end {}", open_fds());
 
         let scheduler = Scheduler::new(SchedulerConfig::default(), vec![]);
-        let rss_before = support::memory_mib("self", "VmRSS");
+        let rss_before = memory_mib("self", "VmRSS");
         let started = Instant::now();
         for i in 0..idle {
             scheduler.upsert(runner(i, &url, "1h", &ctx));
         }
         let took = started.elapsed().as_secs_f64();
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let per_check = (support::memory_mib("self", "VmRSS") - rss_before) * 1024.0 * 1024.0 / idle as f64;
+        let per_check = (memory_mib("self", "VmRSS") - rss_before) * 1024.0 * 1024.0 / idle as f64;
         println!("registered {idle} idle checks (1h interval) in {took:.2}s; RSS {:.0} bytes per check", per_check);
     });
 }

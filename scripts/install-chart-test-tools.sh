@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what tests/chart.rs calls, idempotently (returns at once when all is there):
+# Installs what tests/chart/ calls, idempotently (returns at once when all is there):
 #   - helm 4 and kubectl 1.35 into .tools/bin (scripts/install-test-tools.sh)
 #   - promtool (Debian package `prometheus`) for the alert rules and their unit tests
 #   - kubernetes-validate (PyPI) in a virtualenv under .tools/venv, linked as

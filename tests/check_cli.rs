@@ -2,12 +2,10 @@
 //! that name file, document and field, references from folders, a real resolver failing, and
 //! the prober's own descriptor exhaustion reported as ProberError.
 
-mod support;
-
 use std::{path::Path, process::Command};
 
+use canary_test_harness::targets::{Reply, TestServer, Transport, closed_port};
 use serde_json::Value;
-use support::server::{Reply, TestServer, Transport, closed_port};
 
 const CANARY: &str = env!("CARGO_BIN_EXE_canary");
 
@@ -196,13 +194,14 @@ async fn references_resolve_from_folders_or_fail_clearly() {
     assert!(run.stderr.contains("--secrets-dir"), "{}", run.stderr);
     let secrets = dir.path().join("secrets");
     std::fs::create_dir_all(secrets.join("api-probe")).unwrap();
-    let run = canary(&[
+    let with_secrets = [
         "check",
         "-f",
         &file,
         "--secrets-dir",
         secrets.to_str().unwrap(),
-    ]);
+    ];
+    let run = canary(&with_secrets);
     assert_eq!(run.code, 2);
     assert!(
         run.stderr
@@ -211,14 +210,24 @@ async fn references_resolve_from_folders_or_fail_clearly() {
         run.stderr
     );
     std::fs::write(secrets.join("api-probe/token"), "Bearer t0ken\n").unwrap();
-    let run = canary(&[
-        "check",
-        "-f",
-        &file,
-        "--secrets-dir",
-        secrets.to_str().unwrap(),
-    ]);
+    let run = canary(&with_secrets);
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+}
+
+/// `canary check -f FILE -o json` of a check of an unresolvable host, run by `sh -c` after
+/// `setup` (a bind mount over /etc/resolv.conf) in a private mount namespace; expected to report
+/// a failure (exit code 1).
+fn check_with_resolver(dir: &Path, setup: &str) -> Run {
+    let check = http_check("dns", "http://no-such-host.canary.test/", "");
+    let file = write(dir, "dns.yaml", &check);
+    let script = format!("{setup} && exec {CANARY} check -f {file} -o json");
+    let run = run(Command::new("unshare").args(["--mount", "sh", "-c", &script]));
+    assert_eq!(
+        run.code, 1,
+        "needs root and util-linux unshare (scripts/test installs it): {}",
+        run.stderr
+    );
+    run
 }
 
 #[test]
@@ -231,19 +240,8 @@ fn unresolvable_host_is_a_dns_error_from_the_real_resolver() {
         "resolv.conf",
         "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n",
     );
-    let file = write(
-        dir.path(),
-        "dns.yaml",
-        &http_check("dns", "http://no-such-host.canary.test/", ""),
-    );
-    let script =
-        format!("mount --bind {resolv} /etc/resolv.conf && exec {CANARY} check -f {file} -o json");
-    let run = run(Command::new("unshare").args(["--mount", "sh", "-c", &script]));
-    assert_eq!(
-        run.code, 1,
-        "needs root and util-linux unshare (scripts/test installs it): {}",
-        run.stderr
-    );
+    let setup = format!("mount --bind {resolv} /etc/resolv.conf");
+    let run = check_with_resolver(dir.path(), &setup);
     assert_eq!(reasons(&run.stdout), ["DNSError"]);
 }
 
@@ -294,20 +292,8 @@ fn unreadable_resolver_configuration_is_the_probers_fault() {
     // the lookup fails, and the reason is the prober's environment, not the target. Without a
     // readable configuration glibc falls back to a resolver on loopback.
     let dir = tempfile::tempdir().unwrap();
-    let file = write(
-        dir.path(),
-        "dns.yaml",
-        &http_check("dns", "http://no-such-host.canary.test/", ""),
-    );
-    let script = format!(
-        "mount --bind /proc/self/mem /etc/resolv.conf && exec {CANARY} check -f {file} -o json"
-    );
-    let run = run(Command::new("unshare").args(["--mount", "sh", "-c", &script]));
-    assert_eq!(
-        run.code, 1,
-        "needs root and util-linux unshare (scripts/test installs it): {}",
-        run.stderr
-    );
+    let setup = "mount --bind /proc/self/mem /etc/resolv.conf";
+    let run = check_with_resolver(dir.path(), setup);
     assert_eq!(reasons(&run.stdout), ["ProberError"]);
     assert!(
         run.stdout.contains("cannot read /etc/resolv.conf"),

@@ -1,7 +1,5 @@
 //! HTTP probes against real loopback servers: statuses, redirects, bodies, methods, headers,
-//! refused connections, the deny list, and a server slow at each phase.
-
-mod support;
+//! refused connections, the deny list, and a peer silent or slow at each phase.
 
 use std::time::Duration;
 
@@ -9,12 +7,13 @@ use canary_operator::{
     api::Reason,
     probe::{self, Outcome, ProbeContext},
 };
-use serde_json::json;
-use support::{
-    MapRefs, probe_once,
-    server::{Recorded, Reply, TestServer, Transport, closed_port},
-    spec,
+use canary_test_harness::{
+    refs::{MapRefs, build, probe_once, spec},
+    targets::{
+        Blackhole, Recorded, Reply, Tarpit, TestServer, Transport, closed_port, localhost_tls,
+    },
 };
+use serde_json::json;
 
 async fn plain(handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> TestServer {
     TestServer::start(Transport::Plain, handler).await
@@ -217,7 +216,7 @@ async fn deny_list_blocks_direct_and_redirected_targets() {
     assert_reason(&direct, Reason::TargetDenied);
     let via_redirect = get(&server, "/to-metadata", json!({})).await;
     assert_reason(&via_redirect, Reason::TargetDenied);
-    let check = support::build(
+    let check = build(
         &spec(json!({"http": {"url": format!("http://127.0.0.1:{}/x", server.port())}})),
         &MapRefs::default(),
     );
@@ -251,48 +250,43 @@ async fn assert_times_out(url: String, phase: &str, tls_policy: serde_json::Valu
 }
 
 #[tokio::test]
+async fn server_that_never_accepts_times_out_connecting() {
+    let hole = Blackhole::start().await;
+    let url = format!("http://127.0.0.1:{}/", hole.port());
+    assert_times_out(url, "TCP connect", json!({})).await;
+}
+
+#[tokio::test]
 async fn server_that_never_answers_tls_times_out_in_the_handshake() {
-    let server = TestServer::start(Transport::Mute, |_| Reply::ok("")).await;
-    let url = format!("https://127.0.0.1:{}/", server.port());
+    let pit = Tarpit::start().await;
+    let url = format!("https://127.0.0.1:{}/", pit.port());
     assert_times_out(url, "TLS handshake", json!({"verify": false})).await;
+    assert_eq!(pit.accepted(), 1, "the connection was made");
 }
 
 #[tokio::test]
 async fn server_that_never_sends_headers_times_out_waiting_for_them() {
     let server = plain(|_| Reply::Silent).await;
-    assert_times_out(
-        format!("http://127.0.0.1:{}/", server.port()),
-        "wait for response headers",
-        json!({}),
-    )
-    .await;
+    assert_times_out(server.url("/"), "wait for response headers", json!({})).await;
+}
+
+/// Headers, then a byte every 50 ms: the body never completes within 500 ms.
+fn trickle(_: &Recorded) -> Reply {
+    Reply::Trickle {
+        every: Duration::from_millis(50),
+    }
 }
 
 #[tokio::test]
 async fn server_that_trickles_the_body_times_out_in_transfer() {
-    let server = plain(|_| Reply::Trickle {
-        every: Duration::from_millis(50),
-    })
-    .await;
-    assert_times_out(
-        format!("http://127.0.0.1:{}/", server.port()),
-        "body transfer",
-        json!({}),
-    )
-    .await;
+    let server = plain(trickle).await;
+    assert_times_out(server.url("/"), "body transfer", json!({})).await;
 }
 
 #[tokio::test]
 async fn https_trickle_also_times_out_in_transfer() {
-    let (_ca, config) = support::localhost_tls("Slow CA");
-    let server = TestServer::start(Transport::Tls(config), |_| Reply::Trickle {
-        every: Duration::from_millis(50),
-    })
-    .await;
-    assert_times_out(
-        format!("https://localhost:{}/", server.port()),
-        "body transfer",
-        json!({"verify": false}),
-    )
-    .await;
+    let (_ca, config) = localhost_tls("Slow CA");
+    let server = TestServer::start(Transport::Tls(config), trickle).await;
+    let url = format!("https://localhost:{}/", server.port());
+    assert_times_out(url, "body transfer", json!({"verify": false})).await;
 }

@@ -87,14 +87,11 @@ fn key(name: &str) -> CheckKey {
 }
 
 fn runner(name: &str, interval: Duration, prober: Arc<dyn Prober>, revision: u64) -> RunnerSpec {
+    let schedule = Schedule::every(interval, interval / 2);
     RunnerSpec {
-        key: key(name),
-        uid: None,
         generation: Some(1),
         revision,
-        schedule: Schedule::every(interval, interval / 2),
-        plan: Plan::Run(prober),
-        status: Default::default(),
+        ..RunnerSpec::new(key(name), schedule, Plan::Run(prober))
     }
 }
 
@@ -133,13 +130,20 @@ async fn jitter_spreads_first_runs_over_the_interval() {
     assert_eq!(jitter(&spec), jitter(&spec), "jitter is deterministic");
 }
 
+/// Starts of one check at a 1s interval whose runs take `busy`, over `span` of paused time,
+/// and what the sinks were told.
+async fn starts_of_one_check(busy: Duration, span: Duration) -> (Vec<Instant>, Arc<Recorder>) {
+    let (scheduler, recorder) = scheduler(10);
+    let prober = Fake::alone(busy);
+    scheduler.upsert(runner("one", SECOND, prober.clone(), 1));
+    tokio::time::sleep(span).await;
+    (prober.starts(), recorder)
+}
+
 #[tokio::test(start_paused = true)]
 async fn interval_is_honoured_over_many_ticks() {
-    let (scheduler, _) = scheduler(10);
-    let prober = Fake::alone(Duration::from_millis(100));
-    scheduler.upsert(runner("steady", SECOND, prober.clone(), 1));
-    tokio::time::sleep(Duration::from_secs(101)).await;
-    let starts = prober.starts();
+    let (starts, _) =
+        starts_of_one_check(Duration::from_millis(100), Duration::from_secs(101)).await;
     assert!(starts.len() >= 100, "{} runs", starts.len());
     for pair in starts.windows(2) {
         assert_eq!(pair[1] - pair[0], SECOND);
@@ -148,14 +152,12 @@ async fn interval_is_honoured_over_many_ticks() {
 
 #[tokio::test(start_paused = true)]
 async fn an_overrunning_run_skips_ticks_instead_of_stacking() {
-    let (scheduler, recorder) = scheduler(10);
-    let prober = Fake::alone(Duration::from_millis(2500));
-    scheduler.upsert(runner("slow", SECOND, prober.clone(), 1));
-    tokio::time::sleep(Duration::from_secs(20)).await;
-    let starts = prober.starts();
+    let (starts, recorder) =
+        starts_of_one_check(Duration::from_millis(2500), Duration::from_secs(20)).await;
     for pair in starts.windows(2) {
+        let gap = pair[1] - pair[0];
         assert_eq!(
-            pair[1] - pair[0],
+            gap,
             Duration::from_secs(3),
             "next run on the next whole tick"
         );

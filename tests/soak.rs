@@ -2,39 +2,74 @@
 //! and concurrent probes timing out mid-body must leave the descriptor count where it was and
 //! peak memory bounded. One test in its own binary, so no other test moves the counts.
 
-mod support;
-
 use std::{sync::Arc, time::Duration};
 
 use canary_operator::{
     api::Reason,
     probe::{self, Probe, ProbeContext},
 };
+use canary_test_harness::{
+    procfs::{memory_mib, settle_fds},
+    refs::{self, MapRefs, spec},
+    targets::{Reply, TestServer, Transport, localhost_tls},
+};
 use futures::{StreamExt, stream};
 use serde_json::json;
-use support::{
-    MapRefs,
-    server::{Reply, TestServer, Transport},
-    settle_fds, spec,
-};
 
 const PROBES: usize = 2_000;
 const MIB: usize = 1024 * 1024;
 
-fn build(url: String, http: serde_json::Value, timeout: &str, refs: &MapRefs) -> Probe {
-    let mut http = http;
-    http["url"] = json!(url);
-    let spec = spec(json!({
-        "timeout": timeout,
-        "http": http,
-        "tlsPolicy": {"caBundle": {"configMapKeyRef": {"name": "ca", "key": "ca.crt"}}},
-    }));
-    support::build(&spec, refs)
+/// The servers and what the probes need to trust them.
+struct Targets {
+    /// Answers `/50mib` with 50 MiB, anything else with 5 MiB of zeros.
+    big: TestServer,
+    /// Sends headers, then a byte every 20 ms.
+    slow: TestServer,
+    refs: MapRefs,
+}
+
+async fn targets() -> Targets {
+    let (ca, config) = localhost_tls("Soak CA");
+    let big = TestServer::start(Transport::Tls(config.clone()), |r| {
+        let len = if r.path == "/50mib" {
+            50 * MIB
+        } else {
+            5 * MIB
+        };
+        Reply::Zeros { status: 200, len }
+    })
+    .await;
+    let slow = TestServer::start(Transport::Tls(config), |_| Reply::Trickle {
+        every: Duration::from_millis(20),
+    })
+    .await;
+    let refs = MapRefs::default().config_map("ca", "ca.crt", ca.pem.clone());
+    Targets { big, slow, refs }
+}
+
+impl Targets {
+    /// An HTTPS probe of `server` at `path` with `http` settings and `timeout`.
+    fn probe(
+        &self,
+        server: &TestServer,
+        path: &str,
+        http: serde_json::Value,
+        timeout: &str,
+    ) -> Probe {
+        let mut http = http;
+        http["url"] = json!(format!("https://localhost:{}{path}", server.port()));
+        let spec = spec(json!({
+            "timeout": timeout,
+            "http": http,
+            "tlsPolicy": {"caBundle": {"configMapKeyRef": {"name": "ca", "key": "ca.crt"}}},
+        }));
+        refs::build(&spec, &self.refs)
+    }
 }
 
 /// Peak resident set size of this process so far, in bytes.
 fn peak_rss() -> usize {
-    (support::memory_mib("self", "VmHWM") * MIB as f64) as usize
+    (memory_mib("self", "VmHWM") * MIB as f64) as usize
 }
 
 async fn assert_fds_back_to(baseline: usize, phase: &str) {
@@ -45,74 +80,23 @@ async fn assert_fds_back_to(baseline: usize, phase: &str) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn thousands_of_probes_leak_no_descriptors_and_hold_no_large_bodies() {
-    let (ca, config) = support::localhost_tls("Soak CA");
-    let big = TestServer::start(Transport::Tls(config.clone()), |r| match r.path.as_str() {
-        "/50mib" => Reply::Zeros {
-            status: 200,
-            len: 50 * MIB,
-        },
-        _ => Reply::Zeros {
-            status: 200,
-            len: 5 * MIB,
-        },
-    })
-    .await;
-    let slow = TestServer::start(Transport::Tls(config), |_| Reply::Trickle {
-        every: Duration::from_millis(20),
-    })
-    .await;
-    let refs = MapRefs::default().config_map("ca", "ca.crt", ca.pem.clone());
-    let ctx = ProbeContext::default();
-    let get = build(
-        format!("https://localhost:{}/5mib", big.port()),
-        json!({}),
-        "10s",
-        &refs,
-    );
-    let head = build(
-        format!("https://localhost:{}/5mib", big.port()),
-        json!({"method": "HEAD"}),
-        "10s",
-        &refs,
-    );
-    let trickle = build(
-        format!("https://localhost:{}/", slow.port()),
-        json!({}),
-        "300ms",
-        &refs,
-    );
-
-    // Warm up lazily initialised state (system roots, runtime threads) before the baseline.
-    assert_eq!(probe::run(&get, &ctx).await.reason, Reason::Succeeded);
-    let baseline = settle_fds(0, Duration::from_millis(200)).await;
-    let rss_before = peak_rss();
-
+/// Runs `check` `PROBES` times in a row, each expected to succeed.
+async fn succeed_in_a_row(check: &Probe, ctx: &ProbeContext, what: &str) {
     for i in 0..PROBES {
-        let outcome = probe::run(&get, &ctx).await;
+        let outcome = probe::run(check, ctx).await;
         assert_eq!(
             outcome.reason,
             Reason::Succeeded,
-            "GET {i}: {}",
+            "{what} {i}: {}",
             outcome.message
         );
     }
-    assert_fds_back_to(baseline, "sequential GET of 5 MiB").await;
+}
 
-    for i in 0..PROBES {
-        let outcome = probe::run(&head, &ctx).await;
-        assert_eq!(
-            outcome.reason,
-            Reason::Succeeded,
-            "HEAD {i}: {}",
-            outcome.message
-        );
-    }
-    assert_fds_back_to(baseline, "sequential HEAD").await;
-
+/// `PROBES` probes, 64 at a time, alternating `get` and `trickle`: the reasons.
+async fn concurrently(get: Probe, trickle: Probe, ctx: ProbeContext) -> Vec<Reason> {
     let (get, trickle, ctx) = (Arc::new(get), Arc::new(trickle), Arc::new(ctx));
-    let reasons: Vec<Reason> = stream::iter(0..PROBES)
+    stream::iter(0..PROBES)
         .map(|i| {
             let check = if i % 2 == 0 {
                 get.clone()
@@ -124,7 +108,28 @@ async fn thousands_of_probes_leak_no_descriptors_and_hold_no_large_bodies() {
         })
         .buffer_unordered(64)
         .collect()
-        .await;
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_probes_leak_no_descriptors_and_hold_no_large_bodies() {
+    let targets = targets().await;
+    let ctx = ProbeContext::default();
+    let get = targets.probe(&targets.big, "/5mib", json!({}), "10s");
+    let head = targets.probe(&targets.big, "/5mib", json!({"method": "HEAD"}), "10s");
+    let trickle = targets.probe(&targets.slow, "/", json!({}), "300ms");
+
+    // Warm up lazily initialised state (system roots, runtime threads) before the baseline.
+    assert_eq!(probe::run(&get, &ctx).await.reason, Reason::Succeeded);
+    let baseline = settle_fds(0, Duration::from_millis(200)).await;
+    let rss_before = peak_rss();
+
+    succeed_in_a_row(&get, &ctx, "GET").await;
+    assert_fds_back_to(baseline, "sequential GET of 5 MiB").await;
+    succeed_in_a_row(&head, &ctx, "HEAD").await;
+    assert_fds_back_to(baseline, "sequential HEAD").await;
+
+    let reasons = concurrently(get, trickle, ProbeContext::default()).await;
     let timeouts = reasons.iter().filter(|r| **r == Reason::Timeout).count();
     assert_eq!(
         timeouts,
@@ -133,19 +138,11 @@ async fn thousands_of_probes_leak_no_descriptors_and_hold_no_large_bodies() {
     );
     assert_fds_back_to(baseline, "concurrent probes, half timing out").await;
 
-    let huge = build(
-        format!("https://localhost:{}/50mib", big.port()),
-        json!({"maxBodyBytes": "64Mi"}),
-        "20s",
-        &refs,
-    );
+    let huge = json!({"maxBodyBytes": "64Mi"});
+    let huge = targets.probe(&targets.big, "/50mib", huge, "20s");
     assert_eq!(probe::run(&huge, &ctx).await.reason, Reason::Succeeded);
-    let searched = build(
-        format!("https://localhost:{}/50mib", big.port()),
-        json!({"expect": {"bodyNotContains": "error"}}),
-        "20s",
-        &refs,
-    );
+    let searched = json!({"expect": {"bodyNotContains": "error"}});
+    let searched = targets.probe(&targets.big, "/50mib", searched, "20s");
     assert_eq!(probe::run(&searched, &ctx).await.reason, Reason::Succeeded);
     assert_fds_back_to(baseline, "50 MiB bodies").await;
 

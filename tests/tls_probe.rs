@@ -1,20 +1,19 @@
 //! The TLS matrix: real rustls servers with generated certificates; every case asserts the
 //! exact reason and the facts reported, failures included.
 
-mod support;
-
 use canary_operator::{api::Reason, probe::Outcome};
-use rustls::version::{TLS12, TLS13};
-use serde_json::json;
-use support::{
-    MapRefs,
-    pki::{Ca, Leaf},
-    probe_once,
-    server::{Reply, TestServer, Transport, tls_config},
-    spec,
+use canary_test_harness::{
+    refs::{MapRefs, probe_once, spec},
+    targets::{Ca, Leaf, Reply, TestServer, Transport, tls_config},
 };
+use rustls::{
+    SupportedProtocolVersion,
+    version::{TLS12, TLS13},
+};
+use serde_json::{Value, json};
 use time::Duration;
 
+/// A root, an intermediate signed by it, and the root trusted through ConfigMap `ca`.
 struct Pki {
     root: Ca,
     intermediate: Ca,
@@ -37,10 +36,11 @@ impl Pki {
     }
 }
 
+/// A TLS server presenting `leaf` and `chain_extra`, limited to `versions`.
 async fn serve(
     leaf: &Leaf,
     chain_extra: &[&Ca],
-    versions: &[&'static rustls::SupportedProtocolVersion],
+    versions: &[&'static SupportedProtocolVersion],
 ) -> TestServer {
     let mut chain = vec![leaf.der.clone()];
     chain.extend(chain_extra.iter().map(|ca| ca.der.clone()));
@@ -48,12 +48,8 @@ async fn serve(
     TestServer::start(Transport::Tls(config), |_| Reply::ok("ok")).await
 }
 
-async fn https(
-    server: &TestServer,
-    host: &str,
-    refs: &MapRefs,
-    policy: serde_json::Value,
-) -> Outcome {
+/// An HTTPS probe of `host` at `server`, trusting ConfigMap `ca`, with `policy`.
+async fn https(server: &TestServer, host: &str, refs: &MapRefs, policy: Value) -> Outcome {
     let mut policy = policy;
     policy["caBundle"] = json!({"configMapKeyRef": {"name": "ca", "key": "ca.crt"}});
     let spec = spec(json!({
@@ -62,6 +58,28 @@ async fn https(
         "tlsPolicy": policy,
     }));
     probe_once(&spec, refs).await
+}
+
+/// A leaf of the test PKI served with its intermediate over TLS 1.3.
+struct Served {
+    pki: Pki,
+    leaf: Leaf,
+    server: TestServer,
+}
+
+/// Serves a leaf for `names`, valid from `from_days` to `to_days` relative to now.
+async fn served(names: &[&str], from_days: i64, to_days: i64) -> Served {
+    let pki = pki();
+    let leaf = pki.leaf(names, from_days, to_days);
+    let server = serve(&leaf, &[&pki.intermediate], &[&TLS13]).await;
+    Served { pki, leaf, server }
+}
+
+impl Served {
+    /// Probes `https://localhost:PORT/healthz` with `policy`.
+    async fn probe(&self, policy: Value) -> Outcome {
+        https(&self.server, "localhost", &self.pki.refs(), policy).await
+    }
 }
 
 fn assert_reason(outcome: &Outcome, reason: Reason) {
@@ -112,73 +130,52 @@ async fn valid_chain_via_ca_bundle_succeeds_with_facts() {
 
 #[tokio::test]
 async fn expired_certificate_reports_expired_with_its_dates() {
-    let pki = pki();
-    let leaf = pki.leaf(&["localhost"], -30, -1);
-    let server = serve(&leaf, &[&pki.intermediate], &[&TLS13]).await;
-    let outcome = https(&server, "localhost", &pki.refs(), json!({})).await;
+    let served = served(&["localhost"], -30, -1).await;
+    let outcome = served.probe(json!({})).await;
     assert_reason(&outcome, Reason::CertificateExpired);
-    assert_leaf_facts(&outcome, &leaf, &["localhost"]);
+    assert_leaf_facts(&outcome, &served.leaf, &["localhost"]);
     assert!(!outcome.tls.unwrap().verified);
     assert!(
-        server.requests().is_empty(),
+        served.server.requests().is_empty(),
         "no request may be sent over an unverified session"
     );
 }
 
 #[tokio::test]
 async fn not_yet_valid_certificate_is_reported() {
-    let pki = pki();
-    let leaf = pki.leaf(&["localhost"], 1, 30);
-    let server = serve(&leaf, &[&pki.intermediate], &[&TLS13]).await;
-    let outcome = https(&server, "localhost", &pki.refs(), json!({})).await;
+    let served = served(&["localhost"], 1, 30).await;
+    let outcome = served.probe(json!({})).await;
     assert_reason(&outcome, Reason::CertificateNotYetValid);
-    assert_leaf_facts(&outcome, &leaf, &["localhost"]);
+    assert_leaf_facts(&outcome, &served.leaf, &["localhost"]);
 }
 
 #[tokio::test]
 async fn certificate_expiring_in_five_days_fails_a_fourteen_day_policy() {
-    let pki = pki();
-    let leaf = pki.leaf(&["localhost"], -60, 5);
-    let server = serve(&leaf, &[&pki.intermediate], &[&TLS13]).await;
-    let outcome = https(
-        &server,
-        "localhost",
-        &pki.refs(),
-        json!({"minRemainingValidity": "336h"}),
-    )
-    .await;
+    let served = served(&["localhost"], -60, 5).await;
+    let outcome = served.probe(json!({"minRemainingValidity": "336h"})).await;
     assert_reason(&outcome, Reason::CertificateExpiringSoon);
     assert!(
         outcome.message.contains("expires in 4d23h") && outcome.message.contains("< 14d"),
         "{}",
         outcome.message
     );
-    assert_leaf_facts(&outcome, &leaf, &["localhost"]);
+    assert_leaf_facts(&outcome, &served.leaf, &["localhost"]);
     assert!(outcome.tls.unwrap().verified, "the chain itself is valid");
 }
 
 #[tokio::test]
 async fn hostname_mismatch_is_reported_with_the_served_names() {
-    let pki = pki();
-    let leaf = pki.leaf(&["other.test"], -1, 90);
-    let server = serve(&leaf, &[&pki.intermediate], &[&TLS13]).await;
-    let outcome = https(&server, "localhost", &pki.refs(), json!({})).await;
+    let served = served(&["other.test"], -1, 90).await;
+    let outcome = served.probe(json!({})).await;
     assert_reason(&outcome, Reason::CertificateHostnameMismatch);
-    assert_leaf_facts(&outcome, &leaf, &["other.test"]);
+    assert_leaf_facts(&outcome, &served.leaf, &["other.test"]);
 }
 
 #[tokio::test]
 async fn server_name_override_sets_sni_and_verified_name() {
-    let pki = pki();
-    let leaf = pki.leaf(&["api.shop.example"], -1, 90);
-    let server = serve(&leaf, &[&pki.intermediate], &[&TLS13]).await;
-    let outcome = https(
-        &server,
-        "127.0.0.1",
-        &pki.refs(),
-        json!({"serverName": "api.shop.example"}),
-    )
-    .await;
+    let Served { pki, server, .. } = served(&["api.shop.example"], -1, 90).await;
+    let policy = json!({"serverName": "api.shop.example"});
+    let outcome = https(&server, "127.0.0.1", &pki.refs(), policy).await;
     assert_reason(&outcome, Reason::Succeeded);
 }
 
@@ -229,69 +226,33 @@ async fn server_omitting_the_intermediate_is_untrusted() {
 
 #[tokio::test]
 async fn pinned_key_match_passes_and_mismatch_fails() {
-    let pki = pki();
-    let leaf = pki.leaf(&["localhost"], -1, 90);
-    let other = pki.leaf(&["localhost"], -1, 90);
-    let server = serve(&leaf, &[&pki.intermediate], &[&TLS13]).await;
-    let hit = https(
-        &server,
-        "localhost",
-        &pki.refs(),
-        json!({"pinnedPublicKeys": [other.pin(), leaf.pin()]}),
-    )
-    .await;
+    let served = served(&["localhost"], -1, 90).await;
+    let other = served.pki.leaf(&["localhost"], -1, 90);
+    let both = [other.pin(), served.leaf.pin()];
+    let hit = served.probe(json!({"pinnedPublicKeys": both})).await;
     assert_reason(&hit, Reason::Succeeded);
-    let miss = https(
-        &server,
-        "localhost",
-        &pki.refs(),
-        json!({"pinnedPublicKeys": [other.pin()]}),
-    )
-    .await;
+    let miss = served
+        .probe(json!({"pinnedPublicKeys": [other.pin()]}))
+        .await;
     assert_reason(&miss, Reason::CertificatePinMismatch);
     assert!(miss.tls.is_some());
 }
 
 #[tokio::test]
 async fn expected_names_and_issuer_hit_and_miss() {
-    let pki = pki();
-    let leaf = pki.leaf(&["localhost", "api.test"], -1, 90);
-    let server = serve(&leaf, &[&pki.intermediate], &[&TLS13]).await;
-    let refs = pki.refs();
-    let names_hit = https(
-        &server,
-        "localhost",
-        &refs,
-        json!({"expectedDNSNames": ["api.test", "localhost"]}),
-    )
-    .await;
+    let served = served(&["localhost", "api.test"], -1, 90).await;
+    let names_hit = (served.probe(json!({"expectedDNSNames": ["api.test", "localhost"]}))).await;
     assert_reason(&names_hit, Reason::Succeeded);
-    let names_miss = https(
-        &server,
-        "localhost",
-        &refs,
-        json!({"expectedDNSNames": ["api.test", "www.test"]}),
-    )
-    .await;
+    let names_miss = (served.probe(json!({"expectedDNSNames": ["api.test", "www.test"]}))).await;
     assert_reason(&names_miss, Reason::CertificateMismatch);
     assert!(names_miss.message.contains("www.test"));
-    let issuer_hit = https(
-        &server,
-        "localhost",
-        &refs,
-        json!({"expectedIssuer": "CN=Canary Test Intermediate"}),
-    )
-    .await;
+    let issuer_hit = (served.probe(json!({"expectedIssuer": "CN=Canary Test Intermediate"}))).await;
     assert_reason(&issuer_hit, Reason::Succeeded);
-    let issuer_miss = https(
-        &server,
-        "localhost",
-        &refs,
-        json!({"expectedIssuer": "CN=Let's Encrypt"}),
-    )
-    .await;
+    let issuer_miss = served
+        .probe(json!({"expectedIssuer": "CN=Let's Encrypt"}))
+        .await;
     assert_reason(&issuer_miss, Reason::CertificateMismatch);
-    assert_leaf_facts(&issuer_miss, &leaf, &["localhost", "api.test"]);
+    assert_leaf_facts(&issuer_miss, &served.leaf, &["localhost", "api.test"]);
 }
 
 #[tokio::test]
@@ -299,21 +260,10 @@ async fn min_version_1_3_against_a_tls12_only_server() {
     let pki = pki();
     let leaf = pki.leaf(&["localhost"], -1, 90);
     let server = serve(&leaf, &[&pki.intermediate], &[&TLS12]).await;
-    let outcome = https(
-        &server,
-        "localhost",
-        &pki.refs(),
-        json!({"minVersion": "1.3"}),
-    )
-    .await;
+    let refs = pki.refs();
+    let outcome = https(&server, "localhost", &refs, json!({"minVersion": "1.3"})).await;
     assert_reason(&outcome, Reason::TLSVersionTooLow);
-    let ok = https(
-        &server,
-        "localhost",
-        &pki.refs(),
-        json!({"minVersion": "1.2"}),
-    )
-    .await;
+    let ok = https(&server, "localhost", &refs, json!({"minVersion": "1.2"})).await;
     assert_reason(&ok, Reason::Succeeded);
     assert_eq!(ok.tls.unwrap().version.as_deref(), Some("TLSv1.2"));
 }
@@ -383,13 +333,8 @@ async fn short_lived_certificate_past_two_thirds_of_its_life_is_renewal_overdue(
         "{}",
         outcome.message
     );
-    let relaxed = https(
-        &server,
-        "localhost",
-        &pki.refs(),
-        json!({"minRemainingValidity": "1h", "minRemainingLifetimePercent": 10}),
-    )
-    .await;
+    let relaxed = json!({"minRemainingValidity": "1h", "minRemainingLifetimePercent": 10});
+    let relaxed = https(&server, "localhost", &pki.refs(), relaxed).await;
     assert_reason(&relaxed, Reason::Succeeded);
 }
 

@@ -45,18 +45,17 @@ impl Sink for Waits {
     fn on_remove(&self, _: &CheckKey) {}
 }
 
-fn runner(namespace: &str, i: usize, schedule: Schedule, busy: Duration) -> RunnerSpec {
+fn runner(namespace: &str, i: usize, schedule: &Schedule, busy: Duration) -> RunnerSpec {
+    let schedule = schedule.clone();
+    let key = CheckKey {
+        namespace: namespace.into(),
+        name: format!("c{i}"),
+    };
+    let plan = Plan::Run(Arc::new(Slow { busy }));
     RunnerSpec {
-        key: CheckKey {
-            namespace: namespace.into(),
-            name: format!("c{i}"),
-        },
-        uid: None,
         generation: Some(1),
         revision: 1,
-        schedule,
-        plan: Plan::Run(Arc::new(Slow { busy })),
-        status: Default::default(),
+        ..RunnerSpec::new(key, schedule, plan)
     }
 }
 
@@ -83,7 +82,7 @@ async fn an_outage_that_fills_every_slot_is_not_a_stall_while_the_queue_moves() 
     let (scheduler, waits) = scheduler(4, Duration::from_secs(5));
     let schedule = Schedule::every(Duration::from_secs(60), Duration::from_secs(10));
     for i in 0..60 {
-        scheduler.upsert(runner("shop", i, schedule, Duration::from_secs(10)));
+        scheduler.upsert(runner("shop", i, &schedule, Duration::from_secs(10)));
     }
     for _ in 0..36 {
         tokio::time::sleep(Duration::from_secs(5)).await;
@@ -112,7 +111,7 @@ async fn a_run_outliving_its_timeout_is_a_stall() {
     let (scheduler, _) = scheduler(4, Duration::from_secs(5));
     // A prober that ignores its own deadline (what a wedged probe would look like).
     let schedule = Schedule::every(Duration::from_secs(60), Duration::from_secs(10));
-    scheduler.upsert(runner("shop", 0, schedule, Duration::from_secs(3600)));
+    scheduler.upsert(runner("shop", 0, &schedule, Duration::from_secs(3600)));
     tokio::time::sleep(Duration::from_secs(61 + 16)).await;
     let health = scheduler.health(Instant::now(), &watchdog());
     assert!(!health.healthy);
@@ -131,8 +130,8 @@ async fn a_queue_that_stops_moving_is_a_stall() {
     // One slot held by a run that never ends, a second check queued behind it.
     let (scheduler, _) = scheduler(1, Duration::from_secs(5));
     let schedule = Schedule::every(Duration::from_secs(60), Duration::from_secs(10));
-    scheduler.upsert(runner("a", 0, schedule, Duration::from_secs(3600)));
-    scheduler.upsert(runner("b", 1, schedule, Duration::from_millis(1)));
+    scheduler.upsert(runner("a", 0, &schedule, Duration::from_secs(3600)));
+    scheduler.upsert(runner("b", 1, &schedule, Duration::from_millis(1)));
     tokio::time::sleep(Duration::from_secs(120)).await;
     let health = scheduler.health(Instant::now(), &watchdog());
     assert!(
@@ -151,10 +150,10 @@ async fn a_slow_namespace_cannot_take_more_than_its_share_of_slots() {
     let (scheduler, waits) = scheduler(4, Duration::from_secs(30));
     let schedule = Schedule::every(Duration::from_secs(10), Duration::from_secs(9));
     for i in 0..30 {
-        scheduler.upsert(runner("slow", i, schedule, Duration::from_secs(9)));
+        scheduler.upsert(runner("slow", i, &schedule, Duration::from_secs(9)));
     }
     for i in 0..3 {
-        scheduler.upsert(runner("quick", i, schedule, Duration::from_millis(10)));
+        scheduler.upsert(runner("quick", i, &schedule, Duration::from_millis(10)));
     }
     tokio::time::sleep(Duration::from_secs(120)).await;
     let waits = waits.0.lock().unwrap().clone();

@@ -110,6 +110,21 @@ pub struct RunnerSpec {
 }
 
 impl RunnerSpec {
+    /// A runner for `key` following `plan` on `schedule`, with nothing else known (tests,
+    /// benchmarks, embedders); sources use [`RunnerSpec::build`].
+    pub fn new(key: CheckKey, schedule: Schedule, plan: Plan) -> Self {
+        Self {
+            key,
+            uid: None,
+            generation: None,
+            revision: 0,
+            schedule,
+            plan,
+            status: HealthCheckStatus::default(),
+            info: Arc::default(),
+        }
+    }
+
     /// The runner for `spec`, already validated as `valid`: references are read through
     /// `refs`, and a spec that cannot run becomes a blocked runner that reports why.
     pub fn build(

@@ -10,10 +10,9 @@ use canary_operator::{
 };
 use serde_json::{Value, json};
 
-use crate::support::{
-    self, MapRefs,
-    server::{Reply, TestServer, Transport},
-    spec,
+use canary_test_harness::{
+    refs::{self, MapRefs, spec},
+    targets::server::{Reply, TestServer, Transport},
 };
 
 /// Loopback denied on top of the defaults, as an operator locking Canary down would.
@@ -32,7 +31,7 @@ async fn dual_stack() -> TestServer {
 
 async fn run(spec_json: Value, ctx: &ProbeContext) -> Outcome {
     let spec = spec(spec_json);
-    let probe = support::build(&spec, &MapRefs::default());
+    let probe = refs::build(&spec, &MapRefs::default());
     probe::run(&probe, ctx).await
 }
 

@@ -2,9 +2,6 @@
 //! steal through Canary. Each case here reproduces an attack that worked before the
 //! hardening and asserts it is now refused with a clear, field-naming error.
 
-#[path = "../support/mod.rs"]
-mod support;
-
 mod cli;
 mod deny;
 mod redirects;

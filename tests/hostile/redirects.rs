@@ -5,10 +5,12 @@
 use canary_operator::{api::Reason, probe::Outcome};
 use serde_json::{Value, json};
 
-use crate::support::{
-    MapRefs, localhost_tls, pki, probe_once,
-    server::{Recorded, Reply, TestServer, Transport, tls_config},
-    spec,
+use canary_test_harness::{
+    refs::{MapRefs, probe_once, spec},
+    targets::{
+        localhost_tls, pki,
+        server::{Recorded, Reply, TestServer, Transport, tls_config},
+    },
 };
 
 fn secrets() -> MapRefs {

@@ -8,7 +8,7 @@ use canary_operator::{
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-use crate::support::{MapRefs, spec};
+use canary_test_harness::refs::{MapRefs, spec};
 
 fn fields_of(spec_json: Value) -> Vec<String> {
     match validate(&spec(spec_json)) {

@@ -2,7 +2,7 @@
 # Regenerates templates/crd.yaml from the committed CRD (crds/healthchecks.canary.dev.yaml, itself
 # generated from the Rust types by `canary crd`): the generated body, unchanged, inside the
 # crds.enabled guard, with the chart's labels and the helm.sh/resource-policy: keep annotation.
-# Never edit templates/crd.yaml by hand; tests/chart.rs fails when it drifts.
+# Never edit templates/crd.yaml by hand; tests/chart/render.rs fails when it drifts.
 #
 #   cargo run -- crd > crds/healthchecks.canary.dev.yaml   # after changing src/api
 #   charts/canary-operator/hack/sync-crd.sh                 # then this

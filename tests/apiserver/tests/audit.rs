@@ -3,51 +3,35 @@
 
 mod common;
 
-use canary_test_apiserver::{AuditRecord, Options};
-use common::Cli;
+use canary_test_apiserver::{AuditRecord, Options, Server};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchParams};
 use serde_json::json;
 use std::time::SystemTime;
 
-fn coordinates(r: &AuditRecord) -> (String, String, String, String, String, String, u16) {
-    (
-        r.verb.clone(),
-        r.api_group.clone(),
-        r.resource.clone(),
-        r.subresource.clone(),
-        r.namespace.clone(),
-        r.name.clone(),
-        r.code,
-    )
+/// `verb group/resource/subresource namespace/name code` of a record.
+fn coordinates(r: &AuditRecord) -> String {
+    let what = [
+        &r.verb,
+        &r.api_group,
+        &r.resource,
+        &r.subresource,
+        &r.namespace,
+        &r.name,
+    ];
+    row(what.map(String::as_str), r.code)
 }
 
-fn row(
-    verb: &str,
-    group: &str,
-    resource: &str,
-    sub: &str,
-    ns: &str,
-    name: &str,
-    code: u16,
-) -> (String, String, String, String, String, String, u16) {
-    (
-        verb.into(),
-        group.into(),
-        resource.into(),
-        sub.into(),
-        ns.into(),
-        name.into(),
-        code,
-    )
+/// `verb group/resource/subresource namespace/name code`.
+fn row([verb, group, resource, sub, ns, name]: [&str; 6], code: u16) -> String {
+    format!("{verb} {group}/{resource}/{sub} {ns}/{name} {code}")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_answered_request_is_audited_with_kube_verbs_codes_and_agents() {
-    let server = common::server().await;
-    let started = SystemTime::now();
-    let api: Api<ConfigMap> = Api::default_namespaced(common::client(&server));
+/// Create, get, list, apply, update, an injected 500, a 404, a watch, delete and
+/// deletecollection of ConfigMaps through kube-rs.
+async fn configmap_calls(server: &Server) {
+    let api: Api<ConfigMap> = Api::default_namespaced(common::client(server));
     let cm: ConfigMap =
         serde_json::from_value(json!({"metadata": {"name": "a"}})).expect("configmap");
     api.create(&PostParams::default(), &cm)
@@ -55,13 +39,11 @@ async fn every_answered_request_is_audited_with_kube_verbs_codes_and_agents() {
         .expect("create");
     api.get("a").await.expect("get");
     api.list(&ListParams::default()).await.expect("list");
-    api.patch(
-        "a",
-        &PatchParams::apply("audit-test"),
-        &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"k": "v"}})),
-    )
-    .await
-    .expect("apply");
+    let applied = json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"k": "v"}});
+    let apply = PatchParams::apply("audit-test");
+    api.patch("a", &apply, &Patch::Apply(applied))
+        .await
+        .expect("apply");
     let mut cm = api.get("a").await.expect("get");
     cm.data = Some([("k".to_string(), "w".to_string())].into());
     api.replace("a", &PostParams::default(), &cm)
@@ -70,27 +52,31 @@ async fn every_answered_request_is_audited_with_kube_verbs_codes_and_agents() {
     server.fail_next(1, 500, Some("configmaps/a"));
     assert!(api.get("a").await.is_err(), "injected 500");
     assert!(api.get("missing").await.is_err(), "404");
-    let mut watch = api
-        .watch(&WatchParams::default().timeout(1), "0")
-        .await
-        .expect("watch")
-        .boxed();
+    let watch = api.watch(&WatchParams::default().timeout(1), "0").await;
+    let mut watch = watch.expect("watch").boxed();
     while watch.next().await.is_some() {}
     api.delete("a", &DeleteParams::default())
         .await
         .expect("delete");
-    api.delete_collection(&DeleteParams::default(), &ListParams::default())
+    let all = (DeleteParams::default(), ListParams::default());
+    api.delete_collection(&all.0, &all.1)
         .await
         .expect("deletecollection");
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answered_request_is_audited_with_kube_verbs_and_codes_oldest_first() {
+    let server = common::server().await;
+    let started = SystemTime::now();
+    configmap_calls(&server).await;
     let records = server.requests();
-    let seen: Vec<_> = records
-        .iter()
+    let seen: Vec<_> = (records.iter())
         .filter(|r| r.is_resource_request())
         .map(coordinates)
         .collect();
-    let cms =
-        |verb: &str, name: &str, code: u16| row(verb, "", "configmaps", "", "default", name, code);
+    let cms = |verb: &str, name: &str, code: u16| {
+        row([verb, "", "configmaps", "", "default", name], code)
+    };
     assert_eq!(
         seen,
         vec![
@@ -110,34 +96,36 @@ async fn every_answered_request_is_audited_with_kube_verbs_codes_and_agents() {
     for r in &records {
         assert!(r.timestamp >= started, "{r:?}");
     }
-    assert!(
-        records.windows(2).all(|w| w[0].received <= w[1].received),
-        "oldest first"
-    );
+    let ordered = records.windows(2).all(|w| w[0].received <= w[1].received);
+    assert!(ordered, "oldest first");
     assert!(records[3].request_uri.contains("fieldManager=audit-test"));
+}
 
-    // kubectl: discovery is audited as non-resource requests, its writes with its user agent,
-    // status subresource writes with subresource "status".
-    server.clear_requests();
-    let cli = Cli::new(&server);
-    cli.kubectl(&["apply", "-f", &common::fixture("healthcheck-crd.yaml")])
-        .await;
-    cli.kubectl(&["create", "namespace", "audited"]).await;
+/// A server where kubectl applied the fixture CRD and created namespace `audited`.
+async fn after_kubectl() -> Server {
+    let server = common::server().await;
+    let kubectl = common::kubectl(&server);
+    let crd = common::fixture("healthcheck-crd.yaml");
+    kubectl.ok(&["apply", "-f", &crd]).await;
+    kubectl.ok(&["create", "namespace", "audited"]).await;
+    server
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_discovery_and_writes_are_audited_with_its_user_agent() {
+    let server = after_kubectl().await;
     let records = server.requests();
-    assert!(
-        records.iter().any(|r| !r.is_resource_request()
+    let discovery = |r: &&AuditRecord| {
+        !r.is_resource_request()
             && r.verb == "get"
-            && r.request_uri.split('?').next() == Some("/api")),
-        "discovery audited"
-    );
-    let crd_create = records
-        .iter()
+            && r.request_uri.split('?').next() == Some("/api")
+    };
+    assert!(records.iter().any(|r| discovery(&r)), "discovery audited");
+    let crd_create = (records.iter())
         .find(|r| r.resource == "customresourcedefinitions" && r.verb == "create")
         .expect("CRD create audited");
-    assert_eq!(
-        (crd_create.api_group.as_str(), crd_create.code),
-        ("apiextensions.k8s.io", 201)
-    );
+    let (group, code) = (crd_create.api_group.as_str(), crd_create.code);
+    assert_eq!((group, code), ("apiextensions.k8s.io", 201));
     assert!(
         crd_create.user_agent.starts_with("kubectl"),
         "{crd_create:?}"
@@ -145,48 +133,34 @@ async fn every_answered_request_is_audited_with_kube_verbs_codes_and_agents() {
     assert!(records.iter().any(|r| {
         (r.verb.as_str(), r.resource.as_str(), r.namespace.as_str()) == ("create", "namespaces", "")
     }));
-    let client = common::client(&server);
-    let checks: Api<kube::api::DynamicObject> = Api::namespaced_with(
-        client,
-        "audited",
-        &kube::api::ApiResource {
-            group: "canary.dev".into(),
-            version: "v1alpha1".into(),
-            api_version: "canary.dev/v1alpha1".into(),
-            kind: "HealthCheck".into(),
-            plural: "healthchecks".into(),
-        },
-    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_subresource_writes_are_audited_as_subresource_status() {
+    let server = after_kubectl().await;
     server.clear_requests();
     // The fixture CRD may not carry a status subresource; either way the write is audited.
+    let status = json!({"apiVersion": "canary.dev/v1alpha1", "kind": "HealthCheck",
+        "status": {"observedGeneration": 1}});
+    let apply = PatchParams::apply("canary-operator");
+    let checks = common::healthchecks(&server, "audited");
     let _ = checks
-        .patch_status(
-            "web",
-            &PatchParams::apply("canary-operator"),
-            &Patch::Apply(
-                json!({"apiVersion": "canary.dev/v1alpha1", "kind": "HealthCheck",
-                "status": {"observedGeneration": 1}}),
-            ),
-        )
+        .patch_status("web", &apply, &Patch::Apply(status))
         .await;
-    let status = server.requests();
-    let write = status.last().expect("status write audited");
+    let records = server.requests();
+    let write = records.last().expect("status write audited");
     assert_eq!(
-        (
-            write.verb.as_str(),
-            write.api_group.as_str(),
-            write.resource.as_str(),
-            write.subresource.as_str(),
-            write.namespace.as_str(),
-            write.name.as_str()
-        ),
-        (
-            "patch",
-            "canary.dev",
-            "healthchecks",
-            "status",
-            "audited",
-            "web"
+        coordinates(write),
+        row(
+            [
+                "patch",
+                "canary.dev",
+                "healthchecks",
+                "status",
+                "audited",
+                "web"
+            ],
+            write.code
         )
     );
 }
@@ -213,26 +187,17 @@ async fn the_audit_buffer_keeps_only_the_newest_records() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_writes_to_an_object_stored_without_validation_succeed_and_keep_generation() {
     let server = common::server().await;
-    let cli = Cli::new(&server);
-    cli.kubectl(&["apply", "-f", &common::fixture("healthcheck-crd.yaml")])
+    let kubectl = common::kubectl(&server);
+    kubectl
+        .ok(&["apply", "-f", &common::fixture("healthcheck-crd.yaml")])
         .await;
     server.set_validation(false);
     // Invalid (timeout >= interval) and without the defaults the schema would add.
     let invalid = "apiVersion: canary.dev/v1alpha1\nkind: HealthCheck\nmetadata: {name: slipped}\n\
                    spec: {kind: HTTP, interval: 1s, timeout: 5s, http: {url: 'http://x'}}\n";
-    cli.kubectl_stdin(&["apply", "-f", "-"], invalid).await;
+    kubectl.ok_stdin(&["apply", "-f", "-"], invalid).await;
     server.set_validation(true);
-    let checks: Api<kube::api::DynamicObject> = Api::namespaced_with(
-        common::client(&server),
-        "default",
-        &kube::api::ApiResource {
-            group: "canary.dev".into(),
-            version: "v1alpha1".into(),
-            api_version: "canary.dev/v1alpha1".into(),
-            kind: "HealthCheck".into(),
-            plural: "healthchecks".into(),
-        },
-    );
+    let checks = common::healthchecks(&server, "default");
     let written = checks
         .patch_status(
             "slipped",

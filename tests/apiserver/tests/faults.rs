@@ -100,20 +100,12 @@ async fn binary_writes_a_kubeconfig_and_stops_on_sigterm() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("spawn binary");
-    let written =
-        common::eventually(Duration::from_secs(10), || async { kubeconfig.is_file() }).await;
-    assert!(written, "kubeconfig written");
-    let out = tokio::process::Command::new(common::tool("kubectl"))
-        .args(["get", "namespaces", "-o", "name", "--cache-dir"])
-        .arg(dir.path().join("cache"))
-        .env("KUBECONFIG", &kubeconfig)
-        .output()
-        .await
-        .expect("kubectl");
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("namespace/kube-system"),
-        "{out:?}"
-    );
+    let written = async || kubeconfig.is_file();
+    common::until(Duration::from_secs(10), "the kubeconfig written", written).await;
+    let namespaces = common::Kubectl::new(&kubeconfig)
+        .ok(&["get", "namespaces", "-o", "name"])
+        .await;
+    assert!(namespaces.contains("namespace/kube-system"), "{namespaces}");
     let pid = child.id().expect("pid").to_string();
     let killed = tokio::process::Command::new("kill")
         .args(["-TERM", &pid])

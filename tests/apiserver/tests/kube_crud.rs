@@ -13,6 +13,21 @@ fn cm(name: &str, labels: serde_json::Value) -> ConfigMap {
     .expect("configmap")
 }
 
+/// Creates `object` with `api`, failing the test with `what`.
+async fn create<K>(api: &Api<K>, object: &K, what: &str) -> K
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    api.create(&PostParams::default(), object)
+        .await
+        .expect(what)
+}
+
+/// The status code of an API error.
+fn code<T: std::fmt::Debug>(result: Result<T, kube::Error>) -> u16 {
+    api_status(result.expect_err("an API error")).code
+}
+
 fn api_status(err: kube::Error) -> Box<kube::core::Status> {
     match err {
         kube::Error::Api(status) => status,
@@ -22,12 +37,8 @@ fn api_status(err: kube::Error) -> Box<kube::core::Status> {
 
 #[tokio::test]
 async fn configmap_crud_with_conflicts_and_patches() {
-    let server = common::server().await;
-    let api: Api<ConfigMap> = Api::default_namespaced(common::client(&server));
-    let created = api
-        .create(&PostParams::default(), &cm("c1", json!({"app": "web"})))
-        .await
-        .expect("create");
+    let (_server, api) = common::configmaps().await;
+    let created = create(&api, &cm("c1", json!({"app": "web"})), "create").await;
     assert!(created.metadata.uid.is_some() && created.metadata.resource_version.is_some());
     let dup = api_status(
         api.create(&PostParams::default(), &cm("c1", json!({})))
@@ -91,8 +102,7 @@ async fn configmap_crud_with_conflicts_and_patches() {
 
 #[tokio::test]
 async fn list_filters_by_selectors_and_paginates() {
-    let server = common::server().await;
-    let api: Api<ConfigMap> = Api::default_namespaced(common::client(&server));
+    let (_server, api) = common::configmaps().await;
     for (name, tier) in [("a", "front"), ("b", "back"), ("c", "front"), ("d", "db")] {
         api.create(&PostParams::default(), &cm(name, json!({"tier": tier})))
             .await
@@ -150,10 +160,7 @@ async fn create_in_missing_namespace_is_not_found_and_generate_name_works() {
     let api: Api<ConfigMap> = Api::default_namespaced(client.clone());
     let generated: ConfigMap =
         serde_json::from_value(json!({"metadata": {"generateName": "gen-"}})).expect("cm");
-    let made = api
-        .create(&PostParams::default(), &generated)
-        .await
-        .expect("create");
+    let made = create(&api, &generated, "create").await;
     assert!(made.metadata.name.expect("name").starts_with("gen-"));
     let namespaces: Api<Namespace> = Api::all(client);
     let names: Vec<String> = namespaces
@@ -177,19 +184,12 @@ async fn deleting_a_namespace_removes_its_objects_and_finalizers_delay_deletion(
     let client = common::client(&server);
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "team"}})).expect("ns");
-    namespaces
-        .create(&PostParams::default(), &ns)
-        .await
-        .expect("create ns");
+    create(&namespaces, &ns, "create ns").await;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "team");
-    api.create(&PostParams::default(), &cm("keep", json!({})))
-        .await
-        .expect("create");
+    create(&api, &cm("keep", json!({})), "create").await;
     let mut held = cm("held", json!({}));
     held.metadata.finalizers = Some(vec!["canary.dev/hold".into()]);
-    api.create(&PostParams::default(), &held)
-        .await
-        .expect("create held");
+    create(&api, &held, "create held").await;
     api.delete("held", &DeleteParams::default())
         .await
         .expect("delete held");
@@ -202,28 +202,18 @@ async fn deleting_a_namespace_removes_its_objects_and_finalizers_delay_deletion(
     )
     .await
     .expect("unfinalize");
-    assert_eq!(
-        api_status(api.get("held").await.expect_err("gone")).code,
-        404
-    );
+    assert_eq!(code(api.get("held").await), 404, "gone");
     namespaces
         .delete("team", &DeleteParams::default())
         .await
         .expect("delete ns");
-    assert_eq!(
-        api_status(api.get("keep").await.expect_err("gone with namespace")).code,
-        404
-    );
+    assert_eq!(code(api.get("keep").await), 404, "gone with namespace");
 }
 
 #[tokio::test]
 async fn owner_references_are_garbage_collected() {
-    let server = common::server().await;
-    let api: Api<ConfigMap> = Api::default_namespaced(common::client(&server));
-    let owner = api
-        .create(&PostParams::default(), &cm("owner", json!({})))
-        .await
-        .expect("owner");
+    let (_server, api) = common::configmaps().await;
+    let owner = create(&api, &cm("owner", json!({})), "owner").await;
     let mut child = cm("child", json!({}));
     child.metadata.owner_references = Some(vec![
         k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
@@ -234,28 +224,19 @@ async fn owner_references_are_garbage_collected() {
             ..Default::default()
         },
     ]);
-    api.create(&PostParams::default(), &child)
-        .await
-        .expect("child");
-    api.delete("owner", &DeleteParams::background())
-        .await
-        .expect("delete owner");
-    assert_eq!(
-        api_status(api.get("child").await.expect_err("collected")).code,
-        404
-    );
+    create(&api, &child, "child").await;
+    let deleted = api.delete("owner", &DeleteParams::background()).await;
+    deleted.expect("delete owner");
+    let child = api.get("child").await;
+    assert_eq!(code(child), 404, "collected with its owner");
 }
 
 #[tokio::test]
 async fn label_selector_watch_sees_objects_enter_and_leave() {
     use futures::StreamExt;
     use kube::api::{WatchEvent, WatchParams};
-    let server = common::server().await;
-    let api: Api<ConfigMap> = Api::default_namespaced(common::client(&server));
-    let created = api
-        .create(&PostParams::default(), &cm("w", json!({"app": "other"})))
-        .await
-        .expect("create");
+    let (_server, api) = common::configmaps().await;
+    let created = create(&api, &cm("w", json!({"app": "other"})), "create").await;
     let rv = created.metadata.resource_version.expect("rv");
     let mut events = api
         .watch(&WatchParams::default().labels("app=web"), &rv)
@@ -297,10 +278,7 @@ async fn strategic_merge_patch_and_deletecollection_on_deployments() {
             "spec": {"selector": {"matchLabels": {"app": "x"}}, "template": {"metadata": {"labels": {"app": "x"}},
             "spec": {"containers": [{"name": "a", "image": "a:1"}, {"name": "b", "image": "b:1"}]}}}}))
         .expect("deployment");
-        let made = api
-            .create(&PostParams::default(), &dep)
-            .await
-            .expect("create");
+        let made = create(&api, &dep, "create").await;
         assert_eq!(made.metadata.generation, Some(1));
     }
     let patch =
@@ -338,8 +316,7 @@ async fn strategic_merge_patch_and_deletecollection_on_deployments() {
 
 #[tokio::test]
 async fn server_side_apply_conflicts_name_the_manager_and_force_takes_over() {
-    let server = common::server().await;
-    let api: Api<ConfigMap> = Api::default_namespaced(common::client(&server));
+    let (_server, api) = common::configmaps().await;
     let doc = |v: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "shared"}, "data": {"a": v}});
     api.patch(
         "shared",
@@ -384,8 +361,7 @@ async fn server_side_apply_conflicts_name_the_manager_and_force_takes_over() {
 #[tokio::test]
 async fn watches_end_after_timeout_seconds() {
     use futures::StreamExt;
-    let server = common::server().await;
-    let api: Api<ConfigMap> = Api::default_namespaced(common::client(&server));
+    let (_server, api) = common::configmaps().await;
     let started = std::time::Instant::now();
     let stream = api
         .watch(&kube::api::WatchParams::default().timeout(1), "0")
@@ -407,10 +383,7 @@ async fn pagination_across_namespaces_returns_every_object_once() {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     for ns in ["a", "a-x"] {
         let obj: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).expect("ns");
-        namespaces
-            .create(&PostParams::default(), &obj)
-            .await
-            .expect("create ns");
+        create(&namespaces, &obj, "create ns").await;
         for name in ["b", "a"] {
             Api::<ConfigMap>::namespaced(client.clone(), ns)
                 .create(&PostParams::default(), &cm(name, json!({})))

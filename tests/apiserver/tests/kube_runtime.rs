@@ -45,6 +45,16 @@ struct HealthCheckStatus {
     conditions: Vec<serde_json::Value>,
 }
 
+/// A HealthCheck of `kind`, with `interval` if given.
+fn check(name: &str, kind: &str, interval: Option<&str>) -> HealthCheck {
+    let spec = HealthCheckSpec {
+        kind: kind.into(),
+        interval: interval.map(Into::into),
+        tcp: None,
+    };
+    HealthCheck::new(name, spec)
+}
+
 async fn install_crd(client: &kube::Client) {
     let crd: CustomResourceDefinition = serde_saphyr::from_str(
         &std::fs::read_to_string(common::fixture("healthcheck-crd.yaml")).expect("read"),
@@ -81,46 +91,43 @@ fn applied(name: &'static str) -> impl FnMut(&Event<ConfigMap>) -> bool {
     move |ev| matches!(ev, Event::Apply(c) if c.name_any() == name)
 }
 
+/// An object of the initial (re)list.
+fn listed(name: &'static str) -> impl FnMut(&Event<ConfigMap>) -> bool {
+    move |ev| matches!(ev, Event::InitApply(c) if c.name_any() == name)
+}
+
+/// The end of the initial (re)list.
+fn listed_all(ev: &Event<ConfigMap>) -> bool {
+    matches!(ev, Event::InitDone)
+}
+
+/// Creates ConfigMap `name`.
+async fn create(api: &Api<ConfigMap>, name: &str) {
+    api.create(&PostParams::default(), &cm(name))
+        .await
+        .expect(name);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watcher_resumes_after_dropped_watch_and_relists_after_gone() {
-    let server = common::server().await;
-    let api: Api<ConfigMap> = Api::default_namespaced(common::client(&server));
+    let (server, api) = common::configmaps().await;
     let mut events = watcher::watcher(api.clone(), watcher::Config::default()).boxed();
-    until(&mut events, "initial list", |ev| {
-        matches!(ev, Event::InitDone)
-    })
-    .await;
-    api.create(&PostParams::default(), &cm("a"))
-        .await
-        .expect("create a");
+    until(&mut events, "initial list", listed_all).await;
+    create(&api, "a").await;
     until(&mut events, "a", applied("a")).await;
 
     server.drop_watches();
-    api.create(&PostParams::default(), &cm("b"))
-        .await
-        .expect("create b");
+    create(&api, "b").await;
     until(&mut events, "b after a dropped watch", applied("b")).await;
 
     // Resuming now needs history that is gone: 410, then a relist (re-watches first hit 503s).
     server.fail_next(2, 503, Some("watch=true"));
     server.compact_history();
     server.drop_watches();
-    api.create(&PostParams::default(), &cm("c"))
-        .await
-        .expect("create c");
-    until(
-        &mut events,
-        "relist after 410",
-        |ev| matches!(ev, Event::InitApply(c) if c.name_any() == "c"),
-    )
-    .await;
-    until(&mut events, "relist done", |ev| {
-        matches!(ev, Event::InitDone)
-    })
-    .await;
-    api.create(&PostParams::default(), &cm("d"))
-        .await
-        .expect("create d");
+    create(&api, "c").await;
+    until(&mut events, "relist after 410", listed("c")).await;
+    until(&mut events, "relist done", listed_all).await;
+    create(&api, "d").await;
     until(&mut events, "d after relist", applied("d")).await;
 }
 
@@ -161,35 +168,16 @@ async fn controller_reconciles_custom_resources_and_sees_updates() {
         .for_each(|_| async {});
     let handle = tokio::spawn(controller);
 
-    let hc = HealthCheck::new(
-        "web",
-        HealthCheckSpec {
-            kind: "TCP".into(),
-            interval: Some("30s".into()),
-            tcp: None,
-        },
-    );
+    let hc = check("web", "TCP", Some("30s"));
     api.create(&PostParams::default(), &hc)
         .await
         .expect("create");
-    let seen = |want: &'static str| {
-        let api = api.clone();
-        move || {
-            let api = api.clone();
-            async move {
-                api.get("web")
-                    .await
-                    .ok()
-                    .and_then(|h| ready_message(&h))
-                    .as_deref()
-                    == Some(want)
-            }
-        }
+    let seen = async |want: &str| {
+        let check = api.get("web").await.ok();
+        check.and_then(|h| ready_message(&h)).as_deref() == Some(want)
     };
-    assert!(
-        common::eventually(Duration::from_secs(15), seen("30s")).await,
-        "first reconcile"
-    );
+    let deadline = Duration::from_secs(15);
+    common::until(deadline, "first reconcile", async || seen("30s").await).await;
     api.patch(
         "web",
         &PatchParams::default(),
@@ -197,10 +185,10 @@ async fn controller_reconciles_custom_resources_and_sees_updates() {
     )
     .await
     .expect("update");
-    assert!(
-        common::eventually(Duration::from_secs(15), seen("1m")).await,
-        "reconcile after update"
-    );
+    common::until(deadline, "reconcile after update", async || {
+        seen("1m").await
+    })
+    .await;
     let hc = api.get("web").await.expect("get");
     assert_eq!(
         hc.metadata.generation,
@@ -257,8 +245,13 @@ async fn lease_election_has_one_leader_and_fails_over() {
         assert!(!try_lead(&api, other, 2).await, "follower waits");
     }
     // The leader stops renewing; the follower takes over once the lease expires.
-    let took_over = common::eventually(Duration::from_secs(10), || try_lead(&api, other, 2)).await;
-    assert!(took_over, "follower took over");
+    let follower_leads = async || try_lead(&api, other, 2).await;
+    common::until(
+        Duration::from_secs(10),
+        "the follower to take over",
+        follower_leads,
+    )
+    .await;
     assert!(
         !try_lead(&api, leader, 2).await,
         "old leader is now a follower"
@@ -270,20 +263,14 @@ async fn lease_election_has_one_leader_and_fails_over() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn status_subresource_separates_spec_and_status_writes() {
+/// A server with the fixture CRD and HealthCheck `s` created with a status (which create
+/// ignores) and without an interval (which the schema defaults).
+async fn created() -> (canary_test_apiserver::Server, Api<HealthCheck>, HealthCheck) {
     let server = common::server().await;
     let client = common::client(&server);
     install_crd(&client).await;
     let api: Api<HealthCheck> = Api::default_namespaced(client);
-    let mut hc = HealthCheck::new(
-        "s",
-        HealthCheckSpec {
-            kind: "TCP".into(),
-            interval: None,
-            tcp: None,
-        },
-    );
+    let mut hc = check("s", "TCP", None);
     hc.status = Some(HealthCheckStatus {
         consecutive_failures: Some(9),
         conditions: vec![],
@@ -292,38 +279,47 @@ async fn status_subresource_separates_spec_and_status_writes() {
         .create(&PostParams::default(), &hc)
         .await
         .expect("create");
+    (server, api, created)
+}
+
+/// (interval, consecutiveFailures) of a HealthCheck.
+fn interval_and_failures(hc: HealthCheck) -> (Option<String>, Option<i64>) {
+    (
+        hc.spec.interval,
+        hc.status.and_then(|s| s.consecutive_failures),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_subresource_separates_spec_and_status_writes() {
+    let (_server, api, created) = created().await;
     assert!(created.status.is_none(), "status ignored on create");
     assert_eq!(created.spec.interval.as_deref(), Some("30s"), "defaulted");
     let patch = json!({"spec": {"interval": "1m"}, "status": {"consecutiveFailures": 3}});
+    let params = PatchParams::default();
     let after = api
-        .patch_status("s", &PatchParams::default(), &Patch::Merge(&patch))
+        .patch_status("s", &params, &Patch::Merge(&patch))
         .await
         .expect("patch status");
-    assert_eq!(
-        (
-            after.spec.interval.as_deref(),
-            after.status.and_then(|s| s.consecutive_failures)
-        ),
-        (Some("30s"), Some(3))
-    );
+    assert_eq!(interval_and_failures(after), (Some("30s".into()), Some(3)));
     let main = api
-        .patch("s", &PatchParams::default(), &Patch::Merge(&patch))
+        .patch("s", &params, &Patch::Merge(&patch))
         .await
         .expect("patch main");
-    assert_eq!(
-        (
-            main.spec.interval.as_deref(),
-            main.status.and_then(|s| s.consecutive_failures)
-        ),
-        (Some("1m"), Some(3))
-    );
     assert_eq!(
         main.metadata.generation,
         Some(2),
         "spec change bumps generation"
     );
+    assert_eq!(interval_and_failures(main), (Some("1m".into()), Some(3)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spec_writes_keep_immutable_fields_prune_unknown_ones_and_dry_runs_store_nothing() {
+    let (_server, api, created) = created().await;
+    let params = PatchParams::default();
     let immutable = Patch::Merge(json!({"spec": {"kind": "TLS"}}));
-    match api.patch("s", &PatchParams::default(), &immutable).await {
+    match api.patch("s", &params, &immutable).await {
         Err(kube::Error::Api(s)) => assert!(
             s.message
                 .ends_with("spec.kind: Invalid value: \"string\": kind is immutable"),
@@ -334,31 +330,23 @@ async fn status_subresource_separates_spec_and_status_writes() {
     }
     let unknown = Patch::Merge(json!({"spec": {"bogus": 1}}));
     let pruned = api
-        .patch("s", &PatchParams::default(), &unknown)
+        .patch("s", &params, &unknown)
         .await
         .expect("unknown fields pruned");
-    assert_eq!(
-        pruned.metadata.resource_version, main.metadata.resource_version,
-        "no-op write"
+    let (before, after) = (
+        created.metadata.resource_version,
+        pruned.metadata.resource_version,
     );
+    assert_eq!(after, before, "no-op write");
     let dry = PatchParams {
         dry_run: true,
         ..Default::default()
     };
-    let would = api
-        .patch(
-            "s",
-            &dry,
-            &Patch::Merge(json!({"spec": {"interval": "5m"}})),
-        )
-        .await
-        .expect("dry run");
+    let five_minutes = Patch::Merge(json!({"spec": {"interval": "5m"}}));
+    let would = api.patch("s", &dry, &five_minutes).await.expect("dry run");
     assert_eq!(would.spec.interval.as_deref(), Some("5m"));
-    assert_eq!(
-        api.get("s").await.expect("get").spec.interval.as_deref(),
-        Some("1m"),
-        "dry run stored nothing"
-    );
+    let stored = api.get("s").await.expect("get").spec.interval;
+    assert_eq!(stored.as_deref(), Some("30s"), "dry run stored nothing");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -367,16 +355,7 @@ async fn validation_can_be_switched_off_at_runtime() {
     let client = common::client(&server);
     install_crd(&client).await;
     let api: Api<HealthCheck> = Api::default_namespaced(client);
-    let bad = |name: &str| {
-        HealthCheck::new(
-            name,
-            HealthCheckSpec {
-                kind: "FTP".into(),
-                interval: None,
-                tcp: None,
-            },
-        )
-    };
+    let bad = |name: &str| check(name, "FTP", None);
     let err = api
         .create(&PostParams::default(), &bad("strict"))
         .await
@@ -399,17 +378,7 @@ async fn validation_can_be_switched_off_at_runtime() {
             .is_err()
     );
     let badname = api
-        .create(
-            &PostParams::default(),
-            &HealthCheck::new(
-                "Bad_Name",
-                HealthCheckSpec {
-                    kind: "TCP".into(),
-                    interval: None,
-                    tcp: None,
-                },
-            ),
-        )
+        .create(&PostParams::default(), &check("Bad_Name", "TCP", None))
         .await;
     match badname {
         Err(kube::Error::Api(s)) => assert!(
@@ -425,25 +394,12 @@ async fn validation_can_be_switched_off_at_runtime() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streaming_list_watcher_gets_initial_events_then_changes() {
-    let server = common::server().await;
-    let api: Api<ConfigMap> = Api::default_namespaced(common::client(&server));
-    api.create(&PostParams::default(), &cm("before"))
-        .await
-        .expect("create");
+    let (_server, api) = common::configmaps().await;
+    create(&api, "before").await;
     let config = watcher::Config::default().streaming_lists();
     let mut events = watcher::watcher(api.clone(), config).boxed();
-    until(
-        &mut events,
-        "initial event",
-        |ev| matches!(ev, Event::InitApply(c) if c.name_any() == "before"),
-    )
-    .await;
-    until(&mut events, "initial events end", |ev| {
-        matches!(ev, Event::InitDone)
-    })
-    .await;
-    api.create(&PostParams::default(), &cm("after"))
-        .await
-        .expect("create");
+    until(&mut events, "initial event", listed("before")).await;
+    until(&mut events, "initial events end", listed_all).await;
+    create(&api, "after").await;
     until(&mut events, "later change", applied("after")).await;
 }

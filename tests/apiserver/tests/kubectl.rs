@@ -2,8 +2,8 @@
 
 mod common;
 
-use common::{Cli, fixture};
-use std::time::Duration;
+use common::{Kubectl, fixture};
+use std::{process::Stdio, time::Duration};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const CHECK: &str = "apiVersion: canary.dev/v1alpha1
@@ -16,63 +16,49 @@ fn check(interval: &str) -> String {
     CHECK.replace("INTERVAL", interval)
 }
 
-async fn install_crd(cli: &Cli) {
-    cli.kubectl(&["apply", "-f", &fixture("healthcheck-crd.yaml")])
+/// A server with the fixture CRD Established, and kubectl for it.
+async fn with_crd() -> (canary_test_apiserver::Server, Kubectl) {
+    let server = common::server().await;
+    let kubectl = common::kubectl(&server);
+    kubectl
+        .ok(&["apply", "-f", &fixture("healthcheck-crd.yaml")])
         .await;
-    cli.kubectl(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/healthchecks.canary.dev",
-        "--timeout=10s",
-    ])
-    .await;
+    let crd = "crd/healthchecks.canary.dev";
+    kubectl
+        .ok(&["wait", "--for=condition=Established", crd, "--timeout=10s"])
+        .await;
+    (server, kubectl)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kubectl_applies_crd_and_custom_resources_client_and_server_side() {
-    let server = common::server().await;
-    let cli = Cli::new(&server);
-    install_crd(&cli).await;
-    cli.kubectl_stdin(&["apply", "-f", "-"], &check("30s"))
-        .await;
-    cli.kubectl_stdin(&["apply", "-f", "-"], &check("1m")).await;
-    let interval = cli
-        .kubectl(&[
-            "get",
-            "chc",
-            "web",
-            "-o",
-            "jsonpath={.spec.interval} {.spec.timeout} {.metadata.generation}",
-        ])
-        .await;
+async fn kubectl_applies_custom_resources_client_side() {
+    let (_server, kubectl) = with_crd().await;
+    kubectl.ok_stdin(&["apply", "-f", "-"], &check("30s")).await;
+    kubectl.ok_stdin(&["apply", "-f", "-"], &check("1m")).await;
+    let shape = "jsonpath={.spec.interval} {.spec.timeout} {.metadata.generation}";
+    let interval = kubectl.ok(&["get", "chc", "web", "-o", shape]).await;
     assert_eq!(interval, "1m 5s 2");
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_applies_custom_resources_server_side_with_managed_fields() {
+    let (_server, kubectl) = with_crd().await;
     let ssa = check("45s").replace("name: web", "name: api");
-    cli.kubectl_stdin(&["apply", "--server-side", "-f", "-"], &ssa)
-        .await;
-    cli.kubectl_stdin(
-        &["apply", "--server-side", "-f", "-"],
-        &ssa.replace("45s", "2m"),
-    )
-    .await;
-    let yaml = cli
-        .kubectl(&[
-            "get",
-            "healthcheck",
-            "api",
-            "-o",
-            "yaml",
-            "--show-managed-fields",
-        ])
-        .await;
-    assert!(
-        yaml.contains("interval: 2m")
-            && yaml.contains("manager: kubectl")
-            && yaml.contains("operation: Apply"),
-        "{yaml}"
-    );
-
-    let table = cli.kubectl(&["get", "chc"]).await;
+    let apply = ["apply", "--server-side", "-f", "-"];
+    kubectl.ok_stdin(&apply, &ssa).await;
+    kubectl.ok_stdin(&apply, &ssa.replace("45s", "2m")).await;
+    let args = [
+        "get",
+        "healthcheck",
+        "api",
+        "-o",
+        "yaml",
+        "--show-managed-fields",
+    ];
+    let yaml = kubectl.ok(&args).await;
+    let managed = yaml.contains("manager: kubectl") && yaml.contains("operation: Apply");
+    assert!(yaml.contains("interval: 2m") && managed, "{yaml}");
+    let table = kubectl.ok(&["get", "chc"]).await;
     let header: Vec<&str> = table
         .lines()
         .next()
@@ -83,16 +69,19 @@ async fn kubectl_applies_crd_and_custom_resources_client_and_server_side() {
         header,
         ["NAME", "KIND", "INTERVAL", "READY", "FAILURES", "AGE"]
     );
-    assert!(
-        table
-            .lines()
-            .any(|l| l.starts_with("api ") && l.contains("2m")),
-        "{table}"
-    );
+    let row = table
+        .lines()
+        .any(|l| l.starts_with("api ") && l.contains("2m"));
+    assert!(row, "{table}");
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_patches_status_shows_it_in_columns_and_deletes() {
+    let (_server, kubectl) = with_crd().await;
+    kubectl.ok_stdin(&["apply", "-f", "-"], &check("1m")).await;
     let status =
         r#"{"status":{"consecutiveFailures":2,"conditions":[{"type":"Ready","status":"True"}]}}"#;
-    cli.kubectl(&[
+    let patch = [
         "patch",
         "chc",
         "web",
@@ -100,26 +89,22 @@ async fn kubectl_applies_crd_and_custom_resources_client_and_server_side() {
         "--type=merge",
         "-p",
         status,
-    ])
-    .await;
-    let row = cli.kubectl(&["get", "chc", "web", "--no-headers"]).await;
+    ];
+    kubectl.ok(&patch).await;
+    let row = kubectl.ok(&["get", "chc", "web", "--no-headers"]).await;
     let cells: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(cells[..5], ["web", "HTTP", "1m", "True", "2"]);
-    let generation = cli
-        .kubectl(&["get", "chc", "web", "-o", "jsonpath={.metadata.generation}"])
-        .await;
-    assert_eq!(generation, "2", "status writes do not bump generation");
-
-    cli.kubectl(&["delete", "chc", "web", "api"]).await;
-    let out = cli.run("kubectl", &["get", "chc"], "").await;
+    let generation = "jsonpath={.metadata.generation}";
+    let generation = kubectl.ok(&["get", "chc", "web", "-o", generation]).await;
+    assert_eq!(generation, "1", "status writes do not bump generation");
+    kubectl.ok(&["delete", "chc", "web"]).await;
+    let out = kubectl.run(&["get", "chc"], "").await;
     assert!(String::from_utf8_lossy(&out.stderr).contains("No resources found"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_rejects_invalid_custom_resources_naming_the_field() {
-    let server = common::server().await;
-    let cli = Cli::new(&server);
-    install_crd(&cli).await;
+    let (_server, kubectl) = with_crd().await;
     let cases = [
         (
             "spec: {kind: FTP}",
@@ -146,7 +131,7 @@ async fn kubectl_rejects_invalid_custom_resources_naming_the_field() {
             vec!["apply", "-f", "-"],
             vec!["apply", "--server-side", "-f", "-"],
         ] {
-            let stderr = cli.kubectl_fails(&mode, &doc).await;
+            let stderr = kubectl.fails(&mode, &doc).await;
             assert!(
                 stderr.contains("HealthCheck") && stderr.contains(want),
                 "{mode:?} {spec}: {stderr}"
@@ -154,42 +139,41 @@ async fn kubectl_rejects_invalid_custom_resources_naming_the_field() {
         }
     }
     let unknown = "apiVersion: canary.dev/v1alpha1\nkind: HealthCheck\nmetadata: {name: lenient}\nspec: {kind: TCP, bogus: 1}\n";
-    let out = cli
-        .run("kubectl", &["apply", "--validate=warn", "-f", "-"], unknown)
+    let out = kubectl
+        .run(&["apply", "--validate=warn", "-f", "-"], unknown)
         .await;
     assert!(out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains(r#"Warning: unknown field "spec.bogus""#)
     );
-    let spec = cli
-        .kubectl(&["get", "chc", "lenient", "-o", "jsonpath={.spec}"])
+    let spec = kubectl
+        .ok(&["get", "chc", "lenient", "-o", "jsonpath={.spec}"])
         .await;
     assert!(!spec.contains("bogus"), "pruned: {spec}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_get_watch_sees_an_update() {
-    let server = common::server().await;
-    let cli = Cli::new(&server);
-    install_crd(&cli).await;
-    cli.kubectl_stdin(&["apply", "-f", "-"], &check("30s"))
-        .await;
-    let mut watch = cli.spawn(
-        "kubectl",
-        &[
-            "get",
-            "chc",
-            "--watch",
-            "--output-watch-events",
-            "--no-headers",
-        ],
-    );
+    let (_server, kubectl) = with_crd().await;
+    kubectl.ok_stdin(&["apply", "-f", "-"], &check("30s")).await;
+    let args = [
+        "get",
+        "chc",
+        "--watch",
+        "--output-watch-events",
+        "--no-headers",
+    ];
+    let mut watch = tokio::process::Command::from(kubectl.command(&args))
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("kubectl watch");
     let mut lines = BufReader::new(watch.stdout.take().expect("stdout")).lines();
     let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
         .await
         .expect("initial line in time");
     assert!(first.expect("read").expect("line").starts_with("ADDED"));
-    cli.kubectl_stdin(&["apply", "-f", "-"], &check("2m")).await;
+    kubectl.ok_stdin(&["apply", "-f", "-"], &check("2m")).await;
     let update = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
         .await
         .expect("update in time");
@@ -201,46 +185,40 @@ async fn kubectl_get_watch_sees_an_update() {
     watch.kill().await.expect("kill watch");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kubectl_manages_builtin_resources() {
+/// A server with namespace `team`, and kubectl for it.
+async fn with_team() -> (canary_test_apiserver::Server, Kubectl) {
     let server = common::server().await;
-    let cli = Cli::new(&server);
-    cli.kubectl(&["create", "namespace", "team"]).await;
-    cli.kubectl(&[
-        "-n",
-        "team",
-        "create",
-        "configmap",
-        "settings",
-        "--from-literal=a=1",
-    ])
-    .await;
-    cli.kubectl(&[
-        "-n",
-        "team",
-        "create",
-        "secret",
-        "generic",
-        "token",
-        "--from-literal=t=x",
-    ])
-    .await;
-    cli.kubectl(&["-n", "team", "label", "configmap", "settings", "tier=front"])
+    let kubectl = common::kubectl(&server);
+    kubectl.ok(&["create", "namespace", "team"]).await;
+    (server, kubectl)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_selects_labelled_objects_and_deletes_them_with_their_namespace() {
+    let (_server, kubectl) = with_team().await;
+    let in_team = |args: &[&'static str]| [&["-n", "team"][..], args].concat();
+    kubectl
+        .ok(&in_team(&[
+            "create",
+            "configmap",
+            "settings",
+            "--from-literal=a=1",
+        ]))
         .await;
-    let names = cli
-        .kubectl(&[
-            "-n",
-            "team",
-            "get",
-            "cm,secret",
-            "-l",
-            "tier in (front)",
-            "-o",
-            "name",
-        ])
+    let secret = ["create", "secret", "generic", "token", "--from-literal=t=x"];
+    kubectl.ok(&in_team(&secret)).await;
+    kubectl
+        .ok(&in_team(&["label", "configmap", "settings", "tier=front"]))
         .await;
+    let selected = ["get", "cm,secret", "-l", "tier in (front)", "-o", "name"];
+    let names = kubectl.ok(&in_team(&selected)).await;
     assert_eq!(names.trim(), "configmap/settings");
-    let deployment = "apiVersion: apps/v1
+    kubectl.ok(&["delete", "namespace", "team"]).await;
+    let out = kubectl.run(&in_team(&["get", "cm", "settings"]), "").await;
+    assert!(String::from_utf8_lossy(&out.stderr).contains("NotFound"));
+}
+
+const DEPLOYMENT: &str = "apiVersion: apps/v1
 kind: Deployment
 metadata: {name: web, namespace: team}
 spec:
@@ -250,34 +228,21 @@ spec:
     metadata: {labels: {app: web}}
     spec: {containers: [{name: web, image: 'nginx:1', env: [{name: A, value: '1'}]}, {name: side, image: 'busybox'}]}
 ";
-    cli.kubectl_stdin(&["apply", "-f", "-"], deployment).await;
-    cli.kubectl_stdin(
-        &["apply", "-f", "-"],
-        &deployment
-            .replace("replicas: 1", "replicas: 3")
-            .replace("nginx:1", "nginx:2"),
-    )
-    .await;
-    let got = cli
-        .kubectl(&[
-            "-n",
-            "team",
-            "get",
-            "deploy",
-            "web",
-            "-o",
-            "jsonpath={.spec.replicas} {.spec.template.spec.containers[*].image}",
-        ])
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_applies_and_updates_a_deployment_and_shows_its_table() {
+    let (_server, kubectl) = with_team().await;
+    kubectl.ok_stdin(&["apply", "-f", "-"], DEPLOYMENT).await;
+    let updated = DEPLOYMENT
+        .replace("replicas: 1", "replicas: 3")
+        .replace("nginx:1", "nginx:2");
+    kubectl.ok_stdin(&["apply", "-f", "-"], &updated).await;
+    let shape = "jsonpath={.spec.replicas} {.spec.template.spec.containers[*].image}";
+    let got = kubectl
+        .ok(&["-n", "team", "get", "deploy", "web", "-o", shape])
         .await;
     assert_eq!(got, "3 nginx:2 busybox");
-    let table = cli.kubectl(&["-n", "team", "get", "deploy"]).await;
-    assert!(
-        table.starts_with("NAME") && table.contains("READY") && table.contains("AGE"),
-        "{table}"
-    );
-    cli.kubectl(&["delete", "namespace", "team"]).await;
-    let out = cli
-        .run("kubectl", &["-n", "team", "get", "cm", "settings"], "")
-        .await;
-    assert!(String::from_utf8_lossy(&out.stderr).contains("NotFound"));
+    let table = kubectl.ok(&["-n", "team", "get", "deploy"]).await;
+    let columns = table.starts_with("NAME") && table.contains("READY") && table.contains("AGE");
+    assert!(columns, "{table}");
 }

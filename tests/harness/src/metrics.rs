@@ -1,6 +1,23 @@
-//! Parsing the Prometheus text exposition.
+//! The Prometheus text exposition parsed into samples, and the names of every metric family
+//! Canary exposes, read from its registry (no hand-written list to fall behind).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+use canary_operator::metrics::Metrics;
+
+/// Every metric family Canary exposes: the families it registers and those of the process
+/// collector, as the registry itself names them.
+pub fn names() -> BTreeSet<String> {
+    let metrics = Metrics::new().expect("the metrics registry builds");
+    let mut names: BTreeSet<String> = metrics.family_names().iter().cloned().collect();
+    let exposition = metrics.render().expect("the registry renders");
+    names.extend(
+        (exposition.lines())
+            .filter_map(|l| l.strip_prefix("# TYPE ")?.split_whitespace().next())
+            .map(str::to_string),
+    );
+    names
+}
 
 /// One sample line.
 #[derive(Debug, Clone, PartialEq)]
@@ -102,6 +119,14 @@ pub fn any_series_with(text: &str, labels: &[(&str, &str)]) -> bool {
             .iter()
             .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
     })
+}
+
+#[test]
+fn names_cover_canary_families_and_the_process_collector() {
+    let names = names();
+    for name in ["canary_check_success", "canary_checks", "process_open_fds"] {
+        assert!(names.contains(name), "{name} missing from {names:?}");
+    }
 }
 
 #[test]

@@ -131,6 +131,7 @@ pub struct Leaf {
 }
 
 impl Leaf {
+    /// The private key, for a rustls server.
     pub fn key(&self) -> PrivateKeyDer<'static> {
         PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone()))
     }

@@ -9,7 +9,7 @@ use std::{
 
 use serde_json::Value;
 
-use super::http_get;
+use crate::{http, tools::tool};
 
 /// A Prometheus server; killed when dropped.
 pub struct Prometheus {
@@ -21,11 +21,7 @@ pub struct Prometheus {
 impl Prometheus {
     /// Starts Prometheus scraping `targets` (job `canary`) every second and waits until ready.
     pub async fn start(targets: &[SocketAddr]) -> Self {
-        let binary = which("prometheus").unwrap_or_else(|| {
-            panic!(
-                "prometheus is missing: run scripts/test (installs the Debian package prometheus)"
-            )
-        });
+        let binary = tool("prometheus");
         let dir = tempfile::tempdir().expect("tempdir");
         let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
         let config = format!(
@@ -60,7 +56,10 @@ impl Prometheus {
                 if let Ok(Some(_)) = child.try_wait() {
                     break; // exited: most likely the port was taken; try another
                 }
-                if http_get(addr, "/-/ready").await.map(|(s, _)| s) == Some(200) {
+                if http::get(addr, "/-/ready")
+                    .await
+                    .is_ok_and(|r| r.status == 200)
+                {
                     return Self {
                         child,
                         addr,
@@ -81,9 +80,8 @@ impl Prometheus {
     /// An instant query: the `data.result` vector as (labels, value) pairs.
     pub async fn query(&self, expr: &str) -> Result<Vec<(Value, f64)>, String> {
         let encoded: String = url::form_urlencoded::byte_serialize(expr.as_bytes()).collect();
-        let (status, body) = http_get(self.addr, &format!("/api/v1/query?query={encoded}"))
-            .await
-            .ok_or("no answer from prometheus")?;
+        let http::Response { status, body, .. } =
+            http::get(self.addr, &format!("/api/v1/query?query={encoded}")).await?;
         let doc: Value =
             serde_json::from_str(&body).map_err(|e| format!("{status} {e}: {body}"))?;
         if doc["status"] != "success" {
@@ -106,13 +104,4 @@ impl Drop for Prometheus {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn which(name: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .chain(["/usr/bin".into(), "/usr/sbin".into()])
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
 }

@@ -1,5 +1,5 @@
 //! Real loopback servers for probe tests: plain or rustls TLS, recording every request, with
-//! replies that can misbehave at each phase (silent TLS, no headers, trickled body).
+//! replies that can misbehave at each phase (no headers, trickled body).
 
 use std::{
     net::SocketAddr,
@@ -29,6 +29,7 @@ pub struct Recorded {
 }
 
 impl Recorded {
+    /// The value of header `name` (any case), if sent.
     pub fn header(&self, name: &str) -> Option<&str> {
         (self.headers.iter())
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -53,10 +54,12 @@ pub enum Reply {
 }
 
 impl Reply {
+    /// 200 with `body`.
     pub fn ok(body: &str) -> Self {
         Self::status(200, body)
     }
 
+    /// `status` with `body`.
     pub fn status(status: u16, body: &str) -> Self {
         Self::Full {
             status,
@@ -65,6 +68,7 @@ impl Reply {
         }
     }
 
+    /// A redirect (`status` 3xx) to `location`.
     pub fn redirect(status: u16, location: &str) -> Self {
         Self::Full {
             status,
@@ -79,8 +83,6 @@ impl Reply {
 pub enum Transport {
     Plain,
     Tls(Arc<ServerConfig>),
-    /// Accept TCP connections and never say a word (a TLS peer that never answers).
-    Mute,
 }
 
 type Handler = Arc<dyn Fn(&Recorded) -> Reply + Send + Sync>;
@@ -100,28 +102,12 @@ impl Drop for TestServer {
 }
 
 impl TestServer {
+    /// A server on 127.0.0.1 answering with `handler`.
     pub async fn start(
         transport: Transport,
         handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static,
     ) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let handler: Handler = Arc::new(handler);
-        let task = tokio::spawn(accept_loop(
-            listener,
-            transport,
-            handler,
-            log.clone(),
-            accepted.clone(),
-        ));
-        Self {
-            addr,
-            log,
-            accepted,
-            task,
-        }
+        Self::start_on(([127, 0, 0, 1], 0).into(), transport, handler).await
     }
 
     /// Like [`TestServer::start`], listening on `addr` (e.g. `127.0.0.2:0`, another loopback
@@ -151,14 +137,22 @@ impl TestServer {
         }
     }
 
+    /// The port it listens on.
     pub fn port(&self) -> u16 {
         self.addr.port()
     }
 
+    /// `http://ADDR{path}`, for a plain server.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Every request received so far, oldest first.
     pub fn requests(&self) -> Vec<Recorded> {
         self.log.lock().unwrap().clone()
     }
 
+    /// Connections accepted so far.
     pub fn accepted(&self) -> usize {
         self.accepted.load(Ordering::SeqCst)
     }
@@ -189,11 +183,6 @@ async fn accept_loop(
                     {
                         serve(tls, &handler, &log).await;
                     }
-                }
-                Transport::Mute => {
-                    let mut stream = stream;
-                    let mut sink = [0u8; 1024];
-                    while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
                 }
             }
         });
@@ -329,10 +318,4 @@ pub fn tls_config(
         None => builder.with_no_client_auth(),
     };
     Arc::new(builder.with_single_cert(chain, key).unwrap())
-}
-
-/// A port on 127.0.0.1 with nothing listening (reserved, then released).
-pub async fn closed_port() -> u16 {
-    let reserved = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    reserved.local_addr().unwrap().port()
 }

@@ -1,5 +1,6 @@
-//! A `kubectl get --watch` of HealthCheck that records every version it sees, restarted
-//! whenever the watch ends (dropped watches, API server restarts).
+//! A `kubectl get --watch` of HealthChecks that records every version it sees, restarted
+//! whenever the watch ends (dropped watches, API server restarts): the witness of every status
+//! the operator wrote.
 
 use std::{
     collections::BTreeMap,
@@ -14,7 +15,10 @@ use std::{
 
 use serde_json::Value;
 
-use super::Kubectl;
+use crate::{
+    cluster::{describe, ready},
+    tools::Kubectl,
+};
 
 /// What the watch has seen.
 #[derive(Default)]
@@ -31,6 +35,16 @@ impl Seen {
     /// The latest version of `name`.
     pub fn get(&self, name: &str) -> Option<&Value> {
         self.objects.get(name)
+    }
+
+    /// The latest version of `name` when it shows Ready=`status` with `reason`; else what it
+    /// shows.
+    pub fn ready_as(&self, name: &str, status: &str, reason: &str) -> Result<Value, String> {
+        let check = self.get(name).ok_or(format!("{name} not seen"))?;
+        match ready(check) {
+            Some((s, r, _)) if s == status && r == reason => Ok(check.clone()),
+            _ => Err(describe(check)),
+        }
     }
 
     /// Every version of `name` seen, oldest first.
@@ -81,7 +95,7 @@ impl Watch {
         std::thread::spawn(move || {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             while !stop.load(Ordering::SeqCst) {
-                let mut cmd = kubectl.std_command(&args);
+                let mut cmd = kubectl.command(&args);
                 cmd.stdin(Stdio::null())
                     .stdout(Stdio::piped())
                     .stderr(Stdio::null());
@@ -139,6 +153,26 @@ impl Watch {
             let _ =
                 tokio::time::timeout((until - now).min(Duration::from_millis(250)), notified).await;
         }
+    }
+}
+
+impl Watch {
+    /// Waits (20s at most) until `name` shows Ready=`status` with `reason`; returns that version.
+    pub async fn ready_as(&self, name: &str, status: &str, reason: &str) -> Value {
+        self.ready_within(Duration::from_secs(20), name, status, reason)
+            .await
+    }
+
+    /// Like [`Watch::ready_as`] with a deadline of its own.
+    pub async fn ready_within(
+        &self,
+        deadline: Duration,
+        name: &str,
+        status: &str,
+        reason: &str,
+    ) -> Value {
+        let what = format!("{name} Ready={status} {reason}");
+        (self.until(deadline, &what, |seen| seen.ready_as(name, status, reason))).await
     }
 }
 

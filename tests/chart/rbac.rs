@@ -1,0 +1,119 @@
+//! The chart's RBAC grants the operator's ServiceAccount exactly what the operator calls: the
+//! HealthCheck API and what checks reference, cluster-wide or per watched namespace, and its
+//! own Lease.
+
+use std::collections::BTreeSet;
+
+use canary_test_harness::{
+    chart::{NAMESPACE, RELEASE, args, of_kind, one, render},
+    rbac::{Grant, Rule, deployment_grants, rules},
+};
+use serde_json::{Value, json};
+
+/// What the operator's API calls need on HealthChecks and what they reference (see DESIGN.md).
+fn needed_check_rules() -> BTreeSet<Rule> {
+    rules(&[
+        ("canary.dev", "healthchecks", &["get", "list", "watch"]),
+        ("canary.dev", "healthchecks/status", &["patch"]),
+        ("events.k8s.io", "events", &["create", "patch"]),
+        ("", "secrets", &["get"]),
+        ("", "configmaps", &["get"]),
+    ])
+}
+
+/// The leader-election Lease: created (create cannot be limited by name), then only its own.
+fn needed_lease_rules() -> BTreeSet<Rule> {
+    let mut needed = rules(&[("coordination.k8s.io", "leases", &["create"])]);
+    for verb in ["get", "update"] {
+        let lease = ("coordination.k8s.io", "leases", verb, RELEASE);
+        needed.insert((
+            lease.0.into(),
+            lease.1.into(),
+            lease.2.into(),
+            lease.3.into(),
+        ));
+    }
+    needed
+}
+
+/// The rules the ServiceAccount gets from `role` (`Kind/name`) in `scope`.
+fn granted_by(grants: &[Grant], role: &Value, scope: Option<&str>) -> BTreeSet<Rule> {
+    let name = format!(
+        "{}/{}",
+        role["kind"].as_str().unwrap(),
+        role["metadata"]["name"].as_str().unwrap()
+    );
+    (grants.iter())
+        .filter(|g| g.role == name && g.namespace.as_deref() == scope)
+        .map(Grant::rule)
+        .collect()
+}
+
+/// Asserts `binding` binds `role` to the operator's ServiceAccount.
+fn assert_binds(binding: &Value, role: &Value) {
+    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+    let subject =
+        json!({"kind": "ServiceAccount", "name": "canary-operator", "namespace": NAMESPACE});
+    assert_eq!(binding["subjects"], json!([subject]));
+}
+
+#[tokio::test]
+async fn cluster_role_grants_exactly_what_the_operator_calls() {
+    let objects = render(&[]).await;
+    let grants = deployment_grants(&objects);
+    let role = one(&objects, "ClusterRole");
+    let granted = granted_by(&grants, role, None);
+    let needed = needed_check_rules();
+    let extra: Vec<_> = granted.difference(&needed).collect();
+    let missing: Vec<_> = needed.difference(&granted).collect();
+    assert!(
+        extra.is_empty(),
+        "ClusterRole grants more than needed: {extra:?}"
+    );
+    assert!(missing.is_empty(), "ClusterRole lacks: {missing:?}");
+    assert_binds(one(&objects, "ClusterRoleBinding"), role);
+
+    let lease_role = one(&objects, "Role");
+    assert_eq!(lease_role["metadata"]["namespace"], NAMESPACE);
+    assert_eq!(
+        granted_by(&grants, lease_role, Some(NAMESPACE)),
+        needed_lease_rules()
+    );
+    let lease_binding = one(&objects, "RoleBinding");
+    assert_eq!(lease_binding["metadata"]["namespace"], NAMESPACE);
+    assert_binds(lease_binding, lease_role);
+
+    // Without referenced Secrets/ConfigMaps, those grants go away.
+    let objects = render(&["--set", "rbac.secrets=false,rbac.configMaps=false"]).await;
+    let grants = deployment_grants(&objects);
+    assert!(
+        grants
+            .iter()
+            .all(|g| g.resource != "secrets" && g.resource != "configmaps")
+    );
+}
+
+#[tokio::test]
+async fn watch_namespaces_switch_to_namespaced_roles() {
+    let objects = render(&["--set", "watchNamespaces={shop,payments}"]).await;
+    assert!(of_kind(&objects, "ClusterRole").is_empty());
+    assert!(of_kind(&objects, "ClusterRoleBinding").is_empty());
+    assert!(args(&objects).contains(&"--namespaces=shop,payments".to_string()));
+    let grants = deployment_grants(&objects);
+    let in_namespace = |kind: &str, namespace: &str| {
+        let found = of_kind(&objects, kind)
+            .into_iter()
+            .find(|r| r["metadata"]["namespace"] == namespace);
+        found
+            .unwrap_or_else(|| panic!("no {kind} in {namespace}"))
+            .clone()
+    };
+    for namespace in ["shop", "payments"] {
+        let role = in_namespace("Role", namespace);
+        let granted = granted_by(&grants, &role, Some(namespace));
+        assert_eq!(granted, needed_check_rules(), "{namespace}");
+        assert_binds(&in_namespace("RoleBinding", namespace), &role);
+    }
+    // Plus the Lease Role in the release namespace, and nothing else.
+    assert_eq!(of_kind(&objects, "Role").len(), 3);
+}

@@ -1,0 +1,369 @@
+//! What `helm template` renders: lint-clean, schema-valid objects with the defaults and with
+//! every feature, bad values rejected, the Deployment hardened and wired for its probes.
+
+use std::collections::BTreeSet;
+
+use canary_test_harness::{
+    chart::{
+        self, KUBE_VERSION, NAMESPACE, RELEASE, args, container, fixture, kinds, of_kind, one,
+        parse_documents, render, render_all_features, render_error, render_text,
+    },
+    read, repo,
+    tools::{Helm, Tool, text},
+};
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn chart_lints_strictly_with_defaults_and_with_every_feature() {
+    let chart = chart::dir().display().to_string();
+    let all = fixture("all-features.yaml").display().to_string();
+    for extra in [vec![], vec!["-f", all.as_str()]] {
+        let mut args = vec!["lint", "--strict", chart.as_str()];
+        args.extend(extra);
+        let out = Helm::offline().ok(&args).await;
+        assert!(out.contains("0 chart(s) failed"), "{out}");
+    }
+}
+
+#[tokio::test]
+async fn defaults_render_the_operator_without_optional_objects() {
+    let objects = render(&[]).await;
+    let expected = [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "CustomResourceDefinition",
+        "Deployment",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "ServiceAccount",
+    ];
+    assert_eq!(kinds(&objects), expected.map(String::from).into());
+    for object in (objects.iter()).filter(|o| o["kind"] != "CustomResourceDefinition") {
+        if !object["kind"].as_str().unwrap().starts_with("Cluster") {
+            assert_eq!(object["metadata"]["namespace"], NAMESPACE, "{object}");
+        }
+        let instance = &object["metadata"]["labels"]["app.kubernetes.io/instance"];
+        assert_eq!(instance, RELEASE);
+    }
+    let service = one(&objects, "Service");
+    assert_eq!(service["metadata"]["name"], "canary-operator-metrics");
+    assert_eq!(
+        service["spec"]["ports"],
+        json!([{"name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP"}])
+    );
+}
+
+#[tokio::test]
+async fn every_optional_feature_renders_when_enabled_and_served() {
+    let objects = render_all_features().await;
+    let optional = [
+        "ServiceMonitor",
+        "PrometheusRule",
+        "ConfigMap",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+    ];
+    for kind in optional {
+        one(&objects, kind);
+    }
+    let monitor = one(&objects, "ServiceMonitor");
+    assert_eq!(
+        monitor["metadata"]["labels"]["release"],
+        "kube-prometheus-stack"
+    );
+    let endpoint = &monitor["spec"]["endpoints"][0];
+    assert_eq!(endpoint["port"], "metrics");
+    assert_eq!(
+        endpoint["honorLabels"], true,
+        "keeps the check's namespace label"
+    );
+    let service = one(&objects, "Service");
+    for (key, value) in monitor["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .unwrap()
+    {
+        assert_eq!(&service["metadata"]["labels"][key], value, "{key}");
+    }
+    let dashboard = one(&objects, "ConfigMap");
+    assert_eq!(dashboard["metadata"]["labels"]["grafana_dashboard"], "1");
+    let shipped = read(&chart::dir().join("files/dashboard.json"));
+    let rendered = dashboard["data"]["canary-operator.json"].as_str().unwrap();
+    assert_eq!(rendered, shipped.trim_end());
+    let pdb = one(&objects, "PodDisruptionBudget");
+    assert_eq!(pdb["spec"]["minAvailable"], 1);
+    let deployment = one(&objects, "Deployment");
+    let selector = &deployment["spec"]["selector"]["matchLabels"];
+    assert_eq!(&pdb["spec"]["selector"]["matchLabels"], selector);
+}
+
+#[tokio::test]
+async fn monitoring_objects_need_the_prometheus_operator_api() {
+    let enabled = [
+        "--set",
+        "serviceMonitor.enabled=true,prometheusRule.enabled=true",
+    ];
+    let objects = render(&enabled).await;
+    assert!(of_kind(&objects, "ServiceMonitor").is_empty());
+    assert!(of_kind(&objects, "PrometheusRule").is_empty());
+    let objects = render(&["--api-versions", "monitoring.coreos.com/v1"]).await;
+    assert!(
+        of_kind(&objects, "ServiceMonitor").is_empty(),
+        "off by default"
+    );
+}
+
+/// Value sets the schemas must accept: defaults, every feature, watched namespaces, minimal.
+fn variants() -> Vec<(&'static str, Vec<String>)> {
+    let set = |values: &str| vec!["--set".to_string(), values.to_string()];
+    vec![
+        ("defaults", vec![]),
+        ("all-features", chart::all_features_args()),
+        (
+            "watch-namespaces",
+            set("watchNamespaces={shop,payments},replicaCount=3"),
+        ),
+        (
+            "minimal",
+            set(
+                "crds.enabled=false,rbac.create=false,serviceAccount.create=false,leaderElection.enabled=false",
+            ),
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn rendered_manifests_validate_against_kubernetes_1_35_schemas() {
+    let dir = tempfile::tempdir().unwrap();
+    let validate = Tool::new("kubernetes-validate");
+    for (name, extra) in variants() {
+        let yaml = render_text(&extra.iter().map(String::as_str).collect::<Vec<_>>()).await;
+        let objects = parse_documents(&yaml);
+        let path = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&path, &yaml).unwrap();
+        let path = path.display().to_string();
+        let output = validate
+            .run(&["--strict", "-k", KUBE_VERSION, &path], "")
+            .await;
+        let report = text(&output);
+        assert!(output.status.success(), "{name}: {report}");
+        assert!(!report.contains("ERROR"), "{name}: {report}");
+        // Built-in kinds must be validated, not skipped; only the Prometheus Operator's kinds
+        // have no schema here (promtool checks the rules, the tests above the ServiceMonitor).
+        let unvalidated = (objects.iter())
+            .filter(|o| o["apiVersion"] == "monitoring.coreos.com/v1")
+            .count();
+        let passed = report.matches(" passed for resource ").count();
+        let all = objects.len();
+        assert_eq!(
+            passed + unvalidated,
+            all,
+            "{name}: every object validated: {report}"
+        );
+    }
+}
+
+/// Values `helm template` must reject, with what its message must contain.
+const BAD_VALUES: &[(&[&str], &[&str])] = &[
+    (&["--set", "replicaCount=0"], &["/replicaCount", "minimum"]),
+    (
+        &["--set-string", "replicaCount=two"],
+        &["/replicaCount", "want integer"],
+    ),
+    (
+        &["--set", "replicas=2"],
+        &["additional properties 'replicas' not allowed"],
+    ),
+    (
+        &["--set", "image.pullPolicy=Sometimes"],
+        &["/image/pullPolicy", "'Always', 'IfNotPresent', 'Never'"],
+    ),
+    (
+        &["--set", "image.repository=canary:1.0"],
+        &["/image/repository", "does not match pattern"],
+    ),
+    (
+        &["--set", "crds.enabled=yes"],
+        &["/crds/enabled", "want boolean"],
+    ),
+    (
+        &["--set", "watchNamespaces={Shop_Front}"],
+        &["/watchNamespaces/0", "does not match pattern"],
+    ),
+    (
+        &["--set", "watchNamespaces=shop"],
+        &["/watchNamespaces", "want array"],
+    ),
+    (
+        &["--set", "resources.limits.memory=lots"],
+        &["/resources/limits/memory", "does not match pattern"],
+    ),
+    (
+        &["--set", "resources.limit.memory=1Gi"],
+        &["/resources", "'limit' not allowed"],
+    ),
+    (
+        &["--set", "serviceMonitor.enabled=1"],
+        &["/serviceMonitor/enabled", "want boolean"],
+    ),
+    (
+        &["--set", "prometheusRule.checkFailingFor=5 minutes"],
+        &["/prometheusRule/checkFailingFor", "does not match pattern"],
+    ),
+    (
+        &["--set", "grafanaDashboard.labels.grafana_dashboard=1"],
+        &["/grafanaDashboard/labels/grafana_dashboard", "want string"],
+    ),
+    (
+        &["--set", "config.logFormat=xml"],
+        &["/config/logFormat", "'json', 'text'"],
+    ),
+    (
+        &["--set", "replicaCount=2,leaderElection.enabled=false"],
+        &["replicaCount > 1 needs leaderElection.enabled=true"],
+    ),
+    (
+        &["--set", "healthProbePort=8080"],
+        &["metrics.port and healthProbePort must differ"],
+    ),
+    (
+        &["--set", "prometheusRule.certExpiryCriticalDays=30"],
+        &["certExpiryWarningDays must be greater than"],
+    ),
+    (
+        &[
+            "--set",
+            "podDisruptionBudget.enabled=true,podDisruptionBudget.minAvailable=1,podDisruptionBudget.maxUnavailable=1",
+        ],
+        &["set minAvailable or maxUnavailable, not both"],
+    ),
+];
+
+#[tokio::test]
+async fn bad_values_are_rejected_with_a_clear_message() {
+    let mut unclear = Vec::new();
+    for (args, expected) in BAD_VALUES {
+        let error = render_error(args).await;
+        for needle in expected.iter().filter(|n| !error.contains(*n)) {
+            unclear.push(format!("{args:?}: expected {needle:?} in:\n{error}"));
+        }
+    }
+    assert!(unclear.is_empty(), "{}", unclear.join("\n"));
+}
+
+/// Asserts the container runs as a non-root user without privileges, with memory bounds.
+fn assert_hardened(c: &Value) {
+    let security = &c["securityContext"];
+    assert_eq!(security["allowPrivilegeEscalation"], false);
+    assert_eq!(security["readOnlyRootFilesystem"], true);
+    assert_eq!(security["runAsNonRoot"], true);
+    assert_eq!(security["capabilities"]["drop"], json!(["ALL"]));
+    assert_eq!(security["seccompProfile"]["type"], "RuntimeDefault");
+    assert!(c["resources"]["requests"]["memory"].is_string());
+    assert!(c["resources"]["limits"]["memory"].is_string());
+}
+
+/// The operator's flags with default values.
+const DEFAULT_ARGS: [&str; 14] = [
+    "operator",
+    "--metrics-bind-address=0.0.0.0:8080",
+    "--health-probe-bind-address=0.0.0.0:8081",
+    "--log-format=json",
+    "--leader-elect",
+    "--leader-election-lease-name=canary-operator",
+    "--leader-election-namespace=canary",
+    "--leader-election-lease-duration=15s",
+    "--status-write-qps=10",
+    "--status-write-burst=50",
+    "--status-heartbeat=5m",
+    "--writer-stall=5m",
+    "--watch-stall=5m",
+    "--deny-cidrs=169.254.0.0/16,fe80::/10,fd00:ec2::254/128,100.100.100.200/32,0.0.0.0/8,::/128",
+];
+
+#[tokio::test]
+async fn deployment_runs_the_operator_non_root_with_watchdog_probes() {
+    let objects = render(&[]).await;
+    let deployment = one(&objects, "Deployment");
+    let pod = chart::pod(&objects);
+    assert_eq!(deployment["spec"]["replicas"], 1);
+    assert_eq!(pod["serviceAccountName"], "canary-operator");
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    let c = container(&objects);
+    assert_eq!(c["image"], "canary-operator:0.1.0");
+    assert_eq!(c["command"], json!(["/canary"]));
+    assert_hardened(c);
+    let liveness = &c["livenessProbe"];
+    assert_eq!(
+        liveness["httpGet"],
+        json!({"path": "/healthz", "port": "health"})
+    );
+    // The watchdog already waits interval + timeout + 30s; a few failed probes then restart.
+    assert_eq!(liveness["periodSeconds"], 10);
+    assert_eq!(liveness["failureThreshold"], 3);
+    let readiness = &c["readinessProbe"]["httpGet"];
+    assert_eq!(readiness, &json!({"path": "/readyz", "port": "health"}));
+    assert_eq!(
+        c["ports"],
+        json!([
+            {"name": "metrics", "containerPort": 8080, "protocol": "TCP"},
+            {"name": "health", "containerPort": 8081, "protocol": "TCP"},
+        ])
+    );
+    let env: BTreeSet<&str> = (c["env"].as_array().unwrap().iter())
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(env, BTreeSet::from(["POD_NAME", "POD_NAMESPACE"]));
+    assert_eq!(args(&objects), DEFAULT_ARGS);
+}
+
+#[tokio::test]
+async fn leader_election_is_wired_for_replicas_and_can_be_turned_off_for_one() {
+    let objects = render(&["--set", "replicaCount=3"]).await;
+    assert_eq!(one(&objects, "Deployment")["spec"]["replicas"], 3);
+    assert!(args(&objects).contains(&"--leader-elect".to_string()));
+    one(&objects, "Role");
+
+    let objects = render(&["--set", "leaderElection.enabled=false"]).await;
+    let args = args(&objects);
+    assert!(
+        !args.iter().any(|a| a.starts_with("--leader-elect")),
+        "{args:?}"
+    );
+    assert!(of_kind(&objects, "Role").is_empty(), "no Lease permissions");
+    assert!(of_kind(&objects, "RoleBinding").is_empty());
+}
+
+#[tokio::test]
+async fn chart_crd_is_the_generated_crd() {
+    let committed: Value =
+        serde_saphyr::from_str(&read(&repo().join("crds/healthchecks.canary.dev.yaml"))).unwrap();
+    let objects = render(&[]).await;
+    let mut rendered = one(&objects, "CustomResourceDefinition").clone();
+    let metadata = rendered["metadata"].as_object_mut().unwrap();
+    let annotations = metadata.remove("annotations").expect("annotations");
+    assert_eq!(annotations, json!({"helm.sh/resource-policy": "keep"}));
+    let labels = metadata.remove("labels").expect("labels");
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "Helm");
+    assert!(
+        rendered == committed,
+        "charts/canary-operator/templates/crd.yaml drifted from crds/: run \
+         charts/canary-operator/hack/sync-crd.sh"
+    );
+    let check = std::process::Command::new("bash")
+        .arg(chart::dir().join("hack/sync-crd.sh"))
+        .arg("--check")
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", text(&check));
+
+    let objects = render(&["--set", "crds.keep=false"]).await;
+    let crd = one(&objects, "CustomResourceDefinition");
+    assert!(crd["metadata"].get("annotations").is_none(), "{crd}");
+    let objects = render(&["--set", "crds.enabled=false"]).await;
+    assert!(of_kind(&objects, "CustomResourceDefinition").is_empty());
+}

@@ -1,0 +1,216 @@
+//! What to run ([`Launch`]) and running it as a child process whose logs are kept.
+
+use std::{
+    collections::BTreeMap,
+    io::{BufRead, BufReader, Read},
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use serde_json::Value;
+
+use super::{Operator, Process, Run};
+use crate::chart;
+
+/// What to run: the binary, its arguments and its whole environment.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    binary: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    /// (metrics, health) when the flags name them; `None`: read from the log line naming them.
+    admin: Option<(SocketAddr, SocketAddr)>,
+}
+
+/// Admin endpoints on free loopback ports, announced in the JSON logs.
+const LOOPBACK_ADMIN: [&str; 6] = [
+    "--log-format",
+    "json",
+    "--metrics-bind-address",
+    "127.0.0.1:0",
+    "--health-probe-bind-address",
+    "127.0.0.1:0",
+];
+
+impl Launch {
+    /// `canary operator` against `kubeconfig` (`binary`: `env!("CARGO_BIN_EXE_canary")`).
+    pub fn operator(binary: &str, kubeconfig: &Path) -> Self {
+        Self::new(binary, "operator", &LOOPBACK_ADMIN).kubeconfig(kubeconfig)
+    }
+
+    /// `canary standalone -f path`.
+    pub fn standalone(binary: &str, path: &Path) -> Self {
+        let path = path.display().to_string();
+        Self::new(binary, "standalone", &["-f", &path]).args(&LOOPBACK_ADMIN)
+    }
+
+    fn new(binary: &str, subcommand: &str, args: &[&str]) -> Self {
+        Self {
+            binary: binary.into(),
+            args: vec![subcommand.to_string()],
+            env: Vec::new(),
+            admin: None,
+        }
+        .args(args)
+    }
+
+    /// As the rendered chart's Deployment runs it, against `kubeconfig`: its args (every
+    /// `--*-bind-address` moved to a free loopback port) and its env (the Downward API filled in
+    /// for pod `pod_name`). Fails when the ports the probes and the metrics Service use are not
+    /// bound by some flag.
+    pub fn as_deployed(binary: &str, kubeconfig: &Path, objects: &[Value], pod_name: &str) -> Self {
+        let c = chart::container(objects);
+        let namespace = chart::one(objects, "Deployment")["metadata"]["namespace"].as_str();
+        let env = chart::container_env(c, pod_name, namespace.expect("namespace"));
+        let (args, local) = loopback_binds(&chart::args(objects));
+        let bound = |what: &str, port: u64| {
+            *local.get(&port).unwrap_or_else(|| {
+                panic!("no bind-address flag serves the {what} port {port}: {args:?}")
+            })
+        };
+        let health_port = chart::container_port(c, &c["livenessProbe"]["httpGet"]["port"]);
+        let ready_port = chart::container_port(c, &c["readinessProbe"]["httpGet"]["port"]);
+        assert_eq!(
+            health_port, ready_port,
+            "liveness and readiness share a port"
+        );
+        let service = chart::one(objects, "Service");
+        let metrics_port = chart::container_port(c, &service["spec"]["ports"][0]["targetPort"]);
+        let admin = Some((
+            bound("metrics", metrics_port),
+            bound("probes'", health_port),
+        ));
+        let mut launch = Self {
+            binary: binary.into(),
+            args,
+            env,
+            admin,
+        };
+        launch
+            .env
+            .push(("KUBECONFIG".into(), kubeconfig.display().to_string()));
+        launch
+    }
+
+    /// More arguments.
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
+    /// One more environment variable (the environment is otherwise empty).
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.into(), value.into()));
+        self
+    }
+
+    fn kubeconfig(self, kubeconfig: &Path) -> Self {
+        let path = kubeconfig.display().to_string();
+        self.env("KUBECONFIG", &path)
+    }
+
+    /// Runs it as a child process; returns once its admin addresses are known.
+    pub async fn process(self) -> Operator {
+        let mut child = Command::new(&self.binary)
+            .args(&self.args)
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", self.binary.display()));
+        let logs = Logs::default();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let tx = Arc::new(Mutex::new(Some(tx)));
+        logs.collect(child.stdout.take().expect("stdout"), tx.clone());
+        logs.collect(child.stderr.take().expect("stderr"), tx);
+        let process = Mutex::new(Process { child, exit: None });
+        let mut operator = Operator {
+            metrics: ([0, 0, 0, 0], 0).into(),
+            health: ([0, 0, 0, 0], 0).into(),
+            logs,
+            run: Run::Process(process),
+        };
+        let announced = async { rx.await.ok() };
+        let admin = match self.admin {
+            Some(admin) => Some(admin),
+            None => tokio::time::timeout(Duration::from_secs(30), announced)
+                .await
+                .ok()
+                .flatten(),
+        };
+        let Some((metrics, health)) = admin else {
+            operator.kill();
+            panic!(
+                "{} did not log its admin addresses; logs:\n{}",
+                self.args[0],
+                operator.tail(50)
+            );
+        };
+        (operator.metrics, operator.health) = (metrics, health);
+        operator
+    }
+}
+
+/// `args` with every `--*-bind-address=HOST:PORT` moved to a free loopback port, and the
+/// loopback address that now serves each original port.
+fn loopback_binds(args: &[String]) -> (Vec<String>, BTreeMap<u64, SocketAddr>) {
+    let mut local = BTreeMap::new();
+    let moved = (args.iter())
+        .map(|arg| {
+            let Some((flag, address)) = arg.split_once('=') else {
+                return arg.clone();
+            };
+            let port = (address.rsplit_once(':')).and_then(|(_, p)| p.parse::<u64>().ok());
+            match port {
+                Some(port) if flag.ends_with("-bind-address") => {
+                    let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+                    local.insert(port, addr);
+                    format!("{flag}={addr}")
+                }
+                _ => arg.clone(),
+            }
+        })
+        .collect();
+    (moved, local)
+}
+
+/// A free port on 127.0.0.1 (bound, read, released).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+/// Every line the engine wrote to stdout or stderr.
+#[derive(Clone, Default)]
+pub(super) struct Logs(pub(super) Arc<Mutex<Vec<String>>>);
+
+type Announce = Arc<Mutex<Option<tokio::sync::oneshot::Sender<(SocketAddr, SocketAddr)>>>>;
+
+impl Logs {
+    /// Keeps every line of `stream`, announcing the admin addresses of the log line naming them.
+    fn collect(&self, stream: impl Read + Send + 'static, announce: Announce) {
+        let sink = self.0.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if let Some(admin) = admin_addresses(&line)
+                    && let Some(tx) = announce.lock().unwrap().take()
+                {
+                    let _ = tx.send(admin);
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+    }
+}
+
+/// The (metrics, health) addresses of the JSON log line announcing them.
+fn admin_addresses(line: &str) -> Option<(SocketAddr, SocketAddr)> {
+    let log = serde_json::from_str::<Value>(line).ok()?;
+    let field = |name: &str| log["fields"][name].as_str()?.parse::<SocketAddr>().ok();
+    Some((field("metrics")?, field("health")?))
+}
