@@ -18,6 +18,7 @@ use canary_operator::{
     },
 };
 use futures::future::BoxFuture;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tokio::time::Instant;
 
 /// A prober that takes `busy` and records when each run started.
@@ -106,14 +107,42 @@ fn scheduler(max_concurrent: usize) -> (Scheduler, Arc<Recorder>) {
 
 const SECOND: Duration = Duration::from_secs(1);
 
+/// A runner resumed after a restart: its status says it ran before.
+fn resumed(name: &str, interval: Duration, prober: Arc<dyn Prober>) -> RunnerSpec {
+    let mut spec = runner(name, interval, prober, 1);
+    spec.status.last_run_time = Some(Time(jiff::Timestamp::now()));
+    spec
+}
+
 #[tokio::test(start_paused = true)]
-async fn jitter_spreads_first_runs_over_the_interval() {
+async fn checks_that_never_ran_start_within_five_seconds_spread_out() {
+    let interval = Duration::from_secs(60);
+    let (scheduler, _) = scheduler(1000);
+    let start = Instant::now();
+    let probers: Vec<Arc<Fake>> = (0..100).map(|_| Fake::alone(Duration::ZERO)).collect();
+    for (i, prober) in probers.iter().enumerate() {
+        scheduler.upsert(runner(&format!("c{i}"), interval, prober.clone(), 1));
+    }
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let mut per_second = [0usize; 5];
+    for prober in &probers {
+        let first = prober.starts()[0].duration_since(start);
+        per_second[first.as_secs() as usize] += 1;
+    }
+    assert!(
+        per_second.iter().all(|n| (8..=35).contains(n)),
+        "new checks spread over 5s: {per_second:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn jitter_spreads_resumed_first_runs_over_the_interval() {
     let interval = Duration::from_secs(10);
     let (scheduler, _) = scheduler(1000);
     let start = Instant::now();
     let probers: Vec<Arc<Fake>> = (0..200).map(|_| Fake::alone(Duration::ZERO)).collect();
     for (i, prober) in probers.iter().enumerate() {
-        scheduler.upsert(runner(&format!("c{i}"), interval, prober.clone(), 1));
+        scheduler.upsert(resumed(&format!("c{i}"), interval, prober.clone()));
     }
     tokio::time::sleep(interval).await;
     let mut per_second = [0usize; 10];

@@ -20,6 +20,11 @@ use crate::runner::{CheckKey, RunReport, Sink, Summary};
 const LAG_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
 ];
+/// Slot wait buckets: none at all when capacity suffices, up to minutes in an outage with
+/// too few slots.
+const SLOT_WAIT_BUCKETS: &[f64] = &[
+    0.001, 0.01, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
 
 /// Why the registry could not be built or rendered.
 #[derive(Debug, thiserror::Error)]
@@ -188,7 +193,7 @@ impl Metrics {
             slot_wait: f.histogram(
                 "canary_probe_slot_wait_seconds",
                 "Time a run waited for one of the --max-concurrent-probes slots.",
-                LAG_BUCKETS,
+                SLOT_WAIT_BUCKETS,
             )?,
             slots_in_use: f.add(IntGauge::new(
                 "canary_probe_slots_in_use",

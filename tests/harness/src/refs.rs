@@ -35,8 +35,9 @@ impl ReferenceSource for MapRefs {
             ReferenceKind::Secret => &self.secrets,
             ReferenceKind::ConfigMap => &self.config_maps,
         };
-        (map.get(&(value.object.name.clone(), value.key.clone())).cloned())
-            .ok_or_else(|| ReferenceError::missing(value, false))
+        (map.get(&(value.object.name.clone(), value.key.clone()))
+            .cloned())
+        .ok_or_else(|| ReferenceError::missing(value, false))
     }
 }
 
