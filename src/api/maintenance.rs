@@ -150,37 +150,39 @@ mod tests {
         assert!(!nightly.contains(at("2026-03-10T03:00:00Z")));
     }
 
+    /// Asserts, for each (time, expected, why), whether `windows` contains the time.
+    fn assert_open(windows: &MaintenanceWindows, cases: &[(&str, bool, &str)]) {
+        for (time, open, why) in cases {
+            assert_eq!(windows.contains(at(time)), *open, "{time}: {why}");
+        }
+    }
+
     #[test]
     fn windows_follow_their_time_zone_across_daylight_saving() {
         // 03:00 in Berlin is 02:00 UTC in winter (CET) and 01:00 UTC in summer (CEST); the
         // clocks go forward on 2026-03-29.
         let berlin = windows("0 3 * * *", "30m", Some("Europe/Berlin"));
-        assert!(
-            berlin.contains(at("2026-03-28T02:10:00Z")),
-            "winter: 03:10 CET"
-        );
-        assert!(
-            !berlin.contains(at("2026-03-29T02:10:00Z")),
-            "summer: 04:10 CEST"
-        );
-        assert!(
-            berlin.contains(at("2026-03-29T01:10:00Z")),
-            "summer: 03:10 CEST"
+        assert_open(
+            &berlin,
+            &[
+                ("2026-03-28T02:10:00Z", true, "winter: 03:10 CET"),
+                ("2026-03-29T02:10:00Z", false, "summer: 04:10 CEST"),
+                ("2026-03-29T01:10:00Z", true, "summer: 03:10 CEST"),
+            ],
         );
     }
 
     #[test]
     fn a_window_may_span_midnight_and_days() {
         let weekend = windows("0 22 * * FRI", "56h", Some("UTC"));
-        assert!(
-            weekend.contains(at("2026-11-28T12:00:00Z")),
-            "Saturday noon"
+        assert_open(
+            &weekend,
+            &[
+                ("2026-11-28T12:00:00Z", true, "Saturday noon"),
+                ("2026-11-30T05:59:00Z", true, "Monday before six"),
+                ("2026-11-30T06:00:00Z", false, "Monday six: closed"),
+            ],
         );
-        assert!(
-            weekend.contains(at("2026-11-30T05:59:00Z")),
-            "Monday before six"
-        );
-        assert!(!weekend.contains(at("2026-11-30T06:00:00Z")));
     }
 
     #[test]

@@ -227,20 +227,12 @@ impl CheckFamilies {
     /// Removes every series of a check.
     pub(super) fn forget(&self, key: &CheckKey) {
         let labels = [key.namespace.as_str(), key.name.as_str()];
-        for family in [
-            &self.success,
-            &self.http_status,
-            &self.consecutive_failures,
-            &self.in_maintenance,
-        ] {
+        let int_gauges = [&self.success, &self.http_status, &self.consecutive_failures];
+        for family in int_gauges.into_iter().chain([&self.in_maintenance]) {
             let _ = family.remove_label_values(&labels);
         }
-        for family in [
-            &self.last_run,
-            &self.last_success,
-            &self.cert_not_after,
-            &self.chain_not_after,
-        ] {
+        let gauges = [&self.last_run, &self.last_success, &self.cert_not_after];
+        for family in gauges.into_iter().chain([&self.chain_not_after]) {
             let _ = family.remove_label_values(&labels);
         }
         let _ = self.duration.remove_label_values(&labels);

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    IntGaugeVec, Opts, Registry, TextEncoder, core::Collector,
 };
 
 use check::CheckFamilies;
@@ -84,14 +84,22 @@ struct Families {
 }
 
 impl Families {
-    fn add<C: prometheus::core::Collector + Clone + 'static>(
-        &mut self,
-        collector: C,
-    ) -> Result<C, MetricsError> {
+    fn add<C: Collector + Clone + 'static>(&mut self, collector: C) -> Result<C, MetricsError> {
         self.names
             .extend(collector.desc().iter().map(|d| d.fq_name.clone()));
         self.registry.register(Box::new(collector.clone()))?;
         Ok(collector)
+    }
+
+    /// A labelled family built by `new` (`GaugeVec::new`, `IntCounterVec::new`, ...).
+    fn family<C: Collector + Clone + 'static>(
+        &mut self,
+        new: fn(Opts, &[&str]) -> prometheus::Result<C>,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> Result<C, MetricsError> {
+        self.add(new(Opts::new(name, help), labels)?)
     }
 
     fn gauges(
@@ -100,7 +108,7 @@ impl Families {
         help: &str,
         labels: &[&str],
     ) -> Result<GaugeVec, MetricsError> {
-        self.add(GaugeVec::new(Opts::new(name, help), labels)?)
+        self.family(GaugeVec::new, name, help, labels)
     }
 
     fn int_gauges(
@@ -109,7 +117,7 @@ impl Families {
         help: &str,
         labels: &[&str],
     ) -> Result<IntGaugeVec, MetricsError> {
-        self.add(IntGaugeVec::new(Opts::new(name, help), labels)?)
+        self.family(IntGaugeVec::new, name, help, labels)
     }
 
     fn counters(
@@ -118,7 +126,7 @@ impl Families {
         help: &str,
         labels: &[&str],
     ) -> Result<IntCounterVec, MetricsError> {
-        self.add(IntCounterVec::new(Opts::new(name, help), labels)?)
+        self.family(IntCounterVec::new, name, help, labels)
     }
 
     fn histogram(
