@@ -37,9 +37,7 @@ pub fn run(args: &CheckArgs) -> Result<Vec<(HealthCheck, Outcome)>, CheckError> 
     };
     let checks = build_all(&loaded, &refs).map_err(|e| CheckError::Invalid(e.join("\nerror: ")))?;
     let runtime = tokio::runtime::Runtime::new().map_err(CheckError::Runtime)?;
-    let ctx = ProbeContext {
-        deny: args.policy.deny_cidrs.clone(),
-    };
+    let ctx = ProbeContext::denying(args.policy.deny_cidrs.clone());
     Ok(runtime.block_on(run_once(&loaded, checks, ctx)))
 }
 

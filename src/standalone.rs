@@ -44,9 +44,9 @@ pub async fn run(args: StandaloneArgs) -> Result<(), StandaloneError> {
             secrets_dir: args.references.secrets_dir.clone(),
             config_maps_dir: args.references.config_maps_dir.clone(),
         },
-        ctx: Arc::new(ProbeContext {
-            deny: args.service.policy.deny_cidrs.clone(),
-        }),
+        ctx: Arc::new(ProbeContext::denying(
+            args.service.policy.deny_cidrs.clone(),
+        )),
         fingerprint: 0,
     };
     let count = source.sync(&engine.scheduler)?;

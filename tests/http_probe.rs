@@ -220,9 +220,7 @@ async fn deny_list_blocks_direct_and_redirected_targets() {
         &spec(json!({"http": {"url": format!("http://127.0.0.1:{}/x", server.port())}})),
         &MapRefs::default(),
     );
-    let strict = ProbeContext {
-        deny: vec!["127.0.0.2/32".parse().unwrap()],
-    };
+    let strict = ProbeContext::denying(vec!["127.0.0.2/32".parse().unwrap()]);
     let outcome = probe::run(&check, &strict).await;
     assert_reason(&outcome, Reason::TargetDenied);
     assert!(outcome.message.contains("127.0.0.2"));

@@ -183,6 +183,7 @@ impl Operator {
             ),
             probe: Arc::new(ProbeContext {
                 deny: service.policy.deny_cidrs.clone(),
+                user_agent: crate::probe::user_agent(Some(&identity)),
             }),
             metrics,
             synced: engine.ready.clone(),

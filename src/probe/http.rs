@@ -250,7 +250,7 @@ async fn exchange(
         Box::new(stream)
     };
     trace.enter(Phase::FirstByte);
-    let request = build_request(check, hop)?;
+    let request = build_request(check, hop, &ctx.user_agent)?;
     let (mut sender, connection) = http1::Builder::new()
         .max_buf_size(READ_BUFFER)
         .handshake::<_, Full<Bytes>>(TokioIo::new(io))
@@ -284,7 +284,11 @@ fn is_credential(header: &ResolvedHeader) -> bool {
         || header.name == header::COOKIE
 }
 
-fn build_request(check: &HttpCheck, hop: &Hop) -> Result<Request<Full<Bytes>>, Failure> {
+fn build_request(
+    check: &HttpCheck,
+    hop: &Hop,
+    user_agent: &str,
+) -> Result<Request<Full<Bytes>>, Failure> {
     let url = &hop.url;
     let path = match url.query() {
         Some(query) => format!("{}?{query}", url.path()),
@@ -300,10 +304,7 @@ fn build_request(check: &HttpCheck, hop: &Hop) -> Result<Request<Full<Bytes>>, F
     };
     let defaults = [
         (header::HOST, host),
-        (
-            header::USER_AGENT,
-            concat!("canary/", env!("CARGO_PKG_VERSION")).to_string(),
-        ),
+        (header::USER_AGENT, user_agent.to_string()),
         (header::CONNECTION, "close".to_string()),
         (header::ACCEPT, "*/*".to_string()),
     ];

@@ -54,13 +54,36 @@ pub enum Target {
 pub struct ProbeContext {
     /// Resolved addresses in these networks are never connected to (`TargetDenied`).
     pub deny: Vec<IpNet>,
+    /// The User-Agent of HTTP probes (a header in the spec overrides it).
+    pub user_agent: String,
 }
 
 impl Default for ProbeContext {
     fn default() -> Self {
         Self {
             deny: default_deny(),
+            user_agent: user_agent(None),
         }
+    }
+}
+
+impl ProbeContext {
+    /// The default context with another deny list.
+    pub fn denying(deny: Vec<IpNet>) -> Self {
+        Self {
+            deny,
+            ..Self::default()
+        }
+    }
+}
+
+/// `canary/<version>`, with the replica's identity when there is one (`canary/0.1.0 (r2)`), so
+/// a target's logs tell which replica probed.
+pub fn user_agent(identity: Option<&str>) -> String {
+    let version = env!("CARGO_PKG_VERSION");
+    match identity {
+        Some(identity) => format!("canary/{version} ({identity})"),
+        None => format!("canary/{version}"),
     }
 }
 

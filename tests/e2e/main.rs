@@ -18,6 +18,7 @@ mod outage;
 mod prometheus;
 mod references;
 mod restart;
+mod supervision;
 mod tls;
 mod validation;
 
