@@ -15,6 +15,7 @@ mod leader;
 mod load;
 mod namespaces;
 mod outage;
+mod partition;
 mod prometheus;
 mod references;
 mod restart;

@@ -1,8 +1,10 @@
 //! Loopback targets for probes: HTTP and TLS servers with generated certificates ([`server`],
 //! [`pki`]), one whose status can be switched, and peers that never answer ([`silent`]: a
-//! blackhole that never accepts, a tarpit that accepts and says nothing).
+//! blackhole that never accepts, a tarpit that accepts and says nothing), and a TCP proxy that
+//! can cut a component off the network ([`proxy`]).
 
 pub mod pki;
+pub mod proxy;
 pub mod server;
 pub mod silent;
 
@@ -12,6 +14,7 @@ use std::sync::{
 };
 
 pub use pki::{Ca, Leaf};
+pub use proxy::Proxy;
 pub use server::{Recorded, Reply, TestServer, Transport, tls_config};
 pub use silent::{Blackhole, Tarpit, closed_port};
 

@@ -20,12 +20,14 @@ use tokio::{
 use tokio_rustls::TlsAcceptor;
 
 /// One request as the server received it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Recorded {
     pub method: String,
     pub path: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// When its head arrived.
+    pub at: std::time::Instant,
 }
 
 impl Recorded {
@@ -228,6 +230,7 @@ async fn read_request<S: AsyncRead + Unpin>(stream: &mut S) -> Option<Recorded> 
             })
             .collect(),
         body: buf[head_end..].to_vec(),
+        at: std::time::Instant::now(),
     };
     let length: usize = request
         .header("content-length")
