@@ -21,6 +21,7 @@ mod references;
 mod restart;
 mod supervision;
 mod tls;
+mod trust;
 mod validation;
 
 use std::time::{Duration, Instant};
@@ -60,8 +61,13 @@ impl Scenario {
         Self::on(Cluster::alone().await, ns, args, objects).await
     }
 
-    async fn on(cluster: Cluster, ns: &'static str, args: &[&str], objects: &[Value]) -> Self {
-        cluster.namespace(ns).await;
+    /// On a cluster set up beforehand (namespace `ns` already created).
+    async fn on_cluster(
+        cluster: Cluster,
+        ns: &'static str,
+        args: &[&str],
+        objects: &[Value],
+    ) -> Self {
         let operator = operator(&cluster).args(args).process().await;
         if !objects.is_empty() {
             cluster.kubectl.apply(objects).await;
@@ -73,6 +79,11 @@ impl Scenario {
             watch,
             ns,
         }
+    }
+
+    async fn on(cluster: Cluster, ns: &'static str, args: &[&str], objects: &[Value]) -> Self {
+        cluster.namespace(ns).await;
+        Self::on_cluster(cluster, ns, args, objects).await
     }
 }
 
