@@ -9,7 +9,7 @@ use canary_test_harness::{
     cluster::{Cluster, http_check},
     operator::{Launch, Operator},
     targets::{Proxy, Recorded, Reply, TestServer, Transport},
-    wait::eventually,
+    wait::{eventually, steady},
 };
 use serde_json::json;
 
@@ -128,43 +128,43 @@ fn skewed_holder(cluster: &Cluster) -> tokio::task::JoinHandle<()> {
     })
 }
 
+/// Waits until `who` holds the Lease.
+async fn wait_holder(cluster: &Cluster, who: &str) {
+    let what = format!("{who} holding the Lease");
+    eventually(
+        10 * SEC,
+        &what,
+        Duration::from_millis(100),
+        async || match cluster.lease_holder("default", LEASE).await {
+            holder if holder == who => Ok(()),
+            other => Err(other),
+        },
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_never_steals_a_renewed_lease_whose_clock_runs_behind() {
     let cluster = Cluster::start().await;
     let holder = skewed_holder(&cluster);
-    eventually(
-        10 * SEC,
-        "the skewed holder's Lease",
-        Duration::from_millis(100),
-        async || match cluster.lease_holder("default", LEASE).await.as_str() {
-            "skewed-holder" => Ok(()),
-            other => Err(other.to_string()),
-        },
+    wait_holder(&cluster, "skewed-holder").await;
+    let _standby = replica(cluster.kubeconfig(), "replica-b").await;
+    // Three lease durations with the holder unchanged: the standby judged by what it saw.
+    let kept = steady(
+        20 * SEC,
+        3 * DURATION,
+        "the holder",
+        Duration::from_millis(200),
+        async || cluster.lease_holder("default", LEASE).await,
     )
     .await;
-    let standby = replica(cluster.kubeconfig(), "replica-b").await;
-    tokio::time::sleep(3 * DURATION).await;
-    assert_eq!(
-        cluster.lease_holder("default", LEASE).await,
-        "skewed-holder",
-        "the Lease was stolen"
-    );
+    assert_eq!(kept, "skewed-holder", "the Lease was stolen");
     holder.abort();
     let released = Instant::now();
-    eventually(
-        10 * SEC,
-        "a takeover once renewals stop",
-        Duration::from_millis(100),
-        async || match cluster.lease_holder("default", LEASE).await.as_str() {
-            "replica-b" => Ok(()),
-            other => Err(other.to_string()),
-        },
-    )
-    .await;
+    wait_holder(&cluster, "replica-b").await;
     let took = released.elapsed();
     assert!(
         took < DURATION + 2 * SEC,
         "takeover {took:?} after the last renewal"
     );
-    drop(standby);
 }
