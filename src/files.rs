@@ -102,18 +102,44 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Loaded>, LoadError> {
     Ok(loaded)
 }
 
+/// Most documents one file may hold (a fleet's worth; each is bounded by the YAML budget).
+pub const MAX_DOCUMENTS: usize = 1_000_000;
+/// Largest file read.
+const MAX_FILE_BYTES: usize = 512 * 1024 * 1024;
+
 fn load_file(path: &Path) -> Result<Vec<Loaded>, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+    let file = std::fs::File::open(path).map_err(|source| LoadError::Read {
         path: path.into(),
         source,
     })?;
-    let documents: Vec<serde_json::Value> =
-        serde_saphyr::from_str_multiple(&text).map_err(|e| LoadError::Yaml {
+    let mut reader = std::io::BufReader::new(file);
+    // Streamed, with the budget (nodes, depth, aliases) enforced per document: a fleet file
+    // of 100,000 HealthChecks loads, an alias bomb in one document does not.
+    let options = serde_saphyr::options! {
+        budget: serde_saphyr::budget! { max_reader_input_bytes: Some(MAX_FILE_BYTES) },
+    };
+    let documents = serde_saphyr::read_with_options::<_, serde_json::Value>(&mut reader, options);
+    let yaml_error = |e: serde_saphyr::Error| {
+        let mut message = e.to_string();
+        if message.contains("budget") {
+            message.push_str(
+                " (limits per document: 250000 nodes, depth 64, 50000 aliases; per file: 1000000 documents, 512 MiB)",
+            );
+        }
+        LoadError::Yaml {
             path: path.into(),
-            message: e.to_string(),
-        })?;
+            message,
+        }
+    };
     let mut loaded = Vec::new();
-    for (index, document) in documents.into_iter().enumerate() {
+    for (index, document) in documents.enumerate() {
+        if index >= MAX_DOCUMENTS {
+            return Err(LoadError::Yaml {
+                path: path.into(),
+                message: format!("more than {MAX_DOCUMENTS} documents, the limit per file"),
+            });
+        }
+        let document = document.map_err(yaml_error)?;
         if document.is_null() {
             continue;
         }

@@ -301,3 +301,21 @@ fn unreadable_resolver_configuration_is_the_probers_fault() {
         run.stdout
     );
 }
+
+#[test]
+fn a_fleet_file_of_a_hundred_thousand_documents_loads() {
+    // The YAML budget applies per document: a file listing a fleet is not an attack.
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::with_capacity(100_000 * 160);
+    for i in 0..100_000 {
+        text.push_str(&format!(
+            "apiVersion: canary.dev/v1alpha1\nkind: HealthCheck\nmetadata: {{name: c{i}, namespace: fleet}}\n\
+             spec: {{suspend: true, tcp: {{host: 127.0.0.1, port: 9}}}}\n---\n"
+        ));
+    }
+    let file = dir.path().join("fleet.yaml");
+    std::fs::write(&file, text).unwrap();
+    let loaded = canary_operator::files::load(&[file]).expect("a fleet file loads");
+    assert_eq!(loaded.len(), 100_000);
+    assert_eq!(loaded[99_999].key().name, "c99999");
+}

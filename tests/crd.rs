@@ -46,7 +46,10 @@ fn crd_has_names_columns_and_status_subresource() {
             "Latency",
             "Cert-Expires",
             "Last-Run",
-            "Age"
+            "Age",
+            "Target",
+            "Interval",
+            "Message"
         ]
     );
 }
@@ -124,6 +127,21 @@ fn bad_documents_are_rejected_with_the_field_named() {
             json!({"tls": {"host": "a", "port": 443}, "tlsPolicy": {"pinnedPublicKeys": ["md5/x"]}}),
             "spec.tlsPolicy.pinnedPublicKeys[0]",
             "",
+        ),
+        (
+            json!({"http": {"url": "https://a", "expect": {"status": [200, "7xx"]}}}),
+            "spec.http.expect.status",
+            "a code from 100 to 599 or a class",
+        ),
+        (
+            json!({"tcp": {"host": "a", "port": 1}, "interval": "99999999999999999999h"}),
+            "spec.interval",
+            "",
+        ),
+        (
+            json!({"http": {"url": "https://a", "expect": {"maxDuration": "25h"}}}),
+            "spec.http.expect.maxDuration",
+            "at most 24h",
         ),
     ];
     for (spec, field, message) in cases {

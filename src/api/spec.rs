@@ -36,7 +36,10 @@ pub const DEFAULT_MIN_REMAINING_VALIDITY: &str = "336h";
     printcolumn = r#"{"name": "Latency", "type": "string", "jsonPath": ".status.lastResult.duration", "description": "Duration of the last probe"}"#,
     printcolumn = r#"{"name": "Cert-Expires", "type": "string", "jsonPath": ".status.tls.notAfter", "description": "Expiry of the served leaf certificate"}"#,
     printcolumn = r#"{"name": "Last-Run", "type": "date", "jsonPath": ".status.lastRunTime", "description": "When the last probe ran"}"#,
-    printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
+    printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name": "Target", "type": "string", "priority": 1, "jsonPath": ".status.target", "description": "What is probed (URL without credentials or query, or host:port)"}"#,
+    printcolumn = r#"{"name": "Interval", "type": "string", "priority": 1, "jsonPath": ".spec.interval", "description": "How often it is probed"}"#,
+    printcolumn = r#"{"name": "Message", "type": "string", "priority": 1, "jsonPath": ".status.conditions[?(@.type==\"Ready\")].message", "description": "Why the check is in this state"}"#
 )]
 #[x_kube(validation = Rule::new(
     "[has(self.http), has(self.tcp), has(self.tls)].filter(x, x).size() == 1"
@@ -286,6 +289,12 @@ fn status_list_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         "minItems": 1,
         "maxItems": 64,
         "default": ["2xx"],
+        // The anyOf below accepts any string through its integer branch in kube-apiserver
+        // (int-or-string), so the pattern is enforced again here.
+        "x-kubernetes-validations": [{
+            "rule": "self.all(s, string(s).matches('^([1-5][0-9][0-9]|[1-5]xx)$'))",
+            "message": "each status must be a code from 100 to 599 or a class such as \"2xx\""
+        }],
         "items": {
             "x-kubernetes-int-or-string": true,
             "anyOf": [

@@ -22,6 +22,13 @@ use crate::{
     runner::{Origin, RunnerSpec, Scheduler},
 };
 
+/// Annotation whose new value triggers one immediate run (like Flux's `requestedAt`).
+pub const RUN_NOW: &str = "canary.dev/run-now";
+
+fn run_now(object: &HealthCheck) -> Option<&String> {
+    object.metadata.annotations.as_ref()?.get(RUN_NOW)
+}
+
 /// What reconcile needs.
 pub struct Context {
     pub scheduler: Scheduler,
@@ -148,14 +155,22 @@ impl Reconciler {
         if let Some(status) = &object.status {
             self.ctx.writer.seed(&key, status);
         }
-        // Our own status writes come back as watch events: the spec (generation) and uid
-        // are unchanged, so there is nothing to rebuild; rotations are caught by resync.
-        let unchanged = self.objects.get(&key).is_some_and(|known| {
-            known.metadata.generation == object.metadata.generation
-                && known.metadata.uid == object.metadata.uid
+        // Our own status writes come back as watch events: the spec (generation), uid and
+        // labels are unchanged, so there is nothing to rebuild; rotations are caught by resync.
+        let known = self.objects.get(&key);
+        let unchanged = known.is_some_and(|known| {
+            let (a, b) = (&known.metadata, &object.metadata);
+            a.generation == b.generation && a.uid == b.uid && a.labels == b.labels
         }) && self.ctx.scheduler.status(&key).is_some();
+        // A new value of the run-now annotation asks for one run at once (seen first after a
+        // restart, it is taken as already handled).
+        let run_now = known.is_some_and(|known| run_now(known) != run_now(&object))
+            && run_now(&object).is_some();
         if self.active && !unchanged {
             reconcile(&object, &self.ctx).await;
+        }
+        if self.active && run_now && self.ctx.scheduler.run_now(&key) {
+            tracing::info!(check = %key, "running now ({RUN_NOW})");
         }
         self.objects.insert(key, object);
     }

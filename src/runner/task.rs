@@ -147,7 +147,9 @@ fn report(
             settled: state.settled,
             in_maintenance,
         };
-        let next = next_status(&previous, &outcome, inputs);
+        let mut next = next_status(&previous, &outcome, inputs);
+        let target = &spec.info.target;
+        next.status.target = (!target.is_empty()).then(|| target.clone());
         if outcome.reason != Reason::Reconciling {
             state.settled = None;
         }
