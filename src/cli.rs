@@ -13,12 +13,16 @@ use crate::{api::validate::duration_flag, controller::LabelGate, report::Format}
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
-    /// Log format; levels come from RUST_LOG (default info).
+    /// Log format.
     #[arg(long, global = true, env = "CANARY_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
+    /// Log level (error, warn, info, debug, trace), or a tracing filter such as
+    /// `info,canary_operator::controller=debug`; RUST_LOG, when set, takes precedence.
+    #[arg(long, global = true, env = "CANARY_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
 }
 
-/// Log output formats (levels come from `RUST_LOG`, default `info`).
+/// Log output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -49,6 +53,14 @@ pub struct OperatorArgs {
     /// Status writes allowed in a burst above the rate.
     #[arg(long, env = "CANARY_STATUS_WRITE_BURST", default_value_t = 50)]
     pub status_write_burst: u32,
+    /// A separate budget, per second, for the first status write of a HealthCheck or of a new
+    /// generation (someone just applied it and waits), so 1,000 new checks show Ready in
+    /// seconds; steady-state writes stay under --status-write-qps.
+    #[arg(long, env = "CANARY_STATUS_FIRST_WRITE_QPS", default_value_t = 100)]
+    pub status_first_write_qps: u32,
+    /// Burst of that separate budget.
+    #[arg(long, env = "CANARY_STATUS_FIRST_WRITE_BURST", default_value_t = 200)]
+    pub status_first_write_burst: u32,
     /// Write status at least this often even when only timestamps changed.
     #[arg(long, env = "CANARY_STATUS_HEARTBEAT", default_value = "5m", value_parser = duration_flag)]
     pub status_heartbeat: std::time::Duration,

@@ -132,6 +132,8 @@ impl Operator {
             writer::WriterConfig {
                 qps: args.status_write_qps,
                 burst: args.status_write_burst,
+                first_qps: args.status_first_write_qps,
+                first_burst: args.status_first_write_burst,
                 heartbeat: args.status_heartbeat,
                 stall: args.writer_stall,
             },

@@ -70,8 +70,12 @@ impl Written {
 /// Writer settings.
 #[derive(Debug, Clone)]
 pub struct WriterConfig {
+    /// Steady-state writes per second and burst.
     pub qps: u32,
     pub burst: u32,
+    /// A separate budget for the first write of an object or of a new generation.
+    pub first_qps: u32,
+    pub first_burst: u32,
     pub heartbeat: Duration,
     /// `/healthz` fails when writes are pending and none succeeded for this long.
     pub stall: Duration,
@@ -248,7 +252,7 @@ impl StatusWriter {
         while self.shared.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < until {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let limiter = limiter(&self.shared.config);
+        let limiter = limiter(self.shared.config.qps, self.shared.config.burst);
         while Instant::now() < until {
             let next = lock(&self.shared.pending).pop_ready(Instant::now() + deadline);
             let Some((key, pending)) = next else {
@@ -261,7 +265,9 @@ impl StatusWriter {
 
     /// The writer loop; runs forever.
     pub async fn run(self) {
-        let limiter = limiter(&self.shared.config);
+        let config = &self.shared.config;
+        let first_writes = limiter(config.first_qps, config.first_burst);
+        let limiter = limiter(config.qps, config.burst);
         loop {
             let notified = self.shared.notify.notified();
             if self.shared.stopping.load(Ordering::SeqCst) {
@@ -284,7 +290,11 @@ impl StatusWriter {
                 self.count(Written::Skipped);
                 continue;
             }
-            limiter.until_ready().await;
+            // The first write of an object or of a new generation (a check just applied or
+            // edited: someone is waiting for its verdict) spends its own budget first.
+            if !(self.first_write(&key, &pending.status) && first_writes.check().is_ok()) {
+                limiter.until_ready().await;
+            }
             // A newer status may have been reported while waiting for a slot: write that one.
             let newer = lock(&self.shared.pending).remove(&key);
             let pending = match newer {
@@ -303,6 +313,12 @@ impl StatusWriter {
                 self.retry(key, pending, result);
             }
         }
+    }
+
+    /// Whether `status` is the first this writer writes for `key`, or for a new generation.
+    fn first_write(&self, key: &CheckKey, status: &HealthCheckStatus) -> bool {
+        (lock(&self.shared.written).get(key))
+            .is_none_or(|last| last.status.observed_generation != status.observed_generation)
     }
 
     /// True when the last write differs only in timestamps and no heartbeat is due.
@@ -378,9 +394,9 @@ impl StatusWriter {
     }
 }
 
-fn limiter(config: &WriterConfig) -> DefaultDirectRateLimiter {
-    let qps = NonZeroU32::new(config.qps.max(1)).unwrap_or(NonZeroU32::MIN);
-    let burst = NonZeroU32::new(config.burst.max(1)).unwrap_or(NonZeroU32::MIN);
+fn limiter(qps: u32, burst: u32) -> DefaultDirectRateLimiter {
+    let qps = NonZeroU32::new(qps.max(1)).unwrap_or(NonZeroU32::MIN);
+    let burst = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
     RateLimiter::direct(Quota::per_second(qps).allow_burst(burst))
 }
 

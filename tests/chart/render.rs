@@ -264,17 +264,20 @@ fn assert_hardened(c: &Value) {
 }
 
 /// The operator's flags with default values.
-const DEFAULT_ARGS: [&str; 14] = [
+const DEFAULT_ARGS: [&str; 17] = [
     "operator",
     "--metrics-bind-address=0.0.0.0:8080",
     "--health-probe-bind-address=0.0.0.0:8081",
     "--log-format=json",
+    "--log-level=info",
     "--leader-elect",
     "--leader-election-lease-name=canary-operator",
     "--leader-election-namespace=canary",
     "--leader-election-lease-duration=15s",
     "--status-write-qps=10",
     "--status-write-burst=50",
+    "--status-first-write-qps=100",
+    "--status-first-write-burst=200",
     "--status-heartbeat=5m",
     "--writer-stall=5m",
     "--watch-stall=5m",
