@@ -148,6 +148,10 @@ pub struct EngineArgs {
     /// /healthz fails when this many runs in a row (across checks) end in ProberError.
     #[arg(long, env = "CANARY_PROBER_ERROR_STREAK", default_value_t = 5)]
     pub prober_error_streak: usize,
+    /// HealthCheck labels copied into `canary_check_info` (comma-separated, e.g. team,severity),
+    /// so alerts can route by them.
+    #[arg(long, env = "CANARY_METRICS_LABEL_ALLOWLIST", value_delimiter = ',')]
+    pub metrics_label_allowlist: Vec<String>,
 }
 
 /// Where the admin endpoints listen (names as in kubebuilder operators).

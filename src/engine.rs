@@ -57,7 +57,8 @@ impl Engine {
             sinks,
             vitals: Vec::new(),
         };
-        Self::start_with_metrics(engine, admin_args, Arc::new(Metrics::new()?), extensions)
+        let metrics = Metrics::with_label_allowlist(&engine.metrics_label_allowlist)?;
+        Self::start_with_metrics(engine, admin_args, Arc::new(metrics), extensions)
     }
 
     /// [`Engine::start`] with a registry created beforehand (for sinks that count into it)

@@ -39,6 +39,7 @@ fn engine_args(stall_grace: Duration) -> (EngineArgs, AdminArgs) {
             max_concurrent_probes: Some(8),
             stall_grace,
             prober_error_streak: 5,
+            metrics_label_allowlist: Vec::new(),
         },
         AdminArgs {
             metrics_bind_address: local,

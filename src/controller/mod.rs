@@ -126,7 +126,8 @@ impl Operator {
     fn start(self) -> Result<Running, ControllerError> {
         let args = &self.args;
         let identity = self.identity();
-        let metrics = Arc::new(Metrics::new()?);
+        let allowlist = &args.service.engine.metrics_label_allowlist;
+        let metrics = Arc::new(Metrics::with_label_allowlist(allowlist)?);
         let writer = writer::StatusWriter::new(
             self.client.clone(),
             writer::WriterConfig {

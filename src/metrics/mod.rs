@@ -317,3 +317,85 @@ impl Sink for Metrics {
         operator.scheduler_progress.set(unix_now());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{sync::Arc, time::Duration};
+
+    use super::*;
+    use crate::{
+        api::{HealthCheckStatus, Reason},
+        probe::Outcome,
+        runner::{CheckInfo, Plan, RunnerSpec, Schedule},
+    };
+
+    fn spec() -> RunnerSpec {
+        let key = CheckKey {
+            namespace: "shop".into(),
+            name: "api".into(),
+        };
+        let plan = Plan::Blocked {
+            reason: Reason::InvalidSpec,
+            message: String::new(),
+        };
+        let mut spec = RunnerSpec::new(
+            key,
+            Schedule::every(Duration::from_secs(1), Duration::ZERO),
+            plan,
+        );
+        spec.info = Arc::new(CheckInfo {
+            kind: "http",
+            target: "https://api.shop/healthz".into(),
+            labels: [("team".to_string(), "payments".to_string())].into(),
+        });
+        spec
+    }
+
+    fn report(metrics: &Metrics, spec: &RunnerSpec, reason: Reason) {
+        let outcome = Outcome::not_run(reason, "");
+        let status = HealthCheckStatus {
+            consecutive_failures: 4,
+            ..HealthCheckStatus::default()
+        };
+        let report = RunReport {
+            key: &spec.key,
+            spec,
+            outcome: &outcome,
+            previous: &status,
+            status: &status,
+            transition: None,
+            lag: Duration::ZERO,
+            slot_wait: Duration::ZERO,
+            skipped: 0,
+            in_maintenance: true,
+        };
+        metrics.on_run(&report);
+    }
+
+    #[test]
+    fn info_names_the_target_and_allow_listed_labels_and_a_check_that_does_not_run_has_no_verdict()
+    {
+        let metrics = Metrics::with_label_allowlist(&["team".into()]).unwrap();
+        let spec = spec();
+        report(&metrics, &spec, Reason::UnexpectedStatus);
+        let text = metrics.render().unwrap();
+        for series in [
+            r#"canary_check_info{kind="http",name="api",namespace="shop",target="https://api.shop/healthz",team="payments"} 1"#,
+            r#"canary_check_success{name="api",namespace="shop"} 0"#,
+            r#"canary_check_consecutive_failures{name="api",namespace="shop"} 4"#,
+            r#"canary_check_in_maintenance{name="api",namespace="shop"} 1"#,
+            "canary_build_info{revision=",
+        ] {
+            assert!(text.contains(series), "{series} missing from:\n{text}");
+        }
+        report(&metrics, &spec, Reason::Suspended);
+        let text = metrics.render().unwrap();
+        assert!(
+            !text.contains("canary_check_success{"),
+            "a suspended check has no verdict"
+        );
+        assert!(!text.contains(r#"reason="Suspended""#), "nor a failed run");
+        metrics.forget(&spec.key);
+        assert!(!metrics.render().unwrap().contains("canary_check_info{"));
+    }
+}

@@ -111,6 +111,34 @@ async fn alert_rules_take_thresholds_labels_and_runbook_url_from_values() {
     }
 }
 
+#[tokio::test]
+async fn allow_listed_labels_reach_the_operator_and_the_alerts() {
+    let set = [
+        "--set",
+        "metrics.labelAllowlist={team,app.kubernetes.io/part-of,name}",
+    ];
+    let rules = rendered_rules(&set).await;
+    let failing = (alerts(&rules).into_iter())
+        .find(|a| a["alert"] == "CanaryCheckFailing")
+        .unwrap();
+    let expr = failing["expr"].as_str().unwrap();
+    assert!(
+        expr.contains("group_left (kind, target, team, app_kubernetes_io_part_of, label_name)"),
+        "{expr}"
+    );
+    let args = chart::args(&render(&set).await);
+    // The operator names the labels the same way.
+    assert_eq!(
+        canary_operator::metrics::metric_label("app.kubernetes.io/part-of"),
+        "app_kubernetes_io_part_of"
+    );
+    assert_eq!(canary_operator::metrics::metric_label("name"), "label_name");
+    assert!(
+        args.contains(&"--metrics-label-allowlist=team,app.kubernetes.io/part-of,name".to_string()),
+        "{args:?}"
+    );
+}
+
 /// Metric names used in a PromQL expression (identifiers before `{`), by family.
 fn metric_names(expr: &str) -> Vec<String> {
     let mut names = Vec::new();
