@@ -45,7 +45,7 @@ impl DeleteOpts {
 pub fn delete(store: &mut Store, t: &Target, opts: &DeleteOpts) -> Result<Value, ApiError> {
     let name = t.name()?.to_string();
     let mut obj = store
-        .get(&t.rt.id(), &t.namespace, &name)
+        .get(&t.rt.storage_id(), &t.namespace, &name)
         .cloned()
         .ok_or_else(|| t.not_found(&name))?;
     let md = &obj["metadata"];
@@ -75,7 +75,7 @@ pub fn delete(store: &mut Store, t: &Target, opts: &DeleteOpts) -> Result<Value,
             m.insert("deletionTimestamp".into(), json!(meta::now()));
             m.insert("deletionGracePeriodSeconds".into(), json!(0));
         }
-        store.put(&t.rt.id(), &t.namespace, &name, obj.clone(), rv);
+        store.put(&t.rt.storage_id(), &t.namespace, &name, obj.clone(), rv);
         return Ok(obj);
     }
     if t.rt.plural == "namespaces" {
@@ -95,7 +95,7 @@ fn remove_now_with(store: &mut Store, rt: &Arc<ResourceType>, obj: Value, rv: u6
         meta::namespace_of(&obj).to_string(),
         meta::name_of(&obj).to_string(),
     );
-    store.remove(&rt.id(), &ns, &name, obj.clone(), rv);
+    store.remove(&rt.storage_id(), &ns, &name, obj.clone(), rv);
     if rt.plural == "namespaces" {
         delete_namespace_contents(store, &name);
     }
@@ -169,7 +169,13 @@ fn collect_garbage(store: &mut Store, gone_uid: &str, orphan: bool) {
             }
             let rv = store.next_rv();
             meta::metadata_mut(&mut new).insert("resourceVersion".into(), json!(rv.to_string()));
-            store.put(&t.rt.id(), &t.namespace, meta::name_of(&obj), new, rv);
+            store.put(
+                &t.rt.storage_id(),
+                &t.namespace,
+                meta::name_of(&obj),
+                new,
+                rv,
+            );
         } else if owners.iter().all(|u| !live.contains(u)) {
             let _ = delete(store, &t, &DeleteOpts::default());
         }
@@ -184,7 +190,7 @@ pub fn delete_collection(store: &mut Store, t: &Target, items: Vec<Value>) -> Va
         one.namespace = meta::namespace_of(&obj).to_string();
         one.name = Some(meta::name_of(&obj).to_string());
         if let Ok(v) = delete(store, &one, &DeleteOpts::default()) {
-            deleted.push(v);
+            deleted.push(crate::list_watch::present(t, v));
         }
     }
     json!({"apiVersion": t.api_version(), "kind": format!("{}List", t.rt.kind),

@@ -207,7 +207,7 @@ fn object_route(shared: &Arc<Shared>, p: &ObjectPath, r: &Req) -> Result<Respons
     match (&r.method, t.name.is_some()) {
         (&Method::GET, false) if is_watch => Ok(watch_response(shared, t, r)?),
         (&Method::GET, false) => {
-            let list = list_watch::list(shared, &t, &ListQuery::parse(&r.query)?)?;
+            let list = list_watch::list(shared, &t, &ListQuery::parse(&t, &r.query)?)?;
             Ok(json_response(200, &maybe_table(&t, r, list)))
         }
         (&Method::GET, true) => get_one(shared, &t, r),
@@ -242,7 +242,7 @@ fn object_route(shared: &Arc<Shared>, p: &ObjectPath, r: &Req) -> Result<Respons
             Ok(json_response(200, &list_watch::present(&t, obj)))
         }
         (&Method::DELETE, false) => {
-            let (items, _) = list_watch::matching(shared, &t, &ListQuery::parse(&r.query)?);
+            let (items, _) = list_watch::matching(shared, &t, &ListQuery::parse(&t, &r.query)?);
             let list = delete::delete_collection(&mut shared.store(), &t, items);
             Ok(json_response(200, &list))
         }
@@ -254,7 +254,7 @@ fn get_one(shared: &Shared, t: &Target, r: &Req) -> Result<Response<Body>, ApiEr
     let name = t.name()?;
     let obj = shared
         .store()
-        .get(&t.rt.id(), &t.namespace, name)
+        .get(&t.rt.storage_id(), &t.namespace, name)
         .cloned()
         .ok_or_else(|| t.not_found(name))?;
     Ok(json_response(
@@ -284,7 +284,7 @@ fn maybe_table(t: &Target, r: &Req, v: Value) -> Value {
 }
 
 fn watch_response(shared: &Arc<Shared>, t: Target, r: &Req) -> Result<Response<Body>, ApiError> {
-    let q = ListQuery::parse(&r.query)?;
+    let q = ListQuery::parse(&t, &r.query)?;
     let convert: list_watch::Convert = if r.wants_table() {
         let tt = t.clone();
         Box::new(move |obj| crate::table::to_table(&tt, &obj))

@@ -9,6 +9,7 @@ mod defaults;
 mod delete;
 mod discovery;
 mod error;
+mod events;
 mod faults;
 mod http;
 mod jsonpath;

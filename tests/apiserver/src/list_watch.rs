@@ -24,18 +24,31 @@ pub struct ListQuery {
     timeout: Option<Duration>,
     bookmarks: bool,
     initial_events: bool,
+    /// For Events: each field label mapped to the core/v1 selectable field it reads.
+    event_fields: Option<HashMap<String, &'static str>>,
 }
 
 impl ListQuery {
-    /// From the parsed query string.
-    pub fn parse(q: &HashMap<String, String>) -> Result<Self, ApiError> {
+    /// From the parsed query string of a request for `t`. Events accept only the field labels
+    /// kube registers for their API (400 otherwise); other types accept any dotted path.
+    pub fn parse(t: &Target, q: &HashMap<String, String>) -> Result<Self, ApiError> {
         let sel = |k: &str| {
             Selector::parse(q.get(k).map(String::as_str).unwrap_or_default())
                 .map_err(|e| ApiError::bad_request(e.to_string()))
         };
+        let fields = sel("fieldSelector")?;
+        let event_fields = if crate::events::is_event(&t.rt) {
+            let labels = fields.keys().map(|label| {
+                crate::events::field_label(&t.rt, label).map(|core| (label.to_string(), core))
+            });
+            Some(labels.collect::<Result<_, _>>()?)
+        } else {
+            None
+        };
         Ok(Self {
             labels: sel("labelSelector")?,
-            fields: sel("fieldSelector")?,
+            fields,
+            event_fields,
             limit: q
                 .get("limit")
                 .and_then(|l| l.parse().ok())
@@ -54,12 +67,21 @@ impl ListQuery {
     }
 
     fn matches(&self, obj: &Value) -> bool {
-        self.labels.matches_labels(obj) && self.fields.matches_fields(obj)
+        let fields = match &self.event_fields {
+            Some(labels) => self.fields.matches_with(|label| {
+                let core = labels.get(label)?;
+                Some(crate::events::selectable_field(obj, core))
+            }),
+            None => self.fields.matches_fields(obj),
+        };
+        self.labels.matches_labels(obj) && fields
     }
 }
 
-/// Sets the apiVersion/kind the client asked for.
-pub fn present(t: &Target, mut obj: Value) -> Value {
+/// A stored object as the client asked for it: its API's shape (see [`crate::events`]) and
+/// the requested apiVersion/kind.
+pub fn present(t: &Target, obj: Value) -> Value {
+    let mut obj = crate::events::for_answer(t, obj);
     if obj.is_object() {
         obj["apiVersion"] = json!(t.api_version());
         obj["kind"] = json!(t.rt.kind);
@@ -75,7 +97,7 @@ fn list_scope(t: &Target) -> Option<&str> {
 pub fn matching(shared: &Shared, t: &Target, q: &ListQuery) -> (Vec<Value>, u64) {
     let store = shared.store();
     let items = store
-        .list(&t.rt.id(), list_scope(t))
+        .list(&t.rt.storage_id(), list_scope(t))
         .into_iter()
         .filter(|o| q.matches(o))
         .collect();
@@ -116,6 +138,7 @@ pub type Convert = Box<dyn Fn(Value) -> Value + Send + Sync>;
 struct Watch {
     shared: Arc<Shared>,
     t: Target,
+    storage: String,
     q: ListQuery,
     convert: Convert,
     tx: mpsc::Sender<Bytes>,
@@ -133,7 +156,7 @@ impl Watch {
     /// The event type to send for `e`, if any: a modification that makes an object enter or
     /// leave the selectors is sent as ADDED or DELETED, as kube-apiserver does.
     fn wanted(&self, e: &Event) -> Option<&'static str> {
-        if e.resource != self.t.rt.id() || list_scope(&self.t).is_some_and(|ns| ns != e.namespace) {
+        if e.resource != self.storage || list_scope(&self.t).is_some_and(|ns| ns != e.namespace) {
             return None;
         }
         let now = self.q.matches(&e.object);
@@ -226,7 +249,7 @@ pub fn watch(
         let start = from.unwrap_or(store.rv);
         let initial: Vec<Value> = if from.is_none() || q.initial_events {
             store
-                .list(&t.rt.id(), list_scope(&t))
+                .list(&t.rt.storage_id(), list_scope(&t))
                 .into_iter()
                 .filter(|o| q.matches(o))
                 .collect()
@@ -241,6 +264,7 @@ pub fn watch(
         Ok((initial, backlog, events, start)) => {
             let w = Watch {
                 shared,
+                storage: t.rt.storage_id(),
                 t,
                 q,
                 convert,

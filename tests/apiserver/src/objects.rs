@@ -61,7 +61,7 @@ fn normalize(t: &Target, object: &mut Value) -> Result<(), ApiError> {
             "the body of the request must be a JSON object",
         ));
     }
-    object["apiVersion"] = json!(t.api_version());
+    object["apiVersion"] = json!(t.storage_api_version());
     object["kind"] = json!(t.rt.kind);
     let md = meta::metadata_mut(object);
     if t.rt.namespaced {
@@ -136,13 +136,14 @@ fn persist(store: &mut Store, t: &Target, name: &str, mut new: Value) -> Value {
     if new["metadata"]["deletionTimestamp"].is_string() && finalizers_done {
         crate::delete::remove_now(store, &t.rt, new.clone(), rv);
     } else {
-        store.put(&t.rt.id(), &t.namespace, name, new.clone(), rv);
+        store.put(&t.rt.storage_id(), &t.namespace, name, new.clone(), rv);
         crate::crd::after_write(store, t, &new);
     }
     new
 }
 
-/// Validates, defaults, stamps metadata and stores `new`, which replaces `old`. Returns the stored object.
+/// Validates, defaults, stamps metadata and stores `new`, which replaces `old` (both in stored
+/// form, see [`crate::events::to_storage`]). Returns the stored object.
 pub fn commit(
     store: &mut Store,
     t: &Target,
@@ -224,10 +225,11 @@ pub(crate) fn split_status(t: &Target, old: Option<&Value>, mut new: Value) -> V
 pub fn create(
     store: &mut Store,
     t: &Target,
-    mut body: Value,
+    body: Value,
     opts: &WriteOpts,
 ) -> Result<Value, ApiError> {
     check_namespace(store, t)?;
+    let mut body = crate::events::to_storage(t, body);
     let md = meta::metadata_mut(&mut body);
     if md
         .get("name")
@@ -248,7 +250,7 @@ pub fn create(
         md.remove(key);
     }
     let name = meta::name_of(&body).to_string();
-    if store.get(&t.rt.id(), &t.namespace, &name).is_some() {
+    if store.get(&t.rt.storage_id(), &t.namespace, &name).is_some() {
         return Err(ApiError::already_exists(&t.rt.group, &t.rt.plural, &name));
     }
     let body = split_status(t, None, body);
@@ -263,13 +265,14 @@ pub fn update(
     opts: &WriteOpts,
 ) -> Result<Value, ApiError> {
     let name = t.name()?.to_string();
+    let body = crate::events::to_storage(t, body);
     if meta::name_of(&body) != name {
         return Err(ApiError::bad_request(
             "the name of the object does not match the name on the URL",
         ));
     }
     let old = store
-        .get(&t.rt.id(), &t.namespace, &name)
+        .get(&t.rt.storage_id(), &t.namespace, &name)
         .cloned()
         .ok_or_else(|| t.not_found(&name))?;
     if let Some(rv) = meta::rv_of(&body)

@@ -91,18 +91,21 @@ pub fn patch(
 ) -> Result<Value, ApiError> {
     let name = t.name()?.to_string();
     let patch = parse_body(kind, body)?;
-    let old = store.get(&t.rt.id(), &t.namespace, &name).cloned();
+    let old = store.get(&t.rt.storage_id(), &t.namespace, &name).cloned();
     let Some(old) = old else {
         if kind != PatchKind::Apply || t.is_status() {
             return Err(t.not_found(&name));
         }
         check_namespace(store, t)?;
-        let mut new = patched(t, kind, &json!({}), &patch, opts)?;
+        let new = patched(t, kind, &json!({}), &patch, opts)?;
+        let mut new = crate::events::to_storage(t, new);
         meta::metadata_mut(&mut new).insert("name".into(), json!(name));
         let new = split_status(t, None, new);
         return commit(store, t, None, new, opts, false);
     };
-    let mut new = patched(t, kind, &old, &patch, opts)?;
+    // A patch applies to the object as this API shows it (an Event through events.k8s.io/v1).
+    let base = crate::events::for_patch(t, old.clone());
+    let mut new = crate::events::to_storage(t, patched(t, kind, &base, &patch, opts)?);
     if let Some(rv) = meta::rv_of(&patch)
         && Some(rv) != meta::rv_of(&old)
     {

@@ -4,7 +4,8 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// One served resource type (all served versions share one storage, like a CRD without conversion).
+/// One served resource type (all served versions share one storage, like a CRD without
+/// conversion; events.k8s.io/v1 Events share core/v1's, see [`crate::events`]).
 #[derive(Debug, Clone)]
 pub struct ResourceType {
     /// API group, empty for core.
@@ -33,6 +34,16 @@ impl ResourceType {
     /// Storage id: `plural.group` or `plural` for core.
     pub fn id(&self) -> String {
         crate::error::qualified(&self.group, &self.plural)
+    }
+
+    /// Id of the storage holding the objects: the type's own id, except for events.k8s.io/v1
+    /// Events, which are core/v1 Events seen through another API (as in kube-apiserver).
+    pub fn storage_id(&self) -> String {
+        if crate::events::is_events_v1(self) {
+            "events".to_string()
+        } else {
+            self.id()
+        }
     }
 
     /// `group/version` or `version` for core.

@@ -95,6 +95,11 @@ impl Selector {
         Ok(Self { reqs })
     }
 
+    /// The keys the requirements name, in order (field labels, for a field selector).
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.reqs.iter().map(|(key, _)| key.as_str())
+    }
+
     /// Whether the selector holds for a lookup function from key to value.
     pub fn matches_with(&self, lookup: impl Fn(&str) -> Option<String>) -> bool {
         self.reqs.iter().all(|(key, op)| {

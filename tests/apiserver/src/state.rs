@@ -118,6 +118,16 @@ impl Target {
         self.rt.api_version(&self.version)
     }
 
+    /// `apiVersion` of the stored objects: the request's, except for events.k8s.io/v1 Events,
+    /// which are stored as core/v1 Events.
+    pub fn storage_api_version(&self) -> String {
+        if crate::events::is_events_v1(&self.rt) {
+            "v1".to_string()
+        } else {
+            self.api_version()
+        }
+    }
+
     /// The object name, or 405 on a collection.
     pub fn name(&self) -> Result<&str, ApiError> {
         self.name

@@ -46,6 +46,76 @@ fn builtin_columns(plural: &str) -> Vec<Column> {
     }
 }
 
+/// kube's Event columns (`printEvent`); the cells are computed by [`event_cell`].
+fn event_columns() -> Vec<Column> {
+    let wide = |name: &str| Column {
+        priority: 1,
+        ..col(name, "string", &format!("event:{name}"))
+    };
+    let normal = |name: &str| col(name, "string", &format!("event:{name}"));
+    vec![
+        normal("Last Seen"),
+        normal("Type"),
+        normal("Reason"),
+        normal("Object"),
+        wide("Subobject"),
+        wide("Source"),
+        normal("Message"),
+        wide("First Seen"),
+        wide("Count"),
+        wide("Name"),
+    ]
+}
+
+/// One cell of kube's Event table for a core/v1 Event (`printEvent`: a timestamp that is not
+/// set reads `<unknown>`; an Event without `count` or `series` occurred once).
+fn event_cell(event: &Value, column: &str) -> Value {
+    let text = |path: &str| {
+        path.split('.')
+            .try_fold(event, |cur, part| cur.get(part))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let since = |path: &str| {
+        Some(text(path))
+            .filter(|t| !t.is_empty())
+            .map(|t| meta::age(&t))
+    };
+    let first_seen = || since("firstTimestamp").or_else(|| since("eventTime"));
+    let unknown = |age: Option<String>| json!(age.unwrap_or_else(|| "<unknown>".into()));
+    let first_non_empty = |a: String, b: String| if a.is_empty() { b } else { a };
+    match column {
+        "Last Seen" if event["series"].is_object() => unknown(since("series.lastObservedTime")),
+        "Last Seen" => unknown(since("lastTimestamp").or_else(first_seen)),
+        "First Seen" => unknown(first_seen()),
+        "Object" => {
+            let kind = text("involvedObject.kind").to_lowercase();
+            match text("involvedObject.name") {
+                name if name.is_empty() => json!(kind),
+                name => json!(format!("{kind}/{name}")),
+            }
+        }
+        "Subobject" => json!(text("involvedObject.fieldPath")),
+        "Source" => {
+            let component = first_non_empty(text("source.component"), text("reportingComponent"));
+            match first_non_empty(text("source.host"), text("reportingInstance")) {
+                host if host.is_empty() => json!(component),
+                host => json!(format!("{component}, {host}")),
+            }
+        }
+        "Message" => json!(text("message").trim()),
+        "Count" => {
+            let count = (event["series"]["count"].as_i64())
+                .or_else(|| event["count"].as_i64().filter(|c| *c != 0))
+                .unwrap_or(1);
+            json!(count)
+        }
+        "Name" => json!(text("metadata.name")),
+        other => json!(text(&other.to_lowercase())),
+    }
+}
+
 fn crd_columns(crd: &Value, version: &str) -> Vec<Column> {
     let v = crd["spec"]["versions"]
         .as_array()
@@ -66,6 +136,9 @@ fn crd_columns(crd: &Value, version: &str) -> Vec<Column> {
 }
 
 fn columns(t: &Target) -> Vec<Column> {
+    if crate::events::is_event(&t.rt) {
+        return event_columns();
+    }
     let mut cols = vec![col("Name", "string", ".metadata.name")];
     match &t.rt.crd {
         Some(crd) => cols.extend(crd_columns(crd, &t.version)),
@@ -84,6 +157,9 @@ fn cell(obj: &Value, c: &Column) -> Value {
             "{ready}/{}",
             obj["spec"]["replicas"].as_i64().unwrap_or(1)
         ));
+    }
+    if let Some(column) = c.path.strip_prefix("event:") {
+        return event_cell(obj, column);
     }
     if let Some(field) = c.path.strip_prefix("count:") {
         return json!(obj[field].as_object().map_or(0, |m| m.len()));
@@ -119,13 +195,12 @@ pub fn to_table(t: &Target, v: &Value) -> Value {
             json!({"name": c.name, "type": kind, "format": format, "description": "", "priority": c.priority})
         })
         .collect();
+    // Event cells read the core/v1 shape, whichever API the Events were asked through.
+    let row = |o: &Value| row(&crate::events::as_core(t, o), &cols);
     let (rows, rv) = match v["items"].as_array() {
-        Some(items) => (
-            items.iter().map(|o| row(o, &cols)).collect(),
-            v["metadata"].clone(),
-        ),
+        Some(items) => (items.iter().map(row).collect(), v["metadata"].clone()),
         None => (
-            vec![row(v, &cols)],
+            vec![row(v)],
             json!({"resourceVersion": v["metadata"]["resourceVersion"]}),
         ),
     };
@@ -152,6 +227,49 @@ mod tests {
             namespace: "default".into(),
             name: None,
             sub: None,
+        }
+    }
+
+    #[test]
+    fn events_get_kubes_event_columns_through_either_api() {
+        let core = json!({"metadata": {"name": "web.1"}, "type": "Warning",
+            "reason": "UnexpectedStatus", "message": " HTTP 500 ",
+            "involvedObject": {"kind": "HealthCheck", "name": "web"},
+            "reportingComponent": "canary-operator", "reportingInstance": "canary-0"});
+        let v1 = crate::events::core_to_events_v1(core.clone());
+        for (group, event) in [("", core), ("events.k8s.io", v1)] {
+            let reg = crate::registry::Registry::default();
+            let t = Target {
+                rt: reg.lookup(group, "v1", "events").expect("events"),
+                version: "v1".into(),
+                namespace: "shop".into(),
+                name: None,
+                sub: None,
+            };
+            let table = to_table(&t, &event);
+            assert_eq!(
+                table["rows"][0]["cells"],
+                json!([
+                    "<unknown>",
+                    "Warning",
+                    "UnexpectedStatus",
+                    "healthcheck/web",
+                    "",
+                    "canary-operator, canary-0",
+                    "HTTP 500",
+                    "<unknown>",
+                    1,
+                    "web.1"
+                ])
+            );
+            let wide: Vec<&Value> = table["columnDefinitions"]
+                .as_array()
+                .expect("columns")
+                .iter()
+                .filter(|c| c["priority"] == 1)
+                .map(|c| &c["name"])
+                .collect();
+            assert_eq!(wide, ["Subobject", "Source", "First Seen", "Count", "Name"]);
         }
     }
 
