@@ -39,6 +39,8 @@ pub enum Command {
     Operator(OperatorArgs),
     /// Print the HealthCheck CustomResourceDefinition as YAML.
     Crd,
+    /// Check an installed Canary (the chart's `helm test`): its /readyz and the HealthCheck API.
+    Selftest(SelftestArgs),
 }
 
 /// Flags of `canary operator` (cluster access comes from in-cluster config or KUBECONFIG).
@@ -171,6 +173,14 @@ pub struct AdminArgs {
         default_value = "0.0.0.0:8081"
     )]
     pub health_probe_bind_address: std::net::SocketAddr,
+}
+
+/// Flags of `canary selftest` (cluster access from in-cluster config or KUBECONFIG).
+#[derive(Debug, Args)]
+pub struct SelftestArgs {
+    /// The operator's /readyz, e.g. http://canary-canary-operator-metrics.canary.svc:8081/readyz.
+    #[arg(long, env = "CANARY_READYZ_URL")]
+    pub readyz_url: String,
 }
 
 /// Flags of `canary check`.

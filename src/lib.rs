@@ -16,6 +16,7 @@ pub mod probe;
 pub mod readiness;
 pub mod report;
 pub mod runner;
+pub mod selftest;
 pub mod standalone;
 pub mod supervisor;
 

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use canary_operator::{
     api,
     check::{self, CheckError},
-    cli::{CheckArgs, Cli, Command, LogFormat, OperatorArgs, StandaloneArgs},
+    cli::{CheckArgs, Cli, Command, LogFormat, OperatorArgs, SelftestArgs, StandaloneArgs},
     report,
 };
 use clap::Parser;
@@ -27,6 +27,7 @@ fn main() -> ExitCode {
         Command::Check(args) => run_check(args),
         Command::Standalone(args) => run_standalone(args),
         Command::Operator(args) => run_operator(args),
+        Command::Selftest(args) => run_selftest(args),
     }
 }
 
@@ -89,6 +90,17 @@ fn run_standalone(args: StandaloneArgs) -> ExitCode {
         canary_operator::standalone::StandaloneError::Load(_) => EXIT_INVALID,
         _ => 1,
     })
+}
+
+fn run_selftest(args: SelftestArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(1, &format!("cannot start the async runtime: {e}")),
+    };
+    match runtime.block_on(canary_operator::selftest::run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(1, &e.to_string()),
+    }
 }
 
 fn run_operator(args: OperatorArgs) -> ExitCode {

@@ -292,3 +292,48 @@ async fn the_deployed_operator_calls_only_what_its_service_account_is_granted() 
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_helm_test_pod_passes_against_the_deployed_operator_and_fails_without_it() {
+    let deployed = deployed().await;
+    let test = (deployed.objects.iter())
+        .find(|o| o["kind"] == "Pod" && o["metadata"]["annotations"]["helm.sh/hook"] == "test")
+        .expect("the chart renders a helm test Pod");
+    let container = &test["spec"]["containers"][0];
+    assert_eq!(container["command"], json!(["/canary"]));
+    let mut args: Vec<String> = (container["args"].as_array().unwrap().iter())
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    // In the cluster the URL names the Service; here the operator listens on loopback.
+    let url = args
+        .iter_mut()
+        .find(|a| a.starts_with("--readyz-url="))
+        .unwrap();
+    assert!(url.ends_with(":8081/readyz"), "{url}");
+    *url = format!("--readyz-url=http://{}/readyz", deployed.operator.health);
+    let run = |args: Vec<String>| {
+        let kubeconfig = deployed.cluster.kubeconfig().to_path_buf();
+        async move {
+            let mut command = tokio::process::Command::new(CANARY);
+            command
+                .args(&args)
+                .env("KUBECONFIG", kubeconfig)
+                .env_remove("KUBERNETES_SERVICE_HOST");
+            command.output().await.unwrap()
+        }
+    };
+    let passed = run(args.clone()).await;
+    let text = String::from_utf8_lossy(&passed.stdout).to_string();
+    assert!(
+        passed.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&passed.stderr)
+    );
+    assert!(text.contains("serves healthchecks.canary.dev"), "{text}");
+    deployed.operator.kill();
+    let failed = run(args).await;
+    assert!(
+        !failed.status.success(),
+        "the test fails when the operator is down"
+    );
+}

@@ -33,12 +33,18 @@ async fn defaults_render_the_operator_without_optional_objects() {
         "ClusterRoleBinding",
         "CustomResourceDefinition",
         "Deployment",
+        "Pod",
         "Role",
         "RoleBinding",
         "Service",
         "ServiceAccount",
     ];
     assert_eq!(kinds(&objects), expected.map(String::from).into());
+    let test = one(&objects, "Pod");
+    assert_eq!(
+        test["metadata"]["annotations"]["helm.sh/hook"], "test",
+        "only `helm test` runs it"
+    );
     for object in (objects.iter()).filter(|o| o["kind"] != "CustomResourceDefinition") {
         if !object["kind"].as_str().unwrap().starts_with("Cluster") {
             assert_eq!(object["metadata"]["namespace"], NAMESPACE, "{object}");
@@ -50,7 +56,10 @@ async fn defaults_render_the_operator_without_optional_objects() {
     assert_eq!(service["metadata"]["name"], "canary-operator-metrics");
     assert_eq!(
         service["spec"]["ports"],
-        json!([{"name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP"}])
+        json!([
+            {"name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP"},
+            {"name": "health", "port": 8081, "targetPort": "health", "protocol": "TCP"},
+        ])
     );
 }
 
@@ -369,4 +378,60 @@ async fn chart_crd_is_the_generated_crd() {
     assert!(crd["metadata"].get("annotations").is_none(), "{crd}");
     let objects = render(&["--set", "crds.enabled=false"]).await;
     assert!(of_kind(&objects, "CustomResourceDefinition").is_empty());
+}
+
+/// The Kubernetes version each CRD feature the chart ships needs.
+const CRD_FEATURES: [(&str, (u32, u32)); 4] = [
+    ("x-kubernetes-validations", (1, 25)),
+    ("messageExpression", (1, 27)),
+    ("fieldPath", (1, 28)),
+    ("x-kubernetes-int-or-string", (1, 16)),
+];
+
+#[test]
+fn the_charts_kube_version_covers_every_crd_feature() {
+    let crd = read(&repo().join("crds/healthchecks.canary.dev.yaml"));
+    let needed = (CRD_FEATURES.iter())
+        .filter(|(feature, _)| crd.contains(&format!("{feature}:")))
+        .map(|(_, version)| *version)
+        .max()
+        .expect("the CRD uses CEL");
+    let chart_yaml: Value =
+        serde_saphyr::from_str(&read(&chart::dir().join("Chart.yaml"))).unwrap();
+    let range = chart_yaml["kubeVersion"].as_str().unwrap();
+    let floor = range.trim_start_matches(">=").trim_end_matches("-0");
+    let mut parts = floor.split('.').map(|p| p.parse::<u32>().unwrap());
+    let floor = (parts.next().unwrap(), parts.next().unwrap());
+    assert!(
+        floor >= needed,
+        "kubeVersion {range} is below {needed:?}, which the CRD needs"
+    );
+}
+
+#[tokio::test]
+async fn common_labels_and_extra_volumes_reach_the_objects() {
+    let objects = render(&[
+        "--set",
+        "commonLabels.team=platform",
+        "--set",
+        "extraVolumes[0].name=corp-ca,extraVolumes[0].configMap.name=corp-ca",
+        "--set",
+        "extraVolumeMounts[0].name=corp-ca,extraVolumeMounts[0].mountPath=/etc/corp-ca",
+    ])
+    .await;
+    for object in &objects {
+        if object["kind"] != "CustomResourceDefinition" {
+            assert_eq!(
+                object["metadata"]["labels"]["team"], "platform",
+                "{}",
+                object["kind"]
+            );
+        }
+    }
+    let pod = &one(&objects, "Deployment")["spec"]["template"]["spec"];
+    assert_eq!(pod["volumes"][0]["configMap"]["name"], "corp-ca");
+    assert_eq!(
+        pod["containers"][0]["volumeMounts"][0]["mountPath"],
+        "/etc/corp-ca"
+    );
 }

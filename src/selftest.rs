@@ -1,0 +1,93 @@
+//! `canary selftest`: checks an installed Canary from inside the cluster (the chart's
+//! `helm test` Pod runs it): the operator's `/readyz` answers 200 and the API server serves
+//! the HealthCheck API. Exit 0 when both hold, 1 with the reason otherwise.
+
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+
+use crate::{
+    api::HealthCheck,
+    cli::SelftestArgs,
+    controller::{ControllerError, client},
+};
+
+/// Deadline of each check.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the self-test failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SelftestError {
+    #[error("{url}: {why}")]
+    Readyz { url: String, why: String },
+    #[error("the API server does not serve healthchecks.canary.dev: {0}")]
+    Api(String),
+    #[error(transparent)]
+    Client(#[from] ControllerError),
+}
+
+/// Runs both checks.
+pub async fn run(args: SelftestArgs) -> Result<(), SelftestError> {
+    readyz(&args.readyz_url).await?;
+    println!("ok: {} answers 200", args.readyz_url);
+    let client = client().await?;
+    let api: kube::Api<HealthCheck> = kube::Api::all(client);
+    let params = kube::api::ListParams::default().limit(1);
+    match tokio::time::timeout(TIMEOUT, api.list(&params)).await {
+        Ok(Ok(_)) => println!("ok: the API server serves healthchecks.canary.dev/v1alpha1"),
+        Ok(Err(e)) => return Err(SelftestError::Api(e.to_string())),
+        Err(_) => return Err(SelftestError::Api("timed out".into())),
+    }
+    Ok(())
+}
+
+/// GET `url` (plain HTTP, as the admin endpoints serve it): Ok on 200.
+async fn readyz(url: &str) -> Result<(), SelftestError> {
+    let fail = |why: String| SelftestError::Readyz {
+        url: url.into(),
+        why,
+    };
+    let uri: http::Uri = url.parse().map_err(|e| fail(format!("not a URL: {e}")))?;
+    let host = uri
+        .host()
+        .ok_or_else(|| fail("no host".into()))?
+        .to_string();
+    let port = uri.port_u16().unwrap_or(80);
+    let exchange = async {
+        let stream = tokio::net::TcpStream::connect((host.as_str(), port))
+            .await
+            .map_err(|e| fail(format!("connect: {e}")))?;
+        let (mut sender, connection) =
+            http1::handshake::<_, Empty<bytes::Bytes>>(TokioIo::new(stream))
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+        tokio::spawn(connection);
+        let request = http::Request::get(uri.path())
+            .header(http::header::HOST, host.as_str())
+            .body(Empty::new())
+            .map_err(|e| fail(e.to_string()))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        match status.as_u16() {
+            200 => Ok(()),
+            code => Err(fail(format!(
+                "answered {code}: {}",
+                String::from_utf8_lossy(&body).trim()
+            ))),
+        }
+    };
+    tokio::time::timeout(TIMEOUT, exchange)
+        .await
+        .map_err(|_| fail("timed out".into()))?
+}
