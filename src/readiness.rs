@@ -388,4 +388,86 @@ mod tests {
         .status;
         assert_eq!(ready(&status), ("Unknown", "Pending", 0));
     }
+
+    #[test]
+    fn failures_in_a_maintenance_window_keep_ready_and_make_no_transition() {
+        let ready_status = next_status(
+            &HealthCheckStatus::default(),
+            &outcome(Reason::Succeeded, 0),
+            inputs(1, 1),
+        )
+        .status;
+        let in_window = StatusInputs {
+            in_maintenance: true,
+            ..inputs(1, 1)
+        };
+        let next = next_status(&ready_status, &outcome(Reason::Timeout, 1), in_window);
+        assert_eq!(next.transition, None);
+        assert_eq!(ready(&next.status), ("True", "Succeeded", 0));
+        assert_eq!(
+            next.status.consecutive_failures, 1,
+            "failures are still counted"
+        );
+        let after = next_status(&next.status, &outcome(Reason::Timeout, 2), inputs(1, 1));
+        assert_eq!(
+            ready(&after.status).0,
+            "False",
+            "the window closed: Ready follows"
+        );
+    }
+
+    #[test]
+    fn an_edit_reconciles_without_re_announcing_a_failure() {
+        let failing = next_status(
+            &HealthCheckStatus::default(),
+            &outcome(Reason::Timeout, 0),
+            inputs(1, 1),
+        )
+        .status;
+        let edited = StatusInputs {
+            generation: Some(4),
+            ..inputs(1, 1)
+        };
+        let reconciling = next_status(&failing, &outcome(Reason::Reconciling, 1), edited).status;
+        assert_eq!(ready(&reconciling), ("Unknown", "Reconciling", 1));
+        assert_eq!(reconciling.observed_generation, Some(4));
+        assert_eq!(
+            reconciling.last_result.as_ref().map(|r| r.reason),
+            Some(Reason::Timeout),
+            "the last real result stays"
+        );
+        let settled = StatusInputs {
+            settled: Some(ReadyStatus::False),
+            ..edited
+        };
+        let still = next_status(&reconciling, &outcome(Reason::Timeout, 2), settled);
+        assert_eq!(still.transition, None, "still failing: no new Warning");
+        let fixed = next_status(&reconciling, &outcome(Reason::Succeeded, 2), settled);
+        let transition = fixed.transition.expect("a recovery");
+        assert_eq!(
+            (transition.from, transition.to),
+            (Some(ReadyStatus::False), ReadyStatus::True)
+        );
+    }
+
+    #[test]
+    fn stalled_marks_a_spec_that_needs_a_human_until_it_runs() {
+        let invalid = next_status(
+            &HealthCheckStatus::default(),
+            &outcome(Reason::InvalidSpec, 0),
+            inputs(1, 1),
+        )
+        .status;
+        let stalled = invalid
+            .conditions
+            .iter()
+            .find(|c| c.type_ == STALLED)
+            .unwrap();
+        assert_eq!(
+            (stalled.status.as_str(), stalled.reason.as_str()),
+            ("True", "InvalidSpec")
+        );
+        let fixed = next_status(&invalid, &outcome(Reason::Succeeded, 1), inputs(1, 1)).status;
+        assert!(fixed.conditions.iter().all(|c| c.type_ != STALLED));
+    }
 }
