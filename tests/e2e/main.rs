@@ -9,8 +9,10 @@
 //! fails the test.
 
 mod deny;
+mod describe;
 mod edits;
 mod events;
+mod feedback;
 mod leader;
 mod load;
 mod namespaces;
