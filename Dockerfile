@@ -5,22 +5,49 @@
 #   docker build -t canary-operator:0.1.0 .        # or: podman build / buildah bud
 #   helm install canary charts/canary-operator --set image.repository=<registry>/canary-operator
 #
+# Both base images are build arguments (a mirror, a pinned digest, or a local base). The
+# `prebuilt` target packs a binary built beforehand instead of compiling one; it is how
+# scripts/build-image.sh builds the image offline, on a base made from Debian packages.
 # See docs/image.md.
 
-FROM rust:1.95-bookworm AS build
+ARG RUST_IMAGE=rust:1.95-bookworm
+ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
+
+FROM ${RUST_IMAGE} AS build
 WORKDIR /src
 # The whole workspace (the test API server is a workspace member, so its manifest must exist);
 # .dockerignore keeps target/ and local tools out of the context.
 COPY . .
+# Debug info is stripped (the release profile keeps line tables: ~110 MB); symbols stay, so
+# backtraces still name functions.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --bin canary \
-    && install -D -m 0755 target/release/canary /out/canary
+    && install -D -m 0755 target/release/canary /out/canary \
+    && strip --strip-debug /out/canary
 
-FROM gcr.io/distroless/cc-debian12:nonroot
-COPY --from=build /out/canary /canary
+# What every Canary image is, whichever way the binary got there.
+FROM ${RUNTIME_IMAGE} AS runtime
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG SOURCE=""
+LABEL org.opencontainers.image.title="canary-operator" \
+      org.opencontainers.image.description="Kubernetes operator for HTTP, TCP and TLS health checks that proves it is itself alive" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.source="${SOURCE}"
 USER 65532:65532
 # /metrics and /healthz + /readyz (the chart's metrics.port and healthProbePort).
 EXPOSE 8080 8081
 ENTRYPOINT ["/canary"]
 CMD ["operator"]
+
+# A binary built beforehand, from a context holding just `canary` (stripped):
+#   podman build --target prebuilt --build-arg RUNTIME_IMAGE=... -f Dockerfile <dir with canary>
+FROM runtime AS prebuilt
+COPY canary /canary
+
+# The default target: the binary built from source above.
+FROM runtime AS image
+COPY --from=build /out/canary /canary
