@@ -3,8 +3,8 @@
 //! server with the CRD applied ([`cluster`], [`watch`]), the operator as the chart deploys it
 //! ([`operator`]), loopback targets with generated certificates ([`targets`]), the chart
 //! ([`chart`]) and its RBAC ([`rbac`]), metrics and their names ([`metrics`], [`prom`]),
-//! in-memory references for the probe engine ([`refs`]), `/proc` readers ([`procfs`]) and a bound
-//! on how many heavy scenarios run at once ([`slots`]).
+//! in-memory references for the probe engine ([`refs`]), `/proc` readers ([`procfs`]), a bound
+//! on how many heavy scenarios run at once ([`slots`]) and the container image ([`image`]).
 //!
 //! Anything a test needs that is missing fails the test with the setup command to run
 //! (`scripts/test`); nothing is skipped.
@@ -12,6 +12,7 @@
 pub mod chart;
 pub mod cluster;
 pub mod http;
+pub mod image;
 pub mod metrics;
 pub mod operator;
 pub mod procfs;

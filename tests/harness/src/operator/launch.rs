@@ -19,6 +19,8 @@ use crate::chart;
 #[derive(Debug, Clone)]
 pub struct Launch {
     binary: PathBuf,
+    /// A program (and its arguments) the binary is run through, such as `chroot`; empty: none.
+    wrapper: Vec<String>,
     args: Vec<String>,
     env: Vec<(String, String)>,
     /// (metrics, health) when the flags name them; `None`: read from the log line naming them.
@@ -50,6 +52,7 @@ impl Launch {
     fn new(binary: &str, subcommand: &str, args: &[&str]) -> Self {
         Self {
             binary: binary.into(),
+            wrapper: Vec::new(),
             args: vec![subcommand.to_string()],
             env: Vec::new(),
             admin: None,
@@ -85,6 +88,7 @@ impl Launch {
         ));
         let mut launch = Self {
             binary: binary.into(),
+            wrapper: Vec::new(),
             args,
             env,
             admin,
@@ -101,6 +105,16 @@ impl Launch {
         self
     }
 
+    /// Runs the binary through `program` and its `args` (for example `chroot --userspec=U:G
+    /// ROOT`, for which the binary is a path inside ROOT). When `program` execs the binary, as
+    /// chroot does, the process id is the engine's.
+    pub fn through(mut self, program: &Path, args: &[&str]) -> Self {
+        self.wrapper = std::iter::once(program.display().to_string())
+            .chain(args.iter().map(|a| a.to_string()))
+            .collect();
+        self
+    }
+
     /// One more environment variable (the environment is otherwise empty).
     pub fn env(mut self, name: &str, value: &str) -> Self {
         self.env.push((name.into(), value.into()));
@@ -114,7 +128,15 @@ impl Launch {
 
     /// Runs it as a child process; returns once its admin addresses are known.
     pub async fn process(self) -> Operator {
-        let mut child = Command::new(&self.binary)
+        let mut command = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(&self.binary);
+                command
+            }
+            None => Command::new(&self.binary),
+        };
+        let mut child = command
             .args(&self.args)
             .env_clear()
             .envs(self.env.iter().map(|(k, v)| (k, v)))
