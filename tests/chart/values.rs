@@ -85,21 +85,24 @@ fn version(v: &str) -> Vec<u32> {
     v.split('.').map(|p| p.parse().unwrap()).collect()
 }
 
-/// Asserts the builder image of the first stage is new enough for Cargo.toml's rust-version.
-fn assert_builder_is_new_enough(builder_stage: &str) {
+/// Asserts the builder image (`rust:1.95-bookworm`) is new enough for Cargo.toml's rust-version.
+fn assert_builder_is_new_enough(builder: &str) {
     let rust_version = (read(&repo().join("Cargo.toml")).lines())
         .find_map(|l| l.strip_prefix("rust-version = "))
         .map(|v| v.trim_matches('"').to_owned())
         .unwrap();
-    let builder = (builder_stage
-        .trim_start_matches("FROM rust:")
-        .split(['-', ' '])
-        .next())
-    .unwrap();
+    let builder = (builder.trim_start_matches("rust:").split('-').next()).unwrap();
     assert!(
         version(builder) >= version(&rust_version),
         "{builder} < {rust_version}"
     );
+}
+
+/// The default of the Dockerfile's `ARG name=...`.
+fn arg_default<'a>(dockerfile: &'a str, name: &str) -> &'a str {
+    let prefix = format!("ARG {name}=");
+    (dockerfile.lines().find_map(|l| l.strip_prefix(&prefix)))
+        .unwrap_or_else(|| panic!("the Dockerfile has no {prefix}"))
 }
 
 #[tokio::test]
@@ -109,9 +112,19 @@ async fn dockerfile_builds_the_binary_the_chart_runs_as_the_chart_user() {
         .lines()
         .filter(|l| l.starts_with("FROM "))
         .collect();
-    assert_eq!(stages.len(), 2, "multi-stage: {stages:?}");
-    assert!(stages[0].starts_with("FROM rust:"), "{}", stages[0]);
-    let runtime = stages[1];
+    let expected = [
+        "FROM ${RUST_IMAGE} AS build",
+        "FROM ${RUNTIME_IMAGE} AS runtime",
+        "FROM runtime AS prebuilt",
+        "FROM runtime AS image",
+    ];
+    assert_eq!(
+        stages, expected,
+        "build, runtime, prebuilt, image (default)"
+    );
+    let builder = arg_default(&dockerfile, "RUST_IMAGE");
+    assert!(builder.starts_with("rust:"), "{builder}");
+    let runtime = arg_default(&dockerfile, "RUNTIME_IMAGE");
     assert!(
         runtime.contains("distroless") && runtime.contains(":nonroot"),
         "{runtime}"
@@ -120,7 +133,7 @@ async fn dockerfile_builds_the_binary_the_chart_runs_as_the_chart_user() {
     assert!(dockerfile.contains("USER 65532:65532"));
     assert!(dockerfile.contains("ENTRYPOINT [\"/canary\"]"));
     assert!(dockerfile.contains("CMD [\"operator\"]"));
-    assert_builder_is_new_enough(stages[0]);
+    assert_builder_is_new_enough(builder);
 
     let objects = render(&[]).await;
     let pod = &one(&objects, "Deployment")["spec"]["template"]["spec"];
