@@ -127,6 +127,7 @@ impl FileSource {
         let origin = Origin {
             key: item.key(),
             labels: (item.resource.metadata.labels.clone()).unwrap_or_default(),
+            annotations: (item.resource.metadata.annotations.clone()).unwrap_or_default(),
             ..Origin::default()
         };
         let runner = RunnerSpec::build(origin, spec, &validate(spec), &self.refs, &self.ctx);

@@ -29,6 +29,12 @@ fn run_now(object: &HealthCheck) -> Option<&String> {
     object.metadata.annotations.as_ref()?.get(RUN_NOW)
 }
 
+fn status_page(meta: &kube::api::ObjectMeta) -> Option<&String> {
+    meta.annotations
+        .as_ref()?
+        .get(crate::runner::STATUS_PAGE_ANNOTATION)
+}
+
 /// What reconcile needs.
 pub struct Context {
     pub scheduler: Scheduler,
@@ -160,7 +166,10 @@ impl Reconciler {
         let known = self.objects.get(&key);
         let unchanged = known.is_some_and(|known| {
             let (a, b) = (&known.metadata, &object.metadata);
-            a.generation == b.generation && a.uid == b.uid && a.labels == b.labels
+            a.generation == b.generation
+                && a.uid == b.uid
+                && a.labels == b.labels
+                && status_page(a) == status_page(b)
         }) && self.ctx.scheduler.status(&key).is_some();
         // A new value of the run-now annotation asks for one run at once (seen first after a
         // restart, it is taken as already handled).
@@ -226,6 +235,7 @@ pub async fn reconcile(object: &HealthCheck, ctx: &Context) {
         generation: object.metadata.generation,
         status: object.status.clone().unwrap_or_default(),
         labels: object.metadata.labels.clone().unwrap_or_default(),
+        annotations: object.metadata.annotations.clone().unwrap_or_default(),
     };
     let runner = RunnerSpec::build(origin, &object.spec, &valid, &resolved, &ctx.probe);
     count(if ctx.scheduler.upsert(runner) {

@@ -347,6 +347,7 @@ mod tests {
             kind: "http",
             target: "https://api.shop/healthz".into(),
             labels: [("team".to_string(), "payments".to_string())].into(),
+            ..CheckInfo::default()
         });
         spec
     }

@@ -121,6 +121,18 @@ impl Outcome {
         self.reason == Reason::Succeeded
     }
 
+    /// Whether a probe ran (false for reports such as Suspended or InvalidSpec).
+    pub fn ran(&self) -> bool {
+        !matches!(
+            self.reason,
+            Reason::Suspended
+                | Reason::InvalidSpec
+                | Reason::ReferenceNotFound
+                | Reason::ReferenceForbidden
+                | Reason::Reconciling
+        )
+    }
+
     /// An outcome for a check that could not run (invalid spec, missing reference).
     pub fn not_run(reason: Reason, message: impl Into<String>) -> Self {
         Self {

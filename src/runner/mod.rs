@@ -3,6 +3,7 @@
 //! for the watchdog. It knows nothing of the API server: specs come from a source (the
 //! controller or YAML files), results go to sinks (metrics, status writer, logs).
 
+pub mod history;
 mod slots;
 mod spec;
 mod task;
@@ -25,8 +26,12 @@ use crate::{
 };
 
 pub use crate::api::CheckKey;
+pub use history::History;
 pub use slots::{SlotPermit, SlotUsage, Slots, default_slots};
-pub use spec::{CheckInfo, Origin, Plan, RunnerSpec, Schedule, jitter, quick_jitter, stable_hash};
+pub use spec::{
+    CheckInfo, GROUP_LABEL, Origin, Plan, RunnerSpec, STATUS_PAGE_ANNOTATION, Schedule, jitter,
+    quick_jitter, stable_hash,
+};
 pub use watchdog::{Health, Vital, WatchdogConfig};
 
 /// Runs one probe of one check.
@@ -114,6 +119,27 @@ impl Default for SchedulerConfig {
     }
 }
 
+/// A check's state as [`Scheduler::visit`] shows it.
+pub struct RunnerView<'a> {
+    pub status: &'a HealthCheckStatus,
+    pub history: &'a History,
+    pub suspended: bool,
+    pub blocked: bool,
+    pub in_maintenance: bool,
+}
+
+impl<'a> RunnerView<'a> {
+    fn of(state: &'a RunnerState) -> Self {
+        Self {
+            status: &state.status,
+            history: &state.history,
+            suspended: state.suspended,
+            blocked: state.blocked,
+            in_maintenance: state.in_maintenance,
+        }
+    }
+}
+
 /// Where a runner is in its cycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum RunPhase {
@@ -145,11 +171,14 @@ pub(crate) struct RunnerState {
     pub settled: Option<ReadyStatus>,
     /// The last run fell in a maintenance window.
     pub in_maintenance: bool,
+    /// Recent results, transitions and hourly uptime, for the status page.
+    pub history: History,
 }
 
 struct RunnerHandle {
     revision: u64,
     generation: Option<i64>,
+    spec: Arc<RunnerSpec>,
     state: Arc<Mutex<RunnerState>>,
     task: JoinHandle<()>,
     /// Wakes the runner when its next_due moves earlier (run now).
@@ -198,25 +227,26 @@ impl Scheduler {
             None => None,
         };
         let now = Instant::now();
-        let (status, first_due) = match previous {
+        let (status, first_due, history) = match previous {
             // A new generation runs within seconds; a rotated reference keeps the schedule.
-            Some(handle) if handle.generation != spec.generation => {
-                handle.task.abort();
-                (
-                    lock(&handle.state).status.clone(),
-                    now + quick_jitter(&spec),
-                )
-            }
             Some(handle) => {
                 handle.task.abort();
                 let old = lock(&handle.state).clone();
-                (old.status, old.next_due.min(now + spec.schedule.interval))
+                let due = if handle.generation != spec.generation {
+                    now + quick_jitter(&spec)
+                } else {
+                    old.next_due.min(now + spec.schedule.interval)
+                };
+                (old.status, due, old.history)
             }
             // Never run: feedback within seconds. Resumed after a restart: spread out.
-            None if spec.status.last_run_time.is_none() => {
-                (spec.status.clone(), now + quick_jitter(&spec))
+            None => {
+                let due = match spec.status.last_run_time {
+                    None => now + quick_jitter(&spec),
+                    Some(_) => now + jitter(&spec),
+                };
+                (spec.status.clone(), due, History::resumed(&spec.status))
             }
-            None => (spec.status.clone(), now + jitter(&spec)),
         };
         let schedule = &spec.schedule;
         let state = Arc::new(Mutex::new(RunnerState {
@@ -233,19 +263,22 @@ impl Scheduler {
             runs: 0,
             settled: None,
             in_maintenance: false,
+            history,
         }));
         let key = spec.key.clone();
         let (revision, generation) = (spec.revision, spec.generation);
         let wake = Arc::new(Notify::new());
+        let spec = Arc::new(spec);
         let task = tokio::spawn(task::run(
             self.shared.clone(),
-            Arc::new(spec),
+            spec.clone(),
             state.clone(),
             wake.clone(),
         ));
         let handle = RunnerHandle {
             revision,
             generation,
+            spec,
             state,
             task,
             wake,
@@ -357,6 +390,24 @@ impl Scheduler {
             summary.late += usize::from(watchdog::late(&state, now));
         }
         summary
+    }
+
+    /// Calls `visit` with every check's spec and state, under the runner's lock (keep it short).
+    pub fn visit(&self, mut visit: impl FnMut(&RunnerSpec, &RunnerView<'_>)) {
+        let runners = lock(&self.shared.runners);
+        for handle in runners.values() {
+            let state = lock(&handle.state);
+            visit(&handle.spec, &RunnerView::of(&state));
+        }
+    }
+
+    /// Visits one runner, if there is one for `key`.
+    pub fn visit_one(&self, key: &CheckKey, visit: impl FnOnce(&RunnerSpec, &RunnerView<'_>)) {
+        let runners = lock(&self.shared.runners);
+        if let Some(handle) = runners.get(key) {
+            let state = lock(&handle.state);
+            visit(&handle.spec, &RunnerView::of(&state));
+        }
     }
 
     /// Probe slots in use, waiting, and when the queue last moved.

@@ -81,10 +81,17 @@ pub struct Origin {
     pub status: HealthCheckStatus,
     /// The object's labels (some are copied into `canary_check_info`).
     pub labels: BTreeMap<String, String>,
+    /// The object's annotations (`canary.dev/status-page`).
+    pub annotations: BTreeMap<String, String>,
 }
 
+/// Annotation that keeps a check off the status page (value `hidden`).
+pub const STATUS_PAGE_ANNOTATION: &str = "canary.dev/status-page";
+/// Label that groups checks on the status page.
+pub const GROUP_LABEL: &str = "canary.dev/group";
+
 /// What a check is, for `canary_check_info` and pages: safe to show (no secrets).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct CheckInfo {
     /// `http`, `tcp`, `tls`; empty when the spec is invalid.
     pub kind: &'static str,
@@ -92,6 +99,19 @@ pub struct CheckInfo {
     pub target: String,
     /// The object's labels.
     pub labels: BTreeMap<String, String>,
+    /// Left off the status page (`canary.dev/status-page: hidden`).
+    pub hidden: bool,
+    /// The spec as written, for the status page's detail view.
+    pub spec: Option<Arc<HealthCheckSpec>>,
+}
+
+impl CheckInfo {
+    /// The status page group: the `canary.dev/group` label, else the namespace.
+    pub fn group<'a>(&'a self, key: &'a CheckKey) -> &'a str {
+        self.labels
+            .get(GROUP_LABEL)
+            .map_or(key.namespace.as_str(), String::as_str)
+    }
 }
 
 /// Everything a runner needs, as produced by a spec source.
@@ -154,7 +174,8 @@ impl RunnerSpec {
         };
         let spec_json = serde_json::to_vec(spec).unwrap_or_default();
         let generation = origin.generation.unwrap_or_default().to_le_bytes();
-        let labels_json = serde_json::to_vec(&origin.labels).unwrap_or_default();
+        let labels_json =
+            serde_json::to_vec(&(&origin.labels, &origin.annotations)).unwrap_or_default();
         let parts: [&[u8]; 4] = [
             &spec_json,
             &generation,
@@ -167,6 +188,8 @@ impl RunnerSpec {
                 .as_ref()
                 .map_or_else(|_| String::new(), |v| v.probe.target()),
             labels: origin.labels,
+            hidden: (origin.annotations.get(STATUS_PAGE_ANNOTATION)).is_some_and(|v| v == "hidden"),
+            spec: Some(Arc::new(spec.clone())),
         };
         Self {
             revision: stable_hash(&parts),

@@ -154,6 +154,14 @@ fn report(
             state.settled = None;
         }
         state.in_maintenance = in_maintenance;
+        if outcome.ran() {
+            state.history.record(&outcome);
+        }
+        if let Some(transition) = &next.transition {
+            state
+                .history
+                .transition(outcome.started_at.as_second(), transition);
+        }
         state.status = next.status.clone();
         state.runs += 1;
         // The prober's own fault is not progress: a process out of descriptors must go overdue.

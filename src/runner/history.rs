@@ -1,0 +1,331 @@
+//! What a check did lately, kept by the runner that probes it, for the status page: the last
+//! 100 results, the last 50 transitions and hourly buckets for 30 days. Bounded by
+//! construction (about 18 KiB per check at full history) and computed from the same runs that
+//! feed the metrics, so the page and Prometheus agree.
+
+use std::collections::VecDeque;
+
+use crate::{
+    api::{HealthCheckStatus, ReadyStatus, Reason},
+    probe::Outcome,
+    readiness::Transition,
+};
+
+/// Results kept.
+pub const RESULTS: usize = 100;
+/// Transitions kept.
+pub const TRANSITIONS: usize = 50;
+/// Hourly buckets kept (30 days).
+pub const HOURS: usize = 30 * 24;
+/// Longest transition message kept.
+const MESSAGE: usize = 120;
+
+/// One run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunEntry {
+    /// Unix seconds of the run's start.
+    pub at: i64,
+    pub success: bool,
+    pub reason: Reason,
+    pub latency_ms: u32,
+}
+
+/// One change of Ready.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransitionEntry {
+    pub at: i64,
+    pub from: Option<ReadyStatus>,
+    pub to: ReadyStatus,
+    pub reason: Reason,
+    pub message: Box<str>,
+}
+
+/// Runs of one hour.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Bucket {
+    /// Hours since the Unix epoch.
+    hour: u32,
+    runs: u16,
+    successes: u16,
+    latency_ms: u32,
+}
+
+/// Uptime and latency over a window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Window {
+    pub runs: u64,
+    pub successes: u64,
+    /// `None` when nothing ran in the window.
+    pub uptime: Option<f64>,
+    pub average_latency_ms: Option<f64>,
+}
+
+/// The runs of one hour, as the API shows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hour {
+    /// Unix seconds of the hour's start.
+    pub start: i64,
+    pub runs: u32,
+    pub successes: u32,
+    /// Sum of the runs' latencies.
+    pub latency_ms: u64,
+}
+
+/// The history of one check.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    /// Unix seconds since which this history has data (the runner's start).
+    pub since: i64,
+    results: VecDeque<RunEntry>,
+    transitions: VecDeque<TransitionEntry>,
+    /// Ring of hourly buckets, indexed by hour modulo [`HOURS`]; allocated at the first run.
+    hours: Vec<Bucket>,
+}
+
+impl History {
+    pub fn new(since: i64) -> Self {
+        Self {
+            since,
+            ..Self::default()
+        }
+    }
+
+    /// A history restored from what status holds after a restart: the last result and the
+    /// Ready condition's last transition; data starts now.
+    pub fn resumed(status: &HealthCheckStatus) -> Self {
+        let now = jiff::Timestamp::now().as_second();
+        let mut history = Self::new(now);
+        if let (Some(result), Some(at)) = (&status.last_result, &status.last_run_time) {
+            let latency_ms = result
+                .duration
+                .trim_end_matches('s')
+                .parse::<f64>()
+                .map_or(0, |s| (s * 1000.0) as u32);
+            let entry = RunEntry {
+                at: at.0.as_second(),
+                success: result.success,
+                reason: result.reason,
+                latency_ms,
+            };
+            history.results.push_back(entry);
+        }
+        if let (Some(ready), Some(condition)) = (status.ready(), status.ready_condition()) {
+            history.transitions.push_back(TransitionEntry {
+                at: condition.last_transition_time.0.as_second(),
+                from: None,
+                to: ready,
+                reason: status.ready_reason().unwrap_or(Reason::Pending),
+                message: condition
+                    .message
+                    .chars()
+                    .take(MESSAGE)
+                    .collect::<String>()
+                    .into_boxed_str(),
+            });
+        }
+        history
+    }
+
+    /// Records a probe run (not a status-only report such as Suspended).
+    pub fn record(&mut self, outcome: &Outcome) {
+        let at = outcome.started_at.as_second();
+        let latency_ms = u32::try_from(outcome.duration.as_millis()).unwrap_or(u32::MAX);
+        let entry = RunEntry {
+            at,
+            success: outcome.success(),
+            reason: outcome.reason,
+            latency_ms,
+        };
+        if self.results.len() == RESULTS {
+            self.results.pop_front();
+        }
+        self.results.push_back(entry);
+        self.bucket(at, entry);
+    }
+
+    fn bucket(&mut self, at: i64, entry: RunEntry) {
+        if self.hours.is_empty() {
+            self.hours = vec![Bucket::default(); HOURS];
+        }
+        let hour = u32::try_from(at.max(0) / 3600).unwrap_or(u32::MAX);
+        let slot = &mut self.hours[hour as usize % HOURS];
+        if slot.hour != hour {
+            *slot = Bucket {
+                hour,
+                ..Bucket::default()
+            };
+        }
+        slot.runs = slot.runs.saturating_add(1);
+        slot.successes = slot.successes.saturating_add(u16::from(entry.success));
+        slot.latency_ms = slot.latency_ms.saturating_add(entry.latency_ms);
+    }
+
+    /// Records a change of Ready.
+    pub fn transition(&mut self, at: i64, transition: &Transition) {
+        if self.transitions.len() == TRANSITIONS {
+            self.transitions.pop_front();
+        }
+        let message: String = transition.message.chars().take(MESSAGE).collect();
+        self.transitions.push_back(TransitionEntry {
+            at,
+            from: transition.from,
+            to: transition.to,
+            reason: transition.reason,
+            message: message.into_boxed_str(),
+        });
+    }
+
+    /// The last results, oldest first.
+    pub fn results(&self) -> impl DoubleEndedIterator<Item = &RunEntry> {
+        self.results.iter()
+    }
+
+    /// The last transitions, oldest first.
+    pub fn transitions(&self) -> impl DoubleEndedIterator<Item = &TransitionEntry> {
+        self.transitions.iter()
+    }
+
+    /// Uptime and average latency over the `hours` up to and including the hour of `now`.
+    pub fn window(&self, now: i64, hours: u32) -> Window {
+        let current = u32::try_from(now.max(0) / 3600).unwrap_or(u32::MAX);
+        let first = current.saturating_sub(hours.saturating_sub(1));
+        let (mut runs, mut successes, mut latency) = (0u64, 0u64, 0u64);
+        for bucket in self
+            .hours
+            .iter()
+            .filter(|b| b.runs > 0 && (first..=current).contains(&b.hour))
+        {
+            runs += u64::from(bucket.runs);
+            successes += u64::from(bucket.successes);
+            latency += u64::from(bucket.latency_ms);
+        }
+        let ratio = |part: u64| (runs > 0).then(|| part as f64 / runs as f64);
+        Window {
+            runs,
+            successes,
+            uptime: ratio(successes),
+            average_latency_ms: ratio(latency),
+        }
+    }
+
+    /// The hours with runs among the 30 days up to `now`, oldest first.
+    pub fn hours(&self, now: i64) -> Vec<Hour> {
+        let current = u32::try_from(now.max(0) / 3600).unwrap_or(u32::MAX);
+        let first = current.saturating_sub(HOURS as u32 - 1);
+        let mut hours: Vec<Hour> = (self.hours.iter())
+            .filter(|b| b.runs > 0 && (first..=current).contains(&b.hour))
+            .map(|b| Hour {
+                start: i64::from(b.hour) * 3600,
+                runs: u32::from(b.runs),
+                successes: u32::from(b.successes),
+                latency_ms: u64::from(b.latency_ms),
+            })
+            .collect();
+        hours.sort_by_key(|h| h.start);
+        hours
+    }
+
+    /// Heap bytes this history holds (for the memory figure).
+    pub fn heap_bytes(&self) -> usize {
+        let messages: usize = self.transitions.iter().map(|t| t.message.len()).sum();
+        self.results.capacity() * std::mem::size_of::<RunEntry>()
+            + self.transitions.capacity() * std::mem::size_of::<TransitionEntry>()
+            + messages
+            + self.hours.capacity() * std::mem::size_of::<Bucket>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn outcome(at: i64, success: bool, ms: u64) -> Outcome {
+        let reason = if success {
+            Reason::Succeeded
+        } else {
+            Reason::Timeout
+        };
+        let mut outcome = Outcome::not_run(reason, "");
+        outcome.started_at = jiff::Timestamp::from_second(at).unwrap();
+        outcome.duration = Duration::from_millis(ms);
+        outcome
+    }
+
+    const DAY: i64 = 86_400;
+    /// An hour boundary (2027-01-15 08:00 UTC).
+    const T0: i64 = 1_800_000_000;
+
+    #[test]
+    fn uptime_counts_the_runs_of_each_window() {
+        let mut history = History::new(T0);
+        // 10 days, one run an hour: success except every fourth hour of the last day.
+        for h in 0..240 {
+            let at = T0 + h * 3600;
+            let failed = h >= 216 && h % 4 == 0;
+            history.record(&outcome(at, !failed, 100));
+        }
+        let now = T0 + 239 * 3600 + 59;
+        let day = history.window(now, 24);
+        assert_eq!((day.runs, day.successes), (24, 18));
+        assert_eq!(day.uptime, Some(0.75));
+        assert_eq!(day.average_latency_ms, Some(100.0));
+        let week = history.window(now, 7 * 24);
+        assert_eq!((week.runs, week.successes), (168, 162));
+        assert_eq!(history.window(now, 30 * 24).runs, 240);
+        assert_eq!(
+            history.window(now + 400 * DAY, 24).uptime,
+            None,
+            "old buckets age out"
+        );
+    }
+
+    #[test]
+    fn buckets_roll_over_hours_and_are_reused_after_thirty_days() {
+        let mut history = History::new(T0);
+        history.record(&outcome(T0 + 10, true, 1));
+        history.record(&outcome(T0 + 3599, false, 1));
+        history.record(&outcome(T0 + 3600, true, 1));
+        assert_eq!(
+            history.window(T0 + 3600, 1).runs,
+            1,
+            "a new hour starts a new bucket"
+        );
+        assert_eq!(history.window(T0 + 3600, 2).runs, 3);
+        // The same slot, 30 days later: the old bucket is replaced, not added to.
+        history.record(&outcome(T0 + 30 * DAY + 5, true, 1));
+        assert_eq!(history.window(T0 + 30 * DAY + 5, 1).runs, 1);
+        // 30 days of hours: the second hour is the oldest still shown, the first was replaced.
+        let hours = history.hours(T0 + 30 * DAY + 5);
+        let shown: Vec<_> = hours.iter().map(|h| (h.start, h.runs)).collect();
+        assert_eq!(shown, [(T0 + 3600, 1), (T0 + 30 * DAY, 1)]);
+        let later = history.hours(T0 + 30 * DAY + 3600);
+        assert_eq!(later.len(), 1, "the second hour ages out an hour later");
+    }
+
+    #[test]
+    fn results_and_transitions_stay_bounded_and_history_stays_small() {
+        let mut history = History::new(T0);
+        let message = "x".repeat(1000);
+        for i in 0..10_000 {
+            history.record(&outcome(T0 + i * 60, i % 2 == 0, 5));
+            let to = if i % 2 == 0 {
+                ReadyStatus::True
+            } else {
+                ReadyStatus::False
+            };
+            let transition = Transition {
+                from: None,
+                to,
+                reason: Reason::Timeout,
+                message: message.clone(),
+            };
+            history.transition(T0 + i * 60, &transition);
+        }
+        assert_eq!(history.results().count(), RESULTS);
+        assert_eq!(history.transitions().count(), TRANSITIONS);
+        let bytes = history.heap_bytes() + std::mem::size_of::<History>();
+        assert!(bytes < 24 * 1024, "{bytes} bytes at full history");
+    }
+}
