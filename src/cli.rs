@@ -173,6 +173,31 @@ pub struct AdminArgs {
         default_value = "0.0.0.0:8081"
     )]
     pub health_probe_bind_address: std::net::SocketAddr,
+    /// Address of the status page (overview, check pages, JSON API, badges); empty: off.
+    /// Read-only and without authentication: put an authenticating proxy in front of it.
+    #[arg(
+        long,
+        env = "CANARY_UI_BIND_ADDRESS",
+        default_value = "0.0.0.0:8082",
+        value_parser = optional_address
+    )]
+    pub ui_bind_address: OptionalAddress,
+    /// Hide targets, error messages, certificate names and specs on the status page.
+    #[arg(long, env = "CANARY_UI_REDACT")]
+    pub ui_redact: bool,
+}
+
+/// A listen address, or none (an empty value turns the listener off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptionalAddress(pub Option<std::net::SocketAddr>);
+
+fn optional_address(value: &str) -> Result<OptionalAddress, String> {
+    if value.trim().is_empty() {
+        return Ok(OptionalAddress(None));
+    }
+    (value.parse())
+        .map(|addr| OptionalAddress(Some(addr)))
+        .map_err(|e| format!("{e} (HOST:PORT, or empty to turn it off)"))
 }
 
 /// Flags of `canary selftest` (cluster access from in-cluster config or KUBECONFIG).

@@ -1,7 +1,10 @@
 //! The engine shared by standalone mode and the operator: metrics, the scheduler with its
 //! ticker, transition logs, and the admin endpoints on their own thread.
 
-use std::sync::{Arc, atomic::AtomicBool};
+use std::{
+    net::SocketAddr,
+    sync::{Arc, atomic::AtomicBool},
+};
 
 use crate::{
     admin::{self, Admin, AdminError, AdminState},
@@ -12,6 +15,7 @@ use crate::{
         CheckKey, RunReport, Scheduler, SchedulerConfig, Sink, Vital, WatchdogConfig, default_slots,
     },
     supervisor::{Supervisor, watch_thread},
+    ui::{self, Ui, UiError, model::Source},
 };
 
 /// How often the scheduler loop proves it is alive.
@@ -24,6 +28,8 @@ pub enum EngineError {
     Metrics(#[from] MetricsError),
     #[error(transparent)]
     Admin(#[from] AdminError),
+    #[error(transparent)]
+    Ui(#[from] UiError),
 }
 
 /// A running engine.
@@ -34,6 +40,11 @@ pub struct Engine {
     pub ready: Arc<AtomicBool>,
     pub admin: Admin,
     pub ticker: tokio::task::JoinHandle<()>,
+    /// Where the status page listens, when it is on.
+    pub ui_addr: Option<SocketAddr>,
+    ui_task: Option<tokio::task::JoinHandle<()>>,
+    /// Set while this replica is a standby under leader election (the page says so).
+    pub standby: Arc<AtomicBool>,
 }
 
 /// What a spec source adds to the engine.
@@ -93,22 +104,44 @@ impl Engine {
             admin_args.health_probe_bind_address,
             state,
         )?;
-        tracing::info!(metrics = %admin.metrics_addr, health = %admin.health_addr, "serving /metrics, /healthz and /readyz");
+        let standby = Arc::new(AtomicBool::new(false));
+        let (ui_addr, ui_task) = match admin_args.ui_bind_address.0 {
+            Some(addr) => {
+                let bound = ui::bind(addr)?;
+                let ui = Ui {
+                    source: Source {
+                        scheduler: scheduler.clone(),
+                        redact: admin_args.ui_redact,
+                    },
+                    standby: standby.clone(),
+                };
+                (Some(bound.addr), Some(tokio::spawn(bound.serve(ui))))
+            }
+            None => (None, None),
+        };
+        let ui = ui_addr.map_or_else(|| "off".to_string(), |addr| addr.to_string());
+        tracing::info!(metrics = %admin.metrics_addr, health = %admin.health_addr, %ui, "serving /metrics, /healthz, /readyz and the status page");
         Ok(Self {
             scheduler,
             metrics,
             ready,
             admin,
             ticker,
+            ui_addr,
+            ui_task,
+            standby,
         })
     }
 }
 
 impl Engine {
-    /// Puts the ticker and the admin thread under `supervisor`.
+    /// Puts the ticker, the admin thread and the status page under `supervisor`.
     pub fn supervise(&mut self, supervisor: &mut Supervisor) {
         let ticker = std::mem::replace(&mut self.ticker, tokio::spawn(async {}));
         supervisor.adopt("ticker", ticker);
+        if let Some(task) = self.ui_task.take() {
+            supervisor.adopt("ui", task);
+        }
         if let Some(thread) = self.admin.thread.take() {
             supervisor.spawn("admin", watch_thread(thread));
         }

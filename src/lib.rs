@@ -19,6 +19,7 @@ pub mod runner;
 pub mod selftest;
 pub mod standalone;
 pub mod supervisor;
+pub mod ui;
 
 /// Locks a std mutex, recovering the data after a panic elsewhere: every guarded value here
 /// stays consistent between statements, so a poisoned lock holds usable data.

@@ -13,7 +13,7 @@ use std::{
 };
 
 use canary_operator::{
-    cli::{AdminArgs, EngineArgs},
+    cli::{AdminArgs, EngineArgs, OptionalAddress},
     engine::Engine,
     probe::ProbeContext,
     runner::{CheckKey, CheckProber, Plan, RunReport, RunnerSpec, Schedule, Sink},
@@ -44,6 +44,8 @@ fn engine_args(stall_grace: Duration) -> (EngineArgs, AdminArgs) {
         AdminArgs {
             metrics_bind_address: local,
             health_probe_bind_address: local,
+            ui_bind_address: OptionalAddress(Some(local)),
+            ui_redact: false,
         },
     )
 }

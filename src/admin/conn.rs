@@ -16,8 +16,14 @@ use std::{
 };
 
 use bytes::Bytes;
+use http::{Request, Response};
 use http_body_util::Full;
-use hyper::body::{Body, Frame, SizeHint};
+use hyper::{
+    body::{Body, Frame, Incoming, SizeHint},
+    server::conn::http1,
+    service::service_fn,
+};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::oneshot;
 
 use crate::lock;
@@ -94,6 +100,41 @@ impl Connections {
     #[cfg(test)]
     fn open(&self) -> usize {
         lock(&self.state).open.len()
+    }
+}
+
+/// Serves HTTP/1 on `stream` with `handle`, within the limits above; `what` names the server
+/// in debug logs.
+pub async fn serve_limited<H, F>(
+    stream: tokio::net::TcpStream,
+    connections: &Arc<Connections>,
+    what: &'static str,
+    handle: H,
+) where
+    H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
+    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    let mut registered = connections.register();
+    let busy = registered.busy.clone();
+    let handle = Arc::new(handle);
+    let service = service_fn(move |request| {
+        let (handle, busy) = (handle.clone(), busy.clone());
+        async move {
+            busy.store(true, Ordering::Relaxed);
+            let response = handle(request).await;
+            Ok::<_, std::convert::Infallible>(response.map(|body| TrackedBody::new(body, busy)))
+        }
+    });
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::select! {
+        result = connection => if let Err(error) = result {
+            tracing::debug!(%error, server = what, "connection ended with an error");
+        },
+        _ = &mut registered.closed => tracing::debug!(server = what, "connection evicted at the connection cap"),
+        () = tokio::time::sleep(MAX_CONNECTION_AGE) => tracing::debug!(server = what, "connection closed at its maximum age"),
     }
 }
 

@@ -4,11 +4,10 @@
 //! connection limits ([`conn`]) and an off-path, shared `/metrics` render ([`render`]) keep
 //! any client from starving the endpoints the kubelet relies on.
 
-mod conn;
+pub(crate) mod conn;
 mod render;
 
 use std::{
-    convert::Infallible,
     net::SocketAddr,
     sync::{
         Arc, Mutex,
@@ -19,11 +18,10 @@ use std::{
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
 use http_body_util::Full;
-use hyper::{body::Incoming, server::conn::http1, service::service_fn};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
-use conn::{Connections, HEADER_READ_TIMEOUT, MAX_CONNECTION_AGE, TrackedBody};
+use conn::Connections;
 use render::MetricsCache;
 
 use crate::{
@@ -212,28 +210,12 @@ async fn accept_loop(listener: TcpListener, role: Role, served: Arc<Served>) {
 
 /// Serves one connection within the limits of [`conn`].
 async fn serve(stream: tokio::net::TcpStream, role: Role, served: Arc<Served>) {
-    let mut registered = served.connections.register();
-    let busy = registered.busy.clone();
-    let handler = served.clone();
-    let service = service_fn(move |request| {
-        let (served, busy) = (handler.clone(), busy.clone());
-        async move {
-            busy.store(true, Ordering::Relaxed);
-            let response = route(&request, role, &served).await;
-            Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, busy)))
-        }
-    });
-    let connection = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .serve_connection(TokioIo::new(stream), service);
-    tokio::select! {
-        result = connection => if let Err(error) = result {
-            tracing::debug!(%error, "admin connection ended with an error");
-        },
-        _ = &mut registered.closed => tracing::debug!("admin connection evicted at the connection cap"),
-        () = tokio::time::sleep(MAX_CONNECTION_AGE) => tracing::debug!("admin connection closed at its maximum age"),
-    }
+    let connections = served.connections.clone();
+    conn::serve_limited(stream, &connections, "admin", move |request| {
+        let served = served.clone();
+        async move { route(&request, role, &served).await }
+    })
+    .await;
 }
 
 async fn route(request: &Request<Incoming>, role: Role, served: &Served) -> Response<Full<Bytes>> {

@@ -16,7 +16,10 @@ mod watch;
 pub mod writer;
 
 use std::{
-    sync::{Arc, atomic::Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -167,7 +170,8 @@ impl Operator {
         engine.supervise(&mut supervisor);
         supervisor.spawn("writer", writer.clone().run());
         supervisor.spawn("events", publisher);
-        let (leadership, stop_elector) = self.elect(&mut supervisor, &identity, &metrics);
+        let (leadership, stop_elector) =
+            self.elect(&mut supervisor, &identity, &metrics, engine.standby.clone());
         let (events_tx, events_rx) = mpsc::channel(WATCH_BUFFER);
         let watch = watch::run(
             self.client.clone(),
@@ -208,6 +212,7 @@ impl Operator {
         supervisor: &mut Supervisor,
         identity: &str,
         metrics: &Arc<Metrics>,
+        standby: Arc<AtomicBool>,
     ) -> (channel::Receiver<Leadership>, channel::Sender<bool>) {
         let (stop_tx, stop_rx) = channel::channel(false);
         let leader = &self.args.leader;
@@ -229,9 +234,9 @@ impl Operator {
         let mut watched = leadership.clone();
         supervisor.spawn("leader-gauge", async move {
             loop {
-                gauge.set(i64::from(
-                    *watched.borrow_and_update() == Leadership::Leading,
-                ));
+                let now = *watched.borrow_and_update();
+                gauge.set(i64::from(now == Leadership::Leading));
+                standby.store(now == Leadership::Standby, Ordering::Relaxed);
                 if watched.changed().await.is_err() {
                     // The elector is gone (its own end is reported): nothing to follow.
                     return std::future::pending().await;
@@ -254,7 +259,7 @@ impl Running {
         }
         self.engine.scheduler.shutdown();
         self.writer.flush(FLUSH_DEADLINE).await;
-        for task in ["writer", "events", "ticker", "admin"] {
+        for task in ["writer", "events", "ticker", "admin", "ui"] {
             self.supervisor.abort(task);
         }
         let _ = self.stop_elector.send(true);

@@ -59,6 +59,7 @@ async fn defaults_render_the_operator_without_optional_objects() {
         json!([
             {"name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP"},
             {"name": "health", "port": 8081, "targetPort": "health", "protocol": "TCP"},
+            {"name": "ui", "port": 8082, "targetPort": "ui", "protocol": "TCP"},
         ])
     );
 }
@@ -273,10 +274,11 @@ fn assert_hardened(c: &Value) {
 }
 
 /// The operator's flags with default values.
-const DEFAULT_ARGS: [&str; 17] = [
+const DEFAULT_ARGS: [&str; 18] = [
     "operator",
     "--metrics-bind-address=0.0.0.0:8080",
     "--health-probe-bind-address=0.0.0.0:8081",
+    "--ui-bind-address=0.0.0.0:8082",
     "--log-format=json",
     "--log-level=info",
     "--leader-elect",
@@ -292,6 +294,45 @@ const DEFAULT_ARGS: [&str; 17] = [
     "--watch-stall=5m",
     "--deny-cidrs=169.254.0.0/16,fe80::/10,fd00:ec2::254/128,100.100.100.200/32,0.0.0.0/8,::/128",
 ];
+
+#[tokio::test]
+async fn the_status_page_can_be_turned_off_redacted_and_fenced() {
+    let off = render(&["--set", "ui.enabled=false"]).await;
+    assert!(
+        args(&off).contains(&"--ui-bind-address=".to_string()),
+        "an empty address turns it off"
+    );
+    let ports = |objects: &[Value]| -> Vec<String> {
+        let service = one(objects, "Service");
+        (service["spec"]["ports"].as_array().unwrap().iter())
+            .chain(container(objects)["ports"].as_array().unwrap())
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(
+        !ports(&off).contains(&"ui".to_string()),
+        "{:?}",
+        ports(&off)
+    );
+
+    let peer = "ui.from[0].namespaceSelector.matchLabels.team=platform";
+    let fenced = [
+        "--set",
+        "ui.redact=true,networkPolicy.enabled=true",
+        "--set",
+        peer,
+    ];
+    let objects = render(&fenced).await;
+    assert!(args(&objects).contains(&"--ui-redact".to_string()));
+    let policy = one(&objects, "NetworkPolicy");
+    let rule = (policy["spec"]["ingress"].as_array().unwrap().iter())
+        .find(|r| r["ports"][0]["port"] == "ui")
+        .unwrap_or_else(|| panic!("no ingress rule for the page: {policy}"));
+    assert_eq!(
+        rule["from"][0]["namespaceSelector"]["matchLabels"]["team"],
+        "platform"
+    );
+}
 
 #[tokio::test]
 async fn deployment_runs_the_operator_non_root_with_watchdog_probes() {
@@ -324,6 +365,7 @@ async fn deployment_runs_the_operator_non_root_with_watchdog_probes() {
         json!([
             {"name": "metrics", "containerPort": 8080, "protocol": "TCP"},
             {"name": "health", "containerPort": 8081, "protocol": "TCP"},
+            {"name": "ui", "containerPort": 8082, "protocol": "TCP"},
         ])
     );
     let env: BTreeSet<&str> = (c["env"].as_array().unwrap().iter())

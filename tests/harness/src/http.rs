@@ -29,10 +29,21 @@ pub async fn request(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Result<Response, String> {
+    send(addr, "GET", path, headers).await
+}
+
+/// `method path` with extra request headers and no body.
+pub async fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<Response, String> {
     let exchange = async {
         let mut stream = (tokio::net::TcpStream::connect(addr).await)
             .map_err(|e| format!("connect {addr}: {e}"))?;
-        let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+        let mut request =
+            format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
         for (name, value) in headers {
             request.push_str(&format!("{name}: {value}\r\n"));
         }
@@ -44,7 +55,26 @@ pub async fn request(
     };
     tokio::time::timeout(LIMIT, exchange)
         .await
-        .unwrap_or_else(|_| Err(format!("GET {path} at {addr}: no answer within {LIMIT:?}")))
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "{method} {path} at {addr}: no answer within {LIMIT:?}"
+            ))
+        })
+}
+
+impl Response {
+    /// The value of response header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        (self.head.lines().skip(1))
+            .filter_map(|line| line.split_once(':'))
+            .find(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim())
+    }
+
+    /// The body as JSON; fails the test when it is not.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
 }
 
 fn parse(text: &str) -> Result<Response, String> {

@@ -24,16 +24,18 @@ pub struct Launch {
     args: Vec<String>,
     env: Vec<(String, String)>,
     /// (metrics, health) when the flags name them; `None`: read from the log line naming them.
-    admin: Option<(SocketAddr, SocketAddr)>,
+    admin: Option<Admin>,
 }
 
-/// Admin endpoints on free loopback ports, announced in the JSON logs.
-const LOOPBACK_ADMIN: [&str; 6] = [
+/// Admin endpoints and the status page on free loopback ports, announced in the JSON logs.
+const LOOPBACK_ADMIN: [&str; 8] = [
     "--log-format",
     "json",
     "--metrics-bind-address",
     "127.0.0.1:0",
     "--health-probe-bind-address",
+    "127.0.0.1:0",
+    "--ui-bind-address",
     "127.0.0.1:0",
 ];
 
@@ -82,10 +84,11 @@ impl Launch {
         );
         let service = chart::one(objects, "Service");
         let metrics_port = chart::container_port(c, &service["spec"]["ports"][0]["targetPort"]);
-        let admin = Some((
-            bound("metrics", metrics_port),
-            bound("probes'", health_port),
-        ));
+        let admin = Some(Admin {
+            metrics: bound("metrics", metrics_port),
+            health: bound("probes'", health_port),
+            ui: ui_port(objects).map(|port| bound("status page", port)),
+        });
         let mut launch = Self {
             binary: binary.into(),
             wrapper: Vec::new(),
@@ -97,6 +100,14 @@ impl Launch {
             .env
             .push(("KUBECONFIG".into(), kubeconfig.display().to_string()));
         launch
+    }
+
+    /// With the status page off (`--ui-bind-address ""`).
+    pub fn ui_off(mut self) -> Self {
+        if let Some(i) = self.args.iter().position(|a| a == "--ui-bind-address") {
+            self.args[i + 1] = String::new();
+        }
+        self
     }
 
     /// More arguments.
@@ -154,6 +165,7 @@ impl Launch {
         let mut operator = Operator {
             metrics: ([0, 0, 0, 0], 0).into(),
             health: ([0, 0, 0, 0], 0).into(),
+            ui: None,
             logs,
             run: Run::Process(process),
         };
@@ -165,7 +177,7 @@ impl Launch {
                 .ok()
                 .flatten(),
         };
-        let Some((metrics, health)) = admin else {
+        let Some(admin) = admin else {
             operator.kill();
             panic!(
                 "{} did not log its admin addresses; logs:\n{}",
@@ -173,7 +185,8 @@ impl Launch {
                 operator.tail(50)
             );
         };
-        (operator.metrics, operator.health) = (metrics, health);
+        (operator.metrics, operator.health) = (admin.metrics, admin.health);
+        operator.ui = admin.ui;
         operator
     }
 }
@@ -211,7 +224,24 @@ pub fn free_port() -> u16 {
 #[derive(Clone, Default)]
 pub(super) struct Logs(pub(super) Arc<Mutex<Vec<String>>>);
 
-type Announce = Arc<Mutex<Option<tokio::sync::oneshot::Sender<(SocketAddr, SocketAddr)>>>>;
+type Announce = Arc<Mutex<Option<tokio::sync::oneshot::Sender<Admin>>>>;
+
+/// Where the engine serves its endpoints.
+#[derive(Debug, Clone, Copy)]
+struct Admin {
+    metrics: SocketAddr,
+    health: SocketAddr,
+    /// `None` when the status page is off.
+    ui: Option<SocketAddr>,
+}
+
+/// The container port the chart's Service names `ui`, when the page is on.
+fn ui_port(objects: &[Value]) -> Option<u64> {
+    let c = chart::container(objects);
+    let ports = c["ports"].as_array()?;
+    let port = ports.iter().find(|p| p["name"] == "ui")?;
+    port["containerPort"].as_u64()
+}
 
 impl Logs {
     /// Keeps every line of `stream`, announcing the admin addresses of the log line naming them.
@@ -230,9 +260,13 @@ impl Logs {
     }
 }
 
-/// The (metrics, health) addresses of the JSON log line announcing them.
-fn admin_addresses(line: &str) -> Option<(SocketAddr, SocketAddr)> {
+/// The addresses of the JSON log line announcing them (`ui` is `off` when the page is).
+fn admin_addresses(line: &str) -> Option<Admin> {
     let log = serde_json::from_str::<Value>(line).ok()?;
     let field = |name: &str| log["fields"][name].as_str()?.parse::<SocketAddr>().ok();
-    Some((field("metrics")?, field("health")?))
+    Some(Admin {
+        metrics: field("metrics")?,
+        health: field("health")?,
+        ui: field("ui"),
+    })
 }

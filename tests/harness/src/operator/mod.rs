@@ -34,6 +34,8 @@ struct Process {
 pub struct Operator {
     pub metrics: SocketAddr,
     pub health: SocketAddr,
+    /// The status page, when it is on.
+    pub ui: Option<SocketAddr>,
     logs: Logs,
     run: Run,
 }

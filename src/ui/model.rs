@@ -1,0 +1,252 @@
+//! What the status page shows of a check, copied out of the scheduler under its locks and
+//! redacted once, so the pages, the API and the badges read the same figures (the runner's
+//! history, fed by the runs that feed the metrics).
+
+use crate::{
+    api::{CheckKey, HealthCheckSpec, LastResult, ReadyStatus, Reason, TlsFacts, redact},
+    runner::{
+        RunnerSpec, RunnerView, Scheduler,
+        history::{Hour, RunEntry, TransitionEntry, Window},
+    },
+};
+
+/// The windows uptime is reported over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Span {
+    Day,
+    Week,
+    Month,
+}
+
+impl Span {
+    pub const ALL: [Span; 3] = [Span::Day, Span::Week, Span::Month];
+
+    /// As the API and badges spell it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Span::Day => "24h",
+            Span::Week => "7d",
+            Span::Month => "30d",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.label() == text)
+    }
+
+    pub fn hours(self) -> u32 {
+        match self {
+            Span::Day => 24,
+            Span::Week => 7 * 24,
+            Span::Month => 30 * 24,
+        }
+    }
+}
+
+/// A check's state as the page shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Passing,
+    Failing,
+    /// Not run yet, or between thresholds on a first run.
+    Pending,
+    Suspended,
+    /// Inside a maintenance window: failures are not alerts.
+    Maintenance,
+    /// Cannot run (invalid spec, missing or forbidden reference).
+    Blocked,
+}
+
+impl State {
+    pub fn label(self) -> &'static str {
+        match self {
+            State::Passing => "passing",
+            State::Failing => "failing",
+            State::Pending => "pending",
+            State::Suspended => "suspended",
+            State::Maintenance => "maintenance",
+            State::Blocked => "blocked",
+        }
+    }
+
+    /// Whether the check needs attention (the "failing only" filter).
+    pub fn is_failing(self) -> bool {
+        matches!(self, State::Failing | State::Blocked)
+    }
+
+    fn of(view: &RunnerView<'_>) -> Self {
+        if view.suspended {
+            State::Suspended
+        } else if view.blocked {
+            State::Blocked
+        } else if view.in_maintenance {
+            State::Maintenance
+        } else {
+            match view.status.ready() {
+                Some(ReadyStatus::True) => State::Passing,
+                Some(ReadyStatus::False) => State::Failing,
+                _ => State::Pending,
+            }
+        }
+    }
+}
+
+/// What the overview and the list API show of one check.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub key: CheckKey,
+    pub group: String,
+    /// `http`, `tcp`, `tls`; empty when the spec is invalid.
+    pub kind: &'static str,
+    /// `None` when redacted.
+    pub target: Option<String>,
+    pub state: State,
+    pub reason: Option<Reason>,
+    /// The last result's message (the Ready condition's when none); `None` when redacted.
+    pub message: Option<String>,
+    /// Unix seconds.
+    pub last_run: Option<i64>,
+    /// The last results, oldest first.
+    pub results: Vec<RunEntry>,
+    /// Over 24h, 7d, 30d ([`Span::ALL`] order).
+    pub uptime: [Window; 3],
+    pub tls_not_after: Option<jiff::Timestamp>,
+    /// Unix seconds since which the history has data.
+    pub since: i64,
+}
+
+impl Check {
+    pub fn window(&self, span: Span) -> Window {
+        self.uptime[Span::ALL.iter().position(|s| *s == span).unwrap_or(0)]
+    }
+}
+
+/// What the detail page and the check API add.
+#[derive(Debug, Clone)]
+pub struct Detail {
+    pub check: Check,
+    pub transitions: Vec<TransitionEntry>,
+    /// Hours with runs over the last 30 days, oldest first.
+    pub hours: Vec<Hour>,
+    pub last_result: Option<LastResult>,
+    pub tls: Option<TlsFacts>,
+    /// The spec, its URL shown as everywhere else; `None` when redacted or not known.
+    pub spec: Option<HealthCheckSpec>,
+}
+
+/// How the page reads the scheduler.
+#[derive(Clone)]
+pub struct Source {
+    pub scheduler: Scheduler,
+    /// Hide targets, messages, certificate names and specs.
+    pub redact: bool,
+}
+
+impl Source {
+    /// Every check not hidden from the page, sorted by namespace and name.
+    pub fn checks(&self, now: i64) -> Vec<Check> {
+        let mut checks = Vec::new();
+        self.scheduler.visit(|spec, view| {
+            if !spec.info.hidden {
+                checks.push(self.check_of(spec, view, now));
+            }
+        });
+        checks.sort_by(|a, b| a.key.cmp(&b.key));
+        checks
+    }
+
+    /// One check; `None` when unknown or hidden.
+    pub fn check(&self, key: &CheckKey, now: i64) -> Option<Check> {
+        let mut found = None;
+        self.scheduler.visit_one(key, |spec, view| {
+            if !spec.info.hidden {
+                found = Some(self.check_of(spec, view, now));
+            }
+        });
+        found
+    }
+
+    /// One check with its history; `None` when unknown or hidden.
+    pub fn detail(&self, key: &CheckKey, now: i64) -> Option<Detail> {
+        let mut found = None;
+        self.scheduler.visit_one(key, |spec, view| {
+            if !spec.info.hidden {
+                found = Some(self.detail_of(spec, view, now));
+            }
+        });
+        found
+    }
+
+    fn check_of(&self, spec: &RunnerSpec, view: &RunnerView<'_>, now: i64) -> Check {
+        let status = view.status;
+        let history = view.history;
+        let message = (status.last_result.as_ref().map(|r| r.message.clone()))
+            .or_else(|| status.ready_condition().map(|c| c.message.clone()))
+            .filter(|m| !m.is_empty());
+        let tls_not_after = (status.tls.as_ref()).and_then(earliest_expiry);
+        Check {
+            key: spec.key.clone(),
+            group: spec.info.group(&spec.key).to_string(),
+            kind: spec.info.kind,
+            target: (!self.redact).then(|| spec.info.target.clone()),
+            state: State::of(view),
+            reason: status.ready_reason(),
+            message: message.filter(|_| !self.redact),
+            last_run: status.last_run_time.as_ref().map(|t| t.0.as_second()),
+            results: history.results().copied().collect(),
+            uptime: Span::ALL.map(|span| history.window(now, span.hours())),
+            tls_not_after,
+            since: history.since,
+        }
+    }
+
+    fn detail_of(&self, spec: &RunnerSpec, view: &RunnerView<'_>, now: i64) -> Detail {
+        let mut transitions: Vec<TransitionEntry> = view.history.transitions().cloned().collect();
+        let mut last_result = view.status.last_result.clone();
+        let mut tls = view.status.tls.clone();
+        if self.redact {
+            transitions
+                .iter_mut()
+                .for_each(|t| t.message = Box::default());
+            if let Some(result) = &mut last_result {
+                result.message.clear();
+            }
+            if let Some(tls) = &mut tls {
+                (tls.subject, tls.issuer) = (None, None);
+                tls.dns_names.clear();
+            }
+        }
+        let shown_spec = (spec.info.spec.as_deref())
+            .filter(|_| !self.redact)
+            .map(shown);
+        Detail {
+            check: self.check_of(spec, view, now),
+            transitions,
+            hours: view.history.hours(now),
+            last_result,
+            tls,
+            spec: shown_spec,
+        }
+    }
+}
+
+/// The earlier of the leaf's and the chain's expiry.
+fn earliest_expiry(tls: &TlsFacts) -> Option<jiff::Timestamp> {
+    let leaf = tls.not_after.as_ref().map(|t| t.0);
+    let chain = tls.chain_earliest_not_after.as_ref().map(|t| t.0);
+    match (leaf, chain) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The spec with its URL shown as everywhere else (no userinfo, query or fragment).
+fn shown(spec: &HealthCheckSpec) -> HealthCheckSpec {
+    let mut shown = spec.clone();
+    if let Some(http) = &mut shown.http
+        && let Ok(url) = url::Url::parse(&http.url)
+    {
+        http.url = redact(&url);
+    }
+    shown
+}

@@ -1,0 +1,355 @@
+//! The server-rendered pages: an overview of every check, grouped, and one page per check.
+//! Complete without JavaScript; `app.js` only refreshes the parts marked `data-live` and
+//! applies the filter in place. No inline styles or scripts, so the CSP can be strict.
+
+use std::collections::BTreeMap;
+
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+
+use super::{
+    badge, chart,
+    model::{Check, Detail, Span, State},
+};
+use crate::{
+    api::{LastResult, TlsFacts},
+    runner::history::{RunEntry, TransitionEntry},
+};
+
+/// Results shown in a card's bar.
+pub const BAR_RESULTS: usize = 50;
+/// Certificates expiring sooner are marked.
+const EXPIRY_WARNING_DAYS: i64 = 14;
+
+/// What every page knows besides its checks.
+#[derive(Debug, Clone, Copy)]
+pub struct PageContext {
+    /// Unix seconds.
+    pub now: i64,
+    /// This replica does not probe (leader election): it shows no checks.
+    pub standby: bool,
+    pub redacted: bool,
+}
+
+/// `2026-11-29 18:00:05 UTC`.
+pub fn time(at: i64) -> String {
+    jiff::Timestamp::from_second(at)
+        .map(|t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_default()
+}
+
+/// A result as a tooltip: time, latency, reason.
+pub fn title_of(result: &RunEntry) -> String {
+    format!(
+        "{} · {} ms · {}",
+        time(result.at),
+        result.latency_ms,
+        result.reason
+    )
+}
+
+fn layout(title: &str, ctx: &PageContext, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta name="color-scheme" content="light dark";
+                title { (title) }
+                link rel="icon" href="/favicon.svg" type="image/svg+xml";
+                link rel="stylesheet" href="/assets/app.css";
+                script src="/assets/app.js" defer {}
+            }
+            body {
+                header.top {
+                    a.brand href="/" { (PreEscaped(super::assets::LOGO)) "Canary" }
+                    @if ctx.redacted { span.note { "targets and messages hidden" } }
+                }
+                @if ctx.standby {
+                    p.banner.standby {
+                        "This replica is on standby (leader election): only the leader probes, "
+                        "so it has no checks to show. Open the page on the leader's pod."
+                    }
+                }
+                p.banner.stale hidden { "Refreshing failed; showing the last data." }
+                (body)
+                footer {
+                    "Canary " (env!("CARGO_PKG_VERSION")) " · rendered " (time(ctx.now))
+                }
+            }
+        }
+    }
+}
+
+/// The overview: every check as a card, grouped by `canary.dev/group` or namespace.
+pub fn overview(checks: &[Check], failing_only: bool, ctx: &PageContext) -> Markup {
+    let failing = checks.iter().filter(|c| c.state.is_failing()).count();
+    let mut groups: BTreeMap<&str, Vec<&Check>> = BTreeMap::new();
+    for check in checks
+        .iter()
+        .filter(|c| !failing_only || c.state.is_failing())
+    {
+        groups.entry(&check.group).or_default().push(check);
+    }
+    let since = checks.iter().map(|c| c.since).min();
+    let body = html! {
+        nav #summary.summary data-live {
+            span.count { (checks.len()) " checks" }
+            span.count.failing[failing > 0] { (failing) " failing" }
+            @if failing_only {
+                a.filter.on href="/" data-filter aria-pressed="true" { "Failing only" }
+            } @else {
+                a.filter href="/?failing=1" data-filter aria-pressed="false" { "Failing only" }
+            }
+        }
+        main #content data-live data-refresh-seconds="10" {
+            @if groups.is_empty() {
+                p.empty {
+                    @if failing_only { "Nothing is failing." } @else { "No checks." }
+                }
+            }
+            @for (group, members) in &groups {
+                section.group {
+                    h2 { (group) span.dim { " · " (members.len()) } }
+                    div.cards {
+                        @for check in members { (card(check, ctx)) }
+                    }
+                }
+            }
+            @if let Some(since) = since {
+                p.since { "History since " (time(since)) " (kept in memory; a restart starts it again)." }
+            }
+        }
+    };
+    layout("Canary status", ctx, body)
+}
+
+fn card(check: &Check, ctx: &PageContext) -> Markup {
+    let href = format!("/checks/{}/{}", check.key.namespace, check.key.name);
+    let shown = &check.results[check.results.len().saturating_sub(BAR_RESULTS)..];
+    let day = check.window(Span::Day);
+    html! {
+        article.card data-state=(check.state.label()) {
+            div.head {
+                h3 { a href=(href) { (check.key.name) } }
+                span class={ "state " (check.state.label()) } { (check.state.label()) }
+            }
+            p.target {
+                span.kind { (check.kind) }
+                @if let Some(target) = &check.target { " " (target) }
+            }
+            (bar(shown))
+            dl.stats {
+                @for span in Span::ALL {
+                    div { dt { (span.label()) } dd { (uptime_text(check.window(span).uptime)) } }
+                }
+                div { dt { "latency" } dd { (latency_text(day.average_latency_ms)) } }
+                @if let Some(expiry) = check.tls_not_after {
+                    (expiry_stat(expiry, ctx.now))
+                }
+            }
+            @if check.state != State::Passing {
+                @if let Some(message) = &check.message {
+                    p.message {
+                        @if let Some(reason) = check.reason { strong { (reason.as_str()) } ": " }
+                        (message)
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn bar(results: &[RunEntry]) -> Markup {
+    html! {
+        div.bar role="img" aria-label=(format!("last {} results", results.len())) {
+            @for _ in results.len()..BAR_RESULTS { span.tick.none {} }
+            @for result in results {
+                span class=(if result.success { "tick ok" } else { "tick fail" }) title=(title_of(result)) {}
+            }
+        }
+    }
+}
+
+fn expiry_stat(expiry: jiff::Timestamp, now: i64) -> Markup {
+    let days = (expiry.as_second() - now).div_euclid(86_400);
+    let class = match days {
+        d if d < 0 => "expired",
+        d if d < EXPIRY_WARNING_DAYS => "expiring",
+        _ => "",
+    };
+    let text = if days < 0 {
+        "expired".to_string()
+    } else {
+        format!("{days} d")
+    };
+    html! {
+        div title=(format!("certificate expires {}", time(expiry.as_second()))) {
+            dt { "cert" } dd class=(class) { (text) }
+        }
+    }
+}
+
+fn uptime_text(ratio: Option<f64>) -> String {
+    ratio.map_or_else(|| "–".into(), badge::percent)
+}
+
+fn latency_text(ms: Option<f64>) -> String {
+    ms.map_or_else(|| "–".into(), |ms| format!("{} ms", ms.round()))
+}
+
+/// One check: stats, latency chart, last result, certificate, transitions, badges, spec.
+pub fn detail(detail: &Detail, ctx: &PageContext) -> Markup {
+    let check = &detail.check;
+    let key = &check.key;
+    let title = format!("{}/{} · Canary", key.namespace, key.name);
+    let body = html! {
+        main #content data-live data-refresh-seconds="10" {
+            p.crumbs { a href="/" { "All checks" } " / " (check.group) }
+            div.head {
+                h1 { (key.name) span.dim { " in " (key.namespace) } }
+                span class={ "state " (check.state.label()) } { (check.state.label()) }
+            }
+            p.target {
+                span.kind { (check.kind) }
+                @if let Some(target) = &check.target { " " (target) }
+            }
+            dl.stats {
+                @for span in Span::ALL {
+                    div { dt { "uptime " (span.label()) } dd { (uptime_text(check.window(span).uptime)) } }
+                }
+                @for span in [Span::Day, Span::Week] {
+                    div { dt { "latency " (span.label()) } dd { (latency_text(check.window(span).average_latency_ms)) } }
+                }
+            }
+            p.since { "History since " (time(check.since)) "." }
+            section {
+                h2 { "Latency" }
+                (chart::latency(&check.results))
+            }
+            @if let Some(result) = &detail.last_result { (last_result(result, check)) }
+            @if let Some(tls) = &detail.tls { (certificate(tls)) }
+            (transitions(&detail.transitions))
+            (badges(check))
+            @if let Some(yaml) = detail.spec.as_ref().and_then(|s| serde_saphyr::to_string(s).ok()) {
+                section { h2 { "Spec" } pre.spec { code { (yaml) } } }
+            }
+            p.api {
+                a href=(format!("/api/v1/checks/{}/{}", key.namespace, key.name)) { "This check as JSON" }
+            }
+        }
+    };
+    layout(&title, ctx, body)
+}
+
+fn last_result(result: &LastResult, check: &Check) -> Markup {
+    let phases = result.phases.clone().unwrap_or_default();
+    let rows = [
+        ("DNS", phases.dns),
+        ("connect", phases.connect),
+        ("TLS", phases.tls),
+        ("first byte", phases.first_byte),
+        ("transfer", phases.transfer),
+    ];
+    html! {
+        section {
+            h2 { "Last result" }
+            dl.facts {
+                dt { "when" } dd { (check.last_run.map(time).unwrap_or_default()) }
+                dt { "reason" } dd { (result.reason.as_str()) }
+                @if !result.message.is_empty() { dt { "message" } dd { (result.message) } }
+                @if let Some(code) = result.http_status { dt { "HTTP status" } dd { (code) } }
+                dt { "duration" } dd { (result.duration) }
+                @for (phase, took) in rows {
+                    @if let Some(took) = took { dt { (phase) } dd { (took) } }
+                }
+            }
+        }
+    }
+}
+
+fn certificate(tls: &TlsFacts) -> Markup {
+    let at = |t: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| {
+        t.as_ref()
+            .map(|t| time(t.0.as_second()))
+            .unwrap_or_default()
+    };
+    html! {
+        section {
+            h2 { "Certificate" }
+            dl.facts {
+                dt { "verified" } dd { (if tls.verified { "yes" } else { "no" }) }
+                @if let Some(subject) = &tls.subject { dt { "subject" } dd { (subject) } }
+                @if let Some(issuer) = &tls.issuer { dt { "issuer" } dd { (issuer) } }
+                @if !tls.dns_names.is_empty() { dt { "DNS names" } dd { (tls.dns_names.join(", ")) } }
+                dt { "valid from" } dd { (at(&tls.not_before)) }
+                dt { "expires" } dd { (at(&tls.not_after)) }
+                @if tls.chain_earliest_not_after.is_some() {
+                    dt { "chain expires" } dd { (at(&tls.chain_earliest_not_after)) }
+                }
+                @if let Some(version) = &tls.version { dt { "protocol" } dd { (version) } }
+                @if let Some(suite) = &tls.cipher_suite { dt { "cipher suite" } dd { (suite) } }
+            }
+        }
+    }
+}
+
+fn transitions(entries: &[TransitionEntry]) -> Markup {
+    let state = |s: Option<crate::api::ReadyStatus>| s.map_or("–", |s| s.as_str());
+    html! {
+        section {
+            h2 { "Transitions" }
+            @if entries.is_empty() {
+                p.empty { "None since the history started." }
+            } @else {
+                table.transitions {
+                    thead { tr { th { "when" } th { "Ready" } th { "reason" } th { "message" } } }
+                    tbody {
+                        @for t in entries.iter().rev() {
+                            tr {
+                                td { (time(t.at)) }
+                                td { (state(t.from)) " → " (t.to.as_str()) }
+                                td { (t.reason.as_str()) }
+                                td { (t.message) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn badges(check: &Check) -> Markup {
+    let base = format!("/badges/{}/{}", check.key.namespace, check.key.name);
+    let files = [
+        "health.svg",
+        "uptime-24h.svg",
+        "uptime-7d.svg",
+        "uptime-30d.svg",
+        "response-time-24h.svg",
+    ];
+    html! {
+        section.badges {
+            h2 { "Badges" }
+            p {
+                @for file in files {
+                    img src=(format!("{base}/{file}")) alt=(file.trim_end_matches(".svg")) height="20";
+                    " "
+                }
+            }
+            pre { code { "![health](https://CANARY_HOST" (base) "/health.svg)" } }
+        }
+    }
+}
+
+/// A page for a check that does not exist (or is hidden).
+pub fn not_found(ctx: &PageContext) -> Markup {
+    let body = html! {
+        main #content {
+            h1 { "No such check" }
+            p { "It does not exist, is hidden from this page, or is not probed by this replica. " a href="/" { "All checks" } }
+        }
+    };
+    layout("Not found · Canary", ctx, body)
+}
