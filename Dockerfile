@@ -39,7 +39,7 @@ LABEL org.opencontainers.image.title="canary-operator" \
       org.opencontainers.image.source="${SOURCE}"
 USER 65532:65532
 # /metrics and /healthz + /readyz (the chart's metrics.port and healthProbePort).
-EXPOSE 8080 8081
+EXPOSE 8080 8081 8082
 ENTRYPOINT ["/canary"]
 CMD ["operator"]
 

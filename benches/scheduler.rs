@@ -10,11 +10,12 @@ use std::{
 };
 
 use canary_operator::{
-    api::Reason,
-    probe::{self, ProbeContext},
+    api::{ReadyStatus, Reason},
+    probe::{self, Outcome, ProbeContext},
+    readiness::Transition,
     runner::{
-        CheckKey, CheckProber, Plan, RunReport, RunnerSpec, Schedule, Scheduler, SchedulerConfig,
-        Sink,
+        CheckKey, CheckProber, History, Plan, RunReport, RunnerSpec, Schedule, Scheduler,
+        SchedulerConfig, Sink,
     },
 };
 use canary_test_harness::{
@@ -59,6 +60,35 @@ fn runner(i: usize, url: &str, interval: &str, ctx: &Arc<ProbeContext>) -> Runne
         revision: 1,
         ..RunnerSpec::new(key, Schedule::of(&valid), plan)
     }
+}
+
+/// Heap and inline bytes of one check's history once it is full.
+fn full_history_bytes() -> usize {
+    let mut history = History::new(0);
+    for i in 0..200 {
+        let reason = if i % 2 == 0 {
+            Reason::Succeeded
+        } else {
+            Reason::Timeout
+        };
+        let mut outcome = Outcome::not_run(reason, "");
+        outcome.started_at = jiff::Timestamp::from_second(i * 3600).unwrap();
+        history.record(&outcome);
+        let to = if i % 2 == 0 {
+            ReadyStatus::True
+        } else {
+            ReadyStatus::False
+        };
+        let message = "status 500 is not one of the expected 2xx".to_string();
+        let transition = Transition {
+            from: None,
+            to,
+            reason,
+            message,
+        };
+        history.transition(i * 3600, &transition);
+    }
+    history.heap_bytes() + std::mem::size_of::<History>()
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -129,5 +159,9 @@ fn main() {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let per_check = (memory_mib("self", "VmRSS") - rss_before) * 1024.0 * 1024.0 / idle as f64;
         println!("registered {idle} idle checks (1h interval) in {took:.2}s; RSS {:.0} bytes per check", per_check);
+        println!(
+            "status page history at full (100 results, 50 transitions, 30 days of hours): {:.0} bytes per check more (`--bench status_page` measures it in RSS)",
+            full_history_bytes()
+        );
     });
 }

@@ -174,8 +174,11 @@ impl RunnerSpec {
         };
         let spec_json = serde_json::to_vec(spec).unwrap_or_default();
         let generation = origin.generation.unwrap_or_default().to_le_bytes();
-        let labels_json =
-            serde_json::to_vec(&(&origin.labels, &origin.annotations)).unwrap_or_default();
+        // Labels feed canary_check_info and the page's groups; of the annotations only the
+        // page's own matters (run-now and kubectl's last-applied must not replace the runner).
+        let hidden =
+            (origin.annotations.get(STATUS_PAGE_ANNOTATION)).is_some_and(|v| v == "hidden");
+        let labels_json = serde_json::to_vec(&(&origin.labels, hidden)).unwrap_or_default();
         let parts: [&[u8]; 4] = [
             &spec_json,
             &generation,
@@ -188,7 +191,7 @@ impl RunnerSpec {
                 .as_ref()
                 .map_or_else(|_| String::new(), |v| v.probe.target()),
             labels: origin.labels,
-            hidden: (origin.annotations.get(STATUS_PAGE_ANNOTATION)).is_some_and(|v| v == "hidden"),
+            hidden,
             spec: Some(Arc::new(spec.clone())),
         };
         Self {

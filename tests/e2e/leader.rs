@@ -254,3 +254,32 @@ async fn sigterm_on_the_leader_flushes_the_pending_write_and_releases_the_lease(
     assert_eq!(replicas.holder().await, "", "lease released: {released:?}");
     replicas.assert_within_rbac();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_leaders_status_page_lists_checks_and_a_standbys_says_why() {
+    let replicas = Replicas::start().await;
+    let (leader, standby, _) = replicas.elect().await;
+    leader.wait_runs(NS, "c1", None, 1.0).await;
+    let page = |operator: &Operator| operator.ui.expect("the status page is on");
+    let list = canary_test_harness::http::get(page(&leader), "/api/v1/checks")
+        .await
+        .unwrap();
+    assert_eq!(list.json()["total"], 1, "{}", list.body);
+    let list = canary_test_harness::http::get(page(&standby), "/api/v1/checks")
+        .await
+        .unwrap();
+    assert_eq!(
+        list.json()["total"],
+        0,
+        "a standby probes nothing: {}",
+        list.body
+    );
+    let overview = canary_test_harness::http::get(page(&standby), "/")
+        .await
+        .unwrap();
+    assert!(overview.body.contains("on standby"), "{}", overview.body);
+    let overview = canary_test_harness::http::get(page(&leader), "/")
+        .await
+        .unwrap();
+    assert!(!overview.body.contains("on standby"));
+}

@@ -255,6 +255,22 @@ async fn every_response_is_uncached_and_locked_down_and_the_page_is_read_only() 
         assert_eq!(answer.status, 405, "{method}");
     }
     get(&canary, "/nothing/here", 404).await;
+    let gzip = [("Accept-Encoding", "gzip, br")];
+    let zipped = http::request(ui(&canary), "/assets/app.css", &gzip)
+        .await
+        .unwrap();
+    assert_eq!(
+        zipped.header("content-encoding"),
+        Some("gzip"),
+        "{}",
+        zipped.head
+    );
+    assert_eq!(zipped.header("vary"), Some("accept-encoding"));
+    let refused = [("Accept-Encoding", "gzip;q=0")];
+    let plain = http::request(ui(&canary), "/assets/app.css", &refused)
+        .await
+        .unwrap();
+    assert_eq!(plain.header("content-encoding"), None, "{}", plain.head);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
