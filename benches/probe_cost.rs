@@ -1,0 +1,283 @@
+//! What a probe costs Canary, the client alone: the targets run in a child process (this binary
+//! re-executed with `PROBE_COST_SERVE`), serving an RSA-2048 chain (root, intermediate, leaf)
+//! made with the `openssl` command, so the CPU read from `/proc/self` is the prober's only.
+//!
+//! 1. In-process probes of HTTPS GET, TLS only, plain HTTP and TCP at concurrency 1, 8 and 64:
+//!    probes/s and CPU-ms per probe (`PROBES` per run, default 2000).
+//! 2. `canary standalone` with 400 and 800 HTTPS checks at 1 s (`SECONDS`, default 20): CPU-ms per
+//!    probe and RSS of that process, as issue 13 measured it.
+//! 3. Idle memory: `canary standalone` with `IDLE` (default 10,000) HTTPS checks at 1 h, each run
+//!    once, without a caBundle and with one shared caBundle: RSS per check.
+//!
+//! `CANARY_BIN` runs another `canary` build in sections 2 and 3 (to compare before and after).
+//! `PROFILE=1` writes a flamegraph of HTTPS GET at concurrency 8 to `target/perf/https-c8.svg`.
+//! `SECTIONS=1,2,3` picks sections. Run: `cargo bench --bench probe_cost` (release).
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use canary_operator::{
+    api::Reason,
+    probe::{self, Probe, ProbeContext},
+};
+use canary_test_harness::{
+    env_or,
+    procfs::{cpu, memory_mib},
+    refs::{MapRefs, build, spec},
+    targets::{Reply, TestServer, Transport, tls_config},
+};
+use futures::{StreamExt, stream};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use serde_json::json;
+
+const SERVE_ENV: &str = "PROBE_COST_SERVE";
+
+fn main() {
+    if let Ok(dir) = std::env::var(SERVE_ENV) {
+        return serve(Path::new(&dir));
+    }
+    let sections: String = env_or("SECTIONS", "1,2,3".to_string());
+    let pki = tempfile::tempdir().unwrap();
+    make_chain(pki.path());
+    let targets = Targets::start(pki.path());
+    println!("cores: {}", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    println!("targets in process {} (RSA-2048 chain, TLS 1.3)", targets.child.id());
+    if sections.contains('1') {
+        client_only(&targets, pki.path());
+    }
+    if sections.contains('2') {
+        for checks in [400, 800] {
+            standalone_at_one_second(&targets, pki.path(), checks);
+        }
+    }
+    if sections.contains('3') {
+        idle_memory(&targets, pki.path());
+    }
+}
+
+/// Root, intermediate and leaf (`localhost`), RSA-2048, written as PEM into `dir`.
+fn make_chain(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).current_dir(dir).output();
+        let out = out.expect("openssl is installed (Debian package openssl)");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    std::fs::write(dir.join("ca.ext"), "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n").unwrap();
+    std::fs::write(dir.join("leaf.ext"), "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n").unwrap();
+    fn key(name: &str) -> [&str; 5] {
+        ["-newkey", "rsa:2048", "-nodes", "-keyout", name]
+    }
+    openssl(&[&["req", "-x509"][..], &key("root.key"), &["-out", "root.crt", "-days", "30", "-subj", "/CN=Bench Root"]].concat());
+    openssl(&[&["req"][..], &key("int.key"), &["-out", "int.csr", "-subj", "/CN=Bench Intermediate"]].concat());
+    openssl(&["x509", "-req", "-in", "int.csr", "-CA", "root.crt", "-CAkey", "root.key", "-CAcreateserial", "-out", "int.crt", "-days", "30", "-extfile", "ca.ext"]);
+    openssl(&[&["req"][..], &key("leaf.key"), &["-out", "leaf.csr", "-subj", "/CN=localhost"]].concat());
+    openssl(&["x509", "-req", "-in", "leaf.csr", "-CA", "int.crt", "-CAkey", "int.key", "-CAcreateserial", "-out", "leaf.crt", "-days", "30", "-extfile", "leaf.ext"]);
+}
+
+/// The child: an HTTPS server presenting leaf + intermediate and a plain one; prints their
+/// ports, serves until stdin closes.
+fn serve(dir: &Path) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    runtime.block_on(async {
+        let pem = |name: &str| std::fs::read(dir.join(name)).unwrap();
+        let chain = [pem("leaf.crt"), pem("int.crt")]
+            .iter()
+            .map(|p| CertificateDer::from_pem_slice(p).unwrap())
+            .collect();
+        let key = PrivateKeyDer::from_pem_slice(&pem("leaf.key")).unwrap();
+        let config = tls_config(chain, key, &[&rustls::version::TLS13], None);
+        let body = "{\"status\":\"ok\"}";
+        let https = TestServer::start(Transport::Tls(config), move |_| Reply::ok(body)).await;
+        let plain = TestServer::start(Transport::Plain, move |_| Reply::ok(body)).await;
+        println!("{} {}", https.port(), plain.port());
+        std::io::stdout().flush().unwrap();
+        tokio::task::spawn_blocking(|| std::io::stdin().lines().count()).await.unwrap();
+    });
+}
+
+struct Targets {
+    child: Child,
+    https: u16,
+    plain: u16,
+}
+
+impl Targets {
+    fn start(pki: &Path) -> Self {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .env(SERVE_ENV, pki)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let ports: Vec<u16> = line.split_whitespace().map(|p| p.parse().unwrap()).collect();
+        Self { child, https: ports[0], plain: ports[1] }
+    }
+}
+
+impl Drop for Targets {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ca_refs(pki: &Path) -> MapRefs {
+    let root = std::fs::read_to_string(pki.join("root.crt")).unwrap();
+    MapRefs::default().config_map("ca", "ca.crt", root)
+}
+
+fn kinds(targets: &Targets) -> Vec<(&'static str, serde_json::Value)> {
+    let ca = json!({"caBundle": {"configMapKeyRef": {"name": "ca", "key": "ca.crt"}}});
+    vec![
+        ("HTTPS GET", json!({"http": {"url": format!("https://localhost:{}/healthz", targets.https), "expect": {"bodyContains": "ok"}}, "tlsPolicy": ca})),
+        ("TLS only", json!({"tls": {"host": "localhost", "port": targets.https}, "tlsPolicy": ca})),
+        ("plain HTTP", json!({"http": {"url": format!("http://127.0.0.1:{}/healthz", targets.plain)}})),
+        ("TCP", json!({"tcp": {"host": "127.0.0.1", "port": targets.plain}})),
+    ]
+}
+
+/// Runs `probes` probes of `check`, `concurrency` at once: (seconds, CPU-seconds of this process).
+async fn run(check: &Arc<Probe>, ctx: &Arc<ProbeContext>, probes: usize, concurrency: usize) -> (f64, f64) {
+    let (cpu0, t0) = (cpu("self").as_secs_f64(), Instant::now());
+    let ok = stream::iter(0..probes)
+        .map(|_| {
+            let (check, ctx) = (check.clone(), ctx.clone());
+            async move { probe::run(&check, &ctx).await }
+        })
+        .buffer_unordered(concurrency)
+        .filter(|outcome| std::future::ready(outcome.reason == Reason::Succeeded))
+        .count()
+        .await;
+    assert_eq!(ok, probes, "every probe must succeed");
+    (t0.elapsed().as_secs_f64(), cpu("self").as_secs_f64() - cpu0)
+}
+
+fn client_only(targets: &Targets, pki: &Path) {
+    let probes: usize = env_or("PROBES", 2000);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let refs = ca_refs(pki);
+    let ctx = Arc::new(ProbeContext::default());
+    println!("\n1. client only, {probes} probes per run (CPU of this process; targets elsewhere)");
+    for (kind, spec_json) in kinds(targets) {
+        let check = Arc::new(build(&spec(spec_json), &refs));
+        for concurrency in [1, 8, 64] {
+            let profile = kind == "HTTPS GET" && concurrency == 8 && std::env::var("PROFILE").is_ok();
+            let guard = profile.then(|| pprof::ProfilerGuardBuilder::default().frequency(999).build().unwrap());
+            let (seconds, cpu) = runtime.block_on(run(&check, &ctx, probes, concurrency));
+            if let Some(guard) = guard {
+                flamegraph(&guard, "https-c8");
+            }
+            println!(
+                "{kind:>10}, concurrency {concurrency:>2}: {:>6.0} probes/s, {:.3} CPU-ms per probe",
+                probes as f64 / seconds,
+                cpu / probes as f64 * 1000.0
+            );
+        }
+    }
+    println!("peak RSS of the client: {:.1} MiB", memory_mib("self", "VmHWM"));
+}
+
+fn flamegraph(guard: &pprof::ProfilerGuard<'_>, name: &str) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/perf");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}.svg"));
+    let report = guard.report().build().unwrap();
+    report.flamegraph(std::fs::File::create(&path).unwrap()).unwrap();
+    println!("flamegraph: {}", path.display());
+}
+
+/// `count` HealthCheck documents of HTTPS GET on the target, at `interval`.
+fn https_checks(targets: &Targets, count: usize, interval: &str, bundle: bool) -> String {
+    let policy = if bundle { "  tlsPolicy: {caBundle: {configMapKeyRef: {name: ca, key: ca.crt}}}\n" } else { "  tlsPolicy: {verify: false}\n" };
+    (0..count)
+        .map(|i| format!(
+            "apiVersion: canary.dev/v1alpha1\nkind: HealthCheck\nmetadata: {{name: c{i}, namespace: bench}}\nspec:\n  interval: {interval}\n  timeout: 800ms\n  http: {{url: 'https://localhost:{}/healthz'}}\n{policy}",
+            targets.https
+        ))
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+/// A `canary standalone` on `checks` (a YAML stream) with the CA ConfigMap folder.
+struct Standalone {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Standalone {
+    fn start(checks: &str, pki: &Path) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("checks.yaml"), checks).unwrap();
+        let maps = dir.path().join("configmaps/ca");
+        std::fs::create_dir_all(&maps).unwrap();
+        std::fs::copy(pki.join("root.crt"), maps.join("ca.crt")).unwrap();
+        // CANARY_BIN: another build to compare (a copy of an earlier target/release/canary).
+        let binary = std::env::var("CANARY_BIN").unwrap_or(env!("CARGO_BIN_EXE_canary").into());
+        let child = Command::new(binary)
+            .args(["standalone", "-f"])
+            .arg(dir.path().join("checks.yaml"))
+            .arg("--configmaps-dir")
+            .arg(dir.path().join("configmaps"))
+            .args(["--metrics-bind-address", "127.0.0.1:0", "--health-probe-bind-address", "127.0.0.1:0", "--ui-bind-address", "", "--log-level", "warn"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Self { child, _dir: dir }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Standalone {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn standalone_at_one_second(targets: &Targets, pki: &Path, checks: usize) {
+    let seconds: u64 = env_or("SECONDS", 20);
+    let canary = Standalone::start(&https_checks(targets, checks, "1s", true), pki);
+    std::thread::sleep(Duration::from_secs(8)); // start-up and the first, jittered runs
+    let (cpu0, t0) = (cpu(canary.pid()).as_secs_f64(), Instant::now());
+    std::thread::sleep(Duration::from_secs(seconds));
+    let (cpu, wall) = (cpu(canary.pid()).as_secs_f64() - cpu0, t0.elapsed().as_secs_f64());
+    let probes = checks as f64 * wall;
+    println!(
+        "\n2. canary standalone, {checks} HTTPS checks at 1s: {:.3} CPU-ms per probe, RSS {:.1} MiB",
+        cpu / probes * 1000.0,
+        memory_mib(canary.pid(), "VmRSS")
+    );
+}
+
+fn idle_memory(targets: &Targets, pki: &Path) {
+    let idle: usize = env_or("IDLE", 10_000);
+    let mut per = Vec::new();
+    for bundle in [false, true] {
+        let empty = Standalone::start("", pki);
+        std::thread::sleep(Duration::from_secs(2));
+        let base = memory_mib(empty.pid(), "VmRSS");
+        drop(empty);
+        let canary = Standalone::start(&https_checks(targets, idle, "1h", bundle), pki);
+        // Every check runs once within seconds of start (quick jitter), then idles for an hour.
+        std::thread::sleep(Duration::from_secs(15));
+        let rss = memory_mib(canary.pid(), "VmRSS");
+        let per_check = (rss - base) * 1024.0 / idle as f64;
+        per.push(per_check);
+        println!(
+            "\n3. {idle} idle HTTPS checks {}: RSS {rss:.1} MiB, {per_check:.1} KiB per check",
+            if bundle { "sharing one caBundle" } else { "without a caBundle" }
+        );
+    }
+    println!("a shared caBundle costs {:.1} KiB per check more", per[1] - per[0]);
+}
