@@ -45,8 +45,14 @@ fn main() {
     let pki = tempfile::tempdir().unwrap();
     make_chain(pki.path());
     let targets = Targets::start(pki.path());
-    println!("cores: {}", std::thread::available_parallelism().map_or(0, |n| n.get()));
-    println!("targets in process {} (RSA-2048 chain, TLS 1.3)", targets.child.id());
+    println!(
+        "cores: {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "targets in process {} (RSA-2048 chain, TLS 1.3)",
+        targets.child.id()
+    );
     if sections.contains('1') {
         client_only(&targets, pki.path());
     }
@@ -65,24 +71,93 @@ fn make_chain(dir: &Path) {
     let openssl = |args: &[&str]| {
         let out = Command::new("openssl").args(args).current_dir(dir).output();
         let out = out.expect("openssl is installed (Debian package openssl)");
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
-    std::fs::write(dir.join("ca.ext"), "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n").unwrap();
-    std::fs::write(dir.join("leaf.ext"), "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n").unwrap();
+    std::fs::write(
+        dir.join("ca.ext"),
+        "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
     fn key(name: &str) -> [&str; 5] {
         ["-newkey", "rsa:2048", "-nodes", "-keyout", name]
     }
-    openssl(&[&["req", "-x509"][..], &key("root.key"), &["-out", "root.crt", "-days", "30", "-subj", "/CN=Bench Root"]].concat());
-    openssl(&[&["req"][..], &key("int.key"), &["-out", "int.csr", "-subj", "/CN=Bench Intermediate"]].concat());
-    openssl(&["x509", "-req", "-in", "int.csr", "-CA", "root.crt", "-CAkey", "root.key", "-CAcreateserial", "-out", "int.crt", "-days", "30", "-extfile", "ca.ext"]);
-    openssl(&[&["req"][..], &key("leaf.key"), &["-out", "leaf.csr", "-subj", "/CN=localhost"]].concat());
-    openssl(&["x509", "-req", "-in", "leaf.csr", "-CA", "int.crt", "-CAkey", "int.key", "-CAcreateserial", "-out", "leaf.crt", "-days", "30", "-extfile", "leaf.ext"]);
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &key("root.key"),
+            &["-out", "root.crt", "-days", "30", "-subj", "/CN=Bench Root"],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"][..],
+            &key("int.key"),
+            &["-out", "int.csr", "-subj", "/CN=Bench Intermediate"],
+        ]
+        .concat(),
+    );
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "int.csr",
+        "-CA",
+        "root.crt",
+        "-CAkey",
+        "root.key",
+        "-CAcreateserial",
+        "-out",
+        "int.crt",
+        "-days",
+        "30",
+        "-extfile",
+        "ca.ext",
+    ]);
+    openssl(
+        &[
+            &["req"][..],
+            &key("leaf.key"),
+            &["-out", "leaf.csr", "-subj", "/CN=localhost"],
+        ]
+        .concat(),
+    );
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "int.crt",
+        "-CAkey",
+        "int.key",
+        "-CAcreateserial",
+        "-out",
+        "leaf.crt",
+        "-days",
+        "30",
+        "-extfile",
+        "leaf.ext",
+    ]);
 }
 
 /// The child: an HTTPS server presenting leaf + intermediate and a plain one; prints their
 /// ports, serves until stdin closes.
 fn serve(dir: &Path) {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         let pem = |name: &str| std::fs::read(dir.join(name)).unwrap();
         let chain = [pem("leaf.crt"), pem("int.crt")]
@@ -96,7 +171,9 @@ fn serve(dir: &Path) {
         let plain = TestServer::start(Transport::Plain, move |_| Reply::ok(body)).await;
         println!("{} {}", https.port(), plain.port());
         std::io::stdout().flush().unwrap();
-        tokio::task::spawn_blocking(|| std::io::stdin().lines().count()).await.unwrap();
+        tokio::task::spawn_blocking(|| std::io::stdin().lines().count())
+            .await
+            .unwrap();
     });
 }
 
@@ -115,9 +192,18 @@ impl Targets {
             .spawn()
             .unwrap();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let ports: Vec<u16> = line.split_whitespace().map(|p| p.parse().unwrap()).collect();
-        Self { child, https: ports[0], plain: ports[1] }
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let ports: Vec<u16> = line
+            .split_whitespace()
+            .map(|p| p.parse().unwrap())
+            .collect();
+        Self {
+            child,
+            https: ports[0],
+            plain: ports[1],
+        }
     }
 }
 
@@ -136,15 +222,32 @@ fn ca_refs(pki: &Path) -> MapRefs {
 fn kinds(targets: &Targets) -> Vec<(&'static str, serde_json::Value)> {
     let ca = json!({"caBundle": {"configMapKeyRef": {"name": "ca", "key": "ca.crt"}}});
     vec![
-        ("HTTPS GET", json!({"http": {"url": format!("https://localhost:{}/healthz", targets.https), "expect": {"bodyContains": "ok"}}, "tlsPolicy": ca})),
-        ("TLS only", json!({"tls": {"host": "localhost", "port": targets.https}, "tlsPolicy": ca})),
-        ("plain HTTP", json!({"http": {"url": format!("http://127.0.0.1:{}/healthz", targets.plain)}})),
-        ("TCP", json!({"tcp": {"host": "127.0.0.1", "port": targets.plain}})),
+        (
+            "HTTPS GET",
+            json!({"http": {"url": format!("https://localhost:{}/healthz", targets.https), "expect": {"bodyContains": "ok"}}, "tlsPolicy": ca}),
+        ),
+        (
+            "TLS only",
+            json!({"tls": {"host": "localhost", "port": targets.https}, "tlsPolicy": ca}),
+        ),
+        (
+            "plain HTTP",
+            json!({"http": {"url": format!("http://127.0.0.1:{}/healthz", targets.plain)}}),
+        ),
+        (
+            "TCP",
+            json!({"tcp": {"host": "127.0.0.1", "port": targets.plain}}),
+        ),
     ]
 }
 
 /// Runs `probes` probes of `check`, `concurrency` at once: (seconds, CPU-seconds of this process).
-async fn run(check: &Arc<Probe>, ctx: &Arc<ProbeContext>, probes: usize, concurrency: usize) -> (f64, f64) {
+async fn run(
+    check: &Arc<Probe>,
+    ctx: &Arc<ProbeContext>,
+    probes: usize,
+    concurrency: usize,
+) -> (f64, f64) {
     let (cpu0, t0) = (cpu("self").as_secs_f64(), Instant::now());
     let ok = stream::iter(0..probes)
         .map(|_| {
@@ -161,15 +264,24 @@ async fn run(check: &Arc<Probe>, ctx: &Arc<ProbeContext>, probes: usize, concurr
 
 fn client_only(targets: &Targets, pki: &Path) {
     let probes: usize = env_or("PROBES", 2000);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let refs = ca_refs(pki);
     let ctx = Arc::new(ProbeContext::default());
     println!("\n1. client only, {probes} probes per run (CPU of this process; targets elsewhere)");
     for (kind, spec_json) in kinds(targets) {
         let check = Arc::new(build(&spec(spec_json), &refs));
         for concurrency in [1, 8, 64] {
-            let profile = kind == "HTTPS GET" && concurrency == 8 && std::env::var("PROFILE").is_ok();
-            let guard = profile.then(|| pprof::ProfilerGuardBuilder::default().frequency(999).build().unwrap());
+            let profile =
+                kind == "HTTPS GET" && concurrency == 8 && std::env::var("PROFILE").is_ok();
+            let guard = profile.then(|| {
+                pprof::ProfilerGuardBuilder::default()
+                    .frequency(999)
+                    .build()
+                    .unwrap()
+            });
             let (seconds, cpu) = runtime.block_on(run(&check, &ctx, probes, concurrency));
             if let Some(guard) = guard {
                 flamegraph(&guard, "https-c8");
@@ -181,7 +293,10 @@ fn client_only(targets: &Targets, pki: &Path) {
             );
         }
     }
-    println!("peak RSS of the client: {:.1} MiB", memory_mib("self", "VmHWM"));
+    println!(
+        "peak RSS of the client: {:.1} MiB",
+        memory_mib("self", "VmHWM")
+    );
 }
 
 fn flamegraph(guard: &pprof::ProfilerGuard<'_>, name: &str) {
@@ -189,13 +304,19 @@ fn flamegraph(guard: &pprof::ProfilerGuard<'_>, name: &str) {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(format!("{name}.svg"));
     let report = guard.report().build().unwrap();
-    report.flamegraph(std::fs::File::create(&path).unwrap()).unwrap();
+    report
+        .flamegraph(std::fs::File::create(&path).unwrap())
+        .unwrap();
     println!("flamegraph: {}", path.display());
 }
 
 /// `count` HealthCheck documents of HTTPS GET on the target, at `interval`.
 fn https_checks(targets: &Targets, count: usize, interval: &str, bundle: bool) -> String {
-    let policy = if bundle { "  tlsPolicy: {caBundle: {configMapKeyRef: {name: ca, key: ca.crt}}}\n" } else { "  tlsPolicy: {verify: false}\n" };
+    let policy = if bundle {
+        "  tlsPolicy: {caBundle: {configMapKeyRef: {name: ca, key: ca.crt}}}\n"
+    } else {
+        "  tlsPolicy: {verify: false}\n"
+    };
     (0..count)
         .map(|i| format!(
             "apiVersion: canary.dev/v1alpha1\nkind: HealthCheck\nmetadata: {{name: c{i}, namespace: bench}}\nspec:\n  interval: {interval}\n  timeout: 800ms\n  http: {{url: 'https://localhost:{}/healthz'}}\n{policy}",
@@ -225,7 +346,16 @@ impl Standalone {
             .arg(dir.path().join("checks.yaml"))
             .arg("--configmaps-dir")
             .arg(dir.path().join("configmaps"))
-            .args(["--metrics-bind-address", "127.0.0.1:0", "--health-probe-bind-address", "127.0.0.1:0", "--ui-bind-address", "", "--log-level", "warn"])
+            .args([
+                "--metrics-bind-address",
+                "127.0.0.1:0",
+                "--health-probe-bind-address",
+                "127.0.0.1:0",
+                "--ui-bind-address",
+                "",
+                "--log-level",
+                "warn",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -251,7 +381,10 @@ fn standalone_at_one_second(targets: &Targets, pki: &Path, checks: usize) {
     std::thread::sleep(Duration::from_secs(8)); // start-up and the first, jittered runs
     let (cpu0, t0) = (cpu(canary.pid()).as_secs_f64(), Instant::now());
     std::thread::sleep(Duration::from_secs(seconds));
-    let (cpu, wall) = (cpu(canary.pid()).as_secs_f64() - cpu0, t0.elapsed().as_secs_f64());
+    let (cpu, wall) = (
+        cpu(canary.pid()).as_secs_f64() - cpu0,
+        t0.elapsed().as_secs_f64(),
+    );
     let probes = checks as f64 * wall;
     println!(
         "\n2. canary standalone, {checks} HTTPS checks at 1s: {:.3} CPU-ms per probe, RSS {:.1} MiB",
@@ -276,8 +409,15 @@ fn idle_memory(targets: &Targets, pki: &Path) {
         per.push(per_check);
         println!(
             "\n3. {idle} idle HTTPS checks {}: RSS {rss:.1} MiB, {per_check:.1} KiB per check",
-            if bundle { "sharing one caBundle" } else { "without a caBundle" }
+            if bundle {
+                "sharing one caBundle"
+            } else {
+                "without a caBundle"
+            }
         );
     }
-    println!("a shared caBundle costs {:.1} KiB per check more", per[1] - per[0]);
+    println!(
+        "a shared caBundle costs {:.1} KiB per check more",
+        per[1] - per[0]
+    );
 }

@@ -2,16 +2,15 @@
 //! client certificates) are fetched through a [`ReferenceSource`], so the engine never sees
 //! Kubernetes objects.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use http::HeaderValue;
-use rustls::RootCertStore;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 
 use super::{
     Probe, Target,
     http::{HttpCheck, ResolvedHeader},
-    tls::{ClientAuth, TlsSettings, system_roots},
+    tls::{ClientAuth, TlsSettings, Trust},
 };
 use crate::api::{
     FieldError, HeaderSource, ProbeKind, Reason, Reference, ReferenceKind, ValidHttp, ValidSpec,
@@ -160,22 +159,12 @@ fn fetch(
     })
 }
 
-/// System roots, parsed once and shared by every check without a caBundle.
-fn system_store() -> Arc<RootCertStore> {
-    static STORE: LazyLock<Arc<RootCertStore>> = LazyLock::new(|| {
-        let mut store = RootCertStore::empty();
-        store.add_parsable_certificates(system_roots().iter().cloned());
-        Arc::new(store)
-    });
-    STORE.clone()
-}
-
 fn tls_settings(
     policy: &ValidTlsPolicy,
     refs: &dyn ReferenceSource,
 ) -> Result<TlsSettings, BuildError> {
-    let roots = match &policy.ca_bundle {
-        None => system_store(),
+    let trust = match &policy.ca_bundle {
+        None => Trust::system(),
         Some(source) => {
             let field = "spec.tlsPolicy.caBundle";
             let pem = fetch(source, field, refs)?;
@@ -187,26 +176,16 @@ fn tls_settings(
             if extra.is_empty() {
                 return Err(BuildError::invalid(field, "holds no PEM certificates"));
             }
-            let mut store = (*system_store()).clone();
-            let (added, _) = store.add_parsable_certificates(extra);
-            if added == 0 {
-                return Err(BuildError::invalid(
-                    field,
-                    "holds no usable CA certificates",
-                ));
-            }
-            Arc::new(store)
+            Trust::with_bundle(&extra)
+                .ok_or_else(|| BuildError::invalid(field, "holds no usable CA certificates"))?
         }
     };
     let client_auth = match &policy.client_certificate {
         None => None,
         Some(secret) => Some(client_auth(secret, refs)?),
     };
-    Ok(TlsSettings {
-        policy: policy.clone(),
-        roots,
-        client_auth,
-    })
+    TlsSettings::new(policy.clone(), trust, client_auth)
+        .map_err(|message| BuildError::invalid("spec.tlsPolicy.clientCertificate", message))
 }
 
 fn client_auth(secret: &str, refs: &dyn ReferenceSource) -> Result<ClientAuth, BuildError> {

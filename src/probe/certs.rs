@@ -1,6 +1,11 @@
 //! Certificate facts (parsed with x509-parser) and the pure checks of TLS expectations that
 //! come after the handshake: remaining validity, lifetime share, names, issuer, pins.
 
+use std::{
+    collections::HashMap,
+    sync::{LazyLock, Mutex},
+};
+
 use rustls_pki_types::CertificateDer;
 use sha2::{Digest, Sha256};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
@@ -22,7 +27,28 @@ pub struct CertFacts {
     pub spki_sha256: [u8; 32],
 }
 
+/// Facts of certificates seen lately, by the SHA-256 of their DER: a server sends the same chain
+/// on every probe, and hashing it costs a fraction of parsing it. Emptied when full.
+static SEEN: LazyLock<Mutex<HashMap<[u8; 32], CertFacts>>> = LazyLock::new(Mutex::default);
+/// Distinct certificates remembered at most (a few hundred bytes each).
+const SEEN_MAX: usize = 4096;
+
 impl CertFacts {
+    /// [`CertFacts::parse`], remembered for certificates seen before.
+    pub fn parse_cached(der: &CertificateDer<'_>) -> Option<Self> {
+        let key: [u8; 32] = Sha256::digest(der.as_ref()).into();
+        if let Some(facts) = crate::lock(&SEEN).get(&key) {
+            return Some(facts.clone());
+        }
+        let facts = Self::parse(der)?;
+        let mut seen = crate::lock(&SEEN);
+        if seen.len() >= SEEN_MAX {
+            seen.clear();
+        }
+        seen.insert(key, facts.clone());
+        Some(facts)
+    }
+
     /// Parses one DER certificate; `None` when it is not a certificate at all.
     pub fn parse(der: &CertificateDer<'_>) -> Option<Self> {
         let (_, cert) = X509Certificate::from_der(der.as_ref()).ok()?;

@@ -1,7 +1,15 @@
 //! TLS handshakes that capture the served chain before verification, so an expired, mismatched
 //! or untrusted certificate still reports its dates, names and issuer.
+//!
+//! What does not change between probes is built once: trust stores and their WebPKI verifiers
+//! are interned by content ([`Trust`]), shared by every check with the same CA bundle, and each
+//! check's client configuration is prebuilt. A probe owns only what its handshake must: the
+//! verifier that captures the served chain. Every probe is still a full handshake.
 
-use std::sync::{Arc, LazyLock, Mutex};
+use std::{
+    collections::HashMap,
+    sync::{Arc, LazyLock, Mutex, Weak},
+};
 
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
@@ -18,13 +26,104 @@ use tokio_rustls::{TlsConnector, client::TlsStream};
 use super::{CertFacts, Failure, TlsCapture, certs, trace::Phase, trace::Trace};
 use crate::api::{Reason, TlsVersion, ValidTlsPolicy};
 
-/// TLS expectations and trust for one check, references resolved.
+/// TLS expectations and trust for one check, references resolved and client configurations
+/// built.
 #[derive(Debug)]
 pub struct TlsSettings {
     pub policy: ValidTlsPolicy,
-    /// System roots plus the check's caBundle.
+    /// System roots plus the check's caBundle, shared with every check of the same bundle.
+    pub trust: Arc<Trust>,
+    /// Without a client certificate.
+    anonymous: Arc<ClientConfig>,
+    /// With the check's client certificate, when it has one.
+    authenticated: Option<Arc<ClientConfig>>,
+}
+
+impl TlsSettings {
+    /// Builds the client configurations once; fails when the client certificate is unusable.
+    pub fn new(
+        policy: ValidTlsPolicy,
+        trust: Arc<Trust>,
+        client_auth: Option<ClientAuth>,
+    ) -> Result<Self, String> {
+        let verifier = Arc::new(CapturingVerifier::new(&trust, policy.verify));
+        let anonymous = Arc::new(base_config(&policy, None, verifier.clone())?);
+        let authenticated = match client_auth {
+            Some(auth) => Some(Arc::new(base_config(&policy, Some(auth), verifier)?)),
+            None => None,
+        };
+        Ok(Self {
+            policy,
+            trust,
+            anonymous,
+            authenticated,
+        })
+    }
+
+    /// Whether a client certificate is configured.
+    pub fn has_client_certificate(&self) -> bool {
+        self.authenticated.is_some()
+    }
+}
+
+/// Trust anchors and the WebPKI verifier built from them.
+#[derive(Debug)]
+pub struct Trust {
     pub roots: Arc<RootCertStore>,
-    pub client_auth: Option<ClientAuth>,
+    webpki: Option<Arc<WebPkiServerVerifier>>,
+}
+
+/// Trust built from system roots plus a bundle, by the SHA-256 of the bundle's certificates;
+/// an entry lives as long as some check holds it.
+static INTERNED: LazyLock<Mutex<HashMap<[u8; 32], Weak<Trust>>>> = LazyLock::new(Mutex::default);
+
+impl Trust {
+    fn new(roots: RootCertStore) -> Self {
+        let roots = Arc::new(roots);
+        let webpki = (!roots.is_empty())
+            .then(|| WebPkiServerVerifier::builder_with_provider(roots.clone(), provider()).build())
+            .and_then(|built| {
+                built
+                    .map_err(|error| tracing::error!(%error, "cannot build a TLS verifier"))
+                    .ok()
+            });
+        Self { roots, webpki }
+    }
+
+    /// The system's trust anchors, for checks without a caBundle.
+    pub fn system() -> Arc<Trust> {
+        static SYSTEM: LazyLock<Arc<Trust>> = LazyLock::new(|| {
+            let mut store = RootCertStore::empty();
+            store.add_parsable_certificates(system_roots().iter().cloned());
+            Arc::new(Trust::new(store))
+        });
+        SYSTEM.clone()
+    }
+
+    /// System roots plus `bundle`, shared with every check that holds the same certificates.
+    /// `None` when no certificate of the bundle is a usable trust anchor.
+    pub fn with_bundle(bundle: &[CertificateDer<'static>]) -> Option<Arc<Trust>> {
+        use sha2::Digest;
+        let mut digest = sha2::Sha256::new();
+        for cert in bundle {
+            digest.update((cert.len() as u64).to_le_bytes());
+            digest.update(cert.as_ref());
+        }
+        let key: [u8; 32] = digest.finalize().into();
+        let mut interned = crate::lock(&INTERNED);
+        if let Some(trust) = interned.get(&key).and_then(Weak::upgrade) {
+            return Some(trust);
+        }
+        let mut store = (*Trust::system().roots).clone();
+        let (added, _) = store.add_parsable_certificates(bundle.iter().cloned());
+        if added == 0 {
+            return None;
+        }
+        let trust = Arc::new(Trust::new(store));
+        interned.retain(|_, held| held.strong_count() > 0);
+        interned.insert(key, Arc::downgrade(&trust));
+        Some(trust)
+    }
 }
 
 /// A client certificate chain and its key, for mutual TLS.
@@ -34,10 +133,21 @@ pub struct ClientAuth {
     pub key: PrivateKeyDer<'static>,
 }
 
-/// The process-wide crypto provider (ring; rustls is the only TLS stack).
+/// The process-wide crypto provider (ring; rustls is the only TLS stack), offering AES-128-GCM
+/// first: as strong for a probe, and its SHA-256 is cheaper than AES-256-GCM's SHA-384.
 pub fn provider() -> Arc<CryptoProvider> {
-    static PROVIDER: LazyLock<Arc<CryptoProvider>> =
-        LazyLock::new(|| Arc::new(rustls::crypto::ring::default_provider()));
+    static PROVIDER: LazyLock<Arc<CryptoProvider>> = LazyLock::new(|| {
+        let mut provider = rustls::crypto::ring::default_provider();
+        provider.cipher_suites.sort_by_key(|suite| {
+            let name = format!("{:?}", suite.suite());
+            match () {
+                () if name.contains("AES_128") => 0,
+                () if name.contains("CHACHA20") => 1,
+                () => 2,
+            }
+        });
+        Arc::new(provider)
+    });
     PROVIDER.clone()
 }
 
@@ -95,8 +205,11 @@ pub async fn handshake(
             format!("{name:?} is not a valid TLS server name: {e}"),
         )
     })?;
-    let verifier = Arc::new(CapturingVerifier::new(settings)?);
-    let config = client_config(settings, client_certificate, verifier.clone())?;
+    let verifier = Arc::new(CapturingVerifier::new(
+        &settings.trust,
+        settings.policy.verify,
+    ));
+    let config = client_config(settings, client_certificate, verifier.clone());
     let result = TlsConnector::from(Arc::new(config))
         .connect(server_name, stream)
         .await;
@@ -104,7 +217,11 @@ pub async fn handshake(
     let mut facts = TlsCapture {
         version: None,
         cipher_suite: None,
-        chain: captured.chain.iter().filter_map(CertFacts::parse).collect(),
+        chain: captured
+            .chain
+            .iter()
+            .filter_map(CertFacts::parse_cached)
+            .collect(),
         verified: settings.policy.verify && captured.verdict.as_ref().is_some_and(Result::is_ok),
     };
     let stream = match result {
@@ -126,32 +243,43 @@ pub async fn handshake(
     Ok(Session { stream, facts })
 }
 
+/// A copy of the check's prebuilt configuration with this handshake's capturing verifier.
 fn client_config(
     settings: &TlsSettings,
     client_certificate: bool,
     verifier: Arc<CapturingVerifier>,
-) -> Result<ClientConfig, Failure> {
-    let versions: &[&rustls::SupportedProtocolVersion] = match settings.policy.min_version {
+) -> ClientConfig {
+    let base = match &settings.authenticated {
+        Some(authenticated) if client_certificate => authenticated,
+        _ => &settings.anonymous,
+    };
+    let mut config = ClientConfig::clone(base);
+    config.dangerous().set_certificate_verifier(verifier);
+    config
+}
+
+/// The configuration every probe of a check copies: versions, client certificate, ALPN, and
+/// no resumption, so every probe is a full handshake that sees the certificate.
+fn base_config(
+    policy: &ValidTlsPolicy,
+    client_auth: Option<ClientAuth>,
+    verifier: Arc<CapturingVerifier>,
+) -> Result<ClientConfig, String> {
+    let versions: &[&rustls::SupportedProtocolVersion] = match policy.min_version {
         TlsVersion::V1_2 => &[&rustls::version::TLS13, &rustls::version::TLS12],
         TlsVersion::V1_3 => &[&rustls::version::TLS13],
     };
     let builder = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(versions)
-        .map_err(|e| Failure::new(Reason::ProberError, format!("TLS configuration: {e}")))?
+        .map_err(|e| format!("TLS configuration: {e}"))?
         .dangerous()
         .with_custom_certificate_verifier(verifier);
-    let mut config = match settings.client_auth.as_ref().filter(|_| client_certificate) {
+    let mut config = match client_auth {
         Some(auth) => builder
-            .with_client_auth_cert(auth.chain.clone(), auth.key.clone_key())
-            .map_err(|e| {
-                Failure::new(
-                    Reason::InvalidSpec,
-                    format!("client certificate unusable: {e}"),
-                )
-            })?,
+            .with_client_auth_cert(auth.chain, auth.key)
+            .map_err(|e| format!("client certificate unusable: {e}"))?,
         None => builder.with_no_client_auth(),
     };
-    // A fresh, full handshake every probe: no resumption, so every probe sees the certificate.
     config.resumption = rustls::client::Resumption::disabled();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
@@ -248,25 +376,13 @@ struct CapturingVerifier {
 }
 
 impl CapturingVerifier {
-    fn new(settings: &TlsSettings) -> Result<Self, Failure> {
-        let provider = provider();
-        let webpki = if settings.roots.is_empty() {
-            None
-        } else {
-            let verifier = WebPkiServerVerifier::builder_with_provider(
-                settings.roots.clone(),
-                provider.clone(),
-            )
-            .build()
-            .map_err(|e| Failure::new(Reason::ProberError, format!("TLS verifier: {e}")))?;
-            Some(verifier)
-        };
-        Ok(Self {
-            webpki,
-            verify: settings.policy.verify,
+    fn new(trust: &Trust, verify: bool) -> Self {
+        Self {
+            webpki: trust.webpki.clone(),
+            verify,
             captured: Mutex::new(Captured::default()),
-            provider,
-        })
+            provider: provider(),
+        }
     }
 
     fn take(&self) -> Captured {
@@ -335,5 +451,40 @@ impl ServerCertVerifier for CapturingVerifier {
         self.provider
             .signature_verification_algorithms
             .supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use canary_test_harness::targets::Ca;
+
+    use super::*;
+
+    #[test]
+    fn checks_with_the_same_bundle_share_one_trust_store_and_verifier() {
+        let (a, b) = (Ca::root("Shared CA"), Ca::root("Other CA"));
+        let first = Trust::with_bundle(&[a.der.clone()]).unwrap();
+        let again = Trust::with_bundle(&[a.der.clone()]).unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "one store per distinct bundle");
+        let other = Trust::with_bundle(&[b.der.clone()]).unwrap();
+        assert!(!Arc::ptr_eq(&first, &other));
+        assert_eq!(first.roots.len(), Trust::system().roots.len() + 1);
+        drop((first, again));
+        let rebuilt = Trust::with_bundle(&[a.der.clone()]).unwrap();
+        assert_eq!(
+            Arc::strong_count(&rebuilt),
+            1,
+            "rebuilt once nobody held it"
+        );
+    }
+
+    #[test]
+    fn aes_128_is_offered_first_and_every_default_suite_stays() {
+        let suites: Vec<String> = (provider().cipher_suites.iter())
+            .map(|s| format!("{:?}", s.suite()))
+            .collect();
+        assert_eq!(suites[0], "TLS13_AES_128_GCM_SHA256");
+        let defaults = rustls::crypto::ring::default_provider().cipher_suites.len();
+        assert_eq!(suites.len(), defaults);
     }
 }

@@ -78,8 +78,9 @@ pub struct History {
     pub since: i64,
     results: VecDeque<RunEntry>,
     transitions: VecDeque<TransitionEntry>,
-    /// Ring of hourly buckets, indexed by hour modulo [`HOURS`]; allocated at the first run.
-    hours: Vec<Bucket>,
+    /// Hours with runs, oldest first, at most [`HOURS`] of them: a check that ran once holds
+    /// one bucket, not 30 days of empty ones.
+    hours: VecDeque<Bucket>,
 }
 
 impl History {
@@ -144,20 +145,43 @@ impl History {
     }
 
     fn bucket(&mut self, at: i64, entry: RunEntry) {
-        if self.hours.is_empty() {
-            self.hours = vec![Bucket::default(); HOURS];
-        }
         let hour = u32::try_from(at.max(0) / 3600).unwrap_or(u32::MAX);
-        let slot = &mut self.hours[hour as usize % HOURS];
-        if slot.hour != hour {
-            *slot = Bucket {
-                hour,
-                ..Bucket::default()
-            };
-        }
+        // Runs arrive in time order but for clock steps: find or insert the hour's bucket.
+        let index = match self.hours.back() {
+            Some(last) if last.hour == hour => self.hours.len() - 1,
+            Some(last) if last.hour > hour => {
+                match self.hours.binary_search_by_key(&hour, |b| b.hour) {
+                    Ok(found) => found,
+                    Err(place) => self.insert(place, hour),
+                }
+            }
+            _ => self.insert(self.hours.len(), hour),
+        };
+        let slot = &mut self.hours[index];
         slot.runs = slot.runs.saturating_add(1);
         slot.successes = slot.successes.saturating_add(u16::from(entry.success));
         slot.latency_ms = slot.latency_ms.saturating_add(entry.latency_ms);
+        // Only 30 days are kept, counted back from the newest hour.
+        let newest = self.hours.back().map_or(hour, |b| b.hour);
+        while (self.hours.front()).is_some_and(|b| newest - b.hour >= HOURS as u32) {
+            self.hours.pop_front();
+        }
+    }
+
+    /// Inserts an empty bucket for `hour` at `place`, returning its index after the insertion.
+    fn insert(&mut self, place: usize, hour: u32) -> usize {
+        let bucket = Bucket {
+            hour,
+            ..Bucket::default()
+        };
+        // Grow by doubling, but never past 30 days (and the one popped right after).
+        if self.hours.len() == self.hours.capacity() {
+            let want = (self.hours.len() * 2).clamp(4, HOURS + 1);
+            self.hours
+                .reserve_exact(want.saturating_sub(self.hours.len()));
+        }
+        self.hours.insert(place, bucket);
+        place
     }
 
     /// Records a change of Ready.
@@ -212,7 +236,7 @@ impl History {
     pub fn hours(&self, now: i64) -> Vec<Hour> {
         let current = u32::try_from(now.max(0) / 3600).unwrap_or(u32::MAX);
         let first = current.saturating_sub(HOURS as u32 - 1);
-        let mut hours: Vec<Hour> = (self.hours.iter())
+        (self.hours.iter())
             .filter(|b| b.runs > 0 && (first..=current).contains(&b.hour))
             .map(|b| Hour {
                 start: i64::from(b.hour) * 3600,
@@ -220,9 +244,7 @@ impl History {
                 successes: u32::from(b.successes),
                 latency_ms: u64::from(b.latency_ms),
             })
-            .collect();
-        hours.sort_by_key(|h| h.start);
-        hours
+            .collect()
     }
 
     /// Heap bytes this history holds (for the memory figure).
@@ -302,6 +324,19 @@ mod tests {
         assert_eq!(shown, [(T0 + 3600, 1), (T0 + 30 * DAY, 1)]);
         let later = history.hours(T0 + 30 * DAY + 3600);
         assert_eq!(later.len(), 1, "the second hour ages out an hour later");
+    }
+
+    #[test]
+    fn a_clock_step_back_lands_in_its_own_hour_and_a_check_that_ran_once_holds_one_bucket() {
+        let mut history = History::new(T0);
+        history.record(&outcome(T0 + 5 * 3600, true, 1));
+        assert_eq!(history.hours.len(), 1, "no 30 days of empty buckets");
+        history.record(&outcome(T0 + 2 * 3600, false, 1));
+        history.record(&outcome(T0 + 5 * 3600 + 1, true, 1));
+        let shown: Vec<_> = (history.hours(T0 + 5 * 3600).iter())
+            .map(|h| (h.start, h.runs, h.successes))
+            .collect();
+        assert_eq!(shown, [(T0 + 2 * 3600, 1, 0), (T0 + 5 * 3600, 2, 2)]);
     }
 
     #[test]
