@@ -463,14 +463,14 @@ mod tests {
     #[test]
     fn checks_with_the_same_bundle_share_one_trust_store_and_verifier() {
         let (a, b) = (Ca::root("Shared CA"), Ca::root("Other CA"));
-        let first = Trust::with_bundle(&[a.der.clone()]).unwrap();
-        let again = Trust::with_bundle(&[a.der.clone()]).unwrap();
+        let first = Trust::with_bundle(std::slice::from_ref(&a.der)).unwrap();
+        let again = Trust::with_bundle(std::slice::from_ref(&a.der)).unwrap();
         assert!(Arc::ptr_eq(&first, &again), "one store per distinct bundle");
-        let other = Trust::with_bundle(&[b.der.clone()]).unwrap();
+        let other = Trust::with_bundle(std::slice::from_ref(&b.der)).unwrap();
         assert!(!Arc::ptr_eq(&first, &other));
         assert_eq!(first.roots.len(), Trust::system().roots.len() + 1);
         drop((first, again));
-        let rebuilt = Trust::with_bundle(&[a.der.clone()]).unwrap();
+        let rebuilt = Trust::with_bundle(std::slice::from_ref(&a.der)).unwrap();
         assert_eq!(
             Arc::strong_count(&rebuilt),
             1,
