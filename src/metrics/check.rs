@@ -1,12 +1,20 @@
-//! Per-check families, labelled by namespace and name, with every label set remembered so a
-//! check's series go entirely when it does. A check that did not run (suspended, invalid, a
-//! reference missing or forbidden) has no `canary_check_success` sample and no failed run, so
-//! it never fires a failure alert; `canary_check_info` carries what the check is (kind, target
-//! without secrets, allow-listed labels of the resource) for alerts to join on.
+//! Per-check families, labelled by namespace and name. Each check's values are kept compactly
+//! (a few hundred bytes) and turned into samples only when `/metrics` is rendered: a check's
+//! series go entirely when it does, and 10,000 checks do not hold 150,000 metric objects with
+//! their label strings. A check that did not run (suspended, invalid, a reference missing or
+//! forbidden) has no `canary_check_success` sample and no failed run, so it never fires a
+//! failure alert; `canary_check_info` carries what the check is (kind, target without secrets,
+//! allow-listed labels of the resource) for alerts to join on.
 
-use std::collections::{BTreeSet, HashMap};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
 
-use prometheus::{GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec};
+use prometheus::{
+    core::{Collector, Desc},
+    proto::{self, LabelPair, MetricFamily, MetricType},
+};
 
 use super::{Families, MetricsError};
 use crate::{
@@ -16,12 +24,88 @@ use crate::{
 };
 
 /// Probe latency buckets: loopback (ms) through slow WAN (tens of seconds).
-const DURATION_BUCKETS: &[f64] = &[
+const DURATION_BUCKETS: [f64; 12] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
-const CHECK: &[&str] = &["namespace", "name"];
 /// Fixed labels of `canary_check_info` (allow-listed resource labels follow).
 const INFO: &[&str] = &["namespace", "name", "kind", "target"];
+
+/// The families: name, help, type and labels beyond namespace and name.
+const FAMILIES: [(&str, &str, MetricType, &[&str]); 12] = [
+    (
+        "canary_check_success",
+        "1 if the last probe passed, else 0; absent while the check does not run (suspended, invalid).",
+        MetricType::GAUGE,
+        &[],
+    ),
+    (
+        "canary_check_duration_seconds",
+        "Duration of whole probes.",
+        MetricType::HISTOGRAM,
+        &[],
+    ),
+    (
+        "canary_check_phase_duration_seconds",
+        "Time spent in each phase of the last probe.",
+        MetricType::GAUGE,
+        &["phase"],
+    ),
+    (
+        "canary_check_runs_total",
+        "Probes run, by result and reason.",
+        MetricType::COUNTER,
+        &["result", "reason"],
+    ),
+    (
+        "canary_check_last_run_timestamp_seconds",
+        "Unix time of the last probe.",
+        MetricType::GAUGE,
+        &[],
+    ),
+    (
+        "canary_check_last_success_timestamp_seconds",
+        "Unix time of the last passing probe.",
+        MetricType::GAUGE,
+        &[],
+    ),
+    (
+        "canary_check_http_status_code",
+        "HTTP status of the last response.",
+        MetricType::GAUGE,
+        &[],
+    ),
+    (
+        "canary_check_consecutive_failures",
+        "Failed probes in a row.",
+        MetricType::GAUGE,
+        &[],
+    ),
+    (
+        "canary_check_in_maintenance",
+        "1 while the last probe fell in a maintenance window, else 0.",
+        MetricType::GAUGE,
+        &[],
+    ),
+    (
+        "canary_tls_cert_not_after_timestamp_seconds",
+        "Unix time the served leaf certificate expires.",
+        MetricType::GAUGE,
+        &[],
+    ),
+    (
+        "canary_tls_chain_earliest_not_after_timestamp_seconds",
+        "Unix time the first certificate of the served chain expires.",
+        MetricType::GAUGE,
+        &[],
+    ),
+    (
+        "canary_tls_version_info",
+        "Negotiated TLS version (value 1).",
+        MetricType::GAUGE,
+        &["version"],
+    ),
+];
+const INFO_HELP: &str = "What a check probes (value 1): kind, target without secrets, and allow-listed labels of the resource.";
 
 /// Reasons for which no probe ran.
 fn did_not_run(reason: Reason) -> bool {
@@ -35,33 +119,54 @@ fn did_not_run(reason: Reason) -> bool {
     )
 }
 
-/// Label values set for one check beyond namespace/name.
-#[derive(Default)]
-struct Series {
-    runs: BTreeSet<(String, &'static str)>,
-    phases: BTreeSet<&'static str>,
-    tls_version: Option<String>,
-    info: Option<Vec<String>>,
+/// Whole-probe durations of one check, as a histogram.
+#[derive(Debug, Default)]
+struct Durations {
+    /// Observations at or below each bound (not cumulative).
+    buckets: [u64; DURATION_BUCKETS.len()],
+    count: u64,
+    sum: f64,
 }
 
-/// Every per-check family.
-pub(super) struct CheckFamilies {
-    success: IntGaugeVec,
-    duration: HistogramVec,
-    phase_duration: GaugeVec,
-    runs: IntCounterVec,
-    last_run: GaugeVec,
-    last_success: GaugeVec,
-    http_status: IntGaugeVec,
-    consecutive_failures: IntGaugeVec,
-    in_maintenance: IntGaugeVec,
-    cert_not_after: GaugeVec,
-    chain_not_after: GaugeVec,
-    tls_version: IntGaugeVec,
-    info: IntGaugeVec,
+impl Durations {
+    fn observe(&mut self, seconds: f64) {
+        if let Some(i) = DURATION_BUCKETS.iter().position(|bound| seconds <= *bound) {
+            self.buckets[i] += 1;
+        }
+        self.count += 1;
+        self.sum += seconds;
+    }
+}
+
+/// What one check's series say.
+#[derive(Debug, Default)]
+struct CheckSeries {
+    success: Option<bool>,
+    duration: Option<Box<Durations>>,
+    phases: Vec<(&'static str, f64)>,
+    runs: Vec<(bool, Reason, u64)>,
+    last_run: Option<f64>,
+    last_success: Option<f64>,
+    http_status: Option<u16>,
+    consecutive_failures: i64,
+    in_maintenance: Option<bool>,
+    cert_not_after: Option<f64>,
+    chain_not_after: Option<f64>,
+    tls_version: Option<Box<str>>,
+    /// `canary_check_info` label values after namespace and name.
+    info: Box<[String]>,
+}
+
+/// Every per-check family, rendered from [`CheckSeries`] at scrape time.
+#[derive(Clone)]
+pub(super) struct CheckFamilies(Arc<Inner>);
+
+struct Inner {
+    descs: Vec<Desc>,
     /// Resource labels copied into `canary_check_info`: (resource label, metric label).
     allowlist: Vec<(String, String)>,
-    series: std::sync::Mutex<HashMap<CheckKey, Series>>,
+    info_labels: Vec<String>,
+    checks: Mutex<HashMap<CheckKey, CheckSeries>>,
 }
 
 /// A resource label name as a Prometheus label name: invalid characters become `_`; names
@@ -91,172 +196,247 @@ impl CheckFamilies {
         let allowlist: Vec<(String, String)> = (allowlist.iter())
             .map(|label| (label.clone(), metric_label(label)))
             .collect();
-        let mut info_labels: Vec<&str> = INFO.to_vec();
-        info_labels.extend(allowlist.iter().map(|(_, metric)| metric.as_str()));
-        let phase = &["namespace", "name", "phase"];
-        Ok(Self {
-            success: f.int_gauges("canary_check_success", "1 if the last probe passed, else 0; absent while the check does not run (suspended, invalid).", CHECK)?,
-            duration: f.add(HistogramVec::new(
-                HistogramOpts::new("canary_check_duration_seconds", "Duration of whole probes.")
-                    .buckets(DURATION_BUCKETS.to_vec()),
-                CHECK,
-            )?)?,
-            phase_duration: f.gauges("canary_check_phase_duration_seconds", "Time spent in each phase of the last probe.", phase)?,
-            runs: f.counters("canary_check_runs_total", "Probes run, by result and reason.", &["namespace", "name", "result", "reason"])?,
-            last_run: f.gauges("canary_check_last_run_timestamp_seconds", "Unix time of the last probe.", CHECK)?,
-            last_success: f.gauges("canary_check_last_success_timestamp_seconds", "Unix time of the last passing probe.", CHECK)?,
-            http_status: f.int_gauges("canary_check_http_status_code", "HTTP status of the last response.", CHECK)?,
-            consecutive_failures: f.int_gauges("canary_check_consecutive_failures", "Failed probes in a row.", CHECK)?,
-            in_maintenance: f.int_gauges("canary_check_in_maintenance", "1 while the last probe fell in a maintenance window, else 0.", CHECK)?,
-            cert_not_after: f.gauges("canary_tls_cert_not_after_timestamp_seconds", "Unix time the served leaf certificate expires.", CHECK)?,
-            chain_not_after: f.gauges("canary_tls_chain_earliest_not_after_timestamp_seconds", "Unix time the first certificate of the served chain expires.", CHECK)?,
-            tls_version: f.int_gauges("canary_tls_version_info", "Negotiated TLS version (value 1).", &["namespace", "name", "version"])?,
-            info: f.int_gauges("canary_check_info", "What a check probes (value 1): kind, target without secrets, and allow-listed labels of the resource.", &info_labels)?,
+        let mut info_labels: Vec<String> = INFO.iter().map(|l| l.to_string()).collect();
+        info_labels.extend(allowlist.iter().map(|(_, metric)| metric.clone()));
+        let mut descs = Vec::new();
+        for (name, help, _, extra) in FAMILIES {
+            let labels = ["namespace", "name"]
+                .iter()
+                .chain(extra)
+                .map(|l| l.to_string());
+            descs.push(Desc::new(
+                name.into(),
+                help.into(),
+                labels.collect(),
+                HashMap::new(),
+            )?);
+        }
+        let info = Desc::new(
+            "canary_check_info".into(),
+            INFO_HELP.into(),
+            info_labels.clone(),
+            HashMap::new(),
+        )?;
+        descs.push(info);
+        let inner = Inner {
+            descs,
             allowlist,
-            series: std::sync::Mutex::new(HashMap::new()),
-        })
+            info_labels,
+            checks: Mutex::new(HashMap::new()),
+        };
+        f.add(Self(Arc::new(inner)))
     }
 
     /// Records one report of one check.
     pub(super) fn record(&self, report: &RunReport<'_>) {
-        let key = report.key;
-        let labels = [key.namespace.as_str(), key.name.as_str()];
-        let mut series = lock(&self.series);
-        let series = series.entry(key.clone()).or_default();
-        self.set_info(&labels, report, series);
+        let info = self.info_values(report);
+        let mut checks = lock(&self.0.checks);
+        let series = checks.entry(report.key.clone()).or_default();
+        if series.info != info {
+            series.info = info;
+        }
+        series.consecutive_failures = report.status.consecutive_failures;
         let outcome = report.outcome;
-        self.consecutive_failures
-            .with_label_values(&labels)
-            .set(report.status.consecutive_failures);
         if did_not_run(outcome.reason) {
             if outcome.reason != Reason::Reconciling {
-                let _ = self.success.remove_label_values(&labels);
+                series.success = None;
             }
             return;
         }
-        self.in_maintenance
-            .with_label_values(&labels)
-            .set(i64::from(report.in_maintenance));
-        self.success
-            .with_label_values(&labels)
-            .set(i64::from(outcome.success()));
-        self.duration
-            .with_label_values(&labels)
-            .observe(outcome.duration.as_secs_f64());
+        let success = outcome.success();
+        series.in_maintenance = Some(report.in_maintenance);
+        series.success = Some(success);
+        let seconds = outcome.duration.as_secs_f64();
+        series.duration.get_or_insert_default().observe(seconds);
         let at = outcome.started_at.as_millisecond() as f64 / 1000.0;
-        self.last_run.with_label_values(&labels).set(at);
-        if outcome.success() {
-            self.last_success.with_label_values(&labels).set(at);
+        series.last_run = Some(at);
+        if success {
+            series.last_success = Some(at);
         }
-        let result = if outcome.success() {
-            "success"
-        } else {
-            "failure"
-        };
-        self.runs
-            .with_label_values(&[labels[0], labels[1], result, outcome.reason.as_str()])
-            .inc();
-        series
+        match series
             .runs
-            .insert((result.to_string(), outcome.reason.as_str()));
+            .iter_mut()
+            .find(|(s, r, _)| *s == success && *r == outcome.reason)
+        {
+            Some((_, _, count)) => *count += 1,
+            None => series.runs.push((success, outcome.reason, 1)),
+        }
         for (phase, spent) in outcome.phases.iter() {
-            self.phase_duration
-                .with_label_values(&[labels[0], labels[1], phase])
-                .set(spent.as_secs_f64());
-            series.phases.insert(phase);
+            match series.phases.iter_mut().find(|(p, _)| *p == phase) {
+                Some((_, value)) => *value = spent.as_secs_f64(),
+                None => series.phases.push((phase, spent.as_secs_f64())),
+            }
         }
         if let Some(status) = outcome.http_status {
-            self.http_status
-                .with_label_values(&labels)
-                .set(i64::from(status));
+            series.http_status = Some(status);
         }
-        self.record_tls(&labels, report, series);
+        record_tls(series, report);
     }
 
-    fn record_tls(&self, labels: &[&str; 2], report: &RunReport<'_>, series: &mut Series) {
-        let Some(tls) = &report.outcome.tls else {
-            return;
-        };
-        if let Some(leaf) = tls.leaf() {
-            self.cert_not_after
-                .with_label_values(labels)
-                .set(leaf.not_after.as_second() as f64);
-        }
-        if let Some(earliest) = tls.chain_earliest_not_after() {
-            self.chain_not_after
-                .with_label_values(labels)
-                .set(earliest.as_second() as f64);
-        }
-        if let Some(version) = &tls.version {
-            if let Some(stale) = series.tls_version.take().filter(|v| v != version) {
-                let _ = self
-                    .tls_version
-                    .remove_label_values(&[labels[0], labels[1], &stale]);
-            }
-            self.tls_version
-                .with_label_values(&[labels[0], labels[1], version])
-                .set(1);
-            series.tls_version = Some(version.clone());
-        }
-    }
-
-    fn set_info(&self, labels: &[&str; 2], report: &RunReport<'_>, series: &mut Series) {
+    fn info_values(&self, report: &RunReport<'_>) -> Box<[String]> {
         let info = &report.spec.info;
-        let mut values = vec![
-            labels[0].to_string(),
-            labels[1].to_string(),
-            info.kind.to_string(),
-            info.target.clone(),
-        ];
+        let mut values = vec![info.kind.to_string(), info.target.clone()];
         values.extend(
-            (self.allowlist.iter())
+            (self.0.allowlist.iter())
                 .map(|(label, _)| info.labels.get(label).cloned().unwrap_or_default()),
         );
-        if series.info.as_ref() == Some(&values) {
-            return;
-        }
-        if let Some(old) = series.info.take() {
-            let old: Vec<&str> = old.iter().map(String::as_str).collect();
-            let _ = self.info.remove_label_values(&old);
-        }
-        let refs: Vec<&str> = values.iter().map(String::as_str).collect();
-        self.info.with_label_values(&refs).set(1);
-        series.info = Some(values);
+        values.into_boxed_slice()
     }
 
     /// Removes every series of a check.
     pub(super) fn forget(&self, key: &CheckKey) {
-        let labels = [key.namespace.as_str(), key.name.as_str()];
-        let int_gauges = [&self.success, &self.http_status, &self.consecutive_failures];
-        for family in int_gauges.into_iter().chain([&self.in_maintenance]) {
-            let _ = family.remove_label_values(&labels);
+        lock(&self.0.checks).remove(key);
+    }
+}
+
+fn record_tls(series: &mut CheckSeries, report: &RunReport<'_>) {
+    let Some(tls) = &report.outcome.tls else {
+        return;
+    };
+    if let Some(leaf) = tls.leaf() {
+        series.cert_not_after = Some(leaf.not_after.as_second() as f64);
+    }
+    if let Some(earliest) = tls.chain_earliest_not_after() {
+        series.chain_not_after = Some(earliest.as_second() as f64);
+    }
+    if let Some(version) = &tls.version {
+        series.tls_version = Some(version.as_str().into());
+    }
+}
+
+/// Label pairs sorted by name, as the registry's own families write them.
+fn labels(pairs: &[(&str, &str)]) -> Vec<LabelPair> {
+    let mut labels: Vec<LabelPair> = (pairs.iter())
+        .map(|(name, value)| {
+            let mut pair = LabelPair::default();
+            pair.set_name(name.to_string());
+            pair.set_value(value.to_string());
+            pair
+        })
+        .collect();
+    labels.sort_by(|a, b| a.name().cmp(b.name()));
+    labels
+}
+
+fn gauge(pairs: &[(&str, &str)], value: f64) -> proto::Metric {
+    let mut gauge = proto::Gauge::default();
+    gauge.set_value(value);
+    let mut metric = proto::Metric::from_label(labels(pairs));
+    metric.set_gauge(gauge);
+    metric
+}
+
+fn counter(pairs: &[(&str, &str)], value: f64) -> proto::Metric {
+    let mut counter = proto::Counter::default();
+    counter.set_value(value);
+    let mut metric = proto::Metric::from_label(labels(pairs));
+    metric.set_counter(counter);
+    metric
+}
+
+fn histogram(pairs: &[(&str, &str)], durations: &Durations) -> proto::Metric {
+    let mut cumulative = 0;
+    let buckets = (DURATION_BUCKETS.iter().zip(durations.buckets))
+        .map(|(bound, count)| {
+            cumulative += count;
+            let mut bucket = proto::Bucket::default();
+            bucket.set_upper_bound(*bound);
+            bucket.set_cumulative_count(cumulative);
+            bucket
+        })
+        .collect();
+    let mut histogram = proto::Histogram::default();
+    histogram.set_sample_count(durations.count);
+    histogram.set_sample_sum(durations.sum);
+    histogram.set_bucket(buckets);
+    let mut metric = proto::Metric::from_label(labels(pairs));
+    metric.set_histogram(histogram);
+    metric
+}
+
+/// The check's labels and one more.
+fn with<'a>(
+    check: &[(&'a str, &'a str); 2],
+    name: &'a str,
+    value: &'a str,
+) -> [(&'a str, &'a str); 3] {
+    [check[0], check[1], (name, value)]
+}
+
+impl CheckSeries {
+    /// Samples of family `index` (of [`FAMILIES`], then info) for the check `key`.
+    fn samples(&self, index: usize, key: &CheckKey, info_labels: &[String]) -> Vec<proto::Metric> {
+        let check = [
+            ("namespace", key.namespace.as_str()),
+            ("name", key.name.as_str()),
+        ];
+        let one = |value: Option<f64>| value.map(|v| gauge(&check, v)).into_iter().collect();
+        let flag = |value: Option<bool>| one(value.map(|v| f64::from(u8::from(v))));
+        match index {
+            0 => flag(self.success),
+            1 => (self.duration.iter())
+                .map(|d| histogram(&check, d))
+                .collect(),
+            2 => (self.phases.iter())
+                .map(|(p, v)| gauge(&with(&check, "phase", p), *v))
+                .collect(),
+            3 => (self.runs.iter())
+                .map(|(success, reason, count)| {
+                    let result = if *success { "success" } else { "failure" };
+                    let pairs = [
+                        check[0],
+                        check[1],
+                        ("result", result),
+                        ("reason", reason.as_str()),
+                    ];
+                    counter(&pairs, *count as f64)
+                })
+                .collect(),
+            4 => one(self.last_run),
+            5 => one(self.last_success),
+            6 => one(self.http_status.map(f64::from)),
+            7 => one(Some(self.consecutive_failures as f64)),
+            8 => flag(self.in_maintenance),
+            9 => one(self.cert_not_after),
+            10 => one(self.chain_not_after),
+            11 => (self.tls_version.iter())
+                .map(|v| gauge(&with(&check, "version", v), 1.0))
+                .collect(),
+            _ => {
+                let values = [key.namespace.as_str(), key.name.as_str()]
+                    .into_iter()
+                    .chain(self.info.iter().map(String::as_str));
+                let pairs: Vec<(&str, &str)> =
+                    info_labels.iter().map(String::as_str).zip(values).collect();
+                vec![gauge(&pairs, 1.0)]
+            }
         }
-        let gauges = [&self.last_run, &self.last_success, &self.cert_not_after];
-        for family in gauges.into_iter().chain([&self.chain_not_after]) {
-            let _ = family.remove_label_values(&labels);
-        }
-        let _ = self.duration.remove_label_values(&labels);
-        let Some(series) = lock(&self.series).remove(key) else {
-            return;
-        };
-        for (result, reason) in series.runs {
-            let _ = self
-                .runs
-                .remove_label_values(&[labels[0], labels[1], &result, reason]);
-        }
-        for phase in series.phases {
-            let _ = self
-                .phase_duration
-                .remove_label_values(&[labels[0], labels[1], phase]);
-        }
-        if let Some(version) = series.tls_version {
-            let _ = self
-                .tls_version
-                .remove_label_values(&[labels[0], labels[1], &version]);
-        }
-        if let Some(info) = series.info {
-            let info: Vec<&str> = info.iter().map(String::as_str).collect();
-            let _ = self.info.remove_label_values(&info);
-        }
+    }
+}
+
+impl Collector for CheckFamilies {
+    fn desc(&self) -> Vec<&Desc> {
+        self.0.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let checks = lock(&self.0.checks);
+        let kinds = FAMILIES
+            .iter()
+            .map(|(_, _, kind, _)| *kind)
+            .chain([MetricType::GAUGE]);
+        (self.0.descs.iter().zip(kinds).enumerate())
+            .map(|(index, (desc, kind))| {
+                let mut family = MetricFamily::default();
+                family.set_name(desc.fq_name.clone());
+                family.set_help(desc.help.clone());
+                family.set_field_type(kind);
+                let metrics = (checks.iter())
+                    .flat_map(|(key, series)| series.samples(index, key, &self.0.info_labels))
+                    .collect();
+                family.set_metric(metrics);
+                family
+            })
+            .collect()
     }
 }

@@ -7,8 +7,8 @@ mod check;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder, core::Collector,
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder, core::Collector,
 };
 
 use check::CheckFamilies;
@@ -100,15 +100,6 @@ impl Families {
         labels: &[&str],
     ) -> Result<C, MetricsError> {
         self.add(new(Opts::new(name, help), labels)?)
-    }
-
-    fn gauges(
-        &mut self,
-        name: &str,
-        help: &str,
-        labels: &[&str],
-    ) -> Result<GaugeVec, MetricsError> {
-        self.family(GaugeVec::new, name, help, labels)
     }
 
     fn int_gauges(
