@@ -157,21 +157,24 @@ impl Source {
 
     /// One check; `None` when unknown or hidden.
     pub fn check(&self, key: &CheckKey, now: i64) -> Option<Check> {
-        let mut found = None;
-        self.scheduler.visit_one(key, |spec, view| {
-            if !spec.info.hidden {
-                found = Some(self.check_of(spec, view, now));
-            }
-        });
-        found
+        self.visible(key, |spec, view| self.check_of(spec, view, now))
     }
 
     /// One check with its history; `None` when unknown or hidden.
     pub fn detail(&self, key: &CheckKey, now: i64) -> Option<Detail> {
+        self.visible(key, |spec, view| self.detail_of(spec, view, now))
+    }
+
+    /// What `read` makes of the runner of `key`, unless it is unknown or hidden.
+    fn visible<T>(
+        &self,
+        key: &CheckKey,
+        read: impl FnOnce(&RunnerSpec, &RunnerView<'_>) -> T,
+    ) -> Option<T> {
         let mut found = None;
         self.scheduler.visit_one(key, |spec, view| {
             if !spec.info.hidden {
-                found = Some(self.detail_of(spec, view, now));
+                found = Some(read(spec, view));
             }
         });
         found
