@@ -5,9 +5,10 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::api::{
-    HealthCheckStatus, LastResult, PhaseDurations, READY, ReadyStatus, Reason, STALLED, TlsFacts,
+    DnsResult, GrpcResult, HealthCheckStatus, LastResult, PhaseDurations, READY, ReadyStatus,
+    Reason, STALLED, TlsFacts,
 };
-use crate::probe::{Outcome, TlsCapture};
+use crate::probe::{DnsFacts, GrpcFacts, Outcome, TlsCapture, code_name, serving_name};
 
 /// Longest condition and result message written to status (the API convention's limit).
 const MAX_MESSAGE: usize = 1024;
@@ -263,7 +264,31 @@ fn last_result(outcome: &Outcome) -> LastResult {
             tls: phases.tls.map(seconds),
             first_byte: phases.first_byte.map(seconds),
             transfer: phases.transfer.map(seconds),
+            request: phases.request.map(seconds),
         }),
+        dns: outcome.dns.as_ref().map(dns_result),
+        grpc: outcome.grpc.as_ref().map(grpc_result),
+    }
+}
+
+fn dns_result(facts: &DnsFacts) -> DnsResult {
+    DnsResult {
+        server: facts.server.clone(),
+        transport: facts.transport.into(),
+        rcode: facts.rcode_name.clone(),
+        flags: facts.flags.iter().map(|f| (*f).to_string()).collect(),
+        answers: facts.answers.clone(),
+        answer_count: facts.answer_count as i64,
+        min_ttl: facts.min_ttl.map(i64::from),
+        truncated: facts.truncated,
+    }
+}
+
+fn grpc_result(facts: &GrpcFacts) -> GrpcResult {
+    GrpcResult {
+        status_code: facts.status_code.map(|c| c as i32),
+        status: facts.status_code.map(code_name),
+        serving_status: facts.serving_status.map(serving_name),
     }
 }
 

@@ -3,7 +3,11 @@
 
 use std::io::Write;
 
-use crate::{api::HealthCheck, probe::Outcome, readiness::seconds};
+use crate::{
+    api::HealthCheck,
+    probe::{GrpcFacts, Outcome, code_name, serving_name},
+    readiness::seconds,
+};
 
 /// Output formats of `canary check`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -49,7 +53,7 @@ fn write_table(out: &mut dyn Write, results: &[(HealthCheck, Outcome)]) -> std::
         "RESULT",
         "REASON",
         "LATENCY",
-        "HTTP",
+        "STATUS",
         "CERT-EXPIRES",
         "MESSAGE",
     ];
@@ -79,6 +83,28 @@ fn write_table(out: &mut dyn Write, results: &[(HealthCheck, Outcome)]) -> std::
     Ok(())
 }
 
+/// What the target answered, whatever its kind: the HTTP status, the DNS response code, or
+/// the gRPC serving status (else the call's status).
+fn answer_status(outcome: &Outcome) -> String {
+    if let Some(status) = outcome.http_status {
+        return status.to_string();
+    }
+    if let Some(dns) = &outcome.dns {
+        return dns.rcode_name.clone();
+    }
+    match &outcome.grpc {
+        Some(GrpcFacts {
+            serving_status: Some(serving),
+            ..
+        }) => serving_name(*serving),
+        Some(GrpcFacts {
+            status_code: Some(code),
+            ..
+        }) => code_name(*code),
+        _ => "-".into(),
+    }
+}
+
 fn row(resource: &HealthCheck, outcome: &Outcome) -> [String; 8] {
     let cert = (outcome.tls.as_ref())
         .and_then(|t| t.leaf())
@@ -90,9 +116,7 @@ fn row(resource: &HealthCheck, outcome: &Outcome) -> [String; 8] {
         if outcome.success() { "PASS" } else { "FAIL" }.into(),
         outcome.reason.as_str().into(),
         seconds(outcome.duration),
-        outcome
-            .http_status
-            .map_or_else(|| "-".into(), |s| s.to_string()),
+        answer_status(outcome),
         cert,
         outcome.message.clone(),
     ]

@@ -91,7 +91,47 @@ fn bad_documents_are_rejected_with_the_field_named() {
         (
             json!({"http": {"url": "https://a"}, "tcp": {"host": "a", "port": 1}}),
             "spec",
-            "exactly one of spec.http, spec.tcp or spec.tls",
+            "exactly one of spec.http, spec.tcp, spec.tls, spec.dns or spec.grpc",
+        ),
+        (
+            json!({"dns": {"query": {"name": "a.example"}}, "grpc": {"target": "a:50051"}}),
+            "spec",
+            "exactly one of spec.http, spec.tcp, spec.tls, spec.dns or spec.grpc",
+        ),
+        (
+            json!({"dns": {"query": {"name": "a.example", "type": "ANY"}}}),
+            "spec.dns.query.type",
+            "Unsupported value",
+        ),
+        (
+            json!({"dns": {"query": {"name": "a.example"}, "transport": "quic"}}),
+            "spec.dns.transport",
+            "Unsupported value",
+        ),
+        (
+            json!({"dns": {"query": {"name": "a.example"}, "expect": {"rcodes": ["NOPE"]}}}),
+            "spec.dns.expect.rcodes[0]",
+            "Unsupported value",
+        ),
+        (
+            json!({"dns": {"query": {"name": "a.example"}, "server": "10.0.0.1:x"}}),
+            "spec.dns.server",
+            "",
+        ),
+        (
+            json!({"grpc": {"target": "payments"}}),
+            "spec.grpc.target",
+            "",
+        ),
+        (
+            json!({"grpc": {"target": "a:50051", "expect": {"servingStatus": ["MAYBE"]}}}),
+            "spec.grpc.expect.servingStatus[0]",
+            "Unsupported value",
+        ),
+        (
+            json!({"http": {"url": "https://a.example", "version": "3"}}),
+            "spec.http.version",
+            "Unsupported value",
         ),
         (
             json!({"tcp": {"host": "a", "port": 1}, "interval": "5s", "timeout": "5s"}),

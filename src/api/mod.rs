@@ -1,7 +1,10 @@
-//! The `HealthCheck` API (`canary.dev/v1alpha1`): spec and status types, the closed set of
-//! reasons, and semantic validation. Knows nothing of the API server.
+//! The `HealthCheck` API (`canary.dev/v1alpha1`): spec and status types (one module per
+//! newer probe kind: `dns`, `grpc`), the closed set of reasons, and semantic validation.
+//! Knows nothing of the API server.
 
+mod dns;
 pub mod duration;
+mod grpc;
 mod maintenance;
 mod parse;
 mod reason;
@@ -10,7 +13,12 @@ mod status;
 mod valid;
 pub mod validate;
 
+pub use dns::{
+    DnsAnswers, DnsClass, DnsExpect, DnsExpectations, DnsProbe, DnsQuery, DnsRcode, DnsRecordType,
+    DnsTransport, ValidDns, reverse_name,
+};
 pub use duration::{GoDuration, fmt_go};
+pub use grpc::{GrpcExpect, GrpcProbe, ServingStatus, ValidGrpc};
 pub use maintenance::{MaintenanceWindow, MaintenanceWindows};
 pub use reason::Reason;
 pub use spec::*;

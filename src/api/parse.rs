@@ -5,7 +5,10 @@ use base64::Engine;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use regex::bytes::{Regex, RegexBuilder};
 
-use super::{valid::StatusMatch, validate::FieldError};
+use super::{
+    valid::{Endpoint, StatusMatch},
+    validate::FieldError,
+};
 
 /// Largest compiled `bodyRegex` program, so a hostile pattern cannot use unbounded memory.
 const REGEX_SIZE_LIMIT: usize = 1024 * 1024;
@@ -104,13 +107,67 @@ pub(super) fn parse_status(index: usize, value: &IntOrString) -> Result<StatusMa
 }
 
 pub(super) fn compile_regex(pattern: &str) -> Result<Regex, FieldError> {
+    compile_regex_at("spec.http.expect.bodyRegex", pattern)
+}
+
+/// A user's regular expression (RE2 syntax, linear time), its compiled size capped.
+pub(super) fn compile_regex_at(field: &str, pattern: &str) -> Result<Regex, FieldError> {
     RegexBuilder::new(pattern)
         .size_limit(REGEX_SIZE_LIMIT)
         .build()
         .map_err(|e| FieldError {
-            field: "spec.http.expect.bodyRegex".into(),
+            field: field.into(),
             message: format!("invalid regular expression: {e}"),
         })
+}
+
+/// `host:port`, `[v6]:port`, or (with a default port) `host` / `[v6]`.
+pub(super) fn parse_host_port(
+    field: &str,
+    text: &str,
+    default_port: Option<u16>,
+) -> Result<Endpoint, FieldError> {
+    let error = |message: String| FieldError {
+        field: field.into(),
+        message,
+    };
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| error(format!("{text:?}: missing ']' after an IPv6 address")))?;
+        (host, after.strip_prefix(':'))
+    } else {
+        match text.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (text, None),
+        }
+    };
+    let port = match (port, default_port) {
+        (Some(port), _) => port
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| {
+                error(format!(
+                    "{text:?}: the port must be a number from 1 to 65535"
+                ))
+            })?,
+        (None, Some(port)) => port,
+        (None, None) => return Err(error(format!("{text:?}: expected host:port"))),
+    };
+    let valid_host = !host.is_empty()
+        && host.len() <= 253
+        && (host.parse::<std::net::IpAddr>().is_ok()
+            || host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')));
+    if !valid_host {
+        return Err(error(format!("{host:?} is not a host name or IP address")));
+    }
+    Ok(Endpoint {
+        host: host.to_string(),
+        port,
+    })
 }
 
 pub(super) fn parse_pin(index: usize, pin: &str) -> Result<[u8; 32], FieldError> {
@@ -186,6 +243,28 @@ mod tests {
         );
         assert!(parse_status(0, &IntOrString::Int(99)).is_err());
         assert_eq!(HttpMethod::default().as_str(), "GET");
+    }
+
+    #[test]
+    fn host_and_port_forms() {
+        let parse = |text, default| parse_host_port("f", text, default);
+        let endpoint = |host: &str, port| Endpoint {
+            host: host.into(),
+            port,
+        };
+        assert_eq!(parse("dns:5353", None).unwrap(), endpoint("dns", 5353));
+        assert_eq!(
+            parse("10.0.0.10", Some(53)).unwrap(),
+            endpoint("10.0.0.10", 53)
+        );
+        assert_eq!(parse("[::1]:853", None).unwrap(), endpoint("::1", 853));
+        assert_eq!(
+            parse("[fd00::a]", Some(53)).unwrap(),
+            endpoint("fd00::a", 53)
+        );
+        for bad in ["dns", "dns:0", "dns:70000", ":53", "[::1", "a b:53", "x:y"] {
+            assert!(parse(bad, None).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

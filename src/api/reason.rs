@@ -69,14 +69,25 @@ reasons! {
     CertificatePinMismatch,
     /// The server does not offer the minimum TLS version.
     TLSVersionTooLow,
-    /// The HTTP status is not an expected one.
+    /// The HTTP status, DNS response code or flags, or gRPC status is not an expected one.
     UnexpectedStatus,
-    /// The body failed a bodyContains, bodyNotContains or bodyRegex expectation.
+    /// The body failed a bodyContains, bodyNotContains or bodyRegex expectation, or the DNS
+    /// answers failed an answers expectation.
     BodyMismatch,
     /// The response took longer than maxDuration.
     Slow,
     /// More than 10 redirects.
     TooManyRedirects,
+    /// The gRPC health service answered a serving status that is not expected (NOT_SERVING,
+    /// UNKNOWN).
+    NotServing,
+    /// The gRPC health service does not know the service asked about (NOT_FOUND).
+    ServiceUnknown,
+    /// The gRPC server does not implement grpc.health.v1 (UNIMPLEMENTED).
+    HealthServiceMissing,
+    /// The server speaks another protocol: plaintext where TLS was expected or the reverse,
+    /// not HTTP/2 or gRPC, or a DNS reply that is malformed or answers another query.
+    ProtocolMismatch,
     /// The resolved address is in the operator's deny list.
     TargetDenied,
     /// The prober's own fault (out of descriptors or memory): never blamed on the target.

@@ -9,7 +9,10 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{duration::GoDuration, maintenance::MaintenanceWindow, status::HealthCheckStatus};
+use super::{
+    dns::DnsProbe, duration::GoDuration, grpc::GrpcProbe, maintenance::MaintenanceWindow,
+    status::HealthCheckStatus,
+};
 
 /// Default `spec.interval`.
 pub const DEFAULT_INTERVAL: &str = "60s";
@@ -18,7 +21,7 @@ pub const DEFAULT_TIMEOUT: &str = "10s";
 /// Default `spec.tlsPolicy.minRemainingValidity` (14 days).
 pub const DEFAULT_MIN_REMAINING_VALIDITY: &str = "336h";
 
-/// A periodic HTTP, TCP or TLS check of one endpoint, with its expectations.
+/// A periodic HTTP, TCP, TLS, DNS or gRPC check of one endpoint, with its expectations.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "canary.dev",
@@ -30,20 +33,20 @@ pub const DEFAULT_MIN_REMAINING_VALIDITY: &str = "336h";
     namespaced,
     status = "HealthCheckStatus",
     derive = "PartialEq",
-    doc = "HealthCheck declares an endpoint (HTTP/HTTPS, TCP or TLS) that Canary probes periodically, and what a healthy answer looks like.",
+    doc = "HealthCheck declares an endpoint (HTTP/HTTPS, TCP, TLS, DNS or gRPC) that Canary probes periodically, and what a healthy answer looks like.",
     printcolumn = r#"{"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status", "description": "Ready condition: True = passing, False = failing, Unknown = not run yet"}"#,
     printcolumn = r#"{"name": "Reason", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].reason", "description": "Why the check is in this state"}"#,
     printcolumn = r#"{"name": "Latency", "type": "string", "jsonPath": ".status.lastResult.duration", "description": "Duration of the last probe"}"#,
     printcolumn = r#"{"name": "Cert-Expires", "type": "string", "jsonPath": ".status.tls.notAfter", "description": "Expiry of the served leaf certificate"}"#,
     printcolumn = r#"{"name": "Last-Run", "type": "date", "jsonPath": ".status.lastRunTime", "description": "When the last probe ran"}"#,
     printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#,
-    printcolumn = r#"{"name": "Target", "type": "string", "priority": 1, "jsonPath": ".status.target", "description": "What is probed (URL without credentials or query, or host:port)"}"#,
+    printcolumn = r#"{"name": "Target", "type": "string", "priority": 1, "jsonPath": ".status.target", "description": "What is probed (URL without credentials or query, host:port, or the DNS query)"}"#,
     printcolumn = r#"{"name": "Interval", "type": "string", "priority": 1, "jsonPath": ".spec.interval", "description": "How often it is probed"}"#,
     printcolumn = r#"{"name": "Message", "type": "string", "priority": 1, "jsonPath": ".status.conditions[?(@.type==\"Ready\")].message", "description": "Why the check is in this state"}"#
 )]
 #[x_kube(validation = Rule::new(
-    "[has(self.http), has(self.tcp), has(self.tls)].filter(x, x).size() == 1"
-).message("exactly one of spec.http, spec.tcp or spec.tls must be set"))]
+    "[has(self.http), has(self.tcp), has(self.tls), has(self.dns), has(self.grpc)].filter(x, x).size() == 1"
+).message("exactly one of spec.http, spec.tcp, spec.tls, spec.dns or spec.grpc must be set"))]
 #[x_kube(validation = Rule::new(
     "!has(self.timeout) || !has(self.interval) || duration(self.timeout) < duration(self.interval)"
 ).message("spec.timeout (default 10s) must be shorter than spec.interval (default 60s)").field_path(".timeout"))]
@@ -81,7 +84,13 @@ pub struct HealthCheckSpec {
     /// TLS handshake only, no HTTP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<SocketTarget>,
-    /// TLS expectations; apply to https URLs and to tls probes.
+    /// A DNS query to one server over UDP, TCP or TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsProbe>,
+    /// A grpc.health.v1 health check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc: Option<GrpcProbe>,
+    /// TLS expectations; apply to https URLs, tls probes, DNS over TLS and gRPC with tls.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_policy: Option<TlsPolicy>,
     /// Recurring windows in which failures change neither Ready nor raise Warning Events
@@ -113,6 +122,9 @@ pub struct HttpProbe {
     /// Request method.
     #[serde(default)]
     pub method: HttpMethod,
+    /// HTTP version: "1.1", or "2" (ALPN h2 over TLS, prior knowledge over cleartext).
+    #[serde(default)]
+    pub version: HttpVersion,
     /// Request headers; values inline or from a Secret/ConfigMap in the same namespace.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
@@ -175,6 +187,16 @@ impl HttpMethod {
             Self::Options => "OPTIONS",
         }
     }
+}
+
+/// HTTP versions a probe may speak.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum HttpVersion {
+    #[default]
+    #[serde(rename = "1.1")]
+    Http11,
+    #[serde(rename = "2")]
+    Http2,
 }
 
 /// One request header.

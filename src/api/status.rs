@@ -121,6 +121,54 @@ pub struct LastResult {
     /// Time spent in each phase.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phases: Option<PhaseDurations>,
+    /// What the DNS reply said (dns probes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsResult>,
+    /// What the health service said (grpc probes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc: Option<GrpcResult>,
+}
+
+/// The DNS reply of the last probe.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DnsResult {
+    /// The server asked, `address:port`.
+    pub server: String,
+    /// udp, tcp or tls (tcp after a truncated UDP answer).
+    pub transport: String,
+    /// Response code, e.g. NOERROR.
+    pub rcode: String,
+    /// Header flags that were set, as dig names them (qr, aa, tc, rd, ra, ad, cd).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<String>,
+    /// The first 10 records of the queried type, as `dig +short` prints them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub answers: Vec<String>,
+    /// Records of the queried type in the answer section (all of them, not only those shown).
+    #[serde(default)]
+    pub answer_count: i64,
+    /// Lowest TTL in the answer section, in seconds.
+    #[serde(default, rename = "minTTL", skip_serializing_if = "Option::is_none")]
+    pub min_ttl: Option<i64>,
+    /// The UDP answer was truncated (TC bit), so the query was repeated over TCP.
+    #[serde(default)]
+    pub truncated: bool,
+}
+
+/// The health service's answer of the last probe.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GrpcResult {
+    /// The call's gRPC status code (0 = OK, 5 = NOT_FOUND, 12 = UNIMPLEMENTED, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_code: Option<i32>,
+    /// The status code's name, e.g. OK.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// SERVING, NOT_SERVING or UNKNOWN, when the call succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving_status: Option<String>,
 }
 
 /// Per-phase durations, e.g. `0.012s`; absent when the phase did not happen.
@@ -137,6 +185,9 @@ pub struct PhaseDurations {
     pub first_byte: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transfer: Option<String>,
+    /// DNS: sending the query and reading the answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
 }
 
 /// What the TLS handshake showed, captured before verification.

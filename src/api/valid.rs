@@ -8,7 +8,12 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method};
 use regex::bytes::Regex;
 
-use super::{maintenance::MaintenanceWindows, spec::TlsVersion};
+use super::{
+    dns::ValidDns,
+    grpc::ValidGrpc,
+    maintenance::MaintenanceWindows,
+    spec::{HttpVersion, TlsVersion},
+};
 
 /// A spec that passed validation.
 #[derive(Debug, Clone)]
@@ -30,24 +35,30 @@ pub enum ProbeKind {
     Http(Box<ValidHttp>),
     Tcp(Endpoint),
     Tls(Endpoint),
+    Dns(Box<ValidDns>),
+    Grpc(Box<ValidGrpc>),
 }
 
 impl ProbeKind {
-    /// The kind's name as in the spec (`http`, `tcp`, `tls`).
+    /// The kind's name as in the spec (`http`, `tcp`, `tls`, `dns`, `grpc`).
     pub fn name(&self) -> &'static str {
         match self {
             Self::Http(_) => "http",
             Self::Tcp(_) => "tcp",
             Self::Tls(_) => "tls",
+            Self::Dns(_) => "dns",
+            Self::Grpc(_) => "grpc",
         }
     }
 
-    /// What is probed, safe to show anywhere: the URL without userinfo or query, or
-    /// `host:port`.
+    /// What is probed, safe to show anywhere: the URL without userinfo or query,
+    /// `host:port`, or the DNS query (`example.com A @10.96.0.10:53`).
     pub fn target(&self) -> String {
         match self {
             Self::Http(http) => redact(&http.url),
             Self::Tcp(endpoint) | Self::Tls(endpoint) => endpoint.to_string(),
+            Self::Dns(dns) => dns.describe(),
+            Self::Grpc(grpc) => grpc.target.to_string(),
         }
     }
 }
@@ -86,6 +97,7 @@ impl std::fmt::Display for Endpoint {
 pub struct ValidHttp {
     pub url: url::Url,
     pub method: Method,
+    pub version: HttpVersion,
     pub headers: Vec<ValidHeader>,
     pub body: Option<Bytes>,
     pub follow_redirects: bool,
@@ -209,12 +221,15 @@ impl ValidSpec {
     /// exactly those (by name) before building the probe.
     pub fn references(&self) -> Vec<Reference> {
         let mut refs: Vec<Reference> = Vec::new();
-        if let ProbeKind::Http(http) = &self.probe {
-            refs.extend(http.headers.iter().filter_map(|h| match &h.value {
-                HeaderSource::From(source) => Some(source.object.clone()),
-                HeaderSource::Literal(_) => None,
-            }));
-        }
+        let headers = match &self.probe {
+            ProbeKind::Http(http) => http.headers.as_slice(),
+            ProbeKind::Grpc(grpc) => grpc.metadata.as_slice(),
+            ProbeKind::Tcp(_) | ProbeKind::Tls(_) | ProbeKind::Dns(_) => &[],
+        };
+        refs.extend(headers.iter().filter_map(|h| match &h.value {
+            HeaderSource::From(source) => Some(source.object.clone()),
+            HeaderSource::Literal(_) => None,
+        }));
         let policy = &self.tls_policy;
         refs.extend(policy.ca_bundle.iter().map(|r| r.object.clone()));
         refs.extend(policy.client_certificate.iter().map(|name| Reference {

@@ -8,13 +8,15 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method};
 
 use super::{
+    dns::validate_dns,
     duration::{GoDuration, MAX_DURATION, fmt_go},
+    grpc::validate_grpc,
     maintenance::MaintenanceWindows,
     parse::{
         check_data_key, check_object_name, compile_regex, parse_bytes, parse_pin, parse_status,
         parse_url,
     },
-    spec::{HealthCheckSpec, HttpProbe, KeyRef, SocketTarget, TlsPolicy, ValueSource},
+    spec::{HealthCheckSpec, HttpHeader, HttpProbe, KeyRef, SocketTarget, TlsPolicy, ValueSource},
     valid::{
         Endpoint, HeaderSource, HttpExpectations, ProbeKind, Reference, ReferenceKind, ValidHeader,
         ValidHttp, ValidSpec, ValidTlsPolicy, ValueRef,
@@ -50,22 +52,22 @@ impl fmt::Display for FieldError {
 
 /// Collects field errors so a user sees every problem at once.
 #[derive(Default)]
-struct Errors(Vec<FieldError>);
+pub(super) struct Errors(Vec<FieldError>);
 
 impl Errors {
-    fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
         self.0.push(FieldError {
             field: field.into(),
             message: message.into(),
         });
     }
 
-    fn take<T>(&mut self, result: Result<T, FieldError>) -> Option<T> {
+    pub(super) fn take<T>(&mut self, result: Result<T, FieldError>) -> Option<T> {
         result.map_err(|error| self.0.push(error)).ok()
     }
 
     /// The schema's `maxLength`/`maxItems`, re-checked.
-    fn at_most(&mut self, field: &str, len: usize, max: usize, unit: &str) {
+    pub(super) fn at_most(&mut self, field: &str, len: usize, max: usize, unit: &str) {
         if len > max {
             self.push(field, format!("{len} {unit} exceed the limit of {max}"));
         }
@@ -73,7 +75,7 @@ impl Errors {
 }
 
 /// Longest text of a body expectation, header value or issuer (the schema's maxLength).
-const MAX_TEXT: usize = 4096;
+pub(super) const MAX_TEXT: usize = 4096;
 
 /// Checks every rule of the schema and the CEL rules, returning the spec fully parsed.
 pub fn validate(spec: &HealthCheckSpec) -> Result<ValidSpec, Vec<FieldError>> {
@@ -151,11 +153,16 @@ fn validate_kind(spec: &HealthCheckSpec, errors: &mut Errors) -> Option<ProbeKin
         (spec.tcp.as_ref()).map(|t| validate_target("spec.tcp", t, errors).map(ProbeKind::Tcp));
     let tls =
         (spec.tls.as_ref()).map(|t| validate_target("spec.tls", t, errors).map(ProbeKind::Tls));
-    let mut set: Vec<Option<ProbeKind>> = [http, tcp, tls].into_iter().flatten().collect();
+    let dns =
+        (spec.dns.as_ref()).map(|d| validate_dns(d, errors).map(|d| ProbeKind::Dns(Box::new(d))));
+    let grpc = (spec.grpc.as_ref())
+        .map(|g| validate_grpc(g, errors).map(|g| ProbeKind::Grpc(Box::new(g))));
+    let mut set: Vec<Option<ProbeKind>> =
+        [http, tcp, tls, dns, grpc].into_iter().flatten().collect();
     if set.len() != 1 {
         errors.push(
             "spec",
-            "exactly one of spec.http, spec.tcp or spec.tls must be set",
+            "exactly one of spec.http, spec.tcp, spec.tls, spec.dns or spec.grpc must be set",
         );
         return None;
     }
@@ -164,11 +171,38 @@ fn validate_kind(spec: &HealthCheckSpec, errors: &mut Errors) -> Option<ProbeKin
 
 fn validate_http(http: &HttpProbe, errors: &mut Errors) -> Option<ValidHttp> {
     errors.at_most("spec.http.url", http.url.len(), 2048, "characters");
-    errors.at_most("spec.http.headers", http.headers.len(), 64, "headers");
     let url = errors.take(parse_url(&http.url));
-    let headers: Vec<ValidHeader> = (http.headers.iter().enumerate())
+    let headers = validate_headers("spec.http.headers", &http.headers, errors);
+    let max_body_bytes = errors.take(parse_bytes(
+        "spec.http.maxBodyBytes",
+        http.max_body_bytes.as_ref(),
+        DEFAULT_MAX_BODY_BYTES,
+        MAX_BODY_BYTES_LIMIT,
+    ));
+    let expect = validate_expect(http, errors);
+    let method = Method::from_bytes(http.method.as_str().as_bytes()).unwrap_or(Method::GET);
+    Some(ValidHttp {
+        url: url?,
+        method,
+        version: http.version,
+        headers,
+        body: http.body.clone().map(Bytes::from),
+        follow_redirects: http.follow_redirects,
+        max_body_bytes: max_body_bytes?,
+        expect: expect?,
+    })
+}
+
+/// Headers (or gRPC metadata) named under `field`: each valid one, every problem reported.
+pub(super) fn validate_headers(
+    field: &str,
+    headers: &[HttpHeader],
+    errors: &mut Errors,
+) -> Vec<ValidHeader> {
+    errors.at_most(field, headers.len(), 64, "entries");
+    (headers.iter().enumerate())
         .filter_map(|(i, header)| {
-            let field = format!("spec.http.headers[{i}]");
+            let field = format!("{field}[{i}]");
             let name = errors.take(header_name(&field, &header.name));
             let value = match (&header.value, &header.value_from) {
                 (Some(value), None) => errors.take(header_value(&field, value)),
@@ -185,24 +219,7 @@ fn validate_http(http: &HttpProbe, errors: &mut Errors) -> Option<ValidHttp> {
                 value: value?,
             })
         })
-        .collect();
-    let max_body_bytes = errors.take(parse_bytes(
-        "spec.http.maxBodyBytes",
-        http.max_body_bytes.as_ref(),
-        DEFAULT_MAX_BODY_BYTES,
-        MAX_BODY_BYTES_LIMIT,
-    ));
-    let expect = validate_expect(http, errors);
-    let method = Method::from_bytes(http.method.as_str().as_bytes()).unwrap_or(Method::GET);
-    Some(ValidHttp {
-        url: url?,
-        method,
-        headers,
-        body: http.body.clone().map(Bytes::from),
-        follow_redirects: http.follow_redirects,
-        max_body_bytes: max_body_bytes?,
-        expect: expect?,
-    })
+        .collect()
 }
 
 fn header_name(field: &str, name: &str) -> Result<HeaderName, FieldError> {

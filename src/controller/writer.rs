@@ -414,6 +414,11 @@ fn without_timestamps(status: &HealthCheckStatus, clamp: i64) -> HealthCheckStat
         result.duration.clear();
         result.phases = None;
         result.message.clear();
+        // A cache's TTLs count down and servers rotate answers: neither is a change of state.
+        if let Some(dns) = result.dns.as_mut() {
+            dns.min_ttl = None;
+            dns.answers.sort();
+        }
     }
     if let Some(ready) = stripped.conditions.iter_mut().find(|c| c.type_ == READY) {
         ready.message.clear();
@@ -483,6 +488,8 @@ mod tests {
                 duration: duration.into(),
                 http_status: Some(200),
                 phases: None,
+                dns: None,
+                grpc: None,
             }),
             ..HealthCheckStatus::default()
         }

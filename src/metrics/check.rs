@@ -31,7 +31,7 @@ const DURATION_BUCKETS: [f64; 12] = [
 const INFO: &[&str] = &["namespace", "name", "kind", "target"];
 
 /// The families: name, help, type and labels beyond namespace and name.
-const FAMILIES: [(&str, &str, MetricType, &[&str]); 12] = [
+const FAMILIES: [(&str, &str, MetricType, &[&str]); 16] = [
     (
         "canary_check_success",
         "1 if the last probe passed, else 0; absent while the check does not run (suspended, invalid).",
@@ -104,6 +104,30 @@ const FAMILIES: [(&str, &str, MetricType, &[&str]); 12] = [
         MetricType::GAUGE,
         &["version"],
     ),
+    (
+        "canary_dns_response_code",
+        "Response code of the last DNS reply (0 NOERROR, 2 SERVFAIL, 3 NXDOMAIN, ...).",
+        MetricType::GAUGE,
+        &[],
+    ),
+    (
+        "canary_dns_answer_records",
+        "Records of the queried type in the answer section of the last DNS reply.",
+        MetricType::GAUGE,
+        &[],
+    ),
+    (
+        "canary_grpc_status_code",
+        "gRPC status of the last health check call (0 OK, 5 NOT_FOUND, 12 UNIMPLEMENTED, 14 UNAVAILABLE, ...).",
+        MetricType::GAUGE,
+        &[],
+    ),
+    (
+        "canary_grpc_serving_status",
+        "Serving status of the last health check answer (0 UNKNOWN, 1 SERVING, 2 NOT_SERVING); absent when the call failed.",
+        MetricType::GAUGE,
+        &[],
+    ),
 ];
 const INFO_HELP: &str = "What a check probes (value 1): kind, target without secrets, and allow-listed labels of the resource.";
 
@@ -153,6 +177,10 @@ struct CheckSeries {
     cert_not_after: Option<f64>,
     chain_not_after: Option<f64>,
     tls_version: Option<Box<str>>,
+    dns_rcode: Option<u16>,
+    dns_answers: Option<usize>,
+    grpc_status: Option<u32>,
+    grpc_serving: Option<i64>,
     /// `canary_check_info` label values after namespace and name.
     info: Box<[String]>,
 }
@@ -271,6 +299,7 @@ impl CheckFamilies {
             series.http_status = Some(status);
         }
         record_tls(series, report);
+        record_kinds(series, report);
     }
 
     fn info_values(&self, report: &RunReport<'_>) -> Box<[String]> {
@@ -301,6 +330,22 @@ fn record_tls(series: &mut CheckSeries, report: &RunReport<'_>) {
     }
     if let Some(version) = &tls.version {
         series.tls_version = Some(version.as_str().into());
+    }
+}
+
+/// What DNS and gRPC probes learned (kept from an earlier run when a probe failed before an
+/// answer, except the serving status: a failed call says nothing about serving).
+fn record_kinds(series: &mut CheckSeries, report: &RunReport<'_>) {
+    let outcome = report.outcome;
+    if let Some(dns) = &outcome.dns {
+        series.dns_rcode = Some(dns.rcode);
+        series.dns_answers = Some(dns.answer_count);
+    }
+    if let Some(grpc) = &outcome.grpc {
+        series.grpc_status = grpc.status_code.or(series.grpc_status);
+    }
+    if matches!(report.spec.info.kind, "grpc") {
+        series.grpc_serving = outcome.grpc.as_ref().and_then(|g| g.serving_status);
     }
 }
 
@@ -402,6 +447,10 @@ impl CheckSeries {
             11 => (self.tls_version.iter())
                 .map(|v| gauge(&with(&check, "version", v), 1.0))
                 .collect(),
+            12 => one(self.dns_rcode.map(f64::from)),
+            13 => one(self.dns_answers.map(|n| n as f64)),
+            14 => one(self.grpc_status.map(f64::from)),
+            15 => one(self.grpc_serving.map(|n| n as f64)),
             _ => {
                 let values = [key.namespace.as_str(), key.name.as_str()]
                     .into_iter()

@@ -9,11 +9,12 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 
 use super::{
     Probe, Target,
+    grpc::GrpcCheck,
     http::{HttpCheck, ResolvedHeader},
     tls::{ClientAuth, TlsSettings, Trust},
 };
 use crate::api::{
-    FieldError, HeaderSource, ProbeKind, Reason, Reference, ReferenceKind, ValidHttp, ValidSpec,
+    FieldError, HeaderSource, ProbeKind, Reason, Reference, ReferenceKind, ValidHeader, ValidSpec,
     ValidTlsPolicy, ValueRef,
 };
 
@@ -108,9 +109,17 @@ impl BuildError {
 pub fn build(spec: &ValidSpec, refs: &dyn ReferenceSource) -> Result<Probe, BuildError> {
     let tls = tls_settings(&spec.tls_policy, refs)?;
     let target = match &spec.probe {
-        ProbeKind::Http(http) => Target::Http(Box::new(http_check(http, refs)?)),
+        ProbeKind::Http(http) => Target::Http(Box::new(HttpCheck {
+            spec: (**http).clone(),
+            headers: resolve_headers("spec.http.headers", &http.headers, refs)?,
+        })),
         ProbeKind::Tcp(endpoint) => Target::Tcp(endpoint.clone()),
         ProbeKind::Tls(endpoint) => Target::Tls(endpoint.clone()),
+        ProbeKind::Dns(dns) => Target::Dns(dns.clone()),
+        ProbeKind::Grpc(grpc) => Target::Grpc(Box::new(GrpcCheck {
+            spec: (**grpc).clone(),
+            metadata: resolve_headers("spec.grpc.metadata", &grpc.metadata, refs)?,
+        })),
     };
     Ok(Probe {
         target,
@@ -119,13 +128,18 @@ pub fn build(spec: &ValidSpec, refs: &dyn ReferenceSource) -> Result<Probe, Buil
     })
 }
 
-fn http_check(http: &ValidHttp, refs: &dyn ReferenceSource) -> Result<HttpCheck, BuildError> {
-    let mut headers = Vec::with_capacity(http.headers.len());
-    for (i, header) in http.headers.iter().enumerate() {
+/// Header (or gRPC metadata) values, references read.
+fn resolve_headers(
+    field: &str,
+    valid: &[ValidHeader],
+    refs: &dyn ReferenceSource,
+) -> Result<Vec<ResolvedHeader>, BuildError> {
+    let mut headers = Vec::with_capacity(valid.len());
+    for (i, header) in valid.iter().enumerate() {
         let (value, from_secret) = match &header.value {
             HeaderSource::Literal(value) => (value.clone(), false),
             HeaderSource::From(source) => {
-                let field = format!("spec.http.headers[{i}].valueFrom");
+                let field = format!("{field}[{i}].valueFrom");
                 let bytes = fetch(source, &field, refs)?;
                 // Secrets often end in a newline written by `echo`; a header value cannot hold one.
                 let mut value = HeaderValue::from_bytes(bytes.trim_ascii_end()).map_err(|_| {
@@ -142,10 +156,7 @@ fn http_check(http: &ValidHttp, refs: &dyn ReferenceSource) -> Result<HttpCheck,
             from_secret,
         });
     }
-    Ok(HttpCheck {
-        spec: http.clone(),
-        headers,
-    })
+    Ok(headers)
 }
 
 fn fetch(

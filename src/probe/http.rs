@@ -1,22 +1,25 @@
-//! HTTP and HTTPS probes over hyper's low-level HTTP/1.1 client: one fresh connection per hop,
-//! owned and driven inside the probe's scope, bodies read up to a cap and then dropped.
+//! HTTP and HTTPS probes over hyper's low-level HTTP/1.1 and HTTP/2 clients: one fresh
+//! connection per hop, owned and driven inside the probe's scope (HTTP/2 through a scoped
+//! executor, so nothing is spawned), bodies read up to a cap and then dropped.
 
-use std::time::Duration;
+use std::{future::Future, pin::Pin, time::Duration};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1;
+use hyper::client::conn::{http1, http2};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{
     Failure, MAX_REDIRECTS, ProbeContext,
     body::{BodyCheck, BodyVerdict},
-    net, tls,
+    net, scoped,
+    sniff::{Sniffed, Spoken},
+    tls::{self, Alpn},
     trace::{Phase, Trace},
 };
-use crate::api::{HttpExpectations, Reason, StatusMatch, ValidHttp, fmt_go, redact};
+use crate::api::{HttpExpectations, HttpVersion, Reason, StatusMatch, ValidHttp, fmt_go, redact};
 
 /// A validated HTTP request with its header values resolved.
 #[derive(Debug, Clone)]
@@ -37,6 +40,9 @@ pub struct ResolvedHeader {
 /// hyper's read buffer per connection: enough for any sane response head, and small enough
 /// that many concurrent probes of large bodies stay cheap (hyper's default is ~400 KiB).
 const READ_BUFFER: usize = 64 * 1024;
+/// HTTP/2 flow-control windows: how much a server may send ahead of the body reader
+/// (hyper's defaults, 2 MiB per stream and 5 MiB per connection, are sized for throughput).
+const H2_WINDOW: u32 = 256 * 1024;
 
 /// What one request returned, after the connection was closed.
 struct Response {
@@ -141,8 +147,12 @@ pub async fn probe(
     };
     trace.enter(Phase::Evaluate);
     evaluate(&spec.expect, &response, start.elapsed())?;
+    let over = match spec.version {
+        HttpVersion::Http11 => "",
+        HttpVersion::Http2 => " over HTTP/2",
+    };
     Ok(format!(
-        "{} {} answered {} ({} body bytes read)",
+        "{} {} answered {}{over} ({} body bytes read)",
         hop.method,
         redact(&hop.url),
         response.status,
@@ -238,19 +248,49 @@ async fn exchange(
     let port = url.port_or_known_default().unwrap_or(80);
     let addrs = net::resolve(host, port, ctx, trace).await?;
     let (stream, _) = net::connect(&addrs, ctx, trace).await?;
-    let io: Box<dyn Io> = if url.scheme() == "https" {
+    let version = check.spec.version;
+    let (io, sniff): (Box<dyn Io>, _) = if url.scheme() == "https" {
         // serverName overrides only the configured host, not other hosts reached by redirects.
         let name = match tls.policy.server_name.as_deref() {
             Some(name) if check.spec.url.host_str() == Some(host) => name,
             _ => host,
         };
-        let session = tls::handshake(stream, name, tls, hop.credentials, trace).await?;
-        Box::new(session.stream)
+        let alpn = match version {
+            HttpVersion::Http11 => Alpn::Http1,
+            HttpVersion::Http2 => Alpn::H2,
+        };
+        let session = tls::handshake(stream, name, tls, hop.credentials, alpn, trace).await?;
+        if version == HttpVersion::Http2 {
+            session.require_h2()?;
+        }
+        (Box::new(session.stream), None)
     } else {
-        Box::new(stream)
+        let (stream, sniff) = Sniffed::new(stream);
+        (Box::new(stream), Some(sniff))
     };
     trace.enter(Phase::FirstByte);
     let request = build_request(check, hop, &ctx.user_agent)?;
+    let result = match version {
+        HttpVersion::Http11 => send_http1(io, request, &check.spec, trace).await,
+        HttpVersion::Http2 => send_http2(io, request, &check.spec, trace).await,
+    };
+    result.map_err(|failure| {
+        let (expected, speaking) = match version {
+            HttpVersion::Http11 => (Spoken::Http1, "HTTP/1.1"),
+            HttpVersion::Http2 => (Spoken::Http2, "HTTP/2"),
+        };
+        (sniff.as_ref())
+            .and_then(|sniff| sniff.mismatch(expected, speaking, "use an https:// URL"))
+            .unwrap_or(failure)
+    })
+}
+
+async fn send_http1(
+    io: Box<dyn Io>,
+    request: Request<Full<Bytes>>,
+    spec: &ValidHttp,
+    trace: &Trace,
+) -> Result<Response, Failure> {
     let (mut sender, connection) = http1::Builder::new()
         .max_buf_size(READ_BUFFER)
         .handshake::<_, Full<Bytes>>(TokioIo::new(io))
@@ -263,11 +303,73 @@ async fn exchange(
             .map_err(|e| hyper_failure(&e, "waiting for the response"))?;
         trace.set_http_status(response.status().as_u16());
         trace.enter(Phase::Transfer);
-        read_response(response, &check.spec).await
+        read_response(response, spec).await
     };
+    drive(exchange, connection).await
+}
+
+/// HTTP/2 (prior knowledge in cleartext, ALPN h2 over TLS): hyper hands its connection task to
+/// a scoped executor driven here, so the socket never outlives this future.
+async fn send_http2(
+    io: Box<dyn Io>,
+    request: Request<Full<Bytes>>,
+    spec: &ValidHttp,
+    trace: &Trace,
+) -> Result<Response, Failure> {
+    let (executor, driver) = scoped::scoped();
+    let work = async {
+        let (mut sender, connection) = h2_handshake(io, executor).await?;
+        let exchange = async {
+            let response = sender
+                .send_request(request)
+                .await
+                .map_err(|e| hyper_failure(&e, "waiting for the response"))?;
+            trace.set_http_status(response.status().as_u16());
+            trace.enter(Phase::Transfer);
+            read_response(response, spec).await
+        };
+        drive(exchange, connection).await
+    };
+    tokio::select! {
+        result = work => result,
+        () = driver => Err(Failure::new(Reason::ProberError, "the HTTP/2 task driver stopped")),
+    }
+}
+
+type BoxedConnection = Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>>;
+type H2Handshake = Pin<
+    Box<
+        dyn Future<Output = Result<(http2::SendRequest<Full<Bytes>>, BoxedConnection), Failure>>
+            + Send,
+    >,
+>;
+
+/// hyper's HTTP/2 handshake, boxed with owned inputs: its executor bounds are generic over
+/// lifetimes, which a future borrowing the probe's state cannot prove `Send` for.
+fn h2_handshake(io: Box<dyn Io>, executor: scoped::ScopedExecutor) -> H2Handshake {
+    Box::pin(async move {
+        let (sender, connection) = http2::Builder::new(executor)
+            .initial_stream_window_size(H2_WINDOW)
+            .initial_connection_window_size(H2_WINDOW)
+            .max_frame_size(16 * 1024)
+            .handshake::<_, Full<Bytes>>(TokioIo::new(io))
+            .await
+            .map_err(|e| hyper_failure(&e, "HTTP/2 handshake"))?;
+        Ok((sender, Box::pin(connection) as BoxedConnection))
+    })
+}
+
+/// Polls `exchange` to its end while driving `connection` in this scope (never a detached
+/// task), so dropping the probe closes the socket.
+async fn drive<T, C>(
+    exchange: impl Future<Output = Result<T, Failure>>,
+    connection: C,
+) -> Result<T, Failure>
+where
+    C: Future,
+{
     tokio::pin!(exchange, connection);
     let mut connection_done = false;
-    // Drive the connection in this scope (never a detached task) so dropping the probe closes it.
     loop {
         tokio::select! {
             result = &mut exchange => return result,
@@ -302,12 +404,25 @@ fn build_request(
         Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
         None => url.host_str().unwrap_or_default().to_string(),
     };
-    let defaults = [
-        (header::HOST, host),
+    let http2 = check.spec.version == HttpVersion::Http2;
+    // HTTP/2 carries the host in :authority (a Host header set in the spec becomes it) and
+    // forbids connection-specific headers.
+    let uri = if http2 {
+        let authority = (headers.remove(header::HOST))
+            .and_then(|v| v.to_str().ok().map(str::to_string))
+            .unwrap_or_else(|| host.clone());
+        format!("{}://{authority}{path}", url.scheme())
+    } else {
+        path
+    };
+    let mut defaults = vec![
         (header::USER_AGENT, user_agent.to_string()),
-        (header::CONNECTION, "close".to_string()),
         (header::ACCEPT, "*/*".to_string()),
     ];
+    if !http2 {
+        defaults.push((header::HOST, host));
+        defaults.push((header::CONNECTION, "close".to_string()));
+    }
     for (name, value) in defaults {
         if !headers.contains_key(&name)
             && let Ok(value) = HeaderValue::from_str(&value)
@@ -317,7 +432,7 @@ fn build_request(
     }
     let mut request = Request::builder()
         .method(hop.method.clone())
-        .uri(path)
+        .uri(uri)
         .body(Full::new(hop.body.clone().unwrap_or_default()))
         .map_err(|e| {
             Failure::new(
@@ -368,15 +483,10 @@ fn hyper_failure(error: &hyper::Error, what: &str) -> Failure {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = source {
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            // In TLS 1.3 a server rejects a client certificate after the client's handshake
-            // has completed, so the alert surfaces on the first read.
-            if let Some(tls) = io.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
-                return Failure::new(
-                    Reason::TLSHandshakeFailed,
-                    format!("{what}: the server ended the TLS session: {tls}"),
-                );
-            }
-            return net::classify(io, what);
+            return io_failure(io, what);
+        }
+        if let Some(h2) = e.downcast_ref::<h2::Error>() {
+            return h2_failure(h2, what);
         }
         source = e.source();
     }
@@ -386,4 +496,34 @@ fn hyper_failure(error: &hyper::Error, what: &str) -> Failure {
         Reason::UnexpectedStatus
     };
     Failure::new(reason, format!("{what}: {error}"))
+}
+
+/// An I/O error under an HTTP exchange: a TLS alert (a rejected client certificate surfaces
+/// on the first read in TLS 1.3, after the client's handshake completed) or the socket's.
+pub(super) fn io_failure(io: &std::io::Error, what: &str) -> Failure {
+    if let Some(tls) = io.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+        return Failure::new(
+            Reason::TLSHandshakeFailed,
+            format!("{what}: the server ended the TLS session: {tls}"),
+        );
+    }
+    net::classify(io, what)
+}
+
+/// An HTTP/2 error: the socket's, the server ending the stream or connection, or a broken
+/// protocol (the server does not speak HTTP/2 properly).
+pub(super) fn h2_failure(error: &h2::Error, what: &str) -> Failure {
+    if let Some(io) = error.get_io() {
+        return io_failure(io, what);
+    }
+    if error.is_go_away() || error.is_reset() {
+        return Failure::new(
+            Reason::ConnectionReset,
+            format!("{what}: the server ended the HTTP/2 exchange: {error}"),
+        );
+    }
+    Failure::new(
+        Reason::ProtocolMismatch,
+        format!("{what}: the server broke the HTTP/2 protocol: {error}"),
+    )
 }

@@ -9,8 +9,12 @@
 mod body;
 mod build;
 mod certs;
+mod dns;
+mod grpc;
 mod http;
 mod net;
+mod scoped;
+mod sniff;
 mod tls;
 mod trace;
 
@@ -19,10 +23,12 @@ use std::{sync::Arc, time::Duration};
 use ipnet::IpNet;
 use tokio::time::Instant;
 
-use crate::api::{Endpoint, Reason, fmt_go};
+use crate::api::{Endpoint, Reason, ValidDns, fmt_go};
 
 pub use build::{BuildError, ReferenceError, ReferenceSource, build};
 pub use certs::CertFacts;
+pub use dns::{DnsFacts, first_nameserver};
+pub use grpc::{GrpcCheck, GrpcFacts, code_name, serving_name};
 pub use http::{HttpCheck, ResolvedHeader};
 pub use net::prober_fault;
 pub use tls::TlsSettings;
@@ -37,7 +43,7 @@ pub struct Probe {
     pub target: Target,
     /// One deadline for the whole probe, DNS through body.
     pub timeout: Duration,
-    /// TLS expectations and trust, for https URLs and tls probes.
+    /// TLS expectations and trust, for https URLs, tls probes, DNS over TLS and gRPC with tls.
     pub tls: Arc<TlsSettings>,
 }
 
@@ -47,6 +53,8 @@ pub enum Target {
     Http(Box<HttpCheck>),
     Tcp(Endpoint),
     Tls(Endpoint),
+    Dns(Box<ValidDns>),
+    Grpc(Box<GrpcCheck>),
 }
 
 /// Operator-wide probing policy.
@@ -113,6 +121,10 @@ pub struct Outcome {
     pub http_status: Option<u16>,
     /// Facts of the last TLS session, also when verification failed.
     pub tls: Option<TlsCapture>,
+    /// What the DNS reply said (dns probes that got one).
+    pub dns: Option<DnsFacts>,
+    /// What the gRPC call returned (grpc probes that got an answer).
+    pub grpc: Option<GrpcFacts>,
 }
 
 impl Outcome {
@@ -143,6 +155,8 @@ impl Outcome {
             phases: PhaseTimings::default(),
             http_status: None,
             tls: None,
+            dns: None,
+            grpc: None,
         }
     }
 }
@@ -191,7 +205,8 @@ pub async fn run(check: &Probe, ctx: &ProbeContext) -> Outcome {
     let started_at = jiff::Timestamp::now();
     let start = Instant::now();
     let trace = trace::Trace::new(start);
-    let result = tokio::time::timeout(check.timeout, probe(check, ctx, &trace)).await;
+    let deadline = start + check.timeout;
+    let result = tokio::time::timeout_at(deadline, probe(check, ctx, &trace, deadline)).await;
     let duration = start.elapsed();
     let (reason, message) = match result {
         Ok(Ok(message)) => (Reason::Succeeded, message),
@@ -205,21 +220,30 @@ pub async fn run(check: &Probe, ctx: &ProbeContext) -> Outcome {
             ),
         ),
     };
-    let (phases, http_status, tls) = trace.finish();
+    let learned = trace.finish();
     Outcome {
         reason,
         message,
         started_at,
         duration,
-        phases,
-        http_status,
-        tls,
+        phases: learned.phases,
+        http_status: learned.http_status,
+        tls: learned.tls,
+        dns: learned.dns,
+        grpc: learned.grpc,
     }
 }
 
-async fn probe(check: &Probe, ctx: &ProbeContext, trace: &trace::Trace) -> Result<String, Failure> {
+async fn probe(
+    check: &Probe,
+    ctx: &ProbeContext,
+    trace: &trace::Trace,
+    deadline: Instant,
+) -> Result<String, Failure> {
     match &check.target {
         Target::Http(http) => http::probe(http, &check.tls, ctx, trace).await,
+        Target::Dns(dns) => dns::probe(dns, &check.tls, ctx, trace).await,
+        Target::Grpc(grpc) => grpc::probe(grpc, &check.tls, ctx, trace, deadline).await,
         Target::Tcp(endpoint) => {
             let addrs = net::resolve(&endpoint.host, endpoint.port, ctx, trace).await?;
             let (_stream, addr) = net::connect(&addrs, ctx, trace).await?;
@@ -234,7 +258,8 @@ async fn probe(check: &Probe, ctx: &ProbeContext, trace: &trace::Trace) -> Resul
                 .server_name
                 .as_deref()
                 .unwrap_or(&endpoint.host);
-            let session = tls::handshake(stream, name, &check.tls, true, trace).await?;
+            let session =
+                tls::handshake(stream, name, &check.tls, true, tls::Alpn::None, trace).await?;
             Ok(format!(
                 "TLS handshake with {addr} succeeded ({})",
                 session.summary()

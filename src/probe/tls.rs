@@ -20,10 +20,15 @@ use rustls::{
     crypto::CryptoProvider,
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::{TlsConnector, client::TlsStream};
 
-use super::{CertFacts, Failure, TlsCapture, certs, trace::Phase, trace::Trace};
+use super::{
+    CertFacts, Failure, TlsCapture, certs,
+    sniff::{Sniff, Sniffed, Spoken},
+    trace::Phase,
+    trace::Trace,
+};
 use crate::api::{Reason, TlsVersion, ValidTlsPolicy};
 
 /// TLS expectations and trust for one check, references resolved and client configurations
@@ -163,13 +168,60 @@ pub fn system_roots() -> &'static [CertificateDer<'static>] {
     &ROOTS
 }
 
+/// The application protocol offered in ALPN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alpn {
+    /// `http/1.1`.
+    Http1,
+    /// `h2`: HTTP/2 and gRPC; the server must select it.
+    H2,
+    /// `dot`: DNS over TLS (RFC 7858); servers without ALPN ignore it.
+    Dot,
+    /// None offered (raw TLS probes).
+    None,
+}
+
+impl Alpn {
+    fn offered(self) -> Vec<Vec<u8>> {
+        match self {
+            Self::Http1 => vec![b"http/1.1".to_vec()],
+            Self::H2 => vec![b"h2".to_vec()],
+            Self::Dot => vec![b"dot".to_vec()],
+            Self::None => Vec::new(),
+        }
+    }
+}
+
 /// An established session with what it showed.
-pub struct Session {
-    pub stream: TlsStream<TcpStream>,
+pub struct Session<S> {
+    pub stream: TlsStream<Sniffed<S>>,
     pub facts: TlsCapture,
 }
 
-impl Session {
+impl<S> Session<S> {
+    /// The protocol the server selected in ALPN, if any.
+    pub fn alpn(&self) -> Option<&[u8]> {
+        self.stream.get_ref().1.alpn_protocol()
+    }
+
+    /// Fails with `ProtocolMismatch` unless the server selected `h2`, as an HTTP/2 server
+    /// reached over TLS must (RFC 9113, section 3.2).
+    pub fn require_h2(&self) -> Result<(), Failure> {
+        match self.alpn() {
+            Some(b"h2") => Ok(()),
+            other => Err(Failure::new(
+                Reason::ProtocolMismatch,
+                format!(
+                    "the server did not agree to HTTP/2 over TLS (ALPN offered h2, server selected {}): it does not speak HTTP/2 on this port",
+                    other.map_or_else(
+                        || "none".to_string(),
+                        |p| String::from_utf8_lossy(p).into_owned()
+                    )
+                ),
+            )),
+        }
+    }
+
     /// `TLSv1.3, TLS13_AES_128_GCM_SHA256, certificate for x expires in 89d`.
     pub fn summary(&self) -> String {
         let version = self.facts.version.as_deref().unwrap_or("TLS");
@@ -184,15 +236,17 @@ impl Session {
     }
 }
 
-/// Runs a handshake for server name `name` (SNI and the name verified) and checks every TLS
-/// expectation; the client certificate, if any, is offered only when `client_certificate`.
-pub async fn handshake(
-    stream: TcpStream,
+/// Runs a handshake for server name `name` (SNI and the name verified), offering `alpn`, and
+/// checks every TLS expectation; the client certificate, if any, is offered only when
+/// `client_certificate`.
+pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
     name: &str,
     settings: &TlsSettings,
     client_certificate: bool,
+    alpn: Alpn,
     trace: &Trace,
-) -> Result<Session, Failure> {
+) -> Result<Session<S>, Failure> {
     trace.enter(Phase::Tls);
     let server_name = ServerName::try_from(
         name.trim_start_matches('[')
@@ -209,7 +263,8 @@ pub async fn handshake(
         &settings.trust,
         settings.policy.verify,
     ));
-    let config = client_config(settings, client_certificate, verifier.clone());
+    let config = client_config(settings, client_certificate, alpn, verifier.clone());
+    let (stream, sniff) = Sniffed::new(stream);
     let result = TlsConnector::from(Arc::new(config))
         .connect(server_name, stream)
         .await;
@@ -227,6 +282,9 @@ pub async fn handshake(
     let stream = match result {
         Ok(stream) => stream,
         Err(error) => {
+            if let Some(failure) = plaintext_server(&sniff) {
+                return Err(failure);
+            }
             trace.set_tls(facts);
             return Err(handshake_failure(&error, captured.verdict, settings));
         }
@@ -243,10 +301,30 @@ pub async fn handshake(
     Ok(Session { stream, facts })
 }
 
-/// A copy of the check's prebuilt configuration with this handshake's capturing verifier.
+/// `ProtocolMismatch` when a failed handshake met a server that answered, but not in TLS.
+fn plaintext_server(sniff: &Sniff) -> Option<Failure> {
+    let spoken = sniff.spoken();
+    if matches!(spoken, Spoken::Nothing | Spoken::Tls) {
+        return None;
+    }
+    let first: String = (sniff.bytes().iter().take(8))
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Some(Failure::new(
+        Reason::ProtocolMismatch,
+        format!(
+            "the server answered the TLS handshake with {} (first bytes {first}): a TLS client talking to a plaintext server?",
+            spoken.describe()
+        ),
+    ))
+}
+
+/// A copy of the check's prebuilt configuration with this handshake's capturing verifier and
+/// ALPN.
 fn client_config(
     settings: &TlsSettings,
     client_certificate: bool,
+    alpn: Alpn,
     verifier: Arc<CapturingVerifier>,
 ) -> ClientConfig {
     let base = match &settings.authenticated {
@@ -255,11 +333,13 @@ fn client_config(
     };
     let mut config = ClientConfig::clone(base);
     config.dangerous().set_certificate_verifier(verifier);
+    config.alpn_protocols = alpn.offered();
     config
 }
 
-/// The configuration every probe of a check copies: versions, client certificate, ALPN, and
-/// no resumption, so every probe is a full handshake that sees the certificate.
+/// The configuration every probe of a check copies: versions, client certificate, and no
+/// resumption, so every probe is a full handshake that sees the certificate (ALPN is set per
+/// probe kind on the copy).
 fn base_config(
     policy: &ValidTlsPolicy,
     client_auth: Option<ClientAuth>,
@@ -281,7 +361,6 @@ fn base_config(
         None => builder.with_no_client_auth(),
     };
     config.resumption = rustls::client::Resumption::disabled();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }
 

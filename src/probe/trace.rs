@@ -5,7 +5,7 @@ use std::{sync::Mutex, time::Duration};
 
 use tokio::time::Instant;
 
-use super::TlsCapture;
+use super::{DnsFacts, GrpcFacts, TlsCapture};
 
 /// The phases of a probe, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +17,8 @@ pub enum Phase {
     FirstByte,
     /// Reading the body.
     Transfer,
+    /// DNS: query sent, waiting for the whole answer.
+    Request,
     /// Checking expectations.
     Evaluate,
 }
@@ -30,6 +32,7 @@ impl Phase {
             Self::Tls => "TLS handshake",
             Self::FirstByte => "wait for response headers",
             Self::Transfer => "body transfer",
+            Self::Request => "DNS query and answer",
             Self::Evaluate => "evaluation",
         }
     }
@@ -43,6 +46,7 @@ pub struct PhaseTimings {
     pub tls: Option<Duration>,
     pub first_byte: Option<Duration>,
     pub transfer: Option<Duration>,
+    pub request: Option<Duration>,
 }
 
 impl PhaseTimings {
@@ -53,6 +57,7 @@ impl PhaseTimings {
             Phase::Tls => Some(&mut self.tls),
             Phase::FirstByte => Some(&mut self.first_byte),
             Phase::Transfer => Some(&mut self.transfer),
+            Phase::Request => Some(&mut self.request),
             Phase::Evaluate => None,
         }
     }
@@ -65,6 +70,7 @@ impl PhaseTimings {
             ("tls", self.tls),
             ("first_byte", self.first_byte),
             ("transfer", self.transfer),
+            ("request", self.request),
         ]
         .into_iter()
         .filter_map(|(name, d)| d.map(|d| (name, d)))
@@ -74,9 +80,17 @@ impl PhaseTimings {
 struct State {
     phase: Phase,
     since: Instant,
-    timings: PhaseTimings,
-    http_status: Option<u16>,
-    tls: Option<TlsCapture>,
+    learned: Learned,
+}
+
+/// What a probe learned on the way, kept when it fails or times out later.
+#[derive(Debug, Clone, Default)]
+pub struct Learned {
+    pub phases: PhaseTimings,
+    pub http_status: Option<u16>,
+    pub tls: Option<TlsCapture>,
+    pub dns: Option<DnsFacts>,
+    pub grpc: Option<GrpcFacts>,
 }
 
 /// Shared by the probe future and [`super::run`], which reads it after a timeout.
@@ -90,9 +104,7 @@ impl Trace {
             state: Mutex::new(State {
                 phase: Phase::Dns,
                 since: start,
-                timings: PhaseTimings::default(),
-                http_status: None,
-                tls: None,
+                learned: Learned::default(),
             }),
         }
     }
@@ -117,19 +129,28 @@ impl Trace {
     }
 
     pub fn set_http_status(&self, status: u16) {
-        self.with(|s| s.http_status = Some(status));
+        self.with(|s| s.learned.http_status = Some(status));
     }
 
     pub fn set_tls(&self, facts: TlsCapture) {
-        self.with(|s| s.tls = Some(facts));
+        self.with(|s| s.learned.tls = Some(facts));
+    }
+
+    pub fn set_dns(&self, facts: DnsFacts) {
+        self.with(|s| s.learned.dns = Some(facts));
+    }
+
+    /// Updates what the gRPC call showed so far (status, serving status).
+    pub fn update_grpc(&self, update: impl FnOnce(&mut GrpcFacts)) {
+        self.with(|s| update(s.learned.grpc.get_or_insert_with(GrpcFacts::default)));
     }
 
     /// Closes the last phase and hands out what was learned.
-    pub fn finish(&self) -> (PhaseTimings, Option<u16>, Option<TlsCapture>) {
+    pub fn finish(&self) -> Learned {
         self.with(|s| {
             close_phase(s);
             s.phase = Phase::Evaluate;
-            (s.timings, s.http_status, s.tls.take())
+            std::mem::take(&mut s.learned)
         })
     }
 }
@@ -138,7 +159,7 @@ fn close_phase(state: &mut State) {
     let now = Instant::now();
     let spent = now.saturating_duration_since(state.since);
     state.since = now;
-    if let Some(slot) = state.timings.slot(state.phase) {
+    if let Some(slot) = state.learned.phases.slot(state.phase) {
         *slot = Some(slot.unwrap_or_default() + spent);
     }
 }

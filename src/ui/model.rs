@@ -213,6 +213,11 @@ impl Source {
                 .for_each(|t| t.message = Box::default());
             if let Some(result) = &mut last_result {
                 result.message.clear();
+                // DNS answers and the server asked name internal addresses.
+                if let Some(dns) = &mut result.dns {
+                    dns.answers.clear();
+                    dns.server.clear();
+                }
             }
             if let Some(tls) = &mut tls {
                 (tls.subject, tls.issuer) = (None, None);

@@ -250,6 +250,7 @@ fn last_result(result: &LastResult, check: &Check) -> Markup {
         ("TLS", phases.tls),
         ("first byte", phases.first_byte),
         ("transfer", phases.transfer),
+        ("request", phases.request),
     ];
     html! {
         section {
@@ -259,6 +260,18 @@ fn last_result(result: &LastResult, check: &Check) -> Markup {
                 dt { "reason" } dd { (result.reason.as_str()) }
                 @if !result.message.is_empty() { dt { "message" } dd { (result.message) } }
                 @if let Some(code) = result.http_status { dt { "HTTP status" } dd { (code) } }
+                @if let Some(dns) = &result.dns {
+                    @if !dns.server.is_empty() { dt { "DNS server" } dd { (dns.server) " (" (dns.transport) ")" } }
+                    dt { "response code" } dd { (dns.rcode) }
+                    @if !dns.flags.is_empty() { dt { "flags" } dd { (dns.flags.join(" ")) } }
+                    dt { "answers" } dd { (dns.answer_count) }
+                    @for answer in &dns.answers { dt { "" } dd { code { (answer) } } }
+                    @if let Some(ttl) = dns.min_ttl { dt { "min TTL" } dd { (ttl) "s" } }
+                }
+                @if let Some(grpc) = &result.grpc {
+                    @if let Some(status) = &grpc.status { dt { "gRPC status" } dd { (status) } }
+                    @if let Some(serving) = &grpc.serving_status { dt { "serving" } dd { (serving) } }
+                }
                 dt { "duration" } dd { (result.duration) }
                 @for (phase, took) in rows {
                     @if let Some(took) = took { dt { (phase) } dd { (took) } }

@@ -1,0 +1,521 @@
+//! gRPC health probes: `grpc.health.v1.Health/Check` over a small client on the `h2` crate
+//! (one protobuf field in a 5-byte frame; status from the trailers, or from a headers-only
+//! reply), on Canary's own socket, so the deadline, the deny list, TLS capture and phase
+//! timings are those of every other probe. The connection is driven in the probe's scope.
+
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use h2::client::SendRequest;
+use http::{HeaderMap, HeaderValue, Method, Request, header};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    time::Instant,
+};
+
+use super::{
+    Failure, ProbeContext,
+    http::{ResolvedHeader, h2_failure},
+    net,
+    sniff::{Sniffed, Spoken},
+    tls::{self, Alpn, TlsSettings},
+    trace::{Phase, Trace},
+};
+use crate::api::{Reason, ServingStatus, ValidGrpc};
+
+/// A validated gRPC check with its metadata values in hand.
+#[derive(Debug, Clone)]
+pub struct GrpcCheck {
+    pub spec: ValidGrpc,
+    pub metadata: Vec<ResolvedHeader>,
+}
+
+/// What the call returned, for status and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GrpcFacts {
+    /// The call's status (`grpc-status`).
+    pub status_code: Option<u32>,
+    /// The health service's answer, as its number (1 = SERVING).
+    pub serving_status: Option<i64>,
+}
+
+/// The health method's path.
+const PATH: &str = "/grpc.health.v1.Health/Check";
+/// Largest response message read: a health response is a few bytes.
+const MAX_MESSAGE: usize = 64 * 1024;
+/// Flow-control windows: a health check needs next to nothing.
+const WINDOW: u32 = 64 * 1024;
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// gRPC status names, by code.
+const CODES: [&str; 17] = [
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+];
+
+/// The name of gRPC status `code` (`UNIMPLEMENTED`).
+pub fn code_name(code: u32) -> String {
+    (CODES.get(code as usize)).map_or_else(|| format!("CODE_{code}"), |name| (*name).into())
+}
+
+/// The name of serving status `number` (`NOT_SERVING`).
+pub fn serving_name(number: i64) -> String {
+    match number {
+        0 => "UNKNOWN".into(),
+        1 => "SERVING".into(),
+        2 => "NOT_SERVING".into(),
+        3 => "SERVICE_UNKNOWN".into(),
+        other => format!("STATUS_{other}"),
+    }
+}
+
+/// Calls Health/Check with a `grpc-timeout` of the time left before `deadline`, and checks
+/// the serving status.
+pub async fn probe(
+    check: &GrpcCheck,
+    settings: &TlsSettings,
+    ctx: &ProbeContext,
+    trace: &Trace,
+    deadline: Instant,
+) -> Result<String, Failure> {
+    let spec = &check.spec;
+    let addrs = net::resolve(&spec.target.host, spec.target.port, ctx, trace).await?;
+    let (stream, addr) = net::connect(&addrs, ctx, trace).await?;
+    let (io, sniff): (Box<dyn Io>, _) = if spec.tls {
+        let session = tls::handshake(
+            stream,
+            server_name(spec, settings),
+            settings,
+            true,
+            Alpn::H2,
+            trace,
+        )
+        .await?;
+        session.require_h2()?;
+        (Box::new(session.stream), None)
+    } else {
+        let (stream, sniff) = Sniffed::new(stream);
+        (Box::new(stream), Some(sniff))
+    };
+    trace.enter(Phase::FirstByte);
+    let request = request(check, &ctx.user_agent, deadline)?;
+    let reply = call(io, request, &spec.service, trace)
+        .await
+        .map_err(|failure| {
+            (sniff.as_ref())
+                .and_then(|s| s.mismatch(Spoken::Http2, "HTTP/2 (gRPC)", "set spec.grpc.tls: true"))
+                .unwrap_or(failure)
+        })?;
+    trace.enter(Phase::Evaluate);
+    let serving = judge(reply, spec, trace)?;
+    let asked = match spec.service.as_str() {
+        "" => "the server".to_string(),
+        service => format!("service {service:?}"),
+    };
+    let over = if spec.tls { "TLS" } else { "cleartext HTTP/2" };
+    Ok(format!(
+        "{addr} ({}) reports {asked} {} over {over}",
+        spec.authority,
+        serving_name(serving)
+    ))
+}
+
+/// SNI and the name verified: tlsPolicy.serverName, else the authority's host.
+fn server_name<'a>(spec: &'a ValidGrpc, settings: &'a TlsSettings) -> &'a str {
+    if let Some(name) = settings.policy.server_name.as_deref() {
+        return name;
+    }
+    match spec.authority.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => &spec.authority,
+    }
+}
+
+/// `grpc-timeout` for what is left of the probe: whole milliseconds, at least 1.
+fn grpc_timeout(left: Duration) -> String {
+    let millis = left.as_millis().clamp(1, 99_999_999);
+    format!("{millis}m")
+}
+
+fn request(check: &GrpcCheck, user_agent: &str, deadline: Instant) -> Result<Request<()>, Failure> {
+    let spec = &check.spec;
+    let scheme = if spec.tls { "https" } else { "http" };
+    let mut headers = HeaderMap::new();
+    for entry in &check.metadata {
+        headers.append(entry.name.clone(), entry.value.clone());
+    }
+    let left = deadline.saturating_duration_since(Instant::now());
+    let fixed = [
+        (header::CONTENT_TYPE, "application/grpc".to_string()),
+        (header::TE, "trailers".to_string()),
+        (header::USER_AGENT, user_agent.to_string()),
+        (
+            header::HeaderName::from_static("grpc-timeout"),
+            grpc_timeout(left),
+        ),
+    ];
+    for (name, value) in fixed {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    }
+    let mut request = Request::builder()
+        .method(Method::POST)
+        .uri(format!("{scheme}://{}{PATH}", spec.authority))
+        .body(())
+        .map_err(|e| {
+            Failure::new(
+                Reason::InvalidSpec,
+                format!("cannot build the gRPC request for {}: {e}", spec.authority),
+            )
+        })?;
+    *request.headers_mut() = headers;
+    Ok(request)
+}
+
+/// `HealthCheckRequest { service }` in a gRPC frame: flag 0 (not compressed), length, then
+/// field 1 (tag 0x0a, length-delimited).
+fn encode_request(service: &str) -> Bytes {
+    let mut message = BytesMut::new();
+    if !service.is_empty() {
+        message.put_u8(0x0a);
+        put_varint(&mut message, service.len() as u64);
+        message.put_slice(service.as_bytes());
+    }
+    let mut frame = BytesMut::with_capacity(5 + message.len());
+    frame.put_u8(0);
+    frame.put_u32(message.len() as u32);
+    frame.put_slice(&message);
+    frame.freeze()
+}
+
+fn put_varint(buffer: &mut BytesMut, mut value: u64) {
+    while value >= 0x80 {
+        buffer.put_u8((value as u8) | 0x80);
+        value >>= 7;
+    }
+    buffer.put_u8(value as u8);
+}
+
+/// What came back: the HTTP status and content type, the gRPC status (trailers or a
+/// headers-only reply) and the response message.
+#[derive(Debug, Default)]
+struct Reply {
+    http_status: u16,
+    content_type: Option<String>,
+    grpc_status: Option<u32>,
+    grpc_message: Option<String>,
+    message: Vec<u8>,
+}
+
+/// The HTTP/2 exchange, the connection driven in this scope.
+async fn call(
+    io: Box<dyn Io>,
+    request: Request<()>,
+    service: &str,
+    trace: &Trace,
+) -> Result<Reply, Failure> {
+    let (sender, connection) = h2::client::Builder::new()
+        .initial_window_size(WINDOW)
+        .initial_connection_window_size(WINDOW)
+        .max_header_list_size(64 * 1024)
+        .enable_push(false)
+        .handshake::<_, Bytes>(io)
+        .await
+        .map_err(|e| h2_failure(&e, "HTTP/2 handshake"))?;
+    let exchange = exchange(sender, request, service, trace);
+    tokio::pin!(exchange, connection);
+    let mut connection_done = false;
+    loop {
+        tokio::select! {
+            result = &mut exchange => return result,
+            result = &mut connection, if !connection_done => {
+                connection_done = true;
+                // The connection ended first: say why, unless the exchange can still finish.
+                if let Err(e) = result {
+                    return Err(h2_failure(&e, "the HTTP/2 connection"));
+                }
+            }
+        }
+    }
+}
+
+async fn exchange(
+    sender: SendRequest<Bytes>,
+    request: Request<()>,
+    service: &str,
+    trace: &Trace,
+) -> Result<Reply, Failure> {
+    let failed = |what: &'static str| move |e: h2::Error| h2_failure(&e, what);
+    let mut sender = sender.ready().await.map_err(failed("opening a stream"))?;
+    let (response, mut body) =
+        (sender.send_request(request, false)).map_err(failed("sending the request"))?;
+    body.send_data(encode_request(service), true)
+        .map_err(failed("sending the request"))?;
+    let response = response.await.map_err(failed("waiting for the response"))?;
+    trace.enter(Phase::Transfer);
+    let (head, mut incoming) = response.into_parts();
+    let mut reply = Reply {
+        http_status: head.status.as_u16(),
+        content_type: text(&head.headers, "content-type"),
+        ..Reply::default()
+    };
+    read_status(&head.headers, &mut reply);
+    if reply.grpc_status.is_some() || incoming.is_end_stream() {
+        return Ok(reply);
+    }
+    while let Some(chunk) = incoming.data().await {
+        let chunk = chunk.map_err(failed("reading the response"))?;
+        let _ = incoming.flow_control().release_capacity(chunk.len());
+        if reply.message.len() + chunk.len() > MAX_MESSAGE {
+            return Err(Failure::new(
+                Reason::ProtocolMismatch,
+                format!(
+                    "the health response is larger than {} KiB: not a health service?",
+                    MAX_MESSAGE / 1024
+                ),
+            ));
+        }
+        reply.message.extend_from_slice(&chunk);
+    }
+    if let Some(trailers) = incoming
+        .trailers()
+        .await
+        .map_err(failed("reading the trailers"))?
+    {
+        read_status(&trailers, &mut reply);
+    }
+    Ok(reply)
+}
+
+fn text(headers: &HeaderMap, name: &str) -> Option<String> {
+    (headers.get(name)).and_then(|v| v.to_str().ok().map(str::to_string))
+}
+
+fn read_status(headers: &HeaderMap, reply: &mut Reply) {
+    if let Some(code) = text(headers, "grpc-status").and_then(|v| v.trim().parse().ok()) {
+        reply.grpc_status = Some(code);
+        reply.grpc_message = text(headers, "grpc-message").map(|m| percent_decode(&m));
+    }
+}
+
+/// `grpc-message` is percent-encoded (gRPC over HTTP/2, "Responses").
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = (bytes.get(i + 1..i + 3)).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Turns the reply into the serving status, or the reason the check fails.
+fn judge(reply: Reply, spec: &ValidGrpc, trace: &Trace) -> Result<i64, Failure> {
+    let Some(code) = reply.grpc_status else {
+        return Err(not_grpc(&reply));
+    };
+    trace.update_grpc(|facts| facts.status_code = Some(code));
+    if code != 0 {
+        return Err(status_failure(code, reply.grpc_message.as_deref(), spec));
+    }
+    let serving = decode_response(&reply.message)?;
+    trace.update_grpc(|facts| facts.serving_status = Some(serving));
+    if spec.serving_status.iter().any(|s| s.number() == serving) {
+        return Ok(serving);
+    }
+    let expected: Vec<String> = (spec.serving_status.iter())
+        .map(|s| serving_name(s.number()))
+        .collect();
+    let reason = if serving == ServingStatus::Serving.number() {
+        Reason::UnexpectedStatus
+    } else {
+        Reason::NotServing
+    };
+    Err(Failure::new(
+        reason,
+        format!(
+            "the health service reports {} for {}, expected {}",
+            serving_name(serving),
+            describe_service(&spec.service),
+            expected.join(" or ")
+        ),
+    ))
+}
+
+fn describe_service(service: &str) -> String {
+    match service {
+        "" => "the whole server (service \"\")".into(),
+        service => format!("service {service:?}"),
+    }
+}
+
+/// A reply without `grpc-status`: an HTTP/2 server or proxy that is not gRPC.
+fn not_grpc(reply: &Reply) -> Failure {
+    let content_type = reply.content_type.as_deref().unwrap_or("none");
+    if reply.http_status != 200 {
+        return Failure::new(
+            Reason::UnexpectedStatus,
+            format!(
+                "HTTP status {} without a gRPC status (content-type {content_type}): a proxy in front of the server, or not a gRPC endpoint?",
+                reply.http_status
+            ),
+        );
+    }
+    Failure::new(
+        Reason::ProtocolMismatch,
+        format!(
+            "the server answered HTTP/2 without a gRPC status (content-type {content_type}): not a gRPC server?"
+        ),
+    )
+}
+
+fn status_failure(code: u32, message: Option<&str>, spec: &ValidGrpc) -> Failure {
+    let detail = match message.filter(|m| !m.is_empty()) {
+        Some(message) => format!("{} ({code}): {message}", code_name(code)),
+        None => format!("{} ({code})", code_name(code)),
+    };
+    match code {
+        5 => Failure::new(
+            Reason::ServiceUnknown,
+            format!(
+                "the health service does not know {} ({detail}): check spec.grpc.service, or register the service's status with the health server",
+                describe_service(&spec.service)
+            ),
+        ),
+        12 => Failure::new(
+            Reason::HealthServiceMissing,
+            format!(
+                "the server does not implement grpc.health.v1 ({detail}): register the standard health service"
+            ),
+        ),
+        4 => Failure::new(
+            Reason::Timeout,
+            format!("the server ran out of the call's deadline: {detail}"),
+        ),
+        _ => Failure::new(Reason::UnexpectedStatus, format!("gRPC status {detail}")),
+    }
+}
+
+/// The serving status of a framed `HealthCheckResponse` (field 1, varint; other fields
+/// skipped; absent means 0, UNKNOWN).
+fn decode_response(framed: &[u8]) -> Result<i64, Failure> {
+    let bad = |why: &str| {
+        Failure::new(
+            Reason::ProtocolMismatch,
+            format!("the health response is not a HealthCheckResponse: {why}"),
+        )
+    };
+    let [flag, l0, l1, l2, l3, message @ ..] = framed else {
+        return Err(bad("no gRPC message frame"));
+    };
+    if *flag != 0 {
+        return Err(bad("compressed, though no compression was offered"));
+    }
+    let length = u32::from_be_bytes([*l0, *l1, *l2, *l3]) as usize;
+    let mut message = message
+        .get(..length)
+        .ok_or_else(|| bad("the frame is cut short"))?;
+    let mut serving = 0;
+    while !message.is_empty() {
+        let key = varint(&mut message).ok_or_else(|| bad("a broken field key"))?;
+        match (key >> 3, key & 7) {
+            (1, 0) => {
+                serving = varint(&mut message).ok_or_else(|| bad("a broken status"))? as i64;
+            }
+            (_, 0) => {
+                varint(&mut message).ok_or_else(|| bad("a broken varint"))?;
+            }
+            (_, 2) => {
+                let len = varint(&mut message).ok_or_else(|| bad("a broken length"))? as usize;
+                message = message.get(len..).ok_or_else(|| bad("a field cut short"))?;
+            }
+            (_, 1) => message = message.get(8..).ok_or_else(|| bad("a field cut short"))?,
+            (_, 5) => message = message.get(4..).ok_or_else(|| bad("a field cut short"))?,
+            (_, wire) => return Err(bad(&format!("wire type {wire}"))),
+        }
+    }
+    Ok(serving)
+}
+
+fn varint(bytes: &mut &[u8]) -> Option<u64> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&byte, rest) = bytes.split_first()?;
+        *bytes = rest;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_frames_and_responses_decode() {
+        let frame = encode_request("pay");
+        assert_eq!(&frame[..], &[0, 0, 0, 0, 5, 0x0a, 3, b'p', b'a', b'y']);
+        assert_eq!(&encode_request("")[..], &[0, 0, 0, 0, 0]);
+        assert_eq!(decode_response(&[0, 0, 0, 0, 2, 0x08, 1]).unwrap(), 1);
+        assert_eq!(
+            decode_response(&[0, 0, 0, 0, 0]).unwrap(),
+            0,
+            "absent is UNKNOWN"
+        );
+        let with_unknown_field = [0, 0, 0, 0, 6, 0x12, 2, b'h', b'i', 0x08, 2];
+        assert_eq!(decode_response(&with_unknown_field).unwrap(), 2);
+        for bad in [
+            &[][..],
+            &[1, 0, 0, 0, 0],
+            &[0, 0, 0, 0, 9, 0x08],
+            &[0, 0, 0, 0, 1, 0x08],
+        ] {
+            assert_eq!(
+                decode_response(bad).unwrap_err().reason,
+                Reason::ProtocolMismatch
+            );
+        }
+    }
+
+    #[test]
+    fn timeouts_messages_and_names() {
+        assert_eq!(grpc_timeout(Duration::from_millis(2500)), "2500m");
+        assert_eq!(grpc_timeout(Duration::ZERO), "1m");
+        assert_eq!(percent_decode("not%20found%3A x"), "not found: x");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(code_name(12), "UNIMPLEMENTED");
+        assert_eq!(code_name(99), "CODE_99");
+        assert_eq!(serving_name(2), "NOT_SERVING");
+    }
+}

@@ -1,0 +1,178 @@
+//! The first bytes a server sent, kept so a failed exchange can say what the server speaks
+//! instead: a TLS alert to a plaintext client, HTTP/2 frames or an HTTP/1 status line to a
+//! TLS client ("error reading server preface" says none of that).
+
+use std::{
+    io,
+    pin::Pin,
+    sync::{Arc, Mutex},
+    task::{Context, Poll},
+};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::Failure;
+use crate::api::Reason;
+
+/// How many leading bytes are kept.
+const KEEP: usize = 16;
+
+/// A stream that records the first bytes read from it.
+#[derive(Debug)]
+pub struct Sniffed<S> {
+    inner: S,
+    seen: Sniff,
+}
+
+/// A handle on the bytes a [`Sniffed`] stream saw, readable after the stream moved on.
+#[derive(Debug, Clone, Default)]
+pub struct Sniff(Arc<Mutex<Vec<u8>>>);
+
+impl<S> Sniffed<S> {
+    /// Wraps `inner`; the handle reads what it will have seen.
+    pub fn new(inner: S) -> (Self, Sniff) {
+        let seen = Sniff::default();
+        (
+            Self {
+                inner,
+                seen: seen.clone(),
+            },
+            seen,
+        )
+    }
+}
+
+/// What the first bytes from a server show about the protocol it speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spoken {
+    /// Nothing arrived.
+    Nothing,
+    /// A TLS record (a handshake message or an alert).
+    Tls,
+    /// An HTTP/1 status line.
+    Http1,
+    /// An HTTP/2 SETTINGS frame: a cleartext HTTP/2 server.
+    Http2,
+    /// Bytes that are none of the above.
+    Other,
+}
+
+impl Spoken {
+    /// For messages: "a TLS alert or handshake".
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Nothing => "nothing",
+            Self::Tls => "TLS",
+            Self::Http1 => "plaintext HTTP/1",
+            Self::Http2 => "plaintext HTTP/2 frames",
+            Self::Other => "bytes that are not TLS",
+        }
+    }
+}
+
+impl Sniff {
+    /// The leading bytes seen so far.
+    pub fn bytes(&self) -> Vec<u8> {
+        crate::lock(&self.0).clone()
+    }
+
+    /// What the server speaks, judged by its first bytes.
+    pub fn spoken(&self) -> Spoken {
+        classify(&self.bytes())
+    }
+
+    /// After a failed cleartext exchange in `speaking` (`HTTP/2`, `DNS`), whose answer looks
+    /// like `expected`: `ProtocolMismatch` when the server answered in TLS or in another
+    /// HTTP version. `tls_hint` tells how to ask for TLS (`use an https:// URL`).
+    pub fn mismatch(&self, expected: Spoken, speaking: &str, tls_hint: &str) -> Option<Failure> {
+        let message = match self.spoken() {
+            Spoken::Tls => format!(
+                "the server answered with TLS: a plaintext client talking to a TLS server? ({tls_hint})"
+            ),
+            spoken @ (Spoken::Http1 | Spoken::Http2) if spoken != expected => format!(
+                "the server answered {speaking} with {}: it does not speak {speaking} on this port",
+                spoken.describe(),
+            ),
+            _ => return None,
+        };
+        Some(Failure::new(Reason::ProtocolMismatch, message))
+    }
+}
+
+/// Judges a server's first bytes.
+pub fn classify(bytes: &[u8]) -> Spoken {
+    match bytes {
+        [] => Spoken::Nothing,
+        [0x14..=0x18, 0x03, ..] | [0x14..=0x18] => Spoken::Tls,
+        _ if bytes.starts_with(b"HTTP/") => Spoken::Http1,
+        // A frame header: 24-bit length, type 4 (SETTINGS), flags 0 or 1 (ACK), stream 0.
+        [_, _, _, 0x04, 0x00 | 0x01, 0, 0, 0, 0, ..] => Spoken::Http2,
+        _ => Spoken::Other,
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Sniffed<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = result {
+            let mut seen = crate::lock(&self.seen.0);
+            let room = KEEP.saturating_sub(seen.len());
+            if room > 0 {
+                let new = &buf.filled()[before..];
+                seen.extend_from_slice(&new[..new.len().min(room)]);
+            }
+        }
+        result
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Sniffed<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_bytes_name_the_protocol() {
+        assert_eq!(classify(b""), Spoken::Nothing);
+        assert_eq!(classify(&[0x15, 0x03, 0x03, 0x00, 0x02]), Spoken::Tls);
+        assert_eq!(classify(&[0x16, 0x03, 0x01]), Spoken::Tls);
+        assert_eq!(classify(b"HTTP/1.1 400 Bad Request"), Spoken::Http1);
+        let settings = [0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 100];
+        assert_eq!(classify(&settings), Spoken::Http2);
+        assert_eq!(classify(b"SSH-2.0-OpenSSH"), Spoken::Other);
+    }
+}
