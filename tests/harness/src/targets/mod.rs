@@ -1,8 +1,9 @@
 //! Loopback targets for probes: HTTP and TLS servers with generated certificates ([`server`],
 //! [`pki`]), one whose status can be switched, and peers that never answer ([`silent`]: a
 //! blackhole that never accepts, a tarpit that accepts and says nothing), and a TCP proxy that
-//! can cut a component off the network ([`proxy`]).
+//! can cut a component off the network ([`proxy`]), and a scripted DNS responder ([`dns`]).
 
+pub mod dns;
 pub mod pki;
 pub mod proxy;
 pub mod server;
