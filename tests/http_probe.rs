@@ -10,7 +10,8 @@ use canary_operator::{
 use canary_test_harness::{
     refs::{MapRefs, build, probe_once, spec},
     targets::{
-        Blackhole, Recorded, Reply, Tarpit, TestServer, Transport, closed_port, localhost_tls,
+        Blackhole, Recorded, Reply, Tarpit, TestServer, Transport, closed_port, h2::H2Server,
+        localhost_tls,
     },
 };
 use serde_json::json;
@@ -287,4 +288,114 @@ async fn https_trickle_also_times_out_in_transfer() {
     let server = TestServer::start(Transport::Tls(config), trickle).await;
     let url = format!("https://localhost:{}/", server.port());
     assert_times_out(url, "body transfer", json!({"verify": false})).await;
+}
+
+/// An HTTP/2 probe of `url`.
+async fn get_h2(url: String, extra: serde_json::Value) -> Outcome {
+    let mut spec_json = json!({"timeout": "3s", "http": {"url": url, "version": "2"}});
+    if let serde_json::Value::Object(extra) = extra {
+        spec_json.as_object_mut().unwrap().extend(extra);
+    }
+    let refs = MapRefs::default();
+    probe_once(&spec(spec_json), &refs).await
+}
+
+#[tokio::test]
+async fn http2_with_prior_knowledge_in_cleartext() {
+    let server = H2Server::start(None, 200, "ok over h2").await;
+    let url = format!("http://127.0.0.1:{}/healthz?x=1", server.port());
+    let outcome = get_h2(url, json!({})).await;
+    assert_reason(&outcome, Reason::Succeeded);
+    assert_eq!(outcome.http_status, Some(200));
+    assert!(
+        outcome.message.contains("over HTTP/2"),
+        "{}",
+        outcome.message
+    );
+    assert!(outcome.phases.first_byte.is_some() && outcome.phases.transfer.is_some());
+    let request = &server.requests()[0];
+    assert_eq!(request.version, http::Version::HTTP_2);
+    assert_eq!(request.path, "/healthz");
+    assert_eq!(
+        request.authority,
+        Some(format!("127.0.0.1:{}", server.port()))
+    );
+    assert!(request.headers.get("connection").is_none() && request.headers.get("host").is_none());
+    let body = json!({"http": {"url": format!("http://127.0.0.1:{}/", server.port()), "version": "2",
+                      "expect": {"bodyContains": "over h2", "status": [200]}}});
+    assert_reason(
+        &probe_once(&spec(body), &MapRefs::default()).await,
+        Reason::Succeeded,
+    );
+}
+
+#[tokio::test]
+async fn http2_over_tls_negotiates_h2_with_alpn() {
+    let (ca, config) = localhost_tls("H2 CA");
+    let server = H2Server::start(Some(config.clone()), 204, "").await;
+    let refs = MapRefs::default().config_map("ca", "ca.crt", ca.pem.clone());
+    let policy =
+        json!({"tlsPolicy": {"caBundle": {"configMapKeyRef": {"name": "ca", "key": "ca.crt"}}}});
+    let spec_json = json!({"timeout": "3s", "http": {"url": format!("https://localhost:{}/", server.port()), "version": "2"},
+                           "tlsPolicy": policy["tlsPolicy"]});
+    let outcome = probe_once(&spec(spec_json), &refs).await;
+    assert_reason(&outcome, Reason::Succeeded);
+    assert_eq!(outcome.http_status, Some(204));
+    assert!(outcome.tls.unwrap().verified);
+    assert_eq!(server.requests()[0].version, http::Version::HTTP_2);
+
+    // An HTTP/1.1-only TLS server selects no ALPN protocol: HTTP/2 was not agreed.
+    let http1 = TestServer::start(Transport::Tls(config), |_| Reply::ok("ok")).await;
+    let spec_json = json!({"timeout": "3s", "http": {"url": format!("https://localhost:{}/", http1.port()), "version": "2"},
+                           "tlsPolicy": policy["tlsPolicy"]});
+    let outcome = probe_once(&spec(spec_json), &refs).await;
+    assert_reason(&outcome, Reason::ProtocolMismatch);
+    assert!(outcome.message.contains("ALPN"), "{}", outcome.message);
+    assert!(http1.requests().is_empty());
+}
+
+#[tokio::test]
+async fn http_versions_and_tls_that_do_not_match_the_server_are_named() {
+    let h2_only = H2Server::start(None, 200, "ok").await;
+    let http1 =
+        json!({"timeout": "3s", "http": {"url": format!("http://127.0.0.1:{}/", h2_only.port())}});
+    let http1_to_h2 = probe_once(&spec(http1), &MapRefs::default()).await;
+    assert_reason(&http1_to_h2, Reason::ProtocolMismatch);
+    assert!(
+        http1_to_h2.message.contains("HTTP/2 frames"),
+        "{}",
+        http1_to_h2.message
+    );
+
+    let (_ca, config) = localhost_tls("Mismatch CA");
+    let tls_server = TestServer::start(Transport::Tls(config), |_| Reply::ok("ok")).await;
+    let h2_to_tls = get_h2(
+        format!("http://127.0.0.1:{}/", tls_server.port()),
+        json!({}),
+    )
+    .await;
+    assert_reason(&h2_to_tls, Reason::ProtocolMismatch);
+    assert!(
+        h2_to_tls.message.contains("https://"),
+        "{}",
+        h2_to_tls.message
+    );
+    let http1_to_tls = get(&tls_server, "/", json!({})).await;
+    assert_reason(&http1_to_tls, Reason::ProtocolMismatch);
+}
+
+#[tokio::test]
+async fn http2_to_a_silent_peer_times_out_waiting_for_headers() {
+    let tarpit = Tarpit::start().await;
+    let outcome = get_h2(
+        format!("http://127.0.0.1:{}/", tarpit.port()),
+        json!({"timeout": "300ms"}),
+    )
+    .await;
+    assert_reason(&outcome, Reason::Timeout);
+    assert!(
+        outcome.message.contains("response headers"),
+        "{}",
+        outcome.message
+    );
 }

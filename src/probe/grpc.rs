@@ -98,6 +98,7 @@ pub async fn probe(
     let spec = &check.spec;
     let addrs = net::resolve(&spec.target.host, spec.target.port, ctx, trace).await?;
     let (stream, addr) = net::connect(&addrs, ctx, trace).await?;
+    let mut alerts = None;
     let (io, sniff): (Box<dyn Io>, _) = if spec.tls {
         let session = tls::handshake(
             stream,
@@ -109,7 +110,9 @@ pub async fn probe(
         )
         .await?;
         session.require_h2()?;
-        (Box::new(session.stream), None)
+        let (stream, slot) = tls::Watched::new(session.stream);
+        alerts = Some(slot);
+        (Box::new(stream), None)
     } else {
         let (stream, sniff) = Sniffed::new(stream);
         (Box::new(stream), Some(sniff))
@@ -119,9 +122,11 @@ pub async fn probe(
     let reply = call(io, request, &spec.service, trace)
         .await
         .map_err(|failure| {
-            (sniff.as_ref())
-                .and_then(|s| s.mismatch(Spoken::Http2, "HTTP/2 (gRPC)", "set spec.grpc.tls: true"))
-                .unwrap_or(failure)
+            let tls = (alerts.as_ref()).and_then(|slot| slot.failure("the gRPC call"));
+            let mismatch = (sniff.as_ref()).and_then(|s| {
+                s.mismatch(Spoken::Http2, "HTTP/2 (gRPC)", "set spec.grpc.tls: true")
+            });
+            tls.or(mismatch).unwrap_or(failure)
         })?;
     trace.enter(Phase::Evaluate);
     let serving = judge(reply, spec, trace)?;

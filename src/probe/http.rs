@@ -249,6 +249,7 @@ async fn exchange(
     let addrs = net::resolve(host, port, ctx, trace).await?;
     let (stream, _) = net::connect(&addrs, ctx, trace).await?;
     let version = check.spec.version;
+    let mut alerts = None;
     let (io, sniff): (Box<dyn Io>, _) = if url.scheme() == "https" {
         // serverName overrides only the configured host, not other hosts reached by redirects.
         let name = match tls.policy.server_name.as_deref() {
@@ -263,7 +264,9 @@ async fn exchange(
         if version == HttpVersion::Http2 {
             session.require_h2()?;
         }
-        (Box::new(session.stream), None)
+        let (stream, slot) = tls::Watched::new(session.stream);
+        alerts = Some(slot);
+        (Box::new(stream), None)
     } else {
         let (stream, sniff) = Sniffed::new(stream);
         (Box::new(stream), Some(sniff))
@@ -279,9 +282,10 @@ async fn exchange(
             HttpVersion::Http11 => (Spoken::Http1, "HTTP/1.1"),
             HttpVersion::Http2 => (Spoken::Http2, "HTTP/2"),
         };
-        (sniff.as_ref())
-            .and_then(|sniff| sniff.mismatch(expected, speaking, "use an https:// URL"))
-            .unwrap_or(failure)
+        let tls = (alerts.as_ref()).and_then(|slot| slot.failure("waiting for the response"));
+        let mismatch = (sniff.as_ref())
+            .and_then(|sniff| sniff.mismatch(expected, speaking, "use an https:// URL"));
+        tls.or(mismatch).unwrap_or(failure)
     })
 }
 

@@ -1,9 +1,12 @@
 //! Loopback targets for probes: HTTP and TLS servers with generated certificates ([`server`],
 //! [`pki`]), one whose status can be switched, and peers that never answer ([`silent`]: a
 //! blackhole that never accepts, a tarpit that accepts and says nothing), and a TCP proxy that
-//! can cut a component off the network ([`proxy`]), and a scripted DNS responder ([`dns`]).
+//! can cut a component off the network ([`proxy`]), a scripted DNS responder ([`dns`]), a
+//! reference gRPC server ([`grpc`]: tonic with tonic-health) and an HTTP/2-only server ([`h2`]).
 
 pub mod dns;
+pub mod grpc;
+pub mod h2;
 pub mod pki;
 pub mod proxy;
 pub mod server;
