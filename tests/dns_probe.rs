@@ -243,23 +243,41 @@ async fn forged_and_malformed_replies_are_protocol_mismatches() {
         }
     })
     .await;
-    for (query, words) in [
-        ("wrong-id.example", "ID"),
-        ("wrong-question.example", "another question"),
-        ("truncated-bytes.example", "not a valid DNS message"),
-        ("garbage.example", "not a valid DNS message"),
+    // Over TCP the stream is the query's own: a reply to another query breaks the protocol.
+    // Over UDP it may be a late reply to an earlier query on a reused port, or a forgery: it
+    // is ignored and the probe waits on for its answer (RFC 5452), saying so if none comes.
+    for (query, words, udp) in [
+        ("wrong-id.example", "ID", Reason::Timeout),
+        (
+            "wrong-question.example",
+            "another question",
+            Reason::Timeout,
+        ),
+        (
+            "truncated-bytes.example",
+            "not a valid DNS message",
+            Reason::ProtocolMismatch,
+        ),
+        (
+            "garbage.example",
+            "not a valid DNS message",
+            Reason::ProtocolMismatch,
+        ),
     ] {
-        let outcome = probe_dns(&server, json!({"query": {"name": query}})).await;
-        assert_reason(&outcome, Reason::ProtocolMismatch);
-        assert!(
-            outcome.message.contains(words),
-            "{query}: {}",
-            outcome.message
-        );
-        assert!(
-            outcome.dns.is_none(),
-            "no facts from a reply that was rejected"
-        );
+        for (transport, reason) in [("tcp", Reason::ProtocolMismatch), ("udp", udp)] {
+            let dns = json!({"transport": transport, "query": {"name": query}});
+            let outcome = probe_with(&server, dns, json!({"timeout": "300ms"})).await;
+            assert_reason(&outcome, reason);
+            assert!(
+                outcome.message.contains(words),
+                "{query}: {}",
+                outcome.message
+            );
+            assert!(
+                outcome.dns.is_none(),
+                "no facts from a reply that was rejected"
+            );
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The story's scenario as a soak test: thousands of HTTPS probes of large bodies, HEAD probes,
 //! and concurrent probes timing out mid-body must leave the descriptor count where it was and
-//! peak memory bounded. One test in its own binary, so no other test moves the counts.
+//! peak memory bounded; so must thousands of DNS (UDP and TCP), gRPC and HTTP/2 probes,
+//! half of them timing out. One test in its own binary, so no other test moves the counts.
 
 use std::{sync::Arc, time::Duration};
 
@@ -11,9 +12,16 @@ use canary_operator::{
 use canary_test_harness::{
     procfs::{memory_mib, settle_fds},
     refs::{self, MapRefs, spec},
-    targets::{Reply, TestServer, Transport, localhost_tls},
+    targets::{
+        Reply, Tarpit, TestServer, Transport,
+        dns::{DnsReply, DnsServer, answer, record},
+        grpc::{GrpcServer, Offer},
+        h2::H2Server,
+        localhost_tls,
+    },
 };
 use futures::{StreamExt, stream};
+use hickory_proto::rr::{RData, rdata};
 use serde_json::json;
 
 const PROBES: usize = 2_000;
@@ -95,6 +103,118 @@ async fn succeed_in_a_row(check: &Probe, ctx: &ProbeContext, what: &str) {
 
 /// `PROBES` probes, 64 at a time, alternating `get` and `trickle`: the reasons.
 async fn concurrently(get: Probe, trickle: Probe, ctx: ProbeContext) -> Vec<Reason> {
+    alternate(get, trickle, ctx).await
+}
+
+/// Targets of the newer kinds: a DNS responder (slow for `slow.example`), gRPC servers (one
+/// answering at once, one after 2 s), an HTTP/2 server and a peer that never answers.
+struct Others {
+    dns: DnsServer,
+    grpc: GrpcServer,
+    slow_grpc: GrpcServer,
+    h2: H2Server,
+    tarpit: Tarpit,
+}
+
+async fn others() -> Others {
+    let dns = DnsServer::start(|q, _| {
+        let reply = answer(
+            q,
+            vec![record(q, 30, RData::A(rdata::A([192, 0, 2, 1].into())))],
+        );
+        if q.queries[0].name.to_ascii().starts_with("slow.") {
+            DnsReply::Late(
+                Duration::from_millis(500),
+                Box::new(DnsReply::Message(reply)),
+            )
+        } else {
+            DnsReply::Message(reply)
+        }
+    })
+    .await;
+    Others {
+        dns,
+        grpc: GrpcServer::start(Offer::Health, None).await,
+        slow_grpc: GrpcServer::start(Offer::Slow(Duration::from_secs(2)), None).await,
+        h2: H2Server::start(None, 200, "ok").await,
+        tarpit: Tarpit::start().await,
+    }
+}
+
+impl Others {
+    fn dns(&self, transport: &str, name: &str, timeout: &str) -> Probe {
+        let dns = json!({"server": self.dns.addr.to_string(), "transport": transport,
+                         "query": {"name": name}, "expect": {"answers": {"minCount": 1}}});
+        refs::build(
+            &spec(json!({"timeout": timeout, "dns": dns})),
+            &MapRefs::default(),
+        )
+    }
+
+    fn grpc(&self, server: &GrpcServer, timeout: &str) -> Probe {
+        let grpc = json!({"target": server.addr.to_string(), "service": "payments"});
+        refs::build(
+            &spec(json!({"timeout": timeout, "grpc": grpc})),
+            &MapRefs::default(),
+        )
+    }
+
+    fn h2(&self, port: u16, timeout: &str) -> Probe {
+        let http = json!({"url": format!("http://127.0.0.1:{port}/"), "version": "2"});
+        refs::build(
+            &spec(json!({"timeout": timeout, "http": http})),
+            &MapRefs::default(),
+        )
+    }
+}
+
+/// Each newer kind: `PROBES` in a row that succeed, then `PROBES` 64 at a time of which
+/// half time out; descriptors back to `baseline` after each.
+async fn newer_kinds(others: &Others, ctx: &ProbeContext, baseline: usize) {
+    let kinds = [
+        (
+            "DNS over UDP",
+            others.dns("udp", "a.example", "5s"),
+            others.dns("udp", "slow.example", "100ms"),
+        ),
+        (
+            "DNS over TCP",
+            others.dns("tcp", "a.example", "5s"),
+            others.dns("tcp", "slow.example", "100ms"),
+        ),
+        (
+            "gRPC",
+            others.grpc(&others.grpc, "5s"),
+            others.grpc(&others.slow_grpc, "200ms"),
+        ),
+        (
+            "HTTP/2",
+            others.h2(others.h2.port(), "5s"),
+            others.h2(others.tarpit.port(), "200ms"),
+        ),
+    ];
+    for (what, ok, slow) in kinds {
+        succeed_in_a_row(&ok, ctx, what).await;
+        assert_fds_back_to(baseline, &format!("sequential {what}")).await;
+        let reasons = alternate(ok, slow, ctx.clone()).await;
+        let mut counts = std::collections::BTreeMap::new();
+        for reason in &reasons {
+            *counts.entry(reason.as_str()).or_insert(0) += 1;
+        }
+        let timeouts = counts.get("Timeout").copied().unwrap_or(0);
+        let succeeded = counts.get("Succeeded").copied().unwrap_or(0);
+        assert_eq!(
+            (timeouts, succeeded),
+            (PROBES / 2, PROBES / 2),
+            "{what}: {counts:?}"
+        );
+        assert_fds_back_to(baseline, &format!("concurrent {what}, half timing out")).await;
+    }
+}
+
+/// `PROBES` probes, 64 at a time, alternating `first` and `second`: the reasons.
+async fn alternate(first: Probe, second: Probe, ctx: ProbeContext) -> Vec<Reason> {
+    let (get, trickle) = (first, second);
     let (get, trickle, ctx) = (Arc::new(get), Arc::new(trickle), Arc::new(ctx));
     stream::iter(0..PROBES)
         .map(|i| {
@@ -118,9 +238,21 @@ async fn thousands_of_probes_leak_no_descriptors_and_hold_no_large_bodies() {
     let get = targets.probe(&targets.big, "/5mib", json!({}), "10s");
     let head = targets.probe(&targets.big, "/5mib", json!({"method": "HEAD"}), "10s");
     let trickle = targets.probe(&targets.slow, "/", json!({}), "300ms");
+    let others = others().await;
 
-    // Warm up lazily initialised state (system roots, runtime threads) before the baseline.
+    // Warm up lazily initialised state (system roots, runtime threads, the servers' tasks)
+    // before the baseline.
     assert_eq!(probe::run(&get, &ctx).await.reason, Reason::Succeeded);
+    for warm in [
+        others.dns("udp", "a.example", "5s"),
+        others.dns("tcp", "a.example", "5s"),
+    ] {
+        assert_eq!(probe::run(&warm, &ctx).await.reason, Reason::Succeeded);
+    }
+    let grpc = others.grpc(&others.grpc, "5s");
+    assert_eq!(probe::run(&grpc, &ctx).await.reason, Reason::Succeeded);
+    let h2 = others.h2(others.h2.port(), "5s");
+    assert_eq!(probe::run(&h2, &ctx).await.reason, Reason::Succeeded);
     let baseline = settle_fds(0, Duration::from_millis(200)).await;
     let rss_before = peak_rss();
 
@@ -145,6 +277,8 @@ async fn thousands_of_probes_leak_no_descriptors_and_hold_no_large_bodies() {
     let searched = targets.probe(&targets.big, "/50mib", searched, "20s");
     assert_eq!(probe::run(&searched, &ctx).await.reason, Reason::Succeeded);
     assert_fds_back_to(baseline, "50 MiB bodies").await;
+
+    newer_kinds(&others, &ctx, baseline).await;
 
     let growth = peak_rss().saturating_sub(rss_before);
     assert!(

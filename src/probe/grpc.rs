@@ -421,9 +421,11 @@ fn status_failure(code: u32, message: Option<&str>, spec: &ValidGrpc) -> Failure
                 "the server does not implement grpc.health.v1 ({detail}): register the standard health service"
             ),
         ),
-        4 => Failure::new(
+        // DEADLINE_EXCEEDED, and CANCELLED, which some servers (tonic) answer when the
+        // grpc-timeout expires.
+        1 | 4 => Failure::new(
             Reason::Timeout,
-            format!("the server ran out of the call's deadline: {detail}"),
+            format!("the server gave up on the call at its deadline: {detail}"),
         ),
         _ => Failure::new(Reason::UnexpectedStatus, format!("gRPC status {detail}")),
     }

@@ -208,19 +208,24 @@ pub async fn run(check: &Probe, ctx: &ProbeContext) -> Outcome {
     let deadline = start + check.timeout;
     let result = tokio::time::timeout_at(deadline, probe(check, ctx, &trace, deadline)).await;
     let duration = start.elapsed();
+    let phase = trace.phase();
+    let learned = trace.finish();
     let (reason, message) = match result {
         Ok(Ok(message)) => (Reason::Succeeded, message),
         Ok(Err(failure)) => (failure.reason, failure.message),
         Err(_) => (
             Reason::Timeout,
             format!(
-                "no answer within the {} timeout (during {})",
+                "no answer within the {} timeout (during {}){}",
                 fmt_go(check.timeout),
-                trace.phase().describe()
+                phase.describe(),
+                learned
+                    .note
+                    .as_ref()
+                    .map_or_else(String::new, |n| format!("; {n}"))
             ),
         ),
     };
-    let learned = trace.finish();
     Outcome {
         reason,
         message,

@@ -91,6 +91,8 @@ pub struct Learned {
     pub tls: Option<TlsCapture>,
     pub dns: Option<DnsFacts>,
     pub grpc: Option<GrpcFacts>,
+    /// Something worth telling if the deadline passes (a stray reply that was ignored).
+    pub note: Option<String>,
 }
 
 /// Shared by the probe future and [`super::run`], which reads it after a timeout.
@@ -143,6 +145,11 @@ impl Trace {
     /// Updates what the gRPC call showed so far (status, serving status).
     pub fn update_grpc(&self, update: impl FnOnce(&mut GrpcFacts)) {
         self.with(|s| update(s.learned.grpc.get_or_insert_with(GrpcFacts::default)));
+    }
+
+    /// Keeps `note` for the timeout message, should the deadline pass.
+    pub fn note(&self, note: String) {
+        self.with(|s| s.learned.note = Some(note));
     }
 
     /// Closes the last phase and hands out what was learned.

@@ -7,6 +7,8 @@ mod answers;
 mod resolv;
 mod wire;
 
+use wire::Rejected;
+
 use std::net::SocketAddr;
 
 use hickory_proto::op::Message;
@@ -156,11 +158,23 @@ async fn over_udp(
         .await
         .map_err(|e| net::classify(&e, &format!("sending the query to {addr}")))?;
     let mut buffer = vec![0u8; MAX_MESSAGE];
-    let read = socket
-        .recv(&mut buffer)
-        .await
-        .map_err(|e| net::classify(&e, &format!("waiting for the answer from {addr}")))?;
-    Ok((wire::decode(&buffer[..read], query)?, addr))
+    loop {
+        let read = socket
+            .recv(&mut buffer)
+            .await
+            .map_err(|e| net::classify(&e, &format!("waiting for the answer from {addr}")))?;
+        match wire::decode(&buffer[..read], query) {
+            Ok(reply) => return Ok((reply, addr)),
+            // Not the answer (a late reply to an earlier query on a reused port, or a
+            // forgery): ignore it and wait on, as resolvers do.
+            Err(Rejected::Stray(why)) => {
+                trace.note(format!(
+                    "ignored a reply that did not match the query: {why}"
+                ));
+            }
+            Err(malformed) => return Err(malformed.failure()),
+        }
+    }
 }
 
 /// The query with its two-byte length prefix over a stream (TCP or TLS), and the reply.
@@ -191,10 +205,8 @@ async fn over_stream<S: AsyncRead + AsyncWrite + Unpin>(
     .await;
     let tls_hint = "use transport: tls";
     match result {
-        Ok(reply) => wire::decode(&reply, query).map_err(|failure| {
-            sniff
-                .mismatch(Spoken::Other, "DNS", tls_hint)
-                .unwrap_or(failure)
+        Ok(reply) => wire::decode(&reply, query).map_err(|rejected| {
+            (sniff.mismatch(Spoken::Other, "DNS", tls_hint)).unwrap_or_else(|| rejected.failure())
         }),
         Err(error) => Err(sniff
             .mismatch(Spoken::Other, "DNS", tls_hint)

@@ -61,10 +61,28 @@ pub fn encode(message: &Message) -> Result<Vec<u8>, Failure> {
         .map_err(|e| Failure::new(Reason::InvalidSpec, format!("cannot encode the query: {e}")))
 }
 
-/// Decodes a reply and checks it answers `query`: malformed bytes, another ID or another
-/// question are `ProtocolMismatch`, never a panic.
-pub fn decode(bytes: &[u8], query: &Message) -> Result<Message, Failure> {
-    let mismatch = |message: String| Failure::new(Reason::ProtocolMismatch, message);
+/// A reply that is not the answer to the query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejected {
+    /// Not a DNS response at all.
+    Malformed(String),
+    /// A well-formed response to another query (another ID or question): over UDP, a late
+    /// reply on a reused port or a forgery, which is ignored (RFC 5452).
+    Stray(String),
+}
+
+impl Rejected {
+    /// Both are `ProtocolMismatch` when they end the probe.
+    pub fn failure(self) -> Failure {
+        let (Self::Malformed(message) | Self::Stray(message)) = self;
+        Failure::new(Reason::ProtocolMismatch, message)
+    }
+}
+
+/// Decodes a reply and checks it answers `query` (ID, response bit, opcode, question); never
+/// panics on any bytes.
+pub fn decode(bytes: &[u8], query: &Message) -> Result<Message, Rejected> {
+    let mismatch = Rejected::Malformed;
     let reply = Message::from_vec(bytes).map_err(|e| {
         mismatch(format!(
             "the reply ({} bytes) is not a valid DNS message: {e}",
@@ -72,7 +90,7 @@ pub fn decode(bytes: &[u8], query: &Message) -> Result<Message, Failure> {
         ))
     })?;
     if reply.metadata.id != query.metadata.id {
-        return Err(mismatch(format!(
+        return Err(Rejected::Stray(format!(
             "the reply's ID {} does not match the query's ID {} (a spoofed or misrouted answer?)",
             reply.metadata.id, query.metadata.id
         )));
@@ -95,7 +113,7 @@ pub fn decode(bytes: &[u8], query: &Message) -> Result<Message, Failure> {
         let got: Vec<String> = (reply.queries.iter())
             .map(|q| format!("{} {}", q.name, q.query_type))
             .collect();
-        return Err(mismatch(format!(
+        return Err(Rejected::Stray(format!(
             "the reply answers another question ({}) than the one asked",
             if got.is_empty() {
                 "none".to_string()
@@ -279,28 +297,32 @@ mod tests {
     }
 
     #[test]
-    fn replies_to_another_query_or_garbage_are_protocol_mismatches() {
+    fn replies_to_another_query_are_strays_and_garbage_is_malformed() {
         let dns = spec(DnsRecordType::A);
         let query = query(&dns);
         let mut other = Message::response(query.metadata.id.wrapping_add(1), OpCode::Query);
         other.add_queries(query.queries.clone());
-        let failure = decode(&other.to_vec().unwrap(), &query).unwrap_err();
-        assert_eq!(failure.reason, Reason::ProtocolMismatch);
-        assert!(failure.message.contains("ID"), "{}", failure.message);
+        let Rejected::Stray(message) = decode(&other.to_vec().unwrap(), &query).unwrap_err() else {
+            panic!("another ID is a stray reply")
+        };
+        assert!(message.contains("ID"), "{message}");
         let mut wrong = Message::response(query.metadata.id, OpCode::Query);
         wrong.add_query(Query::query(
             Name::from_ascii("evil.example.").unwrap(),
             RecordType::A,
         ));
-        let failure = decode(&wrong.to_vec().unwrap(), &query).unwrap_err();
+        let failure = decode(&wrong.to_vec().unwrap(), &query)
+            .unwrap_err()
+            .failure();
+        assert_eq!(failure.reason, Reason::ProtocolMismatch);
         assert!(
             failure.message.contains("another question"),
             "{}",
             failure.message
         );
         for garbage in [&b""[..], b"\x00", &[0xff; 40], &[0u8; 11]] {
-            let failure = decode(garbage, &query).unwrap_err();
-            assert_eq!(failure.reason, Reason::ProtocolMismatch);
+            let rejected = decode(garbage, &query).unwrap_err();
+            assert!(matches!(rejected, Rejected::Malformed(_)), "{rejected:?}");
         }
     }
 

@@ -80,6 +80,7 @@ async fn accept(
             continue;
         };
         let (tls, log) = (tls.clone(), log.clone());
+        let _ = stream.set_nodelay(true);
         tokio::spawn(async move {
             let service = service_fn(move |request: Request<Incoming>| {
                 log.lock().unwrap().push(H2Request {
