@@ -59,6 +59,13 @@ fn examples_are_accepted_and_defaulted() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
     let loaded = files::load(&[dir.into()]).unwrap();
     assert!(loaded.len() >= 4);
+    let kinds: Vec<&str> = (loaded.iter())
+        .filter_map(|item| api::validate(&item.resource.spec).ok())
+        .map(|valid| valid.probe.name())
+        .collect();
+    for kind in ["http", "tcp", "tls", "dns", "grpc"] {
+        assert!(kinds.contains(&kind), "no {kind} example in examples/: {kinds:?}");
+    }
     for item in loaded {
         let object = serde_json::to_value(&item.resource).unwrap();
         let defaulted = validate_custom_resource(&crd(), &object)

@@ -186,10 +186,15 @@ async fn dashboard_and_alerts_use_only_metrics_canary_exposes() {
     exposed.insert("up".to_string());
     let unknown: Vec<_> = used.difference(&exposed).collect();
     assert!(unknown.is_empty(), "unknown metrics: {unknown:?}");
-    // The dashboard covers checks by state, latency by phase, certificate expiry and Canary's
-    // own health.
+    // The dashboard covers checks by state, latency by phase, each probe kind, certificate
+    // expiry and Canary's own health.
     for required in [
         "canary_checks",
+        "canary_check_http_status_code",
+        "canary_dns_response_code",
+        "canary_dns_answer_records",
+        "canary_grpc_status_code",
+        "canary_grpc_serving_status",
         "canary_check_phase_duration_seconds",
         "canary_tls_chain_earliest_not_after_timestamp_seconds",
         "process_open_fds",
