@@ -64,7 +64,10 @@ fn examples_are_accepted_and_defaulted() {
         .map(|valid| valid.probe.name())
         .collect();
     for kind in ["http", "tcp", "tls", "dns", "grpc"] {
-        assert!(kinds.contains(&kind), "no {kind} example in examples/: {kinds:?}");
+        assert!(
+            kinds.contains(&kind),
+            "no {kind} example in examples/: {kinds:?}"
+        );
     }
     for item in loaded {
         let object = serde_json::to_value(&item.resource).unwrap();

@@ -15,5 +15,8 @@ fn readme_lists_every_reason_and_metric_family() {
     let families: Vec<String> = (metrics::names().into_iter())
         .filter(|name| name.starts_with("canary_") && !readme.contains(&format!("`{name}")))
         .collect();
-    assert!(families.is_empty(), "README lacks metric families {families:?}");
+    assert!(
+        families.is_empty(),
+        "README lacks metric families {families:?}"
+    );
 }
