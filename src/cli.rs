@@ -7,7 +7,8 @@ use ipnet::IpNet;
 
 use crate::{api::validate::duration_flag, controller::LabelGate, report::Format};
 
-/// Canary: health checks for HTTP, TCP and TLS endpoints, from a Kubernetes operator or files.
+/// Canary: health checks for HTTP, TCP, TLS, DNS and gRPC endpoints, from a Kubernetes operator
+/// or files.
 #[derive(Debug, Parser)]
 #[command(name = "canary", version, about)]
 pub struct Cli {

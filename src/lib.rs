@@ -1,4 +1,4 @@
-//! Canary: a Kubernetes operator for HTTP, TCP and TLS health checks that can prove it is
+//! Canary: a Kubernetes operator for HTTP, TCP, TLS, DNS and gRPC health checks that can prove it is
 //! itself alive. Data flows `api` (validate) -> `probe` (build, run) -> outcome ->
 //! `readiness` (next status, transition) -> sinks (metrics, status writer, Events); `runner`
 //! schedules, `controller` and `standalone` are the spec sources, `files` reads YAML,

@@ -127,7 +127,7 @@ fn invalid_input_names_file_document_and_field() {
         (
             "two-kinds.yaml",
             "spec:\n  tcp: {host: a, port: 1}\n  tls: {host: a, port: 1}\n",
-            "exactly one of spec.http, spec.tcp or spec.tls",
+            "exactly one of spec.http, spec.tcp, spec.tls, spec.dns or spec.grpc",
         ),
         (
             "timeout.yaml",

@@ -28,7 +28,7 @@ fn invalid_specs() -> Vec<(Value, Vec<&'static str>)> {
         ),
         (
             json!({"http": {"url": url}, "tcp": {"host": "db", "port": 5432}}),
-            vec!["exactly one of spec.http, spec.tcp or spec.tls must be set"],
+            vec!["exactly one of spec.http, spec.tcp, spec.tls, spec.dns or spec.grpc must be set"],
         ),
         (
             json!({"interval": "2s", "timeout": "5s", "http": {"url": url}}),
