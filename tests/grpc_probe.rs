@@ -291,3 +291,14 @@ async fn the_call_carries_deadline_authority_and_metadata_and_a_non_grpc_answer_
         "grpc-timeout {timeout}m is the time left of 3s"
     );
 }
+
+#[tokio::test]
+async fn a_denied_target_is_never_dialled() {
+    let server = GrpcServer::start(Offer::Health, None).await;
+    let spec = spec(json!({"timeout": "3s", "grpc": {"target": server.addr.to_string()}}));
+    let check = canary_test_harness::refs::build(&spec, &MapRefs::default());
+    let deny = canary_operator::probe::ProbeContext::denying(vec!["127.0.0.0/8".parse().unwrap()]);
+    let outcome = canary_operator::probe::run(&check, &deny).await;
+    assert_reason(&outcome, Reason::TargetDenied);
+    assert!(outcome.grpc.is_none() && outcome.phases.first_byte.is_none());
+}

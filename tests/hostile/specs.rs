@@ -124,6 +124,26 @@ const PATHS: &[&str] = &[
     "/tcp/port",
     "/tls/host",
     "/tls/port",
+    "/http/version",
+    "/dns/server",
+    "/dns/transport",
+    "/dns/query/name",
+    "/dns/query/type",
+    "/dns/query/class",
+    "/dns/query/recursionDesired",
+    "/dns/expect/rcodes",
+    "/dns/expect/answers/minCount",
+    "/dns/expect/answers/maxCount",
+    "/dns/expect/answers/containsAll",
+    "/dns/expect/answers/equals",
+    "/dns/expect/answers/matchRegex",
+    "/dns/expect/authenticatedData",
+    "/grpc/target",
+    "/grpc/tls",
+    "/grpc/service",
+    "/grpc/authority",
+    "/grpc/metadata",
+    "/grpc/expect/servingStatus",
     "/tlsPolicy/verify",
     "/tlsPolicy/serverName",
     "/tlsPolicy/minRemainingValidity",
@@ -162,9 +182,14 @@ proptest! {
     /// builds, or names the fields it breaks.
     #[test]
     fn no_input_panics_validate_or_build(
+        base in prop::sample::select(vec![
+            json!({"http": {"url": "http://127.0.0.1:1/"}}),
+            json!({"dns": {"query": {"name": "example.com"}}}),
+            json!({"grpc": {"target": "127.0.0.1:1"}}),
+        ]),
         edits in prop::collection::vec((prop::sample::select(PATHS), hostile_value()), 1..6)
     ) {
-        let mut document = json!({"http": {"url": "http://127.0.0.1:1/"}});
+        let mut document = base;
         for (path, value) in edits {
             set(&mut document, path, value);
         }
