@@ -2,20 +2,20 @@
 //! connection per hop, owned and driven inside the probe's scope (HTTP/2 through a scoped
 //! executor, so nothing is spawned), bodies read up to a cap and then dropped.
 
-use std::{future::Future, pin::Pin, time::Duration};
+use std::{future::Future, time::Duration};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{
     Failure, MAX_REDIRECTS, ProbeContext,
     body::{BodyCheck, BodyVerdict},
-    net, scoped,
-    sniff::{Sniffed, Spoken},
+    http2, net,
+    sniff::{Sniffed, Spoken, Watched},
     tls::{self, Alpn},
     trace::{Phase, Trace},
 };
@@ -40,12 +40,9 @@ pub struct ResolvedHeader {
 /// hyper's read buffer per connection: enough for any sane response head, and small enough
 /// that many concurrent probes of large bodies stay cheap (hyper's default is ~400 KiB).
 const READ_BUFFER: usize = 64 * 1024;
-/// HTTP/2 flow-control windows: how much a server may send ahead of the body reader
-/// (hyper's defaults, 2 MiB per stream and 5 MiB per connection, are sized for throughput).
-const H2_WINDOW: u32 = 256 * 1024;
 
 /// What one request returned, after the connection was closed.
-struct Response {
+pub(super) struct Response {
     status: StatusCode,
     location: Option<String>,
     /// What the body showed the expectations that read it.
@@ -53,7 +50,7 @@ struct Response {
     body_read: u64,
 }
 
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+pub(super) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// One request of a redirect chain.
@@ -264,7 +261,7 @@ async fn exchange(
         if version == HttpVersion::Http2 {
             session.require_h2()?;
         }
-        let (stream, slot) = tls::Watched::new(session.stream);
+        let (stream, slot) = Watched::new(session.stream);
         alerts = Some(slot);
         (Box::new(stream), None)
     } else {
@@ -275,7 +272,7 @@ async fn exchange(
     let request = build_request(check, hop, &ctx.user_agent)?;
     let result = match version {
         HttpVersion::Http11 => send_http1(io, request, &check.spec, trace).await,
-        HttpVersion::Http2 => send_http2(io, request, &check.spec, trace).await,
+        HttpVersion::Http2 => http2::send(io, request, &check.spec, trace).await,
     };
     result.map_err(|failure| {
         let (expected, speaking) = match version {
@@ -312,60 +309,9 @@ async fn send_http1(
     drive(exchange, connection).await
 }
 
-/// HTTP/2 (prior knowledge in cleartext, ALPN h2 over TLS): hyper hands its connection task to
-/// a scoped executor driven here, so the socket never outlives this future.
-async fn send_http2(
-    io: Box<dyn Io>,
-    request: Request<Full<Bytes>>,
-    spec: &ValidHttp,
-    trace: &Trace,
-) -> Result<Response, Failure> {
-    let (executor, driver) = scoped::scoped();
-    let work = async {
-        let (mut sender, connection) = h2_handshake(io, executor).await?;
-        let exchange = async {
-            let response = sender
-                .send_request(request)
-                .await
-                .map_err(|e| hyper_failure(&e, "waiting for the response"))?;
-            trace.set_http_status(response.status().as_u16());
-            trace.enter(Phase::Transfer);
-            read_response(response, spec).await
-        };
-        drive(exchange, connection).await
-    };
-    tokio::select! {
-        result = work => result,
-        () = driver => Err(Failure::new(Reason::ProberError, "the HTTP/2 task driver stopped")),
-    }
-}
-
-type BoxedConnection = Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>>;
-type H2Handshake = Pin<
-    Box<
-        dyn Future<Output = Result<(http2::SendRequest<Full<Bytes>>, BoxedConnection), Failure>>
-            + Send,
-    >,
->;
-
-/// hyper's HTTP/2 handshake, boxed with owned inputs: its executor bounds are generic over
-/// lifetimes, which a future borrowing the probe's state cannot prove `Send` for.
-fn h2_handshake(io: Box<dyn Io>, executor: scoped::ScopedExecutor) -> H2Handshake {
-    Box::pin(async move {
-        let (sender, connection) = http2::Builder::new(executor)
-            .initial_stream_window_size(H2_WINDOW)
-            .initial_connection_window_size(H2_WINDOW)
-            .max_frame_size(16 * 1024)
-            .handshake::<_, Full<Bytes>>(TokioIo::new(io))
-            .await
-            .map_err(|e| hyper_failure(&e, "HTTP/2 handshake"))?;
-        Ok((sender, Box::pin(connection) as BoxedConnection))
-    })
-}
-
 /// Polls `exchange` to its end while driving `connection` in this scope (never a detached
 /// task), so dropping the probe closes the socket.
-async fn drive<T, C>(
+pub(super) async fn drive<T, C>(
     exchange: impl Future<Output = Result<T, Failure>>,
     connection: C,
 ) -> Result<T, Failure>
@@ -448,7 +394,7 @@ fn build_request(
     Ok(request)
 }
 
-async fn read_response(
+pub(super) async fn read_response(
     response: hyper::Response<hyper::body::Incoming>,
     spec: &ValidHttp,
 ) -> Result<Response, Failure> {
@@ -483,14 +429,14 @@ async fn read_response(
     })
 }
 
-fn hyper_failure(error: &hyper::Error, what: &str) -> Failure {
+pub(super) fn hyper_failure(error: &hyper::Error, what: &str) -> Failure {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = source {
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
             return io_failure(io, what);
         }
         if let Some(h2) = e.downcast_ref::<h2::Error>() {
-            return h2_failure(h2, what);
+            return http2::h2_failure(h2, what);
         }
         source = e.source();
     }
@@ -512,22 +458,4 @@ pub(super) fn io_failure(io: &std::io::Error, what: &str) -> Failure {
         );
     }
     net::classify(io, what)
-}
-
-/// An HTTP/2 error: the socket's, the server ending the stream or connection, or a broken
-/// protocol (the server does not speak HTTP/2 properly).
-pub(super) fn h2_failure(error: &h2::Error, what: &str) -> Failure {
-    if let Some(io) = error.get_io() {
-        return io_failure(io, what);
-    }
-    if error.is_go_away() || error.is_reset() {
-        return Failure::new(
-            Reason::ConnectionReset,
-            format!("{what}: the server ended the HTTP/2 exchange: {error}"),
-        );
-    }
-    Failure::new(
-        Reason::ProtocolMismatch,
-        format!("{what}: the server broke the HTTP/2 protocol: {error}"),
-    )
 }

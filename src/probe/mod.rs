@@ -12,6 +12,7 @@ mod certs;
 mod dns;
 mod grpc;
 mod http;
+mod http2;
 mod net;
 mod scoped;
 mod sniff;

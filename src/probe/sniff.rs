@@ -1,6 +1,7 @@
 //! The first bytes a server sent, kept so a failed exchange can say what the server speaks
 //! instead: a TLS alert to a plaintext client, HTTP/2 frames or an HTTP/1 status line to a
-//! TLS client ("error reading server preface" says none of that).
+//! TLS client ("error reading server preface" says none of that); and the TLS error a session
+//! met after its handshake ([`Watched`]), which HTTP/2 would flatten into text.
 
 use std::{
     io,
@@ -158,6 +159,91 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Sniffed<S> {
 
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
+    }
+}
+
+/// A TLS stream that remembers the TLS error a read or write met (an alert such as
+/// "certificate required", which TLS 1.3 delivers after the client's handshake completed),
+/// because HTTP/2 keeps only its text.
+pub struct Watched<S> {
+    inner: S,
+    slot: TlsErrorSlot,
+}
+
+/// The TLS error a [`Watched`] stream met, readable after the stream moved on.
+#[derive(Debug, Clone, Default)]
+pub struct TlsErrorSlot(Arc<Mutex<Option<rustls::Error>>>);
+
+impl<S> Watched<S> {
+    /// Wraps `inner`; the slot reads the error it will have met.
+    pub fn new(inner: S) -> (Self, TlsErrorSlot) {
+        let slot = TlsErrorSlot::default();
+        let watched = Self {
+            inner,
+            slot: slot.clone(),
+        };
+        (watched, slot)
+    }
+
+    fn note<T>(&self, result: &std::task::Poll<std::io::Result<T>>) {
+        if let std::task::Poll::Ready(Err(error)) = result
+            && let Some(tls) = error
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<rustls::Error>())
+        {
+            crate::lock(&self.slot.0).get_or_insert_with(|| tls.clone());
+        }
+    }
+}
+
+impl TlsErrorSlot {
+    /// `TLSHandshakeFailed` naming the TLS error met while doing `what`, if one was.
+    pub fn failure(&self, what: &str) -> Option<Failure> {
+        let error = crate::lock(&self.0).clone()?;
+        Some(Failure::new(
+            Reason::TLSHandshakeFailed,
+            format!("{what}: the server ended the TLS session: {error}"),
+        ))
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let result = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        self.note(&result);
+        result
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let result = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.note(&result);
+        result
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let result = std::pin::Pin::new(&mut self.inner).poll_flush(cx);
+        self.note(&result);
+        result
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

@@ -3,9 +3,9 @@
 //! reply), on Canary's own socket, so the deadline, the deny list, TLS capture and phase
 //! timings are those of every other probe. The connection is driven in the probe's scope.
 
-use std::time::Duration;
+mod wire;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use h2::client::SendRequest;
 use http::{HeaderMap, HeaderValue, Method, Request, header};
 use tokio::{
@@ -15,13 +15,17 @@ use tokio::{
 
 use super::{
     Failure, ProbeContext,
-    http::{ResolvedHeader, h2_failure},
+    http::ResolvedHeader,
+    http2::h2_failure,
     net,
-    sniff::{Sniffed, Spoken},
+    sniff::{Sniffed, Spoken, Watched},
     tls::{self, Alpn, TlsSettings},
     trace::{Phase, Trace},
 };
 use crate::api::{Reason, ServingStatus, ValidGrpc};
+
+pub use wire::{code_name, serving_name};
+use wire::{decode_response, encode_request, grpc_timeout, percent_decode};
 
 /// A validated gRPC check with its metadata values in hand.
 #[derive(Debug, Clone)]
@@ -49,43 +53,6 @@ const WINDOW: u32 = 64 * 1024;
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
-/// gRPC status names, by code.
-const CODES: [&str; 17] = [
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
-];
-
-/// The name of gRPC status `code` (`UNIMPLEMENTED`).
-pub fn code_name(code: u32) -> String {
-    (CODES.get(code as usize)).map_or_else(|| format!("CODE_{code}"), |name| (*name).into())
-}
-
-/// The name of serving status `number` (`NOT_SERVING`).
-pub fn serving_name(number: i64) -> String {
-    match number {
-        0 => "UNKNOWN".into(),
-        1 => "SERVING".into(),
-        2 => "NOT_SERVING".into(),
-        3 => "SERVICE_UNKNOWN".into(),
-        other => format!("STATUS_{other}"),
-    }
-}
-
 /// Calls Health/Check with a `grpc-timeout` of the time left before `deadline`, and checks
 /// the serving status.
 pub async fn probe(
@@ -110,7 +77,7 @@ pub async fn probe(
         )
         .await?;
         session.require_h2()?;
-        let (stream, slot) = tls::Watched::new(session.stream);
+        let (stream, slot) = Watched::new(session.stream);
         alerts = Some(slot);
         (Box::new(stream), None)
     } else {
@@ -153,12 +120,6 @@ fn server_name<'a>(spec: &'a ValidGrpc, settings: &'a TlsSettings) -> &'a str {
     }
 }
 
-/// `grpc-timeout` for what is left of the probe: whole milliseconds, at least 1.
-fn grpc_timeout(left: Duration) -> String {
-    let millis = left.as_millis().clamp(1, 99_999_999);
-    format!("{millis}m")
-}
-
 fn request(check: &GrpcCheck, user_agent: &str, deadline: Instant) -> Result<Request<()>, Failure> {
     let spec = &check.spec;
     let scheme = if spec.tls { "https" } else { "http" };
@@ -193,30 +154,6 @@ fn request(check: &GrpcCheck, user_agent: &str, deadline: Instant) -> Result<Req
         })?;
     *request.headers_mut() = headers;
     Ok(request)
-}
-
-/// `HealthCheckRequest { service }` in a gRPC frame: flag 0 (not compressed), length, then
-/// field 1 (tag 0x0a, length-delimited).
-fn encode_request(service: &str) -> Bytes {
-    let mut message = BytesMut::new();
-    if !service.is_empty() {
-        message.put_u8(0x0a);
-        put_varint(&mut message, service.len() as u64);
-        message.put_slice(service.as_bytes());
-    }
-    let mut frame = BytesMut::with_capacity(5 + message.len());
-    frame.put_u8(0);
-    frame.put_u32(message.len() as u32);
-    frame.put_slice(&message);
-    frame.freeze()
-}
-
-fn put_varint(buffer: &mut BytesMut, mut value: u64) {
-    while value >= 0x80 {
-        buffer.put_u8((value as u8) | 0x80);
-        value >>= 7;
-    }
-    buffer.put_u8(value as u8);
 }
 
 /// What came back: the HTTP status and content type, the gRPC status (trailers or a
@@ -321,27 +258,6 @@ fn read_status(headers: &HeaderMap, reply: &mut Reply) {
     }
 }
 
-/// `grpc-message` is percent-encoded (gRPC over HTTP/2, "Responses").
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = (bytes.get(i + 1..i + 3)).and_then(|h| std::str::from_utf8(h).ok());
-        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// Turns the reply into the serving status, or the reason the check fails.
 fn judge(reply: Reply, spec: &ValidGrpc, trace: &Trace) -> Result<i64, Failure> {
     let Some(code) = reply.grpc_status else {
@@ -428,101 +344,5 @@ fn status_failure(code: u32, message: Option<&str>, spec: &ValidGrpc) -> Failure
             format!("the server gave up on the call at its deadline: {detail}"),
         ),
         _ => Failure::new(Reason::UnexpectedStatus, format!("gRPC status {detail}")),
-    }
-}
-
-/// The serving status of a framed `HealthCheckResponse` (field 1, varint; other fields
-/// skipped; absent means 0, UNKNOWN).
-fn decode_response(framed: &[u8]) -> Result<i64, Failure> {
-    let bad = |why: &str| {
-        Failure::new(
-            Reason::ProtocolMismatch,
-            format!("the health response is not a HealthCheckResponse: {why}"),
-        )
-    };
-    let [flag, l0, l1, l2, l3, message @ ..] = framed else {
-        return Err(bad("no gRPC message frame"));
-    };
-    if *flag != 0 {
-        return Err(bad("compressed, though no compression was offered"));
-    }
-    let length = u32::from_be_bytes([*l0, *l1, *l2, *l3]) as usize;
-    let mut message = message
-        .get(..length)
-        .ok_or_else(|| bad("the frame is cut short"))?;
-    let mut serving = 0;
-    while !message.is_empty() {
-        let key = varint(&mut message).ok_or_else(|| bad("a broken field key"))?;
-        match (key >> 3, key & 7) {
-            (1, 0) => {
-                serving = varint(&mut message).ok_or_else(|| bad("a broken status"))? as i64;
-            }
-            (_, 0) => {
-                varint(&mut message).ok_or_else(|| bad("a broken varint"))?;
-            }
-            (_, 2) => {
-                let len = varint(&mut message).ok_or_else(|| bad("a broken length"))? as usize;
-                message = message.get(len..).ok_or_else(|| bad("a field cut short"))?;
-            }
-            (_, 1) => message = message.get(8..).ok_or_else(|| bad("a field cut short"))?,
-            (_, 5) => message = message.get(4..).ok_or_else(|| bad("a field cut short"))?,
-            (_, wire) => return Err(bad(&format!("wire type {wire}"))),
-        }
-    }
-    Ok(serving)
-}
-
-fn varint(bytes: &mut &[u8]) -> Option<u64> {
-    let mut value = 0u64;
-    for shift in (0..64).step_by(7) {
-        let (&byte, rest) = bytes.split_first()?;
-        *bytes = rest;
-        value |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Some(value);
-        }
-    }
-    None
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn request_frames_and_responses_decode() {
-        let frame = encode_request("pay");
-        assert_eq!(&frame[..], &[0, 0, 0, 0, 5, 0x0a, 3, b'p', b'a', b'y']);
-        assert_eq!(&encode_request("")[..], &[0, 0, 0, 0, 0]);
-        assert_eq!(decode_response(&[0, 0, 0, 0, 2, 0x08, 1]).unwrap(), 1);
-        assert_eq!(
-            decode_response(&[0, 0, 0, 0, 0]).unwrap(),
-            0,
-            "absent is UNKNOWN"
-        );
-        let with_unknown_field = [0, 0, 0, 0, 6, 0x12, 2, b'h', b'i', 0x08, 2];
-        assert_eq!(decode_response(&with_unknown_field).unwrap(), 2);
-        for bad in [
-            &[][..],
-            &[1, 0, 0, 0, 0],
-            &[0, 0, 0, 0, 9, 0x08],
-            &[0, 0, 0, 0, 1, 0x08],
-        ] {
-            assert_eq!(
-                decode_response(bad).unwrap_err().reason,
-                Reason::ProtocolMismatch
-            );
-        }
-    }
-
-    #[test]
-    fn timeouts_messages_and_names() {
-        assert_eq!(grpc_timeout(Duration::from_millis(2500)), "2500m");
-        assert_eq!(grpc_timeout(Duration::ZERO), "1m");
-        assert_eq!(percent_decode("not%20found%3A x"), "not found: x");
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(code_name(12), "UNIMPLEMENTED");
-        assert_eq!(code_name(99), "CODE_99");
-        assert_eq!(serving_name(2), "NOT_SERVING");
     }
 }
