@@ -306,26 +306,40 @@ async fn send_http1(
         trace.enter(Phase::Transfer);
         read_response(response, spec).await
     };
-    drive(exchange, connection).await
+    drive(exchange, quietly(connection)).await
 }
 
 /// Polls `exchange` to its end while driving `connection` in this scope (never a detached
-/// task), so dropping the probe closes the socket.
-pub(super) async fn drive<T, C>(
+/// task), so dropping the probe closes the socket. A connection that ends with a failure ends
+/// the exchange with it; one that ends without is dropped, and the exchange goes on to report.
+pub(super) async fn drive<T>(
     exchange: impl Future<Output = Result<T, Failure>>,
-    connection: C,
-) -> Result<T, Failure>
-where
-    C: Future,
-{
-    tokio::pin!(exchange, connection);
-    let mut connection_done = false;
+    connection: impl Future<Output = Option<Failure>>,
+) -> Result<T, Failure> {
+    tokio::pin!(exchange);
+    let mut connection = std::pin::pin!(Some(connection));
     loop {
+        let driving = std::future::poll_fn(|cx| match connection.as_mut().as_pin_mut() {
+            Some(running) => running.poll(cx),
+            None => std::task::Poll::Pending,
+        });
         tokio::select! {
             result = &mut exchange => return result,
-            _ = &mut connection, if !connection_done => connection_done = true,
+            ended = driving => match ended {
+                Some(failure) => return Err(failure),
+                // Drop the finished connection: hyper's HTTP/2 client fails a request still
+                // waiting on it only once it is gone (while it is held, the request waits on).
+                None => connection.set(None),
+            },
         }
     }
+}
+
+/// A hyper connection for [`drive`]: its end is no failure of its own, since the exchange
+/// reports hyper's error with more to say.
+pub(super) async fn quietly<E>(connection: impl Future<Output = Result<(), E>>) -> Option<Failure> {
+    let _ = connection.await;
+    None
 }
 
 /// Whether a header carries credentials that must stay with the configured origin.

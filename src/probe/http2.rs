@@ -12,7 +12,7 @@ use hyper_util::rt::TokioIo;
 
 use super::{
     Failure,
-    http::{Io, Response, drive, hyper_failure, io_failure, read_response},
+    http::{Io, Response, drive, hyper_failure, io_failure, quietly, read_response},
     scoped,
     trace::{Phase, Trace},
 };
@@ -42,7 +42,7 @@ pub(super) async fn send(
             trace.enter(Phase::Transfer);
             read_response(response, spec).await
         };
-        drive(exchange, connection).await
+        drive(exchange, quietly(connection)).await
     };
     tokio::select! {
         result = work => result,

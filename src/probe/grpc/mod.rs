@@ -15,7 +15,7 @@ use tokio::{
 
 use super::{
     Failure, ProbeContext,
-    http::ResolvedHeader,
+    http::{ResolvedHeader, drive},
     http2::h2_failure,
     net,
     sniff::{Sniffed, Spoken, Watched},
@@ -183,20 +183,10 @@ async fn call(
         .await
         .map_err(|e| h2_failure(&e, "HTTP/2 handshake"))?;
     let exchange = exchange(sender, request, service, trace);
-    tokio::pin!(exchange, connection);
-    let mut connection_done = false;
-    loop {
-        tokio::select! {
-            result = &mut exchange => return result,
-            result = &mut connection, if !connection_done => {
-                connection_done = true;
-                // The connection ended first: say why, unless the exchange can still finish.
-                if let Err(e) = result {
-                    return Err(h2_failure(&e, "the HTTP/2 connection"));
-                }
-            }
-        }
-    }
+    // A connection that ends with an error says why the call failed.
+    let connection =
+        async { (connection.await.err()).map(|e| h2_failure(&e, "the HTTP/2 connection")) };
+    drive(exchange, connection).await
 }
 
 async fn exchange(
