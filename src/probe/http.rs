@@ -297,16 +297,22 @@ async fn send_http1(
         .handshake::<_, Full<Bytes>>(TokioIo::new(io))
         .await
         .map_err(|e| hyper_failure(&e, "HTTP handshake"))?;
-    let exchange = async {
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| hyper_failure(&e, "waiting for the response"))?;
-        trace.set_http_status(response.status().as_u16());
-        trace.enter(Phase::Transfer);
-        read_response(response, spec).await
-    };
+    let exchange = await_response(sender.send_request(request), spec, trace);
     drive(exchange, quietly(connection)).await
+}
+
+/// Waits for the response to a sent request (HTTP/1.1 or HTTP/2) and reads it.
+pub(super) async fn await_response(
+    sent: impl Future<Output = hyper::Result<hyper::Response<hyper::body::Incoming>>>,
+    spec: &ValidHttp,
+    trace: &Trace,
+) -> Result<Response, Failure> {
+    let response = sent
+        .await
+        .map_err(|e| hyper_failure(&e, "waiting for the response"))?;
+    trace.set_http_status(response.status().as_u16());
+    trace.enter(Phase::Transfer);
+    read_response(response, spec).await
 }
 
 /// Polls `exchange` to its end while driving `connection` in this scope (never a detached

@@ -12,9 +12,9 @@ use hyper_util::rt::TokioIo;
 
 use super::{
     Failure,
-    http::{Io, Response, drive, hyper_failure, io_failure, quietly, read_response},
+    http::{Io, Response, await_response, drive, hyper_failure, io_failure, quietly},
     scoped,
-    trace::{Phase, Trace},
+    trace::Trace,
 };
 use crate::api::{Reason, ValidHttp};
 
@@ -33,15 +33,7 @@ pub(super) async fn send(
     let (executor, driver) = scoped::scoped();
     let work = async {
         let (mut sender, connection) = h2_handshake(io, executor).await?;
-        let exchange = async {
-            let response = sender
-                .send_request(request)
-                .await
-                .map_err(|e| hyper_failure(&e, "waiting for the response"))?;
-            trace.set_http_status(response.status().as_u16());
-            trace.enter(Phase::Transfer);
-            read_response(response, spec).await
-        };
+        let exchange = await_response(sender.send_request(request), spec, trace);
         drive(exchange, quietly(connection)).await
     };
     tokio::select! {
