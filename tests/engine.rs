@@ -78,8 +78,8 @@ fn value(scrape: &str, name: &str, check: &str, labels: &[(&str, &str)]) -> Opti
     metrics::value(scrape, name, &all)
 }
 
-/// An engine running check `ok` (HTTPS, passing) and check `down` (HTTP 500), with a scrape
-/// taken after two runs of each.
+/// An engine running check `ok` (HTTPS, passing), check `down` (HTTP 500) and check
+/// `untrusted` (the same HTTPS server without its CA), with a scrape taken after two runs of each.
 struct Running {
     engine: Engine,
     scrape: String,
@@ -97,6 +97,11 @@ async fn running() -> Running {
         "http": {"url": format!("https://localhost:{}/", tls.port())},
         "tlsPolicy": {"caBundle": {"configMapKeyRef": {"name": "ca", "key": "ca.crt"}}}});
     engine.scheduler.upsert(runner("ok", ok_spec, &refs));
+    let untrusted_spec = json!({"interval": "1s", "timeout": "500ms",
+        "http": {"url": format!("https://localhost:{}/", tls.port())}});
+    engine
+        .scheduler
+        .upsert(runner("untrusted", untrusted_spec, &refs));
     let down_spec = json!({"interval": "1s", "timeout": "500ms", "http": {"url": down.url("/")}});
     engine.scheduler.upsert(runner("down", down_spec, &refs));
     let addr = engine.admin.metrics_addr;
@@ -106,14 +111,15 @@ async fn running() -> Running {
             let labels = [("reason", reason), ("result", result)];
             value(&body, "canary_check_runs_total", check, &labels).unwrap_or(0.0)
         };
-        let (ok, down) = (
+        let (ok, down, untrusted) = (
             runs("ok", "Succeeded", "success"),
             runs("down", "UnexpectedStatus", "failure"),
+            runs("untrusted", "CertificateUntrusted", "failure"),
         );
-        if ok >= 2.0 && down >= 2.0 {
+        if ok >= 2.0 && down >= 2.0 && untrusted >= 2.0 {
             Ok(body)
         } else {
-            Err(format!("{ok} and {down} runs"))
+            Err(format!("{ok}, {down} and {untrusted} runs"))
         }
     })
     .await;
@@ -142,6 +148,17 @@ async fn metrics_hold_the_values_of_the_last_runs() {
     let not_after = check_value("canary_tls_cert_not_after_timestamp_seconds", "ok", &[]).unwrap();
     let days = (not_after - jiff::Timestamp::now().as_second() as f64) / 86_400.0;
     assert!((89.0..=90.0).contains(&days), "leaf expires in {days} days");
+    // A handshake that failed verification sets no TLS metric: its certificate was not trusted.
+    for name in [
+        "canary_tls_cert_not_after_timestamp_seconds",
+        "canary_tls_chain_earliest_not_after_timestamp_seconds",
+    ] {
+        assert_eq!(check_value(name, "untrusted", &[]), None, "{name}");
+    }
+    assert_eq!(
+        check_value("canary_tls_version_info", "untrusted", &tls13),
+        None
+    );
     let tls_phase = [("phase", "tls")];
     assert!(check_value("canary_check_phase_duration_seconds", "ok", &tls_phase).is_some());
     assert!(check_value("canary_check_duration_seconds_count", "ok", &[]).unwrap() >= 2.0);
