@@ -96,12 +96,21 @@ pub struct ValidGrpc {
     pub serving_status: Vec<ServingStatus>,
 }
 
-/// Metadata a user may not set: HTTP/2 and gRPC's own headers.
+/// Metadata a user may not set: gRPC's own headers and HTTP/1 connection headers, which HTTP/2
+/// forbids (the client would refuse to send them, on every run).
 fn reserved(name: &str) -> bool {
     name.starts_with("grpc-")
         || matches!(
             name,
-            "content-type" | "te" | "host" | "connection" | "user-agent"
+            "content-type"
+                | "te"
+                | "host"
+                | "connection"
+                | "user-agent"
+                | "transfer-encoding"
+                | "upgrade"
+                | "keep-alive"
+                | "proxy-connection"
         )
 }
 
@@ -128,7 +137,11 @@ pub(super) fn validate_grpc(grpc: &GrpcProbe, errors: &mut Errors) -> Option<Val
         );
     }
     let authority = match &grpc.authority {
-        Some(authority) if http::uri::Authority::try_from(authority.as_str()).is_err() => {
+        // HTTP/2 forbids userinfo in :authority, which http's parser would accept.
+        Some(authority)
+            if authority.contains('@')
+                || http::uri::Authority::try_from(authority.as_str()).is_err() =>
+        {
             errors.push(
                 "spec.grpc.authority",
                 format!("{authority:?} is not host[:port]"),
@@ -146,4 +159,40 @@ pub(super) fn validate_grpc(grpc: &GrpcProbe, errors: &mut Errors) -> Option<Val
         metadata,
         serving_status: grpc.expect.serving_status.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::api::{HealthCheckSpec, validate::validate};
+
+    /// The fields named by the errors of a gRPC spec.
+    fn errors(grpc: serde_json::Value) -> Vec<String> {
+        let spec: HealthCheckSpec = serde_json::from_value(json!({ "grpc": grpc })).unwrap();
+        match validate(&spec) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors.into_iter().map(|e| e.field).collect(),
+        }
+    }
+
+    #[test]
+    fn reserved_metadata_and_userinfo_authorities_are_refused() {
+        for name in [
+            "grpc-timeout",
+            "te",
+            "Transfer-Encoding",
+            "upgrade",
+            "keep-alive",
+        ] {
+            let grpc = json!({"target": "a:1", "metadata": [{"name": name, "value": "x"}]});
+            assert_eq!(errors(grpc), ["spec.grpc.metadata[0].name"], "{name}");
+        }
+        let grpc = json!({"target": "a:1", "metadata": [{"name": "x-team", "value": "pay"}]});
+        assert_eq!(errors(grpc), Vec::<String>::new());
+        let grpc = json!({"target": "a:1", "authority": "user@a:1"});
+        assert_eq!(errors(grpc), ["spec.grpc.authority"]);
+        let grpc = json!({"target": "[::1]junk"});
+        assert_eq!(errors(grpc), ["spec.grpc.target"]);
+    }
 }

@@ -135,7 +135,19 @@ pub(super) fn parse_host_port(
         let (host, after) = rest
             .split_once(']')
             .ok_or_else(|| error(format!("{text:?}: missing ']' after an IPv6 address")))?;
-        (host, after.strip_prefix(':'))
+        if host.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(error(format!(
+                "{host:?} in brackets is not an IPv6 address"
+            )));
+        }
+        let port =
+            match after {
+                "" => None,
+                _ => Some(after.strip_prefix(':').ok_or_else(|| {
+                    error(format!("{text:?}: expected ':' and a port after ']'"))
+                })?),
+            };
+        (host, port)
     } else {
         match text.rsplit_once(':') {
             Some((host, port)) => (host, Some(port)),
@@ -264,6 +276,9 @@ mod tests {
         );
         for bad in ["dns", "dns:0", "dns:70000", ":53", "[::1", "a b:53", "x:y"] {
             assert!(parse(bad, None).is_err(), "{bad:?}");
+        }
+        for bad in ["[::1]junk", "[::1]53", "[dns]:53", "[]:53"] {
+            assert!(parse(bad, Some(53)).is_err(), "{bad:?}");
         }
     }
 
