@@ -286,7 +286,8 @@ fn dns_result(facts: &DnsFacts) -> DnsResult {
 
 fn grpc_result(facts: &GrpcFacts) -> GrpcResult {
     GrpcResult {
-        status_code: facts.status_code.map(|c| c as i32),
+        // A hostile server may send any number; one that does not fit is not a gRPC code.
+        status_code: facts.status_code.and_then(|c| i32::try_from(c).ok()),
         status: facts.status_code.map(code_name),
         serving_status: facts.serving_status.map(serving_name),
     }

@@ -15,6 +15,8 @@ use crate::api::{DnsClass, DnsRcode, DnsRecordType, Reason, ValidDns};
 pub const EDNS_PAYLOAD: u16 = 1232;
 /// Answers kept in facts (status shows them; expectations see every one).
 const SHOWN: usize = 10;
+/// How many characters of each shown answer status keeps.
+const SHOWN_CHARS: usize = 256;
 
 /// The wire type of a record type of the spec.
 pub fn record_type(kind: DnsRecordType) -> RecordType {
@@ -224,6 +226,17 @@ fn presentation(data: &RData) -> String {
     }
 }
 
+/// The answers status shows: the first [`SHOWN`] in sorted order (servers rotate answers, and a
+/// different first ten on every run would rewrite status each time), each cut to
+/// [`SHOWN_CHARS`] characters (a TXT record can hold 64 KiB).
+fn shown(answers: &[Answer]) -> Vec<String> {
+    let mut texts: Vec<&str> = answers.iter().map(|a| a.text.as_str()).collect();
+    texts.sort_unstable();
+    (texts.into_iter().take(SHOWN))
+        .map(|text| text.chars().take(SHOWN_CHARS).collect())
+        .collect()
+}
+
 /// What status and metrics show of a reply.
 pub fn facts(
     reply: &Message,
@@ -239,7 +252,7 @@ pub fn facts(
         rcode,
         rcode_name: rcode_name(rcode),
         flags: flags(reply),
-        answers: answers.iter().take(SHOWN).map(|a| a.text.clone()).collect(),
+        answers: shown(answers),
         answer_count: answers.len(),
         min_ttl: reply.answers.iter().map(|r| r.ttl).min(),
         truncated,
@@ -294,6 +307,39 @@ mod tests {
         assert_eq!(facts.min_ttl, Some(30));
         assert_eq!(facts.rcode_name, "NOERROR");
         assert_eq!(facts.flags, ["qr"]);
+    }
+
+    #[test]
+    fn status_shows_the_same_ten_answers_whatever_the_order_and_cuts_long_ones() {
+        let dns = spec(DnsRecordType::A);
+        let query = query(&dns);
+        let record = |i: u8| {
+            let a = rdata::A::new(192, 0, 2, i);
+            Record::from_rdata(dns.name.clone(), 60, RData::A(a))
+        };
+        let shown_for = |order: Vec<u8>| {
+            let reply = reply_to(&query, order.into_iter().map(record).collect());
+            let decoded = decode(&reply.to_vec().unwrap(), &query).unwrap();
+            let answers = answers(&decoded, &dns);
+            facts(&decoded, &answers, "s".into(), "udp", false)
+        };
+        let forward = shown_for((1..=12).collect());
+        let rotated = shown_for((1..=12).rev().collect());
+        assert_eq!(forward.answers, rotated.answers);
+        assert_eq!(forward.answers.len(), 10);
+        assert_eq!(forward.answer_count, 12);
+        let dns = spec(DnsRecordType::Txt);
+        let txt_query = super::query(&dns);
+        let long = rdata::TXT::new(vec!["\u{1}".repeat(200)]);
+        let reply = reply_to(
+            &txt_query,
+            vec![Record::from_rdata(dns.name.clone(), 60, RData::TXT(long))],
+        );
+        let decoded = decode(&reply.to_vec().unwrap(), &txt_query).unwrap();
+        let answers = answers(&decoded, &dns);
+        assert_eq!(answers[0].text.len(), 802, "escaped as \\001");
+        let facts = facts(&decoded, &answers, "s".into(), "udp", false);
+        assert_eq!(facts.answers[0].chars().count(), SHOWN_CHARS);
     }
 
     #[test]
