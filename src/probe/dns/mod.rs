@@ -172,7 +172,11 @@ async fn over_udp(
                     "ignored a reply that did not match the query: {why}"
                 ));
             }
-            Err(malformed) => return Err(malformed.failure()),
+            // Its ID matched (else it would be a stray), so a truncation flag is the server's.
+            Err(malformed) => match wire::truncated_header(&buffer[..read]) {
+                Some(reply) => return Ok((reply, addr)),
+                None => return Err(malformed.failure()),
+            },
         }
     }
 }

@@ -3,8 +3,9 @@
 //! expectations and status read, answers as `dig +short` prints them.
 
 use hickory_proto::{
-    op::{Edns, Message, MessageType, OpCode, Query},
+    op::{Edns, Header, Message, MessageType, OpCode, Query},
     rr::{DNSClass, RData, RecordType},
+    serialize::binary::{BinDecodable, DecodeError},
 };
 
 use super::super::{DnsFacts, Failure};
@@ -85,18 +86,28 @@ impl Rejected {
 /// panics on any bytes.
 pub fn decode(bytes: &[u8], query: &Message) -> Result<Message, Rejected> {
     let mismatch = Rejected::Malformed;
-    let reply = Message::from_vec(bytes).map_err(|e| {
+    let invalid = |e: DecodeError| {
         mismatch(format!(
             "the reply ({} bytes) is not a valid DNS message: {e}",
             bytes.len()
         ))
-    })?;
-    if reply.metadata.id != query.metadata.id {
+    };
+    // The header first: a stray is dropped without decoding the rest, and a question count the
+    // decoder would allocate for up front (up to 65,535) is refused.
+    let header = Header::from_bytes(bytes).map_err(invalid)?;
+    if header.metadata.id != query.metadata.id {
         return Err(Rejected::Stray(format!(
             "the reply's ID {} does not match the query's ID {} (a spoofed or misrouted answer?)",
-            reply.metadata.id, query.metadata.id
+            header.metadata.id, query.metadata.id
         )));
     }
+    if header.counts.queries > 1 {
+        return Err(mismatch(format!(
+            "the reply has {} questions; a query has one",
+            header.counts.queries
+        )));
+    }
+    let reply = Message::from_vec(bytes).map_err(invalid)?;
     if reply.metadata.message_type != MessageType::Response
         || reply.metadata.op_code != OpCode::Query
     {
@@ -125,6 +136,19 @@ pub fn decode(bytes: &[u8], query: &Message) -> Result<Message, Rejected> {
         )));
     }
     Ok(reply)
+}
+
+/// A UDP reply that did not decode but whose header says it was truncated (a server may cut it
+/// mid-record): the header alone, which is enough to ask again over TCP.
+pub fn truncated_header(bytes: &[u8]) -> Option<Message> {
+    let header = Header::from_bytes(bytes).ok()?;
+    let metadata = header.metadata;
+    if !(metadata.truncation && metadata.message_type == MessageType::Response) {
+        return None;
+    }
+    let mut reply = Message::response(metadata.id, metadata.op_code);
+    reply.metadata = metadata;
+    Some(reply)
 }
 
 /// One record of the queried type: its presentation text and the forms it compares by.
@@ -343,6 +367,36 @@ mod tests {
     }
 
     #[test]
+    fn a_truncated_reply_cut_mid_record_still_leads_to_tcp_and_question_counts_are_bounded() {
+        let dns = spec(DnsRecordType::A);
+        let query = query(&dns);
+        let records = (1..=20)
+            .map(|i| {
+                let a = RData::A(rdata::A::new(192, 0, 2, i));
+                Record::from_rdata(dns.name.clone(), 60, a)
+            })
+            .collect();
+        let mut reply = reply_to(&query, records);
+        reply.metadata.truncation = true;
+        let bytes = reply.to_vec().unwrap();
+        let cut = &bytes[..bytes.len() - 7];
+        assert!(matches!(decode(cut, &query), Err(Rejected::Malformed(_))));
+        let header = truncated_header(cut).expect("the header says truncated");
+        assert!(header.metadata.truncation);
+        assert_eq!(header.metadata.id, query.metadata.id);
+        reply.metadata.truncation = false;
+        let bytes = reply.to_vec().unwrap();
+        assert!(truncated_header(&bytes[..bytes.len() - 7]).is_none());
+        // A bare header claiming 65,535 questions: refused before any question is read.
+        let mut huge = bytes[..12].to_vec();
+        huge[4..6].copy_from_slice(&u16::MAX.to_be_bytes());
+        let Err(Rejected::Malformed(why)) = decode(&huge, &query) else {
+            panic!("65,535 questions are malformed")
+        };
+        assert!(why.contains("65535 questions"), "{why}");
+    }
+
+    #[test]
     fn replies_to_another_query_are_strays_and_garbage_is_malformed() {
         let dns = spec(DnsRecordType::A);
         let query = query(&dns);
@@ -366,10 +420,17 @@ mod tests {
             "{}",
             failure.message
         );
-        for garbage in [&b""[..], b"\x00", &[0xff; 40], &[0u8; 11]] {
+        // Garbage behind the query's ID is malformed; behind another ID it is only a stray.
+        let mut ours = [0xff; 40];
+        ours[..2].copy_from_slice(&query.metadata.id.to_be_bytes());
+        for garbage in [&b""[..], b"\x00", &ours, &[0u8; 11]] {
             let rejected = decode(garbage, &query).unwrap_err();
             assert!(matches!(rejected, Rejected::Malformed(_)), "{rejected:?}");
         }
+        let mut theirs = ours;
+        theirs[..2].copy_from_slice(&(!query.metadata.id).to_be_bytes());
+        let rejected = decode(&theirs, &query).unwrap_err();
+        assert!(matches!(rejected, Rejected::Stray(_)), "{rejected:?}");
     }
 
     #[test]
