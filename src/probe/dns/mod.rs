@@ -62,7 +62,8 @@ pub async fn probe(
         Some(server) => server.clone(),
         None => resolv::system_server(dns.transport)?,
     };
-    let addrs = net::resolve(&server.host, server.port, ctx, trace).await?;
+    let addrs = (net::resolve(&server.host, server.port, ctx, trace).await)
+        .map_err(|failure| default_server_hint(failure, dns))?;
     let query = wire::query(dns);
     let bytes = wire::encode(&query)?;
     let (reply, addr, transport, truncated) = match dns.transport {
@@ -179,6 +180,17 @@ async fn over_udp(
             },
         }
     }
+}
+
+/// A denied default server (NodeLocal DNSCache listens on 169.254.20.10, which the default deny
+/// list holds) says where it came from and what to do.
+fn default_server_hint(mut failure: Failure, dns: &ValidDns) -> Failure {
+    if dns.server.is_none() && failure.reason == Reason::TargetDenied {
+        failure.message.push_str(
+            " (the default server, the first nameserver of /etc/resolv.conf; set spec.dns.server)",
+        );
+    }
+    failure
 }
 
 /// The query with its two-byte length prefix over a stream (TCP or TLS), and the reply.

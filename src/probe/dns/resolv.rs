@@ -28,8 +28,9 @@ pub fn system_server(transport: DnsTransport) -> Result<Endpoint, Failure> {
     })
 }
 
-/// The first `nameserver` line that holds an IP address (a zone suffix such as `%eth0` is
-/// dropped).
+/// The first `nameserver` line that holds an IP address. A link-local address with a zone
+/// (`fe80::1%eth0`) is passed over: without its zone it cannot be reached, and link-local
+/// targets are denied by default anyway.
 pub fn first_nameserver(text: &str) -> Option<IpAddr> {
     text.lines()
         .map(str::trim)
@@ -38,7 +39,8 @@ pub fn first_nameserver(text: &str) -> Option<IpAddr> {
             let mut words = line.split_whitespace();
             (words.next() == Some("nameserver")).then(|| words.next())?
         })
-        .find_map(|address| address.split('%').next()?.parse().ok())
+        .filter(|address| !address.contains('%'))
+        .find_map(|address| address.parse().ok())
 }
 
 #[cfg(test)]
@@ -49,7 +51,7 @@ mod tests {
     fn first_nameserver_as_glibc_reads_it() {
         let conf = "# comment\n; nameserver 9.9.9.9\nsearch svc.cluster.local\nnameserver bogus\n\
                     nameserver fe80::1%eth0\nnameserver 10.96.0.10\n";
-        assert_eq!(first_nameserver(conf), Some("fe80::1".parse().unwrap()));
+        assert_eq!(first_nameserver(conf), Some("10.96.0.10".parse().unwrap()));
         assert_eq!(
             first_nameserver("nameserver 10.96.0.10 \n"),
             Some("10.96.0.10".parse().unwrap())
