@@ -15,7 +15,7 @@ use super::{
     Failure, MAX_REDIRECTS, ProbeContext,
     body::{BodyCheck, BodyVerdict},
     http2, net,
-    sniff::{Sniffed, Spoken, Watched},
+    sniff::{Spoken, Witness},
     tls::{self, Alpn},
     trace::{Phase, Trace},
 };
@@ -246,8 +246,7 @@ async fn exchange(
     let addrs = net::resolve(host, port, ctx, trace).await?;
     let (stream, _) = net::connect(&addrs, ctx, trace).await?;
     let version = check.spec.version;
-    let mut alerts = None;
-    let (io, sniff): (Box<dyn Io>, _) = if url.scheme() == "https" {
+    let (io, witness) = if url.scheme() == "https" {
         // serverName overrides only the configured host, not other hosts reached by redirects.
         let name = match tls.policy.server_name.as_deref() {
             Some(name) if check.spec.url.host_str() == Some(host) => name,
@@ -261,12 +260,9 @@ async fn exchange(
         if version == HttpVersion::Http2 {
             session.require_h2()?;
         }
-        let (stream, slot) = Watched::new(session.stream);
-        alerts = Some(slot);
-        (Box::new(stream), None)
+        Witness::tls(session.stream)
     } else {
-        let (stream, sniff) = Sniffed::new(stream);
-        (Box::new(stream), Some(sniff))
+        Witness::plain(stream)
     };
     trace.enter(Phase::FirstByte);
     let request = build_request(check, hop, &ctx.user_agent)?;
@@ -274,15 +270,17 @@ async fn exchange(
         HttpVersion::Http11 => send_http1(io, request, &check.spec, trace).await,
         HttpVersion::Http2 => http2::send(io, request, &check.spec, trace).await,
     };
+    let spoken = match version {
+        HttpVersion::Http11 => (Spoken::Http1, "HTTP/1.1"),
+        HttpVersion::Http2 => (Spoken::Http2, "HTTP/2"),
+    };
     result.map_err(|failure| {
-        let (expected, speaking) = match version {
-            HttpVersion::Http11 => (Spoken::Http1, "HTTP/1.1"),
-            HttpVersion::Http2 => (Spoken::Http2, "HTTP/2"),
-        };
-        let tls = (alerts.as_ref()).and_then(|slot| slot.failure("waiting for the response"));
-        let mismatch = (sniff.as_ref())
-            .and_then(|sniff| sniff.mismatch(expected, speaking, "use an https:// URL"));
-        tls.or(mismatch).unwrap_or(failure)
+        witness.explain(
+            failure,
+            "waiting for the response",
+            spoken,
+            "use an https:// URL",
+        )
     })
 }
 

@@ -12,8 +12,46 @@ use std::{
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::Failure;
+use super::{Failure, http::Io};
 use crate::api::Reason;
+
+/// What can explain a failed exchange after the fact: the TLS error a session met, or the first
+/// bytes a plaintext server sent.
+pub enum Witness {
+    Tls(TlsErrorSlot),
+    Plain(Sniff),
+}
+
+impl Witness {
+    /// A TLS session's stream, watched for the error that ends it.
+    pub fn tls(stream: impl Io + 'static) -> (Box<dyn Io>, Self) {
+        let (stream, slot) = Watched::new(stream);
+        (Box::new(stream), Self::Tls(slot))
+    }
+
+    /// A plaintext stream, its first bytes kept.
+    pub fn plain(stream: impl Io + 'static) -> (Box<dyn Io>, Self) {
+        let (stream, sniff) = Sniffed::new(stream);
+        (Box::new(stream), Self::Plain(sniff))
+    }
+
+    /// The failure that says more than `failure`: the TLS error met while doing `what`, or a
+    /// plaintext server's reply in a protocol other than `expected` (`speaking` names it,
+    /// `tls_hint` says how to switch to TLS).
+    pub fn explain(
+        &self,
+        failure: Failure,
+        what: &str,
+        (expected, speaking): (Spoken, &str),
+        tls_hint: &str,
+    ) -> Failure {
+        let better = match self {
+            Self::Tls(slot) => slot.failure(what),
+            Self::Plain(sniff) => sniff.mismatch(expected, speaking, tls_hint),
+        };
+        better.unwrap_or(failure)
+    }
+}
 
 /// How many leading bytes are kept.
 const KEEP: usize = 16;

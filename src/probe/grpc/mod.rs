@@ -8,17 +8,14 @@ mod wire;
 use bytes::Bytes;
 use h2::client::SendRequest;
 use http::{HeaderMap, HeaderValue, Method, Request, header};
-use tokio::{
-    io::{AsyncRead, AsyncWrite},
-    time::Instant,
-};
+use tokio::time::Instant;
 
 use super::{
     Failure, ProbeContext,
-    http::{ResolvedHeader, drive},
+    http::{Io, ResolvedHeader, drive},
     http2::h2_failure,
     net,
-    sniff::{Sniffed, Spoken, Watched},
+    sniff::{Spoken, Witness},
     tls::{self, Alpn, TlsSettings},
     trace::{Phase, Trace},
 };
@@ -50,9 +47,6 @@ const MAX_MESSAGE: usize = 64 * 1024;
 /// Flow-control windows: a health check needs next to nothing.
 const WINDOW: u32 = 64 * 1024;
 
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-
 /// Calls Health/Check with a `grpc-timeout` of the time left before `deadline`, and checks
 /// the serving status.
 pub async fn probe(
@@ -65,8 +59,7 @@ pub async fn probe(
     let spec = &check.spec;
     let addrs = net::resolve(&spec.target.host, spec.target.port, ctx, trace).await?;
     let (stream, addr) = net::connect(&addrs, ctx, trace).await?;
-    let mut alerts = None;
-    let (io, sniff): (Box<dyn Io>, _) = if spec.tls {
+    let (io, witness) = if spec.tls {
         let session = tls::handshake(
             stream,
             server_name(spec, settings),
@@ -77,23 +70,17 @@ pub async fn probe(
         )
         .await?;
         session.require_h2()?;
-        let (stream, slot) = Watched::new(session.stream);
-        alerts = Some(slot);
-        (Box::new(stream), None)
+        Witness::tls(session.stream)
     } else {
-        let (stream, sniff) = Sniffed::new(stream);
-        (Box::new(stream), Some(sniff))
+        Witness::plain(stream)
     };
     trace.enter(Phase::FirstByte);
     let request = request(check, &ctx.user_agent, deadline)?;
     let reply = call(io, request, &spec.service, trace)
         .await
         .map_err(|failure| {
-            let tls = (alerts.as_ref()).and_then(|slot| slot.failure("the gRPC call"));
-            let mismatch = (sniff.as_ref()).and_then(|s| {
-                s.mismatch(Spoken::Http2, "HTTP/2 (gRPC)", "set spec.grpc.tls: true")
-            });
-            tls.or(mismatch).unwrap_or(failure)
+            let spoken = (Spoken::Http2, "HTTP/2 (gRPC)");
+            witness.explain(failure, "the gRPC call", spoken, "set spec.grpc.tls: true")
         })?;
     trace.enter(Phase::Evaluate);
     let serving = judge(reply, spec, trace)?;
