@@ -98,28 +98,70 @@ pub struct ServiceArgs {
     pub admin: AdminArgs,
 }
 
-/// Leader election with a coordination.k8s.io Lease.
+/// How replicas share the checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Sharding {
+    /// Every replica probes every check (run one replica).
+    Off,
+    /// The holder of one Lease probes everything, the others stand by (`--leader-elect`).
+    Leader,
+    /// Every replica probes its share; membership through a Lease per replica.
+    Shards,
+}
+
+/// Leader election or sharding with coordination.k8s.io Leases.
 #[derive(Debug, Args, Clone)]
 pub struct LeaderArgs {
-    /// Only the replica holding the Lease probes and writes status.
+    /// How replicas share the checks: off, leader (one probes, the others stand by) or shards
+    /// (each probes its share). Default: leader with --leader-elect, else off.
+    #[arg(long, env = "CANARY_SHARDING")]
+    pub sharding: Option<Sharding>,
+    /// Only the replica holding the Lease probes and writes status (`--sharding leader`).
     #[arg(long, env = "CANARY_LEADER_ELECT")]
     pub leader_elect: bool,
-    /// Name of the Lease.
+    /// Name of the Lease (leader); with shards, the `canary.dev/ring` label of every member's
+    /// Lease.
     #[arg(
         long,
         env = "CANARY_LEADER_ELECTION_LEASE_NAME",
         default_value = "canary-operator"
     )]
     pub leader_election_lease_name: String,
-    /// Namespace of the Lease.
+    /// Namespace of the Lease(s).
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     pub leader_election_namespace: String,
-    /// How long a Lease stays valid without renewal; a standby takes over after it.
+    /// How long a Lease stays valid without renewal; a standby (or a peer) takes over after it.
     #[arg(long, env = "CANARY_LEADER_ELECTION_LEASE_DURATION", default_value = "15s", value_parser = duration_flag)]
     pub leader_election_lease_duration: std::time::Duration,
     /// This replica's identity in the Lease (default: host name and process id).
     #[arg(long, env = "POD_NAME")]
     pub leader_election_identity: Option<String>,
+}
+
+impl Sharding {
+    /// The flag value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Leader => "leader",
+            Self::Shards => "shards",
+        }
+    }
+}
+
+impl LeaderArgs {
+    /// The sharding mode `--sharding` and `--leader-elect` ask for together.
+    pub fn mode(&self) -> Result<Sharding, String> {
+        match (self.sharding, self.leader_elect) {
+            (None, false) => Ok(Sharding::Off),
+            (None | Some(Sharding::Leader), true) => Ok(Sharding::Leader),
+            (Some(mode), false) => Ok(mode),
+            (Some(mode), true) => Err(format!(
+                "--leader-elect means --sharding leader, not {}: drop one of them",
+                mode.name()
+            )),
+        }
+    }
 }
 
 /// Flags of `canary standalone`.

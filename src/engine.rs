@@ -54,6 +54,10 @@ pub struct Extensions {
     pub sinks: Vec<Arc<dyn Sink>>,
     /// Report on parts `/healthz` and `/readyz` must also judge.
     pub vitals: Vec<Arc<dyn Vital>>,
+    /// Runs on wall-clock slots (replicas that hand checks over, `--sharding shards`).
+    pub aligned: bool,
+    /// This replica, for `status.probedBy`.
+    pub probed_by: Option<String>,
 }
 
 impl Engine {
@@ -66,7 +70,7 @@ impl Engine {
     ) -> Result<Self, EngineError> {
         let extensions = Extensions {
             sinks,
-            vitals: Vec::new(),
+            ..Extensions::default()
         };
         let metrics = Metrics::with_label_allowlist(&engine.metrics_label_allowlist)?;
         Self::start_with_metrics(engine, admin_args, Arc::new(metrics), extensions)
@@ -86,6 +90,8 @@ impl Engine {
             max_concurrent: (engine.max_concurrent_probes).unwrap_or_else(default_slots),
             stall_grace: engine.stall_grace,
             prober_error_streak: engine.prober_error_streak,
+            aligned: extensions.aligned,
+            probed_by: extensions.probed_by,
         };
         let scheduler = Scheduler::new(config, all);
         let ticker = tokio::spawn(scheduler.clone().run_ticker(TICK));

@@ -65,6 +65,7 @@ fn scheduler(slots: usize, grace: Duration) -> (Scheduler, Arc<Waits>) {
         max_concurrent: slots,
         stall_grace: grace,
         prober_error_streak: 5,
+        ..SchedulerConfig::default()
     };
     (Scheduler::new(config, vec![waits.clone()]), waits)
 }

@@ -42,6 +42,7 @@ pub const DEFAULT_MIN_REMAINING_VALIDITY: &str = "336h";
     printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#,
     printcolumn = r#"{"name": "Target", "type": "string", "priority": 1, "jsonPath": ".status.target", "description": "What is probed (URL without credentials or query, host:port, or the DNS query)"}"#,
     printcolumn = r#"{"name": "Interval", "type": "string", "priority": 1, "jsonPath": ".spec.interval", "description": "How often it is probed"}"#,
+    printcolumn = r#"{"name": "Probed-By", "type": "string", "priority": 1, "jsonPath": ".status.probedBy", "description": "The replica that probes it"}"#,
     printcolumn = r#"{"name": "Message", "type": "string", "priority": 1, "jsonPath": ".status.conditions[?(@.type==\"Ready\")].message", "description": "Why the check is in this state"}"#
 )]
 #[x_kube(validation = Rule::new(

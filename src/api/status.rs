@@ -73,6 +73,10 @@ pub struct HealthCheckStatus {
     /// What is probed: the URL without credentials or query, or `host:port`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// The replica that probes this check (its `--leader-election-identity`, the pod name):
+    /// with `--sharding shards` each replica probes its share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probed_by: Option<String>,
     /// `Ready`: True = passing, False = failing, Unknown = not run yet.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]

@@ -1,6 +1,8 @@
 //! The operator: watches HealthChecks, turns each into a runner (reconcile), and sends results
-//! to the status writer and the Event recorder. Only an active replica (no election, or the
-//! Lease holder) runs checks; every replica watches, so `/readyz` means "cache synced" on each.
+//! to the status writer and the Event recorder. Which checks a replica runs is its [`Scope`]:
+//! all (no election, or the Lease holder), none (a standby), or its share of the ring
+//! (`--sharding shards`, see [`shard`]); every replica watches, so `/readyz` means "cache
+//! synced" on each.
 //!
 //! Every long-lived task (watch, reconcile, status writer, Events, elector, scheduler ticker,
 //! admin server) runs under one [`Supervisor`]: any of them ending ends the operator with an
@@ -12,6 +14,7 @@ mod events;
 mod leader;
 mod reconcile;
 mod refs;
+pub mod shard;
 mod watch;
 pub mod writer;
 
@@ -28,11 +31,11 @@ use tokio::sync::{mpsc, watch as channel};
 
 pub use events::transition_event;
 pub use leader::{Elector, Leadership, LeaseConfig};
-pub use reconcile::Reconciled;
+pub use reconcile::{Reconciled, Scope};
 pub use refs::LabelGate;
 
 use crate::{
-    cli::OperatorArgs,
+    cli::{OperatorArgs, Sharding},
     engine::{Engine, EngineError, Extensions},
     metrics::{Metrics, MetricsError},
     probe::ProbeContext,
@@ -60,6 +63,8 @@ pub enum ControllerError {
     Signals(#[source] std::io::Error),
     #[error(transparent)]
     TaskEnded(#[from] TaskEnded),
+    #[error("{0}")]
+    Flags(String),
 }
 
 /// Runs the operator in this process until SIGTERM or SIGINT.
@@ -98,8 +103,20 @@ pub struct Operator {
 struct Running {
     engine: Engine,
     writer: writer::StatusWriter,
-    stop_elector: channel::Sender<bool>,
+    coordination: Coordination,
     supervisor: Supervisor,
+}
+
+/// How the replica stops taking part in the election or the ring.
+enum Coordination {
+    None,
+    /// Releases the leader Lease when set.
+    Leader(channel::Sender<bool>),
+    /// Releases the member Lease with this quiet-after promise; runners keep going until it.
+    Shards {
+        leave: channel::Sender<Option<jiff::Timestamp>>,
+        lead: Duration,
+    },
 }
 
 impl Operator {
@@ -128,6 +145,7 @@ impl Operator {
 
     fn start(self) -> Result<Running, ControllerError> {
         let args = &self.args;
+        let mode = args.leader.mode().map_err(ControllerError::Flags)?;
         let identity = self.identity();
         let allowlist = &args.service.engine.metrics_label_allowlist;
         let metrics = Arc::new(Metrics::with_label_allowlist(allowlist)?);
@@ -158,6 +176,8 @@ impl Operator {
                 Arc::new(writer.clone()) as Arc<dyn Vital>,
                 watch_health.clone(),
             ],
+            aligned: mode == Sharding::Shards,
+            probed_by: Some(identity.clone()),
         };
         let service = &args.service;
         let mut engine = Engine::start_with_metrics(
@@ -170,8 +190,12 @@ impl Operator {
         engine.supervise(&mut supervisor);
         supervisor.spawn("writer", writer.clone().run());
         supervisor.spawn("events", publisher);
-        let (leadership, stop_elector) =
-            self.elect(&mut supervisor, &identity, &metrics, engine.standby.clone());
+        let (applied_tx, applied) = channel::channel(shard::Applied::default());
+        let (scopes, coordination) = match mode {
+            Sharding::Off => (channel::channel(Scope::All).1, Coordination::None),
+            Sharding::Leader => self.elect(&mut supervisor, &identity, engine.standby.clone()),
+            Sharding::Shards => self.join(&mut supervisor, &identity, &metrics, applied),
+        };
         let (events_tx, events_rx) = mpsc::channel(WATCH_BUFFER);
         let watch = watch::run(
             self.client.clone(),
@@ -194,34 +218,53 @@ impl Operator {
             }),
             metrics,
             synced: engine.ready.clone(),
+            applied: (mode == Sharding::Shards).then_some(applied_tx),
         };
-        let reconcile = reconcile::run(ctx, events_rx, leadership, args.reference_ttl);
+        let reconcile = reconcile::run(ctx, events_rx, scopes, args.reference_ttl);
         supervisor.spawn("reconcile", reconcile);
-        tracing::info!(%identity, leader_election = args.leader.leader_elect, "operator started");
+        tracing::info!(%identity, sharding = mode.name(), "operator started");
         Ok(Running {
             engine,
             writer,
-            stop_elector,
+            coordination,
             supervisor,
         })
     }
 
-    /// Starts the elector when election is on; the leadership channel either way.
-    fn elect(
+    /// Joins the shard ring: the membership task and its scope channel.
+    fn join(
         &self,
         supervisor: &mut Supervisor,
         identity: &str,
         metrics: &Arc<Metrics>,
+        applied: channel::Receiver<shard::Applied>,
+    ) -> (channel::Receiver<Scope>, Coordination) {
+        let leader = &self.args.leader;
+        let config = shard::ShardConfig::new(
+            &leader.leader_election_lease_name,
+            leader.leader_election_namespace.clone(),
+            identity.to_string(),
+            leader.leader_election_lease_duration,
+        );
+        let lead = config.leave_lead();
+        let gauge = metrics.operator.shard_members.clone();
+        let member = shard::Member::new(self.client.clone(), config, gauge);
+        let (scope_tx, scopes) = channel::channel(Scope::Nothing);
+        let (leave, leaving) = channel::channel(None);
+        supervisor.spawn("member", member.run(scope_tx, applied, leaving));
+        (scopes, Coordination::Shards { leave, lead })
+    }
+
+    /// Starts the elector; the scope follows leadership.
+    fn elect(
+        &self,
+        supervisor: &mut Supervisor,
+        identity: &str,
         standby: Arc<AtomicBool>,
-    ) -> (channel::Receiver<Leadership>, channel::Sender<bool>) {
+    ) -> (channel::Receiver<Scope>, Coordination) {
         let (stop_tx, stop_rx) = channel::channel(false);
         let leader = &self.args.leader;
-        if !leader.leader_elect {
-            metrics.operator.leader.set(1);
-            let (_, leadership) = channel::channel(Leadership::Disabled);
-            return (leadership, stop_tx);
-        }
-        let (leadership_tx, leadership) = channel::channel(Leadership::Standby);
+        let (leadership_tx, mut leadership) = channel::channel(Leadership::Standby);
         let config = LeaseConfig::new(
             leader.leader_election_lease_name.clone(),
             leader.leader_election_namespace.clone(),
@@ -230,25 +273,34 @@ impl Operator {
         );
         let elector = Elector::new(self.client.clone(), config);
         supervisor.spawn("elector", elector.run(leadership_tx, stop_rx));
-        let gauge = metrics.operator.leader.clone();
-        let mut watched = leadership.clone();
+        let (scope_tx, scopes) = channel::channel(Scope::Nothing);
         supervisor.spawn("leader-gauge", async move {
             loop {
-                let now = *watched.borrow_and_update();
-                gauge.set(i64::from(now == Leadership::Leading));
+                let now = *leadership.borrow_and_update();
                 standby.store(now == Leadership::Standby, Ordering::Relaxed);
-                if watched.changed().await.is_err() {
+                let scope = if now.active() {
+                    Scope::All
+                } else {
+                    Scope::Nothing
+                };
+                scope_tx.send_if_modified(|current| {
+                    let changed = *current != scope;
+                    *current = scope;
+                    changed
+                });
+                if leadership.changed().await.is_err() {
                     // The elector is gone (its own end is reported): nothing to follow.
                     return std::future::pending().await;
                 }
             }
         });
-        (leadership, stop_tx)
+        (scopes, Coordination::Leader(stop_tx))
     }
 }
 
 impl Running {
-    /// Stops probing, flushes pending status writes, releases the Lease.
+    /// Stops probing (in a ring: after handing over), flushes pending status writes, releases
+    /// the Lease.
     async fn stop(mut self) {
         tracing::info!(
             "shutting down: stopping runners, flushing status writes, releasing the Lease"
@@ -257,12 +309,25 @@ impl Running {
         for task in ["reconcile", "watch", "leader-gauge"] {
             self.supervisor.abort(task);
         }
+        if let Coordination::Shards { leave, lead } = &self.coordination {
+            // Peers take over from the first slot after the promise; probe until then.
+            let probing = !self.engine.scheduler.keys().is_empty();
+            let lead = if probing { *lead } else { Duration::ZERO };
+            let quiet_after = jiff::Timestamp::now()
+                .checked_add(jiff::SignedDuration::try_from(lead).unwrap_or_default())
+                .unwrap_or_else(|_| jiff::Timestamp::now());
+            self.engine.scheduler.retire(quiet_after);
+            let _ = leave.send(Some(quiet_after));
+            tokio::time::sleep(lead).await;
+        }
         self.engine.scheduler.shutdown();
         self.writer.flush(FLUSH_DEADLINE).await;
         for task in ["writer", "events", "ticker", "admin", "ui"] {
             self.supervisor.abort(task);
         }
-        let _ = self.stop_elector.send(true);
+        if let Coordination::Leader(stop) = &self.coordination {
+            let _ = stop.send(true);
+        }
         self.supervisor.drain(FLUSH_DEADLINE).await;
         self.supervisor.abort_all();
     }

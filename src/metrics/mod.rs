@@ -64,6 +64,12 @@ pub struct OperatorFamilies {
     pub leader: IntGauge,
     /// 1 while the HealthCheck watch is failing (since its last success), else 0.
     pub watch_failing: IntGauge,
+    /// Members of the shard ring as this replica sees it (0 unless `--sharding shards`).
+    pub shard_members: IntGauge,
+    /// HealthChecks assigned to this replica (all of them without sharding, none on a standby).
+    pub shard_owned: IntGauge,
+    /// Ring changes this replica applied (checks moved to or from it).
+    pub shard_rebalances: IntCounter,
 }
 
 /// Every metric family Canary exposes.
@@ -229,6 +235,18 @@ impl Metrics {
                 "Transition Events by result.",
                 &["result"],
             )?,
+            shard_members: f.add(IntGauge::new(
+                "canary_shard_members",
+                "Members of the shard ring as this replica sees them (0 unless --sharding shards).",
+            )?)?,
+            shard_owned: f.add(IntGauge::new(
+                "canary_shard_owned_checks",
+                "HealthChecks assigned to this replica (all without sharding, none on a standby).",
+            )?)?,
+            shard_rebalances: f.add(IntCounter::new(
+                "canary_shard_rebalances_total",
+                "Changes of the shard ring this replica applied (checks moved to or from it).",
+            )?)?,
         })
     }
 

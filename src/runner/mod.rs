@@ -4,6 +4,7 @@
 //! controller or YAML files), results go to sinks (metrics, status writer, logs).
 
 pub mod history;
+mod phase;
 mod slots;
 mod spec;
 mod task;
@@ -107,6 +108,11 @@ pub struct SchedulerConfig {
     pub stall_grace: Duration,
     /// Consecutive ProberError runs (across checks) that make /healthz fail.
     pub prober_error_streak: usize,
+    /// Run every check on its wall-clock slots (see [`phase`]), so replicas handing checks to
+    /// each other agree on when each run is due (`--sharding shards`).
+    pub aligned: bool,
+    /// This replica, written into every status it reports (`status.probedBy`).
+    pub probed_by: Option<String>,
 }
 
 impl Default for SchedulerConfig {
@@ -115,6 +121,8 @@ impl Default for SchedulerConfig {
             max_concurrent: default_slots(),
             stall_grace: Duration::from_secs(30),
             prober_error_streak: 5,
+            aligned: false,
+            probed_by: None,
         }
     }
 }
@@ -193,6 +201,9 @@ pub(crate) struct Shared {
     /// Whether each of the last runs ended in ProberError, newest last.
     recent: Mutex<VecDeque<bool>>,
     last_tick: Mutex<Instant>,
+    /// Unix ms after which no run starts (a replica handing its checks over, see
+    /// [`Scheduler::retire`]).
+    retire_after: Mutex<Option<i64>>,
 }
 
 /// The scheduler handle; cheap to clone.
@@ -212,6 +223,7 @@ impl Scheduler {
                 runners: Mutex::new(HashMap::new()),
                 recent: Mutex::new(VecDeque::new()),
                 last_tick: Mutex::new(Instant::now()),
+                retire_after: Mutex::new(None),
             }),
         }
     }
@@ -239,12 +251,8 @@ impl Scheduler {
                 };
                 (old.status, due, old.history)
             }
-            // Never run: feedback within seconds. Resumed after a restart: spread out.
             None => {
-                let due = match spec.status.last_run_time {
-                    None => now + quick_jitter(&spec),
-                    Some(_) => now + jitter(&spec),
-                };
+                let due = first_due(&spec, now, self.shared.config.aligned);
                 (spec.status.clone(), due, History::resumed(&spec.status))
             }
         };
@@ -320,6 +328,13 @@ impl Scheduler {
         for key in keys {
             self.remove(&key);
         }
+    }
+
+    /// Starts no run due after `after` (wall clock): a replica that promised its peers to
+    /// probe nothing after then keeps its runners until then, and the runs due later are left
+    /// to the peers, which take the first slot after the same time.
+    pub fn retire(&self, after: jiff::Timestamp) {
+        *lock(&self.shared.retire_after) = Some(phase::unix_ms(after));
     }
 
     /// Stops every runner without telling sinks (process shutdown: pending status writes
@@ -419,6 +434,24 @@ impl Scheduler {
     pub fn health(&self, now: Instant, config: &WatchdogConfig) -> Health {
         watchdog::assess(&self.shared, now, config)
     }
+}
+
+/// When a new runner first runs. Never run: feedback within seconds. Resumed after a restart:
+/// spread over the interval; on wall-clock slots (aligned), the first slot after both the
+/// previous owner's promise to have stopped and the recorded last run (see [`phase`]).
+fn first_due(spec: &RunnerSpec, now: Instant, aligned: bool) -> Instant {
+    let Some(last_run) = &spec.status.last_run_time else {
+        return now + quick_jitter(spec);
+    };
+    if !aligned {
+        return now + jitter(spec);
+    }
+    let slots = phase::Slots::new(spec.schedule.interval, jitter(spec));
+    let wall_now = phase::unix_ms(jiff::Timestamp::now());
+    let last_run = Some(phase::unix_ms(last_run.0));
+    let quiet_after = spec.resume_after.map(phase::unix_ms);
+    let due = slots.resume(wall_now, last_run, quiet_after);
+    phase::instant_of(due, now, wall_now)
 }
 
 /// Same revision and still running: nothing to do.

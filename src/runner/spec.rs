@@ -83,6 +83,9 @@ pub struct Origin {
     pub labels: BTreeMap<String, String>,
     /// The object's annotations (`canary.dev/status-page`).
     pub annotations: BTreeMap<String, String>,
+    /// Taken over from another replica that promised to have stopped probing by then: the
+    /// first run comes on the first wall-clock slot after it (`--sharding shards`).
+    pub resume_after: Option<jiff::Timestamp>,
 }
 
 /// Annotation that keeps a check off the status page (value `hidden`).
@@ -127,6 +130,8 @@ pub struct RunnerSpec {
     /// Status to resume from (restart-safe thresholds and transitions).
     pub status: HealthCheckStatus,
     pub info: Arc<CheckInfo>,
+    /// See [`Origin::resume_after`]; not part of the revision.
+    pub resume_after: Option<jiff::Timestamp>,
 }
 
 impl RunnerSpec {
@@ -142,6 +147,7 @@ impl RunnerSpec {
             plan,
             status: HealthCheckStatus::default(),
             info: Arc::default(),
+            resume_after: None,
         }
     }
 
@@ -203,6 +209,7 @@ impl RunnerSpec {
             plan,
             status: origin.status,
             info: Arc::new(info),
+            resume_after: origin.resume_after,
         }
     }
 }

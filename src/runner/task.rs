@@ -8,7 +8,7 @@ use std::{
 
 use tokio::{sync::Notify, time::Instant};
 
-use super::{Plan, RunPhase, RunReport, RunnerSpec, RunnerState, Shared};
+use super::{Plan, RunPhase, RunReport, RunnerSpec, RunnerState, Shared, jitter, phase};
 use crate::lock;
 use crate::{
     api::Reason,
@@ -43,6 +43,8 @@ pub(super) async fn run(
         (Plan::Run(prober), false) => prober.clone(),
     };
     announce_new_generation(&shared, &spec, &state);
+    let slots =
+        (shared.config.aligned).then(|| phase::Slots::new(spec.schedule.interval, jitter(&spec)));
     loop {
         let mut due = lock(&state).next_due;
         // A run-now request moves next_due up and wakes the runner.
@@ -53,6 +55,9 @@ pub(super) async fn run(
             }
             due = lock(&state).next_due;
         }
+        if retired(&shared, due) {
+            return std::future::pending().await;
+        }
         lock(&state).phase = RunPhase::Queued {
             since: Instant::now(),
         };
@@ -62,7 +67,12 @@ pub(super) async fn run(
         let lag = started.saturating_duration_since(due);
         let outcome = prober.probe().await;
         drop(permit);
-        let (next_due, skipped) = next_due_after(due, spec.schedule.interval, Instant::now());
+        let now = Instant::now();
+        let (mut next_due, skipped) = next_due_after(due, spec.schedule.interval, now);
+        if let Some(slots) = &slots {
+            let wall_now = phase::unix_ms(jiff::Timestamp::now());
+            next_due = phase::snap(slots, next_due, now, wall_now);
+        }
         {
             let mut state = lock(&state);
             state.next_due = next_due;
@@ -75,6 +85,15 @@ pub(super) async fn run(
         };
         report(&shared, &spec, &state, outcome, timing);
     }
+}
+
+/// Whether a run due at `due` falls after the time this replica promised to stop by.
+fn retired(shared: &Shared, due: Instant) -> bool {
+    let Some(limit) = *lock(&shared.retire_after) else {
+        return false;
+    };
+    let wall_now = phase::unix_ms(jiff::Timestamp::now());
+    phase::wall_of(due, Instant::now(), wall_now) > limit
 }
 
 /// Ready turns Unknown (Reconciling) with the new observedGeneration right away when an
@@ -150,6 +169,7 @@ fn report(
         let mut next = next_status(&previous, &outcome, inputs);
         let target = &spec.info.target;
         next.status.target = (!target.is_empty()).then(|| target.clone());
+        next.status.probed_by.clone_from(&shared.config.probed_by);
         if outcome.reason != Reason::Reconciling {
             state.settled = None;
         }

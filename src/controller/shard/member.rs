@@ -1,0 +1,418 @@
+//! The membership task: renews this replica's Lease, lists the ring's, decides where this
+//! replica stands and what it may run, and writes its acknowledgements. The protocol is in the
+//! module docs of [`super`].
+
+use std::{sync::Arc, time::Duration};
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::{
+    Api, Client,
+    api::{DeleteParams, ListParams, PostParams, Preconditions},
+    runtime::{WatchStreamExt, watcher},
+};
+use prometheus::IntGauge;
+use tokio::{sync::watch, time::Instant};
+
+use super::{
+    Applied, Assignment, ShardConfig, Standing,
+    lease::{Claim, RING_LABEL, lease_name},
+    peers::Peers,
+    ring::{Ring, RingHash},
+};
+use crate::controller::reconcile::Scope;
+
+/// Lists triggered by the watch are at least this far apart.
+const LIST_SPACING: Duration = Duration::from_millis(50);
+
+/// Why one Lease call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ShardError {
+    #[error("listing the ring's Leases: {0}")]
+    List(#[source] kube::Error),
+    #[error("writing this replica's Lease: {0}")]
+    Write(#[source] kube::Error),
+    #[error("deleting a departed replica's Lease: {0}")]
+    Delete(#[source] kube::Error),
+    #[error("the Lease call timed out after {0:?}")]
+    Timeout(Duration),
+}
+
+impl ShardError {
+    fn status(&self) -> Option<u16> {
+        match self {
+            Self::List(kube::Error::Api(s))
+            | Self::Write(kube::Error::Api(s))
+            | Self::Delete(kube::Error::Api(s)) => Some(s.code),
+            _ => None,
+        }
+    }
+}
+
+/// This replica's membership: its Lease, what it last confirmed writing, its join delay.
+pub struct Member {
+    api: Api<Lease>,
+    config: ShardConfig,
+    name: String,
+    peers: Peers,
+    /// This replica's Lease as last written or listed (for its resourceVersion).
+    own: Option<Lease>,
+    /// When the last confirmed write was sent.
+    renewed_at: Option<Instant>,
+    /// The first confirmed write since start or the last step-down.
+    healthy_since: Option<Instant>,
+    join_delay: Duration,
+    /// When admission (`member: true`) was confirmed.
+    admitted_at: Option<Instant>,
+    /// What the Lease is known to hold; `None` after a write whose fate is unknown.
+    published: Option<Claim>,
+    /// The member flag of the last confirmed write (a failed write never sets it).
+    member: bool,
+    /// When the last round failed (retry sooner than the renew period).
+    failed_at: Option<Instant>,
+    last_list: Option<Instant>,
+    /// `canary_shard_members`.
+    members_gauge: IntGauge,
+}
+
+impl Member {
+    pub fn new(client: Client, config: ShardConfig, members_gauge: IntGauge) -> Self {
+        let name = lease_name(&config.identity);
+        Self {
+            api: Api::namespaced(client, &config.namespace),
+            peers: Peers::new(name.clone()),
+            name,
+            join_delay: config.join_base(),
+            config,
+            own: None,
+            renewed_at: None,
+            healthy_since: None,
+            admitted_at: None,
+            published: None,
+            member: false,
+            failed_at: None,
+            last_list: None,
+            members_gauge,
+        }
+    }
+
+    /// Renews, observes and publishes until `leave` carries a quiet-after promise; then
+    /// releases the Lease with it and returns.
+    pub async fn run(
+        mut self,
+        scope: watch::Sender<Scope>,
+        mut applied: watch::Receiver<Applied>,
+        mut leave: watch::Receiver<Option<Timestamp>>,
+    ) {
+        let selector = format!("{RING_LABEL}={}", self.config.ring);
+        let config = watcher::Config::default().labels(&selector);
+        let mut changes = watcher(self.api.clone(), config).default_backoff().boxed();
+        let (mut reconciling, mut stoppable) = (true, true);
+        loop {
+            let leaving = *leave.borrow();
+            if let Some(quiet_after) = leaving {
+                self.release(quiet_after).await;
+                return;
+            }
+            let current = *applied.borrow_and_update();
+            // The step-down must not wait for a Lease call that hangs (as the elector's).
+            let deadline = self.renewed_at.map(|at| at + self.config.renew_deadline());
+            tokio::select! {
+                () = self.round(current) => {}
+                () = sleep_until(deadline) => {}
+            }
+            self.check_deadline(Instant::now());
+            self.publish(&scope);
+            let wake = self.next_wake();
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep_until(wake) => break,
+                    event = changes.next() => if self.poked(event) {
+                        if let Some(last) = self.last_list {
+                            tokio::time::sleep_until(last + LIST_SPACING).await;
+                        }
+                        break;
+                    },
+                    // A closed channel (reconcile or the operator stopping) is never waited on again.
+                    changed = applied.changed(), if reconciling => match changed {
+                        Ok(()) => break,
+                        Err(_) => reconciling = false,
+                    },
+                    changed = leave.changed(), if stoppable => match changed {
+                        Ok(()) => break,
+                        Err(_) => stoppable = false,
+                    },
+                }
+            }
+        }
+    }
+
+    /// Whether a watch event says another Lease changed (this replica's own writes do not).
+    fn poked(&self, event: Option<Result<watcher::Event<Lease>, watcher::Error>>) -> bool {
+        match event {
+            Some(Ok(watcher::Event::Apply(lease) | watcher::Event::Delete(lease))) => {
+                lease.metadata.name.as_deref() != Some(self.name.as_str())
+            }
+            Some(Ok(watcher::Event::InitDone)) => true,
+            Some(Ok(_)) => false,
+            Some(Err(error)) => {
+                tracing::debug!(%error, "the ring's Lease watch failed; lists go on");
+                false
+            }
+            // The stream ended (it never should): lists go on at the renew period.
+            None => false,
+        }
+    }
+
+    /// One round: list the ring, step down if the deadline passed, write the Lease when a
+    /// renewal is due or what it should say changed.
+    async fn round(&mut self, applied: Applied) {
+        let listed = self.list().await;
+        let now = Instant::now();
+        self.check_deadline(now);
+        let claim = self.claim(applied, now);
+        let changed = (self.published.as_ref()).is_none_or(|p| {
+            (p.member, p.ack, p.quiet_after) != (claim.member, claim.ack, claim.quiet_after)
+        });
+        let due = self
+            .renewed_at
+            .is_none_or(|at| now >= at + self.config.renew_period());
+        let mut failed = listed.is_err();
+        if changed || due {
+            failed |= self.write(claim).await.is_err();
+        }
+        self.failed_at = failed.then(Instant::now);
+        if listed.is_ok() && self.healthy(Instant::now()) {
+            self.collect().await;
+        }
+    }
+
+    async fn call<T>(
+        &self,
+        call: impl Future<Output = Result<T, kube::Error>>,
+        error: fn(kube::Error) -> ShardError,
+    ) -> Result<T, ShardError> {
+        let limit = self.config.call_timeout();
+        match tokio::time::timeout(limit, call).await {
+            Ok(result) => result.map_err(error),
+            Err(_) => Err(ShardError::Timeout(limit)),
+        }
+    }
+
+    async fn list(&mut self) -> Result<(), ShardError> {
+        let params = ListParams::default().labels(&format!("{RING_LABEL}={}", self.config.ring));
+        let sent = Instant::now();
+        self.last_list = Some(sent);
+        let list = self.call(self.api.list(&params), ShardError::List).await;
+        let list = list.inspect_err(|error| tracing::warn!(%error, "listing the ring failed"))?;
+        self.peers.observe(&list.items, sent, Instant::now());
+        if self.own.is_none() {
+            let own = list
+                .items
+                .iter()
+                .find(|l| l.metadata.name.as_ref() == Some(&self.name));
+            self.own = own.cloned();
+        }
+        Ok(())
+    }
+
+    /// What this replica's Lease should say now.
+    fn claim(&self, applied: Applied, now: Instant) -> Claim {
+        let admitted = self.healthy(now)
+            && (self.healthy_since).is_some_and(|since| now >= since + self.join_delay);
+        Claim {
+            identity: self.config.identity.clone(),
+            renew_time: Some(Timestamp::now()),
+            duration: self.config.duration,
+            member: admitted,
+            ack: applied.ring,
+            quiet_after: applied.quiet_after,
+        }
+    }
+
+    /// Writes `claim` (creating the Lease when there is none); on success it is a renewal.
+    /// Until it is confirmed (or if this future is dropped) what the Lease holds is unknown.
+    async fn write(&mut self, claim: Claim) -> Result<(), ShardError> {
+        let sent = Instant::now();
+        self.published = None;
+        let mut lease = self.own.clone().unwrap_or_default();
+        claim.write_into(&mut lease, &self.name, &self.config.ring);
+        let params = PostParams::default();
+        let result = match lease.metadata.resource_version {
+            Some(_) => {
+                let replaced = self.api.replace(&self.name, &params, &lease);
+                self.call(replaced, ShardError::Write).await
+            }
+            None => {
+                self.call(self.api.create(&params, &lease), ShardError::Write)
+                    .await
+            }
+        };
+        match result {
+            Ok(written) => {
+                self.confirmed(written, claim, sent);
+                Ok(())
+            }
+            Err(error) => {
+                // Unknown whether it landed: nothing new may be started until a write is
+                // confirmed; a conflict or a missing Lease means the copy held is stale.
+                if matches!(error.status(), Some(404 | 409)) {
+                    self.own = None;
+                }
+                tracing::warn!(%error, lease = %self.name, "renewing this replica's Lease failed");
+                Err(error)
+            }
+        }
+    }
+
+    fn confirmed(&mut self, written: Lease, claim: Claim, sent: Instant) {
+        if claim.member && !self.member {
+            self.admitted_at = Some(sent);
+            tracing::info!(identity = %self.config.identity, "admitted to the ring");
+        }
+        self.member = claim.member;
+        self.own = Some(written);
+        self.renewed_at = Some(sent);
+        self.healthy_since.get_or_insert(sent);
+        self.published = Some(claim);
+    }
+
+    fn healthy(&self, now: Instant) -> bool {
+        (self.renewed_at).is_some_and(|at| now < at + self.config.renew_deadline())
+    }
+
+    /// Steps down when the renew deadline passed (the next write says candidate) and
+    /// lengthens the join delay; resets the delay after a long steady membership.
+    fn check_deadline(&mut self, now: Instant) {
+        if self.healthy_since.is_some() && !self.healthy(now) {
+            tracing::warn!(identity = %self.config.identity, "could not renew within the renew deadline: stopped probing");
+            self.healthy_since = None;
+            self.admitted_at = None;
+            self.member = false;
+            let doubled = (self.join_delay * 2).max(self.config.duration);
+            self.join_delay = doubled.min(self.config.join_max());
+        }
+        if (self.admitted_at).is_some_and(|at| now >= at + self.config.join_max()) {
+            self.join_delay = self.config.join_base();
+        }
+    }
+
+    /// Where this replica stands, the ring it sees, and whether it may start checks.
+    fn assignment(&self, now: Instant) -> Assignment {
+        let standing = match (self.healthy(now), self.member) {
+            (false, _) => Standing::SteppedDown,
+            (true, true) => Standing::Member,
+            (true, false) => Standing::Candidate,
+        };
+        let mut members: Vec<String> = self.peers.members().map(|c| c.identity.clone()).collect();
+        if standing == Standing::Member {
+            members.push(self.config.identity.clone());
+        }
+        let ring = Ring::new(members);
+        let acked = |ack: Option<RingHash>| ack == Some(ring.hash());
+        let may_gain = standing == Standing::Member
+            && acked(self.published.as_ref().and_then(|p| p.ack))
+            && self.peers.members().all(|peer| acked(peer.ack));
+        Assignment {
+            identity: Arc::from(self.config.identity.as_str()),
+            ring: Arc::new(ring),
+            standing,
+            may_gain,
+            quiet_after: self
+                .peers
+                .quiet_after(Timestamp::now(), self.config.leave_lead()),
+        }
+    }
+
+    fn publish(&self, scope: &watch::Sender<Scope>) {
+        let assignment = self.assignment(Instant::now());
+        self.members_gauge.set(assignment.ring.len() as i64);
+        scope.send_if_modified(|current| {
+            let changed = !matches!(current, Scope::Share(now) if now.ring == assignment.ring
+                && now.standing == assignment.standing && now.may_gain == assignment.may_gain);
+            if changed {
+                tracing::info!(
+                    standing = ?assignment.standing, ring = %assignment.ring.hash(),
+                    members = ?assignment.ring.members(), may_gain = assignment.may_gain,
+                    "ring changed"
+                );
+            }
+            // The quiet-after time alone is no reason to wake reconcile.
+            *current = Scope::Share(assignment);
+            changed
+        });
+    }
+
+    /// The next moment something is due: a renewal (sooner after a failure), the step-down
+    /// deadline, admission, or a peer's possible expiry.
+    fn next_wake(&self) -> Instant {
+        let now = Instant::now();
+        let retry = self.failed_at.map(|at| at + self.config.call_timeout());
+        let renew = self.renewed_at.map(|at| at + self.config.renew_period());
+        let deadline = self.renewed_at.map(|at| at + self.config.renew_deadline());
+        let admission = (!self.member)
+            .then(|| self.healthy_since.map(|at| at + self.join_delay))
+            .flatten();
+        let expiry = self.peers.next_expiry();
+        [retry, renew, deadline, admission, expiry]
+            .into_iter()
+            .flatten()
+            .filter(|at| *at > now)
+            .min()
+            .unwrap_or(now + self.config.call_timeout())
+    }
+
+    /// Deletes Leases released or dead for a while (departed pods), each only if unchanged.
+    async fn collect(&self) {
+        for (name, resource_version) in self.peers.stale(self.config.collect_after()) {
+            let params = DeleteParams {
+                preconditions: Some(Preconditions {
+                    resource_version: Some(resource_version),
+                    uid: None,
+                }),
+                ..DeleteParams::default()
+            };
+            match self
+                .call(self.api.delete(&name, &params), ShardError::Delete)
+                .await
+            {
+                Ok(_) => tracing::info!(lease = %name, "deleted the Lease of a departed replica"),
+                Err(error) => tracing::debug!(%error, lease = %name, "not deleted"),
+            }
+        }
+    }
+
+    /// Releases the Lease on the way out, promising to probe nothing after `quiet_after`.
+    async fn release(&mut self, quiet_after: Timestamp) {
+        let claim = Claim {
+            identity: String::new(),
+            renew_time: None,
+            duration: self.config.duration,
+            member: false,
+            ack: self.published.as_ref().and_then(|p| p.ack),
+            quiet_after: Some(quiet_after),
+        };
+        for _ in 0..2 {
+            if self.own.is_none() {
+                let _ = self.list().await;
+            }
+            match self.write(claim.clone()).await {
+                Ok(()) => {
+                    tracing::info!(lease = %self.name, %quiet_after, "released this replica's Lease");
+                    return;
+                }
+                Err(error) if error.status() == Some(409) => continue,
+                Err(_) => break,
+            }
+        }
+        tracing::warn!("could not release the Lease; peers take over when it expires");
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
