@@ -49,6 +49,7 @@ fn crd_has_names_columns_and_status_subresource() {
             "Age",
             "Target",
             "Interval",
+            "Probed-By",
             "Message"
         ]
     );
