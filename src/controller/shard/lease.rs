@@ -179,11 +179,13 @@ mod tests {
 
     #[test]
     fn hostile_durations_read_as_sane_ones_and_garbage_annotations_as_absent() {
-        let mut lease = Lease::default();
-        lease.spec = Some(LeaseSpec {
-            lease_duration_seconds: Some(-4),
-            ..LeaseSpec::default()
-        });
+        let mut lease = Lease {
+            spec: Some(LeaseSpec {
+                lease_duration_seconds: Some(-4),
+                ..LeaseSpec::default()
+            }),
+            ..Lease::default()
+        };
         let annotations = [
             (ACK_ANNOTATION.to_string(), "not hex".to_string()),
             (QUIET_ANNOTATION.to_string(), "yesterday".to_string()),

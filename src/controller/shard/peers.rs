@@ -240,9 +240,9 @@ mod tests {
     async fn a_dead_peer_is_quiet_after_its_renew_deadline_and_is_collected_later() {
         let mut peers = Peers::new("canary-shard-me".into());
         let dead = lease("canary-shard-a", "a", 1_000, true);
-        list(&mut peers, &[dead.clone()]);
+        list(&mut peers, std::slice::from_ref(&dead));
         tokio::time::sleep(D).await;
-        list(&mut peers, &[dead.clone()]);
+        list(&mut peers, std::slice::from_ref(&dead));
         let now = Timestamp::from_second(2_000).unwrap();
         assert_eq!(
             peers.quiet_after(now, D),
