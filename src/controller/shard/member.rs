@@ -116,8 +116,13 @@ impl Member {
                 return;
             }
             let current = *applied.borrow_and_update();
-            // The step-down must not wait for a Lease call that hangs (as the elector's).
-            let deadline = self.renewed_at.map(|at| at + self.config.renew_deadline());
+            // The step-down must not wait for a Lease call that hangs (as the elector's). Once
+            // the deadline has passed (stepped down), rounds run to their end: a past deadline
+            // would cancel every round before its first call came back, and the replica could
+            // never renew again (each call still has its own timeout).
+            let deadline = (self.renewed_at)
+                .map(|at| at + self.config.renew_deadline())
+                .filter(|at| *at > Instant::now());
             tokio::select! {
                 () = self.round(current) => {}
                 () = sleep_until(deadline) => {}
