@@ -438,18 +438,24 @@ impl Scheduler {
 
 /// When a new runner first runs. Never run: feedback within seconds. Resumed after a restart:
 /// spread over the interval; on wall-clock slots (aligned), the first slot after both the
-/// previous owner's promise to have stopped and the recorded last run (see [`phase`]).
+/// previous owner's promise to have stopped and the recorded last run (see [`phase`]). A check
+/// whose status holds no run yet may still have been probed by its previous owner (status
+/// writes are rate-limited): while that owner's promise is recent it waits for a slot too.
 fn first_due(spec: &RunnerSpec, now: Instant, aligned: bool) -> Instant {
-    let Some(last_run) = &spec.status.last_run_time else {
-        return now + quick_jitter(spec);
-    };
+    let last_run = spec.status.last_run_time.as_ref();
     if !aligned {
-        return now + jitter(spec);
+        return match last_run {
+            None => now + quick_jitter(spec),
+            Some(_) => now + jitter(spec),
+        };
     }
     let slots = phase::Slots::new(spec.schedule.interval, jitter(spec));
     let wall_now = phase::unix_ms(jiff::Timestamp::now());
-    let last_run = Some(phase::unix_ms(last_run.0));
     let quiet_after = spec.resume_after.map(phase::unix_ms);
+    if last_run.is_none() && !slots.binds(wall_now, quiet_after) {
+        return now + quick_jitter(spec);
+    }
+    let last_run = last_run.map(|at| phase::unix_ms(at.0));
     let due = slots.resume(wall_now, last_run, quiet_after);
     phase::instant_of(due, now, wall_now)
 }

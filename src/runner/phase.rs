@@ -44,6 +44,13 @@ impl Slots {
         k.saturating_mul(self.interval).saturating_add(self.offset)
     }
 
+    /// Whether a previous owner's promise (`quiet_after`) still constrains a check with no
+    /// recorded run at `now`: it may have run the check on a slot up to the promise, so until
+    /// an interval has passed since, a run at any moment could come too close to that one.
+    pub fn binds(&self, now: i64, quiet_after: Option<i64>) -> bool {
+        quiet_after.is_some_and(|at| now < at.saturating_add(self.interval))
+    }
+
     /// When a check resumed from another replica (or after a restart) first runs, in Unix ms:
     /// the first slot after both the previous owner's promise (`quiet_after`) and half an
     /// interval past its recorded last run; a slot missed by less than an interval (the
@@ -146,6 +153,26 @@ mod tests {
         // Nothing known: the next slot from now.
         assert_eq!(s.resume(200 * SEC, None, None), 202_500);
         assert_eq!(s.resume(202_500, None, None), 202_500, "a slot now is now");
+    }
+
+    #[test]
+    fn a_promise_binds_a_check_without_recorded_runs_for_one_interval() {
+        let s = slots();
+        assert!(!s.binds(100 * SEC, None), "nobody promised anything");
+        assert!(
+            s.binds(105 * SEC, Some(110 * SEC)),
+            "the old owner may still run it"
+        );
+        assert!(
+            s.binds(115 * SEC, Some(110 * SEC)),
+            "it may have run it at 110s"
+        );
+        assert!(
+            !s.binds(120 * SEC, Some(110 * SEC)),
+            "an interval since: run at will"
+        );
+        // Bound: the first slot after the promise, as for a check with a recorded run.
+        assert_eq!(s.resume(105 * SEC, None, Some(110 * SEC)), 112_500);
     }
 
     #[test]
