@@ -21,6 +21,7 @@ mod partition;
 mod prometheus;
 mod references;
 mod restart;
+mod sharding;
 mod status_page;
 mod supervision;
 mod tls;
