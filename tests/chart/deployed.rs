@@ -34,10 +34,11 @@ struct Deployed {
     lease: String,
 }
 
-/// Installs the chart with helm and checks it installs what `helm template` renders.
-async fn install(cluster: &Cluster) -> Vec<Value> {
-    chart::install(cluster.kubeconfig(), &[]).await;
-    let objects = render(&[]).await;
+/// Installs the chart with helm (`values`: extra helm arguments) and checks it installs what
+/// `helm template` renders.
+async fn install(cluster: &Cluster, values: &[&str]) -> Vec<Value> {
+    chart::install(cluster.kubeconfig(), values).await;
+    let objects = render(values).await;
     let args_path = "jsonpath={.spec.template.spec.containers[0].args}";
     let get = [
         "get",
@@ -58,14 +59,19 @@ async fn install(cluster: &Cluster) -> Vec<Value> {
 }
 
 async fn deployed() -> Deployed {
+    deployed_with(&[]).await
+}
+
+/// The chart installed with `values` (extra helm arguments), one pod's operator running.
+async fn deployed_with(values: &[&str]) -> Deployed {
     let cluster = Cluster::bare().await;
-    let objects = install(&cluster).await;
+    let objects = install(&cluster, values).await;
     let lease = (args(&objects).iter())
         .find_map(|a| {
             a.strip_prefix("--leader-election-lease-name=")
                 .map(str::to_owned)
         })
-        .expect("leader election is on by default");
+        .expect("a Lease (leader or shards) is used by default");
     let launch = Launch::as_deployed(CANARY, cluster.kubeconfig(), &objects, POD_NAME);
     let operator = launch.process().await;
     let c = container(&objects);
@@ -238,6 +244,34 @@ const CALLS: [(&str, &str, &str); 9] = [
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_deployed_operator_calls_only_what_its_service_account_is_granted() {
     let d = deployed().await;
+    assert_calls_granted(&d, &CALLS).await;
+}
+
+/// Lease calls of a shard member (`--sharding shards`): its own Lease created and renewed, the
+/// ring's listed and watched. (Deleting a departed pod's Lease needs one; not exercised here.)
+const SHARD_CALLS: [(&str, &str, &str); 10] = [
+    ("list", "canary.dev", "healthchecks"),
+    ("watch", "canary.dev", "healthchecks"),
+    ("patch", "canary.dev", "healthchecks/status"),
+    ("create", "events.k8s.io", "events"),
+    ("get", "", "secrets"),
+    ("get", "", "configmaps"),
+    ("create", "coordination.k8s.io", "leases"),
+    ("update", "coordination.k8s.io", "leases"),
+    ("list", "coordination.k8s.io", "leases"),
+    ("watch", "coordination.k8s.io", "leases"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sharded_pod_calls_only_what_its_service_account_is_granted() {
+    let d = deployed_with(&["--set", "replicaCount=2"]).await;
+    assert!(args(&d.objects).contains(&"--sharding=shards".to_string()));
+    assert_calls_granted(&d, &SHARD_CALLS).await;
+}
+
+/// Probes the shop, stops the operator, and asserts every API call it made is granted by the
+/// chart's RBAC and that it made each of `expected` (so the comparison means something).
+async fn assert_calls_granted(d: &Deployed, expected: &[(&str, &str, &str)]) {
     let target = TestServer::start(Transport::Plain, |_| Reply::ok("ok")).await;
     d.probe_shop(&target).await;
     let (status, _) = d.operator.terminate().await;
@@ -282,7 +316,7 @@ async fn the_deployed_operator_calls_only_what_its_service_account_is_granted() 
         unused.join("\n  ")
     );
     // The run exercised every kind of call, so the comparison means something.
-    for (verb, group, resource) in CALLS {
+    for &(verb, group, resource) in expected {
         let made = used
             .keys()
             .any(|a| a.verb == verb && a.api_group == group && a.resource == resource);

@@ -117,3 +117,29 @@ async fn watch_namespaces_switch_to_namespaced_roles() {
     // Plus the Lease Role in the release namespace, and nothing else.
     assert_eq!(of_kind(&objects, "Role").len(), 3);
 }
+
+/// A shard member's Leases: its own (named after its pod, so not limited by name), the ring's
+/// (list, watch) and departed pods' (delete).
+fn needed_shard_rules() -> BTreeSet<Rule> {
+    let verbs: &[&str] = &["create", "list", "watch", "update", "delete"];
+    rules(&[("coordination.k8s.io", "leases", verbs)])
+}
+
+#[tokio::test]
+async fn shards_mode_grants_the_member_leases_in_the_release_namespace_only() {
+    let objects = render(&["--set", "replicaCount=3"]).await;
+    let grants = deployment_grants(&objects);
+    let role = one(&objects, "Role");
+    assert_eq!(role["metadata"]["name"], "canary-operator-shards");
+    assert_eq!(role["metadata"]["namespace"], NAMESPACE);
+    assert_eq!(
+        granted_by(&grants, role, Some(NAMESPACE)),
+        needed_shard_rules()
+    );
+    assert_binds(one(&objects, "RoleBinding"), role);
+    let cluster_role = one(&objects, "ClusterRole");
+    assert_eq!(
+        granted_by(&grants, cluster_role, None),
+        needed_check_rules()
+    );
+}

@@ -229,8 +229,16 @@ const BAD_VALUES: &[(&[&str], &[&str])] = &[
         &["/config/logFormat", "'json', 'text'"],
     ),
     (
-        &["--set", "replicaCount=2,leaderElection.enabled=false"],
-        &["replicaCount > 1 needs leaderElection.enabled=true"],
+        &["--set", "replicaCount=2,sharding.mode=off"],
+        &["replicaCount > 1 needs sharding.mode leader or shards"],
+    ),
+    (
+        &["--set", "sharding.mode=ring"],
+        &["/sharding/mode", "'off', 'leader', 'shards'"],
+    ),
+    (
+        &["--set", "sharding.podAntiAffinity=soft"],
+        &["/sharding/podAntiAffinity"],
     ),
     (
         &["--set", "healthProbePort=8080"],
@@ -281,7 +289,7 @@ const DEFAULT_ARGS: [&str; 18] = [
     "--ui-bind-address=0.0.0.0:8082",
     "--log-format=json",
     "--log-level=info",
-    "--leader-elect",
+    "--sharding=leader",
     "--leader-election-lease-name=canary-operator",
     "--leader-election-namespace=canary",
     "--leader-election-lease-duration=15s",
@@ -375,17 +383,102 @@ async fn deployment_runs_the_operator_non_root_with_watchdog_probes() {
     assert_eq!(args(&objects), DEFAULT_ARGS);
 }
 
+/// The Lease flags the chart passes (name, namespace, duration) besides `--sharding`.
+const LEASE_ARGS: [&str; 3] = [
+    "--leader-election-lease-name=canary-operator",
+    "--leader-election-namespace=canary",
+    "--leader-election-lease-duration=15s",
+];
+
+/// The pod anti-affinity term the chart adds in shards mode: this release's pods, per node.
+fn spread_term() -> Value {
+    json!({
+        "topologyKey": "kubernetes.io/hostname",
+        "labelSelector": {"matchLabels": {
+            "app.kubernetes.io/name": "canary-operator",
+            "app.kubernetes.io/instance": RELEASE,
+        }},
+    })
+}
+
 #[tokio::test]
-async fn leader_election_is_wired_for_replicas_and_can_be_turned_off_for_one() {
+async fn replicas_shard_by_default_with_a_disruption_budget_and_spread_over_nodes() {
     let objects = render(&["--set", "replicaCount=3"]).await;
-    assert_eq!(one(&objects, "Deployment")["spec"]["replicas"], 3);
-    assert!(args(&objects).contains(&"--leader-elect".to_string()));
-    one(&objects, "Role");
+    let deployment = one(&objects, "Deployment");
+    assert_eq!(deployment["spec"]["replicas"], 3);
+    let args = args(&objects);
+    for wanted in ["--sharding=shards"].iter().chain(&LEASE_ARGS) {
+        assert!(args.contains(&wanted.to_string()), "{wanted} in {args:?}");
+    }
+    let pdb = one(&objects, "PodDisruptionBudget");
+    assert_eq!(pdb["spec"]["maxUnavailable"], 1);
+    let selector = &deployment["spec"]["selector"]["matchLabels"];
+    assert_eq!(&pdb["spec"]["selector"]["matchLabels"], selector);
+    let affinity = &deployment["spec"]["template"]["spec"]["affinity"];
+    assert_eq!(
+        affinity["podAntiAffinity"],
+        json!({"preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 100, "podAffinityTerm": spread_term()}
+        ]})
+    );
+    assert_eq!(&spread_term()["labelSelector"]["matchLabels"], selector);
+    let role = one(&objects, "Role");
+    assert_eq!(role["metadata"]["name"], "canary-operator-shards");
+
+    // Hard anti-affinity on request; the user's own affinity wins; the budget can be dropped.
+    let required = ["--set", "replicaCount=3,sharding.podAntiAffinity=required"];
+    let objects = render(&required).await;
+    let affinity = &one(&objects, "Deployment")["spec"]["template"]["spec"]["affinity"];
+    let terms = &affinity["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"];
+    assert_eq!(terms, &json!([spread_term()]));
+    let own = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
+        {"nodeSelectorTerms": [{"matchExpressions":
+            [{"key": "pool", "operator": "In", "values": ["monitoring"]}]}]}}});
+    let objects = render(&[
+        "--set",
+        "replicaCount=3,podDisruptionBudget.enabled=false",
+        "--set-json",
+        &format!("affinity={own}"),
+    ])
+    .await;
+    assert_eq!(
+        one(&objects, "Deployment")["spec"]["template"]["spec"]["affinity"],
+        own
+    );
+    assert!(of_kind(&objects, "PodDisruptionBudget").is_empty());
+    let objects = render(&["--set", "replicaCount=3,sharding.podAntiAffinity=none"]).await;
+    let spec = &one(&objects, "Deployment")["spec"]["template"]["spec"];
+    assert!(spec.get("affinity").is_none(), "{spec}");
+}
+
+#[tokio::test]
+async fn one_pod_elects_a_leader_and_several_can_too_or_none_is_elected() {
+    // One pod: a leader, so a rolling update never runs two probing pods; no budget, no spread.
+    let objects = render(&[]).await;
+    assert!(args(&objects).contains(&"--sharding=leader".to_string()));
+    assert!(of_kind(&objects, "PodDisruptionBudget").is_empty());
+    let spec = &one(&objects, "Deployment")["spec"]["template"]["spec"];
+    assert!(spec.get("affinity").is_none(), "{spec}");
+    assert_eq!(
+        one(&objects, "Role")["metadata"]["name"],
+        "canary-operator-leader-election"
+    );
+
+    let objects = render(&["--set", "replicaCount=3,sharding.mode=leader"]).await;
+    let leader = args(&objects);
+    for wanted in ["--sharding=leader"].iter().chain(&LEASE_ARGS) {
+        assert!(
+            leader.contains(&wanted.to_string()),
+            "{wanted} in {leader:?}"
+        );
+    }
+    assert!(of_kind(&objects, "PodDisruptionBudget").is_empty());
 
     let objects = render(&["--set", "leaderElection.enabled=false"]).await;
     let args = args(&objects);
+    assert!(args.contains(&"--sharding=off".to_string()), "{args:?}");
     assert!(
-        !args.iter().any(|a| a.starts_with("--leader-elect")),
+        !args.iter().any(|a| a.starts_with("--leader-election")),
         "{args:?}"
     );
     assert!(of_kind(&objects, "Role").is_empty(), "no Lease permissions");

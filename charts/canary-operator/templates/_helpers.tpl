@@ -63,12 +63,27 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- include "canary.fullname" . }}
 {{- end }}
 
-{{/* Is leader election on? Fails on replicaCount > 1 without it: two pods would both probe. */}}
-{{- define "canary.leaderElect" -}}
-{{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) }}
-{{- fail "replicaCount > 1 needs leaderElection.enabled=true: without a leader every replica would probe every HealthCheck and write its status" }}
+{{/* How the pods share the checks (--sharding): sharding.mode, or by default shards for
+several pods, leader for one (off without leaderElection.enabled). Fails on off with several
+pods: each would probe every HealthCheck and write its status. */}}
+{{- define "canary.shardingMode" -}}
+{{- $mode := .Values.sharding.mode }}
+{{- $replicas := int .Values.replicaCount }}
+{{- if not $mode }}
+{{- if gt $replicas 1 }}shards{{ else if .Values.leaderElection.enabled }}leader{{ else }}off{{ end }}
+{{- else if and (gt $replicas 1) (eq $mode "off") }}
+{{- fail "replicaCount > 1 needs sharding.mode leader or shards: with off every replica would probe every HealthCheck and write its status" }}
+{{- else }}
+{{- $mode }}
 {{- end }}
-{{- if .Values.leaderElection.enabled }}true{{ end }}
+{{- end }}
+
+{{/* Is there a PodDisruptionBudget? podDisruptionBudget.enabled, by default only in shards mode. */}}
+{{- define "canary.pdb" -}}
+{{- $enabled := .Values.podDisruptionBudget.enabled }}
+{{- if kindIs "invalid" $enabled }}
+{{- if eq (include "canary.shardingMode" .) "shards" }}true{{ end }}
+{{- else if $enabled }}true{{ end }}
 {{- end }}
 
 {{/* PromQL matchers selecting Canary's scrape target. */}}
