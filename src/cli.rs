@@ -50,7 +50,8 @@ pub struct OperatorArgs {
     /// Namespaces to watch (comma-separated); all namespaces when empty.
     #[arg(long, env = "CANARY_NAMESPACES", value_delimiter = ',')]
     pub namespaces: Vec<String>,
-    /// Status writes per second to the API server, across all HealthChecks.
+    /// Status writes per second to the API server, across all HealthChecks of this replica
+    /// (with `--sharding shards`, N replicas write up to N times this).
     #[arg(long, env = "CANARY_STATUS_WRITE_QPS", default_value_t = 10)]
     pub status_write_qps: u32,
     /// Status writes allowed in a burst above the rate.
