@@ -107,6 +107,7 @@ pub fn detail(detail: &Detail) -> Value {
         "lastResult": detail.last_result,
         "tls": detail.tls,
         "spec": detail.spec,
+        "probedBy": detail.probed_by,
     });
     if let (Value::Object(value), Value::Object(extra)) = (&mut value, extra) {
         value.extend(extra);

@@ -132,6 +132,9 @@ pub struct Detail {
     pub tls: Option<TlsFacts>,
     /// The spec, its URL shown as everywhere else; `None` when redacted or not known.
     pub spec: Option<HealthCheckSpec>,
+    /// The replica whose run status last recorded (`status.probedBy`): with `--sharding
+    /// shards`, the owner, so a reader of another replica's page knows whose history this is.
+    pub probed_by: Option<String>,
 }
 
 /// How the page reads the scheduler.
@@ -234,6 +237,7 @@ impl Source {
             last_result,
             tls,
             spec: shown_spec,
+            probed_by: view.status.probed_by.clone(),
         }
     }
 }

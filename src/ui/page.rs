@@ -227,7 +227,7 @@ pub fn detail(detail: &Detail, ctx: &PageContext) -> Markup {
                 h2 { "Latency" }
                 (chart::latency(&check.results))
             }
-            @if let Some(result) = &detail.last_result { (last_result(result, check)) }
+            @if let Some(result) = &detail.last_result { (last_result(result, check, detail.probed_by.as_deref())) }
             @if let Some(tls) = &detail.tls { (certificate(tls)) }
             (transitions(&detail.transitions))
             (badges(check))
@@ -242,7 +242,7 @@ pub fn detail(detail: &Detail, ctx: &PageContext) -> Markup {
     layout(&title, ctx, body)
 }
 
-fn last_result(result: &LastResult, check: &Check) -> Markup {
+fn last_result(result: &LastResult, check: &Check, probed_by: Option<&str>) -> Markup {
     let phases = result.phases.clone().unwrap_or_default();
     let rows = [
         ("DNS", phases.dns),
@@ -257,6 +257,7 @@ fn last_result(result: &LastResult, check: &Check) -> Markup {
             h2 { "Last result" }
             dl.facts {
                 dt { "when" } dd { (check.last_run.map(time).unwrap_or_default()) }
+                @if let Some(by) = probed_by { dt { "probed by" } dd { (by) } }
                 dt { "reason" } dd { (result.reason.as_str()) }
                 @if !result.message.is_empty() { dt { "message" } dd { (result.message) } }
                 @if let Some(code) = result.http_status { dt { "HTTP status" } dd { (code) } }

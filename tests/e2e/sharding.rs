@@ -334,10 +334,18 @@ async fn three_replicas_each_probe_their_own_share_exactly_once() {
     // 300 checks hashed on their own: a replica's share is binomial (sd about 8 of 100).
     assert!(max as f64 / min as f64 <= 1.5, "unbalanced: {counts:?}");
     let window = Instant::now();
-    ring.probed_times(window, 5).await;
+    ring.probed_times(window, 3).await;
     let probes = ring.target.since(window);
     ring.no_double_probing(&probes, "steady state");
     assert!(handovers(&probes).is_empty(), "no moves in a steady ring");
+    // Each replica's status page shows the checks it probes, naming itself as their prober.
+    for (check, by) in owners.iter().take(6) {
+        let owner = by.iter().next().unwrap();
+        let ui = ring.replica(owner).ui.expect("the status page is on");
+        let path = format!("/api/v1/checks/{NS}/c{check}");
+        let detail = canary_test_harness::http::get(ui, &path).await.unwrap();
+        assert_eq!(detail.json()["probedBy"], owner.as_str(), "c{check}");
+    }
     for (name, replica) in &ring.replicas {
         let (members, owned) = ring.shard_gauges(name).await;
         assert_eq!(members, 3.0, "{name} sees three members");
@@ -417,8 +425,9 @@ async fn a_killed_replicas_checks_resume_elsewhere_within_the_lease_and_a_renew_
         .unwrap();
     println!("the last of r3's checks resumed {resumed:?} after the kill (longest gap {gap:?})");
     // r3 renewed at most a renew period before the kill; peers judge it dead a lease duration
-    // after that renewal and run the slot it missed at once. Slack for two shared cores.
-    let bound = DURATION + DURATION / 3 + Duration::from_millis(500);
+    // after that renewal, acknowledge the new ring and run the slot it missed at once. Slack
+    // for the acknowledgement round of debug builds on two shared, loaded cores.
+    let bound = DURATION + DURATION / 3 + SEC;
     assert!(
         resumed <= bound,
         "resumed {resumed:?} after the kill (bound {bound:?})"
