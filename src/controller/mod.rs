@@ -194,7 +194,10 @@ impl Operator {
         let (scopes, coordination) = match mode {
             Sharding::Off => (channel::channel(Scope::All).1, Coordination::None),
             Sharding::Leader => self.elect(&mut supervisor, &identity, engine.standby.clone()),
-            Sharding::Shards => self.join(&mut supervisor, &identity, &metrics, applied),
+            Sharding::Shards => {
+                let scheduler = engine.scheduler.clone();
+                self.join(&mut supervisor, &identity, &metrics, applied, scheduler)
+            }
         };
         let (events_tx, events_rx) = mpsc::channel(WATCH_BUFFER);
         let watch = watch::run(
@@ -238,6 +241,7 @@ impl Operator {
         identity: &str,
         metrics: &Arc<Metrics>,
         applied: channel::Receiver<shard::Applied>,
+        scheduler: crate::runner::Scheduler,
     ) -> (channel::Receiver<Scope>, Coordination) {
         let leader = &self.args.leader;
         let config = shard::ShardConfig::new(
@@ -248,7 +252,7 @@ impl Operator {
         );
         let lead = config.leave_lead();
         let gauge = metrics.operator.shard_members.clone();
-        let member = shard::Member::new(self.client.clone(), config, gauge);
+        let member = shard::Member::new(self.client.clone(), config, gauge, scheduler);
         let (scope_tx, scopes) = channel::channel(Scope::Nothing);
         let (leave, leaving) = channel::channel(None);
         supervisor.spawn("member", member.run(scope_tx, applied, leaving));

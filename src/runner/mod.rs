@@ -204,6 +204,9 @@ pub(crate) struct Shared {
     /// Unix ms after which no run starts (a replica handing its checks over, see
     /// [`Scheduler::retire`]).
     retire_after: Mutex<Option<i64>>,
+    /// No probe starts at or after this moment (a shard member whose Lease renewal is overdue;
+    /// see [`Scheduler::probe_until`]).
+    probe_until: Mutex<Option<Instant>>,
 }
 
 /// The scheduler handle; cheap to clone.
@@ -224,6 +227,7 @@ impl Scheduler {
                 recent: Mutex::new(VecDeque::new()),
                 last_tick: Mutex::new(Instant::now()),
                 retire_after: Mutex::new(None),
+                probe_until: Mutex::new(None),
             }),
         }
     }
@@ -335,6 +339,13 @@ impl Scheduler {
     /// to the peers, which take the first slot after the same time.
     pub fn retire(&self, after: jiff::Timestamp) {
         *lock(&self.shared.retire_after) = Some(phase::unix_ms(after));
+    }
+
+    /// Lets probes start only before `until` (`None`: always). The shard membership task moves
+    /// it with each confirmed renewal, so a replica that cannot renew stops probing at its renew
+    /// deadline even while reconcile, which stops its runners, waits on a slow API server.
+    pub fn probe_until(&self, until: Option<Instant>) {
+        *lock(&self.shared.probe_until) = until;
     }
 
     /// Stops every runner without telling sinks (process shutdown: pending status writes

@@ -55,11 +55,18 @@ impl Slots {
     /// the first slot after both the previous owner's promise (`quiet_after`) and half an
     /// interval past its recorded last run; a slot missed by less than an interval (the
     /// handover took that long) runs at once (`now`), an older one is given up for the next.
+    /// Times in the future (a previous owner's fast clock, an odd status or Lease) count as
+    /// now, and a promise as at most an interval ahead, so neither can postpone a check for long.
     pub fn resume(&self, now: i64, last_run: Option<i64>, quiet_after: Option<i64>) -> i64 {
-        let floor = [last_run.map(|at| at + self.interval / 2), quiet_after]
-            .into_iter()
-            .flatten()
-            .max();
+        let last_run = last_run.map(|at| at.min(now));
+        let quiet_after = quiet_after.map(|at| at.min(now.saturating_add(self.interval)));
+        let floor = [
+            last_run.map(|at| at.saturating_add(self.interval / 2)),
+            quiet_after,
+        ]
+        .into_iter()
+        .flatten()
+        .max();
         let Some(floor) = floor else {
             return self.after(now - 1);
         };
@@ -180,6 +187,17 @@ mod tests {
         let s = slots();
         // Last run at 112.5s recorded, asked at 113s: 122.5s, not now.
         assert_eq!(s.resume(113 * SEC, Some(112_500), None), 122_500);
+    }
+
+    #[test]
+    fn times_in_the_future_postpone_a_resumed_check_by_an_interval_at_most() {
+        let s = slots();
+        let year_9999 = 253_402_300_799 * SEC;
+        // A last run "in the future" counts as now: half an interval later, on a slot.
+        assert_eq!(s.resume(105 * SEC, Some(year_9999), None), 112_500);
+        // A promise far ahead binds for one interval at most.
+        assert_eq!(s.resume(105 * SEC, None, Some(year_9999)), 122_500);
+        assert_eq!(s.resume(105 * SEC, Some(i64::MAX), Some(i64::MAX)), 122_500);
     }
 
     #[test]

@@ -63,16 +63,20 @@ pub(super) async fn run(
         };
         let (permit, slot_wait) = shared.slots.acquire(&spec.key.namespace).await;
         let started = Instant::now();
+        if gated(&shared, started) {
+            // Not this replica's to probe for now: the run is skipped, not stacked.
+            drop(permit);
+            let mut state = lock(&state);
+            state.next_due = next_run(due, &spec, slots.as_ref(), started).0;
+            state.phase = RunPhase::Idle;
+            continue;
+        }
         lock(&state).phase = RunPhase::Running { since: started };
         let lag = started.saturating_duration_since(due);
         let outcome = prober.probe().await;
         drop(permit);
         let now = Instant::now();
-        let (mut next_due, skipped) = next_due_after(due, spec.schedule.interval, now);
-        if let Some(slots) = &slots {
-            let wall_now = phase::unix_ms(jiff::Timestamp::now());
-            next_due = phase::snap(slots, next_due, now, wall_now);
-        }
+        let (next_due, skipped) = next_run(due, &spec, slots.as_ref(), now);
         {
             let mut state = lock(&state);
             state.next_due = next_due;
@@ -94,6 +98,29 @@ fn retired(shared: &Shared, due: Instant) -> bool {
     };
     let wall_now = phase::unix_ms(jiff::Timestamp::now());
     phase::wall_of(due, Instant::now(), wall_now) > limit
+}
+
+/// The next due time after a run due at `due` (on its wall-clock slot when aligned), and how
+/// many ticks were skipped.
+fn next_run(
+    due: Instant,
+    spec: &RunnerSpec,
+    slots: Option<&phase::Slots>,
+    now: Instant,
+) -> (Instant, u64) {
+    let (next_due, skipped) = next_due_after(due, spec.schedule.interval, now);
+    match slots {
+        Some(slots) => {
+            let wall_now = phase::unix_ms(jiff::Timestamp::now());
+            (phase::snap(slots, next_due, now, wall_now), skipped)
+        }
+        None => (next_due, skipped),
+    }
+}
+
+/// Whether probes may not start at `now` (see [`super::Scheduler::probe_until`]).
+fn gated(shared: &Shared, now: Instant) -> bool {
+    (*lock(&shared.probe_until)).is_some_and(|until| now >= until)
 }
 
 /// Ready turns Unknown (Reconciling) with the new observedGeneration right away when an

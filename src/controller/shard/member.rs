@@ -21,7 +21,7 @@ use super::{
     peers::Peers,
     ring::{Ring, RingHash},
 };
-use crate::controller::reconcile::Scope;
+use crate::{controller::reconcile::Scope, runner::Scheduler};
 
 /// Lists triggered by the watch are at least this far apart.
 const LIST_SPACING: Duration = Duration::from_millis(50);
@@ -72,12 +72,21 @@ pub struct Member {
     /// When the last round failed (retry sooner than the renew period).
     failed_at: Option<Instant>,
     last_list: Option<Instant>,
+    /// When departed Leases were last collected (at most once per renew period).
+    collected_at: Option<Instant>,
     /// `canary_shard_members`.
     members_gauge: IntGauge,
+    /// Its probe gate follows the renew deadline directly (see [`Scheduler::probe_until`]).
+    scheduler: Scheduler,
 }
 
 impl Member {
-    pub fn new(client: Client, config: ShardConfig, members_gauge: IntGauge) -> Self {
+    pub fn new(
+        client: Client,
+        config: ShardConfig,
+        members_gauge: IntGauge,
+        scheduler: Scheduler,
+    ) -> Self {
         let name = lease_name(&config.identity);
         Self {
             api: Api::namespaced(client, &config.namespace),
@@ -93,7 +102,9 @@ impl Member {
             member: false,
             failed_at: None,
             last_list: None,
+            collected_at: None,
             members_gauge,
+            scheduler,
         }
     }
 
@@ -116,16 +127,27 @@ impl Member {
                 return;
             }
             let current = *applied.borrow_and_update();
+            // A deadline that passed while this task slept is announced before the round, not
+            // after its calls.
+            self.check_deadline(Instant::now());
+            self.publish(&scope);
             // The step-down must not wait for a Lease call that hangs (as the elector's). Once
             // the deadline has passed (stepped down), rounds run to their end: a past deadline
             // would cancel every round before its first call came back, and the replica could
-            // never renew again (each call still has its own timeout).
+            // never renew again (each call still has its own timeout). Leaving cuts a round
+            // short: the release is promised for a moment that must not pass first.
             let deadline = (self.renewed_at)
                 .map(|at| at + self.config.renew_deadline())
                 .filter(|at| *at > Instant::now());
             tokio::select! {
                 () = self.round(current) => {}
                 () = sleep_until(deadline) => {}
+                changed = leave.changed(), if stoppable => if changed.is_err() {
+                    stoppable = false;
+                },
+            }
+            if leave.borrow().is_some() {
+                continue;
             }
             self.check_deadline(Instant::now());
             self.publish(&scope);
@@ -188,7 +210,11 @@ impl Member {
             failed |= self.write(claim).await.is_err();
         }
         self.failed_at = failed.then(Instant::now);
-        if listed.is_ok() && self.healthy(Instant::now()) {
+        let now = Instant::now();
+        let collect_due =
+            (self.collected_at).is_none_or(|at| now >= at + self.config.renew_period());
+        if listed.is_ok() && self.healthy(now) && collect_due {
+            self.collected_at = Some(now);
             self.collect().await;
         }
     }
@@ -316,9 +342,12 @@ impl Member {
         }
         let ring = Ring::new(members);
         let acked = |ack: Option<RingHash>| ack == Some(ring.hash());
+        // Every alive Lease must acknowledge, candidates included: a replica that stepped down
+        // is a candidate as soon as it renews again, before its reconcile has stopped what it
+        // ran; its acknowledgement says it has.
         let may_gain = standing == Standing::Member
             && acked(self.published.as_ref().and_then(|p| p.ack))
-            && self.peers.members().all(|peer| acked(peer.ack));
+            && self.peers.alive_claims().all(|peer| acked(peer.ack));
         Assignment {
             identity: Arc::from(self.config.identity.as_str()),
             ring: Arc::new(ring),
@@ -331,7 +360,15 @@ impl Member {
     }
 
     fn publish(&self, scope: &watch::Sender<Scope>) {
-        let assignment = self.assignment(Instant::now());
+        let now = Instant::now();
+        let assignment = self.assignment(now);
+        // Probing stops at the renew deadline whatever reconcile is doing; out of the ring
+        // (candidate or stepped down) nothing may start at all.
+        let until = match (assignment.standing, self.renewed_at) {
+            (Standing::Member, Some(at)) => at + self.config.renew_deadline(),
+            _ => now,
+        };
+        self.scheduler.probe_until(Some(until));
         self.members_gauge.set(assignment.ring.len() as i64);
         scope.send_if_modified(|current| {
             let changed = !matches!(current, Scope::Share(now) if now.ring == assignment.ring

@@ -97,6 +97,14 @@ impl Peers {
             .map(|seen| &seen.claim)
     }
 
+    /// Every alive peer, admitted or candidate (a replica that stepped down and rejoins as a
+    /// candidate may still run checks until its reconcile acknowledges the ring).
+    pub fn alive_claims(&self) -> impl Iterator<Item = &Claim> {
+        (self.seen.values())
+            .filter(|seen| self.alive(seen))
+            .map(|seen| &seen.claim)
+    }
+
     /// When the earliest alive peer can next be judged expired (a list sent then decides).
     pub fn next_expiry(&self) -> Option<Instant> {
         (self.seen.values())
