@@ -55,11 +55,10 @@ impl Slots {
     /// the first slot after both the previous owner's promise (`quiet_after`) and half an
     /// interval past its recorded last run; a slot missed by less than an interval (the
     /// handover took that long) runs at once (`now`), an older one is given up for the next.
-    /// Times in the future (a previous owner's fast clock, an odd status or Lease) count as
-    /// now, and a promise as at most an interval ahead, so neither can postpone a check for long.
+    /// A last run in the future (a previous owner's fast clock, an odd status) counts as now,
+    /// so it cannot postpone a check; promises come capped by the peer table.
     pub fn resume(&self, now: i64, last_run: Option<i64>, quiet_after: Option<i64>) -> i64 {
         let last_run = last_run.map(|at| at.min(now));
-        let quiet_after = quiet_after.map(|at| at.min(now.saturating_add(self.interval)));
         let floor = [
             last_run.map(|at| at.saturating_add(self.interval / 2)),
             quiet_after,
@@ -190,14 +189,12 @@ mod tests {
     }
 
     #[test]
-    fn times_in_the_future_postpone_a_resumed_check_by_an_interval_at_most() {
+    fn a_last_run_in_the_future_does_not_postpone_a_resumed_check() {
         let s = slots();
         let year_9999 = 253_402_300_799 * SEC;
         // A last run "in the future" counts as now: half an interval later, on a slot.
         assert_eq!(s.resume(105 * SEC, Some(year_9999), None), 112_500);
-        // A promise far ahead binds for one interval at most.
-        assert_eq!(s.resume(105 * SEC, None, Some(year_9999)), 122_500);
-        assert_eq!(s.resume(105 * SEC, Some(i64::MAX), Some(i64::MAX)), 122_500);
+        assert_eq!(s.resume(105 * SEC, Some(i64::MAX), None), 112_500);
     }
 
     #[test]
