@@ -16,8 +16,8 @@
 //! **Handover.** A replica that sees a new ring stops at once what it no longer owns, then
 //! acknowledges the ring on its Lease (`canary.dev/ring-ack: <hash>`, with
 //! `canary.dev/ring-quiet-after`: the time it stopped). It starts what it gained only once its
-//! own acknowledgement is written *and* every other member of the ring has acknowledged the
-//! same hash; a member that died is out of the ring once expired, and one that left released
+//! own acknowledgement is written *and* every other live Lease (candidates too) has
+//! acknowledged the same hash; a member that died is out of the ring once expired, and one that left released
 //! its Lease. So no check is run by two replicas: whoever ran it has acknowledged a ring in
 //! which it does not own it, and a replica never starts anything beyond its acknowledged ring.
 //! This waits for all members, not just the check's previous owner: with only a hash, a
