@@ -1,0 +1,172 @@
+//! Sharding benchmark through the local API server: `CHECKS` HealthChecks (default 10,000) at a
+//! 10 s interval over `REPLICAS` operator processes (default 3) with `--sharding shards`.
+//! Measures the time until every check shows Ready in status, then over a steady window
+//! (`WINDOW` seconds, default 30): scheduler lag p99 per replica (from the
+//! `canary_scheduler_lag_seconds` histogram, bucket upper bound), CPU per replica, checks owned
+//! per replica, and status writes per second seen at the API server. Run:
+//! `cargo bench --bench sharding` (release; needs the tools of `scripts/test` for kubectl).
+//! With `CHECKS=1000` it takes about a minute here; the default 10,000 did not finish within
+//! nine minutes on a shared two-core machine (not yet known whether applying, the first
+//! status writes or the replicas were the bottleneck).
+
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
+
+use canary_test_harness::{
+    cluster::{Cluster, http_check},
+    env_or, metrics,
+    operator::{Launch, Operator},
+    targets::{Reply, TestServer, Transport},
+    tools::documents,
+};
+use serde_json::{Value, json};
+
+const CANARY: &str = env!("CARGO_BIN_EXE_canary");
+
+/// `checks` HealthChecks at a 10s interval probing `target`.
+fn checks(checks: usize, target: &TestServer) -> Vec<Value> {
+    let spec = json!({"interval": "10s", "timeout": "2s"});
+    (0..checks)
+        .map(|i| http_check("default", &format!("c{i}"), &target.url("/"), spec.clone()))
+        .collect()
+}
+
+/// The `canary_scheduler_lag_seconds` buckets of one scrape: (upper bound, cumulative count).
+fn lag_buckets(text: &str) -> Vec<(f64, f64)> {
+    let mut buckets: Vec<(f64, f64)> = (metrics::samples(text).into_iter())
+        .filter(|s| s.name == "canary_scheduler_lag_seconds_bucket")
+        .filter_map(|s| {
+            let le = s.labels.get("le")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, s.value))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    buckets
+}
+
+/// The upper bound of the bucket holding the `q` quantile of the runs between two scrapes,
+/// and how many runs that was.
+fn quantile(before: &[(f64, f64)], after: &[(f64, f64)], q: f64) -> (f64, f64) {
+    let counts: Vec<(f64, f64)> = (after.iter())
+        .map(|(le, n)| {
+            let was = (before.iter()).find(|(b, _)| b == le).map_or(0.0, |b| b.1);
+            (*le, n - was)
+        })
+        .collect();
+    let total = counts.last().map_or(0.0, |c| c.1);
+    let bound = (counts.iter())
+        .find(|(_, n)| *n >= q * total)
+        .map_or(f64::NAN, |c| c.0);
+    (bound, total)
+}
+
+/// Polls until every check is Ready=True (10 minutes at most); returns when, since `started`.
+async fn wait_all_ready(cluster: &Cluster, checks: usize, started: Instant) -> Duration {
+    let ready_column =
+        r#"jsonpath={range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}"#;
+    loop {
+        let out = cluster
+            .kubectl
+            .ok(&["get", "chc", "-n", "default", "-o", ready_column])
+            .await;
+        let ready = out.lines().filter(|l| *l == "True").count();
+        if ready == checks {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "only {ready}/{checks} Ready after 10 minutes"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn run(checks_wanted: usize, replicas: usize, window: Duration) {
+    let cluster = Cluster::start().await;
+    let target = TestServer::start(Transport::Plain, |_| Reply::ok("ok")).await;
+    let mut operators: Vec<(String, Operator)> = Vec::new();
+    for i in 1..=replicas {
+        let name = format!("r{i}");
+        let operator = Launch::operator(CANARY, cluster.kubeconfig())
+            .args(&["--sharding", "shards"])
+            .env("POD_NAME", &name)
+            .env("RUST_LOG", "warn,canary_operator::engine=info")
+            .process()
+            .await;
+        operators.push((name, operator));
+    }
+    println!(
+        "{checks_wanted} HealthChecks at a 10s interval over {replicas} replicas (--sharding shards)"
+    );
+    let started = Instant::now();
+    let apply = ["apply", "--server-side", "-f", "-"];
+    let objects = documents(&checks(checks_wanted, &target));
+    cluster.kubectl.ok_stdin(&apply, &objects).await;
+    let applied = started.elapsed();
+    println!("kubectl apply --server-side: {:.1}s", applied.as_secs_f64());
+    let all_ready = wait_all_ready(&cluster, checks_wanted, started).await;
+    println!("all Ready in status after {:.1}s", all_ready.as_secs_f64());
+    // The steady window: every check has run, first writes are done.
+    cluster.server.clear_requests();
+    let mut before = Vec::new();
+    for (_, operator) in &operators {
+        let scrape = operator.scrape().await.unwrap_or_default();
+        before.push((operator.cpu(), lag_buckets(&scrape)));
+    }
+    let window_start = Instant::now();
+    tokio::time::sleep(window).await;
+    let seconds = window_start.elapsed().as_secs_f64();
+    let writes = (cluster.operator_requests().into_iter())
+        .filter(|r| r.subresource == "status" && r.verb == "patch")
+        .count();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!("cores: {cores}");
+    println!("steady window {seconds:.0}s:");
+    for ((name, operator), (cpu0, lag0)) in operators.iter().zip(&before) {
+        let scrape = operator.scrape().await.unwrap_or_default();
+        let cpu = (operator.cpu() - *cpu0).as_secs_f64();
+        let (p99, runs) = quantile(lag0, &lag_buckets(&scrape), 0.99);
+        let owned = metrics::sum(&scrape, "canary_shard_owned_checks", &[]);
+        let members = metrics::sum(&scrape, "canary_shard_members", &[]);
+        println!(
+            "  {name}: owns {owned:.0} checks (sees {members:.0} members), {runs:.0} runs \
+             ({:.0}/s), scheduler lag p99 <= {p99}s, CPU {:.0}% of one core, RSS {:.1} MiB",
+            runs / seconds,
+            cpu / seconds * 100.0,
+            operator.rss_mib()
+        );
+    }
+    println!(
+        "status writes at the API server: {writes} ({:.1}/s, all replicas)",
+        writes as f64 / seconds
+    );
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for (name, operator) in &operators {
+        let (status, _) = operator.terminate().await;
+        *counts
+            .entry(if status.success() { "ok" } else { "failed" })
+            .or_default() += 1;
+        if !status.success() {
+            println!("{name} exited with {status:?}");
+        }
+    }
+    println!("exits: {counts:?}");
+}
+
+fn main() {
+    let checks = env_or("CHECKS", 10_000);
+    let replicas = env_or("REPLICAS", 3);
+    let window = Duration::from_secs(env_or("WINDOW", 30));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    runtime.block_on(run(checks, replicas, window));
+}
