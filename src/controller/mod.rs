@@ -323,6 +323,14 @@ impl Running {
             self.engine.scheduler.retire(quiet_after);
             let _ = leave.send(Some(quiet_after));
             tokio::time::sleep(lead).await;
+            // Runs due by the promise that are a little late still start (peers leave those
+            // slots to this replica); later ones are retired. Bounded by another lead.
+            let until = tokio::time::Instant::now() + lead;
+            while self.engine.scheduler.runs_pending_before_retirement()
+                && tokio::time::Instant::now() < until
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
         }
         self.engine.scheduler.shutdown();
         self.writer.flush(FLUSH_DEADLINE).await;

@@ -348,6 +348,30 @@ impl Scheduler {
         *lock(&self.shared.probe_until) = until;
     }
 
+    /// Whether a run due by the retirement limit (see [`Scheduler::retire`]) has not started
+    /// yet: a replica handing over waits for those before it stops its runners, or a run due
+    /// just before its promise but a little late would be cut and nobody would run that slot.
+    pub fn runs_pending_before_retirement(&self) -> bool {
+        let Some(limit) = *lock(&self.shared.retire_after) else {
+            return false;
+        };
+        let runners = lock(&self.shared.runners);
+        runners.values().any(|handle| {
+            let runs = matches!(handle.spec.plan, Plan::Run(_)) && !handle.spec.schedule.suspend;
+            let state = lock(&handle.state);
+            let slots = (self.shared.config.aligned)
+                .then(|| phase::Slots::new(handle.spec.schedule.interval, jitter(&handle.spec)));
+            match state.phase {
+                RunPhase::Queued { .. } => true,
+                RunPhase::Running { .. } => false,
+                RunPhase::Idle => {
+                    runs && !handle.task.is_finished()
+                        && task::due_wall_ms(state.next_due, slots.as_ref()) <= limit
+                }
+            }
+        })
+    }
+
     /// Stops every runner without telling sinks (process shutdown: pending status writes
     /// stay queued so they can be flushed).
     pub fn shutdown(&self) {

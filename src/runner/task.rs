@@ -55,7 +55,7 @@ pub(super) async fn run(
             }
             due = lock(&state).next_due;
         }
-        if retired(&shared, due) {
+        if retired(&shared, due, slots.as_ref()) {
             return std::future::pending().await;
         }
         lock(&state).phase = RunPhase::Queued {
@@ -92,12 +92,20 @@ pub(super) async fn run(
 }
 
 /// Whether a run due at `due` falls after the time this replica promised to stop by.
-fn retired(shared: &Shared, due: Instant) -> bool {
+fn retired(shared: &Shared, due: Instant, slots: Option<&phase::Slots>) -> bool {
     let Some(limit) = *lock(&shared.retire_after) else {
         return false;
     };
+    due_wall_ms(due, slots) > limit
+}
+
+/// The wall-clock time of a run due at `due`: on aligned schedules its exact slot (the instant
+/// read back against the clocks is off by a millisecond or so, and a slot on the promise's edge
+/// must be judged the same way here as by the replica taking over, which compares slots).
+pub(super) fn due_wall_ms(due: Instant, slots: Option<&phase::Slots>) -> i64 {
     let wall_now = phase::unix_ms(jiff::Timestamp::now());
-    phase::wall_of(due, Instant::now(), wall_now) > limit
+    let wall = phase::wall_of(due, Instant::now(), wall_now);
+    slots.map_or(wall, |slots| slots.nearest(wall))
 }
 
 /// The next due time after a run due at `due` (on its wall-clock slot when aligned), and how
