@@ -143,24 +143,27 @@ impl Operator {
         (self.args.leader.leader_election_identity.clone()).unwrap_or_else(default_identity)
     }
 
+    /// The status writer with the flags' rate limits (per replica).
+    fn status_writer(&self, metrics: &Arc<Metrics>) -> writer::StatusWriter {
+        let args = &self.args;
+        let config = writer::WriterConfig {
+            qps: args.status_write_qps,
+            burst: args.status_write_burst,
+            first_qps: args.status_first_write_qps,
+            first_burst: args.status_first_write_burst,
+            heartbeat: args.status_heartbeat,
+            stall: args.writer_stall,
+        };
+        writer::StatusWriter::new(self.client.clone(), config, metrics.clone())
+    }
+
     fn start(self) -> Result<Running, ControllerError> {
         let args = &self.args;
         let mode = args.leader.mode().map_err(ControllerError::Flags)?;
         let identity = self.identity();
         let allowlist = &args.service.engine.metrics_label_allowlist;
         let metrics = Arc::new(Metrics::with_label_allowlist(allowlist)?);
-        let writer = writer::StatusWriter::new(
-            self.client.clone(),
-            writer::WriterConfig {
-                qps: args.status_write_qps,
-                burst: args.status_write_burst,
-                first_qps: args.status_first_write_qps,
-                first_burst: args.status_first_write_burst,
-                heartbeat: args.status_heartbeat,
-                stall: args.writer_stall,
-            },
-            metrics.clone(),
-        );
+        let writer = self.status_writer(&metrics);
         let (event_sink, publisher) =
             events::EventSink::new(self.client.clone(), identity.clone(), metrics.clone());
         let watch_health = Arc::new(watch::WatchHealth::new(

@@ -36,9 +36,9 @@ impl Replicas {
     async fn start() -> Self {
         let cluster = Cluster::start().await;
         cluster.namespace(NS).await;
-        let grants = rbac::deployment_grants(
-            &chart::render_in("default", &["--set", "replicaCount=2"]).await,
-        );
+        // Two replicas default to shards; these are the active/standby replicas of leader mode.
+        let values = ["--set", "replicaCount=2", "--set", "sharding.mode=leader"];
+        let grants = rbac::deployment_grants(&chart::render_in("default", &values).await);
         let lease = rbac::lease_name(&grants).expect("the chart limits the Lease by name");
         let target = Switchable::start(200).await;
         cluster
