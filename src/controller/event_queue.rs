@@ -4,6 +4,7 @@
 //! retried with backoff until the Event is too old to matter; the queue is bounded and every
 //! drop is counted in `canary_events_total{result}`.
 
+use super::sleep_until;
 use std::{
     collections::{HashMap, HashSet, VecDeque},
     sync::Arc,
@@ -142,13 +143,6 @@ pub async fn run(
             }
             _ = sleep_until(wake) => {}
         }
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 

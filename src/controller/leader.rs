@@ -13,6 +13,7 @@
 //!   wall clocks are never compared, so skew cannot steal a healthy Lease.
 //! - On shutdown the leader releases the Lease so a standby takes over at once.
 
+use super::sleep_until;
 use std::time::Duration;
 
 use k8s_openapi::{
@@ -303,13 +304,6 @@ impl Elector {
         let params = PostParams::default();
         let replaced = self.api.replace(&self.config.name, &params, &lease);
         self.call(replaced, LeaderError::Write).await.map(|_| ())
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -21,7 +21,10 @@ use super::{
     peers::Peers,
     ring::{Ring, RingHash},
 };
-use crate::{controller::reconcile::Scope, runner::Scheduler};
+use crate::{
+    controller::{reconcile::Scope, sleep_until},
+    runner::Scheduler,
+};
 
 /// Lists triggered by the watch are at least this far apart.
 const LIST_SPACING: Duration = Duration::from_millis(50);
@@ -449,12 +452,5 @@ impl Member {
             }
         }
         tracing::warn!("could not release the Lease; peers take over when it expires");
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
