@@ -318,12 +318,12 @@ impl CheckFamilies {
     }
 }
 
-/// TLS metrics come only from a completed handshake (one with a negotiated version): the facts
+/// TLS metrics come only from a completed handshake: the facts
 /// of a chain that failed verification are in status, but an expiry gauge of a certificate nobody
 /// trusts (a load balancer's default one, say) would feed the expiry alerts with a stranger's
 /// dates. The last trusted values stay until a handshake completes again.
 fn record_tls(series: &mut CheckSeries, report: &RunReport<'_>) {
-    let Some(tls) = (report.outcome.tls.as_ref()).filter(|tls| tls.version.is_some()) else {
+    let Some(tls) = (report.outcome.tls.as_ref()).filter(|tls| tls.completed()) else {
         return;
     };
     if let Some(leaf) = tls.leaf() {

@@ -174,6 +174,12 @@ pub struct TlsCapture {
 }
 
 impl TlsCapture {
+    /// Whether the handshake completed (a version was negotiated); a chain captured from a
+    /// handshake that failed verification has facts but no version.
+    pub fn completed(&self) -> bool {
+        self.version.is_some()
+    }
+
     /// The leaf certificate.
     pub fn leaf(&self) -> Option<&CertFacts> {
         self.chain.first()
