@@ -21,6 +21,11 @@ pub struct Cli {
     /// `info,canary_operator::controller=debug`; RUST_LOG, when set, takes precedence.
     #[arg(long, global = true, env = "CANARY_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+    /// Log lines queued for stderr before new ones are dropped (counted in
+    /// `canary_log_lines_dropped_total`): a stderr that stops draining never blocks probing.
+    #[arg(long, global = true, env = "CANARY_LOG_QUEUE_LINES", default_value_t = 16_384,
+          value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    pub log_queue_lines: u32,
 }
 
 /// Log output formats.

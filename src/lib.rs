@@ -11,6 +11,7 @@ pub mod cli;
 pub mod controller;
 pub mod engine;
 pub mod files;
+pub mod logging;
 pub mod metrics;
 pub mod probe;
 pub mod readiness;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use canary_operator::{
     api,
     check::{self, CheckError},
-    cli::{CheckArgs, Cli, Command, LogFormat, OperatorArgs, SelftestArgs, StandaloneArgs},
+    cli::{CheckArgs, Cli, Command, OperatorArgs, SelftestArgs, StandaloneArgs},
     report,
 };
 use clap::Parser;
@@ -15,7 +15,9 @@ const EXIT_INVALID: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format, &cli.log_level);
+    // Held to the end: dropping it flushes the log queue.
+    let _log_queue =
+        canary_operator::logging::init(cli.log_format, &cli.log_level, cli.log_queue_lines);
     match cli.command {
         Command::Crd => match api::crd_yaml() {
             Ok(yaml) => {
@@ -28,19 +30,6 @@ fn main() -> ExitCode {
         Command::Standalone(args) => run_standalone(args),
         Command::Operator(args) => run_operator(args),
         Command::Selftest(args) => run_selftest(args),
-    }
-}
-
-fn init_tracing(format: LogFormat, level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
     }
 }
 

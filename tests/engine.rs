@@ -7,7 +7,7 @@ use std::{
     process::Command,
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -394,4 +394,50 @@ async fn descriptor_exhaustion_turns_healthz_503_and_recovers() {
     );
     limit_descriptors(&pid, 4096);
     eventually(15 * SEC, "recovery", POLL, healthy).await;
+}
+
+/// A log pipeline that stops draining (a full stderr pipe) costs log lines, counted, and not
+/// probing, `/healthz` or the exit on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stderr_nobody_reads_costs_log_lines_not_probing_health_or_shutdown() {
+    // Every other answer fails: each run is a transition, logged.
+    let answers = Arc::new(AtomicU64::new(0));
+    let server = TestServer::start(Transport::Plain, move |_| {
+        match answers.fetch_add(1, Ordering::SeqCst) % 2 {
+            0 => Reply::ok("ok"),
+            _ => Reply::status(500, "flapping"),
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let checks: Vec<String> = (0..50)
+        .map(|i| check_yaml(&format!("c{i}"), server.port()))
+        .collect();
+    std::fs::write(dir.path().join("checks.yaml"), checks.join("---\n")).unwrap();
+    let canary = (Launch::standalone(CANARY, dir.path()))
+        .args(&["--log-level", "trace", "--log-queue-lines", "64"])
+        .stall_output()
+        .process()
+        .await;
+    let dropped = "canary_log_lines_dropped_total";
+    eventually(60 * SEC, "log lines dropped", POLL, async || {
+        match canary.try_metric(dropped, &[]).await {
+            Ok(lines) if lines > 0.0 => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let runs = async || canary.metric_sum("canary_check_runs_total", &[]).await;
+    let before = runs().await;
+    eventually(10 * SEC, "100 more runs", POLL, async || {
+        match runs().await {
+            now if now >= before + 100.0 => Ok(()),
+            now => Err(format!("{} more", now - before)),
+        }
+    })
+    .await;
+    assert_eq!(canary.health_code("/healthz").await, Some(200));
+    let (exit, took) = canary.terminate().await;
+    assert!(exit.success(), "{exit:?}");
+    assert!(took < 3 * SEC, "shutdown took {took:?}");
 }

@@ -160,6 +160,7 @@ impl Metrics {
         build
             .with_label_values(&[env!("CARGO_PKG_VERSION"), REVISION])
             .set(1);
+        f.add(crate::logging::DroppedLines::new()?)?;
         let check = CheckFamilies::new(&mut f, allowlist)?;
         let operator = Self::operator_families(&mut f)?;
         Ok(Self {

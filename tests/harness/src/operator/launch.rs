@@ -25,6 +25,8 @@ pub struct Launch {
     env: Vec<(String, String)>,
     /// (metrics, health) when the flags name them; `None`: read from the log line naming them.
     admin: Option<Admin>,
+    /// Stop reading stdout and stderr once the admin addresses are announced (pipes kept open).
+    stall_output: bool,
 }
 
 /// Admin endpoints and the status page on free loopback ports, announced in the JSON logs.
@@ -58,6 +60,7 @@ impl Launch {
             args: vec![subcommand.to_string()],
             env: Vec::new(),
             admin: None,
+            stall_output: false,
         }
         .args(args)
     }
@@ -95,6 +98,7 @@ impl Launch {
             args,
             env,
             admin,
+            stall_output: false,
         };
         launch
             .env
@@ -107,6 +111,13 @@ impl Launch {
         if let Some(i) = self.args.iter().position(|a| a == "--ui-bind-address") {
             self.args[i + 1] = String::new();
         }
+        self
+    }
+
+    /// Never reads the output after the admin addresses are announced, keeping the pipes open:
+    /// a log pipeline that stopped draining. Lines after that are not kept.
+    pub fn stall_output(mut self) -> Self {
+        self.stall_output = true;
         self
     }
 
@@ -159,8 +170,13 @@ impl Launch {
         let logs = Logs::default();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let tx = Arc::new(Mutex::new(Some(tx)));
-        logs.collect(child.stdout.take().expect("stdout"), tx.clone());
-        logs.collect(child.stderr.take().expect("stderr"), tx);
+        let stall = self.stall_output;
+        if stall {
+            shrink_pipe(child.stdout.as_ref().expect("stdout"));
+            shrink_pipe(child.stderr.as_ref().expect("stderr"));
+        }
+        logs.collect(child.stdout.take().expect("stdout"), tx.clone(), stall);
+        logs.collect(child.stderr.take().expect("stderr"), tx, stall);
         let process = Mutex::new(Process { child, exit: None });
         let mut operator = Operator {
             metrics: ([0, 0, 0, 0], 0).into(),
@@ -189,6 +205,11 @@ impl Launch {
         operator.ui = admin.ui;
         operator
     }
+}
+
+/// Shrinks a pipe to one page, so a stalled reader fills it after a few lines.
+fn shrink_pipe(pipe: &impl std::os::fd::AsFd) {
+    rustix::pipe::fcntl_setpipe_size(pipe, 4096).expect("F_SETPIPE_SZ");
 }
 
 /// `args` with every `--*-bind-address=HOST:PORT` moved to a free loopback port, and the
@@ -244,17 +265,25 @@ fn ui_port(objects: &[Value]) -> Option<u64> {
 }
 
 impl Logs {
-    /// Keeps every line of `stream`, announcing the admin addresses of the log line naming them.
-    fn collect(&self, stream: impl Read + Send + 'static, announce: Announce) {
+    /// Keeps every line of `stream`, announcing the admin addresses of the log line naming them;
+    /// with `stall`, stops reading (and holds the stream open) once they are announced.
+    fn collect(&self, stream: impl Read + Send + 'static, announce: Announce, stall: bool) {
         let sink = self.0.clone();
         std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            let mut lines = BufReader::new(stream).lines();
+            for line in lines.by_ref().map_while(Result::ok) {
                 if let Some(admin) = admin_addresses(&line)
                     && let Some(tx) = announce.lock().unwrap().take()
                 {
                     let _ = tx.send(admin);
                 }
                 sink.lock().unwrap().push(line);
+                if stall && announce.lock().unwrap().is_none() {
+                    // Never returns: the pipe stays open and fills up.
+                    loop {
+                        std::thread::park();
+                    }
+                }
             }
         });
     }
