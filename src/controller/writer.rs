@@ -460,6 +460,11 @@ impl Sink for StatusWriter {
                 .get(),
         );
         let mut pending = lock(&self.shared.pending);
+        // Checked under the lock on_remove takes: a run reporting while its check is removed
+        // must not queue a write for it (see [`crate::runner::Registration`]).
+        if report.registration.removed() {
+            return;
+        }
         pending.put(report.key, report.status.clone(), clamp);
         drop(pending);
         self.shared.notify.notify_one();
@@ -473,7 +478,11 @@ impl Sink for StatusWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{LastResult, Reason};
+    use crate::{
+        api::{LastResult, Reason},
+        probe::Outcome,
+        runner::{Plan, Registration, RunnerSpec, Schedule},
+    };
 
     fn status(successes: i64, duration: &str, reason: Reason) -> HealthCheckStatus {
         HealthCheckStatus {
@@ -535,5 +544,70 @@ mod tests {
         );
         let failing = status(0, "0.020s", Reason::Timeout);
         assert_ne!(without_timestamps(&a, 3), without_timestamps(&failing, 3));
+    }
+
+    fn writer() -> StatusWriter {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = Client::try_from(config).unwrap();
+        let config = WriterConfig {
+            qps: 1,
+            burst: 1,
+            first_qps: 1,
+            first_burst: 1,
+            heartbeat: Duration::from_secs(60),
+            stall: Duration::from_secs(60),
+        };
+        let writer = StatusWriter::new(client, config, Arc::new(Metrics::new().unwrap()));
+        writer.set_enabled(true);
+        writer
+    }
+
+    fn run(writer: &StatusWriter, spec: &RunnerSpec, registration: &Registration) {
+        let outcome = Outcome::not_run(Reason::InvalidSpec, "");
+        let status = status(0, "0s", Reason::InvalidSpec);
+        writer.on_run(&RunReport {
+            key: &spec.key,
+            spec,
+            outcome: &outcome,
+            previous: &status,
+            status: &status,
+            transition: None,
+            lag: Duration::ZERO,
+            slot_wait: Duration::ZERO,
+            in_maintenance: false,
+            skipped: 0,
+            registration,
+        });
+    }
+
+    fn queued(writer: &StatusWriter, key: &CheckKey) -> bool {
+        lock(&writer.shared.pending).items.contains_key(key)
+    }
+
+    #[tokio::test]
+    async fn a_run_reported_after_its_check_was_removed_queues_no_write() {
+        let writer = writer();
+        let plan = Plan::Blocked {
+            reason: Reason::InvalidSpec,
+            message: String::new(),
+        };
+        let schedule = Schedule::every(Duration::from_secs(1), Duration::ZERO);
+        let spec = RunnerSpec::new(key("a"), schedule, plan);
+        let removed = Registration::default();
+        run(&writer, &spec, &removed);
+        assert!(queued(&writer, &spec.key));
+        // What Scheduler::remove does, then the late report of a run already past its awaits.
+        removed.end();
+        writer.on_remove(&spec.key);
+        run(&writer, &spec, &removed);
+        assert!(
+            !queued(&writer, &spec.key),
+            "a removed check got a write queued"
+        );
+        run(&writer, &spec, &Registration::default());
+        assert!(
+            queued(&writer, &spec.key),
+            "the check added again has no write queued"
+        );
     }
 }

@@ -255,10 +255,15 @@ impl CheckFamilies {
         f.add(Self(Arc::new(inner)))
     }
 
-    /// Records one report of one check.
+    /// Records one report of one check, unless the check was removed: checked under the lock
+    /// [`CheckFamilies::forget`] takes, so a late run cannot bring back the series of a check
+    /// removed or moved away (see [`crate::runner::Registration`]).
     pub(super) fn record(&self, report: &RunReport<'_>) {
         let info = self.info_values(report);
         let mut checks = lock(&self.0.checks);
+        if report.registration.removed() {
+            return;
+        }
         let series = checks.entry(report.key.clone()).or_default();
         if series.info != info {
             series.info = info;

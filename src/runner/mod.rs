@@ -12,7 +12,10 @@ mod watchdog;
 
 use std::{
     collections::{HashMap, VecDeque},
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -69,11 +72,46 @@ pub struct RunReport<'a> {
     pub in_maintenance: bool,
     /// Ticks skipped after this run because it overran its interval.
     pub skipped: u64,
+    /// The check's registration: a sink keeping per-check state drops the report once it is
+    /// removed (see [`Registration`]).
+    pub registration: &'a Registration,
+}
+
+/// A check's registration in the scheduler, from its first [`Scheduler::upsert`] to its
+/// [`Scheduler::remove`]: runners replacing one another share it, a check added again gets a
+/// new one.
+///
+/// Removal cannot stop a run that is already reporting: abort takes effect at the runner's next
+/// `.await`, and the report calls the sinks synchronously on its own thread, possibly after
+/// [`Sink::on_remove`]. So a sink that keeps per-check state checks [`Registration::removed`]
+/// under the lock under which it records and forgets that state: `remove` ends the registration
+/// before it calls `on_remove`, so the order in which the two take that lock decides (a run
+/// recorded first is then forgotten, a run arriving after is dropped), not thread timing.
+/// Holding the runner's state lock across the sinks instead would block the watchdog behind a
+/// wedged sink; and unlike a tombstone per removed key, the flag goes with its last runner.
+#[derive(Debug, Default)]
+pub struct Registration {
+    removed: AtomicBool,
+}
+
+impl Registration {
+    /// Whether the check was removed (its sinks told, or about to be told, `on_remove`).
+    pub fn removed(&self) -> bool {
+        self.removed.load(Ordering::SeqCst)
+    }
+
+    /// Ends the registration; called before any sink hears `on_remove`.
+    pub(crate) fn end(&self) {
+        self.removed.store(true, Ordering::SeqCst);
+    }
 }
 
 /// Receives every run (metrics, status writer, event recorder, logs). Must not block.
 pub trait Sink: Send + Sync {
+    /// One completed run. It may arrive after `on_remove` of its check: a sink keeping
+    /// per-check state drops it under its own lock when [`Registration::removed`].
     fn on_run(&self, report: &RunReport<'_>);
+    /// The check is gone from this scheduler: forget its state.
     fn on_remove(&self, key: &CheckKey);
     /// Called every scheduler tick with the state of all checks.
     fn on_tick(&self, _summary: &Summary) {}
@@ -188,6 +226,7 @@ struct RunnerHandle {
     generation: Option<i64>,
     spec: Arc<RunnerSpec>,
     state: Arc<Mutex<RunnerState>>,
+    registration: Arc<Registration>,
     task: JoinHandle<()>,
     /// Wakes the runner when its next_due moves earlier (run now).
     wake: Arc<Notify>,
@@ -243,7 +282,7 @@ impl Scheduler {
             None => None,
         };
         let now = Instant::now();
-        let (status, first_due, history) = match previous {
+        let (status, first_due, history, registration) = match previous {
             // A new generation runs within seconds; a rotated reference keeps the schedule.
             Some(handle) => {
                 handle.task.abort();
@@ -253,11 +292,12 @@ impl Scheduler {
                 } else {
                     old.next_due.min(now + spec.schedule.interval)
                 };
-                (old.status, due, old.history)
+                (old.status, due, old.history, handle.registration)
             }
             None => {
                 let due = first_due(&spec, now, self.shared.config.aligned);
-                (spec.status.clone(), due, History::resumed(&spec.status))
+                let history = History::resumed(&spec.status);
+                (spec.status.clone(), due, history, Arc::default())
             }
         };
         let schedule = &spec.schedule;
@@ -283,8 +323,11 @@ impl Scheduler {
         let spec = Arc::new(spec);
         let task = tokio::spawn(task::run(
             self.shared.clone(),
-            spec.clone(),
-            state.clone(),
+            task::Runner {
+                spec: spec.clone(),
+                state: state.clone(),
+                registration: registration.clone(),
+            },
             wake.clone(),
         ));
         let handle = RunnerHandle {
@@ -292,6 +335,7 @@ impl Scheduler {
             generation,
             spec,
             state,
+            registration,
             task,
             wake,
         };
@@ -311,11 +355,13 @@ impl Scheduler {
         true
     }
 
-    /// Stops the runner of `key` (cancelling a probe in flight) and removes its series.
+    /// Stops the runner of `key` (cancelling a probe in flight) and removes its series; a run
+    /// reporting meanwhile is dropped by the sinks (see [`Registration`]).
     pub fn remove(&self, key: &CheckKey) -> bool {
         let removed = lock(&self.shared.runners).remove(key);
         match removed {
             Some(handle) => {
+                handle.registration.end();
                 handle.task.abort();
                 for sink in &self.shared.sinks {
                     sink.on_remove(key);

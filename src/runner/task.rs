@@ -8,7 +8,9 @@ use std::{
 
 use tokio::{sync::Notify, time::Instant};
 
-use super::{Plan, RunPhase, RunReport, RunnerSpec, RunnerState, Shared, jitter, phase};
+use super::{
+    Plan, Registration, RunPhase, RunReport, RunnerSpec, RunnerState, Shared, jitter, phase,
+};
 use crate::lock;
 use crate::{
     api::Reason,
@@ -16,49 +18,48 @@ use crate::{
     readiness::{StatusInputs, next_status},
 };
 
+/// What one runner task owns: its spec, its state shared with the watchdog, and the check's
+/// registration, which its reports carry to the sinks.
+pub(super) struct Runner {
+    pub spec: Arc<RunnerSpec>,
+    pub state: Arc<Mutex<RunnerState>>,
+    pub registration: Arc<Registration>,
+}
+
 /// The runner task; ends only when aborted (removal, replacement, shutdown).
-pub(super) async fn run(
-    shared: Arc<Shared>,
-    spec: Arc<RunnerSpec>,
-    state: Arc<Mutex<RunnerState>>,
-    wake: Arc<Notify>,
-) {
+pub(super) async fn run(shared: Arc<Shared>, runner: Runner, wake: Arc<Notify>) {
+    let (spec, state) = (&runner.spec, &runner.state);
     let prober = match (&spec.plan, spec.schedule.suspend) {
         (Plan::Blocked { reason, message }, _) => {
-            report(
-                &shared,
-                &spec,
-                &state,
-                Outcome::not_run(*reason, message.clone()),
-                Timing::default(),
-            );
+            let outcome = Outcome::not_run(*reason, message.clone());
+            report(&shared, &runner, outcome, Timing::default());
             return std::future::pending().await;
         }
         (Plan::Run(_), true) => {
             let outcome =
                 Outcome::not_run(Reason::Suspended, "spec.suspend is true; probing is paused");
-            report(&shared, &spec, &state, outcome, Timing::default());
+            report(&shared, &runner, outcome, Timing::default());
             return std::future::pending().await;
         }
         (Plan::Run(prober), false) => prober.clone(),
     };
-    announce_new_generation(&shared, &spec, &state);
+    announce_new_generation(&shared, &runner);
     let slots =
-        (shared.config.aligned).then(|| phase::Slots::new(spec.schedule.interval, jitter(&spec)));
+        (shared.config.aligned).then(|| phase::Slots::new(spec.schedule.interval, jitter(spec)));
     loop {
-        let mut due = lock(&state).next_due;
+        let mut due = lock(state).next_due;
         // A run-now request moves next_due up and wakes the runner.
         while Instant::now() < due {
             tokio::select! {
                 () = tokio::time::sleep_until(due) => {}
                 () = wake.notified() => {}
             }
-            due = lock(&state).next_due;
+            due = lock(state).next_due;
         }
         if retired(&shared, due, slots.as_ref()) {
             return std::future::pending().await;
         }
-        lock(&state).phase = RunPhase::Queued {
+        lock(state).phase = RunPhase::Queued {
             since: Instant::now(),
         };
         let (permit, slot_wait) = shared.slots.acquire(&spec.key.namespace).await;
@@ -66,19 +67,19 @@ pub(super) async fn run(
         if gated(&shared, started) {
             // Not this replica's to probe for now: the run is skipped, not stacked.
             drop(permit);
-            let mut state = lock(&state);
-            state.next_due = next_run(due, &spec, slots.as_ref(), started).0;
+            let mut state = lock(state);
+            state.next_due = next_run(due, spec, slots.as_ref(), started).0;
             state.phase = RunPhase::Idle;
             continue;
         }
-        lock(&state).phase = RunPhase::Running { since: started };
+        lock(state).phase = RunPhase::Running { since: started };
         let lag = started.saturating_duration_since(due);
         let outcome = prober.probe().await;
         drop(permit);
         let now = Instant::now();
-        let (next_due, skipped) = next_run(due, &spec, slots.as_ref(), now);
+        let (next_due, skipped) = next_run(due, spec, slots.as_ref(), now);
         {
-            let mut state = lock(&state);
+            let mut state = lock(state);
             state.next_due = next_due;
             state.phase = RunPhase::Idle;
         }
@@ -87,7 +88,7 @@ pub(super) async fn run(
             slot_wait,
             skipped,
         };
-        report(&shared, &spec, &state, outcome, timing);
+        report(&shared, &runner, outcome, timing);
     }
 }
 
@@ -133,7 +134,8 @@ fn gated(shared: &Shared, now: Instant) -> bool {
 
 /// Ready turns Unknown (Reconciling) with the new observedGeneration right away when an
 /// established check's spec changed, so `kubectl wait` never reads the old verdict as the new.
-fn announce_new_generation(shared: &Shared, spec: &RunnerSpec, state: &Mutex<RunnerState>) {
+fn announce_new_generation(shared: &Shared, runner: &Runner) {
+    let (spec, state) = (&runner.spec, &runner.state);
     let settled = {
         let state = lock(state);
         let changed = spec.generation.is_some()
@@ -150,7 +152,7 @@ fn announce_new_generation(shared: &Shared, spec: &RunnerSpec, state: &Mutex<Run
         spec.generation.unwrap_or_default()
     );
     let outcome = Outcome::not_run(Reason::Reconciling, message);
-    report(shared, spec, state, outcome, Timing::default());
+    report(shared, runner, outcome, Timing::default());
 }
 
 /// The next due time after a run that was due at `due`, and how many ticks were skipped:
@@ -181,13 +183,8 @@ struct Timing {
     skipped: u64,
 }
 
-fn report(
-    shared: &Shared,
-    spec: &RunnerSpec,
-    state: &Mutex<RunnerState>,
-    outcome: Outcome,
-    timing: Timing,
-) {
+fn report(shared: &Shared, runner: &Runner, outcome: Outcome, timing: Timing) {
+    let (spec, state) = (&*runner.spec, &*runner.state);
     let prober_error = outcome.reason == Reason::ProberError;
     let (previous, next) = {
         let mut state = lock(state);
@@ -238,6 +235,7 @@ fn report(
         slot_wait: timing.slot_wait,
         in_maintenance: lock(state).in_maintenance,
         skipped: timing.skipped,
+        registration: &runner.registration,
     };
     for sink in &shared.sinks {
         sink.on_run(&report);

@@ -1,0 +1,229 @@
+//! The registry's rendering of check series, and the series of a check removed while one of its
+//! runs is reporting.
+
+use std::{
+    sync::{Arc, Mutex, mpsc},
+    time::Duration,
+};
+
+use super::*;
+use crate::{
+    api::{HealthCheckStatus, Reason},
+    probe::Outcome,
+    runner::{CheckInfo, Plan, Registration, RunnerSpec, Schedule, Scheduler, SchedulerConfig},
+};
+
+fn spec() -> RunnerSpec {
+    let key = CheckKey {
+        namespace: "shop".into(),
+        name: "api".into(),
+    };
+    let plan = Plan::Blocked {
+        reason: Reason::InvalidSpec,
+        message: String::new(),
+    };
+    let mut spec = RunnerSpec::new(
+        key,
+        Schedule::every(Duration::from_secs(1), Duration::ZERO),
+        plan,
+    );
+    spec.info = Arc::new(CheckInfo {
+        kind: "http",
+        target: "https://api.shop/healthz".into(),
+        labels: [("team".to_string(), "payments".to_string())].into(),
+        ..CheckInfo::default()
+    });
+    spec
+}
+
+fn report(metrics: &Metrics, spec: &RunnerSpec, reason: Reason) {
+    report_of(metrics, spec, reason, &Registration::default());
+}
+
+fn report_of(metrics: &Metrics, spec: &RunnerSpec, reason: Reason, registration: &Registration) {
+    let outcome = Outcome::not_run(reason, "");
+    let status = HealthCheckStatus {
+        consecutive_failures: 4,
+        ..HealthCheckStatus::default()
+    };
+    let report = RunReport {
+        key: &spec.key,
+        spec,
+        outcome: &outcome,
+        previous: &status,
+        status: &status,
+        transition: None,
+        lag: Duration::ZERO,
+        slot_wait: Duration::ZERO,
+        skipped: 0,
+        in_maintenance: true,
+        registration,
+    };
+    metrics.on_run(&report);
+}
+
+#[test]
+fn info_names_the_target_and_allow_listed_labels_and_a_check_that_does_not_run_has_no_verdict() {
+    let metrics = Metrics::with_label_allowlist(&["team".into()]).unwrap();
+    let spec = spec();
+    report(&metrics, &spec, Reason::UnexpectedStatus);
+    let text = metrics.render().unwrap();
+    for series in [
+        r#"canary_check_info{kind="http",name="api",namespace="shop",target="https://api.shop/healthz",team="payments"} 1"#,
+        r#"canary_check_success{name="api",namespace="shop"} 0"#,
+        r#"canary_check_consecutive_failures{name="api",namespace="shop"} 4"#,
+        r#"canary_check_in_maintenance{name="api",namespace="shop"} 1"#,
+        "canary_build_info{revision=",
+    ] {
+        assert!(text.contains(series), "{series} missing from:\n{text}");
+    }
+    report(&metrics, &spec, Reason::Suspended);
+    let text = metrics.render().unwrap();
+    assert!(
+        !text.contains("canary_check_success{"),
+        "a suspended check has no verdict"
+    );
+    assert!(!text.contains(r#"reason="Suspended""#), "nor a failed run");
+    metrics.forget(&spec.key);
+    assert!(!metrics.render().unwrap().contains("canary_check_info{"));
+}
+
+fn has_series(metrics: &Metrics) -> bool {
+    metrics.render().unwrap().contains(r#"name="api""#)
+}
+
+#[test]
+fn a_run_reported_after_its_check_was_removed_brings_no_series_back() {
+    let metrics = Metrics::new().unwrap();
+    let spec = spec();
+    let removed = Registration::default();
+    report_of(&metrics, &spec, Reason::Succeeded, &removed);
+    assert!(has_series(&metrics));
+    // What Scheduler::remove does, then the late report of a run already past its awaits.
+    removed.end();
+    metrics.on_remove(&spec.key);
+    report_of(&metrics, &spec, Reason::Succeeded, &removed);
+    assert!(!has_series(&metrics), "a removed check's series came back");
+    let added_again = Registration::default();
+    report_of(&metrics, &spec, Reason::Succeeded, &added_again);
+    assert!(has_series(&metrics), "the check added again has no series");
+}
+
+/// Holds each run at the first sink until the test opens it, and says it arrived.
+struct Gate {
+    arrived: mpsc::Sender<()>,
+    open: Mutex<mpsc::Receiver<()>>,
+}
+
+impl Sink for Gate {
+    fn on_run(&self, _: &RunReport<'_>) {
+        self.arrived.send(()).unwrap();
+        let open = self.open.lock().unwrap();
+        open.recv_timeout(Duration::from_secs(10)).unwrap();
+    }
+
+    fn on_remove(&self, _: &CheckKey) {}
+}
+
+/// Says a run went through every sink before it.
+struct Passed(mpsc::Sender<()>);
+
+impl Sink for Passed {
+    fn on_run(&self, _: &RunReport<'_>) {
+        self.0.send(()).unwrap();
+    }
+
+    fn on_remove(&self, _: &CheckKey) {}
+}
+
+/// A scheduler whose runs stop at a gate before the metrics sink, on a runtime of one
+/// worker thread, so a test decides what happens while a run is reporting.
+struct Gated {
+    scheduler: Scheduler,
+    metrics: Arc<Metrics>,
+    arrivals: mpsc::Receiver<()>,
+    open: mpsc::Sender<()>,
+    passes: mpsc::Receiver<()>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Gated {
+    fn new() -> Self {
+        let runtime = (tokio::runtime::Builder::new_multi_thread().worker_threads(1))
+            .enable_all()
+            .build()
+            .unwrap();
+        let (arrived, arrivals) = mpsc::channel();
+        let (open, opened) = mpsc::channel();
+        let (passed, passes) = mpsc::channel();
+        let metrics = Arc::new(Metrics::new().unwrap());
+        let gate = Gate {
+            arrived,
+            open: Mutex::new(opened),
+        };
+        let sinks: Vec<Arc<dyn Sink>> =
+            vec![Arc::new(gate), metrics.clone(), Arc::new(Passed(passed))];
+        let scheduler = Scheduler::new(SchedulerConfig::default(), sinks);
+        Self {
+            scheduler,
+            metrics,
+            arrivals,
+            open,
+            passes,
+            runtime,
+        }
+    }
+
+    /// Starts a runner of a blocked check: it reports at once, from its task on the
+    /// worker thread, and that report waits at the gate, past its last await.
+    fn start(&self, revision: u64) {
+        let _runtime = self.runtime.enter();
+        self.scheduler.upsert(RunnerSpec { revision, ..spec() });
+    }
+
+    fn arrived(&self) {
+        self.arrivals.recv_timeout(Duration::from_secs(10)).unwrap();
+    }
+
+    /// Lets the waiting report through every sink.
+    fn let_through(&self) {
+        self.open.send(()).unwrap();
+        self.passes.recv_timeout(Duration::from_secs(10)).unwrap();
+    }
+}
+
+#[test]
+fn a_run_reporting_while_its_check_is_removed_leaves_no_series() {
+    let gated = Gated::new();
+    gated.start(0);
+    gated.arrived();
+    assert!(gated.scheduler.remove(&spec().key));
+    gated.let_through();
+    assert!(
+        !has_series(&gated.metrics),
+        "a removed check's series came back"
+    );
+    gated.start(0);
+    gated.arrived();
+    gated.let_through();
+    assert!(
+        has_series(&gated.metrics),
+        "the check added again has no series"
+    );
+}
+
+#[test]
+fn a_run_of_a_replaced_runner_reporting_while_its_check_is_removed_leaves_no_series() {
+    let gated = Gated::new();
+    gated.start(0);
+    gated.arrived();
+    // The replacement never runs: the one worker thread is held at the gate until after
+    // the removal aborted it.
+    gated.start(1);
+    assert!(gated.scheduler.remove(&spec().key));
+    gated.let_through();
+    assert!(
+        !has_series(&gated.metrics),
+        "a removed check's series came back"
+    );
+}
