@@ -5,9 +5,9 @@
 //! `canary_scheduler_lag_seconds` histogram, bucket upper bound), CPU per replica, checks owned
 //! per replica, and status writes per second seen at the API server. Run:
 //! `cargo bench --bench sharding` (release; needs the tools of `scripts/test` for kubectl).
-//! With `CHECKS=1000` it takes about a minute here; the default 10,000 did not finish within
-//! nine minutes on a shared two-core machine (not yet known whether applying, the first
-//! status writes or the replicas were the bottleneck).
+//! With `CHECKS=1000` it takes about a minute here, the default 10,000 about four. The target
+//! runs on its own runtime: on the API server's runtime, at 10,000 checks it was starved into
+//! probe timeouts (8 % of runs), so all-Ready was never reached.
 
 use std::{
     collections::BTreeMap,
@@ -67,7 +67,32 @@ fn quantile(before: &[(f64, f64)], after: &[(f64, f64)], q: f64) -> (f64, f64) {
     (bound, total)
 }
 
-/// Polls until every check is Ready=True (10 minutes at most); returns when, since `started`.
+/// Polls the replicas' `canary_checks{state="ready"}` until they add up to `checks` (10
+/// minutes at most; cheap, unlike listing 10,000 objects); returns when, since `started`.
+async fn wait_all_ready_on_replicas(
+    operators: &[(String, Operator)],
+    checks: usize,
+    started: Instant,
+) -> Duration {
+    loop {
+        let mut ready = 0.0;
+        for (_, operator) in operators {
+            let scrape = operator.scrape().await.unwrap_or_default();
+            ready += metrics::sum(&scrape, "canary_checks", &[("state", "ready")]);
+        }
+        if ready as usize == checks {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "only {ready}/{checks} Ready on the replicas after 10 minutes"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Polls until every check is Ready=True in status (10 minutes at most); returns when, since
+/// `started`. Each poll lists every object, seconds at 10,000 of them.
 async fn wait_all_ready(cluster: &Cluster, checks: usize, started: Instant) -> Duration {
     let ready_column =
         r#"jsonpath={range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}"#;
@@ -88,9 +113,8 @@ async fn wait_all_ready(cluster: &Cluster, checks: usize, started: Instant) -> D
     }
 }
 
-async fn run(checks_wanted: usize, replicas: usize, window: Duration) {
+async fn run(checks_wanted: usize, replicas: usize, window: Duration, target: &TestServer) {
     let cluster = Cluster::start().await;
-    let target = TestServer::start(Transport::Plain, |_| Reply::ok("ok")).await;
     let mut operators: Vec<(String, Operator)> = Vec::new();
     for i in 1..=replicas {
         let name = format!("r{i}");
@@ -107,10 +131,15 @@ async fn run(checks_wanted: usize, replicas: usize, window: Duration) {
     );
     let started = Instant::now();
     let apply = ["apply", "--server-side", "-f", "-"];
-    let objects = documents(&checks(checks_wanted, &target));
+    let objects = documents(&checks(checks_wanted, target));
     cluster.kubectl.ok_stdin(&apply, &objects).await;
     let applied = started.elapsed();
     println!("kubectl apply --server-side: {:.1}s", applied.as_secs_f64());
+    let on_replicas = wait_all_ready_on_replicas(&operators, checks_wanted, started).await;
+    println!(
+        "all Ready on the replicas after {:.1}s",
+        on_replicas.as_secs_f64()
+    );
     let all_ready = wait_all_ready(&cluster, checks_wanted, started).await;
     println!("all Ready in status after {:.1}s", all_ready.as_secs_f64());
     // The steady window: every check has run, first writes are done.
@@ -118,7 +147,8 @@ async fn run(checks_wanted: usize, replicas: usize, window: Duration) {
     let mut before = Vec::new();
     for (_, operator) in &operators {
         let scrape = operator.scrape().await.unwrap_or_default();
-        before.push((operator.cpu(), lag_buckets(&scrape)));
+        let failed = metrics::sum(&scrape, "canary_check_runs_total", &[("result", "failure")]);
+        before.push((operator.cpu(), lag_buckets(&scrape), failed));
     }
     let window_start = Instant::now();
     tokio::time::sleep(window).await;
@@ -129,15 +159,18 @@ async fn run(checks_wanted: usize, replicas: usize, window: Duration) {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!("cores: {cores}");
     println!("steady window {seconds:.0}s:");
-    for ((name, operator), (cpu0, lag0)) in operators.iter().zip(&before) {
+    for ((name, operator), (cpu0, lag0, failed0)) in operators.iter().zip(&before) {
         let scrape = operator.scrape().await.unwrap_or_default();
         let cpu = (operator.cpu() - *cpu0).as_secs_f64();
         let (p99, runs) = quantile(lag0, &lag_buckets(&scrape), 0.99);
         let owned = metrics::sum(&scrape, "canary_shard_owned_checks", &[]);
         let members = metrics::sum(&scrape, "canary_shard_members", &[]);
+        let failed =
+            metrics::sum(&scrape, "canary_check_runs_total", &[("result", "failure")]) - failed0;
         println!(
             "  {name}: owns {owned:.0} checks (sees {members:.0} members), {runs:.0} runs \
-             ({:.0}/s), scheduler lag p99 <= {p99}s, CPU {:.0}% of one core, RSS {:.1} MiB",
+             ({:.0}/s, {failed:.0} failed), scheduler lag p99 <= {p99}s, CPU {:.0}% of one core, \
+             RSS {:.1} MiB",
             runs / seconds,
             cpu / seconds * 100.0,
             operator.rss_mib()
@@ -168,5 +201,13 @@ fn main() {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    runtime.block_on(run(checks, replicas, window));
+    // The target answers from its own runtime, so the API server's work in this process
+    // (thousands of status writes, three watchers) cannot starve it into probe timeouts.
+    let target_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let target = target_runtime.block_on(TestServer::start(Transport::Plain, |_| Reply::ok("ok")));
+    runtime.block_on(run(checks, replicas, window, &target));
 }
