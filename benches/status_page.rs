@@ -130,6 +130,7 @@ fn main() {
         now,
         standby: false,
         redacted: false,
+        peers: Vec::new(),
     };
     let (mean, max, size) = time(renders, || {
         overview(&source.checks(now), false, &ctx)

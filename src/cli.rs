@@ -142,6 +142,12 @@ pub struct LeaderArgs {
     /// This replica's identity in the Lease (default: host name and process id).
     #[arg(long, env = "POD_NAME")]
     pub leader_election_identity: Option<String>,
+    /// Where peers reach this replica's status page (IP, or IP:PORT; the port defaults to the
+    /// page's): published on its member Lease so that, with shards, a replica forwards a check's
+    /// page, history and badges to the replica probing it. Default: the page's bind address
+    /// when it names one, else none (the chart passes the pod IP).
+    #[arg(long, env = "CANARY_UI_ADVERTISE_ADDRESS", value_parser = advertise_address)]
+    pub ui_advertise_address: Option<AdvertiseAddress>,
 }
 
 impl Sharding {
@@ -247,6 +253,33 @@ fn optional_address(value: &str) -> Result<OptionalAddress, String> {
     (value.parse())
         .map(|addr| OptionalAddress(Some(addr)))
         .map_err(|e| format!("{e} (HOST:PORT, or empty to turn it off)"))
+}
+
+/// An advertised address: an IP, with or without a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdvertiseAddress {
+    pub ip: std::net::IpAddr,
+    pub port: Option<u16>,
+}
+
+impl AdvertiseAddress {
+    /// The address, with `port` when the flag named none.
+    pub fn with_default_port(self, port: u16) -> std::net::SocketAddr {
+        (self.ip, self.port.unwrap_or(port)).into()
+    }
+}
+
+fn advertise_address(value: &str) -> Result<AdvertiseAddress, String> {
+    let (ip, port) = match value.parse::<std::net::SocketAddr>() {
+        Ok(addr) => (addr.ip(), Some(addr.port())),
+        Err(_) => (value.parse::<std::net::IpAddr>())
+            .map(|ip| (ip, None))
+            .map_err(|e| format!("{e} (an IP address, or IP:PORT)"))?,
+    };
+    if ip.is_unspecified() {
+        return Err("an unspecified address cannot be reached by peers".into());
+    }
+    Ok(AdvertiseAddress { ip, port })
 }
 
 /// Flags of `canary selftest` (cluster access from in-cluster config or KUBECONFIG).

@@ -58,6 +58,8 @@ pub struct Extensions {
     pub aligned: bool,
     /// This replica, for `status.probedBy`.
     pub probed_by: Option<String>,
+    /// The shard ring, for the status page to forward other replicas' checks.
+    pub owners: Option<Arc<dyn ui::Owners>>,
 }
 
 impl Engine {
@@ -120,6 +122,7 @@ impl Engine {
                         redact: admin_args.ui_redact,
                     },
                     standby: standby.clone(),
+                    owners: extensions.owners.clone(),
                 };
                 (Some(bound.addr), Some(tokio::spawn(bound.serve(ui))))
             }

@@ -166,6 +166,8 @@ impl Operator {
         let writer = self.status_writer(&metrics);
         let (event_sink, publisher) =
             events::EventSink::new(self.client.clone(), identity.clone(), metrics.clone());
+        let directory =
+            (mode == Sharding::Shards).then(|| Arc::new(shard::Directory::new(identity.clone())));
         let watch_health = Arc::new(watch::WatchHealth::new(
             args.watch_stall,
             metrics.operator.watch_failing.clone(),
@@ -181,6 +183,7 @@ impl Operator {
             ],
             aligned: mode == Sharding::Shards,
             probed_by: Some(identity.clone()),
+            owners: (directory.clone()).map(|d| d as Arc<dyn crate::ui::Owners>),
         };
         let service = &args.service;
         let mut engine = Engine::start_with_metrics(
@@ -194,13 +197,14 @@ impl Operator {
         supervisor.spawn("writer", writer.clone().run());
         supervisor.spawn("events", publisher);
         let (applied_tx, applied) = channel::channel(shard::Applied::default());
-        let (scopes, coordination) = match mode {
-            Sharding::Off => (channel::channel(Scope::All).1, Coordination::None),
-            Sharding::Leader => self.elect(&mut supervisor, &identity, engine.standby.clone()),
-            Sharding::Shards => {
-                let scheduler = engine.scheduler.clone();
-                self.join(&mut supervisor, &identity, &metrics, applied, scheduler)
+        let (scopes, coordination) = match (mode, directory) {
+            (Sharding::Leader, _) => self.elect(&mut supervisor, &identity, engine.standby.clone()),
+            (Sharding::Shards, Some(directory)) => {
+                let ui = self.ui_advertised(engine.ui_addr);
+                let member = self.member(&identity, &metrics, &engine, directory, ui);
+                join(&mut supervisor, member, applied)
             }
+            _ => (channel::channel(Scope::All).1, Coordination::None),
         };
         let (events_tx, events_rx) = mpsc::channel(WATCH_BUFFER);
         let watch = watch::run(
@@ -237,29 +241,42 @@ impl Operator {
         })
     }
 
-    /// Joins the shard ring: the membership task and its scope channel.
-    fn join(
+    /// This replica's ring membership: its Lease, renewed, and the peers' as it sees them.
+    fn member(
         &self,
-        supervisor: &mut Supervisor,
         identity: &str,
         metrics: &Arc<Metrics>,
-        applied: channel::Receiver<shard::Applied>,
-        scheduler: crate::runner::Scheduler,
-    ) -> (channel::Receiver<Scope>, Coordination) {
+        engine: &Engine,
+        directory: Arc<shard::Directory>,
+        ui: Option<std::net::SocketAddr>,
+    ) -> shard::Member {
         let leader = &self.args.leader;
         let config = shard::ShardConfig::new(
             &leader.leader_election_lease_name,
             leader.leader_election_namespace.clone(),
             identity.to_string(),
             leader.leader_election_lease_duration,
-        );
-        let lead = config.leave_lead();
+        )
+        .with_ui(ui);
         let gauge = metrics.operator.shard_members.clone();
-        let member = shard::Member::new(self.client.clone(), config, gauge, scheduler);
-        let (scope_tx, scopes) = channel::channel(Scope::Nothing);
-        let (leave, leaving) = channel::channel(None);
-        supervisor.spawn("member", member.run(scope_tx, applied, leaving));
-        (scopes, Coordination::Shards { leave, lead })
+        let scheduler = engine.scheduler.clone();
+        shard::Member::new(self.client.clone(), config, gauge, scheduler, directory)
+    }
+
+    /// Where peers reach this replica's status page: `--ui-advertise-address`, else the bound
+    /// address when it names a host (not `0.0.0.0`); none when the page is off.
+    fn ui_advertised(&self, bound: Option<std::net::SocketAddr>) -> Option<std::net::SocketAddr> {
+        let bound = bound?;
+        match self.args.leader.ui_advertise_address {
+            Some(advertised) => Some(advertised.with_default_port(bound.port())),
+            None if bound.ip().is_unspecified() => {
+                tracing::warn!(
+                    "the status page is bound to an unspecified address and --ui-advertise-address is not set: peers cannot forward this replica's checks to it"
+                );
+                None
+            }
+            None => Some(bound),
+        }
     }
 
     /// Starts the elector; the scope follows leadership.
@@ -303,6 +320,19 @@ impl Operator {
         });
         (scopes, Coordination::Leader(stop_tx))
     }
+}
+
+/// Joins the shard ring: the membership task and its scope channel.
+fn join(
+    supervisor: &mut Supervisor,
+    member: shard::Member,
+    applied: channel::Receiver<shard::Applied>,
+) -> (channel::Receiver<Scope>, Coordination) {
+    let lead = member.leave_lead();
+    let (scope_tx, scopes) = channel::channel(Scope::Nothing);
+    let (leave, leaving) = channel::channel(None);
+    supervisor.spawn("member", member.run(scope_tx, applied, leaving));
+    (scopes, Coordination::Shards { leave, lead })
 }
 
 impl Running {

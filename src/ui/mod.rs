@@ -7,6 +7,7 @@ mod api;
 mod assets;
 mod badge;
 mod chart;
+pub mod forward;
 pub mod model;
 pub mod page;
 
@@ -29,6 +30,7 @@ use crate::{
     api::CheckKey,
 };
 pub use api::{ApiError, PageRequest};
+pub use forward::{Owner, Owners};
 use model::{Source, Span};
 pub use page::{BAR_RESULTS, PageContext};
 
@@ -53,6 +55,8 @@ pub struct Ui {
     pub source: Source,
     /// Set while this replica is a standby under leader election (it probes nothing).
     pub standby: Arc<AtomicBool>,
+    /// The ring, with `--sharding shards`: requests for other replicas' checks are forwarded.
+    pub owners: Option<Arc<dyn Owners>>,
 }
 
 /// The bound page, before it serves.
@@ -93,7 +97,7 @@ impl Bound {
                             let ui = ui.clone();
                             async move {
                                 let gzip = accepts_gzip(&request);
-                                secure(ui.respond(&request).compressed(gzip))
+                                secure(ui.respond(&request).await.compressed(gzip))
                             }
                         })
                         .await;
@@ -133,6 +137,20 @@ impl Reply {
 
     fn html(status: StatusCode, markup: maud::Markup) -> Self {
         Self::new(status, "text/html; charset=utf-8", markup.into_string())
+    }
+
+    /// The owner's reply to a forwarded request, with one of the page's own content types.
+    fn relayed(relayed: forward::Relayed) -> Self {
+        let content_type = relayed.content_type.unwrap_or_default();
+        let content_type = [
+            "text/html; charset=utf-8",
+            "application/json",
+            "image/svg+xml",
+        ]
+        .into_iter()
+        .find(|known| content_type.starts_with(known.split(';').next().unwrap_or(known)))
+        .unwrap_or("application/octet-stream");
+        Self::new(relayed.status, content_type, relayed.body)
     }
 
     fn json(status: StatusCode, value: &serde_json::Value) -> Self {
@@ -231,6 +249,18 @@ enum Route<'a> {
     NotFound,
 }
 
+impl Route<'_> {
+    /// The check a per-check route is about.
+    fn check(&self) -> Option<&CheckKey> {
+        match self {
+            Route::Detail(key) | Route::Check(key) | Route::Uptime(key) | Route::Badge(key, _) => {
+                Some(key)
+            }
+            _ => None,
+        }
+    }
+}
+
 fn route(path: &str) -> Route<'_> {
     if let Some((content_type, body)) = assets::lookup(path) {
         return Route::Asset(content_type, body);
@@ -252,7 +282,7 @@ fn route(path: &str) -> Route<'_> {
 }
 
 impl Ui {
-    fn respond(&self, request: &Request<Incoming>) -> Reply {
+    async fn respond(&self, request: &Request<Incoming>) -> Reply {
         if !matches!(*request.method(), Method::GET | Method::HEAD) {
             return Reply::error(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -266,16 +296,54 @@ impl Ui {
                     .collect()
             })
             .unwrap_or_default();
+        if let Some(reply) = self.forwarded(request).await {
+            return reply;
+        }
         self.answer(request.uri().path(), &query, now())
+    }
+
+    /// The owner's reply for a check another replica probes (sharding), when this one does not
+    /// hold it and the request was not forwarded already.
+    async fn forwarded(&self, request: &Request<Incoming>) -> Option<Reply> {
+        let owners = self.owners.as_ref()?;
+        let route = route(request.uri().path());
+        let key = route.check()?;
+        if request.headers().contains_key(forward::FORWARDED_BY) || self.source.holds(key) {
+            return None;
+        }
+        let owner = owners.elsewhere(key)?;
+        let target = (request.uri().path_and_query()).map_or("/", |p| p.as_str());
+        match forward::forward(&owner, target, &owners.identity()).await {
+            Ok(relayed) => Some(Reply::relayed(relayed)),
+            Err(error) => {
+                tracing::debug!(%error, check = %key, "forwarding a status page request failed");
+                let message =
+                    format!("{key} is probed by another replica, which did not answer: {error}");
+                Some(match route {
+                    Route::Detail(_) => {
+                        let ctx = self.context(now());
+                        Reply::html(StatusCode::BAD_GATEWAY, page::unavailable(&message, &ctx))
+                    }
+                    _ => Reply::error(StatusCode::BAD_GATEWAY, message),
+                })
+            }
+        }
+    }
+
+    fn context(&self, now: i64) -> PageContext {
+        PageContext {
+            now,
+            standby: self.standby.load(Ordering::Relaxed),
+            redacted: self.source.redact,
+            peers: (self.owners.as_ref())
+                .map(|o| o.peers())
+                .unwrap_or_default(),
+        }
     }
 
     /// The reply to a GET of `path` with `query` at `now` (Unix seconds).
     fn answer(&self, path: &str, query: &[(String, String)], now: i64) -> Reply {
-        let ctx = PageContext {
-            now,
-            standby: self.standby.load(Ordering::Relaxed),
-            redacted: self.source.redact,
-        };
+        let ctx = self.context(now);
         match route(path) {
             Route::Asset(content_type, body) => Reply::new(StatusCode::OK, content_type, body),
             Route::Overview => {

@@ -146,6 +146,13 @@ pub struct Source {
 }
 
 impl Source {
+    /// Whether this replica runs `key` (hidden or not).
+    pub fn holds(&self, key: &CheckKey) -> bool {
+        let mut held = false;
+        self.scheduler.visit_one(key, |_, _| held = true);
+        held
+    }
+
     /// Every check not hidden from the page, sorted by namespace and name.
     pub fn checks(&self, now: i64) -> Vec<Check> {
         let mut checks = Vec::new();

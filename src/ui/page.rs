@@ -21,13 +21,15 @@ pub const BAR_RESULTS: usize = 50;
 const EXPIRY_WARNING_DAYS: i64 = 14;
 
 /// What every page knows besides its checks.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct PageContext {
     /// Unix seconds.
     pub now: i64,
     /// This replica does not probe (leader election): it shows no checks.
     pub standby: bool,
     pub redacted: bool,
+    /// The other replicas of the ring (`--sharding shards`): each probes its share.
+    pub peers: Vec<String>,
 }
 
 /// `2026-11-29 18:00:05 UTC`.
@@ -69,6 +71,14 @@ fn layout(title: &str, ctx: &PageContext, body: Markup) -> Markup {
                     p.banner.standby {
                         "This replica is on standby (leader election): only the leader probes, "
                         "so it has no checks to show. Open the page on the leader's pod."
+                    }
+                }
+                @if !ctx.peers.is_empty() {
+                    p.banner.shards {
+                        "Replicas share the checks: this page lists the ones this replica probes. "
+                        "Also probing: " (ctx.peers.join(", ")) ". A check's page, API record "
+                        "and badges work through any replica (they are forwarded to the one "
+                        "probing it)."
                     }
                 }
                 p.banner.stale hidden { "Refreshing failed; showing the last data." }
@@ -358,6 +368,17 @@ fn badges(check: &Check) -> Markup {
 }
 
 /// A page for a check that does not exist (or is hidden).
+/// A check's page that could not be fetched from the replica probing it.
+pub fn unavailable(message: &str, ctx: &PageContext) -> Markup {
+    let body = html! {
+        main #content {
+            h1 { "Not available" }
+            p { (message) " " a href="/" { "All checks" } }
+        }
+    };
+    layout("Not available · Canary", ctx, body)
+}
+
 pub fn not_found(ctx: &PageContext) -> Markup {
     let body = html! {
         main #content {

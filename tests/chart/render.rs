@@ -340,6 +340,29 @@ async fn the_status_page_can_be_turned_off_redacted_and_fenced() {
         rule["from"][0]["namespaceSelector"]["matchLabels"]["team"],
         "platform"
     );
+    assert_eq!(
+        rule["from"].as_array().unwrap().len(),
+        1,
+        "one replica: no peers"
+    );
+
+    // Sharded replicas forward each other check pages: the pod IP is advertised and the fence
+    // lets the release's own pods in.
+    let sharded = render(&[&fenced[..], &["--set", "replicaCount=3"]].concat()).await;
+    let policy = one(&sharded, "NetworkPolicy");
+    let rule = (policy["spec"]["ingress"].as_array().unwrap().iter())
+        .find(|r| r["ports"][0]["port"] == "ui")
+        .unwrap();
+    let selector = &one(&sharded, "Deployment")["spec"]["selector"]["matchLabels"];
+    assert_eq!(&rule["from"][1]["podSelector"]["matchLabels"], selector);
+    let env = container(&sharded)["env"].as_array().unwrap().clone();
+    let advertised = (env.iter())
+        .find(|e| e["name"] == "CANARY_UI_ADVERTISE_ADDRESS")
+        .unwrap_or_else(|| panic!("no advertised page address: {env:?}"));
+    assert_eq!(
+        advertised["valueFrom"]["fieldRef"]["fieldPath"],
+        "status.podIP"
+    );
 }
 
 #[tokio::test]

@@ -343,14 +343,7 @@ async fn three_replicas_each_probe_their_own_share_exactly_once() {
     let probes = ring.target.since(window);
     ring.no_double_probing(&probes, "steady state");
     assert!(handovers(&probes).is_empty(), "no moves in a steady ring");
-    // Each replica's status page shows the checks it probes, naming itself as their prober.
-    for (check, by) in owners.iter().take(6) {
-        let owner = by.iter().next().unwrap();
-        let ui = ring.replica(owner).ui.expect("the status page is on");
-        let path = format!("/api/v1/checks/{NS}/c{check}");
-        let detail = canary_test_harness::http::get(ui, &path).await.unwrap();
-        assert_eq!(detail.json()["probedBy"], owner.as_str(), "c{check}");
-    }
+    status_pages_answer_for_every_check_through_any_replica(&ring, &owners).await;
     for (name, replica) in &ring.replicas {
         let (members, owned) = ring.shard_gauges(name).await;
         assert_eq!(members, 3.0, "{name} sees three members");
@@ -386,6 +379,61 @@ async fn three_replicas_each_probe_their_own_share_exactly_once() {
         },
     )
     .await;
+}
+
+/// Each replica's status page shows the checks it probes, naming itself as their prober; a
+/// check's record, page and badge asked of another replica come from the owner (forwarded,
+/// one hop at most); the overview names the other members.
+async fn status_pages_answer_for_every_check_through_any_replica(
+    ring: &Ring,
+    owners: &BTreeMap<usize, BTreeSet<String>>,
+) {
+    use canary_test_harness::http;
+    for (check, by) in owners.iter().take(6) {
+        let owner = by.iter().next().unwrap();
+        for (name, replica) in &ring.replicas {
+            let ui = replica.ui.expect("the status page is on");
+            let record = format!("/api/v1/checks/{NS}/c{check}");
+            let detail = http::get(ui, &record).await.unwrap();
+            assert_eq!(detail.status, 200, "c{check} from {name}: {}", detail.body);
+            assert_eq!(
+                detail.json()["probedBy"],
+                owner.as_str(),
+                "c{check} from {name}"
+            );
+            assert!(
+                detail.json()["results"]
+                    .as_array()
+                    .is_some_and(|r| !r.is_empty())
+            );
+            let page = http::get(ui, &format!("/checks/{NS}/c{check}"))
+                .await
+                .unwrap();
+            assert_eq!(page.status, 200, "c{check}'s page from {name}");
+            assert!(page.body.contains(&format!("c{check}")), "{}", page.body);
+            let badge = format!("/badges/{NS}/c{check}/health.svg");
+            let badge = http::get(ui, &badge).await.unwrap();
+            assert_eq!(badge.status, 200, "c{check}'s badge from {name}");
+            assert_eq!(badge.header("content-type"), Some("image/svg+xml"));
+            let hop = [("x-canary-forwarded-by", "r9")];
+            let again = http::request(ui, &record, &hop).await.unwrap();
+            let expected = if name == owner { 200 } else { 404 };
+            assert_eq!(
+                again.status, expected,
+                "a forwarded request is not forwarded again"
+            );
+        }
+    }
+    for (name, replica) in &ring.replicas {
+        let overview = http::get(replica.ui.unwrap(), "/").await.unwrap();
+        let others: Vec<&String> = ring.replicas.keys().filter(|n| *n != name).collect();
+        let line = format!("Also probing: {}, {}", others[0], others[1]);
+        assert!(
+            overview.body.contains(&line),
+            "{name}'s overview: {}",
+            overview.body
+        );
+    }
 }
 
 /// Three replicas settled on the ring; returns the ring and who probes what.

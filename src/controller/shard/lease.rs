@@ -1,7 +1,7 @@
 //! A member's coordination.k8s.io/v1 Lease: its name, the ring label, and what its holder says
 //! in it (member or candidate, the ring it acknowledged, when it stopped what it gave up).
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 
 use jiff::Timestamp;
 use k8s_openapi::{
@@ -21,6 +21,8 @@ pub const MEMBER_ANNOTATION: &str = "canary.dev/ring-member";
 pub const ACK_ANNOTATION: &str = "canary.dev/ring-ack";
 /// RFC 3339 time from which the holder probes nothing it does not own under its ack.
 pub const QUIET_ANNOTATION: &str = "canary.dev/ring-quiet-after";
+/// Where the holder's status page answers (peers forward its checks' pages there).
+pub const UI_ANNOTATION: &str = "canary.dev/ui-address";
 /// Every member Lease is named this plus the identity.
 pub const LEASE_PREFIX: &str = "canary-shard-";
 
@@ -80,6 +82,8 @@ pub struct Claim {
     pub member: bool,
     pub ack: Option<RingHash>,
     pub quiet_after: Option<Timestamp>,
+    /// The holder's status page (`IP:PORT`); garbage reads as none.
+    pub ui: Option<SocketAddr>,
 }
 
 impl Claim {
@@ -97,6 +101,7 @@ impl Claim {
             member: annotation(MEMBER_ANNOTATION).is_some_and(|v| v == "true"),
             ack: annotation(ACK_ANNOTATION).and_then(|v| v.parse().ok()),
             quiet_after: annotation(QUIET_ANNOTATION).and_then(|v| v.parse().ok()),
+            ui: annotation(UI_ANNOTATION).and_then(|v| v.parse().ok()),
         }
     }
 
@@ -123,6 +128,7 @@ impl Claim {
         set(MEMBER_ANNOTATION, Some(self.member.to_string()));
         set(ACK_ANNOTATION, self.ack.map(|h| h.to_string()));
         set(QUIET_ANNOTATION, self.quiet_after.map(|t| t.to_string()));
+        set(UI_ANNOTATION, self.ui.map(|a| a.to_string()));
         let seconds = i32::try_from(self.duration.as_secs().max(1)).unwrap_or(i32::MAX);
         let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
         let fresh = spec.holder_identity.as_deref() != Some(self.identity.as_str());
@@ -162,6 +168,7 @@ mod tests {
             member: true,
             ack: Some(RingHash(0xabc)),
             quiet_after: Some(Timestamp::from_millisecond(999_500).unwrap()),
+            ui: Some("[fd00::5]:8082".parse().unwrap()),
         };
         let mut lease = Lease::default();
         claim.write_into(&mut lease, "canary-shard-r1", "canary");
@@ -190,13 +197,14 @@ mod tests {
             (ACK_ANNOTATION.to_string(), "not hex".to_string()),
             (QUIET_ANNOTATION.to_string(), "yesterday".to_string()),
             (MEMBER_ANNOTATION.to_string(), "yes".to_string()),
+            (UI_ANNOTATION.to_string(), "http://evil/".to_string()),
         ];
         lease.metadata.annotations = Some(annotations.into());
         let claim = Claim::of(&lease);
         assert_eq!(claim.duration, Duration::from_secs(1));
         assert_eq!(
-            (claim.ack, claim.quiet_after, claim.member),
-            (None, None, false)
+            (claim.ack, claim.quiet_after, claim.member, claim.ui),
+            (None, None, false, None)
         );
     }
 }

@@ -16,7 +16,7 @@ use prometheus::IntGauge;
 use tokio::{sync::watch, time::Instant};
 
 use super::{
-    Applied, Assignment, ShardConfig, Standing,
+    Applied, Assignment, Directory, ShardConfig, Standing,
     lease::{Claim, RING_LABEL, lease_name},
     peers::Peers,
     ring::{Ring, RingHash},
@@ -81,6 +81,8 @@ pub struct Member {
     members_gauge: IntGauge,
     /// Its probe gate follows the renew deadline directly (see [`Scheduler::probe_until`]).
     scheduler: Scheduler,
+    /// The ring and the members' pages, for the status page.
+    directory: Arc<Directory>,
 }
 
 impl Member {
@@ -89,6 +91,7 @@ impl Member {
         config: ShardConfig,
         members_gauge: IntGauge,
         scheduler: Scheduler,
+        directory: Arc<Directory>,
     ) -> Self {
         let name = lease_name(&config.identity);
         Self {
@@ -108,7 +111,13 @@ impl Member {
             collected_at: None,
             members_gauge,
             scheduler,
+            directory,
         }
+    }
+
+    /// How far ahead of its release this replica promises to stop (see [`ShardConfig::leave_lead`]).
+    pub fn leave_lead(&self) -> Duration {
+        self.config.leave_lead()
     }
 
     /// Renews, observes and publishes until `leave` carries a quiet-after promise; then
@@ -262,6 +271,7 @@ impl Member {
             member: admitted,
             ack: applied.ring,
             quiet_after: applied.quiet_after,
+            ui: self.config.ui,
         }
     }
 
@@ -373,6 +383,10 @@ impl Member {
         };
         self.scheduler.probe_until(Some(until));
         self.members_gauge.set(assignment.ring.len() as i64);
+        let pages = (self.peers.members())
+            .filter_map(|peer| Some((peer.identity.clone(), peer.ui?)))
+            .collect();
+        self.directory.update(assignment.ring.clone(), pages);
         scope.send_if_modified(|current| {
             let changed = !matches!(current, Scope::Share(now) if now.ring == assignment.ring
                 && now.standing == assignment.standing && now.may_gain == assignment.may_gain);
@@ -437,6 +451,7 @@ impl Member {
             member: false,
             ack: self.published.as_ref().and_then(|p| p.ack),
             quiet_after: Some(quiet_after),
+            ui: None,
         };
         for _ in 0..2 {
             if self.own.is_none() {

@@ -28,21 +28,26 @@
 //! ([`ShardConfig::leave_lead`]) and keeps probing until then, so the others, which start the
 //! first slot after it, take over without a gap beyond the interval.
 //!
+//! **Status page.** Each member publishes its page's address (`canary.dev/ui-address`); a
+//! replica forwards a request for a check it does not probe to its owner's page ([`Directory`]).
+//!
 //! **Hysteresis.** A replica joins as a candidate (`canary.dev/ring-member: "false"`) and is
 //! admitted after renewing successfully for its join delay: a third of the lease duration on
 //! start, doubled (from one duration, up to 16) each time it had to stop for lack of renewals,
 //! and reset after it stayed admitted for 16 durations. A flapping replica thus leaves the ring
 //! once and stays out until it has been steady, instead of pulling checks back and forth.
 
+mod directory;
 mod lease;
 mod member;
 pub mod peers;
 pub mod ring;
 
-use std::{sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use jiff::Timestamp;
 
+pub use directory::Directory;
 pub use lease::{LEASE_PREFIX, RING_LABEL, label_value, lease_name};
 pub use member::{Member, ShardError};
 pub use ring::{Ring, RingHash};
@@ -57,6 +62,8 @@ pub struct ShardConfig {
     pub namespace: String,
     pub identity: String,
     pub duration: Duration,
+    /// This replica's status page as peers reach it (published on its Lease).
+    pub ui: Option<SocketAddr>,
 }
 
 impl ShardConfig {
@@ -67,7 +74,13 @@ impl ShardConfig {
             namespace,
             identity,
             duration: duration.max(Duration::from_secs(1)),
+            ui: None,
         }
+    }
+
+    /// Publishes `ui` as this replica's status page address.
+    pub fn with_ui(self, ui: Option<SocketAddr>) -> Self {
+        Self { ui, ..self }
     }
 
     /// How often the Lease is renewed.

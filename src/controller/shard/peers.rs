@@ -166,6 +166,7 @@ mod tests {
             member,
             ack: Some(RingHash(7)),
             quiet_after: None,
+            ui: None,
         };
         let mut lease = Lease::default();
         claim.write_into(&mut lease, name, "ring");

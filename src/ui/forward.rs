@@ -1,0 +1,120 @@
+//! With `--sharding shards` each replica holds the history of the checks it probes only. A
+//! request for a check's page, API record or badge that reaches another replica (the Service
+//! picks any) is forwarded to the owner's page, at the address the owner published on its
+//! member Lease, and answered with the owner's reply. One hop at most: a forwarded request is
+//! never forwarded again, so two replicas with different views cannot bounce it.
+
+use std::{net::SocketAddr, time::Duration};
+
+use bytes::Bytes;
+use http::{Request, StatusCode, header};
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::rt::TokioIo;
+
+use crate::api::CheckKey;
+
+/// Marks a forwarded request (its value names the forwarding replica).
+pub const FORWARDED_BY: &str = "x-canary-forwarded-by";
+/// The owner must answer within this; the page refreshes every 10 s anyway.
+const TIMEOUT: Duration = Duration::from_secs(3);
+/// The largest reply relayed (a check's page with full history is about 100 KiB).
+const MAX_BODY: usize = 4 << 20;
+
+/// Which replica probes a check, and where its page is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub identity: String,
+    /// `None` when the owner published no address (it cannot be forwarded to).
+    pub address: Option<SocketAddr>,
+}
+
+/// The ring as the page needs it (implemented by the shard membership).
+pub trait Owners: Send + Sync {
+    /// The replica that owns `key` under the current ring, unless it is this one.
+    fn elsewhere(&self, key: &CheckKey) -> Option<Owner>;
+    /// The other members of the ring.
+    fn peers(&self) -> Vec<String>;
+    /// This replica's identity.
+    fn identity(&self) -> String;
+}
+
+/// Why a forwarded request got no reply.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    #[error("{identity} published no status page address")]
+    NoAddress { identity: String },
+    #[error("{identity} at {address} did not answer within {TIMEOUT:?}")]
+    Timeout {
+        identity: String,
+        address: SocketAddr,
+    },
+    #[error("{identity} at {address}: {message}")]
+    Failed {
+        identity: String,
+        address: SocketAddr,
+        message: String,
+    },
+}
+
+/// The owner's reply: status, content type and body.
+#[derive(Debug)]
+pub struct Relayed {
+    pub status: StatusCode,
+    pub content_type: Option<String>,
+    pub body: Bytes,
+}
+
+/// GETs `path_and_query` from `owner`'s page on behalf of replica `by`.
+pub async fn forward(
+    owner: &Owner,
+    path_and_query: &str,
+    by: &str,
+) -> Result<Relayed, ForwardError> {
+    let identity = owner.identity.clone();
+    let Some(address) = owner.address else {
+        return Err(ForwardError::NoAddress { identity });
+    };
+    match tokio::time::timeout(TIMEOUT, get(address, path_and_query, by)).await {
+        Ok(Ok(relayed)) => Ok(relayed),
+        Ok(Err(message)) => Err(ForwardError::Failed {
+            identity,
+            address,
+            message,
+        }),
+        Err(_) => Err(ForwardError::Timeout { identity, address }),
+    }
+}
+
+/// One GET on a fresh connection (forwarding is rare: a person or a badge, not a scraper).
+async fn get(address: SocketAddr, path_and_query: &str, by: &str) -> Result<Relayed, String> {
+    let stream = (tokio::net::TcpStream::connect(address).await).map_err(|e| e.to_string())?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    let connection = tokio::spawn(connection);
+    let request = Request::get(path_and_query)
+        .header(header::HOST, address.to_string())
+        .header(FORWARDED_BY, by)
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let result = async {
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        let content_type = (response.headers().get(header::CONTENT_TYPE))
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = Limited::new(response.into_body(), MAX_BODY).collect().await;
+        let body = body.map_err(|e| e.to_string())?.to_bytes();
+        Ok(Relayed {
+            status,
+            content_type,
+            body,
+        })
+    }
+    .await;
+    connection.abort();
+    result
+}
