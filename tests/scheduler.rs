@@ -13,8 +13,8 @@ use canary_operator::{
     api::Reason,
     probe::Outcome,
     runner::{
-        CheckKey, Plan, Prober, RunReport, RunnerSpec, Schedule, Scheduler, SchedulerConfig, Sink,
-        jitter,
+        CheckKey, Plan, Prober, Registration, RunReport, RunnerSpec, Schedule, Scheduler,
+        SchedulerConfig, Sink, jitter,
     },
 };
 use futures::future::BoxFuture;
@@ -65,6 +65,7 @@ impl Prober for Fake {
 struct Recorder {
     runs: Mutex<Vec<(CheckKey, Duration, u64)>>,
     removed: Mutex<Vec<CheckKey>>,
+    started: Mutex<Vec<CheckKey>>,
 }
 
 impl Sink for Recorder {
@@ -77,6 +78,10 @@ impl Sink for Recorder {
 
     fn on_remove(&self, key: &CheckKey) {
         self.removed.lock().unwrap().push(key.clone());
+    }
+
+    fn on_start(&self, spec: &RunnerSpec, _registration: &Registration) {
+        self.started.lock().unwrap().push(spec.key.clone());
     }
 }
 
@@ -297,6 +302,34 @@ async fn remove_stops_runs_and_tells_sinks() {
     assert_eq!(prober.starts().len(), runs);
     assert_eq!(*recorder.removed.lock().unwrap(), [key("gone")]);
     assert!(scheduler.keys().is_empty());
+}
+
+/// Sinks hear once, before its first run, of a check that starts running here (to show its last
+/// state from status); not of a replaced runner, a suspended check, or one that cannot run.
+#[tokio::test(start_paused = true)]
+async fn sinks_hear_when_a_check_starts_running_here_and_only_then() {
+    let (scheduler, recorder) = scheduler(10);
+    let prober = Fake::alone(Duration::ZERO);
+    scheduler.upsert(runner("new", SECOND, prober.clone(), 1));
+    assert_eq!(*recorder.started.lock().unwrap(), [key("new")]);
+    assert!(
+        recorder.runs.lock().unwrap().is_empty(),
+        "told before any run"
+    );
+    scheduler.upsert(runner("new", SECOND, prober.clone(), 2));
+    let mut suspended = runner("suspended", SECOND, prober.clone(), 1);
+    suspended.schedule.suspend = true;
+    scheduler.upsert(suspended);
+    let blocked = Plan::Blocked {
+        reason: Reason::InvalidSpec,
+        message: String::new(),
+    };
+    let schedule = Schedule::every(SECOND, Duration::ZERO);
+    scheduler.upsert(RunnerSpec::new(key("blocked"), schedule, blocked));
+    assert_eq!(*recorder.started.lock().unwrap(), [key("new")]);
+    scheduler.remove(&key("new"));
+    scheduler.upsert(runner("new", SECOND, prober, 3));
+    assert_eq!(*recorder.started.lock().unwrap(), [key("new"), key("new")]);
 }
 
 #[tokio::test(start_paused = true)]

@@ -20,7 +20,7 @@ use super::{Families, MetricsError};
 use crate::{
     api::Reason,
     lock,
-    runner::{CheckKey, RunReport},
+    runner::{CheckKey, Registration, RunReport, RunnerSpec},
 };
 
 /// Probe latency buckets: loopback (ms) through slow WAN (tens of seconds).
@@ -259,7 +259,7 @@ impl CheckFamilies {
     /// [`CheckFamilies::forget`] takes, so a late run cannot bring back the series of a check
     /// removed or moved away (see [`crate::runner::Registration`]).
     pub(super) fn record(&self, report: &RunReport<'_>) {
-        let info = self.info_values(report);
+        let info = self.info_values(report.spec);
         let mut checks = lock(&self.0.checks);
         if report.registration.removed() {
             return;
@@ -307,8 +307,37 @@ impl CheckFamilies {
         record_kinds(series, report);
     }
 
-    fn info_values(&self, report: &RunReport<'_>) -> Box<[String]> {
-        let info = &report.spec.info;
+    /// The last state `spec`'s status records (verdict, failures in a row, last run and
+    /// success), shown until its first run here reports: a check that moves between replicas
+    /// or outlives a restart keeps its `canary_check_success` sample, and its alert its `for`.
+    pub(super) fn seed(&self, spec: &RunnerSpec, registration: &Registration) {
+        let status = &spec.status;
+        let Some(last) = (status.last_result.as_ref()).filter(|last| !did_not_run(last.reason))
+        else {
+            return;
+        };
+        let info = self.info_values(spec);
+        let mut checks = lock(&self.0.checks);
+        if registration.removed() {
+            return;
+        }
+        let series = checks.entry(spec.key.clone()).or_default();
+        if series.success.is_some() {
+            // A run reported first.
+            return;
+        }
+        let seconds = |time: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| {
+            time.as_ref().map(|t| t.0.as_millisecond() as f64 / 1000.0)
+        };
+        series.info = info;
+        series.success = Some(last.success);
+        series.consecutive_failures = status.consecutive_failures;
+        series.last_run = seconds(&status.last_run_time);
+        series.last_success = seconds(&status.last_success_time);
+    }
+
+    fn info_values(&self, spec: &RunnerSpec) -> Box<[String]> {
+        let info = &spec.info;
         let mut values = vec![info.kind.to_string(), info.target.clone()];
         values.extend(
             (self.0.allowlist.iter())

@@ -14,7 +14,7 @@ use prometheus::{
 use check::CheckFamilies;
 pub use check::metric_label;
 
-use crate::runner::{CheckKey, RunReport, Sink, Summary};
+use crate::runner::{CheckKey, Registration, RunReport, RunnerSpec, Sink, Summary};
 
 /// Scheduler lag buckets: on time is under 10 ms; seconds mean the process is overloaded.
 const LAG_BUCKETS: &[f64] = &[
@@ -304,6 +304,11 @@ impl Sink for Metrics {
 
     fn on_remove(&self, key: &CheckKey) {
         self.forget(key);
+    }
+
+    fn on_start(&self, spec: &RunnerSpec, registration: &Registration) {
+        self.changed();
+        self.check.seed(spec, registration);
     }
 
     fn on_tick(&self, summary: &Summary) {

@@ -227,3 +227,75 @@ fn a_run_of_a_replaced_runner_reporting_while_its_check_is_removed_leaves_no_ser
         "a removed check's series came back"
     );
 }
+
+/// A status as the previous owner (or the previous process) left it: failing 3 times in a row.
+fn failing_status() -> HealthCheckStatus {
+    let time = |s| {
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            jiff::Timestamp::from_second(s).unwrap(),
+        )
+    };
+    HealthCheckStatus {
+        consecutive_failures: 3,
+        last_run_time: Some(time(1_800_000_100)),
+        last_success_time: Some(time(1_800_000_000)),
+        last_result: Some(crate::api::LastResult {
+            success: false,
+            reason: Reason::Timeout,
+            message: String::new(),
+            duration: "2s".into(),
+            http_status: None,
+            phases: None,
+            dns: None,
+            grpc: None,
+        }),
+        ..HealthCheckStatus::default()
+    }
+}
+
+#[test]
+fn a_check_starting_here_shows_its_last_state_from_status_until_its_first_run() {
+    let metrics = Metrics::new().unwrap();
+    let mut spec = spec();
+    spec.status = failing_status();
+    metrics.on_start(&spec, &Registration::default());
+    let text = metrics.render().unwrap();
+    for series in [
+        r#"canary_check_success{name="api",namespace="shop"} 0"#,
+        r#"canary_check_consecutive_failures{name="api",namespace="shop"} 3"#,
+        r#"canary_check_last_run_timestamp_seconds{name="api",namespace="shop"} 1800000100"#,
+        r#"canary_check_last_success_timestamp_seconds{name="api",namespace="shop"} 1800000000"#,
+        r#"canary_check_info{kind="http",name="api",namespace="shop",target="https://api.shop/healthz"} 1"#,
+    ] {
+        assert!(text.contains(series), "{series} missing from:\n{text}");
+    }
+    assert!(
+        !text.contains("canary_check_runs_total{"),
+        "no run is counted that did not happen here"
+    );
+    // A run reported first is not overwritten by a late start; a removed check is not seeded.
+    let ran = Metrics::new().unwrap();
+    report(&ran, &spec, Reason::UnexpectedStatus);
+    spec.status.consecutive_failures = 9;
+    ran.on_start(&spec, &Registration::default());
+    let text = ran.render().unwrap();
+    assert!(text.contains(r#"canary_check_consecutive_failures{name="api",namespace="shop"} 4"#));
+    let removed = Registration::default();
+    removed.end();
+    let fresh = Metrics::new().unwrap();
+    fresh.on_start(&spec, &removed);
+    assert!(!fresh.render().unwrap().contains("canary_check_success{"));
+}
+
+#[test]
+fn a_status_without_a_verdict_seeds_nothing() {
+    let metrics = Metrics::new().unwrap();
+    let mut spec = spec();
+    metrics.on_start(&spec, &Registration::default());
+    spec.status = failing_status();
+    if let Some(last) = spec.status.last_result.as_mut() {
+        last.reason = Reason::Suspended;
+    }
+    metrics.on_start(&spec, &Registration::default());
+    assert!(!metrics.render().unwrap().contains("canary_check_success{"));
+}

@@ -113,6 +113,10 @@ pub trait Sink: Send + Sync {
     fn on_run(&self, report: &RunReport<'_>);
     /// The check is gone from this scheduler: forget its state.
     fn on_remove(&self, key: &CheckKey);
+    /// A check this scheduler did not hold starts running (a new object, a restart, a check
+    /// moved here from another replica): a sink may show the last state its status records
+    /// until the first run reports, so a failing check's alert does not lose its sample.
+    fn on_start(&self, _spec: &RunnerSpec, _registration: &Registration) {}
     /// Called every scheduler tick with the state of all checks.
     fn on_tick(&self, _summary: &Summary) {}
 }
@@ -282,6 +286,9 @@ impl Scheduler {
             None => None,
         };
         let now = Instant::now();
+        // Sinks hear of a check that starts running here (not of a replaced runner).
+        let starts =
+            previous.is_none() && !spec.schedule.suspend && matches!(spec.plan, Plan::Run(_));
         let (status, first_due, history, registration) = match previous {
             // A new generation runs within seconds; a rotated reference keeps the schedule.
             Some(handle) => {
@@ -330,6 +337,7 @@ impl Scheduler {
             },
             wake.clone(),
         ));
+        let started = starts.then(|| (spec.clone(), registration.clone()));
         let handle = RunnerHandle {
             revision,
             generation,
@@ -340,6 +348,12 @@ impl Scheduler {
             wake,
         };
         runners.insert(key, handle);
+        drop(runners);
+        if let Some((spec, registration)) = started {
+            for sink in &self.shared.sinks {
+                sink.on_start(&spec, &registration);
+            }
+        }
         true
     }
 
