@@ -209,6 +209,7 @@ impl Reconciler {
             }
             applied.send_replace(Applied {
                 ring: Some(assignment.ring.hash()),
+                incarnations: Some(assignment.ring.incarnations_hash()),
                 quiet_after: self.quiet_after,
             });
         }

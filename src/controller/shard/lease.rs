@@ -21,6 +21,11 @@ pub const MEMBER_ANNOTATION: &str = "canary.dev/ring-member";
 pub const ACK_ANNOTATION: &str = "canary.dev/ring-ack";
 /// RFC 3339 time from which the holder probes nothing it does not own under its ack.
 pub const QUIET_ANNOTATION: &str = "canary.dev/ring-quiet-after";
+/// The holder's process: a random number chosen at start, so a restart under the same identity
+/// is a new member (hex).
+pub const INCARNATION_ANNOTATION: &str = "canary.dev/ring-incarnation";
+/// The ring the holder acknowledged, hashed with the members' incarnations (hex).
+pub const ACK_INCARNATIONS_ANNOTATION: &str = "canary.dev/ring-ack-incarnations";
 /// Where the holder's status page answers (peers forward its checks' pages there).
 pub const UI_ANNOTATION: &str = "canary.dev/ui-address";
 /// Every member Lease is named this plus the identity.
@@ -81,6 +86,10 @@ pub struct Claim {
     pub duration: Duration,
     pub member: bool,
     pub ack: Option<RingHash>,
+    /// The acknowledged ring's [`super::Ring::incarnations_hash`]; none from older versions.
+    pub ack_incarnations: Option<RingHash>,
+    /// The holder's process (see [`INCARNATION_ANNOTATION`]); none from older versions.
+    pub incarnation: Option<u64>,
     pub quiet_after: Option<Timestamp>,
     /// The holder's status page (`IP:PORT`); garbage reads as none.
     pub ui: Option<SocketAddr>,
@@ -100,6 +109,9 @@ impl Claim {
             duration: Duration::from_secs(seconds),
             member: annotation(MEMBER_ANNOTATION).is_some_and(|v| v == "true"),
             ack: annotation(ACK_ANNOTATION).and_then(|v| v.parse().ok()),
+            ack_incarnations: annotation(ACK_INCARNATIONS_ANNOTATION).and_then(|v| v.parse().ok()),
+            incarnation: annotation(INCARNATION_ANNOTATION)
+                .and_then(|v| u64::from_str_radix(v, 16).ok()),
             quiet_after: annotation(QUIET_ANNOTATION).and_then(|v| v.parse().ok()),
             ui: annotation(UI_ANNOTATION).and_then(|v| v.parse().ok()),
         }
@@ -127,6 +139,14 @@ impl Claim {
         };
         set(MEMBER_ANNOTATION, Some(self.member.to_string()));
         set(ACK_ANNOTATION, self.ack.map(|h| h.to_string()));
+        set(
+            ACK_INCARNATIONS_ANNOTATION,
+            self.ack_incarnations.map(|h| h.to_string()),
+        );
+        set(
+            INCARNATION_ANNOTATION,
+            self.incarnation.map(|i| format!("{i:016x}")),
+        );
         set(QUIET_ANNOTATION, self.quiet_after.map(|t| t.to_string()));
         set(UI_ANNOTATION, self.ui.map(|a| a.to_string()));
         let seconds = i32::try_from(self.duration.as_secs().max(1)).unwrap_or(i32::MAX);
@@ -167,6 +187,8 @@ mod tests {
             duration: Duration::from_secs(15),
             member: true,
             ack: Some(RingHash(0xabc)),
+            ack_incarnations: Some(RingHash(0xdef)),
+            incarnation: Some(u64::MAX - 5),
             quiet_after: Some(Timestamp::from_millisecond(999_500).unwrap()),
             ui: Some("[fd00::5]:8082".parse().unwrap()),
         };
@@ -198,6 +220,7 @@ mod tests {
             (QUIET_ANNOTATION.to_string(), "yesterday".to_string()),
             (MEMBER_ANNOTATION.to_string(), "yes".to_string()),
             (UI_ANNOTATION.to_string(), "http://evil/".to_string()),
+            (INCARNATION_ANNOTATION.to_string(), "-1".to_string()),
         ];
         lease.metadata.annotations = Some(annotations.into());
         let claim = Claim::of(&lease);
@@ -206,5 +229,6 @@ mod tests {
             (claim.ack, claim.quiet_after, claim.member, claim.ui),
             (None, None, false, None)
         );
+        assert_eq!((claim.incarnation, claim.ack_incarnations), (None, None));
     }
 }

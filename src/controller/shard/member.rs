@@ -19,7 +19,7 @@ use super::{
     Applied, Assignment, Directory, ShardConfig, Standing,
     lease::{Claim, RING_LABEL, lease_name},
     peers::Peers,
-    ring::{Ring, RingHash},
+    ring::Ring,
 };
 use crate::{
     controller::{reconcile::Scope, sleep_until},
@@ -83,6 +83,8 @@ pub struct Member {
     scheduler: Scheduler,
     /// The ring and the members' pages, for the status page.
     directory: Arc<Directory>,
+    /// This process among the ring's members (see [`super::lease::INCARNATION_ANNOTATION`]).
+    incarnation: u64,
 }
 
 impl Member {
@@ -112,6 +114,7 @@ impl Member {
             members_gauge,
             scheduler,
             directory,
+            incarnation: new_incarnation(),
         }
     }
 
@@ -212,7 +215,13 @@ impl Member {
         self.check_deadline(now);
         let claim = self.claim(applied, now);
         let changed = (self.published.as_ref()).is_none_or(|p| {
-            (p.member, p.ack, p.quiet_after) != (claim.member, claim.ack, claim.quiet_after)
+            (p.member, p.ack, p.ack_incarnations, p.quiet_after)
+                != (
+                    claim.member,
+                    claim.ack,
+                    claim.ack_incarnations,
+                    claim.quiet_after,
+                )
         });
         let due = self
             .renewed_at
@@ -270,6 +279,8 @@ impl Member {
             duration: self.config.duration,
             member: admitted,
             ack: applied.ring,
+            ack_incarnations: applied.incarnations,
+            incarnation: Some(self.incarnation),
             quiet_after: applied.quiet_after,
             ui: self.config.ui,
         }
@@ -349,18 +360,22 @@ impl Member {
             (true, true) => Standing::Member,
             (true, false) => Standing::Candidate,
         };
-        let mut members: Vec<String> = self.peers.members().map(|c| c.identity.clone()).collect();
+        let mut members: Vec<(String, Option<u64>)> = (self.peers.members())
+            .map(|c| (c.identity.clone(), c.incarnation))
+            .collect();
         if standing == Standing::Member {
-            members.push(self.config.identity.clone());
+            members.push((self.config.identity.clone(), Some(self.incarnation)));
         }
-        let ring = Ring::new(members);
-        let acked = |ack: Option<RingHash>| ack == Some(ring.hash());
+        let ring = Ring::of(members);
         // Every alive Lease must acknowledge, candidates included: a replica that stepped down
         // is a candidate as soon as it renews again, before its reconcile has stopped what it
         // ran; its acknowledgement says it has.
         let may_gain = standing == Standing::Member
-            && acked(self.published.as_ref().and_then(|p| p.ack))
-            && self.peers.alive_claims().all(|peer| acked(peer.ack));
+            && (self.published.as_ref()).is_some_and(|own| acknowledged(own, &ring))
+            && self
+                .peers
+                .alive_claims()
+                .all(|peer| acknowledged(peer, &ring));
         Assignment {
             identity: Arc::from(self.config.identity.as_str()),
             ring: Arc::new(ring),
@@ -450,6 +465,8 @@ impl Member {
             duration: self.config.duration,
             member: false,
             ack: self.published.as_ref().and_then(|p| p.ack),
+            ack_incarnations: self.published.as_ref().and_then(|p| p.ack_incarnations),
+            incarnation: Some(self.incarnation),
             quiet_after: Some(quiet_after),
             ui: None,
         };
@@ -467,5 +484,56 @@ impl Member {
             }
         }
         tracing::warn!("could not release the Lease; peers take over when it expires");
+    }
+}
+
+/// Whether `claim` acknowledges `ring`: by the hash with incarnations when its holder publishes
+/// one, else (an older version, during a rolling update) by the identities' hash.
+pub(super) fn acknowledged(claim: &Claim, ring: &Ring) -> bool {
+    match claim.incarnation {
+        Some(_) => claim.ack_incarnations == Some(ring.incarnations_hash()),
+        None => claim.ack == Some(ring.hash()),
+    }
+}
+
+/// A number no other process of this identity chose: from the OS's randomness, as std seeds
+/// its hash maps with it (no dependency for one number).
+fn new_incarnation() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    let now = std::time::SystemTime::UNIX_EPOCH.elapsed();
+    hasher.write_u128(now.map_or(0, |d| d.as_nanos()));
+    hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claim(identity: &str, incarnation: Option<u64>, acked: &Ring) -> Claim {
+        Claim {
+            identity: identity.into(),
+            renew_time: Some(Timestamp::now()),
+            duration: Duration::from_secs(15),
+            member: true,
+            ack: Some(acked.hash()),
+            ack_incarnations: incarnation.map(|_| acked.incarnations_hash()),
+            incarnation,
+            quiet_after: None,
+            ui: None,
+        }
+    }
+
+    #[test]
+    fn an_acknowledgement_from_before_a_peer_restarted_does_not_count_for_the_ring_after() {
+        let ring = |r2: u64| Ring::of([("r1".to_string(), Some(1)), ("r2".to_string(), Some(r2))]);
+        let (before, after) = (ring(2), ring(3));
+        // r1 acknowledged the ring with r2's previous process; r2 restarted within the Lease
+        // duration, under the same identity: the same identities, a new member.
+        assert!(!acknowledged(&claim("r1", Some(1), &before), &after));
+        assert!(acknowledged(&claim("r1", Some(1), &after), &after));
+        // A replica of a version without incarnations (a rolling update) is judged as before.
+        let mixed = Ring::of([("r1".to_string(), None), ("r2".to_string(), Some(3))]);
+        assert!(acknowledged(&claim("r1", None, &before), &mixed));
     }
 }

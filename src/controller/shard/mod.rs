@@ -156,5 +156,7 @@ impl Assignment {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Applied {
     pub ring: Option<RingHash>,
+    /// The applied ring's [`Ring::incarnations_hash`].
+    pub incarnations: Option<RingHash>,
     pub quiet_after: Option<Timestamp>,
 }

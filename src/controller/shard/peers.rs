@@ -165,6 +165,8 @@ mod tests {
             duration: D,
             member,
             ack: Some(RingHash(7)),
+            ack_incarnations: None,
+            incarnation: None,
             quiet_after: None,
             ui: None,
         };

@@ -11,11 +11,13 @@ use std::fmt;
 
 use crate::{api::CheckKey, runner::stable_hash};
 
-/// The members of a ring, sorted, with the hash every replica acknowledges them by.
+/// The members of a ring, sorted, with the hashes every replica acknowledges them by.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Ring {
     members: Vec<String>,
     hash: RingHash,
+    /// Over the members and their incarnations (see [`Ring::incarnations_hash`]).
+    incarnations_hash: RingHash,
 }
 
 /// A member set's digest, as written in the `canary.dev/ring-ack` annotation.
@@ -37,14 +39,32 @@ impl std::str::FromStr for RingHash {
 }
 
 impl Ring {
-    /// The ring of `members` (any order; duplicates count once).
+    /// The ring of `members` (any order; duplicates count once), incarnations unknown.
     pub fn new(members: impl IntoIterator<Item = String>) -> Self {
-        let mut members: Vec<String> = members.into_iter().collect();
-        members.sort();
-        members.dedup();
-        let parts: Vec<&[u8]> = members.iter().map(|m| m.as_bytes()).collect();
+        Self::of(members.into_iter().map(|member| (member, None)))
+    }
+
+    /// The ring of `members` with the incarnation each published (none from a version that
+    /// publishes none); the first of duplicate identities counts.
+    pub fn of(members: impl IntoIterator<Item = (String, Option<u64>)>) -> Self {
+        let mut members: Vec<(String, Option<u64>)> = members.into_iter().collect();
+        members.sort_by(|a, b| a.0.cmp(&b.0));
+        members.dedup_by(|a, b| a.0 == b.0);
+        let parts: Vec<&[u8]> = members.iter().map(|(m, _)| m.as_bytes()).collect();
         let hash = RingHash(stable_hash(&parts));
-        Self { members, hash }
+        let incarnations: Vec<String> = (members.iter())
+            .map(|(_, i)| i.map(|i| format!("{i:016x}")).unwrap_or_default())
+            .collect();
+        let parts: Vec<&[u8]> = (members.iter().zip(&incarnations))
+            .flat_map(|((m, _), i)| [m.as_bytes(), i.as_bytes()])
+            .collect();
+        let incarnations_hash = RingHash(stable_hash(&parts));
+        let members = members.into_iter().map(|(m, _)| m).collect();
+        Self {
+            members,
+            hash,
+            incarnations_hash,
+        }
     }
 
     /// The members, sorted.
@@ -52,9 +72,17 @@ impl Ring {
         &self.members
     }
 
-    /// The member set's digest.
+    /// The member set's digest (identities only: what replicas of every version acknowledge).
     pub fn hash(&self) -> RingHash {
         self.hash
+    }
+
+    /// The digest of the members and their incarnations. Replicas that publish an incarnation
+    /// acknowledge this one: a replica that restarts under the same identity is a new member,
+    /// so a peer's acknowledgement written before the restart cannot pass for one of the ring
+    /// with the new process in it.
+    pub fn incarnations_hash(&self) -> RingHash {
+        self.incarnations_hash
     }
 
     pub fn len(&self) -> usize {
@@ -148,6 +176,21 @@ mod tests {
         let key = CheckKey::default();
         assert_eq!(Ring::default().owner(&key), None);
         assert_eq!(Ring::new(["only".to_string()]).owner(&key), Some("only"));
+    }
+
+    #[test]
+    fn a_restart_under_the_same_identity_changes_the_incarnations_hash_only() {
+        let before = Ring::of([("r1".to_string(), Some(1)), ("r2".to_string(), Some(2))]);
+        let restarted = Ring::of([("r2".to_string(), Some(3)), ("r1".to_string(), Some(1))]);
+        assert_eq!(before.hash(), restarted.hash(), "the same identities");
+        assert_eq!(before.members(), restarted.members());
+        assert_ne!(before.incarnations_hash(), restarted.incarnations_hash());
+        let old_version = Ring::of([("r1".to_string(), None), ("r2".to_string(), Some(2))]);
+        assert_ne!(before.incarnations_hash(), old_version.incarnations_hash());
+        assert_eq!(
+            Ring::new(members(3)).hash(),
+            Ring::of(members(3).into_iter().map(|m| (m, Some(9)))).hash()
+        );
     }
 
     #[test]
