@@ -214,22 +214,8 @@ impl Operator {
             watch_health,
         );
         supervisor.spawn("watch", watch);
-        let ctx = reconcile::Context {
-            scheduler: engine.scheduler.clone(),
-            writer: writer.clone(),
-            refs: refs::RefCache::new(
-                self.client.clone(),
-                args.reference_ttl,
-                args.secret_reference_label.clone(),
-            ),
-            probe: Arc::new(ProbeContext {
-                deny: service.policy.deny_cidrs.clone(),
-                user_agent: crate::probe::user_agent(Some(&identity)),
-            }),
-            metrics,
-            synced: engine.ready.clone(),
-            applied: (mode == Sharding::Shards).then_some(applied_tx),
-        };
+        let applied_tx = (mode == Sharding::Shards).then_some(applied_tx);
+        let ctx = self.reconcile_context(&engine, &writer, metrics, &identity, applied_tx);
         let reconcile = reconcile::run(ctx, events_rx, scopes, args.reference_ttl);
         supervisor.spawn("reconcile", reconcile);
         tracing::info!(%identity, sharding = mode.name(), "operator started");
@@ -239,6 +225,34 @@ impl Operator {
             coordination,
             supervisor,
         })
+    }
+
+    /// What the reconcile loop works with.
+    fn reconcile_context(
+        &self,
+        engine: &Engine,
+        writer: &writer::StatusWriter,
+        metrics: Arc<Metrics>,
+        identity: &str,
+        applied: Option<channel::Sender<shard::Applied>>,
+    ) -> reconcile::Context {
+        let args = &self.args;
+        reconcile::Context {
+            scheduler: engine.scheduler.clone(),
+            writer: writer.clone(),
+            refs: refs::RefCache::new(
+                self.client.clone(),
+                args.reference_ttl,
+                args.secret_reference_label.clone(),
+            ),
+            probe: Arc::new(ProbeContext {
+                deny: args.service.policy.deny_cidrs.clone(),
+                user_agent: crate::probe::user_agent(Some(identity)),
+            }),
+            metrics,
+            synced: engine.ready.clone(),
+            applied,
+        }
     }
 
     /// This replica's ring membership: its Lease, renewed, and the peers' as it sees them.

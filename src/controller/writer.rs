@@ -565,19 +565,7 @@ mod tests {
     fn run(writer: &StatusWriter, spec: &RunnerSpec, registration: &Registration) {
         let outcome = Outcome::not_run(Reason::InvalidSpec, "");
         let status = status(0, "0s", Reason::InvalidSpec);
-        writer.on_run(&RunReport {
-            key: &spec.key,
-            spec,
-            outcome: &outcome,
-            previous: &status,
-            status: &status,
-            transition: None,
-            lag: Duration::ZERO,
-            slot_wait: Duration::ZERO,
-            in_maintenance: false,
-            skipped: 0,
-            registration,
-        });
+        writer.on_run(&RunReport::of(spec, &outcome, &status, registration));
     }
 
     fn queued(writer: &StatusWriter, key: &CheckKey) -> bool {

@@ -47,17 +47,8 @@ fn report_of(metrics: &Metrics, spec: &RunnerSpec, reason: Reason, registration:
         ..HealthCheckStatus::default()
     };
     let report = RunReport {
-        key: &spec.key,
-        spec,
-        outcome: &outcome,
-        previous: &status,
-        status: &status,
-        transition: None,
-        lag: Duration::ZERO,
-        slot_wait: Duration::ZERO,
-        skipped: 0,
         in_maintenance: true,
-        registration,
+        ..RunReport::of(spec, &outcome, &status, registration)
     };
     metrics.on_run(&report);
 }

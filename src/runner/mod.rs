@@ -77,6 +77,31 @@ pub struct RunReport<'a> {
     pub registration: &'a Registration,
 }
 
+#[cfg(test)]
+impl<'a> RunReport<'a> {
+    /// A report of `outcome` that leaves `status` as it was, on time (tests of sinks).
+    pub(crate) fn of(
+        spec: &'a RunnerSpec,
+        outcome: &'a crate::probe::Outcome,
+        status: &'a HealthCheckStatus,
+        registration: &'a Registration,
+    ) -> Self {
+        Self {
+            key: &spec.key,
+            spec,
+            outcome,
+            previous: status,
+            status,
+            transition: None,
+            lag: Duration::ZERO,
+            slot_wait: Duration::ZERO,
+            in_maintenance: false,
+            skipped: 0,
+            registration,
+        }
+    }
+}
+
 /// A check's registration in the scheduler, from its first [`Scheduler::upsert`] to its
 /// [`Scheduler::remove`]: runners replacing one another share it, a check added again gets a
 /// new one.
