@@ -439,5 +439,6 @@ async fn a_stderr_nobody_reads_costs_log_lines_not_probing_health_or_shutdown() 
     assert_eq!(canary.health_code("/healthz").await, Some(200));
     let (exit, took) = canary.terminate().await;
     assert!(exit.success(), "{exit:?}");
-    assert!(took < 3 * SEC, "shutdown took {took:?}");
+    // The exit flushes the log queue, waiting about a second for the stuck pipe.
+    assert!(took < 5 * SEC, "shutdown took {took:?}");
 }

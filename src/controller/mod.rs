@@ -166,8 +166,7 @@ impl Operator {
         let writer = self.status_writer(&metrics);
         let (event_sink, publisher) =
             events::EventSink::new(self.client.clone(), identity.clone(), metrics.clone());
-        let directory =
-            (mode == Sharding::Shards).then(|| Arc::new(shard::Directory::new(identity.clone())));
+        let directory = Arc::new(shard::Directory::new(identity.clone()));
         let watch_health = Arc::new(watch::WatchHealth::new(
             args.watch_stall,
             metrics.operator.watch_failing.clone(),
@@ -183,7 +182,8 @@ impl Operator {
             ],
             aligned: mode == Sharding::Shards,
             probed_by: Some(identity.clone()),
-            owners: (directory.clone()).map(|d| d as Arc<dyn crate::ui::Owners>),
+            owners: (mode == Sharding::Shards)
+                .then(|| directory.clone() as Arc<dyn crate::ui::Owners>),
         };
         let service = &args.service;
         let mut engine = Engine::start_with_metrics(
@@ -197,14 +197,14 @@ impl Operator {
         supervisor.spawn("writer", writer.clone().run());
         supervisor.spawn("events", publisher);
         let (applied_tx, applied) = channel::channel(shard::Applied::default());
-        let (scopes, coordination) = match (mode, directory) {
-            (Sharding::Leader, _) => self.elect(&mut supervisor, &identity, engine.standby.clone()),
-            (Sharding::Shards, Some(directory)) => {
+        let (scopes, coordination) = match mode {
+            Sharding::Off => (channel::channel(Scope::All).1, Coordination::None),
+            Sharding::Leader => self.elect(&mut supervisor, &identity, engine.standby.clone()),
+            Sharding::Shards => {
                 let ui = self.ui_advertised(engine.ui_addr);
                 let member = self.member(&identity, &metrics, &engine, directory, ui);
                 join(&mut supervisor, member, applied)
             }
-            _ => (channel::channel(Scope::All).1, Coordination::None),
         };
         let (events_tx, events_rx) = mpsc::channel(WATCH_BUFFER);
         let watch = watch::run(

@@ -24,7 +24,7 @@ use crate::{
     api::{HealthCheck, HealthCheckStatus, READY, fmt_go},
     lock,
     metrics::Metrics,
-    runner::{CheckKey, RunReport, Sink, Vital},
+    runner::{CheckKey, Registration, RunReport, Sink, Vital},
 };
 
 /// Field manager of every status write.
@@ -90,6 +90,9 @@ struct Pending {
     failures: u32,
     /// When a write for this object was first queued and not yet done.
     since: Instant,
+    /// The reporting check's registration: a write of a check removed (or moved to another
+    /// replica) while it waited for the rate limiter, or for a retry, is dropped.
+    registration: Arc<Registration>,
 }
 
 /// Pending writes in first-reported order; a newer status replaces a queued one in place
@@ -101,11 +104,18 @@ struct Queue {
 }
 
 impl Queue {
-    fn put(&mut self, key: &CheckKey, status: HealthCheckStatus, clamp: i64) {
+    fn put(
+        &mut self,
+        key: &CheckKey,
+        status: HealthCheckStatus,
+        clamp: i64,
+        registration: &Arc<Registration>,
+    ) {
         match self.items.get_mut(key) {
             Some(queued) => {
                 queued.status = status;
                 queued.clamp = clamp;
+                queued.registration = registration.clone();
             }
             None => {
                 self.order.push_back(key.clone());
@@ -115,6 +125,7 @@ impl Queue {
                     not_before: None,
                     failures: 0,
                     since: Instant::now(),
+                    registration: registration.clone(),
                 };
                 self.items.insert(key.clone(), pending);
             }
@@ -305,7 +316,7 @@ impl StatusWriter {
                 },
                 None => pending,
             };
-            if !self.shared.enabled.load(Ordering::SeqCst) {
+            if !self.shared.enabled.load(Ordering::SeqCst) || pending.registration.removed() {
                 continue;
             }
             let result = self.write(&key, pending.status.clone()).await;
@@ -338,12 +349,16 @@ impl StatusWriter {
     }
 
     fn retry(&self, key: CheckKey, pending: Pending, result: Written) {
+        let mut queue = lock(&self.shared.pending);
+        // Checked under the lock on_remove takes, as in on_run.
+        if pending.registration.removed() {
+            return;
+        }
         let failures = pending.failures + 1;
         let delay = (RETRY_MIN * 2u32.saturating_pow(failures.min(10))).min(RETRY_MAX);
-        let mut queue = lock(&self.shared.pending);
         // A newer status reported meanwhile wins; it inherits the backoff.
         if !queue.items.contains_key(&key) {
-            queue.put(&key, pending.status, pending.clamp);
+            queue.put(&key, pending.status, pending.clamp, &pending.registration);
         }
         if let Some(entry) = queue.items.get_mut(&key) {
             entry.failures = failures;
@@ -465,7 +480,12 @@ impl Sink for StatusWriter {
         if report.registration.removed() {
             return;
         }
-        pending.put(report.key, report.status.clone(), clamp);
+        pending.put(
+            report.key,
+            report.status.clone(),
+            clamp,
+            report.registration,
+        );
         drop(pending);
         self.shared.notify.notify_one();
     }
@@ -514,9 +534,25 @@ mod tests {
     #[test]
     fn queue_is_first_come_first_served_and_latest_status_wins_in_place() {
         let mut queue = Queue::default();
-        queue.put(&key("a"), status(1, "0.1s", Reason::Succeeded), 1);
-        queue.put(&key("b"), status(1, "0.1s", Reason::Succeeded), 1);
-        queue.put(&key("a"), status(0, "0.2s", Reason::Timeout), 1);
+        let registered = Arc::default();
+        queue.put(
+            &key("a"),
+            status(1, "0.1s", Reason::Succeeded),
+            1,
+            &registered,
+        );
+        queue.put(
+            &key("b"),
+            status(1, "0.1s", Reason::Succeeded),
+            1,
+            &registered,
+        );
+        queue.put(
+            &key("a"),
+            status(0, "0.2s", Reason::Timeout),
+            1,
+            &registered,
+        );
         let now = Instant::now();
         let (first, pending) = queue.pop_ready(now).unwrap();
         assert_eq!(first, key("a"));
@@ -562,7 +598,7 @@ mod tests {
         writer
     }
 
-    fn run(writer: &StatusWriter, spec: &RunnerSpec, registration: &Registration) {
+    fn run(writer: &StatusWriter, spec: &RunnerSpec, registration: &Arc<Registration>) {
         let outcome = Outcome::not_run(Reason::InvalidSpec, "");
         let status = status(0, "0s", Reason::InvalidSpec);
         writer.on_run(&RunReport::of(spec, &outcome, &status, registration));
@@ -581,7 +617,7 @@ mod tests {
         };
         let schedule = Schedule::every(Duration::from_secs(1), Duration::ZERO);
         let spec = RunnerSpec::new(key("a"), schedule, plan);
-        let removed = Registration::default();
+        let removed = Arc::new(Registration::default());
         run(&writer, &spec, &removed);
         assert!(queued(&writer, &spec.key));
         // What Scheduler::remove does, then the late report of a run already past its awaits.
@@ -592,10 +628,31 @@ mod tests {
             !queued(&writer, &spec.key),
             "a removed check got a write queued"
         );
-        run(&writer, &spec, &Registration::default());
+        run(&writer, &spec, &Arc::default());
         assert!(
             queued(&writer, &spec.key),
             "the check added again has no write queued"
         );
+    }
+
+    /// A write taken off the queue (waiting for the rate limiter, or failed) when its check is
+    /// removed or moved away is neither retried nor re-queued.
+    #[tokio::test]
+    async fn a_failed_write_of_a_check_removed_meanwhile_is_not_retried() {
+        let writer = writer();
+        let plan = Plan::Blocked {
+            reason: Reason::InvalidSpec,
+            message: String::new(),
+        };
+        let schedule = Schedule::every(Duration::from_secs(1), Duration::ZERO);
+        let spec = RunnerSpec::new(key("a"), schedule, plan);
+        let registration = Arc::new(Registration::default());
+        run(&writer, &spec, &registration);
+        let taken = lock(&writer.shared.pending).pop_ready(Instant::now());
+        let (key, pending) = taken.expect("a write queued");
+        registration.end();
+        writer.on_remove(&key);
+        writer.retry(key.clone(), pending, Written::Error);
+        assert!(!queued(&writer, &key), "a removed check's write came back");
     }
 }

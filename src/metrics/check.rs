@@ -330,6 +330,9 @@ impl CheckFamilies {
             time.as_ref().map(|t| t.0.as_millisecond() as f64 / 1000.0)
         };
         series.info = info;
+        // The alerts leave out checks in maintenance; a seeded verdict must not escape that.
+        let now = jiff::Timestamp::now();
+        series.in_maintenance = Some(spec.schedule.maintenance.contains(now));
         series.success = Some(last.success);
         series.consecutive_failures = status.consecutive_failures;
         series.last_run = seconds(&status.last_run_time);

@@ -37,10 +37,15 @@ fn spec() -> RunnerSpec {
 }
 
 fn report(metrics: &Metrics, spec: &RunnerSpec, reason: Reason) {
-    report_of(metrics, spec, reason, &Registration::default());
+    report_of(metrics, spec, reason, &Arc::default());
 }
 
-fn report_of(metrics: &Metrics, spec: &RunnerSpec, reason: Reason, registration: &Registration) {
+fn report_of(
+    metrics: &Metrics,
+    spec: &RunnerSpec,
+    reason: Reason,
+    registration: &Arc<Registration>,
+) {
     let outcome = Outcome::not_run(reason, "");
     let status = HealthCheckStatus {
         consecutive_failures: 4,
@@ -87,7 +92,7 @@ fn has_series(metrics: &Metrics) -> bool {
 fn a_run_reported_after_its_check_was_removed_brings_no_series_back() {
     let metrics = Metrics::new().unwrap();
     let spec = spec();
-    let removed = Registration::default();
+    let removed = Arc::new(Registration::default());
     report_of(&metrics, &spec, Reason::Succeeded, &removed);
     assert!(has_series(&metrics));
     // What Scheduler::remove does, then the late report of a run already past its awaits.
@@ -95,7 +100,7 @@ fn a_run_reported_after_its_check_was_removed_brings_no_series_back() {
     metrics.on_remove(&spec.key);
     report_of(&metrics, &spec, Reason::Succeeded, &removed);
     assert!(!has_series(&metrics), "a removed check's series came back");
-    let added_again = Registration::default();
+    let added_again = Arc::default();
     report_of(&metrics, &spec, Reason::Succeeded, &added_again);
     assert!(has_series(&metrics), "the check added again has no series");
 }
@@ -256,6 +261,7 @@ fn a_check_starting_here_shows_its_last_state_from_status_until_its_first_run() 
         r#"canary_check_consecutive_failures{name="api",namespace="shop"} 3"#,
         r#"canary_check_last_run_timestamp_seconds{name="api",namespace="shop"} 1800000100"#,
         r#"canary_check_last_success_timestamp_seconds{name="api",namespace="shop"} 1800000000"#,
+        r#"canary_check_in_maintenance{name="api",namespace="shop"} 0"#,
         r#"canary_check_info{kind="http",name="api",namespace="shop",target="https://api.shop/healthz"} 1"#,
     ] {
         assert!(text.contains(series), "{series} missing from:\n{text}");
@@ -271,7 +277,7 @@ fn a_check_starting_here_shows_its_last_state_from_status_until_its_first_run() 
     ran.on_start(&spec, &Registration::default());
     let text = ran.render().unwrap();
     assert!(text.contains(r#"canary_check_consecutive_failures{name="api",namespace="shop"} 4"#));
-    let removed = Registration::default();
+    let removed = Arc::new(Registration::default());
     removed.end();
     let fresh = Metrics::new().unwrap();
     fresh.on_start(&spec, &removed);

@@ -74,7 +74,7 @@ pub struct RunReport<'a> {
     pub skipped: u64,
     /// The check's registration: a sink keeping per-check state drops the report once it is
     /// removed (see [`Registration`]).
-    pub registration: &'a Registration,
+    pub registration: &'a Arc<Registration>,
 }
 
 #[cfg(test)]
@@ -84,7 +84,7 @@ impl<'a> RunReport<'a> {
         spec: &'a RunnerSpec,
         outcome: &'a crate::probe::Outcome,
         status: &'a HealthCheckStatus,
-        registration: &'a Registration,
+        registration: &'a Arc<Registration>,
     ) -> Self {
         Self {
             key: &spec.key,

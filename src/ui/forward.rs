@@ -15,10 +15,13 @@ use crate::api::CheckKey;
 
 /// Marks a forwarded request (its value names the forwarding replica).
 pub const FORWARDED_BY: &str = "x-canary-forwarded-by";
+/// Names the replica that answered (sharded replicas only): a reply is relayed only from the
+/// owner it was asked of, not from whatever listens at a published or recycled address.
+pub const IDENTITY: &str = "x-canary-identity";
 /// The owner must answer within this; the page refreshes every 10 s anyway.
 const TIMEOUT: Duration = Duration::from_secs(3);
 /// The largest reply relayed (a check's page with full history is about 100 KiB).
-const MAX_BODY: usize = 4 << 20;
+const MAX_BODY: usize = 1 << 20;
 
 /// Which replica probes a check, and where its page is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,7 +77,8 @@ pub async fn forward(
     let Some(address) = owner.address else {
         return Err(ForwardError::NoAddress { identity });
     };
-    match tokio::time::timeout(TIMEOUT, get(address, path_and_query, by)).await {
+    let exchange = get(address, path_and_query, by, &identity);
+    match tokio::time::timeout(TIMEOUT, exchange).await {
         Ok(Ok(relayed)) => Ok(relayed),
         Ok(Err(message)) => Err(ForwardError::Failed {
             identity,
@@ -86,7 +90,12 @@ pub async fn forward(
 }
 
 /// One GET on a fresh connection (forwarding is rare: a person or a badge, not a scraper).
-async fn get(address: SocketAddr, path_and_query: &str, by: &str) -> Result<Relayed, String> {
+async fn get(
+    address: SocketAddr,
+    path_and_query: &str,
+    by: &str,
+    owner: &str,
+) -> Result<Relayed, String> {
     let stream = (tokio::net::TcpStream::connect(address).await).map_err(|e| e.to_string())?;
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
@@ -102,6 +111,10 @@ async fn get(address: SocketAddr, path_and_query: &str, by: &str) -> Result<Rela
             .send_request(request)
             .await
             .map_err(|e| e.to_string())?;
+        let answered = (response.headers().get(IDENTITY)).and_then(|v| v.to_str().ok());
+        if answered != Some(owner) {
+            return Err(format!("answered as {answered:?}, not as {owner}"));
+        }
         let status = response.status();
         let content_type = (response.headers().get(header::CONTENT_TYPE))
             .and_then(|v| v.to_str().ok())
@@ -117,4 +130,55 @@ async fn get(address: SocketAddr, path_and_query: &str, by: &str) -> Result<Rela
     .await;
     connection.abort();
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A one-shot HTTP server answering `head` (status line and headers) with body `ok`.
+    async fn answering(head: &'static str) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request).await.unwrap();
+            let reply = format!("{head}\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+            stream.write_all(reply.as_bytes()).await.unwrap();
+        });
+        address
+    }
+
+    fn owner(address: SocketAddr) -> Owner {
+        Owner {
+            identity: "r2".into(),
+            address: Some(address),
+        }
+    }
+
+    #[tokio::test]
+    async fn only_the_owner_asked_is_relayed() {
+        let genuine = answering("HTTP/1.1 200 OK\r\nx-canary-identity: r2").await;
+        let relayed = forward(&owner(genuine), "/api/v1/checks/a/b", "r1").await;
+        assert_eq!(relayed.unwrap().body, "ok");
+        let stranger = answering("HTTP/1.1 200 OK\r\ncontent-type: text/html").await;
+        let refused = forward(&owner(stranger), "/api/v1/checks/a/b", "r1").await;
+        assert!(
+            matches!(&refused, Err(ForwardError::Failed { message, .. }) if message.contains("not as r2")),
+            "{refused:?}"
+        );
+        let impostor = answering("HTTP/1.1 200 OK\r\nx-canary-identity: r3").await;
+        assert!(forward(&owner(impostor), "/", "r1").await.is_err());
+        let nowhere = Owner {
+            identity: "r2".into(),
+            address: None,
+        };
+        assert!(matches!(
+            forward(&nowhere, "/", "r1").await,
+            Err(ForwardError::NoAddress { .. })
+        ));
+    }
 }

@@ -97,7 +97,8 @@ impl Bound {
                             let ui = ui.clone();
                             async move {
                                 let gzip = accepts_gzip(&request);
-                                secure(ui.respond(&request).await.compressed(gzip))
+                                let reply = ui.respond(&request).await.compressed(gzip);
+                                ui.signed(secure(reply))
                             }
                         })
                         .await;
@@ -302,6 +303,15 @@ impl Ui {
         self.answer(request.uri().path(), &query, now())
     }
 
+    /// With shards, names this replica on every reply (see [`forward::IDENTITY`]).
+    fn signed(&self, mut response: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+        let identity = self.owners.as_ref().map(|owners| owners.identity());
+        if let Some(value) = identity.and_then(|i| HeaderValue::from_str(&i).ok()) {
+            response.headers_mut().insert(forward::IDENTITY, value);
+        }
+        response
+    }
+
     /// The owner's reply for a check another replica probes (sharding), when this one does not
     /// hold it and the request was not forwarded already.
     async fn forwarded(&self, request: &Request<Incoming>) -> Option<Reply> {
@@ -316,7 +326,7 @@ impl Ui {
         match forward::forward(&owner, target, &owners.identity()).await {
             Ok(relayed) => Some(Reply::relayed(relayed)),
             Err(error) => {
-                tracing::debug!(%error, check = %key, "forwarding a status page request failed");
+                tracing::warn!(%error, check = %key, "forwarding a status page request failed");
                 let message =
                     format!("{key} is probed by another replica, which did not answer: {error}");
                 Some(match route {

@@ -367,7 +367,6 @@ fn badges(check: &Check) -> Markup {
     }
 }
 
-/// A page for a check that does not exist (or is hidden).
 /// A check's page that could not be fetched from the replica probing it.
 pub fn unavailable(message: &str, ctx: &PageContext) -> Markup {
     let body = html! {
@@ -379,6 +378,7 @@ pub fn unavailable(message: &str, ctx: &PageContext) -> Markup {
     layout("Not available · Canary", ctx, body)
 }
 
+/// A page for a check that does not exist (or is hidden).
 pub fn not_found(ctx: &PageContext) -> Markup {
     let body = html! {
         main #content {
