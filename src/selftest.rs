@@ -4,11 +4,8 @@
 
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Empty};
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
-
 use crate::{
+    admin::client::get,
     api::HealthCheck,
     cli::SelftestArgs,
     controller::{ControllerError, client},
@@ -16,6 +13,8 @@ use crate::{
 
 /// Deadline of each check.
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// `/readyz` answers a line or two; more is not shown.
+const READYZ_BODY: usize = 64 << 10;
 
 /// Why the self-test failed.
 #[derive(Debug, thiserror::Error)]
@@ -56,34 +55,13 @@ async fn readyz(url: &str) -> Result<(), SelftestError> {
         .to_string();
     let port = uri.port_u16().unwrap_or(80);
     let exchange = async {
-        let stream = tokio::net::TcpStream::connect((host.as_str(), port))
-            .await
-            .map_err(|e| fail(format!("connect: {e}")))?;
-        let (mut sender, connection) =
-            http1::handshake::<_, Empty<bytes::Bytes>>(TokioIo::new(stream))
-                .await
-                .map_err(|e| fail(e.to_string()))?;
-        tokio::spawn(connection);
-        let request = http::Request::get(uri.path())
-            .header(http::header::HOST, host.as_str())
-            .body(Empty::new())
-            .map_err(|e| fail(e.to_string()))?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| fail(e.to_string()))?;
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        match status.as_u16() {
+        let get = get((host.as_str(), port), &host, uri.path(), &[], READYZ_BODY);
+        let response = get.await.map_err(fail)?;
+        match response.status().as_u16() {
             200 => Ok(()),
             code => Err(fail(format!(
                 "answered {code}: {}",
-                String::from_utf8_lossy(&body).trim()
+                String::from_utf8_lossy(response.body()).trim()
             ))),
         }
     };

@@ -4,6 +4,7 @@
 //! connection limits ([`conn`]) and an off-path, shared `/metrics` render ([`render`]) keep
 //! any client from starving the endpoints the kubelet relies on.
 
+pub(crate) mod client;
 pub(crate) mod conn;
 mod render;
 

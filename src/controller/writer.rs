@@ -604,6 +604,16 @@ mod tests {
         writer.on_run(&RunReport::of(spec, &outcome, &status, registration));
     }
 
+    /// A check that cannot run: its runs report at once, with nothing to probe.
+    fn blocked_spec() -> RunnerSpec {
+        let plan = Plan::Blocked {
+            reason: Reason::InvalidSpec,
+            message: String::new(),
+        };
+        let schedule = Schedule::every(Duration::from_secs(1), Duration::ZERO);
+        RunnerSpec::new(key("a"), schedule, plan)
+    }
+
     fn queued(writer: &StatusWriter, key: &CheckKey) -> bool {
         lock(&writer.shared.pending).items.contains_key(key)
     }
@@ -611,12 +621,7 @@ mod tests {
     #[tokio::test]
     async fn a_run_reported_after_its_check_was_removed_queues_no_write() {
         let writer = writer();
-        let plan = Plan::Blocked {
-            reason: Reason::InvalidSpec,
-            message: String::new(),
-        };
-        let schedule = Schedule::every(Duration::from_secs(1), Duration::ZERO);
-        let spec = RunnerSpec::new(key("a"), schedule, plan);
+        let spec = blocked_spec();
         let removed = Arc::new(Registration::default());
         run(&writer, &spec, &removed);
         assert!(queued(&writer, &spec.key));
@@ -640,12 +645,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_write_of_a_check_removed_meanwhile_is_not_retried() {
         let writer = writer();
-        let plan = Plan::Blocked {
-            reason: Reason::InvalidSpec,
-            message: String::new(),
-        };
-        let schedule = Schedule::every(Duration::from_secs(1), Duration::ZERO);
-        let spec = RunnerSpec::new(key("a"), schedule, plan);
+        let spec = blocked_spec();
         let registration = Arc::new(Registration::default());
         run(&writer, &spec, &registration);
         let taken = lock(&writer.shared.pending).pop_ready(Instant::now());

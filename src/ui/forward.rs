@@ -7,11 +7,9 @@
 use std::{net::SocketAddr, time::Duration};
 
 use bytes::Bytes;
-use http::{Request, StatusCode, header};
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::rt::TokioIo;
+use http::{StatusCode, header};
 
-use crate::api::CheckKey;
+use crate::{admin::client::get as get_once, api::CheckKey};
 
 /// Marks a forwarded request (its value names the forwarding replica).
 pub const FORWARDED_BY: &str = "x-canary-forwarded-by";
@@ -89,47 +87,28 @@ pub async fn forward(
     }
 }
 
-/// One GET on a fresh connection (forwarding is rare: a person or a badge, not a scraper).
+/// The owner's reply, relayed only when it names itself as `owner` (see [`IDENTITY`]).
 async fn get(
     address: SocketAddr,
     path_and_query: &str,
     by: &str,
     owner: &str,
 ) -> Result<Relayed, String> {
-    let stream = (tokio::net::TcpStream::connect(address).await).map_err(|e| e.to_string())?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    let connection = tokio::spawn(connection);
-    let request = Request::get(path_and_query)
-        .header(header::HOST, address.to_string())
-        .header(FORWARDED_BY, by)
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| e.to_string())?;
-    let result = async {
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| e.to_string())?;
-        let answered = (response.headers().get(IDENTITY)).and_then(|v| v.to_str().ok());
-        if answered != Some(owner) {
-            return Err(format!("answered as {answered:?}, not as {owner}"));
-        }
-        let status = response.status();
-        let content_type = (response.headers().get(header::CONTENT_TYPE))
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let body = Limited::new(response.into_body(), MAX_BODY).collect().await;
-        let body = body.map_err(|e| e.to_string())?.to_bytes();
-        Ok(Relayed {
-            status,
-            content_type,
-            body,
-        })
+    let host = address.to_string();
+    let headers = [(FORWARDED_BY, by)];
+    let response = get_once(address, &host, path_and_query, &headers, MAX_BODY).await?;
+    let answered = (response.headers().get(IDENTITY)).and_then(|v| v.to_str().ok());
+    if answered != Some(owner) {
+        return Err(format!("answered as {answered:?}, not as {owner}"));
     }
-    .await;
-    connection.abort();
-    result
+    let content_type = (response.headers().get(header::CONTENT_TYPE))
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    Ok(Relayed {
+        status: response.status(),
+        content_type,
+        body: response.into_body(),
+    })
 }
 
 #[cfg(test)]

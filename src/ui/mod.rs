@@ -142,15 +142,13 @@ impl Reply {
 
     /// The owner's reply to a forwarded request, with one of the page's own content types.
     fn relayed(relayed: forward::Relayed) -> Self {
-        let content_type = relayed.content_type.unwrap_or_default();
-        let content_type = [
-            "text/html; charset=utf-8",
-            "application/json",
-            "image/svg+xml",
-        ]
-        .into_iter()
-        .find(|known| content_type.starts_with(known.split(';').next().unwrap_or(known)))
-        .unwrap_or("application/octet-stream");
+        let given = relayed.content_type.unwrap_or_default();
+        let content_type = match given.split(';').next().unwrap_or_default().trim() {
+            "text/html" => "text/html; charset=utf-8",
+            "application/json" => "application/json",
+            "image/svg+xml" => "image/svg+xml",
+            _ => "application/octet-stream",
+        };
         Self::new(relayed.status, content_type, relayed.body)
     }
 
