@@ -3,7 +3,10 @@
 //! made with the `openssl` command, so the CPU read from `/proc/self` is the prober's only.
 //!
 //! 1. In-process probes of HTTPS GET, TLS only, plain HTTP and TCP at concurrency 1, 8 and 64:
-//!    probes/s and CPU-ms per probe (`PROBES` per run, default 2000).
+//!    probes/s and CPU-ms per probe (`PROBES` per run, default 2000). Then the floor: the same
+//!    HTTPS GET from a bare blocking rustls client on one thread (no runtime, no HTTP library,
+//!    the request sent with the client's Finished), and the machine's crypto from
+//!    `openssl speed`.
 //! 2. `canary standalone` with 400 and 800 HTTPS checks at 1 s (`SECONDS`, default 20): CPU-ms per
 //!    probe and RSS of that process, as issue 13 measured it.
 //! 3. Idle memory: `canary standalone` with `IDLE` (default 10,000) HTTPS checks at 1 h, each run
@@ -296,6 +299,78 @@ fn client_only(targets: &Targets, pki: &Path) {
     println!(
         "peak RSS of the client: {:.1} MiB",
         memory_mib("self", "VmHWM")
+    );
+    let floor = bare_client(targets, pki, probes);
+    println!(
+        "\n bare rustls client, one thread: {floor:.3} CPU-ms per HTTPS GET (the least a client does here)"
+    );
+    openssl_speed();
+}
+
+/// CPU-ms per HTTPS GET of the least a client can do on this machine with Canary's TLS stack:
+/// blocking sockets on one thread, `localhost` resolved by the system, a full TLS 1.3 handshake
+/// with Canary's provider verifying the chain, the request queued before the handshake so it
+/// leaves with the client's Finished, the response read to the end, close_notify sent.
+fn bare_client(targets: &Targets, pki: &Path, probes: usize) -> f64 {
+    use std::{io::Read, net::TcpStream};
+    let mut roots = rustls::RootCertStore::empty();
+    let root = std::fs::read(pki.join("root.crt")).unwrap();
+    roots
+        .add(CertificateDer::from_pem_slice(&root).unwrap())
+        .unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(probe::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.resumption = rustls::client::Resumption::disabled();
+    let config = Arc::new(config);
+    let request = "GET /healthz HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n";
+    let cpu0 = cpu("self").as_secs_f64();
+    for _ in 0..probes {
+        let mut socket = TcpStream::connect(("localhost", targets.https)).unwrap();
+        socket.set_nodelay(true).unwrap();
+        let name = "localhost".try_into().unwrap();
+        let mut tls = rustls::ClientConnection::new(config.clone(), name).unwrap();
+        tls.writer().write_all(request.as_bytes()).unwrap();
+        let mut response = Vec::new();
+        let mut stream = rustls::Stream::new(&mut tls, &mut socket);
+        match stream.read_to_end(&mut response) {
+            Ok(_) => {}
+            // The target closes without close_notify after `connection: close`.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {}
+            Err(e) => panic!("bare client: {e}"),
+        }
+        assert!(
+            response.starts_with(b"HTTP/1.1 200"),
+            "bare client response"
+        );
+        tls.send_close_notify();
+        let _ = tls.write_tls(&mut socket);
+    }
+    (cpu("self").as_secs_f64() - cpu0) / probes as f64 * 1000.0
+}
+
+/// The crypto a TLS 1.3 handshake here cannot avoid, from `openssl speed`: two X25519
+/// operations and three RSA-2048 verifications (CertificateVerify, leaf, intermediate).
+fn openssl_speed() {
+    let out = Command::new("openssl")
+        .args(["speed", "-seconds", "3", "ecdhx25519", "rsa2048"])
+        .output()
+        .expect("openssl is installed (Debian package openssl)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // `rsa 2048 bits 0.000577s 0.000016s 1733.5 61054.9` and `253 bits ecdh (X25519) 0.0000s 31168.0`
+    let last = |prefix: &str| -> Option<f64> {
+        let line = text.lines().find(|l| l.trim_start().starts_with(prefix))?;
+        line.split_whitespace().last()?.parse().ok()
+    };
+    let (Some(verify), Some(x25519)) = (last("rsa 2048 bits"), last("253 bits ecdh")) else {
+        panic!("openssl speed printed no figures:\n{text}");
+    };
+    let floor = 2.0 / x25519 + 3.0 / verify;
+    println!(
+        " openssl speed: {x25519:.0} X25519 ops/s, {verify:.0} RSA-2048 verifications/s: {:.3} ms of crypto per handshake",
+        floor * 1000.0
     );
 }
 

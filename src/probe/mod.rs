@@ -32,7 +32,7 @@ pub use dns::{DnsFacts, first_nameserver};
 pub use grpc::{GrpcCheck, GrpcFacts, code_name, serving_name};
 pub use http::{HttpCheck, ResolvedHeader};
 pub use net::prober_fault;
-pub use tls::TlsSettings;
+pub use tls::{TlsSettings, provider};
 pub use trace::{Phase, PhaseTimings};
 
 /// Redirect hops followed before giving up with `TooManyRedirects`.

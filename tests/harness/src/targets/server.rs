@@ -305,7 +305,7 @@ pub fn tls_config(
     versions: &[&'static rustls::SupportedProtocolVersion],
     client_ca: Option<CertificateDer<'static>>,
 ) -> Arc<ServerConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(versions)
         .unwrap();
