@@ -11,10 +11,13 @@
 //!    probe and RSS of that process, as issue 13 measured it.
 //! 3. Idle memory: `canary standalone` with `IDLE` (default 10,000) HTTPS checks at 1 h, each run
 //!    once, without a caBundle and with one shared caBundle: RSS per check.
+//! 4. blackbox_exporter (Debian package `prometheus-blackbox-exporter`) probing the same HTTPS
+//!    target through `/probe` at concurrency 1 and 8, as issue 13 compared it: CPU-ms per probe
+//!    of its process, and section 1's figure as a share of it.
 //!
 //! `CANARY_BIN` runs another `canary` build in sections 2 and 3 (to compare before and after).
 //! `PROFILE=1` writes a flamegraph of HTTPS GET at concurrency 8 to `target/perf/https-c8.svg`.
-//! `SECTIONS=1,2,3` picks sections. Run: `cargo bench --bench probe_cost` (release).
+//! `SECTIONS=1,2,3,4` picks sections. Run: `cargo bench --bench probe_cost` (release).
 
 use std::{
     io::{BufRead, BufReader, Write},
@@ -30,9 +33,11 @@ use canary_operator::{
 };
 use canary_test_harness::{
     env_or,
+    http::get,
     procfs::{cpu, memory_mib},
     refs::{MapRefs, build, spec},
     targets::{Reply, TestServer, Transport, tls_config},
+    wait::eventually,
 };
 use futures::{StreamExt, stream};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
@@ -44,7 +49,7 @@ fn main() {
     if let Ok(dir) = std::env::var(SERVE_ENV) {
         return serve(Path::new(&dir));
     }
-    let sections: String = env_or("SECTIONS", "1,2,3".to_string());
+    let sections: String = env_or("SECTIONS", "1,2,3,4".to_string());
     let pki = tempfile::tempdir().unwrap();
     make_chain(pki.path());
     let targets = Targets::start(pki.path());
@@ -56,9 +61,9 @@ fn main() {
         "targets in process {} (RSA-2048 chain, TLS 1.3)",
         targets.child.id()
     );
-    if sections.contains('1') {
-        client_only(&targets, pki.path());
-    }
+    let canary_c8 = sections
+        .contains('1')
+        .then(|| client_only(&targets, pki.path()));
     if sections.contains('2') {
         for checks in [400, 800] {
             standalone_at_one_second(&targets, pki.path(), checks);
@@ -66,6 +71,9 @@ fn main() {
     }
     if sections.contains('3') {
         idle_memory(&targets, pki.path());
+    }
+    if sections.contains('4') {
+        beside_blackbox(&targets, pki.path(), canary_c8);
     }
 }
 
@@ -265,7 +273,8 @@ async fn run(
     (t0.elapsed().as_secs_f64(), cpu("self").as_secs_f64() - cpu0)
 }
 
-fn client_only(targets: &Targets, pki: &Path) {
+/// Section 1; returns CPU-ms per HTTPS GET at concurrency 8.
+fn client_only(targets: &Targets, pki: &Path) -> f64 {
     let probes: usize = env_or("PROBES", 2000);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -273,6 +282,7 @@ fn client_only(targets: &Targets, pki: &Path) {
         .unwrap();
     let refs = ca_refs(pki);
     let ctx = Arc::new(ProbeContext::default());
+    let mut https_c8 = 0.0;
     println!("\n1. client only, {probes} probes per run (CPU of this process; targets elsewhere)");
     for (kind, spec_json) in kinds(targets) {
         let check = Arc::new(build(&spec(spec_json), &refs));
@@ -289,10 +299,13 @@ fn client_only(targets: &Targets, pki: &Path) {
             if let Some(guard) = guard {
                 flamegraph(&guard, "https-c8");
             }
+            let per_probe = cpu / probes as f64 * 1000.0;
+            if kind == "HTTPS GET" && concurrency == 8 {
+                https_c8 = per_probe;
+            }
             println!(
-                "{kind:>10}, concurrency {concurrency:>2}: {:>6.0} probes/s, {:.3} CPU-ms per probe",
+                "{kind:>10}, concurrency {concurrency:>2}: {:>6.0} probes/s, {per_probe:.3} CPU-ms per probe",
                 probes as f64 / seconds,
-                cpu / probes as f64 * 1000.0
             );
         }
     }
@@ -305,6 +318,7 @@ fn client_only(targets: &Targets, pki: &Path) {
         "\n bare rustls client, one thread: {floor:.3} CPU-ms per HTTPS GET (the least a client does here)"
     );
     openssl_speed();
+    https_c8
 }
 
 /// CPU-ms per HTTPS GET of the least a client can do on this machine with Canary's TLS stack:
@@ -495,4 +509,79 @@ fn idle_memory(targets: &Targets, pki: &Path) {
         "a shared caBundle costs {:.1} KiB per check more",
         per[1] - per[0]
     );
+}
+
+/// Section 4: blackbox_exporter's CPU per HTTPS probe of the same target, driven through
+/// `/probe` (a fresh connection per request, as Prometheus' scrapes are short-lived here).
+fn beside_blackbox(targets: &Targets, pki: &Path, canary_c8: Option<f64>) {
+    let probes: usize = env_or("PROBES", 2000) / 2;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("blackbox.yml");
+    let module = format!(
+        "modules:\n  https:\n    prober: http\n    timeout: 5s\n    http:\n      preferred_ip_protocol: ip4\n      fail_if_body_not_matches_regexp: [ok]\n      tls_config: {{ca_file: {}}}\n",
+        pki.join("root.crt").display()
+    );
+    std::fs::write(&config, module).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let binary = "prometheus-blackbox-exporter";
+    let child = Command::new(binary)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--web.listen-address={addr}"))
+        .arg("--log.level=error")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{binary}: {e} (apt-get install prometheus-blackbox-exporter)"));
+    let blackbox = Killed(child);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let path = format!(
+        "/probe?module=https&target=https://localhost:{}/healthz",
+        targets.https
+    );
+    runtime.block_on(eventually(
+        Duration::from_secs(10),
+        "blackbox_exporter answers",
+        Duration::from_millis(100),
+        async || get(addr, "/-/healthy").await.map(drop),
+    ));
+    println!("\n4. blackbox_exporter, {probes} HTTPS probes through /probe (CPU of its process)");
+    for concurrency in [1, 8] {
+        let cpu0 = cpu(blackbox.0.id()).as_secs_f64();
+        let ok = runtime.block_on(
+            stream::iter(0..probes)
+                .map(|_| get(addr, &path))
+                .buffer_unordered(concurrency)
+                .filter(|r| {
+                    let success = r
+                        .as_ref()
+                        .is_ok_and(|r| r.body.contains("\nprobe_success 1"));
+                    std::future::ready(success)
+                })
+                .count(),
+        );
+        assert_eq!(ok, probes, "every blackbox_exporter probe must succeed");
+        let per_probe = (cpu(blackbox.0.id()).as_secs_f64() - cpu0) / probes as f64 * 1000.0;
+        let share = canary_c8.map_or(String::new(), |canary| {
+            format!(
+                ", Canary (section 1, concurrency 8) spends {:.2} of it",
+                canary / per_probe
+            )
+        });
+        println!(
+            "blackbox_exporter, concurrency {concurrency}: {per_probe:.3} CPU-ms per probe{share}"
+        );
+    }
+}
+
+/// A child process killed when dropped.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
