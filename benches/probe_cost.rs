@@ -59,7 +59,7 @@ fn main() {
     );
     println!(
         "targets in process {} (RSA-2048 chain, TLS 1.3)",
-        targets.child.id()
+        targets.child.0.id()
     );
     let canary_c8 = sections
         .contains('1')
@@ -189,7 +189,7 @@ fn serve(dir: &Path) {
 }
 
 struct Targets {
-    child: Child,
+    child: Killed,
     https: u16,
     plain: u16,
 }
@@ -211,17 +211,10 @@ impl Targets {
             .map(|p| p.parse().unwrap())
             .collect();
         Self {
-            child,
+            child: Killed(child),
             https: ports[0],
             plain: ports[1],
         }
-    }
-}
-
-impl Drop for Targets {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -417,7 +410,7 @@ fn https_checks(targets: &Targets, count: usize, interval: &str, bundle: bool) -
 
 /// A `canary standalone` on `checks` (a YAML stream) with the CA ConfigMap folder.
 struct Standalone {
-    child: Child,
+    child: Killed,
     _dir: tempfile::TempDir,
 }
 
@@ -449,18 +442,14 @@ impl Standalone {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        Self { child, _dir: dir }
+        Self {
+            child: Killed(child),
+            _dir: dir,
+        }
     }
 
     fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Standalone {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.child.0.id()
     }
 }
 
