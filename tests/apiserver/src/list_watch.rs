@@ -169,6 +169,13 @@ impl Watch {
         }
     }
 
+    /// kube's ERROR event for a watch whose history is gone (the client must relist).
+    async fn send_expired(&self) {
+        let status = ApiError::expired(self.last_rv, self.last_rv + 1).to_status();
+        let line = json!({"type": "ERROR", "object": status});
+        let _ = self.tx.send(Bytes::from(format!("{line}\n"))).await;
+    }
+
     async fn bookmark(&self, initial_end: bool) -> bool {
         let mut md = json!({"resourceVersion": self.last_rv.to_string()});
         if initial_end {
@@ -207,10 +214,20 @@ impl Watch {
         let mut ticker = tokio::time::interval(self.shared.bookmark_interval);
         ticker.tick().await;
         let mut dropped = self.shared.drop_watches.subscribe();
+        let mut expired = self.shared.expire_watches.subscribe();
+        expired.mark_unchanged();
+        let path = self.t.collection_path();
         loop {
             let ok = tokio::select! {
                 _ = &mut timeout => false,
                 _ = dropped.changed() => false,
+                _ = expired.changed() => {
+                    let hit = self.shared.take_expiry(&path);
+                    if hit {
+                        self.send_expired().await;
+                    }
+                    !hit
+                }
                 _ = self.tx.closed() => false,
                 _ = ticker.tick(), if self.q.bookmarks => self.bookmark(false).await,
                 ev = rx.recv() => match ev {
@@ -244,6 +261,15 @@ pub fn watch(
         .as_deref()
         .filter(|v| !v.is_empty() && *v != "0")
         .and_then(|v| v.parse::<u64>().ok());
+    if from.is_some() && shared.take_expiry(&t.collection_path()) {
+        let rv = from.unwrap_or_default();
+        let status = ApiError::expired(rv, rv + 1).to_status();
+        let _ = tx.try_send(Bytes::from(format!(
+            "{}\n",
+            json!({"type": "ERROR", "object": status})
+        )));
+        return rx;
+    }
     let setup = {
         let store = shared.store();
         let start = from.unwrap_or(store.rv);

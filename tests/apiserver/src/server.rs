@@ -208,6 +208,17 @@ impl Server {
         self.shared.drop_watches.send_modify(|n| *n += 1);
     }
 
+    /// Expires the watches whose collection path (e.g.
+    /// `/apis/canary.dev/v1alpha1/namespaces/a/healthchecks`) contains `path_contains`, as an
+    /// etcd compaction or a watch-cache reset does: each open one gets kube's ERROR event (410
+    /// `Expired`, "too old resource version") and ends, so its client relists; when none is
+    /// open, the next resume of one does. Other watches are untouched.
+    pub fn expire_watches(&self, path_contains: &str) {
+        self.shared
+            .expire_watches
+            .send_replace(Some(path_contains.to_string()));
+    }
+
     /// Forgets the watch history: resuming from any earlier resourceVersion gets 410 Gone.
     pub fn compact_history(&self) {
         self.shared.store().compact();

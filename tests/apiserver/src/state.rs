@@ -19,6 +19,9 @@ pub struct Shared {
     pub faults: Mutex<Faults>,
     /// Bumped to end every open watch.
     pub drop_watches: tokio::sync::watch::Sender<u64>,
+    /// The path fragment whose watches are expired (see `Server::expire_watches`): open ones
+    /// hear it on this channel; it stays pending for the next resume until one is expired.
+    pub expire_watches: tokio::sync::watch::Sender<Option<String>>,
     /// Bearer token required from clients, if any.
     pub token: Option<String>,
     /// How often watches with `allowWatchBookmarks` get a BOOKMARK.
@@ -41,6 +44,7 @@ impl Shared {
             validation: AtomicBool::new(validation),
             faults: Mutex::new(Faults::default()),
             drop_watches: tokio::sync::watch::channel(0).0,
+            expire_watches: tokio::sync::watch::channel(None).0,
             token,
             bookmark_interval,
             audit: Mutex::new(AuditLog::new(audit_capacity)),
@@ -55,6 +59,21 @@ impl Shared {
     /// Locks the store (a poisoned lock is recovered: the store stays usable for tests).
     pub fn store(&self) -> MutexGuard<'_, Store> {
         self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether a watch of `path` is to be expired now; consumes the pending expiry.
+    pub fn take_expiry(&self, path: &str) -> bool {
+        let mut taken = false;
+        self.expire_watches.send_if_modified(|pending| {
+            taken = pending
+                .as_deref()
+                .is_some_and(|fragment| path.contains(fragment));
+            if taken {
+                *pending = None;
+            }
+            taken
+        });
+        taken
     }
 
     /// Locks the fault rules.
@@ -116,6 +135,18 @@ impl Target {
     /// `apiVersion` for objects answered on this request.
     pub fn api_version(&self) -> String {
         self.rt.api_version(&self.version)
+    }
+
+    /// The collection's URL path, as a client asks for it (`/apis/g/v/namespaces/ns/plural`).
+    pub fn collection_path(&self) -> String {
+        let root = match self.rt.group.as_str() {
+            "" => format!("/api/{}", self.version),
+            group => format!("/apis/{group}/{}", self.version),
+        };
+        match self.namespace.as_str() {
+            "" => format!("{root}/{}", self.rt.plural),
+            ns => format!("{root}/namespaces/{ns}/{}", self.rt.plural),
+        }
     }
 
     /// `apiVersion` of the stored objects: the request's, except for events.k8s.io/v1 Events,

@@ -131,6 +131,48 @@ async fn watcher_resumes_after_dropped_watch_and_relists_after_gone() {
     until(&mut events, "d after relist", applied("d")).await;
 }
 
+/// Expiring one namespace's watch relists that watch alone; the other keeps streaming.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiring_one_namespaces_watch_relists_only_that_watch() {
+    let server = common::server().await;
+    let client = common::client(&server);
+    let kube_system: Api<ConfigMap> = Api::namespaced(client.clone(), "kube-system");
+    let default: Api<ConfigMap> = Api::namespaced(client, "default");
+    let mut system_events =
+        watcher::watcher(kube_system.clone(), watcher::Config::default()).boxed();
+    let mut default_events = watcher::watcher(default.clone(), watcher::Config::default()).boxed();
+    until(&mut system_events, "kube-system listed", listed_all).await;
+    until(&mut default_events, "default listed", listed_all).await;
+
+    server.expire_watches("/namespaces/kube-system/configmaps");
+    let expired = tokio::time::timeout(Duration::from_secs(15), system_events.next())
+        .await
+        .expect("an event after the expiry")
+        .expect("the stream goes on");
+    match expired {
+        Err(watcher::Error::WatchError(status)) => {
+            assert_eq!(
+                (status.code, status.reason.as_str()),
+                (410, "Expired"),
+                "{status:?}"
+            )
+        }
+        other => panic!("expected a 410 watch error, got {other:?}"),
+    }
+    create(&kube_system, "after").await;
+    until(&mut system_events, "kube-system relisted", listed("after")).await;
+    create(&default, "still").await;
+    let next = tokio::time::timeout(Duration::from_secs(15), default_events.next())
+        .await
+        .expect("default keeps streaming")
+        .expect("the stream goes on")
+        .expect("no error on the other watch");
+    assert!(
+        matches!(&next, Event::Apply(c) if c.name_any() == "still"),
+        "default's watch was not relisted: {next:?}"
+    );
+}
+
 async fn reconcile(
     hc: Arc<HealthCheck>,
     api: Arc<Api<HealthCheck>>,
