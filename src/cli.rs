@@ -202,6 +202,11 @@ pub struct EngineArgs {
     /// interval + timeout + this grace.
     #[arg(long, env = "CANARY_STALL_GRACE", default_value = "30s", value_parser = duration_flag)]
     pub stall_grace: std::time::Duration,
+    /// How often the self-audit compares the checks this replica should be probing with its
+    /// runners: one without a runner, or not advancing, is restarted and counted
+    /// (`canary_checks_recovered_total`); found again at the next audit, /healthz fails.
+    #[arg(long, env = "CANARY_AUDIT_INTERVAL", default_value = "30s", value_parser = duration_flag)]
+    pub audit_interval: std::time::Duration,
     /// /healthz fails when this many runs in a row (across checks) end in ProberError.
     #[arg(long, env = "CANARY_PROBER_ERROR_STREAK", default_value_t = 5)]
     pub prober_error_streak: usize,

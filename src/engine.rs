@@ -12,7 +12,8 @@ use crate::{
     cli::{AdminArgs, EngineArgs},
     metrics::{Metrics, MetricsError},
     runner::{
-        CheckKey, RunReport, Scheduler, SchedulerConfig, Sink, Vital, WatchdogConfig, default_slots,
+        Audit, CheckKey, RunReport, Scheduler, SchedulerConfig, Sink, Vital, WatchdogConfig,
+        default_slots,
     },
     supervisor::{Supervisor, watch_thread},
     ui::{self, Ui, UiError, model::Source},
@@ -45,6 +46,9 @@ pub struct Engine {
     ui_task: Option<tokio::task::JoinHandle<()>>,
     /// Set while this replica is a standby under leader election (the page says so).
     pub standby: Arc<AtomicBool>,
+    /// The self-audit; the spec source attaches itself ([`Audit::attach`]).
+    pub audit: Arc<Audit>,
+    audit_interval: std::time::Duration,
 }
 
 /// What a spec source adds to the engine.
@@ -98,6 +102,14 @@ impl Engine {
         let scheduler = Scheduler::new(config, all);
         let ticker = tokio::spawn(scheduler.clone().run_ticker(TICK));
         let ready = Arc::new(AtomicBool::new(false));
+        let audit_metrics = metrics.operator.audit.clone();
+        let audit = Arc::new(Audit::new(
+            scheduler.clone(),
+            audit_metrics,
+            engine.stall_grace,
+        ));
+        let mut vitals = extensions.vitals;
+        vitals.push(audit.clone());
         let state = AdminState {
             scheduler: scheduler.clone(),
             metrics: metrics.clone(),
@@ -105,7 +117,7 @@ impl Engine {
             watchdog: WatchdogConfig {
                 tick_threshold: engine.stall_grace,
             },
-            vitals: extensions.vitals,
+            vitals,
         };
         let admin = admin::start(
             admin_args.metrics_bind_address,
@@ -139,13 +151,16 @@ impl Engine {
             ui_addr,
             ui_task,
             standby,
+            audit,
+            audit_interval: engine.audit_interval,
         })
     }
 }
 
 impl Engine {
-    /// Puts the ticker, the admin thread and the status page under `supervisor`.
+    /// Puts the ticker, the self-audit, the admin thread and the status page under `supervisor`.
     pub fn supervise(&mut self, supervisor: &mut Supervisor) {
+        supervisor.spawn("audit", self.audit.clone().run(self.audit_interval));
         let ticker = std::mem::replace(&mut self.ticker, tokio::spawn(async {}));
         supervisor.adopt("ticker", ticker);
         if let Some(task) = self.ui_task.take() {

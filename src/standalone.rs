@@ -3,9 +3,9 @@
 //! reported and the last good spec keeps running.
 
 use std::{
-    collections::BTreeSet,
+    collections::BTreeMap,
     path::{Path, PathBuf},
-    sync::{Arc, atomic::Ordering},
+    sync::{Arc, Mutex, atomic::Ordering},
 };
 
 use crate::{
@@ -13,8 +13,11 @@ use crate::{
     cli::StandaloneArgs,
     engine::{Engine, EngineError},
     files::{self, DirReferences, LoadError, Loaded},
+    lock,
     probe::ProbeContext,
-    runner::{Origin, Plan, RunnerSpec, Scheduler, stable_hash},
+    runner::{
+        CheckKey, Expectations, Expected, Origin, Plan, RunnerSpec, Scheduler, audit, stable_hash,
+    },
     supervisor::{Supervisor, TaskEnded},
 };
 
@@ -38,7 +41,7 @@ pub async fn run(args: StandaloneArgs) -> Result<(), StandaloneError> {
     let mut engine = Engine::start(&args.service.engine, &args.service.admin, Vec::new())?;
     let mut supervisor = Supervisor::default();
     engine.supervise(&mut supervisor);
-    let mut source = FileSource {
+    let source = FileSource {
         files: args.files.clone(),
         refs: DirReferences {
             secrets_dir: args.references.secrets_dir.clone(),
@@ -48,15 +51,21 @@ pub async fn run(args: StandaloneArgs) -> Result<(), StandaloneError> {
             args.service.policy.deny_cidrs.clone(),
         )),
         fingerprint: 0,
+        loaded: BTreeMap::new(),
     };
-    let count = source.sync(&engine.scheduler)?;
+    let files = Arc::new(Files {
+        source: Mutex::new(source),
+        scheduler: engine.scheduler.clone(),
+    });
+    let count = files.sync()?;
     tracing::info!(checks = count, "loaded HealthChecks");
+    engine.audit.attach(files.clone());
     engine.ready.store(true, Ordering::SeqCst);
     let mut reload = tokio::time::interval(args.reload_interval);
     reload.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let result = loop {
         tokio::select! {
-            _ = reload.tick() => source.reload_if_changed(&engine.scheduler),
+            _ = reload.tick() => files.reload_if_changed(),
             ended = supervisor.ended() => {
                 tracing::error!(task = ended.task, cause = %ended.cause, "a supervised task ended; exiting");
                 break Err(StandaloneError::TaskEnded(ended));
@@ -71,27 +80,66 @@ pub async fn run(args: StandaloneArgs) -> Result<(), StandaloneError> {
     result
 }
 
-struct FileSource {
-    files: Vec<PathBuf>,
-    refs: DirReferences,
-    ctx: Arc<ProbeContext>,
-    /// Digest of every file read last time, to notice edits cheaply.
-    fingerprint: u64,
+/// The files as the scheduler's spec source, and the audit's.
+struct Files {
+    source: Mutex<FileSource>,
+    scheduler: Scheduler,
 }
 
-impl FileSource {
-    fn reload_if_changed(&mut self, scheduler: &Scheduler) {
-        if self.current_fingerprint() == self.fingerprint {
+impl Files {
+    fn sync(&self) -> Result<usize, LoadError> {
+        lock(&self.source).sync(&self.scheduler)
+    }
+
+    fn reload_if_changed(&self) {
+        let mut source = lock(&self.source);
+        if source.current_fingerprint() == source.fingerprint {
             return;
         }
-        match self.sync(scheduler) {
+        match source.sync(&self.scheduler) {
             Ok(count) => tracing::info!(checks = count, "reloaded HealthChecks"),
             Err(error) => {
                 tracing::error!(%error, "invalid edit ignored; the last good specs keep running")
             }
         }
     }
+}
 
+impl Expectations for Files {
+    fn with_expected(&self, judge: &mut dyn FnMut(&[Expected])) {
+        let source = lock(&self.source);
+        let expected: Vec<Expected> = (source.loaded.iter())
+            .map(|(key, item)| Expected {
+                key: key.clone(),
+                probes: audit::probes(&item.resource.spec),
+            })
+            .collect();
+        judge(&expected);
+    }
+
+    fn pending(&self, _key: &CheckKey) -> bool {
+        false
+    }
+
+    fn restore(&self, key: &CheckKey) {
+        let source = lock(&self.source);
+        if let Some(item) = source.loaded.get(key) {
+            source.upsert(&self.scheduler, item);
+        }
+    }
+}
+
+struct FileSource {
+    files: Vec<PathBuf>,
+    refs: DirReferences,
+    ctx: Arc<ProbeContext>,
+    /// Digest of every file read last time, to notice edits cheaply.
+    fingerprint: u64,
+    /// The HealthChecks of the last good load.
+    loaded: BTreeMap<CheckKey, Loaded>,
+}
+
+impl FileSource {
     /// Digest of the spec files and the reference folders (so rotations are picked up).
     fn current_fingerprint(&self) -> u64 {
         let mut parts: Vec<Vec<u8>> = Vec::new();
@@ -109,17 +157,17 @@ impl FileSource {
     fn sync(&mut self, scheduler: &Scheduler) -> Result<usize, LoadError> {
         self.fingerprint = self.current_fingerprint();
         let loaded = files::load(&self.files)?;
-        let mut seen = BTreeSet::new();
-        for item in &loaded {
-            seen.insert(item.key());
+        let count = loaded.len();
+        self.loaded = loaded.into_iter().map(|item| (item.key(), item)).collect();
+        for item in self.loaded.values() {
             self.upsert(scheduler, item);
         }
         for key in scheduler.keys() {
-            if !seen.contains(&key) {
+            if !self.loaded.contains_key(&key) {
                 scheduler.remove(&key);
             }
         }
-        Ok(loaded.len())
+        Ok(count)
     }
 
     fn upsert(&self, scheduler: &Scheduler, item: &Loaded) {

@@ -38,6 +38,7 @@ fn engine_args(stall_grace: Duration) -> (EngineArgs, AdminArgs) {
         EngineArgs {
             max_concurrent_probes: Some(8),
             stall_grace,
+            audit_interval: Duration::from_secs(30),
             prober_error_streak: 5,
             metrics_label_allowlist: Vec::new(),
         },

@@ -79,6 +79,9 @@ fn truncate(message: &str) -> String {
 
 impl Sink for EventSink {
     fn on_run(&self, report: &RunReport<'_>) {
+        if !report.registration.live() {
+            return;
+        }
         let Some(event) = report.transition.and_then(transition_event) else {
             return;
         };

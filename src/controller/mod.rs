@@ -11,6 +11,9 @@
 
 mod event_queue;
 mod events;
+#[cfg(test)]
+mod fixtures;
+mod index;
 mod leader;
 mod reconcile;
 mod refs;
@@ -30,6 +33,7 @@ use kube::Client;
 use tokio::sync::{mpsc, watch as channel};
 
 pub use events::transition_event;
+pub use index::{Index, WatchScope};
 pub use leader::{Elector, Leadership, LeaseConfig};
 pub use reconcile::{Reconciled, Scope};
 pub use refs::LabelGate;
@@ -207,16 +211,20 @@ impl Operator {
             }
         };
         let (events_tx, events_rx) = mpsc::channel(WATCH_BUFFER);
+        let watches = WatchScope::of(&args.namespaces);
         let watch = watch::run(
             self.client.clone(),
-            args.namespaces.clone(),
+            watches.clone(),
             events_tx,
             watch_health,
         );
         supervisor.spawn("watch", watch);
         let applied_tx = (mode == Sharding::Shards).then_some(applied_tx);
         let ctx = self.reconcile_context(&engine, &writer, metrics, &identity, applied_tx);
-        let reconcile = reconcile::run(ctx, events_rx, scopes, args.reference_ttl);
+        let core = reconcile::Core::new(ctx, &watches);
+        engine.audit.attach(core.clone());
+        supervisor.spawn("references", core.clone().work());
+        let reconcile = reconcile::run(core, events_rx, scopes, args.reference_ttl);
         supervisor.spawn("reconcile", reconcile);
         tracing::info!(%identity, sharding = mode.name(), "operator started");
         Ok(Running {
@@ -357,7 +365,7 @@ impl Running {
             "shutting down: stopping runners, flushing status writes, releasing the Lease"
         );
         self.engine.ready.store(false, Ordering::SeqCst);
-        for task in ["reconcile", "watch", "leader-gauge"] {
+        for task in ["reconcile", "references", "audit", "watch", "leader-gauge"] {
             self.supervisor.abort(task);
         }
         if let Coordination::Shards { leave, lead } = &self.coordination {

@@ -1,44 +1,43 @@
-//! The reconcile loop: the HealthChecks the watch reports, turned into runners (only those in
-//! this replica's [`Scope`]: all, none on a standby, or its share of the ring), re-resolved
-//! every `--reference-ttl` so rotated references apply, and dropped at once when they leave
-//! the scope (leadership lost, a check moved to another replica).
+//! Reconcile: watch events go into the [`Index`] (synchronous, no I/O), and its changes become
+//! effects. Stops happen at once, under the index lock, in the event loop (a check that left
+//! this replica's [`Scope`] stops before the ring is acknowledged); starts and replacements
+//! go to a work queue whose worker reads references apart from the event loop and upserts the
+//! runner under the same lock, only if the object it read is still current and still runs
+//! here. So a deleted or moved check can never be started again by a slow reference read.
+//!
+//! The same lock lets the self-audit ([`crate::runner::audit`]) compare what should run with
+//! the runners without racing either task.
 
 use std::{
-    collections::{BTreeSet, HashMap, HashSet},
+    collections::BTreeMap,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
     time::Duration,
 };
 
 use kube::runtime::watcher;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 
 use super::{
+    index::{Change, Index, WatchScope, same_runner},
     refs::RefCache,
-    shard::{Applied, Assignment, Standing},
+    shard::Applied,
     writer::StatusWriter,
 };
 use crate::{
     api::{CheckKey, HealthCheck, validate},
+    lock,
     metrics::Metrics,
     probe::ProbeContext,
-    runner::{Origin, RunnerSpec, Scheduler},
+    runner::{Expectations, Expected, Origin, RunnerSpec, Scheduler, audit},
 };
 
-/// Annotation whose new value triggers one immediate run (like Flux's `requestedAt`).
-pub const RUN_NOW: &str = "canary.dev/run-now";
+pub use super::index::RUN_NOW;
 
-fn run_now(object: &HealthCheck) -> Option<&String> {
-    object.metadata.annotations.as_ref()?.get(RUN_NOW)
-}
-
-fn status_page(meta: &kube::api::ObjectMeta) -> Option<&String> {
-    meta.annotations
-        .as_ref()?
-        .get(crate::runner::STATUS_PAGE_ANNOTATION)
-}
+/// A watch event and the watch it came from.
+pub type WatchEvent = (WatchScope, watcher::Event<HealthCheck>);
 
 /// What reconcile needs.
 pub struct Context {
@@ -47,7 +46,7 @@ pub struct Context {
     pub refs: RefCache,
     pub probe: Arc<ProbeContext>,
     pub metrics: Arc<Metrics>,
-    /// Set once the watch's first list is complete.
+    /// Set once every watch has listed.
     pub synced: Arc<AtomicBool>,
     /// Where a shard member reports the rings it applied (`--sharding shards`).
     pub applied: Option<watch::Sender<Applied>>,
@@ -61,7 +60,7 @@ pub enum Scope {
     /// None: a standby.
     Nothing,
     /// Its share of the ring (`--sharding shards`).
-    Share(Assignment),
+    Share(super::shard::Assignment),
 }
 
 impl Scope {
@@ -70,7 +69,7 @@ impl Scope {
         match self {
             Self::All => true,
             Self::Nothing => false,
-            Self::Share(assignment) => assignment.standing == Standing::Member,
+            Self::Share(assignment) => assignment.standing == super::shard::Standing::Member,
         }
     }
 }
@@ -100,231 +99,155 @@ impl Reconciled {
     }
 }
 
-/// The loop's state: the objects the watch reported, the relist in progress, the scope.
-struct Reconciler {
-    ctx: Context,
-    objects: HashMap<CheckKey, HealthCheck>,
-    initial: Option<BTreeSet<CheckKey>>,
-    scope: Scope,
-    /// The checks the ring assigns to this replica (a shard member only).
-    owned: HashSet<CheckKey>,
-    /// When this replica last stopped a check it no longer owns.
+/// Work queued for one check: (re)build its runner, then run it now if asked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Job {
+    run_now: bool,
+}
+
+/// The checks waiting for the worker, and the one it is on.
+#[derive(Debug, Default)]
+struct Work {
+    queued: BTreeMap<CheckKey, Job>,
+    in_flight: Option<CheckKey>,
+}
+
+impl Work {
+    fn pending(&self, key: &CheckKey) -> bool {
+        self.queued.contains_key(key) || self.in_flight.as_ref() == Some(key)
+    }
+}
+
+/// The index and the state of its effects.
+struct State {
+    index: Index,
+    /// When this replica last stopped a check it no longer owns (`--sharding shards`).
     quiet_after: Option<jiff::Timestamp>,
 }
 
-/// Runs until the watch goes away (a supervised task: its end ends the process).
-pub async fn run(
+/// Reconcile's shared core: the event loop, the reference worker and the audit use it.
+pub struct Core {
     ctx: Context,
-    mut events: mpsc::Receiver<watcher::Event<HealthCheck>>,
-    mut scopes: watch::Receiver<Scope>,
-    resync_every: Duration,
-) {
-    let scope = scopes.borrow_and_update().clone();
-    ctx.writer.set_enabled(scope.writes());
-    let mut reconciler = Reconciler {
-        ctx,
-        objects: HashMap::new(),
-        initial: None,
-        scope: Scope::Nothing,
-        owned: HashSet::new(),
-        quiet_after: None,
-    };
-    reconciler.set_scope(scope).await;
-    let mut resync = tokio::time::interval(resync_every);
-    resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut scopes_open = true;
-    loop {
-        tokio::select! {
-            event = events.recv() => match event {
-                Some(event) => reconciler.handle(event).await,
-                None => return,
-            },
-            _ = resync.tick() => reconciler.reconcile_all().await,
-            changed = scopes.changed(), if scopes_open => match changed {
-                Ok(()) => {
-                    let scope = scopes.borrow_and_update().clone();
-                    reconciler.set_scope(scope).await;
-                }
-                // The elector or member task is gone: its supervisor ends the process.
-                Err(_) => scopes_open = false,
-            },
-        }
-    }
+    state: Mutex<State>,
+    work: Mutex<Work>,
+    wake: Notify,
 }
 
-impl Reconciler {
-    /// Whether this replica runs `key` (when it may start it, see [`Self::may_start`]).
-    fn keeps(&self, key: &CheckKey) -> bool {
-        match &self.scope {
-            Scope::All => true,
-            Scope::Nothing => false,
-            Scope::Share(assignment) => {
-                assignment.standing == Standing::Member && self.owned.contains(key)
-            }
-        }
+impl Core {
+    /// A core fed by `watches`, running nothing until a scope is set.
+    pub fn new(ctx: Context, watches: &[WatchScope]) -> Arc<Self> {
+        Arc::new(Self {
+            ctx,
+            state: Mutex::new(State {
+                index: Index::new(watches),
+                quiet_after: None,
+            }),
+            work: Mutex::new(Work::default()),
+            wake: Notify::new(),
+        })
     }
 
-    /// Whether `key` may run here now: kept, and either running already or (in a ring) every
-    /// member has acknowledged the ring that gave it to this replica.
-    fn may_start(&self, key: &CheckKey) -> bool {
-        self.keeps(key)
-            && match &self.scope {
-                Scope::Share(assignment) => {
-                    assignment.may_gain || self.ctx.scheduler.status(key).is_some()
+    /// Applies one watch event: stops what is gone at once, queues what must be (re)built.
+    pub fn on_event(&self, watch: &WatchScope, event: watcher::Event<HealthCheck>) {
+        let mut state = lock(&self.state);
+        let changes = state.index.apply(watch, event);
+        for change in changes {
+            self.effect(&state.index, change);
+        }
+        let synced = state.index.synced();
+        self.ctx.synced.store(synced, Ordering::SeqCst);
+        self.count_owned(&state.index);
+    }
+
+    /// The effect of one change, decided under the index lock.
+    fn effect(&self, index: &Index, change: Change) {
+        match change {
+            Change::Deleted(key) => {
+                self.forget(&key);
+                self.count(Reconciled::Deleted);
+            }
+            Change::Upsert { key, run_now } => {
+                if !index.keeps(&key) {
+                    return;
                 }
-                _ => true,
+                if let Some(status) = index.object(&key).and_then(|o| o.status.as_ref()) {
+                    self.ctx.writer.seed(&key, status);
+                }
+                if index.may_start(&key, self.running(&key)) {
+                    self.enqueue(key, Job { run_now });
+                }
             }
-    }
-
-    fn resume_after(&self) -> Option<jiff::Timestamp> {
-        match &self.scope {
-            Scope::Share(assignment) => assignment.quiet_after,
-            _ => None,
+            Change::RunNow(key) => {
+                if index.keeps(&key) && self.ctx.scheduler.run_now(&key) {
+                    tracing::info!(check = %key, "running now ({RUN_NOW})");
+                }
+            }
         }
     }
 
-    /// Applies a new scope: stop what left it at once, acknowledge the ring, then start what
+    /// Applies a new scope: stop what left it at once, acknowledge the ring, then queue what
     /// may start.
-    async fn set_scope(&mut self, scope: Scope) {
-        let rebalanced = matches!((&self.scope, &scope),
+    pub fn set_scope(&self, scope: Scope) {
+        let mut state = lock(&self.state);
+        let rebalanced = matches!((state.index.scope(), &scope),
             (Scope::Share(a), Scope::Share(b)) if a.ring.hash() != b.ring.hash());
-        self.scope = scope;
-        let writes = self.scope.writes();
+        let writes = scope.writes();
+        state.index.set_scope(scope);
         self.ctx.writer.set_enabled(writes);
         self.ctx.metrics.operator.leader.set(i64::from(writes));
-        self.place_all();
         let mut stopped = false;
         for key in self.ctx.scheduler.keys() {
-            if !self.keeps(&key) {
+            if !state.index.keeps(&key) {
                 self.forget(&key);
                 stopped = true;
             }
         }
-        if stopped && matches!(self.scope, Scope::Share(_)) {
-            self.quiet_after = Some(jiff::Timestamp::now());
+        if stopped && state.index.assignment().is_some() {
+            state.quiet_after = Some(jiff::Timestamp::now());
         }
-        if let (Scope::Share(assignment), Some(applied)) = (&self.scope, &self.ctx.applied) {
+        if let (Some(assignment), Some(applied)) = (state.index.assignment(), &self.ctx.applied) {
             if rebalanced {
                 self.ctx.metrics.operator.shard_rebalances.inc();
             }
             applied.send_replace(Applied {
                 ring: Some(assignment.ring.hash()),
                 incarnations: Some(assignment.ring.incarnations_hash()),
-                quiet_after: self.quiet_after,
+                quiet_after: state.quiet_after,
             });
         }
-        self.reconcile_all().await;
-        self.count_owned();
+        self.enqueue_runnable(&state.index, false);
+        self.count_owned(&state.index);
     }
 
-    /// Recomputes which checks the ring gives this replica.
-    fn place_all(&mut self) {
-        self.owned = match &self.scope {
-            Scope::Share(assignment) if assignment.standing == Standing::Member => {
-                (self.objects.keys())
-                    .filter(|key| assignment.keeps(key))
-                    .cloned()
-                    .collect()
-            }
-            _ => HashSet::new(),
-        };
-    }
-
-    fn place(&mut self, key: &CheckKey) {
-        if let Scope::Share(assignment) = &self.scope
-            && assignment.keeps(key)
-        {
-            self.owned.insert(key.clone());
+    /// Queues every check that may run here: all of them (`all`, so rotated references are
+    /// read again), or those without a runner (gains).
+    fn enqueue_runnable(&self, index: &Index, all: bool) {
+        let keys: Vec<CheckKey> = index
+            .runnable(|key| self.running(key))
+            .filter(|key| all || !self.running(key))
+            .cloned()
+            .collect();
+        for key in keys {
+            self.enqueue(key, Job::default());
         }
     }
 
-    fn count_owned(&self) {
-        let owned = match &self.scope {
-            Scope::All => self.objects.len(),
-            Scope::Nothing => 0,
-            Scope::Share(_) => self.owned.len(),
-        };
-        (self.ctx.metrics.operator.shard_owned).set(owned as i64);
+    /// Re-reads every running check's references (the resync).
+    pub fn resync(&self) {
+        let state = lock(&self.state);
+        self.enqueue_runnable(&state.index, true);
     }
 
-    /// Reconciles every check this replica may run (rotated references, started gains).
-    async fn reconcile_all(&self) {
-        let resume_after = self.resume_after();
-        for (key, object) in &self.objects {
-            if self.may_start(key) {
-                reconcile(object, &self.ctx, resume_after).await;
-            }
-        }
+    fn enqueue(&self, key: CheckKey, job: Job) {
+        let mut work = lock(&self.work);
+        let queued = work.queued.entry(key).or_default();
+        queued.run_now |= job.run_now;
+        drop(work);
+        self.wake.notify_one();
     }
 
-    async fn handle(&mut self, event: watcher::Event<HealthCheck>) {
-        match event {
-            watcher::Event::Init => self.initial = Some(BTreeSet::new()),
-            watcher::Event::InitApply(object) | watcher::Event::Apply(object) => {
-                self.apply(object).await
-            }
-            watcher::Event::Delete(object) => {
-                let key = CheckKey::of(&object);
-                self.objects.remove(&key);
-                self.owned.remove(&key);
-                self.forget(&key);
-                self.count(Reconciled::Deleted);
-                self.count_owned();
-            }
-            watcher::Event::InitDone => self.init_done(),
-        }
-    }
-
-    async fn apply(&mut self, object: HealthCheck) {
-        let key = CheckKey::of(&object);
-        if let Some(seen) = self.initial.as_mut() {
-            seen.insert(key.clone());
-        }
-        self.place(&key);
-        if let Some(status) = &object.status
-            && self.keeps(&key)
-        {
-            self.ctx.writer.seed(&key, status);
-        }
-        // Our own status writes come back as watch events: the spec (generation), uid and
-        // labels are unchanged, so there is nothing to rebuild; rotations are caught by resync.
-        let known = self.objects.get(&key);
-        let unchanged = known.is_some_and(|known| {
-            let (a, b) = (&known.metadata, &object.metadata);
-            a.generation == b.generation
-                && a.uid == b.uid
-                && a.labels == b.labels
-                && status_page(a) == status_page(b)
-        }) && self.ctx.scheduler.status(&key).is_some();
-        // A new value of the run-now annotation asks for one run at once (seen first after a
-        // restart, it is taken as already handled).
-        let run_now = known.is_some_and(|known| run_now(known) != run_now(&object))
-            && run_now(&object).is_some();
-        if !unchanged && self.may_start(&key) {
-            reconcile(&object, &self.ctx, self.resume_after()).await;
-        }
-        if run_now && self.keeps(&key) && self.ctx.scheduler.run_now(&key) {
-            tracing::info!(check = %key, "running now ({RUN_NOW})");
-        }
-        let new = self.objects.insert(key, object).is_none();
-        if new {
-            self.count_owned();
-        }
-    }
-
-    /// After a relist, objects missed while the watch was down are gone.
-    fn init_done(&mut self) {
-        if let Some(seen) = self.initial.take() {
-            self.objects.retain(|key, _| seen.contains(key));
-            self.owned.retain(|key| seen.contains(key));
-            for key in self.ctx.scheduler.keys() {
-                if !seen.contains(&key) {
-                    self.forget(&key);
-                }
-            }
-        }
-        self.ctx.synced.store(true, Ordering::SeqCst);
-        self.count_owned();
+    fn running(&self, key: &CheckKey) -> bool {
+        self.ctx.scheduler.contains(key)
     }
 
     fn forget(&self, key: &CheckKey) {
@@ -337,42 +260,178 @@ impl Reconciler {
             .with_label_values(&[result.label()])
             .inc();
     }
-}
 
-/// Turns one HealthCheck into a runner: resolve references, build, upsert. Never fails the
-/// loop: problems become the check's own status (InvalidSpec, ReferenceNotFound). A check
-/// taken over from another replica first runs on its slot after `resume_after`.
-pub async fn reconcile(object: &HealthCheck, ctx: &Context, resume_after: Option<jiff::Timestamp>) {
-    let key = CheckKey::of(object);
-    let valid = validate(&object.spec);
-    let references = valid.as_ref().map(|v| v.references()).unwrap_or_default();
-    let count = |result: Reconciled| {
-        (ctx.metrics.operator.reconciles)
-            .with_label_values(&[result.label()])
-            .inc()
-    };
-    let resolved = match ctx.refs.resolve(&key.namespace, &references).await {
-        Ok(resolved) => resolved,
-        Err(error) => {
-            // The API server did not answer: keep the current runner and retry on the next resync.
-            tracing::warn!(check = %key, %error, "cannot read references; keeping the current runner");
-            count(Reconciled::Error);
+    fn count_owned(&self, index: &Index) {
+        (self.ctx.metrics.operator.shard_owned).set(index.owned_count() as i64);
+    }
+
+    /// The worker: builds queued checks one at a time, forever.
+    pub async fn work(self: Arc<Self>) {
+        loop {
+            let next = {
+                let mut work = lock(&self.work);
+                let next = work.queued.pop_first();
+                work.in_flight = next.as_ref().map(|(key, _)| key.clone());
+                next
+            };
+            match next {
+                Some((key, job)) => self.build(&key, job).await,
+                None => self.wake.notified().await,
+            }
+        }
+    }
+
+    /// Processes queued work until none is left (tests drive the worker with it).
+    #[cfg(test)]
+    pub(crate) async fn settle(&self) {
+        loop {
+            let next = lock(&self.work).queued.pop_first();
+            match next {
+                Some((key, job)) => self.build(&key, job).await,
+                None => return,
+            }
+        }
+    }
+
+    /// Resolves references and upserts the runner of `key`, if it still may run here.
+    async fn build(&self, key: &CheckKey, job: Job) {
+        let snapshot = {
+            let state = lock(&self.state);
+            let index = &state.index;
+            (index.may_start(key, self.running(key)))
+                .then(|| index.object(key).cloned())
+                .flatten()
+                .map(|object| (object, index.resume_after()))
+        };
+        let Some((object, resume_after)) = snapshot else {
+            lock(&self.work).in_flight = None;
+            return;
+        };
+        let runner = self.runner(&object, resume_after).await;
+        let state = lock(&self.state);
+        lock(&self.work).in_flight = None;
+        let Some(runner) = runner else { return };
+        // Only the object that was read, and only while it still runs here: a newer version
+        // queued itself again; a deleted or moved check was stopped meanwhile.
+        let current = state.index.object(key);
+        if !current.is_some_and(|current| same_runner(current, &object))
+            || !state.index.may_start(key, self.running(key))
+        {
+            if job.run_now {
+                self.enqueue(key.clone(), job);
+            }
             return;
         }
-    };
-    let origin = Origin {
-        key,
-        uid: object.metadata.uid.clone(),
-        generation: object.metadata.generation,
-        status: object.status.clone().unwrap_or_default(),
-        labels: object.metadata.labels.clone().unwrap_or_default(),
-        annotations: object.metadata.annotations.clone().unwrap_or_default(),
-        resume_after,
-    };
-    let runner = RunnerSpec::build(origin, &object.spec, &valid, &resolved, &ctx.probe);
-    count(if ctx.scheduler.upsert(runner) {
-        Reconciled::Updated
-    } else {
-        Reconciled::Unchanged
-    });
+        let updated = self.ctx.scheduler.upsert(runner);
+        self.count(if updated {
+            Reconciled::Updated
+        } else {
+            Reconciled::Unchanged
+        });
+        if job.run_now && self.ctx.scheduler.run_now(key) {
+            tracing::info!(check = %key, "running now ({RUN_NOW})");
+        }
+    }
+
+    /// The runner of one HealthCheck: references read, spec built. Never fails the loop:
+    /// problems become the check's own status (InvalidSpec, ReferenceNotFound). A check taken
+    /// over from another replica first runs on its slot after `resume_after`.
+    async fn runner(
+        &self,
+        object: &HealthCheck,
+        resume_after: Option<jiff::Timestamp>,
+    ) -> Option<RunnerSpec> {
+        let key = CheckKey::of(object);
+        let valid = validate(&object.spec);
+        let references = valid.as_ref().map(|v| v.references()).unwrap_or_default();
+        let resolved = match self.ctx.refs.resolve(&key.namespace, &references).await {
+            Ok(resolved) => resolved,
+            Err(error) => {
+                // The API server did not answer: keep the current runner, retry on the resync.
+                tracing::warn!(check = %key, %error, "cannot read references; keeping the current runner");
+                self.count(Reconciled::Error);
+                return None;
+            }
+        };
+        let origin = Origin {
+            key,
+            uid: object.metadata.uid.clone(),
+            generation: object.metadata.generation,
+            status: object.status.clone().unwrap_or_default(),
+            labels: object.metadata.labels.clone().unwrap_or_default(),
+            annotations: object.metadata.annotations.clone().unwrap_or_default(),
+            resume_after,
+        };
+        let spec = &object.spec;
+        Some(RunnerSpec::build(
+            origin,
+            spec,
+            &valid,
+            &resolved,
+            &self.ctx.probe,
+        ))
+    }
 }
+
+impl Expectations for Core {
+    fn with_expected(&self, judge: &mut dyn FnMut(&[Expected])) {
+        let state = lock(&self.state);
+        let work = lock(&self.work);
+        let expected: Vec<Expected> = (state.index.runnable(|key| self.running(key)))
+            .filter(|key| !work.pending(key))
+            .filter_map(|key| {
+                let object = state.index.object(key)?;
+                Some(Expected {
+                    key: key.clone(),
+                    probes: audit::probes(&object.spec),
+                })
+            })
+            .collect();
+        drop(work);
+        judge(&expected);
+    }
+
+    fn pending(&self, key: &CheckKey) -> bool {
+        lock(&self.work).pending(key)
+    }
+
+    fn restore(&self, key: &CheckKey) {
+        self.enqueue(key.clone(), Job::default());
+    }
+}
+
+/// The event loop: watch events and scope changes into the core, and the resync. Runs until
+/// the watch goes away (a supervised task: its end ends the process).
+pub async fn run(
+    core: Arc<Core>,
+    mut events: mpsc::Receiver<WatchEvent>,
+    mut scopes: watch::Receiver<Scope>,
+    resync_every: Duration,
+) {
+    let scope = scopes.borrow_and_update().clone();
+    core.set_scope(scope);
+    let mut resync = tokio::time::interval(resync_every);
+    resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut scopes_open = true;
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Some((watch, event)) => core.on_event(&watch, event),
+                None => return,
+            },
+            _ = resync.tick() => core.resync(),
+            changed = scopes.changed(), if scopes_open => match changed {
+                Ok(()) => {
+                    let scope = scopes.borrow_and_update().clone();
+                    core.set_scope(scope);
+                }
+                // The elector or member task is gone: its supervisor ends the process.
+                Err(_) => scopes_open = false,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "reconcile_tests.rs"]
+mod tests;

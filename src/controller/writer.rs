@@ -476,8 +476,9 @@ impl Sink for StatusWriter {
         );
         let mut pending = lock(&self.shared.pending);
         // Checked under the lock on_remove takes: a run reporting while its check is removed
-        // must not queue a write for it (see [`crate::runner::Registration`]).
-        if report.registration.removed() {
+        // must not queue a write for it, nor a replaced runner's late report (see
+        // [`crate::runner::Registration`]).
+        if !report.registration.live() {
             return;
         }
         pending.put(

@@ -261,7 +261,7 @@ impl CheckFamilies {
     pub(super) fn record(&self, report: &RunReport<'_>) {
         let info = self.info_values(report.spec);
         let mut checks = lock(&self.0.checks);
-        if report.registration.removed() {
+        if !report.registration.live() {
             return;
         }
         let series = checks.entry(report.key.clone()).or_default();

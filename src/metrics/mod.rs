@@ -14,7 +14,7 @@ use prometheus::{
 use check::CheckFamilies;
 pub use check::metric_label;
 
-use crate::runner::{CheckKey, Registration, RunReport, RunnerSpec, Sink, Summary};
+use crate::runner::{AuditMetrics, CheckKey, Registration, RunReport, RunnerSpec, Sink, Summary};
 
 /// Scheduler lag buckets: on time is under 10 ms; seconds mean the process is overloaded.
 const LAG_BUCKETS: &[f64] = &[
@@ -70,6 +70,9 @@ pub struct OperatorFamilies {
     pub shard_owned: IntGauge,
     /// Ring changes this replica applied (checks moved to or from it).
     pub shard_rebalances: IntCounter,
+    /// The self-audit's families (`canary_checks_expected`, `canary_checks_unscheduled`,
+    /// `canary_checks_recovered_total`).
+    pub audit: AuditMetrics,
 }
 
 /// Every metric family Canary exposes.
@@ -248,6 +251,25 @@ impl Metrics {
                 "canary_shard_rebalances_total",
                 "Changes of the shard ring this replica applied (checks moved to or from it).",
             )?)?,
+            audit: Self::audit_families(f)?,
+        })
+    }
+
+    fn audit_families(f: &mut Families) -> Result<AuditMetrics, MetricsError> {
+        Ok(AuditMetrics {
+            expected: f.add(IntGauge::new(
+                "canary_checks_expected",
+                "Checks this replica should be probing (owned, valid, not suspended), at the last self-audit.",
+            )?)?,
+            unscheduled: f.add(IntGauge::new(
+                "canary_checks_unscheduled",
+                "Checks the last self-audit found without a working runner (each was recovered).",
+            )?)?,
+            recovered: f.counters(
+                "canary_checks_recovered_total",
+                "Checks the self-audit found not running and recovered, by cause (missing_runner, not_advancing, stray_runner).",
+                &["cause"],
+            )?,
         })
     }
 

@@ -3,8 +3,11 @@
 //! for the watchdog. It knows nothing of the API server: specs come from a source (the
 //! controller or YAML files), results go to sinks (metrics, status writer, logs).
 
+pub mod audit;
+mod fault;
 pub mod history;
 mod phase;
+mod sink;
 mod slots;
 mod spec;
 mod task;
@@ -12,10 +15,7 @@ mod watchdog;
 
 use std::{
     collections::{HashMap, VecDeque},
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -26,11 +26,12 @@ use crate::{
     api::{HealthCheckStatus, ReadyStatus},
     lock,
     probe::{self, Outcome, Probe, ProbeContext},
-    readiness::Transition,
 };
 
 pub use crate::api::CheckKey;
+pub use audit::{Audit, AuditMetrics, Expectations, Expected};
 pub use history::History;
+pub use sink::{Registration, RunReport, Sink, Summary};
 pub use slots::{SlotPermit, SlotUsage, Slots, default_slots};
 pub use spec::{
     CheckInfo, GROUP_LABEL, Origin, Plan, RunnerSpec, STATUS_PAGE_ANNOTATION, Schedule, jitter,
@@ -53,113 +54,6 @@ impl Prober for CheckProber {
     fn probe(&self) -> BoxFuture<'_, Outcome> {
         Box::pin(probe::run(&self.probe, &self.ctx))
     }
-}
-
-/// One completed run, as sinks see it.
-pub struct RunReport<'a> {
-    pub key: &'a CheckKey,
-    pub spec: &'a RunnerSpec,
-    pub outcome: &'a Outcome,
-    pub previous: &'a HealthCheckStatus,
-    pub status: &'a HealthCheckStatus,
-    /// The change of Ready this run made, decided once by [`crate::readiness::next_status`].
-    pub transition: Option<&'a Transition>,
-    /// Actual start minus due time (including the slot wait).
-    pub lag: Duration,
-    /// Time spent waiting for a probe slot.
-    pub slot_wait: Duration,
-    /// The run fell in a maintenance window.
-    pub in_maintenance: bool,
-    /// Ticks skipped after this run because it overran its interval.
-    pub skipped: u64,
-    /// The check's registration: a sink keeping per-check state drops the report once it is
-    /// removed (see [`Registration`]).
-    pub registration: &'a Arc<Registration>,
-}
-
-#[cfg(test)]
-impl<'a> RunReport<'a> {
-    /// A report of `outcome` that leaves `status` as it was, on time (tests of sinks).
-    pub(crate) fn of(
-        spec: &'a RunnerSpec,
-        outcome: &'a crate::probe::Outcome,
-        status: &'a HealthCheckStatus,
-        registration: &'a Arc<Registration>,
-    ) -> Self {
-        Self {
-            key: &spec.key,
-            spec,
-            outcome,
-            previous: status,
-            status,
-            transition: None,
-            lag: Duration::ZERO,
-            slot_wait: Duration::ZERO,
-            in_maintenance: false,
-            skipped: 0,
-            registration,
-        }
-    }
-}
-
-/// A check's registration in the scheduler, from its first [`Scheduler::upsert`] to its
-/// [`Scheduler::remove`]: runners replacing one another share it, a check added again gets a
-/// new one.
-///
-/// Removal cannot stop a run that is already reporting: abort takes effect at the runner's next
-/// `.await`, and the report calls the sinks synchronously on its own thread, possibly after
-/// [`Sink::on_remove`]. So a sink that keeps per-check state checks [`Registration::removed`]
-/// under the lock under which it records and forgets that state: `remove` ends the registration
-/// before it calls `on_remove`, so the order in which the two take that lock decides (a run
-/// recorded first is then forgotten, a run arriving after is dropped), not thread timing.
-/// Holding the runner's state lock across the sinks instead would block the watchdog behind a
-/// wedged sink; and unlike a tombstone per removed key, the flag goes with its last runner.
-#[derive(Debug, Default)]
-pub struct Registration {
-    removed: AtomicBool,
-}
-
-impl Registration {
-    /// Whether the check was removed (its sinks told, or about to be told, `on_remove`).
-    pub fn removed(&self) -> bool {
-        self.removed.load(Ordering::SeqCst)
-    }
-
-    /// Ends the registration; called before any sink hears `on_remove`.
-    pub(crate) fn end(&self) {
-        self.removed.store(true, Ordering::SeqCst);
-    }
-}
-
-/// Receives every run (metrics, status writer, event recorder, logs). Must not block.
-pub trait Sink: Send + Sync {
-    /// One completed run. It may arrive after `on_remove` of its check: a sink keeping
-    /// per-check state drops it under its own lock when [`Registration::removed`].
-    fn on_run(&self, report: &RunReport<'_>);
-    /// The check is gone from this scheduler: forget its state.
-    fn on_remove(&self, key: &CheckKey);
-    /// A check this scheduler did not hold starts running (a new object, a restart, a check
-    /// moved here from another replica): a sink may show the last state its status records
-    /// until the first run reports, so a failing check's alert does not lose its sample.
-    fn on_start(&self, _spec: &RunnerSpec, _registration: &Registration) {}
-    /// Called every scheduler tick with the state of all checks.
-    fn on_tick(&self, _summary: &Summary) {}
-}
-
-/// Counts of checks by state, how many are stalled or late, and the probe slots.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Summary {
-    pub ready: usize,
-    pub failing: usize,
-    pub pending: usize,
-    pub suspended: usize,
-    pub invalid: usize,
-    /// Active checks the watchdog judges stalled (see [`WatchdogConfig`]).
-    pub overdue: usize,
-    /// Checks due for more than [`LATE_AFTER`] and not started yet (waiting for a slot).
-    pub late: usize,
-    pub slots_in_use: usize,
-    pub slots_max: usize,
 }
 
 /// A check due for longer than this without starting counts as late.
@@ -239,6 +133,9 @@ pub(crate) struct RunnerState {
     pub timeout: Duration,
     /// The last run that was not the prober's own fault ended then (or the runner started).
     pub last_progress: Instant,
+    /// The last cycle ended then: a run completed, or a slot deliberately skipped (or the
+    /// runner started). The audit's measure of a runner that stopped advancing.
+    pub last_cycle: Instant,
     /// The last run ended in ProberError.
     pub prober_failing: bool,
     pub runs: u64,
@@ -248,6 +145,36 @@ pub(crate) struct RunnerState {
     pub in_maintenance: bool,
     /// Recent results, transitions and hourly uptime, for the status page.
     pub history: History,
+}
+
+impl RunnerState {
+    /// The state of a new runner of `spec`, resuming `status` and `history`.
+    fn new(
+        spec: &RunnerSpec,
+        status: HealthCheckStatus,
+        next_due: Instant,
+        history: History,
+        now: Instant,
+    ) -> Self {
+        let schedule = &spec.schedule;
+        Self {
+            status,
+            next_due,
+            phase: RunPhase::Idle,
+            active: !schedule.suspend && matches!(spec.plan, Plan::Run(_)),
+            blocked: matches!(spec.plan, Plan::Blocked { .. }),
+            suspended: schedule.suspend,
+            interval: schedule.interval,
+            timeout: schedule.timeout,
+            last_progress: now,
+            last_cycle: now,
+            prober_failing: false,
+            runs: 0,
+            settled: None,
+            in_maintenance: false,
+            history,
+        }
+    }
 }
 
 struct RunnerHandle {
@@ -275,6 +202,8 @@ pub(crate) struct Shared {
     /// No probe starts at or after this moment (a shard member whose Lease renewal is overdue;
     /// see [`Scheduler::probe_until`]).
     probe_until: Mutex<Option<Instant>>,
+    /// Injected faults (`CANARY_FAULT_INJECT_*`), for the audit's tests.
+    faults: fault::Faults,
 }
 
 /// The scheduler handle; cheap to clone.
@@ -296,18 +225,20 @@ impl Scheduler {
                 last_tick: Mutex::new(Instant::now()),
                 retire_after: Mutex::new(None),
                 probe_until: Mutex::new(None),
+                faults: fault::Faults::from_env(),
             }),
         }
     }
 
     /// Starts or replaces the runner for `spec.key`; returns false when nothing changed.
     /// A replaced runner hands over its status and next due time, so a change never causes
-    /// an extra run.
+    /// an extra run, and its late report is dropped (see [`Registration`]).
     pub fn upsert(&self, spec: RunnerSpec) -> bool {
         let mut runners = lock(&self.shared.runners);
         let previous = match runners.get(&spec.key) {
             Some(handle) if handle_same(handle, &spec) => return false,
             Some(_) => runners.remove(&spec.key),
+            None if self.shared.faults.loses(&spec.key) => return true,
             None => None,
         };
         let now = Instant::now();
@@ -324,7 +255,8 @@ impl Scheduler {
                 } else {
                     old.next_due.min(now + spec.schedule.interval)
                 };
-                (old.status, due, old.history, handle.registration)
+                let registration = Arc::new(handle.registration.supersede());
+                (old.status, due, old.history, registration)
             }
             None => {
                 let due = first_due(&spec, now, self.shared.config.aligned);
@@ -332,54 +264,98 @@ impl Scheduler {
                 (spec.status.clone(), due, history, Arc::default())
             }
         };
-        let schedule = &spec.schedule;
-        let state = Arc::new(Mutex::new(RunnerState {
-            status,
-            next_due: first_due,
-            phase: RunPhase::Idle,
-            active: !schedule.suspend && matches!(spec.plan, Plan::Run(_)),
-            blocked: matches!(spec.plan, Plan::Blocked { .. }),
-            suspended: schedule.suspend,
-            interval: schedule.interval,
-            timeout: schedule.timeout,
-            last_progress: now,
-            prober_failing: false,
-            runs: 0,
-            settled: None,
-            in_maintenance: false,
-            history,
-        }));
-        let key = spec.key.clone();
-        let (revision, generation) = (spec.revision, spec.generation);
-        let wake = Arc::new(Notify::new());
+        let state = RunnerState::new(&spec, status, first_due, history, now);
         let spec = Arc::new(spec);
-        let task = tokio::spawn(task::run(
-            self.shared.clone(),
-            task::Runner {
-                spec: spec.clone(),
-                state: state.clone(),
-                registration: registration.clone(),
-            },
-            wake.clone(),
-        ));
-        let started = starts.then(|| (spec.clone(), registration.clone()));
-        let handle = RunnerHandle {
-            revision,
-            generation,
-            spec,
-            state,
-            registration,
-            task,
-            wake,
-        };
-        runners.insert(key, handle);
+        let handle = self.spawn(spec.clone(), state, registration.clone());
+        runners.insert(spec.key.clone(), handle);
         drop(runners);
-        if let Some((spec, registration)) = started {
+        if starts {
             for sink in &self.shared.sinks {
                 sink.on_start(&spec, &registration);
             }
         }
         true
+    }
+
+    /// Starts the task of one runner.
+    fn spawn(
+        &self,
+        spec: Arc<RunnerSpec>,
+        state: RunnerState,
+        registration: Arc<Registration>,
+    ) -> RunnerHandle {
+        let state = Arc::new(Mutex::new(state));
+        let wake = Arc::new(Notify::new());
+        let stall = self.shared.faults.stalls(&spec.key);
+        let runner = task::Runner {
+            spec: spec.clone(),
+            state: state.clone(),
+            registration: registration.clone(),
+        };
+        let task = tokio::spawn(task::run(self.shared.clone(), runner, wake.clone(), stall));
+        RunnerHandle {
+            revision: spec.revision,
+            generation: spec.generation,
+            spec,
+            state,
+            registration,
+            task,
+            wake,
+        }
+    }
+
+    /// Restarts the task of `key` with its spec and state (the audit found it not advancing);
+    /// it runs at once. False when there is no runner.
+    pub fn restart(&self, key: &CheckKey) -> bool {
+        let mut runners = lock(&self.shared.runners);
+        let Some(old) = runners.remove(key) else {
+            return false;
+        };
+        old.task.abort();
+        let mut state = lock(&old.state).clone();
+        let now = Instant::now();
+        (state.phase, state.next_due, state.last_cycle) = (RunPhase::Idle, now, now);
+        let registration = Arc::new(old.registration.supersede());
+        let handle = self.spawn(old.spec.clone(), state, registration);
+        runners.insert(key.clone(), handle);
+        true
+    }
+
+    /// Arms an injected fault for `key` (unit tests; processes use the environment).
+    #[cfg(test)]
+    pub(crate) fn arm_fault(&self, key: &CheckKey, lose: bool, always: bool) {
+        self.shared.faults.arm(key, lose, always);
+    }
+
+    /// Whether `key` has a runner.
+    pub fn contains(&self, key: &CheckKey) -> bool {
+        lock(&self.shared.runners).contains_key(key)
+    }
+
+    /// Whether the runner of `key` advances (None: there is none; `Err`: why it does not). A
+    /// runner advances while it is queued or running (the watchdog judges those), when it
+    /// does not probe (blocked, suspended), or when it completed a cycle within interval +
+    /// timeout + `grace`.
+    pub fn advancing(
+        &self,
+        key: &CheckKey,
+        now: Instant,
+        grace: Duration,
+    ) -> Option<Result<(), String>> {
+        let runners = lock(&self.shared.runners);
+        let handle = runners.get(key)?;
+        if handle.task.is_finished() {
+            return Some(Err("its task ended".to_string()));
+        }
+        let state = lock(&handle.state);
+        let limit = audit::advancing_limit(state.interval, state.timeout, grace);
+        let idle = now.saturating_duration_since(state.last_cycle);
+        Some(match state.phase {
+            RunPhase::Idle if state.active && idle > limit => {
+                Err(audit::not_advancing(idle, limit))
+            }
+            _ => Ok(()),
+        })
     }
 
     /// Runs `key` as soon as a slot is free (the `canary.dev/run-now` annotation); false when

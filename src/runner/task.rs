@@ -26,8 +26,12 @@ pub(super) struct Runner {
     pub registration: Arc<Registration>,
 }
 
-/// The runner task; ends only when aborted (removal, replacement, shutdown).
-pub(super) async fn run(shared: Arc<Shared>, runner: Runner, wake: Arc<Notify>) {
+/// The runner task; ends only when aborted (removal, replacement, shutdown). `stall`: a fault
+/// injected for the audit's tests, the task never wakes.
+pub(super) async fn run(shared: Arc<Shared>, runner: Runner, wake: Arc<Notify>, stall: bool) {
+    if stall {
+        return std::future::pending().await;
+    }
     let (spec, state) = (&runner.spec, &runner.state);
     let prober = match (&spec.plan, spec.schedule.suspend) {
         (Plan::Blocked { reason, message }, _) => {
@@ -70,6 +74,7 @@ pub(super) async fn run(shared: Arc<Shared>, runner: Runner, wake: Arc<Notify>) 
             let mut state = lock(state);
             state.next_due = next_run(due, spec, slots.as_ref(), started).0;
             state.phase = RunPhase::Idle;
+            state.last_cycle = started;
             continue;
         }
         lock(state).phase = RunPhase::Running { since: started };
@@ -216,6 +221,7 @@ fn report(shared: &Shared, runner: &Runner, outcome: Outcome, timing: Timing) {
         }
         state.status = next.status.clone();
         state.runs += 1;
+        state.last_cycle = Instant::now();
         // The prober's own fault is not progress: a process out of descriptors must go overdue.
         state.prober_failing = prober_error;
         if !prober_error {

@@ -45,32 +45,56 @@ pub struct Health {
     pub problems: Vec<String>,
 }
 
+/// How one runner is stalled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Stall {
+    /// Past its due time and not queued: its task did not wake. Counted as overdue; the
+    /// self-audit restarts it (see [`super::audit`]), and `/healthz` fails only if that does
+    /// not take.
+    NotWoken(String),
+    /// A run outlived its timeout, or every run ends in ProberError: `/healthz` fails.
+    Stuck(String),
+}
+
+impl Stall {
+    /// Whether `/healthz` fails for it at once.
+    fn fails_healthz(&self) -> bool {
+        matches!(self, Self::Stuck(_))
+    }
+
+    fn message(&self) -> &str {
+        match self {
+            Self::NotWoken(why) | Self::Stuck(why) => why,
+        }
+    }
+}
+
 /// Why one runner is stalled, if it is (`grace` is the operator's `--stall-grace`).
-pub(super) fn stalled(state: &RunnerState, now: Instant, grace: Duration) -> Option<String> {
+pub(super) fn stalled(state: &RunnerState, now: Instant, grace: Duration) -> Option<Stall> {
     if !state.active {
         return None;
     }
     let since = |at: Instant| now.saturating_duration_since(at);
     match state.phase {
-        RunPhase::Idle if since(state.next_due) > grace => Some(format!(
+        RunPhase::Idle if since(state.next_due) > grace => Some(Stall::NotWoken(format!(
             "is {} past its due time and not queued: its runner did not wake",
             fmt_go(since(state.next_due))
-        )),
+        ))),
         RunPhase::Running { since: started } if since(started) > state.timeout + grace => {
-            Some(format!(
+            Some(Stall::Stuck(format!(
                 "has a run that started {} ago, past its timeout {} + grace {}",
                 fmt_go(since(started)),
                 fmt_go(state.timeout),
                 fmt_go(grace)
-            ))
+            )))
         }
         _ if state.prober_failing
             && since(state.last_progress) > state.interval + state.timeout + grace =>
         {
-            Some(format!(
+            Some(Stall::Stuck(format!(
                 "has not completed a run for {}: every run ends in ProberError",
                 fmt_go(since(state.last_progress))
-            ))
+            )))
         }
         _ => None,
     }
@@ -107,8 +131,8 @@ pub(super) fn assess(shared: &Shared, now: Instant, config: &WatchdogConfig) -> 
             active += 1;
             longest_timeout = longest_timeout.max(state.timeout);
         }
-        if let Some(why) = stalled(&state, now, grace) {
-            stalled_checks.push(format!("check {key} {why}"));
+        if let Some(stall) = stalled(&state, now, grace).filter(Stall::fails_healthz) {
+            stalled_checks.push(format!("check {key} {}", stall.message()));
         }
     }
     stalled_checks.sort();

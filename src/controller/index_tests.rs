@@ -1,0 +1,179 @@
+//! The index called directly: relists per watch, sync, changes, scopes.
+
+use std::sync::Arc;
+
+use kube::runtime::watcher::Event;
+
+use super::*;
+use crate::controller::{
+    fixtures::{CheckFixture, check},
+    shard::{Assignment, Ring, Standing},
+};
+
+fn key(namespace: &str, name: &str) -> CheckKey {
+    CheckKey {
+        namespace: namespace.into(),
+        name: name.into(),
+    }
+}
+
+fn upsert(namespace: &str, name: &str) -> Change {
+    Change::Upsert {
+        key: key(namespace, name),
+        run_now: false,
+    }
+}
+
+/// An index of namespaces a and b, both listed with the given objects, running everything.
+fn listed(a: &[&str], b: &[&str]) -> (Index, [WatchScope; 2]) {
+    let watches = [WatchScope::namespace("a"), WatchScope::namespace("b")];
+    let mut index = Index::new(&watches);
+    index.set_scope(Scope::All);
+    for (watch, names) in watches.iter().zip([a, b]) {
+        relist(&mut index, watch, names);
+    }
+    (index, watches)
+}
+
+fn relist(index: &mut Index, watch: &WatchScope, names: &[&str]) -> Vec<Change> {
+    let namespace = watch
+        .namespace_name()
+        .expect("a namespace watch")
+        .to_string();
+    let mut changes = index.apply(watch, Event::Init);
+    for name in names {
+        changes.extend(index.apply(watch, Event::InitApply(check(&namespace, name))));
+    }
+    changes.extend(index.apply(watch, Event::InitDone));
+    changes
+}
+
+fn kept(index: &Index) -> Vec<String> {
+    let mut keys: Vec<String> = (index.runnable(|_| true)).map(|k| k.to_string()).collect();
+    keys.sort();
+    keys
+}
+
+#[test]
+fn a_relist_of_one_namespace_replaces_its_objects_and_nothing_else() {
+    let (mut index, [a, _]) = listed(&["c0", "c1"], &["c0", "c1"]);
+    let changes = relist(&mut index, &a, &["c1", "c2"]);
+    assert_eq!(
+        changes,
+        vec![Change::Deleted(key("a", "c0")), upsert("a", "c2")],
+        "c1 is unchanged, c0 gone, c2 new"
+    );
+    assert_eq!(kept(&index), ["a/c1", "a/c2", "b/c0", "b/c1"]);
+}
+
+#[test]
+fn relists_interleaved_across_watches_keep_each_watchs_objects() {
+    let (mut index, [a, b]) = listed(&["c0"], &["c0"]);
+    index.apply(&a, Event::Init);
+    index.apply(&b, Event::Init);
+    index.apply(&a, Event::InitApply(check("a", "c0")));
+    index.apply(&b, Event::InitApply(check("b", "c1")));
+    // While both relist, the objects of the last complete lists stay.
+    assert_eq!(kept(&index), ["a/c0", "b/c0"]);
+    index.apply(&a, Event::InitDone);
+    assert_eq!(kept(&index), ["a/c0", "b/c0"]);
+    index.apply(&b, Event::InitDone);
+    assert_eq!(kept(&index), ["a/c0", "b/c1"]);
+}
+
+#[test]
+fn synced_only_once_every_watch_has_listed() {
+    let watches = [WatchScope::namespace("a"), WatchScope::namespace("b")];
+    let mut index = Index::new(&watches);
+    relist(&mut index, &watches[0], &["c0"]);
+    assert!(!index.synced(), "b has not listed");
+    relist(&mut index, &watches[1], &[]);
+    assert!(index.synced());
+}
+
+#[test]
+fn our_own_status_write_changes_nothing_a_spec_change_does() {
+    let (mut index, [a, _]) = listed(&["c0"], &[]);
+    let status_only = index.apply(&a, Event::Apply(check("a", "c0").written(3)));
+    assert_eq!(status_only, vec![]);
+    assert_eq!(
+        index.object(&key("a", "c0")).map(|o| o.status.is_some()),
+        Some(true),
+        "the latest object is kept"
+    );
+    let spec = index.apply(&a, Event::Apply(check("a", "c0").generation(2)));
+    assert_eq!(spec, vec![upsert("a", "c0")]);
+}
+
+#[test]
+fn a_new_run_now_value_asks_for_a_run_and_one_seen_first_does_not() {
+    let watches = [WatchScope::all()];
+    let mut index = Index::new(&watches);
+    index.set_scope(Scope::All);
+    let first = index.apply(&watches[0], Event::Apply(check("a", "c0").run_now("t1")));
+    assert_eq!(
+        first,
+        vec![upsert("a", "c0")],
+        "seen first: already handled"
+    );
+    let again = index.apply(&watches[0], Event::Apply(check("a", "c0").run_now("t2")));
+    assert_eq!(again, vec![Change::RunNow(key("a", "c0"))]);
+    let both = (index.apply(
+        &watches[0],
+        Event::Apply(check("a", "c0").run_now("t3").generation(2)),
+    ))
+    .into_iter()
+    .collect::<Vec<_>>();
+    assert_eq!(
+        both,
+        vec![Change::Upsert {
+            key: key("a", "c0"),
+            run_now: true
+        }]
+    );
+}
+
+#[test]
+fn a_delete_reports_the_key_once() {
+    let (mut index, [a, _]) = listed(&["c0"], &[]);
+    assert_eq!(
+        index.apply(&a, Event::Delete(check("a", "c0"))),
+        vec![Change::Deleted(key("a", "c0"))]
+    );
+    assert_eq!(index.apply(&a, Event::Delete(check("a", "c0"))), vec![]);
+}
+
+fn share(members: &[&str], standing: Standing, may_gain: bool) -> Scope {
+    Scope::Share(Assignment {
+        identity: Arc::from("r0"),
+        ring: Arc::new(Ring::new(members.iter().map(|m| m.to_string()))),
+        standing,
+        may_gain,
+        quiet_after: None,
+    })
+}
+
+#[test]
+fn a_shard_member_keeps_its_share_and_starts_gains_only_once_acknowledged() {
+    let names: Vec<String> = (0..20).map(|i| format!("c{i}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let (mut index, _) = listed(&names, &[]);
+    index.set_scope(share(&["r0", "r1"], Standing::Member, false));
+    let owned: Vec<CheckKey> = (names.iter().map(|n| key("a", n)))
+        .filter(|k| index.keeps(k))
+        .collect();
+    assert!(!owned.is_empty() && owned.len() < 20, "a share: {owned:?}");
+    assert_eq!(index.owned_count(), owned.len());
+    assert!(
+        owned.iter().all(|k| !index.may_start(k, false)),
+        "not acknowledged yet"
+    );
+    assert!(
+        owned.iter().all(|k| index.may_start(k, true)),
+        "running ones keep running"
+    );
+    index.set_scope(share(&["r0", "r1"], Standing::Member, true));
+    assert!(owned.iter().all(|k| index.may_start(k, false)));
+    index.set_scope(share(&["r0", "r1"], Standing::Candidate, true));
+    assert_eq!(index.owned_count(), 0, "a candidate runs nothing");
+}
