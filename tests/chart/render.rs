@@ -300,6 +300,7 @@ const DEFAULT_ARGS: [&str; 18] = [
     "--status-heartbeat=5m",
     "--writer-stall=5m",
     "--watch-stall=5m",
+    "--audit-interval=30s",
     "--deny-cidrs=169.254.0.0/16,fe80::/10,fd00:ec2::254/128,100.100.100.200/32,0.0.0.0/8,::/128",
 ];
 
