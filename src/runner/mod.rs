@@ -162,6 +162,10 @@ pub struct Summary {
     pub slots_max: usize,
 }
 
+/// Default `--stall-grace` and `--prober-error-streak`.
+pub const DEFAULT_STALL_GRACE: Duration = Duration::from_secs(30);
+pub const DEFAULT_PROBER_ERROR_STREAK: usize = 5;
+
 /// A check due for longer than this without starting counts as late.
 pub const LATE_AFTER: Duration = Duration::from_secs(1);
 
@@ -186,8 +190,8 @@ impl Default for SchedulerConfig {
     fn default() -> Self {
         Self {
             max_concurrent: default_slots(),
-            stall_grace: Duration::from_secs(30),
-            prober_error_streak: 5,
+            stall_grace: DEFAULT_STALL_GRACE,
+            prober_error_streak: DEFAULT_PROBER_ERROR_STREAK,
             aligned: false,
             probed_by: None,
         }
