@@ -7,6 +7,7 @@ pub mod history;
 mod phase;
 mod slots;
 mod spec;
+mod state;
 mod task;
 mod watchdog;
 
@@ -23,7 +24,7 @@ use futures::future::BoxFuture;
 use tokio::{sync::Notify, task::JoinHandle, time::Instant};
 
 use crate::{
-    api::{HealthCheckStatus, ReadyStatus},
+    api::{HealthCheckStatus, ReadyStatus, Reason},
     lock,
     probe::{self, Outcome, Probe, ProbeContext},
     readiness::Transition,
@@ -36,6 +37,7 @@ pub use spec::{
     CheckInfo, GROUP_LABEL, Origin, Plan, RunnerSpec, STATUS_PAGE_ANNOTATION, Schedule, jitter,
     quick_jitter, stable_hash,
 };
+pub use state::{CheckState, StateCounts};
 pub use watchdog::{Health, Vital, WatchdogConfig};
 
 /// Runs one probe of one check.
@@ -149,11 +151,7 @@ pub trait Sink: Send + Sync {
 /// Counts of checks by state, how many are stalled or late, and the probe slots.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Summary {
-    pub ready: usize,
-    pub failing: usize,
-    pub pending: usize,
-    pub suspended: usize,
-    pub invalid: usize,
+    pub states: StateCounts,
     /// Active checks the watchdog judges stalled (see [`WatchdogConfig`]).
     pub overdue: usize,
     /// Checks due for more than [`LATE_AFTER`] and not started yet (waiting for a slot).
@@ -202,9 +200,7 @@ impl Default for SchedulerConfig {
 pub struct RunnerView<'a> {
     pub status: &'a HealthCheckStatus,
     pub history: &'a History,
-    pub suspended: bool,
-    pub blocked: bool,
-    pub in_maintenance: bool,
+    pub state: CheckState,
 }
 
 impl<'a> RunnerView<'a> {
@@ -212,9 +208,7 @@ impl<'a> RunnerView<'a> {
         Self {
             status: &state.status,
             history: &state.history,
-            suspended: state.suspended,
-            blocked: state.blocked,
-            in_maintenance: state.in_maintenance,
+            state: state.check_state(),
         }
     }
 }
@@ -237,7 +231,8 @@ pub(crate) struct RunnerState {
     pub next_due: Instant,
     pub phase: RunPhase,
     pub active: bool,
-    pub blocked: bool,
+    /// Why the spec cannot run (InvalidSpec, ReferenceNotFound, ReferenceForbidden).
+    pub blocked: Option<Reason>,
     pub suspended: bool,
     pub interval: Duration,
     pub timeout: Duration,
@@ -342,7 +337,7 @@ impl Scheduler {
             next_due: first_due,
             phase: RunPhase::Idle,
             active: !schedule.suspend && matches!(spec.plan, Plan::Run(_)),
-            blocked: matches!(spec.plan, Plan::Blocked { .. }),
+            blocked: spec.plan.blocked_reason(),
             suspended: schedule.suspend,
             interval: schedule.interval,
             timeout: schedule.timeout,
@@ -518,13 +513,7 @@ impl Scheduler {
         };
         for handle in runners.values() {
             let state = lock(&handle.state);
-            match (state.blocked, state.suspended, state.status.ready()) {
-                (true, _, _) => summary.invalid += 1,
-                (_, true, _) => summary.suspended += 1,
-                (_, _, Some(ReadyStatus::True)) => summary.ready += 1,
-                (_, _, Some(ReadyStatus::False)) => summary.failing += 1,
-                _ => summary.pending += 1,
-            }
+            summary.states.add(state.check_state());
             summary.overdue += usize::from(watchdog::stalled(&state, now, grace).is_some());
             summary.late += usize::from(watchdog::late(&state, now));
         }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::{LATE_AFTER, RunPhase, RunnerState, Shared};
+use super::{LATE_AFTER, RunPhase, RunnerState, Shared, StateCounts};
 use crate::{api::fmt_go, lock};
 
 /// Watchdog thresholds beyond the per-check rules.
@@ -41,6 +41,8 @@ pub struct Health {
     pub healthy: bool,
     pub checks: usize,
     pub active: usize,
+    /// Checks by state, in the names the metrics and the page use.
+    pub states: StateCounts,
     /// What is stuck, naming checks; empty when healthy.
     pub problems: Vec<String>,
 }
@@ -99,10 +101,11 @@ pub(super) fn assess(shared: &Shared, now: Instant, config: &WatchdogConfig) -> 
         ));
     }
     let (mut checks, mut active, mut longest_timeout) = (0, 0, Duration::ZERO);
-    let mut stalled_checks = Vec::new();
+    let (mut stalled_checks, mut states) = (Vec::new(), StateCounts::default());
     for (key, handle) in lock(&shared.runners).iter() {
         checks += 1;
         let state = lock(&handle.state);
+        states.add(state.check_state());
         if state.active {
             active += 1;
             longest_timeout = longest_timeout.max(state.timeout);
@@ -125,6 +128,7 @@ pub(super) fn assess(shared: &Shared, now: Instant, config: &WatchdogConfig) -> 
         healthy: problems.is_empty(),
         checks,
         active,
+        states,
         problems,
     }
 }
