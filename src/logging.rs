@@ -4,12 +4,14 @@
 //! `/healthz` and the shutdown on SIGTERM with it. Lines dropped are counted in
 //! `canary_log_lines_dropped_total`.
 //!
-//! Nothing else writes to stderr directly: panics are logged through the queue by the hook
-//! [`init`] installs, the final error line of `main` goes through it with [`write_line`], and
-//! before the queue exists (a usage error) [`write_line`] writes from a helper thread that the
-//! caller waits for at most [`STDERR_DEADLINE`]. A stuck stderr therefore delays exit by at most
-//! about 1.1 s: flushing the queue at exit (dropping the [`WorkerGuard`]) waits 100 ms to hand
-//! over and 1 s for the writer thread, then gives up; the lines still queued are lost.
+//! Nothing else writes to stderr directly: panics are logged through the queue by the hook of
+//! [`set_panic_hook`], the final error line of `main` goes through it with [`write_line`], and
+//! before the queue exists (a usage error, a panic while parsing flags) a line is written from a
+//! helper thread that the caller waits for at most [`STDERR_DEADLINE`]. A stuck stderr therefore
+//! delays exit by about 1.1 s at most: flushing the queue at exit (dropping the [`WorkerGuard`])
+//! waits 100 ms to hand over and 1 s for the writer thread, then gives up, and the lines still
+//! queued are lost (the 1 s of a write before the queue exists is the other case: they never
+//! add up). The process's exit then ends the thread blocked in `write`.
 
 use std::{
     io::Write,
@@ -42,8 +44,8 @@ static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
 /// The log queue, for lines that are not log events (the final error line).
 static QUEUE: OnceLock<NonBlocking> = OnceLock::new();
 
-/// Installs the global subscriber with `queued` lines between the loggers and stderr, and a
-/// panic hook that logs through it; hold the guard until exit (dropping it flushes the queue,
+/// Installs the global subscriber with `queued` lines between the loggers and stderr; hold the
+/// guard until exit (dropping it flushes the queue,
 /// waiting about a second at most when stderr is stuck).
 pub fn init(format: LogFormat, level: &str, queued: u32) -> WorkerGuard {
     let (writer, guard) = NonBlockingBuilder::default()
@@ -63,12 +65,17 @@ pub fn init(format: LogFormat, level: &str, queued: u32) -> WorkerGuard {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
-    std::panic::set_hook(Box::new(log_panic));
     guard
 }
 
-/// The panic hook: the panic as an ERROR event (with a backtrace when `RUST_BACKTRACE` asks
-/// for one), never a direct write to stderr that a stuck pipe would block.
+/// Installs the panic hook: a panic is logged (once [`init`] ran) or written like
+/// [`write_line`], never written to stderr directly. Call it first thing in `main`.
+pub fn set_panic_hook() {
+    std::panic::set_hook(Box::new(log_panic));
+}
+
+/// The panic as an ERROR event (with a backtrace when `RUST_BACKTRACE` asks for one), or as a
+/// line before logging is set up.
 fn log_panic(info: &std::panic::PanicHookInfo<'_>) {
     let payload = info.payload();
     let message = (payload.downcast_ref::<&str>().copied())
@@ -78,11 +85,19 @@ fn log_panic(info: &std::panic::PanicHookInfo<'_>) {
     let thread = thread.name().unwrap_or("<unnamed>");
     let location = info.location().map(ToString::to_string).unwrap_or_default();
     let backtrace = std::backtrace::Backtrace::capture();
-    match backtrace.status() {
-        std::backtrace::BacktraceStatus::Captured => {
-            tracing::error!(thread, %location, %backtrace, "panicked: {message}")
+    let captured = backtrace.status() == std::backtrace::BacktraceStatus::Captured;
+    if QUEUE.get().is_none() {
+        let mut line = format!("thread '{thread}' panicked at {location}: {message}\n");
+        if captured {
+            line.push_str(&format!("{backtrace}\n"));
         }
-        _ => tracing::error!(thread, %location, "panicked: {message}"),
+        let _ = write_bounded(line, STDERR_DEADLINE);
+        return;
+    }
+    if captured {
+        tracing::error!(thread, %location, %backtrace, "panicked: {message}");
+    } else {
+        tracing::error!(thread, %location, "panicked: {message}");
     }
 }
 
