@@ -1,17 +1,28 @@
 //! `canary check`: run HealthChecks loaded from files once, concurrently, and return each
 //! with the status the operator would write after this run.
 
-use std::sync::Arc;
+use std::{path::PathBuf, sync::Arc};
 
 use futures::{StreamExt, stream};
+use ipnet::IpNet;
 
 use crate::{
     api::{HealthCheck, HealthCheckStatus, validate},
-    cli::CheckArgs,
     files::{self, DirReferences, Loaded},
     probe::{self, Outcome, Probe, ProbeContext, ReferenceSource},
     readiness::{StatusInputs, next_status},
 };
+
+/// What `canary check` runs.
+#[derive(Debug, Clone)]
+pub struct CheckConfig {
+    /// HealthCheck YAML files or directories (multi-document files allowed).
+    pub files: Vec<PathBuf>,
+    /// Where referenced Secrets and ConfigMaps are read from.
+    pub references: DirReferences,
+    /// Networks probes may never connect to.
+    pub deny_cidrs: Vec<IpNet>,
+}
 
 /// Why `canary check` could not run its checks.
 #[derive(Debug, thiserror::Error)]
@@ -23,21 +34,18 @@ pub enum CheckError {
     Runtime(#[source] std::io::Error),
 }
 
-/// Loads, builds and runs every check of `args` once.
-pub fn run(args: &CheckArgs) -> Result<Vec<(HealthCheck, Outcome)>, CheckError> {
-    let loaded = files::load(&args.files).map_err(|e| CheckError::Invalid(e.to_string()))?;
+/// Loads, builds and runs every check of `config` once.
+pub fn run(config: &CheckConfig) -> Result<Vec<(HealthCheck, Outcome)>, CheckError> {
+    let loaded = files::load(&config.files).map_err(|e| CheckError::Invalid(e.to_string()))?;
     if loaded.is_empty() {
         return Err(CheckError::Invalid(
             "no HealthCheck found in the given files".into(),
         ));
     }
-    let refs = DirReferences {
-        secrets_dir: args.references.secrets_dir.clone(),
-        config_maps_dir: args.references.config_maps_dir.clone(),
-    };
-    let checks = build_all(&loaded, &refs).map_err(|e| CheckError::Invalid(e.join("\nerror: ")))?;
+    let checks = build_all(&loaded, &config.references)
+        .map_err(|e| CheckError::Invalid(e.join("\nerror: ")))?;
     let runtime = tokio::runtime::Runtime::new().map_err(CheckError::Runtime)?;
-    let ctx = ProbeContext::denying(args.policy.deny_cidrs.clone());
+    let ctx = ProbeContext::denying(config.deny_cidrs.clone());
     Ok(runtime.block_on(run_once(&loaded, checks, ctx)))
 }
 

@@ -1,11 +1,27 @@
-//! Command line: subcommands and their flags, with environment fallbacks.
+//! Command line: subcommands and their flags, with environment fallbacks, turned into the
+//! plain settings each mode takes (`OperatorConfig`, `StandaloneConfig`, `CheckConfig`,
+//! `EngineConfig`). Defaults are the constants those modules export, so a test's default
+//! config and the flags' defaults are the same values.
 
-use std::path::PathBuf;
+use std::{fmt, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use ipnet::IpNet;
 
-use crate::{api::validate::duration_flag, controller::LabelGate, report::Format};
+use crate::{
+    api::{
+        LabelGate,
+        duration::{MAX_DURATION, fmt_go, parse_duration},
+    },
+    controller::{AdvertiseAddress, Sharding, config as operator},
+    engine,
+    logging::LogFormat,
+    report::Format,
+    runner::{DEFAULT_AUDIT_INTERVAL, DEFAULT_PROBER_ERROR_STREAK, DEFAULT_STALL_GRACE},
+    standalone,
+};
+
+mod convert;
 
 /// Canary: health checks for HTTP, TCP, TLS, DNS and gRPC endpoints, from a Kubernetes operator
 /// or files.
@@ -26,13 +42,6 @@ pub struct Cli {
     #[arg(long, global = true, env = "CANARY_LOG_QUEUE_LINES", default_value_t = 16_384,
           value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
     pub log_queue_lines: u32,
-}
-
-/// Log output formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -57,36 +66,36 @@ pub struct OperatorArgs {
     pub namespaces: Vec<String>,
     /// Status writes per second to the API server, across all HealthChecks of this replica
     /// (with `--sharding shards`, N replicas write up to N times this).
-    #[arg(long, env = "CANARY_STATUS_WRITE_QPS", default_value_t = 10)]
+    #[arg(long, env = "CANARY_STATUS_WRITE_QPS", default_value_t = operator::STATUS_WRITE_QPS)]
     pub status_write_qps: u32,
     /// Status writes allowed in a burst above the rate.
-    #[arg(long, env = "CANARY_STATUS_WRITE_BURST", default_value_t = 50)]
+    #[arg(long, env = "CANARY_STATUS_WRITE_BURST", default_value_t = operator::STATUS_WRITE_BURST)]
     pub status_write_burst: u32,
     /// A separate budget, per second, for the first status write of a HealthCheck or of a new
     /// generation (someone just applied it and waits), so 1,000 new checks show Ready in
     /// seconds; steady-state writes stay under --status-write-qps.
-    #[arg(long, env = "CANARY_STATUS_FIRST_WRITE_QPS", default_value_t = 100)]
+    #[arg(long, env = "CANARY_STATUS_FIRST_WRITE_QPS", default_value_t = operator::STATUS_FIRST_WRITE_QPS)]
     pub status_first_write_qps: u32,
     /// Burst of that separate budget.
-    #[arg(long, env = "CANARY_STATUS_FIRST_WRITE_BURST", default_value_t = 200)]
+    #[arg(long, env = "CANARY_STATUS_FIRST_WRITE_BURST", default_value_t = operator::STATUS_FIRST_WRITE_BURST)]
     pub status_first_write_burst: u32,
     /// Write status at least this often even when only timestamps changed.
-    #[arg(long, env = "CANARY_STATUS_HEARTBEAT", default_value = "5m", value_parser = duration_flag)]
-    pub status_heartbeat: std::time::Duration,
+    #[arg(long, env = "CANARY_STATUS_HEARTBEAT", default_value_t = DurationFlag(operator::STATUS_HEARTBEAT))]
+    pub status_heartbeat: DurationFlag,
     /// Referenced Secrets and ConfigMaps are cached this long, and every HealthCheck is
     /// re-resolved this often, so a rotation is picked up within it.
-    #[arg(long, env = "CANARY_REFERENCE_TTL", default_value = "30s", value_parser = duration_flag)]
-    pub reference_ttl: std::time::Duration,
+    #[arg(long, env = "CANARY_REFERENCE_TTL", default_value_t = DurationFlag(operator::REFERENCE_TTL))]
+    pub reference_ttl: DurationFlag,
     /// Only Secrets carrying this label (`key=value`, or `key` for any value) may be
     /// referenced by HealthChecks; unset: any Secret but service-account tokens.
     #[arg(long, env = "CANARY_SECRET_REFERENCE_LABEL")]
     pub secret_reference_label: Option<LabelGate>,
     /// /healthz fails when status writes are pending and none succeeded for this long.
-    #[arg(long, env = "CANARY_WRITER_STALL", default_value = "5m", value_parser = duration_flag)]
-    pub writer_stall: std::time::Duration,
+    #[arg(long, env = "CANARY_WRITER_STALL", default_value_t = DurationFlag(operator::WRITER_STALL))]
+    pub writer_stall: DurationFlag,
     /// /healthz and /readyz fail when the HealthCheck watch has kept failing for this long.
-    #[arg(long, env = "CANARY_WATCH_STALL", default_value = "5m", value_parser = duration_flag)]
-    pub watch_stall: std::time::Duration,
+    #[arg(long, env = "CANARY_WATCH_STALL", default_value_t = DurationFlag(operator::WATCH_STALL))]
+    pub watch_stall: DurationFlag,
     #[command(flatten)]
     pub leader: LeaderArgs,
     #[command(flatten)]
@@ -104,17 +113,6 @@ pub struct ServiceArgs {
     pub admin: AdminArgs,
 }
 
-/// How replicas share the checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Sharding {
-    /// Every replica probes every check (run one replica).
-    Off,
-    /// The holder of one Lease probes everything, the others stand by (`--leader-elect`).
-    Leader,
-    /// Every replica probes its share; membership through a Lease per replica.
-    Shards,
-}
-
 /// Leader election or sharding with coordination.k8s.io Leases.
 #[derive(Debug, Args, Clone)]
 pub struct LeaderArgs {
@@ -130,15 +128,15 @@ pub struct LeaderArgs {
     #[arg(
         long,
         env = "CANARY_LEADER_ELECTION_LEASE_NAME",
-        default_value = "canary-operator"
+        default_value = operator::LEASE_NAME
     )]
     pub leader_election_lease_name: String,
     /// Namespace of the Lease(s).
-    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    #[arg(long, env = "POD_NAMESPACE", default_value = operator::LEASE_NAMESPACE)]
     pub leader_election_namespace: String,
     /// How long a Lease stays valid without renewal; a standby (or a peer) takes over after it.
-    #[arg(long, env = "CANARY_LEADER_ELECTION_LEASE_DURATION", default_value = "15s", value_parser = duration_flag)]
-    pub leader_election_lease_duration: std::time::Duration,
+    #[arg(long, env = "CANARY_LEADER_ELECTION_LEASE_DURATION", default_value_t = DurationFlag(operator::LEASE_DURATION))]
+    pub leader_election_lease_duration: DurationFlag,
     /// This replica's identity in the Lease (default: host name and process id).
     #[arg(long, env = "POD_NAME")]
     pub leader_election_identity: Option<String>,
@@ -146,19 +144,8 @@ pub struct LeaderArgs {
     /// page's): published on its member Lease so that, with shards, a replica forwards a check's
     /// page, history and badges to the replica probing it. Default: the page's bind address
     /// when it names one, else none (the chart passes the pod IP).
-    #[arg(long, env = "CANARY_UI_ADVERTISE_ADDRESS", value_parser = advertise_address)]
+    #[arg(long, env = "CANARY_UI_ADVERTISE_ADDRESS")]
     pub ui_advertise_address: Option<AdvertiseAddress>,
-}
-
-impl Sharding {
-    /// The flag value.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Off => "off",
-            Self::Leader => "leader",
-            Self::Shards => "shards",
-        }
-    }
 }
 
 impl LeaderArgs {
@@ -183,8 +170,8 @@ pub struct StandaloneArgs {
     #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
     pub files: Vec<PathBuf>,
     /// How often to look for changed files (and rotated references).
-    #[arg(long, env = "CANARY_RELOAD_INTERVAL", default_value = "2s", value_parser = duration_flag)]
-    pub reload_interval: std::time::Duration,
+    #[arg(long, env = "CANARY_RELOAD_INTERVAL", default_value_t = DurationFlag(standalone::RELOAD_INTERVAL))]
+    pub reload_interval: DurationFlag,
     #[command(flatten)]
     pub references: ReferenceArgs,
     #[command(flatten)]
@@ -200,15 +187,15 @@ pub struct EngineArgs {
     pub max_concurrent_probes: Option<usize>,
     /// A check is stalled (and /healthz fails) when it has not completed a run for
     /// interval + timeout + this grace.
-    #[arg(long, env = "CANARY_STALL_GRACE", default_value = "30s", value_parser = duration_flag)]
-    pub stall_grace: std::time::Duration,
+    #[arg(long, env = "CANARY_STALL_GRACE", default_value_t = DurationFlag(DEFAULT_STALL_GRACE))]
+    pub stall_grace: DurationFlag,
     /// How often the self-audit compares the checks this replica should be probing with its
     /// runners: one without a runner, or not advancing, is restarted and counted
     /// (`canary_checks_recovered_total`); found again at the next audit, /healthz fails.
-    #[arg(long, env = "CANARY_AUDIT_INTERVAL", default_value = "30s", value_parser = duration_flag)]
-    pub audit_interval: std::time::Duration,
+    #[arg(long, env = "CANARY_AUDIT_INTERVAL", default_value_t = DurationFlag(DEFAULT_AUDIT_INTERVAL))]
+    pub audit_interval: DurationFlag,
     /// /healthz fails when this many runs in a row (across checks) end in ProberError.
-    #[arg(long, env = "CANARY_PROBER_ERROR_STREAK", default_value_t = 5)]
+    #[arg(long, env = "CANARY_PROBER_ERROR_STREAK", default_value_t = DEFAULT_PROBER_ERROR_STREAK)]
     pub prober_error_streak: usize,
     /// HealthCheck labels copied into `canary_check_info` (comma-separated, e.g. team,severity),
     /// so alerts can route by them.
@@ -220,25 +207,17 @@ pub struct EngineArgs {
 #[derive(Debug, Args, Clone)]
 pub struct AdminArgs {
     /// Address of /metrics.
-    #[arg(
-        long,
-        env = "CANARY_METRICS_BIND_ADDRESS",
-        default_value = "0.0.0.0:8080"
-    )]
-    pub metrics_bind_address: std::net::SocketAddr,
+    #[arg(long, env = "CANARY_METRICS_BIND_ADDRESS", default_value_t = engine::METRICS_BIND_ADDRESS)]
+    pub metrics_bind_address: SocketAddr,
     /// Address of /healthz and /readyz.
-    #[arg(
-        long,
-        env = "CANARY_HEALTH_PROBE_BIND_ADDRESS",
-        default_value = "0.0.0.0:8081"
-    )]
-    pub health_probe_bind_address: std::net::SocketAddr,
+    #[arg(long, env = "CANARY_HEALTH_PROBE_BIND_ADDRESS", default_value_t = engine::HEALTH_PROBE_BIND_ADDRESS)]
+    pub health_probe_bind_address: SocketAddr,
     /// Address of the status page (overview, check pages, JSON API, badges); empty: off.
     /// Read-only and without authentication: put an authenticating proxy in front of it.
     #[arg(
         long,
         env = "CANARY_UI_BIND_ADDRESS",
-        default_value = "0.0.0.0:8082",
+        default_value_t = OptionalAddress(Some(engine::UI_BIND_ADDRESS)),
         value_parser = optional_address
     )]
     pub ui_bind_address: OptionalAddress,
@@ -249,7 +228,16 @@ pub struct AdminArgs {
 
 /// A listen address, or none (an empty value turns the listener off).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OptionalAddress(pub Option<std::net::SocketAddr>);
+pub struct OptionalAddress(pub Option<SocketAddr>);
+
+impl fmt::Display for OptionalAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(addr) => addr.fmt(f),
+            None => Ok(()),
+        }
+    }
+}
 
 fn optional_address(value: &str) -> Result<OptionalAddress, String> {
     if value.trim().is_empty() {
@@ -258,33 +246,6 @@ fn optional_address(value: &str) -> Result<OptionalAddress, String> {
     (value.parse())
         .map(|addr| OptionalAddress(Some(addr)))
         .map_err(|e| format!("{e} (HOST:PORT, or empty to turn it off)"))
-}
-
-/// An advertised address: an IP, with or without a port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AdvertiseAddress {
-    pub ip: std::net::IpAddr,
-    pub port: Option<u16>,
-}
-
-impl AdvertiseAddress {
-    /// The address, with `port` when the flag named none.
-    pub fn with_default_port(self, port: u16) -> std::net::SocketAddr {
-        (self.ip, self.port.unwrap_or(port)).into()
-    }
-}
-
-fn advertise_address(value: &str) -> Result<AdvertiseAddress, String> {
-    let (ip, port) = match value.parse::<std::net::SocketAddr>() {
-        Ok(addr) => (addr.ip(), Some(addr.port())),
-        Err(_) => (value.parse::<std::net::IpAddr>())
-            .map(|ip| (ip, None))
-            .map_err(|e| format!("{e} (an IP address, or IP:PORT)"))?,
-    };
-    if ip.is_unspecified() {
-        return Err("an unspecified address cannot be reached by peers".into());
-    }
-    Ok(AdvertiseAddress { ip, port })
 }
 
 /// Flags of `canary selftest` (cluster access from in-cluster config or KUBECONFIG).
@@ -332,4 +293,23 @@ pub struct PolicyArgs {
         default_value = crate::probe::DEFAULT_DENY_CIDRS
     )]
     pub deny_cidrs: Vec<IpNet>,
+}
+
+/// A duration flag (`30s`, `5m`): parsed and bounded like every spec duration, and shown (as a
+/// default in `--help`) the way Go writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationFlag(pub Duration);
+
+impl FromStr for DurationFlag {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        (parse_duration("flag", value, MAX_DURATION).map(Self)).map_err(|e| e.message)
+    }
+}
+
+impl fmt::Display for DurationFlag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&fmt_go(self.0))
+    }
 }

@@ -2,25 +2,96 @@
 //! ticker, transition logs, and the admin endpoints on their own thread.
 
 use std::{
-    net::SocketAddr,
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
     sync::{Arc, atomic::AtomicBool},
+    time::Duration,
 };
 
 use crate::{
     admin::{self, Admin, AdminError, AdminState},
     api::ReadyStatus,
-    cli::{AdminArgs, EngineArgs},
     metrics::{Metrics, MetricsError},
     runner::{
-        Audit, CheckKey, RunReport, Scheduler, SchedulerConfig, Sink, Vital, WatchdogConfig,
-        default_slots,
+        Audit, CheckKey, DEFAULT_AUDIT_INTERVAL, DEFAULT_PROBER_ERROR_STREAK, DEFAULT_STALL_GRACE,
+        RunReport, Scheduler, SchedulerConfig, Sink, Vital, WatchdogConfig, default_slots,
     },
     supervisor::{Supervisor, watch_thread},
     ui::{self, Ui, UiError, model::Source},
 };
 
 /// How often the scheduler loop proves it is alive.
-const TICK: std::time::Duration = std::time::Duration::from_millis(500);
+const TICK: Duration = Duration::from_millis(500);
+
+/// Default `--metrics-bind-address`, `--health-probe-bind-address` and `--ui-bind-address`.
+pub const METRICS_BIND_ADDRESS: SocketAddr = all_interfaces(8080);
+pub const HEALTH_PROBE_BIND_ADDRESS: SocketAddr = all_interfaces(8081);
+pub const UI_BIND_ADDRESS: SocketAddr = all_interfaces(8082);
+
+const fn all_interfaces(port: u16) -> SocketAddr {
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port))
+}
+
+/// The engine's settings (the flags standalone mode and the operator share).
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Probes in flight at once; `None`: [`default_slots`].
+    pub max_concurrent_probes: Option<usize>,
+    /// A check is stalled when it has not completed a run for interval + timeout + this.
+    pub stall_grace: Duration,
+    /// How often the self-audit compares what should run with the runners.
+    pub audit_interval: Duration,
+    /// `/healthz` fails when this many runs in a row end in ProberError.
+    pub prober_error_streak: usize,
+    /// HealthCheck labels copied into `canary_check_info`.
+    pub metrics_label_allowlist: Vec<String>,
+    pub admin: AdminConfig,
+}
+
+/// Where the endpoints listen.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub metrics_bind_address: SocketAddr,
+    pub health_probe_bind_address: SocketAddr,
+    /// The status page; `None`: off.
+    pub ui_bind_address: Option<SocketAddr>,
+    /// Hide targets, messages, certificate names and specs on the status page.
+    pub ui_redact: bool,
+}
+
+impl Default for EngineConfig {
+    /// What the flags default to.
+    fn default() -> Self {
+        Self {
+            max_concurrent_probes: None,
+            stall_grace: DEFAULT_STALL_GRACE,
+            audit_interval: DEFAULT_AUDIT_INTERVAL,
+            prober_error_streak: DEFAULT_PROBER_ERROR_STREAK,
+            metrics_label_allowlist: Vec::new(),
+            admin: AdminConfig {
+                metrics_bind_address: METRICS_BIND_ADDRESS,
+                health_probe_bind_address: HEALTH_PROBE_BIND_ADDRESS,
+                ui_bind_address: Some(UI_BIND_ADDRESS),
+                ui_redact: false,
+            },
+        }
+    }
+}
+
+impl EngineConfig {
+    /// The defaults with every listener on loopback, on a port the system picks (tests).
+    pub fn test() -> Self {
+        let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        Self {
+            admin: AdminConfig {
+                metrics_bind_address: loopback,
+                health_probe_bind_address: loopback,
+                ui_bind_address: Some(loopback),
+                ui_redact: false,
+            },
+            ..Self::default()
+        }
+    }
+}
 
 /// Why the engine could not start.
 #[derive(Debug, thiserror::Error)]
@@ -69,24 +140,19 @@ pub struct Extensions {
 impl Engine {
     /// Starts metrics, the scheduler (sending runs to metrics, logs and `sinks`) and the
     /// endpoints. Must be called inside the main runtime.
-    pub fn start(
-        engine: &EngineArgs,
-        admin_args: &AdminArgs,
-        sinks: Vec<Arc<dyn Sink>>,
-    ) -> Result<Self, EngineError> {
+    pub fn start(config: &EngineConfig, sinks: Vec<Arc<dyn Sink>>) -> Result<Self, EngineError> {
         let extensions = Extensions {
             sinks,
             ..Extensions::default()
         };
-        let metrics = Metrics::with_label_allowlist(&engine.metrics_label_allowlist)?;
-        Self::start_with_metrics(engine, admin_args, Arc::new(metrics), extensions)
+        let metrics = Metrics::with_label_allowlist(&config.metrics_label_allowlist)?;
+        Self::start_with_metrics(config, Arc::new(metrics), extensions)
     }
 
     /// [`Engine::start`] with a registry created beforehand (for sinks that count into it)
     /// and vitals for the health endpoints.
     pub fn start_with_metrics(
-        engine: &EngineArgs,
-        admin_args: &AdminArgs,
+        engine: &EngineConfig,
         metrics: Arc<Metrics>,
         extensions: Extensions,
     ) -> Result<Self, EngineError> {
@@ -119,19 +185,20 @@ impl Engine {
             },
             vitals,
         };
+        let addresses = &engine.admin;
         let admin = admin::start(
-            admin_args.metrics_bind_address,
-            admin_args.health_probe_bind_address,
+            addresses.metrics_bind_address,
+            addresses.health_probe_bind_address,
             state,
         )?;
         let standby = Arc::new(AtomicBool::new(false));
-        let (ui_addr, ui_task) = match admin_args.ui_bind_address.0 {
+        let (ui_addr, ui_task) = match addresses.ui_bind_address {
             Some(addr) => {
                 let bound = ui::bind(addr)?;
                 let ui = Ui {
                     source: Source {
                         scheduler: scheduler.clone(),
-                        redact: admin_args.ui_redact,
+                        redact: addresses.ui_redact,
                     },
                     standby: standby.clone(),
                     owners: extensions.owners.clone(),

@@ -1,12 +1,13 @@
-//! The `canary` binary: parse the command line, dispatch, map results to exit codes.
+//! The `canary` binary: parse the command line, dispatch, map results to exit codes. Errors
+//! reach stderr only through `logging` (bounded: a stuck pipe never holds up the exit).
 
-use std::process::ExitCode;
+use std::{io::IsTerminal, process::ExitCode};
 
 use canary_operator::{
     api,
     check::{self, CheckError},
     cli::{CheckArgs, Cli, Command, OperatorArgs, SelftestArgs, StandaloneArgs},
-    report,
+    logging, report,
 };
 use clap::Parser;
 
@@ -19,10 +20,13 @@ const EXIT_INVALID: u8 = 2;
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    logging::set_panic_hook();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return usage(&error),
+    };
     // Held to the end: dropping it flushes the log queue.
-    let _log_queue =
-        canary_operator::logging::init(cli.log_format, &cli.log_level, cli.log_queue_lines);
+    let _log_queue = logging::init(cli.log_format, &cli.log_level, cli.log_queue_lines);
     match cli.command {
         Command::Crd => match api::crd_yaml() {
             Ok(yaml) => {
@@ -39,17 +43,32 @@ fn main() -> ExitCode {
 }
 
 fn fail(code: u8, message: &str) -> ExitCode {
-    eprintln!("error: {message}");
+    logging::write_line(&format!("error: {message}\n"));
     ExitCode::from(code)
 }
 
+/// `--help` and `--version` on stdout; a usage error on stderr, bounded like every error.
+fn usage(error: &clap::Error) -> ExitCode {
+    if !error.use_stderr() {
+        error.exit();
+    }
+    let rendered = error.render();
+    let text = match std::io::stderr().is_terminal() {
+        true => rendered.ansi().to_string(),
+        false => rendered.to_string(),
+    };
+    logging::write_line(&text);
+    ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(EXIT_INVALID))
+}
+
 fn run_check(args: CheckArgs) -> ExitCode {
-    let results = match check::run(&args) {
+    let output = args.output;
+    let results = match check::run(&args.into()) {
         Ok(results) => results,
         Err(error @ CheckError::Invalid(_)) => return fail(EXIT_INVALID, &error.to_string()),
         Err(error) => return fail(1, &error.to_string()),
     };
-    if let Err(e) = report::write(&mut std::io::stdout().lock(), args.output, &results) {
+    if let Err(e) = report::write(&mut std::io::stdout().lock(), output, &results) {
         return fail(1, &e.to_string());
     }
     if results.iter().all(|(_, outcome)| outcome.success()) {
@@ -80,7 +99,7 @@ fn run_service<E: std::fmt::Display>(
 }
 
 fn run_standalone(args: StandaloneArgs) -> ExitCode {
-    run_service(canary_operator::standalone::run(args), |e| match e {
+    run_service(canary_operator::standalone::run(args.into()), |e| match e {
         canary_operator::standalone::StandaloneError::Load(_) => EXIT_INVALID,
         _ => 1,
     })
@@ -91,12 +110,15 @@ fn run_selftest(args: SelftestArgs) -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => return fail(1, &format!("cannot start the async runtime: {e}")),
     };
-    match runtime.block_on(canary_operator::selftest::run(args)) {
+    match runtime.block_on(canary_operator::selftest::run(&args.readyz_url)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(1, &e.to_string()),
     }
 }
 
 fn run_operator(args: OperatorArgs) -> ExitCode {
-    run_service(canary_operator::controller::run(args), |_| 1)
+    match args.into_config() {
+        Ok(config) => run_service(canary_operator::controller::run(config), |_| 1),
+        Err(message) => fail(EXIT_INVALID, &message),
+    }
 }

@@ -7,7 +7,6 @@ use std::time::Duration;
 use crate::{
     admin::client::get,
     api::HealthCheck,
-    cli::SelftestArgs,
     controller::{ControllerError, client},
 };
 
@@ -27,10 +26,10 @@ pub enum SelftestError {
     Client(#[from] ControllerError),
 }
 
-/// Runs both checks.
-pub async fn run(args: SelftestArgs) -> Result<(), SelftestError> {
-    readyz(&args.readyz_url).await?;
-    println!("ok: {} answers 200", args.readyz_url);
+/// Runs both checks against the operator whose `/readyz` is at `readyz_url`.
+pub async fn run(readyz_url: &str) -> Result<(), SelftestError> {
+    readyz(readyz_url).await?;
+    println!("ok: {readyz_url} answers 200");
     let client = client().await?;
     let api: kube::Api<HealthCheck> = kube::Api::all(client);
     let params = kube::api::ListParams::default().limit(1);

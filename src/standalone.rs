@@ -6,12 +6,14 @@ use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
     sync::{Arc, Mutex, atomic::Ordering},
+    time::Duration,
 };
+
+use ipnet::IpNet;
 
 use crate::{
     api::validate,
-    cli::StandaloneArgs,
-    engine::{Engine, EngineError},
+    engine::{Engine, EngineConfig, EngineError},
     files::{self, DirReferences, LoadError, Loaded},
     lock,
     probe::ProbeContext,
@@ -20,6 +22,23 @@ use crate::{
     },
     supervisor::{Supervisor, TaskEnded},
 };
+
+/// Default `--reload-interval`.
+pub const RELOAD_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Standalone mode's settings.
+#[derive(Debug, Clone)]
+pub struct StandaloneConfig {
+    /// HealthCheck YAML files or directories.
+    pub files: Vec<PathBuf>,
+    /// How often to look for changed files (and rotated references).
+    pub reload_interval: Duration,
+    /// Where referenced Secrets and ConfigMaps are read from.
+    pub references: DirReferences,
+    /// Networks probes may never connect to.
+    pub deny_cidrs: Vec<IpNet>,
+    pub engine: EngineConfig,
+}
 
 /// Why standalone mode stopped.
 #[derive(Debug, thiserror::Error)]
@@ -35,21 +54,16 @@ pub enum StandaloneError {
 }
 
 /// Runs until SIGTERM or SIGINT.
-pub async fn run(args: StandaloneArgs) -> Result<(), StandaloneError> {
+pub async fn run(config: StandaloneConfig) -> Result<(), StandaloneError> {
     let shutdown = crate::engine::shutdown_signal().map_err(StandaloneError::Signals)?;
     tokio::pin!(shutdown);
-    let mut engine = Engine::start(&args.service.engine, &args.service.admin, Vec::new())?;
+    let mut engine = Engine::start(&config.engine, Vec::new())?;
     let mut supervisor = Supervisor::default();
     engine.supervise(&mut supervisor);
     let source = FileSource {
-        files: args.files.clone(),
-        refs: DirReferences {
-            secrets_dir: args.references.secrets_dir.clone(),
-            config_maps_dir: args.references.config_maps_dir.clone(),
-        },
-        ctx: Arc::new(ProbeContext::denying(
-            args.service.policy.deny_cidrs.clone(),
-        )),
+        files: config.files.clone(),
+        refs: config.references.clone(),
+        ctx: Arc::new(ProbeContext::denying(config.deny_cidrs.clone())),
         fingerprint: 0,
         loaded: BTreeMap::new(),
     };
@@ -61,7 +75,7 @@ pub async fn run(args: StandaloneArgs) -> Result<(), StandaloneError> {
     tracing::info!(checks = count, "loaded HealthChecks");
     engine.audit.attach(files.clone());
     engine.ready.store(true, Ordering::SeqCst);
-    let mut reload = tokio::time::interval(args.reload_interval);
+    let mut reload = tokio::time::interval(config.reload_interval);
     reload.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let result = loop {
         tokio::select! {

@@ -13,8 +13,7 @@ use std::{
 };
 
 use canary_operator::{
-    cli::{AdminArgs, EngineArgs, OptionalAddress},
-    engine::Engine,
+    engine::{Engine, EngineConfig},
     probe::ProbeContext,
     runner::{CheckKey, CheckProber, Plan, RunReport, RunnerSpec, Schedule, Sink},
 };
@@ -32,23 +31,12 @@ const CANARY: &str = env!("CARGO_BIN_EXE_canary");
 const SEC: Duration = Duration::from_secs(1);
 const POLL: Duration = Duration::from_millis(50);
 
-fn engine_args(stall_grace: Duration) -> (EngineArgs, AdminArgs) {
-    let local: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    (
-        EngineArgs {
-            max_concurrent_probes: Some(8),
-            stall_grace,
-            audit_interval: Duration::from_secs(30),
-            prober_error_streak: 5,
-            metrics_label_allowlist: Vec::new(),
-        },
-        AdminArgs {
-            metrics_bind_address: local,
-            health_probe_bind_address: local,
-            ui_bind_address: OptionalAddress(Some(local)),
-            ui_redact: false,
-        },
-    )
+fn engine_config(stall_grace: Duration) -> EngineConfig {
+    EngineConfig {
+        max_concurrent_probes: Some(8),
+        stall_grace,
+        ..EngineConfig::test()
+    }
 }
 
 fn runner(name: &str, spec_json: serde_json::Value, refs: &MapRefs) -> RunnerSpec {
@@ -92,8 +80,7 @@ async fn running() -> Running {
     let tls = TestServer::start(Transport::Tls(config), |_| Reply::ok("ok")).await;
     let down = TestServer::start(Transport::Plain, |_| Reply::status(500, "boom")).await;
     let refs = MapRefs::default().config_map("ca", "ca.crt", ca.pem.clone());
-    let (engine_args, admin_args) = engine_args(Duration::from_secs(30));
-    let engine = Engine::start(&engine_args, &admin_args, Vec::new()).unwrap();
+    let engine = Engine::start(&engine_config(Duration::from_secs(30)), Vec::new()).unwrap();
     let ok_spec = json!({"interval": "1s", "timeout": "500ms",
         "http": {"url": format!("https://localhost:{}/", tls.port())},
         "tlsPolicy": {"caBundle": {"configMapKeyRef": {"name": "ca", "key": "ca.crt"}}}});
@@ -230,12 +217,11 @@ fn wedged_runtime_turns_healthz_503_naming_the_check_and_recovers() {
     .unwrap();
     let server = runtime.block_on(TestServer::start(Transport::Plain, |_| Reply::ok("ok")));
     let wedge = Arc::new(AtomicBool::new(false));
-    let (engine_args, admin_args) = engine_args(SEC);
+    let config = engine_config(SEC);
     let sink = Arc::new(WedgingSink {
         wedge: wedge.clone(),
     });
-    let engine =
-        runtime.block_on(async { Engine::start(&engine_args, &admin_args, vec![sink]).unwrap() });
+    let engine = runtime.block_on(async { Engine::start(&config, vec![sink]).unwrap() });
     let spec = json!({"interval": "1s", "timeout": "500ms", "http": {"url": server.url("/")}});
     runtime.block_on(async {
         engine

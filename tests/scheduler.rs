@@ -2,6 +2,7 @@
 //! concurrency bound and fairness, upsert and remove.
 
 use std::{
+    num::NonZeroU32,
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
@@ -10,12 +11,14 @@ use std::{
 };
 
 use canary_operator::{
-    api::Reason,
+    api::{GoDuration, MaintenanceWindow, MaintenanceWindows, Reason},
+    metrics::Metrics,
     probe::Outcome,
     runner::{
-        CheckKey, Plan, Prober, Registration, RunReport, RunnerSpec, Schedule, Scheduler,
-        SchedulerConfig, Sink, jitter,
+        CheckKey, CheckState, Plan, Prober, Registration, RunReport, RunnerSpec, Schedule,
+        Scheduler, SchedulerConfig, Sink, WatchdogConfig, jitter,
     },
+    ui::model::Source,
 };
 use futures::future::BoxFuture;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -111,6 +114,7 @@ fn scheduler(max_concurrent: usize) -> (Scheduler, Arc<Recorder>) {
 }
 
 const SECOND: Duration = Duration::from_secs(1);
+const MINUTE: Duration = Duration::from_secs(60);
 
 /// A runner resumed after a restart: its status says it ran before.
 fn resumed(name: &str, interval: Duration, prober: Arc<dyn Prober>) -> RunnerSpec {
@@ -355,8 +359,151 @@ async fn suspended_and_blocked_checks_report_once_and_do_not_probe() {
         "Suspended"
     );
     let summary = scheduler.summary(Instant::now());
+    let states = summary.states;
     assert_eq!(
-        (summary.suspended, summary.invalid, summary.overdue),
-        (1, 1, 0)
+        (
+            states.get(CheckState::Suspended),
+            states.get(CheckState::Invalid)
+        ),
+        (1, 1)
+    );
+    assert_eq!(summary.overdue, 0);
+}
+
+/// A prober that answers at once with `reason`.
+struct Answers(Reason);
+
+impl Prober for Answers {
+    fn probe(&self) -> BoxFuture<'_, Outcome> {
+        Box::pin(async move { Outcome::not_run(self.0, "answered") })
+    }
+}
+
+/// The value of `canary_checks{state="<state>"}` in an exposition.
+fn checks_in_state(exposition: &str, state: CheckState) -> Option<f64> {
+    let series = format!("canary_checks{{state=\"{}\"}} ", state.name());
+    let line = exposition.lines().find(|l| l.starts_with(&series))?;
+    line[series.len()..].parse().ok()
+}
+
+/// One combination: a blocked plan, suspend, a maintenance window, and what runs answer.
+#[derive(Debug, Clone, Copy)]
+struct Case {
+    blocked: Option<Reason>,
+    suspend: bool,
+    maintenance: bool,
+    answer: Reason,
+    failure_threshold: u32,
+}
+
+impl Case {
+    /// The state `CheckState` should decide for this case.
+    fn expected(&self) -> CheckState {
+        match (self.blocked, self.suspend, self.maintenance) {
+            (Some(Reason::InvalidSpec), ..) => CheckState::Invalid,
+            (Some(_), ..) => CheckState::Blocked,
+            (None, true, _) => CheckState::Suspended,
+            (None, false, true) => CheckState::Maintenance,
+            _ if self.failure_threshold > 1 => CheckState::Pending,
+            _ if self.answer == Reason::Succeeded => CheckState::Ready,
+            _ => CheckState::Failing,
+        }
+    }
+
+    /// Runs the case's check alone for 10 s and returns the state the page shows, after
+    /// checking that the Summary, `/healthz` and `canary_checks{state}` count it the same.
+    async fn page_state(&self, always: &Arc<MaintenanceWindows>) -> CheckState {
+        let metrics = Arc::new(Metrics::with_label_allowlist(&[]).unwrap());
+        let scheduler = Scheduler::new(SchedulerConfig::default(), vec![metrics.clone()]);
+        // One run in the 10 s below: the first comes within 5 s, the next a minute later.
+        let mut spec = runner("c", MINUTE, Arc::new(Answers(self.answer)), 1);
+        spec.schedule.suspend = self.suspend;
+        spec.schedule.failure_threshold = NonZeroU32::new(self.failure_threshold).unwrap();
+        if self.maintenance {
+            spec.schedule.maintenance = always.clone();
+        }
+        if let Some(reason) = self.blocked {
+            let message = "cannot run".into();
+            spec.plan = Plan::Blocked { reason, message };
+        }
+        scheduler.upsert(spec);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let source = Source {
+            scheduler: scheduler.clone(),
+            redact: false,
+        };
+        let page = source.checks(0)[0].state;
+        let summary = scheduler.summary(Instant::now());
+        metrics.on_tick(&summary);
+        let exposition = metrics.render().unwrap();
+        let watchdog = WatchdogConfig {
+            tick_threshold: Duration::from_secs(3600),
+        };
+        let healthz = scheduler.health(Instant::now(), &watchdog).states;
+        for state in CheckState::ALL {
+            let expected = usize::from(state == page);
+            assert_eq!(
+                summary.states.get(state),
+                expected,
+                "{self:?}: Summary {state}"
+            );
+            assert_eq!(healthz.get(state), expected, "{self:?}: /healthz {state}");
+            let metric = checks_in_state(&exposition, state);
+            assert_eq!(
+                metric,
+                Some(expected as f64),
+                "{self:?}: canary_checks {state}"
+            );
+        }
+        page
+    }
+}
+
+/// One check per combination of a blocked plan (invalid spec, missing reference), suspend, a
+/// maintenance window and what its runs decided (ready, failing, pending between thresholds):
+/// the status page, `canary_checks{state}`, the scheduler's Summary and `/healthz` name the
+/// same state, and it is the one `CheckState` decides.
+#[tokio::test(start_paused = true)]
+async fn page_metrics_summary_and_healthz_agree_on_every_combination() {
+    let window = MaintenanceWindow {
+        schedule: "* * * * *".into(),
+        duration: GoDuration::new("1h"),
+        timezone: None,
+    };
+    let always = Arc::new(MaintenanceWindows::parse(&[window]).unwrap());
+    let blockers = [
+        None,
+        Some(Reason::InvalidSpec),
+        Some(Reason::ReferenceNotFound),
+    ];
+    // (what each run answers, failureThreshold): ready, failing, pending.
+    let runs = [
+        (Reason::Succeeded, 1),
+        (Reason::ConnectionRefused, 1),
+        (Reason::ConnectionRefused, 3),
+    ];
+    let mut seen = std::collections::BTreeSet::new();
+    for blocked in blockers {
+        for suspend in [false, true] {
+            for maintenance in [false, true] {
+                for (answer, failure_threshold) in runs {
+                    let case = Case {
+                        blocked,
+                        suspend,
+                        maintenance,
+                        answer,
+                        failure_threshold,
+                    };
+                    let page = case.page_state(&always).await;
+                    assert_eq!(page, case.expected(), "{case:?}");
+                    seen.insert(page);
+                }
+            }
+        }
+    }
+    assert_eq!(
+        seen.len(),
+        CheckState::ALL.len(),
+        "every state arises: {seen:?}"
     );
 }

@@ -263,6 +263,7 @@ fn healthz(state: &AdminState) -> Response<Full<Bytes>> {
         "status": if verdict.healthy { "ok" } else { "unhealthy" },
         "checks": verdict.checks,
         "active": verdict.active,
+        "states": verdict.states,
         "problems": verdict.problems,
     });
     reply(code, "application/json", body.to_string().into())

@@ -5,6 +5,7 @@
 mod dns;
 pub mod duration;
 mod grpc;
+mod label;
 mod maintenance;
 mod parse;
 mod reason;
@@ -19,6 +20,7 @@ pub use dns::{
 };
 pub use duration::{GoDuration, fmt_go};
 pub use grpc::{GrpcExpect, GrpcProbe, ServingStatus, ValidGrpc};
+pub use label::LabelGate;
 pub use maintenance::{MaintenanceWindow, MaintenanceWindows};
 pub use reason::Reason;
 pub use spec::*;

@@ -9,6 +9,7 @@
 //! error naming it, so the kubelet restarts a process that lost a part, instead of a process
 //! that answers 200 with a dead writer or elector inside.
 
+pub mod config;
 mod event_queue;
 mod events;
 #[cfg(test)]
@@ -32,14 +33,13 @@ use std::{
 use kube::Client;
 use tokio::sync::{mpsc, watch as channel};
 
+pub use config::{AdvertiseAddress, LeaderConfig, OperatorConfig, Sharding};
 pub use events::transition_event;
 pub use index::{Index, WatchScope};
 pub use leader::{Elector, Leadership, LeaseConfig};
 pub use reconcile::{Reconciled, Scope};
-pub use refs::LabelGate;
 
 use crate::{
-    cli::{OperatorArgs, Sharding},
     engine::{Engine, EngineError, Extensions},
     metrics::{Metrics, MetricsError},
     probe::ProbeContext,
@@ -67,15 +67,13 @@ pub enum ControllerError {
     Signals(#[source] std::io::Error),
     #[error(transparent)]
     TaskEnded(#[from] TaskEnded),
-    #[error("{0}")]
-    Flags(String),
 }
 
 /// Runs the operator in this process until SIGTERM or SIGINT.
-pub async fn run(args: OperatorArgs) -> Result<(), ControllerError> {
+pub async fn run(config: OperatorConfig) -> Result<(), ControllerError> {
     let shutdown = crate::engine::shutdown_signal().map_err(ControllerError::Signals)?;
     let client = client().await?;
-    Operator::new(client, args).run(shutdown).await
+    Operator::new(client, config).run(shutdown).await
 }
 
 /// A client from in-cluster config or KUBECONFIG, naming itself in the API server's audit log.
@@ -100,7 +98,7 @@ fn default_identity() -> String {
 /// run it in-process against the local API server.
 pub struct Operator {
     client: Client,
-    args: OperatorArgs,
+    config: OperatorConfig,
 }
 
 /// What the running operator holds for a graceful stop.
@@ -124,8 +122,8 @@ enum Coordination {
 }
 
 impl Operator {
-    pub fn new(client: Client, args: OperatorArgs) -> Self {
-        Self { client, args }
+    pub fn new(client: Client, config: OperatorConfig) -> Self {
+        Self { client, config }
     }
 
     /// Runs until `shutdown` resolves (then flushes status writes and releases the Lease), or
@@ -144,35 +142,27 @@ impl Operator {
     }
 
     fn identity(&self) -> String {
-        (self.args.leader.leader_election_identity.clone()).unwrap_or_else(default_identity)
+        (self.config.leader.leader_election_identity.clone()).unwrap_or_else(default_identity)
     }
 
-    /// The status writer with the flags' rate limits (per replica).
+    /// The status writer with the configured rate limits (per replica).
     fn status_writer(&self, metrics: &Arc<Metrics>) -> writer::StatusWriter {
-        let args = &self.args;
-        let config = writer::WriterConfig {
-            qps: args.status_write_qps,
-            burst: args.status_write_burst,
-            first_qps: args.status_first_write_qps,
-            first_burst: args.status_first_write_burst,
-            heartbeat: args.status_heartbeat,
-            stall: args.writer_stall,
-        };
+        let config = self.config.writer.clone();
         writer::StatusWriter::new(self.client.clone(), config, metrics.clone())
     }
 
     fn start(self) -> Result<Running, ControllerError> {
-        let args = &self.args;
-        let mode = args.leader.mode().map_err(ControllerError::Flags)?;
+        let config = &self.config;
+        let mode = config.leader.sharding;
         let identity = self.identity();
-        let allowlist = &args.service.engine.metrics_label_allowlist;
+        let allowlist = &config.engine.metrics_label_allowlist;
         let metrics = Arc::new(Metrics::with_label_allowlist(allowlist)?);
         let writer = self.status_writer(&metrics);
         let (event_sink, publisher) =
             events::EventSink::new(self.client.clone(), identity.clone(), metrics.clone());
         let directory = Arc::new(shard::Directory::new(identity.clone()));
         let watch_health = Arc::new(watch::WatchHealth::new(
-            args.watch_stall,
+            config.watch_stall,
             metrics.operator.watch_failing.clone(),
         ));
         let extensions = Extensions {
@@ -189,13 +179,7 @@ impl Operator {
             owners: (mode == Sharding::Shards)
                 .then(|| directory.clone() as Arc<dyn crate::ui::Owners>),
         };
-        let service = &args.service;
-        let mut engine = Engine::start_with_metrics(
-            &service.engine,
-            &service.admin,
-            metrics.clone(),
-            extensions,
-        )?;
+        let mut engine = Engine::start_with_metrics(&config.engine, metrics.clone(), extensions)?;
         let mut supervisor = Supervisor::default();
         engine.supervise(&mut supervisor);
         supervisor.spawn("writer", writer.clone().run());
@@ -211,7 +195,7 @@ impl Operator {
             }
         };
         let (events_tx, events_rx) = mpsc::channel(WATCH_BUFFER);
-        let watches = WatchScope::of(&args.namespaces);
+        let watches = WatchScope::of(&config.namespaces);
         let watch = watch::run(
             self.client.clone(),
             watches.clone(),
@@ -224,7 +208,7 @@ impl Operator {
         let core = reconcile::Core::new(ctx, &watches);
         engine.audit.attach(core.clone());
         supervisor.spawn("references", core.clone().work());
-        let reconcile = reconcile::run(core, events_rx, scopes, args.reference_ttl);
+        let reconcile = reconcile::run(core, events_rx, scopes, config.reference_ttl);
         supervisor.spawn("reconcile", reconcile);
         tracing::info!(%identity, sharding = mode.name(), "operator started");
         Ok(Running {
@@ -244,17 +228,17 @@ impl Operator {
         identity: &str,
         applied: Option<channel::Sender<shard::Applied>>,
     ) -> reconcile::Context {
-        let args = &self.args;
+        let config = &self.config;
         reconcile::Context {
             scheduler: engine.scheduler.clone(),
             writer: writer.clone(),
             refs: refs::RefCache::new(
                 self.client.clone(),
-                args.reference_ttl,
-                args.secret_reference_label.clone(),
+                config.reference_ttl,
+                config.secret_reference_label.clone(),
             ),
             probe: Arc::new(ProbeContext {
-                deny: args.service.policy.deny_cidrs.clone(),
+                deny: config.deny_cidrs.clone(),
                 user_agent: crate::probe::user_agent(Some(identity)),
             }),
             metrics,
@@ -272,7 +256,7 @@ impl Operator {
         directory: Arc<shard::Directory>,
         ui: Option<std::net::SocketAddr>,
     ) -> shard::Member {
-        let leader = &self.args.leader;
+        let leader = &self.config.leader;
         let config = shard::ShardConfig::new(
             &leader.leader_election_lease_name,
             leader.leader_election_namespace.clone(),
@@ -289,7 +273,7 @@ impl Operator {
     /// address when it names a host (not `0.0.0.0`); none when the page is off.
     fn ui_advertised(&self, bound: Option<std::net::SocketAddr>) -> Option<std::net::SocketAddr> {
         let bound = bound?;
-        match self.args.leader.ui_advertise_address {
+        match self.config.leader.ui_advertise_address {
             Some(advertised) => Some(advertised.with_default_port(bound.port())),
             None if bound.ip().is_unspecified() => {
                 tracing::warn!(
@@ -309,7 +293,7 @@ impl Operator {
         standby: Arc<AtomicBool>,
     ) -> (channel::Receiver<Scope>, Coordination) {
         let (stop_tx, stop_rx) = channel::channel(false);
-        let leader = &self.args.leader;
+        let leader = &self.config.leader;
         let (leadership_tx, mut leadership) = channel::channel(Leadership::Standby);
         let config = LeaseConfig::new(
             leader.leader_election_lease_name.clone(),

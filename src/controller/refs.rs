@@ -17,7 +17,7 @@ use kube::{Api, Client};
 use tokio::time::Instant;
 
 use crate::{
-    api::{Reference, ReferenceKind, ValueRef},
+    api::{LabelGate, Reference, ReferenceKind, ValueRef},
     lock,
     probe::{ReferenceError, ReferenceSource},
 };
@@ -57,40 +57,6 @@ pub enum FetchError {
         namespace: String,
         name: String,
     },
-}
-
-/// A label a Secret must carry to be referenced: `key=value`, or `key` for any value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LabelGate {
-    pub key: String,
-    pub value: Option<String>,
-}
-
-impl std::str::FromStr for LabelGate {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let (key, value) = match text.split_once('=') {
-            Some((key, value)) => (key, Some(value.to_string())),
-            None => (text, None),
-        };
-        if key.is_empty() {
-            return Err(format!("{text:?} is not a label: use key=value or key"));
-        }
-        Ok(Self {
-            key: key.into(),
-            value,
-        })
-    }
-}
-
-impl std::fmt::Display for LabelGate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.value {
-            Some(value) => write!(f, "{}={value}", self.key),
-            None => f.write_str(&self.key),
-        }
-    }
 }
 
 /// A TTL cache of referenced objects, keyed by (namespace, reference).

@@ -37,7 +37,8 @@ pub enum MetricsError {
 
 /// Operator-level families: the engine's and the controller's own vital signs.
 pub struct OperatorFamilies {
-    /// Checks by state (ready, failing, pending, suspended, invalid).
+    /// Checks by state ([`CheckState`](crate::runner::CheckState) names: ready, failing, pending, suspended, maintenance,
+    /// invalid, blocked).
     pub checks_by_state: IntGaugeVec,
     /// Actual start minus due time of every run.
     pub scheduler_lag: Histogram,
@@ -179,7 +180,7 @@ impl Metrics {
         Ok(OperatorFamilies {
             checks_by_state: f.int_gauges(
                 "canary_checks",
-                "Registered checks by state.",
+                "Checks by state: ready, failing, pending, suspended, maintenance, invalid (InvalidSpec), blocked (a reference missing or forbidden).",
                 &["state"],
             )?,
             scheduler_lag: f.histogram(
@@ -334,15 +335,9 @@ impl Sink for Metrics {
     }
 
     fn on_tick(&self, summary: &Summary) {
-        for (state, count) in [
-            ("ready", summary.ready),
-            ("failing", summary.failing),
-            ("pending", summary.pending),
-            ("suspended", summary.suspended),
-            ("invalid", summary.invalid),
-        ] {
+        for (state, count) in summary.states.iter() {
             (self.operator.checks_by_state)
-                .with_label_values(&[state])
+                .with_label_values(&[state.name()])
                 .set(count as i64);
         }
         let operator = &self.operator;

@@ -10,6 +10,7 @@ mod phase;
 mod sink;
 mod slots;
 mod spec;
+mod state;
 mod task;
 mod watchdog;
 
@@ -23,7 +24,7 @@ use futures::future::BoxFuture;
 use tokio::{sync::Notify, task::JoinHandle, time::Instant};
 
 use crate::{
-    api::{HealthCheckStatus, ReadyStatus},
+    api::{HealthCheckStatus, ReadyStatus, Reason},
     lock,
     probe::{self, Outcome, Probe, ProbeContext},
 };
@@ -37,6 +38,7 @@ pub use spec::{
     CheckInfo, GROUP_LABEL, Origin, Plan, RunnerSpec, STATUS_PAGE_ANNOTATION, Schedule, jitter,
     quick_jitter, stable_hash,
 };
+pub use state::{CheckState, StateCounts};
 pub use watchdog::{Health, Vital, WatchdogConfig};
 
 /// Runs one probe of one check.
@@ -55,6 +57,11 @@ impl Prober for CheckProber {
         Box::pin(probe::run(&self.probe, &self.ctx))
     }
 }
+
+/// Default `--stall-grace`, `--prober-error-streak` and `--audit-interval`.
+pub const DEFAULT_STALL_GRACE: Duration = Duration::from_secs(30);
+pub const DEFAULT_PROBER_ERROR_STREAK: usize = 5;
+pub const DEFAULT_AUDIT_INTERVAL: Duration = Duration::from_secs(30);
 
 /// A check due for longer than this without starting counts as late.
 pub const LATE_AFTER: Duration = Duration::from_secs(1);
@@ -80,8 +87,8 @@ impl Default for SchedulerConfig {
     fn default() -> Self {
         Self {
             max_concurrent: default_slots(),
-            stall_grace: Duration::from_secs(30),
-            prober_error_streak: 5,
+            stall_grace: DEFAULT_STALL_GRACE,
+            prober_error_streak: DEFAULT_PROBER_ERROR_STREAK,
             aligned: false,
             probed_by: None,
         }
@@ -92,9 +99,7 @@ impl Default for SchedulerConfig {
 pub struct RunnerView<'a> {
     pub status: &'a HealthCheckStatus,
     pub history: &'a History,
-    pub suspended: bool,
-    pub blocked: bool,
-    pub in_maintenance: bool,
+    pub state: CheckState,
 }
 
 impl<'a> RunnerView<'a> {
@@ -102,9 +107,7 @@ impl<'a> RunnerView<'a> {
         Self {
             status: &state.status,
             history: &state.history,
-            suspended: state.suspended,
-            blocked: state.blocked,
-            in_maintenance: state.in_maintenance,
+            state: state.check_state(),
         }
     }
 }
@@ -127,7 +130,8 @@ pub(crate) struct RunnerState {
     pub next_due: Instant,
     pub phase: RunPhase,
     pub active: bool,
-    pub blocked: bool,
+    /// Why the spec cannot run (InvalidSpec, ReferenceNotFound, ReferenceForbidden).
+    pub blocked: Option<Reason>,
     pub suspended: bool,
     pub interval: Duration,
     pub timeout: Duration,
@@ -162,7 +166,7 @@ impl RunnerState {
             next_due,
             phase: RunPhase::Idle,
             active: !schedule.suspend && matches!(spec.plan, Plan::Run(_)),
-            blocked: matches!(spec.plan, Plan::Blocked { .. }),
+            blocked: spec.plan.blocked_reason(),
             suspended: schedule.suspend,
             interval: schedule.interval,
             timeout: schedule.timeout,
@@ -490,13 +494,7 @@ impl Scheduler {
         };
         for handle in runners.values() {
             let state = lock(&handle.state);
-            match (state.blocked, state.suspended, state.status.ready()) {
-                (true, _, _) => summary.invalid += 1,
-                (_, true, _) => summary.suspended += 1,
-                (_, _, Some(ReadyStatus::True)) => summary.ready += 1,
-                (_, _, Some(ReadyStatus::False)) => summary.failing += 1,
-                _ => summary.pending += 1,
-            }
+            summary.states.add(state.check_state());
             summary.overdue += usize::from(watchdog::stalled(&state, now, grace).is_some());
             summary.late += usize::from(watchdog::late(&state, now));
         }

@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use super::{CheckKey, RunnerSpec};
+use super::{CheckKey, RunnerSpec, StateCounts};
 use crate::{api::HealthCheckStatus, probe::Outcome, readiness::Transition};
 
 /// One completed run, as sinks see it.
@@ -131,11 +131,7 @@ pub trait Sink: Send + Sync {
 /// Counts of checks by state, how many are stalled or late, and the probe slots.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Summary {
-    pub ready: usize,
-    pub failing: usize,
-    pub pending: usize,
-    pub suspended: usize,
-    pub invalid: usize,
+    pub states: StateCounts,
     /// Active checks the watchdog judges stalled (see [`WatchdogConfig`]).
     pub overdue: usize,
     /// Checks due for more than [`LATE_AFTER`] and not started yet (waiting for a slot).

@@ -25,6 +25,14 @@ pub enum Plan {
 }
 
 impl Plan {
+    /// Why the spec cannot run, if it cannot.
+    pub fn blocked_reason(&self) -> Option<Reason> {
+        match self {
+            Self::Run(_) => None,
+            Self::Blocked { reason, .. } => Some(*reason),
+        }
+    }
+
     fn blocked(error: &BuildError) -> Self {
         Self::Blocked {
             reason: error.reason(),

@@ -3,9 +3,11 @@
 //!
 //! Stalled means the engine stopped, not that targets are slow or slots are short: a check
 //! waiting for a probe slot is fine while the queue moves (every probe ends by its deadline,
-//! so slots come free); the engine is stalled when a check is overdue while not queued (its
-//! runner did not wake), a started run outlives its timeout, the slot queue stops moving, the
-//! scheduler loop stops ticking, or runs keep ending in the prober's own errors. Capacity
+//! so slots come free); the engine is stalled when a started run outlives its timeout, the slot
+//! queue stops moving, the scheduler loop stops ticking, or runs keep ending in the prober's own
+//! errors. A check overdue while not queued (its runner did not wake) is counted as overdue and
+//! left to the self-audit, which restarts it ([`super::audit`]); it fails `/healthz` itself only
+//! when the scheduler loop stopped too (the audit runs on that runtime). Capacity
 //! shortage is measured (`canary_probe_slot_wait_seconds`, `canary_checks_late`) and alerted,
 //! never answered with a restart.
 
@@ -14,7 +16,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::{LATE_AFTER, RunPhase, RunnerState, Shared};
+use super::{LATE_AFTER, RunPhase, RunnerState, Shared, StateCounts};
 use crate::{api::fmt_go, lock};
 
 /// Watchdog thresholds beyond the per-check rules.
@@ -41,6 +43,8 @@ pub struct Health {
     pub healthy: bool,
     pub checks: usize,
     pub active: usize,
+    /// Checks by state, in the names the metrics and the page use.
+    pub states: StateCounts,
     /// What is stuck, naming checks; empty when healthy.
     pub problems: Vec<String>,
 }
@@ -50,7 +54,8 @@ pub struct Health {
 pub(super) enum Stall {
     /// Past its due time and not queued: its task did not wake. Counted as overdue; the
     /// self-audit restarts it (see [`super::audit`]), and `/healthz` fails only if that does
-    /// not take.
+    /// not take, or when the scheduler loop stopped ticking too (the runtime that runs the
+    /// audit is wedged: nothing there can restart it).
     NotWoken(String),
     /// A run outlived its timeout, or every run ends in ProberError: `/healthz` fails.
     Stuck(String),
@@ -115,7 +120,9 @@ pub(super) fn assess(shared: &Shared, now: Instant, config: &WatchdogConfig) -> 
     let grace = shared.config.stall_grace;
     let mut problems = Vec::new();
     let since_tick = now.saturating_duration_since(*lock(&shared.last_tick));
-    if since_tick > config.tick_threshold {
+    // A wedged runtime wedges the self-audit too: then runners that did not wake are named here.
+    let wedged = since_tick > config.tick_threshold;
+    if wedged {
         problems.push(format!(
             "scheduler loop has not ticked for {} (threshold {})",
             fmt_go(since_tick),
@@ -123,15 +130,16 @@ pub(super) fn assess(shared: &Shared, now: Instant, config: &WatchdogConfig) -> 
         ));
     }
     let (mut checks, mut active, mut longest_timeout) = (0, 0, Duration::ZERO);
-    let mut stalled_checks = Vec::new();
+    let (mut stalled_checks, mut states) = (Vec::new(), StateCounts::default());
     for (key, handle) in lock(&shared.runners).iter() {
         checks += 1;
         let state = lock(&handle.state);
+        states.add(state.check_state());
         if state.active {
             active += 1;
             longest_timeout = longest_timeout.max(state.timeout);
         }
-        if let Some(stall) = stalled(&state, now, grace).filter(Stall::fails_healthz) {
+        if let Some(stall) = stalled(&state, now, grace).filter(|s| wedged || s.fails_healthz()) {
             stalled_checks.push(format!("check {key} {}", stall.message()));
         }
     }
@@ -149,6 +157,7 @@ pub(super) fn assess(shared: &Shared, now: Instant, config: &WatchdogConfig) -> 
         healthy: problems.is_empty(),
         checks,
         active,
+        states,
         problems,
     }
 }

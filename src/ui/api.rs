@@ -87,7 +87,7 @@ pub fn summary(check: &Check) -> Value {
         "group": check.group,
         "kind": check.kind,
         "target": check.target,
-        "state": check.state.label(),
+        "state": check.state.name(),
         "reason": check.reason.map(|r| r.as_str()),
         "message": check.message,
         "lastRunTime": check.last_run.map(rfc3339),

@@ -3,7 +3,8 @@
 
 use maud::{Markup, html};
 
-use super::model::{Check, Span, State};
+use super::model::{Check, Span};
+use crate::runner::CheckState;
 
 /// Colours, shields.io's names.
 const BRIGHT_GREEN: &str = "#4c1";
@@ -55,14 +56,15 @@ pub fn render(kind: Kind, check: &Check) -> String {
     svg(&label, &message, colour).into_string()
 }
 
-fn health(state: State) -> (String, String, &'static str) {
+fn health(state: CheckState) -> (String, String, &'static str) {
+    // Shields-style words for the badge; the state's own name where there is none.
     let (message, colour) = match state {
-        State::Passing => ("up", BRIGHT_GREEN),
-        State::Failing => ("down", RED),
-        State::Blocked => ("error", RED),
-        State::Maintenance => ("maintenance", BLUE),
-        State::Pending => ("pending", GREY),
-        State::Suspended => ("suspended", GREY),
+        CheckState::Ready => ("up", BRIGHT_GREEN),
+        CheckState::Failing => ("down", RED),
+        CheckState::Invalid | CheckState::Blocked => (state.name(), RED),
+        CheckState::Maintenance => ("maintenance", BLUE),
+        CheckState::Pending => ("pending", GREY),
+        CheckState::Suspended => ("suspended", GREY),
     };
     ("health".into(), message.into(), colour)
 }

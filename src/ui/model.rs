@@ -3,9 +3,9 @@
 //! history, fed by the runs that feed the metrics).
 
 use crate::{
-    api::{CheckKey, HealthCheckSpec, LastResult, ReadyStatus, Reason, TlsFacts, redact},
+    api::{CheckKey, HealthCheckSpec, LastResult, Reason, TlsFacts, redact},
     runner::{
-        RunnerSpec, RunnerView, Scheduler,
+        CheckState, RunnerSpec, RunnerView, Scheduler,
         history::{Hour, RunEntry, TransitionEntry, Window},
     },
 };
@@ -43,54 +43,6 @@ impl Span {
     }
 }
 
-/// A check's state as the page shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
-    Passing,
-    Failing,
-    /// Not run yet, or between thresholds on a first run.
-    Pending,
-    Suspended,
-    /// Inside a maintenance window: failures are not alerts.
-    Maintenance,
-    /// Cannot run (invalid spec, missing or forbidden reference).
-    Blocked,
-}
-
-impl State {
-    pub fn label(self) -> &'static str {
-        match self {
-            State::Passing => "passing",
-            State::Failing => "failing",
-            State::Pending => "pending",
-            State::Suspended => "suspended",
-            State::Maintenance => "maintenance",
-            State::Blocked => "blocked",
-        }
-    }
-
-    /// Whether the check needs attention (the "failing only" filter).
-    pub fn is_failing(self) -> bool {
-        matches!(self, State::Failing | State::Blocked)
-    }
-
-    fn of(view: &RunnerView<'_>) -> Self {
-        if view.suspended {
-            State::Suspended
-        } else if view.blocked {
-            State::Blocked
-        } else if view.in_maintenance {
-            State::Maintenance
-        } else {
-            match view.status.ready() {
-                Some(ReadyStatus::True) => State::Passing,
-                Some(ReadyStatus::False) => State::Failing,
-                _ => State::Pending,
-            }
-        }
-    }
-}
-
 /// What the overview and the list API show of one check.
 #[derive(Debug, Clone)]
 pub struct Check {
@@ -100,7 +52,8 @@ pub struct Check {
     pub kind: &'static str,
     /// `None` when redacted.
     pub target: Option<String>,
-    pub state: State,
+    /// The runner's state, in the names the metrics and `/healthz` use.
+    pub state: CheckState,
     pub reason: Option<Reason>,
     /// The last result's message (the Ready condition's when none); `None` when redacted.
     pub message: Option<String>,
@@ -202,7 +155,7 @@ impl Source {
             group: spec.info.group(&spec.key).to_string(),
             kind: spec.info.kind,
             target: (!self.redact).then(|| spec.info.target.clone()),
-            state: State::of(view),
+            state: view.state,
             reason: status.ready_reason(),
             message: message.filter(|_| !self.redact),
             last_run: status.last_run_time.as_ref().map(|t| t.0.as_second()),

@@ -8,11 +8,14 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use super::{
     badge, chart,
-    model::{Check, Detail, Span, State},
+    model::{Check, Detail, Span},
 };
 use crate::{
     api::{LastResult, TlsFacts},
-    runner::history::{RunEntry, TransitionEntry},
+    runner::{
+        CheckState,
+        history::{RunEntry, TransitionEntry},
+    },
 };
 
 /// Results shown in a card's bar.
@@ -93,11 +96,11 @@ fn layout(title: &str, ctx: &PageContext, body: Markup) -> Markup {
 
 /// The overview: every check as a card, grouped by `canary.dev/group` or namespace.
 pub fn overview(checks: &[Check], failing_only: bool, ctx: &PageContext) -> Markup {
-    let failing = checks.iter().filter(|c| c.state.is_failing()).count();
+    let failing = checks.iter().filter(|c| c.state.needs_attention()).count();
     let mut groups: BTreeMap<&str, Vec<&Check>> = BTreeMap::new();
     for check in checks
         .iter()
-        .filter(|c| !failing_only || c.state.is_failing())
+        .filter(|c| !failing_only || c.state.needs_attention())
     {
         groups.entry(&check.group).or_default().push(check);
     }
@@ -139,10 +142,10 @@ fn card(check: &Check, ctx: &PageContext) -> Markup {
     let shown = &check.results[check.results.len().saturating_sub(BAR_RESULTS)..];
     let day = check.window(Span::Day);
     html! {
-        article.card data-state=(check.state.label()) {
+        article.card data-state=(check.state.name()) {
             div.head {
                 h3 { a href=(href) { (check.key.name) } }
-                span class={ "state " (check.state.label()) } { (check.state.label()) }
+                span class={ "state " (check.state.name()) } { (check.state.name()) }
             }
             p.target {
                 span.kind { (check.kind) }
@@ -158,7 +161,7 @@ fn card(check: &Check, ctx: &PageContext) -> Markup {
                     (expiry_stat(expiry, ctx.now))
                 }
             }
-            @if check.state != State::Passing {
+            @if check.state != CheckState::Ready {
                 @if let Some(message) = &check.message {
                     p.message {
                         @if let Some(reason) = check.reason { strong { (reason.as_str()) } ": " }
@@ -218,7 +221,7 @@ pub fn detail(detail: &Detail, ctx: &PageContext) -> Markup {
             p.crumbs { a href="/" { "All checks" } " / " (check.group) }
             div.head {
                 h1 { (key.name) span.dim { " in " (key.namespace) } }
-                span class={ "state " (check.state.label()) } { (check.state.label()) }
+                span class={ "state " (check.state.name()) } { (check.state.name()) }
             }
             p.target {
                 span.kind { (check.kind) }

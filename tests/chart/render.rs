@@ -282,7 +282,7 @@ fn assert_hardened(c: &Value) {
 }
 
 /// The operator's flags with default values.
-const DEFAULT_ARGS: [&str; 18] = [
+const DEFAULT_ARGS: [&str; 19] = [
     "operator",
     "--metrics-bind-address=0.0.0.0:8080",
     "--health-probe-bind-address=0.0.0.0:8081",

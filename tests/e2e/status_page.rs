@@ -57,7 +57,7 @@ async fn the_page_shows_the_operators_checks_and_follows_the_hidden_annotation()
         .await
         .unwrap()
         .json();
-    assert_eq!(web["state"], "passing", "{web}");
+    assert_eq!(web["state"], "ready", "{web}");
     assert!(!web["results"].as_array().unwrap().is_empty(), "{web}");
     let badge = http::get(ui, &format!("/badges/{NS}/web/health.svg"))
         .await

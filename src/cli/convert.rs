@@ -1,0 +1,159 @@
+//! From the flags to the plain settings each mode takes.
+
+use super::{AdminArgs, CheckArgs, EngineArgs, OperatorArgs, ReferenceArgs, StandaloneArgs};
+use crate::{
+    check::CheckConfig,
+    controller::{LeaderConfig, OperatorConfig, writer::WriterConfig},
+    engine::{AdminConfig, EngineConfig},
+    files::DirReferences,
+    standalone::StandaloneConfig,
+};
+
+impl OperatorArgs {
+    /// The operator's settings; fails when `--sharding` and `--leader-elect` disagree.
+    pub fn into_config(self) -> Result<OperatorConfig, String> {
+        let leader = self.leader;
+        let service = self.service;
+        Ok(OperatorConfig {
+            namespaces: self.namespaces,
+            writer: WriterConfig {
+                qps: self.status_write_qps,
+                burst: self.status_write_burst,
+                first_qps: self.status_first_write_qps,
+                first_burst: self.status_first_write_burst,
+                heartbeat: self.status_heartbeat.0,
+                stall: self.writer_stall.0,
+            },
+            reference_ttl: self.reference_ttl.0,
+            secret_reference_label: self.secret_reference_label,
+            watch_stall: self.watch_stall.0,
+            leader: LeaderConfig {
+                sharding: leader.mode()?,
+                leader_election_lease_name: leader.leader_election_lease_name,
+                leader_election_namespace: leader.leader_election_namespace,
+                leader_election_lease_duration: leader.leader_election_lease_duration.0,
+                leader_election_identity: leader.leader_election_identity,
+                ui_advertise_address: leader.ui_advertise_address,
+            },
+            deny_cidrs: service.policy.deny_cidrs,
+            engine: EngineConfig::from((service.engine, service.admin)),
+        })
+    }
+}
+
+impl From<StandaloneArgs> for StandaloneConfig {
+    fn from(args: StandaloneArgs) -> Self {
+        let service = args.service;
+        Self {
+            files: args.files,
+            reload_interval: args.reload_interval.0,
+            references: args.references.into(),
+            deny_cidrs: service.policy.deny_cidrs,
+            engine: EngineConfig::from((service.engine, service.admin)),
+        }
+    }
+}
+
+impl From<CheckArgs> for CheckConfig {
+    fn from(args: CheckArgs) -> Self {
+        Self {
+            files: args.files,
+            references: args.references.into(),
+            deny_cidrs: args.policy.deny_cidrs,
+        }
+    }
+}
+
+impl From<(EngineArgs, AdminArgs)> for EngineConfig {
+    fn from((engine, admin): (EngineArgs, AdminArgs)) -> Self {
+        Self {
+            max_concurrent_probes: engine.max_concurrent_probes,
+            stall_grace: engine.stall_grace.0,
+            audit_interval: engine.audit_interval.0,
+            prober_error_streak: engine.prober_error_streak,
+            metrics_label_allowlist: engine.metrics_label_allowlist,
+            admin: AdminConfig {
+                metrics_bind_address: admin.metrics_bind_address,
+                health_probe_bind_address: admin.health_probe_bind_address,
+                ui_bind_address: admin.ui_bind_address.0,
+                ui_redact: admin.ui_redact,
+            },
+        }
+    }
+}
+
+impl From<ReferenceArgs> for DirReferences {
+    fn from(args: ReferenceArgs) -> Self {
+        Self {
+            secrets_dir: args.secrets_dir,
+            config_maps_dir: args.config_maps_dir,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        cli::{Cli, Command, DurationFlag},
+        controller::Sharding,
+        standalone,
+    };
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> Command {
+        let argv = ["canary"].iter().chain(args).copied();
+        Cli::try_parse_from(argv).unwrap().command
+    }
+
+    /// The flags' defaults are the constants the configs' own defaults use.
+    #[test]
+    fn flag_defaults_are_the_config_defaults() {
+        let Command::Operator(args) = parse(&["operator"]) else {
+            panic!("not the operator")
+        };
+        let (parsed, default) = (args.into_config().unwrap(), OperatorConfig::default());
+        assert_eq!(format!("{parsed:?}"), format!("{default:?}"));
+        let Command::Standalone(args) = parse(&["standalone", "-f", "x.yaml"]) else {
+            panic!("not standalone")
+        };
+        let parsed = StandaloneConfig::from(args);
+        assert_eq!(parsed.reload_interval, standalone::RELOAD_INTERVAL);
+        assert_eq!(
+            format!("{:?}", parsed.engine),
+            format!("{:?}", EngineConfig::default())
+        );
+    }
+
+    #[test]
+    fn sharding_and_leader_elect_must_agree() {
+        let Command::Operator(args) = parse(&["operator", "--leader-elect"]) else {
+            panic!("not the operator")
+        };
+        assert_eq!(
+            args.into_config().unwrap().leader.sharding,
+            Sharding::Leader
+        );
+        let Command::Operator(args) = parse(&["operator", "--leader-elect", "--sharding=shards"])
+        else {
+            panic!("not the operator")
+        };
+        let error = args.into_config().unwrap_err();
+        assert!(error.contains("drop one of them"), "{error}");
+    }
+
+    #[test]
+    fn durations_and_addresses_parse_and_print_back() {
+        for text in ["500ms", "30s", "5m", "1h30m"] {
+            assert_eq!(text.parse::<DurationFlag>().unwrap().to_string(), text);
+        }
+        assert!("5 minutes".parse::<DurationFlag>().is_err());
+        let Command::Operator(args) = parse(&["operator", "--ui-bind-address="]) else {
+            panic!("not the operator")
+        };
+        assert_eq!(
+            args.into_config().unwrap().engine.admin.ui_bind_address,
+            None
+        );
+    }
+}
