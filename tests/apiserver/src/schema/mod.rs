@@ -2,6 +2,7 @@
 
 pub mod cel;
 mod checks;
+pub mod cost;
 mod structural;
 mod validate;
 
@@ -9,6 +10,27 @@ pub use crate::error::FieldError;
 use serde_json::{Value, json};
 pub use structural::check_crd_schemas;
 pub use validate::Validated;
+
+/// The schemas kube validates a CRD's rules in, with their field paths: one at
+/// `spec.validation.openAPIV3Schema` when all versions have the same schema (kube's conversion to
+/// its internal version then moves it to the top level), else one per version.
+pub(crate) fn crd_schemas(crd: &Value) -> Vec<(String, &Value)> {
+    let versions = crd["spec"]["versions"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let schemas: Vec<Option<&Value>> = (versions.iter())
+        .map(|v| v["schema"].get("openAPIV3Schema"))
+        .collect();
+    if let [Some(first), rest @ ..] = schemas.as_slice()
+        && rest.iter().all(|s| *s == Some(*first))
+    {
+        return vec![("spec.validation.openAPIV3Schema".to_string(), *first)];
+    }
+    (schemas.into_iter().enumerate())
+        .filter_map(|(i, s)| Some((format!("spec.versions[{i}].schema.openAPIV3Schema"), s?)))
+        .collect()
+}
 
 /// The `openAPIV3Schema` of a CRD version, or of the storage version when `version` is not served.
 fn version_schema<'a>(crd: &'a Value, version: &str) -> Option<&'a Value> {
