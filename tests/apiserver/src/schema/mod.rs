@@ -150,6 +150,33 @@ mod tests {
     }
 
     #[test]
+    fn int_or_string_values_get_value_validations_and_rules() {
+        let schema = json!({"type": "object", "properties": {"n": {
+            "x-kubernetes-int-or-string": true, "maxLength": 3, "maximum": 10,
+            "x-kubernetes-validations": [{"rule": "type(self) == int || self != 'bad'", "message": "not bad"}]}}});
+        let errors = |n: Value| {
+            validate::validate_root(&schema, &json!({"n": n}), None)
+                .err()
+                .unwrap_or_default()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(errors(json!(5)), Vec::<String>::new());
+        assert_eq!(errors(json!("ok")), Vec::<String>::new());
+        assert_eq!(
+            errors(json!("long")),
+            ["n: Too long: may not be more than 3 bytes"]
+        );
+        assert_eq!(
+            errors(json!(11)),
+            ["n: Invalid value: 11: n in body should be less than or equal to 10"]
+        );
+        assert_eq!(errors(json!("bad")), [r#"n: Invalid value: "": not bad"#]);
+        assert!(errors(json!(1.5))[0].contains("must be of type integer-or-string"));
+    }
+
+    #[test]
     fn updates_ratchet_errors_on_unchanged_fields() {
         let crd = crd();
         let stored = json!({"apiVersion": "canary.dev/v1alpha1", "kind": "HealthCheck",
