@@ -1,7 +1,8 @@
 //! The cost of one call: kube's library estimator (k8s.io/apiserver/pkg/cel/library/cost.go,
 //! by function name) first, then cel-go's built-in estimates (by overload id), else 1.
 
-use super::estimate::{Coster, EntrySize, Node, Range};
+use super::estimate::Coster;
+use super::range::{EntrySize, Node, Range};
 use super::types::Ty;
 use cel::common::ast::{Expr, IdedExpr, LiteralValue};
 

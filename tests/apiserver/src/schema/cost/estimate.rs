@@ -1,106 +1,13 @@
 //! cel-go's static cost estimator (checker/cost.go, as vendored by kube 1.35) over the `cel`
 //! crate's AST, with kube's size estimator: a value's size comes from the schema node its path
-//! (`self.spec.items.@items...`) leads to.
+//! (`self.spec.items.@items...`) leads to (see [`super::scope`]).
 
-use super::decl::{Decl, DeclKind};
+use super::decl::Decl;
+use super::range::{EntrySize, Range};
+use super::scope::{Local, Role};
 use super::types::{Checked, Ty, check};
-use cel::common::ast::{CallExpr, ComprehensionExpr, EntryExpr, Expr, IdedExpr, LiteralValue};
+use cel::common::ast::{CallExpr, ComprehensionExpr, EntryExpr, Expr, IdedExpr};
 use std::collections::HashMap;
-
-/// A range of sizes or costs, saturating at `u64::MAX` like cel-go's estimates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Range {
-    pub min: u64,
-    pub max: u64,
-}
-
-impl Range {
-    /// Nothing known: 0 to `u64::MAX`.
-    pub const UNKNOWN: Range = Range {
-        min: 0,
-        max: u64::MAX,
-    };
-
-    pub fn fixed(n: u64) -> Self {
-        Self { min: n, max: n }
-    }
-
-    pub fn add(self, o: Range) -> Self {
-        Self {
-            min: self.min.saturating_add(o.min),
-            max: self.max.saturating_add(o.max),
-        }
-    }
-
-    pub fn mul(self, o: Range) -> Self {
-        Self {
-            min: self.min.saturating_mul(o.min),
-            max: self.max.saturating_mul(o.max),
-        }
-    }
-
-    /// cel-go's `MultiplyByCostFactor`: times `f`, rounded up.
-    pub fn factor(self, f: f64) -> Self {
-        Self {
-            min: cost_factor(self.min, f),
-            max: cost_factor(self.max, f),
-        }
-    }
-
-    pub fn union(self, o: Range) -> Self {
-        Self {
-            min: self.min.min(o.min),
-            max: self.max.max(o.max),
-        }
-    }
-}
-
-fn cost_factor(x: u64, f: f64) -> u64 {
-    let xf = x as f64;
-    if xf > 0.0 && f > 0.0 && xf > u64::MAX as f64 / f {
-        return u64::MAX;
-    }
-    let ceil = (xf * f).ceil();
-    if ceil >= 18_446_744_073_709_551_616.0 {
-        u64::MAX
-    } else {
-        ceil as u64
-    }
-}
-
-/// Sizes of the keys (or indexes) and values of a list or map built in the expression.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct EntrySize {
-    pub list: bool,
-    pub key: Range,
-    pub val: Range,
-}
-
-/// A variable of a comprehension.
-#[derive(Debug, Clone)]
-struct Local {
-    path: Vec<String>,
-    size: Option<Range>,
-    entry: Option<EntrySize>,
-}
-
-/// What an iteration variable holds: the one variable of a comprehension, or the first (key or
-/// index) or second (value) of a two-variable one.
-#[derive(Debug, Clone, Copy)]
-enum Role {
-    Single,
-    Key,
-    Value,
-}
-
-/// cel-go's `AstNode`: a call's target or argument as function estimators see it.
-#[derive(Debug, Clone)]
-pub struct Node<'e, 'a> {
-    pub path: Vec<String>,
-    pub ty: Ty<'a>,
-    pub expr: Option<&'e IdedExpr>,
-    pub size: Option<Range>,
-}
 
 /// Worst-case cost of one evaluation of `expr` on a value of `root` (kube's `MaxCost`).
 pub fn estimate(expr: &IdedExpr, root: &Decl) -> u64 {
@@ -115,24 +22,21 @@ pub fn estimate(expr: &IdedExpr, root: &Decl) -> u64 {
     coster.cost(expr).max
 }
 
+/// The state of one estimate: what cel-go's `coster` tracks.
 pub struct Coster<'a> {
-    root: &'a Decl,
-    checked: Checked<'a>,
-    paths: HashMap<u64, Vec<String>>,
+    pub(super) root: &'a Decl,
+    pub(super) checked: Checked<'a>,
+    pub(super) paths: HashMap<u64, Vec<String>>,
     pub(super) sizes: HashMap<u64, Range>,
     pub(super) entries: HashMap<u64, EntrySize>,
-    locals: HashMap<String, Vec<Local>>,
+    pub(super) locals: HashMap<String, Vec<Local>>,
 }
 
 /// Presence tests cost nothing in kube (`PresenceTestHasCost(false)`).
 const PRESENCE_TEST_COST: u64 = 0;
 
-fn is_accumulator(name: &str) -> bool {
-    name == "@result" || name == "__result__"
-}
-
 impl<'a> Coster<'a> {
-    fn cost<'e>(&mut self, e: &'e IdedExpr) -> Range {
+    fn cost(&mut self, e: &IdedExpr) -> Range {
         match &e.expr {
             Expr::Unspecified => Range::default(),
             Expr::Literal(_) => Range::fixed(0),
@@ -314,151 +218,4 @@ impl<'a> Coster<'a> {
         }
         sum
     }
-
-    fn local(&self, name: &str) -> Option<&Local> {
-        self.locals.get(name).and_then(|stack| stack.last())
-    }
-
-    fn pop(&mut self, name: &str) {
-        if let Some(stack) = self.locals.get_mut(name) {
-            stack.pop();
-        }
-    }
-
-    fn push(&mut self, name: &str, local: Local) {
-        self.locals.entry(name.to_string()).or_default().push(local);
-    }
-
-    /// A bound variable (the accumulator): the path, size and entry sizes of its value.
-    fn push_var(&mut self, name: &str, value: &IdedExpr) {
-        let local = Local {
-            path: self.path(value),
-            entry: self.entry_size(value),
-            size: self.size(value),
-        };
-        self.push(name, local);
-    }
-
-    /// An iteration variable over `range`, as in cel-go's `pushIterSingle`, `pushIterKey` and
-    /// `pushIterValue`: its size and path step depend on whether `range` is a list.
-    fn push_iter(&mut self, name: &str, range: &IdedExpr, role: Role) {
-        let entry = self.entry_size(range);
-        let list = entry.map_or_else(
-            || matches!(self.checked.ty(range.id), Ty::List(_)),
-            |e| e.list,
-        );
-        let key = entry.map(|e| e.key);
-        let val = entry.map(|e| e.val);
-        let (size, step) = match (role, list) {
-            (Role::Single, true) | (Role::Value, true) => (val, "@items"),
-            (Role::Single, false) | (Role::Key, false) => (key, "@keys"),
-            (Role::Key, true) => (key, "@indices"),
-            (Role::Value, false) => (val, "@values"),
-        };
-        let mut path = self.path(range);
-        path.push(step.to_string());
-        self.push(
-            name,
-            Local {
-                path,
-                size,
-                entry: None,
-            },
-        );
-    }
-
-    fn path(&self, e: &IdedExpr) -> Vec<String> {
-        if let Expr::Ident(name) = &e.expr
-            && let Some(local) = self.local(name)
-        {
-            return local.path.clone();
-        }
-        self.paths.get(&e.id).cloned().unwrap_or_default()
-    }
-
-    /// cel-go's `newAstNode`: paths that start at an accumulator are not handed on.
-    fn node<'e>(&mut self, e: &'e IdedExpr) -> Node<'e, 'a> {
-        let mut path = self.path(e);
-        if path.first().is_some_and(|p| is_accumulator(p)) {
-            path.clear();
-        }
-        Node {
-            path,
-            ty: self.checked.ty(e.id),
-            expr: Some(e),
-            size: self.size(e),
-        }
-    }
-
-    fn copy_sizes(&mut self, to: u64, from: &IdedExpr) {
-        if let Some(size) = self.size(from) {
-            self.sizes.insert(to, size);
-        }
-        if let Some(entry) = self.entry_size(from) {
-            self.entries.insert(to, entry);
-        }
-    }
-
-    /// cel-go's `computeSize`: computed, literal, schema, scalar, then variable sizes.
-    pub(super) fn size(&mut self, e: &IdedExpr) -> Option<Range> {
-        if let Some(size) = self.sizes.get(&e.id) {
-            return Some(*size);
-        }
-        if let Some(size) = literal_size(e) {
-            return Some(size);
-        }
-        if let Some(size) = self.schema_size(&self.path(e)) {
-            self.sizes.insert(e.id, size);
-            return Some(size);
-        }
-        if self.checked.ty(e.id).is_scalar() {
-            return Some(Range::fixed(1));
-        }
-        match &e.expr {
-            Expr::Ident(name) => self.local(name).and_then(|l| l.size),
-            _ => None,
-        }
-    }
-
-    pub(super) fn entry_size(&self, e: &IdedExpr) -> Option<EntrySize> {
-        if let Some(entry) = self.entries.get(&e.id) {
-            return Some(*entry);
-        }
-        match &e.expr {
-            Expr::Ident(name) => self.local(name).and_then(|l| l.entry),
-            _ => None,
-        }
-    }
-
-    /// kube's `sizeEstimator.EstimateSize`: follows `path` (its first element, the variable,
-    /// always stands for the rule's own node) through the declarations to `MaxElements`.
-    pub(super) fn schema_size(&self, path: &[String]) -> Option<Range> {
-        let (_, steps) = path.split_first()?;
-        let mut node = self.root;
-        for step in steps {
-            node = match (step.as_str(), &node.kind) {
-                ("@items" | "@values", DeclKind::List(elem) | DeclKind::Map(_, elem)) => elem,
-                ("@keys", DeclKind::Map(key, _)) => key,
-                (field, DeclKind::Object(fields)) => fields.get(field)?,
-                _ => return None,
-            };
-        }
-        Some(Range {
-            min: 0,
-            max: node.max_elements,
-        })
-    }
-}
-
-/// cel-go's `computeExprSize`: sizes CEL knows from the expression itself.
-fn literal_size(e: &IdedExpr) -> Option<Range> {
-    let n = match &e.expr {
-        Expr::Literal(LiteralValue::String(s)) => s.inner().chars().count(),
-        Expr::Literal(LiteralValue::Bytes(b)) => b.inner().len(),
-        Expr::Literal(_) => 1,
-        Expr::List(list) => list.elements.len(),
-        Expr::Map(map) => map.entries.len(),
-        _ => return None,
-    };
-    Some(Range::fixed(n as u64))
 }

@@ -10,6 +10,8 @@ mod calls;
 mod decl;
 mod estimate;
 mod overloads;
+mod range;
+mod scope;
 #[cfg(test)]
 mod tests;
 mod types;
@@ -128,7 +130,7 @@ fn schema_errors(schema: &SchemaCost) -> Vec<FieldError> {
         let mut expensive: Vec<&ExpressionCost> = (schema.expressions.iter())
             .filter(|e| e.total >= PER_CRD_LIMIT / 100)
             .collect();
-        expensive.sort_by(|a, b| b.total.cmp(&a.total));
+        expensive.sort_by_key(|e| std::cmp::Reverse(e.total));
         for e in expensive.iter().take(4) {
             let why = "contributed to estimated rule cost total exceeding cost limit for entire OpenAPIv3 schema";
             errs.push(forbidden(&e.field, why));
