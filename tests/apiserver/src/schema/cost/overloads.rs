@@ -179,6 +179,8 @@ pub fn resolve<'a>(name: &str, target: Option<&Ty<'a>>, args: &[Ty<'a>]) -> (Vec
         ("contains", Some(Ty::String | Ty::Dyn)) => fixed("contains_string", Ty::Bool),
         ("startsWith", Some(_)) => fixed("starts_with_string", Ty::Bool),
         ("endsWith", Some(_)) => fixed("ends_with_string", Ty::Bool),
+        ("format", Some(_)) => fixed("string_format", Ty::String),
+        ("strings.quote", None) => fixed("strings_quote", Ty::String),
         (name, None) if CONVERSIONS.iter().any(|c| c.0 == name) => conversion(name, args),
         (name, target) => (
             vec![library_id(name, target, args)],

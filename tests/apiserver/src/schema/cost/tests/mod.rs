@@ -156,3 +156,16 @@ fn budget_factors_are_formatted_like_kube() {
     assert_eq!(factor(1_000_000_000), "100.0x");
     assert_eq!(factor(1_000_000_001), "more than 100x");
 }
+
+#[test]
+fn string_functions_are_priced_by_the_size_of_what_they_traverse() {
+    let schema = json!({"type": "string", "maxLength": 100});
+    let cost = |rule| estimate_expression(&schema, rule).expect("estimate");
+    // `format` traverses its format string (2 characters), not its arguments
+    assert_eq!(cost("'%s'.format([self]) == ''"), 1 + 10 + 1);
+    // 400 bytes traversed at 0.1 per byte, then compared with a 1-character string
+    assert_eq!(cost("self.upperAscii() == 'A'"), 40 + 1 + 1);
+    // global `matches` is not special-cased by cel-go: 1
+    assert_eq!(cost("matches(self, 'a+')"), 2);
+    assert_eq!(cost("self.matches('a+')"), 41 * 1 + 1);
+}
