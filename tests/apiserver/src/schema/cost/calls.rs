@@ -46,52 +46,19 @@ impl<'a> Coster<'a> {
                 result: est.result,
             };
         }
-        let traversal = |n: &Node<'_, '_>| size(n).factor(STRING_TRAVERSAL).add(arg_sum);
-        match (overload, target, args) {
-            ("string_format", Some(t), _) => CallEstimate::cost(traversal(t)),
-            ("string_to_bytes", _, [a]) => CallEstimate {
-                cost: traversal(a),
-                result: Some(Range {
-                    min: size(a).min,
-                    max: size(a).max.saturating_mul(4),
-                }),
-            },
-            ("bytes_to_string", _, [a]) => CallEstimate {
-                cost: traversal(a),
-                result: Some(Range {
-                    min: size(a).min / 4,
-                    max: size(a).max,
-                }),
-            },
-            ("strings_quote", _, [a]) => CallEstimate {
-                cost: traversal(a),
-                result: Some(Range {
-                    min: size(a).min.saturating_add(2),
-                    max: size(a).max.saturating_mul(2).saturating_add(2),
-                }),
-            },
-            ("starts_with_string" | "ends_with_string", _, [a]) => CallEstimate::cost(traversal(a)),
-            ("in_list", _, [_, list]) => CallEstimate::cost(size(list).factor(1.0).add(arg_sum)),
-            ("matches_string", Some(t), [re]) => {
-                // one more than the length, so that an empty string still pays for the regex
-                let text = size(t).add(Range::fixed(1)).factor(STRING_TRAVERSAL);
-                let regex = size(re).factor(REGEX_LENGTH);
-                CallEstimate::cost(text.mul(regex).add(arg_sum))
-            }
-            ("contains_string", Some(t), [sub]) => {
-                let text = size(t).factor(STRING_TRAVERSAL);
-                let sub = size(sub).factor(STRING_TRAVERSAL);
-                CallEstimate::cost(text.mul(sub).add(arg_sum))
-            }
-            ("logical_or" | "logical_and", _, _) => {
+        if let Some(est) = string_cost(overload, target, args, arg_sum) {
+            return est;
+        }
+        match (overload, args) {
+            ("logical_or" | "logical_and", _) => {
                 let (lhs, rhs) = (arg_costs[0], arg_costs[1]);
                 CallEstimate::cost(Range {
                     min: lhs.min,
                     max: lhs.max.saturating_add(rhs.max),
                 })
             }
-            ("conditional", _, [_, yes, no]) => self.conditional(e, yes, no, arg_costs),
-            ("add_string" | "add_bytes" | "add_list", _, [a, b]) => {
+            ("conditional", [_, yes, no]) => self.conditional(e, yes, no, arg_costs),
+            ("add_string" | "add_bytes" | "add_list", [a, b]) => {
                 let result = size(a).add(size(b));
                 let entry = EntrySize::union_of(self.entry_of(a), self.entry_of(b));
                 if let Some(entry) = entry {
@@ -106,7 +73,7 @@ impl<'a> Coster<'a> {
                     result: Some(result),
                 }
             }
-            (id, _, [a, b]) if compares_by_size(id) => {
+            (id, [a, b]) if compares_by_size(id) => {
                 let smallest = size(a).max.min(size(b).max);
                 let cost = Range {
                     min: u64::from(smallest > 0),
@@ -163,7 +130,7 @@ impl<'a> Coster<'a> {
         })
     }
 
-    /// kube's `CostEstimator.EstimateCallCost`, for the functions Canary's rules may use.
+    /// kube's `CostEstimator.EstimateCallCost` (by function name).
     fn library_cost(
         &self,
         function: &str,
@@ -171,80 +138,88 @@ impl<'a> Coster<'a> {
         target: Option<&Node<'_, 'a>>,
         args: &[Node<'_, 'a>],
     ) -> Option<CallEstimate> {
-        let traversal = |n: &Node<'_, '_>, f: f64| self.kube_size(n).factor(f);
+        const NOMINAL: [&str; 16] = [
+            "masked",
+            "prefixLength",
+            "family",
+            "isUnspecified",
+            "isLoopback",
+            "isLinkLocalMulticast",
+            "isLinkLocalUnicast",
+            "sign",
+            "asInteger",
+            "isInteger",
+            "asApproximateFloat",
+            "isGreaterThan",
+            "isLessThan",
+            "compareTo",
+            "add",
+            "sub",
+        ];
+        let traversal = |n: &Node<'_, '_>| self.kube_size(n).factor(STRING_TRAVERSAL);
         let est = match (function, target, args) {
             ("isSorted" | "sum" | "max" | "min" | "indexOf" | "lastIndexOf", Some(t), _) => {
                 CallEstimate::cost(self.list_traversal(t))
             }
-            ("url", _, [a]) => CallEstimate::cost(traversal(a, STRING_TRAVERSAL)),
-            ("lowerAscii" | "upperAscii" | "substring" | "trim", Some(t), _) => CallEstimate {
-                cost: traversal(t, STRING_TRAVERSAL),
-                result: Some(self.kube_size(t)),
+            ("url", _, [a]) => CallEstimate::cost(traversal(a)),
+            ("cidr" | "isIP" | "isCIDR" | "quantity" | "isQuantity", Some(_), [a, ..]) => {
+                CallEstimate::cost(traversal(a))
+            }
+            ("ip", Some(_), [a, ..]) if overload != "cidr_ip" => CallEstimate::cost(traversal(a)),
+            ("ip", Some(_), _) => CallEstimate::cost(Range::fixed(1)),
+            (name, _, _) if NOMINAL.contains(&name) => CallEstimate::cost(Range::fixed(1)),
+            (_, Some(t), _) => return self.library_string_cost(function, t, args),
+            _ => return None,
+        };
+        Some(est)
+    }
+
+    /// kube's estimates of the string library's functions on `target`.
+    fn library_string_cost(
+        &self,
+        function: &str,
+        target: &Node<'_, 'a>,
+        args: &[Node<'_, 'a>],
+    ) -> Option<CallEstimate> {
+        let size = self.kube_size(target);
+        let est = match (function, args) {
+            ("lowerAscii" | "upperAscii" | "substring" | "trim", _) => CallEstimate {
+                cost: size.factor(STRING_TRAVERSAL),
+                result: Some(size),
             },
-            ("replace", Some(t), [from, to, ..]) => CallEstimate {
-                cost: traversal(t, 2.0 * STRING_TRAVERSAL),
+            ("replace", [from, to, ..]) => CallEstimate {
+                cost: size.factor(2.0 * STRING_TRAVERSAL),
                 result: Some(replaced_size(
-                    self.kube_size(t),
+                    size,
                     self.kube_size(from),
                     self.kube_size(to),
                 )),
             },
-            ("split", Some(t), _) => {
-                let max = split_limit(args).unwrap_or(self.kube_size(t).max);
-                CallEstimate {
-                    cost: traversal(t, 2.0 * STRING_TRAVERSAL),
-                    result: Some(Range { min: 0, max }),
-                }
-            }
-            ("join", Some(t), _) => {
-                let joined = self.joined_size(t, args.first());
+            ("split", _) => CallEstimate {
+                cost: size.factor(2.0 * STRING_TRAVERSAL),
+                result: Some(Range {
+                    min: 0,
+                    max: split_limit(args).unwrap_or(size.max),
+                }),
+            },
+            ("join", _) => {
+                let joined = self.joined_size(target, args.first());
                 CallEstimate {
                     cost: joined.factor(STRING_TRAVERSAL),
                     result: Some(joined),
                 }
             }
-            ("find" | "findAll", Some(t), [re, ..]) => {
-                let text = self
-                    .kube_size(t)
-                    .add(Range::fixed(1))
-                    .factor(STRING_TRAVERSAL);
-                let regex = traversal(re, REGEX_LENGTH);
+            ("find" | "findAll", [re, ..]) => {
+                let text = size.add(Range::fixed(1)).factor(STRING_TRAVERSAL);
+                let regex = self.kube_size(re).factor(REGEX_LENGTH);
                 CallEstimate {
                     cost: text.mul(regex),
                     result: Some(Range {
                         min: 0,
-                        max: self.kube_size(t).max,
+                        max: size.max,
                     }),
                 }
             }
-            ("cidr" | "isIP" | "isCIDR" | "quantity" | "isQuantity", Some(_), [a, ..]) => {
-                CallEstimate::cost(traversal(a, STRING_TRAVERSAL))
-            }
-            ("ip", Some(_), []) => CallEstimate::cost(Range::fixed(1)),
-            ("ip", Some(_), [a, ..]) if overload != "cidr_ip" => {
-                CallEstimate::cost(traversal(a, STRING_TRAVERSAL))
-            }
-            ("ip", Some(_), _) => CallEstimate::cost(Range::fixed(1)),
-            (
-                "masked"
-                | "prefixLength"
-                | "family"
-                | "isUnspecified"
-                | "isLoopback"
-                | "isLinkLocalMulticast"
-                | "isLinkLocalUnicast"
-                | "sign"
-                | "asInteger"
-                | "isInteger"
-                | "asApproximateFloat"
-                | "isGreaterThan"
-                | "isLessThan"
-                | "compareTo"
-                | "add"
-                | "sub",
-                _,
-                _,
-            ) => CallEstimate::cost(Range::fixed(1)),
             _ => return None,
         };
         Some(est)
@@ -289,6 +264,55 @@ impl EntrySize {
             val: a.val.union(b.val),
         })
     }
+}
+
+/// cel-go's estimates of the calls that traverse a string (or a list, for `in`).
+fn string_cost(
+    overload: &str,
+    target: Option<&Node<'_, '_>>,
+    args: &[Node<'_, '_>],
+    arg_sum: Range,
+) -> Option<CallEstimate> {
+    let traversal = |n: &Node<'_, '_>| size(n).factor(STRING_TRAVERSAL).add(arg_sum);
+    let est = match (overload, target, args) {
+        ("string_format", Some(t), _) => CallEstimate::cost(traversal(t)),
+        ("string_to_bytes", _, [a]) => CallEstimate {
+            cost: traversal(a),
+            result: Some(Range {
+                min: size(a).min,
+                max: size(a).max.saturating_mul(4),
+            }),
+        },
+        ("bytes_to_string", _, [a]) => CallEstimate {
+            cost: traversal(a),
+            result: Some(Range {
+                min: size(a).min / 4,
+                max: size(a).max,
+            }),
+        },
+        ("strings_quote", _, [a]) => CallEstimate {
+            cost: traversal(a),
+            result: Some(Range {
+                min: size(a).min.saturating_add(2),
+                max: size(a).max.saturating_mul(2).saturating_add(2),
+            }),
+        },
+        ("starts_with_string" | "ends_with_string", _, [a]) => CallEstimate::cost(traversal(a)),
+        ("in_list", _, [_, list]) => CallEstimate::cost(size(list).factor(1.0).add(arg_sum)),
+        ("matches_string", Some(t), [re]) => {
+            // one more than the length, so that an empty string still pays for the regex
+            let text = size(t).add(Range::fixed(1)).factor(STRING_TRAVERSAL);
+            let regex = size(re).factor(REGEX_LENGTH);
+            CallEstimate::cost(text.mul(regex).add(arg_sum))
+        }
+        ("contains_string", Some(t), [sub]) => {
+            let text = size(t).factor(STRING_TRAVERSAL);
+            let sub = size(sub).factor(STRING_TRAVERSAL);
+            CallEstimate::cost(text.mul(sub).add(arg_sum))
+        }
+        _ => return None,
+    };
+    Some(est)
 }
 
 /// Overloads cel-go prices by the smaller operand's size: equality and string/bytes order.
