@@ -1,8 +1,9 @@
 //! The CRD: the committed file matches the Rust types, and its schema (structural rules and CEL)
 //! accepts the shipped examples and rejects bad documents with the field named, the way the
-//! API server will.
+//! API server will; its CEL rules stay far under kube-apiserver's cost limits.
 
 use canary_operator::{api, files};
+use canary_test_apiserver::schema::cost::{self, PER_CRD_LIMIT, PER_EXPRESSION_LIMIT};
 use canary_test_apiserver::schema::validate_custom_resource;
 use serde_json::{Value, json};
 
@@ -150,6 +151,26 @@ fn bad_documents_are_rejected_with_the_field_named() {
             "",
         ),
         (
+            json!({"http": {"url": "https://a", "expect": {"status": [600]}}}),
+            "spec.http.expect.status",
+            "a code from 100 to 599 or a class",
+        ),
+        (
+            json!({"http": {"url": "https://a", "expect": {"status": ["1a0"]}}}),
+            "spec.http.expect.status",
+            "a code from 100 to 599 or a class",
+        ),
+        (
+            json!({"http": {"url": "https://a", "expect": {"status": ["0200"]}}}),
+            "spec.http.expect.status",
+            "a code from 100 to 599 or a class",
+        ),
+        (
+            json!({"http": {"url": "https://a", "expect": {"status": [99, "20"]}}}),
+            "spec.http.expect.status",
+            "a code from 100 to 599 or a class",
+        ),
+        (
             json!({"http": {"url": "https://a", "expect": {"maxDuration": "25h"}}}),
             "spec.http.expect.maxDuration",
             "at most 24h",
@@ -231,4 +252,100 @@ fn assert_rejected(spec: &Value, field: &str, message: &str) {
             "{spec} passed semantic validation"
         );
     }
+}
+
+#[test]
+fn status_codes_and_classes_pass_the_rule_as_integers_or_strings() {
+    let status = json!([100, 599, "204", "599", "1xx", "5xx"]);
+    let object = json!({
+        "apiVersion": "canary.dev/v1alpha1", "kind": "HealthCheck",
+        "metadata": {"name": "codes", "namespace": "default"},
+        "spec": {"http": {"url": "https://a.example", "expect": {"status": status}}},
+    });
+    let valid = validate_custom_resource(&crd(), &object).unwrap();
+    assert_eq!(valid["spec"]["http"]["expect"]["status"], status);
+}
+
+/// Every CRD in `crds/`, by file name.
+fn committed_crds() -> Vec<(String, Value)> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/crds");
+    let mut paths: Vec<_> = (std::fs::read_dir(dir).unwrap())
+        .map(|entry| entry.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    paths.sort();
+    (paths.into_iter())
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).unwrap();
+            (
+                p.display().to_string(),
+                serde_saphyr::from_str(&text).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// kube refuses a CRD whose CEL expressions are estimated over its limits; a tenth leaves room
+/// for rules to come and for changes in kube's estimates. Run with `--nocapture` for the costs.
+#[test]
+fn every_cel_expression_of_every_crd_stays_under_a_tenth_of_kubes_cost_limits() {
+    let crds = committed_crds();
+    assert!(!crds.is_empty(), "no CRD in crds/");
+    for (file, crd) in crds {
+        for schema in cost::estimate_crd(&crd) {
+            assert!(!schema.expressions.is_empty(), "{file}: no CEL rule found");
+            for e in &schema.expressions {
+                println!(
+                    "{file}: {:>9} = {:>7} x {:<3} {}: {}",
+                    e.total, e.cost, e.cardinality, e.field, e.expression
+                );
+                assert!(
+                    e.total <= PER_EXPRESSION_LIMIT / 10,
+                    "{file}: {} is estimated at {} (kube's limit: {PER_EXPRESSION_LIMIT}): {}",
+                    e.field,
+                    e.total,
+                    e.expression
+                );
+            }
+            let total = schema.total();
+            println!("{file}: {total} in total for {}", schema.field);
+            assert!(
+                total <= PER_CRD_LIMIT / 10,
+                "{file}: {total} in total (kube's limit: {PER_CRD_LIMIT})"
+            );
+        }
+        assert!(cost::check_crd(&crd).is_empty(), "{file}");
+    }
+}
+
+/// Why the status rule has no regex: kube estimates an int-or-string at up to 3 MiB, so
+/// `matches` over 64 of them is refused, and the whole CRD with it.
+#[test]
+fn a_regex_over_the_status_list_would_get_the_crd_refused() {
+    let mut crd = crd();
+    let rule = "/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/http\
+        /properties/expect/properties/status/x-kubernetes-validations/0/rule";
+    *crd.pointer_mut(rule).unwrap() =
+        json!("self.all(s, string(s).matches('^([1-5][0-9][0-9]|[1-5]xx)$'))");
+    let errors: Vec<String> = (cost::check_crd(&crd).iter())
+        .map(ToString::to_string)
+        .collect();
+    let rule = "spec.validation.openAPIV3Schema.properties[spec].properties[http].properties[expect]\
+        .properties[status].x-kubernetes-validations[0].rule";
+    let hint = "(try simplifying the rule, or adding maxItems, maxProperties, and maxLength where \
+        arrays, maps, and strings are declared)";
+    assert_eq!(
+        errors,
+        [
+            format!(
+                "{rule}: Forbidden: estimated rule cost exceeds budget by factor of 16.1x {hint}"
+            ),
+            format!(
+                "{rule}: Forbidden: contributed to estimated rule cost total exceeding cost limit for entire OpenAPIv3 schema"
+            ),
+            format!(
+                "spec.validation.openAPIV3Schema: Forbidden: x-kubernetes-validations estimated rule cost total for entire OpenAPIv3 schema exceeds budget by factor of 1.6x {hint}"
+            ),
+        ]
+    );
 }

@@ -94,14 +94,14 @@ pub(super) fn parse_status(index: usize, value: &IntOrString) -> Result<StatusMa
             .filter(|c| (100..600).contains(c))
             .map(StatusMatch::Code)
             .ok_or_else(invalid),
+        // Exactly what the CRD's rule accepts: `Nxx` or three digits, N from 1 to 5.
         IntOrString::String(s) => match s.as_bytes() {
             [c @ b'1'..=b'5', b'x', b'x'] => Ok(StatusMatch::Class(u16::from(c - b'0'))),
-            _ => s
+            [b'1'..=b'5', b'0'..=b'9', b'0'..=b'9'] => s
                 .parse::<u16>()
-                .ok()
-                .filter(|c| (100..600).contains(c))
                 .map(StatusMatch::Code)
-                .ok_or_else(invalid),
+                .map_err(|_| invalid()),
+            _ => Err(invalid()),
         },
     }
 }
@@ -254,6 +254,12 @@ mod tests {
             StatusMatch::Code(418)
         );
         assert!(parse_status(0, &IntOrString::Int(99)).is_err());
+        let string = |s: &str| parse_status(0, &IntOrString::String(s.into()));
+        assert_eq!(string("204").unwrap(), StatusMatch::Code(204));
+        assert_eq!(string("5xx").unwrap(), StatusMatch::Class(5));
+        for bad in ["0204", "+204", "099", "600", "6xx", "2x", "20"] {
+            assert!(string(bad).is_err(), "{bad}");
+        }
         assert_eq!(HttpMethod::default().as_str(), "GET");
     }
 

@@ -2,6 +2,7 @@
 
 pub mod cel;
 mod checks;
+pub mod cost;
 mod structural;
 mod validate;
 
@@ -9,6 +10,27 @@ pub use crate::error::FieldError;
 use serde_json::{Value, json};
 pub use structural::check_crd_schemas;
 pub use validate::Validated;
+
+/// The schemas kube validates a CRD's rules in, with their field paths: one at
+/// `spec.validation.openAPIV3Schema` when all versions have the same schema (kube's conversion to
+/// its internal version then moves it to the top level), else one per version.
+pub(crate) fn crd_schemas(crd: &Value) -> Vec<(String, &Value)> {
+    let versions = crd["spec"]["versions"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let schemas: Vec<Option<&Value>> = (versions.iter())
+        .map(|v| v["schema"].get("openAPIV3Schema"))
+        .collect();
+    if let [Some(first), rest @ ..] = schemas.as_slice()
+        && rest.iter().all(|s| *s == Some(*first))
+    {
+        return vec![("spec.validation.openAPIV3Schema".to_string(), *first)];
+    }
+    (schemas.into_iter().enumerate())
+        .filter_map(|(i, s)| Some((format!("spec.versions[{i}].schema.openAPIV3Schema"), s?)))
+        .collect()
+}
 
 /// The `openAPIV3Schema` of a CRD version, or of the storage version when `version` is not served.
 fn version_schema<'a>(crd: &'a Value, version: &str) -> Option<&'a Value> {
@@ -125,6 +147,33 @@ mod tests {
                 "spec.kind: Invalid value: \"integer\": spec.kind in body must be of type string: \"integer\""
             ]
         );
+    }
+
+    #[test]
+    fn int_or_string_values_get_value_validations_and_rules() {
+        let schema = json!({"type": "object", "properties": {"n": {
+            "x-kubernetes-int-or-string": true, "maxLength": 3, "maximum": 10,
+            "x-kubernetes-validations": [{"rule": "type(self) == int || self != 'bad'", "message": "not bad"}]}}});
+        let errors = |n: Value| {
+            validate::validate_root(&schema, &json!({"n": n}), None)
+                .err()
+                .unwrap_or_default()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(errors(json!(5)), Vec::<String>::new());
+        assert_eq!(errors(json!("ok")), Vec::<String>::new());
+        assert_eq!(
+            errors(json!("long")),
+            ["n: Too long: may not be more than 3 bytes"]
+        );
+        assert_eq!(
+            errors(json!(11)),
+            ["n: Invalid value: 11: n in body should be less than or equal to 10"]
+        );
+        assert_eq!(errors(json!("bad")), [r#"n: Invalid value: "": not bad"#]);
+        assert!(errors(json!(1.5))[0].contains("must be of type integer-or-string"));
     }
 
     #[test]

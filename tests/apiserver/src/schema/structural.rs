@@ -1,5 +1,6 @@
 //! Checks kube-apiserver applies to a CRD's schemas before accepting it: a (simplified)
-//! structural-schema rule (every specified field has a `type`) and CEL rules that compile.
+//! structural-schema rule (every specified field has a `type`), CEL rules and
+//! messageExpressions that compile, and the CEL cost limits (see [`super::cost`]).
 
 use crate::error::FieldError;
 use serde_json::{Value, json};
@@ -11,6 +12,12 @@ fn type_required(schema: &Value) -> bool {
         && !flag("x-kubernetes-preserve-unknown-fields")
 }
 
+fn compile_error(field: &str, text: &str, what: &str) -> Option<FieldError> {
+    let err = cel::Program::compile(text).err()?;
+    let detail = format!("{what}compilation failed: {err}");
+    Some(FieldError::invalid(field, &json!(text), &detail))
+}
+
 fn check_rules(schema: &Value, path: &str, errs: &mut Vec<FieldError>) {
     let rules = schema["x-kubernetes-validations"]
         .as_array()
@@ -18,15 +25,21 @@ fn check_rules(schema: &Value, path: &str, errs: &mut Vec<FieldError>) {
         .flatten();
     for (i, rule) in rules.enumerate() {
         let text = rule["rule"].as_str().unwrap_or_default();
-        let field = format!("{path}.x-kubernetes-validations[{i}].rule");
+        let field = format!("{path}.x-kubernetes-validations[{i}]");
         if text.is_empty() {
-            errs.push(FieldError::required(&field));
-        } else if let Err(e) = cel::Program::compile(text) {
-            errs.push(FieldError::invalid(
-                &field,
-                &json!(text),
-                &format!("compilation failed: {e}"),
-            ));
+            errs.push(FieldError::required(&format!("{field}.rule")));
+            continue;
+        }
+        if let Some(err) = compile_error(&format!("{field}.rule"), text, "") {
+            errs.push(err);
+        } else if let Some(message) = rule["messageExpression"].as_str()
+            && let Some(err) = compile_error(
+                &format!("{field}.messageExpression"),
+                message,
+                "messageExpression ",
+            )
+        {
+            errs.push(err);
         }
     }
 }
@@ -62,15 +75,15 @@ fn walk(schema: &Value, path: &str, what: &str, errs: &mut Vec<FieldError>) {
     }
 }
 
-/// Errors in the schemas of all versions of `crd`, with kube-apiserver's field paths.
+/// Errors in the schemas of `crd`, with kube-apiserver's field paths; the cost limits are
+/// checked when the schemas are otherwise structural, as kube does.
 pub fn check_crd_schemas(crd: &Value) -> Vec<FieldError> {
     let mut errs = vec![];
-    let versions = crd["spec"]["versions"].as_array().into_iter().flatten();
-    for (i, version) in versions.enumerate() {
-        if let Some(schema) = version["schema"].get("openAPIV3Schema") {
-            let path = format!("spec.versions[{i}].schema.openAPIV3Schema");
-            walk(schema, &path, "object fields", &mut errs);
-        }
+    for (path, schema) in super::crd_schemas(crd) {
+        walk(schema, &path, "object fields", &mut errs);
+    }
+    if !errs.iter().any(|e| e.field.ends_with(".type")) {
+        errs.extend(super::cost::check_crd(crd));
     }
     errs
 }
@@ -103,10 +116,10 @@ mod tests {
             .map(ToString::to_string)
             .collect();
         assert_eq!(errs.len(), 2, "{errs:?}");
-        assert!(errs[0].starts_with("spec.versions[0].schema.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule: Invalid value: \"self.(\": compilation failed"), "{errs:?}");
+        assert!(errs[0].starts_with("spec.validation.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule: Invalid value: \"self.(\": compilation failed"), "{errs:?}");
         assert_eq!(
             errs[1],
-            "spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[a].type: Required value: must not be empty for specified object fields"
+            "spec.validation.openAPIV3Schema.properties[spec].properties[a].type: Required value: must not be empty for specified object fields"
         );
     }
 }

@@ -124,6 +124,7 @@ fn walk(
     if value.is_null() && schema["nullable"] == json!(true) {
         return;
     }
+    // An int-or-string has no `type`; its value validations and rules apply as to any value.
     if schema["x-kubernetes-int-or-string"] == json!(true) {
         if !value.is_string() && type_name(value) != "integer" {
             let got = type_name(value);
@@ -132,10 +133,9 @@ fn walk(
                 &json!(got),
                 format!("{path} in body must be of type integer-or-string: \"{got}\""),
             ));
+            return;
         }
-        return;
-    }
-    if let Some(want) = schema["type"].as_str()
+    } else if let Some(want) = schema["type"].as_str()
         && !type_ok(want, value)
     {
         let got = type_name(value);
@@ -317,7 +317,10 @@ fn check_rules(
     path: &str,
     errs: &mut Vec<FieldError>,
 ) {
-    let schema_type = schema["type"].as_str().unwrap_or("object");
+    // kube names the schema's type in rule errors: none for an int-or-string
+    let int_or_string = schema["x-kubernetes-int-or-string"] == json!(true);
+    let schema_type =
+        (schema["type"].as_str()).unwrap_or(if int_or_string { "" } else { "object" });
     for rule in schema["x-kubernetes-validations"]
         .as_array()
         .into_iter()
