@@ -1,7 +1,7 @@
 //! Writes: create, update (PUT) and the common commit step (validation, defaults, metadata, storage).
 
 use crate::apply;
-use crate::error::ApiError;
+use crate::error::{ApiError, FieldError};
 use crate::meta;
 use crate::state::Target;
 use crate::store::Store;
@@ -45,6 +45,58 @@ impl FieldValidation {
             _ => Self::Warn,
         }
     }
+}
+
+/// Longest field manager name kube accepts (`FieldManagerMaxLength`).
+const FIELD_MANAGER_MAX: usize = 128;
+
+/// kube's `ValidatePatchOptions` (and the create/update variants, `apply: None`): a field
+/// manager for apply, of at most 128 bytes of printable characters; `force` for apply only; a
+/// known `fieldValidation`.
+pub fn option_errors(
+    apply: Option<bool>,
+    manager: &str,
+    force: bool,
+    field_validation: Option<&str>,
+) -> Vec<FieldError> {
+    let mut errs = vec![];
+    match apply {
+        Some(true) if manager.is_empty() => errs.push(FieldError::new(
+            "fieldManager",
+            "Required value",
+            "Required value: is required for apply patch".into(),
+        )),
+        Some(false) if force => errs.push(FieldError::new(
+            "force",
+            "Forbidden",
+            "Forbidden: may not be specified for non-apply patch".into(),
+        )),
+        _ => {}
+    }
+    if manager.len() > FIELD_MANAGER_MAX {
+        let body = format!("Too long: may not be more than {FIELD_MANAGER_MAX} bytes");
+        errs.push(FieldError::new("fieldManager", "Too long", body));
+    }
+    if let Some((i, c)) = manager.char_indices().find(|(_, c)| c.is_control()) {
+        let detail = format!("invalid character U+{:04X} (at position {i})", c as u32);
+        errs.push(FieldError::invalid(
+            "fieldManager",
+            &json!(manager),
+            &detail,
+        ));
+    }
+    if let Some(v) = field_validation.filter(|v| !["", "Ignore", "Strict", "Warn"].contains(v)) {
+        let body = format!(
+            "Unsupported value: {}: supported values: \"\", \"Ignore\", \"Strict\", \"Warn\"",
+            json!(v)
+        );
+        errs.push(FieldError::new(
+            "fieldValidation",
+            "Unsupported value",
+            body,
+        ));
+    }
+    errs
 }
 
 pub(crate) fn check_namespace(store: &Store, t: &Target) -> Result<(), ApiError> {
@@ -163,7 +215,7 @@ pub fn commit(
     }
     stamp_metadata(t, old, &mut new);
     if record {
-        apply::record_update(old, &mut new, &opts.manager, &t.api_version());
+        apply::record_update(t, old, &mut new, &apply::Writer::new(t, &opts.manager));
     }
     match old {
         Some(old) if unchanged(old, &new) => Ok(old.clone()),

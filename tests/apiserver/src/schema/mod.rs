@@ -11,7 +11,7 @@ pub use structural::check_crd_schemas;
 pub use validate::Validated;
 
 /// The `openAPIV3Schema` of a CRD version, or of the storage version when `version` is not served.
-fn version_schema<'a>(crd: &'a Value, version: &str) -> Option<&'a Value> {
+pub(crate) fn version_schema<'a>(crd: &'a Value, version: &str) -> Option<&'a Value> {
     let versions = crd["spec"]["versions"].as_array()?;
     let chosen = versions
         .iter()
