@@ -73,6 +73,7 @@ impl Req {
             manager,
             force: self.query.get("force").is_some_and(|f| f == "true"),
             validate: shared.validation(),
+            ratcheting: shared.ratcheting(),
             field_validation: FieldValidation::parse(
                 self.query.get("fieldValidation").map(String::as_str),
             ),

@@ -16,6 +16,8 @@ pub struct WriteOpts {
     pub force: bool,
     /// Whether custom resources are validated.
     pub validate: bool,
+    /// Whether updates of custom resources ratchet validation (kube 1.30+).
+    pub ratcheting: bool,
     /// Handling of unknown fields.
     pub field_validation: FieldValidation,
     /// `dryRun=All`: validate and answer, but store nothing.
