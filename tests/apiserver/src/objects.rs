@@ -209,6 +209,10 @@ pub fn commit(
     normalize(t, &mut new)?;
     let name = checked_name(t, old, &new)?;
     new = crate::crd::prepare(t, old, new, opts)?;
+    let errs = crate::builtins::validate(t, old, &new);
+    if !errs.is_empty() {
+        return Err(ApiError::invalid(&t.rt.group, &t.rt.kind, &name, &errs));
+    }
     if t.rt.group.is_empty() || t.rt.group == "apps" {
         if let Some(old) = old {
             crate::defaults::carry_over(&t.rt.plural, old, &mut new);
@@ -334,6 +338,12 @@ pub fn update(
     {
         let why = "the object has been modified; please apply your changes to the latest version and try again";
         return Err(ApiError::conflict(&t.rt.group, &t.rt.plural, &name, why));
+    }
+    if meta::rv_of(&body).is_none() && crate::builtins::requires_resource_version(&t.rt) {
+        // kube's store, for types whose strategy refuses unconditional updates.
+        let body = "Invalid value: 0x0: must be specified for an update".to_string();
+        let err = FieldError::new("metadata.resourceVersion", "Invalid value", body);
+        return Err(ApiError::invalid(&t.rt.group, &t.rt.plural, &name, &[err]));
     }
     let new = split_status(t, Some(&old), body);
     commit(store, t, Some(&old), new, opts, true)

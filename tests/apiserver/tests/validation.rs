@@ -84,3 +84,98 @@ async fn without_ratcheting_every_status_write_of_such_an_object_is_refused() {
         }
     }
 }
+
+fn lease(name: &str, duration: i32) -> k8s_openapi::api::coordination::v1::Lease {
+    serde_json::from_value(json!({"metadata": {"name": name},
+        "spec": {"holderIdentity": "canary-0", "leaseDurationSeconds": duration}}))
+    .expect("lease")
+}
+
+#[tokio::test]
+async fn leases_need_a_positive_duration_and_updates_need_a_resource_version() {
+    let server = common::server().await;
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::default_namespaced(common::client(&server));
+    match leases
+        .create(&PostParams::default(), &lease("zero", 0))
+        .await
+    {
+        Err(kube::Error::Api(s)) => assert_eq!(
+            (s.code, s.message.as_str()),
+            (
+                422,
+                "Lease.coordination.k8s.io \"zero\" is invalid: spec.leaseDurationSeconds: Invalid value: 0: must be greater than 0"
+            )
+        ),
+        other => panic!("expected 422, got {other:?}"),
+    }
+    let created = leases
+        .create(&PostParams::default(), &lease("l", 15))
+        .await
+        .expect("create");
+    let mut unconditional = created.clone();
+    unconditional.metadata.resource_version = None;
+    match leases
+        .replace("l", &PostParams::default(), &unconditional)
+        .await
+    {
+        Err(kube::Error::Api(s)) => assert_eq!(
+            (s.code, s.message.as_str()),
+            (
+                422,
+                "leases.coordination.k8s.io \"l\" is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for an update"
+            )
+        ),
+        other => panic!("expected 422, got {other:?}"),
+    }
+    leases
+        .replace("l", &PostParams::default(), &created)
+        .await
+        .expect("conditional update");
+}
+
+#[tokio::test]
+async fn a_recorder_whose_instance_is_too_long_gets_its_events_refused() {
+    use k8s_openapi::api::core::v1::ObjectReference;
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+    let server = common::server().await;
+    let client = common::client(&server);
+    let event = Event {
+        type_: EventType::Warning,
+        reason: "Timeout".into(),
+        note: Some("no answer".into()),
+        action: "Probe".into(),
+        secondary: None,
+    };
+    let reference = ObjectReference {
+        api_version: Some("canary.dev/v1alpha1".into()),
+        kind: Some("HealthCheck".into()),
+        namespace: Some("default".into()),
+        name: Some("web".into()),
+        ..Default::default()
+    };
+    let recorder = |instance: String| {
+        let reporter = Reporter {
+            controller: "canary-operator".into(),
+            instance: Some(instance),
+        };
+        Recorder::new(client.clone(), reporter)
+    };
+    recorder("canary-0".into())
+        .publish(&event, &reference)
+        .await
+        .expect("a valid Event");
+    match recorder("x".repeat(129)).publish(&event, &reference).await {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!(s.code, 422);
+            assert!(
+                s.message.ends_with(
+                    "reportingInstance: Invalid value: \"\": can have at most 128 characters"
+                ),
+                "{}",
+                s.message
+            );
+        }
+        other => panic!("expected 422, got {other:?}"),
+    }
+}
