@@ -164,7 +164,11 @@ mod tests {
         assert!(!event.action.is_empty() && event.action.len() <= 128);
         let controller = crate::controller::writer::FIELD_MANAGER;
         assert!(controller.len() <= 63);
-        assert!(controller.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+        assert!(
+            controller
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        );
     }
 
     #[test]

@@ -168,7 +168,8 @@ impl Drift {
             .filter(|f| state.dropped.insert((*f).clone()))
             .cloned()
             .collect();
-        self.gauge.set(i64::try_from(state.dropped.len()).unwrap_or(i64::MAX));
+        self.gauge
+            .set(i64::try_from(state.dropped.len()).unwrap_or(i64::MAX));
         Learned {
             named: !named.is_empty(),
             fresh,
@@ -231,7 +232,10 @@ mod tests {
             .collect();
         assert_eq!(
             fields,
-            ["status.conditions[*].observedGeneration", "status.lastResult.grpc"]
+            [
+                "status.conditions[*].observedGeneration",
+                "status.lastResult.grpc"
+            ]
         );
         assert!(undeclared_status_fields("conflict: .status.probedBy").is_empty());
     }
@@ -247,7 +251,10 @@ mod tests {
                        .status.conditions[type=\"Ready\"].observedGeneration: field not declared in schema";
         assert_eq!(drift.learn(message).fresh.len(), 2);
         let again = drift.learn(message);
-        assert!(again.named && again.fresh.is_empty(), "nothing new the second time");
+        assert!(
+            again.named && again.fresh.is_empty(),
+            "nothing new the second time"
+        );
         assert_eq!(gauge.get(), 2);
         let (stripped, full) = drift.prepare(status.clone());
         assert_eq!(
