@@ -137,8 +137,9 @@ pub struct LeaderArgs {
     /// How long a Lease stays valid without renewal; a standby (or a peer) takes over after it.
     #[arg(long, env = "CANARY_LEADER_ELECTION_LEASE_DURATION", default_value_t = DurationFlag(operator::LEASE_DURATION))]
     pub leader_election_lease_duration: DurationFlag,
-    /// This replica's identity in the Lease (default: host name and process id).
-    #[arg(long, env = "POD_NAME")]
+    /// This replica's identity in the Lease (default: host name and process id); also its
+    /// Events' `reportingInstance` and `status.probedBy`, so at most 128 bytes.
+    #[arg(long, env = "POD_NAME", value_parser = identity)]
     pub leader_election_identity: Option<String>,
     /// Where peers reach this replica's status page (IP, or IP:PORT; the port defaults to the
     /// page's): published on its member Lease so that, with shards, a replica forwards a check's
@@ -246,6 +247,28 @@ fn optional_address(value: &str) -> Result<OptionalAddress, String> {
     (value.parse())
         .map(|addr| OptionalAddress(Some(addr)))
         .map_err(|e| format!("{e} (HOST:PORT, or empty to turn it off)"))
+}
+
+/// The longest `reportingInstance` kube accepts on an Event (`ReportingInstanceLengthLimit`).
+pub const MAX_IDENTITY_BYTES: usize = 128;
+
+/// `--leader-election-identity`: it becomes the `reportingInstance` of every Event this replica
+/// publishes, which kube refuses (422) when empty or longer than 128 bytes.
+fn identity(value: &str) -> Result<String, String> {
+    if value.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if value.len() > MAX_IDENTITY_BYTES {
+        return Err(format!(
+            "is {} bytes long, more than the {MAX_IDENTITY_BYTES} Kubernetes allows for an Event's \
+             reportingInstance (every Event of this replica would be refused)",
+            value.len()
+        ));
+    }
+    if let Some(c) = value.chars().find(|c| c.is_control()) {
+        return Err(format!("must not contain control characters ({c:?})"));
+    }
+    Ok(value.to_string())
 }
 
 /// Flags of `canary selftest` (cluster access from in-cluster config or KUBECONFIG).

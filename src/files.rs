@@ -7,7 +7,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use kube::api::ObjectMeta;
+use kube::{Resource, api::ObjectMeta};
 
 use crate::{
     api::{CheckKey, HealthCheck, HealthCheckSpec, ReferenceKind, ValueRef},
@@ -168,9 +168,10 @@ pub fn parse_document(document: serde_json::Value) -> Result<HealthCheck, String
             .to_string()
     };
     let (api_version, kind) = (field("apiVersion"), field("kind"));
-    if api_version != "canary.dev/v1alpha1" || kind != "HealthCheck" {
+    let (want_version, want_kind) = (HealthCheck::api_version(&()), HealthCheck::kind(&()));
+    if api_version != want_version || kind != want_kind {
         return Err(format!(
-            "apiVersion/kind {api_version:?}/{kind:?} is not canary.dev/v1alpha1 HealthCheck"
+            "apiVersion/kind {api_version:?}/{kind:?} is not {want_version} {want_kind}"
         ));
     }
     let metadata: ObjectMeta =

@@ -319,3 +319,24 @@ fn a_fleet_file_of_a_hundred_thousand_documents_loads() {
     assert_eq!(loaded.len(), 100_000);
     assert_eq!(loaded[99_999].key().name, "c99999");
 }
+
+/// The identity becomes the `reportingInstance` of the replica's Events: kube refuses more than
+/// 128 bytes, so `canary operator` refuses it at start-up, naming why (before any API call).
+#[test]
+fn an_identity_kube_would_refuse_in_events_stops_the_operator_at_start_up() {
+    let long = "p".repeat(129);
+    for run in [
+        canary(&["operator", "--leader-election-identity", &long]),
+        run(Command::new(CANARY).arg("operator").env("POD_NAME", &long)),
+        canary(&["operator", "--leader-election-identity", ""]),
+    ] {
+        assert_eq!(run.code, 2, "{}", run.stderr);
+        assert!(
+            run.stderr.contains("--leader-election-identity")
+                && (run.stderr.contains("129 bytes long, more than the 128 Kubernetes allows for an Event's reportingInstance")
+                    || run.stderr.contains("must not be empty")),
+            "{}",
+            run.stderr
+        );
+    }
+}

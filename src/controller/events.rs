@@ -6,14 +6,14 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::{
-    Client,
+    Client, Resource,
     runtime::events::{Event, EventType, Recorder, Reporter},
 };
 use tokio::sync::mpsc;
 
 use super::event_queue::{self, Published};
 use crate::{
-    api::{ReadyStatus, Reason},
+    api::{HealthCheck, ReadyStatus, Reason},
     metrics::Metrics,
     readiness::Transition,
     runner::{CheckKey, RunReport, Sink},
@@ -86,8 +86,8 @@ impl Sink for EventSink {
             return;
         };
         let reference = ObjectReference {
-            api_version: Some("canary.dev/v1alpha1".into()),
-            kind: Some("HealthCheck".into()),
+            api_version: Some(HealthCheck::api_version(&()).into_owned()),
+            kind: Some(HealthCheck::kind(&()).into_owned()),
             namespace: Some(report.key.namespace.clone()),
             name: Some(report.key.name.clone()),
             uid: report.spec.uid.clone(),
@@ -147,6 +147,30 @@ mod tests {
         assert_eq!(
             event(Some(False), True, Reason::Succeeded),
             Some((EventType::Normal, "Recovered".into()))
+        );
+    }
+
+    /// kube refuses an events.k8s.io/v1 Event whose action or reason passes 128 bytes, or whose
+    /// reportingController is no qualified name (`pkg/apis/core/validation/events.go`).
+    #[test]
+    fn every_event_field_canary_sets_fits_kubes_limits() {
+        for reason in Reason::ALL {
+            assert!(reason.as_str().len() <= 128, "{reason:?}");
+        }
+        let transition = Transition {
+            from: Some(ReadyStatus::True),
+            to: ReadyStatus::False,
+            reason: Reason::Timeout,
+            message: "m".into(),
+        };
+        let event = transition_event(&transition).expect("an Event");
+        assert!(!event.action.is_empty() && event.action.len() <= 128);
+        let controller = crate::controller::writer::FIELD_MANAGER;
+        assert!(controller.len() <= 63);
+        assert!(
+            controller
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-')
         );
     }
 

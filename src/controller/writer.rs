@@ -1,7 +1,9 @@
 //! The one status writer: runs report their status here, writes are coalesced per object
 //! (latest wins), skipped when only timestamps changed (until a heartbeat is due), sent under
 //! a global rate limit with a timeout each, retried with backoff, and counted. Probing never
-//! waits for it.
+//! waits for it. Fields an older installed CRD does not declare are left out ([`drift`]).
+
+mod drift;
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -15,7 +17,7 @@ use std::{
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use kube::{
-    Api, Client,
+    Api, Client, Resource,
     api::{Patch, PatchParams},
 };
 use tokio::{sync::Notify, time::Instant};
@@ -31,9 +33,14 @@ use crate::{
 pub const FIELD_MANAGER: &str = "canary-operator";
 /// Deadline of one status patch.
 const PATCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Undeclared fields one write learns at most (kube names one per object per answer).
+const MAX_LEARNED: usize = 16;
 /// First and last retry delay after a failed write.
 const RETRY_MIN: Duration = Duration::from_millis(500);
 const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// What one status patch got: the answer, or a timeout.
+type Outcome = Result<Result<HealthCheck, kube::Error>, tokio::time::error::Elapsed>;
 
 /// How one status write ended (the `result` label of `canary_status_writes_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,6 +192,8 @@ struct Shared {
     in_flight: AtomicUsize,
     /// Set by flush(): the writer task takes no more work.
     stopping: AtomicBool,
+    /// Status fields the installed CRD does not declare.
+    drift: drift::Drift,
 }
 
 /// Counts a write taken from the queue until it is done (or cancelled).
@@ -216,7 +225,6 @@ impl StatusWriter {
             shared: Arc::new(Shared {
                 client,
                 config,
-                metrics,
                 pending: Mutex::new(Queue::default()),
                 written: Mutex::new(HashMap::new()),
                 notify: Notify::new(),
@@ -224,6 +232,8 @@ impl StatusWriter {
                 last_success: Mutex::new(Instant::now()),
                 in_flight: AtomicUsize::new(0),
                 stopping: AtomicBool::new(false),
+                drift: drift::Drift::new(metrics.operator.status_fields_dropped.clone()),
+                metrics,
             }),
         }
     }
@@ -368,22 +378,45 @@ impl StatusWriter {
         tracing::debug!(check = %key, result = result.label(), ?delay, "status write will be retried");
     }
 
-    /// One server-side-apply patch of `/status`, counted and logged.
-    async fn write(&self, key: &CheckKey, status: HealthCheckStatus) -> Written {
+    /// One server-side-apply patch of `/status`, sent again at once without the fields the
+    /// API server answers the installed CRD does not declare (each answer names some).
+    async fn apply_status(&self, key: &CheckKey, status: &HealthCheckStatus) -> Outcome {
         let api: Api<HealthCheck> = Api::namespaced(self.shared.client.clone(), &key.namespace);
-        let patch = serde_json::json!({
-            "apiVersion": "canary.dev/v1alpha1",
-            "kind": "HealthCheck",
-            "status": status,
-        });
         // force: the operator is the only writer of status by design; a manual
         // `kubectl patch --subresource=status` must not wedge it with a field conflict.
         let params = PatchParams::apply(FIELD_MANAGER).force();
-        let outcome = tokio::time::timeout(
-            PATCH_TIMEOUT,
-            api.patch_status(&key.name, &params, &Patch::Apply(&patch)),
-        )
-        .await;
+        let drift = &self.shared.drift;
+        let mut learned = Vec::new();
+        let outcome = loop {
+            let (status, full) = drift.prepare(serde_json::json!(status));
+            let patch = Patch::Apply(serde_json::json!({
+                "apiVersion": HealthCheck::api_version(&()),
+                "kind": HealthCheck::kind(&()),
+                "status": status,
+            }));
+            let sent = api.patch_status(&key.name, &params, &patch);
+            let outcome = tokio::time::timeout(PATCH_TIMEOUT, sent).await;
+            match &outcome {
+                Ok(Ok(_)) if full => drift.full_write_succeeded(),
+                Ok(Err(kube::Error::Api(s))) if s.code == 500 && learned.len() < MAX_LEARNED => {
+                    let news = drift.learn(&s.message);
+                    if !news.fresh.is_empty() || (full && news.named) {
+                        self.count(Written::Error);
+                        learned.extend(news.fresh);
+                        continue;
+                    }
+                }
+                _ => {}
+            }
+            break outcome;
+        };
+        drift.report(&learned);
+        outcome
+    }
+
+    /// One status write, counted and logged.
+    async fn write(&self, key: &CheckKey, status: HealthCheckStatus) -> Written {
+        let outcome = self.apply_status(key, &status).await;
         let result = match &outcome {
             Ok(Ok(_)) => Written::Success,
             Ok(Err(kube::Error::Api(s))) if s.code == 404 => Written::NotFound,

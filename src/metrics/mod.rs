@@ -65,6 +65,8 @@ pub struct OperatorFamilies {
     pub leader: IntGauge,
     /// 1 while the HealthCheck watch is failing (since its last success), else 0.
     pub watch_failing: IntGauge,
+    /// Status fields the installed CRD does not declare, left out of status writes.
+    pub status_fields_dropped: IntGauge,
     /// Members of the shard ring as this replica sees it (0 unless `--sharding shards`).
     pub shard_members: IntGauge,
     /// HealthChecks assigned to this replica (all of them without sharding, none on a standby).
@@ -230,6 +232,11 @@ impl Metrics {
             watch_failing: f.add(IntGauge::new(
                 "canary_watch_failing",
                 "1 while the HealthCheck watch keeps failing (since its last success), else 0.",
+            )?)?,
+            status_fields_dropped: f.add(IntGauge::new(
+                "canary_status_fields_dropped",
+                "Status fields the installed HealthCheck CRD does not declare (it is older than the \
+                 operator), left out of status writes; 0 when the CRD is current.",
             )?)?,
             leader: f.add(IntGauge::new(
                 "canary_leader",

@@ -547,6 +547,10 @@ const CRD_FEATURES: [(&str, (u32, u32)); 4] = [
     ("x-kubernetes-int-or-string", (1, 16)),
 ];
 
+/// CRD validation ratcheting is on by default from this release: without it, a HealthCheck
+/// stored before a stricter rule of a newer CRD gets 422 on every status write.
+const RATCHETING: (u32, u32) = (1, 30);
+
 #[test]
 fn the_charts_kube_version_covers_every_crd_feature() {
     let crd = read(&repo().join("crds/healthchecks.canary.dev.yaml"));
@@ -564,6 +568,10 @@ fn the_charts_kube_version_covers_every_crd_feature() {
     assert!(
         floor >= needed,
         "kubeVersion {range} is below {needed:?}, which the CRD needs"
+    );
+    assert!(
+        floor >= RATCHETING,
+        "kubeVersion {range} is below {RATCHETING:?}, where CRD validation ratchets"
     );
 }
 

@@ -117,7 +117,7 @@ pub fn prepare(
         return Ok(new);
     };
     let name = meta::name_of(&new).to_string();
-    let valid = crate::schema::validate_version(crd, &t.version, &new, old)
+    let valid = crate::schema::validate_version_with(crd, &t.version, &new, old, opts.ratcheting)
         .map_err(|errs| ApiError::invalid(&t.rt.group, &t.rt.kind, &name, &errs))?;
     let unknown: Vec<String> = valid
         .unknown_fields

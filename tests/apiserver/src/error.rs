@@ -175,13 +175,23 @@ impl ApiError {
             .map(|e| json!({"reason": e.cause_reason(), "message": e.message, "field": e.field}))
             .collect();
         let msg = format!("{qualified_kind} \"{name}\" is invalid: {body}");
-        Self::new(422, "Invalid", msg)
-            .with_details(json!({"name": name, "group": group, "kind": kind, "causes": causes}))
+        let mut details = json!({"name": name, "group": group, "kind": kind, "causes": causes});
+        if let Some(map) = details.as_object_mut() {
+            // Go's `omitempty`.
+            map.retain(|_, v| v != "");
+        }
+        Self::new(422, "Invalid", msg).with_details(details)
     }
 
     /// 400 BadRequest.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, "BadRequest", message.into())
+    }
+
+    /// 500 for an error kube does not turn into a `Status` (`ErrorToAPIStatus`'s default
+    /// branch): no reason, the error's text as the message.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(500, "", message.into())
     }
 
     /// 405 MethodNotAllowed.
@@ -236,6 +246,10 @@ impl ApiError {
             "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
             "message": self.message, "reason": self.reason, "code": self.code,
         });
+        if self.reason.is_empty() {
+            // StatusReasonUnknown is "" and omitted.
+            status.as_object_mut().map(|s| s.remove("reason"));
+        }
         if let Some(details) = &self.details {
             status["details"] = details.clone();
         }

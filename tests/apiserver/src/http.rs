@@ -73,11 +73,33 @@ impl Req {
             manager,
             force: self.query.get("force").is_some_and(|f| f == "true"),
             validate: shared.validation(),
+            ratcheting: shared.ratcheting(),
             field_validation: FieldValidation::parse(
                 self.query.get("fieldValidation").map(String::as_str),
             ),
             dry_run: self.query.get("dryRun").is_some_and(|d| d == "All"),
             warnings: Default::default(),
+        }
+    }
+
+    /// kube's validation of the write options (`ValidatePatchOptions` and its create and
+    /// update siblings): 422 on `PatchOptions.meta.k8s.io ""` (or Create/UpdateOptions).
+    fn check_options(&self, patch: Option<PatchKind>) -> Result<(), ApiError> {
+        let kind = match (&self.method, patch) {
+            (&Method::POST, _) => "CreateOptions",
+            (_, Some(_)) => "PatchOptions",
+            _ => "UpdateOptions",
+        };
+        let manager = self.query.get("fieldManager").map_or("", String::as_str);
+        let errs = objects::option_errors(
+            patch.map(|p| p == PatchKind::Apply),
+            manager,
+            self.query.contains_key("force"),
+            self.query.get("fieldValidation").map(String::as_str),
+        );
+        match errs.is_empty() {
+            true => Ok(()),
+            false => Err(ApiError::invalid("meta.k8s.io", kind, "", &errs)),
         }
     }
 
@@ -212,23 +234,21 @@ fn object_route(shared: &Arc<Shared>, p: &ObjectPath, r: &Req) -> Result<Respons
         }
         (&Method::GET, true) => get_one(shared, &t, r),
         (&Method::POST, false) => {
+            r.check_options(None)?;
             let opts = r.write_opts(shared);
             let obj = objects::create(&mut shared.store(), &t, r.json_body()?, &opts)?;
             Ok(written(201, &t, obj, &opts))
         }
         (&Method::PUT, true) => {
+            r.check_options(None)?;
             let opts = r.write_opts(shared);
             let obj = objects::update(&mut shared.store(), &t, r.json_body()?, &opts)?;
             Ok(written(200, &t, obj, &opts))
         }
         (&Method::PATCH, true) => {
             let kind = PatchKind::from_content_type(r.header(header::CONTENT_TYPE))?;
+            r.check_options(Some(kind))?;
             let opts = r.write_opts(shared);
-            if kind == PatchKind::Apply && !r.query.contains_key("fieldManager") {
-                return Err(ApiError::bad_request(
-                    "PATCH, application/apply-patch+yaml requests must supply fieldManager",
-                ));
-            }
             let obj = patch::patch(&mut shared.store(), &t, kind, &r.body, &opts)?;
             Ok(written(200, &t, obj, &opts))
         }

@@ -4,6 +4,7 @@
 mod apply;
 mod audit;
 mod bootstrap;
+mod builtins;
 mod crd;
 mod defaults;
 mod delete;

@@ -19,6 +19,9 @@ struct Args {
     /// Accept custom resources without schema validation.
     #[arg(long)]
     no_validation: bool,
+    /// Validate updates without ratcheting, as kube 1.28 and 1.29 do.
+    #[arg(long)]
+    no_ratcheting: bool,
 }
 
 #[tokio::main]
@@ -28,6 +31,7 @@ async fn main() -> std::process::ExitCode {
         listen: args.listen,
         token: args.token,
         validation: !args.no_validation,
+        ratcheting: !args.no_ratcheting,
         kubeconfig: args.kubeconfig,
         ..Default::default()
     };

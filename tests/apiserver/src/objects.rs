@@ -1,7 +1,7 @@
 //! Writes: create, update (PUT) and the common commit step (validation, defaults, metadata, storage).
 
 use crate::apply;
-use crate::error::ApiError;
+use crate::error::{ApiError, FieldError};
 use crate::meta;
 use crate::state::Target;
 use crate::store::Store;
@@ -16,6 +16,8 @@ pub struct WriteOpts {
     pub force: bool,
     /// Whether custom resources are validated.
     pub validate: bool,
+    /// Whether updates of custom resources ratchet validation (kube 1.30+).
+    pub ratcheting: bool,
     /// Handling of unknown fields.
     pub field_validation: FieldValidation,
     /// `dryRun=All`: validate and answer, but store nothing.
@@ -45,6 +47,58 @@ impl FieldValidation {
             _ => Self::Warn,
         }
     }
+}
+
+/// Longest field manager name kube accepts (`FieldManagerMaxLength`).
+const FIELD_MANAGER_MAX: usize = 128;
+
+/// kube's `ValidatePatchOptions` (and the create/update variants, `apply: None`): a field
+/// manager for apply, of at most 128 bytes of printable characters; `force` for apply only; a
+/// known `fieldValidation`.
+pub fn option_errors(
+    apply: Option<bool>,
+    manager: &str,
+    force: bool,
+    field_validation: Option<&str>,
+) -> Vec<FieldError> {
+    let mut errs = vec![];
+    match apply {
+        Some(true) if manager.is_empty() => errs.push(FieldError::new(
+            "fieldManager",
+            "Required value",
+            "Required value: is required for apply patch".into(),
+        )),
+        Some(false) if force => errs.push(FieldError::new(
+            "force",
+            "Forbidden",
+            "Forbidden: may not be specified for non-apply patch".into(),
+        )),
+        _ => {}
+    }
+    if manager.len() > FIELD_MANAGER_MAX {
+        let body = format!("Too long: may not be more than {FIELD_MANAGER_MAX} bytes");
+        errs.push(FieldError::new("fieldManager", "Too long", body));
+    }
+    if let Some((i, c)) = manager.char_indices().find(|(_, c)| c.is_control()) {
+        let detail = format!("invalid character U+{:04X} (at position {i})", c as u32);
+        errs.push(FieldError::invalid(
+            "fieldManager",
+            &json!(manager),
+            &detail,
+        ));
+    }
+    if let Some(v) = field_validation.filter(|v| !["", "Ignore", "Strict", "Warn"].contains(v)) {
+        let body = format!(
+            "Unsupported value: {}: supported values: \"\", \"Ignore\", \"Strict\", \"Warn\"",
+            json!(v)
+        );
+        errs.push(FieldError::new(
+            "fieldValidation",
+            "Unsupported value",
+            body,
+        ));
+    }
+    errs
 }
 
 pub(crate) fn check_namespace(store: &Store, t: &Target) -> Result<(), ApiError> {
@@ -155,6 +209,10 @@ pub fn commit(
     normalize(t, &mut new)?;
     let name = checked_name(t, old, &new)?;
     new = crate::crd::prepare(t, old, new, opts)?;
+    let errs = crate::builtins::validate(t, old, &new);
+    if !errs.is_empty() {
+        return Err(ApiError::invalid(&t.rt.group, &t.rt.kind, &name, &errs));
+    }
     if t.rt.group.is_empty() || t.rt.group == "apps" {
         if let Some(old) = old {
             crate::defaults::carry_over(&t.rt.plural, old, &mut new);
@@ -163,7 +221,7 @@ pub fn commit(
     }
     stamp_metadata(t, old, &mut new);
     if record {
-        apply::record_update(old, &mut new, &opts.manager, &t.api_version());
+        apply::record_update(t, old, &mut new, &apply::Writer::new(t, &opts.manager));
     }
     match old {
         Some(old) if unchanged(old, &new) => Ok(old.clone()),
@@ -280,6 +338,12 @@ pub fn update(
     {
         let why = "the object has been modified; please apply your changes to the latest version and try again";
         return Err(ApiError::conflict(&t.rt.group, &t.rt.plural, &name, why));
+    }
+    if meta::rv_of(&body).is_none() && crate::builtins::requires_resource_version(&t.rt) {
+        // kube's store, for types whose strategy refuses unconditional updates.
+        let body = "Invalid value: 0x0: must be specified for an update".to_string();
+        let err = FieldError::new("metadata.resourceVersion", "Invalid value", body);
+        return Err(ApiError::invalid(&t.rt.group, &t.rt.plural, &name, &[err]));
     }
     let new = split_status(t, Some(&old), body);
     commit(store, t, Some(&old), new, opts, true)

@@ -74,7 +74,9 @@ fn patched(
                 .map_err(|e| ApiError::bad_request(e.to_string()))?;
         }
         PatchKind::Apply => {
-            doc = apply::server_side_apply(old, patch, &opts.manager, opts.force, &t.api_version())
+            apply::check_body(t, patch, opts.validate)?;
+            let who = apply::Writer::new(t, &opts.manager);
+            doc = apply::server_side_apply(t, old, patch, &who, opts.force)
                 .map_err(|apply::ApplyError::Conflicts(c)| ApiError::apply_conflict(&c))?;
         }
     }

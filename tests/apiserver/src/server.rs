@@ -53,6 +53,10 @@ pub struct Options {
     pub kubeconfig: Option<PathBuf>,
     /// Audit records kept (the oldest are dropped first); see [`Server::requests`].
     pub audit_capacity: usize,
+    /// CRD validation ratcheting (`CRDValidationRatcheting`: on by default since kube 1.30,
+    /// GA in 1.33; alpha and off in 1.28 and 1.29): an update is not refused for errors on
+    /// fields it leaves unchanged. `false` answers as 1.28/1.29 do.
+    pub ratcheting: bool,
 }
 
 impl Default for Options {
@@ -65,6 +69,7 @@ impl Default for Options {
             bookmark_interval: Duration::from_secs(1),
             kubeconfig: None,
             audit_capacity: crate::audit::DEFAULT_CAPACITY,
+            ratcheting: true,
         }
     }
 }
@@ -88,6 +93,7 @@ pub async fn start(opts: Options) -> Result<Server, ServerError> {
         opts.bookmark_interval,
         opts.audit_capacity,
     ));
+    shared.set_ratcheting(opts.ratcheting);
     let listener = TcpListener::bind(opts.listen)
         .await
         .map_err(|source| ServerError::Bind {

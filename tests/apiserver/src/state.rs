@@ -15,6 +15,7 @@ use std::time::Duration;
 pub struct Shared {
     store: Mutex<Store>,
     validation: AtomicBool,
+    ratcheting: AtomicBool,
     /// Injected faults.
     pub faults: Mutex<Faults>,
     /// Bumped to end every open watch.
@@ -42,6 +43,7 @@ impl Shared {
         Self {
             store: Mutex::new(crate::bootstrap::seeded_store(history)),
             validation: AtomicBool::new(validation),
+            ratcheting: AtomicBool::new(true),
             faults: Mutex::new(Faults::default()),
             drop_watches: tokio::sync::watch::channel(0).0,
             expire_watches: tokio::sync::watch::channel(None).0,
@@ -84,6 +86,16 @@ impl Shared {
     /// Whether custom resources are validated against their schema.
     pub fn validation(&self) -> bool {
         self.validation.load(Ordering::SeqCst)
+    }
+
+    /// Whether CRD validation ratchets (see `Options::ratcheting`).
+    pub fn ratcheting(&self) -> bool {
+        self.ratcheting.load(Ordering::SeqCst)
+    }
+
+    /// Turns validation ratcheting on or off.
+    pub fn set_ratcheting(&self, on: bool) {
+        self.ratcheting.store(on, Ordering::SeqCst);
     }
 
     /// Turns schema validation on or off.

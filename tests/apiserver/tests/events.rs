@@ -165,23 +165,30 @@ async fn kubectl_get_events_shows_kubes_event_columns() {
 async fn an_event_patched_through_one_api_is_deleted_through_the_other() {
     let (_server, kubectl) = with_shop().await;
     kubectl.ok_stdin(&["create", "-f", "-"], CORE_EVENT).await;
-    let series = r#"{"note": "HTTP 503",
-        "series": {"count": 4, "lastObservedTime": "2025-01-02T03:10:05.000000Z"}}"#;
-    let patch = [
-        "patch",
-        "events.events.k8s.io",
-        "web.core",
-        "-n",
-        "shop",
-        "--type=merge",
-        "-p",
-        series,
-    ];
-    kubectl.ok(&patch).await;
+    let series = r#"{"series": {"count": 4, "lastObservedTime": "2025-01-02T03:10:05.000000Z"}}"#;
+    let patch = |body: &'static str| {
+        [
+            "patch",
+            "events.events.k8s.io",
+            "web.core",
+            "-n",
+            "shop",
+            "--type=merge",
+            "-p",
+            body,
+        ]
+    };
+    let note = r#"{"note": "HTTP 503"}"#;
+    let refused = kubectl.fails(&patch(note), "").await;
+    assert!(
+        refused.contains(r#"message: Invalid value: "HTTP 503": field is immutable"#),
+        "what an Event reports is immutable through events.k8s.io/v1, as in kube: {refused}"
+    );
+    kubectl.ok(&patch(series)).await;
     let core = get(&kubectl, "events", "web.core").await;
     assert_eq!(
         (&core["message"], &core["series"]["count"]),
-        (&json!("HTTP 503"), &json!(4))
+        (&json!("HTTP 500"), &json!(4))
     );
     assert_eq!(core["count"], 3, "fields the patch left alone stay");
     let v1 = get(&kubectl, "events.events.k8s.io", "web.core").await;
@@ -197,7 +204,7 @@ async fn an_event_patched_through_one_api_is_deleted_through_the_other() {
         .find(|e| e["apiVersion"] == "events.k8s.io/v1");
     let fields = &patched.expect("an entry for the events.k8s.io/v1 patch")["fieldsV1"];
     assert!(
-        fields["f:note"].is_object() && fields.get("f:message").is_none(),
+        fields["f:series"].is_object() && fields.get("f:message").is_none(),
         "{managers}"
     );
 

@@ -5,7 +5,6 @@ mod common;
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
@@ -53,17 +52,6 @@ fn check(name: &str, kind: &str, interval: Option<&str>) -> HealthCheck {
         tcp: None,
     };
     HealthCheck::new(name, spec)
-}
-
-async fn install_crd(client: &kube::Client) {
-    let crd: CustomResourceDefinition = serde_saphyr::from_str(
-        &std::fs::read_to_string(common::fixture("healthcheck-crd.yaml")).expect("read"),
-    )
-    .expect("parse");
-    Api::<CustomResourceDefinition>::all(client.clone())
-        .create(&PostParams::default(), &crd)
-        .await
-        .expect("create crd");
 }
 
 fn cm(name: &str) -> ConfigMap {
@@ -198,7 +186,7 @@ fn ready_message(hc: &HealthCheck) -> Option<String> {
 async fn controller_reconciles_custom_resources_and_sees_updates() {
     let server = common::server().await;
     let client = common::client(&server);
-    install_crd(&client).await;
+    common::install_crd(&client).await;
     let api: Api<HealthCheck> = Api::default_namespaced(client.clone());
     let ctx = Arc::new(api.clone());
     let controller = Controller::new(api.clone(), watcher::Config::default())
@@ -310,7 +298,7 @@ async fn lease_election_has_one_leader_and_fails_over() {
 async fn created() -> (canary_test_apiserver::Server, Api<HealthCheck>, HealthCheck) {
     let server = common::server().await;
     let client = common::client(&server);
-    install_crd(&client).await;
+    common::install_crd(&client).await;
     let api: Api<HealthCheck> = Api::default_namespaced(client);
     let mut hc = check("s", "TCP", None);
     hc.status = Some(HealthCheckStatus {
@@ -395,7 +383,7 @@ async fn spec_writes_keep_immutable_fields_prune_unknown_ones_and_dry_runs_store
 async fn validation_can_be_switched_off_at_runtime() {
     let server = common::server().await;
     let client = common::client(&server);
-    install_crd(&client).await;
+    common::install_crd(&client).await;
     let api: Api<HealthCheck> = Api::default_namespaced(client);
     let bad = |name: &str| check(name, "FTP", None);
     let err = api

@@ -153,6 +153,24 @@ async fn kubectl_rejects_invalid_custom_resources_naming_the_field() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_server_side_apply_of_an_undeclared_field_fails_naming_it() {
+    let (_server, kubectl) = with_crd().await;
+    let doc = "apiVersion: canary.dev/v1alpha1\nkind: HealthCheck\nmetadata: {name: typo}\nspec: {kind: TCP, intervall: 5s}\n";
+    let stderr = kubectl
+        .fails(&["apply", "--server-side", "-f", "-"], doc)
+        .await;
+    assert!(
+        stderr.contains(
+            "failed to create typed patch object (default/typo; canary.dev/v1alpha1, Kind=HealthCheck): \
+             .spec.intervall: field not declared in schema"
+        ),
+        "{stderr}"
+    );
+    let out = kubectl.run(&["get", "chc", "typo"], "").await;
+    assert!(!out.status.success(), "nothing was created");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_get_watch_sees_an_update() {
     let (_server, kubectl) = with_crd().await;
     kubectl.ok_stdin(&["apply", "-f", "-"], &check("30s")).await;

@@ -33,7 +33,7 @@ pub(crate) fn crd_schemas(crd: &Value) -> Vec<(String, &Value)> {
 }
 
 /// The `openAPIV3Schema` of a CRD version, or of the storage version when `version` is not served.
-fn version_schema<'a>(crd: &'a Value, version: &str) -> Option<&'a Value> {
+pub(crate) fn version_schema<'a>(crd: &'a Value, version: &str) -> Option<&'a Value> {
     let versions = crd["spec"]["versions"].as_array()?;
     let chosen = versions
         .iter()
@@ -50,13 +50,25 @@ pub fn validate_version(
     object: &Value,
     old: Option<&Value>,
 ) -> Result<Validated, Vec<FieldError>> {
+    validate_version_with(crd, version, object, old, true)
+}
+
+/// [`validate_version`], with validation ratcheting on updates (kube 1.30+) or without it
+/// (1.28/1.29: every error counts, also on fields the update leaves alone).
+pub fn validate_version_with(
+    crd: &Value,
+    version: &str,
+    object: &Value,
+    old: Option<&Value>,
+    ratcheting: bool,
+) -> Result<Validated, Vec<FieldError>> {
     let Some(schema) = version_schema(crd, version) else {
         return Ok(Validated {
             object: object.clone(),
             unknown_fields: vec![],
         });
     };
-    validate::validate_root(schema, object, old)
+    validate::validate_root(schema, object, old, ratcheting)
 }
 
 /// Validates `object` against the CRD's schema for `version`, returning it defaulted and pruned.
@@ -193,6 +205,8 @@ mod tests {
         let mut status_write = stored.clone();
         status_write["status"] = json!({"observedGeneration": 1});
         assert_eq!(validate(&status_write), Ok(()), "unchanged invalid field");
+        let strict = validate_version_with(&crd, "v1alpha1", &status_write, Some(&stored), false);
+        assert!(strict.is_err(), "without ratcheting (kube 1.28/1.29)");
         let mut edited = stored.clone();
         edited["spec"]["interval"] = json!("later");
         let errs = validate(&edited).expect_err("changed invalid field");

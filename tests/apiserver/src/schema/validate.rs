@@ -46,6 +46,7 @@ pub fn validate_root(
     schema: &Value,
     object: &Value,
     old: Option<&Value>,
+    ratcheting: bool,
 ) -> Result<Validated, Vec<FieldError>> {
     let mut obj = object.clone();
     let mut errs = vec![];
@@ -55,7 +56,7 @@ pub fn validate_root(
     check_rules(schema, &obj, old, "", &mut errs);
     let (pruned, mut errs): (Vec<FieldError>, Vec<FieldError>) =
         errs.into_iter().partition(|e| e.kind == PRUNED);
-    if let Some(old) = old {
+    if let Some(old) = old.filter(|_| ratcheting) {
         errs.retain(|e| !ratcheted(e, old, object));
     }
     if !errs.is_empty() {
@@ -67,7 +68,7 @@ pub fn validate_root(
     })
 }
 
-/// Validation ratcheting (kube 1.33+, `CRDValidationRatcheting`): on an update, an error on a
+/// Validation ratcheting (`CRDValidationRatcheting`, on by default since kube 1.30): on an update, an error on a
 /// field whose value did not change is not reported, so writes that leave an invalid stored
 /// field alone (e.g. a `/status` write) succeed. Missing required fields and errors on the root
 /// are never ratcheted.

@@ -59,6 +59,17 @@ pub fn healthchecks(server: &Server, namespace: &str) -> Api<DynamicObject> {
     Api::namespaced_with(client(server), namespace, &resource)
 }
 
+/// Creates the fixture CRD (`healthchecks.canary.dev`, served at once).
+pub async fn install_crd(client: &kube::Client) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let text = std::fs::read_to_string(fixture("healthcheck-crd.yaml")).expect("read fixture");
+    let crd: CustomResourceDefinition = serde_saphyr::from_str(&text).expect("parse fixture");
+    Api::<CustomResourceDefinition>::all(client.clone())
+        .create(&Default::default(), &crd)
+        .await
+        .expect("create crd");
+}
+
 /// A raw HTTP/1.1 GET (no client library) with `Accept: accept`: the status line and headers,
 /// and the body.
 pub async fn raw_get(server: &Server, path: &str, accept: &str) -> (String, String) {
