@@ -3,6 +3,7 @@
 
 mod apply;
 mod audit;
+mod authn;
 mod bootstrap;
 mod crd;
 mod defaults;
@@ -18,7 +19,9 @@ mod meta;
 mod objects;
 mod patch;
 mod proto;
+pub mod rbac;
 mod registry;
+mod review;
 mod routes;
 pub mod schema;
 pub mod selectors;

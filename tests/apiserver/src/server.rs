@@ -41,8 +41,13 @@ pub enum ServerError {
 pub struct Options {
     /// Listen address; port 0 picks a free port.
     pub listen: SocketAddr,
-    /// Bearer token clients must send; `None` accepts everyone.
+    /// Bearer token of the admin (`system:masters`), written into the kubeconfig. Without
+    /// `rbac`, clients must send it (`None` accepts everyone); with `rbac`, one is generated
+    /// when `None`, and requests without a token are `system:anonymous`.
     pub token: Option<String>,
+    /// Authorize every request with RBAC from the stored (Cluster)Roles and bindings, as
+    /// kube-apiserver's RBAC authorizer does (kube's bootstrap ClusterRoles are added).
+    pub rbac: bool,
     /// Validate custom resources against their CRD schema.
     pub validation: bool,
     /// Watch events kept for resuming watches; older versions get 410 Gone.
@@ -60,6 +65,7 @@ impl Default for Options {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             token: None,
+            rbac: false,
             validation: true,
             watch_history: 10_000,
             bookmark_interval: Duration::from_secs(1),
@@ -76,15 +82,17 @@ pub struct Server {
     addr: SocketAddr,
     task: Option<JoinHandle<()>>,
     kubeconfig: PathBuf,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 /// Starts a server.
 pub async fn start(opts: Options) -> Result<Server, ServerError> {
+    let auth = crate::authn::Auth::new(opts.rbac, opts.token.clone());
+    let admin_token = auth.admin_token.clone();
     let shared = Arc::new(Shared::new(
         opts.watch_history,
         opts.validation,
-        opts.token.clone(),
+        auth,
         opts.bookmark_interval,
         opts.audit_capacity,
     ));
@@ -106,30 +114,36 @@ pub async fn start(opts: Options) -> Result<Server, ServerError> {
         .kubeconfig
         .clone()
         .unwrap_or_else(|| dir.path().join("kubeconfig"));
-    write_kubeconfig(
-        &kubeconfig,
-        &format!("http://{addr}"),
-        opts.token.as_deref(),
-    )?;
+    write_kubeconfig(&kubeconfig, &format!("http://{addr}"), admin_token.as_deref())?;
     let task = tokio::spawn(accept_loop(listener, shared.clone()));
     Ok(Server {
         shared,
         addr,
         task: Some(task),
         kubeconfig,
-        _dir: dir,
+        dir: dir,
     })
 }
 
 /// Writes a kubeconfig pointing at `url`.
 pub fn write_kubeconfig(path: &Path, url: &str, token: Option<&str>) -> Result<(), ServerError> {
+    kubeconfig_in(path, url, token, "default")
+}
+
+/// Writes a kubeconfig pointing at `url` whose context's namespace is `namespace`.
+fn kubeconfig_in(
+    path: &Path,
+    url: &str,
+    token: Option<&str>,
+    namespace: &str,
+) -> Result<(), ServerError> {
     let user = match token {
         Some(t) => format!("    token: {t}\n"),
         None => "    username: canary\n".to_string(),
     };
     let text = format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: canary-test\n  cluster:\n    server: {url}\n\
-         contexts:\n- name: canary-test\n  context:\n    cluster: canary-test\n    user: canary-test\n    namespace: default\n\
+         contexts:\n- name: canary-test\n  context:\n    cluster: canary-test\n    user: canary-test\n    namespace: {namespace}\n\
          current-context: canary-test\nusers:\n- name: canary-test\n  user:\n{user}"
     );
     std::fs::write(path, text).map_err(|source| ServerError::Kubeconfig {
@@ -170,6 +184,33 @@ impl Server {
     /// Path of the kubeconfig file for kubectl, helm and kube-rs.
     pub fn kubeconfig_path(&self) -> &Path {
         &self.kubeconfig
+    }
+
+    /// Whether requests are authorized with RBAC ([`Options::rbac`]).
+    pub fn rbac(&self) -> bool {
+        self.shared.auth.rbac
+    }
+
+    /// The bearer token of ServiceAccount `namespace/name` (the same each time). Requests with
+    /// it are that ServiceAccount's (`system:serviceaccount:<ns>:<name>`, groups
+    /// `system:serviceaccounts`, `system:serviceaccounts:<ns>`, `system:authenticated`) while
+    /// the ServiceAccount exists; 401 otherwise.
+    pub fn service_account_token(&self, namespace: &str, name: &str) -> String {
+        self.shared.auth.service_account_token(namespace, name)
+    }
+
+    /// Writes a kubeconfig (next to the admin's, in the server's temp dir) that authenticates
+    /// as ServiceAccount `namespace/name`, its context in `namespace`, as a pod of that
+    /// ServiceAccount would see the cluster.
+    pub fn kubeconfig_for_service_account(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<PathBuf, ServerError> {
+        let token = self.service_account_token(namespace, name);
+        let path = self.dir.path().join(format!("kubeconfig-{namespace}-{name}"));
+        kubeconfig_in(&path, &self.url(), Some(&token), namespace)?;
+        Ok(path)
     }
 
     /// Turns custom resource schema validation on or off at runtime.
