@@ -24,7 +24,10 @@ pub fn seeded_store(history: usize) -> Store {
 pub fn seed_rbac(store: &mut Store) {
     for mut object in crate::rbac::bootstrap::objects() {
         let rv = store.next_rv();
-        let name = object["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let id = match object["kind"].as_str() {
             Some("ClusterRole") => "clusterroles.rbac.authorization.k8s.io",
             _ => "clusterrolebindings.rbac.authorization.k8s.io",

@@ -210,7 +210,11 @@ impl ApiError {
     /// 403 Forbidden as kube's authorization filter words it: `secrets "x" is forbidden: User
     /// "u" cannot get resource "secrets" in API group "" in the namespace "a"` (`: <reason>`
     /// appended when the authorizer gave one), details naming the object.
-    pub fn forbidden(user: &crate::rbac::UserInfo, attrs: &crate::rbac::Attributes, reason: &str) -> Self {
+    pub fn forbidden(
+        user: &crate::rbac::UserInfo,
+        attrs: &crate::rbac::Attributes,
+        reason: &str,
+    ) -> Self {
         let who = &user.name;
         let verb = &attrs.verb;
         let what = if attrs.resource_request {
@@ -223,7 +227,9 @@ impl ApiError {
                 "" => "at the cluster scope".to_string(),
                 ns => format!("in the namespace \"{ns}\""),
             };
-            format!("User \"{who}\" cannot {verb} resource \"{resource}\" in API group \"{group}\" {scope}")
+            format!(
+                "User \"{who}\" cannot {verb} resource \"{resource}\" in API group \"{group}\" {scope}"
+            )
         } else {
             format!("User \"{who}\" cannot {verb} path \"{}\"", attrs.path)
         };

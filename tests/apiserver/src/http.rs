@@ -126,8 +126,8 @@ async fn answer(
     req: Request<Incoming>,
     record: &mut AuditRecord,
 ) -> Response<Body> {
-    let path_and_query = (req.uri().path_and_query())
-        .map_or(path.clone(), |pq| pq.as_str().to_string());
+    let path_and_query =
+        (req.uri().path_and_query()).map_or(path.clone(), |pq| pq.as_str().to_string());
     let (fault, latency) = {
         let mut faults = shared.faults();
         (faults.take(&path_and_query), faults.latency)

@@ -14,6 +14,7 @@ mod events;
 mod faults;
 mod http;
 mod jsonpath;
+mod kubeconfig;
 mod list_watch;
 mod meta;
 mod objects;
@@ -30,6 +31,7 @@ mod state;
 mod store;
 mod strategic;
 mod table;
+mod tls;
 
 pub use audit::AuditRecord;
 pub use error::FieldError;

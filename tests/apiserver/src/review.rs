@@ -17,7 +17,12 @@ pub fn is_review(group: &str) -> bool {
 }
 
 /// Answers a `create` of a review at `path` by `user` (the review with its `status`).
-pub fn create(shared: &Shared, path: &ObjectPath, user: &UserInfo, body: Value) -> Result<Value, ApiError> {
+pub fn create(
+    shared: &Shared,
+    path: &ObjectPath,
+    user: &UserInfo,
+    body: Value,
+) -> Result<Value, ApiError> {
     if path.name.is_some() {
         return Err(ApiError::method_not_allowed());
     }
@@ -26,8 +31,12 @@ pub fn create(shared: &Shared, path: &ObjectPath, user: &UserInfo, body: Value) 
         ("authentication.k8s.io", "selfsubjectreviews", None) => {
             json!({"userInfo": {"username": user.name, "groups": user.groups}})
         }
-        ("authorization.k8s.io", "selfsubjectaccessreviews", None) => access(shared, user, spec, None)?,
-        ("authorization.k8s.io", "subjectaccessreviews", None) => access(shared, &subject(spec), spec, None)?,
+        ("authorization.k8s.io", "selfsubjectaccessreviews", None) => {
+            access(shared, user, spec, None)?
+        }
+        ("authorization.k8s.io", "subjectaccessreviews", None) => {
+            access(shared, &subject(spec), spec, None)?
+        }
         ("authorization.k8s.io", "localsubjectaccessreviews", Some(ns)) => {
             access(shared, &subject(spec), spec, Some(ns))?
         }
@@ -57,7 +66,12 @@ fn text(value: &Value, key: &str) -> String {
 }
 
 /// The status of an access review of `spec` for `user`.
-fn access(shared: &Shared, user: &UserInfo, spec: &Value, local: Option<&str>) -> Result<Value, ApiError> {
+fn access(
+    shared: &Shared,
+    user: &UserInfo,
+    spec: &Value,
+    local: Option<&str>,
+) -> Result<Value, ApiError> {
     let (resource, non_resource) = (&spec["resourceAttributes"], &spec["nonResourceAttributes"]);
     let attrs = match (resource.is_object(), non_resource.is_object()) {
         (true, false) => {
@@ -115,8 +129,9 @@ fn rules(shared: &Shared, user: &UserInfo, spec: &Value) -> Value {
             Vec::new(),
         ),
     };
-    let (urls, resources): (Vec<PolicyRule>, Vec<PolicyRule>) =
-        rules.into_iter().partition(|r| !r.non_resource_urls.is_empty());
+    let (urls, resources): (Vec<PolicyRule>, Vec<PolicyRule>) = rules
+        .into_iter()
+        .partition(|r| !r.non_resource_urls.is_empty());
     let non_resource: Vec<Value> = (urls.iter())
         .map(|r| json!({"verbs": r.verbs, "nonResourceURLs": r.non_resource_urls}))
         .collect();

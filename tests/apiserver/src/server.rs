@@ -2,7 +2,10 @@
 
 use crate::audit::AuditRecord;
 use crate::faults::FaultAction;
+use crate::kubeconfig::Kubeconfig;
+pub use crate::kubeconfig::write_kubeconfig;
 use crate::state::Shared;
+use crate::tls::{Tls, TlsError};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -25,6 +28,9 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
+    /// The TLS certificates could not be generated.
+    #[error("cannot set up TLS: {0}")]
+    Tls(#[source] TlsError),
     /// The kubeconfig could not be written.
     #[error("cannot write kubeconfig {path}: {source}")]
     Kubeconfig {
@@ -83,6 +89,8 @@ pub struct Server {
     task: Option<JoinHandle<()>>,
     kubeconfig: PathBuf,
     dir: tempfile::TempDir,
+    /// With RBAC: HTTPS.
+    tls: Option<Tls>,
 }
 
 /// Starts a server.
@@ -110,59 +118,45 @@ pub async fn start(opts: Options) -> Result<Server, ServerError> {
         path: PathBuf::from("<tempdir>"),
         source,
     })?;
+    let tls = (opts.rbac)
+        .then(Tls::generate)
+        .transpose()
+        .map_err(ServerError::Tls)?;
     let kubeconfig = opts
         .kubeconfig
         .clone()
         .unwrap_or_else(|| dir.path().join("kubeconfig"));
-    write_kubeconfig(&kubeconfig, &format!("http://{addr}"), admin_token.as_deref())?;
-    let task = tokio::spawn(accept_loop(listener, shared.clone()));
-    Ok(Server {
+    let task = tokio::spawn(accept_loop(listener, shared.clone(), tls.clone()));
+    let server = Server {
         shared,
         addr,
         task: Some(task),
         kubeconfig,
-        dir: dir,
-    })
-}
-
-/// Writes a kubeconfig pointing at `url`.
-pub fn write_kubeconfig(path: &Path, url: &str, token: Option<&str>) -> Result<(), ServerError> {
-    kubeconfig_in(path, url, token, "default")
-}
-
-/// Writes a kubeconfig pointing at `url` whose context's namespace is `namespace`.
-fn kubeconfig_in(
-    path: &Path,
-    url: &str,
-    token: Option<&str>,
-    namespace: &str,
-) -> Result<(), ServerError> {
-    let user = match token {
-        Some(t) => format!("    token: {t}\n"),
-        None => "    username: canary\n".to_string(),
+        dir,
+        tls,
     };
-    let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: canary-test\n  cluster:\n    server: {url}\n\
-         contexts:\n- name: canary-test\n  context:\n    cluster: canary-test\n    user: canary-test\n    namespace: {namespace}\n\
-         current-context: canary-test\nusers:\n- name: canary-test\n  user:\n{user}"
-    );
-    std::fs::write(path, text).map_err(|source| ServerError::Kubeconfig {
-        path: path.to_path_buf(),
-        source,
-    })
+    server.kubeconfig_for(admin_token.as_deref(), "default", &server.kubeconfig)?;
+    Ok(server)
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tls: Option<Tls>) {
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
-                let shared = shared.clone();
+                let (shared, tls) = (shared.clone(), tls.clone());
                 conns.spawn(async move {
                     let svc = service_fn(move |req| crate::http::serve(shared.clone(), req));
-                    // A connection error only concerns that client.
-                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                    let http = http1::Builder::new();
+                    // A connection error (a failed handshake too) only concerns that client.
+                    let _ = match tls {
+                        None => http.serve_connection(TokioIo::new(stream), svc).await,
+                        Some(tls) => match tls.acceptor.accept(stream).await {
+                            Ok(stream) => http.serve_connection(TokioIo::new(stream), svc).await,
+                            Err(_) => return,
+                        },
+                    };
                 });
             }
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
@@ -171,9 +165,30 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 }
 
 impl Server {
-    /// Base URL, e.g. `http://127.0.0.1:43125`.
+    /// Base URL, e.g. `http://127.0.0.1:43125` (`https://` with RBAC).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The CA certificate (PEM) clients must trust, when the server speaks HTTPS (with RBAC).
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.tls.as_ref().map(|tls| tls.ca_pem.as_str())
+    }
+
+    fn kubeconfig_for(
+        &self,
+        token: Option<&str>,
+        namespace: &str,
+        path: &Path,
+    ) -> Result<(), ServerError> {
+        let kubeconfig = Kubeconfig {
+            url: &self.url(),
+            ca_pem: self.ca_pem(),
+            token,
+            namespace,
+        };
+        kubeconfig.write(path)
     }
 
     /// Listen address.
@@ -208,8 +223,11 @@ impl Server {
         name: &str,
     ) -> Result<PathBuf, ServerError> {
         let token = self.service_account_token(namespace, name);
-        let path = self.dir.path().join(format!("kubeconfig-{namespace}-{name}"));
-        kubeconfig_in(&path, &self.url(), Some(&token), namespace)?;
+        let path = self
+            .dir
+            .path()
+            .join(format!("kubeconfig-{namespace}-{name}"));
+        self.kubeconfig_for(Some(&token), namespace, &path)?;
         Ok(path)
     }
 
@@ -294,7 +312,12 @@ impl Server {
                 addr: self.addr,
                 source,
             })?;
-        self.task = Some(tokio::spawn(accept_loop(listener, self.shared.clone())));
+        let tls = self.tls.clone();
+        self.task = Some(tokio::spawn(accept_loop(
+            listener,
+            self.shared.clone(),
+            tls,
+        )));
         Ok(())
     }
 }

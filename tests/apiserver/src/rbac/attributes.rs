@@ -198,7 +198,9 @@ fn is_true(value: &str) -> bool {
 fn required_name(selector: &str) -> Option<String> {
     selector.split(',').find_map(|term| {
         let value = (term.trim().strip_prefix("metadata.name"))?;
-        let value = value.strip_prefix("==").or_else(|| value.strip_prefix('='))?;
+        let value = value
+            .strip_prefix("==")
+            .or_else(|| value.strip_prefix('='))?;
         let valid = !matches!(value, "" | "." | "..") && !value.contains(['/', '%']);
         valid.then(|| value.to_string())
     })
@@ -220,16 +222,38 @@ mod tests {
         );
         let got = (a.verb.as_str(), a.api_group.as_str(), a.resource.as_str());
         assert_eq!(got, ("patch", "canary.dev", "healthchecks"));
-        let got = (a.subresource.as_str(), a.namespace.as_str(), a.name.as_str());
+        let got = (
+            a.subresource.as_str(),
+            a.namespace.as_str(),
+            a.name.as_str(),
+        );
         assert_eq!(got, ("status", "a", "b"));
         let cases = [
-            (Method::GET, "/api/v1/namespaces/a/secrets/s", "get", "a", "s"),
+            (
+                Method::GET,
+                "/api/v1/namespaces/a/secrets/s",
+                "get",
+                "a",
+                "s",
+            ),
             (Method::GET, "/api/v1/secrets", "list", "", ""),
             (Method::GET, "/api/v1/secrets?watch=true", "watch", "", ""),
             (Method::GET, "/api/v1/watch/secrets", "watch", "", ""),
             (Method::HEAD, "/api/v1/namespaces/a/pods/p", "get", "a", "p"),
-            (Method::DELETE, "/api/v1/namespaces/a/pods", "deletecollection", "a", ""),
-            (Method::GET, "/api/v1/namespaces/kube-system", "get", "kube-system", "kube-system"),
+            (
+                Method::DELETE,
+                "/api/v1/namespaces/a/pods",
+                "deletecollection",
+                "a",
+                "",
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces/kube-system",
+                "get",
+                "kube-system",
+                "kube-system",
+            ),
             (Method::GET, "/api/v1/namespaces", "list", "", ""),
         ];
         for (method, uri, verb, namespace, name) in cases {
@@ -256,7 +280,15 @@ mod tests {
 
     #[test]
     fn discovery_and_health_are_non_resource_urls() {
-        for uri in ["/api", "/api/v1", "/apis", "/apis/apps", "/apis/apps/v1", "/version", "/healthz"] {
+        for uri in [
+            "/api",
+            "/api/v1",
+            "/apis",
+            "/apis/apps",
+            "/apis/apps/v1",
+            "/version",
+            "/healthz",
+        ] {
             let a = attrs(Method::GET, uri);
             assert!(!a.resource_request, "{uri}");
             assert_eq!((a.verb.as_str(), a.path.as_str()), ("get", uri));

@@ -160,7 +160,9 @@ fn bindings_of<O: RbacObjects + ?Sized>(
     let local = objects.rbac_objects(RbacKind::RoleBinding, namespace);
     let mut out = Vec::new();
     for binding in cluster.into_iter().chain(local) {
-        let binding_ns = binding["metadata"]["namespace"].as_str().unwrap_or_default();
+        let binding_ns = binding["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default();
         let Some(subject) = subject_for(binding, user, binding_ns) else {
             continue;
         };
@@ -200,7 +202,10 @@ fn role<'a, O: RbacObjects + ?Sized>(
 
 /// kube's error for a binding to a role that does not exist (the lister's NotFound).
 fn missing_role(kind: &str, name: &str) -> String {
-    format!("{}.rbac.authorization.k8s.io \"{name}\" not found", kind.to_ascii_lowercase())
+    format!(
+        "{}.rbac.authorization.k8s.io \"{name}\" not found",
+        kind.to_ascii_lowercase()
+    )
 }
 
 /// The first subject of `binding` that is `user` (kube's `appliesTo`).

@@ -13,8 +13,17 @@ type Bootstrap = (&'static str, Value, &'static [&'static str]);
 
 fn policy() -> Vec<Bootstrap> {
     let discovery = [
-        "/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/openapi", "/openapi/*",
-        "/readyz", "/version", "/version/",
+        "/api",
+        "/api/*",
+        "/apis",
+        "/apis/*",
+        "/healthz",
+        "/livez",
+        "/openapi",
+        "/openapi/*",
+        "/readyz",
+        "/version",
+        "/version/",
     ];
     let public = ["/healthz", "/livez", "/readyz", "/version", "/version/"];
     vec![
@@ -56,8 +65,10 @@ pub fn objects() -> Vec<Value> {
     let mut out = Vec::new();
     for (name, rules, groups) in policy() {
         let metadata = json!({"name": name, "labels": labels, "annotations": annotations});
-        out.push(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-            "metadata": metadata, "rules": rules}));
+        out.push(
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": metadata, "rules": rules}),
+        );
         let subjects: Vec<Value> = (groups.iter())
             .map(|g| json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": g}))
             .collect();

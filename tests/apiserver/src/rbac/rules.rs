@@ -63,8 +63,7 @@ impl PolicyRule {
         self.resources.iter().any(|granted| {
             granted == "*"
                 || granted == combined
-                || (!subresource.is_empty()
-                    && granted.strip_prefix("*/") == Some(subresource))
+                || (!subresource.is_empty() && granted.strip_prefix("*/") == Some(subresource))
         })
     }
 
@@ -101,38 +100,80 @@ mod tests {
     fn verbs_groups_and_resources_match_exactly_or_by_star() {
         let r = rule(json!({"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}));
         assert!(allows(&r, Method::GET, "/api/v1/namespaces/a/secrets/x"));
-        assert!(!allows(&r, Method::GET, "/api/v1/namespaces/a/secrets"), "list");
-        assert!(!allows(&r, Method::GET, "/api/v1/namespaces/a/configmaps/x"));
-        assert!(!allows(&r, Method::GET, "/apis/other/v1/namespaces/a/secrets/x"));
+        assert!(
+            !allows(&r, Method::GET, "/api/v1/namespaces/a/secrets"),
+            "list"
+        );
+        assert!(!allows(
+            &r,
+            Method::GET,
+            "/api/v1/namespaces/a/configmaps/x"
+        ));
+        assert!(!allows(
+            &r,
+            Method::GET,
+            "/apis/other/v1/namespaces/a/secrets/x"
+        ));
         let star = rule(json!({"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}));
-        assert!(allows(&star, Method::DELETE, "/apis/apps/v1/namespaces/a/deployments"));
-        assert!(allows(&star, Method::PATCH, "/api/v1/namespaces/a/pods/p/status"));
-        assert!(!allows(&star, Method::GET, "/healthz"), "resources rules grant no URL");
+        assert!(allows(
+            &star,
+            Method::DELETE,
+            "/apis/apps/v1/namespaces/a/deployments"
+        ));
+        assert!(allows(
+            &star,
+            Method::PATCH,
+            "/api/v1/namespaces/a/pods/p/status"
+        ));
+        assert!(
+            !allows(&star, Method::GET, "/healthz"),
+            "resources rules grant no URL"
+        );
     }
 
     #[test]
     fn subresources_need_their_own_rule_or_a_star_prefix() {
-        let main = rule(json!({"apiGroups": ["canary.dev"], "resources": ["healthchecks"], "verbs": ["patch"]}));
+        let main = rule(
+            json!({"apiGroups": ["canary.dev"], "resources": ["healthchecks"], "verbs": ["patch"]}),
+        );
         let status = "/apis/canary.dev/v1alpha1/namespaces/a/healthchecks/c/status";
         assert!(!allows(&main, Method::PATCH, status));
-        let sub = rule(json!({"apiGroups": ["canary.dev"], "resources": ["healthchecks/status"], "verbs": ["patch"]}));
+        let sub = rule(
+            json!({"apiGroups": ["canary.dev"], "resources": ["healthchecks/status"], "verbs": ["patch"]}),
+        );
         assert!(allows(&sub, Method::PATCH, status));
-        assert!(!allows(&sub, Method::PATCH, "/apis/canary.dev/v1alpha1/namespaces/a/healthchecks/c"));
-        let any = rule(json!({"apiGroups": ["canary.dev"], "resources": ["*/status"], "verbs": ["patch"]}));
+        assert!(!allows(
+            &sub,
+            Method::PATCH,
+            "/apis/canary.dev/v1alpha1/namespaces/a/healthchecks/c"
+        ));
+        let any = rule(
+            json!({"apiGroups": ["canary.dev"], "resources": ["*/status"], "verbs": ["patch"]}),
+        );
         assert!(allows(&any, Method::PATCH, status));
-        assert!(!allows(&any, Method::PATCH, "/apis/canary.dev/v1alpha1/namespaces/a/healthchecks/c"));
+        assert!(!allows(
+            &any,
+            Method::PATCH,
+            "/apis/canary.dev/v1alpha1/namespaces/a/healthchecks/c"
+        ));
     }
 
     #[test]
     fn resource_names_limit_gets_and_named_lists_but_never_create() {
-        let r = rule(json!({"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-            "resourceNames": ["l"], "verbs": ["get", "list", "watch", "create", "update"]}));
+        let r = rule(
+            json!({"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+            "resourceNames": ["l"], "verbs": ["get", "list", "watch", "create", "update"]}),
+        );
         let leases = "/apis/coordination.k8s.io/v1/namespaces/a/leases";
         assert!(allows(&r, Method::GET, &format!("{leases}/l")));
         assert!(allows(&r, Method::PUT, &format!("{leases}/l")));
         assert!(!allows(&r, Method::GET, &format!("{leases}/m")));
         assert!(!allows(&r, Method::GET, leases), "a list without a name");
-        assert!(allows(&r, Method::GET, &format!("{leases}?watch=1&fieldSelector=metadata.name%3Dl")));
+        assert!(allows(
+            &r,
+            Method::GET,
+            &format!("{leases}?watch=1&fieldSelector=metadata.name%3Dl")
+        ));
         assert!(!allows(&r, Method::POST, leases), "create has no name");
     }
 
@@ -145,6 +186,9 @@ mod tests {
         assert!(!allows(&r, Method::GET, "/healthz/etcd"));
         assert!(!allows(&r, Method::POST, "/api"));
         assert!(!allows(&r, Method::GET, "/apis"));
-        assert!(!allows(&r, Method::GET, "/api/v1/namespaces/a/pods"), "URLs grant no resource");
+        assert!(
+            !allows(&r, Method::GET, "/api/v1/namespaces/a/pods"),
+            "URLs grant no resource"
+        );
     }
 }

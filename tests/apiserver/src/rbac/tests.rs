@@ -13,7 +13,13 @@ fn role(kind: &str, namespace: Option<&str>, name: &str, rules: Value) -> Value 
     json!({"kind": kind, "metadata": meta, "rules": rules})
 }
 
-fn binding(kind: &str, namespace: Option<&str>, name: &str, role: (&str, &str), subjects: Value) -> Value {
+fn binding(
+    kind: &str,
+    namespace: Option<&str>,
+    name: &str,
+    role: (&str, &str),
+    subjects: Value,
+) -> Value {
     let mut meta = json!({"name": name});
     if let Some(ns) = namespace {
         meta["namespace"] = json!(ns);
@@ -38,13 +44,37 @@ fn policy() -> Vec<Value> {
     let secrets = json!([{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]);
     vec![
         role("ClusterRole", None, "checks", checks),
-        binding("ClusterRoleBinding", None, "checks", ("ClusterRole", "checks"), json!([sa("op", Some("canary"))])),
+        binding(
+            "ClusterRoleBinding",
+            None,
+            "checks",
+            ("ClusterRole", "checks"),
+            json!([sa("op", Some("canary"))]),
+        ),
         role("Role", Some("a"), "secrets", secrets.clone()),
-        binding("RoleBinding", Some("a"), "secrets", ("Role", "secrets"), json!([sa("op", Some("canary"))])),
+        binding(
+            "RoleBinding",
+            Some("a"),
+            "secrets",
+            ("Role", "secrets"),
+            json!([sa("op", Some("canary"))]),
+        ),
         role("ClusterRole", None, "secret-reader", secrets),
         // No namespace on the subject: the binding's own (`b`), so not canary/op.
-        binding("RoleBinding", Some("b"), "reader", ("ClusterRole", "secret-reader"), json!([sa("op", None)])),
-        binding("RoleBinding", Some("c"), "broken", ("Role", "gone"), json!([sa("op", Some("canary"))])),
+        binding(
+            "RoleBinding",
+            Some("b"),
+            "reader",
+            ("ClusterRole", "secret-reader"),
+            json!([sa("op", None)]),
+        ),
+        binding(
+            "RoleBinding",
+            Some("c"),
+            "broken",
+            ("Role", "gone"),
+            json!([sa("op", Some("canary"))]),
+        ),
     ]
 }
 
@@ -55,7 +85,12 @@ fn decide(objects: &[Value], user: &UserInfo, method: Method, uri: &str) -> Deci
 #[test]
 fn cluster_bindings_grant_everywhere_and_role_bindings_only_in_their_namespace() {
     let (objects, op) = (policy(), UserInfo::service_account("canary", "op"));
-    let checks = decide(&objects, &op, Method::GET, "/apis/canary.dev/v1alpha1/healthchecks");
+    let checks = decide(
+        &objects,
+        &op,
+        Method::GET,
+        "/apis/canary.dev/v1alpha1/healthchecks",
+    );
     assert!(checks.allowed);
     assert_eq!(
         checks.reason,
@@ -69,14 +104,27 @@ fn cluster_bindings_grant_everywhere_and_role_bindings_only_in_their_namespace()
     assert!(!decide(&objects, &op, Method::GET, "/api/v1/namespaces/d/secrets/x").allowed);
     assert!(!decide(&objects, &op, Method::GET, "/api/v1/secrets").allowed);
     let other = UserInfo::service_account("canary", "other");
-    assert!(!decide(&objects, &other, Method::GET, "/apis/canary.dev/v1alpha1/healthchecks").allowed);
+    assert!(
+        !decide(
+            &objects,
+            &other,
+            Method::GET,
+            "/apis/canary.dev/v1alpha1/healthchecks"
+        )
+        .allowed
+    );
 }
 
 #[test]
 fn a_subject_without_namespace_is_the_service_account_of_the_bindings_namespace() {
     let objects = policy();
     let in_b = UserInfo::service_account("b", "op");
-    let decision = decide(&objects, &in_b, Method::GET, "/api/v1/namespaces/b/secrets/x");
+    let decision = decide(
+        &objects,
+        &in_b,
+        Method::GET,
+        "/api/v1/namespaces/b/secrets/x",
+    );
     assert!(decision.allowed, "{decision:?}");
     let op = UserInfo::service_account("canary", "op");
     assert!(!decide(&objects, &op, Method::GET, "/api/v1/namespaces/b/secrets/x").allowed);
@@ -87,40 +135,84 @@ fn a_binding_to_a_missing_role_denies_with_kubes_reason() {
     let (objects, op) = (policy(), UserInfo::service_account("canary", "op"));
     let decision = decide(&objects, &op, Method::GET, "/api/v1/namespaces/c/secrets/x");
     assert!(!decision.allowed);
-    assert_eq!(decision.reason, "RBAC: role.rbac.authorization.k8s.io \"gone\" not found");
+    assert_eq!(
+        decision.reason,
+        "RBAC: role.rbac.authorization.k8s.io \"gone\" not found"
+    );
 }
 
 #[test]
 fn masters_may_do_anything_and_groups_and_users_are_subjects() {
     let objects = bootstrap::objects();
     let admin = UserInfo::admin();
-    assert!(decide(&[], &admin, Method::DELETE, "/api/v1/namespaces/a/secrets/x").allowed);
+    assert!(
+        decide(
+            &[],
+            &admin,
+            Method::DELETE,
+            "/api/v1/namespaces/a/secrets/x"
+        )
+        .allowed
+    );
     let anonymous = UserInfo::anonymous();
     assert!(decide(&objects, &anonymous, Method::GET, "/healthz").allowed);
     assert!(decide(&objects, &anonymous, Method::GET, "/version").allowed);
-    assert!(!decide(&objects, &anonymous, Method::GET, "/apis").allowed, "discovery needs a login");
+    assert!(
+        !decide(&objects, &anonymous, Method::GET, "/apis").allowed,
+        "discovery needs a login"
+    );
     let op = UserInfo::service_account("canary", "op");
-    for uri in ["/api", "/api/v1", "/apis/canary.dev/v1alpha1", "/openapi/v3", "/livez"] {
+    for uri in [
+        "/api",
+        "/api/v1",
+        "/apis/canary.dev/v1alpha1",
+        "/openapi/v3",
+        "/livez",
+    ] {
         assert!(decide(&objects, &op, Method::GET, uri).allowed, "{uri}");
     }
     assert!(!decide(&objects, &op, Method::GET, "/metrics").allowed);
     let ssar = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";
     assert!(decide(&objects, &op, Method::POST, ssar).allowed);
-    let user = binding("ClusterRoleBinding", None, "jane", ("ClusterRole", "cluster-admin"),
-        json!([{"kind": "User", "name": "jane"}]));
-    let jane = UserInfo { name: "jane".into(), groups: vec![AUTHENTICATED.into()] };
+    let user = binding(
+        "ClusterRoleBinding",
+        None,
+        "jane",
+        ("ClusterRole", "cluster-admin"),
+        json!([{"kind": "User", "name": "jane"}]),
+    );
+    let jane = UserInfo {
+        name: "jane".into(),
+        groups: vec![AUTHENTICATED.into()],
+    };
     let objects = [objects, vec![user]].concat();
-    assert!(decide(&objects, &jane, Method::DELETE, "/api/v1/namespaces/a/secrets/x").allowed);
+    assert!(
+        decide(
+            &objects,
+            &jane,
+            Method::DELETE,
+            "/api/v1/namespaces/a/secrets/x"
+        )
+        .allowed
+    );
 }
 
 #[test]
 fn bound_rules_list_every_grant_with_its_scope_and_rules_in_one_namespace_add_cluster_rules() {
     let (objects, op) = (policy(), UserInfo::service_account("canary", "op"));
     let (rules, errors) = bound_rules(&objects[..], &op);
-    let scopes: Vec<(Option<&str>, &str)> =
-        rules.iter().map(|r| (r.namespace.as_deref(), r.role.as_str())).collect();
-    assert_eq!(scopes, [(None, "ClusterRole/checks"), (Some("a"), "Role/secrets")]);
-    assert_eq!(errors, ["role.rbac.authorization.k8s.io \"gone\" not found"]);
+    let scopes: Vec<(Option<&str>, &str)> = rules
+        .iter()
+        .map(|r| (r.namespace.as_deref(), r.role.as_str()))
+        .collect();
+    assert_eq!(
+        scopes,
+        [(None, "ClusterRole/checks"), (Some("a"), "Role/secrets")]
+    );
+    assert_eq!(
+        errors,
+        ["role.rbac.authorization.k8s.io \"gone\" not found"]
+    );
     let (in_a, _) = rules_in(&objects[..], &op, "a");
     assert_eq!(in_a.len(), 2);
     let (cluster, _) = rules_in(&objects[..], &op, "");
