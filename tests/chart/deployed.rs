@@ -67,7 +67,12 @@ async fn deployed() -> Deployed {
 /// The chart installed with `values` (extra helm arguments) into a server enforcing RBAC, one
 /// pod's operator running as the chart's ServiceAccount.
 pub(crate) async fn deployed_with(values: &[&str]) -> Deployed {
-    let cluster = Cluster::bare_with(enforcing()).await;
+    deployed_on(Cluster::bare_with(enforcing()).await, values).await
+}
+
+/// Like [`deployed_with`], on a cluster set up beforehand (say, with the namespaces of
+/// `watchNamespaces`, which must exist before the chart's Roles are installed into them).
+pub(crate) async fn deployed_on(cluster: Cluster, values: &[&str]) -> Deployed {
     let objects = install(&cluster, values).await;
     let lease = (args(&objects).iter())
         .find_map(|a| {
@@ -378,6 +383,14 @@ impl Deployed {
     /// `canary selftest` as the chart's `helm test` Pod runs it: its args (the readiness URL
     /// moved to where the operator listens here) and its ServiceAccount's identity.
     pub(crate) async fn selftest(&self) -> std::process::Output {
+        self.selftest_edited(|_| {}).await
+    }
+
+    /// [`Deployed::selftest`] with its arguments edited by `edit`.
+    pub(crate) async fn selftest_edited(
+        &self,
+        edit: impl FnOnce(&mut Vec<String>),
+    ) -> std::process::Output {
         let test = (self.objects.iter())
             .find(|o| o["kind"] == "Pod" && o["metadata"]["annotations"]["helm.sh/hook"] == "test")
             .expect("the chart renders a helm test Pod");
@@ -392,6 +405,7 @@ impl Deployed {
             .unwrap();
         assert!(url.ends_with(":8081/readyz"), "{url}");
         *url = format!("--readyz-url=http://{}/readyz", self.operator.health);
+        edit(&mut args);
         let namespace = test["metadata"]["namespace"].as_str().unwrap();
         let account = test["spec"]["serviceAccountName"].as_str().unwrap();
         let kubeconfig = (self.cluster.server)

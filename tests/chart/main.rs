@@ -6,6 +6,7 @@
 
 mod alerts;
 mod deployed;
+mod enforced;
 mod flags;
 mod install;
 mod rbac;

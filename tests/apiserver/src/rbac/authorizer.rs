@@ -85,8 +85,7 @@ pub fn authorize<O: RbacObjects + ?Sized>(
         };
     }
     let mut errors = Vec::new();
-    let namespace = Some(attrs.namespace.as_str()).filter(|ns| !ns.is_empty());
-    for (binding, rules) in bindings_of(objects, user, namespace, &mut errors) {
+    for (binding, rules) in bindings_of(objects, user, Scope::of(&attrs.namespace), &mut errors) {
         if rules.iter().any(|rule| rule.allows(attrs)) {
             return Decision {
                 allowed: true,
@@ -112,7 +111,7 @@ pub fn bound_rules<O: RbacObjects + ?Sized>(
     user: &UserInfo,
 ) -> (Vec<BoundRule>, Vec<String>) {
     let mut errors = Vec::new();
-    let rules = (bindings_of(objects, user, None, &mut errors).into_iter())
+    let rules = (bindings_of(objects, user, Scope::Everywhere, &mut errors).into_iter())
         .flat_map(|(binding, rules)| {
             rules.into_iter().map(move |rule| BoundRule {
                 namespace: binding.namespace.clone(),
@@ -133,9 +132,7 @@ pub fn rules_in<O: RbacObjects + ?Sized>(
     namespace: &str,
 ) -> (Vec<PolicyRule>, Vec<String>) {
     let mut errors = Vec::new();
-    let namespace = Some(namespace).filter(|ns| !ns.is_empty());
-    let rules = (bindings_of(objects, user, namespace, &mut errors).into_iter())
-        .filter(|(binding, _)| namespace.is_some() || binding.namespace.is_none())
+    let rules = (bindings_of(objects, user, Scope::of(namespace), &mut errors).into_iter())
         .flat_map(|(_, rules)| rules)
         .collect();
     (rules, errors)
@@ -148,16 +145,40 @@ struct Applied {
     description: String,
 }
 
-/// The bindings that apply to `user`, with their role's rules: ClusterRoleBindings first, then
-/// the RoleBindings of `namespace` (of every namespace when `None`).
+/// Which RoleBindings count (ClusterRoleBindings always do).
+#[derive(Clone, Copy)]
+enum Scope<'a> {
+    /// None: a cluster-scoped or all-namespaces request.
+    Cluster,
+    /// Those of one namespace.
+    Namespace(&'a str),
+    /// Those of every namespace (to list everything a user is granted).
+    Everywhere,
+}
+
+impl<'a> Scope<'a> {
+    fn of(namespace: &'a str) -> Self {
+        match namespace {
+            "" => Self::Cluster,
+            ns => Self::Namespace(ns),
+        }
+    }
+}
+
+/// The bindings in `scope` that apply to `user`, with their role's rules: ClusterRoleBindings
+/// first, then RoleBindings.
 fn bindings_of<O: RbacObjects + ?Sized>(
     objects: &O,
     user: &UserInfo,
-    namespace: Option<&str>,
+    scope: Scope<'_>,
     errors: &mut Vec<String>,
 ) -> Vec<(Applied, Vec<PolicyRule>)> {
     let cluster = objects.rbac_objects(RbacKind::ClusterRoleBinding, None);
-    let local = objects.rbac_objects(RbacKind::RoleBinding, namespace);
+    let local = match scope {
+        Scope::Cluster => Vec::new(),
+        Scope::Namespace(ns) => objects.rbac_objects(RbacKind::RoleBinding, Some(ns)),
+        Scope::Everywhere => objects.rbac_objects(RbacKind::RoleBinding, None),
+    };
     let mut out = Vec::new();
     for binding in cluster.into_iter().chain(local) {
         let binding_ns = binding["metadata"]["namespace"]

@@ -102,7 +102,26 @@ fn cluster_bindings_grant_everywhere_and_role_bindings_only_in_their_namespace()
         "RBAC: allowed by RoleBinding \"secrets/a\" of Role \"secrets\" to ServiceAccount \"op/canary\""
     );
     assert!(!decide(&objects, &op, Method::GET, "/api/v1/namespaces/d/secrets/x").allowed);
-    assert!(!decide(&objects, &op, Method::GET, "/api/v1/secrets").allowed);
+    let list = json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]);
+    let objects = [
+        objects,
+        vec![
+            role("Role", Some("a"), "pods", list),
+            binding(
+                "RoleBinding",
+                Some("a"),
+                "pods",
+                ("Role", "pods"),
+                json!([sa("op", Some("canary"))]),
+            ),
+        ],
+    ]
+    .concat();
+    assert!(decide(&objects, &op, Method::GET, "/api/v1/namespaces/a/pods").allowed);
+    assert!(
+        !decide(&objects, &op, Method::GET, "/api/v1/pods").allowed,
+        "a Role grants nothing cluster-wide"
+    );
     let other = UserInfo::service_account("canary", "other");
     assert!(
         !decide(
