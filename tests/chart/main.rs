@@ -11,6 +11,7 @@ mod flags;
 mod install;
 mod rbac;
 mod render;
+mod selftest;
 mod values;
 
 const CANARY: &str = env!("CARGO_BIN_EXE_canary");
