@@ -277,6 +277,11 @@ pub struct SelftestArgs {
     /// The operator's /readyz, e.g. http://canary-canary-operator-metrics.canary.svc:8081/readyz.
     #[arg(long, env = "CANARY_READYZ_URL")]
     pub readyz_url: String,
+    /// The namespaces the operator watches (comma-separated), where HealthChecks are listed:
+    /// with namespaced RBAC (the chart's `watchNamespaces`) a cluster-wide list is forbidden.
+    /// All namespaces when empty.
+    #[arg(long, env = "CANARY_NAMESPACES", value_delimiter = ',')]
+    pub namespaces: Vec<String>,
 }
 
 /// Flags of `canary check`.

@@ -110,7 +110,10 @@ fn run_selftest(args: SelftestArgs) -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => return fail(1, &format!("cannot start the async runtime: {e}")),
     };
-    match runtime.block_on(canary_operator::selftest::run(&args.readyz_url)) {
+    match runtime.block_on(canary_operator::selftest::run(
+        &args.readyz_url,
+        &args.namespaces,
+    )) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(1, &e.to_string()),
     }

@@ -1,6 +1,8 @@
 //! `canary selftest`: checks an installed Canary from inside the cluster (the chart's
-//! `helm test` Pod runs it): the operator's `/readyz` answers 200 and the API server serves
-//! the HealthCheck API. Exit 0 when both hold, 1 with the reason otherwise.
+//! `helm test` Pod runs it as the operator's ServiceAccount): the operator's `/readyz` answers
+//! 200 and the API server serves the HealthCheck API, listed where the operator watches
+//! (`--namespaces`, as its namespaced RBAC allows). Exit 0 when both hold, 1 with the reason
+//! otherwise.
 
 use std::time::Duration;
 
@@ -26,19 +28,34 @@ pub enum SelftestError {
     Client(#[from] ControllerError),
 }
 
-/// Runs both checks against the operator whose `/readyz` is at `readyz_url`.
-pub async fn run(readyz_url: &str) -> Result<(), SelftestError> {
+/// Runs both checks against the operator whose `/readyz` is at `readyz_url`, listing in
+/// `namespaces` (all namespaces when empty).
+pub async fn run(readyz_url: &str, namespaces: &[String]) -> Result<(), SelftestError> {
     readyz(readyz_url).await?;
     println!("ok: {readyz_url} answers 200");
     let client = client().await?;
-    let api: kube::Api<HealthCheck> = kube::Api::all(client);
-    let params = kube::api::ListParams::default().limit(1);
-    match tokio::time::timeout(TIMEOUT, api.list(&params)).await {
-        Ok(Ok(_)) => println!("ok: the API server serves healthchecks.canary.dev/v1alpha1"),
-        Ok(Err(e)) => return Err(SelftestError::Api(e.to_string())),
-        Err(_) => return Err(SelftestError::Api("timed out".into())),
+    if namespaces.is_empty() {
+        list(kube::Api::all(client), "all namespaces").await?;
+    } else {
+        for namespace in namespaces {
+            let api = kube::Api::namespaced(client.clone(), namespace);
+            list(api, &format!("namespace {namespace}")).await?;
+        }
     }
     Ok(())
+}
+
+/// Lists one HealthCheck through `api` (all namespaces or one, as the operator's RBAC allows).
+async fn list(api: kube::Api<HealthCheck>, scope: &str) -> Result<(), SelftestError> {
+    let params = kube::api::ListParams::default().limit(1);
+    match tokio::time::timeout(TIMEOUT, api.list(&params)).await {
+        Ok(Ok(_)) => {
+            println!("ok: the API server serves healthchecks.canary.dev/v1alpha1 ({scope})");
+            Ok(())
+        }
+        Ok(Err(e)) => Err(SelftestError::Api(format!("listing in {scope}: {e}"))),
+        Err(_) => Err(SelftestError::Api(format!("listing in {scope}: timed out"))),
+    }
 }
 
 /// GET `url` (plain HTTP, as the admin endpoints serve it): Ok on 200.

@@ -5,6 +5,12 @@
 //! operator send any Secret of the namespace to a URL of their choice. Service-account token
 //! Secrets are never handed out, and `--secret-reference-label` limits references to Secrets
 //! that carry an opt-in label. A refused Secret's data is dropped at once, never cached.
+//!
+//! A 403 (the operator's RBAC does not cover the reference, e.g. the chart's `rbac.secrets=false`)
+//! is an answer, cached like one: the check that references it is `ReferenceForbidden`, nothing
+//! else is affected. A failed read pauses only what it concerns: that reference, or its
+//! namespace when the API server did not answer at all (each read there would wait for its own
+//! timeout).
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -24,7 +30,7 @@ use crate::{
 
 /// Deadline of one GET.
 const GET_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long reads pause after the API server failed one.
+/// How long reads pause after the API server failed one (see [`Pause`]).
 const BACKOFF: Duration = Duration::from_secs(5);
 /// Secrets of this type hold a service account's credentials: never referenced.
 const SERVICE_ACCOUNT_TOKEN: &str = "kubernetes.io/service-account-token";
@@ -49,8 +55,8 @@ pub enum FetchError {
         #[source]
         source: kube::Error,
     },
-    #[error("the API server failed moments ago; not asking again before {0:?}")]
-    Backoff(Instant),
+    #[error("reading {0} failed moments ago; not asking again before {1:?}")]
+    Backoff(String, Instant),
     #[error("reading {kind:?} {namespace}/{name}: timed out")]
     Timeout {
         kind: ReferenceKind,
@@ -59,14 +65,38 @@ pub enum FetchError {
     },
 }
 
+/// What a failed read pauses.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Pause {
+    /// The API server answered with an error (5xx, 429): this reference.
+    Reference(String, Reference),
+    /// No answer (timeout, connection): every read in this namespace, which would each wait.
+    Namespace(String),
+}
+
+impl FetchError {
+    /// What this failure pauses.
+    fn pause(&self, namespace: &str, reference: &Reference) -> Pause {
+        match self {
+            Self::Get {
+                source: kube::Error::Api(_),
+                ..
+            }
+            | Self::Backoff(..) => Pause::Reference(namespace.to_string(), reference.clone()),
+            Self::Get { .. } | Self::Timeout { .. } => Pause::Namespace(namespace.to_string()),
+        }
+    }
+}
+
 /// A TTL cache of referenced objects, keyed by (namespace, reference).
 pub struct RefCache {
     client: Client,
     ttl: Duration,
     secret_gate: Option<LabelGate>,
     entries: Mutex<HashMap<(String, Reference), (Instant, Fetched)>>,
-    /// After a failed read, others wait until then instead of each waiting for a timeout.
-    backoff_until: Mutex<Option<Instant>>,
+    /// After a failed read, what it concerns waits until then (not every check: one 5xx or
+    /// one slow namespace must not hold up the references of others).
+    paused: Mutex<HashMap<Pause, Instant>>,
     last_sweep: Mutex<Instant>,
 }
 
@@ -77,7 +107,7 @@ impl RefCache {
             ttl,
             secret_gate,
             entries: Mutex::new(HashMap::new()),
-            backoff_until: Mutex::new(None),
+            paused: Mutex::new(HashMap::new()),
             last_sweep: Mutex::new(Instant::now()),
         }
     }
@@ -96,6 +126,19 @@ impl RefCache {
         }
         *last = Instant::now();
         lock(&self.entries).retain(|_, (at, _)| at.elapsed() < self.ttl);
+        lock(&self.paused).retain(|_, until| *until > *last);
+    }
+
+    /// Until when reads of `reference` in `namespace` are paused, if they are.
+    fn paused_until(&self, namespace: &str, reference: &Reference) -> Option<Instant> {
+        let paused = lock(&self.paused);
+        let keys = [
+            Pause::Namespace(namespace.to_string()),
+            Pause::Reference(namespace.to_string(), reference.clone()),
+        ];
+        (keys.iter().filter_map(|key| paused.get(key).copied()))
+            .filter(|until| *until > Instant::now())
+            .max()
     }
 
     /// Fetches (or reuses) every reference of one HealthCheck.
@@ -110,12 +153,13 @@ impl RefCache {
             let fetched = match self.cached(namespace, reference) {
                 Some(fetched) => fetched,
                 None => {
-                    let paused = *lock(&self.backoff_until);
-                    if let Some(until) = paused.filter(|until| *until > Instant::now()) {
-                        return Err(FetchError::Backoff(until));
+                    if let Some(until) = self.paused_until(namespace, reference) {
+                        let what = format!("{:?} {namespace}/{}", reference.kind, reference.name);
+                        return Err(FetchError::Backoff(what, until));
                     }
-                    let fetched = self.fetch(namespace, reference).await.inspect_err(|_| {
-                        *lock(&self.backoff_until) = Some(Instant::now() + BACKOFF);
+                    let fetched = self.fetch(namespace, reference).await.inspect_err(|e| {
+                        let pause = e.pause(namespace, reference);
+                        lock(&self.paused).insert(pause, Instant::now() + BACKOFF);
                     })?;
                     let key = (namespace.to_string(), reference.clone());
                     lock(&self.entries).insert(key, (Instant::now(), fetched.clone()));
@@ -146,6 +190,11 @@ impl RefCache {
         let (kind, namespace, name) = (reference.kind, namespace.to_string(), name.clone());
         match tokio::time::timeout(GET_TIMEOUT, get).await {
             Ok(Ok(fetched)) => Ok(fetched),
+            Ok(Err(kube::Error::Api(status))) if status.code == 403 => {
+                let why = not_granted(kind, &namespace, &status.message);
+                tracing::warn!(namespace, reference = %name, kind = ?kind, %why, "reference forbidden by RBAC");
+                Ok(Fetched::Forbidden(why))
+            }
             Ok(Err(source)) => Err(FetchError::Get {
                 kind,
                 namespace,
@@ -191,6 +240,18 @@ impl RefCache {
     }
 }
 
+/// Why a reference the operator's RBAC does not cover cannot be read, and how to grant it.
+fn not_granted(kind: ReferenceKind, namespace: &str, answer: &str) -> String {
+    let (resource, value) = match kind {
+        ReferenceKind::Secret => ("secrets", "rbac.secrets"),
+        ReferenceKind::ConfigMap => ("configmaps", "rbac.configMaps"),
+    };
+    format!(
+        "the operator's ServiceAccount may not read it (the API server answered 403: {answer}); \
+         grant it get on {resource} in namespace {namespace} (Helm chart: {value}=true)"
+    )
+}
+
 fn config_map_data(config_map: ConfigMap) -> Fetched {
     let mut data: BTreeMap<String, Vec<u8>> = (config_map.data.unwrap_or_default().into_iter())
         .map(|(k, v)| (k, v.into_bytes()))
@@ -219,3 +280,7 @@ impl ReferenceSource for Resolved {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "refs_tests.rs"]
+mod tests;

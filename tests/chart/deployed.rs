@@ -1,7 +1,8 @@
 //! The `canary` binary run as the chart's Deployment runs it (its rendered flags and env, a
-//! clean environment) against the chart installed with helm: its probes, checks, Events,
-//! metrics and Lease, its shutdown, and its API calls against its ServiceAccount's RBAC (the
-//! local API server's audit log).
+//! clean environment, its ServiceAccount's identity) against the chart installed with helm
+//! into a local API server that enforces RBAC: its probes, checks, Events, metrics and Lease,
+//! its shutdown, and its API calls against its ServiceAccount's RBAC (the server answers 403
+//! to anything else; its audit log shows what was asked).
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -10,7 +11,7 @@ use std::{
 
 use canary_test_harness::{
     chart::{self, NAMESPACE, RELEASE, args, container, render},
-    cluster::{Cluster, config_map, healthcheck, secret},
+    cluster::{Cluster, config_map, enforcing, healthcheck, secret},
     metrics,
     operator::{Launch, Operator, free_port},
     rbac::{self, Access},
@@ -27,10 +28,10 @@ const SEC: Duration = Duration::from_secs(1);
 const POLL: Duration = Duration::from_millis(100);
 
 /// The chart installed with default values and the operator running as its Deployment would.
-struct Deployed {
-    cluster: Cluster,
-    objects: Vec<Value>,
-    operator: Operator,
+pub(crate) struct Deployed {
+    pub(crate) cluster: Cluster,
+    pub(crate) objects: Vec<Value>,
+    pub(crate) operator: Operator,
     lease: String,
 }
 
@@ -62,9 +63,15 @@ async fn deployed() -> Deployed {
     deployed_with(&[]).await
 }
 
-/// The chart installed with `values` (extra helm arguments), one pod's operator running.
-async fn deployed_with(values: &[&str]) -> Deployed {
-    let cluster = Cluster::bare().await;
+/// The chart installed with `values` (extra helm arguments) into a server enforcing RBAC, one
+/// pod's operator running as the chart's ServiceAccount.
+pub(crate) async fn deployed_with(values: &[&str]) -> Deployed {
+    deployed_on(Cluster::bare_with(enforcing()).await, values).await
+}
+
+/// Like [`deployed_with`], on a cluster set up beforehand (say, with the namespaces of
+/// `watchNamespaces`, which must exist before the chart's Roles are installed into them).
+pub(crate) async fn deployed_on(cluster: Cluster, values: &[&str]) -> Deployed {
     let objects = install(&cluster, values).await;
     let lease = (args(&objects).iter())
         .find_map(|a| {
@@ -72,7 +79,12 @@ async fn deployed_with(values: &[&str]) -> Deployed {
                 .map(str::to_owned)
         })
         .expect("a Lease (leader or shards) is used by default");
-    let launch = Launch::as_deployed(CANARY, cluster.kubeconfig(), &objects, POD_NAME);
+    let (namespace, account) = chart::service_account(&objects);
+    let kubeconfig = (cluster
+        .server
+        .kubeconfig_for_service_account(&namespace, &account))
+    .expect("the ServiceAccount's kubeconfig");
+    let launch = Launch::as_deployed(CANARY, &kubeconfig, &objects, POD_NAME);
     let operator = launch.process().await;
     let c = container(&objects);
     let probe_path = |probe: &str| c[probe]["httpGet"]["path"].as_str().unwrap().to_string();
@@ -101,7 +113,7 @@ async fn deployed_with(values: &[&str]) -> Deployed {
 
 /// Check `web` of `target` with a header from Secret `probe-token` and a CA bundle from
 /// ConfigMap `internal-ca`, and check `down` of a closed port, in namespace `shop`.
-fn shop_objects(target: &TestServer) -> Vec<Value> {
+pub(crate) fn shop_objects(target: &TestServer) -> Vec<Value> {
     let ca = Ca::root("internal-ca.test");
     let header = json!({"name": "X-Probe-Token",
         "valueFrom": {"secretKeyRef": {"name": "probe-token", "key": "token"}}});
@@ -128,28 +140,16 @@ impl Deployed {
     async fn probe_shop(&self, target: &TestServer) {
         self.cluster.namespace("shop").await;
         self.cluster.kubectl.apply(&shop_objects(target)).await;
-        let state = "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}/\
-                     {.status.lastResult.success}/{.status.lastResult.reason}";
-        for (name, want) in [
+        self.wait_shop().await;
+    }
+
+    /// Waits until `web` passes and `down` fails in status, and `down`'s transition is an Event.
+    pub(crate) async fn wait_shop(&self) {
+        let want = [
             ("web", "True/true/Succeeded"),
             ("down", "False/false/ConnectionRefused"),
-        ] {
-            let what = format!("HealthCheck shop/{name} to be {want}");
-            eventually(30 * SEC, &what, POLL, async || {
-                assert!(
-                    self.operator.running(),
-                    "the operator exited early:\n{}",
-                    self.operator.tail(50)
-                );
-                let got = self
-                    .cluster
-                    .kubectl
-                    .ok(&["get", "chc", name, "-n", "shop", "-o", state])
-                    .await;
-                (got == want).then_some(()).ok_or(got)
-            })
-            .await;
-        }
+        ];
+        self.wait_checks("shop", &want).await;
         eventually(30 * SEC, "the Event for shop/down", POLL, async || {
             let events = self.cluster.events("shop").await;
             let regarding: Vec<String> = events.into_iter().map(|e| e.regarding).collect();
@@ -160,6 +160,26 @@ impl Deployed {
                 .ok_or(format!("{regarding:?}"))
         })
         .await;
+    }
+
+    /// Waits until each check `(name, "Ready/success/reason")` of `namespace` shows that state.
+    pub(crate) async fn wait_checks(&self, namespace: &str, want: &[(&str, &str)]) {
+        let state = "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}/\
+                     {.status.lastResult.success}/{.status.lastResult.reason}";
+        for &(name, want) in want {
+            let what = format!("HealthCheck {namespace}/{name} to be {want}");
+            eventually(30 * SEC, &what, POLL, async || {
+                assert!(
+                    self.operator.running(),
+                    "the operator exited early:\n{}",
+                    self.operator.tail(50)
+                );
+                let get = ["get", "chc", name, "-n", namespace, "-o", state];
+                let got = self.cluster.kubectl.ok(&get).await;
+                (got == want).then_some(()).ok_or(got)
+            })
+            .await;
+        }
     }
 
     async fn lease_holder(&self) -> String {
@@ -287,6 +307,21 @@ async fn assert_calls_granted(d: &Deployed, expected: &[(&str, &str, &str)]) {
         1,
         "one client besides kubectl and helm: {agents:?}"
     );
+    let (namespace, account) = chart::service_account(&d.objects);
+    let user = format!("system:serviceaccount:{namespace}:{account}");
+    let others: BTreeSet<&str> = (calls.iter())
+        .map(|r| r.user.as_str())
+        .filter(|u| *u != user)
+        .collect();
+    assert!(
+        others.is_empty(),
+        "the operator called as {others:?}, not {user}"
+    );
+    let forbidden: Vec<&str> = (calls.iter())
+        .filter(|r| r.code == 403)
+        .map(|r| r.request_uri.as_str())
+        .collect();
+    assert!(forbidden.is_empty(), "the server refused: {forbidden:#?}");
     let grants = rbac::deployment_grants(&d.objects);
     let denied = rbac::denied(&calls, &grants);
     let granted: Vec<String> = grants.iter().map(ToString::to_string).collect();
@@ -323,49 +358,4 @@ async fn assert_calls_granted(d: &Deployed, expected: &[(&str, &str, &str)]) {
             "the run never made `{verb} {resource}` ({group}): {used:?}"
         );
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_helm_test_pod_passes_against_the_deployed_operator_and_fails_without_it() {
-    let deployed = deployed().await;
-    let test = (deployed.objects.iter())
-        .find(|o| o["kind"] == "Pod" && o["metadata"]["annotations"]["helm.sh/hook"] == "test")
-        .expect("the chart renders a helm test Pod");
-    let container = &test["spec"]["containers"][0];
-    assert_eq!(container["command"], json!(["/canary"]));
-    let mut args: Vec<String> = (container["args"].as_array().unwrap().iter())
-        .map(|a| a.as_str().unwrap().to_string())
-        .collect();
-    // In the cluster the URL names the Service; here the operator listens on loopback.
-    let url = args
-        .iter_mut()
-        .find(|a| a.starts_with("--readyz-url="))
-        .unwrap();
-    assert!(url.ends_with(":8081/readyz"), "{url}");
-    *url = format!("--readyz-url=http://{}/readyz", deployed.operator.health);
-    let run = |args: Vec<String>| {
-        let kubeconfig = deployed.cluster.kubeconfig().to_path_buf();
-        async move {
-            let mut command = tokio::process::Command::new(CANARY);
-            command
-                .args(&args)
-                .env("KUBECONFIG", kubeconfig)
-                .env_remove("KUBERNETES_SERVICE_HOST");
-            command.output().await.unwrap()
-        }
-    };
-    let passed = run(args.clone()).await;
-    let text = String::from_utf8_lossy(&passed.stdout).to_string();
-    assert!(
-        passed.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&passed.stderr)
-    );
-    assert!(text.contains("serves healthchecks.canary.dev"), "{text}");
-    deployed.operator.kill();
-    let failed = run(args).await;
-    assert!(
-        !failed.status.success(),
-        "the test fails when the operator is down"
-    );
 }

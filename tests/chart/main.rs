@@ -6,10 +6,12 @@
 
 mod alerts;
 mod deployed;
+mod enforced;
 mod flags;
 mod install;
 mod rbac;
 mod render;
+mod selftest;
 mod values;
 
 const CANARY: &str = env!("CARGO_BIN_EXE_canary");

@@ -4,8 +4,7 @@
 use std::time::{Duration, Instant};
 
 use canary_test_harness::{
-    chart,
-    cluster::{Cluster, describe, http_check, ready},
+    cluster::{Cluster, describe, enforcing, http_check, ready},
     operator::Operator,
     rbac::{self, Grant},
     targets::Switchable,
@@ -34,11 +33,13 @@ struct Replicas {
 
 impl Replicas {
     async fn start() -> Self {
-        let cluster = Cluster::start().await;
+        let cluster = Cluster::with(enforcing()).await;
         cluster.namespace(NS).await;
-        // Two replicas default to shards; these are the active/standby replicas of leader mode.
+        // Two replicas default to shards; these are the active/standby replicas of leader mode,
+        // running as the chart's ServiceAccount (RBAC enforced).
         let values = ["--set", "replicaCount=2", "--set", "sharding.mode=leader"];
-        let grants = rbac::deployment_grants(&chart::render_in("default", &values).await);
+        let rendered = cluster.as_chart_service_account("default", &values).await;
+        let grants = rbac::deployment_grants(&rendered);
         let lease = rbac::lease_name(&grants).expect("the chart limits the Lease by name");
         let target = Switchable::start(200).await;
         cluster

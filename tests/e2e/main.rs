@@ -41,9 +41,10 @@ use serde_json::{Value, json};
 const CANARY: &str = env!("CARGO_BIN_EXE_canary");
 const SEC: Duration = Duration::from_secs(1);
 
-/// `canary operator` against `cluster`, as a process.
+/// `canary operator` against `cluster`, as a process (as the chart's ServiceAccount after
+/// [`Cluster::as_chart_service_account`], else as the admin).
 fn operator(cluster: &Cluster) -> Launch {
-    Launch::operator(CANARY, cluster.kubeconfig())
+    Launch::operator(CANARY, cluster.operator_kubeconfig())
 }
 
 /// A cluster with namespace `ns`, an operator started with `args`, `objects` applied, and a

@@ -1,10 +1,10 @@
-//! `--namespaces` limits what the operator watches and reads, within the chart's namespaced RBAC.
+//! `--namespaces` limits what the operator watches and reads, within the chart's namespaced RBAC
+//! (enforced: the operator runs as the chart's ServiceAccount).
 
 use std::collections::BTreeSet;
 
 use canary_test_harness::{
-    chart,
-    cluster::{Cluster, describe, http_check, secret},
+    cluster::{Cluster, describe, enforcing, http_check, secret},
     rbac,
     targets::{Reply, TestServer, Transport},
     watch::Watch,
@@ -27,10 +27,12 @@ fn team_objects(target: &TestServer) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_namespace_list_limits_what_the_operator_watches_and_reads() {
-    let cluster = Cluster::start().await;
+    let cluster = Cluster::with(enforcing()).await;
     for ns in TEAMS {
         cluster.namespace(ns).await;
     }
+    let values = ["--set", "watchNamespaces={team-a,team-b}"];
+    let rendered = cluster.as_chart_service_account("default", &values).await;
     let target = TestServer::start(Transport::Plain, |_| Reply::ok("ok")).await;
     let operator = operator(&cluster)
         .args(&["--namespaces", "team-a,team-b"])
@@ -69,7 +71,6 @@ async fn a_namespace_list_limits_what_the_operator_watches_and_reads() {
         namespaces, teams,
         "no cluster-wide or other-namespace requests: {requests:#?}"
     );
-    let rendered = chart::render_in("default", &["--set", "watchNamespaces={team-a,team-b}"]).await;
     let grants = rbac::deployment_grants(&rendered);
     assert!(
         grants.iter().all(|g| g.namespace.is_some()),

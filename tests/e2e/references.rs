@@ -1,5 +1,6 @@
 //! Secrets and ConfigMaps are read by name, in the check's own namespace only, cached for the
-//! reference TTL, and their values never leave the target's request.
+//! reference TTL, and their values never leave the target's request; the operator runs as the
+//! chart's ServiceAccount against a server enforcing RBAC.
 
 use std::{
     collections::BTreeSet,
@@ -8,7 +9,7 @@ use std::{
 
 use canary_test_harness::{
     chart,
-    cluster::{config_map, http_check, ready, secret},
+    cluster::{Cluster, config_map, enforcing, http_check, ready, secret},
     rbac,
     targets::{Ca, Leaf, Reply, TestServer, Transport, days, tls_config},
     wait::eventually,
@@ -82,8 +83,10 @@ async fn refs() -> Refs {
             json!({"tlsPolicy": ca("no-such-configmap")}),
         ),
     ];
-    let cluster = canary_test_harness::cluster::Cluster::start().await;
+    // RBAC enforced, the operator as the chart (default values, cluster-wide) deploys it.
+    let cluster = Cluster::with(enforcing()).await;
     cluster.namespace("other").await;
+    cluster.as_chart_service_account("default", &[]).await;
     let elsewhere = secret(
         "other",
         "elsewhere",

@@ -1,7 +1,7 @@
 //! The audit log: one record per answered request, named as kube-apiserver's audit log names
 //! it (verb, apiGroup, resource, subresource, namespace, name), kept in a bounded buffer.
 
-use crate::routes::{self, Route};
+use crate::rbac::Attributes;
 use http::Method;
 use std::collections::VecDeque;
 use std::time::{Instant, SystemTime};
@@ -31,6 +31,9 @@ pub struct AuditRecord {
     pub request_uri: String,
     /// HTTP status of the answer (for watches: the status the stream started with).
     pub code: u16,
+    /// The user the request acted as ("" when it was answered before authentication, e.g. an
+    /// injected fault; 401s too).
+    pub user: String,
     /// The `User-Agent` header.
     pub user_agent: String,
     /// Wall-clock time the request arrived.
@@ -40,53 +43,41 @@ pub struct AuditRecord {
 }
 
 impl AuditRecord {
-    /// Describes a request before it is answered (`code` is filled in later).
+    /// Describes a request before it is answered (`code` and `user` are filled in later).
     pub fn new(method: &Method, path_and_query: &str, user_agent: &str) -> Self {
-        let (path, query) = path_and_query
-            .split_once('?')
-            .unwrap_or((path_and_query, ""));
-        let mut record = Self {
-            verb: method.as_str().to_ascii_lowercase(),
-            api_group: String::new(),
-            api_version: String::new(),
-            resource: String::new(),
-            subresource: String::new(),
-            namespace: String::new(),
-            name: String::new(),
+        let attrs = Attributes::of_request(method, path_and_query);
+        Self {
+            verb: attrs.verb,
+            api_group: attrs.api_group,
+            api_version: attrs.api_version,
+            resource: attrs.resource,
+            subresource: attrs.subresource,
+            namespace: attrs.namespace,
+            name: attrs.name,
             request_uri: path_and_query.to_string(),
             code: 0,
+            user: String::new(),
             user_agent: user_agent.to_string(),
             timestamp: SystemTime::now(),
             received: Instant::now(),
-        };
-        if let Some(Route::Object(p)) = routes::parse(path) {
-            let is_watch = form_urlencoded::parse(query.as_bytes())
-                .any(|(k, v)| k == "watch" && (v == "1" || v == "true"));
-            let named = p.name.is_some();
-            record.verb = match (method, named) {
-                (&Method::GET, true) => "get",
-                (&Method::GET, false) if is_watch => "watch",
-                (&Method::GET, false) => "list",
-                (&Method::POST, _) => "create",
-                (&Method::PUT, _) => "update",
-                (&Method::PATCH, _) => "patch",
-                (&Method::DELETE, true) => "delete",
-                (&Method::DELETE, false) => "deletecollection",
-                _ => record.verb.as_str(),
-            }
-            .to_string();
-            record.api_group = p.group;
-            record.api_version = p.version;
-            record.resource = p.plural;
-            record.subresource = p.sub.unwrap_or_default();
-            record.namespace = p.namespace.unwrap_or_default();
-            record.name = p.name.unwrap_or_default();
-            if record.resource == "namespaces" && !record.name.is_empty() {
-                // kube-apiserver reports a namespace's own name as its namespace too.
-                record.namespace = record.name.clone();
-            }
         }
-        record
+    }
+
+    /// What the request asked, as the authorizer sees it (to check it against RBAC rules).
+    pub fn attributes(&self) -> Attributes {
+        Attributes {
+            verb: self.verb.clone(),
+            resource_request: self.is_resource_request(),
+            api_group: self.api_group.clone(),
+            api_version: self.api_version.clone(),
+            resource: self.resource.clone(),
+            subresource: self.subresource.clone(),
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            path: (self.request_uri.split('?').next())
+                .unwrap_or_default()
+                .to_string(),
+        }
     }
 
     /// Whether this is a request on a resource (not discovery, OpenAPI or health).

@@ -19,3 +19,23 @@ pub fn seeded_store(history: usize) -> Store {
     }
     store
 }
+
+/// Adds kube's bootstrap RBAC policy ([`crate::rbac::bootstrap`]) to `store`.
+pub fn seed_rbac(store: &mut Store) {
+    for mut object in crate::rbac::bootstrap::objects() {
+        let rv = store.next_rv();
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let id = match object["kind"].as_str() {
+            Some("ClusterRole") => "clusterroles.rbac.authorization.k8s.io",
+            _ => "clusterrolebindings.rbac.authorization.k8s.io",
+        };
+        let meta = &mut object["metadata"];
+        meta["uid"] = json!(crate::meta::new_uid());
+        meta["resourceVersion"] = json!(rv.to_string());
+        meta["creationTimestamp"] = json!(crate::meta::now());
+        store.put(id, "", &name, object, rv);
+    }
+}

@@ -217,6 +217,60 @@ impl ApiError {
         Self::new(401, "Unauthorized", "Unauthorized".into())
     }
 
+    /// 403 Forbidden as kube's authorization filter words it: `secrets "x" is forbidden: User
+    /// "u" cannot get resource "secrets" in API group "" in the namespace "a"` (`: <reason>`
+    /// appended when the authorizer gave one), details naming the object.
+    pub fn forbidden(
+        user: &crate::rbac::UserInfo,
+        attrs: &crate::rbac::Attributes,
+        reason: &str,
+    ) -> Self {
+        let who = &user.name;
+        let verb = &attrs.verb;
+        let what = if attrs.resource_request {
+            let resource = match attrs.subresource.as_str() {
+                "" => attrs.resource.clone(),
+                sub => format!("{}/{sub}", attrs.resource),
+            };
+            let group = &attrs.api_group;
+            let scope = match attrs.namespace.as_str() {
+                "" => "at the cluster scope".to_string(),
+                ns => format!("in the namespace \"{ns}\""),
+            };
+            format!(
+                "User \"{who}\" cannot {verb} resource \"{resource}\" in API group \"{group}\" {scope}"
+            )
+        } else {
+            format!("User \"{who}\" cannot {verb} path \"{}\"", attrs.path)
+        };
+        let why = match reason {
+            "" => what,
+            reason => format!("{what}: {reason}"),
+        };
+        let resource = qualified(&attrs.api_group, &attrs.resource);
+        let message = match (attrs.resource.as_str(), attrs.name.as_str()) {
+            ("", _) => format!("forbidden: {why}"),
+            (_, "") => format!("{resource} is forbidden: {why}"),
+            (_, name) => format!("{resource} \"{name}\" is forbidden: {why}"),
+        };
+        let mut details = serde_json::Map::new();
+        for (key, value) in [
+            ("name", &attrs.name),
+            ("group", &attrs.api_group),
+            ("kind", &attrs.resource),
+        ] {
+            if !value.is_empty() {
+                details.insert(key.into(), json!(value));
+            }
+        }
+        Self::new(403, "Forbidden", message).with_details(Value::Object(details))
+    }
+
+    /// 500 InternalError.
+    pub fn internal_error(message: impl Into<String>) -> Self {
+        Self::new(500, "InternalError", message.into())
+    }
+
     /// 415 UnsupportedMediaType.
     pub fn unsupported_media(content_type: &str) -> Self {
         Self::new(

@@ -8,6 +8,7 @@ use crate::faults::FaultAction;
 use crate::list_watch::{self, ListQuery};
 use crate::objects::{self, FieldValidation, WriteOpts};
 use crate::patch::{self, PatchKind};
+use crate::rbac::{Attributes, UserInfo};
 use crate::routes::{self, ObjectPath, Route};
 use crate::state::{Shared, Target};
 use bytes::Bytes;
@@ -38,6 +39,8 @@ fn error_response(err: &ApiError) -> Response<Body> {
 
 /// Everything a handler needs from the request.
 struct Req {
+    /// Who asks (after impersonation).
+    user: UserInfo,
     method: Method,
     query: HashMap<String, String>,
     headers: http::HeaderMap,
@@ -132,21 +135,24 @@ pub async fn serve(
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default(),
     );
-    let resp = answer(&shared, path, req).await;
+    let resp = answer(&shared, path, req, &mut record).await;
     record.code = resp.status().as_u16();
     shared.audit().push(record);
     Ok(resp)
 }
 
-/// Answers one request (after faults and authentication).
-async fn answer(shared: &Arc<Shared>, path: String, req: Request<Incoming>) -> Response<Body> {
+/// Answers one request (after faults, authentication and authorization).
+async fn answer(
+    shared: &Arc<Shared>,
+    path: String,
+    req: Request<Incoming>,
+    record: &mut AuditRecord,
+) -> Response<Body> {
+    let path_and_query =
+        (req.uri().path_and_query()).map_or(path.clone(), |pq| pq.as_str().to_string());
     let (fault, latency) = {
         let mut faults = shared.faults();
-        let target = req
-            .uri()
-            .path_and_query()
-            .map_or(path.as_str(), |pq| pq.as_str());
-        (faults.take(target), faults.latency)
+        (faults.take(&path_and_query), faults.latency)
     };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -163,14 +169,13 @@ async fn answer(shared: &Arc<Shared>, path: String, req: Request<Incoming>) -> R
         }
         None => {}
     }
-    if let Some(token) = &shared.token {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        if given != Some(format!("Bearer {token}").as_str()) {
-            return error_response(&ApiError::unauthorized());
-        }
+    let user = match identify(shared, req.headers()) {
+        Ok(user) => user,
+        Err(e) => return error_response(&e),
+    };
+    record.user = user.name.clone();
+    if let Err(e) = authorize(shared, &user, req.method(), &path_and_query) {
+        return error_response(&e);
     }
     let query = req
         .uri()
@@ -183,12 +188,33 @@ async fn answer(shared: &Arc<Shared>, path: String, req: Request<Incoming>) -> R
         Err(e) => return error_response(&ApiError::bad_request(e.to_string())),
     };
     let r = Req {
+        user,
         method: parts.method,
         query,
         headers: parts.headers,
         body,
     };
     route(shared, &path, &r).unwrap_or_else(|e| error_response(&e))
+}
+
+/// The user a request acts as (after impersonation), or 401/403 as kube answers.
+fn identify(shared: &Shared, headers: &http::HeaderMap) -> Result<UserInfo, ApiError> {
+    let store = shared.store();
+    let user = shared.auth.authenticate(headers, &store)?;
+    crate::authn::impersonate(&shared.auth, &store, user, headers)
+}
+
+/// With RBAC: 403 unless the stored policy allows `user` what the request asks.
+fn authorize(shared: &Shared, user: &UserInfo, method: &Method, uri: &str) -> Result<(), ApiError> {
+    if !shared.auth.rbac {
+        return Ok(());
+    }
+    let attrs = Attributes::of_request(method, uri);
+    let decision = crate::rbac::authorize(&*shared.store(), user, &attrs);
+    match decision.allowed {
+        true => Ok(()),
+        false => Err(ApiError::forbidden(user, &attrs, &decision.reason)),
+    }
 }
 
 fn route(shared: &Arc<Shared>, path: &str, r: &Req) -> Result<Response<Body>, ApiError> {
@@ -221,6 +247,13 @@ fn route(shared: &Arc<Shared>, path: &str, r: &Req) -> Result<Response<Body>, Ap
 }
 
 fn object_route(shared: &Arc<Shared>, p: &ObjectPath, r: &Req) -> Result<Response<Body>, ApiError> {
+    if crate::review::is_review(&p.group) {
+        if r.method != Method::POST {
+            return Err(ApiError::method_not_allowed());
+        }
+        let review = crate::review::create(shared, p, &r.user, r.json_body()?)?;
+        return Ok(json_response(201, &review));
+    }
     let t = Target::resolve(&shared.store(), p)?;
     let is_watch = r
         .query

@@ -3,6 +3,7 @@
 
 mod apply;
 mod audit;
+mod authn;
 mod bootstrap;
 mod builtins;
 mod crd;
@@ -14,12 +15,15 @@ mod events;
 mod faults;
 mod http;
 mod jsonpath;
+mod kubeconfig;
 mod list_watch;
 mod meta;
 mod objects;
 mod patch;
 mod proto;
+pub mod rbac;
 mod registry;
+mod review;
 mod routes;
 pub mod schema;
 pub mod selectors;
@@ -28,6 +32,7 @@ mod state;
 mod store;
 mod strategic;
 mod table;
+mod tls;
 
 pub use audit::AuditRecord;
 pub use error::FieldError;

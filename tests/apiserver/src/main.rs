@@ -16,6 +16,9 @@ struct Args {
     /// Bearer token clients must present.
     #[arg(long)]
     token: Option<String>,
+    /// Authorize requests with RBAC (the kubeconfig's token is then the admin's).
+    #[arg(long)]
+    rbac: bool,
     /// Accept custom resources without schema validation.
     #[arg(long)]
     no_validation: bool,
@@ -30,6 +33,7 @@ async fn main() -> std::process::ExitCode {
     let opts = canary_test_apiserver::Options {
         listen: args.listen,
         token: args.token,
+        rbac: args.rbac,
         validation: !args.no_validation,
         ratcheting: !args.no_ratcheting,
         kubeconfig: args.kubeconfig,

@@ -1,6 +1,7 @@
-//! Decoding of Kubernetes protobuf request bodies for the few core types that client-go's typed
+//! Decoding of Kubernetes protobuf request bodies for the few types that client-go's typed
 //! clientset writes in protobuf (kubectl `create configmap|secret|namespace`, helm's release
-//! Secrets). Answers are always JSON, which those clients accept.
+//! Secrets, the reviews of `kubectl auth can-i|whoami`). Answers are always JSON, which those
+//! clients accept.
 
 use base64::Engine;
 use serde_json::{Map, Value, json};
@@ -69,6 +70,33 @@ const NAMESPACE: &[(u64, &str, F)] = &[
     (1, "metadata", F::Msg(OBJECT_META)),
     (2, "spec", F::Msg(NS_SPEC)),
 ];
+const RESOURCE_ATTRIBUTES: &[(u64, &str, F)] = &[
+    (1, "namespace", F::Str),
+    (2, "verb", F::Str),
+    (3, "group", F::Str),
+    (4, "version", F::Str),
+    (5, "resource", F::Str),
+    (6, "subresource", F::Str),
+    (7, "name", F::Str),
+];
+const NON_RESOURCE_ATTRIBUTES: &[(u64, &str, F)] = &[(1, "path", F::Str), (2, "verb", F::Str)];
+/// SubjectAccessReviewSpec; a SelfSubjectAccessReviewSpec has its first two fields.
+const ACCESS_SPEC: &[(u64, &str, F)] = &[
+    (1, "resourceAttributes", F::Msg(RESOURCE_ATTRIBUTES)),
+    (2, "nonResourceAttributes", F::Msg(NON_RESOURCE_ATTRIBUTES)),
+    (3, "user", F::Str),
+    (4, "groups", F::RepStr),
+    (6, "uid", F::Str),
+];
+const ACCESS_REVIEW: &[(u64, &str, F)] = &[
+    (1, "metadata", F::Msg(OBJECT_META)),
+    (2, "spec", F::Msg(ACCESS_SPEC)),
+];
+const RULES_REVIEW: &[(u64, &str, F)] = &[
+    (1, "metadata", F::Msg(OBJECT_META)),
+    (2, "spec", F::Msg(&[(1, "namespace", F::Str)])),
+];
+const SELF_SUBJECT_REVIEW: &[(u64, &str, F)] = &[(1, "metadata", F::Msg(OBJECT_META))];
 const TYPE_META: &[(u64, &str, F)] = &[(1, "apiVersion", F::Str), (2, "kind", F::Str)];
 const UNKNOWN: &[(u64, &str, F)] = &[(1, "typeMeta", F::Msg(TYPE_META)), (2, "raw", F::Bytes)];
 
@@ -203,6 +231,12 @@ pub fn to_json(body: &[u8]) -> Result<Value, ProtoError> {
         "Secret" => SECRET,
         "ConfigMap" => CONFIG_MAP,
         "Namespace" => NAMESPACE,
+        // `kubectl auth can-i` and `kubectl auth whoami`.
+        "SelfSubjectAccessReview" | "SubjectAccessReview" | "LocalSubjectAccessReview" => {
+            ACCESS_REVIEW
+        }
+        "SelfSubjectRulesReview" => RULES_REVIEW,
+        "SelfSubjectReview" => SELF_SUBJECT_REVIEW,
         _ => return Err(ProtoError::Unsupported(kind)),
     };
     let mut obj = decode(&raw, schema)?;

@@ -2,7 +2,10 @@
 
 use crate::audit::AuditRecord;
 use crate::faults::FaultAction;
+use crate::kubeconfig::Kubeconfig;
+pub use crate::kubeconfig::write_kubeconfig;
 use crate::state::Shared;
+use crate::tls::{Tls, TlsError};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -25,6 +28,9 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
+    /// The TLS certificates could not be generated.
+    #[error("cannot set up TLS: {0}")]
+    Tls(#[source] TlsError),
     /// The kubeconfig could not be written.
     #[error("cannot write kubeconfig {path}: {source}")]
     Kubeconfig {
@@ -41,8 +47,13 @@ pub enum ServerError {
 pub struct Options {
     /// Listen address; port 0 picks a free port.
     pub listen: SocketAddr,
-    /// Bearer token clients must send; `None` accepts everyone.
+    /// Bearer token of the admin (`system:masters`), written into the kubeconfig. Without
+    /// `rbac`, clients must send it (`None` accepts everyone); with `rbac`, one is generated
+    /// when `None`, and requests without a token are `system:anonymous`.
     pub token: Option<String>,
+    /// Authorize every request with RBAC from the stored (Cluster)Roles and bindings, as
+    /// kube-apiserver's RBAC authorizer does (kube's bootstrap ClusterRoles are added).
+    pub rbac: bool,
     /// Validate custom resources against their CRD schema.
     pub validation: bool,
     /// Watch events kept for resuming watches; older versions get 410 Gone.
@@ -64,6 +75,7 @@ impl Default for Options {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             token: None,
+            rbac: false,
             validation: true,
             watch_history: 10_000,
             bookmark_interval: Duration::from_secs(1),
@@ -81,15 +93,19 @@ pub struct Server {
     addr: SocketAddr,
     task: Option<JoinHandle<()>>,
     kubeconfig: PathBuf,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
+    /// With RBAC: HTTPS.
+    tls: Option<Tls>,
 }
 
 /// Starts a server.
 pub async fn start(opts: Options) -> Result<Server, ServerError> {
+    let auth = crate::authn::Auth::new(opts.rbac, opts.token.clone());
+    let admin_token = auth.admin_token.clone();
     let shared = Arc::new(Shared::new(
         opts.watch_history,
         opts.validation,
-        opts.token.clone(),
+        auth,
         opts.bookmark_interval,
         opts.audit_capacity,
     ));
@@ -108,53 +124,45 @@ pub async fn start(opts: Options) -> Result<Server, ServerError> {
         path: PathBuf::from("<tempdir>"),
         source,
     })?;
+    let tls = (opts.rbac)
+        .then(Tls::generate)
+        .transpose()
+        .map_err(ServerError::Tls)?;
     let kubeconfig = opts
         .kubeconfig
         .clone()
         .unwrap_or_else(|| dir.path().join("kubeconfig"));
-    write_kubeconfig(
-        &kubeconfig,
-        &format!("http://{addr}"),
-        opts.token.as_deref(),
-    )?;
-    let task = tokio::spawn(accept_loop(listener, shared.clone()));
-    Ok(Server {
+    let task = tokio::spawn(accept_loop(listener, shared.clone(), tls.clone()));
+    let server = Server {
         shared,
         addr,
         task: Some(task),
         kubeconfig,
-        _dir: dir,
-    })
-}
-
-/// Writes a kubeconfig pointing at `url`.
-pub fn write_kubeconfig(path: &Path, url: &str, token: Option<&str>) -> Result<(), ServerError> {
-    let user = match token {
-        Some(t) => format!("    token: {t}\n"),
-        None => "    username: canary\n".to_string(),
+        dir,
+        tls,
     };
-    let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: canary-test\n  cluster:\n    server: {url}\n\
-         contexts:\n- name: canary-test\n  context:\n    cluster: canary-test\n    user: canary-test\n    namespace: default\n\
-         current-context: canary-test\nusers:\n- name: canary-test\n  user:\n{user}"
-    );
-    std::fs::write(path, text).map_err(|source| ServerError::Kubeconfig {
-        path: path.to_path_buf(),
-        source,
-    })
+    server.kubeconfig_for(admin_token.as_deref(), "default", &server.kubeconfig)?;
+    Ok(server)
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tls: Option<Tls>) {
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
-                let shared = shared.clone();
+                let (shared, tls) = (shared.clone(), tls.clone());
                 conns.spawn(async move {
                     let svc = service_fn(move |req| crate::http::serve(shared.clone(), req));
-                    // A connection error only concerns that client.
-                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                    let http = http1::Builder::new();
+                    // A connection error (a failed handshake too) only concerns that client.
+                    let _ = match tls {
+                        None => http.serve_connection(TokioIo::new(stream), svc).await,
+                        Some(tls) => match tls.acceptor.accept(stream).await {
+                            Ok(stream) => http.serve_connection(TokioIo::new(stream), svc).await,
+                            Err(_) => return,
+                        },
+                    };
                 });
             }
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
@@ -163,9 +171,30 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 }
 
 impl Server {
-    /// Base URL, e.g. `http://127.0.0.1:43125`.
+    /// Base URL, e.g. `http://127.0.0.1:43125` (`https://` with RBAC).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The CA certificate (PEM) clients must trust, when the server speaks HTTPS (with RBAC).
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.tls.as_ref().map(|tls| tls.ca_pem.as_str())
+    }
+
+    fn kubeconfig_for(
+        &self,
+        token: Option<&str>,
+        namespace: &str,
+        path: &Path,
+    ) -> Result<(), ServerError> {
+        let kubeconfig = Kubeconfig {
+            url: &self.url(),
+            ca_pem: self.ca_pem(),
+            token,
+            namespace,
+        };
+        kubeconfig.write(path)
     }
 
     /// Listen address.
@@ -176,6 +205,36 @@ impl Server {
     /// Path of the kubeconfig file for kubectl, helm and kube-rs.
     pub fn kubeconfig_path(&self) -> &Path {
         &self.kubeconfig
+    }
+
+    /// Whether requests are authorized with RBAC ([`Options::rbac`]).
+    pub fn rbac(&self) -> bool {
+        self.shared.auth.rbac
+    }
+
+    /// The bearer token of ServiceAccount `namespace/name` (the same each time). Requests with
+    /// it are that ServiceAccount's (`system:serviceaccount:<ns>:<name>`, groups
+    /// `system:serviceaccounts`, `system:serviceaccounts:<ns>`, `system:authenticated`) while
+    /// the ServiceAccount exists; 401 otherwise.
+    pub fn service_account_token(&self, namespace: &str, name: &str) -> String {
+        self.shared.auth.service_account_token(namespace, name)
+    }
+
+    /// Writes a kubeconfig (next to the admin's, in the server's temp dir) that authenticates
+    /// as ServiceAccount `namespace/name`, its context in `namespace`, as a pod of that
+    /// ServiceAccount would see the cluster.
+    pub fn kubeconfig_for_service_account(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<PathBuf, ServerError> {
+        let token = self.service_account_token(namespace, name);
+        let path = self
+            .dir
+            .path()
+            .join(format!("kubeconfig-{namespace}-{name}"));
+        self.kubeconfig_for(Some(&token), namespace, &path)?;
+        Ok(path)
     }
 
     /// Turns custom resource schema validation on or off at runtime.
@@ -270,7 +329,12 @@ impl Server {
                 addr: self.addr,
                 source,
             })?;
-        self.task = Some(tokio::spawn(accept_loop(listener, self.shared.clone())));
+        let tls = self.tls.clone();
+        self.task = Some(tokio::spawn(accept_loop(
+            listener,
+            self.shared.clone(),
+            tls,
+        )));
         Ok(())
     }
 }

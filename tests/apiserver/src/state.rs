@@ -23,8 +23,8 @@ pub struct Shared {
     /// The path fragment whose watches are expired (see `Server::expire_watches`): open ones
     /// hear it on this channel; it stays pending for the next resume until one is expired.
     pub expire_watches: tokio::sync::watch::Sender<Option<String>>,
-    /// Bearer token required from clients, if any.
-    pub token: Option<String>,
+    /// Credentials and whether RBAC is enforced.
+    pub auth: crate::authn::Auth,
     /// How often watches with `allowWatchBookmarks` get a BOOKMARK.
     pub bookmark_interval: Duration,
     /// Answered requests.
@@ -36,18 +36,22 @@ impl Shared {
     pub fn new(
         history: usize,
         validation: bool,
-        token: Option<String>,
+        auth: crate::authn::Auth,
         bookmark_interval: Duration,
         audit_capacity: usize,
     ) -> Self {
+        let mut store = crate::bootstrap::seeded_store(history);
+        if auth.rbac {
+            crate::bootstrap::seed_rbac(&mut store);
+        }
         Self {
-            store: Mutex::new(crate::bootstrap::seeded_store(history)),
+            store: Mutex::new(store),
             validation: AtomicBool::new(validation),
             ratcheting: AtomicBool::new(true),
             faults: Mutex::new(Faults::default()),
             drop_watches: tokio::sync::watch::channel(0).0,
             expire_watches: tokio::sync::watch::channel(None).0,
-            token,
+            auth,
             bookmark_interval,
             audit: Mutex::new(AuditLog::new(audit_capacity)),
         }

@@ -105,6 +105,17 @@ impl Store {
             .collect()
     }
 
+    /// Like [`Store::list`], borrowed (for the authorizer, which reads RBAC objects per request).
+    pub fn objects_in(&self, resource: &str, namespace: Option<&str>) -> Vec<&Value> {
+        let Some(map) = self.objects.get(resource) else {
+            return vec![];
+        };
+        map.iter()
+            .filter(|((ns, _), _)| namespace.is_none_or(|want| want == ns))
+            .map(|(_, v)| v)
+            .collect()
+    }
+
     /// Every stored object with its resource id.
     pub fn all_objects(&self) -> Vec<(String, Value)> {
         self.objects

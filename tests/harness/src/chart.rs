@@ -127,6 +127,19 @@ pub fn pod(objects: &[Value]) -> &Value {
     &one(objects, "Deployment")["spec"]["template"]["spec"]
 }
 
+/// (namespace, name) of the ServiceAccount the operator Deployment runs as.
+pub fn service_account(objects: &[Value]) -> (String, String) {
+    let deployment = one(objects, "Deployment");
+    let namespace = deployment["metadata"]["namespace"]
+        .as_str()
+        .expect("namespace");
+    let account = pod(objects)["serviceAccountName"].as_str();
+    (
+        namespace.to_owned(),
+        account.expect("serviceAccountName").to_owned(),
+    )
+}
+
 /// The container of the operator Deployment.
 pub fn container(objects: &[Value]) -> &Value {
     &pod(objects)["containers"][0]

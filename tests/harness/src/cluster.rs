@@ -2,19 +2,34 @@
 //! the real kubectl for it, plus the HealthCheck, Secret, ConfigMap and Event shapes the
 //! scenarios build and read.
 
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use base64::Engine as _;
 use canary_test_apiserver::{AuditRecord, Options, Server};
 use serde_json::{Value, json};
 
-use crate::{slots, tools::Kubectl, wait::eventually};
+use crate::{chart, slots, tools::Kubectl, wait::eventually};
 
-/// The local API server and kubectl for it; holds a [`slots`] slot while it lives.
+/// The local API server and kubectl (the admin) for it; holds a [`slots`] slot while it lives.
 pub struct Cluster {
     pub server: Server,
     pub kubectl: Arc<Kubectl>,
+    /// The operator's kubeconfig once it runs as the chart's ServiceAccount.
+    operator_kubeconfig: OnceLock<PathBuf>,
     _slot: slots::Slot,
+}
+
+/// Options of a server that enforces RBAC (HTTPS; kubectl and helm are the admin; ServiceAccount
+/// tokens for everyone else), as a real cluster does.
+pub fn enforcing() -> Options {
+    Options {
+        rbac: true,
+        ..Options::default()
+    }
 }
 
 impl Cluster {
@@ -37,7 +52,12 @@ impl Cluster {
 
     /// A server without the CRD (for installing the chart, which brings it).
     pub async fn bare() -> Self {
-        Self::launch(Options::default(), slots::shared().await).await
+        Self::bare_with(Options::default()).await
+    }
+
+    /// A server started with `options`, without the CRD.
+    pub async fn bare_with(options: Options) -> Self {
+        Self::launch(options, slots::shared().await).await
     }
 
     async fn launch(options: Options, slot: slots::Slot) -> Self {
@@ -46,6 +66,7 @@ impl Cluster {
         Self {
             server,
             kubectl,
+            operator_kubeconfig: OnceLock::new(),
             _slot: slot,
         }
     }
@@ -59,9 +80,43 @@ impl Cluster {
         self
     }
 
-    /// The kubeconfig of the server (for the operator, kubectl and helm).
+    /// The admin's kubeconfig (kubectl, helm; the operator unless it runs as a ServiceAccount).
     pub fn kubeconfig(&self) -> &Path {
         self.server.kubeconfig_path()
+    }
+
+    /// The kubeconfig the operator runs with: its ServiceAccount's after
+    /// [`Cluster::as_chart_service_account`], else the admin's.
+    pub fn operator_kubeconfig(&self) -> &Path {
+        (self.operator_kubeconfig.get()).map_or(self.kubeconfig(), PathBuf::as_path)
+    }
+
+    /// Applies the ServiceAccount and RBAC objects the chart renders for a release in
+    /// `namespace` with `values` (helm arguments), as `helm install` would (the namespaces they
+    /// go to must exist), and makes the operator run as that ServiceAccount
+    /// ([`Cluster::operator_kubeconfig`]). Returns everything rendered.
+    pub async fn as_chart_service_account(&self, namespace: &str, values: &[&str]) -> Vec<Value> {
+        let rendered = chart::render_in(namespace, values).await;
+        let kinds = [
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
+        ];
+        let rbac: Vec<Value> = (rendered.iter())
+            .filter(|o| kinds.iter().any(|k| o["kind"] == *k))
+            .cloned()
+            .collect();
+        self.kubectl.apply(&rbac).await;
+        let (ns, name) = chart::service_account(&rendered);
+        let path = (self.server.kubeconfig_for_service_account(&ns, &name))
+            .expect("the ServiceAccount's kubeconfig is written");
+        assert!(
+            self.operator_kubeconfig.set(path).is_ok(),
+            "the operator runs as one ServiceAccount"
+        );
+        rendered
     }
 
     /// Creates namespace `name`.

@@ -1,10 +1,15 @@
-//! One RBAC model: the rules of the (Cluster)Roles bound to a ServiceAccount, expanded into
-//! grants and checked against API calls (the local API server's audit records) the way
-//! kube-apiserver's RBAC authorizer would. Rules bound to nobody grant nothing.
+//! The chart's RBAC, seen through the local API server's RBAC model
+//! ([`canary_test_apiserver::rbac`], the one the server enforces): the rules bound to a
+//! ServiceAccount, expanded into one grant per (group, resource, verb, name) for assertions and
+//! messages, and checked against API calls (the server's audit records) with the same matching
+//! the server's authorizer uses. Rules bound to nobody grant nothing.
 
 use std::{collections::BTreeSet, fmt};
 
-use canary_test_apiserver::AuditRecord;
+use canary_test_apiserver::{
+    AuditRecord,
+    rbac::{self, Attributes, PolicyRule, UserInfo},
+};
 use serde_json::Value;
 
 use crate::chart;
@@ -39,6 +44,24 @@ impl Access {
     }
 }
 
+impl Access {
+    /// The request attributes the authorizer sees.
+    pub fn attributes(&self) -> Attributes {
+        let (resource, subresource) =
+            (self.resource.split_once('/')).unwrap_or((self.resource.as_str(), ""));
+        Attributes {
+            verb: self.verb.clone(),
+            resource_request: true,
+            api_group: self.api_group.clone(),
+            resource: resource.to_string(),
+            subresource: subresource.to_string(),
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            ..Attributes::default()
+        }
+    }
+}
+
 impl fmt::Display for Access {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let scope = Some(self.namespace.as_str()).filter(|ns| !ns.is_empty());
@@ -62,16 +85,22 @@ pub struct Grant {
 }
 
 impl Grant {
-    /// Whether this grant allows `access`.
+    /// Whether this grant allows `access` (a RoleBinding's only in its namespace; the rule
+    /// matched as the server's authorizer matches it).
     pub fn allows(&self, access: &Access) -> bool {
-        let any = |granted: &str, wanted: &str| granted == "*" || granted == wanted;
-        self.namespace
-            .as_deref()
-            .is_none_or(|ns| !access.namespace.is_empty() && ns == access.namespace)
-            && any(&self.api_group, &access.api_group)
-            && any(&self.resource, &access.resource)
-            && any(&self.verb, &access.verb)
-            && (self.name.is_empty() || self.name == access.name)
+        let rule = PolicyRule {
+            verbs: vec![self.verb.clone()],
+            api_groups: vec![self.api_group.clone()],
+            resources: vec![self.resource.clone()],
+            resource_names: Some(self.name.clone())
+                .filter(|n| !n.is_empty())
+                .into_iter()
+                .collect(),
+            non_resource_urls: Vec::new(),
+        };
+        let in_scope = (self.namespace.as_deref())
+            .is_none_or(|ns| !access.namespace.is_empty() && ns == access.namespace);
+        in_scope && rule.allows(&access.attributes())
     }
 
     /// (API group, resource, verb, name or "" for any): the rule, without scope and role.
@@ -137,83 +166,34 @@ fn write_permission(
     Ok(())
 }
 
-fn strings(value: &Value) -> Vec<String> {
-    (value.as_array().into_iter().flatten())
-        .map(|s| s.as_str().expect("RBAC lists hold strings").to_owned())
-        .collect()
-}
-
-/// The (Cluster)Roles bound to ServiceAccount `namespace/name`, with the namespace each binding
-/// limits them to (`None`: a ClusterRoleBinding).
-fn bound_roles(objects: &[Value], namespace: &str, name: &str) -> Vec<(Option<String>, Value)> {
-    let binds_us = |binding: &Value| {
-        (binding["subjects"].as_array().into_iter().flatten()).any(|s| {
-            s["kind"] == "ServiceAccount" && s["name"] == name && s["namespace"] == namespace
-        })
-    };
-    let role = |kind: &str, name: &Value, ns: Option<&str>| -> Value {
-        (chart::of_kind(objects, kind).into_iter())
-            .find(|r| {
-                &r["metadata"]["name"] == name
-                    && ns.is_none_or(|ns| r["metadata"]["namespace"] == ns)
-            })
-            .unwrap_or_else(|| panic!("no rendered {kind} {name} (namespace {ns:?})"))
-            .clone()
-    };
-    let mut bound = Vec::new();
-    for binding in chart::of_kind(objects, "ClusterRoleBinding")
-        .into_iter()
-        .filter(|b| binds_us(b))
-    {
-        let r = &binding["roleRef"];
-        assert_eq!(r["kind"], "ClusterRole", "{binding}");
-        bound.push((None, role("ClusterRole", &r["name"], None)));
-    }
-    for binding in chart::of_kind(objects, "RoleBinding")
-        .into_iter()
-        .filter(|b| binds_us(b))
-    {
-        let ns = binding["metadata"]["namespace"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let r = &binding["roleRef"];
-        let granting = match r["kind"].as_str() {
-            Some("Role") => role("Role", &r["name"], Some(&ns)),
-            _ => role("ClusterRole", &r["name"], None),
-        };
-        bound.push((Some(ns), granting));
-    }
-    bound
-}
-
 /// Every grant the rendered (Cluster)Roles give ServiceAccount `namespace/name` through the
-/// rendered bindings: what kube-apiserver's RBAC authorizer would allow it.
+/// rendered bindings (as the server's authorizer resolves them): what kube-apiserver's RBAC
+/// authorizer would allow it. Fails on a binding to a role the chart does not render.
 pub fn service_account_grants(objects: &[Value], namespace: &str, name: &str) -> Vec<Grant> {
+    let user = UserInfo::service_account(namespace, name);
+    let (bound, errors) = rbac::bound_rules(objects, &user);
+    assert!(
+        errors.is_empty(),
+        "the chart binds roles it does not render: {errors:?}"
+    );
     let mut grants = BTreeSet::new();
-    for (scope, role) in bound_roles(objects, namespace, name) {
-        let role_name = format!(
-            "{}/{}",
-            role["kind"].as_str().unwrap(),
-            role["metadata"]["name"].as_str().unwrap()
-        );
-        for rule in role["rules"].as_array().expect("rules") {
-            assert!(rule.get("nonResourceURLs").is_none(), "unexpected {rule}");
-            let mut names = strings(&rule["resourceNames"]);
-            if names.is_empty() {
-                names.push(String::new());
-            }
-            for (api_group, resource) in
-                cross(&strings(&rule["apiGroups"]), &strings(&rule["resources"]))
-            {
-                for (verb, name) in cross(&strings(&rule["verbs"]), &names) {
+    for bound in bound {
+        let rule = &bound.rule;
+        assert!(rule.non_resource_urls.is_empty(), "unexpected {rule:?}");
+        let names = match rule.resource_names.as_slice() {
+            [] => vec![String::new()],
+            names => names.to_vec(),
+        };
+        for api_group in &rule.api_groups {
+            for resource in &rule.resources {
+                for (verb, name) in cross(&rule.verbs, &names) {
                     grants.insert(Grant {
-                        namespace: scope.clone(),
+                        namespace: bound.namespace.clone(),
                         api_group: api_group.clone(),
                         resource: resource.clone(),
                         verb,
                         name,
-                        role: role_name.clone(),
+                        role: bound.role.clone(),
                     });
                 }
             }
@@ -230,15 +210,8 @@ fn cross(a: &[String], b: &[String]) -> Vec<(String, String)> {
 
 /// The grants of the ServiceAccount the rendered Deployment runs as.
 pub fn deployment_grants(objects: &[Value]) -> Vec<Grant> {
-    let deployment = chart::one(objects, "Deployment");
-    let namespace = deployment["metadata"]["namespace"]
-        .as_str()
-        .expect("namespace");
-    let pod = &deployment["spec"]["template"]["spec"];
-    let account = pod["serviceAccountName"]
-        .as_str()
-        .expect("serviceAccountName");
-    service_account_grants(objects, namespace, account)
+    let (namespace, account) = chart::service_account(objects);
+    service_account_grants(objects, &namespace, &account)
 }
 
 /// The Lease name the grants are limited to, if any.
@@ -249,15 +222,13 @@ pub fn lease_name(grants: &[Grant]) -> Option<String> {
 }
 
 /// Non-resource URLs every authenticated user may read (kube's `system:discovery`,
-/// `system:public-info-viewer` ClusterRoles), so no chart rule is needed for them.
+/// `system:public-info-viewer` ClusterRoles, which the server's bootstrap policy holds), so no
+/// chart rule is needed for them.
 pub fn is_discovery(record: &AuditRecord) -> bool {
-    let path = record.request_uri.split('?').next().unwrap_or_default();
-    record.verb == "get"
-        && [
-            "/api", "/apis", "/version", "/openapi", "/healthz", "/livez", "/readyz",
-        ]
-        .iter()
-        .any(|p| path == *p || path.starts_with(&format!("{p}/")))
+    let user = UserInfo::service_account("any", "any");
+    let policy = rbac::bootstrap::objects();
+    !record.is_resource_request()
+        && rbac::authorize(&policy[..], &user, &record.attributes()).allowed
 }
 
 /// The calls in `records` that `grants` do not allow (non-resource URLs other than discovery

@@ -167,7 +167,7 @@ mod tests {
             "x-kubernetes-int-or-string": true, "maxLength": 3, "maximum": 10,
             "x-kubernetes-validations": [{"rule": "type(self) == int || self != 'bad'", "message": "not bad"}]}}});
         let errors = |n: Value| {
-            validate::validate_root(&schema, &json!({"n": n}), None)
+            validate::validate_root(&schema, &json!({"n": n}), None, true)
                 .err()
                 .unwrap_or_default()
                 .iter()
