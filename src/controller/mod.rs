@@ -101,8 +101,8 @@ pub struct Operator {
     config: OperatorConfig,
 }
 
-/// What the running operator holds for a graceful stop.
-struct Running {
+/// A running operator: what it holds for a graceful stop, and what tests observe of it.
+pub struct Running {
     engine: Engine,
     writer: writer::StatusWriter,
     coordination: Coordination,
@@ -151,7 +151,9 @@ impl Operator {
         writer::StatusWriter::new(self.client.clone(), config, metrics.clone())
     }
 
-    fn start(self) -> Result<Running, ControllerError> {
+    /// Starts every task on the current runtime; [`Running::stop`] ends them (tests run the
+    /// operator in-process this way and read its scheduler and endpoints).
+    pub fn start(self) -> Result<Running, ControllerError> {
         let config = &self.config;
         let mode = config.leader.sharding;
         let identity = self.identity();
@@ -342,9 +344,24 @@ fn join(
 }
 
 impl Running {
+    /// The scheduler: which checks run here, and how often they ran.
+    pub fn scheduler(&self) -> &crate::runner::Scheduler {
+        &self.engine.scheduler
+    }
+
+    /// Where `/metrics` and `/healthz` answer.
+    pub fn admin(&self) -> &crate::admin::Admin {
+        &self.engine.admin
+    }
+
+    /// Resolves when a supervised task ends (the operator would exit), naming it.
+    pub async fn ended(&mut self) -> TaskEnded {
+        self.supervisor.ended().await
+    }
+
     /// Stops probing (in a ring: after handing over), flushes pending status writes, releases
     /// the Lease.
-    async fn stop(mut self) {
+    pub async fn stop(mut self) {
         tracing::info!(
             "shutting down: stopping runners, flushing status writes, releasing the Lease"
         );

@@ -674,6 +674,27 @@ mod tests {
         );
     }
 
+    /// A replaced runner's report that arrives late (its run was past its last await) queues
+    /// nothing, so it cannot overwrite the new runner's `Reconciling`; a write it queued before
+    /// the replacement still goes out.
+    #[tokio::test]
+    async fn a_replaced_runners_late_report_queues_no_write() {
+        let writer = writer();
+        let spec = blocked_spec();
+        let old = Arc::new(Registration::default());
+        run(&writer, &spec, &old);
+        let new = Arc::new(old.supersede());
+        assert!(queued(&writer, &spec.key), "queued before the replacement");
+        lock(&writer.shared.pending).remove(&spec.key);
+        run(&writer, &spec, &old);
+        assert!(
+            !queued(&writer, &spec.key),
+            "a replaced runner queued a write"
+        );
+        run(&writer, &spec, &new);
+        assert!(queued(&writer, &spec.key));
+    }
+
     /// A write taken off the queue (waiting for the rate limiter, or failed) when its check is
     /// removed or moved away is neither retried nor re-queued.
     #[tokio::test]

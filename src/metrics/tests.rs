@@ -89,6 +89,21 @@ fn has_series(metrics: &Metrics) -> bool {
 }
 
 #[test]
+fn a_replaced_runners_late_report_counts_in_no_series() {
+    let metrics = Metrics::new().unwrap();
+    let spec = spec();
+    let old = Arc::new(Registration::default());
+    let new = Arc::new(old.supersede());
+    report_of(&metrics, &spec, Reason::ConnectionRefused, &old);
+    assert!(
+        !has_series(&metrics),
+        "the replaced runner's run was counted"
+    );
+    report_of(&metrics, &spec, Reason::Succeeded, &new);
+    assert!(has_series(&metrics));
+}
+
+#[test]
 fn a_run_reported_after_its_check_was_removed_brings_no_series_back() {
     let metrics = Metrics::new().unwrap();
     let spec = spec();

@@ -8,6 +8,7 @@
 //! and those that measure CPU or rates run alone. Tools come from `scripts/test`; a missing one
 //! fails the test.
 
+mod audit;
 mod crd_skew;
 mod deny;
 mod describe;
