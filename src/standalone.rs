@@ -9,7 +9,6 @@ use std::{
     time::Duration,
 };
 
-
 use crate::{
     api::validate,
     engine::{Engine, EngineConfig, EngineError},

@@ -35,13 +35,23 @@ fn escaped(c: char) -> bool {
 /// `\u{1b}`), then cut to `max` characters (the last one `…` when something was cut). Text
 /// without such characters that fits is returned as it is, so applying it twice changes nothing.
 pub fn display_text(text: &str, max: usize) -> Cow<'_, str> {
-    let width = |c: char| if escaped(c) { c.escape_default().count() } else { 1 };
+    let width = |c: char| {
+        if escaped(c) {
+            c.escape_default().count()
+        } else {
+            1
+        }
+    };
     let total: usize = text.chars().map(width).sum();
     if total <= max && !text.chars().any(escaped) {
         return Cow::Borrowed(text);
     }
     // Room for the cut mark when the text does not fit; an escape is never split.
-    let room = if total <= max { max } else { max.saturating_sub(1) };
+    let room = if total <= max {
+        max
+    } else {
+        max.saturating_sub(1)
+    };
     let mut out = String::with_capacity(text.len().min(max * 4));
     let mut count = 0;
     for c in text.chars() {
@@ -86,7 +96,10 @@ mod tests {
         );
         assert!(!shown.chars().any(escaped));
         assert_eq!(display_text(&shown, 1000), shown, "idempotent");
-        assert!(matches!(display_text("plain é 漢字", 100), Cow::Borrowed(_)));
+        assert!(matches!(
+            display_text("plain é 漢字", 100),
+            Cow::Borrowed(_)
+        ));
     }
 
     #[test]
@@ -97,6 +110,9 @@ mod tests {
         // An escape is never split: it is shown whole or cut with what follows it.
         assert_eq!(display_text("ab\u{1b}cd", 5), "ab…");
         assert_eq!(display_text("ab\ncd", 5), "ab\\n…");
-        assert_eq!(TargetText(&"x".repeat(10_000)).to_string().chars().count(), 256);
+        assert_eq!(
+            TargetText(&"x".repeat(10_000)).to_string().chars().count(),
+            256
+        );
     }
 }

@@ -6,7 +6,6 @@ use std::{
     time::Duration,
 };
 
-
 use super::writer::WriterConfig;
 use crate::{api::LabelGate, engine::EngineConfig, probe::ProbePolicy};
 

@@ -84,7 +84,7 @@ pub struct BodyCheck<'a> {
     not_contains: Option<StreamFinder>,
     /// The first `regex_body_limit` bytes, only when `bodyRegex` is set.
     regex_buffer: Option<Vec<u8>>,
-    /// The budget's bytes the buffer's capacity holds.
+    /// The budget's bytes the regex buffer may fill.
     reservation: Reservation,
 }
 
@@ -111,15 +111,23 @@ impl<'a> BodyCheck<'a> {
         if let Some(buffer) = &mut self.regex_buffer {
             let limit = usize::try_from(self.expect.regex_body_limit).unwrap_or(usize::MAX);
             let take = chunk.len().min(limit.saturating_sub(buffer.len()));
+            if take == 0 {
+                return Ok(());
+            }
+            if buffer.capacity() == 0 {
+                // One allocation of the limit (4Mi at most), never moved: its pages are
+                // touched only as bytes arrive, so memory follows what the reservation counts,
+                // and no doubling leaves a freed copy behind in the allocator.
+                buffer.reserve_exact(limit);
+            }
             let needed = buffer.len() + take;
-            if needed > buffer.capacity() {
-                // Grow by doubling, but never past the limit, and only with the budget's leave.
-                let target = limit.min(needed.max(buffer.capacity() * 2));
-                let more = (target - buffer.capacity()) as u64;
-                if !self.reservation.grow(more) {
+            let held = usize::try_from(self.reservation.bytes()).unwrap_or(usize::MAX);
+            if needed > held {
+                // Reserve ahead by doubling, never past the limit.
+                let target = limit.min(needed.max(held.saturating_mul(2)));
+                if !self.reservation.grow((target - held) as u64) {
                     return Err(over_budget(&self.reservation, target));
                 }
-                buffer.reserve_exact(target - buffer.len());
             }
             buffer.extend_from_slice(&chunk[..take]);
         }
@@ -224,7 +232,11 @@ mod tests {
         assert_eq!(budget.held(), 4 << 20);
         let failure = (0..64).find_map(|_| second.feed(&chunk).err()).unwrap();
         assert_eq!(failure.reason, Reason::BodyBudgetExceeded);
-        assert!(failure.message.contains("--body-buffer-budget"), "{}", failure.message);
+        assert!(
+            failure.message.contains("--body-buffer-budget"),
+            "{}",
+            failure.message
+        );
         assert!(budget.held() <= budget.limit());
         drop((first, second));
         assert_eq!(budget.held(), 0);

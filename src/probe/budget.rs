@@ -54,7 +54,8 @@ impl BodyBudget {
     fn take(&self, bytes: u64) -> bool {
         let held = &self.0.held;
         held.fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| {
-            now.checked_add(bytes).filter(|total| *total <= self.0.limit)
+            now.checked_add(bytes)
+                .filter(|total| *total <= self.0.limit)
         })
         .is_ok()
     }

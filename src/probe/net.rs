@@ -218,7 +218,10 @@ mod tests {
         }
         let defaults = ProbeContext::default();
         for metadata in ["64:ff9b::a9fe:a9fe", "2002:a9fe:a9fe::1"] {
-            assert!(denied(metadata.parse().unwrap(), &defaults).is_some(), "{metadata}");
+            assert!(
+                denied(metadata.parse().unwrap(), &defaults).is_some(),
+                "{metadata}"
+            );
         }
         assert!(denied_by("64:ff9b::0.0.0.0", &[]).is_some(), "unspecified");
         // Other addresses in those networks, and a v6 entry naming the prefix itself.

@@ -157,7 +157,10 @@ pub fn check_answers(
             return mismatch(format!("no {} records to match /{regex}/", kind.as_str()));
         }
         if let Some(odd) = answers.iter().find(|a| !regex.is_match(a.text.as_bytes())) {
-            return mismatch(format!("{} does not match /{regex}/", TargetText(&odd.text)));
+            return mismatch(format!(
+                "{} does not match /{regex}/",
+                TargetText(&odd.text)
+            ));
         }
     }
     Ok(())

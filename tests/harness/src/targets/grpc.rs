@@ -38,9 +38,9 @@ pub enum Offer {
     NoHealth,
     /// A health service that answers SERVING after this pause.
     Slow(Duration),
-    /// A health service that fails every call with this code and `grpc-message` (a hostile
-    /// server's words).
-    Fails(tonic::Code, String),
+    /// A health service that fails every call with this gRPC status code and `grpc-message`
+    /// (a hostile server's words).
+    Fails(i32, String),
 }
 
 /// A gRPC server on 127.0.0.1, stopped when dropped.
@@ -86,6 +86,7 @@ impl GrpcServer {
             Offer::NoHealth => builder.add_routes(Routes::default()),
             Offer::Slow(pause) => builder.add_service(HealthServer::new(SlowHealth(pause))),
             Offer::Fails(code, message) => {
+                let code = tonic::Code::from_i32(code);
                 builder.add_service(HealthServer::new(FailingHealth(code, message)))
             }
         };
