@@ -183,10 +183,9 @@ impl Outcome {
 
     /// An outcome for a check that could not run (invalid spec, missing reference).
     pub fn not_run(reason: Reason, message: impl Into<String>) -> Self {
-        let message: String = message.into();
         Self {
             reason,
-            message: display_text(&message, MAX_MESSAGE_CHARS).into_owned(),
+            message: shown_message(message.into()),
             started_at: jiff::Timestamp::now(),
             duration: Duration::ZERO,
             phases: PhaseTimings::default(),
@@ -200,6 +199,16 @@ impl Outcome {
 
 /// Longest message an outcome carries (the API convention's limit for condition messages).
 pub const MAX_MESSAGE_CHARS: usize = 1024;
+
+/// `message` as an outcome carries it: through [`display_text`], cut to [`MAX_MESSAGE_CHARS`]
+/// (the message itself when nothing needed changing, as almost always).
+fn shown_message(message: String) -> String {
+    let changed = match display_text(&message, MAX_MESSAGE_CHARS) {
+        std::borrow::Cow::Owned(shown) => Some(shown),
+        std::borrow::Cow::Borrowed(_) => None,
+    };
+    changed.unwrap_or(message)
+}
 
 /// What a TLS handshake showed: negotiated parameters and the served chain.
 #[derive(Debug, Clone, PartialEq)]
@@ -283,7 +292,7 @@ pub async fn run(check: &Probe, ctx: &ProbeContext) -> Outcome {
     };
     Outcome {
         reason,
-        message: display_text(&message, MAX_MESSAGE_CHARS).into_owned(),
+        message: shown_message(message),
         started_at,
         duration,
         phases: learned.phases,
