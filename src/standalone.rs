@@ -9,14 +9,12 @@ use std::{
     time::Duration,
 };
 
-use ipnet::IpNet;
-
 use crate::{
     api::validate,
     engine::{Engine, EngineConfig, EngineError},
     files::{self, DirReferences, LoadError, Loaded},
     lock,
-    probe::ProbeContext,
+    probe::{ProbeContext, ProbePolicy},
     runner::{
         CheckKey, Expectations, Expected, Origin, Plan, RunnerSpec, Scheduler, audit, stable_hash,
     },
@@ -35,8 +33,8 @@ pub struct StandaloneConfig {
     pub reload_interval: Duration,
     /// Where referenced Secrets and ConfigMaps are read from.
     pub references: DirReferences,
-    /// Networks probes may never connect to.
-    pub deny_cidrs: Vec<IpNet>,
+    /// The deny list and the body buffer budget.
+    pub policy: ProbePolicy,
     pub engine: EngineConfig,
 }
 
@@ -63,7 +61,7 @@ pub async fn run(config: StandaloneConfig) -> Result<(), StandaloneError> {
     let source = FileSource {
         files: config.files.clone(),
         refs: config.references.clone(),
-        ctx: Arc::new(ProbeContext::denying(config.deny_cidrs.clone())),
+        ctx: Arc::new(ProbeContext::with_policy(&config.policy)),
         fingerprint: 0,
         loaded: BTreeMap::new(),
     };

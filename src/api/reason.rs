@@ -74,6 +74,9 @@ reasons! {
     /// The body failed a bodyContains, bodyNotContains or bodyRegex expectation, or the DNS
     /// answers failed an answers expectation.
     BodyMismatch,
+    /// The body could not be checked: the buffers `bodyRegex` needs would pass the operator's
+    /// `--body-buffer-budget`, shared by all probes. A failure of the check, not the prober's.
+    BodyBudgetExceeded,
     /// The response took longer than maxDuration.
     Slow,
     /// More than 10 redirects.

@@ -240,8 +240,8 @@ impl Operator {
                 config.secret_reference_label.clone(),
             ),
             probe: Arc::new(ProbeContext {
-                deny: config.deny_cidrs.clone(),
                 user_agent: crate::probe::user_agent(Some(identity)),
+                ..ProbeContext::with_policy(&config.policy)
             }),
             metrics,
             synced: engine.ready.clone(),

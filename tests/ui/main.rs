@@ -4,6 +4,7 @@
 
 mod api;
 mod browser;
+mod names;
 
 use std::{
     path::Path,
