@@ -179,6 +179,7 @@ impl Metrics {
     }
 
     fn operator_families(f: &mut Families) -> Result<OperatorFamilies, MetricsError> {
+        let (shard_members, shard_owned, shard_rebalances) = Self::shard_families(f)?;
         Ok(OperatorFamilies {
             checks_by_state: f.int_gauges(
                 "canary_checks",
@@ -247,20 +248,28 @@ impl Metrics {
                 "Transition Events by result.",
                 &["result"],
             )?,
-            shard_members: f.add(IntGauge::new(
+            shard_members,
+            shard_owned,
+            shard_rebalances,
+            audit: Self::audit_families(f)?,
+        })
+    }
+
+    fn shard_families(f: &mut Families) -> Result<(IntGauge, IntGauge, IntCounter), MetricsError> {
+        Ok((
+            f.add(IntGauge::new(
                 "canary_shard_members",
                 "Members of the shard ring as this replica sees them (0 unless --sharding shards).",
             )?)?,
-            shard_owned: f.add(IntGauge::new(
+            f.add(IntGauge::new(
                 "canary_shard_owned_checks",
                 "HealthChecks assigned to this replica (all without sharding, none on a standby).",
             )?)?,
-            shard_rebalances: f.add(IntCounter::new(
+            f.add(IntCounter::new(
                 "canary_shard_rebalances_total",
                 "Changes of the shard ring this replica applied (checks moved to or from it).",
             )?)?,
-            audit: Self::audit_families(f)?,
-        })
+        ))
     }
 
     fn audit_families(f: &mut Families) -> Result<AuditMetrics, MetricsError> {
