@@ -44,6 +44,12 @@ fn acts(c: char) -> bool {
         || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
+/// Asserts the probe failed with `reason` and its message is shown as data.
+fn assert_failed_as_data(outcome: &Outcome, reason: Reason) {
+    assert_eq!(outcome.reason, reason, "{}", outcome.message);
+    assert_data(&outcome.message, "the message");
+}
+
 /// Asserts `text` is shown as data: nothing in it acts, and it is cut.
 pub fn assert_data(text: &str, what: &str) {
     assert!(
@@ -63,13 +69,7 @@ async fn a_grpc_message_is_escaped_and_cut() {
     let server = GrpcServer::start(Offer::Fails(14, words), None).await;
     let target = format!("127.0.0.1:{}", server.port());
     let outcome = run(json!({"timeout": "3s", "grpc": {"target": target}})).await;
-    assert_eq!(
-        outcome.reason,
-        Reason::UnexpectedStatus,
-        "{}",
-        outcome.message
-    );
-    assert_data(&outcome.message, "the message");
+    assert_failed_as_data(&outcome, Reason::UnexpectedStatus);
     assert!(
         outcome.message.contains("down\\n2030-01-01") && outcome.message.contains("\\u{1b}[2J"),
         "the words are still there to read: {}",
@@ -217,13 +217,7 @@ async fn reason_phrases_locations_and_bodies_never_reach_messages_raw() {
     let url = format!("http://127.0.0.1:{port}/");
     let outcome =
         run(json!({"timeout": "2s", "http": {"url": url, "expect": {"bodyRegex": "^ok$"}}})).await;
-    assert_eq!(
-        outcome.reason,
-        Reason::UnexpectedStatus,
-        "{}",
-        outcome.message
-    );
-    assert_data(&outcome.message, "the message");
+    assert_failed_as_data(&outcome, Reason::UnexpectedStatus);
     assert!(!outcome.message.contains("evil") && !outcome.message.contains("forged"));
     // A redirect loop through a 6,000-character Location: the message stays short.
     let long = format!("/{}?token=secret\tx", "a".repeat(6000));

@@ -84,10 +84,10 @@ impl GrpcServer {
                 builder.add_service(service)
             }
             Offer::NoHealth => builder.add_routes(Routes::default()),
-            Offer::Slow(pause) => builder.add_service(HealthServer::new(SlowHealth(pause))),
+            Offer::Slow(pause) => builder.add_service(HealthServer::new(Scripted::Slow(pause))),
             Offer::Fails(code, message) => {
                 let code = tonic::Code::from_i32(code);
-                builder.add_service(HealthServer::new(FailingHealth(code, message)))
+                builder.add_service(HealthServer::new(Scripted::Fails(code, message)))
             }
         };
         // As gRPC servers do: without it, Nagle's algorithm and delayed ACKs add 40 ms a call.
@@ -104,41 +104,29 @@ impl GrpcServer {
     }
 }
 
-/// A health service that takes its time.
-struct SlowHealth(Duration);
-
-#[tonic::async_trait]
-impl Health for SlowHealth {
-    async fn check(
-        &self,
-        _request: Request<HealthCheckRequest>,
-    ) -> Result<Response<HealthCheckResponse>, Status> {
-        tokio::time::sleep(self.0).await;
-        Ok(Response::new(HealthCheckResponse {
-            status: health_check_response::ServingStatus::Serving as i32,
-        }))
-    }
-
-    type WatchStream = tokio_stream::Empty<Result<HealthCheckResponse, Status>>;
-
-    async fn watch(
-        &self,
-        _request: Request<HealthCheckRequest>,
-    ) -> Result<Response<Self::WatchStream>, Status> {
-        Err(Status::unimplemented("watch"))
-    }
+/// A health service with one scripted answer to every check (no watch).
+enum Scripted {
+    /// Serving, after this pause.
+    Slow(Duration),
+    /// This code and message.
+    Fails(tonic::Code, String),
 }
 
-/// A health service that fails every call with its code and message.
-struct FailingHealth(tonic::Code, String);
-
 #[tonic::async_trait]
-impl Health for FailingHealth {
+impl Health for Scripted {
     async fn check(
         &self,
         _request: Request<HealthCheckRequest>,
     ) -> Result<Response<HealthCheckResponse>, Status> {
-        Err(Status::new(self.0, self.1.clone()))
+        match self {
+            Self::Slow(pause) => {
+                tokio::time::sleep(*pause).await;
+                Ok(Response::new(HealthCheckResponse {
+                    status: health_check_response::ServingStatus::Serving as i32,
+                }))
+            }
+            Self::Fails(code, message) => Err(Status::new(*code, message.clone())),
+        }
     }
 
     type WatchStream = tokio_stream::Empty<Result<HealthCheckResponse, Status>>;
