@@ -5,8 +5,8 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::api::{
-    DnsResult, GrpcResult, HealthCheckStatus, LastResult, PhaseDurations, READY, ReadyStatus,
-    Reason, STALLED, TlsFacts,
+    DnsResult, GrpcResult, HealthCheckStatus, LastResult, PROBED, PhaseDurations, READY,
+    ReadyStatus, Reason, STALLED, TlsFacts,
 };
 use crate::probe::{DnsFacts, GrpcFacts, Outcome, TlsCapture, code_name, serving_name};
 
@@ -20,10 +20,10 @@ pub struct StatusInputs {
     pub failure_threshold: u32,
     pub success_threshold: u32,
     pub next_run: Option<jiff::Timestamp>,
-    /// Ready before the spec changed, while Ready says Reconciling: transitions and held
-    /// states are judged against it, so an edit never re-announces a failure.
+    /// Ready before an interlude (Reconciling after an edit, Maintenance during a window):
+    /// transitions and held states are judged against it, so neither re-announces a failure.
     pub settled: Option<ReadyStatus>,
-    /// Inside a maintenance window: failures are counted but do not change Ready.
+    /// Inside a maintenance window: Ready is Unknown (Maintenance); runs are still counted.
     pub in_maintenance: bool,
 }
 
@@ -42,6 +42,14 @@ pub struct Transition {
 pub struct NextStatus {
     pub status: HealthCheckStatus,
     pub transition: Option<Transition>,
+    /// What [`StatusInputs::settled`] is for the next run: Ready before the interlude this
+    /// status is in, if it is in one.
+    pub settled: Option<ReadyStatus>,
+}
+
+/// Whether a Ready reason says Ready is Unknown for a while, not for what the target did.
+fn interlude(reason: Option<Reason>) -> bool {
+    matches!(reason, Some(Reason::Reconciling | Reason::Maintenance))
 }
 
 /// The status after `outcome`, starting from `prev` (default when the check never ran).
@@ -63,9 +71,13 @@ pub fn next_status(
     let (status, reason, message) = match outcome.reason {
         // The prober's own fault says nothing about the target: keep state and counters.
         Reason::ProberError => {
+            let settled = interlude(prev.ready_reason())
+                .then(|| effective_ready(prev, inputs))
+                .flatten();
             return NextStatus {
                 status: next,
                 transition: None,
+                settled,
             };
         }
         Reason::InvalidSpec | Reason::ReferenceNotFound | Reason::ReferenceForbidden => {
@@ -87,21 +99,53 @@ pub fn next_status(
     let from = effective_ready(prev, inputs);
     let transition = set_ready(&mut next, status, reason, &message, inputs.generation, &now);
     set_stalled(&mut next, outcome, inputs.generation, &now);
+    set_probed(&mut next, outcome, inputs.generation, &now);
     NextStatus {
         status: next,
-        // A change against the settled state: Reconciling in between is not a transition.
+        // A change against the settled state: an interlude in between is not a transition.
         transition: transition
             .filter(|t| from != Some(t.to))
             .map(|t| Transition { from, ..t }),
+        settled: interlude(Some(reason)).then_some(from).flatten(),
     }
 }
 
-/// Ready as it stood before any Reconciling interlude.
+/// Ready as it stood before any interlude (Reconciling, Maintenance).
 fn effective_ready(prev: &HealthCheckStatus, inputs: StatusInputs) -> Option<ReadyStatus> {
-    match prev.ready_reason() {
-        Some(Reason::Reconciling) => inputs.settled,
-        _ => prev.ready(),
+    match interlude(prev.ready_reason()) {
+        true => inputs.settled,
+        false => prev.ready(),
     }
+}
+
+/// Probed: True with the verdict's reason once a run of this generation judged the target
+/// (pass or fail, inside a maintenance window too); False while the generation has none
+/// (Reconciling, Suspended, or a spec that cannot run). Its message never changes between runs
+/// of one verdict, so it is not a change worth a status write.
+fn set_probed(
+    status: &mut HealthCheckStatus,
+    outcome: &Outcome,
+    generation: Option<i64>,
+    now: &Time,
+) {
+    let (probed, message) = match outcome.ran() {
+        true => ("True", "a probe of this generation has a verdict"),
+        false => ("False", "no verdict for this generation yet"),
+    };
+    let reason = outcome.reason.as_str();
+    let previous = status.probed_condition();
+    let since = previous
+        .filter(|c| c.status == probed)
+        .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
+    status.conditions.retain(|c| c.type_ != PROBED);
+    status.conditions.push(Condition {
+        type_: PROBED.into(),
+        status: probed.into(),
+        reason: reason.into(),
+        message: message.into(),
+        observed_generation: generation,
+        last_transition_time: since,
+    });
 }
 
 /// kstatus' Stalled: True while the spec or a reference needs a human, absent otherwise.
@@ -153,12 +197,15 @@ fn ready_from_counts(
     outcome: &Outcome,
     inputs: StatusInputs,
 ) -> (ReadyStatus, Reason, String) {
-    if !outcome.success() && inputs.in_maintenance {
-        let message = format!(
-            "failing during a maintenance window ({}): {}",
-            outcome.reason, outcome.message
-        );
-        return hold(prev, inputs, message);
+    if inputs.in_maintenance {
+        let message = match outcome.success() {
+            true => format!("in a maintenance window, passing: {}", outcome.message),
+            false => format!(
+                "in a maintenance window, failing ({}): {}",
+                outcome.reason, outcome.message
+            ),
+        };
+        return (ReadyStatus::Unknown, Reason::Maintenance, message);
     }
     if outcome.success() {
         if next.consecutive_successes >= i64::from(inputs.success_threshold) {
@@ -184,15 +231,14 @@ fn ready_from_counts(
     hold(prev, inputs, waiting)
 }
 
-/// Keeps the previous Ready status (and reason) while a threshold is not yet reached, or
-/// during a maintenance window.
+/// Keeps the previous Ready status (and reason) while a threshold is not yet reached.
 fn hold(
     prev: &HealthCheckStatus,
     inputs: StatusInputs,
     message: String,
 ) -> (ReadyStatus, Reason, String) {
     let reason = match prev.ready_reason() {
-        Some(Reason::Reconciling) | None => Reason::Pending,
+        Some(Reason::Reconciling | Reason::Maintenance) | None => Reason::Pending,
         Some(reason) => reason,
     };
     match effective_ready(prev, inputs) {
@@ -416,7 +462,7 @@ mod tests {
     }
 
     #[test]
-    fn failures_in_a_maintenance_window_keep_ready_and_make_no_transition() {
+    fn a_maintenance_window_makes_ready_unknown_and_its_end_announces_only_real_changes() {
         let ready_status = next_status(
             &HealthCheckStatus::default(),
             &outcome(Reason::Succeeded, 0),
@@ -428,17 +474,100 @@ mod tests {
             ..inputs(1, 1)
         };
         let next = next_status(&ready_status, &outcome(Reason::Timeout, 1), in_window);
-        assert_eq!(next.transition, None);
-        assert_eq!(ready(&next.status), ("True", "Succeeded", 0));
+        assert_eq!(ready(&next.status), ("Unknown", "Maintenance", 1));
+        assert_eq!(
+            next.settled,
+            Some(ReadyStatus::True),
+            "Ready before the window"
+        );
+        assert!(
+            next.transition
+                .as_ref()
+                .is_none_or(|t| t.to != ReadyStatus::False),
+            "no failure is announced in a window"
+        );
         assert_eq!(
             next.status.consecutive_failures, 1,
             "failures are still counted"
         );
-        let after = next_status(&next.status, &outcome(Reason::Timeout, 2), inputs(1, 1));
+        let still_in = StatusInputs {
+            settled: next.settled,
+            ..in_window
+        };
+        let passing = next_status(&next.status, &outcome(Reason::Succeeded, 2), still_in);
+        assert_eq!(ready(&passing.status), ("Unknown", "Maintenance", 1));
+        assert_eq!(passing.transition, None);
         assert_eq!(
-            ready(&after.status).0,
-            "False",
-            "the window closed: Ready follows"
+            passing.settled,
+            Some(ReadyStatus::True),
+            "carried through the window"
+        );
+        let after = StatusInputs {
+            settled: passing.settled,
+            ..inputs(1, 1)
+        };
+        let closed = next_status(&passing.status, &outcome(Reason::Succeeded, 3), after);
+        assert_eq!(ready(&closed.status), ("True", "Succeeded", 3));
+        assert_eq!(closed.transition, None, "passing before and after: no news");
+        assert_eq!(closed.settled, None);
+        let failed = next_status(&next.status, &outcome(Reason::Timeout, 3), after);
+        assert_eq!(ready(&failed.status), ("False", "Timeout", 3));
+        let transition = failed.transition.expect("failing after the window is news");
+        assert_eq!(transition.from, Some(ReadyStatus::True));
+    }
+
+    #[test]
+    fn probed_is_true_with_its_generation_on_any_verdict_and_false_until_then() {
+        let probed = |status: &HealthCheckStatus| {
+            let c = status.probed_condition().expect("a Probed condition");
+            (c.status.clone(), c.reason.clone(), c.observed_generation)
+        };
+        let failing = next_status(
+            &HealthCheckStatus::default(),
+            &outcome(Reason::ConnectionRefused, 0),
+            inputs(3, 1),
+        )
+        .status;
+        assert_eq!(ready(&failing).0, "Unknown", "below the failure threshold");
+        assert_eq!(
+            probed(&failing),
+            ("True".into(), "ConnectionRefused".into(), Some(3))
+        );
+        let edited = StatusInputs {
+            generation: Some(4),
+            ..inputs(3, 1)
+        };
+        let reconciling = next_status(&failing, &outcome(Reason::Reconciling, 1), edited).status;
+        assert_eq!(
+            probed(&reconciling),
+            ("False".into(), "Reconciling".into(), Some(4))
+        );
+        let again = next_status(&reconciling, &outcome(Reason::Succeeded, 2), edited).status;
+        assert_eq!(probed(&again), ("True".into(), "Succeeded".into(), Some(4)));
+        let since = again
+            .probed_condition()
+            .unwrap()
+            .last_transition_time
+            .clone();
+        let later = next_status(&again, &outcome(Reason::Succeeded, 3), edited).status;
+        assert_eq!(
+            later.probed_condition().unwrap().last_transition_time,
+            since
+        );
+        assert_eq!(
+            later.probed_condition(),
+            again.probed_condition(),
+            "a second run of one verdict changes nothing"
+        );
+        let invalid = next_status(
+            &HealthCheckStatus::default(),
+            &outcome(Reason::InvalidSpec, 0),
+            inputs(1, 1),
+        )
+        .status;
+        assert_eq!(
+            probed(&invalid),
+            ("False".into(), "InvalidSpec".into(), Some(3))
         );
     }
 

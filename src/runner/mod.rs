@@ -249,7 +249,7 @@ impl Scheduler {
         // Sinks hear of a check that starts running here (not of a replaced runner).
         let starts =
             previous.is_none() && !spec.schedule.suspend && matches!(spec.plan, Plan::Run(_));
-        let (status, first_due, history, registration) = match previous {
+        let (status, first_due, history, registration, settled) = match previous {
             // A new generation runs within seconds; a rotated reference keeps the schedule.
             Some(handle) => {
                 handle.task.abort();
@@ -260,15 +260,17 @@ impl Scheduler {
                     old.next_due.min(now + spec.schedule.interval)
                 };
                 let registration = Arc::new(handle.registration.supersede());
-                (old.status, due, old.history, registration)
+                (old.status, due, old.history, registration, old.settled)
             }
             None => {
                 let due = first_due(&spec, now, self.shared.config.aligned);
                 let history = History::resumed(&spec.status);
-                (spec.status.clone(), due, history, Arc::default())
+                (spec.status.clone(), due, history, Arc::default(), None)
             }
         };
-        let state = RunnerState::new(&spec, status, first_due, history, now);
+        let mut state = RunnerState::new(&spec, status, first_due, history, now);
+        // Ready before an interlude the replaced runner was in (an edit during a window).
+        state.settled = settled;
         let spec = Arc::new(spec);
         let handle = self.spawn(spec.clone(), state, registration.clone());
         runners.insert(spec.key.clone(), handle);

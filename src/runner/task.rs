@@ -141,17 +141,15 @@ fn gated(shared: &Shared, now: Instant) -> bool {
 /// established check's spec changed, so `kubectl wait` never reads the old verdict as the new.
 fn announce_new_generation(shared: &Shared, runner: &Runner) {
     let (spec, state) = (&runner.spec, &runner.state);
-    let settled = {
+    {
         let state = lock(state);
         let changed = spec.generation.is_some()
             && state.status.observed_generation.is_some()
             && state.status.observed_generation != spec.generation;
-        match state.status.ready() {
-            Some(ready) if changed => ready,
-            _ => return,
+        if !changed || state.status.ready().is_none() {
+            return;
         }
-    };
-    lock(state).settled = Some(settled);
+    }
     let message = format!(
         "generation {} is waiting for its first run",
         spec.generation.unwrap_or_default()
@@ -207,9 +205,7 @@ fn report(shared: &Shared, runner: &Runner, outcome: Outcome, timing: Timing) {
         let target = &spec.info.target;
         next.status.target = (!target.is_empty()).then(|| target.clone());
         next.status.probed_by.clone_from(&shared.config.probed_by);
-        if outcome.reason != Reason::Reconciling {
-            state.settled = None;
-        }
+        state.settled = next.settled;
         state.in_maintenance = in_maintenance;
         if outcome.ran() {
             state.history.record(&outcome);
