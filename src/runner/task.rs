@@ -73,11 +73,17 @@ pub(super) async fn run(shared: Arc<Shared>, runner: Runner, wake: Arc<Notify>, 
             drop(permit);
             let mut state = lock(state);
             state.next_due = next_run(due, spec, slots.as_ref(), started).0;
+            state.next_due =
+                (state.run_now.due()).map_or(state.next_due, |d| d.min(state.next_due));
             state.phase = RunPhase::Idle;
             state.last_cycle = started;
             continue;
         }
-        lock(state).phase = RunPhase::Running { since: started };
+        let handled = {
+            let mut state = lock(state);
+            state.phase = RunPhase::Running { since: started };
+            state.run_now.take(started)
+        };
         let lag = started.saturating_duration_since(due);
         let outcome = prober.probe().await;
         drop(permit);
@@ -85,13 +91,15 @@ pub(super) async fn run(shared: Arc<Shared>, runner: Runner, wake: Arc<Notify>, 
         let (next_due, skipped) = next_run(due, spec, slots.as_ref(), now);
         {
             let mut state = lock(state);
-            state.next_due = next_due;
+            // A run-now asked while this run was in flight keeps its turn.
+            state.next_due = (state.run_now.due()).map_or(next_due, |d| d.min(next_due));
             state.phase = RunPhase::Idle;
         }
         let timing = Timing {
             lag,
             slot_wait,
             skipped,
+            handled,
         };
         report(&shared, &runner, outcome, timing);
     }
@@ -178,12 +186,14 @@ pub(super) fn next_due_after(due: Instant, interval: Duration, now: Instant) -> 
     }
 }
 
-/// When a run started relative to its due time, and ticks skipped after it.
-#[derive(Clone, Copy, Default)]
+/// When a run started relative to its due time, ticks skipped after it, and the run-now value
+/// it handled.
+#[derive(Clone, Default)]
 struct Timing {
     lag: Duration,
     slot_wait: Duration,
     skipped: u64,
+    handled: Option<String>,
 }
 
 fn report(shared: &Shared, runner: &Runner, outcome: Outcome, timing: Timing) {
@@ -205,6 +215,9 @@ fn report(shared: &Shared, runner: &Runner, outcome: Outcome, timing: Timing) {
         let target = &spec.info.target;
         next.status.target = (!target.is_empty()).then(|| target.clone());
         next.status.probed_by.clone_from(&shared.config.probed_by);
+        if let Some(handled) = timing.handled {
+            next.status.last_handled_run_now = Some(handled);
+        }
         state.settled = next.settled;
         state.in_maintenance = in_maintenance;
         if outcome.ran() {

@@ -1,0 +1,151 @@
+//! Run-now requests (`canary.dev/run-now`), rate limited per check: the first in any
+//! [`RUN_NOW_WINDOW`] runs as soon as a probe slot is free, later ones in the window are
+//! coalesced into one run at its end (the latest value wins). A flood of annotations thus costs
+//! a target at most one probe per window and check, and the status writer one write.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// At most one run-now run per check starts in any window this long.
+pub const RUN_NOW_WINDOW: Duration = Duration::from_secs(10);
+
+/// What became of one run-now request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunNow {
+    /// It runs as soon as a probe slot is free.
+    Now,
+    /// It joins the run due `at`, the end of the current window; `first`: no request was
+    /// coalesced into that run before (the one worth a log line).
+    Coalesced { first: bool, at: Instant },
+    /// The check has no runner here, or does not probe (suspended, or a spec that cannot run).
+    Ignored,
+}
+
+impl RunNow {
+    /// The `result` label of `canary_run_now_requests_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Now => "run",
+            Self::Coalesced { .. } => "coalesced",
+            Self::Ignored => "ignored",
+        }
+    }
+}
+
+/// One check's run-now requests: when the last run-now run was granted, and the value waiting
+/// for its run.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RunNowGate {
+    /// When the window of the last granted run-now run began.
+    last: Option<Instant>,
+    /// The latest value asked and not yet handled by a run, and when that run is due.
+    pending: Option<(String, Instant)>,
+    /// Requests coalesced into the pending run.
+    coalesced: u64,
+}
+
+impl RunNowGate {
+    /// Records a request for `value` at `now`: what becomes of it, and when its run is due.
+    pub(crate) fn request(&mut self, value: &str, now: Instant) -> (RunNow, Instant) {
+        let window_end = self.last.map(|last| last + RUN_NOW_WINDOW);
+        let (result, due) = match window_end {
+            Some(end) if now < end => {
+                self.coalesced += 1;
+                let first = self.coalesced == 1;
+                (RunNow::Coalesced { first, at: end }, end)
+            }
+            _ => {
+                self.last = Some(now);
+                (RunNow::Now, now)
+            }
+        };
+        self.pending = Some((value.to_string(), due));
+        (result, due)
+    }
+
+    /// The value a run starting at `now` handles, if a request waits; its window begins then.
+    pub(crate) fn take(&mut self, now: Instant) -> Option<String> {
+        let (value, _) = self.pending.take()?;
+        self.last = Some(now);
+        self.coalesced = 0;
+        Some(value)
+    }
+
+    /// When the run of a waiting request is due (a request that came while a run was in
+    /// flight keeps its turn when that run schedules the next).
+    pub(crate) fn due(&self) -> Option<Instant> {
+        self.pending.as_ref().map(|(_, due)| *due)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn the_first_request_runs_now_later_ones_join_one_run_at_the_windows_end() {
+        let mut gate = RunNowGate::default();
+        let t0 = Instant::now();
+        assert_eq!(gate.request("a", t0), (RunNow::Now, t0));
+        assert_eq!(gate.take(t0).as_deref(), Some("a"));
+        let end = t0 + RUN_NOW_WINDOW;
+        let coalesced = (1..=3000).map(|i| gate.request(&i.to_string(), t0 + SEC));
+        let results: Vec<_> = coalesced.collect();
+        assert_eq!(
+            results[0],
+            (
+                RunNow::Coalesced {
+                    first: true,
+                    at: end
+                },
+                end
+            )
+        );
+        assert!(
+            (results[1..].iter()).all(|r| *r
+                == (
+                    RunNow::Coalesced {
+                        first: false,
+                        at: end
+                    },
+                    end
+                )),
+            "one log line per burst"
+        );
+        assert_eq!(gate.due(), Some(end));
+        assert_eq!(
+            gate.take(end).as_deref(),
+            Some("3000"),
+            "the latest value wins"
+        );
+        assert_eq!(gate.take(end), None, "one run for the whole burst");
+        let soon = end + SEC;
+        let (result, due) = gate.request("b", soon);
+        assert_eq!(
+            result,
+            RunNow::Coalesced {
+                first: true,
+                at: end + RUN_NOW_WINDOW
+            },
+            "the coalesced run began a window"
+        );
+        assert_eq!(due, end + RUN_NOW_WINDOW);
+        let later = end + RUN_NOW_WINDOW * 2;
+        gate.take(end + RUN_NOW_WINDOW);
+        assert_eq!(gate.request("c", later), (RunNow::Now, later));
+    }
+
+    #[test]
+    fn a_regular_run_after_a_request_handles_it() {
+        let mut gate = RunNowGate::default();
+        let t0 = Instant::now();
+        gate.request("a", t0);
+        gate.take(t0);
+        gate.request("b", t0 + SEC);
+        assert_eq!(gate.take(t0 + 2 * SEC).as_deref(), Some("b"));
+        assert_eq!(gate.due(), None);
+    }
+}
