@@ -56,10 +56,13 @@ fn crd_has_names_columns_and_status_subresource() {
         ]
     );
     // What a status write per run would be needed to keep fresh is for -o wide only.
-    let wide_only: Vec<&str> = (version["additionalPrinterColumns"].as_array().unwrap().iter())
-        .filter(|c| c["priority"] == 1)
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
+    let wide_only: Vec<&str> = (version["additionalPrinterColumns"]
+        .as_array()
+        .unwrap()
+        .iter())
+    .filter(|c| c["priority"] == 1)
+    .map(|c| c["name"].as_str().unwrap())
+    .collect();
     assert_eq!(
         wide_only,
         ["Last-Run", "Target", "Interval", "Probed-By", "Message"]

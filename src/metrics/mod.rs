@@ -261,7 +261,7 @@ impl Metrics {
             )?)?,
             shard_owned: f.add(IntGauge::new(
                 "canary_shard_owned_checks",
-                "HealthChecks assigned to this replica (all without sharding, none on a standby).",
+                "HealthChecks assigned to this replica (all without sharding and in standalone, none on a standby).",
             )?)?,
             shard_rebalances: f.add(IntCounter::new(
                 "canary_shard_rebalances_total",
