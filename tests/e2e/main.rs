@@ -23,6 +23,7 @@ mod partition;
 mod prometheus;
 mod references;
 mod restart;
+mod run_now;
 mod sharding;
 mod status_page;
 mod supervision;
