@@ -72,9 +72,8 @@ pub(super) async fn run(shared: Arc<Shared>, runner: Runner, wake: Arc<Notify>, 
             // Not this replica's to probe for now: the run is skipped, not stacked.
             drop(permit);
             let mut state = lock(state);
+            // A run-now waiting meanwhile is handled by the next run this replica starts.
             state.next_due = next_run(due, spec, slots.as_ref(), started).0;
-            state.next_due =
-                (state.run_now.due()).map_or(state.next_due, |d| d.min(state.next_due));
             state.phase = RunPhase::Idle;
             state.last_cycle = started;
             continue;
