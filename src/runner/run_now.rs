@@ -15,8 +15,9 @@ pub const RUN_NOW_WINDOW: Duration = Duration::from_secs(10);
 pub enum RunNow {
     /// It runs as soon as a probe slot is free.
     Now,
-    /// It joins the run due `at`, the end of the current window; `first`: no request was
-    /// coalesced into that run before (the one worth a log line).
+    /// It joins the run due `at`, the end of the current window; `first`: the first request
+    /// coalesced since the burst began (the one worth a log line). A burst lasts while requests
+    /// keep coming within a window of the last run-now run.
     Coalesced { first: bool, at: Instant },
     /// The check has no runner here, or does not probe (suspended, or a spec that cannot run).
     Ignored,
@@ -41,8 +42,8 @@ pub(crate) struct RunNowGate {
     last: Option<Instant>,
     /// The latest value asked and not yet handled by a run, and when that run is due.
     pending: Option<(String, Instant)>,
-    /// Requests coalesced into the pending run.
-    coalesced: u64,
+    /// A request of the current burst was coalesced (and logged).
+    noted: bool,
 }
 
 impl RunNowGate {
@@ -51,12 +52,13 @@ impl RunNowGate {
         let window_end = self.last.map(|last| last + RUN_NOW_WINDOW);
         let (result, due) = match window_end {
             Some(end) if now < end => {
-                self.coalesced += 1;
-                let first = self.coalesced == 1;
-                (RunNow::Coalesced { first, at: end }, end)
+                let first = !std::mem::replace(&mut self.noted, true);
+                // A run already due earlier (not started yet) handles this value too.
+                let due = self.due().map_or(end, |due| due.min(end));
+                (RunNow::Coalesced { first, at: due }, due)
             }
             _ => {
-                self.last = Some(now);
+                (self.last, self.noted) = (Some(now), false);
                 (RunNow::Now, now)
             }
         };
@@ -68,7 +70,6 @@ impl RunNowGate {
     pub(crate) fn take(&mut self, now: Instant) -> Option<String> {
         let (value, _) = self.pending.take()?;
         self.last = Some(now);
-        self.coalesced = 0;
         Some(value)
     }
 
@@ -127,15 +128,20 @@ mod tests {
         assert_eq!(
             result,
             RunNow::Coalesced {
-                first: true,
+                first: false,
                 at: end + RUN_NOW_WINDOW
             },
-            "the coalesced run began a window"
+            "the coalesced run began a window; the burst goes on, unlogged"
         );
         assert_eq!(due, end + RUN_NOW_WINDOW);
         let later = end + RUN_NOW_WINDOW * 2;
         gate.take(end + RUN_NOW_WINDOW);
         assert_eq!(gate.request("c", later), (RunNow::Now, later));
+        let next = gate.request("d", later + SEC).0;
+        assert!(
+            matches!(next, RunNow::Coalesced { first: true, .. }),
+            "a new burst is logged again"
+        );
     }
 
     /// A prober that counts its probes and passes.
