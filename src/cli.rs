@@ -73,8 +73,8 @@ pub struct OperatorArgs {
     #[arg(long, env = "CANARY_STATUS_WRITE_BURST", default_value_t = operator::STATUS_WRITE_BURST)]
     pub status_write_burst: u32,
     /// A separate budget, per second, for the first status write of a HealthCheck or of a new
-    /// generation (someone just applied it and waits), so 1,000 new checks show Ready in
-    /// seconds; steady-state writes stay under --status-write-qps.
+    /// generation (someone just applied it and waits) and for the write of a run-now, so 1,000
+    /// new checks show Ready in seconds; steady-state writes stay under --status-write-qps.
     #[arg(long, env = "CANARY_STATUS_FIRST_WRITE_QPS", default_value_t = operator::STATUS_FIRST_WRITE_QPS)]
     pub status_first_write_qps: u32,
     /// Burst of that separate budget.

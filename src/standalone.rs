@@ -68,7 +68,11 @@ pub async fn run(config: StandaloneConfig) -> Result<(), StandaloneError> {
     let files = Arc::new(Files {
         source: Mutex::new(source),
         scheduler: engine.scheduler.clone(),
+        owned: engine.metrics.operator.shard_owned.clone(),
     });
+    // Standalone probes every check it loads: it is its own leader and owns them all, so the
+    // shipped alerts (CanaryNoLeader, CanarySchedulerStalled) read it as they read an operator.
+    engine.metrics.operator.leader.set(1);
     let count = files.sync()?;
     tracing::info!(checks = count, "loaded HealthChecks");
     engine.audit.attach(files.clone());
@@ -96,11 +100,15 @@ pub async fn run(config: StandaloneConfig) -> Result<(), StandaloneError> {
 struct Files {
     source: Mutex<FileSource>,
     scheduler: Scheduler,
+    /// `canary_shard_owned_checks`: every check loaded.
+    owned: prometheus::IntGauge,
 }
 
 impl Files {
     fn sync(&self) -> Result<usize, LoadError> {
-        lock(&self.source).sync(&self.scheduler)
+        let count = lock(&self.source).sync(&self.scheduler)?;
+        self.owned.set(count as i64);
+        Ok(count)
     }
 
     fn reload_if_changed(&self) {
@@ -109,7 +117,10 @@ impl Files {
             return;
         }
         match source.sync(&self.scheduler) {
-            Ok(count) => tracing::info!(checks = count, "reloaded HealthChecks"),
+            Ok(count) => {
+                self.owned.set(count as i64);
+                tracing::info!(checks = count, "reloaded HealthChecks")
+            }
             Err(error) => {
                 tracing::error!(%error, "invalid edit ignored; the last good specs keep running")
             }

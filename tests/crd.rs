@@ -44,6 +44,7 @@ fn crd_has_names_columns_and_status_subresource() {
         [
             "Ready",
             "Reason",
+            "Since",
             "Latency",
             "Cert-Expires",
             "Last-Run",
@@ -53,6 +54,18 @@ fn crd_has_names_columns_and_status_subresource() {
             "Probed-By",
             "Message"
         ]
+    );
+    // What a status write per run would be needed to keep fresh is for -o wide only.
+    let wide_only: Vec<&str> = (version["additionalPrinterColumns"]
+        .as_array()
+        .unwrap()
+        .iter())
+    .filter(|c| c["priority"] == 1)
+    .map(|c| c["name"].as_str().unwrap())
+    .collect();
+    assert_eq!(
+        wide_only,
+        ["Last-Run", "Target", "Interval", "Probed-By", "Message"]
     );
 }
 

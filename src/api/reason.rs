@@ -36,6 +36,9 @@ reasons! {
     Reconciling,
     /// `spec.suspend` is true.
     Suspended,
+    /// The check is inside one of its maintenance windows: Ready is Unknown until it closes
+    /// (probing goes on; failures neither change Ready nor raise Warning Events).
+    Maintenance,
     /// The spec cannot be run (a rule the API server did not enforce).
     InvalidSpec,
     /// A referenced Secret, ConfigMap or key does not exist.

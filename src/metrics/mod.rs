@@ -63,6 +63,8 @@ pub struct OperatorFamilies {
     pub events: IntCounterVec,
     /// 1 while this replica probes and writes (leads, or runs without election), else 0.
     pub leader: IntGauge,
+    /// `canary_run_now_requests_total{result}`.
+    pub run_now: IntCounterVec,
     /// 1 while the HealthCheck watch is failing (since its last success), else 0.
     pub watch_failing: IntGauge,
     /// Status fields the installed CRD does not declare, left out of status writes.
@@ -241,8 +243,14 @@ impl Metrics {
             )?)?,
             leader: f.add(IntGauge::new(
                 "canary_leader",
-                "1 while this replica probes and writes (it leads, or election is off), else 0.",
+                "1 while this replica probes (it leads, election is off, a shard member, or standalone), else 0.",
             )?)?,
+            run_now: f.counters(
+                "canary_run_now_requests_total",
+                "canary.dev/run-now requests by result: run (at once), coalesced (into one run at the \
+                 end of the check's 10s window), ignored (the check does not probe here).",
+                &["result"],
+            )?,
             events: f.counters(
                 "canary_events_total",
                 "Transition Events by result.",
@@ -263,7 +271,7 @@ impl Metrics {
             )?)?,
             f.add(IntGauge::new(
                 "canary_shard_owned_checks",
-                "HealthChecks assigned to this replica (all without sharding, none on a standby).",
+                "HealthChecks assigned to this replica (all without sharding and in standalone, none on a standby).",
             )?)?,
             f.add(IntCounter::new(
                 "canary_shard_rebalances_total",

@@ -7,6 +7,7 @@ pub mod audit;
 mod fault;
 pub mod history;
 mod phase;
+mod run_now;
 mod sink;
 mod slots;
 mod spec;
@@ -32,6 +33,7 @@ use crate::{
 pub use crate::api::CheckKey;
 pub use audit::{Audit, AuditMetrics, Expectations, Expected};
 pub use history::History;
+pub use run_now::{RUN_NOW_WINDOW, RunNow};
 pub use sink::{Registration, RunReport, Sink, Summary};
 pub use slots::{SlotPermit, SlotUsage, Slots, default_slots};
 pub use spec::{
@@ -147,6 +149,8 @@ pub(crate) struct RunnerState {
     pub settled: Option<ReadyStatus>,
     /// The last run fell in a maintenance window.
     pub in_maintenance: bool,
+    /// Run-now requests and their rate limit.
+    pub run_now: run_now::RunNowGate,
     /// Recent results, transitions and hourly uptime, for the status page.
     pub history: History,
 }
@@ -176,6 +180,7 @@ impl RunnerState {
             runs: 0,
             settled: None,
             in_maintenance: false,
+            run_now: run_now::RunNowGate::default(),
             history,
         }
     }
@@ -249,7 +254,7 @@ impl Scheduler {
         // Sinks hear of a check that starts running here (not of a replaced runner).
         let starts =
             previous.is_none() && !spec.schedule.suspend && matches!(spec.plan, Plan::Run(_));
-        let (status, first_due, history, registration) = match previous {
+        let (status, first_due, history, registration, carried) = match previous {
             // A new generation runs within seconds; a rotated reference keeps the schedule.
             Some(handle) => {
                 handle.task.abort();
@@ -260,15 +265,21 @@ impl Scheduler {
                     old.next_due.min(now + spec.schedule.interval)
                 };
                 let registration = Arc::new(handle.registration.supersede());
-                (old.status, due, old.history, registration)
+                let carried = (old.settled, old.run_now);
+                (old.status, due, old.history, registration, Some(carried))
             }
             None => {
                 let due = first_due(&spec, now, self.shared.config.aligned);
                 let history = History::resumed(&spec.status);
-                (spec.status.clone(), due, history, Arc::default())
+                (spec.status.clone(), due, history, Arc::default(), None)
             }
         };
-        let state = RunnerState::new(&spec, status, first_due, history, now);
+        let mut state = RunnerState::new(&spec, status, first_due, history, now);
+        // Ready before an interlude the replaced runner was in (an edit during a window), and
+        // the run-now window (an edit must not reset it).
+        if let Some((settled, run_now)) = carried {
+            (state.settled, state.run_now) = (settled, run_now);
+        }
         let spec = Arc::new(spec);
         let handle = self.spawn(spec.clone(), state, registration.clone());
         runners.insert(spec.key.clone(), handle);
@@ -362,16 +373,23 @@ impl Scheduler {
         })
     }
 
-    /// Runs `key` as soon as a slot is free (the `canary.dev/run-now` annotation); false when
-    /// the check is unknown.
-    pub fn run_now(&self, key: &CheckKey) -> bool {
+    /// Runs `key` for a run-now request of `value` (the `canary.dev/run-now` annotation): at
+    /// once, or coalesced into one run at the end of its window (see [`RunNow`]). The run
+    /// records `value` in `status.lastHandledRunNow`.
+    pub fn run_now(&self, key: &CheckKey, value: &str) -> RunNow {
         let runners = lock(&self.shared.runners);
         let Some(handle) = runners.get(key) else {
-            return false;
+            return RunNow::Ignored;
         };
-        lock(&handle.state).next_due = Instant::now();
+        let mut state = lock(&handle.state);
+        if !state.active {
+            return RunNow::Ignored;
+        }
+        let (result, due) = state.run_now.request(value, Instant::now());
+        state.next_due = state.next_due.min(due);
+        drop(state);
         handle.wake.notify_one();
-        true
+        result
     }
 
     /// Stops the runner of `key` (cancelling a probe in flight) and removes its series; a run
