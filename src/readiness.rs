@@ -357,5 +357,5 @@ pub fn status_tls_facts(facts: &TlsCapture) -> TlsFacts {
 }
 
 #[cfg(test)]
-#[path = "readiness_tests.rs"]
+#[path = "readiness/tests.rs"]
 mod tests;
