@@ -38,10 +38,12 @@
 //! once and stays out until it has been steady, instead of pulling checks back and forth.
 
 mod directory;
+mod handover;
 mod lease;
 mod member;
 pub mod peers;
 pub mod ring;
+mod tenure;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
