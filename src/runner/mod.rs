@@ -31,11 +31,12 @@ use crate::{
 pub use crate::api::CheckKey;
 pub use audit::{Audit, AuditMetrics, Expectations, Expected};
 pub use history::History;
+pub use phase::slot_of;
 pub use sink::{Registration, RunReport, Sink, Summary};
 pub use slots::{SlotPermit, SlotUsage, Slots, default_slots};
 pub use spec::{
     CheckInfo, GROUP_LABEL, Origin, Plan, RunnerSpec, STATUS_PAGE_ANNOTATION, Schedule, jitter,
-    quick_jitter, stable_hash,
+    quick_jitter, slot_offset, stable_hash,
 };
 pub use watchdog::{Health, Vital, WatchdogConfig};
 
