@@ -547,7 +547,7 @@ fn first_due(spec: &RunnerSpec, now: Instant, aligned: bool) -> Instant {
         };
     }
     let slots = phase::Slots::new(spec.schedule.interval, jitter(spec));
-    let wall_now = phase::unix_ms(jiff::Timestamp::now());
+    let (now, wall_now) = phase::clocks();
     let quiet_after = spec.resume_after.map(phase::unix_ms);
     if last_run.is_none() && !slots.binds(wall_now, quiet_after) {
         return now + quick_jitter(spec);

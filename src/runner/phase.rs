@@ -92,6 +92,14 @@ pub fn slot_of(at_ms: i64, interval: Duration, offset: Duration) -> i64 {
     Slots::new(interval, offset).at_or_before(at_ms)
 }
 
+/// The monotonic and wall clocks now (Unix ms), the wall clock read first: a slot converted
+/// against them ([`instant_of`]) is never early. Read the other way, a pause between the two
+/// reads (a preempted thread on busy cores) would move every such run that much before its slot.
+pub fn clocks() -> (Instant, i64) {
+    let wall = unix_ms(Timestamp::now());
+    (Instant::now(), wall)
+}
+
 /// Unix milliseconds of `at`.
 pub fn unix_ms(at: Timestamp) -> i64 {
     at.as_millisecond()

@@ -49,12 +49,15 @@ impl Target {
             let agent = request.header("user-agent").unwrap_or_default();
             let replica = (agent.split_once('(')).and_then(|(_, r)| r.strip_suffix(')'));
             if let (Some(check), Some(replica)) = (check, replica) {
+                // The monotonic clock first: a pause before the wall clock's read makes the
+                // arrival look later, never earlier than it was.
                 let since = request.at.elapsed().as_millis() as i64;
+                let wall_ms = jiff::Timestamp::now().as_millisecond() - since;
                 let probe = Probe {
                     check,
                     replica: replica.to_string(),
                     at: request.at,
-                    wall_ms: jiff::Timestamp::now().as_millisecond() - since,
+                    wall_ms,
                 };
                 log.lock().unwrap().push(probe);
             }
