@@ -134,9 +134,12 @@ impl Ring {
         });
         println!(
             "{what}: each slot run once; a steady run arrived at most {:?} after its slot; {} \
-             pairs of replicas closer than 3/4 of an interval, on different slots (closest {:?})",
-            spacing.max_lag, spacing.close, spacing.closest
+             pairs of replicas closer than 3/4 of an interval, on different slots",
+            spacing.max_lag, spacing.close
         );
+        if let Some((gap, check)) = spacing.closest {
+            println!("closest {gap:?}, c{check}: {}", timeline.describe(check));
+        }
         spacing
     }
 

@@ -105,8 +105,8 @@ pub struct Spacing {
     /// Consecutive probes of a check by two replicas closer than 3/4 of an interval, each on
     /// its own slot: what the old wall-clock assertion failed on.
     pub close: usize,
-    /// The closest two consecutive probes of a check by two replicas.
-    pub closest: Option<Duration>,
+    /// The closest two consecutive probes of a check by two replicas, and that check.
+    pub closest: Option<(Duration, usize)>,
 }
 
 /// The runs of each check, oldest first.
@@ -184,14 +184,16 @@ impl Timeline {
 
     fn spacing(&self) -> Spacing {
         let mut spacing = Spacing::default();
-        for runs in self.checks.values() {
+        for (check, runs) in &self.checks {
             for pair in runs.windows(2).filter(|p| p[0].replica == p[1].replica) {
                 let lag = Duration::from_millis((pair[1].wall_ms - pair[1].slot) as u64);
                 spacing.max_lag = spacing.max_lag.max(lag);
             }
             for pair in runs.windows(2).filter(|p| p[0].replica != p[1].replica) {
                 let gap = pair[1].at - pair[0].at;
-                spacing.closest = Some(spacing.closest.map_or(gap, |c| c.min(gap)));
+                if spacing.closest.is_none_or(|(closest, _)| gap < closest) {
+                    spacing.closest = Some((gap, *check));
+                }
                 spacing.close += usize::from(gap < self.interval * 3 / 4);
             }
         }
