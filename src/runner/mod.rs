@@ -410,9 +410,11 @@ impl Scheduler {
         *lock(&self.shared.probe_until) = until;
     }
 
-    /// Whether a run due by the retirement limit (see [`Scheduler::retire`]) has not started
+    /// Whether a run due by the retirement limit (see [`Scheduler::retire`]) has not finished
     /// yet: a replica handing over waits for those before it stops its runners, or a run due
-    /// just before its promise but a little late would be cut and nobody would run that slot.
+    /// just before its promise but a little late, or still waiting for a slow target, would be
+    /// cut and nobody would run that slot (seen on loaded cores: the probe never reached the
+    /// target).
     pub fn runs_pending_before_retirement(&self) -> bool {
         let Some(limit) = *lock(&self.shared.retire_after) else {
             return false;
@@ -424,8 +426,7 @@ impl Scheduler {
             let slots = (self.shared.config.aligned)
                 .then(|| phase::Slots::new(handle.spec.schedule.interval, jitter(&handle.spec)));
             match state.phase {
-                RunPhase::Queued { .. } => true,
-                RunPhase::Running { .. } => false,
+                RunPhase::Queued { .. } | RunPhase::Running { .. } => true,
                 RunPhase::Idle => {
                     runs && !handle.task.is_finished()
                         && task::due_wall_ms(state.next_due, slots.as_ref()) <= limit

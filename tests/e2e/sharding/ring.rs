@@ -120,6 +120,26 @@ impl Ring {
         text
     }
 
+    /// When `replica` first logged, at or after `after` (Unix ms), that it sees the ring of
+    /// `members` (and may start what it gained, if `may_gain`): Unix ms.
+    pub fn ring_logged(
+        &self,
+        replica: &str,
+        members: &[&str],
+        may_gain: Option<bool>,
+        after: i64,
+    ) -> Option<i64> {
+        let members = format!("{members:?}");
+        (self.replica(replica).logs().iter())
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|log| log["fields"]["message"] == "ring changed")
+            .filter(|log| log["fields"]["members"] == members.as_str())
+            .filter(|log| may_gain.is_none_or(|m| log["fields"]["may_gain"] == m))
+            .filter_map(|log| log["timestamp"].as_str()?.parse::<jiff::Timestamp>().ok())
+            .map(|at| at.as_millisecond())
+            .find(|at| *at >= after)
+    }
+
     /// The probes since `since`, on their checks' slots.
     pub fn timeline(&self, since: Instant) -> Timeline {
         Timeline::new(&self.target.since(since), &self.offsets, INTERVAL)

@@ -112,6 +112,7 @@ pub struct Spacing {
 /// The runs of each check, oldest first.
 pub struct Timeline {
     interval: Duration,
+    offsets: Vec<Duration>,
     checks: BTreeMap<usize, Vec<Run>>,
 }
 
@@ -131,7 +132,29 @@ impl Timeline {
         for runs in checks.values_mut() {
             runs.sort_by_key(|r| r.at);
         }
-        Self { interval, checks }
+        let offsets = offsets.to_vec();
+        Self {
+            interval,
+            offsets,
+            checks,
+        }
+    }
+
+    /// How many slots of `check` fall after `from` and at or before `to` (Unix ms).
+    pub fn slots_between(&self, check: usize, from: i64, to: i64) -> i64 {
+        let slot = |at| slot_of(at, self.interval, self.offsets[check]);
+        ((slot(to) - slot(from)) / self.interval.as_millis() as i64).max(0)
+    }
+
+    /// The slots a handover may skip when the new owner could start only at `gained`, the old
+    /// one having stopped at `stopped` (Unix ms): none if it could start by then; else those in
+    /// between, and one more: the first of them runs at once, late by up to an interval, and
+    /// may be counted on the slot after.
+    pub fn may_skip(&self, check: usize, stopped: i64, gained: i64) -> i64 {
+        match self.slots_between(check, stopped, gained) {
+            0 => 0,
+            passed => passed + 1,
+        }
     }
 
     /// The runs of each check.
