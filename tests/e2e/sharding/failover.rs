@@ -16,12 +16,7 @@ use crate::SEC;
 /// Three replicas settled on the ring (r3 through the proxy); returns the ring and who probes
 /// what.
 async fn three() -> (Ring, BTreeMap<usize, BTreeSet<String>>) {
-    three_with(DURATION).await
-}
-
-/// [`three`] with Lease `duration`.
-async fn three_with(duration: Duration) -> (Ring, BTreeMap<usize, BTreeSet<String>>) {
-    let mut ring = Ring::with_duration(duration).await;
+    let mut ring = Ring::start().await;
     ring.add(&[("r1", false), ("r2", false), ("r3", true)])
         .await;
     let owners = ring.settled(&["r1", "r2", "r3"]).await;
@@ -110,10 +105,10 @@ async fn last_renewal(ring: &Ring, replica: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_stopped_gracefully_hands_over_without_skipping_a_slot() {
-    // A 6s Lease: the leaving replica's lead (min(duration/3, 2s)) is 2s, as with the default
-    // 15s. The others must see the release and acknowledge the new ring within the lead; 1s
-    // (with 3s) is too tight for debug builds on two loaded cores.
-    let (ring, owners) = three_with(2 * DURATION).await;
+    // The leaving replica's lead (min(duration/3, 2s)) is 2s: the others must see the release
+    // and acknowledge the new ring within it (1s, with a 3s Lease, was too tight for debug
+    // builds on two loaded cores).
+    let (ring, owners) = three().await;
     let before = Instant::now() - 2 * INTERVAL;
     let sigterm = jiff::Timestamp::now();
     println!("SIGTERM at {sigterm}");
@@ -225,7 +220,7 @@ async fn a_replica_cut_off_from_the_api_server_stops_before_the_others_take_over
     );
     // r3 starts no probe past its renew deadline, 2/3 of the duration after its last renewal
     // was sent; the others expire it a whole duration after they saw that renewal: a third of
-    // the duration (1s) apart at least, less the transit of r3's last probe.
+    // the duration (2s) apart at least, less the transit of r3's last probe.
     assert!(
         last_r3 < first_taken,
         "r3 still probed when the others took over"
@@ -245,16 +240,17 @@ async fn a_replica_cut_off_from_the_api_server_stops_before_the_others_take_over
 async fn a_flapping_lease_moves_its_checks_away_once_and_not_back_and_forth() {
     let (ring, owners) = three().await;
     let before = Instant::now() - 2 * INTERVAL;
-    // r3 is cut off for 2.5s (past its 2s renew deadline, so it steps down) and reconnected for
-    // 1.5s (shorter than the join delay of a replica that stepped down: one duration, doubled
-    // at each further step-down), three times. These sleeps are the fault's schedule, not waits.
+    // r3 is cut off for 5s (past its 4s renew deadline, so it steps down) and reconnected for
+    // 3s (time to renew, every 2s, but shorter than the join delay of a replica that stepped
+    // down: one duration, doubled at each further step-down), three times. These sleeps are
+    // the fault's schedule, not waits.
     for _ in 0..3 {
         ring.proxy.blackhole(true);
-        tokio::time::sleep(INTERVAL * 5 / 2).await;
+        tokio::time::sleep(5 * SEC).await;
         ring.proxy.blackhole(false);
-        tokio::time::sleep(INTERVAL * 3 / 2).await;
+        tokio::time::sleep(3 * SEC).await;
     }
-    // Its join delay is now 12s: r1 and r2 settle without it, and it stays out meanwhile.
+    // Its join delay is now 24s: r1 and r2 settle without it, and it stays out meanwhile.
     ring.settled(&["r1", "r2"]).await;
     let timeline = ring.timeline(before);
     ring.each_slot_once(&timeline, "flapping");
@@ -275,7 +271,7 @@ async fn a_flapping_lease_moves_its_checks_away_once_and_not_back_and_forth() {
         moves.len()
     );
     // Each cut outlasts the renew deadline; each reconnection lets it renew (as a candidate)
-    // at least once under any load short of a second and a half of starvation.
+    // at least once under any load short of three seconds of starvation.
     assert!(
         step_downs >= 2,
         "r3 stepped down {step_downs} times:\n{}",

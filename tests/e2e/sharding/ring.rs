@@ -38,12 +38,9 @@ pub struct Ring {
 }
 
 impl Ring {
+    /// The API server, the checks and their target; replicas will use a [`DURATION`] Lease.
     pub async fn start() -> Self {
-        Self::with_duration(DURATION).await
-    }
-
-    /// The API server, the checks and their target; replicas will use Lease `duration`.
-    pub async fn with_duration(duration: Duration) -> Self {
+        let duration = DURATION;
         let checks = env_or("SHARDING_CHECKS", 300usize);
         let cluster = Cluster::alone().await;
         cluster.namespace(NS).await;
