@@ -47,7 +47,7 @@ impl Ring {
         let target = Target::start().await;
         let objects: Vec<_> = (0..checks)
             .map(|i| {
-                let url = target.server.url(&format!("/c{i}"));
+                let url = target.url(&format!("/c{i}"));
                 http_check(NS, &format!("c{i}"), &url, json!({"timeout": "500ms"}))
             })
             .collect();
@@ -105,7 +105,13 @@ impl Ring {
 
     /// Every replica's log lines about the ring, for failure messages.
     pub fn ring_logs(&self) -> String {
-        let wanted = ["ring changed", "admitted", "renew", "released"];
+        let wanted = [
+            "ring changed",
+            "admitted",
+            "renew",
+            "released",
+            "self-audit",
+        ];
         let mut text = String::new();
         for (name, replica) in &self.replicas {
             for line in replica.logs() {

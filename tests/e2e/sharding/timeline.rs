@@ -21,7 +21,7 @@ use std::{
 };
 
 use canary_operator::runner::slot_of;
-use canary_test_harness::targets::{Reply, TestServer, Transport};
+use canary_test_harness::targets::{Recorded, Reply, TestServer, Transport};
 
 /// One probe the target saw.
 #[derive(Debug, Clone)]
@@ -34,37 +34,45 @@ pub struct Probe {
     pub wall_ms: i64,
 }
 
-/// The loopback target every check probes (`/c<i>`), recording who probed what when.
+/// The loopback target every check probes (`/c<i>`), recording who probed what when. It runs
+/// on its own thread and runtime: sharing the test's runtime with the in-process API server, it
+/// read requests a second late on loaded cores, after their probes had timed out, and a probe
+/// recorded that late lands in the next slot's window.
 pub struct Target {
-    pub server: TestServer,
+    base: String,
     probes: Arc<Mutex<Vec<Probe>>>,
+    /// Dropped with the target: its thread then stops the server and ends.
+    _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 impl Target {
     pub async fn start() -> Self {
         let probes = Arc::new(Mutex::new(Vec::new()));
         let log = probes.clone();
-        let server = TestServer::start(Transport::Plain, move |request| {
-            let check = request.path.strip_prefix("/c").and_then(|i| i.parse().ok());
-            let agent = request.header("user-agent").unwrap_or_default();
-            let replica = (agent.split_once('(')).and_then(|(_, r)| r.strip_suffix(')'));
-            if let (Some(check), Some(replica)) = (check, replica) {
-                // The monotonic clock first: a pause before the wall clock's read makes the
-                // arrival look later, never earlier than it was.
-                let since = request.at.elapsed().as_millis() as i64;
-                let wall_ms = jiff::Timestamp::now().as_millisecond() - since;
-                let probe = Probe {
-                    check,
-                    replica: replica.to_string(),
-                    at: request.at,
-                    wall_ms,
-                };
-                log.lock().unwrap().push(probe);
-            }
-            Reply::ok("ok")
-        })
-        .await;
-        Self { server, probes }
+        let (started, base) = tokio::sync::oneshot::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for the target");
+            runtime.block_on(async move {
+                let server = TestServer::start(Transport::Plain, move |r| record(&log, r)).await;
+                let _ = started.send(server.url(""));
+                let _ = stopped.await;
+            });
+        });
+        let base = base.await.expect("the target starts");
+        Self {
+            base,
+            probes,
+            _stop: stop,
+        }
+    }
+
+    /// The URL of `path` on the target.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
     }
 
     /// Probes seen since `since`.
@@ -73,6 +81,27 @@ impl Target {
         let start = probes.partition_point(|p| p.at < since);
         probes[start..].to_vec()
     }
+}
+
+/// Records a probe of `/c<i>` by the replica named in the User-Agent, and answers it.
+fn record(log: &Mutex<Vec<Probe>>, request: &Recorded) -> Reply {
+    let check = request.path.strip_prefix("/c").and_then(|i| i.parse().ok());
+    let agent = request.header("user-agent").unwrap_or_default();
+    let replica = (agent.split_once('(')).and_then(|(_, r)| r.strip_suffix(')'));
+    if let (Some(check), Some(replica)) = (check, replica) {
+        // The monotonic clock first: a pause before the wall clock's read makes the arrival
+        // look later, never earlier than it was.
+        let since = request.at.elapsed().as_millis() as i64;
+        let wall_ms = jiff::Timestamp::now().as_millisecond() - since;
+        let probe = Probe {
+            check,
+            replica: replica.to_string(),
+            at: request.at,
+            wall_ms,
+        };
+        log.lock().unwrap().push(probe);
+    }
+    Reply::ok("ok")
 }
 
 /// One probe on its check's slot.
