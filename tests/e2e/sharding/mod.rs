@@ -185,17 +185,28 @@ async fn scaling_from_two_to_three_moves_about_a_third_and_the_old_owners_drop_t
         "{} moved",
         moved.len()
     );
-    // The gaining replica starts once every member acknowledged the new ring: on the first slot
-    // after the old owner stopped, or at once if that slot passed less than an interval before.
-    // So a move skips at most the slots that passed between the old owner seeing the new ring
-    // (it stops at once) and r3 acknowledged by all (see `Timeline::may_skip`), from their logs.
+    assert_moves_skipped_only_what_passed(&ring, &timeline, since);
+    old_owners_dropped_the_series_of_what_moved(&ring, &moved).await;
+    let rebalances = ring
+        .replica("r1")
+        .metric_sum("canary_shard_rebalances_total", &[])
+        .await;
+    assert!(rebalances >= 1.0, "r1 counted the ring change");
+}
+
+/// The gaining replica starts once every member acknowledged the new ring: on the first slot
+/// after the old owner stopped, or at once if that slot passed less than an interval before.
+/// So a move skips at most the slots that passed between the old owner seeing the new ring (it
+/// stops at once) and r3 acknowledged by all (see `Timeline::may_skip`), from their logs since
+/// `since` (Unix ms).
+fn assert_moves_skipped_only_what_passed(ring: &Ring, timeline: &timeline::Timeline, since: i64) {
     let three_ring = ["r1", "r2", "r3"];
     let logged = |replica, may_gain| {
         let at = ring.ring_logged(replica, &three_ring, may_gain, since);
         at.unwrap_or_else(|| panic!("{replica} never saw {three_ring:?}: {}", ring.ring_logs()))
     };
     let gained = logged("r3", Some(true));
-    for m in &moves {
+    for m in &timeline.handovers() {
         let stopped = logged(m.from.as_str(), None);
         let may = timeline.may_skip(m.check, stopped, gained);
         let check = m.check;
@@ -207,13 +218,16 @@ async fn scaling_from_two_to_three_moves_about_a_third_and_the_old_owners_drop_t
             timeline.describe(check)
         );
     }
-    // The old owners deleted the series of what they gave up; the new owner has them.
+}
+
+/// The old owners deleted the series of the `moved` checks; the new owner, r3, has them.
+async fn old_owners_dropped_the_series_of_what_moved(ring: &Ring, moved: &[usize]) {
     let (old1, old2, new) = (
         ring.replica("r1").scrape().await.unwrap(),
         ring.replica("r2").scrape().await.unwrap(),
         ring.replica("r3").scrape().await.unwrap(),
     );
-    for check in &moved {
+    for check in moved {
         let name = format!("c{check}");
         let labels = [("namespace", NS), ("name", name.as_str())];
         let runs = |text: &str| {
@@ -226,11 +240,6 @@ async fn scaling_from_two_to_three_moves_about_a_third_and_the_old_owners_drop_t
         );
         assert!(runs(&new) >= 1.0, "{name}: no series on r3");
     }
-    let rebalances = ring
-        .replica("r1")
-        .metric_sum("canary_shard_rebalances_total", &[])
-        .await;
-    assert!(rebalances >= 1.0, "r1 counted the ring change");
 }
 
 /// How many handovers skipped how many slots.
