@@ -132,7 +132,7 @@ fn next_run(
     let (next_due, skipped) = next_due_after(due, spec.schedule.interval, now);
     match slots {
         Some(slots) => {
-            let wall_now = phase::unix_ms(jiff::Timestamp::now());
+            let (now, wall_now) = phase::clocks();
             (phase::snap(slots, next_due, now, wall_now), skipped)
         }
         None => (next_due, skipped),
