@@ -8,7 +8,7 @@
 //! capped at its share, less what it holds. A free slot goes to a namespace holding less than its
 //! share, or else only if the slots left free still cover the headroom owed to every other
 //! active namespace. Of the waiting namespaces that may take one, the one holding the fewest goes
-//! first (ties: the longest waiting); first come first served within a namespace.
+//! first (ties: the longest waiting, then by name); first come first served within a namespace.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -27,6 +27,8 @@ pub(super) struct Pool<W> {
     tenants: HashMap<Arc<str>, Tenant<W>>,
     /// Last time any slot was given back.
     last_release: Instant,
+    /// The earliest time an idle namespace stops being active, if one is idle.
+    next_expiry: Option<Instant>,
 }
 
 struct Tenant<W> {
@@ -84,7 +86,12 @@ impl<W> Tenant<W> {
     }
 
     fn active(&self, now: Instant) -> bool {
-        self.held > 0 || !self.queue.is_empty() || now < self.seen + self.window
+        self.idle_until().is_none_or(|until| now < until)
+    }
+
+    /// When it stops being active, if it neither holds nor waits for a slot.
+    fn idle_until(&self) -> Option<Instant> {
+        (self.held == 0 && self.queue.is_empty()).then(|| self.seen + self.window)
     }
 
     /// Headroom owed: recent peak demand up to the share, less what it holds.
@@ -95,6 +102,13 @@ impl<W> Tenant<W> {
     }
 }
 
+/// A namespace with waiters, and since when its first one waits.
+fn first_waiter<'a, W>(
+    (namespace, tenant): (&'a Arc<str>, &'a Tenant<W>),
+) -> Option<(&'a Arc<str>, &'a Tenant<W>, Instant)> {
+    Some((namespace, tenant, tenant.queue.front()?.0))
+}
+
 impl<W> Pool<W> {
     pub(super) fn new(capacity: usize, now: Instant) -> Self {
         Self {
@@ -103,11 +117,12 @@ impl<W> Pool<W> {
             waiting: 0,
             tenants: HashMap::new(),
             last_release: now,
+            next_expiry: None,
         }
     }
 
-    /// Queues `waiter` of `namespace`, whose check runs every `interval`; [`Pool::next_grant`]
-    /// says when it gets its slot (at once, when the rule allows).
+    /// Queues `waiter` of `namespace`, whose check runs every `interval`; [`Pool::grants`] says
+    /// when it gets its slot (at once, when the rule allows).
     pub(super) fn arrive(
         &mut self,
         namespace: &Arc<str>,
@@ -130,6 +145,9 @@ impl<W> Pool<W> {
         if let Some(tenant) = self.tenants.get_mut(namespace) {
             tenant.held = tenant.held.saturating_sub(1);
             tenant.seen = now;
+            if let Some(until) = tenant.idle_until() {
+                self.next_expiry = Some(self.next_expiry.map_or(until, |at| at.min(until)));
+            }
         }
         self.last_release = now;
     }
@@ -143,20 +161,36 @@ impl<W> Pool<W> {
         self.in_use += 1;
     }
 
-    /// The next waiter the rule lets take a free slot, with the slot already taken.
-    pub(super) fn next_grant(&mut self, now: Instant) -> Option<(Arc<str>, W)> {
+    /// Every grant the rule allows now, in order, each slot already taken.
+    pub(super) fn grants(&mut self, now: Instant) -> Vec<(Arc<str>, W)> {
+        if self.waiting == 0 || self.in_use >= self.capacity {
+            return Vec::new();
+        }
+        self.expire(now);
+        let share = self.fair_share();
+        std::iter::from_fn(|| self.next_grant(share, now)).collect()
+    }
+
+    /// The next waiter the rule lets take a free slot: the one holding fewest below its share,
+    /// or else a borrower, if the slots left free cover everyone else's headroom.
+    fn next_grant(&mut self, share: usize, now: Instant) -> Option<(Arc<str>, W)> {
         if self.waiting == 0 || self.in_use >= self.capacity {
             return None;
         }
-        self.tenants.retain(|_, tenant| tenant.active(now));
-        let share = self.fair_share();
-        let owed: usize = self.tenants.values().map(|t| t.owed(share, now)).sum();
-        let spare = self.capacity - self.in_use - 1;
-        let namespace = (self.tenants.iter())
-            .filter_map(|(ns, t)| t.queue.front().map(|(since, _)| (ns, t, *since)))
-            .filter(|(_, t, _)| t.held < share || spare >= owed - t.owed(share, now))
-            .min_by_key(|(_, t, since)| (t.held, *since))
-            .map(|(ns, ..)| ns.clone())?;
+        let below = (self.tenants.iter().filter_map(first_waiter))
+            .filter(|(_, t, _)| t.held < share)
+            .min_by_key(|(ns, t, since)| (t.held, *since, *ns));
+        let namespace = match below {
+            Some((ns, ..)) => ns.clone(),
+            None => {
+                let owed: usize = self.tenants.values().map(|t| t.owed(share, now)).sum();
+                let spare = self.capacity - self.in_use - 1;
+                (self.tenants.iter().filter_map(first_waiter))
+                    .filter(|(_, t, _)| spare + t.owed(share, now) >= owed)
+                    .min_by_key(|(ns, t, since)| (t.held, *since, *ns))
+                    .map(|(ns, ..)| ns.clone())?
+            }
+        };
         let tenant = self.tenants.get_mut(&namespace)?;
         let (_, waiter) = tenant.queue.pop_front()?;
         self.waiting -= 1;
@@ -164,9 +198,14 @@ impl<W> Pool<W> {
         Some((namespace, waiter))
     }
 
-    /// Every grant the rule allows now, in order.
-    pub(super) fn grants(&mut self, now: Instant) -> Vec<(Arc<str>, W)> {
-        std::iter::from_fn(|| self.next_grant(now)).collect()
+    /// Forgets namespaces no longer active, when one may have expired (not at every grant:
+    /// the pass costs one step per namespace).
+    fn expire(&mut self, now: Instant) {
+        if self.next_expiry.is_none_or(|at| now < at) {
+            return;
+        }
+        self.tenants.retain(|_, tenant| tenant.active(now));
+        self.next_expiry = (self.tenants.values()).filter_map(Tenant::idle_until).min();
     }
 
     /// Slots divided by the active namespaces (0 when they outnumber the slots).

@@ -189,8 +189,9 @@ fn the_queue_moves_for_each_waiting_namespace_not_for_the_pool() {
     assert_eq!(pool.moved(), Some(t0));
     // A namespace holding none moves whenever any slot comes free.
     let mut idle = Pool::new(1, t0);
-    assert_eq!(arrive(&mut idle, "a", SECOND, 2, t0), 1);
-    assert_eq!(arrive(&mut idle, "b", SECOND, 1, t0), 0);
+    assert_eq!(arrive(&mut idle, "a", SECOND, 1, t0), 1);
+    assert_eq!(arrive(&mut idle, "b", SECOND, 1, t0 + SECOND / 10), 0);
+    assert_eq!(arrive(&mut idle, "a", SECOND, 1, t0 + SECOND / 5), 0);
     assert_eq!(release(&mut idle, "a", t0 + SECOND), ["b"]);
     assert_eq!(idle.moved(), Some(t0 + SECOND), "a waits, holding none");
 }
@@ -215,7 +216,8 @@ fn step() -> impl Strategy<Value = Step> {
 }
 
 proptest! {
-    /// Whatever the workload: never more slots than the capacity; never a waiter left while
+    /// Whatever the workload: never more slots than the capacity; no idle namespace counted
+    /// among the active; never a waiter left while
     /// nothing is held (something is always about to be released, so the watchdog's "queue
     /// has not moved" means a stall); a namespace below its share is never left waiting beside
     /// a free slot.
@@ -238,6 +240,9 @@ proptest! {
             }
             pool.grants(now);
             prop_assert!(pool.in_use() <= capacity);
+            // Expiry is checked only when a namespace may have gone idle: never one missed.
+            pool.expire(now);
+            prop_assert!(pool.tenants.values().all(|t| t.active(now)), "an idle namespace counted");
             prop_assert!(pool.waiting() == 0 || pool.in_use() > 0, "waiters with nothing held");
             let share = pool.fair_share();
             let free = capacity - pool.in_use();
