@@ -66,7 +66,10 @@ pub(super) async fn run(shared: Arc<Shared>, runner: Runner, wake: Arc<Notify>, 
         lock(state).phase = RunPhase::Queued {
             since: Instant::now(),
         };
-        let (permit, slot_wait) = shared.slots.acquire(&spec.key.namespace).await;
+        let (permit, slot_wait) = shared
+            .slots
+            .acquire(&spec.key.namespace, spec.schedule.interval)
+            .await;
         let started = Instant::now();
         if gated(&shared, started) {
             // Not this replica's to probe for now: the run is skipped, not stacked.
