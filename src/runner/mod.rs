@@ -33,8 +33,8 @@ use crate::{
 pub use crate::api::CheckKey;
 pub use audit::{Audit, AuditMetrics, Expectations, Expected};
 pub use history::History;
-pub use run_now::{RUN_NOW_WINDOW, RunNow};
 pub use phase::slot_of;
+pub use run_now::{RUN_NOW_WINDOW, RunNow};
 pub use sink::{Registration, RunReport, Sink, Summary};
 pub use slots::{SlotPermit, SlotUsage, Slots, default_slots};
 pub use spec::{
