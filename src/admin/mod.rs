@@ -122,6 +122,7 @@ struct Served {
 fn serve_all(listeners: Vec<(std::net::TcpListener, Role)>, state: AdminState) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .thread_name("canary-metrics")
         .build()
     {
         Ok(runtime) => runtime,
