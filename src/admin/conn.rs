@@ -3,7 +3,7 @@
 //! busy one), a maximum connection age, and responses whose bodies mark the connection busy
 //! only while they are being sent. A kubelet probe, which opens a new connection each time,
 //! is always served. What a client that never reads can make a connection hold is bounded
-//! too: hyper's buffers at 64 KiB, the kernel's send buffer at 64 KiB (doubled by Linux), and
+//! too: hyper's buffers at 64 KiB, the kernel's send buffer at 32 KiB (doubled by Linux), and
 //! a body handed to hyper in 16 KiB slices of the one shared copy.
 
 use std::{
@@ -39,7 +39,7 @@ pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(30);
 /// hyper's read and write buffers per connection at most (request heads included).
 pub const MAX_BUFFER: usize = 64 * 1024;
 /// The kernel's send buffer per connection (Linux doubles it for its own bookkeeping).
-pub const SEND_BUFFER: usize = 64 * 1024;
+pub const SEND_BUFFER: usize = 32 * 1024;
 /// A response body goes to hyper in slices of this size.
 const CHUNK: usize = 16 * 1024;
 
