@@ -173,3 +173,54 @@ async fn pages_render_on_their_own_thread_within_a_quarter_core() {
         "the probing runtime took {probing} ticks while pages took {render}"
     );
 }
+
+/// The overview of 1,000 checks comes in pages of 100 by group and name, a search finds one
+/// check among them, and the list API still walks all of them with `limit` and `continue`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overview_comes_in_pages_and_searches_the_fleet() {
+    let dir = tempfile::tempdir().unwrap();
+    let canary = fleet(dir.path()).await;
+    let addr = ui(&canary);
+    let page = async |path: &str| {
+        let body = (http::get(addr, path).await).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert_eq!(body.status, 200, "{path}");
+        body.body
+    };
+    let cards = |html: &str| html.matches("<article class=\"card\"").count();
+    let first = page("/").await;
+    assert_eq!(cards(&first), 100, "a page holds 100 cards");
+    assert!(first.contains("page 1 of 10"), "the pager counts pages");
+    assert!(first.contains(r#"href="/?page=2""#), "and links the next");
+    assert!(first.contains("1000 checks"), "the counts cover the fleet");
+    let last = page("/?page=99").await;
+    assert!(
+        last.contains("page 10 of 10"),
+        "past the end is the last page"
+    );
+    assert!(
+        last.contains("/checks/team-9/service-989"),
+        "ordered by group, then name"
+    );
+    let found = page("/?q=SERVICE-999+team-19").await;
+    assert_eq!(cards(&found), 1, "a search finds the one check");
+    assert!(
+        found.contains(r#"value="SERVICE-999 team-19""#),
+        "and keeps its words"
+    );
+    let found = page("/?q=service-999%20team-9").await;
+    assert_eq!(cards(&found), 0, "every word must match");
+    let failing = page("/?failing=1&page=2").await;
+    assert_eq!(cards(&failing), 100, "the failing checks page too");
+    let mut listed = 0;
+    let mut next = String::from("/api/v1/checks?limit=500");
+    loop {
+        let list = http::get(addr, &next).await.unwrap().json();
+        listed += list["items"].as_array().unwrap().len();
+        assert_eq!(list["total"], 1000);
+        match list["continue"].as_str() {
+            Some(token) => next = format!("/api/v1/checks?limit=500&continue={token}"),
+            None => break,
+        }
+    }
+    assert_eq!(listed, 1000, "the list walks the fleet");
+}
