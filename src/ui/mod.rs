@@ -12,6 +12,7 @@ mod chart;
 pub mod forward;
 pub mod listing;
 pub mod model;
+mod overview;
 pub mod page;
 mod reply;
 mod serve;
