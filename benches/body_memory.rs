@@ -1,14 +1,17 @@
 //! Memory a body expectation may cost: 64 concurrent probes of 64 MiB bodies of 0xFF bytes
 //! (not UTF-8) with each body expectation kind, peak RSS growth per kind measured in a fresh
 //! process each (VmHWM only grows). Targets: < 64 MiB for bodyContains/bodyNotContains,
-//! < 64 x regexBodyLimit + 32 MiB for bodyRegex.
+//! < 64 x regexBodyLimit + 32 MiB for bodyRegex (1Mi) and, for `regexBodyLimit: 4Mi`, the
+//! default body buffer budget (64 MiB) + 32 MiB: 64 x 4 MiB no longer fits. The `hoard` kinds
+//! face a target that sends 5 MiB and then pauses until the 5 s deadline, with the default
+//! budget and with the budget lifted (the code before the budget).
 //! Run: `cargo bench --bench body_memory` (release build; prints its figures).
 
 use std::{process::Command, sync::Arc, time::Instant};
 
 use canary_operator::{
     api::{Reason, validate},
-    probe::{self, ProbeContext, ReferenceError, ReferenceSource},
+    probe::{self, BodyBudget, ProbeContext, ReferenceError, ReferenceSource},
 };
 use futures::{StreamExt, stream};
 use serde_json::json;
@@ -34,9 +37,11 @@ fn mib(field: &str) -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
-/// Serves 64 MiB of 0xFF to every request from one static buffer (constant server memory).
-async fn serve(listener: TcpListener) {
+/// Serves 64 MiB of 0xFF to every request from one static buffer (constant server memory);
+/// with `pause`, only the first 5 MiB, then nothing until the client leaves.
+async fn serve(listener: TcpListener, pause: bool) {
     static CHUNK: [u8; 64 * 1024] = [0xFF; 64 * 1024];
+    let chunks = if pause { 5 * MIB } else { BODY } / CHUNK.len();
     loop {
         let Ok((mut stream, _)) = listener.accept().await else {
             continue;
@@ -49,11 +54,12 @@ async fn serve(listener: TcpListener) {
             if stream.write_all(head.as_bytes()).await.is_err() {
                 return;
             }
-            for _ in 0..BODY / CHUNK.len() {
+            for _ in 0..chunks {
                 if stream.write_all(&CHUNK).await.is_err() {
                     return;
                 }
             }
+            let _ = tokio::io::AsyncReadExt::read(&mut stream, &mut request).await;
         });
     }
 }
@@ -63,7 +69,9 @@ fn expectation(kind: &str) -> serde_json::Value {
         "contains" => json!({"bodyContains": "healthy"}),
         "not-contains" => json!({"bodyNotContains": "unhealthy"}),
         "regex" => json!({"bodyRegex": "healthy|ok"}),
-        "regex-4mi" => json!({"bodyRegex": "healthy|ok", "regexBodyLimit": "4Mi"}),
+        "regex-4mi" | "hoard" | "hoard-unbudgeted" => {
+            json!({"bodyRegex": "healthy|ok", "regexBodyLimit": "4Mi"})
+        }
         _ => json!({}),
     }
 }
@@ -77,14 +85,20 @@ fn measure(kind: &str) {
     runtime.block_on(async {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        tokio::spawn(serve(listener));
+        let hoard = kind.starts_with("hoard");
+        tokio::spawn(serve(listener, hoard));
+        let timeout = if hoard { "5s" } else { "50s" };
         let spec = serde_json::from_value(json!({
-            "timeout": "50s", "interval": "60s",
+            "timeout": timeout, "interval": "60s",
             "http": {"url": format!("http://127.0.0.1:{port}/"), "maxBodyBytes": "64Mi", "expect": expectation(kind)},
         }))
         .unwrap();
         let probe = Arc::new(probe::build(&validate(&spec).unwrap(), &NoRefs).unwrap());
-        let ctx = Arc::new(ProbeContext::default());
+        let mut ctx = ProbeContext::default();
+        if kind == "hoard-unbudgeted" {
+            ctx.body_budget = BodyBudget::new(u64::MAX);
+        }
+        let ctx = Arc::new(ctx);
         let baseline = mib("VmHWM:");
         let start = Instant::now();
         let reasons: Vec<Reason> = stream::iter(0..CONCURRENCY)
@@ -97,6 +111,7 @@ fn measure(kind: &str) {
             .await;
         let growth = mib("VmHWM:") - baseline;
         let mut kinds: Vec<&str> = reasons.iter().map(|r| r.as_str()).collect();
+        kinds.sort_unstable();
         kinds.dedup();
         println!("{kind} {growth:.1} {:.1} {}", start.elapsed().as_secs_f64(), kinds.join(","));
     });
@@ -120,7 +135,9 @@ fn main() {
         ("contains", 64.0),
         ("not-contains", 64.0),
         ("regex", 96.0),
-        ("regex-4mi", 288.0),
+        ("regex-4mi", 96.0),
+        ("hoard", 96.0),
+        ("hoard-unbudgeted", 288.0),
     ] {
         let out = Command::new(std::env::current_exe().unwrap())
             .args(["--kind", kind])

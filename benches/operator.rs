@@ -1,7 +1,11 @@
 //! Operator benchmark through the local API server: 1,000 HealthChecks at a 10 s interval
 //! applied with kubectl; time until every one shows Ready in status, status writes per second
-//! seen at the API server, operator CPU and RSS. Run: `cargo bench --bench operator`
-//! (release; needs the tools of `scripts/test` for kubectl). `CHECKS` and `QPS` override.
+//! seen at the API server (converging, then in steady state against the `--status-write-qps`
+//! budget), then `kubectl annotate --all canary.dev/run-now`: time until every check's
+//! `status.lastHandledRunNow` shows the value and the writes it cost; operator CPU and RSS.
+//! Run: `cargo bench --bench operator` (release; needs the tools of `scripts/test` for
+//! kubectl). `CHECKS`, `QPS` and `STEADY` (seconds) override; `RUN_NOW=0` skips the run-now
+//! phase.
 
 use std::{
     collections::BTreeMap,
@@ -27,9 +31,21 @@ struct Figures {
     all_ready: Duration,
     total: Duration,
     writes: Vec<Instant>,
+    /// When every check showed Ready, and the steady window after it.
+    ready_at: Instant,
+    steady: Duration,
+    run_now: Vec<RunNowPhase>,
     cpu: Duration,
     rss: f64,
     peak_rss: f64,
+}
+
+/// One `kubectl annotate --all canary.dev/run-now=<value>`: when it was sent, and how long
+/// until every check's status showed the value.
+struct RunNowPhase {
+    value: String,
+    sent: Instant,
+    all_handled: Duration,
 }
 
 /// `checks` HealthChecks at a 10s interval probing `target`.
@@ -70,7 +86,43 @@ async fn wait_all_ready(
     }
 }
 
-/// Applies the checks, waits until all are Ready, then runs two more intervals.
+/// Annotates every check with run-now `value`; waits (2 minutes at most) until every status
+/// carries it.
+async fn run_now(cluster: &Cluster, checks: usize, value: &str) -> RunNowPhase {
+    let sent = Instant::now();
+    let annotation = format!("canary.dev/run-now={value}");
+    let annotate = [
+        "annotate",
+        "chc",
+        "--all",
+        "-n",
+        "default",
+        &annotation,
+        "--overwrite",
+    ];
+    cluster.kubectl.ok(&annotate).await;
+    let handled = r#"jsonpath={range .items[*]}{.status.lastHandledRunNow}{"\n"}{end}"#;
+    loop {
+        let out = (cluster.kubectl)
+            .ok(&["get", "chc", "-n", "default", "-o", handled])
+            .await;
+        let done = out.lines().filter(|l| *l == value).count();
+        if done == checks {
+            return RunNowPhase {
+                value: value.to_string(),
+                sent,
+                all_handled: sent.elapsed(),
+            };
+        }
+        assert!(
+            sent.elapsed() < Duration::from_secs(120),
+            "only {done}/{checks} handled run-now {value} after 2 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Applies the checks, waits until all are Ready, measures the steady state, then run-now.
 async fn run(checks_wanted: usize, qps: u32) -> Figures {
     let cluster = Cluster::start().await;
     let target = TestServer::start(Transport::Plain, |_| Reply::ok("ok")).await;
@@ -89,8 +141,14 @@ async fn run(checks_wanted: usize, qps: u32) -> Figures {
         .await;
     let applied = started.elapsed();
     let (all_ready, peak_rss) = wait_all_ready(&cluster, &operator, checks_wanted, started).await;
-    // Keep running for two more intervals to see the steady-state write rate.
-    tokio::time::sleep(Duration::from_secs(20)).await;
+    let ready_at = Instant::now();
+    // A measurement window, not a wait for a condition: the steady-state write rate.
+    let steady = Duration::from_secs(env_or("STEADY", 30));
+    tokio::time::sleep(steady).await;
+    let mut phases = Vec::new();
+    if env_or("RUN_NOW", 1) == 1 {
+        phases.push(run_now(&cluster, checks_wanted, "bench-1").await);
+    }
     let writes = (cluster.operator_requests().into_iter())
         .filter(|r| r.subresource == "status" && r.verb == "patch")
         .map(|r| r.received)
@@ -102,6 +160,9 @@ async fn run(checks_wanted: usize, qps: u32) -> Figures {
         all_ready,
         total: started.elapsed(),
         writes,
+        ready_at,
+        steady,
+        run_now: phases,
         cpu: operator.cpu() - cpu0,
         rss: operator.rss_mib(),
         peak_rss,
@@ -119,6 +180,13 @@ fn busiest_second(writes: &[Instant]) -> usize {
             .or_insert(0) += 1;
     }
     per_second.values().copied().max().unwrap_or(0)
+}
+
+/// The writes received in `[from, to)`.
+fn between(writes: &[Instant], from: Instant, to: Instant) -> Vec<Instant> {
+    (writes.iter().copied())
+        .filter(|w| *w >= from && *w < to)
+        .collect()
 }
 
 fn report(f: &Figures) {
@@ -144,6 +212,27 @@ fn report(f: &Figures) {
         f.writes.len() as f64 / total,
         busiest_second(&f.writes)
     );
+    let steady_end = f.ready_at + f.steady;
+    let steady = between(&f.writes, f.ready_at, steady_end);
+    println!(
+        "steady state ({:.0}s after all Ready): {} writes, {:.2}/s (budget --status-write-qps {}), busiest second {}",
+        f.steady.as_secs_f64(),
+        steady.len(),
+        steady.len() as f64 / f.steady.as_secs_f64(),
+        f.qps,
+        busiest_second(&steady)
+    );
+    for (i, phase) in f.run_now.iter().enumerate() {
+        let end = (f.run_now.get(i + 1)).map_or(Instant::now(), |next| next.sent);
+        let writes = between(&f.writes, phase.sent, end);
+        println!(
+            "run-now {} on all: every lastHandledRunNow after {:.1}s; {} writes until the next phase, busiest second {}",
+            phase.value,
+            phase.all_handled.as_secs_f64(),
+            writes.len(),
+            busiest_second(&writes)
+        );
+    }
     println!(
         "operator CPU {cpu:.1}s over {total:.0}s ({:.0}% of one core), RSS {:.1} MiB (peak seen {:.1} MiB)",
         cpu / total * 100.0,

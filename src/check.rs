@@ -4,12 +4,11 @@
 use std::{path::PathBuf, sync::Arc};
 
 use futures::{StreamExt, stream};
-use ipnet::IpNet;
 
 use crate::{
     api::{HealthCheck, HealthCheckStatus, validate},
     files::{self, DirReferences, Loaded},
-    probe::{self, Outcome, Probe, ProbeContext, ReferenceSource},
+    probe::{self, Outcome, Probe, ProbeContext, ProbePolicy, ReferenceSource},
     readiness::{StatusInputs, next_status},
 };
 
@@ -20,8 +19,8 @@ pub struct CheckConfig {
     pub files: Vec<PathBuf>,
     /// Where referenced Secrets and ConfigMaps are read from.
     pub references: DirReferences,
-    /// Networks probes may never connect to.
-    pub deny_cidrs: Vec<IpNet>,
+    /// The deny list and the body buffer budget.
+    pub policy: ProbePolicy,
 }
 
 /// Why `canary check` could not run its checks.
@@ -45,7 +44,7 @@ pub fn run(config: &CheckConfig) -> Result<Vec<(HealthCheck, Outcome)>, CheckErr
     let checks = build_all(&loaded, &config.references)
         .map_err(|e| CheckError::Invalid(e.join("\nerror: ")))?;
     let runtime = tokio::runtime::Runtime::new().map_err(CheckError::Runtime)?;
-    let ctx = ProbeContext::denying(config.deny_cidrs.clone());
+    let ctx = ProbeContext::with_policy(&config.policy);
     Ok(runtime.block_on(run_once(&loaded, checks, ctx)))
 }
 

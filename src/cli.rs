@@ -12,6 +12,7 @@ use crate::{
     api::{
         LabelGate,
         duration::{MAX_DURATION, fmt_go, parse_duration},
+        parse_quantity,
     },
     controller::{AdvertiseAddress, Sharding, config as operator},
     engine,
@@ -72,8 +73,8 @@ pub struct OperatorArgs {
     #[arg(long, env = "CANARY_STATUS_WRITE_BURST", default_value_t = operator::STATUS_WRITE_BURST)]
     pub status_write_burst: u32,
     /// A separate budget, per second, for the first status write of a HealthCheck or of a new
-    /// generation (someone just applied it and waits), so 1,000 new checks show Ready in
-    /// seconds; steady-state writes stay under --status-write-qps.
+    /// generation (someone just applied it and waits) and for the write of a run-now, so 1,000
+    /// new checks show Ready in seconds; steady-state writes stay under --status-write-qps.
     #[arg(long, env = "CANARY_STATUS_FIRST_WRITE_QPS", default_value_t = operator::STATUS_FIRST_WRITE_QPS)]
     pub status_first_write_qps: u32,
     /// Burst of that separate budget.
@@ -321,6 +322,28 @@ pub struct PolicyArgs {
         default_value = crate::probe::DEFAULT_DENY_CIDRS
     )]
     pub deny_cidrs: Vec<IpNet>,
+    /// Body bytes all probes together may hold in memory (the buffers of `bodyRegex`): a probe
+    /// whose buffer would pass it fails with BodyBudgetExceeded (a Kubernetes quantity: 64Mi).
+    #[arg(
+        long = "body-buffer-budget",
+        env = "CANARY_BODY_BUFFER_BUDGET",
+        default_value = crate::probe::DEFAULT_BODY_BUFFER_BUDGET_FLAG
+    )]
+    pub body_buffer_budget: BytesFlag,
+}
+
+/// A byte-count flag written as a Kubernetes quantity (`65536`, `64Mi`, `1Gi`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BytesFlag(pub u64);
+
+impl FromStr for BytesFlag {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        parse_quantity(value)
+            .map(Self)
+            .ok_or_else(|| format!("{value:?} is not a byte quantity such as 65536, 64Mi or 1Gi"))
+    }
 }
 
 /// A duration flag (`30s`, `5m`): parsed and bounded like every spec duration, and shown (as a

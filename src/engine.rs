@@ -266,7 +266,7 @@ impl Sink for TransitionLog {
         match transition.to {
             ReadyStatus::True => tracing::info!(%check, %reason, "check is ready"),
             ReadyStatus::False => {
-                tracing::warn!(%check, %reason, message = %transition.message, "check is failing")
+                tracing::warn!(%check, %reason, detail = %transition.message, "check is failing")
             }
             ReadyStatus::Unknown => tracing::info!(%check, %reason, "check state unknown"),
         }

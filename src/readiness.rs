@@ -5,8 +5,8 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::api::{
-    DnsResult, GrpcResult, HealthCheckStatus, LastResult, PhaseDurations, READY, ReadyStatus,
-    Reason, STALLED, TlsFacts,
+    DnsResult, GrpcResult, HealthCheckStatus, LastResult, PROBED, PhaseDurations, READY,
+    ReadyStatus, Reason, STALLED, TlsFacts,
 };
 use crate::probe::{DnsFacts, GrpcFacts, Outcome, TlsCapture, code_name, serving_name};
 
@@ -20,10 +20,10 @@ pub struct StatusInputs {
     pub failure_threshold: u32,
     pub success_threshold: u32,
     pub next_run: Option<jiff::Timestamp>,
-    /// Ready before the spec changed, while Ready says Reconciling: transitions and held
-    /// states are judged against it, so an edit never re-announces a failure.
+    /// Ready before an interlude (Reconciling after an edit, Maintenance during a window):
+    /// transitions and held states are judged against it, so neither re-announces a failure.
     pub settled: Option<ReadyStatus>,
-    /// Inside a maintenance window: failures are counted but do not change Ready.
+    /// Inside a maintenance window: Ready is Unknown (Maintenance); runs are still counted.
     pub in_maintenance: bool,
 }
 
@@ -42,6 +42,14 @@ pub struct Transition {
 pub struct NextStatus {
     pub status: HealthCheckStatus,
     pub transition: Option<Transition>,
+    /// What [`StatusInputs::settled`] is for the next run: Ready before the interlude this
+    /// status is in, if it is in one.
+    pub settled: Option<ReadyStatus>,
+}
+
+/// Whether a Ready reason says Ready is Unknown for a while, not for what the target did.
+fn interlude(reason: Option<Reason>) -> bool {
+    matches!(reason, Some(Reason::Reconciling | Reason::Maintenance))
 }
 
 /// The status after `outcome`, starting from `prev` (default when the check never ran).
@@ -63,9 +71,13 @@ pub fn next_status(
     let (status, reason, message) = match outcome.reason {
         // The prober's own fault says nothing about the target: keep state and counters.
         Reason::ProberError => {
+            let settled = interlude(prev.ready_reason())
+                .then(|| effective_ready(prev, inputs))
+                .flatten();
             return NextStatus {
                 status: next,
                 transition: None,
+                settled,
             };
         }
         Reason::InvalidSpec | Reason::ReferenceNotFound | Reason::ReferenceForbidden => {
@@ -87,21 +99,53 @@ pub fn next_status(
     let from = effective_ready(prev, inputs);
     let transition = set_ready(&mut next, status, reason, &message, inputs.generation, &now);
     set_stalled(&mut next, outcome, inputs.generation, &now);
+    set_probed(&mut next, outcome, inputs.generation, &now);
     NextStatus {
         status: next,
-        // A change against the settled state: Reconciling in between is not a transition.
+        // A change against the settled state: an interlude in between is not a transition.
         transition: transition
             .filter(|t| from != Some(t.to))
             .map(|t| Transition { from, ..t }),
+        settled: interlude(Some(reason)).then_some(from).flatten(),
     }
 }
 
-/// Ready as it stood before any Reconciling interlude.
+/// Ready as it stood before any interlude (Reconciling, Maintenance).
 fn effective_ready(prev: &HealthCheckStatus, inputs: StatusInputs) -> Option<ReadyStatus> {
-    match prev.ready_reason() {
-        Some(Reason::Reconciling) => inputs.settled,
-        _ => prev.ready(),
+    match interlude(prev.ready_reason()) {
+        true => inputs.settled,
+        false => prev.ready(),
     }
+}
+
+/// Probed: True with the verdict's reason once a run of this generation judged the target
+/// (pass or fail, inside a maintenance window too); False while the generation has none
+/// (Reconciling, Suspended, or a spec that cannot run). Its message never changes between runs
+/// of one verdict, so it is not a change worth a status write.
+fn set_probed(
+    status: &mut HealthCheckStatus,
+    outcome: &Outcome,
+    generation: Option<i64>,
+    now: &Time,
+) {
+    let (probed, message) = match outcome.ran() {
+        true => ("True", "a probe of this generation has a verdict"),
+        false => ("False", "no verdict for this generation yet"),
+    };
+    let reason = outcome.reason.as_str();
+    let previous = status.probed_condition();
+    let since = previous
+        .filter(|c| c.status == probed)
+        .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
+    status.conditions.retain(|c| c.type_ != PROBED);
+    status.conditions.push(Condition {
+        type_: PROBED.into(),
+        status: probed.into(),
+        reason: reason.into(),
+        message: message.into(),
+        observed_generation: generation,
+        last_transition_time: since,
+    });
 }
 
 /// kstatus' Stalled: True while the spec or a reference needs a human, absent otherwise.
@@ -153,12 +197,15 @@ fn ready_from_counts(
     outcome: &Outcome,
     inputs: StatusInputs,
 ) -> (ReadyStatus, Reason, String) {
-    if !outcome.success() && inputs.in_maintenance {
-        let message = format!(
-            "failing during a maintenance window ({}): {}",
-            outcome.reason, outcome.message
-        );
-        return hold(prev, inputs, message);
+    if inputs.in_maintenance {
+        let message = match outcome.success() {
+            true => format!("in a maintenance window, passing: {}", outcome.message),
+            false => format!(
+                "in a maintenance window, failing ({}): {}",
+                outcome.reason, outcome.message
+            ),
+        };
+        return (ReadyStatus::Unknown, Reason::Maintenance, message);
     }
     if outcome.success() {
         if next.consecutive_successes >= i64::from(inputs.success_threshold) {
@@ -184,15 +231,14 @@ fn ready_from_counts(
     hold(prev, inputs, waiting)
 }
 
-/// Keeps the previous Ready status (and reason) while a threshold is not yet reached, or
-/// during a maintenance window.
+/// Keeps the previous Ready status (and reason) while a threshold is not yet reached.
 fn hold(
     prev: &HealthCheckStatus,
     inputs: StatusInputs,
     message: String,
 ) -> (ReadyStatus, Reason, String) {
     let reason = match prev.ready_reason() {
-        Some(Reason::Reconciling) | None => Reason::Pending,
+        Some(Reason::Reconciling | Reason::Maintenance) | None => Reason::Pending,
         Some(reason) => reason,
     };
     match effective_ready(prev, inputs) {
@@ -311,189 +357,5 @@ pub fn status_tls_facts(facts: &TlsCapture) -> TlsFacts {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    fn outcome(reason: Reason, at: i64) -> Outcome {
-        let mut outcome = Outcome::not_run(reason, format!("{reason} at {at}"));
-        outcome.started_at = jiff::Timestamp::from_second(1_800_000_000 + at).unwrap();
-        outcome.duration = Duration::from_millis(183);
-        outcome
-    }
-
-    fn inputs(failure_threshold: u32, success_threshold: u32) -> StatusInputs {
-        StatusInputs {
-            generation: Some(3),
-            failure_threshold,
-            success_threshold,
-            ..StatusInputs::default()
-        }
-    }
-
-    fn ready(status: &HealthCheckStatus) -> (&str, &str, i64) {
-        let c = status.ready_condition().unwrap();
-        (
-            c.status.as_str(),
-            c.reason.as_str(),
-            c.last_transition_time.0.as_second() - 1_800_000_000,
-        )
-    }
-
-    #[test]
-    fn failure_threshold_holds_ready_until_reached() {
-        let inputs = inputs(3, 1);
-        let mut status = next_status(
-            &HealthCheckStatus::default(),
-            &outcome(Reason::Succeeded, 0),
-            inputs,
-        )
-        .status;
-        assert_eq!(ready(&status), ("True", "Succeeded", 0));
-        for at in 1..=2 {
-            status = next_status(&status, &outcome(Reason::Timeout, at), inputs).status;
-            assert_eq!(
-                ready(&status),
-                ("True", "Succeeded", 0),
-                "failure {at} is tolerated"
-            );
-        }
-        status = next_status(&status, &outcome(Reason::Timeout, 3), inputs).status;
-        assert_eq!(ready(&status), ("False", "Timeout", 3));
-        assert_eq!(status.consecutive_failures, 3);
-        assert_eq!(status.observed_generation, Some(3));
-        assert_eq!(status.last_result.as_ref().unwrap().duration, "0.183s");
-    }
-
-    #[test]
-    fn success_threshold_and_transition_time() {
-        let inputs = inputs(1, 2);
-        let mut status = next_status(
-            &HealthCheckStatus::default(),
-            &outcome(Reason::UnexpectedStatus, 0),
-            inputs,
-        )
-        .status;
-        assert_eq!(ready(&status), ("False", "UnexpectedStatus", 0));
-        status = next_status(&status, &outcome(Reason::Succeeded, 1), inputs).status;
-        assert_eq!(ready(&status), ("False", "UnexpectedStatus", 0));
-        status = next_status(&status, &outcome(Reason::Succeeded, 2), inputs).status;
-        assert_eq!(ready(&status), ("True", "Succeeded", 2));
-        assert_eq!(status.consecutive_successes, 2);
-        assert_eq!(
-            status.last_failure_time.as_ref().unwrap().0.as_second(),
-            1_800_000_000
-        );
-    }
-
-    #[test]
-    fn prober_error_changes_neither_ready_nor_counters() {
-        let inputs = inputs(1, 1);
-        let status = next_status(
-            &HealthCheckStatus::default(),
-            &outcome(Reason::Succeeded, 0),
-            inputs,
-        )
-        .status;
-        let next = next_status(&status, &outcome(Reason::ProberError, 1), inputs);
-        assert_eq!(next.transition, None);
-        let after = next.status;
-        assert_eq!(ready(&after), ("True", "Succeeded", 0));
-        assert_eq!(after.consecutive_successes, 1);
-        assert_eq!(after.last_run_time, status.last_run_time);
-        assert_eq!(after.last_result.unwrap().reason, Reason::ProberError);
-    }
-
-    #[test]
-    fn first_failure_below_threshold_is_pending() {
-        let status = next_status(
-            &HealthCheckStatus::default(),
-            &outcome(Reason::Timeout, 0),
-            inputs(2, 1),
-        )
-        .status;
-        assert_eq!(ready(&status), ("Unknown", "Pending", 0));
-    }
-
-    #[test]
-    fn failures_in_a_maintenance_window_keep_ready_and_make_no_transition() {
-        let ready_status = next_status(
-            &HealthCheckStatus::default(),
-            &outcome(Reason::Succeeded, 0),
-            inputs(1, 1),
-        )
-        .status;
-        let in_window = StatusInputs {
-            in_maintenance: true,
-            ..inputs(1, 1)
-        };
-        let next = next_status(&ready_status, &outcome(Reason::Timeout, 1), in_window);
-        assert_eq!(next.transition, None);
-        assert_eq!(ready(&next.status), ("True", "Succeeded", 0));
-        assert_eq!(
-            next.status.consecutive_failures, 1,
-            "failures are still counted"
-        );
-        let after = next_status(&next.status, &outcome(Reason::Timeout, 2), inputs(1, 1));
-        assert_eq!(
-            ready(&after.status).0,
-            "False",
-            "the window closed: Ready follows"
-        );
-    }
-
-    #[test]
-    fn an_edit_reconciles_without_re_announcing_a_failure() {
-        let failing = next_status(
-            &HealthCheckStatus::default(),
-            &outcome(Reason::Timeout, 0),
-            inputs(1, 1),
-        )
-        .status;
-        let edited = StatusInputs {
-            generation: Some(4),
-            ..inputs(1, 1)
-        };
-        let reconciling = next_status(&failing, &outcome(Reason::Reconciling, 1), edited).status;
-        assert_eq!(ready(&reconciling), ("Unknown", "Reconciling", 1));
-        assert_eq!(reconciling.observed_generation, Some(4));
-        assert_eq!(
-            reconciling.last_result.as_ref().map(|r| r.reason),
-            Some(Reason::Timeout),
-            "the last real result stays"
-        );
-        let settled = StatusInputs {
-            settled: Some(ReadyStatus::False),
-            ..edited
-        };
-        let still = next_status(&reconciling, &outcome(Reason::Timeout, 2), settled);
-        assert_eq!(still.transition, None, "still failing: no new Warning");
-        let fixed = next_status(&reconciling, &outcome(Reason::Succeeded, 2), settled);
-        let transition = fixed.transition.expect("a recovery");
-        assert_eq!(
-            (transition.from, transition.to),
-            (Some(ReadyStatus::False), ReadyStatus::True)
-        );
-    }
-
-    #[test]
-    fn stalled_marks_a_spec_that_needs_a_human_until_it_runs() {
-        let invalid = next_status(
-            &HealthCheckStatus::default(),
-            &outcome(Reason::InvalidSpec, 0),
-            inputs(1, 1),
-        )
-        .status;
-        let stalled = invalid
-            .conditions
-            .iter()
-            .find(|c| c.type_ == STALLED)
-            .unwrap();
-        assert_eq!(
-            (stalled.status.as_str(), stalled.reason.as_str()),
-            ("True", "InvalidSpec")
-        );
-        let fixed = next_status(&invalid, &outcome(Reason::Succeeded, 1), inputs(1, 1)).status;
-        assert!(fixed.conditions.iter().all(|c| c.type_ != STALLED));
-    }
-}
+#[path = "readiness/tests.rs"]
+mod tests;

@@ -9,14 +9,12 @@ use std::{
     time::Duration,
 };
 
-use ipnet::IpNet;
-
 use crate::{
     api::validate,
     engine::{Engine, EngineConfig, EngineError},
     files::{self, DirReferences, LoadError, Loaded},
     lock,
-    probe::ProbeContext,
+    probe::{ProbeContext, ProbePolicy},
     runner::{
         CheckKey, Expectations, Expected, Origin, Plan, RunnerSpec, Scheduler, audit, stable_hash,
     },
@@ -35,8 +33,8 @@ pub struct StandaloneConfig {
     pub reload_interval: Duration,
     /// Where referenced Secrets and ConfigMaps are read from.
     pub references: DirReferences,
-    /// Networks probes may never connect to.
-    pub deny_cidrs: Vec<IpNet>,
+    /// The deny list and the body buffer budget.
+    pub policy: ProbePolicy,
     pub engine: EngineConfig,
 }
 
@@ -63,14 +61,18 @@ pub async fn run(config: StandaloneConfig) -> Result<(), StandaloneError> {
     let source = FileSource {
         files: config.files.clone(),
         refs: config.references.clone(),
-        ctx: Arc::new(ProbeContext::denying(config.deny_cidrs.clone())),
+        ctx: Arc::new(ProbeContext::with_policy(&config.policy)),
         fingerprint: 0,
         loaded: BTreeMap::new(),
     };
     let files = Arc::new(Files {
         source: Mutex::new(source),
         scheduler: engine.scheduler.clone(),
+        owned: engine.metrics.operator.shard_owned.clone(),
     });
+    // Standalone probes every check it loads: it is its own leader and owns them all, so the
+    // shipped alerts (CanaryNoLeader, CanarySchedulerStalled) read it as they read an operator.
+    engine.metrics.operator.leader.set(1);
     let count = files.sync()?;
     tracing::info!(checks = count, "loaded HealthChecks");
     engine.audit.attach(files.clone());
@@ -98,11 +100,15 @@ pub async fn run(config: StandaloneConfig) -> Result<(), StandaloneError> {
 struct Files {
     source: Mutex<FileSource>,
     scheduler: Scheduler,
+    /// `canary_shard_owned_checks`: every check loaded.
+    owned: prometheus::IntGauge,
 }
 
 impl Files {
     fn sync(&self) -> Result<usize, LoadError> {
-        lock(&self.source).sync(&self.scheduler)
+        let count = lock(&self.source).sync(&self.scheduler)?;
+        self.owned.set(count as i64);
+        Ok(count)
     }
 
     fn reload_if_changed(&self) {
@@ -111,7 +117,10 @@ impl Files {
             return;
         }
         match source.sync(&self.scheduler) {
-            Ok(count) => tracing::info!(checks = count, "reloaded HealthChecks"),
+            Ok(count) => {
+                self.owned.set(count as i64);
+                tracing::info!(checks = count, "reloaded HealthChecks")
+            }
             Err(error) => {
                 tracing::error!(%error, "invalid edit ignored; the last good specs keep running")
             }

@@ -44,6 +44,7 @@ fn crd_has_names_columns_and_status_subresource() {
         [
             "Ready",
             "Reason",
+            "Since",
             "Latency",
             "Cert-Expires",
             "Last-Run",
@@ -53,6 +54,18 @@ fn crd_has_names_columns_and_status_subresource() {
             "Probed-By",
             "Message"
         ]
+    );
+    // What a status write per run would be needed to keep fresh is for -o wide only.
+    let wide_only: Vec<&str> = (version["additionalPrinterColumns"]
+        .as_array()
+        .unwrap()
+        .iter())
+    .filter(|c| c["priority"] == 1)
+    .map(|c| c["name"].as_str().unwrap())
+    .collect();
+    assert_eq!(
+        wide_only,
+        ["Last-Run", "Target", "Interval", "Probed-By", "Message"]
     );
 }
 
@@ -348,4 +361,183 @@ fn a_regex_over_the_status_list_would_get_the_crd_refused() {
             ),
         ]
     );
+}
+
+/// Every CEL rule of the CRD (path and message), so each can be broken on purpose.
+fn cel_rules(node: &Value, path: &str, rules: &mut Vec<(String, String)>) {
+    for rule in node["x-kubernetes-validations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let message = rule["message"].as_str().unwrap_or_default().to_string();
+        // kube reports a rule with a fieldPath on that field.
+        let at = rule["fieldPath"].as_str().unwrap_or_default();
+        rules.push((format!("{path}{at}"), message));
+    }
+    for (name, child) in node["properties"].as_object().into_iter().flatten() {
+        cel_rules(child, &format!("{path}.{name}"), rules);
+    }
+    if node["items"].is_object() {
+        cel_rules(&node["items"], &format!("{path}[0]"), rules);
+    }
+}
+
+/// A rule kube would refuse to compile (a type error) passes this server's parser; breaking
+/// every rule here proves each one evaluates, the way kube evaluates it.
+#[test]
+fn every_cel_rule_refuses_a_document_that_breaks_it() {
+    let tcp = json!({"host": "a", "port": 1});
+    let secret = json!({"name": "s", "key": "k"});
+    let both = json!({"secretKeyRef": secret, "configMapKeyRef": secret});
+    let header = |extra: Value| {
+        let mut header = json!({"name": "X-A"});
+        header
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        header
+    };
+    let cases: Vec<(Value, &str)> = vec![
+        (json!({"tcp": tcp, "tls": tcp}), "spec"),
+        (
+            json!({"tcp": tcp, "interval": "5s", "timeout": "5s"}),
+            "spec.timeout",
+        ),
+        (
+            json!({"tcp": tcp, "interval": "500ms", "timeout": "100ms"}),
+            "spec.interval",
+        ),
+        (
+            json!({"tcp": tcp, "interval": "25h", "timeout": "1s"}),
+            "spec.interval",
+        ),
+        (json!({"tcp": tcp, "interval": "87601h"}), "spec.interval"),
+        (json!({"tcp": tcp, "timeout": "87601h"}), "spec.timeout"),
+        (
+            json!({"tcp": tcp, "maintenanceWindows": [{"schedule": "0 0 * * *", "duration": "87601h"}]}),
+            "spec.maintenanceWindows[0].duration",
+        ),
+        (
+            json!({"http": {"url": "https://a", "expect": {"maxDuration": "25h"}}}),
+            "spec.http.expect",
+        ),
+        (
+            json!({"http": {"url": "https://a", "expect": {"maxDuration": "87601h"}}}),
+            "spec.http.expect.maxDuration",
+        ),
+        (
+            json!({"http": {"url": "https://a", "expect": {"status": ["7xx"]}}}),
+            "spec.http.expect.status",
+        ),
+        (
+            json!({"http": {"url": "https://a", "headers": [header(json!({}))]}}),
+            "spec.http.headers[0]",
+        ),
+        (
+            json!({"http": {"url": "https://a", "headers": [header(json!({"valueFrom": both}))]}}),
+            "spec.http.headers[0].valueFrom",
+        ),
+        (
+            json!({"grpc": {"target": "a:1", "metadata": [{"name": "x"}]}}),
+            "spec.grpc.metadata[0]",
+        ),
+        (
+            json!({"grpc": {"target": "a:1", "metadata": [{"name": "x", "valueFrom": both}]}}),
+            "spec.grpc.metadata[0].valueFrom",
+        ),
+        (
+            json!({"tcp": tcp, "tlsPolicy": {"caBundle": both}}),
+            "spec.tlsPolicy.caBundle",
+        ),
+        (
+            json!({"tcp": tcp, "tlsPolicy": {"minRemainingValidity": "87601h"}}),
+            "spec.tlsPolicy.minRemainingValidity",
+        ),
+    ];
+    let schema = &crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+    let mut rules = Vec::new();
+    cel_rules(schema, "", &mut rules);
+    for (path, message) in &rules {
+        let field = path.trim_start_matches('.');
+        let broken = (cases.iter())
+            .filter(|(_, at)| *at == field)
+            .find(|(spec, _)| {
+                let object = json!({"apiVersion": "canary.dev/v1alpha1", "kind": "HealthCheck",
+                "metadata": {"name": "bad", "namespace": "default"}, "spec": spec});
+                let errors = validate_custom_resource(&crd(), &object)
+                    .err()
+                    .unwrap_or_default();
+                errors
+                    .iter()
+                    .any(|e| e.field == field && e.to_string().contains(message.as_str()))
+            });
+        assert!(
+            broken.is_some(),
+            "no case breaks the rule at {field}: {message:?}"
+        );
+    }
+    assert_eq!(rules.len(), 16, "a new rule needs a case here: {rules:?}");
+}
+
+/// Whether the local server checks as much of `format` as kube: date-time, and int32/int64
+/// where explicit bounds inside the format's range say it all (status, which only Canary
+/// writes, is not judged).
+fn format_checked(node: &serde_json::Map<String, Value>, format: &Value) -> bool {
+    let bounded = |limit: f64| {
+        let within = |key: &str| {
+            node.get(key)
+                .and_then(Value::as_f64)
+                .is_some_and(|v| v.abs() <= limit)
+        };
+        within("minimum") && within("maximum")
+    };
+    match format.as_str() {
+        Some("date-time") => true,
+        Some("int32") => bounded(f64::from(i32::MAX)),
+        Some("int64") => true,
+        _ => false,
+    }
+}
+
+/// The schema keywords this project's local API server does not validate; kube does. The CRD
+/// must not use them, or a bad document could pass every test here and fail on a cluster.
+#[test]
+fn the_crd_uses_only_schema_keywords_the_local_server_checks() {
+    const UNCHECKED: [&str; 8] = [
+        "oneOf",
+        "allOf",
+        "not",
+        "multipleOf",
+        "uniqueItems",
+        "minProperties",
+        "x-kubernetes-embedded-resource",
+        "x-kubernetes-map-type",
+    ];
+    fn walk(node: &Value, path: &str, found: &mut Vec<String>) {
+        match node {
+            Value::Object(map) => {
+                for (key, child) in map {
+                    if UNCHECKED.contains(&key.as_str()) {
+                        found.push(format!("{path}.{key}"));
+                    }
+                    let status = path.contains("properties.status.properties");
+                    if key == "format" && !status && !format_checked(map, child) {
+                        found.push(format!("{path}.format={child}"));
+                    }
+                    walk(child, &format!("{path}.{key}"), found);
+                }
+            }
+            Value::Array(items) => (items.iter()).for_each(|item| walk(item, path, found)),
+            _ => {}
+        }
+    }
+    for (file, crd) in committed_crds() {
+        let mut found = Vec::new();
+        walk(&crd["spec"], "spec", &mut found);
+        assert!(
+            found.is_empty(),
+            "{file} uses keywords the local server ignores: {found:?}"
+        );
+    }
 }

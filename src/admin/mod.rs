@@ -61,12 +61,15 @@ pub struct AdminState {
     pub vitals: Vec<Arc<dyn Vital>>,
 }
 
-/// The running endpoints.
+/// The running endpoints; they stop serving when this is dropped (the thread ends, so an
+/// operator run in-process leaves nothing behind).
 pub struct Admin {
     pub metrics_addr: SocketAddr,
     pub health_addr: SocketAddr,
     /// The serving thread, until a supervisor takes it.
     pub thread: Option<std::thread::JoinHandle<()>>,
+    /// Dropped with the handle: the serving thread's signal to stop.
+    _serving: tokio::sync::watch::Sender<()>,
 }
 
 #[derive(Clone, Copy)]
@@ -101,14 +104,16 @@ pub fn start(
     let addr = |i: usize| listeners[i].0.local_addr().map_err(AdminError::Thread);
     let metrics_addr = addr(0)?;
     let health_addr = addr(listeners.len() - 1)?;
+    let (serving, stop) = tokio::sync::watch::channel(());
     let thread = std::thread::Builder::new()
         .name("canary-admin".into())
-        .spawn(move || serve_all(listeners, state))
+        .spawn(move || serve_all(listeners, state, stop))
         .map_err(AdminError::Thread)?;
     Ok(Admin {
         metrics_addr,
         health_addr,
         thread: Some(thread),
+        _serving: serving,
     })
 }
 
@@ -119,7 +124,11 @@ struct Served {
     connections: Arc<Connections>,
 }
 
-fn serve_all(listeners: Vec<(std::net::TcpListener, Role)>, state: AdminState) {
+fn serve_all(
+    listeners: Vec<(std::net::TcpListener, Role)>,
+    state: AdminState,
+    mut stop: tokio::sync::watch::Receiver<()>,
+) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .thread_name("canary-metrics")
@@ -146,8 +155,11 @@ fn serve_all(listeners: Vec<(std::net::TcpListener, Role)>, state: AdminState) {
                 Err(error) => tracing::error!(%error, "cannot serve an admin listener"),
             }
         }
-        for task in tasks {
-            let _ = task.await;
+        let serving = futures::future::join_all(tasks);
+        tokio::select! {
+            _ = serving => {}
+            // The handle was dropped: the process (or the test) is done with the endpoints.
+            _ = stop.changed() => {}
         }
     });
 }

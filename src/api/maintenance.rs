@@ -115,13 +115,39 @@ fn parse_window(field: &str, window: &MaintenanceWindow) -> Result<Window, Field
         )
     })?;
     // A schedule that never fires (30 February) is a mistake worth naming now.
-    if crontab.find_next(jiff::Timestamp::now()).is_err() {
+    if next_opening(&crontab, jiff::Timestamp::now()).is_none() {
         return Err(error(
             "schedule",
-            format!("{:?} never fires", window.schedule),
+            format!(
+                "{:?} never fires (no opening within {HORIZON_YEARS} years, a whole cycle of the calendar)",
+                window.schedule
+            ),
         ));
     }
     Ok(Window { crontab, duration })
+}
+
+/// How far [`next_opening`] looks: the Gregorian calendar repeats its weekdays every 400
+/// years, so a schedule without an opening in 400 years has none at all.
+const HORIZON_YEARS: i16 = 400;
+
+/// The first opening after `from`, within [`HORIZON_YEARS`]. `cronexpr` gives up after four
+/// years, which rejects rare but valid schedules such as `0 0 * 2 MON#5` (a fifth Monday in
+/// February, once in 28 years), so its search is resumed four years at a time.
+fn next_opening(crontab: &cronexpr::Crontab, from: jiff::Timestamp) -> Option<jiff::Zoned> {
+    const STEP_YEARS: i16 = 4;
+    let mut start = from.to_zoned(jiff::tz::TimeZone::UTC);
+    for _ in 0..HORIZON_YEARS / STEP_YEARS {
+        if let Ok(opening) = crontab.find_next(start.timestamp()) {
+            return Some(opening);
+        }
+        // find_next searched (start, start + 4 years] in the schedule's zone: resume a little
+        // before where it stopped, so no opening falls between two searches.
+        start = (start.checked_add(jiff::Span::new().years(STEP_YEARS)))
+            .and_then(|later| later.checked_sub(jiff::Span::new().days(2)))
+            .ok()?;
+    }
+    None
 }
 
 #[cfg(test)]
@@ -182,6 +208,27 @@ mod tests {
                 ("2026-11-30T05:59:00Z", true, "Monday before six"),
                 ("2026-11-30T06:00:00Z", false, "Monday six: closed"),
             ],
+        );
+    }
+
+    #[test]
+    fn rare_but_valid_schedules_are_accepted_and_impossible_ones_named() {
+        // A fifth Monday in February happens only when 1 February of a leap year is a Monday
+        // (2016, 2044, 2072): cronexpr alone finds none within its four years.
+        let rare = windows("0 0 * 2 MON#5", "24h", None);
+        assert!(rare.contains(at("2044-02-29T12:00:00Z")));
+        assert!(!rare.contains(at("2044-02-28T12:00:00Z")));
+        let from = at("2026-01-01T00:00:00Z");
+        let crontab = cronexpr::parse_crontab("0 0 * 2 MON#5 UTC").unwrap();
+        let opening = next_opening(&crontab, from).unwrap();
+        assert_eq!(opening.timestamp(), at("2044-02-29T00:00:00Z"));
+        let started = std::time::Instant::now();
+        let never = cronexpr::parse_crontab("0 0 31 2,4,6,9,11 * UTC").unwrap();
+        assert!(next_opening(&never, from).is_none());
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "searching 400 years took {:?}",
+            started.elapsed()
         );
     }
 

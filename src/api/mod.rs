@@ -11,6 +11,7 @@ mod parse;
 mod reason;
 mod spec;
 mod status;
+mod text;
 mod valid;
 pub mod validate;
 
@@ -22,9 +23,11 @@ pub use duration::{GoDuration, fmt_go};
 pub use grpc::{GrpcExpect, GrpcProbe, ServingStatus, ValidGrpc};
 pub use label::LabelGate;
 pub use maintenance::{MaintenanceWindow, MaintenanceWindows};
+pub use parse::parse_quantity;
 pub use reason::Reason;
 pub use spec::*;
 pub use status::*;
+pub use text::{MAX_TARGET_CHARS, TargetText, display_text};
 pub use valid::*;
 pub use validate::{FieldError, validate};
 

@@ -36,6 +36,9 @@ reasons! {
     Reconciling,
     /// `spec.suspend` is true.
     Suspended,
+    /// The check is inside one of its maintenance windows: Ready is Unknown until it closes
+    /// (probing goes on; failures neither change Ready nor raise Warning Events).
+    Maintenance,
     /// The spec cannot be run (a rule the API server did not enforce).
     InvalidSpec,
     /// A referenced Secret, ConfigMap or key does not exist.
@@ -74,6 +77,9 @@ reasons! {
     /// The body failed a bodyContains, bodyNotContains or bodyRegex expectation, or the DNS
     /// answers failed an answers expectation.
     BodyMismatch,
+    /// The body could not be checked: the buffers `bodyRegex` needs would pass the operator's
+    /// `--body-buffer-budget`, shared by all probes. A failure of the check, not the prober's.
+    BodyBudgetExceeded,
     /// The response took longer than maxDuration.
     Slow,
     /// More than 10 redirects.

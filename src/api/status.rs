@@ -12,6 +12,9 @@ use super::reason::Reason;
 pub const READY: &str = "Ready";
 /// kstatus' condition for a spec or reference that needs a human (True only then).
 pub const STALLED: &str = "Stalled";
+/// True once a verdict (pass or fail) exists for the condition's `observedGeneration`, so
+/// `kubectl wait --for=condition=Probed` returns on the first verdict of a new generation.
+pub const PROBED: &str = "Probed";
 
 /// Status of the `Ready` condition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -56,6 +59,11 @@ impl HealthCheckStatus {
             .map(|c| ReadyStatus::parse(&c.status))
     }
 
+    /// The Probed condition, if any.
+    pub fn probed_condition(&self) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == PROBED)
+    }
+
     /// The Ready condition's reason, when it is one of the closed set.
     pub fn ready_reason(&self) -> Option<Reason> {
         let reason = &self.ready_condition()?.reason;
@@ -81,7 +89,8 @@ pub struct HealthCheckStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
-    /// When the last probe ran.
+    /// When the last probe ran. Written on a change of state, on a run-now and on the
+    /// heartbeat (`--status-heartbeat`), not after every run: metrics carry every run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_run_time: Option<Time>,
     /// When a probe last succeeded.
@@ -105,6 +114,10 @@ pub struct HealthCheckStatus {
     /// Facts about the served certificate and TLS session, reported even when verification fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsFacts>,
+    /// The value of the `canary.dev/run-now` annotation last handled: the run it asked for has
+    /// completed and this status carries it (Flux's `lastHandledReconcileAt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_run_now: Option<String>,
 }
 
 /// Result of one probe.

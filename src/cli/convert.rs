@@ -1,11 +1,14 @@
 //! From the flags to the plain settings each mode takes.
 
-use super::{AdminArgs, CheckArgs, EngineArgs, OperatorArgs, ReferenceArgs, StandaloneArgs};
+use super::{
+    AdminArgs, CheckArgs, EngineArgs, OperatorArgs, PolicyArgs, ReferenceArgs, StandaloneArgs,
+};
 use crate::{
     check::CheckConfig,
     controller::{LeaderConfig, OperatorConfig, writer::WriterConfig},
     engine::{AdminConfig, EngineConfig},
     files::DirReferences,
+    probe::ProbePolicy,
     standalone::StandaloneConfig,
 };
 
@@ -35,7 +38,7 @@ impl OperatorArgs {
                 leader_election_identity: leader.leader_election_identity,
                 ui_advertise_address: leader.ui_advertise_address,
             },
-            deny_cidrs: service.policy.deny_cidrs,
+            policy: service.policy.into(),
             engine: EngineConfig::from((service.engine, service.admin)),
         })
     }
@@ -48,7 +51,7 @@ impl From<StandaloneArgs> for StandaloneConfig {
             files: args.files,
             reload_interval: args.reload_interval.0,
             references: args.references.into(),
-            deny_cidrs: service.policy.deny_cidrs,
+            policy: service.policy.into(),
             engine: EngineConfig::from((service.engine, service.admin)),
         }
     }
@@ -59,7 +62,7 @@ impl From<CheckArgs> for CheckConfig {
         Self {
             files: args.files,
             references: args.references.into(),
-            deny_cidrs: args.policy.deny_cidrs,
+            policy: args.policy.into(),
         }
     }
 }
@@ -78,6 +81,15 @@ impl From<(EngineArgs, AdminArgs)> for EngineConfig {
                 ui_bind_address: admin.ui_bind_address.0,
                 ui_redact: admin.ui_redact,
             },
+        }
+    }
+}
+
+impl From<PolicyArgs> for ProbePolicy {
+    fn from(args: PolicyArgs) -> Self {
+        Self {
+            deny_cidrs: args.deny_cidrs,
+            body_buffer_budget: args.body_buffer_budget.0,
         }
     }
 }

@@ -6,10 +6,8 @@ use std::{
     time::Duration,
 };
 
-use ipnet::IpNet;
-
 use super::writer::WriterConfig;
-use crate::{api::LabelGate, engine::EngineConfig, probe::default_deny};
+use crate::{api::LabelGate, engine::EngineConfig, probe::ProbePolicy};
 
 /// Default `--status-write-qps` and `--status-write-burst`.
 pub const STATUS_WRITE_QPS: u32 = 10;
@@ -45,8 +43,8 @@ pub struct OperatorConfig {
     /// `/healthz` and `/readyz` fail when the watch has kept failing for this long.
     pub watch_stall: Duration,
     pub leader: LeaderConfig,
-    /// Networks probes may never connect to.
-    pub deny_cidrs: Vec<IpNet>,
+    /// The deny list and the body buffer budget.
+    pub policy: ProbePolicy,
     pub engine: EngineConfig,
 }
 
@@ -147,7 +145,7 @@ impl Default for OperatorConfig {
             secret_reference_label: None,
             watch_stall: WATCH_STALL,
             leader: LeaderConfig::default(),
-            deny_cidrs: default_deny(),
+            policy: ProbePolicy::default(),
             engine: EngineConfig::default(),
         }
     }

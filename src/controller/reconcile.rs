@@ -21,17 +21,19 @@ use kube::runtime::watcher;
 use tokio::sync::{Notify, mpsc, watch};
 
 use super::{
-    index::{Change, Index, WatchScope, same_runner},
+    index::{Change, Index, WatchScope, run_now, same_runner},
     refs::RefCache,
     shard::Applied,
     writer::StatusWriter,
 };
 use crate::{
-    api::{CheckKey, HealthCheck, validate},
+    api::{CheckKey, HealthCheck, fmt_go, validate},
     lock,
     metrics::Metrics,
     probe::ProbeContext,
-    runner::{Expectations, Expected, Origin, RunnerSpec, Scheduler, audit},
+    runner::{
+        Expectations, Expected, Origin, RUN_NOW_WINDOW, RunNow, RunnerSpec, Scheduler, audit,
+    },
 };
 
 pub use super::index::RUN_NOW;
@@ -178,8 +180,8 @@ impl Core {
                 }
             }
             Change::RunNow(key) => {
-                if index.keeps(&key) && self.ctx.scheduler.run_now(&key) {
-                    tracing::info!(check = %key, "running now ({RUN_NOW})");
+                if let Some(object) = index.object(&key).filter(|_| index.keeps(&key)) {
+                    self.run_now(&key, object);
                 }
             }
         }
@@ -328,8 +330,36 @@ impl Core {
         } else {
             Reconciled::Unchanged
         });
-        if job.run_now && self.ctx.scheduler.run_now(key) {
-            tracing::info!(check = %key, "running now ({RUN_NOW})");
+        if job.run_now {
+            self.run_now(key, &object);
+        }
+    }
+
+    /// Asks the scheduler for the run the run-now annotation of `object` requests; counted,
+    /// and logged once per run and once per burst coalesced.
+    fn run_now(&self, key: &CheckKey, object: &HealthCheck) {
+        let Some(value) = run_now(object) else {
+            return;
+        };
+        let result = self.ctx.scheduler.run_now(key, value);
+        (self.ctx.metrics.operator.run_now)
+            .with_label_values(&[result.label()])
+            .inc();
+        match result {
+            RunNow::Now => tracing::info!(check = %key, "running now ({RUN_NOW})"),
+            RunNow::Coalesced { first: true, at } => {
+                let wait = at.saturating_duration_since(tokio::time::Instant::now());
+                tracing::info!(
+                    check = %key,
+                    run_in = %fmt_go(wait),
+                    "{RUN_NOW} asked again within {}: coalescing requests into one run",
+                    fmt_go(RUN_NOW_WINDOW)
+                );
+            }
+            RunNow::Coalesced { first: false, .. } => {}
+            RunNow::Ignored => {
+                tracing::debug!(check = %key, "{RUN_NOW} ignored: the check does not probe")
+            }
         }
     }
 

@@ -2,11 +2,20 @@
 //! (latest wins), skipped when only timestamps changed (until a heartbeat is due), sent under
 //! a global rate limit with a timeout each, retried with backoff, and counted. Probing never
 //! waits for it. Fields an older installed CRD does not declare are left out ([`drift`]).
+//!
+//! Someone waits for two kinds of write: the first of an object or of a new generation, and
+//! the one carrying a newly handled run-now (`status.lastHandledRunNow`). Those go ahead of the
+//! queue and spend the first-write budget (`--status-first-write-qps`) before the steady one;
+//! run-now writes are bounded by the run-now window of each check
+//! ([`crate::runner::RUN_NOW_WINDOW`]).
 
 mod drift;
+mod queue;
+
+use queue::{Pending, Queue};
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::HashMap,
     num::NonZeroU32,
     sync::{
         Arc, Mutex,
@@ -26,7 +35,7 @@ use crate::{
     api::{HealthCheck, HealthCheckStatus, READY, fmt_go},
     lock,
     metrics::Metrics,
-    runner::{CheckKey, Registration, RunReport, Sink, Vital},
+    runner::{CheckKey, RunReport, Sink, Vital},
 };
 
 /// Field manager of every status write.
@@ -86,89 +95,6 @@ pub struct WriterConfig {
     pub heartbeat: Duration,
     /// `/healthz` fails when writes are pending and none succeeded for this long.
     pub stall: Duration,
-}
-
-struct Pending {
-    status: HealthCheckStatus,
-    /// Counters above this (the larger threshold) are not state worth a write.
-    clamp: i64,
-    /// Retry not before this instant (after a failure).
-    not_before: Option<Instant>,
-    failures: u32,
-    /// When a write for this object was first queued and not yet done.
-    since: Instant,
-    /// The reporting check's registration: a write of a check removed (or moved to another
-    /// replica) while it waited for the rate limiter, or for a retry, is dropped.
-    registration: Arc<Registration>,
-}
-
-/// Pending writes in first-reported order; a newer status replaces a queued one in place
-/// (latest wins, no loss of its turn).
-#[derive(Default)]
-struct Queue {
-    order: VecDeque<CheckKey>,
-    items: HashMap<CheckKey, Pending>,
-}
-
-impl Queue {
-    fn put(
-        &mut self,
-        key: &CheckKey,
-        status: HealthCheckStatus,
-        clamp: i64,
-        registration: &Arc<Registration>,
-    ) {
-        match self.items.get_mut(key) {
-            Some(queued) => {
-                queued.status = status;
-                queued.clamp = clamp;
-                queued.registration = registration.clone();
-            }
-            None => {
-                self.order.push_back(key.clone());
-                let pending = Pending {
-                    status,
-                    clamp,
-                    not_before: None,
-                    failures: 0,
-                    since: Instant::now(),
-                    registration: registration.clone(),
-                };
-                self.items.insert(key.clone(), pending);
-            }
-        }
-    }
-
-    /// The first write whose backoff (if any) has passed.
-    fn pop_ready(&mut self, now: Instant) -> Option<(CheckKey, Pending)> {
-        let position = (self.order.iter()).position(|k| {
-            self.items
-                .get(k)
-                .is_some_and(|p| p.not_before.is_none_or(|at| at <= now))
-        })?;
-        let key = self.order.remove(position)?;
-        let pending = self.items.remove(&key)?;
-        Some((key, pending))
-    }
-
-    fn next_retry(&self) -> Option<Instant> {
-        self.items.values().filter_map(|p| p.not_before).min()
-    }
-
-    /// When the oldest write still pending was first queued.
-    fn oldest(&self) -> Option<Instant> {
-        self.items.values().map(|p| p.since).min()
-    }
-
-    fn remove(&mut self, key: &CheckKey) -> Option<Pending> {
-        self.order.retain(|k| k != key);
-        self.items.remove(key)
-    }
-
-    fn clear(&mut self) {
-        self.order.clear();
-        self.items.clear();
-    }
 }
 
 /// The last status written for an object.
@@ -312,8 +238,10 @@ impl StatusWriter {
                 continue;
             }
             // The first write of an object or of a new generation (a check just applied or
-            // edited: someone is waiting for its verdict) spends its own budget first.
-            if !(self.first_write(&key, &pending.status) && first_writes.check().is_ok()) {
+            // edited: someone is waiting for its verdict), or a run-now's, spends its own
+            // budget first.
+            let awaited = pending.urgent || self.first_write(&key, &pending.status);
+            if !(awaited && first_writes.check().is_ok()) {
                 limiter.until_ready().await;
             }
             // A newer status may have been reported while waiting for a slot: write that one.
@@ -342,6 +270,14 @@ impl StatusWriter {
             .is_none_or(|last| last.status.observed_generation != status.observed_generation)
     }
 
+    /// Whether `status` carries a handled run-now the last write did not.
+    fn unwritten_run_now(&self, key: &CheckKey, status: &HealthCheckStatus) -> bool {
+        let handled = &status.last_handled_run_now;
+        handled.is_some()
+            && (lock(&self.shared.written).get(key))
+                .is_none_or(|last| last.status.last_handled_run_now != *handled)
+    }
+
     /// True when the last write differs only in timestamps and no heartbeat is due.
     fn skippable(&self, key: &CheckKey, status: &HealthCheckStatus, clamp: i64) -> bool {
         let written = lock(&self.shared.written);
@@ -368,7 +304,14 @@ impl StatusWriter {
         let delay = (RETRY_MIN * 2u32.saturating_pow(failures.min(10))).min(RETRY_MAX);
         // A newer status reported meanwhile wins; it inherits the backoff.
         if !queue.items.contains_key(&key) {
-            queue.put(&key, pending.status, pending.clamp, &pending.registration);
+            let urgent = pending.urgent;
+            queue.put(
+                &key,
+                pending.status,
+                pending.clamp,
+                &pending.registration,
+                urgent,
+            );
         }
         if let Some(entry) = queue.items.get_mut(&key) {
             entry.failures = failures;
@@ -507,6 +450,7 @@ impl Sink for StatusWriter {
                 .max(schedule.success_threshold)
                 .get(),
         );
+        let urgent = self.unwritten_run_now(report.key, report.status);
         let mut pending = lock(&self.shared.pending);
         // Checked under the lock on_remove takes: a run reporting while its check is removed
         // must not queue a write for it, nor a replaced runner's late report (see
@@ -519,6 +463,7 @@ impl Sink for StatusWriter {
             report.status.clone(),
             clamp,
             report.registration,
+            urgent,
         );
         drop(pending);
         self.shared.notify.notify_one();
@@ -563,41 +508,6 @@ mod tests {
             namespace: "n".into(),
             name: name.into(),
         }
-    }
-
-    #[test]
-    fn queue_is_first_come_first_served_and_latest_status_wins_in_place() {
-        let mut queue = Queue::default();
-        let registered = Arc::default();
-        queue.put(
-            &key("a"),
-            status(1, "0.1s", Reason::Succeeded),
-            1,
-            &registered,
-        );
-        queue.put(
-            &key("b"),
-            status(1, "0.1s", Reason::Succeeded),
-            1,
-            &registered,
-        );
-        queue.put(
-            &key("a"),
-            status(0, "0.2s", Reason::Timeout),
-            1,
-            &registered,
-        );
-        let now = Instant::now();
-        let (first, pending) = queue.pop_ready(now).unwrap();
-        assert_eq!(first, key("a"));
-        assert_eq!(pending.status.last_result.unwrap().reason, Reason::Timeout);
-        queue.items.get_mut(&key("b")).unwrap().not_before = Some(now + Duration::from_secs(1));
-        assert!(queue.pop_ready(now).is_none(), "b is backing off");
-        assert_eq!(queue.next_retry(), Some(now + Duration::from_secs(1)));
-        assert_eq!(
-            queue.pop_ready(now + Duration::from_secs(2)).unwrap().0,
-            key("b")
-        );
     }
 
     #[test]

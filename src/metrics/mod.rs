@@ -63,6 +63,8 @@ pub struct OperatorFamilies {
     pub events: IntCounterVec,
     /// 1 while this replica probes and writes (leads, or runs without election), else 0.
     pub leader: IntGauge,
+    /// `canary_run_now_requests_total{result}`.
+    pub run_now: IntCounterVec,
     /// 1 while the HealthCheck watch is failing (since its last success), else 0.
     pub watch_failing: IntGauge,
     /// Status fields the installed CRD does not declare, left out of status writes.
@@ -179,6 +181,7 @@ impl Metrics {
     }
 
     fn operator_families(f: &mut Families) -> Result<OperatorFamilies, MetricsError> {
+        let (shard_members, shard_owned, shard_rebalances) = Self::shard_families(f)?;
         Ok(OperatorFamilies {
             checks_by_state: f.int_gauges(
                 "canary_checks",
@@ -240,27 +243,41 @@ impl Metrics {
             )?)?,
             leader: f.add(IntGauge::new(
                 "canary_leader",
-                "1 while this replica probes and writes (it leads, or election is off), else 0.",
+                "1 while this replica probes (it leads, election is off, a shard member, or standalone), else 0.",
             )?)?,
+            run_now: f.counters(
+                "canary_run_now_requests_total",
+                "canary.dev/run-now requests by result: run (at once), coalesced (into one run at the \
+                 end of the check's 10s window), ignored (the check does not probe here).",
+                &["result"],
+            )?,
             events: f.counters(
                 "canary_events_total",
                 "Transition Events by result.",
                 &["result"],
             )?,
-            shard_members: f.add(IntGauge::new(
+            shard_members,
+            shard_owned,
+            shard_rebalances,
+            audit: Self::audit_families(f)?,
+        })
+    }
+
+    fn shard_families(f: &mut Families) -> Result<(IntGauge, IntGauge, IntCounter), MetricsError> {
+        Ok((
+            f.add(IntGauge::new(
                 "canary_shard_members",
                 "Members of the shard ring as this replica sees them (0 unless --sharding shards).",
             )?)?,
-            shard_owned: f.add(IntGauge::new(
+            f.add(IntGauge::new(
                 "canary_shard_owned_checks",
-                "HealthChecks assigned to this replica (all without sharding, none on a standby).",
+                "HealthChecks assigned to this replica (all without sharding and in standalone, none on a standby).",
             )?)?,
-            shard_rebalances: f.add(IntCounter::new(
+            f.add(IntCounter::new(
                 "canary_shard_rebalances_total",
                 "Changes of the shard ring this replica applied (checks moved to or from it).",
             )?)?,
-            audit: Self::audit_families(f)?,
-        })
+        ))
     }
 
     fn audit_families(f: &mut Families) -> Result<AuditMetrics, MetricsError> {

@@ -1,11 +1,16 @@
 //! Response bodies read with a cap and checked as they stream: `bodyContains` and
 //! `bodyNotContains` match chunk by chunk (a match may straddle chunks) with no copy of the
-//! body; only `bodyRegex` buffers, and at most `regexBodyLimit` bytes. Matching is on bytes,
-//! so a body that is not UTF-8 costs nothing extra.
+//! body; only `bodyRegex` buffers, and at most `regexBodyLimit` bytes, reserved from the
+//! operator's body budget before the buffer grows. Matching is on bytes, so a body that is not
+//! UTF-8 costs nothing extra.
 
 use memchr::memmem::Finder;
 
-use crate::api::HttpExpectations;
+use super::{
+    Failure,
+    budget::{BodyBudget, Reservation},
+};
+use crate::api::{HttpExpectations, Reason};
 
 /// A substring search over a stream of chunks, holding at most `needle.len() - 1` bytes.
 pub struct StreamFinder {
@@ -79,19 +84,24 @@ pub struct BodyCheck<'a> {
     not_contains: Option<StreamFinder>,
     /// The first `regex_body_limit` bytes, only when `bodyRegex` is set.
     regex_buffer: Option<Vec<u8>>,
+    /// The budget's bytes the regex buffer may fill.
+    reservation: Reservation,
 }
 
 impl<'a> BodyCheck<'a> {
-    pub fn new(expect: &'a HttpExpectations) -> Self {
+    pub fn new(expect: &'a HttpExpectations, budget: &BodyBudget) -> Self {
         Self {
             expect,
             contains: expect.body_contains.as_deref().map(StreamFinder::new),
             not_contains: expect.body_not_contains.as_deref().map(StreamFinder::new),
             regex_buffer: expect.body_regex.as_ref().map(|_| Vec::new()),
+            reservation: budget.reserve(),
         }
     }
 
-    pub fn feed(&mut self, chunk: &[u8]) {
+    /// Feeds the next chunk; fails with `BodyBudgetExceeded` when the regex buffer must grow
+    /// and the budget has no room.
+    pub fn feed(&mut self, chunk: &[u8]) -> Result<(), Failure> {
         for finder in [&mut self.contains, &mut self.not_contains]
             .into_iter()
             .flatten()
@@ -101,14 +111,27 @@ impl<'a> BodyCheck<'a> {
         if let Some(buffer) = &mut self.regex_buffer {
             let limit = usize::try_from(self.expect.regex_body_limit).unwrap_or(usize::MAX);
             let take = chunk.len().min(limit.saturating_sub(buffer.len()));
+            if take == 0 {
+                return Ok(());
+            }
+            if buffer.capacity() == 0 {
+                // One allocation of the limit (4Mi at most), never moved: its pages are
+                // touched only as bytes arrive, so memory follows what the reservation counts,
+                // and no doubling leaves a freed copy behind in the allocator.
+                buffer.reserve_exact(limit);
+            }
             let needed = buffer.len() + take;
-            if needed > buffer.capacity() {
-                // Grow by doubling, but never past the limit.
-                let target = limit.min(needed.max(buffer.capacity() * 2));
-                buffer.reserve_exact(target - buffer.len());
+            let held = usize::try_from(self.reservation.bytes()).unwrap_or(usize::MAX);
+            if needed > held {
+                // Reserve ahead by doubling, never past the limit.
+                let target = limit.min(needed.max(held.saturating_mul(2)));
+                if !self.reservation.grow((target - held) as u64) {
+                    return Err(over_budget(&self.reservation, target));
+                }
             }
             buffer.extend_from_slice(&chunk[..take]);
         }
+        Ok(())
     }
 
     pub fn verdict(self) -> BodyVerdict {
@@ -122,6 +145,24 @@ impl<'a> BodyCheck<'a> {
             regex,
         }
     }
+}
+
+/// The failure of a probe whose regex buffer found the budget spent.
+fn over_budget(reservation: &Reservation, wanted: usize) -> Failure {
+    let budget = reservation.budget();
+    Failure::new(
+        Reason::BodyBudgetExceeded,
+        format!(
+            "bodyRegex needed {} of buffer, but probes already hold {} of the operator's {} body buffer budget (--body-buffer-budget): the body was not checked",
+            mib(wanted as u64),
+            mib(budget.held()),
+            mib(budget.limit())
+        ),
+    )
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
 }
 
 #[cfg(test)]
@@ -166,10 +207,38 @@ mod tests {
             regex_body_limit: 8,
             ..HttpExpectations::default()
         };
-        let mut check = BodyCheck::new(&expect);
-        check.feed(b"aaaaa");
-        check.feed(b"aaaaab");
+        let budget = BodyBudget::default();
+        let mut check = BodyCheck::new(&expect, &budget);
+        check.feed(b"aaaaa").unwrap();
+        check.feed(b"aaaaab").unwrap();
         assert_eq!(check.regex_buffer.as_ref().unwrap().len(), 8);
         assert!(check.verdict().regex, "the b past the limit is not seen");
+    }
+
+    #[test]
+    fn regex_buffers_share_one_budget_and_return_it() {
+        let expect = HttpExpectations {
+            body_regex: Some(regex::bytes::Regex::new("ok").unwrap()),
+            regex_body_limit: 4 << 20,
+            ..HttpExpectations::default()
+        };
+        let budget = BodyBudget::new(6 << 20);
+        let chunk = vec![b'x'; 64 << 10];
+        let mut first = BodyCheck::new(&expect, &budget);
+        let mut second = BodyCheck::new(&expect, &budget);
+        for _ in 0..64 {
+            first.feed(&chunk).unwrap();
+        }
+        assert_eq!(budget.held(), 4 << 20);
+        let failure = (0..64).find_map(|_| second.feed(&chunk).err()).unwrap();
+        assert_eq!(failure.reason, Reason::BodyBudgetExceeded);
+        assert!(
+            failure.message.contains("--body-buffer-budget"),
+            "{}",
+            failure.message
+        );
+        assert!(budget.held() <= budget.limit());
+        drop((first, second));
+        assert_eq!(budget.held(), 0);
     }
 }

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 use super::{Failure, TlsCapture, tls::TlsSettings};
-use crate::api::Reason;
+use crate::api::{MAX_TARGET_CHARS, Reason, TargetText, display_text};
 
 /// What one certificate of a served chain says about itself.
 #[derive(Debug, Clone, PartialEq)]
@@ -78,10 +78,35 @@ impl CertFacts {
         })
     }
 
-    /// A short name for messages: the first SAN, else the subject.
-    pub fn display_name(&self) -> &str {
-        self.dns_names.first().map_or(&self.subject, String::as_str)
+    /// A short name for messages: the first SAN, else the subject, as a target's words
+    /// are shown.
+    pub fn display_name(&self) -> TargetText<'_> {
+        TargetText(self.dns_names.first().map_or(&self.subject, String::as_str))
     }
+
+    /// These facts as they may be shown (status, the page): names escaped and cut.
+    pub fn shown(&self) -> Self {
+        let show = |text: &str| display_text(text, MAX_TARGET_CHARS).into_owned();
+        Self {
+            subject: show(&self.subject),
+            issuer: show(&self.issuer),
+            dns_names: self.dns_names.iter().map(|name| show(name)).collect(),
+            ..self.clone()
+        }
+    }
+}
+
+/// The first few of `names`, each shown as a target's words, quoted: `"a", "b" (+3 more)`.
+fn shown_list(names: &[String]) -> String {
+    const FEW: usize = 8;
+    let mut text = (names.iter().take(FEW))
+        .map(|name| format!("\"{}\"", TargetText(name)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > FEW {
+        text.push_str(&format!(" (+{} more)", names.len() - FEW));
+    }
+    text
 }
 
 fn timestamp(seconds: i64) -> Option<jiff::Timestamp> {
@@ -128,8 +153,8 @@ pub fn check_expectations(
         return Err(Failure::new(
             Reason::CertificateMismatch,
             format!(
-                "certificate SANs {:?} lack expected name(s) {missing:?}",
-                leaf.dns_names
+                "certificate SANs [{}] lack expected name(s) {missing:?}",
+                shown_list(&leaf.dns_names)
             ),
         ));
     }
@@ -139,8 +164,8 @@ pub fn check_expectations(
         return Err(Failure::new(
             Reason::CertificateMismatch,
             format!(
-                "certificate issuer {:?} does not contain {expected:?}",
-                leaf.issuer
+                "certificate issuer \"{}\" does not contain {expected:?}",
+                TargetText(&leaf.issuer)
             ),
         ));
     }

@@ -14,12 +14,15 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::{
     Failure, MAX_REDIRECTS, ProbeContext,
     body::{BodyCheck, BodyVerdict},
+    budget::BodyBudget,
     http2, net,
     sniff::{Spoken, Witness},
     tls::{self, Alpn},
     trace::{Phase, Trace},
 };
-use crate::api::{HttpExpectations, HttpVersion, Reason, StatusMatch, ValidHttp, fmt_go, redact};
+use crate::api::{
+    HttpExpectations, HttpVersion, Reason, StatusMatch, TargetText, ValidHttp, fmt_go, redact,
+};
 
 /// A validated HTTP request with its header values resolved.
 #[derive(Debug, Clone)]
@@ -85,7 +88,7 @@ impl Hop {
             Failure::new(
                 Reason::UnexpectedStatus,
                 format!(
-                    "redirect to invalid location {:?}: {e}",
+                    "redirect to invalid location \"{}\": {e}",
                     redact_text(location)
                 ),
             )
@@ -158,16 +161,15 @@ pub async fn probe(
 }
 
 /// A `Location` value as messages show it: parsed and redacted when it is a URL, else cut
-/// at its query.
+/// at its query; shown as a target's words either way.
 fn redact_text(location: &str) -> String {
-    match url::Url::parse(location) {
+    let shown = match url::Url::parse(location) {
         Ok(url) => redact(&url),
-        Err(_) => location
-            .split(['?', '#'])
-            .next()
+        Err(_) => (location.split(['?', '#']).next())
             .unwrap_or_default()
             .to_string(),
-    }
+    };
+    TargetText(&shown).to_string()
 }
 
 fn evaluate(
@@ -267,8 +269,8 @@ async fn exchange(
     trace.enter(Phase::FirstByte);
     let request = build_request(check, hop, &ctx.user_agent)?;
     let result = match version {
-        HttpVersion::Http11 => send_http1(io, request, &check.spec, trace).await,
-        HttpVersion::Http2 => http2::send(io, request, &check.spec, trace).await,
+        HttpVersion::Http11 => send_http1(io, request, &check.spec, &ctx.body_budget, trace).await,
+        HttpVersion::Http2 => http2::send(io, request, &check.spec, &ctx.body_budget, trace).await,
     };
     let spoken = match version {
         HttpVersion::Http11 => (Spoken::Http1, "HTTP/1.1"),
@@ -288,6 +290,7 @@ async fn send_http1(
     io: Box<dyn Io>,
     request: Request<Full<Bytes>>,
     spec: &ValidHttp,
+    budget: &BodyBudget,
     trace: &Trace,
 ) -> Result<Response, Failure> {
     let (mut sender, connection) = http1::Builder::new()
@@ -295,7 +298,7 @@ async fn send_http1(
         .handshake::<_, Full<Bytes>>(TokioIo::new(io))
         .await
         .map_err(|e| hyper_failure(&e, "HTTP handshake"))?;
-    let exchange = await_response(sender.send_request(request), spec, trace);
+    let exchange = await_response(sender.send_request(request), spec, budget, trace);
     drive(exchange, quietly(connection)).await
 }
 
@@ -303,6 +306,7 @@ async fn send_http1(
 pub(super) async fn await_response(
     sent: impl Future<Output = hyper::Result<hyper::Response<hyper::body::Incoming>>>,
     spec: &ValidHttp,
+    budget: &BodyBudget,
     trace: &Trace,
 ) -> Result<Response, Failure> {
     let response = sent
@@ -310,7 +314,7 @@ pub(super) async fn await_response(
         .map_err(|e| hyper_failure(&e, "waiting for the response"))?;
     trace.set_http_status(response.status().as_u16());
     trace.enter(Phase::Transfer);
-    read_response(response, spec).await
+    read_response(response, spec, budget).await
 }
 
 /// Polls `exchange` to its end while driving `connection` in this scope (never a detached
@@ -415,13 +419,14 @@ fn build_request(
 pub(super) async fn read_response(
     response: hyper::Response<hyper::body::Incoming>,
     spec: &ValidHttp,
+    budget: &BodyBudget,
 ) -> Result<Response, Failure> {
     let status = response.status();
     let location = (response.headers().get(header::LOCATION))
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let mut incoming = response.into_body();
-    let mut check = BodyCheck::new(&spec.expect);
+    let mut check = BodyCheck::new(&spec.expect, budget);
     let inspect = spec.expect.inspects_body();
     let max = spec.max_body_bytes;
     let mut body_read: u64 = 0;
@@ -435,7 +440,7 @@ pub(super) async fn read_response(
         };
         let take = usize::try_from((max - body_read).min(data.len() as u64)).unwrap_or(data.len());
         if inspect {
-            check.feed(&data[..take]);
+            check.feed(&data[..take])?;
         }
         body_read += take as u64;
     }

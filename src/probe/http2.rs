@@ -12,6 +12,7 @@ use hyper_util::rt::TokioIo;
 
 use super::{
     Failure,
+    budget::BodyBudget,
     http::{Io, Response, await_response, drive, hyper_failure, io_failure, quietly},
     scoped,
     trace::Trace,
@@ -28,12 +29,13 @@ pub(super) async fn send(
     io: Box<dyn Io>,
     request: Request<Full<Bytes>>,
     spec: &ValidHttp,
+    budget: &BodyBudget,
     trace: &Trace,
 ) -> Result<Response, Failure> {
     let (executor, driver) = scoped::scoped();
     let work = async {
         let (mut sender, connection) = h2_handshake(io, executor).await?;
-        let exchange = await_response(sender.send_request(request), spec, trace);
+        let exchange = await_response(sender.send_request(request), spec, budget, trace);
         drive(exchange, quietly(connection)).await
     };
     tokio::select! {

@@ -7,6 +7,7 @@
 //! [`run`] returns.
 
 mod body;
+mod budget;
 mod build;
 mod certs;
 mod dns;
@@ -24,8 +25,11 @@ use std::{sync::Arc, time::Duration};
 use ipnet::IpNet;
 use tokio::time::Instant;
 
-use crate::api::{Endpoint, Reason, ValidDns, fmt_go};
+use crate::api::{Endpoint, Reason, ValidDns, display_text, fmt_go};
 
+pub use budget::{
+    BodyBudget, DEFAULT_BODY_BUFFER_BUDGET, DEFAULT_BODY_BUFFER_BUDGET_FLAG, Reservation,
+};
 pub use build::{BuildError, ReferenceError, ReferenceSource, build};
 pub use certs::CertFacts;
 pub use dns::{DnsFacts, first_nameserver};
@@ -65,6 +69,8 @@ pub struct ProbeContext {
     pub deny: Vec<IpNet>,
     /// The User-Agent of HTTP probes (a header in the spec overrides it).
     pub user_agent: String,
+    /// Body bytes all probes may buffer at once (`--body-buffer-budget`).
+    pub body_budget: BodyBudget,
 }
 
 impl Default for ProbeContext {
@@ -72,6 +78,7 @@ impl Default for ProbeContext {
         Self {
             deny: default_deny(),
             user_agent: user_agent(None),
+            body_budget: BodyBudget::default(),
         }
     }
 }
@@ -82,6 +89,33 @@ impl ProbeContext {
         Self {
             deny,
             ..Self::default()
+        }
+    }
+
+    /// The default context with the operator's policy: its deny list and body budget.
+    pub fn with_policy(policy: &ProbePolicy) -> Self {
+        Self {
+            deny: policy.deny_cidrs.clone(),
+            body_budget: BodyBudget::new(policy.body_buffer_budget),
+            ..Self::default()
+        }
+    }
+}
+
+/// The operator-wide probing policy as flags set it, for every mode.
+#[derive(Debug, Clone)]
+pub struct ProbePolicy {
+    /// Networks probes may never connect to.
+    pub deny_cidrs: Vec<IpNet>,
+    /// Body bytes all probes may buffer at once.
+    pub body_buffer_budget: u64,
+}
+
+impl Default for ProbePolicy {
+    fn default() -> Self {
+        Self {
+            deny_cidrs: default_deny(),
+            body_buffer_budget: DEFAULT_BODY_BUFFER_BUDGET,
         }
     }
 }
@@ -110,7 +144,8 @@ pub fn default_deny() -> Vec<IpNet> {
         .collect()
 }
 
-/// The result of one probe.
+/// The result of one probe. Every word a target chose in it (message, certificate names, DNS
+/// answers) is shown through [`display_text`]: [`run`] is the one place that makes it so.
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub reason: Reason,
@@ -150,7 +185,7 @@ impl Outcome {
     pub fn not_run(reason: Reason, message: impl Into<String>) -> Self {
         Self {
             reason,
-            message: message.into(),
+            message: shown_message(message.into()),
             started_at: jiff::Timestamp::now(),
             duration: Duration::ZERO,
             phases: PhaseTimings::default(),
@@ -160,6 +195,19 @@ impl Outcome {
             grpc: None,
         }
     }
+}
+
+/// Longest message an outcome carries (the API convention's limit for condition messages).
+pub const MAX_MESSAGE_CHARS: usize = 1024;
+
+/// `message` as an outcome carries it: through [`display_text`], cut to [`MAX_MESSAGE_CHARS`]
+/// (the message itself when nothing needed changing, as almost always).
+fn shown_message(message: String) -> String {
+    let changed = match display_text(&message, MAX_MESSAGE_CHARS) {
+        std::borrow::Cow::Owned(shown) => Some(shown),
+        std::borrow::Cow::Borrowed(_) => None,
+    };
+    changed.unwrap_or(message)
 }
 
 /// What a TLS handshake showed: negotiated parameters and the served chain.
@@ -183,6 +231,15 @@ impl TlsCapture {
     /// The leaf certificate.
     pub fn leaf(&self) -> Option<&CertFacts> {
         self.chain.first()
+    }
+
+    /// These facts as they may be shown: the certificates' names made safe (see
+    /// [`CertFacts::shown`]).
+    pub fn shown(self) -> Self {
+        Self {
+            chain: self.chain.iter().map(CertFacts::shown).collect(),
+            ..self
+        }
     }
 
     /// Earliest expiry of any certificate the server sent.
@@ -235,13 +292,13 @@ pub async fn run(check: &Probe, ctx: &ProbeContext) -> Outcome {
     };
     Outcome {
         reason,
-        message,
+        message: shown_message(message),
         started_at,
         duration,
         phases: learned.phases,
         http_status: learned.http_status,
-        tls: learned.tls,
-        dns: learned.dns,
+        tls: learned.tls.map(|tls| tls.shown()),
+        dns: learned.dns.map(|dns| dns.shown()),
         grpc: learned.grpc,
     }
 }

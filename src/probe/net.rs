@@ -3,7 +3,7 @@
 
 use std::{
     io,
-    net::{IpAddr, Ipv4Addr, SocketAddr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
 };
 
 use tokio::net::{TcpSocket, TcpStream};
@@ -11,42 +11,51 @@ use tokio::net::{TcpSocket, TcpStream};
 use super::{Failure, ProbeContext, trace::Phase, trace::Trace};
 use crate::api::Reason;
 
-/// The address as the kernel will dial it: IPv4-mapped (`::ffff:a.b.c.d`) and
-/// IPv4-compatible (`::a.b.c.d`) IPv6 addresses reach IPv4 hosts, so they are judged as IPv4.
+/// The IPv4 address an IPv6 address reaches, if it embeds one: IPv4-mapped (`::ffff:a.b.c.d`)
+/// and IPv4-compatible (`::a.b.c.d`) addresses reach IPv4 hosts directly, NAT64's well-known
+/// prefix (`64:ff9b::a.b.c.d`, RFC 6052) through the cluster's NAT64 gateway, and 6to4
+/// (`2002:AABB:CCDD::/48`, RFC 3056) through a 6to4 relay. So they are judged as IPv4.
+pub fn embedded_ipv4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    let o = ip.octets();
+    let last = Ipv4Addr::new(o[12], o[13], o[14], o[15]);
+    let compatible = o[..12].iter().all(|b| *b == 0) && !ip.is_unspecified() && !ip.is_loopback();
+    let nat64 = o[..12] == [0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0];
+    if compatible || nat64 {
+        return Some(last);
+    }
+    (o[..2] == [0x20, 0x02]).then(|| Ipv4Addr::new(o[2], o[3], o[4], o[5]))
+}
+
+/// The address as the deny list judges it: the IPv4 address an IPv6 address embeds (see
+/// [`embedded_ipv4`]), else the address itself.
 pub fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let octets = v6.octets();
-                let compatible = octets[..12].iter().all(|b| *b == 0)
-                    && !v6.is_unspecified()
-                    && !v6.is_loopback();
-                if compatible {
-                    IpAddr::V4(Ipv4Addr::new(
-                        octets[12], octets[13], octets[14], octets[15],
-                    ))
-                } else {
-                    IpAddr::V6(v6)
-                }
-            }
-        },
+        IpAddr::V6(v6) => embedded_ipv4(v6).map_or(ip, IpAddr::V4),
         v4 => v4,
     }
 }
 
 /// Why `ip` may not be dialled, if it may not: unspecified addresses (which reach the local
-/// host) always, and every address in the operator's deny list, judged in canonical form.
+/// host) always, and every address in the operator's deny list, judged both as written and in
+/// canonical form (so `2002::/16` in the list still denies 6to4 addresses).
 pub fn denied(ip: IpAddr, ctx: &ProbeContext) -> Option<String> {
     let canonical = canonical(ip);
-    if canonical.is_unspecified() {
+    let reaches = if canonical == ip {
+        String::new()
+    } else {
+        format!(" (which reaches {canonical})")
+    };
+    if canonical.is_unspecified() || ip.is_unspecified() {
         return Some(format!(
-            "{ip} is the unspecified address, which reaches this host"
+            "{ip}{reaches} is the unspecified address, which reaches this host"
         ));
     }
-    let net = ctx.deny.iter().find(|net| net.contains(&canonical))?;
+    let net = (ctx.deny.iter()).find(|net| net.contains(&canonical) || net.contains(&ip))?;
     Some(format!(
-        "{ip} is in {net}, which the operator's deny list forbids"
+        "{ip}{reaches} is in {net}, which the operator's deny list forbids"
     ))
 }
 
@@ -184,4 +193,41 @@ mod libc_errno {
     pub const ENFILE: i32 = 23;
     pub const EMFILE: i32 = 24;
     pub const ENOBUFS: i32 = 105;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn denied_by(ip: &str, deny: &[&str]) -> Option<String> {
+        let ctx = ProbeContext::denying(deny.iter().map(|n| n.parse().unwrap()).collect());
+        denied(ip.parse().unwrap(), &ctx)
+    }
+
+    #[test]
+    fn nat64_and_6to4_addresses_are_judged_as_the_ipv4_they_embed() {
+        let loopback = ["127.0.0.0/8"];
+        for ip in [
+            "64:ff9b::7f00:1",
+            "64:ff9b::127.0.0.1",
+            "2002:7f00:1::",
+            "2002:7f00:1:ffff::1",
+        ] {
+            let why = denied_by(ip, &loopback).unwrap_or_else(|| panic!("{ip} allowed"));
+            assert!(why.contains("which reaches 127.0.0.1"), "{why}");
+        }
+        let defaults = ProbeContext::default();
+        for metadata in ["64:ff9b::a9fe:a9fe", "2002:a9fe:a9fe::1"] {
+            assert!(
+                denied(metadata.parse().unwrap(), &defaults).is_some(),
+                "{metadata}"
+            );
+        }
+        assert!(denied_by("64:ff9b::0.0.0.0", &[]).is_some(), "unspecified");
+        // Other addresses in those networks, and a v6 entry naming the prefix itself.
+        assert_eq!(denied_by("64:ff9b::a00:1", &loopback), None);
+        assert_eq!(denied_by("2002:a00:1::", &loopback), None);
+        assert!(denied_by("2002:a00:1::", &["2002::/16"]).is_some());
+        assert_eq!(denied_by("2001:db8::7f00:1", &loopback), None);
+    }
 }

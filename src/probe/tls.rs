@@ -29,7 +29,7 @@ use super::{
     trace::Phase,
     trace::Trace,
 };
-use crate::api::{Reason, TlsVersion, ValidTlsPolicy};
+use crate::api::{Reason, TargetText, TlsVersion, ValidTlsPolicy};
 
 /// TLS expectations and trust for one check, references resolved and client configurations
 /// built.
@@ -219,7 +219,7 @@ impl<S> Session<S> {
                     "the server did not agree to HTTP/2 over TLS (ALPN offered h2, server selected {}): it does not speak HTTP/2 on this port",
                     other.map_or_else(
                         || "none".to_string(),
-                        |p| String::from_utf8_lossy(p).into_owned()
+                        |p| TargetText(&String::from_utf8_lossy(p)).to_string()
                     )
                 ),
             )),

@@ -7,6 +7,7 @@ pub mod audit;
 mod fault;
 pub mod history;
 mod phase;
+mod run_now;
 mod sink;
 mod slots;
 mod spec;
@@ -32,11 +33,13 @@ use crate::{
 pub use crate::api::CheckKey;
 pub use audit::{Audit, AuditMetrics, Expectations, Expected};
 pub use history::History;
+pub use run_now::{RUN_NOW_WINDOW, RunNow};
+pub use phase::slot_of;
 pub use sink::{Registration, RunReport, Sink, Summary};
 pub use slots::{SlotPermit, SlotUsage, Slots, default_slots};
 pub use spec::{
     CheckInfo, GROUP_LABEL, Origin, Plan, RunnerSpec, STATUS_PAGE_ANNOTATION, Schedule, jitter,
-    quick_jitter, stable_hash,
+    quick_jitter, slot_offset, stable_hash,
 };
 pub use state::{CheckState, StateCounts};
 pub use watchdog::{Health, Vital, WatchdogConfig};
@@ -147,6 +150,8 @@ pub(crate) struct RunnerState {
     pub settled: Option<ReadyStatus>,
     /// The last run fell in a maintenance window.
     pub in_maintenance: bool,
+    /// Run-now requests and their rate limit.
+    pub run_now: run_now::RunNowGate,
     /// Recent results, transitions and hourly uptime, for the status page.
     pub history: History,
 }
@@ -176,6 +181,7 @@ impl RunnerState {
             runs: 0,
             settled: None,
             in_maintenance: false,
+            run_now: run_now::RunNowGate::default(),
             history,
         }
     }
@@ -249,7 +255,7 @@ impl Scheduler {
         // Sinks hear of a check that starts running here (not of a replaced runner).
         let starts =
             previous.is_none() && !spec.schedule.suspend && matches!(spec.plan, Plan::Run(_));
-        let (status, first_due, history, registration) = match previous {
+        let (status, first_due, history, registration, carried) = match previous {
             // A new generation runs within seconds; a rotated reference keeps the schedule.
             Some(handle) => {
                 handle.task.abort();
@@ -260,15 +266,21 @@ impl Scheduler {
                     old.next_due.min(now + spec.schedule.interval)
                 };
                 let registration = Arc::new(handle.registration.supersede());
-                (old.status, due, old.history, registration)
+                let carried = (old.settled, old.run_now);
+                (old.status, due, old.history, registration, Some(carried))
             }
             None => {
                 let due = first_due(&spec, now, self.shared.config.aligned);
                 let history = History::resumed(&spec.status);
-                (spec.status.clone(), due, history, Arc::default())
+                (spec.status.clone(), due, history, Arc::default(), None)
             }
         };
-        let state = RunnerState::new(&spec, status, first_due, history, now);
+        let mut state = RunnerState::new(&spec, status, first_due, history, now);
+        // Ready before an interlude the replaced runner was in (an edit during a window), and
+        // the run-now window (an edit must not reset it).
+        if let Some((settled, run_now)) = carried {
+            (state.settled, state.run_now) = (settled, run_now);
+        }
         let spec = Arc::new(spec);
         let handle = self.spawn(spec.clone(), state, registration.clone());
         runners.insert(spec.key.clone(), handle);
@@ -362,16 +374,23 @@ impl Scheduler {
         })
     }
 
-    /// Runs `key` as soon as a slot is free (the `canary.dev/run-now` annotation); false when
-    /// the check is unknown.
-    pub fn run_now(&self, key: &CheckKey) -> bool {
+    /// Runs `key` for a run-now request of `value` (the `canary.dev/run-now` annotation): at
+    /// once, or coalesced into one run at the end of its window (see [`RunNow`]). The run
+    /// records `value` in `status.lastHandledRunNow`.
+    pub fn run_now(&self, key: &CheckKey, value: &str) -> RunNow {
         let runners = lock(&self.shared.runners);
         let Some(handle) = runners.get(key) else {
-            return false;
+            return RunNow::Ignored;
         };
-        lock(&handle.state).next_due = Instant::now();
+        let mut state = lock(&handle.state);
+        if !state.active {
+            return RunNow::Ignored;
+        }
+        let (result, due) = state.run_now.request(value, Instant::now());
+        state.next_due = state.next_due.min(due);
+        drop(state);
         handle.wake.notify_one();
-        true
+        result
     }
 
     /// Stops the runner of `key` (cancelling a probe in flight) and removes its series; a run
@@ -413,9 +432,11 @@ impl Scheduler {
         *lock(&self.shared.probe_until) = until;
     }
 
-    /// Whether a run due by the retirement limit (see [`Scheduler::retire`]) has not started
+    /// Whether a run due by the retirement limit (see [`Scheduler::retire`]) has not finished
     /// yet: a replica handing over waits for those before it stops its runners, or a run due
-    /// just before its promise but a little late would be cut and nobody would run that slot.
+    /// just before its promise but a little late, or still waiting for a slow target, would be
+    /// cut and nobody would run that slot (seen on loaded cores: the probe never reached the
+    /// target).
     pub fn runs_pending_before_retirement(&self) -> bool {
         let Some(limit) = *lock(&self.shared.retire_after) else {
             return false;
@@ -427,8 +448,7 @@ impl Scheduler {
             let slots = (self.shared.config.aligned)
                 .then(|| phase::Slots::new(handle.spec.schedule.interval, jitter(&handle.spec)));
             match state.phase {
-                RunPhase::Queued { .. } => true,
-                RunPhase::Running { .. } => false,
+                RunPhase::Queued { .. } | RunPhase::Running { .. } => true,
                 RunPhase::Idle => {
                     runs && !handle.task.is_finished()
                         && task::due_wall_ms(state.next_due, slots.as_ref()) <= limit
@@ -544,7 +564,7 @@ fn first_due(spec: &RunnerSpec, now: Instant, aligned: bool) -> Instant {
         };
     }
     let slots = phase::Slots::new(spec.schedule.interval, jitter(spec));
-    let wall_now = phase::unix_ms(jiff::Timestamp::now());
+    let (now, wall_now) = phase::clocks();
     let quiet_after = spec.resume_after.map(phase::unix_ms);
     if last_run.is_none() && !slots.binds(wall_now, quiet_after) {
         return now + quick_jitter(spec);

@@ -66,18 +66,26 @@ pub(super) async fn run(shared: Arc<Shared>, runner: Runner, wake: Arc<Notify>, 
         lock(state).phase = RunPhase::Queued {
             since: Instant::now(),
         };
-        let (permit, slot_wait) = shared.slots.acquire(&spec.key.namespace).await;
+        let (permit, slot_wait) = shared
+            .slots
+            .acquire(&spec.key.namespace, spec.schedule.interval)
+            .await;
         let started = Instant::now();
         if gated(&shared, started) {
             // Not this replica's to probe for now: the run is skipped, not stacked.
             drop(permit);
             let mut state = lock(state);
+            // A run-now waiting meanwhile is handled by the next run this replica starts.
             state.next_due = next_run(due, spec, slots.as_ref(), started).0;
             state.phase = RunPhase::Idle;
             state.last_cycle = started;
             continue;
         }
-        lock(state).phase = RunPhase::Running { since: started };
+        let handled = {
+            let mut state = lock(state);
+            state.phase = RunPhase::Running { since: started };
+            state.run_now.take(started)
+        };
         let lag = started.saturating_duration_since(due);
         let outcome = prober.probe().await;
         drop(permit);
@@ -85,13 +93,15 @@ pub(super) async fn run(shared: Arc<Shared>, runner: Runner, wake: Arc<Notify>, 
         let (next_due, skipped) = next_run(due, spec, slots.as_ref(), now);
         {
             let mut state = lock(state);
-            state.next_due = next_due;
+            // A run-now asked while this run was in flight keeps its turn.
+            state.next_due = (state.run_now.due()).map_or(next_due, |d| d.min(next_due));
             state.phase = RunPhase::Idle;
         }
         let timing = Timing {
             lag,
             slot_wait,
             skipped,
+            handled,
         };
         report(&shared, &runner, outcome, timing);
     }
@@ -125,7 +135,7 @@ fn next_run(
     let (next_due, skipped) = next_due_after(due, spec.schedule.interval, now);
     match slots {
         Some(slots) => {
-            let wall_now = phase::unix_ms(jiff::Timestamp::now());
+            let (now, wall_now) = phase::clocks();
             (phase::snap(slots, next_due, now, wall_now), skipped)
         }
         None => (next_due, skipped),
@@ -141,17 +151,15 @@ fn gated(shared: &Shared, now: Instant) -> bool {
 /// established check's spec changed, so `kubectl wait` never reads the old verdict as the new.
 fn announce_new_generation(shared: &Shared, runner: &Runner) {
     let (spec, state) = (&runner.spec, &runner.state);
-    let settled = {
+    {
         let state = lock(state);
         let changed = spec.generation.is_some()
             && state.status.observed_generation.is_some()
             && state.status.observed_generation != spec.generation;
-        match state.status.ready() {
-            Some(ready) if changed => ready,
-            _ => return,
+        if !changed || state.status.ready().is_none() {
+            return;
         }
-    };
-    lock(state).settled = Some(settled);
+    }
     let message = format!(
         "generation {} is waiting for its first run",
         spec.generation.unwrap_or_default()
@@ -180,12 +188,14 @@ pub(super) fn next_due_after(due: Instant, interval: Duration, now: Instant) -> 
     }
 }
 
-/// When a run started relative to its due time, and ticks skipped after it.
-#[derive(Clone, Copy, Default)]
+/// When a run started relative to its due time, ticks skipped after it, and the run-now value
+/// it handled.
+#[derive(Clone, Default)]
 struct Timing {
     lag: Duration,
     slot_wait: Duration,
     skipped: u64,
+    handled: Option<String>,
 }
 
 fn report(shared: &Shared, runner: &Runner, outcome: Outcome, timing: Timing) {
@@ -207,9 +217,10 @@ fn report(shared: &Shared, runner: &Runner, outcome: Outcome, timing: Timing) {
         let target = &spec.info.target;
         next.status.target = (!target.is_empty()).then(|| target.clone());
         next.status.probed_by.clone_from(&shared.config.probed_by);
-        if outcome.reason != Reason::Reconciling {
-            state.settled = None;
+        if let Some(handled) = timing.handled {
+            next.status.last_handled_run_now = Some(handled);
         }
+        state.settled = next.settled;
         state.in_maintenance = in_maintenance;
         if outcome.ran() {
             state.history.record(&outcome);

@@ -14,6 +14,7 @@ pub mod listing;
 pub mod model;
 mod overview;
 pub mod page;
+mod paths;
 mod reply;
 mod serve;
 
@@ -107,22 +108,27 @@ impl Route<'_> {
     }
 }
 
+/// Segments are percent-decoded first, so a check whose name needs encoding is found.
 fn route(path: &str) -> Route<'_> {
     if let Some((content_type, body)) = assets::lookup(path) {
         return Route::Asset(content_type, body);
     }
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let Some(decoded) = paths::segments(path) else {
+        return Route::NotFound;
+    };
+    let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
     let key = |namespace: &str, name: &str| CheckKey {
         namespace: namespace.into(),
         name: name.into(),
     };
+    let file = || path.rsplit('/').next().unwrap_or_default();
     match segments.as_slice() {
         [""] => Route::Overview,
         ["checks", ns, name] => Route::Detail(key(ns, name)),
         ["api", "v1", "checks"] => Route::List,
         ["api", "v1", "checks", ns, name] => Route::Check(key(ns, name)),
         ["api", "v1", "checks", ns, name, "uptime"] => Route::Uptime(key(ns, name)),
-        ["badges", ns, name, file] => Route::Badge(key(ns, name), file),
+        ["badges", ns, name, _] => Route::Badge(key(ns, name), file()),
         _ => Route::NotFound,
     }
 }

@@ -94,7 +94,7 @@ pub(super) fn layout(title: &str, ctx: &PageContext, body: Markup) -> Markup {
 }
 
 pub(super) fn card(check: &Check, ctx: &PageContext) -> Markup {
-    let href = format!("/checks/{}/{}", check.key.namespace, check.key.name);
+    let href = super::paths::check_path("/checks", &check.key);
     let shown = &check.results[check.results.len().saturating_sub(BAR_RESULTS)..];
     let day = check.window(Span::Day);
     html! {
@@ -204,7 +204,7 @@ pub fn detail(detail: &Detail, ctx: &PageContext) -> Markup {
                 section { h2 { "Spec" } pre.spec { code { (yaml) } } }
             }
             p.api {
-                a href=(format!("/api/v1/checks/{}/{}", key.namespace, key.name)) { "This check as JSON" }
+                a href=(super::paths::check_path("/api/v1/checks", key)) { "This check as JSON" }
             }
         }
     };
@@ -304,7 +304,7 @@ fn transitions(entries: &[TransitionEntry]) -> Markup {
 }
 
 fn badges(check: &Check) -> Markup {
-    let base = format!("/badges/{}/{}", check.key.namespace, check.key.name);
+    let base = super::paths::check_path("/badges", &check.key);
     let files = [
         "health.svg",
         "uptime-24h.svg",

@@ -12,7 +12,7 @@ use canary_test_harness::{
 use serde_json::Value;
 
 /// The PrometheusRule rendered with `extra`, as a rule file.
-async fn rendered_rules(extra: &[&str]) -> Value {
+pub(super) async fn rendered_rules(extra: &[&str]) -> Value {
     let mut args = vec!["--api-versions", "monitoring.coreos.com/v1"];
     args.extend(["--set", "prometheusRule.enabled=true"]);
     args.extend_from_slice(extra);

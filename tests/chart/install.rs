@@ -50,6 +50,7 @@ async fn helm_install_brings_the_crd_every_object_and_notes_on_what_to_run_next(
     let next = [
         "kubectl -n canary rollout status deployment/canary-operator",
         "kubectl get healthchecks.canary.dev -A",
+        "kubectl wait --for=condition=Probed healthchecks.canary.dev/example",
         "port-forward service/canary-operator-metrics 8080",
     ];
     let missing = canary_test_harness::missing(&notes, next);

@@ -12,6 +12,7 @@ mod install;
 mod rbac;
 mod render;
 mod selftest;
+mod standalone;
 mod values;
 
 const CANARY: &str = env!("CARGO_BIN_EXE_canary");

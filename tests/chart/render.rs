@@ -282,7 +282,7 @@ fn assert_hardened(c: &Value) {
 }
 
 /// The operator's flags with default values.
-const DEFAULT_ARGS: [&str; 19] = [
+const DEFAULT_ARGS: [&str; 20] = [
     "operator",
     "--metrics-bind-address=0.0.0.0:8080",
     "--health-probe-bind-address=0.0.0.0:8081",
@@ -302,6 +302,7 @@ const DEFAULT_ARGS: [&str; 19] = [
     "--watch-stall=5m",
     "--audit-interval=30s",
     "--deny-cidrs=169.254.0.0/16,fe80::/10,fd00:ec2::254/128,100.100.100.200/32,0.0.0.0/8,::/128",
+    "--body-buffer-budget=64Mi",
 ];
 
 #[tokio::test]

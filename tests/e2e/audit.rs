@@ -68,7 +68,9 @@ async fn a_relist_of_one_namespace_stops_none_of_200_checks_and_a_lost_runner_is
     }
     cluster.kubectl.apply(&objects).await;
     let started = Instant::now();
-    let canary = (operator(&cluster))
+    // CANARY_BINARY runs the scenario against another build (the release binary, for the note).
+    let binary = std::env::var("CANARY_BINARY").unwrap_or_else(|_| CANARY.to_string());
+    let canary = Launch::operator(&binary, cluster.operator_kubeconfig())
         .args(&["--namespaces", "a,b", "--audit-interval", "2s"])
         .env("CANARY_FAULT_INJECT_LOSE_RUNNER", "a/c7")
         .process()

@@ -1,5 +1,5 @@
 //! Feedback in seconds: a new check's verdict is there for `kubectl wait` within seconds
-//! whatever its interval, an edit shows `Reconciling` with the new generation at once, and the
+//! whatever its interval (`--for=condition=Probed` on any verdict, `Ready` on a pass), an edit shows `Reconciling` with the new generation at once, and the
 //! `canary.dev/run-now` annotation runs a check on demand.
 
 use std::time::{Duration, Instant};
@@ -43,6 +43,39 @@ async fn kubectl_wait_returns_within_seconds_for_a_new_check() {
     let took = applied.elapsed();
     println!("applied to Ready in {took:?} (interval 60s)");
     assert!(took < 10 * SEC, "kubectl wait took {took:?}");
+}
+
+/// The README's wait for any verdict: a new check whose target fails from the start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_wait_for_probed_returns_within_seconds_for_a_new_failing_check() {
+    let target = TestServer::start(Transport::Plain, |_| Reply::status(503, "down")).await;
+    let s = Scenario::start(NS, &[], &[]).await;
+    let applied = Instant::now();
+    s.cluster.kubectl.apply(&[slow_check(&target, "/")]).await;
+    let wait = [
+        "wait",
+        "--for=condition=Probed",
+        "chc/api",
+        "-n",
+        NS,
+        "--timeout=30s",
+    ];
+    s.cluster.kubectl.ok(&wait).await;
+    let took = applied.elapsed();
+    println!("applied to Probed in {took:?} (interval 60s, failing)");
+    assert!(took < 10 * SEC, "kubectl wait took {took:?}");
+    let check = s.cluster.check(NS, "api").await;
+    assert_eq!(
+        ready(&check).map(|r| (r.0, r.1)),
+        Some(("False".into(), "UnexpectedStatus".into()))
+    );
+    let conditions = check["status"]["conditions"].as_array().unwrap();
+    let probed = conditions.iter().find(|c| c["type"] == "Probed").unwrap();
+    assert_eq!(probed["status"], "True");
+    assert_eq!(
+        probed["observedGeneration"],
+        check["metadata"]["generation"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

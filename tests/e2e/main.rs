@@ -23,6 +23,7 @@ mod partition;
 mod prometheus;
 mod references;
 mod restart;
+mod run_now;
 mod sharding;
 mod status_page;
 mod supervision;
@@ -35,6 +36,7 @@ use std::time::{Duration, Instant};
 use canary_test_harness::{
     cluster::{Cluster, http_check},
     operator::{Launch, Operator},
+    tools::Kubectl,
     watch::Watch,
 };
 use serde_json::{Value, json};
@@ -152,4 +154,39 @@ fn gaps(times: &[Instant]) -> Vec<f64> {
 /// The mean of `values`.
 fn mean(values: &[f64]) -> f64 {
     values.iter().sum::<f64>() / values.len() as f64
+}
+
+/// kubectl ages: 0s, 5s, 2m3s, 4h ...
+fn is_age(s: &str) -> bool {
+    let starts_with_digit = s.chars().next().is_some_and(|c| c.is_ascii_digit());
+    starts_with_digit && s.ends_with(['s', 'm', 'h', 'd'])
+}
+
+/// `kubectl get chc -n NS` (`wide`: `-o wide`) as a header and rows of cells, cut at the
+/// header's column starts (empty cells print as blanks).
+async fn table(kubectl: &Kubectl, ns: &str, wide: bool) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut args = vec!["get", "chc", "-n", ns];
+    if wide {
+        args.extend(["-o", "wide"]);
+    }
+    let text = kubectl.ok(&args).await;
+    let mut lines = text.lines();
+    let header_line = lines.next().unwrap_or_default();
+    let starts: Vec<usize> = (header_line.char_indices())
+        .filter(|(i, c)| !c.is_whitespace() && (*i == 0 || header_line.as_bytes()[i - 1] == b' '))
+        .map(|(i, _)| i)
+        .collect();
+    let header = header_line.split_whitespace().map(str::to_string).collect();
+    let cell = |line: &str, c: usize| {
+        let to = starts
+            .get(c + 1)
+            .copied()
+            .unwrap_or(line.len())
+            .min(line.len());
+        line[starts[c].min(line.len())..to].trim().to_string()
+    };
+    let rows = lines
+        .map(|line| (0..starts.len()).map(|c| cell(line, c)).collect())
+        .collect();
+    (header, rows)
 }

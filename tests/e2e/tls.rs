@@ -7,7 +7,7 @@ use canary_test_harness::{
 };
 use serde_json::{Value, json};
 
-use crate::{SEC, Scenario, assert_close, https_check, is_duration_text, ts};
+use crate::{SEC, Scenario, assert_close, https_check, is_age, is_duration_text, table, ts};
 
 const NS: &str = "shop";
 
@@ -110,37 +110,6 @@ async fn a_certificate_expiring_soon_fails_with_its_expiry_and_one_event() {
     assert_close("expiring notAfter", &tls["notAfter"], leaf.not_after);
 }
 
-/// kubectl ages: 0s, 5s, 2m3s, 4h ...
-fn is_age(s: &str) -> bool {
-    let starts_with_digit = s.chars().next().is_some_and(|c| c.is_ascii_digit());
-    starts_with_digit && s.ends_with(['s', 'm', 'h', 'd'])
-}
-
-/// `kubectl get chc -n NS` as a header and rows of cells, cut at the header's column starts
-/// (empty cells print as blanks).
-async fn table(s: &Scenario) -> (Vec<String>, Vec<Vec<String>>) {
-    let text = s.cluster.kubectl.ok(&["get", "chc", "-n", s.ns]).await;
-    let mut lines = text.lines();
-    let header_line = lines.next().unwrap_or_default();
-    let starts: Vec<usize> = (header_line.char_indices())
-        .filter(|(i, c)| !c.is_whitespace() && (*i == 0 || header_line.as_bytes()[i - 1] == b' '))
-        .map(|(i, _)| i)
-        .collect();
-    let header = header_line.split_whitespace().map(str::to_string).collect();
-    let cell = |line: &str, c: usize| {
-        let to = starts
-            .get(c + 1)
-            .copied()
-            .unwrap_or(line.len())
-            .min(line.len());
-        line[starts[c].min(line.len())..to].trim().to_string()
-    };
-    let rows = lines
-        .map(|line| (0..starts.len()).map(|c| cell(line, c)).collect())
-        .collect();
-    (header, rows)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_get_shows_ready_reason_latency_certificate_expiry_and_ages() {
     let (ca, ca_object) = test_ca();
@@ -165,14 +134,14 @@ async fn kubectl_get_shows_ready_reason_latency_certificate_expiry_and_ages() {
         .ready_as("expired", "False", "CertificateExpired")
         .await;
     s.watch.ready_as("flaky", "False", "UnexpectedStatus").await;
-    let (header, rows) = table(&s).await;
+    let (header, rows) = table(&s.cluster.kubectl, s.ns, false).await;
     let columns = [
         "NAME",
         "READY",
         "REASON",
+        "SINCE",
         "LATENCY",
         "CERT-EXPIRES",
-        "LAST-RUN",
         "AGE",
     ];
     assert_eq!(header, columns);
@@ -188,18 +157,18 @@ async fn kubectl_get_shows_ready_reason_latency_certificate_expiry_and_ages() {
         (healthy_row[1].as_str(), healthy_row[2].as_str()),
         ("True", "Succeeded")
     );
-    assert!(is_duration_text(&healthy_row[3]), "{healthy_row:?}");
-    let expires: jiff::Timestamp = healthy_row[4].parse().expect("CERT-EXPIRES is a timestamp");
+    assert!(is_duration_text(&healthy_row[4]), "{healthy_row:?}");
+    let expires: jiff::Timestamp = healthy_row[5].parse().expect("CERT-EXPIRES is a timestamp");
     assert!((expires.as_second() - healthy_leaf.not_after.unix_timestamp()).abs() <= 1);
     assert!(
-        is_age(&healthy_row[5]) && is_age(&healthy_row[6]),
+        is_age(&healthy_row[3]) && is_age(&healthy_row[6]),
         "{healthy_row:?}"
     );
     let flaky_row = row("flaky");
     let flaky_cells = (
         flaky_row[1].as_str(),
         flaky_row[2].as_str(),
-        flaky_row[4].as_str(),
+        flaky_row[5].as_str(),
     );
     assert_eq!(flaky_cells, ("False", "UnexpectedStatus", ""));
     assert_eq!(row("expired")[2], "CertificateExpired");

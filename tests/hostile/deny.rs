@@ -1,5 +1,6 @@
 //! The deny list cannot be walked around: every encoding of a denied address (IPv4-mapped
-//! and -compatible IPv6, the unspecified addresses, decimal/octal/hex IPv4 in URLs), reached
+//! and -compatible IPv6, NAT64 `64:ff9b::/96` and 6to4 `2002::/16` addresses, the unspecified
+//! addresses, decimal/octal/hex IPv4 in URLs), reached
 //! directly, through a redirect, or through a DNS name, for every probe kind.
 
 use std::net::SocketAddr;
@@ -58,6 +59,9 @@ async fn every_encoding_of_a_denied_address_is_denied_for_http() {
         "0x7f.0.0.1",
         "0x7f000001",
         "[::1]",
+        "[64:ff9b::7f00:1]",
+        "[64:ff9b::127.0.0.1]",
+        "[2002:7f00:1::1]",
     ] {
         let url = format!("http://{host}:{port}/");
         let outcome = run(json!({"timeout": "2s", "http": {"url": url}}), &strict()).await;
@@ -92,6 +96,8 @@ async fn tcp_and_tls_probes_canonicalise_too() {
         "[::ffff:127.0.0.1]",
         "::127.0.0.1",
         "2130706433",
+        "64:ff9b::7f00:1",
+        "2002:7f00:1::",
     ] {
         for kind in ["tcp", "tls"] {
             let outcome = run(
@@ -153,11 +159,20 @@ fn a_dns_name_resolving_to_any_encoding_is_denied() {
     // used and no traffic leaves loopback.
     let dir = tempfile::tempdir().unwrap();
     let hosts = "::ffff:127.0.0.1 mapped.canary.test\n::127.0.0.1 compat.canary.test\n\
-                 0.0.0.0 zero.canary.test\n:: unspecified.canary.test\n127.0.0.1 plain.canary.test\n";
+                 0.0.0.0 zero.canary.test\n:: unspecified.canary.test\n127.0.0.1 plain.canary.test\n\
+                 64:ff9b::7f00:1 nat64.canary.test\n2002:7f00:1::1 sixtofour.canary.test\n";
     let hosts_file = dir.path().join("hosts");
     std::fs::write(&hosts_file, hosts).unwrap();
     let mut documents = String::new();
-    for name in ["mapped", "compat", "zero", "unspecified", "plain"] {
+    for name in [
+        "mapped",
+        "compat",
+        "zero",
+        "unspecified",
+        "plain",
+        "nat64",
+        "sixtofour",
+    ] {
         documents.push_str(&format!(
             "apiVersion: canary.dev/v1alpha1\nkind: HealthCheck\nmetadata: {{name: {name}}}\n\
              spec:\n  timeout: 2s\n  tcp: {{host: {name}.canary.test, port: 9}}\n---\n"

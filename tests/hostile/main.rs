@@ -2,7 +2,11 @@
 //! steal through Canary. Each case here reproduces an attack that worked before the
 //! hardening and asserts it is now refused with a clear, field-naming error.
 
+mod budget;
 mod cli;
 mod deny;
 mod redirects;
 mod specs;
+mod tenants;
+mod words;
+mod words_cli;

@@ -6,6 +6,7 @@
 mod abuse;
 mod api;
 mod browser;
+mod names;
 
 use std::{
     path::Path,

@@ -8,7 +8,7 @@ use super::{
     super::Failure,
     wire::{Answer, rcode_expected, rcode_name},
 };
-use crate::api::{DnsExpectations, DnsRecordType, Reason};
+use crate::api::{DnsExpectations, DnsRecordType, Reason, TargetText};
 
 /// Text in the form answers are compared by: addresses parsed, names lower-cased and without
 /// their trailing dot, TXT and CAA as written.
@@ -157,7 +157,10 @@ pub fn check_answers(
             return mismatch(format!("no {} records to match /{regex}/", kind.as_str()));
         }
         if let Some(odd) = answers.iter().find(|a| !regex.is_match(a.text.as_bytes())) {
-            return mismatch(format!("{} does not match /{regex}/", odd.text));
+            return mismatch(format!(
+                "{} does not match /{regex}/",
+                TargetText(&odd.text)
+            ));
         }
     }
     Ok(())
@@ -170,7 +173,7 @@ pub fn show(answers: &[Answer]) -> String {
         return "no answers".into();
     }
     let mut text = (answers.iter().take(FEW))
-        .map(|a| a.text.as_str())
+        .map(|a| TargetText(&a.text).to_string())
         .collect::<Vec<_>>()
         .join(", ");
     if answers.len() > FEW {

@@ -23,7 +23,7 @@ use super::{
     tls::{self, Alpn, TlsSettings},
     trace::{Phase, Trace},
 };
-use crate::api::{DnsTransport, Reason, ValidDns};
+use crate::api::{DnsTransport, MAX_TARGET_CHARS, Reason, ValidDns, display_text};
 
 pub use resolv::first_nameserver;
 
@@ -46,6 +46,18 @@ pub struct DnsFacts {
     pub min_ttl: Option<u32>,
     /// The UDP answer was truncated, so the query went again over TCP.
     pub truncated: bool,
+}
+
+impl DnsFacts {
+    /// These facts as they may be shown: answers escaped and cut (see [`display_text`]).
+    pub fn shown(self) -> Self {
+        Self {
+            answers: (self.answers.iter())
+                .map(|answer| display_text(answer, MAX_TARGET_CHARS).into_owned())
+                .collect(),
+            ..self
+        }
+    }
 }
 
 /// Largest DNS message (the TCP length prefix is 16 bits).

@@ -9,7 +9,7 @@ use hickory_proto::{
 };
 
 use super::super::{DnsFacts, Failure};
-use crate::api::{DnsClass, DnsRcode, DnsRecordType, Reason, ValidDns};
+use crate::api::{DnsClass, DnsRcode, DnsRecordType, Reason, TargetText, ValidDns, display_text};
 
 /// The UDP payload size advertised with EDNS(0): the DNS flag day 2020 value, which avoids IP
 /// fragmentation; larger answers come back truncated and are asked again over TCP.
@@ -124,7 +124,7 @@ pub fn decode(bytes: &[u8], query: &Message) -> Result<Message, Rejected> {
     let bare_error = reply.queries.is_empty() && u16::from(reply.metadata.response_code) != 0;
     if !same && !bare_error {
         let got: Vec<String> = (reply.queries.iter())
-            .map(|q| format!("{} {}", q.name, q.query_type))
+            .map(|q| format!("{} {}", TargetText(&q.name.to_string()), q.query_type))
             .collect();
         return Err(Rejected::Stray(format!(
             "the reply answers another question ({}) than the one asked",
@@ -251,13 +251,13 @@ fn presentation(data: &RData) -> String {
 }
 
 /// The answers status shows: the first [`SHOWN`] in sorted order (servers rotate answers, and a
-/// different first ten on every run would rewrite status each time), each cut to
-/// [`SHOWN_CHARS`] characters (a TXT record can hold 64 KiB).
+/// different first ten on every run would rewrite status each time), each shown as a target's
+/// words and cut to [`SHOWN_CHARS`] characters (a TXT record can hold 64 KiB).
 fn shown(answers: &[Answer]) -> Vec<String> {
     let mut texts: Vec<&str> = answers.iter().map(|a| a.text.as_str()).collect();
     texts.sort_unstable();
     (texts.into_iter().take(SHOWN))
-        .map(|text| text.chars().take(SHOWN_CHARS).collect())
+        .map(|text| display_text(text, SHOWN_CHARS).into_owned())
         .collect()
 }
 

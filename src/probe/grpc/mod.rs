@@ -19,7 +19,7 @@ use super::{
     tls::{self, Alpn, TlsSettings},
     trace::{Phase, Trace},
 };
-use crate::api::{Reason, ServingStatus, ValidGrpc};
+use crate::api::{Reason, ServingStatus, TargetText, ValidGrpc};
 
 pub use wire::{code_name, serving_name};
 use wire::{decode_response, encode_request, grpc_timeout, percent_decode};
@@ -277,7 +277,7 @@ fn describe_service(service: &str) -> String {
 
 /// A reply without `grpc-status`: an HTTP/2 server or proxy that is not gRPC.
 fn not_grpc(reply: &Reply) -> Failure {
-    let content_type = reply.content_type.as_deref().unwrap_or("none");
+    let content_type = TargetText(reply.content_type.as_deref().unwrap_or("none"));
     if reply.http_status != 200 {
         return Failure::new(
             Reason::UnexpectedStatus,
@@ -297,7 +297,7 @@ fn not_grpc(reply: &Reply) -> Failure {
 
 fn status_failure(code: u32, message: Option<&str>, spec: &ValidGrpc) -> Failure {
     let detail = match message.filter(|m| !m.is_empty()) {
-        Some(message) => format!("{} ({code}): {message}", code_name(code)),
+        Some(message) => format!("{} ({code}): {}", code_name(code), TargetText(message)),
         None => format!("{} ({code})", code_name(code)),
     };
     match code {

@@ -162,6 +162,34 @@ mod tests {
     }
 
     #[test]
+    fn any_of_value_validations_need_one_branch_to_pass() {
+        // As in go-openapi, a branch whose validations do not apply to the value's type (bounds
+        // on a string) passes it.
+        let schema = json!({"type": "object", "properties": {
+            "s": {"type": "string", "anyOf": [{"pattern": "^a"}, {"maxLength": 2}]},
+            "n": {"x-kubernetes-int-or-string": true, "anyOf": [{"maximum": 5}, {"minimum": 10}]}}});
+        let errors = |object: Value| {
+            validate::validate_root(&schema, &object, None, true)
+                .err()
+                .unwrap_or_default()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(errors(json!({"s": "abcdef"})), Vec::<String>::new());
+        assert_eq!(errors(json!({"s": "xy"})), Vec::<String>::new());
+        let refused = errors(json!({"s": "xyz"}));
+        assert!(
+            refused
+                .iter()
+                .any(|e| e.contains("must validate at least one schema (anyOf)")),
+            "{refused:?}"
+        );
+        assert!(!errors(json!({"n": 6})).is_empty(), "6 passes no branch");
+        assert_eq!(errors(json!({"n": "long"})), Vec::<String>::new());
+    }
+
+    #[test]
     fn int_or_string_values_get_value_validations_and_rules() {
         let schema = json!({"type": "object", "properties": {"n": {
             "x-kubernetes-int-or-string": true, "maxLength": 3, "maximum": 10,

@@ -150,18 +150,47 @@ fn walk(
     match value {
         Value::Object(map) => walk_object(schema, map, old, path, errs),
         Value::Array(items) => walk_array(schema, items, old, path, errs),
+        _ => check_scalar(schema, value, path, errs),
+    }
+    check_any_of(schema, value, path, errs);
+    check_rules(schema, value, old, path, errs);
+}
+
+/// A string's or a number's value validations (pattern, lengths, bounds, enum).
+fn check_scalar(schema: &Value, value: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    match value {
         Value::String(s) => checks::check_string(schema, s, path, errs),
-        Value::Number(n) => checks::check_number(
-            schema,
-            n.as_f64().unwrap_or_default(),
-            value.clone(),
-            path,
-            errs,
-        ),
+        Value::Number(n) => {
+            let number = n.as_f64().unwrap_or_default();
+            checks::check_number(schema, number, value.clone(), path, errs)
+        }
         _ => {}
     }
     checks::check_enum(schema, value, path, errs);
-    check_rules(schema, value, old, path, errs);
+}
+
+/// `anyOf` of value validations (what a structural schema allows, e.g. on an int-or-string): a
+/// scalar must pass at least one branch, or it gets each branch's errors and go-openapi's
+/// "must validate at least one schema (anyOf)".
+fn check_any_of(schema: &Value, value: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    let Some(branches) = schema["anyOf"].as_array() else {
+        return;
+    };
+    if value.is_object() || value.is_array() {
+        return;
+    }
+    let mut failures = Vec::new();
+    for branch in branches {
+        let mut branch_errors = Vec::new();
+        check_scalar(branch, value, path, &mut branch_errors);
+        if branch_errors.is_empty() {
+            return;
+        }
+        failures.extend(branch_errors);
+    }
+    errs.extend(failures);
+    let detail = format!("{path} must validate at least one schema (anyOf)");
+    errs.push(invalid(path, value, detail));
 }
 
 /// Drops `null`s of non-nullable properties, then fills in defaults of missing ones.

@@ -1,7 +1,8 @@
 //! A reference gRPC server on loopback: tonic with tonic-health's standard health service
 //! (`payments` SERVING, `billing` NOT_SERVING, the whole server SERVING, anything else
-//! NOT_FOUND), a server without the health service (UNIMPLEMENTED), and a health service
-//! that answers late; each in cleartext, over TLS, or with client certificates required.
+//! NOT_FOUND), a server without the health service (UNIMPLEMENTED), a health service that
+//! answers late, and one that fails with a chosen status and message; each in cleartext, over
+//! TLS, or with client certificates required.
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -37,6 +38,9 @@ pub enum Offer {
     NoHealth,
     /// A health service that answers SERVING after this pause.
     Slow(Duration),
+    /// A health service that fails every call with this gRPC status code and `grpc-message`
+    /// (a hostile server's words).
+    Fails(i32, String),
 }
 
 /// A gRPC server on 127.0.0.1, stopped when dropped.
@@ -80,7 +84,11 @@ impl GrpcServer {
                 builder.add_service(service)
             }
             Offer::NoHealth => builder.add_routes(Routes::default()),
-            Offer::Slow(pause) => builder.add_service(HealthServer::new(SlowHealth(pause))),
+            Offer::Slow(pause) => builder.add_service(HealthServer::new(Scripted::Slow(pause))),
+            Offer::Fails(code, message) => {
+                let code = tonic::Code::from_i32(code);
+                builder.add_service(HealthServer::new(Scripted::Fails(code, message)))
+            }
         };
         // As gRPC servers do: without it, Nagle's algorithm and delayed ACKs add 40 ms a call.
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
@@ -96,19 +104,29 @@ impl GrpcServer {
     }
 }
 
-/// A health service that takes its time.
-struct SlowHealth(Duration);
+/// A health service with one scripted answer to every check (no watch).
+enum Scripted {
+    /// Serving, after this pause.
+    Slow(Duration),
+    /// This code and message.
+    Fails(tonic::Code, String),
+}
 
 #[tonic::async_trait]
-impl Health for SlowHealth {
+impl Health for Scripted {
     async fn check(
         &self,
         _request: Request<HealthCheckRequest>,
     ) -> Result<Response<HealthCheckResponse>, Status> {
-        tokio::time::sleep(self.0).await;
-        Ok(Response::new(HealthCheckResponse {
-            status: health_check_response::ServingStatus::Serving as i32,
-        }))
+        match self {
+            Self::Slow(pause) => {
+                tokio::time::sleep(*pause).await;
+                Ok(Response::new(HealthCheckResponse {
+                    status: health_check_response::ServingStatus::Serving as i32,
+                }))
+            }
+            Self::Fails(code, message) => Err(Status::new(*code, message.clone())),
+        }
     }
 
     type WatchStream = tokio_stream::Empty<Result<HealthCheckResponse, Status>>;
