@@ -37,10 +37,27 @@ impl OperatorArgs {
                 leader_election_lease_duration: leader.leader_election_lease_duration.0,
                 leader_election_identity: leader.leader_election_identity,
                 ui_advertise_address: leader.ui_advertise_address,
+                ui_forward: leader.ui_forward,
+                ui_forward_key: forward_key(leader.ui_forward, leader.ui_forward_key_file)?,
+                ui_forward_cidrs: leader.ui_forward_cidrs,
             },
             policy: service.policy.into(),
             engine: EngineConfig::from((service.engine, service.admin)),
         })
+    }
+}
+
+/// The forwarding key, read at start when forwarding is on: an unreadable or short key file
+/// fails start-up (a misconfiguration), a missing flag leaves forwarding off (logged later).
+fn forward_key(
+    forward: bool,
+    file: Option<std::path::PathBuf>,
+) -> Result<Option<crate::ui::seal::Key>, String> {
+    match file.filter(|_| forward) {
+        Some(path) => (crate::ui::seal::Key::load(&path))
+            .map(Some)
+            .map_err(|e| e.to_string()),
+        None => Ok(None),
     }
 }
 

@@ -30,6 +30,8 @@ pub struct PageContext {
     /// This replica does not probe (leader election): it shows no checks.
     pub standby: bool,
     pub redacted: bool,
+    /// `--ui-forward`: other replicas' check pages are forwarded to them.
+    pub forwarding: bool,
     /// The other replicas of the ring (`--sharding shards`): each probes its share.
     pub peers: Vec<String>,
 }
@@ -78,9 +80,18 @@ pub(super) fn layout(title: &str, ctx: &PageContext, body: Markup) -> Markup {
                 @if !ctx.peers.is_empty() {
                     p.banner.shards {
                         "Replicas share the checks: this page lists the ones this replica probes. "
-                        "Also probing: " (ctx.peers.join(", ")) ". A check's page, API record "
-                        "and badges work through any replica (they are forwarded to the one "
-                        "probing it)."
+                        @if ctx.redacted {
+                            "Also probing: " (ctx.peers.len()) " other replica(s). "
+                        } @else {
+                            "Also probing: " (ctx.peers.join(", ")) ". "
+                        }
+                        @if ctx.forwarding {
+                            "A check's page, API record and badges work through any replica "
+                            "(they are forwarded to the one probing it)."
+                        } @else {
+                            "A check's page, API record and badges are served by the replica "
+                            "probing it."
+                        }
                     }
                 }
                 p.banner.stale hidden { "Refreshing failed; showing the last data." }
@@ -326,15 +337,16 @@ fn badges(check: &Check) -> Markup {
     }
 }
 
-/// A check's page that could not be fetched from the replica probing it.
-pub fn unavailable(message: &str, ctx: &PageContext) -> Markup {
+/// A check's page served by the replica probing it, not this one (forwarding off, or the
+/// owner did not answer).
+pub fn unavailable(title: &str, message: &str, ctx: &PageContext) -> Markup {
     let body = html! {
         main #content {
-            h1 { "Not available" }
+            h1 { (title) }
             p { (message) " " a href="/" { "All checks" } }
         }
     };
-    layout("Not available · Canary", ctx, body)
+    layout(&format!("{title} · Canary"), ctx, body)
 }
 
 /// A page for a check that does not exist (or is hidden).
