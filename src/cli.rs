@@ -242,7 +242,8 @@ pub struct AdminArgs {
         value_parser = optional_address
     )]
     pub ui_bind_address: OptionalAddress,
-    /// Hide targets, error messages, certificate names and specs on the status page.
+    /// Hide targets, error messages, certificate names and serials, DNS answers, gRPC statuses,
+    /// specs, `probedBy` and other replicas' names and addresses on the status page.
     #[arg(long, env = "CANARY_UI_REDACT")]
     pub ui_redact: bool,
 }

@@ -185,4 +185,41 @@ mod tests {
             None
         );
     }
+
+    /// Forwarding is off unless asked; when asked, its key file must hold 32 bytes or more.
+    #[test]
+    fn ui_forward_is_off_by_default_and_its_key_file_must_be_readable_and_long() {
+        let config = |extra: &[&str]| {
+            let args = [&["operator", "--sharding=shards"], extra].concat();
+            let Command::Operator(args) = parse(&args) else {
+                panic!("not the operator")
+            };
+            args.into_config().map(|c| c.leader)
+        };
+        let off = config(&[]).unwrap();
+        assert!(!off.ui_forward && off.ui_forward_key.is_none());
+        let dir = tempfile::tempdir().unwrap();
+        let (long, short) = (dir.path().join("long"), dir.path().join("short"));
+        std::fs::write(&long, "k".repeat(32)).unwrap();
+        std::fs::write(&short, "k".repeat(31)).unwrap();
+        let (long, short) = (long.to_str().unwrap(), short.to_str().unwrap());
+        let on = config(&["--ui-forward", "--ui-forward-key-file", long]).unwrap();
+        assert!(on.ui_forward && on.ui_forward_key.is_some());
+        let unasked = config(&["--ui-forward-key-file", long]).unwrap();
+        assert!(
+            unasked.ui_forward_key.is_none(),
+            "a key alone turns nothing on"
+        );
+        let keyless = config(&["--ui-forward"]).unwrap();
+        assert!(keyless.ui_forward && keyless.ui_forward_key.is_none());
+        let error = config(&["--ui-forward", "--ui-forward-key-file", short]).unwrap_err();
+        assert!(error.contains("fewer than the 32"), "{error}");
+        let missing = dir.path().join("missing");
+        let error = config(&[
+            "--ui-forward",
+            "--ui-forward-key-file",
+            missing.to_str().unwrap(),
+        ]);
+        assert!(error.unwrap_err().contains("reading the forwarding key"));
+    }
 }

@@ -5,10 +5,7 @@ use std::sync::{Arc, atomic::AtomicBool};
 use http::{Request, StatusCode};
 
 use super::super::{
-    Forwarding, Owner, Owners, Ui, bind,
-    forward::default_cidrs,
-    model::Source,
-    seal::Key,
+    Forwarding, Owner, Owners, Ui, bind, forward::default_cidrs, model::Source, seal::Key,
 };
 use crate::{
     api::CheckKey,
@@ -82,11 +79,17 @@ async fn without_forwarding_the_page_names_the_owner_and_relays_nothing() {
     assert!(body.contains("probed by replica r2"), "{body}");
     assert!(body.contains("served by that replica"), "{body}");
     assert!(!body.contains("127.0.0.1"), "no address: {body}");
-    let api = page.elsewhere(&get("/api/v1/checks/shop/api"), &[]).await.unwrap();
+    let api = page
+        .elsewhere(&get("/api/v1/checks/shop/api"), &[])
+        .await
+        .unwrap();
     assert_eq!(api.content_type, "application/json");
     assert!(text(&api).contains("r2"));
     let hidden = ui("r1", Some(owner), None, true);
-    let reply = hidden.elsewhere(&get("/checks/shop/api"), &[]).await.unwrap();
+    let reply = hidden
+        .elsewhere(&get("/checks/shop/api"), &[])
+        .await
+        .unwrap();
     assert!(!text(&reply).contains("r2"), "{}", text(&reply));
 }
 
@@ -97,15 +100,28 @@ async fn only_replies_sealed_with_the_shared_key_are_relayed() {
     let key = [5; 32];
     let (owner, _serving) = owner_page(Some(key));
     let page = ui("r1", Some(owner.clone()), Some(key), false);
-    let reply = page.elsewhere(&get("/api/v1/checks/shop/api"), &[]).await.unwrap();
+    let reply = page
+        .elsewhere(&get("/api/v1/checks/shop/api"), &[])
+        .await
+        .unwrap();
     assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", text(&reply));
-    assert!(text(&reply).contains("no check shop/api on this page"), "{}", text(&reply));
+    assert!(
+        text(&reply).contains("no check shop/api on this page"),
+        "{}",
+        text(&reply)
+    );
     let forged = ui("r1", Some(owner.clone()), Some([6; 32]), false);
-    let reply = forged.elsewhere(&get("/checks/shop/api"), &[]).await.unwrap();
+    let reply = forged
+        .elsewhere(&get("/checks/shop/api"), &[])
+        .await
+        .unwrap();
     assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
     assert!(text(&reply).contains("no valid seal"), "{}", text(&reply));
     let redacted = ui("r1", Some(owner), Some([6; 32]), true);
-    let reply = redacted.elsewhere(&get("/checks/shop/api"), &[]).await.unwrap();
+    let reply = redacted
+        .elsewhere(&get("/checks/shop/api"), &[])
+        .await
+        .unwrap();
     let body = text(&reply);
     assert_eq!(reply.status, StatusCode::BAD_GATEWAY);
     for leak in ["r2", "127.0.0.1", "seal"] {

@@ -167,39 +167,43 @@ impl Source {
     }
 
     fn detail_of(&self, spec: &RunnerSpec, view: &RunnerView<'_>, now: i64) -> Detail {
-        let mut transitions: Vec<TransitionEntry> = view.history.transitions().cloned().collect();
-        let mut last_result = view.status.last_result.clone();
-        let mut tls = view.status.tls.clone();
-        if self.redact {
-            transitions
-                .iter_mut()
-                .for_each(|t| t.message = Box::default());
-            if let Some(result) = &mut last_result {
-                result.message.clear();
-                // DNS answers and the server asked name internal addresses.
-                if let Some(dns) = &mut result.dns {
-                    dns.answers.clear();
-                    dns.server.clear();
-                }
-            }
-            if let Some(tls) = &mut tls {
-                (tls.subject, tls.issuer) = (None, None);
-                tls.dns_names.clear();
-            }
-        }
-        let shown_spec = (spec.info.spec.as_deref())
-            .filter(|_| !self.redact)
-            .map(shown);
-        Detail {
+        let detail = Detail {
             check: self.check_of(spec, view, now),
-            transitions,
+            transitions: view.history.transitions().cloned().collect(),
             hours: view.history.hours(now),
-            last_result,
-            tls,
-            spec: shown_spec,
+            last_result: view.status.last_result.clone(),
+            tls: view.status.tls.clone(),
+            spec: spec.info.spec.as_deref().map(shown),
             probed_by: view.status.probed_by.clone(),
+        };
+        match self.redact {
+            true => redacted(detail),
+            false => detail,
         }
     }
+}
+
+/// `detail` as `--ui-redact` shows it: no messages, DNS answers or server, certificate names
+/// or serial, gRPC status, spec, or replica name (`probedBy`).
+fn redacted(mut detail: Detail) -> Detail {
+    (detail.transitions.iter_mut()).for_each(|t| t.message = Box::default());
+    if let Some(result) = &mut detail.last_result {
+        result.message.clear();
+        // DNS answers and the server asked name internal addresses.
+        if let Some(dns) = &mut result.dns {
+            dns.answers.clear();
+            dns.server.clear();
+        }
+        if let Some(grpc) = &mut result.grpc {
+            (grpc.status, grpc.status_code) = (None, None);
+        }
+    }
+    if let Some(tls) = &mut detail.tls {
+        (tls.subject, tls.issuer, tls.serial_number) = (None, None, None);
+        tls.dns_names.clear();
+    }
+    (detail.spec, detail.probed_by) = (None, None);
+    detail
 }
 
 /// The earlier of the leaf's and the chain's expiry.
@@ -212,13 +216,31 @@ fn earliest_expiry(tls: &TlsFacts) -> Option<jiff::Timestamp> {
     }
 }
 
-/// The spec with its URL shown as everywhere else (no userinfo, query or fragment).
+/// Stands for an inline header or metadata value on the page and in the API.
+pub const SET: &str = "<set>";
+
+/// The spec with its URL shown as everywhere else (no userinfo, query or fragment) and inline
+/// header and gRPC metadata values as [`SET`]: they are often credentials (a bearer token
+/// written inline), and values from Secrets are not shown either.
 fn shown(spec: &HealthCheckSpec) -> HealthCheckSpec {
     let mut shown = spec.clone();
-    if let Some(http) = &mut shown.http
-        && let Ok(url) = url::Url::parse(&http.url)
-    {
-        http.url = redact(&url);
+    let hide = |headers: &mut Vec<crate::api::HttpHeader>| {
+        for header in headers.iter_mut().filter(|h| h.value.is_some()) {
+            header.value = Some(SET.into());
+        }
+    };
+    if let Some(http) = &mut shown.http {
+        if let Ok(url) = url::Url::parse(&http.url) {
+            http.url = redact(&url);
+        }
+        hide(&mut http.headers);
+    }
+    if let Some(grpc) = &mut shown.grpc {
+        hide(&mut grpc.metadata);
     }
     shown
 }
+
+#[cfg(test)]
+#[path = "model_tests.rs"]
+mod tests;

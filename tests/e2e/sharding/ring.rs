@@ -34,7 +34,8 @@ pub struct Ring {
     /// A proxy to the API server that can cut replicas off, and a kubeconfig through it.
     pub proxy: Proxy,
     through_proxy: std::path::PathBuf,
-    _dir: tempfile::TempDir,
+    /// Holds the kubeconfig through the proxy and the forwarding key.
+    dir: tempfile::TempDir,
 }
 
 impl Ring {
@@ -58,6 +59,8 @@ impl Ring {
         let through_proxy = dir.path().join("kubeconfig");
         let url = format!("http://127.0.0.1:{}", proxy.port());
         canary_test_apiserver::write_kubeconfig(&through_proxy, &url, None).unwrap();
+        // The replicas' shared key: forwarded pages are relayed only when sealed with it.
+        std::fs::write(dir.path().join("forward-key"), "k".repeat(48)).unwrap();
         Self {
             cluster,
             target,
@@ -67,14 +70,16 @@ impl Ring {
             duration,
             proxy,
             through_proxy,
-            _dir: dir,
+            dir,
         }
     }
 
     pub fn launch(&self, kubeconfig: &std::path::Path, name: &str) -> Launch {
         let duration = format!("{}s", self.duration.as_secs());
+        let key = self.dir.path().join("forward-key");
         Launch::operator(CANARY, kubeconfig)
-            .args(&["--sharding", "shards"])
+            .args(&["--sharding", "shards", "--ui-forward"])
+            .args(&["--ui-forward-key-file", key.to_str().unwrap()])
             .args(&["--leader-election-lease-duration", &duration])
             .args(&["--leader-election-lease-name", RING])
             .env("POD_NAME", name)
