@@ -3,7 +3,7 @@
 //! history, fed by the runs that feed the metrics).
 
 use crate::{
-    api::{CheckKey, HealthCheckSpec, LastResult, Reason, TlsFacts, redact},
+    api::{CheckKey, HealthCheckSpec, HealthCheckStatus, LastResult, Reason, TlsFacts, redact},
     runner::{
         CheckState, RunnerSpec, RunnerView, Scheduler,
         history::{Hour, RunEntry, TransitionEntry, Window},
@@ -55,8 +55,10 @@ pub struct Check {
     /// The runner's state, in the names the metrics and `/healthz` use.
     pub state: CheckState,
     pub reason: Option<Reason>,
-    /// The last result's message (the Ready condition's when none); `None` when redacted.
+    /// What the card says ([`said`]); `None` when redacted.
     pub message: Option<String>,
+    /// The reason `message` belongs to (kept when redacted).
+    pub message_reason: Option<Reason>,
     /// Unix seconds.
     pub last_run: Option<i64>,
     /// The last results, oldest first.
@@ -146,9 +148,7 @@ impl Source {
     fn check_of(&self, spec: &RunnerSpec, view: &RunnerView<'_>, now: i64) -> Check {
         let status = view.status;
         let history = view.history;
-        let message = (status.last_result.as_ref().map(|r| r.message.clone()))
-            .or_else(|| status.ready_condition().map(|c| c.message.clone()))
-            .filter(|m| !m.is_empty());
+        let (message_reason, message) = said(status, view.state);
         let tls_not_after = (status.tls.as_ref()).and_then(earliest_expiry);
         Check {
             key: spec.key.clone(),
@@ -158,6 +158,7 @@ impl Source {
             state: view.state,
             reason: status.ready_reason(),
             message: message.filter(|_| !self.redact),
+            message_reason,
             last_run: status.last_run_time.as_ref().map(|t| t.0.as_second()),
             results: history.results().copied().collect(),
             uptime: Span::ALL.map(|span| history.window(now, span.hours())),
@@ -204,6 +205,27 @@ fn redacted(mut detail: Detail) -> Detail {
     }
     (detail.spec, detail.probed_by) = (None, None);
     detail
+}
+
+/// The message a card shows and the reason it belongs to: the Ready condition's when the state
+/// is about the schedule or the spec (maintenance, suspended, invalid, blocked), else the last
+/// result's, so a pending check shows why its runs fail (`TargetDenied`), not `Pending`.
+fn said(status: &HealthCheckStatus, state: CheckState) -> (Option<Reason>, Option<String>) {
+    let condition = (status.ready_condition())
+        .filter(|c| !c.message.is_empty())
+        .map(|c| (status.ready_reason(), c.message.clone()));
+    let result = (status.last_result.as_ref())
+        .filter(|r| !r.message.is_empty())
+        .map(|r| (Some(r.reason), r.message.clone()));
+    let about_state = matches!(
+        state,
+        CheckState::Maintenance | CheckState::Suspended | CheckState::Invalid | CheckState::Blocked
+    );
+    let picked = match about_state {
+        true => condition.or(result),
+        false => result.or(condition),
+    };
+    picked.map_or((None, None), |(reason, message)| (reason, Some(message)))
 }
 
 /// The earlier of the leaf's and the chain's expiry.

@@ -65,6 +65,7 @@ fn detail() -> Detail {
             state: CheckState::Failing,
             reason: None,
             message: None,
+            message_reason: None,
             last_run: None,
             results: Vec::new(),
             uptime: [window; 3],
@@ -110,4 +111,40 @@ fn redaction_hides_the_serial_probed_by_and_the_grpc_status() {
     for leak in ["canary-7f9c-r2", "UNAVAILABLE", "0a:1b"] {
         assert!(!page.contains(leak), "{leak} on the page");
     }
+}
+
+fn status(ready: &str, reason: &str, message: &str, last: serde_json::Value) -> HealthCheckStatus {
+    serde_json::from_value(json!({
+        "conditions": [{
+            "type": "Ready", "status": ready, "reason": reason, "message": message,
+            "lastTransitionTime": "2026-12-01T00:00:00Z",
+        }],
+        "lastResult": last,
+    }))
+    .unwrap()
+}
+
+/// Issue 24: a pending card hid the real reason behind "Pending:", and a check in a
+/// maintenance window showed its last failure as if it counted.
+#[test]
+fn a_card_says_the_reason_its_message_belongs_to() {
+    let denied = json!({
+        "success": false, "reason": "TargetDenied", "duration": "0.000s",
+        "message": "169.254.169.254 is in 169.254.0.0/16, which the operator's deny list forbids",
+    });
+    let pending = status("Unknown", "Pending", "waiting for 3 failures", denied);
+    let (reason, message) = said(&pending, CheckState::Pending);
+    assert_eq!(reason, Some(Reason::TargetDenied));
+    assert!(message.unwrap().contains("deny list"));
+    let refused = json!({
+        "success": false, "reason": "ConnectionRefused", "duration": "0.001s",
+        "message": "connect to 127.0.0.1:9 refused",
+    });
+    let window = "in a maintenance window, failing (ConnectionRefused): connect to 127.0.0.1:9 refused";
+    let maintenance = status("Unknown", "Maintenance", window, refused);
+    let (reason, message) = said(&maintenance, CheckState::Maintenance);
+    assert_eq!((reason, message.as_deref()), (Some(Reason::Maintenance), Some(window)));
+    let never = status("Unknown", "Pending", "not probed yet", serde_json::Value::Null);
+    let (reason, message) = said(&never, CheckState::Pending);
+    assert_eq!((reason, message.as_deref()), (Some(Reason::Pending), Some("not probed yet")));
 }
