@@ -23,7 +23,13 @@ pub fn latency(results: &[RunEntry]) -> Markup {
             p.empty { "No latency measured: the kept runs ended before the target answered." }
         };
     }
-    let ceiling = nice_ceiling(results.iter().filter_map(RunEntry::latency).max().unwrap_or(0));
+    let ceiling = nice_ceiling(
+        results
+            .iter()
+            .filter_map(RunEntry::latency)
+            .max()
+            .unwrap_or(0),
+    );
     let plot_w = f64::from(WIDTH - LEFT - 8);
     let plot_h = f64::from(HEIGHT - TOP - BOTTOM);
     let step = plot_w / (results.len().max(2) - 1) as f64;
@@ -115,9 +121,22 @@ mod tests {
         let svg = latency(&results).into_string();
         assert_eq!(svg.matches("<circle").count(), 3, "{svg}");
         assert_eq!(svg.matches("point fail unmeasured").count(), 1, "{svg}");
-        let points = svg.split(r#"points=""#).nth(1).unwrap().split('"').next().unwrap();
-        assert_eq!(points.split(' ').count(), 2, "the line joins measured runs: {points}");
-        assert!(svg.contains("· ConnectionRefused<"), "no latency in its tooltip: {svg}");
+        let points = svg
+            .split(r#"points=""#)
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        assert_eq!(
+            points.split(' ').count(),
+            2,
+            "the line joins measured runs: {points}"
+        );
+        assert!(
+            svg.contains("· ConnectionRefused<"),
+            "no latency in its tooltip: {svg}"
+        );
         let none = latency(&results[1..2]).into_string();
         assert!(none.contains("No latency measured"), "{none}");
     }

@@ -110,8 +110,12 @@ impl Ui {
         let content_type = (response.headers().get(http::header::CONTENT_TYPE))
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
+        let identity = (self.owners.as_ref())
+            .map(|o| o.identity())
+            .unwrap_or_default();
         let sealed = Sealed {
             nonce,
+            identity: &identity,
             path,
             status: response.status().as_u16(),
             content_type,

@@ -172,6 +172,7 @@ async fn get(
         .to_string();
     let sealed = Sealed {
         nonce: &nonce,
+        identity: owner,
         path,
         status: response.status().as_u16(),
         content_type: &content_type,
@@ -227,6 +228,7 @@ mod tests {
             let seal = key.map(|key| {
                 let sealed = Sealed {
                     nonce: &nonce,
+                    identity,
                     path: &path,
                     status: 200,
                     content_type,

@@ -140,11 +140,23 @@ fn a_card_says_the_reason_its_message_belongs_to() {
         "success": false, "reason": "ConnectionRefused", "duration": "0.001s",
         "message": "connect to 127.0.0.1:9 refused",
     });
-    let window = "in a maintenance window, failing (ConnectionRefused): connect to 127.0.0.1:9 refused";
+    let window =
+        "in a maintenance window, failing (ConnectionRefused): connect to 127.0.0.1:9 refused";
     let maintenance = status("Unknown", "Maintenance", window, refused);
     let (reason, message) = said(&maintenance, CheckState::Maintenance);
-    assert_eq!((reason, message.as_deref()), (Some(Reason::Maintenance), Some(window)));
-    let never = status("Unknown", "Pending", "not probed yet", serde_json::Value::Null);
+    assert_eq!(
+        (reason, message.as_deref()),
+        (Some(Reason::Maintenance), Some(window))
+    );
+    let never = status(
+        "Unknown",
+        "Pending",
+        "not probed yet",
+        serde_json::Value::Null,
+    );
     let (reason, message) = said(&never, CheckState::Pending);
-    assert_eq!((reason, message.as_deref()), (Some(Reason::Pending), Some("not probed yet")));
+    assert_eq!(
+        (reason, message.as_deref()),
+        (Some(Reason::Pending), Some("not probed yet"))
+    );
 }

@@ -71,13 +71,23 @@ fn never_connected(state: CheckState, reason: Reason, message: &str) -> Detail {
 fn never_connected_checks_show_no_zero_latency_no_zero_duration_and_no_empty_rows() {
     let detail = never_connected(CheckState::Pending, Reason::TargetDenied, "denied");
     let page = super::detail(&detail, &ctx()).into_string();
-    for untrue in [" 0 ms", ">0 ms", "0.000s", "<dd></dd>", ">when<", ">duration<"] {
+    for untrue in [
+        " 0 ms",
+        ">0 ms",
+        "0.000s",
+        "<dd></dd>",
+        ">when<",
+        ">duration<",
+    ] {
         assert!(!page.contains(untrue), "{untrue} on the page: {page}");
     }
     assert!(page.contains("No latency measured"), "{page}");
     let card = card(&detail.check, &ctx()).into_string();
     assert!(!card.contains(" 0 ms") && !card.contains(">0 ms"), "{card}");
-    assert!(card.contains("<strong>TargetDenied</strong>: denied"), "{card}");
+    assert!(
+        card.contains("<strong>TargetDenied</strong>: denied"),
+        "{card}"
+    );
     assert!(!card.contains("Pending"), "{card}");
 }
 
@@ -87,7 +97,13 @@ fn a_maintenance_card_says_maintenance_and_its_message_is_not_red() {
     let detail = never_connected(CheckState::Maintenance, Reason::Maintenance, message);
     let card = card(&detail.check, &ctx()).into_string();
     assert!(card.contains(r#"data-state="maintenance""#), "{card}");
-    assert!(card.contains("<strong>Maintenance</strong>: in a maintenance window"), "{card}");
+    assert!(
+        card.contains("<strong>Maintenance</strong>: in a maintenance window"),
+        "{card}"
+    );
     let css = include_str!("assets/app.css");
-    assert!(css.contains(r#".card[data-state="maintenance"] .message"#), "not in --fail red");
+    assert!(
+        css.contains(r#".card[data-state="maintenance"] .message"#),
+        "not in --fail red"
+    );
 }

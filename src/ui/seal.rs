@@ -1,8 +1,9 @@
 //! Forwarded replies are sealed with an HMAC-SHA256 under a key the replicas share (a Secret,
 //! never written to a Lease): whoever can write a member Lease can point its page address
 //! anywhere, but cannot make a reply the forwarding replica accepts. The seal covers a fresh
-//! nonce (no replay of a recorded reply), the path asked, the status, the content type and
-//! the body.
+//! nonce (no replay of a recorded reply), the identity of the replica that answered (a relay
+//! cannot pass off another replica's reply as the owner's), the path asked, the status, the
+//! content type and the body.
 
 use std::path::Path;
 
@@ -63,8 +64,8 @@ impl Key {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
             .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
         let head = format!(
-            "canary-forward-v1\n{}\n{}\n{}\n{}\n",
-            reply.nonce, reply.path, reply.status, reply.content_type
+            "canary-forward-v1\n{}\n{}\n{}\n{}\n{}\n",
+            reply.nonce, reply.identity, reply.path, reply.status, reply.content_type
         );
         mac.update(head.as_bytes());
         mac.update(reply.body);
@@ -89,6 +90,8 @@ impl Key {
 #[derive(Debug, Clone, Copy)]
 pub struct Sealed<'a> {
     pub nonce: &'a str,
+    /// The replica answering.
+    pub identity: &'a str,
     pub path: &'a str,
     pub status: u16,
     pub content_type: &'a str,
@@ -123,6 +126,7 @@ mod tests {
     fn reply<'a>(nonce: &'a str, path: &'a str, body: &'a [u8]) -> Sealed<'a> {
         Sealed {
             nonce,
+            identity: "r2",
             path,
             status: 200,
             content_type: "text/html; charset=utf-8",
@@ -149,6 +153,11 @@ mod tests {
             !key.verify(&reply("n1", "/checks/a/b", b"<p>forged</p>"), &seal),
             "body"
         );
+        let relayed = Sealed {
+            identity: "r3",
+            ..genuine
+        };
+        assert!(!key.verify(&relayed, &seal), "another replica's reply");
         let other = Key::new(vec![8; 32]).unwrap();
         assert!(!other.verify(&genuine, &seal), "another key");
         assert!(!key.verify(&genuine, "zz"), "not hex");
