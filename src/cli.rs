@@ -52,7 +52,8 @@ pub enum Command {
     /// Run HealthChecks from YAML files continuously, serving /metrics, /healthz and /readyz.
     Standalone(StandaloneArgs),
     /// Run the Kubernetes operator: watch HealthChecks, probe them, write status and Events.
-    Operator(OperatorArgs),
+    // Boxed: its flags make it by far the largest variant.
+    Operator(Box<OperatorArgs>),
     /// Print the HealthCheck CustomResourceDefinition as YAML.
     Crd,
     /// Check an installed Canary (the chart's `helm test`): its /readyz and the HealthCheck API.
