@@ -36,6 +36,8 @@ pub struct Ring {
     through_proxy: std::path::PathBuf,
     /// Holds the kubeconfig through the proxy and the forwarding key.
     dir: tempfile::TempDir,
+    /// Replicas started from now on forward check pages (`--ui-forward` with a shared key).
+    pub forward: bool,
 }
 
 impl Ring {
@@ -71,15 +73,21 @@ impl Ring {
             proxy,
             through_proxy,
             dir,
+            forward: true,
         }
     }
 
     pub fn launch(&self, kubeconfig: &std::path::Path, name: &str) -> Launch {
         let duration = format!("{}s", self.duration.as_secs());
         let key = self.dir.path().join("forward-key");
+        let key = key.to_str().unwrap();
+        let forward: &[&str] = match self.forward {
+            true => &["--ui-forward", "--ui-forward-key-file", key],
+            false => &[],
+        };
         Launch::operator(CANARY, kubeconfig)
-            .args(&["--sharding", "shards", "--ui-forward"])
-            .args(&["--ui-forward-key-file", key.to_str().unwrap()])
+            .args(&["--sharding", "shards"])
+            .args(forward)
             .args(&["--leader-election-lease-duration", &duration])
             .args(&["--leader-election-lease-name", RING])
             .env("POD_NAME", name)
