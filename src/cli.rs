@@ -52,7 +52,8 @@ pub enum Command {
     /// Run HealthChecks from YAML files continuously, serving /metrics, /healthz and /readyz.
     Standalone(StandaloneArgs),
     /// Run the Kubernetes operator: watch HealthChecks, probe them, write status and Events.
-    Operator(OperatorArgs),
+    // Boxed: its flags make it by far the largest variant.
+    Operator(Box<OperatorArgs>),
     /// Print the HealthCheck CustomResourceDefinition as YAML.
     Crd,
     /// Check an installed Canary (the chart's `helm test`): its /readyz and the HealthCheck API.
@@ -148,6 +149,25 @@ pub struct LeaderArgs {
     /// when it names one, else none (the chart passes the pod IP).
     #[arg(long, env = "CANARY_UI_ADVERTISE_ADDRESS")]
     pub ui_advertise_address: Option<AdvertiseAddress>,
+    /// With shards, forward a request for a check another replica probes (its page, API
+    /// record, badges) to that replica's page. Off by default: the address comes from a Lease,
+    /// so forwarded replies must be sealed with --ui-forward-key-file (without it forwarding
+    /// stays off); when off, the page names the replica that probes the check.
+    #[arg(long, env = "CANARY_UI_FORWARD")]
+    pub ui_forward: bool,
+    /// File holding the key (at least 32 bytes, e.g. a mounted Secret) the replicas seal
+    /// forwarded replies with (HMAC-SHA256); every replica needs the same key.
+    #[arg(long, env = "CANARY_UI_FORWARD_KEY_FILE")]
+    pub ui_forward_key_file: Option<PathBuf>,
+    /// Networks a peer's published page address must be in to be forwarded to (the pod
+    /// network); the deny list (--deny-cidrs) applies as well.
+    #[arg(
+        long = "ui-forward-cidrs",
+        env = "CANARY_UI_FORWARD_CIDRS",
+        value_delimiter = ',',
+        default_value = crate::ui::forward::DEFAULT_FORWARD_CIDRS
+    )]
+    pub ui_forward_cidrs: Vec<IpNet>,
 }
 
 impl LeaderArgs {
@@ -223,7 +243,8 @@ pub struct AdminArgs {
         value_parser = optional_address
     )]
     pub ui_bind_address: OptionalAddress,
-    /// Hide targets, error messages, certificate names and specs on the status page.
+    /// Hide targets, error messages, certificate names and serials, DNS answers, gRPC statuses,
+    /// specs, `probedBy` and other replicas' names and addresses on the status page.
     #[arg(long, env = "CANARY_UI_REDACT")]
     pub ui_redact: bool,
 }

@@ -136,6 +136,8 @@ pub struct Extensions {
     pub probed_by: Option<String>,
     /// The shard ring, for the status page to forward other replicas' checks.
     pub owners: Option<Arc<dyn ui::Owners>>,
+    /// `--ui-forward` with its key (shards only); `None`: the page names the owner instead.
+    pub forwarding: Option<Arc<ui::Forwarding>>,
 }
 
 impl Engine {
@@ -203,6 +205,7 @@ impl Engine {
                     },
                     standby: standby.clone(),
                     owners: extensions.owners.clone(),
+                    forwarding: extensions.forwarding.clone(),
                 };
                 (Some(bound.addr), Some(bound.start(ui)?))
             }

@@ -37,7 +37,7 @@ fn main() -> ExitCode {
         },
         Command::Check(args) => run_check(args),
         Command::Standalone(args) => run_standalone(args),
-        Command::Operator(args) => run_operator(args),
+        Command::Operator(args) => run_operator(*args),
         Command::Selftest(args) => run_selftest(args),
     }
 }

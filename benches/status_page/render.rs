@@ -130,6 +130,7 @@ pub fn run() {
         now,
         standby: false,
         redacted: false,
+        forwarding: false,
         peers: Vec::new(),
     };
     let query = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {

@@ -102,6 +102,32 @@ reasons! {
     Recovered,
 }
 
+impl Reason {
+    /// Whether a run that ended with this reason measured the target's latency: the target
+    /// answered (a response, a handshake, a DNS or health reply). A name that did not resolve,
+    /// a refused or reset connection, a timeout, a denied address, the prober's own fault and
+    /// the reports that ran nothing measured nothing: their duration is not a latency.
+    pub fn measured(self) -> bool {
+        !matches!(
+            self,
+            Reason::Pending
+                | Reason::Reconciling
+                | Reason::Suspended
+                | Reason::Maintenance
+                | Reason::InvalidSpec
+                | Reason::ReferenceNotFound
+                | Reason::ReferenceForbidden
+                | Reason::DNSError
+                | Reason::ConnectionRefused
+                | Reason::ConnectionReset
+                | Reason::Timeout
+                | Reason::TargetDenied
+                | Reason::ProberError
+                | Reason::Recovered
+        )
+    }
+}
+
 impl std::fmt::Display for Reason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

@@ -37,10 +37,27 @@ impl OperatorArgs {
                 leader_election_lease_duration: leader.leader_election_lease_duration.0,
                 leader_election_identity: leader.leader_election_identity,
                 ui_advertise_address: leader.ui_advertise_address,
+                ui_forward: leader.ui_forward,
+                ui_forward_key: forward_key(leader.ui_forward, leader.ui_forward_key_file)?,
+                ui_forward_cidrs: leader.ui_forward_cidrs,
             },
             policy: service.policy.into(),
             engine: EngineConfig::from((service.engine, service.admin)),
         })
+    }
+}
+
+/// The forwarding key, read at start when forwarding is on: an unreadable or short key file
+/// fails start-up (a misconfiguration), a missing flag leaves forwarding off (logged later).
+fn forward_key(
+    forward: bool,
+    file: Option<std::path::PathBuf>,
+) -> Result<Option<crate::ui::seal::Key>, String> {
+    match file.filter(|_| forward) {
+        Some(path) => (crate::ui::seal::Key::load(&path))
+            .map(Some)
+            .map_err(|e| e.to_string()),
+        None => Ok(None),
     }
 }
 
@@ -167,5 +184,42 @@ mod tests {
             args.into_config().unwrap().engine.admin.ui_bind_address,
             None
         );
+    }
+
+    /// Forwarding is off unless asked; when asked, its key file must hold 32 bytes or more.
+    #[test]
+    fn ui_forward_is_off_by_default_and_its_key_file_must_be_readable_and_long() {
+        let config = |extra: &[&str]| {
+            let args = [&["operator", "--sharding=shards"], extra].concat();
+            let Command::Operator(args) = parse(&args) else {
+                panic!("not the operator")
+            };
+            args.into_config().map(|c| c.leader)
+        };
+        let off = config(&[]).unwrap();
+        assert!(!off.ui_forward && off.ui_forward_key.is_none());
+        let dir = tempfile::tempdir().unwrap();
+        let (long, short) = (dir.path().join("long"), dir.path().join("short"));
+        std::fs::write(&long, "k".repeat(32)).unwrap();
+        std::fs::write(&short, "k".repeat(31)).unwrap();
+        let (long, short) = (long.to_str().unwrap(), short.to_str().unwrap());
+        let on = config(&["--ui-forward", "--ui-forward-key-file", long]).unwrap();
+        assert!(on.ui_forward && on.ui_forward_key.is_some());
+        let unasked = config(&["--ui-forward-key-file", long]).unwrap();
+        assert!(
+            unasked.ui_forward_key.is_none(),
+            "a key alone turns nothing on"
+        );
+        let keyless = config(&["--ui-forward"]).unwrap();
+        assert!(keyless.ui_forward && keyless.ui_forward_key.is_none());
+        let error = config(&["--ui-forward", "--ui-forward-key-file", short]).unwrap_err();
+        assert!(error.contains("fewer than the 32"), "{error}");
+        let missing = dir.path().join("missing");
+        let error = config(&[
+            "--ui-forward",
+            "--ui-forward-key-file",
+            missing.to_str().unwrap(),
+        ]);
+        assert!(error.unwrap_err().contains("reading the forwarding key"));
     }
 }

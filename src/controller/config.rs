@@ -82,6 +82,12 @@ pub struct LeaderConfig {
     pub leader_election_identity: Option<String>,
     /// Where peers reach this replica's status page; `None`: its bind address if it names one.
     pub ui_advertise_address: Option<AdvertiseAddress>,
+    /// `--ui-forward`: forward other replicas' check pages (needs `ui_forward_key`).
+    pub ui_forward: bool,
+    /// The replicas' shared key (`--ui-forward-key-file`), loaded at start.
+    pub ui_forward_key: Option<crate::ui::seal::Key>,
+    /// Networks a peer's page address must be in (`--ui-forward-cidrs`).
+    pub ui_forward_cidrs: Vec<ipnet::IpNet>,
 }
 
 /// An advertised address: an IP, with or without a port.
@@ -124,6 +130,9 @@ impl Default for LeaderConfig {
             leader_election_lease_duration: LEASE_DURATION,
             leader_election_identity: None,
             ui_advertise_address: None,
+            ui_forward: false,
+            ui_forward_key: None,
+            ui_forward_cidrs: crate::ui::forward::default_cidrs(),
         }
     }
 }

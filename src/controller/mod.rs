@@ -180,6 +180,9 @@ impl Operator {
             probed_by: Some(identity.clone()),
             owners: (mode == Sharding::Shards)
                 .then(|| directory.clone() as Arc<dyn crate::ui::Owners>),
+            forwarding: (mode == Sharding::Shards)
+                .then(|| self.forwarding())
+                .flatten(),
         };
         let mut engine = Engine::start_with_metrics(&config.engine, metrics.clone(), extensions)?;
         let mut supervisor = Supervisor::default();
@@ -269,6 +272,25 @@ impl Operator {
         let gauge = metrics.operator.shard_members.clone();
         let scheduler = engine.scheduler.clone();
         shard::Member::new(self.client.clone(), config, gauge, scheduler, directory)
+    }
+
+    /// `--ui-forward` with its key; `None` (and a line saying why) without a key.
+    fn forwarding(&self) -> Option<Arc<crate::ui::Forwarding>> {
+        let leader = &self.config.leader;
+        if !leader.ui_forward {
+            return None;
+        }
+        let Some(key) = leader.ui_forward_key.clone() else {
+            tracing::warn!(
+                "--ui-forward is set without --ui-forward-key-file: forwarding stays off, and a check's page is served only by the replica probing it"
+            );
+            return None;
+        };
+        Some(Arc::new(crate::ui::Forwarding {
+            key,
+            allow: leader.ui_forward_cidrs.clone(),
+            deny: self.config.policy.deny_cidrs.clone(),
+        }))
     }
 
     /// Where peers reach this replica's status page: `--ui-advertise-address`, else the bound

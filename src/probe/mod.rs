@@ -35,7 +35,7 @@ pub use certs::CertFacts;
 pub use dns::{DnsFacts, first_nameserver};
 pub use grpc::{GrpcCheck, GrpcFacts, code_name, serving_name};
 pub use http::{HttpCheck, ResolvedHeader};
-pub use net::prober_fault;
+pub use net::{canonical as canonical_ip, denied_in, prober_fault};
 pub use tls::{TlsSettings, provider};
 pub use trace::{Phase, PhaseTimings};
 

@@ -6,6 +6,7 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
 };
 
+use ipnet::IpNet;
 use tokio::net::{TcpSocket, TcpStream};
 
 use super::{Failure, ProbeContext, trace::Phase, trace::Trace};
@@ -42,6 +43,11 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
 /// host) always, and every address in the operator's deny list, judged both as written and in
 /// canonical form (so `2002::/16` in the list still denies 6to4 addresses).
 pub fn denied(ip: IpAddr, ctx: &ProbeContext) -> Option<String> {
+    denied_in(ip, &ctx.deny)
+}
+
+/// [`denied`] against the deny list `deny` (the status page judges forwarding targets by it).
+pub fn denied_in(ip: IpAddr, deny: &[IpNet]) -> Option<String> {
     let canonical = canonical(ip);
     let reaches = if canonical == ip {
         String::new()
@@ -53,7 +59,7 @@ pub fn denied(ip: IpAddr, ctx: &ProbeContext) -> Option<String> {
             "{ip}{reaches} is the unspecified address, which reaches this host"
         ));
     }
-    let net = (ctx.deny.iter()).find(|net| net.contains(&canonical) || net.contains(&ip))?;
+    let net = (deny.iter()).find(|net| net.contains(&canonical) || net.contains(&ip))?;
     Some(format!(
         "{ip}{reaches} is in {net}, which the operator's deny list forbids"
     ))

@@ -30,6 +30,13 @@ pub struct RunEntry {
     pub latency_ms: u32,
 }
 
+impl RunEntry {
+    /// The latency, when the run measured one (see [`Reason::measured`]).
+    pub fn latency(&self) -> Option<u32> {
+        self.reason.measured().then_some(self.latency_ms)
+    }
+}
+
 /// One change of Ready.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransitionEntry {
@@ -47,6 +54,8 @@ struct Bucket {
     hour: u32,
     runs: u16,
     successes: u16,
+    /// Runs that measured a latency ([`RunEntry::latency`]); `latency_ms` sums theirs only.
+    measured: u16,
     latency_ms: u32,
 }
 
@@ -57,6 +66,7 @@ pub struct Window {
     pub successes: u64,
     /// `None` when nothing ran in the window.
     pub uptime: Option<f64>,
+    /// Over the runs that measured one; `None` when none did.
     pub average_latency_ms: Option<f64>,
 }
 
@@ -67,7 +77,9 @@ pub struct Hour {
     pub start: i64,
     pub runs: u32,
     pub successes: u32,
-    /// Sum of the runs' latencies.
+    /// Runs that measured a latency.
+    pub measured: u32,
+    /// Sum of the latencies of the runs that measured one.
     pub latency_ms: u64,
 }
 
@@ -160,7 +172,10 @@ impl History {
         let slot = &mut self.hours[index];
         slot.runs = slot.runs.saturating_add(1);
         slot.successes = slot.successes.saturating_add(u16::from(entry.success));
-        slot.latency_ms = slot.latency_ms.saturating_add(entry.latency_ms);
+        if let Some(latency) = entry.latency() {
+            slot.measured = slot.measured.saturating_add(1);
+            slot.latency_ms = slot.latency_ms.saturating_add(latency);
+        }
         // Only 30 days are kept, counted back from the newest hour.
         let newest = self.hours.back().map_or(hour, |b| b.hour);
         while (self.hours.front()).is_some_and(|b| newest - b.hour >= HOURS as u32) {
@@ -213,7 +228,7 @@ impl History {
     pub fn window(&self, now: i64, hours: u32) -> Window {
         let current = u32::try_from(now.max(0) / 3600).unwrap_or(u32::MAX);
         let first = current.saturating_sub(hours.saturating_sub(1));
-        let (mut runs, mut successes, mut latency) = (0u64, 0u64, 0u64);
+        let (mut runs, mut successes, mut measured, mut latency) = (0u64, 0u64, 0u64, 0u64);
         for bucket in self
             .hours
             .iter()
@@ -221,14 +236,15 @@ impl History {
         {
             runs += u64::from(bucket.runs);
             successes += u64::from(bucket.successes);
+            measured += u64::from(bucket.measured);
             latency += u64::from(bucket.latency_ms);
         }
-        let ratio = |part: u64| (runs > 0).then(|| part as f64 / runs as f64);
+        let ratio = |part: u64, whole: u64| (whole > 0).then(|| part as f64 / whole as f64);
         Window {
             runs,
             successes,
-            uptime: ratio(successes),
-            average_latency_ms: ratio(latency),
+            uptime: ratio(successes, runs),
+            average_latency_ms: ratio(latency, measured),
         }
     }
 
@@ -242,6 +258,7 @@ impl History {
                 start: i64::from(b.hour) * 3600,
                 runs: u32::from(b.runs),
                 successes: u32::from(b.successes),
+                measured: u32::from(b.measured),
                 latency_ms: u64::from(b.latency_ms),
             })
             .collect()
@@ -273,6 +290,31 @@ mod tests {
         outcome.started_at = jiff::Timestamp::from_second(at).unwrap();
         outcome.duration = Duration::from_millis(ms);
         outcome
+    }
+
+    /// Issue 24: a check that never connected showed "latency 0 ms": runs that measured no
+    /// latency (refused, denied, timed out) no longer count in the average.
+    #[test]
+    fn runs_that_measured_nothing_do_not_count_in_the_latency() {
+        let mut history = History::new(T0);
+        let mut refused = outcome(T0, false, 0);
+        refused.reason = Reason::ConnectionRefused;
+        history.record(&refused);
+        let mut denied = outcome(T0 + 1, false, 0);
+        denied.reason = Reason::TargetDenied;
+        history.record(&denied);
+        let window = history.window(T0 + 2, 24);
+        assert_eq!((window.runs, window.average_latency_ms), (2, None));
+        assert_eq!(history.results().next().unwrap().latency(), None);
+        let mut answered = outcome(T0 + 2, false, 300);
+        answered.reason = Reason::UnexpectedStatus;
+        history.record(&answered);
+        history.record(&outcome(T0 + 3, true, 100));
+        history.record(&outcome(T0 + 4, false, 800));
+        let window = history.window(T0 + 5, 24);
+        assert_eq!((window.runs, window.average_latency_ms), (5, Some(200.0)));
+        let hour = history.hours(T0 + 5)[0];
+        assert_eq!((hour.runs, hour.measured, hour.latency_ms), (5, 2, 400));
     }
 
     const DAY: i64 = 86_400;

@@ -134,7 +134,7 @@ fn result(entry: &RunEntry) -> Value {
         "time": rfc3339(entry.at),
         "success": entry.success,
         "reason": entry.reason.as_str(),
-        "latencyMs": entry.latency_ms,
+        "latencyMs": entry.latency(),
     })
 }
 
@@ -153,7 +153,8 @@ fn hour(hour: &Hour) -> Value {
         "start": rfc3339(hour.start),
         "runs": hour.runs,
         "successes": hour.successes,
-        "averageLatencyMs": (hour.runs > 0).then(|| hour.latency_ms as f64 / f64::from(hour.runs)),
+        "measuredRuns": hour.measured,
+        "averageLatencyMs": (hour.measured > 0).then(|| hour.latency_ms as f64 / f64::from(hour.measured)),
     })
 }
 

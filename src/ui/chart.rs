@@ -18,7 +18,18 @@ pub fn latency(results: &[RunEntry]) -> Markup {
     if results.is_empty() {
         return html! { p.empty { "No results yet." } };
     }
-    let ceiling = nice_ceiling(results.iter().map(|r| r.latency_ms).max().unwrap_or(0));
+    if results.iter().all(|r| r.latency().is_none()) {
+        return html! {
+            p.empty { "No latency measured: the kept runs ended before the target answered." }
+        };
+    }
+    let ceiling = nice_ceiling(
+        results
+            .iter()
+            .filter_map(RunEntry::latency)
+            .max()
+            .unwrap_or(0),
+    );
     let plot_w = f64::from(WIDTH - LEFT - 8);
     let plot_h = f64::from(HEIGHT - TOP - BOTTOM);
     let step = plot_w / (results.len().max(2) - 1) as f64;
@@ -27,10 +38,12 @@ pub fn latency(results: &[RunEntry]) -> Markup {
         let y = f64::from(TOP) + plot_h * (1.0 - f64::from(ms) / f64::from(ceiling));
         (x, y)
     };
+    // Runs that measured no latency (refused, denied, timed out) are marked on the baseline,
+    // hollow, and left out of the line: they were not 0 ms.
     let line: Vec<String> = (results.iter().enumerate())
-        .map(|(i, r)| {
-            let (x, y) = point(i, r.latency_ms);
-            format!("{x:.1},{y:.1}")
+        .filter_map(|(i, r)| {
+            let (x, y) = point(i, r.latency()?);
+            Some(format!("{x:.1},{y:.1}"))
         })
         .collect();
     let (first, last) = (results[0].at, results[results.len() - 1].at);
@@ -47,8 +60,13 @@ pub fn latency(results: &[RunEntry]) -> Markup {
             text.label x=(WIDTH - 8) y=(HEIGHT - 4) text-anchor="end" { (time(last)) }
             polyline.latency points=(line.join(" ")) {}
             @for (i, result) in results.iter().enumerate() {
-                @let (x, y) = point(i, result.latency_ms);
-                circle class=(if result.success { "point ok" } else { "point fail" })
+                @let (x, y) = point(i, result.latency().unwrap_or(0));
+                @let class = match (result.success, result.latency().is_some()) {
+                    (true, _) => "point ok",
+                    (false, true) => "point fail",
+                    (false, false) => "point fail unmeasured",
+                };
+                circle class=(class)
                     cx=(format!("{x:.1}")) cy=(format!("{y:.1}")) r="3" {
                     title { (title_of(result)) }
                 }
@@ -83,5 +101,43 @@ mod tests {
         assert_eq!(nice_ceiling(201), 500);
         assert_eq!(nice_ceiling(5001), 10_000);
         assert_eq!(nice_ceiling(u32::MAX), u32::MAX);
+    }
+
+    /// Issue 24: a refused run was drawn at 0 ms on the line.
+    #[test]
+    fn runs_that_measured_nothing_are_marked_on_the_baseline_and_left_off_the_line() {
+        use crate::api::Reason;
+        let entry = |at, success, reason, latency_ms| RunEntry {
+            at,
+            success,
+            reason,
+            latency_ms,
+        };
+        let results = [
+            entry(1, true, Reason::Succeeded, 40),
+            entry(2, false, Reason::ConnectionRefused, 0),
+            entry(3, false, Reason::UnexpectedStatus, 60),
+        ];
+        let svg = latency(&results).into_string();
+        assert_eq!(svg.matches("<circle").count(), 3, "{svg}");
+        assert_eq!(svg.matches("point fail unmeasured").count(), 1, "{svg}");
+        let points = svg
+            .split(r#"points=""#)
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        assert_eq!(
+            points.split(' ').count(),
+            2,
+            "the line joins measured runs: {points}"
+        );
+        assert!(
+            svg.contains("· ConnectionRefused<"),
+            "no latency in its tooltip: {svg}"
+        );
+        let none = latency(&results[1..2]).into_string();
+        assert!(none.contains("No latency measured"), "{none}");
     }
 }

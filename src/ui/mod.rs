@@ -9,6 +9,7 @@ mod assets;
 mod badge;
 pub mod budget;
 mod chart;
+mod elsewhere;
 pub mod forward;
 pub mod listing;
 pub mod model;
@@ -16,6 +17,7 @@ mod overview;
 pub mod page;
 mod paths;
 mod reply;
+pub mod seal;
 mod serve;
 
 use std::{
@@ -27,11 +29,11 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{HeaderValue, Response, StatusCode};
 
 use crate::api::CheckKey;
 pub use api::{ApiError, PageRequest};
-pub use forward::{Owner, Owners};
+pub use forward::{Forwarding, Owner, Owners};
 use listing::Filter;
 use model::{Source, Span};
 pub use page::{BAR_RESULTS, PageContext};
@@ -62,8 +64,11 @@ pub struct Ui {
     pub source: Source,
     /// Set while this replica is a standby under leader election (it probes nothing).
     pub standby: Arc<AtomicBool>,
-    /// The ring, with `--sharding shards`: requests for other replicas' checks are forwarded.
+    /// The ring, with `--sharding shards`: requests for other replicas' checks are forwarded
+    /// (with `forwarding`) or answered with a page naming the replica that probes the check.
     pub owners: Option<Arc<dyn Owners>>,
+    /// `--ui-forward` with its key; `None`: off.
+    pub forwarding: Option<Arc<Forwarding>>,
 }
 
 /// The bound page, before it serves ([`Bound::start`]).
@@ -143,39 +148,12 @@ impl Ui {
         response
     }
 
-    /// The owner's reply for a check another replica probes (sharding), when this one does not
-    /// hold it and the request was not forwarded already.
-    async fn forwarded<B>(&self, request: &Request<B>) -> Option<Reply> {
-        let owners = self.owners.as_ref()?;
-        let route = route(request.uri().path());
-        let key = route.check()?;
-        if request.headers().contains_key(forward::FORWARDED_BY) || self.source.holds(key) {
-            return None;
-        }
-        let owner = owners.elsewhere(key)?;
-        let target = (request.uri().path_and_query()).map_or("/", |p| p.as_str());
-        match forward::forward(&owner, target, &owners.identity()).await {
-            Ok(relayed) => Some(Reply::relayed(relayed)),
-            Err(error) => {
-                tracing::warn!(%error, check = %key, "forwarding a status page request failed");
-                let message =
-                    format!("{key} is probed by another replica, which did not answer: {error}");
-                Some(match route {
-                    Route::Detail(_) => {
-                        let ctx = self.context(now());
-                        Reply::html(StatusCode::BAD_GATEWAY, page::unavailable(&message, &ctx))
-                    }
-                    _ => Reply::error(StatusCode::BAD_GATEWAY, message),
-                })
-            }
-        }
-    }
-
     fn context(&self, now: i64) -> PageContext {
         PageContext {
             now,
             standby: self.standby.load(Ordering::Relaxed),
             redacted: self.source.redact,
+            forwarding: self.forwarding.is_some(),
             peers: (self.owners.as_ref())
                 .map(|o| o.peers())
                 .unwrap_or_default(),

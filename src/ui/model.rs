@@ -3,7 +3,7 @@
 //! history, fed by the runs that feed the metrics).
 
 use crate::{
-    api::{CheckKey, HealthCheckSpec, LastResult, Reason, TlsFacts, redact},
+    api::{CheckKey, HealthCheckSpec, HealthCheckStatus, LastResult, Reason, TlsFacts, redact},
     runner::{
         CheckState, RunnerSpec, RunnerView, Scheduler,
         history::{Hour, RunEntry, TransitionEntry, Window},
@@ -55,8 +55,10 @@ pub struct Check {
     /// The runner's state, in the names the metrics and `/healthz` use.
     pub state: CheckState,
     pub reason: Option<Reason>,
-    /// The last result's message (the Ready condition's when none); `None` when redacted.
+    /// What the card says ([`said`]); `None` when redacted.
     pub message: Option<String>,
+    /// The reason `message` belongs to (kept when redacted).
+    pub message_reason: Option<Reason>,
     /// Unix seconds.
     pub last_run: Option<i64>,
     /// The last results, oldest first.
@@ -146,9 +148,7 @@ impl Source {
     fn check_of(&self, spec: &RunnerSpec, view: &RunnerView<'_>, now: i64) -> Check {
         let status = view.status;
         let history = view.history;
-        let message = (status.last_result.as_ref().map(|r| r.message.clone()))
-            .or_else(|| status.ready_condition().map(|c| c.message.clone()))
-            .filter(|m| !m.is_empty());
+        let (message_reason, message) = said(status, view.state);
         let tls_not_after = (status.tls.as_ref()).and_then(earliest_expiry);
         Check {
             key: spec.key.clone(),
@@ -158,6 +158,7 @@ impl Source {
             state: view.state,
             reason: status.ready_reason(),
             message: message.filter(|_| !self.redact),
+            message_reason,
             last_run: status.last_run_time.as_ref().map(|t| t.0.as_second()),
             results: history.results().copied().collect(),
             uptime: Span::ALL.map(|span| history.window(now, span.hours())),
@@ -167,39 +168,64 @@ impl Source {
     }
 
     fn detail_of(&self, spec: &RunnerSpec, view: &RunnerView<'_>, now: i64) -> Detail {
-        let mut transitions: Vec<TransitionEntry> = view.history.transitions().cloned().collect();
-        let mut last_result = view.status.last_result.clone();
-        let mut tls = view.status.tls.clone();
-        if self.redact {
-            transitions
-                .iter_mut()
-                .for_each(|t| t.message = Box::default());
-            if let Some(result) = &mut last_result {
-                result.message.clear();
-                // DNS answers and the server asked name internal addresses.
-                if let Some(dns) = &mut result.dns {
-                    dns.answers.clear();
-                    dns.server.clear();
-                }
-            }
-            if let Some(tls) = &mut tls {
-                (tls.subject, tls.issuer) = (None, None);
-                tls.dns_names.clear();
-            }
-        }
-        let shown_spec = (spec.info.spec.as_deref())
-            .filter(|_| !self.redact)
-            .map(shown);
-        Detail {
+        let detail = Detail {
             check: self.check_of(spec, view, now),
-            transitions,
+            transitions: view.history.transitions().cloned().collect(),
             hours: view.history.hours(now),
-            last_result,
-            tls,
-            spec: shown_spec,
+            last_result: view.status.last_result.clone(),
+            tls: view.status.tls.clone(),
+            spec: spec.info.spec.as_deref().map(shown),
             probed_by: view.status.probed_by.clone(),
+        };
+        match self.redact {
+            true => redacted(detail),
+            false => detail,
         }
     }
+}
+
+/// `detail` as `--ui-redact` shows it: no messages, DNS answers or server, certificate names
+/// or serial, gRPC status, spec, or replica name (`probedBy`).
+fn redacted(mut detail: Detail) -> Detail {
+    (detail.transitions.iter_mut()).for_each(|t| t.message = Box::default());
+    if let Some(result) = &mut detail.last_result {
+        result.message.clear();
+        // DNS answers and the server asked name internal addresses.
+        if let Some(dns) = &mut result.dns {
+            dns.answers.clear();
+            dns.server.clear();
+        }
+        if let Some(grpc) = &mut result.grpc {
+            (grpc.status, grpc.status_code) = (None, None);
+        }
+    }
+    if let Some(tls) = &mut detail.tls {
+        (tls.subject, tls.issuer, tls.serial_number) = (None, None, None);
+        tls.dns_names.clear();
+    }
+    (detail.spec, detail.probed_by) = (None, None);
+    detail
+}
+
+/// The message a card shows and the reason it belongs to: the Ready condition's when the state
+/// is about the schedule or the spec (maintenance, suspended, invalid, blocked), else the last
+/// result's, so a pending check shows why its runs fail (`TargetDenied`), not `Pending`.
+fn said(status: &HealthCheckStatus, state: CheckState) -> (Option<Reason>, Option<String>) {
+    let condition = (status.ready_condition())
+        .filter(|c| !c.message.is_empty())
+        .map(|c| (status.ready_reason(), c.message.clone()));
+    let result = (status.last_result.as_ref())
+        .filter(|r| !r.message.is_empty())
+        .map(|r| (Some(r.reason), r.message.clone()));
+    let about_state = matches!(
+        state,
+        CheckState::Maintenance | CheckState::Suspended | CheckState::Invalid | CheckState::Blocked
+    );
+    let picked = match about_state {
+        true => condition.or(result),
+        false => result.or(condition),
+    };
+    picked.map_or((None, None), |(reason, message)| (reason, Some(message)))
 }
 
 /// The earlier of the leaf's and the chain's expiry.
@@ -212,13 +238,31 @@ fn earliest_expiry(tls: &TlsFacts) -> Option<jiff::Timestamp> {
     }
 }
 
-/// The spec with its URL shown as everywhere else (no userinfo, query or fragment).
+/// Stands for an inline header or metadata value on the page and in the API.
+pub const SET: &str = "<set>";
+
+/// The spec with its URL shown as everywhere else (no userinfo, query or fragment) and inline
+/// header and gRPC metadata values as [`SET`]: they are often credentials (a bearer token
+/// written inline), and values from Secrets are not shown either.
 fn shown(spec: &HealthCheckSpec) -> HealthCheckSpec {
     let mut shown = spec.clone();
-    if let Some(http) = &mut shown.http
-        && let Ok(url) = url::Url::parse(&http.url)
-    {
-        http.url = redact(&url);
+    let hide = |headers: &mut Vec<crate::api::HttpHeader>| {
+        for header in headers.iter_mut().filter(|h| h.value.is_some()) {
+            header.value = Some(SET.into());
+        }
+    };
+    if let Some(http) = &mut shown.http {
+        if let Ok(url) = url::Url::parse(&http.url) {
+            http.url = redact(&url);
+        }
+        hide(&mut http.headers);
+    }
+    if let Some(grpc) = &mut shown.grpc {
+        hide(&mut grpc.metadata);
     }
     shown
 }
+
+#[cfg(test)]
+#[path = "model_tests.rs"]
+mod tests;

@@ -10,7 +10,7 @@ use super::{
     model::{Check, Detail, Span},
 };
 use crate::{
-    api::{LastResult, TlsFacts},
+    api::{LastResult, Reason, TlsFacts},
     runner::{
         CheckState,
         history::{RunEntry, TransitionEntry},
@@ -30,6 +30,8 @@ pub struct PageContext {
     /// This replica does not probe (leader election): it shows no checks.
     pub standby: bool,
     pub redacted: bool,
+    /// `--ui-forward`: other replicas' check pages are forwarded to them.
+    pub forwarding: bool,
     /// The other replicas of the ring (`--sharding shards`): each probes its share.
     pub peers: Vec<String>,
 }
@@ -41,14 +43,12 @@ pub fn time(at: i64) -> String {
         .unwrap_or_default()
 }
 
-/// A result as a tooltip: time, latency, reason.
+/// A result as a tooltip: time, latency (when measured), reason.
 pub fn title_of(result: &RunEntry) -> String {
-    format!(
-        "{} · {} ms · {}",
-        time(result.at),
-        result.latency_ms,
-        result.reason
-    )
+    match result.latency() {
+        Some(ms) => format!("{} · {ms} ms · {}", time(result.at), result.reason),
+        None => format!("{} · {}", time(result.at), result.reason),
+    }
 }
 
 pub(super) fn layout(title: &str, ctx: &PageContext, body: Markup) -> Markup {
@@ -78,9 +78,18 @@ pub(super) fn layout(title: &str, ctx: &PageContext, body: Markup) -> Markup {
                 @if !ctx.peers.is_empty() {
                     p.banner.shards {
                         "Replicas share the checks: this page lists the ones this replica probes. "
-                        "Also probing: " (ctx.peers.join(", ")) ". A check's page, API record "
-                        "and badges work through any replica (they are forwarded to the one "
-                        "probing it)."
+                        @if ctx.redacted {
+                            "Also probing: " (ctx.peers.len()) " other replica(s). "
+                        } @else {
+                            "Also probing: " (ctx.peers.join(", ")) ". "
+                        }
+                        @if ctx.forwarding {
+                            "A check's page, API record and badges work through any replica "
+                            "(they are forwarded to the one probing it)."
+                        } @else {
+                            "A check's page, API record and badges are served by the replica "
+                            "probing it."
+                        }
                     }
                 }
                 p.banner.stale hidden { "Refreshing failed; showing the last data." }
@@ -120,7 +129,7 @@ pub(super) fn card(check: &Check, ctx: &PageContext) -> Markup {
             @if check.state != CheckState::Ready {
                 @if let Some(message) = &check.message {
                     p.message {
-                        @if let Some(reason) = check.reason { strong { (reason.as_str()) } ": " }
+                        @if let Some(reason) = check.message_reason { strong { (reason.as_str()) } ": " }
                         (message)
                     }
                 }
@@ -225,7 +234,7 @@ fn last_result(result: &LastResult, check: &Check, probed_by: Option<&str>) -> M
         section {
             h2 { "Last result" }
             dl.facts {
-                dt { "when" } dd { (check.last_run.map(time).unwrap_or_default()) }
+                @if let Some(at) = check.last_run { dt { "when" } dd { (time(at)) } }
                 @if let Some(by) = probed_by { dt { "probed by" } dd { (by) } }
                 dt { "reason" } dd { (result.reason.as_str()) }
                 @if !result.message.is_empty() { dt { "message" } dd { (result.message) } }
@@ -242,13 +251,30 @@ fn last_result(result: &LastResult, check: &Check, probed_by: Option<&str>) -> M
                     @if let Some(status) = &grpc.status { dt { "gRPC status" } dd { (status) } }
                     @if let Some(serving) = &grpc.serving_status { dt { "serving" } dd { (serving) } }
                 }
-                dt { "duration" } dd { (result.duration) }
+                @if let Some(duration) = measured_duration(result) { dt { "duration" } dd { (duration) } }
                 @for (phase, took) in rows {
                     @if let Some(took) = took { dt { (phase) } dd { (took) } }
                 }
             }
         }
     }
+}
+
+/// The probe's duration, unless it ran nothing on the network (a denied address, a spec that
+/// cannot run) or took no measurable time: "0.000s" is not a duration anyone measured.
+fn measured_duration(result: &LastResult) -> Option<&str> {
+    let ran = !matches!(
+        result.reason,
+        Reason::TargetDenied
+            | Reason::Pending
+            | Reason::Reconciling
+            | Reason::Suspended
+            | Reason::InvalidSpec
+            | Reason::ReferenceNotFound
+            | Reason::ReferenceForbidden
+    );
+    let seconds = (result.duration.trim_end_matches('s').parse::<f64>()).unwrap_or(0.0);
+    (ran && seconds > 0.0).then_some(result.duration.as_str())
 }
 
 fn certificate(tls: &TlsFacts) -> Markup {
@@ -265,8 +291,8 @@ fn certificate(tls: &TlsFacts) -> Markup {
                 @if let Some(subject) = &tls.subject { dt { "subject" } dd { (subject) } }
                 @if let Some(issuer) = &tls.issuer { dt { "issuer" } dd { (issuer) } }
                 @if !tls.dns_names.is_empty() { dt { "DNS names" } dd { (tls.dns_names.join(", ")) } }
-                dt { "valid from" } dd { (at(&tls.not_before)) }
-                dt { "expires" } dd { (at(&tls.not_after)) }
+                @if tls.not_before.is_some() { dt { "valid from" } dd { (at(&tls.not_before)) } }
+                @if tls.not_after.is_some() { dt { "expires" } dd { (at(&tls.not_after)) } }
                 @if tls.chain_earliest_not_after.is_some() {
                     dt { "chain expires" } dd { (at(&tls.chain_earliest_not_after)) }
                 }
@@ -326,15 +352,16 @@ fn badges(check: &Check) -> Markup {
     }
 }
 
-/// A check's page that could not be fetched from the replica probing it.
-pub fn unavailable(message: &str, ctx: &PageContext) -> Markup {
+/// A check's page served by the replica probing it, not this one (forwarding off, or the
+/// owner did not answer).
+pub fn unavailable(title: &str, message: &str, ctx: &PageContext) -> Markup {
     let body = html! {
         main #content {
-            h1 { "Not available" }
+            h1 { (title) }
             p { (message) " " a href="/" { "All checks" } }
         }
     };
-    layout("Not available · Canary", ctx, body)
+    layout(&format!("{title} · Canary"), ctx, body)
 }
 
 /// A page for a check that does not exist (or is hidden).
@@ -347,3 +374,7 @@ pub fn not_found(ctx: &PageContext) -> Markup {
     };
     layout("Not found · Canary", ctx, body)
 }
+
+#[cfg(test)]
+#[path = "page_tests.rs"]
+mod tests;

@@ -134,7 +134,7 @@ impl Shared {
     async fn respond<B>(self: Arc<Self>, request: Request<B>) -> Response<Bytes> {
         let gzip = accepts_gzip(&request);
         let reply = self.reply(&request, gzip).await;
-        self.ui.signed(secure(reply))
+        self.ui.sealed(&request, self.ui.signed(secure(reply)))
     }
 
     async fn reply<B>(self: &Arc<Self>, request: &Request<B>, gzip: bool) -> Reply {
@@ -147,9 +147,12 @@ impl Shared {
         if let Route::Asset(content_type, body) = route {
             return Reply::new(StatusCode::OK, content_type, body).compressed(gzip);
         }
-        if let Some(relayed) = self.ui.forwarded(request).await {
+        let query: Vec<(String, String)> = (request.uri().query())
+            .map(|q| form_urlencoded(q.as_bytes()))
+            .unwrap_or_default();
+        if let Some(reply) = self.ui.elsewhere(request, &query).await {
             return self
-                .paced(move |shared| shared.hold(relayed.compressed(gzip)))
+                .paced(move |shared| shared.hold(reply.compressed(gzip)))
                 .await;
         }
         let cached = matches!(route, Route::Overview | Route::List);
@@ -159,9 +162,6 @@ impl Shared {
         if let Some(hit) = key.as_ref().and_then(|key| self.cache.get(key)) {
             return hit;
         }
-        let query: Vec<(String, String)> = (request.uri().query())
-            .map(|q| form_urlencoded(q.as_bytes()))
-            .unwrap_or_default();
         self.paced(move |shared| shared.render(&path, &query, key, gzip))
             .await
     }

@@ -4,7 +4,7 @@
 use canary_test_harness::http;
 use serde_json::Value;
 
-use crate::{Fixture, SEC, VISIBLE, get, json, standalone, ui, wait_results};
+use crate::{Fixture, INLINE_TOKEN, SEC, VISIBLE, get, json, standalone, ui, wait_results};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_list_is_paginated_sorted_and_leaves_hidden_checks_out() {
@@ -104,6 +104,16 @@ async fn a_check_carries_its_history_and_uptime_agrees_with_the_metrics() {
             .unwrap()
             .ends_with("/cart")
     );
+    // Issue 23, 7: an inline header value was shown in the spec and on the page.
+    let header = &cart["spec"]["http"]["headers"][0];
+    assert_eq!(header["name"], "X-Probe-Token");
+    assert_eq!(header["value"], "<set>", "{header}");
+    let page = get(&canary, "/checks/shop/cart", 200).await;
+    assert!(
+        page.body.contains("X-Probe-Token"),
+        "the spec is on the page"
+    );
+    assert!(!page.body.contains(INLINE_TOKEN), "{}", page.body);
     assert!(
         cart["lastResult"]["phases"].is_object(),
         "{}",

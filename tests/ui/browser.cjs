@@ -98,6 +98,16 @@ async function detail(page, name) {
     points: document.querySelectorAll("svg.chart circle").length,
     failedPoints: document.querySelectorAll("svg.chart circle.fail").length,
     transitions: document.querySelectorAll("table.transitions tbody tr").length,
+    // Each transition's message: shown (not display:none), inside the viewport, not clipped.
+    transitionMessages: [...document.querySelectorAll("table.transitions tbody td:nth-child(4)")].map((td) => {
+      const box = td.getBoundingClientRect();
+      return {
+        text: td.textContent,
+        shown: getComputedStyle(td).display !== "none" && box.width > 0 && box.height > 0,
+        inside: box.left >= 0 && box.right <= window.innerWidth + 0.5,
+        clipped: td.scrollWidth > td.clientWidth + 1,
+      };
+    }),
     spec: document.querySelector("pre.spec") ? document.querySelector("pre.spec").textContent : "",
     badges: [...document.images].map((i) => ({ src: i.getAttribute("src"), width: i.naturalWidth })),
     overflow: document.documentElement.scrollWidth - window.innerWidth,

@@ -149,6 +149,22 @@ fn assert_interactions(width: &str, facts: &Value) {
     );
     assert!(detail["failedPoints"].as_u64().unwrap() >= 2, "{detail}");
     assert!(detail["transitions"].as_u64().unwrap() >= 2, "{detail}");
+    // Issue 24: at 375 px the transitions lost their message (its column was hidden).
+    let messages = detail["transitionMessages"].as_array().unwrap();
+    assert!(
+        messages
+            .iter()
+            .any(|m| !m["text"].as_str().unwrap().is_empty()),
+        "{width}: some transition has a message: {messages:?}"
+    );
+    for message in messages {
+        assert_eq!(message["shown"], true, "{width}: message shown: {message}");
+        assert_eq!(
+            message["inside"], true,
+            "{width}: within the screen: {message}"
+        );
+        assert_eq!(message["clipped"], false, "{width}: not cut: {message}");
+    }
     assert!(
         detail["spec"].as_str().unwrap().contains("interval: 1s"),
         "{detail}"

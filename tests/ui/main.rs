@@ -97,9 +97,12 @@ fn metadata(namespace: &str, name: &str, group: &str, annotation: &str) -> Strin
     meta
 }
 
+/// An inline header value every HTTP check sends: never shown (the page and the API say `<set>`).
+const INLINE_TOKEN: &str = "inline-s3cret";
+
 fn http_doc(namespace: &str, name: &str, group: &str, url: &str, annotation: &str) -> String {
     format!(
-        "apiVersion: canary.dev/v1alpha1\nkind: HealthCheck\n{}spec:\n  interval: 1s\n  timeout: 800ms\n  http: {{url: '{url}'}}\n",
+        "apiVersion: canary.dev/v1alpha1\nkind: HealthCheck\n{}spec:\n  interval: 1s\n  timeout: 800ms\n  http: {{url: '{url}', headers: [{{name: X-Probe-Token, value: {INLINE_TOKEN}}}]}}\n",
         metadata(namespace, name, group, annotation)
     )
 }

@@ -135,3 +135,19 @@ tests/chart.rs fails when a rule grants more.
 {{- fail "podDisruptionBudget: set minAvailable or maxUnavailable, not both" }}
 {{- end }}
 {{- end }}
+
+{{/*
+Whether the pods forward check pages to each other (ui.forward.enabled, in shards mode).
+*/}}
+{{- define "canary.uiForward" -}}
+{{- if and .Values.ui.enabled .Values.ui.forward.enabled (eq (include "canary.shardingMode" .) "shards") -}}
+true
+{{- end -}}
+{{- end }}
+
+{{/*
+The Secret holding the forwarding key: the user's, or the one the chart creates.
+*/}}
+{{- define "canary.uiForwardSecret" -}}
+{{- .Values.ui.forward.existingSecret | default (printf "%s-ui-forward" (include "canary.fullname" .)) -}}
+{{- end }}

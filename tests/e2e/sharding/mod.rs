@@ -150,6 +150,58 @@ async fn status_pages_answer_for_every_check_through_any_replica(
     }
 }
 
+/// Forwarding is off by default (issue 23, finding 4: a Lease writer could make every replica
+/// relay its HTML): a check's record and page asked of a replica that does not probe it answer
+/// 404 naming the replica that does, and nothing is fetched from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_ui_forward_a_replica_names_the_owner_and_relays_nothing() {
+    use canary_test_harness::http;
+    let mut ring = Ring::start().await;
+    ring.forward = false;
+    ring.add(&[("r1", false), ("r2", false)]).await;
+    let owners = ring.settled(&["r1", "r2"]).await;
+    for (check, by) in owners.iter().take(6) {
+        let owner = by.iter().next().unwrap();
+        for (name, replica) in &ring.replicas {
+            let ui = replica.ui.expect("the status page is on");
+            let record = format!("/api/v1/checks/{NS}/c{check}");
+            let record = http::get(ui, &record).await.unwrap();
+            let page = http::get(ui, &format!("/checks/{NS}/c{check}"))
+                .await
+                .unwrap();
+            if name == owner {
+                assert_eq!(
+                    (record.status, page.status),
+                    (200, 200),
+                    "c{check} from {name}"
+                );
+                continue;
+            }
+            assert_eq!(record.status, 404, "c{check} from {name}: {}", record.body);
+            let said = format!("probed by replica {owner}");
+            assert!(record.body.contains(&said), "{}", record.body);
+            assert_eq!(page.status, 404, "c{check}'s page from {name}");
+            assert!(page.body.contains(&said), "{}", page.body);
+            assert!(
+                page.body.contains("served by that replica"),
+                "{}",
+                page.body
+            );
+            assert!(!page.body.contains("History since"), "not the owner's page");
+        }
+    }
+    let overview = http::get(ring.replicas["r1"].ui.unwrap(), "/")
+        .await
+        .unwrap();
+    assert!(
+        overview
+            .body
+            .contains("are served by the replica probing it"),
+        "{}",
+        overview.body
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scaling_from_two_to_three_moves_about_a_third_and_the_old_owners_drop_their_series() {
     let mut ring = Ring::start().await;

@@ -34,7 +34,10 @@ pub struct Ring {
     /// A proxy to the API server that can cut replicas off, and a kubeconfig through it.
     pub proxy: Proxy,
     through_proxy: std::path::PathBuf,
-    _dir: tempfile::TempDir,
+    /// Holds the kubeconfig through the proxy and the forwarding key.
+    dir: tempfile::TempDir,
+    /// Replicas started from now on forward check pages (`--ui-forward` with a shared key).
+    pub forward: bool,
 }
 
 impl Ring {
@@ -58,6 +61,8 @@ impl Ring {
         let through_proxy = dir.path().join("kubeconfig");
         let url = format!("http://127.0.0.1:{}", proxy.port());
         canary_test_apiserver::write_kubeconfig(&through_proxy, &url, None).unwrap();
+        // The replicas' shared key: forwarded pages are relayed only when sealed with it.
+        std::fs::write(dir.path().join("forward-key"), "k".repeat(48)).unwrap();
         Self {
             cluster,
             target,
@@ -67,14 +72,22 @@ impl Ring {
             duration,
             proxy,
             through_proxy,
-            _dir: dir,
+            dir,
+            forward: true,
         }
     }
 
     pub fn launch(&self, kubeconfig: &std::path::Path, name: &str) -> Launch {
         let duration = format!("{}s", self.duration.as_secs());
+        let key = self.dir.path().join("forward-key");
+        let key = key.to_str().unwrap();
+        let forward: &[&str] = match self.forward {
+            true => &["--ui-forward", "--ui-forward-key-file", key],
+            false => &[],
+        };
         Launch::operator(CANARY, kubeconfig)
             .args(&["--sharding", "shards"])
+            .args(forward)
             .args(&["--leader-election-lease-duration", &duration])
             .args(&["--leader-election-lease-name", RING])
             .env("POD_NAME", name)
