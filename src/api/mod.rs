@@ -4,6 +4,7 @@
 
 mod dns;
 pub mod duration;
+mod expect;
 mod grpc;
 mod label;
 mod maintenance;
@@ -20,6 +21,10 @@ pub use dns::{
     DnsTransport, ValidDns, reverse_name,
 };
 pub use duration::{GoDuration, fmt_go};
+pub use expect::{
+    CountRange, HeaderAssertion, HeaderCheck, HeaderPredicate, JsonAssertion, JsonCheck,
+    JsonPredicate,
+};
 pub use grpc::{GrpcExpect, GrpcProbe, ServingStatus, ValidGrpc};
 pub use label::LabelGate;
 pub use maintenance::{MaintenanceWindow, MaintenanceWindows};

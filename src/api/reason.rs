@@ -74,10 +74,12 @@ reasons! {
     TLSVersionTooLow,
     /// The HTTP status, DNS response code or flags, or gRPC status is not an expected one.
     UnexpectedStatus,
-    /// The body failed a bodyContains, bodyNotContains or bodyRegex expectation, or the DNS
-    /// answers failed an answers expectation.
+    /// The body failed a bodyContains, bodyNotContains, bodyRegex or json expectation (or was
+    /// not JSON, or too large to parse), or the DNS answers failed an answers expectation.
     BodyMismatch,
-    /// The body could not be checked: the buffers `bodyRegex` needs would pass the operator's
+    /// A response header failed an expect.headers assertion.
+    HeaderMismatch,
+    /// The body could not be checked: the buffers `bodyRegex` or `json` need would pass the operator's
     /// `--body-buffer-budget`, shared by all probes. A failure of the check, not the prober's.
     BodyBudgetExceeded,
     /// The response took longer than maxDuration.

@@ -10,7 +10,11 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    dns::DnsProbe, duration::GoDuration, grpc::GrpcProbe, maintenance::MaintenanceWindow,
+    dns::DnsProbe,
+    duration::GoDuration,
+    expect::{HeaderAssertion, JsonAssertion},
+    grpc::GrpcProbe,
+    maintenance::MaintenanceWindow,
     status::HealthCheckStatus,
 };
 
@@ -288,6 +292,15 @@ pub struct HttpExpect {
     /// Latency budget: a slower response fails with reason Slow (at most 24h).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_duration: Option<GoDuration>,
+    /// Assertions on the body parsed as JSON (RFC 9535 JSONPath), all must hold; the body is
+    /// buffered like bodyRegex's, so one larger than regexBodyLimit fails.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub json: Vec<JsonAssertion>,
+    /// Assertions on the last response's headers, all must hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub headers: Vec<HeaderAssertion>,
 }
 
 impl Default for HttpExpect {
@@ -299,6 +312,8 @@ impl Default for HttpExpect {
             body_regex: None,
             regex_body_limit: None,
             max_duration: None,
+            json: Vec::new(),
+            headers: Vec::new(),
         }
     }
 }

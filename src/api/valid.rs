@@ -10,6 +10,7 @@ use regex::bytes::Regex;
 
 use super::{
     dns::ValidDns,
+    expect::{HeaderCheck, JsonCheck},
     grpc::ValidGrpc,
     maintenance::MaintenanceWindows,
     spec::{HttpVersion, TlsVersion},
@@ -129,6 +130,9 @@ pub struct HttpExpectations {
     pub body_regex: Option<Regex>,
     pub regex_body_limit: u64,
     pub max_duration: Option<Duration>,
+    /// Checked on the first `regex_body_limit` bytes parsed as JSON.
+    pub json: Vec<JsonCheck>,
+    pub headers: Vec<HeaderCheck>,
 }
 
 impl HttpExpectations {
@@ -137,6 +141,12 @@ impl HttpExpectations {
         self.body_contains.is_some()
             || self.body_not_contains.is_some()
             || self.body_regex.is_some()
+            || !self.json.is_empty()
+    }
+
+    /// Whether the body is buffered (up to `regex_body_limit`).
+    pub fn buffers_body(&self) -> bool {
+        self.body_regex.is_some() || !self.json.is_empty()
     }
 }
 

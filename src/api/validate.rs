@@ -282,6 +282,8 @@ fn validate_expect(http: &HttpProbe, errors: &mut Errors) -> Option<HttpExpectat
     let max_duration = optional(expect.max_duration.as_ref(), |value| {
         errors.take(value.parse("spec.http.expect.maxDuration", MAX_INTERVAL))
     });
+    let json = super::expect::validate_json(&expect.json, errors);
+    let headers = super::expect::validate_headers(&expect.headers, errors);
     let regex_body_limit = errors.take(parse_bytes(
         "spec.http.expect.regexBodyLimit",
         expect.regex_body_limit.as_ref(),
@@ -295,6 +297,8 @@ fn validate_expect(http: &HttpProbe, errors: &mut Errors) -> Option<HttpExpectat
         body_regex: body_regex?,
         regex_body_limit: regex_body_limit?,
         max_duration: max_duration?,
+        json: json?,
+        headers: headers?,
     })
 }
 

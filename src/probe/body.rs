@@ -1,11 +1,13 @@
 //! Response bodies read with a cap and checked as they stream: `bodyContains` and
 //! `bodyNotContains` match chunk by chunk (a match may straddle chunks) with no copy of the
-//! body; only `bodyRegex` buffers, and at most `regexBodyLimit` bytes, reserved from the
-//! operator's body budget before the buffer grows. Matching is on bytes, so a body that is not
+//! body; only `bodyRegex` and `json` buffer, and at most `regexBodyLimit` bytes, reserved from
+//! the operator's body budget before the buffer grows (the parsed JSON tree is charged to the
+//! same reservation). Matching is on bytes, so a body that is not
 //! UTF-8 costs nothing extra.
 
 use memchr::memmem::Finder;
 
+use super::json::{self, JsonError};
 use super::{
     Failure,
     budget::{BodyBudget, Reservation},
@@ -75,6 +77,8 @@ pub struct BodyVerdict {
     pub contains_forbidden: bool,
     /// `bodyRegex` matched (true when not asked).
     pub regex: bool,
+    /// Why `json` failed: a mismatch, a body that is not JSON or not whole, or the budget.
+    pub json: Option<Failure>,
 }
 
 /// Feeds a body to every expectation that reads it.
@@ -82,8 +86,10 @@ pub struct BodyCheck<'a> {
     expect: &'a HttpExpectations,
     contains: Option<StreamFinder>,
     not_contains: Option<StreamFinder>,
-    /// The first `regex_body_limit` bytes, only when `bodyRegex` is set.
+    /// The first `regex_body_limit` bytes, only when `bodyRegex` or `json` is set.
     regex_buffer: Option<Vec<u8>>,
+    /// The body went on past `regex_body_limit`.
+    overflow: bool,
     /// The budget's bytes the regex buffer may fill.
     reservation: Reservation,
 }
@@ -94,7 +100,8 @@ impl<'a> BodyCheck<'a> {
             expect,
             contains: expect.body_contains.as_deref().map(StreamFinder::new),
             not_contains: expect.body_not_contains.as_deref().map(StreamFinder::new),
-            regex_buffer: expect.body_regex.as_ref().map(|_| Vec::new()),
+            regex_buffer: expect.buffers_body().then(Vec::new),
+            overflow: false,
             reservation: budget.reserve(),
         }
     }
@@ -111,6 +118,7 @@ impl<'a> BodyCheck<'a> {
         if let Some(buffer) = &mut self.regex_buffer {
             let limit = usize::try_from(self.expect.regex_body_limit).unwrap_or(usize::MAX);
             let take = chunk.len().min(limit.saturating_sub(buffer.len()));
+            self.overflow |= take < chunk.len();
             if take == 0 {
                 return Ok(());
             }
@@ -126,7 +134,7 @@ impl<'a> BodyCheck<'a> {
                 // Reserve ahead by doubling, never past the limit.
                 let target = limit.min(needed.max(held.saturating_mul(2)));
                 if !self.reservation.grow((target - held) as u64) {
-                    return Err(over_budget(&self.reservation, target));
+                    return Err(over_budget(&self.reservation, target, self.what()));
                 }
             }
             buffer.extend_from_slice(&chunk[..take]);
@@ -134,26 +142,78 @@ impl<'a> BodyCheck<'a> {
         Ok(())
     }
 
-    pub fn verdict(self) -> BodyVerdict {
+    /// What the body showed; `cut` when reading stopped at `maxBodyBytes` with more to come.
+    pub fn verdict(mut self, cut: bool) -> BodyVerdict {
         let regex = match (&self.expect.body_regex, &self.regex_buffer) {
             (Some(regex), Some(buffer)) => regex.is_match(buffer),
             _ => true,
         };
+        let json = self.judge_json(cut).err();
         BodyVerdict {
             contains: self.contains.as_ref().is_none_or(StreamFinder::found),
             contains_forbidden: self.not_contains.as_ref().is_some_and(StreamFinder::found),
             regex,
+            json,
+        }
+    }
+
+    /// Parses the buffered body and judges the `json` assertions; only a whole body is parsed.
+    fn judge_json(&mut self, cut: bool) -> Result<(), Failure> {
+        let (checks, Some(buffer)) = (&self.expect.json, self.regex_buffer.take()) else {
+            return Ok(());
+        };
+        if checks.is_empty() {
+            return Ok(());
+        }
+        let mismatch = |message: String| Failure::new(Reason::BodyMismatch, message);
+        if self.overflow {
+            return Err(mismatch(format!(
+                "the body is larger than regexBodyLimit ({} bytes): json assertions need the whole body (raise regexBodyLimit, at most 4Mi)",
+                self.expect.regex_body_limit
+            )));
+        }
+        if cut {
+            return Err(mismatch(format!(
+                "the body was cut at maxBodyBytes ({} bytes): json assertions need the whole body (raise maxBodyBytes)",
+                buffer.len()
+            )));
+        }
+        let tree = json::parse(&buffer, &mut self.reservation).map_err(|e| match e {
+            JsonError::Budget(wanted) => over_budget(&self.reservation, wanted as usize, "json"),
+            JsonError::Parse(_) => mismatch(format!(
+                "{e} ({} bytes, starting {})",
+                buffer.len(),
+                json::shown(&serde_json::Value::String(
+                    String::from_utf8_lossy(&buffer[..buffer.len().min(40)]).into_owned()
+                ))
+            )),
+        })?;
+        drop(buffer);
+        match json::judge(checks, &tree) {
+            Some(message) => Err(mismatch(message)),
+            None => Ok(()),
         }
     }
 }
 
-/// The failure of a probe whose regex buffer found the budget spent.
-fn over_budget(reservation: &Reservation, wanted: usize) -> Failure {
+impl BodyCheck<'_> {
+    /// Which expectation the buffer is for, for messages.
+    fn what(&self) -> &'static str {
+        if self.expect.body_regex.is_some() {
+            "bodyRegex"
+        } else {
+            "json"
+        }
+    }
+}
+
+/// The failure of a probe whose body buffer (or parsed JSON) found the budget spent.
+fn over_budget(reservation: &Reservation, wanted: usize, what: &str) -> Failure {
     let budget = reservation.budget();
     Failure::new(
         Reason::BodyBudgetExceeded,
         format!(
-            "bodyRegex needed {} of buffer, but probes already hold {} of the operator's {} body buffer budget (--body-buffer-budget): the body was not checked",
+            "{what} needed {} of buffer, but probes already hold {} of the operator's {} body buffer budget (--body-buffer-budget): the body was not checked",
             mib(wanted as u64),
             mib(budget.held()),
             mib(budget.limit())
@@ -212,7 +272,10 @@ mod tests {
         check.feed(b"aaaaa").unwrap();
         check.feed(b"aaaaab").unwrap();
         assert_eq!(check.regex_buffer.as_ref().unwrap().len(), 8);
-        assert!(check.verdict().regex, "the b past the limit is not seen");
+        assert!(
+            check.verdict(false).regex,
+            "the b past the limit is not seen"
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use super::{
     Failure, MAX_REDIRECTS, ProbeContext,
     body::{BodyCheck, BodyVerdict},
     budget::BodyBudget,
-    http2, net,
+    headers, http2, net,
     sniff::{Spoken, Witness},
     tls::{self, Alpn},
     trace::{Phase, Trace},
@@ -50,6 +50,8 @@ pub(super) struct Response {
     location: Option<String>,
     /// What the body showed the expectations that read it.
     body: BodyVerdict,
+    /// Why an `expect.headers` assertion failed.
+    headers: Option<String>,
     body_read: u64,
 }
 
@@ -187,6 +189,9 @@ fn evaluate(
             ),
         ));
     }
+    if let Some(message) = &response.headers {
+        return Err(Failure::new(Reason::HeaderMismatch, message.clone()));
+    }
     let body = &response.body;
     let mismatch = if !body.contains {
         expect
@@ -213,6 +218,9 @@ fn evaluate(
     };
     if let Some(message) = mismatch {
         return Err(Failure::new(Reason::BodyMismatch, message));
+    }
+    if let Some(failure) = &body.json {
+        return Err(failure.clone());
     }
     if let Some(budget) = expect.max_duration
         && elapsed > budget
@@ -425,11 +433,13 @@ pub(super) async fn read_response(
     let location = (response.headers().get(header::LOCATION))
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let headers = headers::judge(&spec.expect.headers, response.headers());
     let mut incoming = response.into_body();
     let mut check = BodyCheck::new(&spec.expect, budget);
     let inspect = spec.expect.inspects_body();
     let max = spec.max_body_bytes;
     let mut body_read: u64 = 0;
+    let mut cut = false;
     while body_read < max {
         let Some(frame) = incoming.frame().await else {
             break;
@@ -443,11 +453,15 @@ pub(super) async fn read_response(
             check.feed(&data[..take])?;
         }
         body_read += take as u64;
+        cut |= take < data.len();
     }
+    // Stopped at the cap on a frame's edge: cut unless the stream is known to end there.
+    cut |= body_read >= max && !hyper::body::Body::is_end_stream(&incoming);
     Ok(Response {
         status,
         location,
-        body: check.verdict(),
+        body: check.verdict(cut),
+        headers,
         body_read,
     })
 }
