@@ -279,6 +279,36 @@ fn status_codes_and_classes_pass_the_rule_as_integers_or_strings() {
     assert_eq!(valid["spec"]["http"]["expect"]["status"], status);
 }
 
+/// `in` is a CEL keyword: the rule names it `__in__`, as kube escapes it. Each predicate
+/// alone passes; `in` with another is refused, so the escape is seen.
+#[test]
+fn json_and_header_assertions_need_exactly_one_predicate() {
+    let spec = |assertion: Value| json!({"http": {"url": "https://a.example",
+        "expect": {"json": [assertion], "headers": [{"name": "Server", "absent": true}]}}});
+    for one in [
+        json!({"path": "$.a", "equals": {"b": [1, "x", null]}}),
+        json!({"path": "$.a", "in": ["UP", 1, true]}),
+        json!({"path": "$.a", "exists": false}),
+        json!({"path": "$.a", "matches": "^2\\."}),
+        json!({"path": "$.a[*]", "count": {"min": 0}}),
+    ] {
+        let object = json!({
+            "apiVersion": "canary.dev/v1alpha1", "kind": "HealthCheck",
+            "metadata": {"name": "one", "namespace": "default"}, "spec": spec(one.clone()),
+        });
+        let valid = validate_custom_resource(&crd(), &object).unwrap();
+        assert_eq!(valid["spec"]["http"]["expect"]["json"][0], one);
+        let parsed: api::HealthCheckSpec = serde_json::from_value(spec(one)).unwrap();
+        api::validate::validate(&parsed).unwrap();
+    }
+    let both = json!({"path": "$.a", "in": [1], "exists": true});
+    assert_rejected(
+        &spec(both),
+        "spec.http.expect.json[0]",
+        "exactly one of equals, in, exists, matches or count must be set",
+    );
+}
+
 /// Every CRD in `crds/`, by file name.
 fn committed_crds() -> Vec<(String, Value)> {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/crds");
@@ -451,6 +481,26 @@ fn every_cel_rule_refuses_a_document_that_breaks_it() {
             "spec.tlsPolicy.caBundle",
         ),
         (
+            json!({"http": {"url": "https://a", "expect": {"json": [{"path": "$.a", "equals": 1, "in": [1]}]}}}),
+            "spec.http.expect.json[0]",
+        ),
+        (
+            json!({"http": {"url": "https://a", "expect": {"json": [{"path": "$.a", "in": [1], "exists": true}]}}}),
+            "spec.http.expect.json[0]",
+        ),
+        (
+            json!({"http": {"url": "https://a", "expect": {"json": [{"path": "$.a"}]}}}),
+            "spec.http.expect.json[0]",
+        ),
+        (
+            json!({"http": {"url": "https://a", "expect": {"json": [{"path": "$.a", "count": {"min": 3, "max": 2}}]}}}),
+            "spec.http.expect.json[0].count",
+        ),
+        (
+            json!({"http": {"url": "https://a", "expect": {"headers": [{"name": "x", "equals": "a", "absent": true}]}}}),
+            "spec.http.expect.headers[0]",
+        ),
+        (
             json!({"tcp": tcp, "tlsPolicy": {"minRemainingValidity": "87601h"}}),
             "spec.tlsPolicy.minRemainingValidity",
         ),
@@ -477,7 +527,7 @@ fn every_cel_rule_refuses_a_document_that_breaks_it() {
             "no case breaks the rule at {field}: {message:?}"
         );
     }
-    assert_eq!(rules.len(), 16, "a new rule needs a case here: {rules:?}");
+    assert_eq!(rules.len(), 19, "a new rule needs a case here: {rules:?}");
 }
 
 /// Whether the local server checks as much of `format` as kube: date-time, and int32/int64

@@ -20,7 +20,9 @@ pub enum CelError {
     WrongType(String, &'static str),
 }
 
-/// JSON to CEL, with integers as `int` and maps keyed by string, as kube does.
+/// JSON to CEL, with integers as `int` and maps keyed by string, as kube does. A key that is a
+/// CEL reserved word (`in`, `namespace`, ...) is also given under kube's escaped name
+/// (`__in__`), the only name a rule can select it by.
 pub fn to_cel(v: &Value) -> CelValue {
     match v {
         Value::Null => CelValue::Null,
@@ -32,8 +34,13 @@ pub fn to_cel(v: &Value) -> CelValue {
         Value::String(s) => CelValue::String(Arc::new(s.clone())),
         Value::Array(items) => CelValue::List(Arc::new(items.iter().map(to_cel).collect())),
         Value::Object(map) => {
-            let m: HashMap<String, CelValue> =
+            let mut m: HashMap<String, CelValue> =
                 map.iter().map(|(k, v)| (k.clone(), to_cel(v))).collect();
+            for (key, value) in map {
+                if super::cost::is_reserved(key) {
+                    m.insert(format!("__{key}__"), to_cel(value));
+                }
+            }
             m.into()
         }
     }
@@ -96,6 +103,12 @@ mod tests {
 
     fn ok(rule: &str, v: Value) -> bool {
         eval_rule(rule, &v, None).unwrap_or_else(|e| panic!("{rule}: {e}"))
+    }
+
+    #[test]
+    fn reserved_words_are_selected_by_their_escaped_names() {
+        assert!(ok("has(self.__in__) && self.__in__ == [1]", json!({"in": [1]})));
+        assert!(ok("!has(self.__in__)", json!({"inn": 1})));
     }
 
     #[test]

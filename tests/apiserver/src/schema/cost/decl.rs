@@ -202,7 +202,7 @@ fn with_type_and_object_meta(schema: &Value) -> Cow<'_, Value> {
 }
 
 /// CEL's reserved words, which kube escapes as `__word__` in field names.
-const RESERVED: [&str; 21] = [
+pub(super) const RESERVED: [&str; 21] = [
     "true",
     "false",
     "null",

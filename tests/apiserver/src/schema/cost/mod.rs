@@ -18,6 +18,11 @@ mod types;
 
 use crate::error::FieldError;
 pub use decl::MAX_REQUEST_SIZE_BYTES;
+
+/// Whether a property name is a CEL reserved word, which kube escapes as `__name__`.
+pub fn is_reserved(name: &str) -> bool {
+    decl::RESERVED.contains(&name)
+}
 use decl::decl_of;
 use serde_json::{Value, json};
 
