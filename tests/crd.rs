@@ -283,8 +283,10 @@ fn status_codes_and_classes_pass_the_rule_as_integers_or_strings() {
 /// alone passes; `in` with another is refused, so the escape is seen.
 #[test]
 fn json_and_header_assertions_need_exactly_one_predicate() {
-    let spec = |assertion: Value| json!({"http": {"url": "https://a.example",
-        "expect": {"json": [assertion], "headers": [{"name": "Server", "absent": true}]}}});
+    let spec = |assertion: Value| {
+        json!({"http": {"url": "https://a.example",
+        "expect": {"json": [assertion], "headers": [{"name": "Server", "absent": true}]}}})
+    };
     for one in [
         json!({"path": "$.a", "equals": {"b": [1, "x", null]}}),
         json!({"path": "$.a", "in": ["UP", 1, true]}),

@@ -107,7 +107,10 @@ mod tests {
 
     #[test]
     fn reserved_words_are_selected_by_their_escaped_names() {
-        assert!(ok("has(self.__in__) && self.__in__ == [1]", json!({"in": [1]})));
+        assert!(ok(
+            "has(self.__in__) && self.__in__ == [1]",
+            json!({"in": [1]})
+        ));
         assert!(ok("!has(self.__in__)", json!({"inn": 1})));
     }
 
