@@ -343,8 +343,9 @@ pub struct PolicyArgs {
         default_value = crate::probe::DEFAULT_DENY_CIDRS
     )]
     pub deny_cidrs: Vec<IpNet>,
-    /// Body bytes all probes together may hold in memory (the buffers of `bodyRegex`): a probe
-    /// whose buffer would pass it fails with BodyBudgetExceeded (a Kubernetes quantity: 64Mi).
+    /// Body bytes all probes together may hold in memory (the buffers of `bodyRegex` and
+    /// `json`, and parsed JSON trees): a probe whose buffer would pass it fails with
+    /// BodyBudgetExceeded (a Kubernetes quantity: 64Mi).
     #[arg(
         long = "body-buffer-budget",
         env = "CANARY_BODY_BUFFER_BUDGET",
