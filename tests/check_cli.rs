@@ -115,6 +115,43 @@ async fn exit_codes_and_json_shape() {
     );
 }
 
+/// A json assertion that fails shows its path, expectation and the value found in the table
+/// and in status; a header assertion fails with HeaderMismatch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_and_header_failures_name_what_differed() {
+    let server = TestServer::start(Transport::Plain, |_| {
+        Reply::ok(r#"{"status":"UP","components":{"db":{"status":"DOWN"}}}"#)
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("http://127.0.0.1:{}/actuator/health", server.port());
+    let json = "    expect:\n      json:\n        - {path: $.status, equals: UP}\n        - {path: $.components.db.status, in: [UP, UNKNOWN]}\n";
+    let file = write(dir.path(), "json.yaml", &http_check("actuator", &url, json));
+    let run = canary(&["check", "-f", &file]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("BodyMismatch"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("$.components.db.status"),
+        "{}",
+        run.stdout
+    );
+    let run = canary(&["check", "-f", &file, "-o", "json"]);
+    let list: Vec<Value> = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(
+        list[0]["status"]["lastResult"]["message"],
+        r#"$.components.db.status is "DOWN", expected one of ["UP","UNKNOWN"]"#
+    );
+    let headers = "    expect:\n      headers:\n        - {name: X-Version, absent: false}\n";
+    let file = write(
+        dir.path(),
+        "headers.yaml",
+        &http_check("hdr", &url, headers),
+    );
+    let run = canary(&["check", "-f", &file, "-o", "json"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(reasons(&run.stdout), ["HeaderMismatch"]);
+}
+
 #[test]
 fn invalid_input_names_file_document_and_field() {
     let dir = tempfile::tempdir().unwrap();
@@ -153,6 +190,26 @@ fn invalid_input_names_file_document_and_field() {
             "enum.yaml",
             "spec:\n  http: {url: 'http://a', method: FETCH}\n",
             "spec.http.method",
+        ),
+        (
+            "json-path.yaml",
+            "spec:\n  http: {url: 'http://a', expect: {json: [{path: '$.a', equals: 1}, {path: 'status', equals: UP}]}}\n",
+            "spec.http.expect.json[1].path: invalid RFC 9535 JSONPath",
+        ),
+        (
+            "json-predicates.yaml",
+            "spec:\n  http: {url: 'http://a', expect: {json: [{path: '$.a', equals: 1, exists: true}]}}\n",
+            "spec.http.expect.json[0]: exactly one of equals, in, exists, matches or count",
+        ),
+        (
+            "json-regex.yaml",
+            "spec:\n  http: {url: 'http://a', expect: {json: [{path: '$.a', matches: '('}]}}\n",
+            "spec.http.expect.json[0].matches: invalid regular expression",
+        ),
+        (
+            "header-predicates.yaml",
+            "spec:\n  http: {url: 'http://a', expect: {headers: [{name: ETag}]}}\n",
+            "spec.http.expect.headers[0]: exactly one of equals, matches or absent",
         ),
     ];
     for (file, spec, expected) in cases {

@@ -5,6 +5,7 @@
 mod budget;
 mod cli;
 mod deny;
+mod json;
 mod redirects;
 mod specs;
 mod tenants;
