@@ -5,7 +5,12 @@
 //! default body buffer budget (64 MiB) + 32 MiB: 64 x 4 MiB no longer fits. The `hoard` kinds
 //! face a target that sends 5 MiB and then pauses until the 5 s deadline, with the default
 //! budget and with the budget lifted (the code before the budget).
-//! Run: `cargo bench --bench body_memory` (release build; prints its figures).
+//! The `json` kinds: 64 probes with `expect.json` against 1 MiB JSON bodies (an array of
+//! objects, and the worst case for the parsed tree: an array of zeros), whose buffers and
+//! parsed trees are charged to the default budget: growth must stay under it + 32 MiB, the
+//! probes the budget cannot hold failing with BodyBudgetExceeded.
+//! Run: `cargo bench --bench body_memory` (release build; prints its figures); a word after
+//! `--` runs only the kinds containing it (`cargo bench --bench body_memory -- json`).
 
 use std::{process::Command, sync::Arc, time::Instant};
 
@@ -35,6 +40,41 @@ fn mib(field: &str) -> f64 {
     (status.lines().find(|l| l.starts_with(field)))
         .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// A JSON body just under 1 MiB: objects, or (`zeros`) the densest tree, `[0,0,...]`.
+fn json_body(zeros: bool) -> Vec<u8> {
+    let mut body = b"[".to_vec();
+    let item: &[u8] = if zeros {
+        b"0,"
+    } else {
+        br#"{"name":"node-0042","status":"UP","ready":true,"latencyMs":12.5,"tags":["a","b"]},"#
+    };
+    while body.len() + item.len() < MIB - 16 {
+        body.extend_from_slice(item);
+    }
+    body.extend_from_slice(b"0]");
+    body
+}
+
+/// Serves one JSON body to every request.
+async fn serve_json(listener: TcpListener, body: &'static [u8]) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
+        tokio::spawn(async move {
+            let mut request = [0u8; 1024];
+            let _ = tokio::io::AsyncReadExt::read(&mut stream, &mut request).await;
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            if stream.write_all(head.as_bytes()).await.is_ok() {
+                let _ = stream.write_all(body).await;
+            }
+        });
+    }
 }
 
 /// Serves 64 MiB of 0xFF to every request from one static buffer (constant server memory);
@@ -72,6 +112,10 @@ fn expectation(kind: &str) -> serde_json::Value {
         "regex-4mi" | "hoard" | "hoard-unbudgeted" => {
             json!({"bodyRegex": "healthy|ok", "regexBodyLimit": "4Mi"})
         }
+        "json" | "json-zeros" => json!({"json": [
+            {"path": "$[*]", "count": {"min": 1}},
+            {"path": "$[0]", "exists": true},
+        ]}),
         _ => json!({}),
     }
 }
@@ -86,7 +130,12 @@ fn measure(kind: &str) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let hoard = kind.starts_with("hoard");
-        tokio::spawn(serve(listener, hoard));
+        if kind.starts_with("json") {
+            let body: &'static [u8] = Vec::leak(json_body(kind == "json-zeros"));
+            tokio::spawn(serve_json(listener, body));
+        } else {
+            tokio::spawn(serve(listener, hoard));
+        }
         let timeout = if hoard { "5s" } else { "50s" };
         let spec = serde_json::from_value(json!({
             "timeout": timeout, "interval": "60s",
@@ -112,8 +161,10 @@ fn measure(kind: &str) {
         let growth = mib("VmHWM:") - baseline;
         let mut kinds: Vec<&str> = reasons.iter().map(|r| r.as_str()).collect();
         kinds.sort_unstable();
-        kinds.dedup();
-        println!("{kind} {growth:.1} {:.1} {}", start.elapsed().as_secs_f64(), kinds.join(","));
+        let counted: Vec<String> = (kinds.chunk_by(|a, b| a == b))
+            .map(|run| format!("{}x{}", run[0], run.len()))
+            .collect();
+        println!("{kind} {growth:.1} {:.1} {}", start.elapsed().as_secs_f64(), counted.join(","));
     });
 }
 
@@ -122,6 +173,7 @@ fn main() {
         measure(&kind);
         return;
     }
+    let only = (std::env::args().skip(1)).find(|a| !a.starts_with('-'));
     println!(
         "{CONCURRENCY} concurrent probes of {} MiB bodies of 0xFF, peak RSS growth per kind:",
         BODY / MIB
@@ -138,7 +190,12 @@ fn main() {
         ("regex-4mi", 96.0),
         ("hoard", 96.0),
         ("hoard-unbudgeted", 288.0),
+        ("json", 96.0),
+        ("json-zeros", 96.0),
     ] {
+        if only.as_deref().is_some_and(|word| !kind.contains(word)) {
+            continue;
+        }
         let out = Command::new(std::env::current_exe().unwrap())
             .args(["--kind", kind])
             .output()

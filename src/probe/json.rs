@@ -15,11 +15,15 @@ use crate::api::{JsonCheck, JsonPredicate, display_text};
 /// Most characters of a value shown in a message.
 pub const MAX_SHOWN: usize = 200;
 
-/// Bytes charged per array element: a `Value`, twice over for a `Vec` that grew by doubling.
-const NODE: u64 = 2 * size_of::<Value>() as u64;
+/// Bytes charged per array element: a `Value`, three times over for a `Vec` that grows by
+/// doubling (old and new storage live at once while it moves), which also covers the 8-byte
+/// reference per node a query's result list holds.
+const NODE: u64 = 3 * size_of::<Value>() as u64;
 /// Bytes charged per object member, beyond the key's text: key and value plus the map's own
 /// overhead (B-tree nodes at least half full, or an index map's entries and table).
 const ENTRY: u64 = 3 * (size_of::<String>() + size_of::<Value>()) as u64;
+/// Bytes charged per string beyond its text: the allocator's smallest chunk and its header.
+const TEXT: u64 = 32;
 
 /// Why the body could not be judged.
 #[derive(Debug, thiserror::Error)]
@@ -114,7 +118,7 @@ impl<'de> Visitor<'de> for Tree<'_, '_> {
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
-        self.meter.charge(v.len() as u64)?;
+        self.meter.charge(v.len() as u64 + TEXT)?;
         Ok(Value::String(v.to_owned()))
     }
 
@@ -138,7 +142,8 @@ impl<'de> Visitor<'de> for Tree<'_, '_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut members = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            self.meter.charge::<A::Error>(ENTRY + key.len() as u64)?;
+            self.meter
+                .charge::<A::Error>(ENTRY + TEXT + key.len() as u64)?;
             let value = map.next_value_seed(Tree {
                 meter: &mut *self.meter,
             })?;
@@ -155,7 +160,9 @@ pub fn judge(checks: &[JsonCheck], body: &Value) -> Option<String> {
 }
 
 fn judge_one(check: &JsonCheck, body: &Value) -> Option<String> {
-    let nodes = check.path.query_located(body).all();
+    // Plain references (8 bytes a node, within the tree's charge); locations are found only
+    // for a failure, since a located node list costs ~80 bytes a node.
+    let nodes = check.path.query(body).all();
     let path = &check.text;
     let n = nodes.len() as u64;
     match &check.predicate {
@@ -163,8 +170,8 @@ fn judge_one(check: &JsonCheck, body: &Value) -> Option<String> {
             Some(format!("{path} selects nothing, expected it to exist"))
         }
         JsonPredicate::Exists(false) => nodes.first().map(|node| {
-            let at = located(path, &node.location().to_string(), nodes.len());
-            format!("{at} is {}, expected nothing there", shown(node.node()))
+            let at = located(check, body, 0, nodes.len());
+            format!("{at} is {}, expected nothing there", shown(node))
         }),
         JsonPredicate::Exists(true) => None,
         JsonPredicate::Count { min, max } => (min.is_some_and(|m| n < m)
@@ -174,12 +181,31 @@ fn judge_one(check: &JsonCheck, body: &Value) -> Option<String> {
             "{path} selects nothing, expected {}",
             expectation(predicate)
         )),
-        predicate => nodes.iter().find_map(|node| {
-            let miss = miss(predicate, node.node())?;
-            let at = located(path, &node.location().to_string(), nodes.len());
-            Some(format!("{at} is {}, {miss}", shown(node.node())))
+        predicate => nodes.iter().enumerate().find_map(|(i, node)| {
+            let miss = miss(predicate, node)?;
+            let at = located(check, body, i, nodes.len());
+            Some(format!("{at} is {}, {miss}", shown(node)))
         }),
     }
+}
+
+/// Most nodes a path may select for a failure to name the failing node's location.
+const MAX_LOCATED: usize = 1024;
+
+/// The path as written, with the failing node's location when it selected several (its
+/// position alone past [`MAX_LOCATED`] nodes).
+fn located(check: &JsonCheck, body: &Value, index: usize, selected: usize) -> String {
+    let path = &check.text;
+    if selected <= 1 {
+        return path.clone();
+    }
+    if selected > MAX_LOCATED {
+        return format!("{path} (node {} of {selected})", index + 1);
+    }
+    let location = (check.path.query_located(body).into_iter().nth(index))
+        .map(|node| node.location().to_string())
+        .unwrap_or_default();
+    format!("{path} (at {})", display_text(&location, MAX_SHOWN))
 }
 
 /// Why `node` fails `predicate`, or `None` when it holds.
@@ -199,15 +225,6 @@ fn miss(predicate: &JsonPredicate, node: &Value) -> Option<String> {
         JsonPredicate::Exists(_) | JsonPredicate::Count { .. } => true,
     };
     (!holds).then(|| format!("expected {}", expectation(predicate)))
-}
-
-/// The path as written, with the node's own location when it selected several.
-fn located(path: &str, location: &str, selected: usize) -> String {
-    if selected > 1 {
-        format!("{path} (at {})", display_text(location, MAX_SHOWN))
-    } else {
-        path.to_string()
-    }
 }
 
 fn expectation(predicate: &JsonPredicate) -> String {

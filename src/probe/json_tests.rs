@@ -70,6 +70,22 @@ fn in_holds_when_every_node_is_one_of_the_values() {
 }
 
 #[test]
+fn a_failure_among_many_nodes_is_named_by_position() {
+    let mut items = vec![json!("UP"); 2000];
+    items[1500] = json!("DOWN");
+    let body = json!({"items": items});
+    let m = judge(
+        &check("$.items[*]", JsonPredicate::Equals(json!("UP"))),
+        &body,
+    )
+    .unwrap();
+    assert_eq!(
+        m,
+        r#"$.items[*] (node 1501 of 2000) is "DOWN", expected "UP""#
+    );
+}
+
+#[test]
 fn exists_true_needs_a_node_and_exists_false_needs_none() {
     let body = actuator();
     let exists = |path: &str, want: bool| judge(&check(path, JsonPredicate::Exists(want)), &body);
