@@ -75,6 +75,8 @@ pub struct OperatorFamilies {
     pub shard_owned: IntGauge,
     /// Ring changes this replica applied (checks moved to or from it).
     pub shard_rebalances: IntCounter,
+    /// Peer Leases this replica does not believe, by reason (`canary_shard_excluded_peers`).
+    pub shard_excluded: IntGaugeVec,
     /// The self-audit's families (`canary_checks_expected`, `canary_checks_unscheduled`,
     /// `canary_checks_recovered_total`).
     pub audit: AuditMetrics,
@@ -259,6 +261,11 @@ impl Metrics {
             shard_members,
             shard_owned,
             shard_rebalances,
+            shard_excluded: f.int_gauges(
+                "canary_shard_excluded_peers",
+                "Ring Leases this replica does not believe, by reason: unacknowledged (renews, did not acknowledge the ring for a Lease duration: excluded from the ring and handover waits), never_renewed (labelled a member, never seen renewing).",
+                &["reason"],
+            )?,
             audit: Self::audit_families(f)?,
         })
     }

@@ -56,7 +56,7 @@ use jiff::Timestamp;
 
 pub use directory::Directory;
 pub use lease::{LEASE_PREFIX, RING_LABEL, label_value, lease_name};
-pub use member::{Member, ShardError};
+pub use member::{Member, ShardError, ShardGauges};
 pub use ring::{Ring, RingHash};
 
 use crate::api::CheckKey;
