@@ -6,8 +6,10 @@
 //! Leases in the namespace can forge one, see docs/security.md):
 //! - it counts as a member only once this replica saw its record change (a renewal), and only
 //!   until the record stayed the same, in lists sent, for its declared duration clamped to
-//!   [`Trust::max_duration`]; a Lease never seen renewing is waited for (it may be a peer that
-//!   started before this replica) for at most [`Trust::probation`];
+//!   [`Trust::max_duration`]; a Lease never seen renewing is waited for at most
+//!   [`Trust::probation`], and only if it was in this replica's first list (it may be a peer
+//!   that started earlier and runs checks; a Lease that appears later belongs to a replica that
+//!   starts as a candidate and runs nothing before it renews, or is forged);
 //! - a peer that does not acknowledge the ring this replica sees for [`Trust::ack_bound`] in a
 //!   row is excluded: from the ring and from the handover waits, until it acknowledges;
 //! - a deleted Lease leaves at once (its last renewal still bounds when its holder stopped).
@@ -72,6 +74,9 @@ struct Seen {
     present: bool,
     /// Its record was seen changing at least once (a renewal, or a new holder).
     renewed: bool,
+    /// In this replica's first successful list: it may have run checks before this replica
+    /// started, so it is waited for until it renews or its probation ends.
+    predates: bool,
     /// Since when (a list's send time) it has not acknowledged the ring this replica sees;
     /// renewals do not reset it.
     unacked_since: Option<Instant>,
@@ -108,7 +113,7 @@ impl Peers {
                 continue;
             };
             if name != self.own {
-                self.note(name, lease, answered);
+                self.note(name, lease, answered, self.listed.is_none());
             }
         }
         self.listed = Some(sent);
@@ -119,7 +124,7 @@ impl Peers {
         });
     }
 
-    fn note(&mut self, name: String, lease: &Lease, answered: Instant) {
+    fn note(&mut self, name: String, lease: &Lease, answered: Instant, first_list: bool) {
         let mut claim = Claim::of(lease);
         claim.duration = claim.duration.min(self.trust.max_duration);
         let resource_version = lease.metadata.resource_version.clone();
@@ -137,6 +142,7 @@ impl Peers {
                     resource_version,
                     present: true,
                     renewed,
+                    predates: first_list,
                     unacked_since,
                 };
                 self.seen.insert(name, seen);
@@ -183,6 +189,12 @@ impl Peers {
         seen.present && !seen.claim.released() && !self.expired(seen)
     }
 
+    /// Whether a handover waits for it: alive, not excluded, seen renewing or possibly older
+    /// than this replica.
+    fn waited_for(&self, seen: &Seen) -> bool {
+        self.alive(seen) && !self.excluded(seen) && (seen.renewed || seen.predates)
+    }
+
     fn excluded(&self, seen: &Seen) -> bool {
         let since = |at: Instant| self.listed.map(|l| l.saturating_duration_since(at));
         (seen.unacked_since.and_then(since)).is_some_and(|d| d >= self.trust.ack_bound)
@@ -205,11 +217,11 @@ impl Peers {
 
     /// Every alive peer not excluded, admitted or candidate, renewing or on probation: those a
     /// handover waits for (a replica that stepped down and rejoins as a candidate may still run
-    /// checks until its reconcile acknowledges the ring; one not yet seen renewing may have run
-    /// them before this replica started).
+    /// checks until its reconcile acknowledges the ring; one in the first list not yet seen
+    /// renewing may have run them before this replica started).
     pub fn alive_claims(&self) -> impl Iterator<Item = &Claim> {
         (self.seen.values())
-            .filter(|seen| self.alive(seen) && !self.excluded(seen))
+            .filter(|seen| self.waited_for(seen))
             .map(|seen| &seen.claim)
     }
 
@@ -220,7 +232,7 @@ impl Peers {
                 return Some(Distrust::Unacknowledged);
             }
             let forged_or_gone = seen.present && !seen.renewed && seen.claim.member;
-            (forged_or_gone && !seen.claim.released() && !self.alive(seen))
+            (forged_or_gone && !seen.claim.released() && !self.waited_for(seen))
                 .then_some(Distrust::NeverRenewed)
         };
         (self.seen.iter())
