@@ -178,11 +178,23 @@ impl Peers {
     }
 
     fn expired(&self, seen: &Seen) -> bool {
-        let duration = match seen.renewed {
-            true => seen.claim.duration,
-            false => seen.claim.duration.min(self.trust.probation),
-        };
+        let duration = seen.claim.duration.min(match seen.renewed {
+            true => Duration::MAX,
+            false => self.trust.probation,
+        });
         (self.listed).is_some_and(|listed| listed.saturating_duration_since(seen.since) >= duration)
+    }
+
+    /// The duration a peer's holder runs on, as far as it bounds when it stopped: its own
+    /// (clamped) once seen renewing; at most the probation for one in the first list never seen
+    /// renewing (a real peer with a duration up to 3 probations renews within one); none for
+    /// one that appeared later and never renewed (it never ran anything).
+    fn lifetime(&self, seen: &Seen) -> Option<Duration> {
+        match (seen.renewed, seen.predates) {
+            (true, _) => Some(seen.claim.duration),
+            (false, true) => Some(seen.claim.duration.min(self.trust.probation)),
+            (false, false) => None,
+        }
     }
 
     fn alive(&self, seen: &Seen) -> bool {
@@ -263,7 +275,7 @@ impl Peers {
     pub fn quiet_after(&self, now: Timestamp, cap: Duration) -> Option<Timestamp> {
         let stepped_down = |seen: &Seen| {
             let renewed = seen.claim.renew_time?;
-            let deadline = jiff::SignedDuration::try_from(seen.claim.duration * 2 / 3).ok()?;
+            let deadline = jiff::SignedDuration::try_from(self.lifetime(seen)? * 2 / 3).ok()?;
             renewed.checked_add(deadline).ok()
         };
         let latest = (self.seen.values())
