@@ -73,7 +73,9 @@ impl Ring {
 
     pub fn launch(&self, kubeconfig: &std::path::Path, name: &str) -> Launch {
         let duration = format!("{}s", self.duration.as_secs());
-        Launch::operator(CANARY, kubeconfig)
+        // CANARY_BINARY runs the scenarios against another build (an older one, for a note).
+        let binary = std::env::var("CANARY_BINARY").unwrap_or_else(|_| CANARY.to_string());
+        Launch::operator(&binary, kubeconfig)
             .args(&["--sharding", "shards"])
             .args(&["--leader-election-lease-duration", &duration])
             .args(&["--leader-election-lease-name", RING])
