@@ -54,6 +54,7 @@ mod lease;
 mod member;
 pub mod peers;
 pub mod ring;
+mod silent;
 mod tenure;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
@@ -64,6 +65,7 @@ pub use directory::Directory;
 pub use lease::{LEASE_PREFIX, RING_LABEL, label_value, lease_name};
 pub use member::{Member, ShardError, ShardGauges};
 pub use ring::{Ring, RingHash};
+pub use silent::{Silence, unprobed_elsewhere};
 
 use crate::api::CheckKey;
 
