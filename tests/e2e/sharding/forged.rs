@@ -111,6 +111,11 @@ async fn a_forged_lease_never_renewed_leaves_no_check_unprobed_beyond_a_lease_an
 async fn deleting_a_forged_member_that_renews_and_acknowledges_restores_the_ring_within_one_renew_period()
  {
     let mut ring = Ring::start().await;
+    // Status heartbeats and audits often enough to see the forged member's checks go stale.
+    ring.env.extend([
+        ("CANARY_STATUS_HEARTBEAT", "3s"),
+        ("CANARY_AUDIT_INTERVAL", "2s"),
+    ]);
     ring.add(&[("r1", false), ("r2", false)]).await;
     ring.settled(&["r1", "r2"]).await;
     let since = jiff::Timestamp::now().as_millisecond();
@@ -121,16 +126,7 @@ async fn deleting_a_forged_member_that_renews_and_acknowledges_restores_the_ring
         "r1 and r2 count the forged member",
         SEC / 2,
         async || {
-            let r1 = ring.cluster.lease(LEASE_NS, "canary-shard-r1").await;
-            let annotations = (r1.as_ref())
-                .and_then(|l| l["metadata"]["annotations"].as_object())
-                .map(|a| {
-                    (a.iter())
-                        .filter(|(k, _)| k.starts_with("canary.dev/ring-ack"))
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let annotations = r1_acknowledgements(&ring).await;
             ring.cluster.kubectl.apply(&[forged(&annotations)]).await;
             let seen = |r| ring.ring_logged(r, &with_x, Some(true), since).is_some();
             match (seen("r1"), seen("r2")) {
@@ -140,6 +136,7 @@ async fn deleting_a_forged_member_that_renews_and_acknowledges_restores_the_ring
         },
     )
     .await;
+    let unprobed = forged_members_checks_reported_unprobed(&ring).await;
     let deleted = jiff::Timestamp::now().as_millisecond();
     let delete = ["delete", "lease", FORGED, "-n", LEASE_NS];
     ring.cluster.kubectl.ok(&delete).await;
@@ -160,4 +157,62 @@ async fn deleting_a_forged_member_that_renews_and_acknowledges_restores_the_ring
     println!("deleted the forged member: both replicas gained its share {took:?} later");
     assert!(took <= RENEW, "took {took:?}: {}", ring.ring_logs());
     ring.settled(&["r1", "r2"]).await;
+    println!("before: {unprobed} of the forged member's checks reported unprobed");
+    eventually(
+        60 * SEC,
+        "no check reported unprobed",
+        SEC,
+        async || match ring.replica("r1").metric_sum(UNPROBED, &[]).await {
+            0.0 => Ok(()),
+            n => Err(format!("{n}")),
+        },
+    )
+    .await;
+}
+
+const UNPROBED: &str = "canary_shard_peer_checks_unprobed";
+
+/// While the forger renews (and copies acknowledgements), its checks' status goes stale: r1
+/// reports them (two runs and two 3s heartbeats, plus its share at 10 writes/s) and names the
+/// forged member alone. Returns how many.
+async fn forged_members_checks_reported_unprobed(ring: &Ring) -> f64 {
+    let replica = ring.replica("r1");
+    let count = eventually(60 * SEC, "r1 reports unprobed checks", SEC, async || {
+        let annotations = r1_acknowledgements(ring).await;
+        ring.cluster.kubectl.apply(&[forged(&annotations)]).await;
+        match replica.metric_sum(UNPROBED, &[]).await {
+            n if n > 0.0 => Ok(n),
+            n => Err(format!("{n}")),
+        }
+    })
+    .await;
+    let named: Vec<String> = (replica.logs().iter())
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|log| {
+            log["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("nobody probes"))
+        })
+        .filter_map(|log| Some(log["fields"]["silent"].as_str()?.to_string()))
+        .collect();
+    let last = named.last().expect("a log line naming the member");
+    assert!(
+        last.starts_with("{\"x\": "),
+        "only the forged member: {last}"
+    );
+    count
+}
+
+/// The acknowledgement annotations of r1's Lease (a forger copies them).
+async fn r1_acknowledgements(ring: &Ring) -> serde_json::Map<String, Value> {
+    let r1 = ring.cluster.lease(LEASE_NS, "canary-shard-r1").await;
+    (r1.as_ref())
+        .and_then(|l| l["metadata"]["annotations"].as_object())
+        .map(|a| {
+            (a.iter())
+                .filter(|(k, _)| k.starts_with("canary.dev/ring-ack"))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
 }
