@@ -269,9 +269,12 @@ impl Operator {
             leader.leader_election_lease_duration,
         )
         .with_ui(ui);
-        let gauge = metrics.operator.shard_members.clone();
+        let gauges = shard::ShardGauges {
+            members: metrics.operator.shard_members.clone(),
+            excluded: metrics.operator.shard_excluded.clone(),
+        };
         let scheduler = engine.scheduler.clone();
-        shard::Member::new(self.client.clone(), config, gauge, scheduler, directory)
+        shard::Member::new(self.client.clone(), config, gauges, scheduler, directory)
     }
 
     /// `--ui-forward` with its key; `None` (and a line saying why) without a key.

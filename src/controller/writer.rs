@@ -145,6 +145,11 @@ pub struct StatusWriter {
 }
 
 impl StatusWriter {
+    /// Its rates and heartbeat.
+    pub fn config(&self) -> &WriterConfig {
+        &self.shared.config
+    }
+
     /// Creates the writer; call [`StatusWriter::run`] on the main runtime.
     pub fn new(client: Client, config: WriterConfig, metrics: Arc<Metrics>) -> Self {
         Self {
