@@ -1,7 +1,7 @@
 //! Status page benchmark: 1,000 checks (`CHECKS`) at full history (every check run 110 times at
 //! a 1 s interval on a paused clock, alternating success and failure so results and transitions
 //! are full), then the memory each check costs and how long the pages take to render.
-//! Run: `cargo bench --bench status_page` (release; prints its figures). `RENDERS` sets the
+//! Run: `cargo bench --bench status_page` (bench profile: fat LTO, as shipped; prints its figures). `RENDERS` sets the
 //! renders timed per page.
 
 use std::{
