@@ -283,10 +283,15 @@ pub struct SelftestArgs {
     /// All namespaces when empty.
     #[arg(long, env = "CANARY_NAMESPACES", value_delimiter = ',')]
     pub namespaces: Vec<String>,
+    /// How long the checks are retried before the test fails (an operator still starting, or a
+    /// Service whose endpoints lag behind a rollout, is not a failed install).
+    #[arg(long, env = "CANARY_SELFTEST_TIMEOUT", default_value_t = DurationFlag(crate::selftest::DEADLINE))]
+    pub timeout: DurationFlag,
 }
 
 /// Flags of `canary check`.
 #[derive(Debug, Args)]
+#[command(next_display_order = None)]
 pub struct CheckArgs {
     /// HealthCheck YAML files or directories (multi-document files allowed).
     #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
