@@ -49,7 +49,8 @@ pub struct Cli {
 pub enum Command {
     /// Run HealthChecks from YAML files once and report (exit 0 all pass, 1 any fails, 2 invalid input).
     Check(CheckArgs),
-    /// Run HealthChecks from YAML files continuously, serving /metrics, /healthz and /readyz.
+    /// Run HealthChecks from YAML files continuously, serving /metrics, /healthz, /readyz and the
+    /// status page.
     Standalone(StandaloneArgs),
     /// Run the Kubernetes operator: watch HealthChecks, probe them, write status and Events.
     Operator(OperatorArgs),
@@ -59,8 +60,10 @@ pub enum Command {
     Selftest(SelftestArgs),
 }
 
-/// Flags of `canary operator` (cluster access comes from in-cluster config or KUBECONFIG).
+/// Flags of `canary operator` (cluster access comes from in-cluster config or KUBECONFIG). In
+/// `--help`, each group of flags under its heading, in alphabetical order.
 #[derive(Debug, Args)]
+#[command(next_display_order = None)]
 pub struct OperatorArgs {
     /// Namespaces to watch (comma-separated); all namespaces when empty.
     #[arg(long, env = "CANARY_NAMESPACES", value_delimiter = ',')]
@@ -116,6 +119,7 @@ pub struct ServiceArgs {
 
 /// Leader election or sharding with coordination.k8s.io Leases.
 #[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Leader election and sharding")]
 pub struct LeaderArgs {
     /// How replicas share the checks: off, leader (one probes, the others stand by) or shards
     /// (each probes its share). Default: leader with --leader-elect, else off.
@@ -167,6 +171,7 @@ impl LeaderArgs {
 
 /// Flags of `canary standalone`.
 #[derive(Debug, Args)]
+#[command(next_display_order = None)]
 pub struct StandaloneArgs {
     /// HealthCheck YAML files or directories; reloaded when they change.
     #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
@@ -182,13 +187,16 @@ pub struct StandaloneArgs {
 
 /// Scheduler and watchdog settings.
 #[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Scheduler and watchdog")]
 pub struct EngineArgs {
     /// Probes in flight at once across all checks, shared fairly across namespaces (default:
     /// a quarter of the descriptor limit, between 16 and 4096).
     #[arg(long, env = "CANARY_MAX_CONCURRENT_PROBES")]
     pub max_concurrent_probes: Option<usize>,
-    /// A check is stalled (and /healthz fails) when it has not completed a run for
-    /// interval + timeout + this grace.
+    /// How far past its limit a check is stalled: /healthz fails when a run outlives its timeout
+    /// by this much, or the probe-slot queue stops moving for the longest timeout plus this (a
+    /// check waiting while the queue moves is late, not stalled); a check this far past its due
+    /// time and not queued is overdue and restarted by the self-audit.
     #[arg(long, env = "CANARY_STALL_GRACE", default_value_t = DurationFlag(DEFAULT_STALL_GRACE))]
     pub stall_grace: DurationFlag,
     /// How often the self-audit compares the checks this replica should be probing with its
@@ -207,6 +215,7 @@ pub struct EngineArgs {
 
 /// Where the admin endpoints listen (names as in kubebuilder operators).
 #[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Endpoints")]
 pub struct AdminArgs {
     /// Address of /metrics.
     #[arg(long, env = "CANARY_METRICS_BIND_ADDRESS", default_value_t = engine::METRICS_BIND_ADDRESS)]
@@ -274,6 +283,7 @@ fn identity(value: &str) -> Result<String, String> {
 
 /// Flags of `canary selftest` (cluster access from in-cluster config or KUBECONFIG).
 #[derive(Debug, Args)]
+#[command(next_display_order = None)]
 pub struct SelftestArgs {
     /// The operator's /readyz, e.g. http://canary-canary-operator-metrics.canary.svc:8081/readyz.
     #[arg(long, env = "CANARY_READYZ_URL")]
@@ -307,6 +317,7 @@ pub struct CheckArgs {
 
 /// Where referenced Secrets and ConfigMaps are read from outside a cluster.
 #[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "References")]
 pub struct ReferenceArgs {
     /// Folder holding Secrets as DIR/<name>/<key> (the layout of a mounted Secret volume).
     #[arg(long, env = "CANARY_SECRETS_DIR")]
@@ -318,6 +329,7 @@ pub struct ReferenceArgs {
 
 /// Operator-wide probing policy.
 #[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Probing policy")]
 pub struct PolicyArgs {
     /// Networks probes may never connect to (checked on every resolved address and redirect hop).
     #[arg(
