@@ -169,7 +169,8 @@ pub struct Engine {
     pub ticker: tokio::task::JoinHandle<()>,
     /// Where the status page listens, when it is on.
     pub ui_addr: Option<SocketAddr>,
-    ui_task: Option<tokio::task::JoinHandle<()>>,
+    /// The page's thread (see [`ui::Serving`]), until the supervisor takes it.
+    ui_serving: Option<ui::Serving>,
     /// Set while this replica is a standby under leader election (the page says so).
     pub standby: Arc<AtomicBool>,
     /// The self-audit; the spec source attaches itself ([`Audit::attach`]).
@@ -248,7 +249,7 @@ impl Engine {
         )
         .map_err(|error| EngineError::admin(error, addresses))?;
         let standby = Arc::new(AtomicBool::new(false));
-        let (ui_addr, ui_task) = match addresses.ui_bind_address {
+        let (ui_addr, ui_serving) = match addresses.ui_bind_address {
             Some(addr) => {
                 let bound = ui::bind(addr)?;
                 let ui = Ui {
@@ -259,7 +260,7 @@ impl Engine {
                     standby: standby.clone(),
                     owners: extensions.owners.clone(),
                 };
-                (Some(bound.addr), Some(tokio::spawn(bound.serve(ui))))
+                (Some(bound.addr), Some(bound.start(ui)?))
             }
             None => (None, None),
         };
@@ -272,7 +273,7 @@ impl Engine {
             admin,
             ticker,
             ui_addr,
-            ui_task,
+            ui_serving,
             standby,
             audit,
             audit_interval: engine.audit_interval,
@@ -286,8 +287,8 @@ impl Engine {
         supervisor.spawn("audit", self.audit.clone().run(self.audit_interval));
         let ticker = std::mem::replace(&mut self.ticker, tokio::spawn(async {}));
         supervisor.adopt("ticker", ticker);
-        if let Some(task) = self.ui_task.take() {
-            supervisor.adopt("ui", task);
+        if let Some(serving) = self.ui_serving.take() {
+            supervisor.spawn("ui", serving.watch());
         }
         if let Some(thread) = self.admin.thread.take() {
             supervisor.spawn("admin", watch_thread(thread));

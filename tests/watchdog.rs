@@ -1,6 +1,7 @@
 //! The watchdog on tokio's paused clock: waiting for a probe slot is not a stall while the
-//! queue moves (an outage must not restart the monitor); a run outliving its deadline, a
-//! queue that stops moving, or a runner that does not wake is.
+//! queue moves (an outage must not restart the monitor; nor do slots kept free as another
+//! namespace's headroom); a run outliving its deadline, a queue that stops moving (for any
+//! waiting namespace, even while others' slots come free), or a runner that does not wake is.
 
 use std::{
     sync::{Arc, Mutex},
@@ -173,5 +174,56 @@ async fn a_slow_namespace_cannot_take_more_than_its_share_of_slots() {
         quick.len() >= 3 * 11,
         "quick checks kept their schedule: {} runs",
         quick.len()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn headroom_kept_for_a_quiet_namespace_is_not_a_stall() {
+    // "noisy" wants every slot for 9 s at a time; "quiet" runs every second. One slot stays
+    // free for quiet while noisy checks wait: capacity, not a stall.
+    let (scheduler, waits) = scheduler(4, Duration::from_secs(5));
+    let quick = Schedule::every(Duration::from_secs(1), Duration::from_millis(500));
+    scheduler.upsert(runner("quiet", 0, &quick, Duration::from_millis(10)));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let slow = Schedule::every(Duration::from_secs(10), Duration::from_secs(9));
+    for i in 0..30 {
+        scheduler.upsert(runner("noisy", i, &slow, Duration::from_secs(9)));
+    }
+    let mut held_back = false;
+    for _ in 0..24 {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let health = scheduler.health(Instant::now(), &watchdog());
+        assert!(health.healthy, "{:?}", health.problems);
+        let usage = scheduler.slots();
+        held_back |= usage.waiting > 0 && usage.in_use < usage.capacity;
+    }
+    assert!(held_back, "noisy waited beside quiet's free slot");
+    let waits = waits.0.lock().unwrap();
+    let quiet = waits.iter().filter(|(ns, _)| ns == "quiet");
+    let worst = quiet.map(|(_, w)| *w).max().unwrap();
+    assert!(worst <= Duration::from_millis(10), "quiet waited {worst:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_namespace_whose_slots_never_come_back_is_a_stall_while_another_moves() {
+    // "stuck" holds 3 of 4 slots with runs that never end; the fourth is quiet's headroom,
+    // released every second. Slots come free, yet stuck's queue never moves.
+    let (scheduler, _) = scheduler(4, Duration::from_secs(5));
+    let quick = Schedule::every(Duration::from_secs(1), Duration::from_millis(500));
+    scheduler.upsert(runner("quiet", 0, &quick, Duration::from_millis(10)));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let schedule = Schedule::every(Duration::from_secs(60), Duration::from_secs(10));
+    for i in 0..10 {
+        scheduler.upsert(runner("stuck", i, &schedule, Duration::from_secs(3600)));
+    }
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    let health = scheduler.health(Instant::now(), &watchdog());
+    assert!(
+        health
+            .problems
+            .iter()
+            .any(|p| p.contains("probe-slot queue has not moved")),
+        "{:?}",
+        health.problems
     );
 }

@@ -2,7 +2,9 @@
 //! headers, a cap on open connections (the oldest idle one is dropped first, then the oldest
 //! busy one), a maximum connection age, and responses whose bodies mark the connection busy
 //! only while they are being sent. A kubelet probe, which opens a new connection each time,
-//! is always served.
+//! is always served. What a client that never reads can make a connection hold is bounded
+//! too: hyper's buffers at 64 KiB, the kernel's send buffer at 32 KiB (doubled by Linux), and
+//! a body handed to hyper in 16 KiB slices of the one shared copy.
 
 use std::{
     collections::BTreeMap,
@@ -17,7 +19,6 @@ use std::{
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::Full;
 use hyper::{
     body::{Body, Frame, Incoming, SizeHint},
     server::conn::http1,
@@ -35,6 +36,12 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// A connection is closed after this long, whatever it is doing (a client that never reads
 /// a response cannot hold one longer).
 pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(30);
+/// hyper's read and write buffers per connection at most (request heads included).
+pub const MAX_BUFFER: usize = 64 * 1024;
+/// The kernel's send buffer per connection (Linux doubles it for its own bookkeeping).
+pub const SEND_BUFFER: usize = 32 * 1024;
+/// A response body goes to hyper in slices of this size.
+const CHUNK: usize = 16 * 1024;
 
 /// The open connections, oldest first.
 #[derive(Default)]
@@ -112,8 +119,11 @@ pub async fn serve_limited<H, F>(
     handle: H,
 ) where
     H: Fn(Request<Incoming>) -> F + Send + Sync + 'static,
-    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+    F: Future<Output = Response<Bytes>> + Send + 'static,
 {
+    if let Err(error) = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER) {
+        tracing::debug!(%error, server = what, "cannot bound the send buffer");
+    }
     let mut registered = connections.register();
     let busy = registered.busy.clone();
     let handle = Arc::new(handle);
@@ -128,6 +138,7 @@ pub async fn serve_limited<H, F>(
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_BUFFER)
         .serve_connection(TokioIo::new(stream), service);
     tokio::select! {
         result = connection => if let Err(error) = result {
@@ -138,16 +149,17 @@ pub async fn serve_limited<H, F>(
     }
 }
 
-/// A response body that marks its connection busy until it has been sent (or dropped).
+/// A response body, sent in slices of [`CHUNK`] bytes, that marks its connection busy until
+/// it has been sent (or dropped).
 pub struct TrackedBody {
-    inner: Full<Bytes>,
+    rest: Bytes,
     busy: Arc<AtomicBool>,
 }
 
 impl TrackedBody {
-    pub fn new(inner: Full<Bytes>, busy: Arc<AtomicBool>) -> Self {
+    pub fn new(body: Bytes, busy: Arc<AtomicBool>) -> Self {
         busy.store(true, Ordering::Relaxed);
-        Self { inner, busy }
+        Self { rest: body, busy }
     }
 }
 
@@ -163,23 +175,48 @@ impl Body for TrackedBody {
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
+        _: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        if self.rest.is_empty() {
+            return Poll::Ready(None);
+        }
+        let take = self.rest.len().min(CHUNK);
+        Poll::Ready(Some(Ok(Frame::data(self.rest.split_to(take)))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.rest.is_empty()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        SizeHint::with_exact(self.rest.len() as u64)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_body_goes_in_slices_of_one_copy() {
+        use http_body_util::BodyExt;
+        let body = Bytes::from(vec![1u8; CHUNK * 2 + 5]);
+        let busy = Arc::new(AtomicBool::new(false));
+        let mut tracked = TrackedBody::new(body.clone(), busy.clone());
+        assert!(busy.load(Ordering::Relaxed));
+        let mut sizes = Vec::new();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        while let Some(frame) = runtime.block_on(tracked.frame()) {
+            let data = frame.unwrap().into_data().unwrap();
+            assert!(body.as_ptr_range().contains(&data.as_ptr()), "not a copy");
+            sizes.push(data.len());
+        }
+        assert_eq!(sizes, [CHUNK, CHUNK, 5]);
+        drop(tracked);
+        assert!(!busy.load(Ordering::Relaxed));
+    }
 
     #[test]
     fn at_the_cap_the_oldest_idle_connection_goes_first() {

@@ -2,10 +2,12 @@
 //! runtime so they still answer, with 503, when the main runtime is wedged. A reserved
 //! descriptor lets `/healthz` answer even when the process has run out of descriptors, and
 //! connection limits ([`conn`]) and an off-path, shared `/metrics` render ([`render`]) keep
-//! any client from starving the endpoints the kubelet relies on.
+//! any client from starving the endpoints the kubelet relies on. Rendering is paced ([`pace`])
+//! to a quarter of one core, so a scrape flood cannot take CPU from the probes.
 
 pub(crate) mod client;
 pub(crate) mod conn;
+pub(crate) mod pace;
 mod render;
 
 use std::{
@@ -18,7 +20,6 @@ use std::{
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
-use http_body_util::Full;
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
@@ -130,6 +131,7 @@ fn serve_all(
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .thread_name("canary-metrics")
         .build()
     {
         Ok(runtime) => runtime,
@@ -231,7 +233,7 @@ async fn serve(stream: tokio::net::TcpStream, role: Role, served: Arc<Served>) {
     .await;
 }
 
-async fn route(request: &Request<Incoming>, role: Role, served: &Served) -> Response<Full<Bytes>> {
+async fn route(request: &Request<Incoming>, role: Role, served: &Served) -> Response<Bytes> {
     let metrics = matches!(role, Role::Metrics | Role::Both);
     let health = matches!(role, Role::Health | Role::Both);
     let state = &served.state;
@@ -259,7 +261,7 @@ async fn route(request: &Request<Incoming>, role: Role, served: &Served) -> Resp
 }
 
 /// The watchdog's verdict plus every vital's problems: 200 when none, else 503 naming them.
-fn healthz(state: &AdminState) -> Response<Full<Bytes>> {
+fn healthz(state: &AdminState) -> Response<Bytes> {
     let now = tokio::time::Instant::now();
     let mut verdict = state.scheduler.health(now, &state.watchdog);
     for vital in &state.vitals {
@@ -282,7 +284,7 @@ fn healthz(state: &AdminState) -> Response<Full<Bytes>> {
 }
 
 /// 200 once the spec source synced and no vital says otherwise.
-fn readyz(state: &AdminState) -> Response<Full<Bytes>> {
+fn readyz(state: &AdminState) -> Response<Bytes> {
     let now = tokio::time::Instant::now();
     let not_ready = if state.ready.load(Ordering::SeqCst) {
         state.vitals.iter().find_map(|v| v.not_ready(now))
@@ -303,8 +305,8 @@ fn readyz(state: &AdminState) -> Response<Full<Bytes>> {
     }
 }
 
-fn reply(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(body));
+fn reply(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Bytes> {
+    let mut response = Response::new(body);
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,

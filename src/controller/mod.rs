@@ -375,8 +375,9 @@ impl Running {
             self.engine.scheduler.retire(quiet_after);
             let _ = leave.send(Some(quiet_after));
             tokio::time::sleep(lead).await;
-            // Runs due by the promise that are a little late still start (peers leave those
-            // slots to this replica); later ones are retired. Bounded by another lead.
+            // Runs due by the promise that are a little late still start, and started ones
+            // finish (peers leave those slots to this replica); later ones are retired.
+            // Bounded by another lead.
             let until = tokio::time::Instant::now() + lead;
             while self.engine.scheduler.runs_pending_before_retirement()
                 && tokio::time::Instant::now() < until

@@ -33,12 +33,13 @@ use crate::{
 pub use crate::api::CheckKey;
 pub use audit::{Audit, AuditMetrics, Expectations, Expected};
 pub use history::History;
+pub use phase::slot_of;
 pub use run_now::{RUN_NOW_WINDOW, RunNow};
 pub use sink::{Registration, RunReport, Sink, Summary};
 pub use slots::{SlotPermit, SlotUsage, Slots, default_slots};
 pub use spec::{
     CheckInfo, GROUP_LABEL, Origin, Plan, RunnerSpec, STATUS_PAGE_ANNOTATION, Schedule, jitter,
-    quick_jitter, stable_hash,
+    quick_jitter, slot_offset, stable_hash,
 };
 pub use state::{CheckState, StateCounts};
 pub use watchdog::{Health, Vital, WatchdogConfig};
@@ -431,9 +432,11 @@ impl Scheduler {
         *lock(&self.shared.probe_until) = until;
     }
 
-    /// Whether a run due by the retirement limit (see [`Scheduler::retire`]) has not started
+    /// Whether a run due by the retirement limit (see [`Scheduler::retire`]) has not finished
     /// yet: a replica handing over waits for those before it stops its runners, or a run due
-    /// just before its promise but a little late would be cut and nobody would run that slot.
+    /// just before its promise but a little late, or still waiting for a slow target, would be
+    /// cut and nobody would run that slot (seen on loaded cores: the probe never reached the
+    /// target).
     pub fn runs_pending_before_retirement(&self) -> bool {
         let Some(limit) = *lock(&self.shared.retire_after) else {
             return false;
@@ -445,8 +448,7 @@ impl Scheduler {
             let slots = (self.shared.config.aligned)
                 .then(|| phase::Slots::new(handle.spec.schedule.interval, jitter(&handle.spec)));
             match state.phase {
-                RunPhase::Queued { .. } => true,
-                RunPhase::Running { .. } => false,
+                RunPhase::Queued { .. } | RunPhase::Running { .. } => true,
                 RunPhase::Idle => {
                     runs && !handle.task.is_finished()
                         && task::due_wall_ms(state.next_due, slots.as_ref()) <= limit
@@ -562,7 +564,7 @@ fn first_due(spec: &RunnerSpec, now: Instant, aligned: bool) -> Instant {
         };
     }
     let slots = phase::Slots::new(spec.schedule.interval, jitter(spec));
-    let wall_now = phase::unix_ms(jiff::Timestamp::now());
+    let (now, wall_now) = phase::clocks();
     let quiet_after = spec.resume_after.map(phase::unix_ms);
     if last_run.is_none() && !slots.binds(wall_now, quiet_after) {
         return now + quick_jitter(spec);

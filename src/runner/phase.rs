@@ -38,6 +38,11 @@ impl Slots {
         k.saturating_mul(self.interval).saturating_add(self.offset)
     }
 
+    /// The last slot at or before `at_ms`.
+    pub fn at_or_before(&self, at_ms: i64) -> i64 {
+        self.after(at_ms).saturating_sub(self.interval)
+    }
+
     /// The slot nearest to `at_ms` (ties to the later one).
     pub fn nearest(&self, at_ms: i64) -> i64 {
         let k = (at_ms - self.offset + self.interval / 2).div_euclid(self.interval);
@@ -78,6 +83,21 @@ impl Slots {
             self.after(now - 1)
         }
     }
+}
+
+/// The slot (Unix ms) of a run of a check that started at `at_ms`, its slots falling every
+/// `interval` from `offset` ([`super::slot_offset`]): the last at or before it, since a run never
+/// starts before its slot. Exact while runs start less than an interval late.
+pub fn slot_of(at_ms: i64, interval: Duration, offset: Duration) -> i64 {
+    Slots::new(interval, offset).at_or_before(at_ms)
+}
+
+/// The monotonic and wall clocks now (Unix ms), the wall clock read first: a slot converted
+/// against them ([`instant_of`]) is never early. Read the other way, a pause between the two
+/// reads (a preempted thread on busy cores) would move every such run that much before its slot.
+pub fn clocks() -> (Instant, i64) {
+    let wall = unix_ms(Timestamp::now());
+    (Instant::now(), wall)
 }
 
 /// Unix milliseconds of `at`.
@@ -131,6 +151,15 @@ mod tests {
         assert_eq!(s.after(-8_000), -7_500);
         assert_eq!(s.nearest(11_000), 12_500);
         assert_eq!(s.nearest(7_000), 2_500);
+        assert_eq!(s.at_or_before(12_499), 2_500);
+        assert_eq!(
+            s.at_or_before(12_500),
+            12_500,
+            "a run on its slot is that slot's"
+        );
+        assert_eq!(s.at_or_before(-1), -7_500);
+        let offset = Duration::from_millis(2_500);
+        assert_eq!(slot_of(21_000, Duration::from_secs(10), offset), 12_500);
         let wide = Slots::new(Duration::from_secs(10), Duration::from_secs(25));
         assert_eq!(
             wide.after(0),

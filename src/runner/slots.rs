@@ -1,15 +1,18 @@
 //! Probe slots: the global bound on probes in flight, shared fairly across namespaces.
 //!
-//! Rule: when a slot frees and checks wait, it goes to the waiting namespace that holds the
-//! fewest slots (ties: the namespace whose first waiter has waited longest); within a
-//! namespace, first come first served. So one namespace's slow checks never hold more than an
-//! equal share of the slots while other namespaces wait, and an idle system grants at once.
+//! Rule ([`policy`] has it in full): each namespace active in its last two intervals gets a fair
+//! share, `slots / active namespaces`; slots beyond a namespace's share are lent only out of
+//! headroom no other active namespace needed recently (its peak demand, up to its share). So a
+//! namespace whose slow checks want every slot leaves free what a quiet namespace beside it
+//! uses, while one namespace alone (or alone with demand) may use them all. A freed slot goes
+//! to the waiting namespace holding the fewest; within a namespace, first come first served.
 //!
 //! A waiter that goes away (its runner was removed) never strands a slot: a grant that cannot
 //! be delivered is released again at once.
 
+mod policy;
+
 use std::{
-    collections::{HashMap, VecDeque},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -17,31 +20,12 @@ use std::{
 use tokio::{sync::oneshot, time::Instant};
 
 use crate::lock;
+use policy::Pool;
 
 /// The shared slot pool; cheap to clone.
 #[derive(Clone)]
 pub struct Slots {
-    shared: Arc<Shared>,
-}
-
-struct Shared {
-    capacity: usize,
-    state: Mutex<State>,
-}
-
-#[derive(Default)]
-struct State {
-    in_use: usize,
-    by_namespace: HashMap<Arc<str>, usize>,
-    waiting: HashMap<Arc<str>, VecDeque<Waiter>>,
-    waiters: usize,
-    /// Last time a slot was released: the queue moves while this advances.
-    last_release: Option<Instant>,
-}
-
-struct Waiter {
-    since: Instant,
-    grant: oneshot::Sender<SlotPermit>,
+    pool: Arc<Mutex<Pool<oneshot::Sender<SlotPermit>>>>,
 }
 
 /// One slot, released when dropped.
@@ -55,7 +39,7 @@ pub struct SlotPermit {
 impl Drop for SlotPermit {
     fn drop(&mut self) {
         if self.armed {
-            self.slots.release(&self.namespace);
+            self.slots.settle(vec![self.namespace.clone()]);
         }
     }
 }
@@ -66,7 +50,9 @@ pub struct SlotUsage {
     pub capacity: usize,
     pub in_use: usize,
     pub waiting: usize,
-    pub last_release: Option<Instant>,
+    /// When the queue last moved for the waiter that has gone longest without (see
+    /// `Pool::moved`); `None` when nothing waits.
+    pub moved: Option<Instant>,
 }
 
 /// Fewest and most slots the default gives.
@@ -104,52 +90,39 @@ fn parse_open_files_limit(limits: &str) -> Option<u64> {
 impl Slots {
     pub fn new(capacity: usize) -> Self {
         Self {
-            shared: Arc::new(Shared {
-                capacity: capacity.max(1),
-                state: Mutex::new(State {
-                    last_release: Some(Instant::now()),
-                    ..State::default()
-                }),
-            }),
+            pool: Arc::new(Mutex::new(Pool::new(capacity, Instant::now()))),
         }
     }
 
-    /// Waits for a slot for a check of `namespace`; returns the slot and how long it waited.
-    pub async fn acquire(&self, namespace: &str) -> (SlotPermit, Duration) {
+    /// Waits for a slot for a check of `namespace` that runs every `interval`; returns the
+    /// slot and how long it waited.
+    pub async fn acquire(&self, namespace: &str, interval: Duration) -> (SlotPermit, Duration) {
         let start = Instant::now();
         let namespace: Arc<str> = Arc::from(namespace);
-        let receiver = {
-            let mut state = lock(&self.shared.state);
-            if state.in_use < self.shared.capacity && state.waiters == 0 {
-                state.take(&namespace);
-                return (self.permit(namespace), Duration::ZERO);
-            }
-            let (grant, receiver) = oneshot::channel();
-            (state.waiting.entry(namespace.clone()).or_default()).push_back(Waiter {
-                since: start,
-                grant,
-            });
-            state.waiters += 1;
-            receiver
-        };
+        let (grant, mut receiver) = oneshot::channel();
+        lock(&self.pool).arrive(&namespace, interval, grant, start);
+        self.settle(Vec::new());
+        if let Ok(permit) = receiver.try_recv() {
+            return (permit, Duration::ZERO);
+        }
         match receiver.await {
             Ok(permit) => (permit, start.elapsed()),
-            // The pool never drops a waiter's sender without granting: unreachable, but a
-            // direct slot is the safe answer.
+            // The pool drops a waiter's sender only by granting: unreachable, but a direct
+            // slot is the safe answer.
             Err(_) => {
-                lock(&self.shared.state).take(&namespace);
+                lock(&self.pool).take(&namespace, Instant::now());
                 (self.permit(namespace), start.elapsed())
             }
         }
     }
 
     pub fn usage(&self) -> SlotUsage {
-        let state = lock(&self.shared.state);
+        let pool = lock(&self.pool);
         SlotUsage {
-            capacity: self.shared.capacity,
-            in_use: state.in_use,
-            waiting: state.waiters,
-            last_release: state.last_release,
+            capacity: pool.capacity(),
+            in_use: pool.in_use(),
+            waiting: pool.waiting(),
+            moved: pool.moved(),
         }
     }
 
@@ -161,61 +134,28 @@ impl Slots {
         }
     }
 
-    /// Frees a slot of `namespace` and hands it to the next waiter, if any.
-    fn release(&self, namespace: &Arc<str>) {
-        let mut freed = namespace.clone();
+    /// Frees the slots of `freed` and hands out every slot the rule now allows.
+    fn settle(&self, mut freed: Vec<Arc<str>>) {
         loop {
-            let next = {
-                let mut state = lock(&self.shared.state);
-                state.give_back(&freed);
-                state.next_waiter()
+            let grants = {
+                let mut pool = lock(&self.pool);
+                let now = Instant::now();
+                for namespace in freed.drain(..) {
+                    pool.release(&namespace, now);
+                }
+                pool.grants(now)
             };
-            let Some((namespace, waiter)) = next else {
-                return;
-            };
-            // Send outside the lock: a permit dropped on failure releases through here again.
-            match waiter.grant.send(self.permit(namespace)) {
-                Ok(()) => return,
-                Err(mut undelivered) => {
+            // Send outside the lock; a waiter gone away gives its slot back.
+            for (namespace, waiter) in grants {
+                if let Err(mut undelivered) = waiter.send(self.permit(namespace)) {
                     undelivered.armed = false;
-                    freed = undelivered.namespace.clone();
+                    freed.push(undelivered.namespace.clone());
                 }
             }
-        }
-    }
-}
-
-impl State {
-    fn take(&mut self, namespace: &Arc<str>) {
-        self.in_use += 1;
-        *self.by_namespace.entry(namespace.clone()).or_default() += 1;
-    }
-
-    fn give_back(&mut self, namespace: &Arc<str>) {
-        self.in_use = self.in_use.saturating_sub(1);
-        if let Some(count) = self.by_namespace.get_mut(namespace) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                self.by_namespace.remove(namespace);
+            if freed.is_empty() {
+                return;
             }
         }
-        self.last_release = Some(Instant::now());
-    }
-
-    /// The waiter the fairness rule picks, with its slot already taken.
-    fn next_waiter(&mut self) -> Option<(Arc<str>, Waiter)> {
-        let namespace = (self.waiting.iter())
-            .filter_map(|(ns, queue)| queue.front().map(|w| (ns, w.since)))
-            .min_by_key(|(ns, since)| (self.by_namespace.get(*ns).copied().unwrap_or(0), *since))
-            .map(|(ns, _)| ns.clone())?;
-        let queue = self.waiting.get_mut(&namespace)?;
-        let waiter = queue.pop_front()?;
-        if queue.is_empty() {
-            self.waiting.remove(&namespace);
-        }
-        self.waiters -= 1;
-        self.take(&namespace);
-        Some((namespace, waiter))
     }
 }
 
@@ -236,15 +176,17 @@ mod tests {
         assert!((MIN_DEFAULT..=MAX_DEFAULT).contains(&slots), "{slots}");
     }
 
+    const SECOND: Duration = Duration::from_secs(1);
+
     #[tokio::test(start_paused = true)]
     async fn an_idle_pool_grants_at_once_and_a_full_one_queues() {
         let slots = Slots::new(2);
-        let (a, waited) = slots.acquire("x").await;
+        let (a, waited) = slots.acquire("x", SECOND).await;
         assert_eq!(waited, Duration::ZERO);
-        let (_b, _) = slots.acquire("x").await;
+        let (_b, _) = slots.acquire("x", SECOND).await;
         let pending = tokio::spawn({
             let slots = slots.clone();
-            async move { slots.acquire("x").await }
+            async move { slots.acquire("x", SECOND).await }
         });
         tokio::time::sleep(Duration::from_secs(3)).await;
         assert_eq!(slots.usage().waiting, 1);
@@ -254,44 +196,78 @@ mod tests {
         assert_eq!(slots.usage().in_use, 2);
     }
 
+    /// Holds a slot of `namespace` for `busy`, `runs` times in a row, every `interval`;
+    /// returns the longest wait.
+    async fn runs(
+        slots: Slots,
+        namespace: &'static str,
+        interval: Duration,
+        busy: Duration,
+        runs: usize,
+    ) -> Duration {
+        let mut worst = Duration::ZERO;
+        let mut due = Instant::now();
+        for _ in 0..runs {
+            tokio::time::sleep_until(due).await;
+            let (permit, waited) = slots.acquire(namespace, interval).await;
+            worst = worst.max(waited);
+            tokio::time::sleep(busy).await;
+            drop(permit);
+            due += interval;
+        }
+        worst
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn a_busy_namespace_gets_no_more_than_its_share_while_others_wait() {
-        let slots = Slots::new(4);
-        // Namespace "slow" holds every slot and queues 10 more; "quick" then queues 10.
-        let mut held: Vec<SlotPermit> = Vec::new();
-        for _ in 0..4 {
-            held.push(slots.acquire("slow").await.0);
+    async fn a_quiet_namespace_never_waits_behind_a_noisy_one() {
+        // The finding: 16 slots; "noisy" 300 checks every 5 s that each hold a slot 4 s;
+        // "quiet" 5 checks every second, 1 ms each, spread over the second.
+        let slots = Slots::new(16);
+        let busy = Duration::from_secs(4);
+        for i in 0..300u64 {
+            let (slots, offset) = (slots.clone(), Duration::from_millis(i * 5_000 / 300));
+            tokio::spawn(async move {
+                tokio::time::sleep(offset).await;
+                runs(slots, "noisy", 5 * SECOND, busy, 1_000).await
+            });
         }
-        let mut waiters = Vec::new();
-        for ns in std::iter::repeat_n("slow", 10).chain(std::iter::repeat_n("quick", 10)) {
-            let slots = slots.clone();
-            waiters.push(tokio::spawn(async move { (ns, slots.acquire(ns).await.0) }));
-            tokio::time::sleep(Duration::from_millis(1)).await;
+        // quiet starts once noisy holds every slot: its first run waits for one to free.
+        tokio::time::sleep(SECOND).await;
+        assert_eq!(slots.usage().in_use, 16);
+        let quiet: Vec<_> = (0..5u64)
+            .map(|i| {
+                let (slots, offset) = (slots.clone(), Duration::from_millis(i * 200));
+                tokio::spawn(async move {
+                    tokio::time::sleep(offset).await;
+                    let first =
+                        runs(slots.clone(), "quiet", SECOND, Duration::from_millis(1), 1).await;
+                    let rest = runs(slots, "quiet", SECOND, Duration::from_millis(1), 100).await;
+                    (first, rest)
+                })
+            })
+            .collect();
+        for handle in quiet {
+            let (first, rest) = handle.await.unwrap();
+            // The first run of a namespace nobody knew waits at most one noisy run.
+            assert!(first <= busy, "first run waited {first:?}");
+            // Then quiet's headroom is kept free: it never waits behind noisy again (at most
+            // behind its own 1 ms runs).
+            assert!(
+                rest <= Duration::from_millis(5),
+                "later runs waited up to {rest:?}"
+            );
         }
-        // Every freed slot goes to "quick" until it holds its equal share (2 of 4).
-        held.truncate(1);
-        tokio::time::sleep(Duration::from_millis(1)).await;
-        let state = slots.usage();
-        assert_eq!(state.in_use, 4);
-        let quick = lock(&slots.shared.state).by_namespace.get("quick").copied();
-        assert_eq!(quick, Some(2), "quick got the freed slots up to half");
-        held.clear();
-        tokio::time::sleep(Duration::from_millis(1)).await;
-        let shares = lock(&slots.shared.state).by_namespace.clone();
-        assert_eq!(shares.get("quick"), Some(&2));
-        assert_eq!(shares.get("slow"), Some(&2));
-        for waiter in waiters {
-            waiter.abort();
-        }
+        // Noisy kept busy every slot but quiet's headroom (its peak demand, at most 5).
+        assert!(slots.usage().in_use >= 11, "{:?}", slots.usage());
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_waiter_that_goes_away_strands_no_slot() {
         let slots = Slots::new(1);
-        let (held, _) = slots.acquire("x").await;
+        let (held, _) = slots.acquire("x", SECOND).await;
         let gone = tokio::spawn({
             let slots = slots.clone();
-            async move { slots.acquire("x").await }
+            async move { slots.acquire("x", SECOND).await }
         });
         tokio::time::sleep(Duration::from_millis(1)).await;
         gone.abort();
@@ -299,7 +275,7 @@ mod tests {
         drop(held);
         let usage = slots.usage();
         assert_eq!((usage.in_use, usage.waiting), (0, 0));
-        let (_again, waited) = slots.acquire("y").await;
+        let (_again, waited) = slots.acquire("y", SECOND).await;
         assert_eq!(waited, Duration::ZERO);
     }
 }

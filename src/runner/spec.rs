@@ -242,7 +242,18 @@ pub fn jitter(spec: &RunnerSpec) -> Duration {
         Some(uid) => stable_hash(&[uid.as_bytes()]),
         None => stable_hash(&[spec.key.namespace.as_bytes(), spec.key.name.as_bytes()]),
     };
-    let interval = u64::try_from(spec.schedule.interval.as_millis())
+    within(hash, spec.schedule.interval)
+}
+
+/// The [`jitter`] of the check with `uid` at `interval`: where its wall-clock slots fall within
+/// the interval under `--sharding shards` (see [`super::slot_of`]), as every replica computes it.
+pub fn slot_offset(uid: &str, interval: Duration) -> Duration {
+    within(stable_hash(&[uid.as_bytes()]), interval)
+}
+
+/// `hash` as whole milliseconds within `interval`.
+fn within(hash: u64, interval: Duration) -> Duration {
+    let interval = u64::try_from(interval.as_millis())
         .unwrap_or(u64::MAX)
         .max(1);
     Duration::from_millis(hash % interval)

@@ -66,7 +66,10 @@ pub(super) async fn run(shared: Arc<Shared>, runner: Runner, wake: Arc<Notify>, 
         lock(state).phase = RunPhase::Queued {
             since: Instant::now(),
         };
-        let (permit, slot_wait) = shared.slots.acquire(&spec.key.namespace).await;
+        let (permit, slot_wait) = shared
+            .slots
+            .acquire(&spec.key.namespace, spec.schedule.interval)
+            .await;
         let started = Instant::now();
         if gated(&shared, started) {
             // Not this replica's to probe for now: the run is skipped, not stacked.
@@ -132,7 +135,7 @@ fn next_run(
     let (next_due, skipped) = next_due_after(due, spec.schedule.interval, now);
     match slots {
         Some(slots) => {
-            let wall_now = phase::unix_ms(jiff::Timestamp::now());
+            let (now, wall_now) = phase::clocks();
             (phase::snap(slots, next_due, now, wall_now), skipped)
         }
         None => (next_due, skipped),

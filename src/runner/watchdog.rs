@@ -166,13 +166,12 @@ pub(super) fn assess(shared: &Shared, now: Instant, config: &WatchdogConfig) -> 
     }
 }
 
-/// Checks wait for slots, yet no slot came free for longer than any probe may run.
+/// Checks wait for slots, yet their queue did not move for longer than any probe may run (a
+/// namespace holding slots got none back; one holding none saw no slot come free anywhere).
+/// Slots kept free as another namespace's headroom do not count as movement.
 fn queue_stall(shared: &Shared, now: Instant, limit: Duration) -> Option<String> {
     let usage = shared.slots.usage();
-    if usage.waiting == 0 {
-        return None;
-    }
-    let still = now.saturating_duration_since(usage.last_release?);
+    let still = now.saturating_duration_since(usage.moved?);
     (still > limit).then(|| {
         format!(
             "the probe-slot queue has not moved for {} with {} checks waiting and {} of {} slots in use",

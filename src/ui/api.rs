@@ -56,23 +56,16 @@ impl PageRequest {
     }
 }
 
-/// One page of `checks` (sorted by namespace and name).
-pub fn list(checks: &[Check], request: &PageRequest) -> Value {
-    let start = match &request.after {
-        Some((namespace, name)) => checks.partition_point(|c| {
-            (c.key.namespace.as_str(), c.key.name.as_str()) <= (namespace.as_str(), name.as_str())
-        }),
-        None => 0,
-    };
-    let page = &checks[start..checks.len().min(start + request.limit)];
-    let more = start + page.len() < checks.len();
+/// One page of the list (`page`, sorted by namespace and name) of `total` visible checks; the
+/// `continue` token is the last key of the page when `more` follow.
+pub fn list(page: &[Check], total: usize, more: bool) -> Value {
     let token = (page.last())
         .filter(|_| more)
         .map(|c| format!("{}/{}", c.key.namespace, c.key.name));
     json!({
         "items": page.iter().map(summary).collect::<Vec<_>>(),
         "continue": token,
-        "total": checks.len(),
+        "total": total,
     })
 }
 

@@ -1,16 +1,22 @@
-//! The status page, served by Canary itself on its own port: an overview, a page per check,
-//! a JSON API and README badges, read-only and built from the runners' in-memory history.
-//! Served on the main runtime under the admin endpoints' connection limits; every response
-//! carries a strict Content-Security-Policy and `Cache-Control: no-cache`.
+//! The status page, served by Canary itself on its own port: an overview (paginated, with
+//! search), a page per check, a JSON API and README badges, read-only and built from the
+//! runners' in-memory history. Served from its own thread and runtime, away from the probes
+//! ([`serve`]), under the admin endpoints' connection limits and a budget for unsent bodies;
+//! every response carries a strict Content-Security-Policy and `Cache-Control: no-cache`.
 
 mod api;
 mod assets;
 mod badge;
+pub mod budget;
 mod chart;
 pub mod forward;
+pub mod listing;
 pub mod model;
+mod overview;
 pub mod page;
 mod paths;
+mod reply;
+mod serve;
 
 use std::{
     net::SocketAddr,
@@ -21,19 +27,17 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::Full;
-use hyper::body::Incoming;
-use tokio::net::TcpListener;
+use http::{HeaderValue, Request, Response, StatusCode};
 
-use crate::{
-    admin::conn::{Connections, serve_limited},
-    api::CheckKey,
-};
+use crate::api::CheckKey;
 pub use api::{ApiError, PageRequest};
 pub use forward::{Owner, Owners};
+use listing::Filter;
 use model::{Source, Span};
 pub use page::{BAR_RESULTS, PageContext};
+use reply::Reply;
+pub use reply::gzip;
+pub use serve::{RENDER_SHARE, Serving};
 
 /// No script, style, image or connection from anywhere but this server; no framing.
 const CSP: &str = "default-src 'self'; img-src 'self' data:; object-src 'none'; \
@@ -48,6 +52,8 @@ pub enum UiError {
         #[source]
         source: std::io::Error,
     },
+    #[error("starting the status page's thread: {0}")]
+    Thread(#[source] std::io::Error),
 }
 
 /// What the page shows and how.
@@ -60,7 +66,7 @@ pub struct Ui {
     pub owners: Option<Arc<dyn Owners>>,
 }
 
-/// The bound page, before it serves.
+/// The bound page, before it serves ([`Bound::start`]).
 pub struct Bound {
     pub addr: SocketAddr,
     listener: std::net::TcpListener,
@@ -75,165 +81,6 @@ pub fn bind(addr: SocketAddr) -> Result<Bound, UiError> {
         Ok::<_, std::io::Error>(Bound { addr, listener })
     };
     bind().map_err(|source| UiError::Bind { addr, source })
-}
-
-impl Bound {
-    /// Serves until aborted; must run on a Tokio runtime.
-    pub async fn serve(self, ui: Ui) {
-        let listener = match TcpListener::from_std(self.listener) {
-            Ok(listener) => listener,
-            Err(error) => {
-                tracing::error!(%error, "cannot serve the status page");
-                return;
-            }
-        };
-        let ui = Arc::new(ui);
-        let connections = Arc::new(Connections::default());
-        loop {
-            match listener.accept().await {
-                Ok((stream, _)) => {
-                    let (ui, connections) = (ui.clone(), connections.clone());
-                    tokio::spawn(async move {
-                        serve_limited(stream, &connections, "ui", move |request| {
-                            let ui = ui.clone();
-                            async move {
-                                let gzip = accepts_gzip(&request);
-                                let reply = ui.respond(&request).await.compressed(gzip);
-                                ui.signed(secure(reply))
-                            }
-                        })
-                        .await;
-                    });
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "status page accept failed");
-                    // Out of descriptors: let probes have them for a moment.
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                }
-            }
-        }
-    }
-}
-
-/// A response before the common headers.
-struct Reply {
-    status: StatusCode,
-    content_type: &'static str,
-    body: Bytes,
-    /// The body depends on `Accept-Encoding`.
-    vary: bool,
-    /// The body is gzipped.
-    gzip: bool,
-}
-
-impl Reply {
-    fn new(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Self {
-        Self {
-            status,
-            content_type,
-            body: body.into(),
-            vary: false,
-            gzip: false,
-        }
-    }
-
-    fn html(status: StatusCode, markup: maud::Markup) -> Self {
-        Self::new(status, "text/html; charset=utf-8", markup.into_string())
-    }
-
-    /// The owner's reply to a forwarded request, with one of the page's own content types.
-    fn relayed(relayed: forward::Relayed) -> Self {
-        let given = relayed.content_type.unwrap_or_default();
-        let content_type = match given.split(';').next().unwrap_or_default().trim() {
-            "text/html" => "text/html; charset=utf-8",
-            "application/json" => "application/json",
-            "image/svg+xml" => "image/svg+xml",
-            _ => "application/octet-stream",
-        };
-        Self::new(relayed.status, content_type, relayed.body)
-    }
-
-    fn json(status: StatusCode, value: &serde_json::Value) -> Self {
-        Self::new(status, "application/json", value.to_string())
-    }
-
-    fn error(status: StatusCode, message: impl std::fmt::Display) -> Self {
-        Self::json(status, &serde_json::json!({ "error": message.to_string() }))
-    }
-}
-
-/// Bodies smaller than this go as they are (a packet holds them anyway).
-const COMPRESS_ABOVE: usize = 1400;
-
-/// Whether the client takes gzip (`Accept-Encoding: gzip`, not `gzip;q=0`).
-fn accepts_gzip(request: &Request<Incoming>) -> bool {
-    let accepted = request.headers().get_all(header::ACCEPT_ENCODING);
-    accepted
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|value| {
-            value.split(',').any(|coding| {
-                let mut parts = coding.split(';').map(str::trim);
-                parts.next() == Some("gzip") && !parts.any(|p| p.replace(' ', "") == "q=0")
-            })
-        })
-}
-
-impl Reply {
-    /// Gzipped when the client takes it and it pays (a 1,000-check overview is megabytes of
-    /// repetitive HTML and shrinks about tenfold).
-    fn compressed(mut self, accepted: bool) -> Self {
-        self.vary = true;
-        if !accepted || self.body.len() <= COMPRESS_ABOVE {
-            return self;
-        }
-        if let Some(body) = gzip(&self.body) {
-            self.body = body.into();
-            self.gzip = true;
-        }
-        self
-    }
-}
-
-/// `body` gzipped at the fastest level (the page is rendered per request).
-pub fn gzip(body: &[u8]) -> Option<Vec<u8>> {
-    use std::io::Write;
-    let mut encoder = flate2::write::GzEncoder::new(
-        Vec::with_capacity(body.len() / 8),
-        flate2::Compression::fast(),
-    );
-    encoder.write_all(body).ok()?;
-    encoder.finish().ok()
-}
-
-fn secure(reply: Reply) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(reply.body));
-    *response.status_mut() = reply.status;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(reply.content_type),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    if reply.vary {
-        headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
-    }
-    if reply.gzip {
-        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-    }
-    response
 }
 
 /// The route of a request path.
@@ -287,28 +134,8 @@ fn route(path: &str) -> Route<'_> {
 }
 
 impl Ui {
-    async fn respond(&self, request: &Request<Incoming>) -> Reply {
-        if !matches!(*request.method(), Method::GET | Method::HEAD) {
-            return Reply::error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "the status page is read-only",
-            );
-        }
-        let query: Vec<(String, String)> = (request.uri().query())
-            .map(|q| {
-                url::form_urlencoded::parse(q.as_bytes())
-                    .into_owned()
-                    .collect()
-            })
-            .unwrap_or_default();
-        if let Some(reply) = self.forwarded(request).await {
-            return reply;
-        }
-        self.answer(request.uri().path(), &query, now())
-    }
-
     /// With shards, names this replica on every reply (see [`forward::IDENTITY`]).
-    fn signed(&self, mut response: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+    fn signed(&self, mut response: Response<Bytes>) -> Response<Bytes> {
         let identity = self.owners.as_ref().map(|owners| owners.identity());
         if let Some(value) = identity.and_then(|i| HeaderValue::from_str(&i).ok()) {
             response.headers_mut().insert(forward::IDENTITY, value);
@@ -318,7 +145,7 @@ impl Ui {
 
     /// The owner's reply for a check another replica probes (sharding), when this one does not
     /// hold it and the request was not forwarded already.
-    async fn forwarded(&self, request: &Request<Incoming>) -> Option<Reply> {
+    async fn forwarded<B>(&self, request: &Request<B>) -> Option<Reply> {
         let owners = self.owners.as_ref()?;
         let route = route(request.uri().path());
         let key = route.check()?;
@@ -361,9 +188,9 @@ impl Ui {
         match route(path) {
             Route::Asset(content_type, body) => Reply::new(StatusCode::OK, content_type, body),
             Route::Overview => {
-                let failing_only = query.iter().any(|(k, v)| k == "failing" && v != "0");
-                let checks = self.source.checks(now);
-                Reply::html(StatusCode::OK, page::overview(&checks, failing_only, &ctx))
+                let filter = Filter::parse(query);
+                let listing = (self.source).overview(&filter, listing::page_number(query), now);
+                Reply::html(StatusCode::OK, page::overview(&listing, &filter, &ctx))
             }
             Route::Detail(key) => match self.source.detail(&key, now) {
                 Some(detail) => Reply::html(StatusCode::OK, page::detail(&detail, &ctx)),
@@ -371,8 +198,9 @@ impl Ui {
             },
             Route::List => match PageRequest::parse(query) {
                 Ok(request) => {
-                    let checks = self.source.checks(now);
-                    Reply::json(StatusCode::OK, &api::list(&checks, &request))
+                    let after = request.after.as_ref();
+                    let (page, total, more) = self.source.list(after, request.limit, now);
+                    Reply::json(StatusCode::OK, &api::list(&page, total, more))
                 }
                 Err(error) => Reply::error(StatusCode::BAD_REQUEST, error),
             },

@@ -1,11 +1,10 @@
-//! The server-rendered pages: an overview of every check, grouped, and one page per check.
-//! Complete without JavaScript; `app.js` only refreshes the parts marked `data-live` and
+//! The server-rendered pages: the overview ([`overview`], in its own file) and one page per
+//! check. Complete without JavaScript; `app.js` only refreshes the parts marked `data-live` and
 //! applies the filter in place. No inline styles or scripts, so the CSP can be strict.
-
-use std::collections::BTreeMap;
 
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
+pub use super::overview::overview;
 use super::{
     badge, chart,
     model::{Check, Detail, Span},
@@ -52,7 +51,7 @@ pub fn title_of(result: &RunEntry) -> String {
     )
 }
 
-fn layout(title: &str, ctx: &PageContext, body: Markup) -> Markup {
+pub(super) fn layout(title: &str, ctx: &PageContext, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -94,50 +93,7 @@ fn layout(title: &str, ctx: &PageContext, body: Markup) -> Markup {
     }
 }
 
-/// The overview: every check as a card, grouped by `canary.dev/group` or namespace.
-pub fn overview(checks: &[Check], failing_only: bool, ctx: &PageContext) -> Markup {
-    let failing = checks.iter().filter(|c| c.state.needs_attention()).count();
-    let mut groups: BTreeMap<&str, Vec<&Check>> = BTreeMap::new();
-    for check in checks
-        .iter()
-        .filter(|c| !failing_only || c.state.needs_attention())
-    {
-        groups.entry(&check.group).or_default().push(check);
-    }
-    let since = checks.iter().map(|c| c.since).min();
-    let body = html! {
-        nav #summary.summary data-live {
-            span.count { (checks.len()) " checks" }
-            span.count.failing[failing > 0] { (failing) " failing" }
-            @if failing_only {
-                a.filter.on href="/" data-filter aria-pressed="true" { "Failing only" }
-            } @else {
-                a.filter href="/?failing=1" data-filter aria-pressed="false" { "Failing only" }
-            }
-        }
-        main #content data-live data-refresh-seconds="10" {
-            @if groups.is_empty() {
-                p.empty {
-                    @if failing_only { "Nothing is failing." } @else { "No checks." }
-                }
-            }
-            @for (group, members) in &groups {
-                section.group {
-                    h2 { (group) span.dim { " · " (members.len()) } }
-                    div.cards {
-                        @for check in members { (card(check, ctx)) }
-                    }
-                }
-            }
-            @if let Some(since) = since {
-                p.since { "History since " (time(since)) " (kept in memory; a restart starts it again)." }
-            }
-        }
-    };
-    layout("Canary status", ctx, body)
-}
-
-fn card(check: &Check, ctx: &PageContext) -> Markup {
+pub(super) fn card(check: &Check, ctx: &PageContext) -> Markup {
     let href = super::paths::check_path("/checks", &check.key);
     let shown = &check.results[check.results.len().saturating_sub(BAR_RESULTS)..];
     let day = check.window(Span::Day);

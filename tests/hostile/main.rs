@@ -7,5 +7,6 @@ mod cli;
 mod deny;
 mod redirects;
 mod specs;
+mod tenants;
 mod words;
 mod words_cli;

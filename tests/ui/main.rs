@@ -1,7 +1,9 @@
 //! The status page of `canary standalone`, as a real process over loopback: its JSON API,
-//! badges, redaction and hidden checks ([`api`]), and the page in a real Chromium at desktop
-//! and phone widths ([`browser`]). The operator's page is tested in `tests/e2e/status_page.rs`.
+//! badges, redaction and hidden checks ([`api`]), the page in a real Chromium at desktop
+//! and phone widths ([`browser`]), and its bounds under hostile clients ([`abuse`]). The
+//! operator's page is tested in `tests/e2e/status_page.rs`.
 
+mod abuse;
 mod api;
 mod browser;
 mod names;

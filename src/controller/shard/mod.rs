@@ -36,12 +36,19 @@
 //! start, doubled (from one duration, up to 16) each time it had to stop for lack of renewals,
 //! and reset after it stayed admitted for 16 durations. A flapping replica thus leaves the ring
 //! once and stays out until it has been steady, instead of pulling checks back and forth.
+//!
+//! **Code.** The decisions are pure, over an explicit clock: `tenure` (standing: renew
+//! deadline, join delay, admission) and `handover` (the ring, whether gains may start, the
+//! peers' promises); [`peers`] judges the peers' Leases; `member` does the Lease I/O and
+//! publishes what they decide.
 
 mod directory;
+mod handover;
 mod lease;
 mod member;
 pub mod peers;
 pub mod ring;
+mod tenure;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 

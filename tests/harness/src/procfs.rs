@@ -1,5 +1,5 @@
 //! `/proc` readers: open descriptors of this process, CPU time, memory and per-thread CPU of
-//! any process (`"self"` or a pid).
+//! any process (`"self"` or a pid), and the kernel's send queues of the sockets of a port.
 
 use std::{fmt::Display, process::Command, sync::OnceLock, time::Duration};
 
@@ -66,6 +66,28 @@ pub fn thread_ticks(pid: impl Display) -> Vec<(String, u64)> {
         .collect();
     out.sort_by_key(|t| std::cmp::Reverse(t.1));
     out
+}
+
+/// Bytes queued in the kernel to be sent on the TCP sockets bound to local port `port` (IPv4
+/// and IPv6): what a server's unread replies hold outside its own memory (charged to its
+/// cgroup all the same).
+pub fn tcp_send_queue(port: u16) -> u64 {
+    let local = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .flat_map(|table| {
+            let rows: Vec<u64> = (table.lines().skip(1))
+                .filter_map(|row| {
+                    let fields: Vec<&str> = row.split_whitespace().collect();
+                    let queues = fields.get(4)?.split_once(':')?.0;
+                    (fields.get(1)?.ends_with(&local))
+                        .then(|| u64::from_str_radix(queues, 16).ok())?
+                })
+                .collect();
+            rows
+        })
+        .sum()
 }
 
 #[test]

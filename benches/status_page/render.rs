@@ -1,8 +1,6 @@
-//! Status page benchmark: 1,000 checks (`CHECKS`) at full history (every check run 110 times at
-//! a 1 s interval on a paused clock, alternating success and failure so results and transitions
-//! are full), then the memory each check costs and how long the pages take to render.
-//! Run: `cargo bench --bench status_page` (bench profile: fat LTO, as shipped; prints its figures). `RENDERS` sets the
-//! renders timed per page.
+//! Section `render`: 1,000 checks (`CHECKS`) at full history in this process (every check run
+//! 110 times at a 1 s interval on a paused clock, alternating success and failure so results
+//! and transitions are full), then the memory each check costs and how long the pages take.
 
 use std::{
     sync::Arc,
@@ -16,6 +14,7 @@ use canary_operator::{
     runner::{CheckInfo, CheckKey, Plan, Prober, RunnerSpec, Schedule, Scheduler, SchedulerConfig},
     ui::{
         PageContext,
+        listing::{Filter, PAGE_SIZE},
         model::Source,
         page::{detail, overview},
     },
@@ -81,7 +80,8 @@ fn time(renders: usize, render: impl Fn() -> usize) -> (f64, f64, usize) {
     (mean, took.iter().copied().fold(0.0, f64::max), size)
 }
 
-fn main() {
+/// Runs the section.
+pub fn run() {
     let checks = env_or("CHECKS", 1000);
     let renders = env_or("RENDERS", 20);
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -132,32 +132,42 @@ fn main() {
         redacted: false,
         peers: Vec::new(),
     };
-    let (mean, max, size) = time(renders, || {
-        overview(&source.checks(now), false, &ctx)
-            .into_string()
-            .len()
-    });
+    let query = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        (pairs.iter())
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let all = Filter::default();
+    let failing = Filter::parse(&query(&[("failing", "1")]));
+    let search = Filter::parse(&query(&[("q", "team-7")]));
+    let page = |filter: &Filter, n: usize| {
+        overview(&source.overview(filter, n, now), filter, &ctx).into_string()
+    };
+    let (mean, max, size) = time(renders, || page(&all, 1).len());
     println!(
-        "overview of {checks} checks: {mean:.1} ms mean, {max:.1} ms slowest ({:.0} KiB of HTML)",
+        "overview of {checks} checks, page 1 ({PAGE_SIZE} cards): {mean:.1} ms mean, {max:.1} ms slowest ({:.0} KiB of HTML)",
         size as f64 / 1024.0
     );
-    let html = overview(&source.checks(now), false, &ctx).into_string();
+    let html = page(&all, 1);
     let (mean, max, size) = time(renders, || {
         canary_operator::ui::gzip(html.as_bytes()).map_or(0, |z| z.len())
     });
     println!(
-        "gzip of that overview: {mean:.1} ms mean, {max:.1} ms slowest ({:.0} KiB sent)",
+        "gzip of that page: {mean:.1} ms mean, {max:.1} ms slowest ({:.0} KiB sent)",
         size as f64 / 1024.0
     );
-    let (mean, max, size) = time(renders, || {
-        overview(&source.checks(now), true, &ctx)
-            .into_string()
-            .len()
-    });
-    println!(
-        "failing-only overview: {mean:.1} ms mean, {max:.1} ms slowest ({:.0} KiB)",
-        size as f64 / 1024.0
-    );
+    let last = checks.div_ceil(PAGE_SIZE);
+    for (what, filter, n) in [
+        ("last page", &all, last),
+        ("failing only, page 1", &failing, 1),
+        ("search \"team-7\", page 1", &search, 1),
+    ] {
+        let (mean, max, size) = time(renders, || page(filter, n).len());
+        println!(
+            "overview, {what}: {mean:.1} ms mean, {max:.1} ms slowest ({:.0} KiB)",
+            size as f64 / 1024.0
+        );
+    }
     let key = CheckKey {
         namespace: "team-7".into(),
         name: "service-7".into(),
