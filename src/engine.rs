@@ -109,6 +109,8 @@ pub enum EngineError {
     },
     #[error(transparent)]
     Admin(#[from] AdminError),
+    #[error(transparent)]
+    Ui(UiError),
 }
 
 impl EngineError {
@@ -154,8 +156,12 @@ impl EngineError {
 
 impl From<UiError> for EngineError {
     fn from(error: UiError) -> Self {
-        let UiError::Bind { addr, source } = error;
-        Self::listen("the status page", "--ui-bind-address", addr, source)
+        match error {
+            UiError::Bind { addr, source } => {
+                Self::listen("the status page", "--ui-bind-address", addr, source)
+            }
+            other => Self::Ui(other),
+        }
     }
 }
 
