@@ -27,20 +27,32 @@ mod convert;
 /// Canary: health checks for HTTP, TCP, TLS, DNS and gRPC endpoints, from a Kubernetes operator
 /// or files.
 #[derive(Debug, Parser)]
-#[command(name = "canary", version, about)]
+#[command(name = "canary", version, about, next_display_order = None)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
     /// Log format.
-    #[arg(long, global = true, env = "CANARY_LOG_FORMAT", default_value = "text")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Logging",
+        env = "CANARY_LOG_FORMAT",
+        default_value = "text"
+    )]
     pub log_format: LogFormat,
     /// Log level (error, warn, info, debug, trace), or a tracing filter such as
     /// `info,canary_operator::controller=debug`; RUST_LOG, when set, takes precedence.
-    #[arg(long, global = true, env = "CANARY_LOG_LEVEL", default_value = "info")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Logging",
+        env = "CANARY_LOG_LEVEL",
+        default_value = "info"
+    )]
     pub log_level: String,
     /// Log lines queued for stderr before new ones are dropped (counted in
     /// `canary_log_lines_dropped_total`): a stderr that stops draining never blocks probing.
-    #[arg(long, global = true, env = "CANARY_LOG_QUEUE_LINES", default_value_t = 16_384,
+    #[arg(long, global = true, help_heading = "Logging", env = "CANARY_LOG_QUEUE_LINES", default_value_t = 16_384,
           value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
     pub log_queue_lines: u32,
 }

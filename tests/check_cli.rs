@@ -137,13 +137,14 @@ async fn exit_codes_and_json_shape() {
 }
 
 #[test]
-fn invalid_input_names_file_document_and_field() {
+fn invalid_input_names_file_document_line_and_field_with_a_hint() {
     let dir = tempfile::tempdir().unwrap();
+    // Document 2 starts on line 8 of each file; its spec on line 11.
     let cases = [
         (
             "missing-url.yaml",
             "spec:\n  http: {method: GET}\n",
-            "spec.http: missing field `url`",
+            "line 12: spec.http: missing field `url`",
         ),
         (
             "two-kinds.yaml",
@@ -153,22 +154,32 @@ fn invalid_input_names_file_document_and_field() {
         (
             "timeout.yaml",
             "spec:\n  interval: 5s\n  timeout: 5s\n  tcp: {host: a, port: 1}\n",
-            "spec.timeout",
+            "line 13: default/broken (invalid spec: spec.timeout",
         ),
         (
             "threshold.yaml",
             "spec:\n  failureThreshold: -1\n  tcp: {host: a, port: 1}\n",
-            "spec.failureThreshold",
+            "line 12: default/broken (invalid spec: spec.failureThreshold",
         ),
         (
             "duration.yaml",
             "spec:\n  interval: 1d\n  tcp: {host: a, port: 1}\n",
-            "spec.interval",
+            "line 12: default/broken (invalid spec: spec.interval",
         ),
         (
             "typo.yaml",
             "spec:\n  tcp: {host: a, port: 1, hots: b}\n",
-            "spec.tcp.hots: unknown field",
+            "line 12: spec.tcp.hots: unknown field (did you mean `host`?)",
+        ),
+        (
+            "top-typo.yaml",
+            "spce:\n  tcp: {host: a, port: 1}\n",
+            "line 11: spce: unknown field (did you mean `spec`?)",
+        ),
+        (
+            "port.yaml",
+            "spec:\n  tcp: {host: a, port: http}\n",
+            "line 12: spec.tcp.port: expected a port number (1 to 65535), got the string \"http\"",
         ),
         (
             "enum.yaml",

@@ -88,6 +88,16 @@ async fn the_docs_say_which_ports_the_service_exposes_as_the_chart_renders_it() 
             "{value} is on the Service: {row}"
         );
     }
+    // values.yaml's comments say the same as the chart README's rows.
+    let values = read(&chart::dir().join("values.yaml"));
+    let health = (values
+        .split("\n\n")
+        .find(|block| block.contains("\nhealthProbePort:")))
+    .expect("healthProbePort in values.yaml");
+    assert!(
+        health.contains("on the") && health.contains("Service") && !health.contains("not exposed"),
+        "values.yaml: {health}"
+    );
     // Whoever reaches a port can read what it serves: the security page names them all.
     let security = read(&repo().join("docs/security.md"));
     let container = chart::container(&objects);

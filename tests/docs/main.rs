@@ -3,6 +3,7 @@
 //! exists ([`names`]), and the facts they state hold ([`facts`]).
 
 mod facts;
+mod help;
 mod names;
 
 use canary_operator::api::Reason;
