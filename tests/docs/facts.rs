@@ -49,11 +49,17 @@ fn the_docs_require_the_kubernetes_version_the_chart_declares() {
     let declared = chart_yaml["kubeVersion"].as_str().unwrap();
     let minimum = Regex::new(r">=\s*(\d+\.\d+)").unwrap();
     let minimum = &minimum.captures(declared).expect("a minimum version")[1];
-    let stated = Regex::new(r"Requires Kubernetes (\d+\.\d+)").unwrap();
+    // "Requires Kubernetes 1.30 or later", "needs Kubernetes 1.30", "Kubernetes 1.30 or later".
+    let stated = Regex::new(
+        r"(?i)(?:requires?|needs?) Kubernetes (\d+\.\d+)|Kubernetes (\d+\.\d+)(?: or later| or newer|\+ is required)",
+    )
+    .unwrap();
     let mut found = Vec::new();
     for (path, text) in docs() {
+        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
         for version in stated.captures_iter(&text) {
-            found.push((path.clone(), version[1].to_string()));
+            let version = version.get(1).or(version.get(2)).map_or("", |m| m.as_str());
+            found.push((path.clone(), version.to_string()));
         }
     }
     assert!(
@@ -144,4 +150,32 @@ fn standalone_help_names_everything_standalone_serves() {
     for served in ["/metrics", "/healthz", "/readyz", "status page"] {
         assert!(line.contains(served), "`canary --help` standalone: {line}");
     }
+}
+
+#[test]
+fn the_readme_opens_with_the_two_commands_and_how_long_the_first_build_takes() {
+    let readme = read(&repo().join("README.md"));
+    let (head, _) = (readme.split_once("\n## ")).expect("a section after the introduction");
+    let (_, block) = head.split_once("```sh\n").expect("a first code block");
+    let mut commands = block
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or_default().trim());
+    assert!(
+        (commands.next()).is_some_and(|c| c.starts_with("cargo run --release -- standalone")),
+        "the first command runs Canary: {block}"
+    );
+    assert_eq!(
+        commands.next(),
+        Some("scripts/test"),
+        "then the tests: {block}"
+    );
+    let first_build = Regex::new(r"first build [^.]*?takes about \d+ minutes on 2 cores").unwrap();
+    assert!(
+        first_build.is_match(&head.split_whitespace().collect::<Vec<_>>().join(" ")),
+        "the README says how long the first build takes"
+    );
+    assert!(
+        !head.contains("_MINUTES"),
+        "a placeholder left in the README"
+    );
 }
