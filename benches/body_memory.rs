@@ -5,7 +5,7 @@
 //! default body buffer budget (64 MiB) + 32 MiB: 64 x 4 MiB no longer fits. The `hoard` kinds
 //! face a target that sends 5 MiB and then pauses until the 5 s deadline, with the default
 //! budget and with the budget lifted (the code before the budget).
-//! Run: `cargo bench --bench body_memory` (release build; prints its figures).
+//! Run: `cargo bench --bench body_memory` (bench profile: fat LTO, as shipped; prints its figures).
 
 use std::{process::Command, sync::Arc, time::Instant};
 

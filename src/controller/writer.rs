@@ -381,6 +381,7 @@ impl StatusWriter {
                 lock(&self.shared.written).insert(key.clone(), last);
             }
             Ok(Err(error)) if result.retry() => {
+                let error = super::api_error::describe(&error);
                 tracing::warn!(check = %key, %error, "status write failed")
             }
             Err(_) => tracing::warn!(check = %key, "status write timed out"),
