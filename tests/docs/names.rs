@@ -24,6 +24,7 @@ const OTHER_TOOLS_FLAGS: &[&str] = &[
     "--check",
     "--create-namespace",
     "--for",
+    "--from-literal",
     "--install",
     "--layers",
     "--locked",
