@@ -9,7 +9,7 @@
 //! objects, and the worst case for the parsed tree: an array of zeros), whose buffers and
 //! parsed trees are charged to the default budget: growth must stay under it + 32 MiB, the
 //! probes the budget cannot hold failing with BodyBudgetExceeded.
-//! Run: `cargo bench --bench body_memory` (release build; prints its figures); a word after
+//! Run: `cargo bench --bench body_memory` (bench profile: fat LTO, as shipped; prints its figures); a word after
 //! `--` runs only the kinds containing it (`cargo bench --bench body_memory -- json`).
 
 use std::{process::Command, sync::Arc, time::Instant};

@@ -3,7 +3,7 @@
 //! seen at the API server (converging, then in steady state against the `--status-write-qps`
 //! budget), then `kubectl annotate --all canary.dev/run-now`: time until every check's
 //! `status.lastHandledRunNow` shows the value and the writes it cost; operator CPU and RSS.
-//! Run: `cargo bench --bench operator` (release; needs the tools of `scripts/test` for
+//! Run: `cargo bench --bench operator` (bench profile: fat LTO, as shipped; needs the tools of `scripts/test` for
 //! kubectl). `CHECKS`, `QPS` and `STEADY` (seconds) override; `RUN_NOW=0` skips the run-now
 //! phase.
 

@@ -4,7 +4,7 @@
 //! throughout; every check reports Timeout within interval + timeout of its schedule (default
 //! slots); with 16 slots the capacity shortage shows as late checks, not as a stall, and every
 //! namespace gets its share of runs. Prints slot wait p50/p99, scheduler lag, descriptors, RSS.
-//! Run: `cargo bench --bench outage` (release). `SECONDS` and `CHECKS` override the sizes.
+//! Run: `cargo bench --bench outage` (bench profile: fat LTO, as shipped). `SECONDS` and `CHECKS` override the sizes.
 
 use std::{
     collections::BTreeMap,

@@ -17,7 +17,7 @@
 //!
 //! `CANARY_BIN` runs another `canary` build in sections 2 and 3 (to compare before and after).
 //! `PROFILE=1` writes a flamegraph of HTTPS GET at concurrency 8 to `target/perf/https-c8.svg`.
-//! `SECTIONS=1,2,3,4` picks sections. Run: `cargo bench --bench probe_cost` (release).
+//! `SECTIONS=1,2,3,4` picks sections. Run: `cargo bench --bench probe_cost` (bench profile: fat LTO, as shipped).
 
 use std::{
     io::{BufRead, BufReader, Write},
@@ -421,7 +421,7 @@ impl Standalone {
         let maps = dir.path().join("configmaps/ca");
         std::fs::create_dir_all(&maps).unwrap();
         std::fs::copy(pki.join("root.crt"), maps.join("ca.crt")).unwrap();
-        // CANARY_BIN: another build to compare (a copy of an earlier target/release/canary).
+        // CANARY_BIN: another build to compare (a copy of an earlier build of canary).
         let binary = std::env::var("CANARY_BIN").unwrap_or(env!("CARGO_BIN_EXE_canary").into());
         let child = Command::new(binary)
             .args(["standalone", "-f"])

@@ -1,7 +1,7 @@
 //! Probe throughput against local servers in the same process: probes per second and CPU per
 //! probe (client and server together) for each kind: HTTPS (concurrency 1, 8 and 64), HTTP/2
 //! in cleartext, DNS over UDP and over TCP, and gRPC (concurrency 1 and 64), then peak RSS.
-//! Run: `cargo bench --bench probe_throughput` (release build; prints its figures).
+//! Run: `cargo bench --bench probe_throughput` (bench profile: fat LTO, as shipped; prints its figures).
 
 use std::{sync::Arc, time::Instant};
 

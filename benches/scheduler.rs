@@ -1,7 +1,7 @@
 //! Scheduler benchmark on loopback plain-HTTP targets (so the scheduler, not TLS, is measured):
 //! 10,000 checks at a 10 s interval for 60 s (scheduler lag p50/p99/max, CPU, RSS, open FDs
 //! before and after), then 100,000 idle checks at a 1 h interval (registration time, RSS per
-//! check). Run: `cargo bench --bench scheduler` (release; prints its figures).
+//! check). Run: `cargo bench --bench scheduler` (bench profile: fat LTO, as shipped; prints its figures).
 //! `CHECKS`, `SECONDS` and `IDLE` override the sizes.
 
 use std::{

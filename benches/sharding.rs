@@ -4,7 +4,7 @@
 //! (`WINDOW` seconds, default 30): scheduler lag p99 per replica (from the
 //! `canary_scheduler_lag_seconds` histogram, bucket upper bound), CPU per replica, checks owned
 //! per replica, and status writes per second seen at the API server. Run:
-//! `cargo bench --bench sharding` (release; needs the tools of `scripts/test` for kubectl).
+//! `cargo bench --bench sharding` (bench profile: fat LTO, as shipped; needs the tools of `scripts/test` for kubectl).
 //! With `CHECKS=1000` it takes about a minute here, the default 10,000 about four, 30,000 about
 //! nine (figures in docs/scaling.md). The target
 //! runs on its own runtime: on the API server's runtime, at 10,000 checks it was starved into

@@ -61,7 +61,14 @@ pub fn build_all(loaded: &[Loaded], refs: &dyn ReferenceSource) -> Result<Vec<Pr
             .and_then(|valid| probe::build(&valid, refs));
         match built {
             Ok(check) => checks.push(check),
-            Err(e) => errors.push(format!("{}: {} ({e})", item.origin(), item.key())),
+            Err(e) => {
+                let field = match &e {
+                    probe::BuildError::Invalid(fields) => fields.first().map(|f| f.field.as_str()),
+                    probe::BuildError::Reference { field, .. } => Some(field.as_str()),
+                };
+                let origin = field.map_or_else(|| item.origin(), |f| item.origin_of(f));
+                errors.push(format!("{origin}: {} ({e})", item.key()))
+            }
         }
     }
     if errors.is_empty() {
@@ -79,6 +86,14 @@ pub async fn run_once(
     ctx: ProbeContext,
 ) -> Vec<(HealthCheck, Outcome)> {
     let ctx = Arc::new(ctx);
+    let probed_by = probe::default_identity();
+    // `status.target` as the operator writes it: the URL without credentials or query,
+    // `host:port`, or the DNS query.
+    let targets: Vec<String> = (loaded.iter())
+        .map(|item| {
+            validate(&item.resource.spec).map_or_else(|_| String::new(), |v| v.probe.target())
+        })
+        .collect();
     let outcomes: Vec<Outcome> = stream::iter(checks)
         .map(|check| {
             let ctx = ctx.clone();
@@ -88,7 +103,8 @@ pub async fn run_once(
         .collect()
         .await;
     (loaded.iter().zip(outcomes))
-        .map(|(item, outcome)| {
+        .zip(targets)
+        .map(|((item, outcome), target)| {
             let mut resource = item.resource.clone();
             // One run decides Ready on its own: thresholds need history a single run lacks.
             let inputs = StatusInputs {
@@ -97,8 +113,11 @@ pub async fn run_once(
                 success_threshold: 1,
                 ..StatusInputs::default()
             };
-            let next = next_status(&HealthCheckStatus::default(), &outcome, inputs);
-            resource.status = Some(next.status);
+            let mut status = next_status(&HealthCheckStatus::default(), &outcome, inputs).status;
+            // What the operator adds to every status it writes (runner::task::report).
+            status.target = Some(target).filter(|t| !t.is_empty());
+            status.probed_by = Some(probed_by.clone());
+            resource.status = Some(status);
             (resource, outcome)
         })
         .collect()

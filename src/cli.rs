@@ -27,20 +27,32 @@ mod convert;
 /// Canary: health checks for HTTP, TCP, TLS, DNS and gRPC endpoints, from a Kubernetes operator
 /// or files.
 #[derive(Debug, Parser)]
-#[command(name = "canary", version, about)]
+#[command(name = "canary", version, about, next_display_order = None)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
     /// Log format.
-    #[arg(long, global = true, env = "CANARY_LOG_FORMAT", default_value = "text")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Logging",
+        env = "CANARY_LOG_FORMAT",
+        default_value = "text"
+    )]
     pub log_format: LogFormat,
     /// Log level (error, warn, info, debug, trace), or a tracing filter such as
     /// `info,canary_operator::controller=debug`; RUST_LOG, when set, takes precedence.
-    #[arg(long, global = true, env = "CANARY_LOG_LEVEL", default_value = "info")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Logging",
+        env = "CANARY_LOG_LEVEL",
+        default_value = "info"
+    )]
     pub log_level: String,
     /// Log lines queued for stderr before new ones are dropped (counted in
     /// `canary_log_lines_dropped_total`): a stderr that stops draining never blocks probing.
-    #[arg(long, global = true, env = "CANARY_LOG_QUEUE_LINES", default_value_t = 16_384,
+    #[arg(long, global = true, help_heading = "Logging", env = "CANARY_LOG_QUEUE_LINES", default_value_t = 16_384,
           value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
     pub log_queue_lines: u32,
 }
@@ -49,7 +61,8 @@ pub struct Cli {
 pub enum Command {
     /// Run HealthChecks from YAML files once and report (exit 0 all pass, 1 any fails, 2 invalid input).
     Check(CheckArgs),
-    /// Run HealthChecks from YAML files continuously, serving /metrics, /healthz and /readyz.
+    /// Run HealthChecks from YAML files continuously, serving /metrics, /healthz, /readyz and the
+    /// status page.
     Standalone(StandaloneArgs),
     /// Run the Kubernetes operator: watch HealthChecks, probe them, write status and Events.
     // Boxed: its flags make it by far the largest variant.
@@ -60,8 +73,10 @@ pub enum Command {
     Selftest(SelftestArgs),
 }
 
-/// Flags of `canary operator` (cluster access comes from in-cluster config or KUBECONFIG).
+/// Flags of `canary operator` (cluster access comes from in-cluster config or KUBECONFIG). In
+/// `--help`, each group of flags under its heading, in alphabetical order.
 #[derive(Debug, Args)]
+#[command(next_display_order = None)]
 pub struct OperatorArgs {
     /// Namespaces to watch (comma-separated); all namespaces when empty.
     #[arg(long, env = "CANARY_NAMESPACES", value_delimiter = ',')]
@@ -117,6 +132,7 @@ pub struct ServiceArgs {
 
 /// Leader election or sharding with coordination.k8s.io Leases.
 #[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Leader election and sharding")]
 pub struct LeaderArgs {
     /// How replicas share the checks: off, leader (one probes, the others stand by) or shards
     /// (each probes its share). Default: leader with --leader-elect, else off.
@@ -187,6 +203,7 @@ impl LeaderArgs {
 
 /// Flags of `canary standalone`.
 #[derive(Debug, Args)]
+#[command(next_display_order = None)]
 pub struct StandaloneArgs {
     /// HealthCheck YAML files or directories; reloaded when they change.
     #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
@@ -202,13 +219,16 @@ pub struct StandaloneArgs {
 
 /// Scheduler and watchdog settings.
 #[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Scheduler and watchdog")]
 pub struct EngineArgs {
     /// Probes in flight at once across all checks, shared fairly across namespaces (default:
     /// a quarter of the descriptor limit, between 16 and 4096).
     #[arg(long, env = "CANARY_MAX_CONCURRENT_PROBES")]
     pub max_concurrent_probes: Option<usize>,
-    /// A check is stalled (and /healthz fails) when it has not completed a run for
-    /// interval + timeout + this grace.
+    /// How far past its limit a check is stalled: /healthz fails when a run outlives its timeout
+    /// by this much, or the probe-slot queue stops moving for the longest timeout plus this (a
+    /// check waiting while the queue moves is late, not stalled); a check this far past its due
+    /// time and not queued is overdue and restarted by the self-audit.
     #[arg(long, env = "CANARY_STALL_GRACE", default_value_t = DurationFlag(DEFAULT_STALL_GRACE))]
     pub stall_grace: DurationFlag,
     /// How often the self-audit compares the checks this replica should be probing with its
@@ -227,6 +247,7 @@ pub struct EngineArgs {
 
 /// Where the admin endpoints listen (names as in kubebuilder operators).
 #[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Endpoints")]
 pub struct AdminArgs {
     /// Address of /metrics.
     #[arg(long, env = "CANARY_METRICS_BIND_ADDRESS", default_value_t = engine::METRICS_BIND_ADDRESS)]
@@ -295,6 +316,7 @@ fn identity(value: &str) -> Result<String, String> {
 
 /// Flags of `canary selftest` (cluster access from in-cluster config or KUBECONFIG).
 #[derive(Debug, Args)]
+#[command(next_display_order = None)]
 pub struct SelftestArgs {
     /// The operator's /readyz, e.g. http://canary-canary-operator-metrics.canary.svc:8081/readyz.
     #[arg(long, env = "CANARY_READYZ_URL")]
@@ -304,10 +326,15 @@ pub struct SelftestArgs {
     /// All namespaces when empty.
     #[arg(long, env = "CANARY_NAMESPACES", value_delimiter = ',')]
     pub namespaces: Vec<String>,
+    /// How long the checks are retried before the test fails (an operator still starting, or a
+    /// Service whose endpoints lag behind a rollout, is not a failed install).
+    #[arg(long, env = "CANARY_SELFTEST_TIMEOUT", default_value_t = DurationFlag(crate::selftest::DEADLINE))]
+    pub timeout: DurationFlag,
 }
 
 /// Flags of `canary check`.
 #[derive(Debug, Args)]
+#[command(next_display_order = None)]
 pub struct CheckArgs {
     /// HealthCheck YAML files or directories (multi-document files allowed).
     #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
@@ -323,6 +350,7 @@ pub struct CheckArgs {
 
 /// Where referenced Secrets and ConfigMaps are read from outside a cluster.
 #[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "References")]
 pub struct ReferenceArgs {
     /// Folder holding Secrets as DIR/<name>/<key> (the layout of a mounted Secret volume).
     #[arg(long, env = "CANARY_SECRETS_DIR")]
@@ -334,6 +362,7 @@ pub struct ReferenceArgs {
 
 /// Operator-wide probing policy.
 #[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Probing policy")]
 pub struct PolicyArgs {
     /// Networks probes may never connect to (checked on every resolved address and redirect hop).
     #[arg(

@@ -98,10 +98,71 @@ impl EngineConfig {
 pub enum EngineError {
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    /// A listener could not bind: the message names the flag that moves it.
+    #[error("cannot listen on {addr} for {what}: {source}; {hint}")]
+    Listen {
+        what: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+        hint: String,
+    },
     #[error(transparent)]
     Admin(#[from] AdminError),
     #[error(transparent)]
-    Ui(#[from] UiError),
+    Ui(UiError),
+}
+
+impl EngineError {
+    /// A bind error of `flag`'s listener, with what to do about it.
+    fn listen(what: &'static str, flag: &str, addr: SocketAddr, source: std::io::Error) -> Self {
+        let hint = match source.kind() {
+            std::io::ErrorKind::AddrInUse => format!(
+                "another program (another Canary?) uses port {}: stop it, or pass {flag} with \
+                 a free HOST:PORT (e.g. {flag} 127.0.0.1:{})",
+                addr.port(),
+                addr.port().saturating_add(1000)
+            ),
+            _ => format!("pass {flag} with another HOST:PORT"),
+        };
+        Self::Listen {
+            what,
+            addr,
+            source,
+            hint,
+        }
+    }
+
+    /// Names the flag of the admin listener that failed to bind.
+    fn admin(error: AdminError, config: &AdminConfig) -> Self {
+        let AdminError::Bind { addr, source } = error else {
+            return Self::Admin(error);
+        };
+        let (metrics, health) = (
+            config.metrics_bind_address,
+            config.health_probe_bind_address,
+        );
+        let (what, flag) = match addr {
+            _ if metrics == health => (
+                "/metrics, /healthz and /readyz",
+                "--metrics-bind-address (and --health-probe-bind-address)",
+            ),
+            _ if addr == metrics => ("/metrics", "--metrics-bind-address"),
+            _ => ("/healthz and /readyz", "--health-probe-bind-address"),
+        };
+        Self::listen(what, flag, addr, source)
+    }
+}
+
+impl From<UiError> for EngineError {
+    fn from(error: UiError) -> Self {
+        match error {
+            UiError::Bind { addr, source } => {
+                Self::listen("the status page", "--ui-bind-address", addr, source)
+            }
+            other => Self::Ui(other),
+        }
+    }
 }
 
 /// A running engine.
@@ -193,7 +254,8 @@ impl Engine {
             addresses.metrics_bind_address,
             addresses.health_probe_bind_address,
             state,
-        )?;
+        )
+        .map_err(|error| EngineError::admin(error, addresses))?;
         let standby = Arc::new(AtomicBool::new(false));
         let (ui_addr, ui_serving) = match addresses.ui_bind_address {
             Some(addr) => {

@@ -14,7 +14,7 @@
 //! add up). The process's exit then ends the thread blocked in `write`.
 
 use std::{
-    io::Write,
+    io::{IsTerminal, Write},
     sync::{
         OnceLock,
         atomic::{AtomicU64, Ordering},
@@ -60,12 +60,19 @@ pub fn init(format: LogFormat, level: &str, queued: u32) -> WorkerGuard {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colours())
         .with_writer(writer);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
     guard
+}
+
+/// Colours only for a person at a terminal: a file or a log pipeline gets plain text, and
+/// `NO_COLOR` (no-color.org) turns them off everywhere.
+fn colours() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// Installs the panic hook: a panic is logged (once [`init`] ran) or written like

@@ -113,6 +113,7 @@ fn run_selftest(args: SelftestArgs) -> ExitCode {
     match runtime.block_on(canary_operator::selftest::run(
         &args.readyz_url,
         &args.namespaces,
+        args.timeout.0,
     )) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(1, &e.to_string()),

@@ -1,5 +1,5 @@
 //! Human and machine output of `canary check`: a table, or the HealthChecks themselves with
-//! the status the operator would write, as a JSON or YAML list.
+//! the status the operator would write, as a JSON or YAML `List` (the shape of `kubectl get`).
 
 use std::io::Write;
 
@@ -34,16 +34,45 @@ pub fn write(
     format: Format,
     results: &[(HealthCheck, Outcome)],
 ) -> Result<(), ReportError> {
-    let resources: Vec<&HealthCheck> = results.iter().map(|(r, _)| r).collect();
     match format {
         Format::Table => write_table(out, results)?,
         Format::Json => {
-            serde_json::to_writer_pretty(&mut *out, &resources)?;
+            serde_json::to_writer_pretty(&mut *out, &List::of(results))?;
             writeln!(out)?;
         }
-        Format::Yaml => write!(out, "{}", serde_saphyr::to_string(&resources)?)?,
+        Format::Yaml => write!(out, "{}", serde_saphyr::to_string(&List::of(results))?)?,
     }
     Ok(())
+}
+
+/// The HealthChecks as `kubectl get -o json|yaml` prints several objects: a `v1` `List`, so
+/// `jq '.items[]'` and `kubectl apply -f` read it as they read kubectl's.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct List<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    items: Vec<&'a HealthCheck>,
+    metadata: ListMeta,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ListMeta {
+    resource_version: &'static str,
+}
+
+impl<'a> List<'a> {
+    fn of(results: &'a [(HealthCheck, Outcome)]) -> Self {
+        Self {
+            api_version: "v1",
+            kind: "List",
+            items: results.iter().map(|(resource, _)| resource).collect(),
+            metadata: ListMeta {
+                resource_version: "",
+            },
+        }
+    }
 }
 
 fn write_table(out: &mut dyn Write, results: &[(HealthCheck, Outcome)]) -> std::io::Result<()> {

@@ -201,14 +201,18 @@ impl FileSource {
             annotations: (item.resource.metadata.annotations.clone()).unwrap_or_default(),
             ..Origin::default()
         };
-        let runner = RunnerSpec::build(origin, spec, &validate(spec), &self.refs, &self.ctx);
+        let valid = validate(spec);
+        let runner = RunnerSpec::build(origin, spec, &valid, &self.refs, &self.ctx);
         let key = &runner.key;
         if let Plan::Blocked { message, .. } = &runner.plan {
+            // The line of the first field to blame, as `canary check` names it.
+            let field = valid.as_ref().err().and_then(|fields| fields.first());
+            let origin = field.map_or_else(|| item.origin(), |f| item.origin_of(&f.field));
             if scheduler.status(key).is_some() {
-                tracing::error!(check = %key, origin = %item.origin(), error = %message, "invalid edit ignored; the last good spec keeps running");
+                tracing::error!(check = %key, %origin, error = %message, "invalid edit ignored; the last good spec keeps running");
                 return;
             }
-            tracing::error!(check = %key, origin = %item.origin(), error = %message, "HealthCheck cannot run");
+            tracing::error!(check = %key, %origin, error = %message, "HealthCheck cannot run");
         }
         scheduler.upsert(runner);
     }

@@ -40,9 +40,23 @@ fn run(command: &mut Command) -> Run {
     }
 }
 
+/// The items of `canary check -o json`'s `List`.
+fn items(json: &str) -> Vec<Value> {
+    let list: Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    assert_eq!(
+        (&list["apiVersion"], &list["kind"]),
+        (&"v1".into(), &"List".into()),
+        "{json}"
+    );
+    list["items"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no items: {json}"))
+        .clone()
+}
+
 fn reasons(json: &str) -> Vec<String> {
-    let list: Vec<Value> = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"));
-    list.iter()
+    items(json)
+        .iter()
         .map(|o| {
             o["status"]["lastResult"]["reason"]
                 .as_str()
@@ -79,7 +93,7 @@ async fn exit_codes_and_json_shape() {
     let mixed = write(dir.path(), "mixed.yaml", &both);
     let run = canary(&["check", "-f", &mixed, "-o", "json"]);
     assert_eq!(run.code, 1, "{}", run.stderr);
-    let list: Vec<Value> = serde_json::from_str(&run.stdout).unwrap();
+    let list = items(&run.stdout);
     assert_eq!(list.len(), 2);
     for object in &list {
         assert_eq!(object["apiVersion"], "canary.dev/v1alpha1");
@@ -88,6 +102,13 @@ async fn exit_codes_and_json_shape() {
         assert!(object["spec"]["http"]["url"].is_string());
     }
     let (ok, down) = (&list[0]["status"], &list[1]["status"]);
+    // What the operator writes besides the verdict: the target and who probed it.
+    let target = format!("http://127.0.0.1:{}/ok", server.port());
+    assert_eq!(ok["target"], target.as_str());
+    assert!(
+        ok["probedBy"].as_str().is_some_and(|who| !who.is_empty()),
+        "{ok}"
+    );
     assert_eq!(ok["conditions"][0]["type"], "Ready");
     assert_eq!(ok["conditions"][0]["status"], "True");
     assert_eq!(ok["lastResult"]["success"], true);
@@ -153,13 +174,14 @@ async fn json_and_header_failures_name_what_differed() {
 }
 
 #[test]
-fn invalid_input_names_file_document_and_field() {
+fn invalid_input_names_file_document_line_and_field_with_a_hint() {
     let dir = tempfile::tempdir().unwrap();
+    // Document 2 starts on line 8 of each file; its spec on line 11.
     let cases = [
         (
             "missing-url.yaml",
             "spec:\n  http: {method: GET}\n",
-            "spec.http: missing field `url`",
+            "line 12: spec.http: missing field `url`",
         ),
         (
             "two-kinds.yaml",
@@ -169,22 +191,32 @@ fn invalid_input_names_file_document_and_field() {
         (
             "timeout.yaml",
             "spec:\n  interval: 5s\n  timeout: 5s\n  tcp: {host: a, port: 1}\n",
-            "spec.timeout",
+            "line 13: default/broken (invalid spec: spec.timeout",
         ),
         (
             "threshold.yaml",
             "spec:\n  failureThreshold: -1\n  tcp: {host: a, port: 1}\n",
-            "spec.failureThreshold",
+            "line 12: default/broken (invalid spec: spec.failureThreshold",
         ),
         (
             "duration.yaml",
             "spec:\n  interval: 1d\n  tcp: {host: a, port: 1}\n",
-            "spec.interval",
+            "line 12: default/broken (invalid spec: spec.interval",
         ),
         (
             "typo.yaml",
             "spec:\n  tcp: {host: a, port: 1, hots: b}\n",
-            "spec.tcp.hots: unknown field",
+            "line 12: spec.tcp.hots: unknown field (did you mean `host`?)",
+        ),
+        (
+            "top-typo.yaml",
+            "spce:\n  tcp: {host: a, port: 1}\n",
+            "line 11: spce: unknown field (did you mean `spec`?)",
+        ),
+        (
+            "port.yaml",
+            "spec:\n  tcp: {host: a, port: http}\n",
+            "line 12: spec.tcp.port: expected a port number (1 to 65535), got the string \"http\"",
         ),
         (
             "enum.yaml",
@@ -320,7 +352,7 @@ async fn descriptor_exhaustion_is_the_probers_fault_never_the_targets() {
         let run = run(Command::new("prlimit")
             .arg(format!("--nofile={limit}:{limit}"))
             .args(["--", CANARY, "check", "-f", &file, "-o", "json"]));
-        if !run.stdout.trim_start().starts_with('[') {
+        if !run.stdout.trim_start().starts_with('{') {
             assert_ne!(run.code, 0, "limit {limit}: no report but success");
             continue;
         }

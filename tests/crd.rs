@@ -72,8 +72,9 @@ fn crd_has_names_columns_and_status_subresource() {
 #[test]
 fn examples_are_accepted_and_defaulted() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
-    let loaded = files::load(&[dir.into()]).unwrap();
-    assert!(loaded.len() >= 4);
+    let quickstart = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/quickstart");
+    let loaded = files::load(&[dir.into(), quickstart.into()]).unwrap();
+    assert!(loaded.len() >= 10);
     let kinds: Vec<&str> = (loaded.iter())
         .filter_map(|item| api::validate(&item.resource.spec).ok())
         .map(|valid| valid.probe.name())
@@ -121,7 +122,7 @@ fn bad_documents_are_rejected_with_the_field_named() {
         (
             json!({"tcp": {"host": "a", "port": 1}, "interval": "5s", "timeout": "5s"}),
             "spec.timeout",
-            "must be shorter than spec.interval",
+            "spec.timeout (5s) must be shorter than spec.interval (5s)",
         ),
         (
             json!({"tcp": {"host": "a", "port": 1}, "failureThreshold": -1}),
@@ -402,10 +403,18 @@ fn cel_rules(node: &Value, path: &str, rules: &mut Vec<(String, String)>) {
         .into_iter()
         .flatten()
     {
-        let message = rule["message"].as_str().unwrap_or_default().to_string();
         // kube reports a rule with a fieldPath on that field.
         let at = rule["fieldPath"].as_str().unwrap_or_default();
-        rules.push((format!("{path}{at}"), message));
+        let field = format!("{path}{at}");
+        // A messageExpression shows the values given: what it says for this field's case.
+        let message = match rule["messageExpression"].as_str() {
+            Some(expression) => (SHOWN.iter())
+                .find(|(at, _)| *at == field.trim_start_matches('.'))
+                .map(|(_, shown)| shown.to_string())
+                .unwrap_or_else(|| panic!("no SHOWN message for {field}: {expression}")),
+            None => rule["message"].as_str().unwrap_or_default().to_string(),
+        };
+        rules.push((field, message));
     }
     for (name, child) in node["properties"].as_object().into_iter().flatten() {
         cel_rules(child, &format!("{path}.{name}"), rules);
@@ -414,6 +423,12 @@ fn cel_rules(node: &Value, path: &str, rules: &mut Vec<(String, String)>) {
         cel_rules(&node["items"], &format!("{path}[0]"), rules);
     }
 }
+
+/// What each rule with a messageExpression says for the case that breaks it below.
+const SHOWN: [(&str, &str); 1] = [(
+    "spec.timeout",
+    "spec.timeout (5s) must be shorter than spec.interval (5s)",
+)];
 
 /// A rule kube would refuse to compile (a type error) passes this server's parser; breaking
 /// every rule here proves each one evaluates, the way kube evaluates it.

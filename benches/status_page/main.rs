@@ -5,7 +5,8 @@
 //!   clients that never read, and under a page flood while a sentinel check watches its
 //!   latency budget (issue 23).
 //!
-//! Run: `cargo bench --bench status_page` (release; prints its figures). `RENDERS` sets the
+//! Run: `cargo bench --bench status_page` (bench profile: fat LTO, as shipped; prints its
+//! figures). `RENDERS` sets the
 //! renders timed per page, `CHECKS` the checks of `render`, `FLEET`, `INTERVAL` and `SECONDS`
 //! the process sections, `CANARY_BIN` another `canary` build for them (before and after).
 

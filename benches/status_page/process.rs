@@ -1,4 +1,4 @@
-//! Sections `memory` and `flood`: `canary standalone` (this build's release binary, or
+//! Sections `memory` and `flood`: `canary standalone` (this build's binary, fat LTO as shipped, or
 //! `CANARY_BIN` to compare another build) with `FLEET` (default 2,000) TCP checks of a loopback
 //! listener at `INTERVAL` (default 10 s), as issue 23 measured it.
 //!

@@ -289,7 +289,11 @@ fn readyz(state: &AdminState) -> Response<Bytes> {
     let not_ready = if state.ready.load(Ordering::SeqCst) {
         state.vitals.iter().find_map(|v| v.not_ready(now))
     } else {
-        Some("checks not loaded yet".to_string())
+        let why = state.vitals.iter().find_map(|v| v.not_synced());
+        Some(why.map_or_else(
+            || "checks not loaded yet".to_string(),
+            |why| format!("checks not loaded yet: {why}"),
+        ))
     };
     match not_ready {
         None => reply(StatusCode::OK, "text/plain", Bytes::from_static(b"ok")),

@@ -84,7 +84,7 @@ impl EventApi for Recorder {
                 {
                     Err(PublishError::Rejected(status.message))
                 }
-                Ok(Err(error)) => Err(PublishError::Retryable(error.to_string())),
+                Ok(Err(error)) => Err(PublishError::Retryable(super::api_error::describe(&error))),
                 Err(_) => Err(PublishError::Retryable("timed out".into())),
             }
         })

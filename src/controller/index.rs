@@ -263,6 +263,11 @@ impl Index {
         }
     }
 
+    /// Every HealthCheck the watches reported.
+    pub fn objects(&self) -> impl Iterator<Item = &HealthCheck> {
+        self.objects.values().map(|object| object.as_ref())
+    }
+
     /// The ring assignment, when sharding.
     pub fn assignment(&self) -> Option<&Assignment> {
         match &self.scope {

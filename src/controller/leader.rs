@@ -77,9 +77,9 @@ impl LeaseConfig {
 /// Why one election round failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LeaderError {
-    #[error("reading Lease: {0}")]
+    #[error("reading Lease: {}", super::api_error::describe(.0))]
     Get(#[source] kube::Error),
-    #[error("writing Lease: {0}")]
+    #[error("writing Lease: {}", super::api_error::describe(.0))]
     Write(#[source] kube::Error),
     #[error("the Lease call timed out after {0:?}")]
     Timeout(Duration),

@@ -9,6 +9,7 @@
 //! error naming it, so the kubelet restarts a process that lost a part, instead of a process
 //! that answers 200 with a dead writer or elector inside.
 
+pub mod api_error;
 pub mod config;
 mod event_queue;
 mod events;
@@ -55,7 +56,7 @@ const WATCH_BUFFER: usize = 256;
 /// Why the operator stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ControllerError {
-    #[error("connecting to the Kubernetes API: {0}")]
+    #[error("connecting to the Kubernetes API: {}", api_error::describe(.0))]
     Client(#[source] kube::Error),
     #[error("no Kubernetes configuration (in-cluster or KUBECONFIG): {0}")]
     Config(String),
@@ -86,12 +87,6 @@ pub async fn client() -> Result<Client, ControllerError> {
         http::HeaderValue::from_static(concat!("canary-operator/", env!("CARGO_PKG_VERSION"))),
     ));
     Client::try_from(config).map_err(ControllerError::Client)
-}
-
-fn default_identity() -> String {
-    let host =
-        std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "canary".into());
-    format!("{}-{}", host.trim(), std::process::id())
 }
 
 /// The operator as a value: build it with a client, run it until `shutdown` resolves. Tests
@@ -142,7 +137,8 @@ impl Operator {
     }
 
     fn identity(&self) -> String {
-        (self.config.leader.leader_election_identity.clone()).unwrap_or_else(default_identity)
+        (self.config.leader.leader_election_identity.clone())
+            .unwrap_or_else(crate::probe::default_identity)
     }
 
     /// The status writer with the configured rate limits (per replica).
@@ -269,9 +265,12 @@ impl Operator {
             leader.leader_election_lease_duration,
         )
         .with_ui(ui);
-        let gauge = metrics.operator.shard_members.clone();
+        let gauges = shard::ShardGauges {
+            members: metrics.operator.shard_members.clone(),
+            excluded: metrics.operator.shard_excluded.clone(),
+        };
         let scheduler = engine.scheduler.clone();
-        shard::Member::new(self.client.clone(), config, gauge, scheduler, directory)
+        shard::Member::new(self.client.clone(), config, gauges, scheduler, directory)
     }
 
     /// `--ui-forward` with its key; `None` (and a line saying why) without a key.

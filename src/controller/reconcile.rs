@@ -23,7 +23,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use super::{
     index::{Change, Index, WatchScope, run_now, same_runner},
     refs::RefCache,
-    shard::Applied,
+    shard::{self, Applied},
     writer::StatusWriter,
 };
 use crate::{
@@ -248,6 +248,29 @@ impl Core {
         self.wake.notify_one();
     }
 
+    /// Counts the checks other ring members own and do not probe (at each self-audit).
+    fn audit_peers(&self, index: &Index) {
+        let gauge = &self.ctx.metrics.operator.shard_unprobed;
+        let Some(assignment) = index.assignment() else {
+            return gauge.set(0);
+        };
+        let config = self.ctx.writer.config();
+        let silence = shard::Silence {
+            heartbeat: config.heartbeat,
+            write_qps: config.qps,
+        };
+        let silent =
+            shard::unprobed_elsewhere(assignment, index.objects(), jiff::Timestamp::now(), silence);
+        let total: usize = silent.values().sum();
+        gauge.set(total as i64);
+        if total > 0 {
+            tracing::warn!(
+                ?silent,
+                "checks other ring members own show no run: nobody probes them"
+            );
+        }
+    }
+
     fn running(&self, key: &CheckKey) -> bool {
         self.ctx.scheduler.contains(key)
     }
@@ -418,6 +441,7 @@ impl Expectations for Core {
             })
             .collect();
         drop(work);
+        self.audit_peers(&state.index);
         judge(&expected);
     }
 

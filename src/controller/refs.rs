@@ -47,7 +47,10 @@ enum Fetched {
 /// Why a reference could not be read (other than not existing or being forbidden).
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    #[error("reading {kind:?} {namespace}/{name}: {source}")]
+    #[error(
+        "reading {kind:?} {namespace}/{name}: {}",
+        super::api_error::describe(source)
+    )]
     Get {
         kind: ReferenceKind,
         namespace: String,

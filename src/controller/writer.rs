@@ -145,6 +145,11 @@ pub struct StatusWriter {
 }
 
 impl StatusWriter {
+    /// Its rates and heartbeat.
+    pub fn config(&self) -> &WriterConfig {
+        &self.shared.config
+    }
+
     /// Creates the writer; call [`StatusWriter::run`] on the main runtime.
     pub fn new(client: Client, config: WriterConfig, metrics: Arc<Metrics>) -> Self {
         Self {
@@ -376,6 +381,7 @@ impl StatusWriter {
                 lock(&self.shared.written).insert(key.clone(), last);
             }
             Ok(Err(error)) if result.retry() => {
+                let error = super::api_error::describe(&error);
                 tracing::warn!(check = %key, %error, "status write failed")
             }
             Err(_) => tracing::warn!(check = %key, "status write timed out"),

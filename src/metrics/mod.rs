@@ -75,6 +75,10 @@ pub struct OperatorFamilies {
     pub shard_owned: IntGauge,
     /// Ring changes this replica applied (checks moved to or from it).
     pub shard_rebalances: IntCounter,
+    /// Peer Leases this replica does not believe, by reason (`canary_shard_excluded_peers`).
+    pub shard_excluded: IntGaugeVec,
+    /// Checks other ring members own whose status shows no run for too long.
+    pub shard_unprobed: IntGauge,
     /// The self-audit's families (`canary_checks_expected`, `canary_checks_unscheduled`,
     /// `canary_checks_recovered_total`).
     pub audit: AuditMetrics,
@@ -259,6 +263,15 @@ impl Metrics {
             shard_members,
             shard_owned,
             shard_rebalances,
+            shard_excluded: f.int_gauges(
+                "canary_shard_excluded_peers",
+                "Ring Leases this replica does not believe, by reason: unacknowledged (renews, did not acknowledge the ring for a Lease duration: excluded from the ring and handover waits), never_renewed (labelled a member, never seen renewing).",
+                &["reason"],
+            )?,
+            shard_unprobed: f.add(IntGauge::new(
+                "canary_shard_peer_checks_unprobed",
+                "Checks other ring members own whose status shows no run for two runs and two status heartbeats (plus the time their writes need), at the last self-audit: nobody probes them.",
+            )?)?,
             audit: Self::audit_families(f)?,
         })
     }

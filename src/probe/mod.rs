@@ -122,6 +122,14 @@ impl Default for ProbePolicy {
     }
 }
 
+/// Who probes when no identity is given (`--leader-election-identity`, `POD_NAME`): the host
+/// name and process id, as `status.probedBy` and Lease holders name a replica.
+pub fn default_identity() -> String {
+    let host =
+        std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "canary".into());
+    format!("{}-{}", host.trim(), std::process::id())
+}
+
 /// `canary/<version>`, with the replica's identity when there is one (`canary/0.1.0 (r2)`), so
 /// a target's logs tell which replica probed.
 pub fn user_agent(identity: Option<&str>) -> String {

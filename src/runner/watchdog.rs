@@ -35,6 +35,10 @@ pub trait Vital: Send + Sync {
     fn not_ready(&self, _now: Instant) -> Option<String> {
         None
     }
+    /// Why the checks are not loaded yet, if this part knows (`/readyz` says it until then).
+    fn not_synced(&self) -> Option<String> {
+        None
+    }
 }
 
 /// What `/healthz` answers.

@@ -34,7 +34,10 @@ async fn with_watch_namespaces_the_operator_probes_there_and_the_helm_test_lists
         "{out}"
     );
     let cluster_wide = d
-        .selftest_edited(|args| args.retain(|a| !a.starts_with("--namespaces")))
+        .selftest_edited(|args| {
+            args.retain(|a| !a.starts_with("--namespaces"));
+            args.push("--timeout=1s".into());
+        })
         .await;
     assert!(
         !cluster_wide.status.success(),

@@ -1,5 +1,6 @@
 //! The chart installed with the real helm 4 into the local API server (`tests/apiserver`):
-//! install, upgrade, uninstall, with the CRD and HealthChecks kept.
+//! install, upgrade, uninstall, with the CRD and HealthChecks kept; a CRD applied with kubectl
+//! beforehand stops the install with what to do, and both ways it names work.
 
 use canary_test_harness::{
     chart::{self, NAMESPACE, RELEASE, fixture},
@@ -123,4 +124,58 @@ async fn helm_uninstall_removes_the_release_but_keeps_the_crd_and_the_healthchec
         .await;
     let checks = names(&cluster, "healthchecks.canary.dev", "shop").await;
     assert_eq!(checks.trim(), "healthcheck.canary.dev/api");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crd_applied_with_kubectl_stops_the_default_install_with_both_ways_forward_and_each_works()
+ {
+    let cluster = Cluster::bare().await;
+    let crds = canary_test_harness::repo()
+        .join("crds")
+        .display()
+        .to_string();
+    cluster.kubectl.ok(&["apply", "-f", &crds]).await;
+    let helm = Helm::for_cluster(cluster.kubeconfig());
+    let chart = chart::dir().display().to_string();
+    let install = ["install", RELEASE, &chart, "--namespace", NAMESPACE];
+    let install = [&install[..], &["--create-namespace"]].concat();
+    let refused = helm.fails(&install, "").await;
+    let ways = [
+        "already installed, by kubectl apply -f crds/",
+        "--set crds.enabled=false",
+        "kubectl label crd healthchecks.canary.dev app.kubernetes.io/managed-by=Helm --overwrite",
+        "meta.helm.sh/release-name=canary-operator meta.helm.sh/release-namespace=canary",
+    ];
+    let missing = canary_test_harness::missing(&refused, ways);
+    assert!(
+        missing.is_empty(),
+        "the error lacks {missing:?}:\n{refused}"
+    );
+    assert!(!refused.contains("invalid ownership metadata"), "{refused}");
+
+    // The first way: the CRD stays the user's.
+    helm.ok(&[&install[..], &["--set", "crds.enabled=false"]].concat())
+        .await;
+    helm.ok(&["uninstall", RELEASE, "--namespace", NAMESPACE])
+        .await;
+    // The second way, as the message spells it: the release adopts the CRD.
+    let (label, annotate) = (refused.lines())
+        .map(str::trim)
+        .filter(|l| l.starts_with("kubectl "))
+        .fold((None, None), |(label, annotate), line| {
+            match line.split_whitespace().nth(1) {
+                Some("label") => (Some(line), annotate),
+                Some("annotate") => (label, Some(line)),
+                _ => (label, annotate),
+            }
+        });
+    for line in [label, annotate] {
+        let line = line.unwrap_or_else(|| panic!("a kubectl command in:\n{refused}"));
+        let args: Vec<&str> = line.split_whitespace().skip(1).collect();
+        cluster.kubectl.ok(&args).await;
+    }
+    helm.ok(&install).await;
+    let owner = "jsonpath={.metadata.annotations.meta\\.helm\\.sh/release-name}";
+    let crd = ["get", "crd", "healthchecks.canary.dev", "-o", owner];
+    assert_eq!(cluster.kubectl.ok(&crd).await, RELEASE);
 }

@@ -29,8 +29,10 @@ const OPERATOR_SERIES: [&str; 8] = [
     "process_max_fds",
 ];
 /// Alerts about Canary itself that must stay silent for a healthy standalone.
-const OPERATOR_ALERTS: [&str; 9] = [
+const OPERATOR_ALERTS: [&str; 11] = [
     "CanaryNoLeader",
+    "CanaryShardChecksUnprobed",
+    "CanaryShardPeerExcluded",
     "CanarySchedulerStalled",
     "CanaryWatchStalled",
     "CanaryCRDOutdated",

@@ -1,13 +1,15 @@
 //! An operator newer than the installed CRD (here: one without `status.probedBy`, as after an
 //! upgrade with `crds.enabled=false`, or a GitOps sync that updates the Deployment before the
 //! CRD). kube refuses the status apply (500, `field not declared in schema`); the operator says
-//! so once, within seconds, and keeps writing every other status field, ready all along.
+//! so once, within seconds, and keeps writing every other status field, ready all along. An
+//! operator without the CRD at all says how to install it, once, retries with a growing backoff,
+//! and its `/readyz` says why it is not ready.
 
 use std::time::{Duration, Instant};
 
 use canary_test_harness::{
     cluster::{Cluster, http_check, ready},
-    read, repo,
+    http, read, repo,
     targets::{Reply, TestServer, Transport},
     wait::eventually,
 };
@@ -130,6 +132,82 @@ async fn against_an_older_crd_the_operator_says_so_once_and_writes_the_other_sta
     assert_eq!(
         canary.health_code("/healthz").await,
         Some(200),
+        "{}",
+        canary.tail(20)
+    );
+}
+
+/// The operator's list requests of HealthCheck collections, in order of arrival.
+fn healthcheck_lists(cluster: &Cluster) -> Vec<Instant> {
+    (cluster.operator_requests().into_iter())
+        .filter(|r| r.resource == "healthchecks" && r.verb == "list")
+        .map(|r| r.received)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_crd_the_operator_says_how_to_install_it_once_backs_off_and_readyz_says_why() {
+    let cluster = Cluster::bare().await;
+    let canary = operator(&cluster).process().await;
+    let started = Instant::now();
+    let readyz = eventually(
+        10 * SEC,
+        "/readyz naming the missing CRD",
+        Duration::from_millis(100),
+        async || {
+            let answer = http::get(canary.health, "/readyz").await?;
+            match (
+                answer.status,
+                answer.body.contains("kubectl apply -f crds/"),
+            ) {
+                (503, true) => Ok(answer.body),
+                (code, _) => Err(format!("{code}: {}", answer.body)),
+            }
+        },
+    )
+    .await;
+    assert!(readyz.contains("crds.enabled=true"), "{readyz}");
+    // Retried with an exponential backoff (0.8 s doubled, with jitter up to as much again):
+    // the list waits at least 0.8 + 1.6 + 3.2 s before its fourth retry.
+    tokio::time::sleep_until((started + 12 * SEC).into()).await;
+    let lists = healthcheck_lists(&cluster);
+    let gaps: Vec<Duration> = lists.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        (2..=5).contains(&lists.len()) && gaps.last() >= Some(&(3 * SEC)),
+        "{} lists in 12 s, gaps {gaps:?}",
+        lists.len()
+    );
+    let logs = canary.logs();
+    let told: Vec<&String> = (logs.iter())
+        .filter(|l| l.contains("\"level\":\"ERROR\"") && l.contains("kubectl apply -f crds/"))
+        .collect();
+    assert_eq!(
+        told.len(),
+        1,
+        "said once, however often retried:\n{}",
+        canary.tail(20)
+    );
+    let debug_structs: Vec<&String> = (logs.iter()).filter(|l| l.contains("Status {")).collect();
+    assert!(
+        debug_structs.is_empty(),
+        "Rust debug output in logs: {debug_structs:#?}"
+    );
+
+    // Installed, the watch recovers within the backoff's cap and the operator turns ready.
+    let crds = repo().join("crds").display().to_string();
+    cluster.kubectl.ok(&["apply", "-f", &crds]).await;
+    eventually(
+        40 * SEC,
+        "/readyz 200 once the CRD is installed",
+        Duration::from_millis(200),
+        async || match canary.health_code("/readyz").await {
+            Some(200) => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .await;
+    assert!(
+        canary.logged("HealthCheck watch recovered"),
         "{}",
         canary.tail(20)
     );

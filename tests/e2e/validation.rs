@@ -32,7 +32,11 @@ fn invalid_specs() -> Vec<(Value, Vec<&'static str>)> {
         ),
         (
             json!({"interval": "2s", "timeout": "5s", "http": {"url": url}}),
-            vec!["spec.timeout", "must be shorter than spec.interval"],
+            // The API server's message shows the values given, not the defaults.
+            vec![
+                "spec.timeout",
+                "spec.timeout (5s) must be shorter than spec.interval (2s)",
+            ],
         ),
         (
             json!({"http": {"url": url, "headers": [both_values]}}),

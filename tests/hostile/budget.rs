@@ -95,8 +95,9 @@ async fn sixty_four_regex_checks_against_a_hoarding_target_stay_within_the_budge
     let peak = sampler.await.unwrap();
     server.abort();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let results: Vec<Value> = serde_json::from_str(&stdout)
+    let list: Value = serde_json::from_str(&stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let results = list["items"].as_array().expect("a List of HealthChecks");
     let reasons: Vec<&str> = (results.iter())
         .map(|r| r["status"]["lastResult"]["reason"].as_str().unwrap_or("?"))
         .collect();

@@ -191,13 +191,13 @@ fn a_dns_name_resolving_to_any_encoding_is_denied() {
         .output()
         .expect("unshare (util-linux; scripts/test installs it)");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let results: Vec<Value> = serde_json::from_str(&stdout).unwrap_or_else(|_| {
+    let list: Value = serde_json::from_str(&stdout).unwrap_or_else(|_| {
         panic!(
             "needs root and util-linux unshare (scripts/test installs it): {}",
             String::from_utf8_lossy(&out.stderr)
         )
     });
-    for result in results {
+    for result in list["items"].as_array().expect("a List of HealthChecks") {
         let name = result["metadata"]["name"]
             .as_str()
             .unwrap_or_default()

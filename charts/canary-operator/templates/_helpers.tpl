@@ -19,8 +19,13 @@
 
 {{/* Labels on every object. */}}
 {{- define "canary.labels" -}}
-helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "canary.metaLabels" . }}
 {{ include "canary.selectorLabels" . }}
+{{- end }}
+
+{{/* Labels on every object but the selector's: the chart, version, manager and commonLabels. */}}
+{{- define "canary.metaLabels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: canary
@@ -33,6 +38,14 @@ app.kubernetes.io/part-of: canary
 {{- define "canary.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "canary.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* Labels of the `helm test` Pod that the NetworkPolicy lets ask /readyz: never the
+operator's selector, so no Service or PodDisruptionBudget counts the test Pod as an operator. */}}
+{{- define "canary.selftestSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "canary.name" . }}-selftest
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: test
 {{- end }}
 
 {{/* ServiceAccount name. */}}

@@ -33,11 +33,23 @@ pub fn assignment(me: Me<'_>, peers: &Peers, now: Timestamp) -> Assignment {
     }
 }
 
-/// The alive admitted peers, and this replica while it is a member.
+/// Notes which peers acknowledge the ring: the one this replica sees, or the one it would see
+/// without excluding anybody (what a peer that is excluded but healthy acknowledges, so it
+/// comes back once it catches up).
+pub fn note_acks(me: Me<'_>, peers: &mut Peers) {
+    let full = ring_of(&me, peers.renewing_members());
+    let seen = ring(&me, peers);
+    peers.note_acks(|claim| acknowledged(claim, &full) || acknowledged(claim, &seen));
+}
+
+/// The alive admitted peers (not excluded), and this replica while it is a member.
 fn ring(me: &Me<'_>, peers: &Peers) -> Ring {
-    let mut members: Vec<(String, Option<u64>)> = (peers.members())
-        .map(|c| (c.identity.clone(), c.incarnation))
-        .collect();
+    ring_of(me, peers.members())
+}
+
+fn ring_of<'a>(me: &Me<'_>, peers: impl Iterator<Item = &'a Claim>) -> Ring {
+    let mut members: Vec<(String, Option<u64>)> =
+        peers.map(|c| (c.identity.clone(), c.incarnation)).collect();
     if me.standing == Standing::Member {
         members.push((me.config.identity.clone(), Some(me.incarnation)));
     }

@@ -8,11 +8,11 @@ use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::Lease;
 use tokio::time::{Instant, advance};
 
-use super::{Me, acknowledged, assignment};
+use super::{Me, acknowledged, assignment, note_acks};
 use crate::controller::shard::{
     ShardConfig, Standing,
     lease::{Claim, lease_name},
-    peers::Peers,
+    peers::{Peers, Trust},
     ring::Ring,
 };
 
@@ -51,11 +51,26 @@ fn lease(claim: &Claim, name: &str) -> Lease {
     lease
 }
 
-/// r1's peer table after one list of `claims` (Lease names from the identities).
+/// r1's empty peer table.
+fn table() -> Peers {
+    Peers::new(lease_name("r1"), Trust::of(&config()))
+}
+
+/// r1's peer table after two lists of `claims` (Lease names from the identities), the first
+/// from before their last renewal: each was seen renewing.
 fn peers(claims: &[Claim]) -> Peers {
-    let mut peers = Peers::new(lease_name("r1"));
-    let leases: Vec<Lease> = claims.iter().map(|c| lease(c, &c.identity)).collect();
+    let mut peers = table();
+    let earlier = |c: &Claim| Claim {
+        renew_time: c.renew_time.map(|t| t - jiff::SignedDuration::from_secs(1)),
+        ..c.clone()
+    };
+    let leases: Vec<Lease> = claims
+        .iter()
+        .map(|c| lease(&earlier(c), &c.identity))
+        .collect();
     let now = Instant::now();
+    peers.observe(&leases, now, now);
+    let leases: Vec<Lease> = claims.iter().map(|c| lease(c, &c.identity)).collect();
     peers.observe(&leases, now, now);
     peers
 }
@@ -148,7 +163,7 @@ async fn released_and_dead_peers_are_not_waited_for_and_their_promises_say_when_
         quiet_after: Some(promise),
         ..claim("r3", false, &before)
     };
-    let mut table = Peers::new(lease_name("r1"));
+    let mut table = peers(&[claim("r2", true, &after)]);
     let leases = [
         lease(&claim("r2", true, &after), "r2"),
         lease(&released, "r3"),
@@ -211,4 +226,92 @@ fn an_acknowledgement_from_before_a_peer_restarted_does_not_count_for_the_ring_a
     };
     let mixed = Ring::of([("r1".to_string(), None), ("r2".to_string(), Some(3))]);
     assert!(acknowledged(&older, &mixed));
+}
+
+/// `claim` renewed at `at` (Unix s).
+fn renewed(claim: Claim, at: i64) -> Claim {
+    Claim {
+        renew_time: Some(Timestamp::from_second(at).unwrap()),
+        ..claim
+    }
+}
+
+/// A Lease forged as a member of the ring (no incarnation, acknowledging nothing), declaring
+/// an hour, renewed at `at` (Unix s).
+fn forged(at: i64) -> Lease {
+    let claim = Claim {
+        renew_time: Some(Timestamp::from_second(at).unwrap()),
+        duration: Duration::from_secs(3_600),
+        ack: None,
+        ack_incarnations: None,
+        incarnation: None,
+        ..claim("x", true, &ring(&["r1"]))
+    };
+    lease(&claim, "x")
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_forged_lease_never_renewed_owns_nothing_and_holds_a_handover_one_duration_at_most() {
+    let config = config();
+    let ours = ring(&["r1", "r2"]);
+    let own = claim("r1", true, &ours);
+    // In r1's first list: it may be a peer older than r1.
+    let mut table = table();
+    let list = |table: &mut Peers, at: i64| {
+        let r2 = lease(&renewed(claim("r2", true, &ours), at), "r2");
+        table.observe(&[r2, forged(1_000)], Instant::now(), Instant::now());
+    };
+    list(&mut table, 999);
+    list(&mut table, 1_000);
+    let view = |table: &Peers| assignment(me(&config, Standing::Member, Some(&own)), table, now());
+    assert_eq!(*view(&table).ring, ours, "it owns no checks");
+    assert!(
+        !view(&table).may_gain,
+        "it may be an older peer: waited for"
+    );
+    advance(D - Duration::from_millis(1)).await;
+    list(&mut table, 1_002);
+    assert!(!view(&table).may_gain);
+    advance(Duration::from_millis(1)).await;
+    list(&mut table, 1_003);
+    assert!(
+        view(&table).may_gain,
+        "not seen renewing within a duration: not waited for"
+    );
+    assert_eq!(*view(&table).ring, ours);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_renewing_member_that_never_acknowledges_is_excluded_after_one_duration() {
+    let config = config();
+    let (with_x, without_x) = (ring(&["r1", "r2", "x"]), ring(&["r1", "r2"]));
+    let mut table = peers(&[claim("r2", true, &with_x)]);
+    let member = |published| me(&config, Standing::Member, published);
+    let renew = |table: &mut Peers, at: i64, r2_acks: &Ring| {
+        let r2 = lease(&renewed(claim("r2", true, r2_acks), at), "r2");
+        table.observe(&[r2, forged(at)], Instant::now(), Instant::now());
+        note_acks(member(None), table);
+    };
+    renew(&mut table, 1_000, &with_x);
+    renew(&mut table, 1_001, &with_x);
+    let own = claim("r1", true, &with_x);
+    let view = |table: &Peers| assignment(member(Some(&own)), table, now());
+    assert_eq!(*view(&table).ring, with_x, "renewing: a member");
+    assert!(!view(&table).may_gain, "x acknowledges nothing");
+    advance(D - Duration::from_millis(1)).await;
+    renew(&mut table, 1_002, &with_x);
+    assert_eq!(*view(&table).ring, with_x);
+    advance(Duration::from_millis(1)).await;
+    // r2 excluded x a moment earlier: it acknowledges the ring without x, and is not
+    // excluded for that.
+    renew(&mut table, 1_003, &without_x);
+    let own = claim("r1", true, &without_x);
+    let view = assignment(member(Some(&own)), &table, now());
+    assert_eq!(*view.ring, without_x, "excluded from the ring");
+    assert!(view.may_gain, "and from the handover wait");
+    let distrusted = table.distrusted();
+    assert_eq!(
+        distrusted.keys().copied().collect::<Vec<_>>(),
+        [lease_name("x")]
+    );
 }

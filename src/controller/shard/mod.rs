@@ -9,6 +9,12 @@
 //! watch says one changed) and judge a peer dead once its record stayed the same for the
 //! duration in lists they sent (their own clock; see [`peers`]): it had stopped by then.
 //!
+//! **Trust.** Anyone who may write Leases in the namespace can forge one, so [`peers`] believes
+//! a Lease only as far as its holder shows itself alive: a member once seen renewing, for at
+//! most 4x the configured duration; one never seen renewing is waited for at most a duration,
+//! and only if it predates this replica; one that renews but does not acknowledge the ring for a
+//! duration is excluded; a deleted one leaves at once.
+//!
 //! **Assignment.** The ring is the alive members; each check goes to the member with the
 //! highest rendezvous weight of `namespace/name` ([`ring`]). Every replica watches every
 //! HealthCheck and runs only its own.
@@ -48,6 +54,7 @@ mod lease;
 mod member;
 pub mod peers;
 pub mod ring;
+mod silent;
 mod tenure;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
@@ -56,8 +63,9 @@ use jiff::Timestamp;
 
 pub use directory::Directory;
 pub use lease::{LEASE_PREFIX, RING_LABEL, label_value, lease_name};
-pub use member::{Member, ShardError};
+pub use member::{Member, ShardError, ShardGauges};
 pub use ring::{Ring, RingHash};
+pub use silent::{Silence, unprobed_elsewhere};
 
 use crate::api::CheckKey;
 

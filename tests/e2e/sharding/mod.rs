@@ -10,6 +10,7 @@
 //! faulted step down on a machine busy beyond a CPU hog, which no scenario is about.
 
 mod failover;
+mod forged;
 mod ring;
 mod timeline;
 

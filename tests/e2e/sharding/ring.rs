@@ -31,6 +31,8 @@ pub struct Ring {
     pub replicas: BTreeMap<String, Operator>,
     /// The Lease duration the replicas are started with.
     duration: Duration,
+    /// Environment variables replicas started from now on get (settings beyond the ring's).
+    pub env: Vec<(&'static str, &'static str)>,
     /// A proxy to the API server that can cut replicas off, and a kubeconfig through it.
     pub proxy: Proxy,
     through_proxy: std::path::PathBuf,
@@ -70,6 +72,7 @@ impl Ring {
             offsets,
             replicas: BTreeMap::new(),
             duration,
+            env: Vec::new(),
             proxy,
             through_proxy,
             dir,
@@ -85,12 +88,15 @@ impl Ring {
             true => &["--ui-forward", "--ui-forward-key-file", key],
             false => &[],
         };
-        Launch::operator(CANARY, kubeconfig)
+        // CANARY_BINARY runs the scenarios against another build (an older one, for a note).
+        let binary = std::env::var("CANARY_BINARY").unwrap_or_else(|_| CANARY.to_string());
+        let launch = Launch::operator(&binary, kubeconfig)
             .args(&["--sharding", "shards"])
             .args(forward)
             .args(&["--leader-election-lease-duration", &duration])
             .args(&["--leader-election-lease-name", RING])
-            .env("POD_NAME", name)
+            .env("POD_NAME", name);
+        (self.env.iter()).fold(launch, |launch, (key, value)| launch.env(key, value))
     }
 
     /// Starts replicas `(name, through the proxy)` together, talking to the API server directly

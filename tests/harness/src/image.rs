@@ -38,7 +38,7 @@ fn run(program: &Path, args: &[&str]) -> Output {
 }
 
 impl Image {
-    /// The image built from the working tree (release binary) and exported, once per test
+    /// The image built from the working tree (`dist` binary) and exported, once per test
     /// process.
     pub fn built() -> &'static Image {
         static IMAGE: OnceLock<Image> = OnceLock::new();

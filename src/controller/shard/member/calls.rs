@@ -57,6 +57,7 @@ impl Member {
         let list = self.call(self.api.list(&params), ShardError::List).await;
         let list = list.inspect_err(|error| tracing::warn!(%error, "listing the ring failed"))?;
         self.peers.observe(&list.items, sent, Instant::now());
+        self.note_acks();
         if self.own.is_none() {
             let own = list
                 .items

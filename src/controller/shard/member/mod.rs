@@ -4,7 +4,7 @@
 
 mod calls;
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use futures::{StreamExt, stream::BoxStream};
 use jiff::Timestamp;
@@ -13,7 +13,7 @@ use kube::{
     Api, Client,
     runtime::{WatchStreamExt, watcher},
 };
-use prometheus::IntGauge;
+use prometheus::{IntGauge, IntGaugeVec};
 use tokio::{sync::watch, time::Instant};
 
 pub use calls::ShardError;
@@ -22,7 +22,7 @@ use super::{
     Applied, Assignment, Directory, ShardConfig,
     handover::{self, Me},
     lease::{Claim, RING_LABEL, lease_name},
-    peers::Peers,
+    peers::{Distrust, Peers, Trust},
     tenure::{Tenure, Turn, next_wake},
 };
 use crate::{
@@ -46,6 +46,14 @@ struct Inputs {
     stoppable: bool,
 }
 
+/// The gauges the membership task keeps.
+pub struct ShardGauges {
+    /// `canary_shard_members`.
+    pub members: IntGauge,
+    /// `canary_shard_excluded_peers{reason}`.
+    pub excluded: IntGaugeVec,
+}
+
 /// This replica's membership: its Lease, what it last confirmed writing, its tenure.
 pub struct Member {
     api: Api<Lease>,
@@ -65,6 +73,10 @@ pub struct Member {
     collected_at: Option<Instant>,
     /// `canary_shard_members`.
     members_gauge: IntGauge,
+    /// `canary_shard_excluded_peers{reason}`.
+    excluded_gauge: IntGaugeVec,
+    /// The peer Leases not believed at the last publish, for log lines on changes.
+    distrusted: BTreeMap<String, Distrust>,
     /// Its probe gate follows the renew deadline directly (see [`Scheduler::probe_until`]).
     scheduler: Scheduler,
     /// The ring and the members' pages, for the status page.
@@ -77,14 +89,14 @@ impl Member {
     pub fn new(
         client: Client,
         config: ShardConfig,
-        members_gauge: IntGauge,
+        gauges: ShardGauges,
         scheduler: Scheduler,
         directory: Arc<Directory>,
     ) -> Self {
         let name = lease_name(&config.identity);
         Self {
             api: Api::namespaced(client, &config.namespace),
-            peers: Peers::new(name.clone()),
+            peers: Peers::new(name.clone(), Trust::of(&config)),
             name,
             tenure: Tenure::new(&config),
             config,
@@ -93,7 +105,9 @@ impl Member {
             failed_at: None,
             last_list: None,
             collected_at: None,
-            members_gauge,
+            members_gauge: gauges.members,
+            excluded_gauge: gauges.excluded,
+            distrusted: BTreeMap::new(),
             scheduler,
             directory,
             incarnation: new_incarnation(),
@@ -158,7 +172,7 @@ impl Member {
 
     /// Waits until the next round is due: its time, another Lease changed (lists spaced by
     /// [`LIST_SPACING`]), reconcile applied a ring, or the operator is leaving.
-    async fn idle(&self, inputs: &mut Inputs) {
+    async fn idle(&mut self, inputs: &mut Inputs) {
         let wake = self.next_wake();
         loop {
             tokio::select! {
@@ -181,10 +195,16 @@ impl Member {
         }
     }
 
-    /// Whether a watch event says another Lease changed (this replica's own writes do not).
-    fn poked(&self, event: Option<Result<watcher::Event<Lease>, watcher::Error>>) -> bool {
+    /// Whether a watch event says another Lease changed (this replica's own writes do not); a
+    /// deleted one leaves the ring at once, before the list that follows.
+    fn poked(&mut self, event: Option<Result<watcher::Event<Lease>, watcher::Error>>) -> bool {
         match event {
-            Some(Ok(watcher::Event::Apply(lease) | watcher::Event::Delete(lease))) => {
+            Some(Ok(watcher::Event::Delete(lease))) => {
+                let name = lease.metadata.name.unwrap_or_default();
+                self.peers.deleted(&name);
+                name != self.name
+            }
+            Some(Ok(watcher::Event::Apply(lease))) => {
                 lease.metadata.name.as_deref() != Some(self.name.as_str())
             }
             Some(Ok(watcher::Event::InitDone)) => true,
@@ -274,7 +294,42 @@ impl Member {
         handover::assignment(me, &self.peers, Timestamp::now())
     }
 
-    fn publish(&self, scope: &watch::Sender<Scope>) {
+    /// Notes which peers acknowledge the ring (after each list).
+    fn note_acks(&mut self) {
+        let me = Me {
+            config: &self.config,
+            incarnation: self.incarnation,
+            standing: self.tenure.standing(Instant::now()),
+            published: self.published.as_ref(),
+        };
+        handover::note_acks(me, &mut self.peers);
+    }
+
+    /// Logs and counts the peer Leases that are not believed, on changes.
+    fn report_distrust(&mut self) {
+        let now: BTreeMap<String, Distrust> = (self.peers.distrusted().into_iter())
+            .map(|(name, why)| (name.to_string(), why))
+            .collect();
+        for (lease, why) in &now {
+            if self.distrusted.get(lease) != Some(why) {
+                tracing::warn!(
+                    %lease, reason = why.reason(),
+                    "a ring Lease is not believed: excluded from the ring and handover waits"
+                );
+            }
+        }
+        for lease in self.distrusted.keys().filter(|l| !now.contains_key(*l)) {
+            tracing::info!(%lease, "a ring Lease is believed again (or gone)");
+        }
+        for why in [Distrust::Unacknowledged, Distrust::NeverRenewed] {
+            let count = now.values().filter(|w| **w == why).count();
+            (self.excluded_gauge.with_label_values(&[why.reason()])).set(count as i64);
+        }
+        self.distrusted = now;
+    }
+
+    fn publish(&mut self, scope: &watch::Sender<Scope>) {
+        self.report_distrust();
         let now = Instant::now();
         let assignment = self.assignment(now);
         // Probing stops at the renew deadline whatever reconcile is doing; out of the ring

@@ -14,6 +14,8 @@ use crate::{
     probe::{ReferenceError, ReferenceSource},
 };
 
+mod explain;
+
 /// Why files could not be turned into HealthChecks.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -25,10 +27,12 @@ pub enum LoadError {
     },
     #[error("{path}: not valid YAML: {message}")]
     Yaml { path: PathBuf, message: String },
-    #[error("{path}, document {document}: {message}")]
+    #[error("{path}, document {document}{}: {message}", line.map(|l| format!(", line {l}")).unwrap_or_default())]
     Document {
         path: PathBuf,
         document: usize,
+        /// The line of the field the message names, when it can be found.
+        line: Option<usize>,
         message: String,
     },
     #[error("{0}: no .yaml or .yml files found")]
@@ -53,6 +57,14 @@ impl Loaded {
     /// The error prefix naming this document.
     pub fn origin(&self) -> String {
         format!("{}, document {}", self.path.display(), self.document)
+    }
+
+    /// [`Loaded::origin`] with the line of `field` (`spec.tcp.port`), when it can be found.
+    pub fn origin_of(&self, field: &str) -> String {
+        match line_of(&self.path, self.document.saturating_sub(1), field) {
+            Some(line) => format!("{}, line {line}", self.origin()),
+            None => self.origin(),
+        }
     }
 }
 
@@ -95,6 +107,7 @@ pub fn load(paths: &[PathBuf]) -> Result<Vec<Loaded>, LoadError> {
             return Err(LoadError::Document {
                 path: item.path.clone(),
                 document: item.document,
+                line: None,
                 message: format!("metadata.name: duplicate HealthCheck {}", item.key()),
             });
         }
@@ -143,10 +156,11 @@ fn load_file(path: &Path) -> Result<Vec<Loaded>, LoadError> {
         if document.is_null() {
             continue;
         }
-        let error = |message: String| LoadError::Document {
+        let error = |invalid: Invalid| LoadError::Document {
             path: path.into(),
             document: index + 1,
-            message,
+            line: (invalid.field.as_deref()).and_then(|field| line_of(path, index, field)),
+            message: invalid.to_string(),
         };
         let resource = parse_document(document).map_err(error)?;
         loaded.push(Loaded {
@@ -158,8 +172,28 @@ fn load_file(path: &Path) -> Result<Vec<Loaded>, LoadError> {
     Ok(loaded)
 }
 
-/// Parses one document strictly: right apiVersion and kind, a name, no unknown spec fields.
-pub fn parse_document(document: serde_json::Value) -> Result<HealthCheck, String> {
+/// Why a document is not a HealthCheck: the field (dotted path), when one is to blame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{message}", field.as_deref().map(|f| format!("{f}: ")).unwrap_or_default())]
+pub struct Invalid {
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl Invalid {
+    fn at(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: Some(field.into()),
+            message: message.into(),
+        }
+    }
+}
+
+/// The keys a HealthCheck document may have at its top.
+const DOCUMENT_KEYS: [&str; 5] = ["apiVersion", "kind", "metadata", "spec", "status"];
+
+/// Parses one document strictly: right apiVersion and kind, a name, no unknown fields.
+pub fn parse_document(document: serde_json::Value) -> Result<HealthCheck, Invalid> {
     let field = |name: &str| {
         document
             .get(name)
@@ -170,27 +204,38 @@ pub fn parse_document(document: serde_json::Value) -> Result<HealthCheck, String
     let (api_version, kind) = (field("apiVersion"), field("kind"));
     let (want_version, want_kind) = (HealthCheck::api_version(&()), HealthCheck::kind(&()));
     if api_version != want_version || kind != want_kind {
-        return Err(format!(
-            "apiVersion/kind {api_version:?}/{kind:?} is not {want_version} {want_kind}"
+        return Err(Invalid::at(
+            "apiVersion",
+            format!("apiVersion/kind {api_version:?}/{kind:?} is not {want_version} {want_kind}"),
+        ));
+    }
+    let top = document.as_object().into_iter().flat_map(|map| map.keys());
+    if let Some(unknown) = top
+        .into_iter()
+        .find(|key| !DOCUMENT_KEYS.contains(&key.as_str()))
+    {
+        let hint = explain::did_you_mean(unknown);
+        return Err(Invalid::at(
+            unknown.as_str(),
+            format!("unknown field{hint}"),
         ));
     }
     let metadata: ObjectMeta =
         serde_json::from_value(document.get("metadata").cloned().unwrap_or_default())
-            .map_err(|e| format!("metadata: {e}"))?;
+            .map_err(|e| Invalid::at("metadata", e.to_string()))?;
     if metadata.name.as_deref().is_none_or(str::is_empty) {
-        return Err("metadata.name: Required value".into());
+        return Err(Invalid::at("metadata.name", "Required value"));
     }
-    let spec_value = document
-        .get("spec")
-        .cloned()
-        .ok_or("spec: Required value")?;
+    let spec_value =
+        (document.get("spec").cloned()).ok_or(Invalid::at("spec", "Required value"))?;
     let mut unknown = Vec::new();
     let spec: HealthCheckSpec = serde_ignored::deserialize(&spec_value, |path| {
         unknown.push(format!("spec.{path}").replace(".?", ""))
     })
     .map_err(|_| strict_error(&spec_value))?;
-    if let Some(field) = unknown.first() {
-        return Err(format!("{field}: unknown field"));
+    if let Some(field) = unknown.into_iter().next() {
+        let hint = explain::did_you_mean(&field);
+        return Err(Invalid::at(field, format!("unknown field{hint}")));
     }
     let mut resource = HealthCheck::new(metadata.name.as_deref().unwrap_or_default(), spec);
     resource.metadata = metadata;
@@ -200,12 +245,31 @@ pub fn parse_document(document: serde_json::Value) -> Result<HealthCheck, String
     Ok(resource)
 }
 
-/// Names the field a type error is at (`spec.http.url: invalid type ...`).
-fn strict_error(spec: &serde_json::Value) -> String {
+/// Names the field a type error is at, the type wanted in words
+/// (`spec.tcp.port: expected a port number (1 to 65535), got the string "http"`).
+fn strict_error(spec: &serde_json::Value) -> Invalid {
     match serde_path_to_error::deserialize::<_, HealthCheckSpec>(spec) {
-        Ok(_) => "spec: invalid".into(),
-        Err(e) => format!("spec.{}: {}", e.path(), e.inner()),
+        Ok(_) => Invalid::at("spec", "invalid"),
+        Err(e) => {
+            let path = format!("spec.{}", e.path());
+            // A missing field is named by its parent's path; the message says which.
+            let path = path.strip_suffix(".?").unwrap_or(&path).to_string();
+            let message = explain::friendly(&path, &e.inner().to_string());
+            Invalid::at(path, message)
+        }
     }
+}
+
+/// The line of `field` in the `index`th (0-based) document of `path`: the file is read again,
+/// only when a document is wrong.
+fn line_of(path: &Path, index: usize, field: &str) -> Option<usize> {
+    let file = std::fs::File::open(path).ok()?;
+    let mut reader = std::io::BufReader::new(file);
+    let options = serde_saphyr::options! {
+        budget: serde_saphyr::budget! { max_reader_input_bytes: Some(MAX_FILE_BYTES) },
+    };
+    let mut documents = serde_saphyr::read_with_options::<_, explain::Node>(&mut reader, options);
+    documents.nth(index)?.ok()?.line_of(field)
 }
 
 /// Reads Secret and ConfigMap keys from `DIR/<name>/<key>`, like mounted volumes.

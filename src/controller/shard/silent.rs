@@ -1,0 +1,102 @@
+//! Checks another ring member owns that nobody probes, judged from their status, with no I/O:
+//! an owner writes `lastRunTime` at least once per status heartbeat (`--status-heartbeat`), as
+//! fast as its write rate lets it write every check it owns. A member that renews and
+//! acknowledges the ring but probes nothing (a stuck replica, or a Lease forged by someone who
+//! copies the acknowledgements) leaves its checks' `lastRunTime` behind; every replica sees
+//! every HealthCheck and reports how many it finds (`canary_shard_peer_checks_unprobed`, alert
+//! `CanaryShardChecksUnprobed`). This replica's own checks are the self-audit's.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use jiff::Timestamp;
+
+use super::Assignment;
+use crate::api::{CheckKey, HealthCheck, validate};
+
+/// How often owners write status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Silence {
+    /// `--status-heartbeat`.
+    pub heartbeat: Duration,
+    /// `--status-write-qps` (every replica of a release runs with the same).
+    pub write_qps: u32,
+}
+
+impl Silence {
+    /// The longest a probing owner of `owned` checks leaves the `lastRunTime` of one with
+    /// `interval` and `timeout` unwritten: two runs and two heartbeats, plus the time its
+    /// write rate needs to write every check it owns (so a large share is not judged silent).
+    pub fn bound(&self, interval: Duration, timeout: Duration, owned: usize) -> Duration {
+        let writes = owned as f64 / f64::from(self.write_qps.max(1));
+        (interval + timeout + self.heartbeat) * 2 + Duration::from_secs_f64(writes)
+    }
+}
+
+/// A check that should be probing, with when it last ran (or was created), and its owner.
+struct Judged<'a> {
+    owner: &'a str,
+    last: Option<Timestamp>,
+    interval: Duration,
+    timeout: Duration,
+}
+
+/// The checks owned by other members, not suspended, valid and not blocked on a reference,
+/// whose last run (or creation, if never run) is older than [`Silence::bound`]: by owner.
+pub fn unprobed_elsewhere<'a>(
+    assignment: &'a Assignment,
+    checks: impl IntoIterator<Item = &'a HealthCheck>,
+    now: Timestamp,
+    silence: Silence,
+) -> BTreeMap<String, usize> {
+    let judged: Vec<Judged<'a>> = (checks.into_iter())
+        .filter_map(|check| judged(assignment, check))
+        .collect();
+    let mut owned: BTreeMap<&str, usize> = BTreeMap::new();
+    for check in &judged {
+        *owned.entry(check.owner).or_default() += 1;
+    }
+    let mut silent = BTreeMap::new();
+    for check in &judged {
+        let bound = silence.bound(check.interval, check.timeout, owned[check.owner]);
+        let since = check.last.map(|last| now.duration_since(last));
+        let bound = jiff::SignedDuration::try_from(bound).unwrap_or(jiff::SignedDuration::MAX);
+        if since.is_some_and(|since| since > bound) {
+            *silent.entry(check.owner.to_string()).or_default() += 1;
+        }
+    }
+    silent
+}
+
+fn judged<'a>(assignment: &'a Assignment, check: &'a HealthCheck) -> Option<Judged<'a>> {
+    let owner = assignment.ring.owner(&CheckKey::of(check))?;
+    if owner == &*assignment.identity || check.spec.suspend || blocked(check) {
+        return None;
+    }
+    let valid = validate(&check.spec).ok()?;
+    let status = check.status.as_ref();
+    let last = (status.and_then(|s| s.last_run_time.as_ref()))
+        .or(check.metadata.creation_timestamp.as_ref())
+        .map(|t| t.0);
+    Some(Judged {
+        owner,
+        last,
+        interval: valid.interval,
+        timeout: valid.timeout,
+    })
+}
+
+/// Whether its owner reports it waiting for a missing or forbidden reference (it runs no
+/// probe until the reference appears).
+fn blocked(check: &HealthCheck) -> bool {
+    let ready = check.status.as_ref().and_then(|s| s.ready_condition());
+    ready.is_some_and(|c| {
+        matches!(
+            c.reason.as_str(),
+            "ReferenceNotFound" | "ReferenceForbidden"
+        )
+    })
+}
+
+#[cfg(test)]
+#[path = "silent_tests.rs"]
+mod tests;
