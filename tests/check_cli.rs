@@ -157,9 +157,9 @@ async fn json_and_header_failures_name_what_differed() {
         run.stdout
     );
     let run = canary(&["check", "-f", &file, "-o", "json"]);
-    let list: Vec<Value> = serde_json::from_str(&run.stdout).unwrap();
+    let list: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(
-        list[0]["status"]["lastResult"]["message"],
+        list["items"][0]["status"]["lastResult"]["message"],
         r#"$.components.db.status is "DOWN", expected one of ["UP","UNKNOWN"]"#
     );
     let headers = "    expect:\n      headers:\n        - {name: X-Version, absent: false}\n";
