@@ -436,7 +436,10 @@ pub(super) async fn read_response(
     let headers = headers::judge(&spec.expect.headers, response.headers());
     let mut incoming = response.into_body();
     let mut check = BodyCheck::new(&spec.expect, budget);
-    let inspect = spec.expect.inspects_body();
+    // A redirect that will be followed is judged by where it leads: its body is only drained,
+    // never buffered, parsed or charged to the budget.
+    let followed = spec.follow_redirects && status.is_redirection() && location.is_some();
+    let inspect = spec.expect.inspects_body() && !followed;
     let max = spec.max_body_bytes;
     let mut body_read: u64 = 0;
     let mut cut = false;
