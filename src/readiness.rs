@@ -305,6 +305,7 @@ fn last_result(outcome: &Outcome) -> LastResult {
         duration: seconds(outcome.duration),
         http_status: outcome.http_status.map(i32::from),
         phases: (phases.iter().next().is_some()).then(|| PhaseDurations {
+            auth: phases.auth.map(seconds),
             dns: phases.dns.map(seconds),
             connect: phases.connect.map(seconds),
             tls: phases.tls.map(seconds),

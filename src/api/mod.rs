@@ -2,6 +2,7 @@
 //! newer probe kind: `dns`, `grpc`), the closed set of reasons, and semantic validation.
 //! Knows nothing of the API server.
 
+mod auth;
 mod dns;
 pub mod duration;
 mod expect;
@@ -16,6 +17,10 @@ mod text;
 mod valid;
 pub mod validate;
 
+pub use auth::{
+    AuthStyle, ClientId, HttpAuth, MAX_EXTRA_PARAMS, MAX_SCOPES, OAuth2ClientCredentials,
+    ValidOAuth2,
+};
 pub use dns::{
     DnsAnswers, DnsClass, DnsExpect, DnsExpectations, DnsProbe, DnsQuery, DnsRcode, DnsRecordType,
     DnsTransport, ValidDns, reverse_name,

@@ -14,8 +14,13 @@ use super::{
 const REGEX_SIZE_LIMIT: usize = 1024 * 1024;
 
 pub(super) fn parse_url(value: &str) -> Result<url::Url, FieldError> {
+    parse_url_at("spec.http.url", value)
+}
+
+/// An absolute http(s) URL without credentials, errors naming `field`.
+pub(super) fn parse_url_at(field: &str, value: &str) -> Result<url::Url, FieldError> {
     let error = |message: String| FieldError {
-        field: "spec.http.url".into(),
+        field: field.into(),
         message,
     };
     let url =
@@ -30,9 +35,14 @@ pub(super) fn parse_url(value: &str) -> Result<url::Url, FieldError> {
         return Err(error(format!("{value:?} has no host")));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(error(
-            "credentials in the URL are not allowed; use a header from a Secret".into(),
-        ));
+        let instead = if field == "spec.http.url" {
+            "a header from a Secret"
+        } else {
+            "clientSecretRef"
+        };
+        return Err(error(format!(
+            "credentials in the URL are not allowed; use {instead}"
+        )));
     }
     Ok(url)
 }

@@ -98,6 +98,9 @@ reasons! {
     ProtocolMismatch,
     /// The resolved address is in the operator's deny list.
     TargetDenied,
+    /// The credentials the probe needs could not be obtained: the OAuth2 token endpoint
+    /// refused, failed, timed out, was denied, or answered something that is not a Bearer token.
+    AuthFailed,
     /// The prober's own fault (out of descriptors or memory): never blamed on the target.
     ProberError,
     /// Event only (type Normal): the check passes again after failing.
@@ -124,6 +127,7 @@ impl Reason {
                 | Reason::ConnectionReset
                 | Reason::Timeout
                 | Reason::TargetDenied
+                | Reason::AuthFailed
                 | Reason::ProberError
                 | Reason::Recovered
         )

@@ -10,6 +10,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{
+    auth::HttpAuth,
     dns::DnsProbe,
     duration::GoDuration,
     expect::{HeaderAssertion, JsonAssertion},
@@ -142,6 +143,9 @@ pub struct HttpProbe {
     /// Request body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
+    /// Credentials obtained before each request (an OAuth2 client-credentials token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<HttpAuth>,
     /// Follow redirects, at most 10 hops.
     #[serde(default = "default_true")]
     pub follow_redirects: bool,

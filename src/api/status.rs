@@ -192,6 +192,9 @@ pub struct GrpcResult {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PhaseDurations {
+    /// Obtaining the OAuth2 token (`spec.http.auth`), when one was fetched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -9,6 +9,7 @@ use http::{HeaderName, HeaderValue, Method};
 use regex::bytes::Regex;
 
 use super::{
+    auth::ValidOAuth2,
     dns::ValidDns,
     expect::{HeaderCheck, JsonCheck},
     grpc::ValidGrpc,
@@ -104,6 +105,8 @@ pub struct ValidHttp {
     pub follow_redirects: bool,
     pub max_body_bytes: u64,
     pub expect: HttpExpectations,
+    /// An OAuth2 client-credentials grant whose token is sent as `Authorization: Bearer`.
+    pub auth: Option<ValidOAuth2>,
 }
 
 /// One request header with its value, or where to read it.
@@ -240,6 +243,9 @@ impl ValidSpec {
             HeaderSource::From(source) => Some(source.object.clone()),
             HeaderSource::Literal(_) => None,
         }));
+        if let ProbeKind::Http(http) = &self.probe {
+            refs.extend(http.auth.iter().flat_map(ValidOAuth2::references));
+        }
         let policy = &self.tls_policy;
         refs.extend(policy.ca_bundle.iter().map(|r| r.object.clone()));
         refs.extend(policy.client_certificate.iter().map(|name| Reference {

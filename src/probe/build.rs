@@ -11,6 +11,7 @@ use super::{
     Probe, Target,
     grpc::GrpcCheck,
     http::{HttpCheck, ResolvedHeader},
+    oauth2::OAuth2Client,
     tls::{ClientAuth, TlsSettings, Trust},
 };
 use crate::api::{
@@ -112,6 +113,12 @@ pub fn build(spec: &ValidSpec, refs: &dyn ReferenceSource) -> Result<Probe, Buil
         ProbeKind::Http(http) => Target::Http(Box::new(HttpCheck {
             spec: (**http).clone(),
             headers: resolve_headers("spec.http.headers", &http.headers, refs)?,
+            auth: (http.auth.as_ref())
+                .map(|grant| {
+                    OAuth2Client::build(grant, &spec.tls_policy, tls.trust.clone(), refs)
+                        .map(Arc::new)
+                })
+                .transpose()?,
         })),
         ProbeKind::Tcp(endpoint) => Target::Tcp(endpoint.clone()),
         ProbeKind::Tls(endpoint) => Target::Tls(endpoint.clone()),
@@ -159,7 +166,7 @@ fn resolve_headers(
     Ok(headers)
 }
 
-fn fetch(
+pub(super) fn fetch(
     source: &ValueRef,
     field: &str,
     refs: &dyn ReferenceSource,
@@ -199,7 +206,10 @@ fn tls_settings(
         .map_err(|message| BuildError::invalid("spec.tlsPolicy.clientCertificate", message))
 }
 
-fn client_auth(secret: &str, refs: &dyn ReferenceSource) -> Result<ClientAuth, BuildError> {
+pub(super) fn client_auth(
+    secret: &str,
+    refs: &dyn ReferenceSource,
+) -> Result<ClientAuth, BuildError> {
     let field = "spec.tlsPolicy.clientCertificate";
     let read = |key: &str| {
         let value = ValueRef {

@@ -29,6 +29,8 @@ use crate::api::{
 pub struct HttpCheck {
     pub spec: ValidHttp,
     pub headers: Vec<ResolvedHeader>,
+    /// The OAuth2 client whose token goes first (shared by the probe's clones: the cache).
+    pub auth: Option<std::sync::Arc<super::oauth2::OAuth2Client>>,
 }
 
 /// A request header with its value in hand.

@@ -17,6 +17,7 @@ mod http;
 mod http2;
 mod json;
 mod net;
+mod oauth2;
 mod scoped;
 mod sniff;
 mod tls;
@@ -38,6 +39,9 @@ pub use dns::{DnsFacts, first_nameserver};
 pub use grpc::{GrpcCheck, GrpcFacts, code_name, serving_name};
 pub use http::{HttpCheck, ResolvedHeader};
 pub use net::{canonical as canonical_ip, denied_in, prober_fault};
+pub use oauth2::{
+    MAX_MARGIN, MAX_TOKEN_RESPONSE, MAX_TOKEN_TTL, OAuth2Client, UNTIMED_TOKEN_TTL, margin,
+};
 pub use tls::{TlsSettings, provider};
 pub use trace::{Phase, PhaseTimings};
 
@@ -287,8 +291,12 @@ pub async fn run(check: &Probe, ctx: &ProbeContext) -> Outcome {
     let (reason, message) = match result {
         Ok(Ok(message)) => (Reason::Succeeded, message),
         Ok(Err(failure)) => (failure.reason, failure.message),
+        // A token endpoint that does not answer is the credentials' failure, not the target's.
         Err(_) => (
-            Reason::Timeout,
+            match phase {
+                Phase::Auth => Reason::AuthFailed,
+                _ => Reason::Timeout,
+            },
             format!(
                 "no answer within the {} timeout (during {}){}",
                 fmt_go(check.timeout),
@@ -320,7 +328,7 @@ async fn probe(
     deadline: Instant,
 ) -> Result<String, Failure> {
     match &check.target {
-        Target::Http(http) => http::probe(http, &check.tls, ctx, trace).await,
+        Target::Http(http) => oauth2::probe(http, &check.tls, ctx, trace).await,
         Target::Dns(dns) => dns::probe(dns, &check.tls, ctx, trace).await,
         Target::Grpc(grpc) => grpc::probe(grpc, &check.tls, ctx, trace, deadline).await,
         Target::Tcp(endpoint) => {

@@ -10,6 +10,8 @@ use super::{DnsFacts, GrpcFacts, TlsCapture};
 /// The phases of a probe, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
+    /// Obtaining credentials (an OAuth2 token) before the request.
+    Auth,
     Dns,
     Connect,
     Tls,
@@ -27,6 +29,7 @@ impl Phase {
     /// Phrase for messages: "during TLS handshake".
     pub fn describe(self) -> &'static str {
         match self {
+            Self::Auth => "the OAuth2 token request",
             Self::Dns => "DNS resolution",
             Self::Connect => "TCP connect",
             Self::Tls => "TLS handshake",
@@ -41,6 +44,7 @@ impl Phase {
 /// Time spent in each phase; `None` when the phase did not happen.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PhaseTimings {
+    pub auth: Option<Duration>,
     pub dns: Option<Duration>,
     pub connect: Option<Duration>,
     pub tls: Option<Duration>,
@@ -52,6 +56,7 @@ pub struct PhaseTimings {
 impl PhaseTimings {
     fn slot(&mut self, phase: Phase) -> Option<&mut Option<Duration>> {
         match phase {
+            Phase::Auth => Some(&mut self.auth),
             Phase::Dns => Some(&mut self.dns),
             Phase::Connect => Some(&mut self.connect),
             Phase::Tls => Some(&mut self.tls),
@@ -65,6 +70,7 @@ impl PhaseTimings {
     /// Every phase that happened, with its name as used in metrics and status.
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, Duration)> {
         [
+            ("auth", self.auth),
             ("dns", self.dns),
             ("connect", self.connect),
             ("tls", self.tls),
@@ -130,6 +136,11 @@ impl Trace {
         self.with(|s| s.phase)
     }
 
+    /// The last HTTP status seen.
+    pub fn http_status(&self) -> Option<u16> {
+        self.with(|s| s.learned.http_status)
+    }
+
     pub fn set_http_status(&self, status: u16) {
         self.with(|s| s.learned.http_status = Some(status));
     }
@@ -150,6 +161,11 @@ impl Trace {
     /// Keeps `note` for the timeout message, should the deadline pass.
     pub fn note(&self, note: String) {
         self.with(|s| s.learned.note = Some(note));
+    }
+
+    /// Forgets the note: what it warned of is over.
+    pub fn clear_note(&self) {
+        self.with(|s| s.learned.note = None);
     }
 
     /// Closes the last phase and hands out what was learned.

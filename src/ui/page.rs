@@ -223,6 +223,7 @@ pub fn detail(detail: &Detail, ctx: &PageContext) -> Markup {
 fn last_result(result: &LastResult, check: &Check, probed_by: Option<&str>) -> Markup {
     let phases = result.phases.clone().unwrap_or_default();
     let rows = [
+        ("auth", phases.auth),
         ("DNS", phases.dns),
         ("connect", phases.connect),
         ("TLS", phases.tls),
