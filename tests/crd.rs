@@ -521,6 +521,21 @@ fn every_cel_rule_refuses_a_document_that_breaks_it() {
             json!({"tcp": tcp, "tlsPolicy": {"minRemainingValidity": "87601h"}}),
             "spec.tlsPolicy.minRemainingValidity",
         ),
+        (
+            json!({"http": {"url": "https://a", "auth": {}}}),
+            "spec.http.auth",
+        ),
+        (
+            json!({"http": {"url": "https://a", "auth": {"oauth2ClientCredentials":
+                {"tokenURL": "https://i/t", "clientSecretRef": secret}}}}),
+            "spec.http.auth.oauth2ClientCredentials",
+        ),
+        (
+            json!({"http": {"url": "https://a", "auth": {"oauth2ClientCredentials":
+                {"tokenURL": "https://i/t", "clientID": "c", "clientSecretRef": secret,
+                 "extraParams": {"scope": "x"}}}}}),
+            "spec.http.auth.oauth2ClientCredentials.extraParams",
+        ),
     ];
     let schema = &crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
     let mut rules = Vec::new();
@@ -544,7 +559,7 @@ fn every_cel_rule_refuses_a_document_that_breaks_it() {
             "no case breaks the rule at {field}: {message:?}"
         );
     }
-    assert_eq!(rules.len(), 19, "a new rule needs a case here: {rules:?}");
+    assert_eq!(rules.len(), 22, "a new rule needs a case here: {rules:?}");
 }
 
 /// Whether the local server checks as much of `format` as kube: date-time, and int32/int64
@@ -607,4 +622,69 @@ fn the_crd_uses_only_schema_keywords_the_local_server_checks() {
             "{file} uses keywords the local server ignores: {found:?}"
         );
     }
+}
+
+#[test]
+fn bad_oauth2_client_credentials_are_rejected_with_the_field_named() {
+    let auth = |grant: Value| {
+        json!({"http": {"url": "https://a.example", "auth": {"oauth2ClientCredentials": grant}}})
+    };
+    let secret = json!({"name": "idp", "key": "secret"});
+    let f = "spec.http.auth.oauth2ClientCredentials";
+    let cases = [
+        (
+            auth(json!({"tokenURL": "ftp://idp/token", "clientID": "a", "clientSecretRef": secret})),
+            format!("{f}.tokenURL"),
+            "",
+        ),
+        (
+            auth(json!({"tokenURL": "https://idp/token", "clientSecretRef": secret})),
+            f.to_string(),
+            "exactly one of clientID or clientIDRef",
+        ),
+        (
+            auth(json!({"tokenURL": "https://idp/token", "clientID": "a",
+                "clientIDRef": secret, "clientSecretRef": secret})),
+            f.to_string(),
+            "exactly one of clientID or clientIDRef",
+        ),
+        (
+            auth(json!({"tokenURL": "https://idp/token", "clientID": "a",
+                "clientSecretRef": secret, "extraParams": {"client_secret": "x"}})),
+            format!("{f}.extraParams"),
+            "may not set grant_type",
+        ),
+        (
+            auth(json!({"tokenURL": "https://idp/token", "clientID": "a",
+                "clientSecretRef": secret, "scopes": ["two words"]})),
+            format!("{f}.scopes[0]"),
+            "",
+        ),
+        (
+            auth(json!({"tokenURL": "https://idp/token", "clientID": "a",
+                "clientSecretRef": secret, "authStyle": "Digest"})),
+            format!("{f}.authStyle"),
+            "Unsupported value",
+        ),
+        (
+            json!({"http": {"url": "https://a.example", "auth": {}}}),
+            "spec.http.auth".to_string(),
+            "must set oauth2ClientCredentials",
+        ),
+    ];
+    for (spec, field, message) in cases {
+        assert_rejected(&spec, &field, message);
+    }
+    let good = auth(json!({"tokenURL": "https://idp/token", "clientIDRef": secret,
+        "clientSecretRef": secret, "scopes": ["read:health"], "audience": "api",
+        "extraParams": {"resource": "urn:api"}}));
+    let object = json!({
+        "apiVersion": "canary.dev/v1alpha1", "kind": "HealthCheck",
+        "metadata": {"name": "good", "namespace": "default"}, "spec": good,
+    });
+    let defaulted = validate_custom_resource(&crd(), &object).unwrap();
+    assert_eq!(
+        defaulted["spec"]["http"]["auth"]["oauth2ClientCredentials"]["authStyle"],
+        "Basic"
+    );
 }

@@ -32,6 +32,10 @@ const RESERVED: [&str; 5] = [
 /// Credentials an HTTP probe obtains before each request.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.oauth2ClientCredentials)",
+    "message": "spec.http.auth must set oauth2ClientCredentials"
+}]))]
 pub struct HttpAuth {
     /// An OAuth2 access token from the client-credentials grant, sent as `Authorization: Bearer`.
     #[serde(
@@ -76,12 +80,25 @@ pub struct OAuth2ClientCredentials {
     pub audience: Option<String>,
     /// More form fields (e.g. `resource`); may not replace the ones Canary writes.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(extend("maxProperties" = 16))]
+    #[schemars(schema_with = "extra_params_schema")]
     pub extra_params: BTreeMap<String, String>,
     /// How the client authenticates: `Basic` (HTTP Basic, `client_secret_basic`) or `Post`
     /// (`client_id` and `client_secret` in the form body, `client_secret_post`).
     #[serde(default)]
     pub auth_style: AuthStyle,
+}
+
+/// `extraParams`: at most 16 short values, none replacing a field Canary writes.
+fn extra_params_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "maxProperties": MAX_EXTRA_PARAMS,
+        "additionalProperties": {"type": "string", "minLength": 1, "maxLength": MAX_PARAM},
+        "x-kubernetes-validations": [{
+            "rule": "!['grant_type', 'scope', 'audience', 'client_id', 'client_secret'].exists(k, k in self)",
+            "message": "extraParams may not set grant_type, scope, audience, client_id or client_secret"
+        }]
+    })
 }
 
 /// How the client credentials reach the token endpoint.
