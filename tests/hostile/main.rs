@@ -6,6 +6,7 @@ mod budget;
 mod cli;
 mod deny;
 mod json;
+mod oauth2;
 mod redirects;
 mod specs;
 mod tenants;
