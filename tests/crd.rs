@@ -626,14 +626,14 @@ fn the_crd_uses_only_schema_keywords_the_local_server_checks() {
 
 #[test]
 fn bad_oauth2_client_credentials_are_rejected_with_the_field_named() {
-    let auth = |grant: Value| {
-        json!({"http": {"url": "https://a.example", "auth": {"oauth2ClientCredentials": grant}}})
-    };
+    let auth = |grant: Value| json!({"http": {"url": "https://a.example", "auth": {"oauth2ClientCredentials": grant}}});
     let secret = json!({"name": "idp", "key": "secret"});
     let f = "spec.http.auth.oauth2ClientCredentials";
     let cases = [
         (
-            auth(json!({"tokenURL": "ftp://idp/token", "clientID": "a", "clientSecretRef": secret})),
+            auth(
+                json!({"tokenURL": "ftp://idp/token", "clientID": "a", "clientSecretRef": secret}),
+            ),
             format!("{f}.tokenURL"),
             "",
         ),
@@ -675,9 +675,11 @@ fn bad_oauth2_client_credentials_are_rejected_with_the_field_named() {
     for (spec, field, message) in cases {
         assert_rejected(&spec, &field, message);
     }
-    let good = auth(json!({"tokenURL": "https://idp/token", "clientIDRef": secret,
+    let good = auth(
+        json!({"tokenURL": "https://idp/token", "clientIDRef": secret,
         "clientSecretRef": secret, "scopes": ["read:health"], "audience": "api",
-        "extraParams": {"resource": "urn:api"}}));
+        "extraParams": {"resource": "urn:api"}}),
+    );
     let object = json!({
         "apiVersion": "canary.dev/v1alpha1", "kind": "HealthCheck",
         "metadata": {"name": "good", "namespace": "default"}, "spec": good,

@@ -63,7 +63,11 @@ pub struct OAuth2ClientCredentials {
     #[schemars(length(min = 1, max = 1024))]
     pub client_id: Option<String>,
     /// The client identifier, from a key of a Secret in the HealthCheck's namespace.
-    #[serde(rename = "clientIDRef", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clientIDRef",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub client_id_ref: Option<KeyRef>,
     /// The client secret: a key of a Secret in the HealthCheck's namespace.
     pub client_secret_ref: KeyRef,
@@ -182,10 +186,14 @@ fn validate_grant(grant: &OAuth2ClientCredentials, errors: &mut Errors) -> Optio
             None
         }
     };
-    let client_secret = secret_key(errors, &format!("{field}.clientSecretRef"), &grant.client_secret_ref);
+    let client_secret = secret_key(
+        errors,
+        &format!("{field}.clientSecretRef"),
+        &grant.client_secret_ref,
+    );
     let scopes = validate_scopes(field, &grant.scopes, errors);
-    let audience_ok = (grant.audience.as_ref())
-        .is_none_or(|a| param(errors, &format!("{field}.audience"), a));
+    let audience_ok =
+        (grant.audience.as_ref()).is_none_or(|a| param(errors, &format!("{field}.audience"), a));
     let extra_params = validate_extra(field, &grant.extra_params, errors);
     audience_ok.then_some(())?;
     Some(ValidOAuth2 {
@@ -229,7 +237,12 @@ fn secret_key(errors: &mut Errors, field: &str, key: &KeyRef) -> Option<ValueRef
 /// Scopes as RFC 6749 section 3.3 defines a scope token: printable ASCII without space, `"`
 /// or `\`.
 fn validate_scopes(field: &str, scopes: &[String], errors: &mut Errors) -> Option<Vec<String>> {
-    errors.at_most(&format!("{field}.scopes"), scopes.len(), MAX_SCOPES, "scopes");
+    errors.at_most(
+        &format!("{field}.scopes"),
+        scopes.len(),
+        MAX_SCOPES,
+        "scopes",
+    );
     let mut ok = true;
     for (i, scope) in scopes.iter().enumerate() {
         let token = |b: u8| b == b'!' || (b'#'..=b'[').contains(&b) || (b']'..=b'~').contains(&b);
@@ -258,13 +271,20 @@ fn validate_extra(
     for (name, value) in extra {
         let at = format!("{field}[{name}]");
         if RESERVED.contains(&name.as_str()) {
-            errors.push(&at, format!("{name:?} is written by Canary and cannot be set here"));
+            errors.push(
+                &at,
+                format!("{name:?} is written by Canary and cannot be set here"),
+            );
             ok = false;
             continue;
         }
         ok &= param(errors, &at, name) && param(errors, &at, value);
     }
-    ok.then(|| (extra.iter()).map(|(k, v)| (k.clone(), v.clone())).collect())
+    ok.then(|| {
+        (extra.iter())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    })
 }
 
 #[cfg(test)]

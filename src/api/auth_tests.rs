@@ -38,7 +38,10 @@ fn a_grant_validates_with_basic_auth_by_default() {
     let grant = valid(grant());
     assert_eq!(grant.auth_style, crate::api::AuthStyle::Basic);
     assert_eq!(grant.token_url.as_str(), "https://idp.example/token");
-    assert_eq!(grant.extra_params, vec![("resource".into(), "urn:api".into())]);
+    assert_eq!(
+        grant.extra_params,
+        vec![("resource".into(), "urn:api".into())]
+    );
 }
 
 #[test]
@@ -91,7 +94,9 @@ fn credentials_in_the_token_url_and_an_authorization_header_are_refused() {
     grant["tokenURL"] = json!("https://id:pw@idp.example/token");
     let errors = fields(grant);
     assert!(
-        errors.iter().any(|e| e.contains("tokenURL: credentials in the URL")),
+        errors
+            .iter()
+            .any(|e| e.contains("tokenURL: credentials in the URL")),
         "{errors:?}"
     );
     let mut both: crate::api::HealthCheckSpec = spec(self::grant());
@@ -104,7 +109,8 @@ fn credentials_in_the_token_url_and_an_authorization_header_are_refused() {
         .map(ToString::to_string)
         .collect();
     assert!(
-        errors.iter().any(|e| e.starts_with("spec.http.headers[0].name: Authorization is written by spec.http.auth")),
+        errors.iter().any(|e| e
+            .starts_with("spec.http.headers[0].name: Authorization is written by spec.http.auth")),
         "{errors:?}"
     );
 }

@@ -39,26 +39,60 @@ async fn target() -> TestServer {
 
 #[tokio::test]
 async fn a_token_endpoint_that_never_answers_fails_within_the_timeout_as_auth_failed() {
-    let (idp, api) = (TestServer::start(Transport::Plain, |_| Reply::Silent).await, target().await);
+    let (idp, api) = (
+        TestServer::start(Transport::Plain, |_| Reply::Silent).await,
+        target().await,
+    );
     let token_url = idp.url("/token");
     let started = std::time::Instant::now();
-    let outcome = run(check(&api.url("/"), &token_url, "1s"), &ProbeContext::default()).await;
-    assert!(started.elapsed() < Duration::from_millis(1500), "{:?}", started.elapsed());
+    let outcome = run(
+        check(&api.url("/"), &token_url, "1s"),
+        &ProbeContext::default(),
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(outcome.reason, Reason::AuthFailed, "{}", outcome.message);
     for words in ["within the 1s timeout", "OAuth2 token request", &token_url] {
-        assert!(outcome.message.contains(words), "{words:?} in {}", outcome.message);
+        assert!(
+            outcome.message.contains(words),
+            "{words:?} in {}",
+            outcome.message
+        );
     }
-    assert!(outcome.phases.auth.is_some_and(|t| t >= Duration::from_millis(900)));
+    assert!(
+        outcome
+            .phases
+            .auth
+            .is_some_and(|t| t >= Duration::from_millis(900))
+    );
     assert!(api.requests().is_empty());
 }
 
 #[tokio::test]
 async fn a_ten_mib_token_answer_is_cut_at_64_kib() {
-    let huge = Reply::Zeros { status: 200, len: 10 << 20 };
-    let (idp, api) = (TestServer::start(Transport::Plain, move |_| huge.clone()).await, target().await);
-    let outcome = run(check(&api.url("/"), &idp.url("/token"), "5s"), &ProbeContext::default()).await;
+    let huge = Reply::Zeros {
+        status: 200,
+        len: 10 << 20,
+    };
+    let (idp, api) = (
+        TestServer::start(Transport::Plain, move |_| huge.clone()).await,
+        target().await,
+    );
+    let outcome = run(
+        check(&api.url("/"), &idp.url("/token"), "5s"),
+        &ProbeContext::default(),
+    )
+    .await;
     assert_eq!(outcome.reason, Reason::AuthFailed, "{}", outcome.message);
-    assert!(outcome.message.contains("more than 64 KiB"), "{}", outcome.message);
+    assert!(
+        outcome.message.contains("more than 64 KiB"),
+        "{}",
+        outcome.message
+    );
 }
 
 /// Checks run at once against the 10 MiB answer: 320 MiB if any buffered it whole.
@@ -68,8 +102,14 @@ const OWN_MIB: f64 = 48.0;
 
 #[tokio::test]
 async fn thirty_two_checks_against_a_ten_mib_token_answer_stay_small() {
-    let huge = Reply::Zeros { status: 200, len: 10 << 20 };
-    let (idp, api) = (TestServer::start(Transport::Plain, move |_| huge.clone()).await, target().await);
+    let huge = Reply::Zeros {
+        status: 200,
+        len: 10 << 20,
+    };
+    let (idp, api) = (
+        TestServer::start(Transport::Plain, move |_| huge.clone()).await,
+        target().await,
+    );
     let (dir, secrets) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     std::fs::create_dir(secrets.path().join("idp")).unwrap();
     std::fs::write(secrets.path().join("idp/secret"), SECRET).unwrap();
@@ -117,17 +157,18 @@ async fn thirty_two_checks_against_a_ten_mib_token_answer_stay_small() {
         .map(|r| r["status"]["lastResult"]["reason"].as_str().unwrap_or("?"))
         .collect();
     assert_eq!(reasons, vec!["AuthFailed"; CHECKS]);
-    assert!(peak < OWN_MIB + 16.0, "peak RSS {peak:.0} MiB for {CHECKS} checks");
+    assert!(
+        peak < OWN_MIB + 16.0,
+        "peak RSS {peak:.0} MiB for {CHECKS} checks"
+    );
     eprintln!("peak RSS of canary check with {CHECKS} 10 MiB token answers: {peak:.1} MiB");
 }
 
 #[tokio::test]
 async fn a_token_endpoint_on_a_denied_address_is_never_dialled() {
-    let idp = TestServer::start_on(
-        "127.0.0.2:0".parse().unwrap(),
-        Transport::Plain,
-        |_| Reply::ok(r#"{"access_token":"t"}"#),
-    )
+    let idp = TestServer::start_on("127.0.0.2:0".parse().unwrap(), Transport::Plain, |_| {
+        Reply::ok(r#"{"access_token":"t"}"#)
+    })
     .await;
     let api = target().await;
     let mut ctx = ProbeContext::default();

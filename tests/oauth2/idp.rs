@@ -32,7 +32,8 @@ impl Idp {
                 return reply;
             }
             let n = count.fetch_add(1, Ordering::SeqCst) + 1;
-            let mut body = json!({"access_token": format!("{TOKEN_PREFIX}{n}"), "token_type": "Bearer"});
+            let mut body =
+                json!({"access_token": format!("{TOKEN_PREFIX}{n}"), "token_type": "Bearer"});
             if !expires_in.is_null() {
                 body["expires_in"] = expires_in.clone();
             }

@@ -17,7 +17,10 @@ use serde_json::{Value, json};
 use crate::idp::{Api, Idp, SECRET, check};
 
 fn built(check: Value) -> Probe {
-    build(&spec(check), &MapRefs::default().secret("idp", "secret", format!("{SECRET}\n")))
+    build(
+        &spec(check),
+        &MapRefs::default().secret("idp", "secret", format!("{SECRET}\n")),
+    )
 }
 
 async fn run(probe: &Probe) -> Outcome {
@@ -108,35 +111,60 @@ async fn a_refused_cached_token_is_refetched_once_before_the_verdict() {
 #[tokio::test]
 async fn a_failing_token_endpoint_is_auth_failed_naming_its_status_and_error() {
     let (idp, api) = (Idp::start(json!(3600)).await, Api::start().await);
-    let echo = format!(r#"{{"error":"invalid_client","error_description":"secret {SECRET} is wrong"}}"#);
+    let echo =
+        format!(r#"{{"error":"invalid_client","error_description":"secret {SECRET} is wrong"}}"#);
     idp.refuse(Reply::status(401, &echo));
     let outcome = run(&built(check(&api, &idp, "Basic"))).await;
     assert_reason(&outcome, Reason::AuthFailed);
-    let expected = format!("token endpoint {}: answered 401: invalid_client", idp.token_url());
-    assert!(outcome.message.starts_with(&expected), "{}", outcome.message);
+    let expected = format!(
+        "token endpoint {}: answered 401: invalid_client",
+        idp.token_url()
+    );
+    assert!(
+        outcome.message.starts_with(&expected),
+        "{}",
+        outcome.message
+    );
     assert!(!outcome.message.contains(SECRET), "{}", outcome.message);
     assert!(outcome.phases.auth.is_some());
-    assert!(api.server.requests().is_empty(), "the target is not asked without a token");
+    assert!(
+        api.server.requests().is_empty(),
+        "the target is not asked without a token"
+    );
 }
 
 #[tokio::test]
 async fn basic_style_sends_form_encoded_credentials_in_an_authorization_header() {
     let (idp, api) = (Idp::start(json!(3600)).await, Api::start().await);
-    assert_reason(&run(&built(check(&api, &idp, "Basic"))).await, Reason::Succeeded);
+    assert_reason(
+        &run(&built(check(&api, &idp, "Basic"))).await,
+        Reason::Succeeded,
+    );
     let request = &idp.server.requests()[0];
-    assert_eq!((request.method.as_str(), request.path.as_str()), ("POST", "/oauth2/token"));
+    assert_eq!(
+        (request.method.as_str(), request.path.as_str()),
+        ("POST", "/oauth2/token")
+    );
     assert_eq!(
         request.header("content-type"),
         Some("application/x-www-form-urlencoded")
     );
-    let basic = request.header("authorization").unwrap().strip_prefix("Basic ").unwrap();
-    let pair = base64::engine::general_purpose::STANDARD.decode(basic).unwrap();
+    let basic = request
+        .header("authorization")
+        .unwrap()
+        .strip_prefix("Basic ")
+        .unwrap();
+    let pair = base64::engine::general_purpose::STANDARD
+        .decode(basic)
+        .unwrap();
     // RFC 6749 2.3.1: each part form-urlencoded before the Basic encoding.
     assert_eq!(
         String::from_utf8(pair).unwrap(),
         "canary+probe:s3cr3t%3Awith%2Bodd%2Fchars"
     );
-    let form: Vec<(String, String)> = url::form_urlencoded::parse(&request.body).into_owned().collect();
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(&request.body)
+        .into_owned()
+        .collect();
     let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     assert_eq!(
         pairs,
@@ -152,12 +180,23 @@ async fn basic_style_sends_form_encoded_credentials_in_an_authorization_header()
 #[tokio::test]
 async fn post_style_sends_the_credentials_as_form_fields() {
     let (idp, api) = (Idp::start(json!(3600)).await, Api::start().await);
-    assert_reason(&run(&built(check(&api, &idp, "Post"))).await, Reason::Succeeded);
+    assert_reason(
+        &run(&built(check(&api, &idp, "Post"))).await,
+        Reason::Succeeded,
+    );
     let request = &idp.server.requests()[0];
     assert_eq!(request.header("authorization"), None);
-    let form: Vec<(String, String)> = url::form_urlencoded::parse(&request.body).into_owned().collect();
-    assert!(form.contains(&("client_id".into(), "canary probe".into())), "{form:?}");
-    assert!(form.contains(&("client_secret".into(), SECRET.into())), "{form:?}");
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(&request.body)
+        .into_owned()
+        .collect();
+    assert!(
+        form.contains(&("client_id".into(), "canary probe".into())),
+        "{form:?}"
+    );
+    assert!(
+        form.contains(&("client_secret".into(), SECRET.into())),
+        "{form:?}"
+    );
     assert_eq!(form[0], ("grant_type".into(), "client_credentials".into()));
 }
 
@@ -168,7 +207,9 @@ async fn a_missing_client_secret_is_reference_not_found() {
     let error = probe::build(&valid, &MapRefs::default()).unwrap_err();
     assert_eq!(error.reason(), Reason::ReferenceNotFound);
     assert!(
-        error.to_string().starts_with("spec.http.auth.oauth2ClientCredentials.clientSecretRef"),
+        error
+            .to_string()
+            .starts_with("spec.http.auth.oauth2ClientCredentials.clientSecretRef"),
         "{error}"
     );
 }

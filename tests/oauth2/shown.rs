@@ -39,7 +39,10 @@ async fn the_token_and_secret_appear_in_no_log_metric_page_or_status() {
     let (echoing, _) = (Idp::start(json!(3600)).await, ());
     let echo = format!(r#"{{"error":"invalid_client","error_description":"got {SECRET}"}}"#);
     echoing.refuse(Reply::status(401, &echo));
-    let checks = [("api", check(&api, &idp, "Basic")), ("refused", check(&api, &echoing, "Post"))];
+    let checks = [
+        ("api", check(&api, &idp, "Basic")),
+        ("refused", check(&api, &echoing, "Post")),
+    ];
     let (dir, secrets) = files(&checks);
     let secrets_dir = secrets.path().display().to_string();
     let canary = Launch::standalone(CANARY, dir.path())
@@ -50,36 +53,65 @@ async fn the_token_and_secret_appear_in_no_log_metric_page_or_status() {
     canary.wait_runs("shop", "refused", None, 3.0).await;
     assert_eq!(idp.issued(), 1, "standalone caches the token across runs");
     let ui = canary.ui.expect("the status page is on");
-    let record = eventually(Duration::from_secs(10), "the refused check's record", Duration::from_millis(100), async || {
-        let response = http::get(ui, "/api/v1/checks/shop/refused").await?;
-        match response.body.contains("AuthFailed") {
-            true => Ok(response.body),
-            false => Err(response.body),
-        }
-    })
+    let record = eventually(
+        Duration::from_secs(10),
+        "the refused check's record",
+        Duration::from_millis(100),
+        async || {
+            let response = http::get(ui, "/api/v1/checks/shop/refused").await?;
+            match response.body.contains("AuthFailed") {
+                true => Ok(response.body),
+                false => Err(response.body),
+            }
+        },
+    )
     .await;
     assert!(record.contains("answered 401: invalid_client"), "{record}");
     let mut shown = vec![("the refused check's JSON", record)];
-    for path in ["/", "/checks/shop/api", "/checks/shop/refused", "/api/v1/checks/shop/api"] {
+    for path in [
+        "/",
+        "/checks/shop/api",
+        "/checks/shop/refused",
+        "/api/v1/checks/shop/api",
+    ] {
         shown.push((path, http::get(ui, path).await.unwrap().body));
     }
     shown.push(("the metrics", canary.scrape().await.expect("a scrape")));
     let logs = canary.logs().join("\n");
-    assert!(logs.contains("AuthFailed"), "the failure is logged: {}", canary.tail(20));
+    assert!(
+        logs.contains("AuthFailed"),
+        "the failure is logged: {}",
+        canary.tail(20)
+    );
     shown.push(("the logs", logs));
     for (what, text) in &shown {
         assert_hidden(text, what);
     }
     let output = Command::new(CANARY)
-        .args(["check", "-o", "json", "--log-level", "debug", "--secrets-dir", &secrets_dir, "-f"])
+        .args([
+            "check",
+            "-o",
+            "json",
+            "--log-level",
+            "debug",
+            "--secrets-dir",
+            &secrets_dir,
+            "-f",
+        ])
         .arg(dir.path())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let list: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let result = |i: usize| list["items"][i]["status"]["lastResult"].clone();
-    assert!(result(0)["phases"]["auth"].is_string(), "the auth phase is in status: {stdout}");
+    assert!(
+        result(0)["phases"]["auth"].is_string(),
+        "the auth phase is in status: {stdout}"
+    );
     assert_eq!(result(1)["reason"], "AuthFailed", "{stdout}");
     assert_hidden(&stdout, "canary check's status");
-    assert_hidden(&String::from_utf8_lossy(&output.stderr), "canary check's logs");
+    assert_hidden(
+        &String::from_utf8_lossy(&output.stderr),
+        "canary check's logs",
+    );
 }

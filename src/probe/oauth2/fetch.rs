@@ -78,7 +78,10 @@ pub(super) async fn fetch(
             _ => return judge(client, &url, &answer),
         }
     }
-    Err(auth_failed(&url, format!("more than {MAX_REDIRECTS} redirects")))
+    Err(auth_failed(
+        &url,
+        format!("more than {MAX_REDIRECTS} redirects"),
+    ))
 }
 
 /// `AuthFailed` naming the endpoint and why (the prober's own faults stay `ProberError`).
@@ -92,7 +95,10 @@ fn failed(url: &url::Url, failure: Failure) -> Failure {
 }
 
 fn auth_failed(url: &url::Url, why: String) -> Failure {
-    Failure::new(Reason::AuthFailed, format!("token endpoint {}: {why}", redact(url)))
+    Failure::new(
+        Reason::AuthFailed,
+        format!("token endpoint {}: {why}", redact(url)),
+    )
 }
 
 /// Where a redirect leads: only 307 and 308 keep the POST and its body, and the credentials
@@ -224,7 +230,11 @@ async fn read_capped(response: hyper::Response<hyper::body::Incoming>) -> Result
         .map(str::to_string);
     let mut body = Vec::new();
     if status.is_redirection() {
-        return Ok(Answer { status, location, body });
+        return Ok(Answer {
+            status,
+            location,
+            body,
+        });
     }
     let mut incoming = response.into_body();
     while let Some(frame) = incoming.frame().await {
@@ -243,7 +253,11 @@ async fn read_capped(response: hyper::Response<hyper::body::Incoming>) -> Result
         }
         body.extend_from_slice(&data);
     }
-    Ok(Answer { status, location, body })
+    Ok(Answer {
+        status,
+        location,
+        body,
+    })
 }
 
 /// A token from a 2xx answer, or `AuthFailed` naming the status and the endpoint's error.
@@ -252,26 +266,44 @@ fn judge(client: &OAuth2Client, url: &url::Url, answer: &Answer) -> Result<Token
     let parsed: Option<TokenResponse> = serde_json::from_slice(&answer.body).ok();
     if !status.is_success() {
         let error = parsed.map_or_else(String::new, |p| describe_error(client, &p));
-        return Err(auth_failed(url, format!("answered {}{error}", status.as_u16())));
+        return Err(auth_failed(
+            url,
+            format!("answered {}{error}", status.as_u16()),
+        ));
     }
     let Some(parsed) = parsed else {
         return Err(auth_failed(
             url,
-            format!("answered {} with a body that is not a JSON token response", status.as_u16()),
+            format!(
+                "answered {} with a body that is not a JSON token response",
+                status.as_u16()
+            ),
         ));
     };
     let Some(token) = parsed.access_token.as_deref().filter(|t| !t.is_empty()) else {
         let error = describe_error(client, &parsed);
-        return Err(auth_failed(url, format!("answered {} without an access_token{error}", status.as_u16())));
+        return Err(auth_failed(
+            url,
+            format!(
+                "answered {} without an access_token{error}",
+                status.as_u16()
+            ),
+        ));
     };
     if let Some(kind) = parsed.token_type.as_deref()
         && !kind.eq_ignore_ascii_case("bearer")
     {
         let kind = shown(client, token, kind, 32);
-        return Err(auth_failed(url, format!("issued a token of type {kind:?}, not Bearer")));
+        return Err(auth_failed(
+            url,
+            format!("issued a token of type {kind:?}, not Bearer"),
+        ));
     }
     let mut authorization = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
-        auth_failed(url, "issued an access_token with characters a header cannot carry".into())
+        auth_failed(
+            url,
+            "issued an access_token with characters a header cannot carry".into(),
+        )
     })?;
     authorization.set_sensitive(true);
     Ok(Token {
@@ -297,7 +329,11 @@ fn describe_error(client: &OAuth2Client, parsed: &TokenResponse) -> String {
         return String::new();
     };
     let mut text = format!(": {}", shown(client, "", error, 64));
-    if let Some(description) = parsed.error_description.as_deref().filter(|d| !d.is_empty()) {
+    if let Some(description) = parsed
+        .error_description
+        .as_deref()
+        .filter(|d| !d.is_empty())
+    {
         text.push_str(&format!(" ({})", shown(client, "", description, MAX_SHOWN)));
     }
     text
@@ -309,7 +345,10 @@ fn shown(client: &OAuth2Client, token: &str, text: &str, max: usize) -> String {
     let secret = client.client_secret.0.as_str();
     let encoded: String = form_urlencoded::byte_serialize(secret.as_bytes()).collect();
     let basic = basic(&client.client_id, secret);
-    let basic = basic.to_str().unwrap_or_default().trim_start_matches("Basic ");
+    let basic = basic
+        .to_str()
+        .unwrap_or_default()
+        .trim_start_matches("Basic ");
     let mut text = text.to_string();
     for needle in [secret, encoded.as_str(), basic, token] {
         if !needle.is_empty() {

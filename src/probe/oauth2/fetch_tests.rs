@@ -121,7 +121,8 @@ fn a_bearer_token_is_taken_with_its_lifetime() {
     assert_eq!(token.authorization, "Bearer tok");
     assert!(token.authorization.is_sensitive());
     assert_eq!(token.lifetime, Some(Duration::from_secs(3600)));
-    let untimed = judged(200, r#"{"access_token":"tok"}"#).unwrap_or_else(|f| panic!("{}", f.message));
+    let untimed =
+        judged(200, r#"{"access_token":"tok"}"#).unwrap_or_else(|f| panic!("{}", f.message));
     assert_eq!(untimed.lifetime, None);
 }
 
@@ -136,24 +137,44 @@ fn errors_name_the_status_and_error_without_echoing_credentials() {
     assert_eq!(failure.reason, Reason::AuthFailed);
     let message = &failure.message;
     assert!(
-        message.starts_with("token endpoint https://idp.example/oauth/token: answered 401: invalid_client"),
+        message.starts_with(
+            "token endpoint https://idp.example/oauth/token: answered 401: invalid_client"
+        ),
         "{message}"
     );
-    assert!(!message.contains(SECRET) && !message.contains(echoed), "{message}");
-    assert!(!message.contains("tenant=a"), "the query is not shown: {message}");
-    let long = judged(400, &format!(r#"{{"error":"x","error_description":"{}"}}"#, "d".repeat(5000)))
-        .err()
-        .unwrap();
+    assert!(
+        !message.contains(SECRET) && !message.contains(echoed),
+        "{message}"
+    );
+    assert!(
+        !message.contains("tenant=a"),
+        "the query is not shown: {message}"
+    );
+    let long = judged(
+        400,
+        &format!(
+            r#"{{"error":"x","error_description":"{}"}}"#,
+            "d".repeat(5000)
+        ),
+    )
+    .err()
+    .unwrap();
     assert!(long.message.len() < 400, "{}", long.message);
 }
 
 #[test]
 fn other_token_types_and_bad_bodies_fail_without_showing_the_token() {
     for (body, words) in [
-        (r#"{"access_token":"tok123","token_type":"mac"}"#, "\"mac\", not Bearer"),
+        (
+            r#"{"access_token":"tok123","token_type":"mac"}"#,
+            "\"mac\", not Bearer",
+        ),
         (r#"{"token_type":"bearer"}"#, "without an access_token"),
         ("<html>", "not a JSON token response"),
-        (r#"{"access_token":"tok123\n"}"#, "characters a header cannot carry"),
+        (
+            r#"{"access_token":"tok123\n"}"#,
+            "characters a header cannot carry",
+        ),
     ] {
         let failure = judged(200, body).err().unwrap();
         assert_eq!(failure.reason, Reason::AuthFailed);
@@ -166,12 +187,24 @@ fn other_token_types_and_bad_bodies_fail_without_showing_the_token() {
 fn only_307_and_308_to_the_same_origin_are_followed() {
     let first = url::Url::parse("https://idp.example/token").unwrap();
     let next = |status: u16, location: &str| {
-        next_hop(&first, StatusCode::from_u16(status).unwrap(), location, &first)
+        next_hop(
+            &first,
+            StatusCode::from_u16(status).unwrap(),
+            location,
+            &first,
+        )
     };
-    assert_eq!(next(307, "/v2/token").unwrap().as_str(), "https://idp.example/v2/token");
+    assert_eq!(
+        next(307, "/v2/token").unwrap().as_str(),
+        "https://idp.example/v2/token"
+    );
     assert!(next(308, "https://idp.example/t").is_ok());
     let other = next(307, "https://evil.example/token").err().unwrap();
-    assert!(other.message.contains("another origin"), "{}", other.message);
+    assert!(
+        other.message.contains("another origin"),
+        "{}",
+        other.message
+    );
     let get = next(302, "/v2/token").err().unwrap();
     assert!(get.message.contains("into a GET"), "{}", get.message);
 }

@@ -131,7 +131,9 @@ impl OAuth2Client {
         let token = fetch::fetch(self, ctx, follow_redirects).await;
         trace.clear_note();
         let token = token?;
-        let lifetime = token.lifetime.map_or(UNTIMED_TOKEN_TTL, |l| l.min(MAX_TOKEN_TTL));
+        let lifetime = token
+            .lifetime
+            .map_or(UNTIMED_TOKEN_TTL, |l| l.min(MAX_TOKEN_TTL));
         let reuse = lifetime.saturating_sub(margin(lifetime));
         if !reuse.is_zero() {
             *crate::lock(&self.cache) = Some(Cached {
@@ -161,7 +163,11 @@ fn token_policy(policy: &ValidTlsPolicy) -> ValidTlsPolicy {
 }
 
 /// A referenced value as text, a trailing newline (as `echo` writes) trimmed.
-fn text(source: &ValueRef, field: &str, refs: &dyn super::ReferenceSource) -> Result<String, BuildError> {
+fn text(
+    source: &ValueRef,
+    field: &str,
+    refs: &dyn super::ReferenceSource,
+) -> Result<String, BuildError> {
     let bytes = fetch_ref(source, field, refs)?;
     let value = String::from_utf8(bytes.trim_ascii_end().to_vec())
         .map_err(|_| invalid(field, "the referenced value is not UTF-8 text"))?;
