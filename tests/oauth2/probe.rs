@@ -213,3 +213,24 @@ async fn a_missing_client_secret_is_reference_not_found() {
         "{error}"
     );
 }
+
+/// The cache lives in the built probe: a runner is replaced (and its cache dropped) when its
+/// revision changes, which a rotated client secret or an edited auth block does, and only then.
+#[tokio::test]
+async fn a_rotated_secret_or_an_edited_grant_replaces_the_runner_and_its_cache() {
+    use canary_operator::runner::{Origin, RunnerSpec};
+    let (idp, api) = (Idp::start(json!(3600)).await, Api::start().await);
+    let ctx = std::sync::Arc::new(ProbeContext::default());
+    let revision = |spec_json: Value, secret: &str| {
+        let spec = spec(spec_json);
+        let valid = canary_operator::api::validate(&spec);
+        let refs = MapRefs::default().secret("idp", "secret", secret);
+        RunnerSpec::build(Origin::default(), &spec, &valid, &refs, &ctx).revision
+    };
+    let base = revision(check(&api, &idp, "Basic"), SECRET);
+    assert_eq!(base, revision(check(&api, &idp, "Basic"), SECRET), "same spec and secret");
+    assert_ne!(base, revision(check(&api, &idp, "Basic"), "rotated"), "rotated secret");
+    let mut scoped = check(&api, &idp, "Basic");
+    scoped["http"]["auth"]["oauth2ClientCredentials"]["scopes"] = json!(["other"]);
+    assert_ne!(base, revision(scoped, SECRET), "edited grant");
+}
