@@ -131,6 +131,17 @@ impl Trace {
         });
     }
 
+    /// Like [`Trace::enter`], except at the very start, where the probe begins in `phase`
+    /// rather than leaving a DNS phase that never happened.
+    pub fn begin(&self, phase: Phase) {
+        self.with(|s| {
+            if s.learned.phases != PhaseTimings::default() || s.phase != Phase::Dns {
+                close_phase(s);
+            }
+            s.phase = phase;
+        });
+    }
+
     /// The phase the probe is in.
     pub fn phase(&self) -> Phase {
         self.with(|s| s.phase)

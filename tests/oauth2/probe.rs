@@ -126,7 +126,8 @@ async fn a_failing_token_endpoint_is_auth_failed_naming_its_status_and_error() {
         outcome.message
     );
     assert!(!outcome.message.contains(SECRET), "{}", outcome.message);
-    assert!(outcome.phases.auth.is_some());
+    let phases: Vec<&str> = outcome.phases.iter().map(|(name, _)| name).collect();
+    assert_eq!(phases, ["auth"], "the token endpoint's DNS and connect count as auth");
     assert!(
         api.server.requests().is_empty(),
         "the target is not asked without a token"

@@ -125,7 +125,7 @@ impl OAuth2Client {
         if let Some(authorization) = self.cached() {
             return Ok((authorization, true));
         }
-        trace.enter(Phase::Auth);
+        trace.begin(Phase::Auth);
         let url = crate::api::redact(&self.grant.token_url);
         trace.note(format!("token endpoint {url} did not answer in time"));
         let token = fetch::fetch(self, ctx, follow_redirects).await;
