@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     parse::{check_data_key, check_object_name, parse_url_at},
-    spec::KeyRef,
+    spec::{HttpHeader, KeyRef},
     valid::{Reference, ReferenceKind, ValueRef},
     validate::Errors,
 };
@@ -150,6 +150,7 @@ impl ValidOAuth2 {
 /// Validates `spec.http.auth`: `Some(None)` when absent, `None` when invalid (errors pushed).
 pub(super) fn validate_auth(
     auth: Option<&HttpAuth>,
+    headers: &[HttpHeader],
     errors: &mut Errors,
 ) -> Option<Option<ValidOAuth2>> {
     let Some(grant) = auth.and_then(|a| a.oauth2_client_credentials.as_ref()) else {
@@ -162,7 +163,20 @@ pub(super) fn validate_auth(
         }
         return Some(None);
     };
+    refuse_authorization_header(headers, errors);
     validate_grant(grant, errors).map(Some)
+}
+
+/// With `auth`, Canary writes `Authorization` itself: a header of that name would clash.
+fn refuse_authorization_header(headers: &[HttpHeader], errors: &mut Errors) {
+    for (i, header) in headers.iter().enumerate() {
+        if header.name.eq_ignore_ascii_case("authorization") {
+            errors.push(
+                format!("spec.http.headers[{i}].name"),
+                "Authorization is written by spec.http.auth; remove this header or the auth block",
+            );
+        }
+    }
 }
 
 fn validate_grant(grant: &OAuth2ClientCredentials, errors: &mut Errors) -> Option<ValidOAuth2> {

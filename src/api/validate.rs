@@ -180,10 +180,7 @@ fn validate_http(http: &HttpProbe, errors: &mut Errors) -> Option<ValidHttp> {
         MAX_BODY_BYTES_LIMIT,
     ));
     let expect = validate_expect(http, errors);
-    let auth = super::auth::validate_auth(http.auth.as_ref(), errors);
-    if auth.as_ref().is_some_and(Option::is_some) {
-        refuse_authorization_header(&http.headers, errors);
-    }
+    let auth = super::auth::validate_auth(http.auth.as_ref(), &http.headers, errors);
     let method = Method::from_bytes(http.method.as_str().as_bytes()).unwrap_or(Method::GET);
     Some(ValidHttp {
         url: url?,
@@ -196,18 +193,6 @@ fn validate_http(http: &HttpProbe, errors: &mut Errors) -> Option<ValidHttp> {
         expect: expect?,
         auth: auth?,
     })
-}
-
-/// With `auth`, Canary writes `Authorization` itself: a header of that name would clash.
-fn refuse_authorization_header(headers: &[HttpHeader], errors: &mut Errors) {
-    for (i, header) in headers.iter().enumerate() {
-        if header.name.eq_ignore_ascii_case("authorization") {
-            errors.push(
-                format!("spec.http.headers[{i}].name"),
-                "Authorization is written by spec.http.auth; remove this header or the auth block",
-            );
-        }
-    }
 }
 
 /// Headers (or gRPC metadata) named under `field`: each valid one, every problem reported.

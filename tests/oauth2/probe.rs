@@ -127,7 +127,11 @@ async fn a_failing_token_endpoint_is_auth_failed_naming_its_status_and_error() {
     );
     assert!(!outcome.message.contains(SECRET), "{}", outcome.message);
     let phases: Vec<&str> = outcome.phases.iter().map(|(name, _)| name).collect();
-    assert_eq!(phases, ["auth"], "the token endpoint's DNS and connect count as auth");
+    assert_eq!(
+        phases,
+        ["auth"],
+        "the token endpoint's DNS and connect count as auth"
+    );
     assert!(
         api.server.requests().is_empty(),
         "the target is not asked without a token"
@@ -229,8 +233,16 @@ async fn a_rotated_secret_or_an_edited_grant_replaces_the_runner_and_its_cache()
         RunnerSpec::build(Origin::default(), &spec, &valid, &refs, &ctx).revision
     };
     let base = revision(check(&api, &idp, "Basic"), SECRET);
-    assert_eq!(base, revision(check(&api, &idp, "Basic"), SECRET), "same spec and secret");
-    assert_ne!(base, revision(check(&api, &idp, "Basic"), "rotated"), "rotated secret");
+    assert_eq!(
+        base,
+        revision(check(&api, &idp, "Basic"), SECRET),
+        "same spec and secret"
+    );
+    assert_ne!(
+        base,
+        revision(check(&api, &idp, "Basic"), "rotated"),
+        "rotated secret"
+    );
     let mut scoped = check(&api, &idp, "Basic");
     scoped["http"]["auth"]["oauth2ClientCredentials"]["scopes"] = json!(["other"]);
     assert_ne!(base, revision(scoped, SECRET), "edited grant");
