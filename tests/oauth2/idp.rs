@@ -19,15 +19,22 @@ pub struct Idp {
     issued: Arc<AtomicUsize>,
     /// `None`: issue a token; `Some(reply)`: answer that instead.
     refuse: Arc<Mutex<Option<Reply>>>,
+    https: bool,
 }
 
 impl Idp {
     /// Issues tokens that expire after `expires_in` (left out when `Null`).
     pub async fn start(expires_in: Value) -> Self {
+        Self::start_on(Transport::Plain, expires_in).await
+    }
+
+    /// [`Idp::start`] speaking `transport`.
+    pub async fn start_on(transport: Transport, expires_in: Value) -> Self {
         let issued = Arc::new(AtomicUsize::new(0));
         let refuse: Arc<Mutex<Option<Reply>>> = Arc::default();
         let (count, refusal) = (issued.clone(), refuse.clone());
-        let server = TestServer::start(Transport::Plain, move |_: &Recorded| {
+        let https = matches!(transport, Transport::Tls(_));
+        let server = TestServer::start(transport, move |_: &Recorded| {
             if let Some(reply) = refusal.lock().unwrap().clone() {
                 return reply;
             }
@@ -48,6 +55,7 @@ impl Idp {
             server,
             issued,
             refuse,
+            https,
         }
     }
 
@@ -62,7 +70,16 @@ impl Idp {
     }
 
     pub fn token_url(&self) -> String {
-        self.server.url("/oauth2/token")
+        url(&self.server, self.https, "/oauth2/token")
+    }
+}
+
+/// `http://127.0.0.1:PORT{path}`, or `https://localhost:PORT{path}` (the name in test
+/// certificates).
+fn url(server: &TestServer, https: bool, path: &str) -> String {
+    match https {
+        true => format!("https://localhost:{}{path}", server.port()),
+        false => server.url(path),
     }
 }
 
@@ -70,13 +87,20 @@ impl Idp {
 pub struct Api {
     pub server: TestServer,
     floor: Arc<AtomicUsize>,
+    https: bool,
 }
 
 impl Api {
     pub async fn start() -> Self {
+        Self::start_on(Transport::Plain).await
+    }
+
+    /// [`Api::start`] speaking `transport`.
+    pub async fn start_on(transport: Transport) -> Self {
+        let https = matches!(transport, Transport::Tls(_));
         let floor = Arc::new(AtomicUsize::new(1));
         let min = floor.clone();
-        let server = TestServer::start(Transport::Plain, move |request: &Recorded| {
+        let server = TestServer::start(transport, move |request: &Recorded| {
             let n = (request.header("authorization"))
                 .and_then(|v| v.strip_prefix(&format!("Bearer {TOKEN_PREFIX}")))
                 .and_then(|n| n.parse::<usize>().ok());
@@ -86,7 +110,15 @@ impl Api {
             }
         })
         .await;
-        Self { server, floor }
+        Self {
+            server,
+            floor,
+            https,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        url(&self.server, self.https, "/health")
     }
 
     /// Tokens below `n` are refused from now on (revoked); `usize::MAX` refuses all.
@@ -108,7 +140,7 @@ pub fn check(api: &Api, idp: &Idp, style: &str) -> Value {
         "interval": "1s",
         "timeout": "900ms",
         "http": {
-            "url": api.server.url("/health"),
+            "url": api.url(),
             "auth": {"oauth2ClientCredentials": {
                 "tokenURL": idp.token_url(),
                 "clientID": "canary probe",

@@ -8,3 +8,4 @@
 mod idp;
 mod probe;
 mod shown;
+mod tls;
