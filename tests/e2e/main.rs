@@ -18,6 +18,7 @@ mod feedback;
 mod leader;
 mod load;
 mod namespaces;
+mod oauth2;
 mod outage;
 mod partition;
 mod prometheus;

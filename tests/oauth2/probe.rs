@@ -46,8 +46,14 @@ async fn a_token_is_fetched_once_and_reused_across_runs() {
     assert_eq!(idp.issued(), 1, "one token for five runs");
     // Whatever logs a probe with `{:?}` shows neither the cached token nor the secret.
     let debugged = format!("{probe:?}");
-    assert!(debugged.contains("Secret(..)") && debugged.contains("Sensitive"), "{debugged}");
-    assert!(!debugged.contains(SECRET) && !debugged.contains("tok3n-"), "{debugged}");
+    assert!(
+        debugged.contains("Secret(..)") && debugged.contains("Sensitive"),
+        "{debugged}"
+    );
+    assert!(
+        !debugged.contains(SECRET) && !debugged.contains("tok3n-"),
+        "{debugged}"
+    );
     assert_eq!(api.authorizations(), vec!["Bearer tok3n-1"; 5]);
 }
 
