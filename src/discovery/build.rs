@@ -70,7 +70,7 @@ pub(super) fn build(scope: &Scope<'_>, base: &Value, found: Found<'_>) -> Discov
             Err(skip) => skips.push(skip),
         }
     }
-    checks.sort_by(|a, b| a.name_any().cmp(&b.name_any()));
+    checks.sort_by_key(|check| check.name_any());
     checks.dedup_by(|a, b| a.metadata.name == b.metadata.name);
     skips.sort();
     skips.dedup();

@@ -94,10 +94,11 @@ fn add(mut document: Value, read: &mut Read) -> Result<(), Bad> {
         return Ok(());
     }
     let namespaced = kind != "Namespace" && kind != "IngressClass";
-    if namespaced && document.pointer("/metadata/namespace").is_none() {
-        if let Some(meta) = document.get_mut("metadata").and_then(Value::as_object_mut) {
-            meta.insert("namespace".into(), "default".into());
-        }
+    if namespaced
+        && document.pointer("/metadata/namespace").is_none()
+        && let Some(meta) = document.get_mut("metadata").and_then(Value::as_object_mut)
+    {
+        meta.insert("namespace".into(), "default".into());
     }
     let inputs = &mut read.inputs;
     match (group.as_str(), kind.as_str()) {

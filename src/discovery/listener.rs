@@ -195,9 +195,7 @@ pub(super) fn intersect(listener: Option<&str>, route: &str) -> Option<String> {
         wild.strip_prefix('*')
             .is_some_and(|suffix| name.ends_with(suffix) && name.len() > suffix.len())
     };
-    if listener == route {
-        Some(route)
-    } else if covers(&listener, &route) {
+    if listener == route || covers(&listener, &route) {
         Some(route)
     } else if covers(&route, &listener) {
         Some(listener)

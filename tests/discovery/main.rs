@@ -120,7 +120,8 @@ fn every_generated_check_is_a_valid_healthcheck() {
     let mut count = 0;
     for fixture in fixtures() {
         let text = std::fs::read_to_string(&fixture).unwrap();
-        let Ok(generated) = discover::generate(&[fixture.clone()], &settings(&text)) else {
+        let Ok(generated) = discover::generate(std::slice::from_ref(&fixture), &settings(&text))
+        else {
             continue;
         };
         for check in discover::checks(&generated) {
