@@ -115,7 +115,7 @@ fn add(mut document: Value, read: &mut Read) -> Result<(), Bad> {
         ("gateway.networking.k8s.io", "GRPCRoute") => {
             inputs.grpc_routes.push(parse(&kind, document)?)
         }
-        ("canary.dev", "CheckDiscovery") => read.discoveries.push(parse(&kind, document)?),
+        ("canary.dev", "CheckDiscovery") => read.discoveries.push(parse_strict(&kind, document)?),
         _ => {}
     }
     Ok(())
@@ -134,4 +134,25 @@ fn parse<T: DeserializeOwned>(kind: &str, document: Value) -> Result<T, Bad> {
             format!("{}: {}", e.path(), e.inner()),
         )
     })
+}
+
+/// Parses Canary's own kind strictly: a misspelt field (`optin`) is an error, not a default.
+fn parse_strict<T: DeserializeOwned>(kind: &str, document: Value) -> Result<T, Bad> {
+    let mut unknown = Vec::new();
+    // apiVersion and kind were read already; the typed object carries them as constants.
+    let parsed: Result<T, _> = serde_ignored::deserialize(&document, |path| {
+        let path = path.to_string();
+        if path != "apiVersion" && path != "kind" {
+            unknown.push(path);
+        }
+    });
+    match (parsed, unknown.first()) {
+        (Ok(parsed), None) => Ok(parsed),
+        (Ok(_), Some(field)) => {
+            let name = document.pointer("/metadata/name").and_then(Value::as_str);
+            let name = name.unwrap_or("(no name)").to_string();
+            Err((kind.into(), name, format!("{field}: unknown field")))
+        }
+        (Err(_), _) => parse(kind, document),
+    }
 }

@@ -19,7 +19,9 @@ use k8s_openapi::api::{
 };
 use kube::ResourceExt;
 
-use crate::api::{CheckDiscovery, DiscoverySkip, FieldError, HealthCheck, SkipReason};
+use crate::api::{
+    CheckDiscovery, CheckDiscoverySpec, DiscoverySkip, FieldError, HealthCheck, SkipReason,
+};
 pub use build::{check_name, hash8};
 pub use gateway_api::{Gateway, GrpcRoute, HttpRoute};
 
@@ -41,9 +43,10 @@ pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
 /// Why a discovery generates nothing at all.
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoveryError {
+    /// The spec breaks a rule of the CRD (a cluster may not enforce every rule), or
     /// `spec.template` is not a HealthCheck spec without its target.
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
-    Template(Vec<FieldError>),
+    Invalid(Vec<FieldError>),
 }
 
 /// The source objects a discovery may read. Objects without a namespace are in `default`.
@@ -190,6 +193,39 @@ fn namespace_of(meta: &kube::api::ObjectMeta) -> &str {
     meta.namespace.as_deref().unwrap_or("default")
 }
 
+/// Checks what the CRD's schema checks (a cluster may not enforce every rule) and the
+/// template, naming every field at fault.
+pub fn validate(spec: &CheckDiscoverySpec) -> Result<(), Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let sources = &spec.sources;
+    if sources.ingress.is_none()
+        && sources.http_route.is_none()
+        && sources.grpc_route.is_none()
+        && sources.service.is_none()
+    {
+        errors.push(FieldError {
+            field: "spec.sources".into(),
+            message: "name at least one of spec.sources.ingress, httpRoute, grpcRoute or service"
+                .into(),
+        });
+    }
+    if !(1..=10_000).contains(&spec.max_checks) {
+        errors.push(FieldError {
+            field: "spec.maxChecks".into(),
+            message: format!("{} is not from 1 to 10000", spec.max_checks),
+        });
+    }
+    let template = spec.template.clone().unwrap_or_default();
+    if let Err(found) = template::validate(&template, "spec.template") {
+        errors.extend(found);
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
 /// Derives the HealthChecks `discovery` generates from `inputs`, and what it skips. A bad
 /// `spec.template` is an error (nothing is generated); a bad per-object template skips only
 /// that object's checks.
@@ -198,8 +234,8 @@ pub fn derive(
     inputs: &Inputs,
     settings: &Settings,
 ) -> Result<Discovered, DiscoveryError> {
+    validate(&discovery.spec).map_err(DiscoveryError::Invalid)?;
     let template = discovery.spec.template.clone().unwrap_or_default();
-    template::validate(&template, "spec.template").map_err(DiscoveryError::Template)?;
     let scope = Scope {
         discovery,
         namespace: discovery.namespace().unwrap_or_else(|| "default".into()),

@@ -210,6 +210,33 @@ spec:
         run.stderr
     );
 
+    let typo = "apiVersion: canary.dev/v1alpha1\nkind: CheckDiscovery\nmetadata: {name: d}\nspec: {sources: {service: {}}, optin: All}\n";
+    let file = write(dir.path(), "typo.yaml", typo);
+    let run = canary(&["discover", "-f", &file]);
+    assert_eq!(run.code, 2, "{}", run.stdout);
+    assert!(
+        run.stderr
+            .contains("CheckDiscovery d: spec.optin: unknown field"),
+        "{}",
+        run.stderr
+    );
+
+    let no_source = "apiVersion: canary.dev/v1alpha1\nkind: CheckDiscovery\nmetadata: {name: d}\nspec: {sources: {}, maxChecks: 0}\n";
+    let file = write(dir.path(), "empty.yaml", no_source);
+    let run = canary(&["discover", "-f", &file]);
+    assert_eq!(run.code, 2, "{}", run.stdout);
+    assert!(
+        run.stderr.contains("spec.sources: name at least one"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("spec.maxChecks: 0 is not from 1 to 10000"),
+        "{}",
+        run.stderr
+    );
+
     let run = canary(&["discover", "-f", "/nonexistent/manifests.yaml"]);
     assert_eq!(run.code, 2, "{}", run.stdout);
 }
