@@ -134,3 +134,30 @@ fn every_generated_check_is_a_valid_healthcheck() {
     }
     assert!(count >= 40, "{count} checks");
 }
+
+/// The order of the source objects changes nothing: checks are ordered by name, skips sorted.
+#[test]
+fn the_output_does_not_depend_on_the_order_of_the_inputs() {
+    use canary_operator::discovery::{derive, input};
+    let mut compared = 0;
+    for fixture in fixtures() {
+        let text = std::fs::read_to_string(&fixture).unwrap();
+        let settings = settings(&text);
+        let read = input::read(std::slice::from_ref(&fixture)).unwrap();
+        let mut reversed = read.inputs.clone();
+        reversed.ingresses.reverse();
+        reversed.ingress_classes.reverse();
+        reversed.gateways.reverse();
+        reversed.http_routes.reverse();
+        reversed.grpc_routes.reverse();
+        reversed.services.reverse();
+        reversed.namespaces.reverse();
+        for discovery in &read.discoveries {
+            let forward = derive(discovery, &read.inputs, &settings).ok();
+            let backward = derive(discovery, &reversed, &settings).ok();
+            assert_eq!(forward, backward, "{}", fixture.display());
+            compared += 1;
+        }
+    }
+    assert!(compared >= 10, "{compared}");
+}
