@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 
 /// Default `spec.maxChecks`.
 pub const DEFAULT_MAX_CHECKS: i32 = 200;
+/// Highest `spec.maxChecks`.
+pub const MAX_CHECKS: i32 = 10_000;
 /// Skips kept in `status.skipped` (the rest are counted, not listed).
 pub const MAX_STATUS_SKIPS: usize = 50;
 
@@ -56,7 +58,7 @@ pub struct CheckDiscoverySpec {
     pub policy: SyncPolicy,
     /// At most this many checks are generated (in name order); the rest are reported.
     #[serde(default = "default_max_checks")]
-    #[schemars(range(min = 1, max = 10000))]
+    #[schemars(range(min = 1, max = MAX_CHECKS))]
     pub max_checks: i32,
 }
 
@@ -325,7 +327,8 @@ impl SkipReason {
 }
 
 impl CheckDiscoverySpec {
-    /// What `canary discover` uses without a CheckDiscovery: every source, `optIn: All`.
+    /// What `canary discover` uses without a CheckDiscovery: every source, `optIn: All`, and
+    /// the highest `maxChecks` (offline, all of a chart's checks are wanted).
     pub fn everything() -> Self {
         Self {
             sources: DiscoverySources::all(),
@@ -334,7 +337,7 @@ impl CheckDiscoverySpec {
             template: None,
             labels: BTreeMap::new(),
             policy: SyncPolicy::Sync,
-            max_checks: DEFAULT_MAX_CHECKS,
+            max_checks: MAX_CHECKS,
         }
     }
 }

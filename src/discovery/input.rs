@@ -46,16 +46,33 @@ pub fn read(paths: &[PathBuf]) -> Result<Read, InputError> {
     Ok(read)
 }
 
+/// Largest file read (as `canary check`).
+const MAX_FILE_BYTES: usize = 512 * 1024 * 1024;
+
+/// Streams the documents of one file, with `canary check`'s limits: the YAML budget per
+/// document (a `helm template` of thousands of objects loads, an alias bomb does not).
 fn read_file(path: &Path, read: &mut Read) -> Result<(), InputError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+    let file = std::fs::File::open(path).map_err(|source| LoadError::Read {
         path: path.into(),
         source,
     })?;
-    let documents = serde_saphyr::from_multiple::<Value>(&text).map_err(|e| InputError::Yaml {
+    let mut reader = std::io::BufReader::new(file);
+    let options = serde_saphyr::options! {
+        budget: serde_saphyr::budget! { max_reader_input_bytes: Some(MAX_FILE_BYTES) },
+    };
+    let documents = serde_saphyr::read_with_options::<_, Value>(&mut reader, options);
+    let yaml = |message: String| InputError::Yaml {
         path: path.into(),
-        message: e.to_string(),
-    })?;
-    for (index, document) in documents.into_iter().enumerate() {
+        message,
+    };
+    for (index, document) in documents.enumerate() {
+        if index >= files::MAX_DOCUMENTS {
+            let limit = files::MAX_DOCUMENTS;
+            return Err(yaml(format!(
+                "more than {limit} documents, the limit per file"
+            )));
+        }
+        let document = document.map_err(|e| yaml(e.to_string()))?;
         add(document, read).map_err(|(kind, name, message)| InputError::Document {
             path: path.into(),
             document: index + 1,

@@ -20,7 +20,8 @@ use k8s_openapi::api::{
 use kube::ResourceExt;
 
 use crate::api::{
-    CheckDiscovery, CheckDiscoverySpec, DiscoverySkip, FieldError, HealthCheck, SkipReason,
+    CheckDiscovery, CheckDiscoverySpec, DiscoverySkip, FieldError, HealthCheck, MAX_CHECKS,
+    SkipReason,
 };
 pub use build::{check_name, hash8};
 pub use gateway_api::{Gateway, GrpcRoute, HttpRoute};
@@ -209,10 +210,10 @@ pub fn validate(spec: &CheckDiscoverySpec) -> Result<(), Vec<FieldError>> {
                 .into(),
         });
     }
-    if !(1..=10_000).contains(&spec.max_checks) {
+    if !(1..=MAX_CHECKS).contains(&spec.max_checks) {
         errors.push(FieldError {
             field: "spec.maxChecks".into(),
-            message: format!("{} is not from 1 to 10000", spec.max_checks),
+            message: format!("{} is not from 1 to {MAX_CHECKS}", spec.max_checks),
         });
     }
     let template = spec.template.clone().unwrap_or_default();

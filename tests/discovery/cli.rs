@@ -240,3 +240,24 @@ spec:
     let run = canary(&["discover", "-f", "/nonexistent/manifests.yaml"]);
     assert_eq!(run.code, 2, "{}", run.stdout);
 }
+
+/// More documents than serde-saphyr's default budget allows in one file (1,024): the limits are
+/// `canary check`'s, per document; without a CheckDiscovery nothing is cut at 200.
+#[test]
+fn a_file_of_thousands_of_objects_is_read_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let services: Vec<String> = (0..1500)
+        .map(|i| format!("apiVersion: v1\nkind: Service\nmetadata: {{name: s{i}, namespace: load}}\nspec: {{ports: [{{name: http, port: 80}}]}}\n"))
+        .collect();
+    let file = write(dir.path(), "many.yaml", &services.join("---\n"));
+    let run = canary(&["discover", "-f", &file]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.stdout
+            .lines()
+            .filter(|l| l.starts_with("load "))
+            .count(),
+        1500
+    );
+    assert!(!run.stdout.contains("TRUNCATED"), "{}", run.stdout);
+}
