@@ -261,3 +261,26 @@ fn a_file_of_thousands_of_objects_is_read_whole() {
     );
     assert!(!run.stdout.contains("TRUNCATED"), "{}", run.stdout);
 }
+
+/// The example folder, as the docs show it: an Ingress, an HTTPRoute and a GRPCRoute through a
+/// Gateway in another namespace, and Services, only the annotated ones.
+#[test]
+fn the_example_folder_prints_its_checks_and_skips() {
+    let folder = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/discovery/");
+    let run = canary(&["discover", "-f", folder]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout, EXAMPLE);
+}
+
+const EXAMPLE: &str = "\
+NAMESPACE  NAME                     KIND  TARGET                                SOURCE
+shop       gr-payments-025bec6a     grpc  payments.example.com:443              GRPCRoute/payments
+shop       hr-api-9fc76f73          http  https://api.example.com/v1            HTTPRoute/api
+shop       ing-storefront-e7f28b33  http  https://shop.example.com/             Ingress/storefront
+shop       svc-payments-dfb505b0    grpc  payments.shop.svc.cluster.local:9090  Service/payments
+SKIPPED
+NAMESPACE  SOURCE              HOST                PATH       REASON            MESSAGE
+shop       HTTPRoute/api       -                   /v2        ConditionalMatch  -
+shop       Ingress/storefront  *.shop.example.com  -          WildcardHost      -
+shop       Ingress/storefront  shop.example.com    /img/(.*)  RegexPath         ImplementationSpecific path with regex metacharacters
+";
