@@ -12,7 +12,7 @@ use super::{
     Candidate, DISCOVERY_LABEL, Discovered, Found, SOURCE_KIND_LABEL, SOURCE_NAME_ANNOTATION,
     SOURCE_NAME_LABEL, Scope, TEMPLATE_ANNOTATION, Target, namespace_of, template,
 };
-use crate::api::{Dial, DiscoverySkip, HealthCheck, SkipReason};
+use crate::api::{Dial, DiscoverySkip, FieldError, HealthCheck, SkipReason};
 
 /// Kubernetes' limit on a label value, and Canary's on a generated check's name.
 const MAX_NAME: usize = 63;
@@ -58,6 +58,49 @@ fn label_value(value: &str) -> (String, bool) {
             true,
         ),
     }
+}
+
+/// Whether `value` is a valid label value: at most 63 characters, alphanumerics with `-`, `_`
+/// or `.` between (empty allowed).
+fn is_label_value(value: &str) -> bool {
+    let inner = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    value.is_empty()
+        || (value.len() <= MAX_NAME
+            && value.chars().all(inner)
+            && value.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && value.ends_with(|c: char| c.is_ascii_alphanumeric()))
+}
+
+/// Errors of `spec.labels` the API server would refuse on every generated check.
+pub(super) fn label_errors(labels: &BTreeMap<String, String>) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    for (key, value) in labels {
+        let (prefix, name) = key
+            .rsplit_once('/')
+            .map_or((None, key.as_str()), |(p, n)| (Some(p), n));
+        let prefix_ok = prefix.is_none_or(|p| {
+            !p.is_empty()
+                && p.len() <= 253
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        });
+        let field = format!("spec.labels[{key}]");
+        if !prefix_ok || name.is_empty() || !is_label_value(name) {
+            errors.push(FieldError {
+                field: field.clone(),
+                message: "not a valid label key".into(),
+            });
+        }
+        if !is_label_value(value) {
+            let message = "not a valid label value (at most 63 alphanumerics, '-', '_' or '.', \
+                starting and ending with an alphanumeric)";
+            errors.push(FieldError {
+                field,
+                message: message.into(),
+            });
+        }
+    }
+    errors
 }
 
 /// Turns what the source kinds found into the discovery's checks and skips, ordered.
@@ -201,6 +244,36 @@ mod tests {
         // A cut never leaves a dash or dot before the hash.
         let dotted = format!("{}.x", "b".repeat(47));
         assert!(!check_name("hr", "HTTPRoute", "shop", &dotted, ("h", "/", 80)).contains(".-"));
+    }
+
+    #[test]
+    fn label_keys_and_values_are_checked_as_the_api_server_does() {
+        let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            (pairs.iter())
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert!(
+            label_errors(&labels(&[
+                ("team", "shop"),
+                ("example.com/tier", "web_1"),
+                ("empty", "")
+            ]))
+            .is_empty()
+        );
+        let fields = |pairs: &[(&str, &str)]| -> Vec<String> {
+            label_errors(&labels(pairs))
+                .into_iter()
+                .map(|e| e.field)
+                .collect()
+        };
+        assert_eq!(fields(&[("team", "-shop")]), ["spec.labels[team]"]);
+        assert_eq!(fields(&[("Bad Key", "x")]), ["spec.labels[Bad Key]"]);
+        assert_eq!(
+            fields(&[("UPPER.com/x", "x")]),
+            ["spec.labels[UPPER.com/x]"]
+        );
+        assert_eq!(fields(&[("x", &"a".repeat(64))]), ["spec.labels[x]"]);
     }
 
     #[test]

@@ -216,6 +216,7 @@ pub fn validate(spec: &CheckDiscoverySpec) -> Result<(), Vec<FieldError>> {
             message: format!("{} is not from 1 to {MAX_CHECKS}", spec.max_checks),
         });
     }
+    errors.extend(build::label_errors(&spec.labels));
     let template = spec.template.clone().unwrap_or_default();
     if let Err(found) = template::validate(&template, "spec.template") {
         errors.extend(found);
