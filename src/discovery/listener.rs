@@ -91,13 +91,18 @@ fn through(
 ) -> Vec<Served> {
     let name = route.meta.name.as_deref().unwrap_or_default();
     let gateway_name = format!("{}/{}", namespace_of(&gateway.metadata), parent.name);
-    let admitting: Vec<&Listener> = (gateway.spec.listeners.iter())
+    let named: Vec<&Listener> = (gateway.spec.listeners.iter())
         .filter(|l| parent.section_name.as_ref().is_none_or(|s| *s == l.name))
         .filter(|l| parent.port.is_none_or(|p| p == l.port))
+        .collect();
+    let admitting: Vec<&Listener> = (named.iter().copied())
         .filter(|l| admits(scope, route, gateway, l))
         .collect();
     if admitting.is_empty() {
-        let message = format!("no listener of Gateway {gateway_name} admits it");
+        let message = match named.is_empty() {
+            true => format!("Gateway {gateway_name} has no listener{}", wanted(parent)),
+            false => format!("no listener of Gateway {gateway_name} admits it"),
+        };
         found.skip(
             route.kind,
             name,
@@ -157,6 +162,17 @@ fn through(
         }
     }
     served
+}
+
+/// The section name and port a parent asks for, as words (` named https on port 443`).
+fn wanted(parent: &ParentRef) -> String {
+    let section = (parent.section_name.as_ref()).map(|s| format!(" named {s}"));
+    let port = parent.port.map(|p| format!(" on port {p}"));
+    format!(
+        "{}{}",
+        section.unwrap_or_default(),
+        port.unwrap_or_default()
+    )
 }
 
 /// Whether `listener` admits the route: its protocol carries HTTP, its `allowedRoutes.kinds`
