@@ -23,6 +23,9 @@ use crate::{
 };
 
 mod convert;
+mod discover;
+
+pub use discover::{CrdArgs, DiscoverArgs};
 
 /// Canary: health checks for HTTP, TCP, TLS, DNS and gRPC endpoints, from a Kubernetes operator
 /// or files.
@@ -67,8 +70,10 @@ pub enum Command {
     /// Run the Kubernetes operator: watch HealthChecks, probe them, write status and Events.
     // Boxed: its flags make it by far the largest variant.
     Operator(Box<OperatorArgs>),
-    /// Print the HealthCheck CustomResourceDefinition as YAML.
-    Crd,
+    /// Print a CustomResourceDefinition as YAML (HealthCheck by default, or CheckDiscovery).
+    Crd(CrdArgs),
+    /// Print (or run) the HealthChecks CheckDiscoveries would generate from manifests in files.
+    Discover(DiscoverArgs),
     /// Check an installed Canary (the chart's `helm test`): its /readyz and the HealthCheck API.
     Selftest(SelftestArgs),
 }

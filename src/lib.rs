@@ -2,13 +2,16 @@
 //! itself alive. Data flows `api` (validate) -> `probe` (build, run) -> outcome ->
 //! `readiness` (next status, transition) -> sinks (metrics, status writer, Events); `runner`
 //! schedules, `controller` and `standalone` are the spec sources, `files` reads YAML,
-//! `check` runs specs once and `report` prints them.
+//! `check` runs specs once and `report` prints them; `discovery` derives HealthChecks from
+//! Ingresses, Gateway API routes and Services, which `discover` prints or runs.
 
 pub mod admin;
 pub mod api;
 pub mod check;
 pub mod cli;
 pub mod controller;
+pub mod discover;
+pub mod discovery;
 pub mod engine;
 pub mod files;
 pub mod logging;

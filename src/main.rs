@@ -6,7 +6,8 @@ use std::{io::IsTerminal, process::ExitCode};
 use canary_operator::{
     api,
     check::{self, CheckError},
-    cli::{CheckArgs, Cli, Command, OperatorArgs, SelftestArgs, StandaloneArgs},
+    cli::{CheckArgs, Cli, Command, DiscoverArgs, OperatorArgs, SelftestArgs, StandaloneArgs},
+    discover::{self, DiscoverError},
     logging, report,
 };
 use clap::Parser;
@@ -28,13 +29,15 @@ fn main() -> ExitCode {
     // Held to the end: dropping it flushes the log queue.
     let _log_queue = logging::init(cli.log_format, &cli.log_level, cli.log_queue_lines);
     match cli.command {
-        Command::Crd => match api::crd_yaml() {
-            Ok(yaml) => {
+        Command::Crd(args) => match api::crd_yaml_named(&args.name) {
+            Some(Ok(yaml)) => {
                 print!("{yaml}");
                 ExitCode::SUCCESS
             }
-            Err(e) => fail(1, &format!("cannot render the CRD: {e}")),
+            Some(Err(e)) => fail(1, &format!("cannot render the CRD: {e}")),
+            None => fail(EXIT_INVALID, &format!("no CRD named {}", args.name)),
         },
+        Command::Discover(args) => run_discover(args),
         Command::Check(args) => run_check(args),
         Command::Standalone(args) => run_standalone(args),
         Command::Operator(args) => run_operator(*args),
@@ -75,6 +78,57 @@ fn run_check(args: CheckArgs) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+/// `canary discover`: print the generated checks and skips, or run the checks (`--run`) with
+/// `canary check`'s exit codes.
+fn run_discover(args: DiscoverArgs) -> ExitCode {
+    let settings = canary_operator::discovery::Settings {
+        cluster_domain: args.cluster_domain,
+        assume_accepted: args.assume_accepted,
+    };
+    let generated = match discover::generate(&args.files, &settings) {
+        Ok(generated) => generated,
+        Err(e) => return fail(EXIT_INVALID, &e.to_string()),
+    };
+    let mut out = std::io::stdout().lock();
+    // Skips go to stderr unless the output is the table of checks and skips.
+    let mut skips = Vec::new();
+    let written = match (args.run, args.output) {
+        (false, discover::Format::Table) => discover::write_checks(&mut out, &generated)
+            .and_then(|()| discover::write_skips(&mut out, &generated)),
+        (run, _) => discover::write_skips(&mut skips, &generated).and_then(|()| match run {
+            true => Ok(()),
+            false => discover::write_yaml(&mut out, &generated),
+        }),
+    };
+    if let Err(e) = written {
+        return fail(1, &e.to_string());
+    }
+    if !skips.is_empty() {
+        logging::write_line(&String::from_utf8_lossy(&skips));
+    }
+    if !args.run {
+        return ExitCode::SUCCESS;
+    }
+    let references: canary_operator::files::DirReferences = args.references.into();
+    let policy: canary_operator::probe::ProbePolicy = args.policy.into();
+    let results = match discover::run(&generated, &references, &policy) {
+        Ok(results) => results,
+        Err(DiscoverError::Check(CheckError::Runtime(e))) => return fail(1, &e.to_string()),
+        Err(e) => return fail(EXIT_INVALID, &e.to_string()),
+    };
+    let format = match args.output {
+        discover::Format::Table => report::Format::Table,
+        discover::Format::Yaml => report::Format::Yaml,
+    };
+    if let Err(e) = report::write(&mut out, format, &results) {
+        return fail(1, &e.to_string());
+    }
+    match results.iter().all(|(_, outcome)| outcome.success()) {
+        true => ExitCode::SUCCESS,
+        false => ExitCode::from(1),
     }
 }
 

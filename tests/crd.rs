@@ -26,6 +26,86 @@ fn committed_crd_matches_the_types() {
     );
 }
 
+/// `canary crd NAME` prints each CRD Canary owns exactly as committed in `crds/NAME.yaml`,
+/// and `crds/` holds no other.
+#[test]
+fn every_crd_canary_owns_is_committed_as_canary_crd_prints_it() {
+    for name in api::CRD_NAMES {
+        let path = format!("{}/crds/{name}.yaml", env!("CARGO_MANIFEST_DIR"));
+        let committed = std::fs::read_to_string(&path).unwrap();
+        let generated = api::crd_yaml_named(name).unwrap().unwrap();
+        assert!(
+            committed == generated,
+            "crds/{name}.yaml is stale: run `cargo run -- crd {name} > crds/{name}.yaml`"
+        );
+        let printed = std::process::Command::new(env!("CARGO_BIN_EXE_canary"))
+            .args(["crd", name])
+            .output()
+            .unwrap();
+        assert!(printed.status.success());
+        assert_eq!(String::from_utf8(printed.stdout).unwrap(), generated);
+    }
+    let files: Vec<String> = committed_crds().into_iter().map(|(file, _)| file).collect();
+    assert_eq!(files.len(), api::CRD_NAMES.len(), "{files:?}");
+    let unknown = std::process::Command::new(env!("CARGO_BIN_EXE_canary"))
+        .args(["crd", "widgets.canary.dev"])
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(2));
+}
+
+/// The local API server takes every committed CRD's schema as kube would (structural).
+#[test]
+fn every_committed_crd_has_a_structural_schema() {
+    for (file, crd) in committed_crds() {
+        let errors = canary_test_apiserver::schema::check_crd_schemas(&crd);
+        assert!(errors.is_empty(), "{file}: {errors:?}");
+    }
+}
+
+#[test]
+fn a_check_discovery_is_defaulted_and_needs_a_source() {
+    let crd =
+        serde_json::to_value(<api::CheckDiscovery as kube::CustomResourceExt>::crd()).unwrap();
+    assert_eq!(crd["spec"]["names"]["shortNames"], json!(["chd"]));
+    assert_eq!(crd["spec"]["names"]["categories"], json!(["canary"]));
+    assert_eq!(crd["spec"]["scope"], "Namespaced");
+    let object = |spec: Value| {
+        json!({"apiVersion": "canary.dev/v1alpha1", "kind": "CheckDiscovery",
+               "metadata": {"name": "d", "namespace": "shop"}, "spec": spec})
+    };
+    let template = json!({"interval": "30s", "http": {"expect": {"status": [200]}}});
+    let defaulted = validate_custom_resource(
+        &crd,
+        &object(json!({"sources": {"ingress": {}, "service": {"ports": ["http", 8443]}}, "template": template})),
+    )
+    .unwrap();
+    let spec = &defaulted["spec"];
+    assert_eq!(
+        (&spec["optIn"], &spec["dial"], &spec["policy"]),
+        (&json!("Annotation"), &json!("Host"), &json!("Sync"))
+    );
+    assert_eq!(spec["maxChecks"], 200);
+    assert_eq!(spec["sources"]["ingress"]["paths"], "First");
+    assert_eq!(
+        spec["template"], template,
+        "the template is kept as written"
+    );
+    let errors = validate_custom_resource(&crd, &object(json!({"sources": {}}))).unwrap_err();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.field == "spec.sources" && e.to_string().contains("at least one")),
+        "{errors:?}"
+    );
+    let errors = validate_custom_resource(
+        &crd,
+        &object(json!({"sources": {"ingress": {}}, "optIn": "Some"})),
+    )
+    .unwrap_err();
+    assert!(errors.iter().any(|e| e.field == "spec.optIn"), "{errors:?}");
+}
+
 #[test]
 fn crd_has_names_columns_and_status_subresource() {
     let crd = crd();

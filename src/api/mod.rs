@@ -3,6 +3,7 @@
 //! Knows nothing of the API server.
 
 mod auth;
+mod discovery;
 mod dns;
 pub mod duration;
 mod expect;
@@ -21,6 +22,7 @@ pub use auth::{
     AuthStyle, ClientId, HttpAuth, MAX_EXTRA_PARAMS, MAX_SCOPES, OAuth2ClientCredentials,
     ValidOAuth2,
 };
+pub use discovery::*;
 pub use dns::{
     DnsAnswers, DnsClass, DnsExpect, DnsExpectations, DnsProbe, DnsQuery, DnsRcode, DnsRecordType,
     DnsTransport, ValidDns, reverse_name,
@@ -69,4 +71,16 @@ impl std::fmt::Display for CheckKey {
 /// The CRD as YAML, exactly as committed in `crds/`.
 pub fn crd_yaml() -> Result<String, serde_saphyr::SerializeError> {
     serde_saphyr::to_string(&HealthCheck::crd())
+}
+
+/// Every CRD Canary owns, by name (`canary crd NAME`); each is committed as `crds/NAME.yaml`.
+pub const CRD_NAMES: [&str; 2] = ["healthchecks.canary.dev", "checkdiscoveries.canary.dev"];
+
+/// The CRD named `name` (one of [`CRD_NAMES`]) as YAML, exactly as committed in `crds/`.
+pub fn crd_yaml_named(name: &str) -> Option<Result<String, serde_saphyr::SerializeError>> {
+    match name {
+        "healthchecks.canary.dev" => Some(crd_yaml()),
+        "checkdiscoveries.canary.dev" => Some(serde_saphyr::to_string(&CheckDiscovery::crd())),
+        _ => None,
+    }
 }

@@ -49,6 +49,7 @@ fn every_command_lists_its_flags_in_alphabetical_order_under_each_heading() {
     let mut unordered = Vec::new();
     for command in [
         &["check"][..],
+        &["discover"],
         &["standalone"],
         &["operator"],
         &["selftest"],

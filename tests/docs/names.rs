@@ -66,6 +66,7 @@ fn canary_flags() -> BTreeSet<String> {
         &["standalone"],
         &["operator"],
         &["crd"],
+        &["discover"],
         &["selftest"],
     ] {
         let out = std::process::Command::new(CANARY)
