@@ -138,7 +138,7 @@ async fn dockerfile_builds_the_binary_the_chart_runs_as_the_chart_user() {
     for profile in [
         "[profile.dist]\ninherits = \"release\"\nlto = \"fat\"\ncodegen-units = 1\n",
         "[profile.bench]\nlto = \"fat\"\ncodegen-units = 1\n",
-        "[profile.release]\ndebug = false\nlto = \"thin\"\n",
+        "[profile.release]\ndebug = \"line-tables-only\"\nlto = \"thin\"\n",
     ] {
         assert!(manifest.contains(profile), "Cargo.toml lacks {profile}");
     }
