@@ -18,11 +18,12 @@ WORKDIR /src
 # The whole workspace (the test API server is a workspace member, so its manifest must exist);
 # .dockerignore keeps target/ and local tools out of the context.
 COPY . .
-# The `dist` profile: fat LTO, one codegen unit (Cargo.toml). Debug info is stripped (the
-# profile keeps line tables: ~110 MB); symbols stay, so backtraces still name functions.
+# The `dist` profile: fat LTO, one codegen unit (Cargo.toml), with jemalloc. Debug info is
+# stripped (the profile keeps line tables: ~110 MB); symbols stay, so backtraces still name
+# functions.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --profile dist --locked --bin canary \
+    cargo build --profile dist --locked --features jemalloc --bin canary \
     && install -D -m 0755 target/dist/canary /out/canary \
     && strip --strip-debug /out/canary
 

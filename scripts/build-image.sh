@@ -3,7 +3,7 @@
 #
 #   scripts/build-image.sh [--binary PATH] [--tag IMAGE]
 #
-# 1. The binary: `cargo build --profile dist --locked --bin canary` (fat LTO; or --binary PATH), debug info
+# 1. The binary: `cargo build --profile dist --locked --features jemalloc --bin canary` (fat LTO; or --binary PATH), debug info
 #    stripped, alone in a build context under target/image/context.
 # 2. The runtime base `localhost/canary-runtime-base`: the Debian packages distroless/cc is made
 #    of that Canary needs (libc6, libgcc-s1, ca-certificates), fetched with `apt-get download` and
@@ -37,7 +37,7 @@ mkdir -p "$work"
 
 # --- 1. the binary -----------------------------------------------------------------------------
 if [[ -z "$binary" ]]; then
-  cargo build --profile dist --locked --bin canary
+  cargo build --profile dist --locked --features jemalloc --bin canary
   binary="$repo/target/dist/canary"
 fi
 [[ -x "$binary" ]] || { echo "no executable at $binary" >&2; exit 1; }

@@ -15,8 +15,10 @@ use clap::Parser;
 /// Exit code for invalid input (files, specs, references).
 const EXIT_INVALID: u8 = 2;
 
-/// jemalloc rather than glibc's allocator: it gives freed memory back to the system (decay), where
-/// glibc kept tens of MiB after the burst of first runs at start-up.
+/// jemalloc rather than glibc's allocator (feature `jemalloc`, on in the shipped image): it gives
+/// freed memory back to the system (decay), where glibc kept tens of MiB after the burst of first
+/// runs at start-up.
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -129,9 +129,9 @@ async fn dockerfile_builds_the_binary_the_chart_runs_as_the_chart_user() {
         runtime.contains("distroless") && runtime.contains(":nonroot"),
         "{runtime}"
     );
-    // What ships is the `dist` profile (fat LTO), however the image is built; `release` stays
-    // quick for the README's first command.
-    let build = "cargo build --profile dist --locked --bin canary";
+    // What ships is the `dist` profile (fat LTO) with jemalloc, however the image is built;
+    // `release` stays quick for the README's first command (no jemalloc C build).
+    let build = "cargo build --profile dist --locked --features jemalloc --bin canary";
     let script = read(&repo().join("scripts/build-image.sh"));
     assert!(dockerfile.contains(build) && script.contains(build));
     let manifest = read(&repo().join("Cargo.toml"));
@@ -142,6 +142,10 @@ async fn dockerfile_builds_the_binary_the_chart_runs_as_the_chart_user() {
     ] {
         assert!(manifest.contains(profile), "Cargo.toml lacks {profile}");
     }
+    assert!(
+        manifest.contains("tikv-jemallocator = { version = \"0.6\", optional = true }"),
+        "jemalloc stays out of the default build"
+    );
     assert!(dockerfile.contains("USER 65532:65532"));
     assert!(dockerfile.contains("ENTRYPOINT [\"/canary\"]"));
     assert!(dockerfile.contains("CMD [\"operator\"]"));
