@@ -8,7 +8,7 @@ use crate::api::{
     DnsResult, GrpcResult, HealthCheckStatus, LastResult, PROBED, PhaseDurations, READY,
     ReadyStatus, Reason, STALLED, TlsFacts,
 };
-use crate::probe::{DnsFacts, GrpcFacts, Outcome, TlsCapture, code_name, serving_name};
+use crate::probe::{DnsFacts, GrpcFacts, KindFacts, Outcome, TlsCapture, code_name, serving_name};
 
 /// Longest condition and result message written to status (the API convention's limit).
 const MAX_MESSAGE: usize = 1024;
@@ -65,7 +65,7 @@ pub fn next_status(
     if outcome.reason != Reason::Reconciling {
         next.last_result = Some(last_result(outcome));
     }
-    if let Some(facts) = &outcome.tls {
+    if let Some(facts) = &outcome.facts.tls {
         next.tls = Some(status_tls_facts(facts));
     }
     let (status, reason, message) = match outcome.reason {
@@ -298,12 +298,12 @@ pub fn seconds(d: std::time::Duration) -> String {
 
 fn last_result(outcome: &Outcome) -> LastResult {
     let phases = &outcome.phases;
-    LastResult {
+    let mut result = LastResult {
         success: outcome.success(),
         reason: outcome.reason,
         message: truncate_chars(&outcome.message, MAX_MESSAGE),
         duration: seconds(outcome.duration),
-        http_status: outcome.http_status.map(i32::from),
+        http_status: None,
         phases: (phases.iter().next().is_some()).then(|| PhaseDurations {
             auth: phases.auth.map(seconds),
             dns: phases.dns.map(seconds),
@@ -313,8 +313,20 @@ fn last_result(outcome: &Outcome) -> LastResult {
             transfer: phases.transfer.map(seconds),
             request: phases.request.map(seconds),
         }),
-        dns: outcome.dns.as_ref().map(dns_result),
-        grpc: outcome.grpc.as_ref().map(grpc_result),
+        dns: None,
+        grpc: None,
+    };
+    kind_result(&outcome.facts.kind, &mut result);
+    result
+}
+
+/// Writes what the probe's kind learned into its part of `lastResult`.
+fn kind_result(facts: &KindFacts, result: &mut LastResult) {
+    match facts {
+        KindFacts::None => {}
+        KindFacts::Http { status } => result.http_status = Some(i32::from(*status)),
+        KindFacts::Dns(dns) => result.dns = Some(dns_result(dns)),
+        KindFacts::Grpc(grpc) => result.grpc = Some(grpc_result(grpc)),
     }
 }
 

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use crate::{
     api::HealthCheck,
-    probe::{GrpcFacts, Outcome, code_name, serving_name},
+    probe::{GrpcFacts, KindFacts, Outcome, code_name, serving_name},
     readiness::seconds,
 };
 
@@ -115,27 +115,23 @@ fn write_table(out: &mut dyn Write, results: &[(HealthCheck, Outcome)]) -> std::
 /// What the target answered, whatever its kind: the HTTP status, the DNS response code, or
 /// the gRPC serving status (else the call's status).
 fn answer_status(outcome: &Outcome) -> String {
-    if let Some(status) = outcome.http_status {
-        return status.to_string();
-    }
-    if let Some(dns) = &outcome.dns {
-        return dns.rcode_name.clone();
-    }
-    match &outcome.grpc {
-        Some(GrpcFacts {
+    match &outcome.facts.kind {
+        KindFacts::Http { status } => status.to_string(),
+        KindFacts::Dns(dns) => dns.rcode_name.clone(),
+        KindFacts::Grpc(GrpcFacts {
             serving_status: Some(serving),
             ..
         }) => serving_name(*serving),
-        Some(GrpcFacts {
+        KindFacts::Grpc(GrpcFacts {
             status_code: Some(code),
             ..
         }) => code_name(*code),
-        _ => "-".into(),
+        KindFacts::Grpc(_) | KindFacts::None => "-".into(),
     }
 }
 
 fn row(resource: &HealthCheck, outcome: &Outcome) -> [String; 8] {
-    let cert = (outcome.tls.as_ref())
+    let cert = (outcome.facts.tls.as_ref())
         .and_then(|t| t.leaf())
         .map(|leaf| leaf.not_after.strftime("%Y-%m-%d").to_string())
         .unwrap_or_else(|| "-".into());

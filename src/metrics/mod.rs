@@ -3,6 +3,7 @@
 //! standard process collector (open and max descriptors, RSS, CPU).
 
 mod check;
+mod family;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

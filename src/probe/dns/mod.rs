@@ -18,7 +18,7 @@ use tokio::{
 };
 
 use super::{
-    Failure, ProbeContext, http, net,
+    Failure, KindFacts, ProbeContext, http, net,
     sniff::{Sniffed, Spoken},
     tls::{self, Alpn, TlsSettings},
     trace::{Phase, Trace},
@@ -121,7 +121,7 @@ pub async fn probe(
     let answers = wire::answers(&reply, dns);
     let facts = wire::facts(&reply, &answers, addr.to_string(), transport, truncated);
     let rcode = facts.rcode;
-    trace.set_dns(facts);
+    trace.learn(KindFacts::Dns(facts));
     answers::check_header(rcode, reply.metadata.authentic_data, &dns.expect)?;
     answers::check_answers(dns.record_type, &answers, &dns.expect)?;
     Ok(format!(

@@ -11,7 +11,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, header};
 use tokio::time::Instant;
 
 use super::{
-    Failure, ProbeContext,
+    Failure, KindFacts, ProbeContext,
     http::{Io, ResolvedHeader, drive},
     http2::h2_failure,
     net,
@@ -235,17 +235,29 @@ fn read_status(headers: &HeaderMap, reply: &mut Reply) {
     }
 }
 
+/// Updates what the call showed so far (status, then serving status).
+fn learn(trace: &Trace, update: impl FnOnce(&mut GrpcFacts)) {
+    trace.update(|kind| match kind {
+        KindFacts::Grpc(facts) => update(facts),
+        other => {
+            let mut facts = GrpcFacts::default();
+            update(&mut facts);
+            *other = KindFacts::Grpc(facts);
+        }
+    });
+}
+
 /// Turns the reply into the serving status, or the reason the check fails.
 fn judge(reply: Reply, spec: &ValidGrpc, trace: &Trace) -> Result<i64, Failure> {
     let Some(code) = reply.grpc_status else {
         return Err(not_grpc(&reply));
     };
-    trace.update_grpc(|facts| facts.status_code = Some(code));
+    learn(trace, |facts| facts.status_code = Some(code));
     if code != 0 {
         return Err(status_failure(code, reply.grpc_message.as_deref(), spec));
     }
     let serving = decode_response(&reply.message)?;
-    trace.update_grpc(|facts| facts.serving_status = Some(serving));
+    learn(trace, |facts| facts.serving_status = Some(serving));
     if spec.serving_status.iter().any(|s| s.number() == serving) {
         return Ok(serving);
     }
