@@ -3,11 +3,7 @@
 
 use std::io::Write;
 
-use crate::{
-    api::HealthCheck,
-    probe::{GrpcFacts, KindFacts, Outcome, code_name, serving_name},
-    readiness::seconds,
-};
+use crate::{api::HealthCheck, probe::Outcome, readiness::seconds};
 
 /// Output formats of `canary check`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -112,22 +108,9 @@ fn write_table(out: &mut dyn Write, results: &[(HealthCheck, Outcome)]) -> std::
     Ok(())
 }
 
-/// What the target answered, whatever its kind: the HTTP status, the DNS response code, or
-/// the gRPC serving status (else the call's status).
+/// What the target answered, whatever its kind (see [`crate::probe::KindFacts::answer`]).
 fn answer_status(outcome: &Outcome) -> String {
-    match &outcome.facts.kind {
-        KindFacts::Http { status } => status.to_string(),
-        KindFacts::Dns(dns) => dns.rcode_name.clone(),
-        KindFacts::Grpc(GrpcFacts {
-            serving_status: Some(serving),
-            ..
-        }) => serving_name(*serving),
-        KindFacts::Grpc(GrpcFacts {
-            status_code: Some(code),
-            ..
-        }) => code_name(*code),
-        KindFacts::Grpc(_) | KindFacts::None => "-".into(),
-    }
+    outcome.facts.kind.answer().unwrap_or_else(|| "-".into())
 }
 
 fn row(resource: &HealthCheck, outcome: &Outcome) -> [String; 8] {

@@ -5,6 +5,7 @@
 //! and every reader (status, metrics, `canary check`) is pointed at it by an exhaustive `match`.
 
 use super::{CertFacts, DnsFacts, GrpcFacts};
+use crate::api::LastResult;
 
 /// Facts of one probe, also when it failed or timed out after learning them.
 #[derive(Debug, Clone, Default)]
@@ -39,6 +40,29 @@ impl Facts {
                 KindFacts::Dns(dns) => KindFacts::Dns(dns.shown()),
                 kind @ (KindFacts::None | KindFacts::Http { .. } | KindFacts::Grpc(_)) => kind,
             },
+        }
+    }
+}
+
+impl KindFacts {
+    /// Writes these facts into their kind's part of `lastResult`.
+    pub fn write_status(&self, result: &mut LastResult) {
+        match self {
+            Self::None => {}
+            Self::Http { status } => result.http_status = Some(i32::from(*status)),
+            Self::Dns(dns) => result.dns = Some(dns.status()),
+            Self::Grpc(grpc) => result.grpc = Some(grpc.status()),
+        }
+    }
+
+    /// What the target answered, as `canary check` shows it: the HTTP status, the DNS
+    /// response code, the gRPC serving status (else the call's status).
+    pub fn answer(&self) -> Option<String> {
+        match self {
+            Self::None => None,
+            Self::Http { status } => Some(status.to_string()),
+            Self::Dns(dns) => Some(dns.rcode_name.clone()),
+            Self::Grpc(grpc) => grpc.answer(),
         }
     }
 }

@@ -19,7 +19,7 @@ use super::{
     tls::{self, Alpn, TlsSettings},
     trace::{Phase, Trace},
 };
-use crate::api::{Reason, ServingStatus, TargetText, ValidGrpc};
+use crate::api::{GrpcResult, Reason, ServingStatus, TargetText, ValidGrpc};
 
 pub use wire::{code_name, serving_name};
 use wire::{decode_response, encode_request, grpc_timeout, percent_decode};
@@ -38,6 +38,27 @@ pub struct GrpcFacts {
     pub status_code: Option<u32>,
     /// The health service's answer, as its number (1 = SERVING).
     pub serving_status: Option<i64>,
+}
+
+impl GrpcFacts {
+    /// These facts as status shows them (`lastResult.grpc`).
+    pub fn status(&self) -> GrpcResult {
+        GrpcResult {
+            // A hostile server may send any number; one that does not fit is not a gRPC code.
+            status_code: self.status_code.and_then(|c| i32::try_from(c).ok()),
+            status: self.status_code.map(code_name),
+            serving_status: self.serving_status.map(serving_name),
+        }
+    }
+
+    /// What the call answered: the serving status, else the call's status.
+    pub fn answer(&self) -> Option<String> {
+        match (self.serving_status, self.status_code) {
+            (Some(serving), _) => Some(serving_name(serving)),
+            (None, Some(code)) => Some(code_name(code)),
+            (None, None) => None,
+        }
+    }
 }
 
 /// The health method's path.
