@@ -16,11 +16,10 @@ use prometheus::{
     proto::{self, LabelPair, MetricFamily},
 };
 
-use super::{Families, MetricsError, family::Family};
+use super::{Families, MetricsError, family::Family, kinds::KindSeries};
 use crate::{
     api::Reason,
     lock,
-    probe::KindFacts,
     runner::{CheckKey, Registration, RunReport, RunnerSpec},
 };
 
@@ -71,16 +70,10 @@ struct CheckSeries {
     runs: Vec<(bool, Reason, u64)>,
     last_run: Option<f64>,
     last_success: Option<f64>,
-    http_status: Option<u16>,
     consecutive_failures: i64,
     in_maintenance: Option<bool>,
-    cert_not_after: Option<f64>,
-    chain_not_after: Option<f64>,
-    tls_version: Option<Box<str>>,
-    dns_rcode: Option<u16>,
-    dns_answers: Option<usize>,
-    grpc_status: Option<u32>,
-    grpc_serving: Option<i64>,
+    /// What the probe's kind learned.
+    kinds: KindSeries,
     /// `canary_check_info` label values after namespace and name.
     info: Box<[String]>,
 }
@@ -128,7 +121,7 @@ impl CheckFamilies {
         let mut info_labels: Vec<String> = INFO.iter().map(|l| l.to_string()).collect();
         info_labels.extend(allowlist.iter().map(|(_, metric)| metric.clone()));
         let mut descs = Vec::new();
-        for family in Family::ALL {
+        for family in Family::all() {
             let labels = match family {
                 Family::Info => info_labels.clone(),
                 _ => (["namespace", "name"].iter())
@@ -198,8 +191,7 @@ impl CheckFamilies {
                 None => series.phases.push((phase, spent.as_secs_f64())),
             }
         }
-        record_tls(series, report);
-        record_kinds(series, report);
+        series.kinds.record(&outcome.facts, report.spec.info.kind);
     }
 
     /// The last state `spec`'s status records (verdict, failures in a row, last run and
@@ -247,47 +239,6 @@ impl CheckFamilies {
     /// Removes every series of a check.
     pub(super) fn forget(&self, key: &CheckKey) {
         lock(&self.0.checks).remove(key);
-    }
-}
-
-/// TLS metrics come only from a completed handshake: the facts
-/// of a chain that failed verification are in status, but an expiry gauge of a certificate nobody
-/// trusts (a load balancer's default one, say) would feed the expiry alerts with a stranger's
-/// dates. The last trusted values stay until a handshake completes again.
-fn record_tls(series: &mut CheckSeries, report: &RunReport<'_>) {
-    let Some(tls) = (report.outcome.facts.tls.as_ref()).filter(|tls| tls.completed()) else {
-        return;
-    };
-    if let Some(leaf) = tls.leaf() {
-        series.cert_not_after = Some(leaf.not_after.as_second() as f64);
-    }
-    if let Some(earliest) = tls.chain_earliest_not_after() {
-        series.chain_not_after = Some(earliest.as_second() as f64);
-    }
-    if let Some(version) = &tls.version {
-        series.tls_version = Some(version.as_str().into());
-    }
-}
-
-/// What the probe's kind learned: the HTTP status, the DNS reply, the gRPC call's status (each
-/// kept from an earlier run when a probe failed before an answer, except the serving status: a
-/// failed call says nothing about serving).
-fn record_kinds(series: &mut CheckSeries, report: &RunReport<'_>) {
-    let facts = &report.outcome.facts.kind;
-    match facts {
-        KindFacts::None => {}
-        KindFacts::Http { status } => series.http_status = Some(*status),
-        KindFacts::Dns(dns) => {
-            series.dns_rcode = Some(dns.rcode);
-            series.dns_answers = Some(dns.answer_count);
-        }
-        KindFacts::Grpc(grpc) => series.grpc_status = grpc.status_code.or(series.grpc_status),
-    }
-    if matches!(report.spec.info.kind, "grpc") {
-        series.grpc_serving = match facts {
-            KindFacts::Grpc(grpc) => grpc.serving_status,
-            _ => None,
-        };
     }
 }
 
@@ -386,18 +337,14 @@ impl CheckSeries {
                 .collect(),
             Family::LastRun => one(self.last_run),
             Family::LastSuccess => one(self.last_success),
-            Family::HttpStatus => one(self.http_status.map(f64::from)),
             Family::ConsecutiveFailures => one(Some(self.consecutive_failures as f64)),
             Family::InMaintenance => flag(self.in_maintenance),
-            Family::TlsCertNotAfter => one(self.cert_not_after),
-            Family::TlsChainEarliestNotAfter => one(self.chain_not_after),
-            Family::TlsVersion => (self.tls_version.iter())
-                .map(|v| gauge(&with(&check, "version", v), 1.0))
+            Family::Kind(kind) => (self.kinds.sample(kind).into_iter())
+                .map(|(label, value)| match label {
+                    Some((name, label)) => gauge(&with(&check, name, label), value),
+                    None => gauge(&check, value),
+                })
                 .collect(),
-            Family::DnsResponseCode => one(self.dns_rcode.map(f64::from)),
-            Family::DnsAnswerRecords => one(self.dns_answers.map(|n| n as f64)),
-            Family::GrpcStatusCode => one(self.grpc_status.map(f64::from)),
-            Family::GrpcServingStatus => one(self.grpc_serving.map(|n| n as f64)),
             Family::Info => {
                 let values = [key.namespace.as_str(), key.name.as_str()]
                     .into_iter()

@@ -4,6 +4,7 @@
 
 mod check;
 mod family;
+mod kinds;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
