@@ -97,3 +97,21 @@ impl Family {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::Family;
+
+    #[test]
+    fn every_family_has_its_own_canary_name_and_help() {
+        let families: Vec<Family> = Family::all().collect();
+        let names: BTreeSet<&str> = families.iter().map(|f| f.name()).collect();
+        assert_eq!(names.len(), families.len(), "a name used twice: {names:?}");
+        for family in families {
+            assert!(family.name().starts_with("canary_"), "{family:?}");
+            assert!(!family.help().is_empty(), "{family:?}");
+        }
+    }
+}
