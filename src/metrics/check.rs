@@ -83,7 +83,7 @@ struct CheckSeries {
 pub(super) struct CheckFamilies(Arc<Inner>);
 
 struct Inner {
-    /// Each family with its descriptor, in [`Family::ALL`] order.
+    /// Each family with its descriptor, in [`Family::all`] order.
     descs: Vec<(Family, Desc)>,
     /// Resource labels copied into `canary_check_info`: (resource label, metric label).
     allowlist: Vec<(String, String)>,
