@@ -4,7 +4,7 @@
 //! everything else a kind learns is one variant of [`KindFacts`], so a new kind adds a variant
 //! and every reader (status, metrics, `canary check`) is pointed at it by an exhaustive `match`.
 
-use super::{CertFacts, DnsFacts, GrpcFacts};
+use super::{CertFacts, DnsFacts, GrpcFacts, Outcome};
 use crate::api::LastResult;
 
 /// Facts of one probe, also when it failed or timed out after learning them.
@@ -63,6 +63,38 @@ impl KindFacts {
             Self::Http { status } => Some(status.to_string()),
             Self::Dns(dns) => Some(dns.rcode_name.clone()),
             Self::Grpc(grpc) => grpc.answer(),
+        }
+    }
+}
+
+/// Each kind's facts by name, for tests and for code about one kind.
+impl Outcome {
+    /// The last HTTP status seen (http probes).
+    pub fn http_status(&self) -> Option<u16> {
+        match self.facts.kind {
+            KindFacts::Http { status } => Some(status),
+            _ => None,
+        }
+    }
+
+    /// Facts of the last TLS session, also when verification failed.
+    pub fn tls(&self) -> Option<&TlsCapture> {
+        self.facts.tls.as_ref()
+    }
+
+    /// What the DNS reply said (dns probes that got one).
+    pub fn dns(&self) -> Option<&DnsFacts> {
+        match &self.facts.kind {
+            KindFacts::Dns(dns) => Some(dns),
+            _ => None,
+        }
+    }
+
+    /// What the gRPC call returned (grpc probes that got an answer).
+    pub fn grpc(&self) -> Option<&GrpcFacts> {
+        match &self.facts.kind {
+            KindFacts::Grpc(grpc) => Some(grpc),
+            _ => None,
         }
     }
 }

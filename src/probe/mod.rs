@@ -203,35 +203,6 @@ impl Outcome {
             facts: Facts::default(),
         }
     }
-
-    /// The last HTTP status seen (http probes).
-    pub fn http_status(&self) -> Option<u16> {
-        match self.facts.kind {
-            KindFacts::Http { status } => Some(status),
-            _ => None,
-        }
-    }
-
-    /// Facts of the last TLS session, also when verification failed.
-    pub fn tls(&self) -> Option<&TlsCapture> {
-        self.facts.tls.as_ref()
-    }
-
-    /// What the DNS reply said (dns probes that got one).
-    pub fn dns(&self) -> Option<&DnsFacts> {
-        match &self.facts.kind {
-            KindFacts::Dns(dns) => Some(dns),
-            _ => None,
-        }
-    }
-
-    /// What the gRPC call returned (grpc probes that got an answer).
-    pub fn grpc(&self) -> Option<&GrpcFacts> {
-        match &self.facts.kind {
-            KindFacts::Grpc(grpc) => Some(grpc),
-            _ => None,
-        }
-    }
 }
 
 /// Longest message an outcome carries (the API convention's limit for condition messages).
