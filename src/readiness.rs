@@ -5,10 +5,10 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use crate::api::{
-    DnsResult, GrpcResult, HealthCheckStatus, LastResult, PROBED, PhaseDurations, READY,
-    ReadyStatus, Reason, STALLED, TlsFacts,
+    HealthCheckStatus, LastResult, PROBED, PhaseDurations, READY, ReadyStatus, Reason, STALLED,
+    TlsFacts,
 };
-use crate::probe::{DnsFacts, GrpcFacts, Outcome, TlsCapture, code_name, serving_name};
+use crate::probe::{Outcome, TlsCapture};
 
 /// Longest condition and result message written to status (the API convention's limit).
 const MAX_MESSAGE: usize = 1024;
@@ -65,7 +65,7 @@ pub fn next_status(
     if outcome.reason != Reason::Reconciling {
         next.last_result = Some(last_result(outcome));
     }
-    if let Some(facts) = &outcome.tls {
+    if let Some(facts) = &outcome.facts.tls {
         next.tls = Some(status_tls_facts(facts));
     }
     let (status, reason, message) = match outcome.reason {
@@ -298,46 +298,23 @@ pub fn seconds(d: std::time::Duration) -> String {
 
 fn last_result(outcome: &Outcome) -> LastResult {
     let phases = &outcome.phases;
-    LastResult {
-        success: outcome.success(),
-        reason: outcome.reason,
-        message: truncate_chars(&outcome.message, MAX_MESSAGE),
-        duration: seconds(outcome.duration),
-        http_status: outcome.http_status.map(i32::from),
-        phases: (phases.iter().next().is_some()).then(|| PhaseDurations {
-            auth: phases.auth.map(seconds),
-            dns: phases.dns.map(seconds),
-            connect: phases.connect.map(seconds),
-            tls: phases.tls.map(seconds),
-            first_byte: phases.first_byte.map(seconds),
-            transfer: phases.transfer.map(seconds),
-            request: phases.request.map(seconds),
-        }),
-        dns: outcome.dns.as_ref().map(dns_result),
-        grpc: outcome.grpc.as_ref().map(grpc_result),
-    }
-}
-
-fn dns_result(facts: &DnsFacts) -> DnsResult {
-    DnsResult {
-        server: facts.server.clone(),
-        transport: facts.transport.into(),
-        rcode: facts.rcode_name.clone(),
-        flags: facts.flags.iter().map(|f| (*f).to_string()).collect(),
-        answers: facts.answers.clone(),
-        answer_count: facts.answer_count as i64,
-        min_ttl: facts.min_ttl.map(i64::from),
-        truncated: facts.truncated,
-    }
-}
-
-fn grpc_result(facts: &GrpcFacts) -> GrpcResult {
-    GrpcResult {
-        // A hostile server may send any number; one that does not fit is not a gRPC code.
-        status_code: facts.status_code.and_then(|c| i32::try_from(c).ok()),
-        status: facts.status_code.map(code_name),
-        serving_status: facts.serving_status.map(serving_name),
-    }
+    let mut result = LastResult::new(
+        outcome.success(),
+        outcome.reason,
+        truncate_chars(&outcome.message, MAX_MESSAGE),
+        seconds(outcome.duration),
+    );
+    result.phases = (phases.iter().next().is_some()).then(|| PhaseDurations {
+        auth: phases.auth.map(seconds),
+        dns: phases.dns.map(seconds),
+        connect: phases.connect.map(seconds),
+        tls: phases.tls.map(seconds),
+        first_byte: phases.first_byte.map(seconds),
+        transfer: phases.transfer.map(seconds),
+        request: phases.request.map(seconds),
+    });
+    outcome.facts.kind.write_status(&mut result);
+    result
 }
 
 /// The status form of TLS facts (leaf details plus the chain's earliest expiry).

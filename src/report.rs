@@ -3,11 +3,7 @@
 
 use std::io::Write;
 
-use crate::{
-    api::HealthCheck,
-    probe::{GrpcFacts, Outcome, code_name, serving_name},
-    readiness::seconds,
-};
+use crate::{api::HealthCheck, probe::Outcome, readiness::seconds};
 
 /// Output formats of `canary check`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -112,30 +108,13 @@ fn write_table(out: &mut dyn Write, results: &[(HealthCheck, Outcome)]) -> std::
     Ok(())
 }
 
-/// What the target answered, whatever its kind: the HTTP status, the DNS response code, or
-/// the gRPC serving status (else the call's status).
+/// What the target answered, whatever its kind (see [`crate::probe::KindFacts::answer`]).
 fn answer_status(outcome: &Outcome) -> String {
-    if let Some(status) = outcome.http_status {
-        return status.to_string();
-    }
-    if let Some(dns) = &outcome.dns {
-        return dns.rcode_name.clone();
-    }
-    match &outcome.grpc {
-        Some(GrpcFacts {
-            serving_status: Some(serving),
-            ..
-        }) => serving_name(*serving),
-        Some(GrpcFacts {
-            status_code: Some(code),
-            ..
-        }) => code_name(*code),
-        _ => "-".into(),
-    }
+    outcome.facts.kind.answer().unwrap_or_else(|| "-".into())
 }
 
 fn row(resource: &HealthCheck, outcome: &Outcome) -> [String; 8] {
-    let cert = (outcome.tls.as_ref())
+    let cert = (outcome.facts.tls.as_ref())
         .and_then(|t| t.leaf())
         .map(|leaf| leaf.not_after.strftime("%Y-%m-%d").to_string())
         .unwrap_or_else(|| "-".into());

@@ -76,7 +76,7 @@ async fn noerror_with_several_a_records_passes_and_reports_its_facts() {
     )
     .await;
     assert_reason(&outcome, Reason::Succeeded);
-    let dns = outcome.dns.as_ref().expect("DNS facts");
+    let dns = outcome.dns().expect("DNS facts");
     assert_eq!(dns.server, server.addr.to_string());
     assert_eq!((dns.transport, dns.rcode_name.as_str()), ("udp", "NOERROR"));
     assert_eq!(dns.answers, ["192.0.2.1", "192.0.2.2", "192.0.2.3"]);
@@ -129,7 +129,7 @@ async fn answer_expectations_that_fail_name_what_was_answered() {
             outcome.message
         );
         assert_eq!(
-            outcome.dns.unwrap().answer_count,
+            outcome.dns().unwrap().answer_count,
             3,
             "facts are kept on failure"
         );
@@ -154,7 +154,7 @@ async fn nxdomain_and_servfail_are_unexpected_unless_listed() {
         "{}",
         gone.message
     );
-    assert_eq!(gone.dns.unwrap().rcode, 3);
+    assert_eq!(gone.dns().unwrap().rcode, 3);
     let failing = probe_dns(&server, json!({"query": {"name": "x.example"}})).await;
     assert_reason(&failing, Reason::UnexpectedStatus);
     assert!(failing.message.contains("SERVFAIL"), "{}", failing.message);
@@ -179,7 +179,7 @@ async fn a_truncated_udp_answer_is_asked_again_over_tcp() {
     )
     .await;
     assert_reason(&outcome, Reason::Succeeded);
-    let dns = outcome.dns.unwrap();
+    let dns = outcome.dns().unwrap();
     assert!(dns.truncated);
     assert_eq!(dns.transport, "tcp");
     let vias: Vec<Via> = server.queries().iter().map(|(via, _)| *via).collect();
@@ -202,7 +202,7 @@ async fn tcp_transport_and_a_slow_reply_times_out_in_the_request_phase() {
     )
     .await;
     assert_reason(&tcp, Reason::Succeeded);
-    assert_eq!(tcp.dns.unwrap().transport, "tcp");
+    assert_eq!(tcp.dns().unwrap().transport, "tcp");
     for transport in ["udp", "tcp"] {
         let slow = probe_with(
             &server,
@@ -274,7 +274,7 @@ async fn forged_and_malformed_replies_are_protocol_mismatches() {
                 outcome.message
             );
             assert!(
-                outcome.dns.is_none(),
+                outcome.dns().is_none(),
                 "no facts from a reply that was rejected"
             );
         }
@@ -293,7 +293,7 @@ async fn the_ad_bit_is_checked_when_asked() {
         |n: &str, ad: bool| json!({"query": {"name": n}, "expect": {"authenticatedData": ad}});
     let signed = probe_dns(&server, query("signed.example", true)).await;
     assert_reason(&signed, Reason::Succeeded);
-    assert!(signed.dns.unwrap().flags.contains(&"ad"));
+    assert!(signed.dns().unwrap().flags.contains(&"ad"));
     let unsigned = probe_dns(&server, query("plain.example", true)).await;
     assert_reason(&unsigned, Reason::UnexpectedStatus);
     assert!(unsigned.message.contains("AD bit"), "{}", unsigned.message);
@@ -330,7 +330,7 @@ async fn a_cname_in_front_of_the_a_records_does_not_break_matching() {
     )
     .await;
     assert_reason(&outcome, Reason::Succeeded);
-    assert_eq!(outcome.dns.unwrap().min_ttl, Some(20));
+    assert_eq!(outcome.dns().unwrap().min_ttl, Some(20));
     let cname = probe_dns(
         &server,
         json!({"query": {"name": "www.example", "type": "CNAME"},
@@ -338,7 +338,7 @@ async fn a_cname_in_front_of_the_a_records_does_not_break_matching() {
     )
     .await;
     assert_reason(&cname, Reason::Succeeded);
-    assert_eq!(cname.dns.unwrap().answers, ["edge.cdn.example."]);
+    assert_eq!(cname.dns().unwrap().answers, ["edge.cdn.example."]);
 }
 
 #[tokio::test]
@@ -361,7 +361,7 @@ async fn txt_srv_and_ptr_answers_compare_as_dig_prints_them() {
     )
     .await;
     assert_reason(&txt, Reason::Succeeded);
-    assert_eq!(txt.dns.unwrap().answers, [r#""v=spf1 \"quoted\" -all""#]);
+    assert_eq!(txt.dns().unwrap().answers, [r#""v=spf1 \"quoted\" -all""#]);
     let srv = probe_dns(
         &server,
         json!({"query": {"name": "_sip._udp.example", "type": "SRV"},
@@ -413,9 +413,9 @@ async fn dns_over_tls_verifies_the_certificate_and_reports_its_facts() {
     let (ca, server) = dot(&["dns.test"], -1, 90).await;
     let outcome = probe_dot(&ca, &server, "dns.test").await;
     assert_reason(&outcome, Reason::Succeeded);
-    assert_eq!(outcome.dns.as_ref().unwrap().transport, "tls");
+    assert_eq!(outcome.dns().unwrap().transport, "tls");
     assert!(outcome.phases.tls.is_some() && outcome.phases.request.is_some());
-    let tls = outcome.tls.expect("TLS facts");
+    let tls = outcome.tls().expect("TLS facts");
     assert!(tls.verified);
     assert_eq!(tls.leaf().unwrap().dns_names, ["dns.test"]);
     assert_eq!(server.queries()[0].0, Via::Tls);
@@ -423,14 +423,14 @@ async fn dns_over_tls_verifies_the_certificate_and_reports_its_facts() {
     let wrong_name = probe_dot(&ca, &server, "other.test").await;
     assert_reason(&wrong_name, Reason::CertificateHostnameMismatch);
     assert_eq!(
-        wrong_name.tls.unwrap().leaf().unwrap().dns_names,
+        wrong_name.tls().unwrap().leaf().unwrap().dns_names,
         ["dns.test"]
     );
 
     let (ca, expired) = dot(&["dns.test"], -30, -1).await;
     let outcome = probe_dot(&ca, &expired, "dns.test").await;
     assert_reason(&outcome, Reason::CertificateExpired);
-    let facts = outcome.tls.expect("facts of the expired certificate");
+    let facts = outcome.tls().expect("facts of the expired certificate");
     assert!(!facts.verified && facts.leaf().unwrap().not_after < jiff::Timestamp::now());
     assert!(
         expired.queries().is_empty(),
@@ -473,10 +473,7 @@ async fn plaintext_and_tls_mismatches_are_named_both_ways() {
         tls_to_plain.message
     );
     assert!(
-        tls_to_plain
-            .tls
-            .as_ref()
-            .is_none_or(|t| t.version.is_none()),
+        tls_to_plain.tls().is_none_or(|t| t.version.is_none()),
         "no completed handshake"
     );
 }

@@ -39,14 +39,14 @@ async fn serving_not_serving_and_unknown_services() {
     let server = GrpcServer::start(Offer::Health, None).await;
     let whole = plain(json!({}), &server).await;
     assert_reason(&whole, Reason::Succeeded);
-    let facts = whole.grpc.clone().expect("gRPC facts");
+    let facts = whole.grpc().cloned().expect("gRPC facts");
     assert_eq!(
         (facts.status_code, facts.serving_status),
         (Some(0), Some(1))
     );
     assert!(whole.message.contains("SERVING"), "{}", whole.message);
     assert!(whole.phases.connect.is_some() && whole.phases.first_byte.is_some());
-    assert!(whole.tls.is_none(), "no TLS facts in cleartext");
+    assert!(whole.tls().is_none(), "no TLS facts in cleartext");
 
     assert_reason(
         &plain(json!({"service": "payments"}), &server).await,
@@ -59,7 +59,7 @@ async fn serving_not_serving_and_unknown_services() {
         "{}",
         billing.message
     );
-    assert_eq!(billing.grpc.unwrap().serving_status, Some(2));
+    assert_eq!(billing.grpc().unwrap().serving_status, Some(2));
     let drained = json!({"service": "billing", "expect": {"servingStatus": ["NOT_SERVING"]}});
     assert_reason(&plain(drained, &server).await, Reason::Succeeded);
 
@@ -70,7 +70,7 @@ async fn serving_not_serving_and_unknown_services() {
         "{}",
         unknown.message
     );
-    let facts = unknown.grpc.unwrap();
+    let facts = unknown.grpc().unwrap();
     assert_eq!((facts.status_code, facts.serving_status), (Some(5), None));
 }
 
@@ -86,7 +86,7 @@ async fn a_server_without_the_health_service_is_named_so() {
         "{}",
         outcome.message
     );
-    assert_eq!(outcome.grpc.unwrap().status_code, Some(12));
+    assert_eq!(outcome.grpc().unwrap().status_code, Some(12));
 }
 
 #[tokio::test]
@@ -155,7 +155,7 @@ async fn tls_reports_certificate_facts_and_mutual_tls_needs_the_client_certifica
     )
     .await;
     assert_reason(&outcome, Reason::Succeeded);
-    let facts = outcome.tls.expect("TLS facts");
+    let facts = outcome.tls().expect("TLS facts");
     assert!(facts.verified && facts.version.is_some());
     assert!(outcome.phases.tls.is_some());
 
@@ -194,12 +194,12 @@ async fn an_expired_certificate_is_reported_with_its_facts_and_no_call() {
         json!({"tlsPolicy": {"caBundle": {"configMapKeyRef": {"name": "ca", "key": "ca.crt"}}}});
     let outcome = probe_grpc(&server, json!({"tls": true}), policy, &refs).await;
     assert_reason(&outcome, Reason::CertificateExpired);
-    let facts = outcome.tls.expect("facts of the expired certificate");
+    let facts = outcome.tls().expect("facts of the expired certificate");
     assert!(
         !facts.verified && facts.version.is_none(),
         "no completed handshake: {facts:?}"
     );
-    assert!(outcome.grpc.is_none());
+    assert!(outcome.grpc().is_none());
 }
 
 #[tokio::test]
@@ -238,7 +238,7 @@ async fn plaintext_and_tls_mismatches_are_named_both_ways() {
         tls_to_plaintext.message
     );
     assert!(
-        tls_to_plaintext.tls.is_none(),
+        tls_to_plaintext.tls().is_none(),
         "no TLS facts without a handshake"
     );
 }
@@ -300,5 +300,5 @@ async fn a_denied_target_is_never_dialled() {
     let deny = canary_operator::probe::ProbeContext::denying(vec!["127.0.0.0/8".parse().unwrap()]);
     let outcome = canary_operator::probe::run(&check, &deny).await;
     assert_reason(&outcome, Reason::TargetDenied);
-    assert!(outcome.grpc.is_none() && outcome.phases.first_byte.is_none());
+    assert!(outcome.grpc().is_none() && outcome.phases.first_byte.is_none());
 }

@@ -45,7 +45,7 @@ async fn status_codes_and_classes() {
     assert_reason(&get(&server, "/204", json!({})).await, Reason::Succeeded);
     let failed = get(&server, "/500", json!({})).await;
     assert_reason(&failed, Reason::UnexpectedStatus);
-    assert_eq!(failed.http_status, Some(500));
+    assert_eq!(failed.http_status(), Some(500));
     assert!(failed.message.contains("500") && failed.message.contains("2xx"));
     assert_reason(
         &get(&server, "/500", json!({"expect": {"status": [500]}})).await,
@@ -54,7 +54,7 @@ async fn status_codes_and_classes() {
     let no_follow = json!({"followRedirects": false, "expect": {"status": [200, "3xx"]}});
     let outcome = get(&server, "/302", no_follow).await;
     assert_reason(&outcome, Reason::Succeeded);
-    assert_eq!(outcome.http_status, Some(302));
+    assert_eq!(outcome.http_status(), Some(302));
 }
 
 #[tokio::test]
@@ -306,7 +306,7 @@ async fn http2_with_prior_knowledge_in_cleartext() {
     let url = format!("http://127.0.0.1:{}/healthz?x=1", server.port());
     let outcome = get_h2(url, json!({})).await;
     assert_reason(&outcome, Reason::Succeeded);
-    assert_eq!(outcome.http_status, Some(200));
+    assert_eq!(outcome.http_status(), Some(200));
     assert!(
         outcome.message.contains("over HTTP/2"),
         "{}",
@@ -340,8 +340,8 @@ async fn http2_over_tls_negotiates_h2_with_alpn() {
                            "tlsPolicy": policy["tlsPolicy"]});
     let outcome = probe_once(&spec(spec_json), &refs).await;
     assert_reason(&outcome, Reason::Succeeded);
-    assert_eq!(outcome.http_status, Some(204));
-    assert!(outcome.tls.unwrap().verified);
+    assert_eq!(outcome.http_status(), Some(204));
+    assert!(outcome.tls().unwrap().verified);
     assert_eq!(server.requests()[0].version, http::Version::HTTP_2);
 
     // An HTTP/1.1-only TLS server selects no ALPN protocol: HTTP/2 was not agreed.

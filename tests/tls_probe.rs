@@ -87,7 +87,7 @@ fn assert_reason(outcome: &Outcome, reason: Reason) {
 }
 
 fn assert_leaf_facts(outcome: &Outcome, leaf: &Leaf, names: &[&str]) {
-    let facts = outcome.tls.as_ref().expect("TLS facts must be reported");
+    let facts = outcome.tls().expect("TLS facts must be reported");
     let reported = facts.leaf().expect("leaf facts");
     assert_eq!(
         reported.not_after.as_second(),
@@ -119,12 +119,12 @@ async fn valid_chain_via_ca_bundle_succeeds_with_facts() {
     let outcome = https(&server, "localhost", &pki.refs(), json!({})).await;
     assert_reason(&outcome, Reason::Succeeded);
     assert_leaf_facts(&outcome, &leaf, &["localhost", "api.test"]);
-    let facts = outcome.tls.unwrap();
+    let facts = outcome.tls().unwrap();
     assert!(facts.verified);
     assert_eq!(facts.version.as_deref(), Some("TLSv1.3"));
-    assert!(facts.cipher_suite.unwrap().starts_with("TLS13_"));
+    assert!(facts.cipher_suite.as_deref().unwrap().starts_with("TLS13_"));
     assert_eq!(facts.chain.len(), 2);
-    assert_eq!(outcome.http_status, Some(200));
+    assert_eq!(outcome.http_status(), Some(200));
     assert!(outcome.phases.tls.is_some() && outcome.phases.connect.is_some());
 }
 
@@ -134,7 +134,7 @@ async fn expired_certificate_reports_expired_with_its_dates() {
     let outcome = served.probe(json!({})).await;
     assert_reason(&outcome, Reason::CertificateExpired);
     assert_leaf_facts(&outcome, &served.leaf, &["localhost"]);
-    assert!(!outcome.tls.unwrap().verified);
+    assert!(!outcome.tls().unwrap().verified);
     assert!(
         served.server.requests().is_empty(),
         "no request may be sent over an unverified session"
@@ -160,7 +160,7 @@ async fn certificate_expiring_in_five_days_fails_a_fourteen_day_policy() {
         outcome.message
     );
     assert_leaf_facts(&outcome, &served.leaf, &["localhost"]);
-    assert!(outcome.tls.unwrap().verified, "the chain itself is valid");
+    assert!(outcome.tls().unwrap().verified, "the chain itself is valid");
 }
 
 #[tokio::test]
@@ -187,7 +187,7 @@ async fn unknown_issuer_is_untrusted() {
     let server = serve(&leaf, &[], &[&TLS13]).await;
     let outcome = https(&server, "localhost", &pki.refs(), json!({})).await;
     assert_reason(&outcome, Reason::CertificateUntrusted);
-    let facts = outcome.tls.unwrap();
+    let facts = outcome.tls().unwrap();
     assert!(facts.leaf().unwrap().issuer.contains("Stranger Root"));
 }
 
@@ -204,7 +204,7 @@ async fn self_signed_certificate_is_untrusted_and_still_described() {
     let server = TestServer::start(Transport::Tls(config), |_| Reply::ok("ok")).await;
     let outcome = https(&server, "localhost", &pki.refs(), json!({})).await;
     assert_reason(&outcome, Reason::CertificateUntrusted);
-    let facts = outcome.tls.unwrap();
+    let facts = outcome.tls().unwrap();
     let leaf = facts.leaf().unwrap();
     assert_eq!(leaf.subject, leaf.issuer);
 }
@@ -235,7 +235,7 @@ async fn pinned_key_match_passes_and_mismatch_fails() {
         .probe(json!({"pinnedPublicKeys": [other.pin()]}))
         .await;
     assert_reason(&miss, Reason::CertificatePinMismatch);
-    assert!(miss.tls.is_some());
+    assert!(miss.tls().is_some());
 }
 
 #[tokio::test]
@@ -265,7 +265,7 @@ async fn min_version_1_3_against_a_tls12_only_server() {
     assert_reason(&outcome, Reason::TLSVersionTooLow);
     let ok = https(&server, "localhost", &refs, json!({"minVersion": "1.2"})).await;
     assert_reason(&ok, Reason::Succeeded);
-    assert_eq!(ok.tls.unwrap().version.as_deref(), Some("TLSv1.2"));
+    assert_eq!(ok.tls().unwrap().version.as_deref(), Some("TLSv1.2"));
 }
 
 #[tokio::test]
@@ -313,7 +313,7 @@ async fn verify_false_accepts_a_self_signed_certificate_and_reports_facts() {
     }));
     let outcome = probe_once(&spec, &MapRefs::default()).await;
     assert_reason(&outcome, Reason::Succeeded);
-    let facts = outcome.tls.unwrap();
+    let facts = outcome.tls().unwrap();
     assert!(!facts.verified);
     assert!(facts.leaf().unwrap().issuer.contains("Self Signed"));
 }
@@ -349,7 +349,7 @@ async fn tls_probe_checks_the_handshake_only() {
     }));
     let outcome = probe_once(&spec, &pki.refs()).await;
     assert_reason(&outcome, Reason::Succeeded);
-    assert_eq!(outcome.http_status, None);
-    assert!(outcome.tls.unwrap().verified);
+    assert_eq!(outcome.http_status(), None);
+    assert!(outcome.tls().unwrap().verified);
     assert!(server.requests().is_empty());
 }

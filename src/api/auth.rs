@@ -9,8 +9,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{
+    http::HttpHeader,
     parse::{check_data_key, check_object_name, parse_url_at},
-    spec::{HttpHeader, KeyRef},
+    spec::KeyRef,
     valid::{Reference, ReferenceKind, ValueRef},
     validate::Errors,
 };

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     parse::{compile_regex_at, parse_host_port},
-    valid::Endpoint,
+    tcp::Endpoint,
     validate::{Errors, FieldError, MAX_TEXT},
 };
 

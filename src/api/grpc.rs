@@ -5,9 +5,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{
+    http::HttpHeader,
     parse::parse_host_port,
-    spec::HttpHeader,
-    valid::{Endpoint, ValidHeader},
+    tcp::Endpoint,
+    valid::ValidHeader,
     validate::{Errors, validate_headers},
 };
 

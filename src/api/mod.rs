@@ -1,5 +1,6 @@
-//! The `HealthCheck` API (`canary.dev/v1alpha1`): spec and status types (one module per
-//! newer probe kind: `dns`, `grpc`), the closed set of reasons, and semantic validation.
+//! The `HealthCheck` API (`canary.dev/v1alpha1`): spec and status types (one module per probe
+//! kind: `http`, `tcp`, `tls`, `dns`, `grpc`), the closed set of reasons, and semantic
+//! validation.
 //! Knows nothing of the API server.
 
 mod auth;
@@ -8,13 +9,16 @@ mod dns;
 pub mod duration;
 mod expect;
 mod grpc;
+mod http;
 mod label;
 mod maintenance;
 mod parse;
 mod reason;
 mod spec;
 mod status;
+mod tcp;
 mod text;
+mod tls;
 mod valid;
 pub mod validate;
 
@@ -33,13 +37,18 @@ pub use expect::{
     JsonPredicate,
 };
 pub use grpc::{GrpcExpect, GrpcProbe, ServingStatus, ValidGrpc};
+pub use http::{HttpHeader, HttpMethod, HttpProbe, HttpVersion};
 pub use label::LabelGate;
 pub use maintenance::{MaintenanceWindow, MaintenanceWindows};
 pub use parse::parse_quantity;
 pub use reason::Reason;
 pub use spec::*;
 pub use status::*;
+pub use tcp::{Endpoint, SocketTarget};
 pub use text::{MAX_TARGET_CHARS, TargetText, display_text};
+pub use tls::{
+    ClientCertificate, DEFAULT_MIN_REMAINING_VALIDITY, TlsPolicy, TlsVersion, ValidTlsPolicy,
+};
 pub use valid::*;
 pub use validate::{FieldError, validate};
 

@@ -5,10 +5,7 @@ use base64::Engine;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use regex::bytes::{Regex, RegexBuilder};
 
-use super::{
-    valid::{Endpoint, StatusMatch},
-    validate::FieldError,
-};
+use super::{tcp::Endpoint, valid::StatusMatch, validate::FieldError};
 
 /// Largest compiled `bodyRegex` program, so a hostile pattern cannot use unbounded memory.
 const REGEX_SIZE_LIMIT: usize = 1024 * 1024;

@@ -1,4 +1,6 @@
-//! `HealthCheck` spec: what to probe and what to expect, as users write it.
+//! `HealthCheck` spec: what to probe and what to expect, as users write it. Each probe kind's
+//! own types live in its module (`http`, `tcp`, `tls`, `dns`, `grpc`); the HTTP expectations
+//! are still here.
 //!
 //! Field shapes, defaults and simple constraints live in the generated OpenAPI schema so the
 //! API server rejects bad input early; [`crate::api::validate`] re-checks everything because
@@ -10,21 +12,21 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    auth::HttpAuth,
     dns::DnsProbe,
     duration::GoDuration,
     expect::{HeaderAssertion, JsonAssertion},
     grpc::GrpcProbe,
+    http::HttpProbe,
     maintenance::MaintenanceWindow,
     status::HealthCheckStatus,
+    tcp::SocketTarget,
+    tls::TlsPolicy,
 };
 
 /// Default `spec.interval`.
 pub const DEFAULT_INTERVAL: &str = "60s";
 /// Default `spec.timeout`.
 pub const DEFAULT_TIMEOUT: &str = "10s";
-/// Default `spec.tlsPolicy.minRemainingValidity` (14 days).
-pub const DEFAULT_MIN_REMAINING_VALIDITY: &str = "336h";
 
 /// A periodic HTTP, TCP, TLS, DNS or gRPC check of one endpoint, with its expectations.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -123,117 +125,17 @@ fn default_threshold() -> i32 {
     1
 }
 
-/// An HTTP(S) request and what its response must look like.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct HttpProbe {
-    /// Absolute http:// or https:// URL.
-    #[schemars(regex(pattern = r"^https?://[^\s/$.?#].[^\s]*$"), length(max = 2048))]
-    pub url: String,
-    /// Request method.
-    #[serde(default)]
-    pub method: HttpMethod,
-    /// HTTP version: "1.1", or "2" (ALPN h2 over TLS, prior knowledge over cleartext).
-    #[serde(default)]
-    pub version: HttpVersion,
-    /// Request headers; values inline or from a Secret/ConfigMap in the same namespace.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64))]
-    pub headers: Vec<HttpHeader>,
-    /// Request body.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub body: Option<String>,
-    /// Credentials obtained before each request (an OAuth2 client-credentials token).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub auth: Option<HttpAuth>,
-    /// Follow redirects, at most 10 hops.
-    #[serde(default = "default_true")]
-    pub follow_redirects: bool,
-    /// Read at most this much of the body, then release the connection (bytes or quantity such as 1Mi).
-    #[serde(default = "default_max_body", skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "int_or_string_schema")]
-    pub max_body_bytes: Option<IntOrString>,
-    /// Expectations on the response.
-    #[serde(default)]
-    pub expect: HttpExpect,
-}
-
-fn default_true() -> bool {
+/// `true`, the default of `followRedirects` and `tlsPolicy.verify`.
+pub(super) fn default_true() -> bool {
     true
 }
 
-fn default_max_body() -> Option<IntOrString> {
-    Some(IntOrString::String("1Mi".into()))
-}
-
 /// Schema of an integer-or-string field, short enough for `kubectl explain`.
-fn int_or_string_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+pub(super) fn int_or_string_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
         "x-kubernetes-int-or-string": true,
         "anyOf": [{"type": "integer"}, {"type": "string"}],
     })
-}
-
-/// HTTP request methods Canary may send.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum HttpMethod {
-    #[default]
-    Get,
-    Head,
-    Post,
-    Put,
-    Patch,
-    Delete,
-    Options,
-}
-
-impl HttpMethod {
-    /// The method's wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Get => "GET",
-            Self::Head => "HEAD",
-            Self::Post => "POST",
-            Self::Put => "PUT",
-            Self::Patch => "PATCH",
-            Self::Delete => "DELETE",
-            Self::Options => "OPTIONS",
-        }
-    }
-}
-
-/// HTTP versions a probe may speak.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
-pub enum HttpVersion {
-    #[default]
-    #[serde(rename = "1.1")]
-    Http11,
-    #[serde(rename = "2")]
-    Http2,
-}
-
-/// One request header.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-#[schemars(extend("x-kubernetes-validations" = [{
-    "rule": "has(self.value) != has(self.valueFrom)",
-    "message": "exactly one of value or valueFrom must be set"
-}]))]
-pub struct HttpHeader {
-    /// Header name.
-    #[schemars(
-        regex(pattern = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"),
-        length(min = 1, max = 256)
-    )]
-    pub name: String,
-    /// Literal value.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 4096))]
-    pub value: Option<String>,
-    /// Value read from a Secret or ConfigMap key in the HealthCheck's namespace.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value_from: Option<ValueSource>,
 }
 
 /// A key of a Secret or ConfigMap in the HealthCheck's own namespace.
@@ -360,106 +262,4 @@ fn status_list_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
             ]
         }
     })
-}
-
-/// Host and port of a TCP or TLS probe.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-pub struct SocketTarget {
-    /// DNS name or IP address.
-    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[A-Za-z0-9.:_\[\]-]+$"))]
-    pub host: String,
-    /// TCP port.
-    #[schemars(range(min = 1, max = 65535))]
-    pub port: i32,
-}
-
-/// What a served certificate and TLS session must satisfy.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct TlsPolicy {
-    /// Verify chain, hostname and validity window.
-    #[serde(default = "default_true")]
-    pub verify: bool,
-    /// SNI and the name to verify; default: the target host.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 253))]
-    pub server_name: Option<String>,
-    /// Fail when the earliest expiry in the served chain is closer than this (at most 87600h).
-    #[serde(default = "default_min_validity")]
-    pub min_remaining_validity: GoDuration,
-    /// Fail when less than this share (percent) of the leaf's lifetime remains; 0 disables.
-    #[serde(default)]
-    #[schemars(range(min = 0, max = 100))]
-    pub min_remaining_lifetime_percent: i32,
-    /// Lowest acceptable TLS version.
-    #[serde(default)]
-    pub min_version: TlsVersion,
-    /// Extra trusted CAs (PEM) from the same namespace; system roots still apply.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ca_bundle: Option<ValueSource>,
-    /// Names that must all be in the leaf certificate's SANs.
-    #[serde(
-        default,
-        rename = "expectedDNSNames",
-        skip_serializing_if = "Vec::is_empty"
-    )]
-    #[schemars(length(max = 64))]
-    pub expected_dns_names: Vec<String>,
-    /// Substring of the leaf certificate's issuer DN.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 4096))]
-    pub expected_issuer: Option<String>,
-    /// SPKI pins (`sha256/BASE64`); a match on any certificate of the served chain passes.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(
-        length(max = 16),
-        inner(regex(pattern = r"^sha256/[A-Za-z0-9+/]{43}=$"))
-    )]
-    pub pinned_public_keys: Vec<String>,
-    /// Client certificate for mutual TLS, from a kubernetes.io/tls Secret in the same namespace.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_certificate: Option<ClientCertificate>,
-}
-
-impl Default for TlsPolicy {
-    fn default() -> Self {
-        Self {
-            verify: true,
-            server_name: None,
-            min_remaining_validity: default_min_validity(),
-            min_remaining_lifetime_percent: 0,
-            min_version: TlsVersion::default(),
-            ca_bundle: None,
-            expected_dns_names: Vec::new(),
-            expected_issuer: None,
-            pinned_public_keys: Vec::new(),
-            client_certificate: None,
-        }
-    }
-}
-
-fn default_min_validity() -> GoDuration {
-    GoDuration::new(DEFAULT_MIN_REMAINING_VALIDITY)
-}
-
-/// Lowest acceptable TLS protocol version.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
-pub enum TlsVersion {
-    #[default]
-    #[serde(rename = "1.2")]
-    V1_2,
-    #[serde(rename = "1.3")]
-    V1_3,
-}
-
-/// A kubernetes.io/tls Secret holding `tls.crt` and `tls.key`.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ClientCertificate {
-    /// Secret name in the HealthCheck's namespace.
-    #[schemars(
-        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"),
-        length(min = 1, max = 253)
-    )]
-    pub secret_name: String,
 }

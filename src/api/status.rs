@@ -146,6 +146,23 @@ pub struct LastResult {
     pub grpc: Option<GrpcResult>,
 }
 
+impl LastResult {
+    /// A result with nothing a probe learned yet (no HTTP status, phases or kind facts): what
+    /// a kind learned is added by its own code, so a new kind's field is added here only.
+    pub fn new(success: bool, reason: Reason, message: String, duration: String) -> Self {
+        Self {
+            success,
+            reason,
+            message,
+            duration,
+            http_status: None,
+            phases: None,
+            dns: None,
+            grpc: None,
+        }
+    }
+}
+
 /// The DNS reply of the last probe.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -13,8 +13,10 @@ use super::{
     dns::ValidDns,
     expect::{HeaderCheck, JsonCheck},
     grpc::ValidGrpc,
+    http::HttpVersion,
     maintenance::MaintenanceWindows,
-    spec::{HttpVersion, TlsVersion},
+    tcp::Endpoint,
+    tls::ValidTlsPolicy,
 };
 
 /// A spec that passed validation.
@@ -74,24 +76,6 @@ pub fn redact(url: &url::Url) -> String {
     shown.set_query(None);
     shown.set_fragment(None);
     shown.to_string()
-}
-
-/// Host and port of a TCP or TLS probe.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
-    /// DNS name or IP address (IPv6 without brackets).
-    pub host: String,
-    pub port: u16,
-}
-
-impl std::fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{}:{}", self.host, self.port)
-        }
-    }
 }
 
 /// A validated HTTP request and its expectations.
@@ -177,25 +161,6 @@ impl std::fmt::Display for StatusMatch {
             Self::Class(class) => write!(f, "{class}xx"),
         }
     }
-}
-
-/// Validated TLS expectations; the CA bundle and client certificate are still references.
-#[derive(Debug, Clone)]
-pub struct ValidTlsPolicy {
-    pub verify: bool,
-    /// SNI and the name verified; default: the target host.
-    pub server_name: Option<String>,
-    pub min_remaining_validity: Duration,
-    /// 0 disables the check.
-    pub min_remaining_lifetime_percent: u8,
-    pub min_version: TlsVersion,
-    pub ca_bundle: Option<ValueRef>,
-    pub expected_dns_names: Vec<String>,
-    pub expected_issuer: Option<String>,
-    /// SHA-256 digests of pinned SubjectPublicKeyInfo.
-    pub pins: Vec<[u8; 32]>,
-    /// Name of a kubernetes.io/tls Secret.
-    pub client_certificate: Option<String>,
 }
 
 /// Which kind of object a reference points at.

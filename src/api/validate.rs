@@ -11,15 +11,17 @@ use super::{
     dns::validate_dns,
     duration::{GoDuration, MAX_DURATION, fmt_go},
     grpc::validate_grpc,
+    http::{HttpHeader, HttpProbe},
     maintenance::MaintenanceWindows,
     parse::{
-        check_data_key, check_object_name, compile_regex, parse_bytes, parse_pin, parse_status,
-        parse_url,
+        check_data_key, check_object_name, compile_regex, parse_bytes, parse_status, parse_url,
     },
-    spec::{HealthCheckSpec, HttpHeader, HttpProbe, KeyRef, SocketTarget, TlsPolicy, ValueSource},
+    spec::{HealthCheckSpec, KeyRef, ValueSource},
+    tcp::validate_target,
+    tls::validate_tls_policy,
     valid::{
-        Endpoint, HeaderSource, HttpExpectations, ProbeKind, Reference, ReferenceKind, ValidHeader,
-        ValidHttp, ValidSpec, ValidTlsPolicy, ValueRef,
+        HeaderSource, HttpExpectations, ProbeKind, Reference, ReferenceKind, ValidHeader,
+        ValidHttp, ValidSpec, ValueRef,
     },
 };
 
@@ -304,27 +306,12 @@ fn validate_expect(http: &HttpProbe, errors: &mut Errors) -> Option<HttpExpectat
     })
 }
 
-fn validate_target(field: &str, target: &SocketTarget, errors: &mut Errors) -> Option<Endpoint> {
-    let host = target.host.trim_start_matches('[').trim_end_matches(']');
-    errors.at_most(&format!("{field}.host"), host.len(), 253, "characters");
-    if host.trim().is_empty() {
-        errors.push(format!("{field}.host"), "Required value");
-    }
-    let port = u16::try_from(target.port).ok().filter(|p| *p != 0);
-    if port.is_none() {
-        errors.push(
-            format!("{field}.port"),
-            format!("{} is outside 1..65535", target.port),
-        );
-    }
-    Some(Endpoint {
-        host: host.to_string(),
-        port: port?,
-    })
-}
-
 /// A key reference, its object name and key checked as the API server checks them.
-fn value_ref(field: &str, source: &ValueSource, errors: &mut Errors) -> Option<ValueRef> {
+pub(super) fn value_ref(
+    field: &str,
+    source: &ValueSource,
+    errors: &mut Errors,
+) -> Option<ValueRef> {
     let (kind, key_ref, sub): (ReferenceKind, &KeyRef, &str) =
         match (&source.secret_key_ref, &source.config_map_key_ref) {
             (Some(r), None) => (ReferenceKind::Secret, r, "secretKeyRef"),
@@ -351,74 +338,11 @@ fn value_ref(field: &str, source: &ValueSource, errors: &mut Errors) -> Option<V
     })
 }
 
-fn validate_tls_policy(policy: Option<&TlsPolicy>, errors: &mut Errors) -> Option<ValidTlsPolicy> {
-    let default = TlsPolicy::default();
-    let policy = policy.unwrap_or(&default);
-    let field = "spec.tlsPolicy";
-    let names = &policy.expected_dns_names;
-    errors.at_most(
-        &format!("{field}.expectedDNSNames"),
-        names.len(),
-        64,
-        "names",
-    );
-    let pins = policy.pinned_public_keys.len();
-    errors.at_most(&format!("{field}.pinnedPublicKeys"), pins, 16, "pins");
-    let issuer = policy.expected_issuer.as_ref().map_or(0, String::len);
-    errors.at_most(
-        &format!("{field}.expectedIssuer"),
-        issuer,
-        MAX_TEXT,
-        "bytes",
-    );
-    let min_remaining_validity = errors.take(
-        (policy.min_remaining_validity)
-            .parse(&format!("{field}.minRemainingValidity"), MAX_DURATION),
-    );
-    let percent = u8::try_from(policy.min_remaining_lifetime_percent)
-        .ok()
-        .filter(|p| *p <= 100);
-    if percent.is_none() {
-        errors.push(
-            format!("{field}.minRemainingLifetimePercent"),
-            "must be within 0..100",
-        );
-    }
-    if let Some(name) = &policy.server_name
-        && rustls_pki_types::ServerName::try_from(name.as_str()).is_err()
-    {
-        errors.push(
-            format!("{field}.serverName"),
-            format!("{name:?} is not a DNS name or IP address"),
-        );
-    }
-    let ca_bundle = optional(policy.ca_bundle.as_ref(), |source| {
-        value_ref(&format!("{field}.caBundle"), source, errors)
-    });
-    let client_certificate = optional(policy.client_certificate.as_ref(), |client| {
-        let name_field = format!("{field}.clientCertificate.secretName");
-        errors.take(check_object_name(&name_field, &client.secret_name))?;
-        Some(client.secret_name.clone())
-    });
-    let pins = (policy.pinned_public_keys.iter().enumerate())
-        .filter_map(|(i, pin)| errors.take(parse_pin(i, pin)))
-        .collect();
-    Some(ValidTlsPolicy {
-        verify: policy.verify,
-        server_name: policy.server_name.clone(),
-        min_remaining_validity: min_remaining_validity?,
-        min_remaining_lifetime_percent: percent?,
-        min_version: policy.min_version,
-        ca_bundle: ca_bundle?,
-        expected_dns_names: policy.expected_dns_names.clone(),
-        expected_issuer: policy.expected_issuer.clone(),
-        pins,
-        client_certificate: client_certificate?,
-    })
-}
-
 /// Parses an optional field: `Some(None)` when absent, `None` when present but invalid.
-fn optional<T, U>(value: Option<&T>, parse: impl FnOnce(&T) -> Option<U>) -> Option<Option<U>> {
+pub(super) fn optional<T, U>(
+    value: Option<&T>,
+    parse: impl FnOnce(&T) -> Option<U>,
+) -> Option<Option<U>> {
     match value {
         Some(value) => parse(value).map(Some),
         None => Some(None),
@@ -434,7 +358,7 @@ pub fn duration_flag(value: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{HttpExpect, StatusMatch};
+    use crate::api::{HttpExpect, SocketTarget, StatusMatch};
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
     fn http_spec(url: &str) -> HealthCheckSpec {

@@ -13,10 +13,10 @@ use std::{
 
 use prometheus::{
     core::{Collector, Desc},
-    proto::{self, LabelPair, MetricFamily, MetricType},
+    proto::{self, LabelPair, MetricFamily},
 };
 
-use super::{Families, MetricsError};
+use super::{Families, MetricsError, family::Family, kinds::KindSeries};
 use crate::{
     api::Reason,
     lock,
@@ -29,107 +29,6 @@ const DURATION_BUCKETS: [f64; 12] = [
 ];
 /// Fixed labels of `canary_check_info` (allow-listed resource labels follow).
 const INFO: &[&str] = &["namespace", "name", "kind", "target"];
-
-/// The families: name, help, type and labels beyond namespace and name.
-const FAMILIES: [(&str, &str, MetricType, &[&str]); 16] = [
-    (
-        "canary_check_success",
-        "1 if the last probe passed, else 0; absent while the check does not run (suspended, invalid).",
-        MetricType::GAUGE,
-        &[],
-    ),
-    (
-        "canary_check_duration_seconds",
-        "Duration of whole probes.",
-        MetricType::HISTOGRAM,
-        &[],
-    ),
-    (
-        "canary_check_phase_duration_seconds",
-        "Time spent in each phase of the last probe.",
-        MetricType::GAUGE,
-        &["phase"],
-    ),
-    (
-        "canary_check_runs_total",
-        "Probes run, by result and reason.",
-        MetricType::COUNTER,
-        &["result", "reason"],
-    ),
-    (
-        "canary_check_last_run_timestamp_seconds",
-        "Unix time of the last probe.",
-        MetricType::GAUGE,
-        &[],
-    ),
-    (
-        "canary_check_last_success_timestamp_seconds",
-        "Unix time of the last passing probe.",
-        MetricType::GAUGE,
-        &[],
-    ),
-    (
-        "canary_check_http_status_code",
-        "HTTP status of the last response.",
-        MetricType::GAUGE,
-        &[],
-    ),
-    (
-        "canary_check_consecutive_failures",
-        "Failed probes in a row.",
-        MetricType::GAUGE,
-        &[],
-    ),
-    (
-        "canary_check_in_maintenance",
-        "1 while the last probe fell in a maintenance window, else 0.",
-        MetricType::GAUGE,
-        &[],
-    ),
-    (
-        "canary_tls_cert_not_after_timestamp_seconds",
-        "Unix time the served leaf certificate expires.",
-        MetricType::GAUGE,
-        &[],
-    ),
-    (
-        "canary_tls_chain_earliest_not_after_timestamp_seconds",
-        "Unix time the first certificate of the served chain expires.",
-        MetricType::GAUGE,
-        &[],
-    ),
-    (
-        "canary_tls_version_info",
-        "Negotiated TLS version (value 1).",
-        MetricType::GAUGE,
-        &["version"],
-    ),
-    (
-        "canary_dns_response_code",
-        "Response code of the last DNS reply (0 NOERROR, 2 SERVFAIL, 3 NXDOMAIN, ...).",
-        MetricType::GAUGE,
-        &[],
-    ),
-    (
-        "canary_dns_answer_records",
-        "Records of the queried type in the answer section of the last DNS reply.",
-        MetricType::GAUGE,
-        &[],
-    ),
-    (
-        "canary_grpc_status_code",
-        "gRPC status of the last health check call (0 OK, 5 NOT_FOUND, 12 UNIMPLEMENTED, 14 UNAVAILABLE, ...).",
-        MetricType::GAUGE,
-        &[],
-    ),
-    (
-        "canary_grpc_serving_status",
-        "Serving status of the last health check answer (0 UNKNOWN, 1 SERVING, 2 NOT_SERVING); absent when the call failed.",
-        MetricType::GAUGE,
-        &[],
-    ),
-];
-const INFO_HELP: &str = "What a check probes (value 1): kind, target without secrets, and allow-listed labels of the resource.";
 
 /// Reasons for which no probe ran.
 fn did_not_run(reason: Reason) -> bool {
@@ -171,16 +70,10 @@ struct CheckSeries {
     runs: Vec<(bool, Reason, u64)>,
     last_run: Option<f64>,
     last_success: Option<f64>,
-    http_status: Option<u16>,
     consecutive_failures: i64,
     in_maintenance: Option<bool>,
-    cert_not_after: Option<f64>,
-    chain_not_after: Option<f64>,
-    tls_version: Option<Box<str>>,
-    dns_rcode: Option<u16>,
-    dns_answers: Option<usize>,
-    grpc_status: Option<u32>,
-    grpc_serving: Option<i64>,
+    /// What the probe's kind learned.
+    kinds: KindSeries,
     /// `canary_check_info` label values after namespace and name.
     info: Box<[String]>,
 }
@@ -190,7 +83,8 @@ struct CheckSeries {
 pub(super) struct CheckFamilies(Arc<Inner>);
 
 struct Inner {
-    descs: Vec<Desc>,
+    /// Each family with its descriptor, in [`Family::all`] order.
+    descs: Vec<(Family, Desc)>,
     /// Resource labels copied into `canary_check_info`: (resource label, metric label).
     allowlist: Vec<(String, String)>,
     info_labels: Vec<String>,
@@ -227,25 +121,22 @@ impl CheckFamilies {
         let mut info_labels: Vec<String> = INFO.iter().map(|l| l.to_string()).collect();
         info_labels.extend(allowlist.iter().map(|(_, metric)| metric.clone()));
         let mut descs = Vec::new();
-        for (name, help, _, extra) in FAMILIES {
-            let labels = ["namespace", "name"]
-                .iter()
-                .chain(extra)
-                .map(|l| l.to_string());
-            descs.push(Desc::new(
-                name.into(),
-                help.into(),
-                labels.collect(),
+        for family in Family::all() {
+            let labels = match family {
+                Family::Info => info_labels.clone(),
+                _ => (["namespace", "name"].iter())
+                    .chain(family.labels())
+                    .map(|l| l.to_string())
+                    .collect(),
+            };
+            let desc = Desc::new(
+                family.name().into(),
+                family.help().into(),
+                labels,
                 HashMap::new(),
-            )?);
+            )?;
+            descs.push((family, desc));
         }
-        let info = Desc::new(
-            "canary_check_info".into(),
-            INFO_HELP.into(),
-            info_labels.clone(),
-            HashMap::new(),
-        )?;
-        descs.push(info);
         let inner = Inner {
             descs,
             allowlist,
@@ -300,11 +191,7 @@ impl CheckFamilies {
                 None => series.phases.push((phase, spent.as_secs_f64())),
             }
         }
-        if let Some(status) = outcome.http_status {
-            series.http_status = Some(status);
-        }
-        record_tls(series, report);
-        record_kinds(series, report);
+        series.kinds.record(&outcome.facts, report.spec.info.kind);
     }
 
     /// The last state `spec`'s status records (verdict, failures in a row, last run and
@@ -352,41 +239,6 @@ impl CheckFamilies {
     /// Removes every series of a check.
     pub(super) fn forget(&self, key: &CheckKey) {
         lock(&self.0.checks).remove(key);
-    }
-}
-
-/// TLS metrics come only from a completed handshake: the facts
-/// of a chain that failed verification are in status, but an expiry gauge of a certificate nobody
-/// trusts (a load balancer's default one, say) would feed the expiry alerts with a stranger's
-/// dates. The last trusted values stay until a handshake completes again.
-fn record_tls(series: &mut CheckSeries, report: &RunReport<'_>) {
-    let Some(tls) = (report.outcome.tls.as_ref()).filter(|tls| tls.completed()) else {
-        return;
-    };
-    if let Some(leaf) = tls.leaf() {
-        series.cert_not_after = Some(leaf.not_after.as_second() as f64);
-    }
-    if let Some(earliest) = tls.chain_earliest_not_after() {
-        series.chain_not_after = Some(earliest.as_second() as f64);
-    }
-    if let Some(version) = &tls.version {
-        series.tls_version = Some(version.as_str().into());
-    }
-}
-
-/// What DNS and gRPC probes learned (kept from an earlier run when a probe failed before an
-/// answer, except the serving status: a failed call says nothing about serving).
-fn record_kinds(series: &mut CheckSeries, report: &RunReport<'_>) {
-    let outcome = report.outcome;
-    if let Some(dns) = &outcome.dns {
-        series.dns_rcode = Some(dns.rcode);
-        series.dns_answers = Some(dns.answer_count);
-    }
-    if let Some(grpc) = &outcome.grpc {
-        series.grpc_status = grpc.status_code.or(series.grpc_status);
-    }
-    if matches!(report.spec.info.kind, "grpc") {
-        series.grpc_serving = outcome.grpc.as_ref().and_then(|g| g.serving_status);
     }
 }
 
@@ -450,23 +302,28 @@ fn with<'a>(
 }
 
 impl CheckSeries {
-    /// Samples of family `index` (of [`FAMILIES`], then info) for the check `key`.
-    fn samples(&self, index: usize, key: &CheckKey, info_labels: &[String]) -> Vec<proto::Metric> {
+    /// Samples of `family` for the check `key`.
+    fn samples(
+        &self,
+        family: Family,
+        key: &CheckKey,
+        info_labels: &[String],
+    ) -> Vec<proto::Metric> {
         let check = [
             ("namespace", key.namespace.as_str()),
             ("name", key.name.as_str()),
         ];
         let one = |value: Option<f64>| value.map(|v| gauge(&check, v)).into_iter().collect();
         let flag = |value: Option<bool>| one(value.map(|v| f64::from(u8::from(v))));
-        match index {
-            0 => flag(self.success),
-            1 => (self.duration.iter())
+        match family {
+            Family::Success => flag(self.success),
+            Family::Duration => (self.duration.iter())
                 .map(|d| histogram(&check, d))
                 .collect(),
-            2 => (self.phases.iter())
+            Family::PhaseDuration => (self.phases.iter())
                 .map(|(p, v)| gauge(&with(&check, "phase", p), *v))
                 .collect(),
-            3 => (self.runs.iter())
+            Family::Runs => (self.runs.iter())
                 .map(|(success, reason, count)| {
                     let result = if *success { "success" } else { "failure" };
                     let pairs = [
@@ -478,21 +335,17 @@ impl CheckSeries {
                     counter(&pairs, *count as f64)
                 })
                 .collect(),
-            4 => one(self.last_run),
-            5 => one(self.last_success),
-            6 => one(self.http_status.map(f64::from)),
-            7 => one(Some(self.consecutive_failures as f64)),
-            8 => flag(self.in_maintenance),
-            9 => one(self.cert_not_after),
-            10 => one(self.chain_not_after),
-            11 => (self.tls_version.iter())
-                .map(|v| gauge(&with(&check, "version", v), 1.0))
+            Family::LastRun => one(self.last_run),
+            Family::LastSuccess => one(self.last_success),
+            Family::ConsecutiveFailures => one(Some(self.consecutive_failures as f64)),
+            Family::InMaintenance => flag(self.in_maintenance),
+            Family::Kind(kind) => (self.kinds.sample(kind).into_iter())
+                .map(|(label, value)| match label {
+                    Some((name, label)) => gauge(&with(&check, name, label), value),
+                    None => gauge(&check, value),
+                })
                 .collect(),
-            12 => one(self.dns_rcode.map(f64::from)),
-            13 => one(self.dns_answers.map(|n| n as f64)),
-            14 => one(self.grpc_status.map(f64::from)),
-            15 => one(self.grpc_serving.map(|n| n as f64)),
-            _ => {
+            Family::Info => {
                 let values = [key.namespace.as_str(), key.name.as_str()]
                     .into_iter()
                     .chain(self.info.iter().map(String::as_str));
@@ -506,23 +359,19 @@ impl CheckSeries {
 
 impl Collector for CheckFamilies {
     fn desc(&self) -> Vec<&Desc> {
-        self.0.descs.iter().collect()
+        self.0.descs.iter().map(|(_, desc)| desc).collect()
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
         let checks = lock(&self.0.checks);
-        let kinds = FAMILIES
-            .iter()
-            .map(|(_, _, kind, _)| *kind)
-            .chain([MetricType::GAUGE]);
-        (self.0.descs.iter().zip(kinds).enumerate())
-            .map(|(index, (desc, kind))| {
+        (self.0.descs.iter())
+            .map(|(which, desc)| {
                 let mut family = MetricFamily::default();
                 family.set_name(desc.fq_name.clone());
                 family.set_help(desc.help.clone());
-                family.set_field_type(kind);
+                family.set_field_type(which.kind());
                 let metrics = (checks.iter())
-                    .flat_map(|(key, series)| series.samples(index, key, &self.0.info_labels))
+                    .flat_map(|(key, series)| series.samples(*which, key, &self.0.info_labels))
                     .collect();
                 family.set_metric(metrics);
                 family

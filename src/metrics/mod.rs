@@ -3,6 +3,8 @@
 //! standard process collector (open and max descriptors, RSS, CPU).
 
 mod check;
+mod family;
+mod kinds;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -11,6 +11,7 @@ mod budget;
 mod build;
 mod certs;
 mod dns;
+mod facts;
 mod grpc;
 mod headers;
 mod http;
@@ -36,6 +37,7 @@ pub use budget::{
 pub use build::{BuildError, ReferenceError, ReferenceSource, build};
 pub use certs::CertFacts;
 pub use dns::{DnsFacts, first_nameserver};
+pub use facts::{Facts, KindFacts, TlsCapture};
 pub use grpc::{GrpcCheck, GrpcFacts, code_name, serving_name};
 pub use http::{HttpCheck, ResolvedHeader};
 pub use net::{canonical as canonical_ip, denied_in, prober_fault};
@@ -168,13 +170,8 @@ pub struct Outcome {
     pub started_at: jiff::Timestamp,
     pub duration: Duration,
     pub phases: PhaseTimings,
-    pub http_status: Option<u16>,
-    /// Facts of the last TLS session, also when verification failed.
-    pub tls: Option<TlsCapture>,
-    /// What the DNS reply said (dns probes that got one).
-    pub dns: Option<DnsFacts>,
-    /// What the gRPC call returned (grpc probes that got an answer).
-    pub grpc: Option<GrpcFacts>,
+    /// What the probe learned: TLS session facts and its kind's own.
+    pub facts: Facts,
 }
 
 impl Outcome {
@@ -203,10 +200,7 @@ impl Outcome {
             started_at: jiff::Timestamp::now(),
             duration: Duration::ZERO,
             phases: PhaseTimings::default(),
-            http_status: None,
-            tls: None,
-            dns: None,
-            grpc: None,
+            facts: Facts::default(),
         }
     }
 }
@@ -222,44 +216,6 @@ fn shown_message(message: String) -> String {
         std::borrow::Cow::Borrowed(_) => None,
     };
     changed.unwrap_or(message)
-}
-
-/// What a TLS handshake showed: negotiated parameters and the served chain.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TlsCapture {
-    pub version: Option<String>,
-    pub cipher_suite: Option<String>,
-    /// Leaf first.
-    pub chain: Vec<CertFacts>,
-    /// Chain, hostname and validity window verified.
-    pub verified: bool,
-}
-
-impl TlsCapture {
-    /// Whether the handshake completed (a version was negotiated); a chain captured from a
-    /// handshake that failed verification has facts but no version.
-    pub fn completed(&self) -> bool {
-        self.version.is_some()
-    }
-
-    /// The leaf certificate.
-    pub fn leaf(&self) -> Option<&CertFacts> {
-        self.chain.first()
-    }
-
-    /// These facts as they may be shown: the certificates' names made safe (see
-    /// [`CertFacts::shown`]).
-    pub fn shown(self) -> Self {
-        Self {
-            chain: self.chain.iter().map(CertFacts::shown).collect(),
-            ..self
-        }
-    }
-
-    /// Earliest expiry of any certificate the server sent.
-    pub fn chain_earliest_not_after(&self) -> Option<jiff::Timestamp> {
-        self.chain.iter().map(|c| c.not_after).min()
-    }
 }
 
 /// Why a probe failed, as it travels up from where it was detected.
@@ -314,10 +270,7 @@ pub async fn run(check: &Probe, ctx: &ProbeContext) -> Outcome {
         started_at,
         duration,
         phases: learned.phases,
-        http_status: learned.http_status,
-        tls: learned.tls.map(|tls| tls.shown()),
-        dns: learned.dns.map(|dns| dns.shown()),
-        grpc: learned.grpc,
+        facts: learned.facts.shown(),
     }
 }
 

@@ -5,7 +5,7 @@ use std::{sync::Mutex, time::Duration};
 
 use tokio::time::Instant;
 
-use super::{DnsFacts, GrpcFacts, TlsCapture};
+use super::{Facts, KindFacts, TlsCapture};
 
 /// The phases of a probe, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,10 +93,7 @@ struct State {
 #[derive(Debug, Clone, Default)]
 pub struct Learned {
     pub phases: PhaseTimings,
-    pub http_status: Option<u16>,
-    pub tls: Option<TlsCapture>,
-    pub dns: Option<DnsFacts>,
-    pub grpc: Option<GrpcFacts>,
+    pub facts: Facts,
     /// Something worth telling if the deadline passes (a stray reply that was ignored).
     pub note: Option<String>,
 }
@@ -149,24 +146,28 @@ impl Trace {
 
     /// The last HTTP status seen.
     pub fn http_status(&self) -> Option<u16> {
-        self.with(|s| s.learned.http_status)
+        self.with(|s| match s.learned.facts.kind {
+            KindFacts::Http { status } => Some(status),
+            _ => None,
+        })
     }
 
     pub fn set_http_status(&self, status: u16) {
-        self.with(|s| s.learned.http_status = Some(status));
+        self.learn(KindFacts::Http { status });
     }
 
     pub fn set_tls(&self, facts: TlsCapture) {
-        self.with(|s| s.learned.tls = Some(facts));
+        self.with(|s| s.learned.facts.tls = Some(facts));
     }
 
-    pub fn set_dns(&self, facts: DnsFacts) {
-        self.with(|s| s.learned.dns = Some(facts));
+    /// Records what the probe's kind learned, kept should the deadline pass later.
+    pub fn learn(&self, facts: KindFacts) {
+        self.with(|s| s.learned.facts.kind = facts);
     }
 
-    /// Updates what the gRPC call showed so far (status, serving status).
-    pub fn update_grpc(&self, update: impl FnOnce(&mut GrpcFacts)) {
-        self.with(|s| update(s.learned.grpc.get_or_insert_with(GrpcFacts::default)));
+    /// Updates what the probe's kind learned so far (a call's status, then its answer).
+    pub fn update(&self, update: impl FnOnce(&mut KindFacts)) {
+        self.with(|s| update(&mut s.learned.facts.kind));
     }
 
     /// Keeps `note` for the timeout message, should the deadline pass.

@@ -149,7 +149,7 @@ async fn dns_caa_values_and_decoded_punycode_names_are_escaped() {
     for (outcome, shown) in [(&caa, "\\u{1b}[2J"), (&mx, "\\u{1b}[31m")] {
         assert_data(&outcome.message, "the message");
         assert!(outcome.message.contains(shown), "{}", outcome.message);
-        let facts = outcome.dns.as_ref().expect("DNS facts");
+        let facts = outcome.dns().expect("DNS facts");
         for answer in &facts.answers {
             assert_data(answer, "an answer in status");
         }
@@ -173,7 +173,7 @@ async fn certificate_names_are_escaped_and_expectations_match_them_raw() {
         "{}",
         outcome.message
     );
-    let leaf = outcome.tls.as_ref().and_then(|t| t.leaf()).expect("leaf");
+    let leaf = outcome.tls().and_then(|t| t.leaf()).expect("leaf");
     for (field, text) in [("subject", &leaf.subject), ("issuer", &leaf.issuer)] {
         assert_data(text, field);
     }

@@ -106,7 +106,7 @@ async fn a_refused_cached_token_is_refetched_once_before_the_verdict() {
     api.revoke_below(usize::MAX);
     let refused = run(&probe).await;
     assert_reason(&refused, Reason::UnexpectedStatus);
-    assert_eq!(refused.http_status, Some(401));
+    assert_eq!(refused.http_status(), Some(401));
     assert!(
         refused.message.contains("status 401") && refused.message.contains("freshly fetched"),
         "{}",

@@ -91,7 +91,7 @@ async fn the_token_endpoint_gets_the_checks_trust_and_client_certificate_not_its
     let outcome = run(with_policy(&api, &idp, policy.clone()), &pki.refs(&bundle)).await;
     assert_eq!(outcome.reason, Reason::Succeeded, "{}", outcome.message);
     assert_eq!(idp.issued(), 1);
-    let tls = outcome.tls.expect("the target's TLS facts");
+    let tls = outcome.tls().expect("the target's TLS facts");
     assert!(
         tls.leaf().unwrap().issuer.contains("Target CA"),
         "the facts are the target's, not the token endpoint's"

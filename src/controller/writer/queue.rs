@@ -123,14 +123,13 @@ mod tests {
         HealthCheckStatus {
             consecutive_successes: successes,
             last_result: Some(LastResult {
-                success: reason == Reason::Succeeded,
-                reason,
-                message: format!("answered in {duration}"),
-                duration: duration.into(),
                 http_status: Some(200),
-                phases: None,
-                dns: None,
-                grpc: None,
+                ..LastResult::new(
+                    reason == Reason::Succeeded,
+                    reason,
+                    format!("answered in {duration}"),
+                    duration.into(),
+                )
             }),
             ..HealthCheckStatus::default()
         }

@@ -18,12 +18,12 @@ use tokio::{
 };
 
 use super::{
-    Failure, ProbeContext, http, net,
+    Failure, KindFacts, ProbeContext, http, net,
     sniff::{Sniffed, Spoken},
     tls::{self, Alpn, TlsSettings},
     trace::{Phase, Trace},
 };
-use crate::api::{DnsTransport, MAX_TARGET_CHARS, Reason, ValidDns, display_text};
+use crate::api::{DnsResult, DnsTransport, MAX_TARGET_CHARS, Reason, ValidDns, display_text};
 
 pub use resolv::first_nameserver;
 
@@ -49,6 +49,20 @@ pub struct DnsFacts {
 }
 
 impl DnsFacts {
+    /// These facts as status shows them (`lastResult.dns`).
+    pub fn status(&self) -> DnsResult {
+        DnsResult {
+            server: self.server.clone(),
+            transport: self.transport.into(),
+            rcode: self.rcode_name.clone(),
+            flags: self.flags.iter().map(|f| (*f).to_string()).collect(),
+            answers: self.answers.clone(),
+            answer_count: self.answer_count as i64,
+            min_ttl: self.min_ttl.map(i64::from),
+            truncated: self.truncated,
+        }
+    }
+
     /// These facts as they may be shown: answers escaped and cut (see [`display_text`]).
     pub fn shown(self) -> Self {
         Self {
@@ -121,7 +135,7 @@ pub async fn probe(
     let answers = wire::answers(&reply, dns);
     let facts = wire::facts(&reply, &answers, addr.to_string(), transport, truncated);
     let rcode = facts.rcode;
-    trace.set_dns(facts);
+    trace.learn(KindFacts::Dns(facts));
     answers::check_header(rcode, reply.metadata.authentic_data, &dns.expect)?;
     answers::check_answers(dns.record_type, &answers, &dns.expect)?;
     Ok(format!(

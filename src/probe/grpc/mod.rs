@@ -11,7 +11,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, header};
 use tokio::time::Instant;
 
 use super::{
-    Failure, ProbeContext,
+    Failure, KindFacts, ProbeContext,
     http::{Io, ResolvedHeader, drive},
     http2::h2_failure,
     net,
@@ -19,7 +19,7 @@ use super::{
     tls::{self, Alpn, TlsSettings},
     trace::{Phase, Trace},
 };
-use crate::api::{Reason, ServingStatus, TargetText, ValidGrpc};
+use crate::api::{GrpcResult, Reason, ServingStatus, TargetText, ValidGrpc};
 
 pub use wire::{code_name, serving_name};
 use wire::{decode_response, encode_request, grpc_timeout, percent_decode};
@@ -38,6 +38,27 @@ pub struct GrpcFacts {
     pub status_code: Option<u32>,
     /// The health service's answer, as its number (1 = SERVING).
     pub serving_status: Option<i64>,
+}
+
+impl GrpcFacts {
+    /// These facts as status shows them (`lastResult.grpc`).
+    pub fn status(&self) -> GrpcResult {
+        GrpcResult {
+            // A hostile server may send any number; one that does not fit is not a gRPC code.
+            status_code: self.status_code.and_then(|c| i32::try_from(c).ok()),
+            status: self.status_code.map(code_name),
+            serving_status: self.serving_status.map(serving_name),
+        }
+    }
+
+    /// What the call answered: the serving status, else the call's status.
+    pub fn answer(&self) -> Option<String> {
+        match (self.serving_status, self.status_code) {
+            (Some(serving), _) => Some(serving_name(serving)),
+            (None, Some(code)) => Some(code_name(code)),
+            (None, None) => None,
+        }
+    }
 }
 
 /// The health method's path.
@@ -235,17 +256,29 @@ fn read_status(headers: &HeaderMap, reply: &mut Reply) {
     }
 }
 
+/// Updates what the call showed so far (status, then serving status).
+fn learn(trace: &Trace, update: impl FnOnce(&mut GrpcFacts)) {
+    trace.update(|kind| match kind {
+        KindFacts::Grpc(facts) => update(facts),
+        other => {
+            let mut facts = GrpcFacts::default();
+            update(&mut facts);
+            *other = KindFacts::Grpc(facts);
+        }
+    });
+}
+
 /// Turns the reply into the serving status, or the reason the check fails.
 fn judge(reply: Reply, spec: &ValidGrpc, trace: &Trace) -> Result<i64, Failure> {
     let Some(code) = reply.grpc_status else {
         return Err(not_grpc(&reply));
     };
-    trace.update_grpc(|facts| facts.status_code = Some(code));
+    learn(trace, |facts| facts.status_code = Some(code));
     if code != 0 {
         return Err(status_failure(code, reply.grpc_message.as_deref(), spec));
     }
     let serving = decode_response(&reply.message)?;
-    trace.update_grpc(|facts| facts.serving_status = Some(serving));
+    learn(trace, |facts| facts.serving_status = Some(serving));
     if spec.serving_status.iter().any(|s| s.number() == serving) {
         return Ok(serving);
     }
