@@ -2,6 +2,7 @@
 //! newer probe kind: `dns`, `grpc`), the closed set of reasons, and semantic validation.
 //! Knows nothing of the API server.
 
+mod cel;
 mod dns;
 pub mod duration;
 mod expect;
@@ -16,6 +17,7 @@ mod text;
 mod valid;
 pub mod validate;
 
+pub use cel::{CelError, CelExpression, MAX_CEL_BYTES, MAX_CEL_DEPTH, MAX_CEL_LOOPS, TICK, compile as compile_cel};
 pub use dns::{
     DnsAnswers, DnsClass, DnsExpect, DnsExpectations, DnsProbe, DnsQuery, DnsRcode, DnsRecordType,
     DnsTransport, ValidDns, reverse_name,
