@@ -9,6 +9,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 
 use super::{
     Probe, Target,
+    cel::CelRun,
     grpc::GrpcCheck,
     http::{HttpCheck, ResolvedHeader},
     tls::{ClientAuth, TlsSettings, Trust},
@@ -112,6 +113,7 @@ pub fn build(spec: &ValidSpec, refs: &dyn ReferenceSource) -> Result<Probe, Buil
         ProbeKind::Http(http) => Target::Http(Box::new(HttpCheck {
             spec: (**http).clone(),
             headers: resolve_headers("spec.http.headers", &http.headers, refs)?,
+            cel: http.expect.cel.clone().map(CelRun::new),
         })),
         ProbeKind::Tcp(endpoint) => Target::Tcp(endpoint.clone()),
         ProbeKind::Tls(endpoint) => Target::Tls(endpoint.clone()),
