@@ -278,7 +278,7 @@ fn error_text(error: &ExecutionError) -> String {
 /// A result as a message shows it: its type, and the value when it is a scalar.
 fn shown(value: &Value) -> String {
     match value {
-        Value::String(s) => format!("the string {:?}", display_text(s, 60)),
+        Value::String(s) => format!("the string \"{}\"", display_text(s, 60)),
         Value::Int(i) => format!("the int {i}"),
         Value::UInt(u) => format!("the uint {u}"),
         Value::Float(f) => format!("the double {f}"),
