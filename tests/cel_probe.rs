@@ -47,7 +47,11 @@ async fn cel(server: &TestServer, expression: &str) -> Outcome {
 fn assert_fails(outcome: &Outcome, words: &[&str]) {
     assert_eq!(outcome.reason, Reason::BodyMismatch, "{}", outcome.message);
     for word in words {
-        assert!(outcome.message.contains(word), "{:?} lacks {word:?}", outcome.message);
+        assert!(
+            outcome.message.contains(word),
+            "{:?} lacks {word:?}",
+            outcome.message
+        );
     }
 }
 
@@ -68,13 +72,25 @@ async fn spring_boot_actuator_health_is_judged_by_cel() {
     let outcome = cel(&server, "body.status == 'UP'").await;
     assert_fails(&outcome, &["cel `body.status == 'UP'` was false"]);
     let outcome = cel(&server, "body.components.redis.status == 'UP'").await;
-    assert_fails(&outcome, &["cel `body.components.redis.status == 'UP'` failed: ", "redis"]);
+    assert_fails(
+        &outcome,
+        &[
+            "cel `body.components.redis.status == 'UP'` failed: ",
+            "redis",
+        ],
+    );
 }
 
 #[tokio::test]
 async fn kubernetes_readyz_verbose_is_text() {
     let server = TestServer::start(Transport::Plain, |_| Reply::ok(READYZ)).await;
-    assert_passes(&cel(&server, "body.startsWith('[+]ping ok') && body.contains('[+]etcd ok')").await);
+    assert_passes(
+        &cel(
+            &server,
+            "body.startsWith('[+]ping ok') && body.contains('[+]etcd ok')",
+        )
+        .await,
+    );
     let outcome = cel(&server, "!body.contains('[-]')").await;
     assert_fails(&outcome, &["cel `!body.contains('[-]')` was false"]);
     let outcome = cel(&server, "body.status == 'ok'").await;
@@ -91,8 +107,15 @@ async fn a_nested_custom_body_passes_and_fails_naming_the_expression() {
         )
         .await,
     );
-    let outcome = cel(&server, "body.service.regions.all(r, r.ready == r.replicas)").await;
-    assert_fails(&outcome, &["regions.all(r, r.ready == r.replicas)` was false"]);
+    let outcome = cel(
+        &server,
+        "body.service.regions.all(r, r.ready == r.replicas)",
+    )
+    .await;
+    assert_fails(
+        &outcome,
+        &["regions.all(r, r.ready == r.replicas)` was false"],
+    );
     let outcome = cel(&server, "body.queue.depth").await;
     assert_fails(&outcome, &["returned the int 17, not a bool"]);
 }
@@ -107,10 +130,22 @@ async fn a_body_past_regex_body_limit_or_cut_is_not_evaluated() {
     let url = format!("http://127.0.0.1:{}/", server.port());
     let over = json!({"http": {"url": url, "maxBodyBytes": "4Mi", "expect": {"cel": "true", "regexBodyLimit": "1Mi"}}});
     let outcome = probe_once(&spec(over), &MapRefs::default()).await;
-    assert_fails(&outcome, &["larger than regexBodyLimit (1048576 bytes)", "cel needs the whole body"]);
+    assert_fails(
+        &outcome,
+        &[
+            "larger than regexBodyLimit (1048576 bytes)",
+            "cel needs the whole body",
+        ],
+    );
     let cut = json!({"http": {"url": url, "maxBodyBytes": "64Ki", "expect": {"cel": "true"}}});
     let outcome = probe_once(&spec(cut), &MapRefs::default()).await;
-    assert_fails(&outcome, &["cut at maxBodyBytes (65536 bytes)", "cel needs the whole body"]);
+    assert_fails(
+        &outcome,
+        &[
+            "cut at maxBodyBytes (65536 bytes)",
+            "cel needs the whole body",
+        ],
+    );
 }
 
 #[test]
@@ -119,7 +154,10 @@ fn syntax_errors_and_bounds_are_validation_errors_with_the_field() {
         let check = json!({"http": {"url": "http://127.0.0.1/", "expect": {"cel": expression}}});
         let errors = validate(&spec(check)).expect_err(expression);
         let error = errors.iter().find(|e| e.field == "spec.http.expect.cel");
-        error.unwrap_or_else(|| panic!("{errors:?}")).message.clone()
+        error
+            .unwrap_or_else(|| panic!("{errors:?}"))
+            .message
+            .clone()
     };
     assert!(invalid("body.status ==").contains("line 1, column 15"));
     assert!(invalid(&"(".repeat(100)).contains("nested deeper than 32"));
@@ -162,18 +200,32 @@ async fn a_cel_expression_over_a_1_mib_body_is_evaluated_within_its_bound() {
     // Two nested comprehensions (the most allowed) over ~150,000 items: ~2e10 steps.
     let hostile = "body.items.all(x, body.items.all(y, y >= 0))";
     let timeout = Duration::from_secs(4);
-    let slow = build(&spec(check(&big, "4s", json!({"cel": hostile}))), &MapRefs::default());
+    let slow = build(
+        &spec(check(&big, "4s", json!({"cel": hostile}))),
+        &MapRefs::default(),
+    );
     let cheap = build(
-        &spec(check(&small, "4s", json!({"cel": "body.queue.depth == 17"}))),
+        &spec(check(
+            &small,
+            "4s",
+            json!({"cel": "body.queue.depth == 17"}),
+        )),
         &MapRefs::default(),
     );
     let ctx = ProbeContext::default();
     let started = Instant::now();
     let first = probe::run(&slow, &ctx);
     let meanwhile = async {
-        eventually(Duration::from_secs(4), "the first evaluation to start", Duration::from_millis(5), async || {
-            latch(&slow).then_some(()).ok_or_else(|| "latch free".to_string())
-        })
+        eventually(
+            Duration::from_secs(4),
+            "the first evaluation to start",
+            Duration::from_millis(5),
+            async || {
+                latch(&slow)
+                    .then_some(())
+                    .ok_or_else(|| "latch free".to_string())
+            },
+        )
         .await;
         let second_started = Instant::now();
         let second = probe::run(&slow, &ctx).await;
@@ -184,15 +236,33 @@ async fn a_cel_expression_over_a_1_mib_body_is_evaluated_within_its_bound() {
     };
     let (first, (second, second_took, other, still_busy)) = tokio::join!(first, meanwhile);
     let took = started.elapsed();
-    assert_fails(&first, &["cel `body.items.all(x, body.items.all(y, y >= 0))` did not finish within the probe's timeout"]);
+    assert_fails(
+        &first,
+        &[
+            "cel `body.items.all(x, body.items.all(y, y >= 0))` did not finish within the probe's timeout",
+        ],
+    );
     assert!(took < timeout + SLACK, "returned after {took:?}");
     assert_fails(&second, &["previous evaluation is still running"]);
-    assert!(second_took < Duration::from_secs(1), "the second probe waited {second_took:?}");
+    assert!(
+        second_took < Duration::from_secs(1),
+        "the second probe waited {second_took:?}"
+    );
     assert_passes(&other);
-    assert!(still_busy, "the other check finished while the first evaluation ran");
+    assert!(
+        still_busy,
+        "the other check finished while the first evaluation ran"
+    );
     // The tick stops the abandoned evaluation: the latch frees soon after the deadline.
-    eventually(SLACK, "the evaluation to stop", Duration::from_millis(10), async || {
-        (!latch(&slow)).then_some(()).ok_or_else(|| "still evaluating".to_string())
-    })
+    eventually(
+        SLACK,
+        "the evaluation to stop",
+        Duration::from_millis(10),
+        async || {
+            (!latch(&slow))
+                .then_some(())
+                .ok_or_else(|| "still evaluating".to_string())
+        },
+    )
     .await;
 }

@@ -159,7 +159,12 @@ fn measure(expr: &IdedExpr, depth: usize, loops: usize) -> Result<(), CelError> 
 fn children(expr: &IdedExpr) -> Vec<&IdedExpr> {
     use cel::common::ast::EntryExpr;
     match &expr.expr {
-        Expr::Call(call) => call.target.as_deref().into_iter().chain(&call.args).collect(),
+        Expr::Call(call) => call
+            .target
+            .as_deref()
+            .into_iter()
+            .chain(&call.args)
+            .collect(),
         Expr::List(list) => list.elements.iter().collect(),
         Expr::Select(select) => vec![&select.operand],
         Expr::Map(map) => (map.entries.iter())
@@ -174,10 +179,9 @@ fn children(expr: &IdedExpr) -> Vec<&IdedExpr> {
                 EntryExpr::StructField(f) => vec![&f.value],
             })
             .collect(),
-        Expr::Comprehension(_)
-        | Expr::Ident(_)
-        | Expr::Literal(_)
-        | Expr::Unspecified => Vec::new(),
+        Expr::Comprehension(_) | Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => {
+            Vec::new()
+        }
     }
 }
 
@@ -205,7 +209,10 @@ fn instrument(expr: &mut IdedExpr, next_id: &mut u64) {
             }
             call.args.iter_mut().for_each(|a| instrument(a, next_id));
         }
-        Expr::List(list) => list.elements.iter_mut().for_each(|e| instrument(e, next_id)),
+        Expr::List(list) => list
+            .elements
+            .iter_mut()
+            .for_each(|e| instrument(e, next_id)),
         Expr::Select(select) => instrument(&mut select.operand, next_id),
         Expr::Map(cel::common::ast::MapExpr { entries })
         | Expr::Struct(cel::common::ast::StructExpr { entries, .. }) => {
@@ -231,37 +238,38 @@ fn tick_target(c: &mut ComprehensionExpr) -> &mut IdedExpr {
     let is_accu = |e: &IdedExpr| matches!(&e.expr, Expr::Ident(name) if name == accu);
     let in_place = matches!(c.loop_cond.expr, Expr::Literal(_)) && is_accu(&c.result);
     let slot = match &c.loop_step.expr {
-        Expr::Call(call) if !in_place => {
-            let _ = call;
-            None
-        }
-        Expr::Call(call)
-            if call.func_name == operators::CONDITIONAL
-                && call.args.len() == 3
-                && is_accu(&call.args[2]) =>
-        {
-            Some(0)
-        }
-        Expr::Call(call)
-            if call.func_name == operators::ADD
-                && call.args.len() == 2
-                && is_accu(&call.args[0])
-                && matches!(&call.args[1].expr, Expr::List(l) if !l.elements.is_empty()) =>
-        {
-            Some(1)
-        }
-        _ => None,
+        Expr::Call(call) if in_place => match (call.func_name.as_str(), call.args.as_slice()) {
+            (operators::CONDITIONAL, [_, _, otherwise]) if is_accu(otherwise) => Slot::Guard,
+            (operators::ADD, [lhs, rhs]) if is_accu(lhs) => match &rhs.expr {
+                Expr::List(list) if !list.elements.is_empty() => Slot::Element,
+                _ => Slot::Condition,
+            },
+            _ => Slot::Condition,
+        },
+        _ => Slot::Condition,
     };
     let Expr::Call(call) = &mut c.loop_step.expr else {
         return &mut c.loop_cond;
     };
-    match (slot, call.args.get_mut(slot.unwrap_or(usize::MAX))) {
-        (Some(0), Some(guard)) => guard,
-        (Some(_), Some(IdedExpr { expr: Expr::List(list), .. })) if !list.elements.is_empty() => {
-            &mut list.elements[0]
-        }
+    match (slot, call.args.as_mut_slice()) {
+        (Slot::Guard, [guard, ..]) => guard,
+        (Slot::Element, [_, rhs]) => match &mut rhs.expr {
+            Expr::List(list) => match list.elements.first_mut() {
+                Some(element) => element,
+                None => &mut c.loop_cond,
+            },
+            _ => &mut c.loop_cond,
+        },
         _ => &mut c.loop_cond,
     }
+}
+
+/// Where a comprehension checks its deadline.
+#[derive(Clone, Copy)]
+enum Slot {
+    Condition,
+    Guard,
+    Element,
 }
 
 /// Replaces `expr` with `TICK(expr)`.

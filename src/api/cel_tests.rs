@@ -16,7 +16,11 @@ fn syntax_errors_name_line_and_column() {
     }
     let field = FieldError::from(error("body.status == "));
     assert_eq!(field.field, "spec.http.expect.cel");
-    assert!(field.message.contains("line 1, column 16"), "{}", field.message);
+    assert!(
+        field.message.contains("line 1, column 16"),
+        "{}",
+        field.message
+    );
 }
 
 #[test]
@@ -43,7 +47,10 @@ fn nesting_is_capped() {
     assert_eq!(error(&chain), CelError::TooDeep);
     let chain = format!("body{}", ".a".repeat(1000));
     assert_eq!(error(&chain), CelError::TooDeep);
-    let sums = (0..40).map(|i| i.to_string()).collect::<Vec<_>>().join(" + ");
+    let sums = (0..40)
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(" + ");
     assert_eq!(error(&format!("{sums} > 0")), CelError::TooDeep);
 }
 
@@ -96,4 +103,3 @@ fn every_comprehension_ticks() {
         assert_eq!(ticks(&compile(text).unwrap().expr), loops, "{text}");
     }
 }
-

@@ -17,7 +17,10 @@ mod text;
 mod valid;
 pub mod validate;
 
-pub use cel::{CEL_STACK, CelError, CelExpression, MAX_CEL_BYTES, MAX_CEL_DEPTH, MAX_CEL_LOOPS, TICK, compile as compile_cel};
+pub use cel::{
+    CEL_STACK, CelError, CelExpression, MAX_CEL_BYTES, MAX_CEL_DEPTH, MAX_CEL_LOOPS, TICK,
+    compile as compile_cel,
+};
 pub use dns::{
     DnsAnswers, DnsClass, DnsExpect, DnsExpectations, DnsProbe, DnsQuery, DnsRcode, DnsRecordType,
     DnsTransport, ValidDns, reverse_name,

@@ -134,10 +134,12 @@ pub async fn judge(
     input: CelInput,
     deadline: tokio::time::Instant,
 ) -> Result<(), Failure> {
-    submit(run, input, deadline).await.map_err(|failed| match failed {
-        Failed::Budget(failure) => failure,
-        Failed::Cel(why) => Failure::new(Reason::BodyMismatch, message(&run.expr.text, &why)),
-    })
+    submit(run, input, deadline)
+        .await
+        .map_err(|failed| match failed {
+            Failed::Budget(failure) => failure,
+            Failed::Cel(why) => Failure::new(Reason::BodyMismatch, message(&run.expr.text, &why)),
+        })
 }
 
 /// The message of a failed expression: the expression and what happened, each cut.
@@ -171,7 +173,11 @@ async fn submit(
     let stop = deadline.into_std();
     let job: Job = Box::new(move || {
         let verdict = std::panic::catch_unwind(AssertUnwindSafe(|| evaluate(&expr, input, stop)))
-            .unwrap_or_else(|_| Err(Failed::Cel(CelFailure::Error("the evaluator panicked".into()))));
+            .unwrap_or_else(|_| {
+                Err(Failed::Cel(CelFailure::Error(
+                    "the evaluator panicked".into(),
+                )))
+            });
         let _ = tx.send(verdict);
         drop(latch);
     });
@@ -179,12 +185,16 @@ async fn submit(
         Ok(()) => {}
         Err(TrySendError::Full(_)) => return Err(Failed::Cel(CelFailure::Saturated)),
         Err(TrySendError::Disconnected(_)) => {
-            return Err(Failed::Cel(CelFailure::Unavailable("the CEL threads stopped".into())));
+            return Err(Failed::Cel(CelFailure::Unavailable(
+                "the CEL threads stopped".into(),
+            )));
         }
     }
     match tokio::time::timeout_at(deadline, rx).await {
         Ok(Ok(verdict)) => verdict,
-        Ok(Err(_)) => Err(Failed::Cel(CelFailure::Unavailable("the evaluation was dropped".into()))),
+        Ok(Err(_)) => Err(Failed::Cel(CelFailure::Unavailable(
+            "the evaluation was dropped".into(),
+        ))),
         Err(_) => Err(Failed::Cel(CelFailure::Deadline)),
     }
 }
@@ -230,7 +240,11 @@ fn evaluate(expr: &CelExpression, input: CelInput, stop: Instant) -> Result<(), 
     let tree = match json::parse(&body, &mut reservation) {
         Ok(tree) => Some(tree),
         Err(JsonError::Budget(wanted)) => {
-            return Err(Failed::Budget(over_budget(&reservation, wanted as usize, "cel")));
+            return Err(Failed::Budget(over_budget(
+                &reservation,
+                wanted as usize,
+                "cel",
+            )));
         }
         Err(JsonError::Parse(_)) => None,
     };
@@ -271,7 +285,9 @@ type Tick = Box<
 
 fn error_text(error: &ExecutionError) -> String {
     let text = error.to_string();
-    let text = text.strip_prefix("Error executing function '@canary_tick': ").unwrap_or(&text);
+    let text = text
+        .strip_prefix("Error executing function '@canary_tick': ")
+        .unwrap_or(&text);
     display_text(text, MAX_SHOWN).into_owned()
 }
 
@@ -317,7 +333,10 @@ impl<'r> Charge<'r> {
 }
 
 /// The parsed body as CEL values borrowing its strings.
-fn to_val<'v>(value: &'v serde_json::Value, charge: &mut Charge) -> Result<Box<dyn Val + 'v>, Failed> {
+fn to_val<'v>(
+    value: &'v serde_json::Value,
+    charge: &mut Charge,
+) -> Result<Box<dyn Val + 'v>, Failed> {
     use serde_json::Value as J;
     charge.take(NODE)?;
     Ok(match value {

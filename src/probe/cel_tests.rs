@@ -35,8 +35,16 @@ const HEALTH: &str = r#"{"status":"UP","items":[1,2,3],"db":{"status":"DOWN"}}"#
 #[test]
 fn true_passes_and_false_fails() {
     run("body.status == 'UP' && size(body.items) > 0", HEALTH, &[]).unwrap();
-    run("body.items.all(x, x > 0) && body.items.exists(x, x == 3)", HEALTH, &[]).unwrap();
-    assert_eq!(run("body.db.status == 'UP'", HEALTH, &[]), Err(CelFailure::False));
+    run(
+        "body.items.all(x, x > 0) && body.items.exists(x, x == 3)",
+        HEALTH,
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        run("body.db.status == 'UP'", HEALTH, &[]),
+        Err(CelFailure::False)
+    );
 }
 
 #[test]
@@ -53,15 +61,26 @@ fn errors_and_non_bools_fail_with_what_happened() {
         run("body.items", HEALTH, &[]),
         Err(CelFailure::NotBool("a list of 3".into()))
     );
-    assert_eq!(run("status + 1", HEALTH, &[]), Err(CelFailure::NotBool("the int 201".into())));
+    assert_eq!(
+        run("status + 1", HEALTH, &[]),
+        Err(CelFailure::NotBool("the int 201".into()))
+    );
 }
 
 #[test]
 fn headers_are_lower_case_with_their_first_value_and_status_is_an_int() {
-    let headers = [("X-Version", "2"), ("x-version", "3"), ("Content-Type", "text/plain")];
+    let headers = [
+        ("X-Version", "2"),
+        ("x-version", "3"),
+        ("Content-Type", "text/plain"),
+    ];
     run("headers['x-version'] == '2' && status == 200", "", &headers).unwrap();
-    run("!('X-Version' in headers) && headers['content-type'] == 'text/plain'", "", &headers)
-        .unwrap();
+    run(
+        "!('X-Version' in headers) && headers['content-type'] == 'text/plain'",
+        "",
+        &headers,
+    )
+    .unwrap();
 }
 
 #[test]
@@ -78,7 +97,10 @@ fn credential_headers_are_redacted() {
 fn a_body_that_is_not_json_is_its_text() {
     let readyz = "[+]ping ok\n[-]etcd failed\nreadyz check failed\n";
     run("body.contains('[+]ping ok')", readyz, &[]).unwrap();
-    assert_eq!(run("!body.contains('[-]')", readyz, &[]), Err(CelFailure::False));
+    assert_eq!(
+        run("!body.contains('[-]')", readyz, &[]),
+        Err(CelFailure::False)
+    );
     run("body == ''", "", &[]).unwrap();
     // Invalid UTF-8 is replaced, never a panic.
     let expr = compile_cel("body.startsWith('a')").unwrap();
@@ -98,7 +120,11 @@ fn a_loop_stops_at_the_deadline() {
     let stop = started + Duration::from_millis(200);
     let verdict = evaluate(&expr, input(&body, &[], &budget), stop);
     // 9 million iterations take far longer than 200 ms; the tick ends them within one step.
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     match verdict {
         Err(Failed::Cel(why)) => assert_eq!(why, CelFailure::Deadline),
         _ => panic!("expected the deadline"),
@@ -112,17 +138,32 @@ fn conversion_is_charged_to_the_budget() {
     let expr = compile_cel("size(body) > 0").unwrap();
     // Enough for the buffer and the parsed tree, not for the CEL values on top.
     let budget = BodyBudget::new(8 << 20);
-    let verdict = evaluate(&expr, input(&body, &[], &budget), Instant::now() + Duration::from_secs(30));
+    let verdict = evaluate(
+        &expr,
+        input(&body, &[], &budget),
+        Instant::now() + Duration::from_secs(30),
+    );
     match verdict {
         Err(Failed::Budget(failure)) => {
             assert_eq!(failure.reason, Reason::BodyBudgetExceeded);
-            assert!(failure.message.starts_with("cel needed"), "{}", failure.message);
+            assert!(
+                failure.message.starts_with("cel needed"),
+                "{}",
+                failure.message
+            );
         }
         _ => panic!("expected the budget to be spent"),
     }
     assert_eq!(budget.held(), 0, "the reservation is returned");
     let roomy = BodyBudget::new(64 << 20);
-    assert!(evaluate(&expr, input(&body, &[], &roomy), Instant::now() + Duration::from_secs(30)).is_ok());
+    assert!(
+        evaluate(
+            &expr,
+            input(&body, &[], &roomy),
+            Instant::now() + Duration::from_secs(30)
+        )
+        .is_ok()
+    );
 }
 
 #[test]
@@ -150,13 +191,23 @@ async fn a_check_never_has_two_evaluations_at_once() {
             tokio::task::yield_now().await;
         }
         let started = tokio::time::Instant::now();
-        let failure = judge(&run, input(&body, &[], &budget), deadline).await.unwrap_err();
+        let failure = judge(&run, input(&body, &[], &budget), deadline)
+            .await
+            .unwrap_err();
         (failure, started.elapsed())
     };
     let (first, (second, waited)) = tokio::join!(first, second);
-    assert!(second.message.contains("still running"), "{}", second.message);
+    assert!(
+        second.message.contains("still running"),
+        "{}",
+        second.message
+    );
     assert!(waited < Duration::from_millis(500), "{waited:?}");
     let first = first.unwrap_err();
     assert_eq!(first.reason, Reason::BodyMismatch);
-    assert!(first.message.contains("did not finish"), "{}", first.message);
+    assert!(
+        first.message.contains("did not finish"),
+        "{}",
+        first.message
+    );
 }

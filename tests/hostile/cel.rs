@@ -48,17 +48,28 @@ async fn hostile_bodies_under_cel_fail_bounded_and_escaped() {
     // 128 levels parse; comparing the nested lists recurses within the evaluator's stack.
     let nested = format!("{}1{}", "[".repeat(120), "]".repeat(120)).into_bytes();
     assert_safe(&judge(nested.clone(), "body == [1]").await, "was false");
-    assert_safe(&judge(nested, "body").await, "returned a list of 1, not a bool");
+    assert_safe(
+        &judge(nested, "body").await,
+        "returned a list of 1, not a bool",
+    );
     let huge = b"{\"a\": 1e99999}".to_vec();
     assert_safe(&judge(huge, "body.a > 0").await, "failed: ");
     let big = b"{\"a\": 123456789012345678901234567890123456789}".to_vec();
     let outcome = judge(big, "body.a > 1.0e38").await;
     assert_eq!(outcome.reason, Reason::Succeeded, "{}", outcome.message);
     let long = serde_json::to_vec(&json!({"a": format!("{FORGED}{}", "y".repeat(500_000))}));
-    assert_safe(&judge(long.unwrap(), "body.a").await, "returned the string \"down\\n2030");
+    assert_safe(
+        &judge(long.unwrap(), "body.a").await,
+        "returned the string \"down\\n2030",
+    );
     let utf8 = b"{\"a\": \"\xc3\x28\"}".to_vec();
     let outcome = judge(utf8.clone(), "body.startsWith('{')").await;
-    assert_eq!(outcome.reason, Reason::Succeeded, "invalid UTF-8 is text: {}", outcome.message);
+    assert_eq!(
+        outcome.reason,
+        Reason::Succeeded,
+        "invalid UTF-8 is text: {}",
+        outcome.message
+    );
     assert_safe(&judge(utf8, "body.a == 'x'").await, "failed: ");
     let text = format!("{FORGED}{}", "x".repeat(100_000)).into_bytes();
     assert_safe(&judge(text, "body.endsWith('y')").await, "was false");
