@@ -178,8 +178,9 @@ async fn submit(
                     "the evaluator panicked".into(),
                 )))
             });
-        let _ = tx.send(verdict);
+        // Free the latch first: a probe that has its verdict may start the next evaluation.
         drop(latch);
+        let _ = tx.send(verdict);
     });
     match pool.try_send(job) {
         Ok(()) => {}
