@@ -116,6 +116,9 @@ static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 
 type Job = Box<dyn FnOnce() + Send>;
 
+/// The standard environment, built once rather than per evaluation.
+static ENV: OnceLock<Arc<cel::Env>> = OnceLock::new();
+
 static POOL: OnceLock<Result<SyncSender<Job>, String>> = OnceLock::new();
 
 /// Clears a check's latch and the global count when its evaluation ends, however it ends.
@@ -256,7 +259,8 @@ fn evaluate(expr: &CelExpression, input: CelInput, stop: Instant) -> Result<(), 
         (None, Some(text)) => Box::new(CelString::from(text.as_ref())),
         (None, None) => Box::new(CelNull),
     };
-    let mut ctx = Context::default();
+    let env = ENV.get_or_init(|| Arc::new(cel::Env::stdlib())).clone();
+    let mut ctx = Context::with_env(env);
     ctx.add_variable_as_val("body", body_val);
     ctx.add_variable_as_val("headers", headers_val(&headers));
     ctx.add_variable_as_val("status", Box::new(CelInt::from(i64::from(status))));
