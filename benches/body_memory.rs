@@ -9,6 +9,10 @@
 //! objects, and the worst case for the parsed tree: an array of zeros), whose buffers and
 //! parsed trees are charged to the default budget: growth must stay under it + 32 MiB, the
 //! probes the budget cannot hold failing with BodyBudgetExceeded.
+//! The `cel` kinds: the same bodies with `expect.json` and `expect.cel` (a `filter` over every
+//! element), 64 checks (each with its own one-evaluation latch): the buffer, the parsed tree
+//! and the CEL values are charged to the same budget, so growth must stay under it + 32 MiB;
+//! `cel-256mi` lifts the budget to 256 MiB (target: it + 32 MiB).
 //! Run: `cargo bench --bench body_memory` (bench profile: fat LTO, as shipped; prints its figures); a word after
 //! `--` runs only the kinds containing it (`cargo bench --bench body_memory -- json`).
 
@@ -116,6 +120,10 @@ fn expectation(kind: &str) -> serde_json::Value {
             {"path": "$[*]", "count": {"min": 1}},
             {"path": "$[0]", "exists": true},
         ]}),
+        "cel" | "cel-zeros" | "cel-256mi" => json!({
+            "json": [{"path": "$[0]", "exists": true}],
+            "cel": "size(body) > 1 && body.filter(n, n == 0).size() >= 1",
+        }),
         _ => json!({}),
     }
 }
@@ -130,8 +138,8 @@ fn measure(kind: &str) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let hoard = kind.starts_with("hoard");
-        if kind.starts_with("json") {
-            let body: &'static [u8] = Vec::leak(json_body(kind == "json-zeros"));
+        if kind.starts_with("json") || kind.starts_with("cel") {
+            let body: &'static [u8] = Vec::leak(json_body(kind.ends_with("-zeros")));
             tokio::spawn(serve_json(listener, body));
         } else {
             tokio::spawn(serve(listener, hoard));
@@ -142,17 +150,24 @@ fn measure(kind: &str) {
             "http": {"url": format!("http://127.0.0.1:{port}/"), "maxBodyBytes": "64Mi", "expect": expectation(kind)},
         }))
         .unwrap();
-        let probe = Arc::new(probe::build(&validate(&spec).unwrap(), &NoRefs).unwrap());
+        // One probe per check, as 64 HealthChecks would have (each its own CEL latch).
+        let valid = validate(&spec).unwrap();
+        let probes: Vec<_> = (0..CONCURRENCY)
+            .map(|_| Arc::new(probe::build(&valid, &NoRefs).unwrap()))
+            .collect();
         let mut ctx = ProbeContext::default();
         if kind == "hoard-unbudgeted" {
             ctx.body_budget = BodyBudget::new(u64::MAX);
         }
+        if kind == "cel-256mi" {
+            ctx.body_budget = BodyBudget::new(256 << 20);
+        }
         let ctx = Arc::new(ctx);
         let baseline = mib("VmHWM:");
         let start = Instant::now();
-        let reasons: Vec<Reason> = stream::iter(0..CONCURRENCY)
-            .map(|_| {
-                let (probe, ctx) = (probe.clone(), ctx.clone());
+        let reasons: Vec<Reason> = stream::iter(probes)
+            .map(|probe| {
+                let ctx = ctx.clone();
                 async move { probe::run(&probe, &ctx).await.reason }
             })
             .buffer_unordered(CONCURRENCY)
@@ -192,6 +207,9 @@ fn main() {
         ("hoard-unbudgeted", 288.0),
         ("json", 96.0),
         ("json-zeros", 96.0),
+        ("cel", 96.0),
+        ("cel-zeros", 96.0),
+        ("cel-256mi", 288.0),
     ] {
         if only.as_deref().is_some_and(|word| !kind.contains(word)) {
             continue;

@@ -171,6 +171,15 @@ async fn json_and_header_failures_name_what_differed() {
     let run = canary(&["check", "-f", &file, "-o", "json"]);
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert_eq!(reasons(&run.stdout), ["HeaderMismatch"]);
+    let cel = "    expect:\n      cel: \"body.components.db.status == 'UP'\"\n";
+    let file = write(dir.path(), "cel.yaml", &http_check("cel", &url, cel));
+    let run = canary(&["check", "-f", &file, "-o", "json"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let list: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(
+        list["items"][0]["status"]["lastResult"]["message"],
+        "cel `body.components.db.status == 'UP'` was false"
+    );
 }
 
 #[test]
@@ -237,6 +246,16 @@ fn invalid_input_names_file_document_line_and_field_with_a_hint() {
             "json-regex.yaml",
             "spec:\n  http: {url: 'http://a', expect: {json: [{path: '$.a', matches: '('}]}}\n",
             "spec.http.expect.json[0].matches: invalid regular expression",
+        ),
+        (
+            "cel-syntax.yaml",
+            "spec:\n  http: {url: 'http://a', expect: {cel: \"body.status == \"}}\n",
+            "spec.http.expect.cel: syntax error at line 1, column 16",
+        ),
+        (
+            "cel-loops.yaml",
+            "spec:\n  http: {url: 'http://a', expect: {cel: 'body.a.all(x, body.a.all(y, body.a.all(z, true)))'}}\n",
+            "spec.http.expect.cel: comprehensions (all, exists, exists_one, map, filter) nested more than 2 deep",
         ),
         (
             "header-predicates.yaml",

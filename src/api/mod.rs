@@ -4,6 +4,7 @@
 //! Knows nothing of the API server.
 
 mod auth;
+mod cel;
 mod discovery;
 mod dns;
 pub mod duration;
@@ -25,6 +26,10 @@ pub mod validate;
 pub use auth::{
     AuthStyle, ClientId, HttpAuth, MAX_EXTRA_PARAMS, MAX_SCOPES, OAuth2ClientCredentials,
     ValidOAuth2,
+};
+pub use cel::{
+    CEL_STACK, CelError, CelExpression, MAX_CEL_BYTES, MAX_CEL_DEPTH, MAX_CEL_LOOPS, TICK,
+    compile as compile_cel,
 };
 pub use discovery::*;
 pub use dns::{

@@ -211,6 +211,13 @@ pub struct HttpExpect {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
     pub headers: Vec<HeaderAssertion>,
+    /// A CEL expression over body (the body parsed as JSON, or its text), headers (lower-case
+    /// names, first value) and status (int) that must be true, such as
+    /// `body.status == 'UP' && size(body.items) > 0`. Comprehensions nest at most 2 deep; the
+    /// body is buffered like bodyRegex's, so one larger than regexBodyLimit fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048))]
+    pub cel: Option<String>,
 }
 
 impl Default for HttpExpect {
@@ -224,6 +231,7 @@ impl Default for HttpExpect {
             max_duration: None,
             json: Vec::new(),
             headers: Vec::new(),
+            cel: None,
         }
     }
 }

@@ -120,6 +120,8 @@ pub struct HttpExpectations {
     /// Checked on the first `regex_body_limit` bytes parsed as JSON.
     pub json: Vec<JsonCheck>,
     pub headers: Vec<HeaderCheck>,
+    /// Evaluated on the first `regex_body_limit` bytes (as JSON when they parse).
+    pub cel: Option<std::sync::Arc<super::cel::CelExpression>>,
 }
 
 impl HttpExpectations {
@@ -129,11 +131,12 @@ impl HttpExpectations {
             || self.body_not_contains.is_some()
             || self.body_regex.is_some()
             || !self.json.is_empty()
+            || self.cel.is_some()
     }
 
     /// Whether the body is buffered (up to `regex_body_limit`).
     pub fn buffers_body(&self) -> bool {
-        self.body_regex.is_some() || !self.json.is_empty()
+        self.body_regex.is_some() || !self.json.is_empty() || self.cel.is_some()
     }
 }
 

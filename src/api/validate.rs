@@ -288,6 +288,11 @@ fn validate_expect(http: &HttpProbe, errors: &mut Errors) -> Option<HttpExpectat
     });
     let json = super::expect::validate_json(&expect.json, errors);
     let headers = super::expect::validate_headers(&expect.headers, errors);
+    let cel = optional(expect.cel.as_ref(), |text| {
+        errors
+            .take(super::cel::validate_cel(text))
+            .map(std::sync::Arc::new)
+    });
     let regex_body_limit = errors.take(parse_bytes(
         "spec.http.expect.regexBodyLimit",
         expect.regex_body_limit.as_ref(),
@@ -303,6 +308,7 @@ fn validate_expect(http: &HttpProbe, errors: &mut Errors) -> Option<HttpExpectat
         max_duration: max_duration?,
         json: json?,
         headers: headers?,
+        cel: cel?,
     })
 }
 

@@ -79,6 +79,8 @@ pub struct BodyVerdict {
     pub regex: bool,
     /// Why `json` failed: a mismatch, a body that is not JSON or not whole, or the budget.
     pub json: Option<Failure>,
+    /// For `cel`: the whole buffered body and the budget it holds, or why it is not whole.
+    pub cel: Option<Result<(Vec<u8>, Reservation), Failure>>,
 }
 
 /// Feeds a body to every expectation that reads it.
@@ -149,36 +151,53 @@ impl<'a> BodyCheck<'a> {
             _ => true,
         };
         let json = self.judge_json(cut).err();
+        let cel = self.expect.cel.is_some().then(|| self.cel_body(cut));
         BodyVerdict {
             contains: self.contains.as_ref().is_none_or(StreamFinder::found),
             contains_forbidden: self.not_contains.as_ref().is_some_and(StreamFinder::found),
             regex,
             json,
+            cel,
         }
+    }
+
+    /// The whole body and its reservation, handed to the CEL evaluator.
+    fn cel_body(&mut self, cut: bool) -> Result<(Vec<u8>, Reservation), Failure> {
+        let buffer = self.regex_buffer.take().unwrap_or_default();
+        self.whole(cut, "cel needs", buffer.len())?;
+        let empty = self.reservation.budget().reserve();
+        Ok((buffer, std::mem::replace(&mut self.reservation, empty)))
+    }
+
+    /// Fails unless the buffer holds the whole body: not past `regexBodyLimit`, not cut.
+    fn whole(&self, cut: bool, who: &str, len: usize) -> Result<(), Failure> {
+        let mismatch = |message: String| Failure::new(Reason::BodyMismatch, message);
+        if self.overflow {
+            return Err(mismatch(format!(
+                "the body is larger than regexBodyLimit ({} bytes): {who} the whole body (raise regexBodyLimit, at most 4Mi)",
+                self.expect.regex_body_limit
+            )));
+        }
+        if cut {
+            return Err(mismatch(format!(
+                "the body was cut at maxBodyBytes ({len} bytes): {who} the whole body (raise maxBodyBytes)"
+            )));
+        }
+        Ok(())
     }
 
     /// Parses the buffered body and judges the `json` assertions; only a whole body is parsed.
     fn judge_json(&mut self, cut: bool) -> Result<(), Failure> {
-        let (checks, Some(buffer)) = (&self.expect.json, self.regex_buffer.take()) else {
+        let (checks, Some(buffer)) = (&self.expect.json, self.regex_buffer.as_deref()) else {
             return Ok(());
         };
         if checks.is_empty() {
             return Ok(());
         }
         let mismatch = |message: String| Failure::new(Reason::BodyMismatch, message);
-        if self.overflow {
-            return Err(mismatch(format!(
-                "the body is larger than regexBodyLimit ({} bytes): json assertions need the whole body (raise regexBodyLimit, at most 4Mi)",
-                self.expect.regex_body_limit
-            )));
-        }
-        if cut {
-            return Err(mismatch(format!(
-                "the body was cut at maxBodyBytes ({} bytes): json assertions need the whole body (raise maxBodyBytes)",
-                buffer.len()
-            )));
-        }
-        let tree = json::parse(&buffer, &mut self.reservation).map_err(|e| match e {
+        self.whole(cut, "json assertions need", buffer.len())?;
+        let before = self.reservation.bytes();
+        let tree = json::parse(buffer, &mut self.reservation).map_err(|e| match e {
             JsonError::Budget(wanted) => over_budget(&self.reservation, wanted as usize, "json"),
             JsonError::Parse(_) => mismatch(format!(
                 "{e} ({} bytes, starting {})",
@@ -188,11 +207,10 @@ impl<'a> BodyCheck<'a> {
                 ))
             )),
         })?;
-        drop(buffer);
-        match json::judge(checks, &tree) {
-            Some(message) => Err(mismatch(message)),
-            None => Ok(()),
-        }
+        let verdict = json::judge(checks, &tree);
+        drop(tree);
+        self.reservation.release_to(before);
+        verdict.map_or(Ok(()), |message| Err(mismatch(message)))
     }
 }
 
@@ -208,7 +226,7 @@ impl BodyCheck<'_> {
 }
 
 /// The failure of a probe whose body buffer (or parsed JSON) found the budget spent.
-fn over_budget(reservation: &Reservation, wanted: usize, what: &str) -> Failure {
+pub(super) fn over_budget(reservation: &Reservation, wanted: usize, what: &str) -> Failure {
     let budget = reservation.budget();
     Failure::new(
         Reason::BodyBudgetExceeded,

@@ -84,6 +84,13 @@ impl Reservation {
         granted
     }
 
+    /// Returns what it holds past `bytes` to the budget (what a dropped tree was charged).
+    pub fn release_to(&mut self, bytes: u64) {
+        let extra = self.bytes.saturating_sub(bytes);
+        self.budget.0.held.fetch_sub(extra, Ordering::AcqRel);
+        self.bytes -= extra;
+    }
+
     /// Bytes this reservation holds.
     pub fn bytes(&self) -> u64 {
         self.bytes

@@ -9,6 +9,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 
 use super::{
     Probe, Target,
+    cel::CelRun,
     grpc::GrpcCheck,
     http::{HttpCheck, ResolvedHeader},
     oauth2::OAuth2Client,
@@ -119,6 +120,7 @@ pub fn build(spec: &ValidSpec, refs: &dyn ReferenceSource) -> Result<Probe, Buil
                         .map(Arc::new)
                 })
                 .transpose()?,
+            cel: http.expect.cel.clone().map(CelRun::new),
         })),
         ProbeKind::Tcp(endpoint) => Target::Tcp(endpoint.clone()),
         ProbeKind::Tls(endpoint) => Target::Tls(endpoint.clone()),

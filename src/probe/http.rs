@@ -15,6 +15,7 @@ use super::{
     Failure, MAX_REDIRECTS, ProbeContext,
     body::{BodyCheck, BodyVerdict},
     budget::BodyBudget,
+    cel::{self, CelInput, CelRun},
     headers, http2, net,
     sniff::{Spoken, Witness},
     tls::{self, Alpn},
@@ -31,6 +32,8 @@ pub struct HttpCheck {
     pub headers: Vec<ResolvedHeader>,
     /// The OAuth2 client whose token goes first (shared by the probe's clones: the cache).
     pub auth: Option<std::sync::Arc<super::oauth2::OAuth2Client>>,
+    /// `expect.cel` with its one-evaluation-at-a-time latch, made once per runner.
+    pub cel: Option<CelRun>,
 }
 
 /// A request header with its value in hand.
@@ -54,6 +57,8 @@ pub(super) struct Response {
     body: BodyVerdict,
     /// Why an `expect.headers` assertion failed.
     headers: Option<String>,
+    /// What `expect.cel` sees of the headers, when it is set.
+    cel_headers: Vec<(String, String)>,
     body_read: u64,
 }
 
@@ -125,13 +130,14 @@ pub async fn probe(
     tls: &tls::TlsSettings,
     ctx: &ProbeContext,
     trace: &Trace,
+    deadline: tokio::time::Instant,
 ) -> Result<String, Failure> {
     let start = tokio::time::Instant::now();
     let spec = &check.spec;
     let origin = spec.url.origin();
     let mut hop = Hop::first(spec);
     let mut hops = 0;
-    let response = loop {
+    let mut response = loop {
         let response = exchange(check, &hop, tls, ctx, trace).await?;
         let redirect = spec.follow_redirects && response.status.is_redirection();
         let Some(location) = response.location.as_deref().filter(|_| redirect) else {
@@ -150,7 +156,19 @@ pub async fn probe(
         hop = hop.follow(response.status, location, &origin)?;
     };
     trace.enter(Phase::Evaluate);
-    evaluate(&spec.expect, &response, start.elapsed())?;
+    let elapsed = start.elapsed();
+    evaluate(&spec.expect, &response)?;
+    if let (Some(run), Some(body)) = (&check.cel, response.body.cel.take()) {
+        let (body, reservation) = body?;
+        let input = CelInput {
+            body,
+            reservation,
+            headers: std::mem::take(&mut response.cel_headers),
+            status: response.status.as_u16(),
+        };
+        cel::judge(run, input, deadline).await?;
+    }
+    slow(&spec.expect, elapsed)?;
     let over = match spec.version {
         HttpVersion::Http11 => "",
         HttpVersion::Http2 => " over HTTP/2",
@@ -176,11 +194,7 @@ fn redact_text(location: &str) -> String {
     TargetText(&shown).to_string()
 }
 
-fn evaluate(
-    expect: &HttpExpectations,
-    response: &Response,
-    elapsed: Duration,
-) -> Result<(), Failure> {
+fn evaluate(expect: &HttpExpectations, response: &Response) -> Result<(), Failure> {
     let status = response.status.as_u16();
     if !expect.status.iter().any(|m| m.matches(status)) {
         return Err(Failure::new(
@@ -224,6 +238,11 @@ fn evaluate(
     if let Some(failure) = &body.json {
         return Err(failure.clone());
     }
+    Ok(())
+}
+
+/// `maxDuration`, judged on the response's time (before any CEL evaluation).
+fn slow(expect: &HttpExpectations, elapsed: Duration) -> Result<(), Failure> {
     if let Some(budget) = expect.max_duration
         && elapsed > budget
     {
@@ -436,6 +455,10 @@ pub(super) async fn read_response(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let headers = headers::judge(&spec.expect.headers, response.headers());
+    let cel_headers = match spec.expect.cel {
+        Some(_) => cel::header_pairs(response.headers()),
+        None => Vec::new(),
+    };
     let mut incoming = response.into_body();
     let mut check = BodyCheck::new(&spec.expect, budget);
     // A redirect that will be followed is judged by where it leads: its body is only drained,
@@ -467,6 +490,7 @@ pub(super) async fn read_response(
         location,
         body: check.verdict(cut),
         headers,
+        cel_headers,
         body_read,
     })
 }

@@ -9,6 +9,7 @@
 mod body;
 mod budget;
 mod build;
+mod cel;
 mod certs;
 mod dns;
 mod facts;
@@ -35,6 +36,7 @@ pub use budget::{
     BodyBudget, DEFAULT_BODY_BUFFER_BUDGET, DEFAULT_BODY_BUFFER_BUDGET_FLAG, Reservation,
 };
 pub use build::{BuildError, ReferenceError, ReferenceSource, build};
+pub use cel::{CelFailure, CelRun, in_flight as cel_in_flight};
 pub use certs::CertFacts;
 pub use dns::{DnsFacts, first_nameserver};
 pub use facts::{Facts, KindFacts, TlsCapture};
@@ -281,7 +283,7 @@ async fn probe(
     deadline: Instant,
 ) -> Result<String, Failure> {
     match &check.target {
-        Target::Http(http) => oauth2::probe(http, &check.tls, ctx, trace).await,
+        Target::Http(http) => oauth2::probe(http, &check.tls, ctx, trace, deadline).await,
         Target::Dns(dns) => dns::probe(dns, &check.tls, ctx, trace).await,
         Target::Grpc(grpc) => grpc::probe(grpc, &check.tls, ctx, trace, deadline).await,
         Target::Tcp(endpoint) => {

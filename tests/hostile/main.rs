@@ -3,6 +3,7 @@
 //! hardening and asserts it is now refused with a clear, field-naming error.
 
 mod budget;
+mod cel;
 mod cli;
 mod deny;
 mod json;

@@ -190,13 +190,21 @@ pub(super) async fn probe(
     tls: &TlsSettings,
     ctx: &ProbeContext,
     trace: &Trace,
+    deadline: Instant,
 ) -> Result<String, Failure> {
     let Some(client) = &check.auth else {
-        return super::http::probe(check, tls, ctx, trace).await;
+        return super::http::probe(check, tls, ctx, trace, deadline).await;
     };
     let follow = check.spec.follow_redirects;
     let (authorization, cached) = client.token(ctx, trace, follow).await?;
-    let result = super::http::probe(&with_bearer(check, authorization), tls, ctx, trace).await;
+    let result = super::http::probe(
+        &with_bearer(check, authorization),
+        tls,
+        ctx,
+        trace,
+        deadline,
+    )
+    .await;
     let refused = matches!(&result, Err(f) if f.reason == Reason::UnexpectedStatus)
         && matches!(trace.http_status(), Some(401 | 403));
     if !refused {
@@ -208,7 +216,14 @@ pub(super) async fn probe(
     }
     // A cached token the target refuses was revoked or rotated: one fresh token decides.
     let (authorization, _) = client.token(ctx, trace, follow).await?;
-    let retried = super::http::probe(&with_bearer(check, authorization), tls, ctx, trace).await;
+    let retried = super::http::probe(
+        &with_bearer(check, authorization),
+        tls,
+        ctx,
+        trace,
+        deadline,
+    )
+    .await;
     if retried.is_err() && matches!(trace.http_status(), Some(401 | 403)) {
         client.forget();
     }
