@@ -23,6 +23,7 @@ const OTHER_TOOLS_FLAGS: &[&str] = &[
     "--build-arg",
     "--check",
     "--create-namespace",
+    "--features",
     "--for",
     "--from-literal",
     "--install",
