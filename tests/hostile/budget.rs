@@ -62,10 +62,11 @@ fn checks(port: u16) -> String {
 async fn sixty_four_regex_checks_against_a_hoarding_target_stay_within_the_budget() {
     // The bound below is the shipped allocator's (jemalloc returns freed buffers as it decays;
     // the system allocator keeps more of them resident).
-    assert!(
-        cfg!(feature = "jemalloc"),
-        "this test measures the shipped binary: run it with `--features jemalloc` (scripts/test does)"
-    );
+    if !cfg!(feature = "jemalloc") {
+        panic!(
+            "this test measures the shipped binary: run it with `--features jemalloc` (scripts/test does)"
+        );
+    }
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let server = tokio::spawn(hoarder(listener));
