@@ -84,6 +84,18 @@ impl Reservation {
         granted
     }
 
+    /// Makes the reservation hold at least `total` bytes, growing by doubling (so a tree charged
+    /// node by node takes the budget's lock a logarithmic number of times), else by exactly
+    /// what is missing; false when the budget has no room for that either.
+    pub fn cover(&mut self, total: u64) -> bool {
+        let held = self.bytes;
+        if total <= held {
+            return true;
+        }
+        let missing = total - held;
+        self.grow(missing.max(held)) || self.grow(missing)
+    }
+
     /// Returns what it holds past `bytes` to the budget (what a dropped tree was charged).
     pub fn release_to(&mut self, bytes: u64) {
         let extra = self.bytes.saturating_sub(bytes);

@@ -324,12 +324,7 @@ impl<'r> Charge<'r> {
 
     fn take(&mut self, bytes: u64) -> Result<(), Failed> {
         self.used = self.used.saturating_add(bytes);
-        let held = self.reservation.bytes();
-        if self.used <= held {
-            return Ok(());
-        }
-        let ahead = (self.used - held).max(held);
-        if self.reservation.grow(ahead) || self.reservation.grow(self.used - held) {
+        if self.reservation.cover(self.used) {
             return Ok(());
         }
         let wanted = usize::try_from(self.used).unwrap_or(usize::MAX);

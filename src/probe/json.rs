@@ -48,12 +48,7 @@ struct Meter<'r> {
 impl Meter<'_> {
     fn charge<E: de::Error>(&mut self, bytes: u64) -> Result<(), E> {
         self.used = self.used.saturating_add(bytes);
-        let held = self.reservation.bytes();
-        if self.used <= held {
-            return Ok(());
-        }
-        let ahead = (self.used - held).max(held);
-        if self.reservation.grow(ahead) || self.reservation.grow(self.used - held) {
+        if self.reservation.cover(self.used) {
             return Ok(());
         }
         self.exhausted = true;

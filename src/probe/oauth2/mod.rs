@@ -197,14 +197,7 @@ pub(super) async fn probe(
     };
     let follow = check.spec.follow_redirects;
     let (authorization, cached) = client.token(ctx, trace, follow).await?;
-    let result = super::http::probe(
-        &with_bearer(check, authorization),
-        tls,
-        ctx,
-        trace,
-        deadline,
-    )
-    .await;
+    let result = with_token(check, authorization, tls, ctx, trace, deadline).await;
     let refused = matches!(&result, Err(f) if f.reason == Reason::UnexpectedStatus)
         && matches!(trace.http_status(), Some(401 | 403));
     if !refused {
@@ -216,14 +209,7 @@ pub(super) async fn probe(
     }
     // A cached token the target refuses was revoked or rotated: one fresh token decides.
     let (authorization, _) = client.token(ctx, trace, follow).await?;
-    let retried = super::http::probe(
-        &with_bearer(check, authorization),
-        tls,
-        ctx,
-        trace,
-        deadline,
-    )
-    .await;
+    let retried = with_token(check, authorization, tls, ctx, trace, deadline).await;
     if retried.is_err() && matches!(trace.http_status(), Some(401 | 403)) {
         client.forget();
     }
@@ -235,6 +221,19 @@ pub(super) async fn probe(
 
 /// `check` with `Authorization: Bearer ...`: a credential, so it never follows a redirect to
 /// another origin.
+/// One HTTP probe sending `authorization` as the Bearer token.
+async fn with_token(
+    check: &HttpCheck,
+    authorization: HeaderValue,
+    tls: &TlsSettings,
+    ctx: &ProbeContext,
+    trace: &Trace,
+    deadline: Instant,
+) -> Result<String, Failure> {
+    let check = with_bearer(check, authorization);
+    super::http::probe(&check, tls, ctx, trace, deadline).await
+}
+
 fn with_bearer(check: &HttpCheck, authorization: HeaderValue) -> HttpCheck {
     let mut check = check.clone();
     check.headers.push(ResolvedHeader {
