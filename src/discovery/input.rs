@@ -46,21 +46,11 @@ pub fn read(paths: &[PathBuf]) -> Result<Read, InputError> {
     Ok(read)
 }
 
-/// Largest file read (as `canary check`).
-const MAX_FILE_BYTES: usize = 512 * 1024 * 1024;
-
 /// Streams the documents of one file, with `canary check`'s limits: the YAML budget per
 /// document (a `helm template` of thousands of objects loads, an alias bomb does not).
 fn read_file(path: &Path, read: &mut Read) -> Result<(), InputError> {
-    let file = std::fs::File::open(path).map_err(|source| LoadError::Read {
-        path: path.into(),
-        source,
-    })?;
-    let mut reader = std::io::BufReader::new(file);
-    let options = serde_saphyr::options! {
-        budget: serde_saphyr::budget! { max_reader_input_bytes: Some(MAX_FILE_BYTES) },
-    };
-    let documents = serde_saphyr::read_with_options::<_, Value>(&mut reader, options);
+    let mut reader = files::open(path)?;
+    let documents = files::documents(&mut reader);
     let yaml = |message: String| InputError::Yaml {
         path: path.into(),
         message,

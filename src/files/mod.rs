@@ -120,18 +120,30 @@ pub const MAX_DOCUMENTS: usize = 1_000_000;
 /// Largest file read.
 const MAX_FILE_BYTES: usize = 512 * 1024 * 1024;
 
-fn load_file(path: &Path) -> Result<Vec<Loaded>, LoadError> {
+/// Opens a YAML file for [`documents`].
+pub fn open(path: &Path) -> Result<std::io::BufReader<std::fs::File>, LoadError> {
     let file = std::fs::File::open(path).map_err(|source| LoadError::Read {
         path: path.into(),
         source,
     })?;
-    let mut reader = std::io::BufReader::new(file);
-    // Streamed, with the budget (nodes, depth, aliases) enforced per document: a fleet file
-    // of 100,000 HealthChecks loads, an alias bomb in one document does not.
+    Ok(std::io::BufReader::new(file))
+}
+
+/// The documents of a YAML stream, streamed with the budget (nodes, depth, aliases) enforced
+/// per document: a fleet file of 100,000 HealthChecks loads, an alias bomb in one document
+/// does not.
+pub fn documents<R: std::io::Read>(
+    reader: &mut R,
+) -> impl Iterator<Item = Result<serde_json::Value, serde_saphyr::Error>> + '_ {
     let options = serde_saphyr::options! {
         budget: serde_saphyr::budget! { max_reader_input_bytes: Some(MAX_FILE_BYTES) },
     };
-    let documents = serde_saphyr::read_with_options::<_, serde_json::Value>(&mut reader, options);
+    serde_saphyr::read_with_options(reader, options)
+}
+
+fn load_file(path: &Path) -> Result<Vec<Loaded>, LoadError> {
+    let mut reader = open(path)?;
+    let documents = documents(&mut reader);
     let yaml_error = |e: serde_saphyr::Error| {
         let mut message = e.to_string();
         if message.contains("budget") {
