@@ -85,7 +85,8 @@ pub fn next_status(
             next.consecutive_successes = 0;
             (ReadyStatus::False, outcome.reason, outcome.message.clone())
         }
-        Reason::Suspended | Reason::Reconciling => (
+        // Pending: a heartbeat check waiting for its first deadline.
+        Reason::Suspended | Reason::Reconciling | Reason::Pending => (
             ReadyStatus::Unknown,
             outcome.reason,
             outcome.message.clone(),

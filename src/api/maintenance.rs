@@ -84,47 +84,76 @@ impl Window {
 }
 
 fn parse_window(field: &str, window: &MaintenanceWindow) -> Result<Window, FieldError> {
-    let error = |sub: &str, message: String| FieldError {
-        field: format!("{field}.{sub}"),
-        message,
-    };
     let duration = window
         .duration
         .parse(&format!("{field}.duration"), MAX_WINDOW)?;
-    let fields = window.schedule.split_whitespace().count();
-    if fields != 5 {
-        return Err(error(
-            "schedule",
-            format!(
-                "{:?} has {fields} fields; use five: minute hour day-of-month month day-of-week",
-                window.schedule
-            ),
-        ));
+    let schedule = CronSchedule::parse(field, &window.schedule, window.timezone.as_deref())?;
+    Ok(Window {
+        crontab: schedule.crontab,
+        duration,
+    })
+}
+
+/// A five-field cron schedule read in an IANA time zone: maintenance windows' and heartbeat
+/// checks' `schedule` + `timezone`, parsed and checked the same way.
+#[derive(Debug, Clone)]
+pub struct CronSchedule {
+    crontab: cronexpr::Crontab,
+    text: String,
+}
+
+impl CronSchedule {
+    /// Parses `schedule` in `timezone` (default UTC); errors name `{field}.schedule` or
+    /// `{field}.timezone`.
+    pub fn parse(field: &str, schedule: &str, timezone: Option<&str>) -> Result<Self, FieldError> {
+        let error = |sub: &str, message: String| FieldError {
+            field: format!("{field}.{sub}"),
+            message,
+        };
+        let fields = schedule.split_whitespace().count();
+        if fields != 5 {
+            return Err(error(
+                "schedule",
+                format!(
+                    "{schedule:?} has {fields} fields; use five: minute hour day-of-month month day-of-week"
+                ),
+            ));
+        }
+        let zone = timezone.unwrap_or("UTC");
+        if jiff::tz::db().get(zone).is_err() {
+            return Err(error(
+                "timezone",
+                format!("{zone:?} is not an IANA time zone"),
+            ));
+        }
+        let text = format!("{schedule} {zone}");
+        let crontab = cronexpr::parse_crontab(&text).map_err(|e| {
+            error(
+                "schedule",
+                format!("{schedule:?} is not a cron expression: {e}"),
+            )
+        })?;
+        // A schedule that never fires (30 February) is a mistake worth naming now.
+        if next_opening(&crontab, jiff::Timestamp::now()).is_none() {
+            return Err(error(
+                "schedule",
+                format!(
+                    "{schedule:?} never fires (no opening within {HORIZON_YEARS} years, a whole cycle of the calendar)"
+                ),
+            ));
+        }
+        Ok(Self { crontab, text })
     }
-    let zone = window.timezone.as_deref().unwrap_or("UTC");
-    if jiff::tz::db().get(zone).is_err() {
-        return Err(error(
-            "timezone",
-            format!("{zone:?} is not an IANA time zone"),
-        ));
+
+    /// The first time the schedule fires strictly after `from`.
+    pub fn next_after(&self, from: jiff::Timestamp) -> Option<jiff::Timestamp> {
+        next_opening(&self.crontab, from).map(|at| at.timestamp())
     }
-    let crontab = cronexpr::parse_crontab(&format!("{} {zone}", window.schedule)).map_err(|e| {
-        error(
-            "schedule",
-            format!("{:?} is not a cron expression: {e}", window.schedule),
-        )
-    })?;
-    // A schedule that never fires (30 February) is a mistake worth naming now.
-    if next_opening(&crontab, jiff::Timestamp::now()).is_none() {
-        return Err(error(
-            "schedule",
-            format!(
-                "{:?} never fires (no opening within {HORIZON_YEARS} years, a whole cycle of the calendar)",
-                window.schedule
-            ),
-        ));
+
+    /// The schedule and its zone as written (`0 6 * * * Europe/Berlin`).
+    pub fn as_str(&self) -> &str {
+        &self.text
     }
-    Ok(Window { crontab, duration })
 }
 
 /// How far [`next_opening`] looks: the Gregorian calendar repeats its weekdays every 400

@@ -1,5 +1,5 @@
 //! The `HealthCheck` API (`canary.dev/v1alpha1`): spec and status types (one module per probe
-//! kind: `http`, `tcp`, `tls`, `dns`, `grpc`), the closed set of reasons, and semantic
+//! kind: `http`, `tcp`, `tls`, `dns`, `grpc`, `heartbeat`), the closed set of reasons, and semantic
 //! validation.
 //! Knows nothing of the API server.
 
@@ -10,6 +10,7 @@ mod dns;
 pub mod duration;
 mod expect;
 mod grpc;
+mod heartbeat;
 mod http;
 mod label;
 mod maintenance;
@@ -42,9 +43,13 @@ pub use expect::{
     JsonPredicate,
 };
 pub use grpc::{GrpcExpect, GrpcProbe, ServingStatus, ValidGrpc};
+pub use heartbeat::{
+    DEFAULT_GRACE, Expectation, HeartbeatProbe, MIN_GRACE, MIN_PERIOD, MIN_TOKEN_CHARS,
+    ValidHeartbeat,
+};
 pub use http::{HttpHeader, HttpMethod, HttpProbe, HttpVersion};
 pub use label::LabelGate;
-pub use maintenance::{MaintenanceWindow, MaintenanceWindows};
+pub use maintenance::{CronSchedule, MaintenanceWindow, MaintenanceWindows};
 pub use parse::parse_quantity;
 pub use reason::Reason;
 pub use spec::*;

@@ -101,6 +101,12 @@ reasons! {
     /// The credentials the probe needs could not be obtained: the OAuth2 token endpoint
     /// refused, failed, timed out, was denied, or answered something that is not a Bearer token.
     AuthFailed,
+    /// A heartbeat check got no ping by its deadline (period or schedule, plus grace).
+    HeartbeatMissed,
+    /// A heartbeat check's job reported a failure (/fail or a non-zero exit code).
+    HeartbeatFailed,
+    /// A run announced with /start did not finish within maxRunDuration.
+    RunTooLong,
     /// The prober's own fault (out of descriptors or memory): never blamed on the target.
     ProberError,
     /// Event only (type Normal): the check passes again after failing.
@@ -128,6 +134,9 @@ impl Reason {
                 | Reason::Timeout
                 | Reason::TargetDenied
                 | Reason::AuthFailed
+                | Reason::HeartbeatMissed
+                | Reason::HeartbeatFailed
+                | Reason::RunTooLong
                 | Reason::ProberError
                 | Reason::Recovered
         )

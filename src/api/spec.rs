@@ -16,6 +16,7 @@ use super::{
     duration::GoDuration,
     expect::{HeaderAssertion, JsonAssertion},
     grpc::GrpcProbe,
+    heartbeat::HeartbeatProbe,
     http::HttpProbe,
     maintenance::MaintenanceWindow,
     status::HealthCheckStatus,
@@ -28,7 +29,7 @@ pub const DEFAULT_INTERVAL: &str = "60s";
 /// Default `spec.timeout`.
 pub const DEFAULT_TIMEOUT: &str = "10s";
 
-/// A periodic HTTP, TCP, TLS, DNS or gRPC check of one endpoint, with its expectations.
+/// A periodic HTTP, TCP, TLS, DNS or gRPC check of one endpoint, or a heartbeat a job pushes, with its expectations.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "canary.dev",
@@ -48,14 +49,17 @@ pub const DEFAULT_TIMEOUT: &str = "10s";
     printcolumn = r#"{"name": "Cert-Expires", "type": "string", "jsonPath": ".status.tls.notAfter", "description": "Expiry of the served leaf certificate"}"#,
     printcolumn = r#"{"name": "Last-Run", "type": "date", "priority": 1, "jsonPath": ".status.lastRunTime", "description": "When the last probe ran, as last written: refreshed on a change of state, on run-now and on the status heartbeat"}"#,
     printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#,
-    printcolumn = r#"{"name": "Target", "type": "string", "priority": 1, "jsonPath": ".status.target", "description": "What is probed (URL without credentials or query, host:port, or the DNS query)"}"#,
+    printcolumn = r#"{"name": "Target", "type": "string", "priority": 1, "jsonPath": ".status.target", "description": "What is probed (URL without credentials or query, host:port, the DNS query, or the heartbeat expected)"}"#,
     printcolumn = r#"{"name": "Interval", "type": "string", "priority": 1, "jsonPath": ".spec.interval", "description": "How often it is probed"}"#,
     printcolumn = r#"{"name": "Probed-By", "type": "string", "priority": 1, "jsonPath": ".status.probedBy", "description": "The replica that probes it"}"#,
     printcolumn = r#"{"name": "Message", "type": "string", "priority": 1, "jsonPath": ".status.conditions[?(@.type==\"Ready\")].message", "description": "Why the check is in this state"}"#
 )]
 #[x_kube(validation = Rule::new(
-    "[has(self.http), has(self.tcp), has(self.tls), has(self.dns), has(self.grpc)].filter(x, x).size() == 1"
-).message("exactly one of spec.http, spec.tcp, spec.tls, spec.dns or spec.grpc must be set"))]
+    "[has(self.http), has(self.tcp), has(self.tls), has(self.dns), has(self.grpc), has(self.heartbeat)].filter(x, x).size() == 1"
+).message("exactly one of spec.http, spec.tcp, spec.tls, spec.dns, spec.grpc or spec.heartbeat must be set"))]
+#[x_kube(validation = Rule::new(
+    "!has(self.heartbeat) || ((!has(self.interval) || self.interval == '60s') && (!has(self.timeout) || self.timeout == '10s'))"
+).message("spec.interval and spec.timeout do not apply to heartbeat checks (pings are judged against period or schedule, and grace)"))]
 #[x_kube(validation = Rule::new(
     "!has(self.timeout) || !has(self.interval) || duration(self.timeout) < duration(self.interval)"
 ).message(Message::Expression(
@@ -103,6 +107,9 @@ pub struct HealthCheckSpec {
     /// A grpc.health.v1 health check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grpc: Option<GrpcProbe>,
+    /// A push check: the job pings Canary's heartbeat listener; fails when pings stop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat: Option<HeartbeatProbe>,
     /// TLS expectations; apply to https URLs, tls probes, DNS over TLS and gRPC with tls.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_policy: Option<TlsPolicy>,

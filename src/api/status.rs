@@ -118,6 +118,52 @@ pub struct HealthCheckStatus {
     /// completed and this status carries it (Flux's `lastHandledReconcileAt`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_run_now: Option<String>,
+    /// Heartbeat checks: when the last ping arrived (written by the replica that received it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_ping_time: Option<Time>,
+    /// Heartbeat checks: what the last ping said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_ping: Option<LastPing>,
+}
+
+/// What a heartbeat ping reported.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PingResult {
+    /// The job finished and succeeded (no suffix, or exit code 0).
+    Success,
+    /// The job started (`/start`).
+    Start,
+    /// The job finished and failed (`/fail`, or a non-zero exit code).
+    Fail,
+}
+
+impl PingResult {
+    /// The name as in status and the `result` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Start => "start",
+            Self::Fail => "fail",
+        }
+    }
+}
+
+/// The last ping of a heartbeat check.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LastPing {
+    /// success, start or fail.
+    pub result: PingResult,
+    /// The exit code the job reported (`/{0-255}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// The ping's `msg` or the first 1 KiB of its body (redacted with --ui-redact).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// The run id the job sent (`rid`, at most 64 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
 }
 
 /// Result of one probe.

@@ -13,6 +13,7 @@ use super::{
     dns::ValidDns,
     expect::{HeaderCheck, JsonCheck},
     grpc::ValidGrpc,
+    heartbeat::ValidHeartbeat,
     http::HttpVersion,
     maintenance::MaintenanceWindows,
     tcp::Endpoint,
@@ -41,6 +42,8 @@ pub enum ProbeKind {
     Tls(Endpoint),
     Dns(Box<ValidDns>),
     Grpc(Box<ValidGrpc>),
+    /// Pushed pings, judged by the runner's state machine: nothing to dial.
+    Heartbeat(Box<ValidHeartbeat>),
 }
 
 impl ProbeKind {
@@ -52,6 +55,7 @@ impl ProbeKind {
             Self::Tls(_) => "tls",
             Self::Dns(_) => "dns",
             Self::Grpc(_) => "grpc",
+            Self::Heartbeat(_) => "heartbeat",
         }
     }
 
@@ -63,6 +67,7 @@ impl ProbeKind {
             Self::Tcp(endpoint) | Self::Tls(endpoint) => endpoint.to_string(),
             Self::Dns(dns) => dns.describe(),
             Self::Grpc(grpc) => grpc.target.to_string(),
+            Self::Heartbeat(heartbeat) => heartbeat.describe(),
         }
     }
 }
@@ -205,7 +210,9 @@ impl ValidSpec {
         let headers = match &self.probe {
             ProbeKind::Http(http) => http.headers.as_slice(),
             ProbeKind::Grpc(grpc) => grpc.metadata.as_slice(),
-            ProbeKind::Tcp(_) | ProbeKind::Tls(_) | ProbeKind::Dns(_) => &[],
+            ProbeKind::Tcp(_) | ProbeKind::Tls(_) | ProbeKind::Dns(_) | ProbeKind::Heartbeat(_) => {
+                &[]
+            }
         };
         refs.extend(headers.iter().filter_map(|h| match &h.value {
             HeaderSource::From(source) => Some(source.object.clone()),
@@ -213,6 +220,9 @@ impl ValidSpec {
         }));
         if let ProbeKind::Http(http) = &self.probe {
             refs.extend(http.auth.iter().flat_map(ValidOAuth2::references));
+        }
+        if let ProbeKind::Heartbeat(heartbeat) = &self.probe {
+            refs.push(heartbeat.token.object.clone());
         }
         let policy = &self.tls_policy;
         refs.extend(policy.ca_bundle.iter().map(|r| r.object.clone()));

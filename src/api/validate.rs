@@ -11,6 +11,7 @@ use super::{
     dns::validate_dns,
     duration::{GoDuration, MAX_DURATION, fmt_go},
     grpc::validate_grpc,
+    heartbeat::validate_heartbeat,
     http::{HttpHeader, HttpProbe},
     maintenance::MaintenanceWindows,
     parse::{
@@ -159,16 +160,35 @@ fn validate_kind(spec: &HealthCheckSpec, errors: &mut Errors) -> Option<ProbeKin
         (spec.dns.as_ref()).map(|d| validate_dns(d, errors).map(|d| ProbeKind::Dns(Box::new(d))));
     let grpc = (spec.grpc.as_ref())
         .map(|g| validate_grpc(g, errors).map(|g| ProbeKind::Grpc(Box::new(g))));
-    let mut set: Vec<Option<ProbeKind>> =
-        [http, tcp, tls, dns, grpc].into_iter().flatten().collect();
+    let heartbeat = (spec.heartbeat.as_ref()).map(|h| {
+        not_applying(spec, errors);
+        validate_heartbeat(h, errors).map(|h| ProbeKind::Heartbeat(Box::new(h)))
+    });
+    let mut set: Vec<Option<ProbeKind>> = [http, tcp, tls, dns, grpc, heartbeat]
+        .into_iter()
+        .flatten()
+        .collect();
     if set.len() != 1 {
-        errors.push(
-            "spec",
-            "exactly one of spec.http, spec.tcp, spec.tls, spec.dns or spec.grpc must be set",
-        );
+        errors.push("spec", EXACTLY_ONE_KIND);
         return None;
     }
     set.pop().flatten()
+}
+
+/// The message of the "exactly one kind" rule, in the schema and here.
+pub const EXACTLY_ONE_KIND: &str = "exactly one of spec.http, spec.tcp, spec.tls, spec.dns, spec.grpc or spec.heartbeat must be set";
+
+/// `spec.interval` and `spec.timeout` mean nothing to a pushed check: a value other than the
+/// default (which the API server fills in) is refused rather than silently ignored.
+fn not_applying(spec: &HealthCheckSpec, errors: &mut Errors) {
+    use super::spec::{DEFAULT_INTERVAL, DEFAULT_TIMEOUT};
+    let why = "does not apply to heartbeat checks (pings are judged against period or schedule, and grace); remove it";
+    if spec.interval.as_str() != DEFAULT_INTERVAL {
+        errors.push("spec.interval", why);
+    }
+    if spec.timeout.as_str() != DEFAULT_TIMEOUT {
+        errors.push("spec.timeout", why);
+    }
 }
 
 fn validate_http(http: &HttpProbe, errors: &mut Errors) -> Option<ValidHttp> {

@@ -16,8 +16,8 @@ use super::{
     tls::{ClientAuth, TlsSettings, Trust},
 };
 use crate::api::{
-    FieldError, HeaderSource, ProbeKind, Reason, Reference, ReferenceKind, ValidHeader, ValidSpec,
-    ValidTlsPolicy, ValueRef,
+    FieldError, HeaderSource, MIN_TOKEN_CHARS, ProbeKind, Reason, Reference, ReferenceKind,
+    ValidHeader, ValidHeartbeat, ValidSpec, ValidTlsPolicy, ValueRef,
 };
 
 /// Where referenced Secret and ConfigMap keys come from (the API server, or mounted folders).
@@ -107,6 +107,34 @@ impl BuildError {
     }
 }
 
+/// Why a heartbeat check has no probe.
+const NOT_PROBED: &str = "a heartbeat check has nothing to dial: it is judged from the pings \
+    that `canary operator` or `canary standalone` receive on --heartbeat-bind-address";
+
+/// The token of a heartbeat check, read and checked (at least [`MIN_TOKEN_CHARS`]
+/// characters, surrounding whitespace of a file or Secret trimmed).
+pub fn heartbeat_token(
+    spec: &ValidHeartbeat,
+    refs: &dyn ReferenceSource,
+) -> Result<Vec<u8>, BuildError> {
+    const FIELD: &str = "spec.heartbeat.tokenSecretRef";
+    let bytes = refs
+        .read(&spec.token)
+        .map_err(|source| BuildError::Reference {
+            field: FIELD.into(),
+            source,
+        })?;
+    let token = String::from_utf8_lossy(&bytes).trim().to_string();
+    let printable = token.bytes().all(|b| b.is_ascii_graphic());
+    if token.chars().count() < MIN_TOKEN_CHARS || !printable {
+        let message = format!(
+            "the token must be at least {MIN_TOKEN_CHARS} printable ASCII characters without spaces"
+        );
+        return Err(BuildError::invalid(FIELD, message));
+    }
+    Ok(token.into_bytes())
+}
+
 /// Resolves the references of a validated spec into a runnable probe.
 pub fn build(spec: &ValidSpec, refs: &dyn ReferenceSource) -> Result<Probe, BuildError> {
     let tls = tls_settings(&spec.tls_policy, refs)?;
@@ -129,6 +157,7 @@ pub fn build(spec: &ValidSpec, refs: &dyn ReferenceSource) -> Result<Probe, Buil
             spec: (**grpc).clone(),
             metadata: resolve_headers("spec.grpc.metadata", &grpc.metadata, refs)?,
         })),
+        ProbeKind::Heartbeat(_) => return Err(BuildError::invalid("spec.heartbeat", NOT_PROBED)),
     };
     Ok(Probe {
         target,

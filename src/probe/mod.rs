@@ -35,7 +35,7 @@ use crate::api::{Endpoint, Reason, ValidDns, display_text, fmt_go};
 pub use budget::{
     BodyBudget, DEFAULT_BODY_BUFFER_BUDGET, DEFAULT_BODY_BUFFER_BUDGET_FLAG, Reservation,
 };
-pub use build::{BuildError, ReferenceError, ReferenceSource, build};
+pub use build::{BuildError, ReferenceError, ReferenceSource, build, heartbeat_token};
 pub use cel::{CelFailure, CelRun, in_flight as cel_in_flight};
 pub use certs::CertFacts;
 pub use dns::{DnsFacts, first_nameserver};
@@ -187,6 +187,7 @@ impl Outcome {
         !matches!(
             self.reason,
             Reason::Suspended
+                | Reason::Pending
                 | Reason::InvalidSpec
                 | Reason::ReferenceNotFound
                 | Reason::ReferenceForbidden

@@ -5,6 +5,7 @@
 
 pub mod audit;
 mod fault;
+pub mod heartbeat;
 pub mod history;
 mod phase;
 mod run_now;
