@@ -195,7 +195,7 @@ fn invalid_input_names_file_document_line_and_field_with_a_hint() {
         (
             "two-kinds.yaml",
             "spec:\n  tcp: {host: a, port: 1}\n  tls: {host: a, port: 1}\n",
-            "exactly one of spec.http, spec.tcp, spec.tls, spec.dns or spec.grpc",
+            "exactly one of spec.http, spec.tcp, spec.tls, spec.dns, spec.grpc or spec.heartbeat",
         ),
         (
             "timeout.yaml",

@@ -197,7 +197,7 @@ fn bad_documents_are_rejected_with_the_field_named() {
         (
             json!({"http": {"url": "https://a"}, "tcp": {"host": "a", "port": 1}}),
             "spec",
-            "exactly one of spec.http, spec.tcp, spec.tls, spec.dns or spec.grpc",
+            "exactly one of spec.http, spec.tcp, spec.tls, spec.dns, spec.grpc or spec.heartbeat",
         ),
         (
             json!({"tcp": {"host": "a", "port": 1}, "interval": "5s", "timeout": "5s"}),
@@ -281,7 +281,7 @@ fn bad_dns_grpc_and_http2_documents_are_rejected_with_the_field_named() {
         (
             json!({"dns": {"query": {"name": "a.example"}}, "grpc": {"target": "a:50051"}}),
             "spec",
-            "exactly one of spec.http, spec.tcp, spec.tls, spec.dns or spec.grpc",
+            "exactly one of spec.http, spec.tcp, spec.tls, spec.dns, spec.grpc or spec.heartbeat",
         ),
         (
             json!({"dns": {"query": {"name": "a.example", "type": "ANY"}}}),
@@ -516,6 +516,7 @@ const SHOWN: [(&str, &str); 1] = [(
 fn every_cel_rule_refuses_a_document_that_breaks_it() {
     let tcp = json!({"host": "a", "port": 1});
     let secret = json!({"name": "s", "key": "k"});
+    let heartbeat = json!({"tokenSecretRef": secret, "period": "1h"});
     let both = json!({"secretKeyRef": secret, "configMapKeyRef": secret});
     let header = |extra: Value| {
         let mut header = json!({"name": "X-A"});
@@ -540,6 +541,38 @@ fn every_cel_rule_refuses_a_document_that_breaks_it() {
             "spec.interval",
         ),
         (json!({"tcp": tcp, "interval": "87601h"}), "spec.interval"),
+        (
+            json!({"heartbeat": heartbeat.clone(), "interval": "5m"}),
+            "spec",
+        ),
+        (
+            json!({"heartbeat": {"tokenSecretRef": secret, "period": "1h", "schedule": "0 6 * * *"}}),
+            "spec.heartbeat",
+        ),
+        (
+            json!({"heartbeat": {"tokenSecretRef": secret, "period": "1h", "timezone": "UTC"}}),
+            "spec.heartbeat.timezone",
+        ),
+        (
+            json!({"heartbeat": {"tokenSecretRef": secret, "period": "87601h"}}),
+            "spec.heartbeat.period",
+        ),
+        (
+            json!({"heartbeat": {"tokenSecretRef": secret, "period": "1h", "grace": "87601h"}}),
+            "spec.heartbeat.grace",
+        ),
+        (
+            json!({"heartbeat": {"tokenSecretRef": secret, "period": "1h", "maxRunDuration": "87601h"}}),
+            "spec.heartbeat.maxRunDuration",
+        ),
+        (
+            json!({"heartbeat": {"tokenSecretRef": secret, "period": "9s"}}),
+            "spec.heartbeat.period",
+        ),
+        (
+            json!({"heartbeat": {"tokenSecretRef": secret, "period": "1h", "grace": "4s"}}),
+            "spec.heartbeat.grace",
+        ),
         (json!({"tcp": tcp, "timeout": "87601h"}), "spec.timeout"),
         (
             json!({"tcp": tcp, "maintenanceWindows": [{"schedule": "0 0 * * *", "duration": "87601h"}]}),
@@ -639,7 +672,7 @@ fn every_cel_rule_refuses_a_document_that_breaks_it() {
             "no case breaks the rule at {field}: {message:?}"
         );
     }
-    assert_eq!(rules.len(), 22, "a new rule needs a case here: {rules:?}");
+    assert_eq!(rules.len(), 30, "a new rule needs a case here: {rules:?}");
 }
 
 /// Whether the local server checks as much of `format` as kube: date-time, and int32/int64

@@ -10,8 +10,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    duration::{GoDuration, fmt_go},
-    maintenance::{CronSchedule, MAX_WINDOW},
+    duration::{GoDuration, MAX_DURATION, fmt_go},
+    maintenance::CronSchedule,
     parse::{check_data_key, check_object_name},
     spec::KeyRef,
     valid::{Reference, ReferenceKind, ValueRef},
@@ -45,7 +45,7 @@ pub struct HeartbeatProbe {
     /// The Secret key holding the token pings must send as `Authorization: Bearer` (at
     /// least 22 characters; same namespace).
     pub token_secret_ref: KeyRef,
-    /// A ping is expected at least this often (at least 10s, at most 744h).
+    /// A ping is expected at least this often (at least 10s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub period: Option<GoDuration>,
     /// Or: a ping is expected after each time this five-field cron schedule fires
@@ -120,7 +120,7 @@ pub(super) fn validate_heartbeat(
     ));
     let expect = match (&heartbeat.period, &heartbeat.schedule) {
         (Some(period), None) => {
-            let period = errors.take(period.parse("spec.heartbeat.period", MAX_WINDOW))?;
+            let period = errors.take(period.parse("spec.heartbeat.period", MAX_DURATION))?;
             at_least(errors, "spec.heartbeat.period", period, MIN_PERIOD);
             (heartbeat.timezone.is_some()).then(|| {
                 let message = "applies only with spec.heartbeat.schedule";
@@ -140,14 +140,14 @@ pub(super) fn validate_heartbeat(
             None
         }
     };
-    let grace = errors.take(heartbeat.grace.parse("spec.heartbeat.grace", MAX_WINDOW));
+    let grace = errors.take(heartbeat.grace.parse("spec.heartbeat.grace", MAX_DURATION));
     if let Some(grace) = grace {
         at_least(errors, "spec.heartbeat.grace", grace, MIN_GRACE);
     }
     let max_run = match &heartbeat.max_run_duration {
         None => Some(None),
         Some(max) => {
-            (errors.take(max.parse("spec.heartbeat.maxRunDuration", MAX_WINDOW))).map(Some)
+            (errors.take(max.parse("spec.heartbeat.maxRunDuration", MAX_DURATION))).map(Some)
         }
     };
     Some(ValidHeartbeat {
@@ -168,5 +168,74 @@ fn at_least(errors: &mut Errors, field: &str, value: Duration, min: Duration) {
     if value < min {
         let message = format!("{} is below the minimum of {}", fmt_go(value), fmt_go(min));
         errors.push(field, message);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::api::{HealthCheckSpec, ProbeKind, validate};
+
+    fn spec(value: serde_json::Value) -> HealthCheckSpec {
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn errors(value: serde_json::Value) -> Vec<String> {
+        let errors = validate(&spec(value)).unwrap_err();
+        errors.iter().map(ToString::to_string).collect()
+    }
+
+    const TOKEN: &str = r#"{"name": "backup-ping", "key": "token"}"#;
+
+    fn token() -> serde_json::Value {
+        serde_json::from_str(TOKEN).unwrap()
+    }
+
+    #[test]
+    fn a_period_or_a_schedule_with_its_zone_is_valid() {
+        let valid = validate(&spec(serde_json::json!({"heartbeat":
+            {"tokenSecretRef": token(), "period": "24h", "grace": "1h", "maxRunDuration": "2h"}})))
+        .unwrap();
+        assert_eq!(valid.probe.target(), "heartbeat every 24h, grace 1h");
+        let valid = validate(&spec(
+            serde_json::json!({"heartbeat": {"tokenSecretRef": token(),
+            "schedule": "0 6 * * *", "timezone": "Europe/Berlin"}}),
+        ))
+        .unwrap();
+        assert!(matches!(valid.probe, ProbeKind::Heartbeat(_)));
+        assert_eq!(valid.references().len(), 1, "the token Secret is read");
+    }
+
+    #[test]
+    fn short_periods_and_graces_and_interval_or_timeout_are_refused() {
+        let found = errors(serde_json::json!({"interval": "5m", "timeout": "1s",
+            "heartbeat": {"tokenSecretRef": token(), "period": "9s", "grace": "4s"}}));
+        let expected = [
+            "spec.interval: does not apply to heartbeat checks",
+            "spec.timeout: does not apply to heartbeat checks",
+            "spec.heartbeat.period: 9s is below the minimum of 10s",
+            "spec.heartbeat.grace: 4s is below the minimum of 5s",
+        ];
+        for message in expected {
+            assert!(
+                found.iter().any(|f| f.starts_with(message)),
+                "{message} in {found:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn exactly_one_of_period_or_schedule_and_a_zone_only_with_a_schedule() {
+        let both = errors(serde_json::json!({"heartbeat":
+            {"tokenSecretRef": token(), "period": "1h", "schedule": "0 6 * * *"}}));
+        assert!(
+            both[0].contains("exactly one of period or schedule"),
+            "{both:?}"
+        );
+        let zone = errors(serde_json::json!({"heartbeat":
+            {"tokenSecretRef": token(), "period": "1h", "timezone": "Mars/Olympus"}}));
+        assert!(zone[0].starts_with("spec.heartbeat.timezone"), "{zone:?}");
+        let cron = errors(serde_json::json!({"heartbeat":
+            {"tokenSecretRef": token(), "schedule": "0 6 * *"}}));
+        assert!(cron[0].starts_with("spec.heartbeat.schedule"), "{cron:?}");
     }
 }

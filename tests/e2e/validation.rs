@@ -28,7 +28,9 @@ fn invalid_specs() -> Vec<(Value, Vec<&'static str>)> {
         ),
         (
             json!({"http": {"url": url}, "tcp": {"host": "db", "port": 5432}}),
-            vec!["exactly one of spec.http, spec.tcp, spec.tls, spec.dns or spec.grpc must be set"],
+            vec![
+                "exactly one of spec.http, spec.tcp, spec.tls, spec.dns, spec.grpc or spec.heartbeat must be set",
+            ],
         ),
         (
             json!({"interval": "2s", "timeout": "5s", "http": {"url": url}}),
