@@ -414,6 +414,7 @@ impl Core {
             labels: object.metadata.labels.clone().unwrap_or_default(),
             annotations: object.metadata.annotations.clone().unwrap_or_default(),
             resume_after,
+            created: (object.metadata.creation_timestamp.as_ref()).map(|t| t.0),
         };
         let spec = &object.spec;
         Some(RunnerSpec::build(

@@ -18,11 +18,13 @@ pub(super) enum KindFamily {
     /// Facts of a grpc probe's health call.
     GrpcStatusCode,
     GrpcServingStatus,
+    /// When a heartbeat check's last ping arrived.
+    HeartbeatLastPing,
 }
 
 impl KindFamily {
     /// Every kind family.
-    pub(super) const ALL: [KindFamily; 8] = [
+    pub(super) const ALL: [KindFamily; 9] = [
         Self::HttpStatus,
         Self::TlsCertNotAfter,
         Self::TlsChainEarliestNotAfter,
@@ -31,6 +33,7 @@ impl KindFamily {
         Self::DnsAnswerRecords,
         Self::GrpcStatusCode,
         Self::GrpcServingStatus,
+        Self::HeartbeatLastPing,
     ];
 
     /// The exposed name.
@@ -46,6 +49,7 @@ impl KindFamily {
             Self::DnsAnswerRecords => "canary_dns_answer_records",
             Self::GrpcStatusCode => "canary_grpc_status_code",
             Self::GrpcServingStatus => "canary_grpc_serving_status",
+            Self::HeartbeatLastPing => "canary_heartbeat_last_ping_timestamp_seconds",
         }
     }
 
@@ -66,6 +70,9 @@ impl KindFamily {
             }
             Self::GrpcStatusCode => {
                 "gRPC status of the last health check call (0 OK, 5 NOT_FOUND, 12 UNIMPLEMENTED, 14 UNAVAILABLE, ...)."
+            }
+            Self::HeartbeatLastPing => {
+                "Unix time the last ping of a heartbeat check arrived (on the replica judging it)."
             }
             Self::GrpcServingStatus => {
                 "Serving status of the last health check answer (0 UNKNOWN, 1 SERVING, 2 NOT_SERVING); absent when the call failed."
@@ -93,6 +100,7 @@ pub(super) struct KindSeries {
     dns_answers: Option<usize>,
     grpc_status: Option<u32>,
     grpc_serving: Option<i64>,
+    last_ping: Option<f64>,
 }
 
 /// One sample: a label beyond namespace and name, if any, and the value.
@@ -114,6 +122,9 @@ impl KindSeries {
                 self.dns_answers = Some(dns.answer_count);
             }
             KindFacts::Grpc(grpc) => self.grpc_status = grpc.status_code.or(self.grpc_status),
+            KindFacts::Heartbeat { last_ping } => {
+                self.last_ping = last_ping.map(|at| at.as_millisecond() as f64 / 1000.0);
+            }
         }
         if kind == "grpc" {
             self.grpc_serving = match &facts.kind {
@@ -153,6 +164,7 @@ impl KindSeries {
             KindFamily::DnsAnswerRecords => plain(self.dns_answers.map(|n| n as f64)),
             KindFamily::GrpcStatusCode => plain(self.grpc_status.map(f64::from)),
             KindFamily::GrpcServingStatus => plain(self.grpc_serving.map(|n| n as f64)),
+            KindFamily::HeartbeatLastPing => plain(self.last_ping),
         }
     }
 }

@@ -29,6 +29,8 @@ pub enum KindFacts {
     Dns(DnsFacts),
     /// What the gRPC call returned (grpc probes that got an answer).
     Grpc(GrpcFacts),
+    /// When a heartbeat check's last ping arrived (status has the ping itself).
+    Heartbeat { last_ping: Option<jiff::Timestamp> },
 }
 
 impl Facts {
@@ -38,7 +40,10 @@ impl Facts {
             tls: self.tls.map(TlsCapture::shown),
             kind: match self.kind {
                 KindFacts::Dns(dns) => KindFacts::Dns(dns.shown()),
-                kind @ (KindFacts::None | KindFacts::Http { .. } | KindFacts::Grpc(_)) => kind,
+                kind @ (KindFacts::None
+                | KindFacts::Http { .. }
+                | KindFacts::Grpc(_)
+                | KindFacts::Heartbeat { .. }) => kind,
             },
         }
     }
@@ -48,7 +53,7 @@ impl KindFacts {
     /// Writes these facts into their kind's part of `lastResult`.
     pub fn write_status(&self, result: &mut LastResult) {
         match self {
-            Self::None => {}
+            Self::None | Self::Heartbeat { .. } => {}
             Self::Http { status } => result.http_status = Some(i32::from(*status)),
             Self::Dns(dns) => result.dns = Some(dns.status()),
             Self::Grpc(grpc) => result.grpc = Some(grpc.status()),
@@ -63,6 +68,7 @@ impl KindFacts {
             Self::Http { status } => Some(status.to_string()),
             Self::Dns(dns) => Some(dns.rcode_name.clone()),
             Self::Grpc(grpc) => grpc.answer(),
+            Self::Heartbeat { last_ping } => last_ping.map(|at| format!("last ping {at}")),
         }
     }
 }

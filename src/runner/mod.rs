@@ -8,6 +8,7 @@ mod fault;
 pub mod heartbeat;
 pub mod history;
 mod phase;
+mod pings;
 mod run_now;
 mod sink;
 mod slots;
@@ -35,6 +36,7 @@ pub use crate::api::CheckKey;
 pub use audit::{Audit, AuditMetrics, Expectations, Expected};
 pub use history::History;
 pub use phase::slot_of;
+pub use pings::{HeartbeatPlan, INBOX};
 pub use run_now::{RUN_NOW_WINDOW, RunNow};
 pub use sink::{Registration, RunReport, Sink, Summary};
 pub use slots::{SlotPermit, SlotUsage, Slots, default_slots};
@@ -155,6 +157,8 @@ pub(crate) struct RunnerState {
     pub run_now: run_now::RunNowGate,
     /// Recent results, transitions and hourly uptime, for the status page.
     pub history: History,
+    /// Pings delivered to a heartbeat runner and not yet judged.
+    pub inbox: Vec<heartbeat::Ping>,
 }
 
 impl RunnerState {
@@ -184,6 +188,7 @@ impl RunnerState {
             in_maintenance: false,
             run_now: run_now::RunNowGate::default(),
             history,
+            inbox: Vec::new(),
         }
     }
 }
@@ -254,8 +259,7 @@ impl Scheduler {
         };
         let now = Instant::now();
         // Sinks hear of a check that starts running here (not of a replaced runner).
-        let starts =
-            previous.is_none() && !spec.schedule.suspend && matches!(spec.plan, Plan::Run(_));
+        let starts = previous.is_none() && !spec.schedule.suspend && spec.plan.runs();
         let (status, first_due, history, registration, carried) = match previous {
             // A new generation runs within seconds; a rotated reference keeps the schedule.
             Some(handle) => {
@@ -392,6 +396,30 @@ impl Scheduler {
         drop(state);
         handle.wake.notify_one();
         result
+    }
+
+    /// The token pings to `key` must carry, when `key` is a heartbeat check running here.
+    pub fn heartbeat_token(&self, key: &CheckKey) -> Option<Arc<[u8]>> {
+        let runners = lock(&self.shared.runners);
+        match &runners.get(key)?.spec.plan {
+            Plan::Heartbeat(plan) => Some(plan.token.clone()),
+            Plan::Run(_) | Plan::Blocked { .. } => None,
+        }
+    }
+
+    /// Delivers a ping to the heartbeat runner of `key` (received here, or learned from the
+    /// check's status); false when `key` has no heartbeat runner here.
+    pub fn ping(&self, key: &CheckKey, ping: heartbeat::Ping, run_id: Option<String>) -> bool {
+        let runners = lock(&self.shared.runners);
+        let Some(handle) = runners.get(key) else {
+            return false;
+        };
+        if !matches!(handle.spec.plan, Plan::Heartbeat(_)) {
+            return false;
+        }
+        pings::deliver(&mut lock(&handle.state), ping, run_id);
+        handle.wake.notify_one();
+        true
     }
 
     /// Stops the runner of `key` (cancelling a probe in flight) and removes its series; a run

@@ -6,11 +6,14 @@ use std::{cell::RefCell, collections::BTreeMap, num::NonZeroU32, sync::Arc, time
 
 use sha2::{Digest, Sha256};
 
-use super::{CheckProber, Prober};
+use super::{
+    CheckProber, Prober,
+    heartbeat::{DEFAULT_SETTLE, Rules},
+};
 use crate::{
     api::{
-        CheckKey, FieldError, HealthCheckSpec, HealthCheckStatus, MaintenanceWindows, Reason,
-        ValidSpec, ValueRef,
+        CheckKey, FieldError, HealthCheckSpec, HealthCheckStatus, MaintenanceWindows, ProbeKind,
+        Reason, ValidHeartbeat, ValidSpec, ValueRef,
     },
     probe::{self, BuildError, ProbeContext, ReferenceError, ReferenceSource},
 };
@@ -20,6 +23,8 @@ use crate::{
 pub enum Plan {
     /// Probe every interval.
     Run(Arc<dyn Prober>),
+    /// Judge pushed pings (a heartbeat check): no probe.
+    Heartbeat(Arc<super::HeartbeatPlan>),
     /// The spec cannot run (InvalidSpec, ReferenceNotFound): report once, then wait for a change.
     Blocked { reason: Reason, message: String },
 }
@@ -28,9 +33,14 @@ impl Plan {
     /// Why the spec cannot run, if it cannot.
     pub fn blocked_reason(&self) -> Option<Reason> {
         match self {
-            Self::Run(_) => None,
+            Self::Run(_) | Self::Heartbeat(_) => None,
             Self::Blocked { reason, .. } => Some(*reason),
         }
+    }
+
+    /// Whether the check is judged here (probed, or its pings judged).
+    pub fn runs(&self) -> bool {
+        matches!(self, Self::Run(_) | Self::Heartbeat(_))
     }
 
     fn blocked(error: &BuildError) -> Self {
@@ -94,6 +104,9 @@ pub struct Origin {
     /// Taken over from another replica that promised to have stopped probing by then: the
     /// first run comes on the first wall-clock slot after it (`--sharding shards`).
     pub resume_after: Option<jiff::Timestamp>,
+    /// The object's creation: a heartbeat check never pinged is Pending until its first
+    /// deadline after it (`None`: the runner's start).
+    pub created: Option<jiff::Timestamp>,
 }
 
 /// Annotation that keeps a check off the status page (value `hidden`).
@@ -176,12 +189,17 @@ impl RunnerSpec {
                 Plan::blocked(&BuildError::Invalid(errors.clone())),
             ),
             Ok(valid) => {
-                let plan = match probe::build(valid, &recording) {
-                    Ok(probe) => Plan::Run(Arc::new(CheckProber {
-                        probe,
-                        ctx: ctx.clone(),
-                    })),
-                    Err(error) => Plan::blocked(&error),
+                let plan = match &valid.probe {
+                    ProbeKind::Heartbeat(heartbeat) => {
+                        heartbeat_plan(heartbeat, &recording, origin.created)
+                    }
+                    _ => match probe::build(valid, &recording) {
+                        Ok(probe) => Plan::Run(Arc::new(CheckProber {
+                            probe,
+                            ctx: ctx.clone(),
+                        })),
+                        Err(error) => Plan::blocked(&error),
+                    },
                 };
                 (Schedule::of(valid), plan)
             }
@@ -219,6 +237,22 @@ impl RunnerSpec {
             info: Arc::new(info),
             resume_after: origin.resume_after,
         }
+    }
+}
+
+/// The plan of a heartbeat check: its token read (and checked), its rules.
+fn heartbeat_plan(
+    spec: &ValidHeartbeat,
+    refs: &dyn ReferenceSource,
+    created: Option<jiff::Timestamp>,
+) -> Plan {
+    match probe::heartbeat_token(spec, refs) {
+        Ok(token) => Plan::Heartbeat(Arc::new(super::HeartbeatPlan {
+            rules: Rules::of(spec, DEFAULT_SETTLE),
+            token: token.into(),
+            created,
+        })),
+        Err(error) => Plan::blocked(&error),
     }
 }
 

@@ -39,11 +39,15 @@ pub(super) async fn run(shared: Arc<Shared>, runner: Runner, wake: Arc<Notify>, 
             report(&shared, &runner, outcome, Timing::default());
             return std::future::pending().await;
         }
-        (Plan::Run(_), true) => {
+        (Plan::Run(_) | Plan::Heartbeat(_), true) => {
             let outcome =
                 Outcome::not_run(Reason::Suspended, "spec.suspend is true; probing is paused");
             report(&shared, &runner, outcome, Timing::default());
             return std::future::pending().await;
+        }
+        (Plan::Heartbeat(plan), false) => {
+            let plan = plan.clone();
+            return super::pings::run(shared, runner, wake, plan).await;
         }
         (Plan::Run(prober), false) => prober.clone(),
     };
@@ -191,14 +195,14 @@ pub(super) fn next_due_after(due: Instant, interval: Duration, now: Instant) -> 
 /// When a run started relative to its due time, ticks skipped after it, and the run-now value
 /// it handled.
 #[derive(Clone, Default)]
-struct Timing {
+pub(super) struct Timing {
     lag: Duration,
     slot_wait: Duration,
     skipped: u64,
     handled: Option<String>,
 }
 
-fn report(shared: &Shared, runner: &Runner, outcome: Outcome, timing: Timing) {
+pub(super) fn report(shared: &Shared, runner: &Runner, outcome: Outcome, timing: Timing) {
     let (spec, state) = (&*runner.spec, &*runner.state);
     let prober_error = outcome.reason == Reason::ProberError;
     let (previous, next) = {
