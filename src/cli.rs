@@ -273,6 +273,16 @@ pub struct AdminArgs {
     /// specs, `probedBy` and other replicas' names and addresses on the status page.
     #[arg(long, env = "CANARY_UI_REDACT")]
     pub ui_redact: bool,
+    /// Address of the heartbeat listener (`/api/v1/ping/{namespace}/{name}`, for heartbeat
+    /// checks); empty: off. Pings need the check's token; messages are redacted with
+    /// --ui-redact.
+    #[arg(
+        long,
+        env = "CANARY_HEARTBEAT_BIND_ADDRESS",
+        default_value_t = OptionalAddress(None),
+        value_parser = optional_address
+    )]
+    pub heartbeat_bind_address: OptionalAddress,
 }
 
 /// A listen address, or none (an empty value turns the listener off).

@@ -10,6 +10,7 @@ use std::{
 use crate::{
     admin::{self, Admin, AdminError, AdminState},
     api::ReadyStatus,
+    heartbeat,
     metrics::{Metrics, MetricsError},
     runner::{
         Audit, CheckKey, DEFAULT_AUDIT_INTERVAL, DEFAULT_PROBER_ERROR_STREAK, DEFAULT_STALL_GRACE,
@@ -54,8 +55,11 @@ pub struct AdminConfig {
     pub health_probe_bind_address: SocketAddr,
     /// The status page; `None`: off.
     pub ui_bind_address: Option<SocketAddr>,
-    /// Hide targets, messages, certificate names and specs on the status page.
+    /// Hide targets, messages, certificate names and specs on the status page (and the
+    /// messages of heartbeat pings).
     pub ui_redact: bool,
+    /// The heartbeat listener; `None`: off.
+    pub heartbeat_bind_address: Option<SocketAddr>,
 }
 
 impl Default for EngineConfig {
@@ -72,6 +76,7 @@ impl Default for EngineConfig {
                 health_probe_bind_address: HEALTH_PROBE_BIND_ADDRESS,
                 ui_bind_address: Some(UI_BIND_ADDRESS),
                 ui_redact: false,
+                heartbeat_bind_address: None,
             },
         }
     }
@@ -87,6 +92,7 @@ impl EngineConfig {
                 health_probe_bind_address: loopback,
                 ui_bind_address: Some(loopback),
                 ui_redact: false,
+                heartbeat_bind_address: None,
             },
             ..Self::default()
         }
@@ -175,6 +181,10 @@ pub struct Engine {
     pub ticker: tokio::task::JoinHandle<()>,
     /// Where the status page listens, when it is on.
     pub ui_addr: Option<SocketAddr>,
+    /// Where the heartbeat listener listens, when it is on.
+    pub heartbeat_addr: Option<SocketAddr>,
+    /// The heartbeat listener's task, until the supervisor takes it.
+    heartbeat: Option<tokio::task::JoinHandle<()>>,
     /// The page's thread (see [`ui::Serving`]), until the supervisor takes it.
     ui_serving: Option<ui::Serving>,
     /// Set while this replica is a standby under leader election (the page says so).
@@ -199,6 +209,8 @@ pub struct Extensions {
     pub owners: Option<Arc<dyn ui::Owners>>,
     /// `--ui-forward` with its key (shards only); `None`: the page names the owner instead.
     pub forwarding: Option<Arc<ui::Forwarding>>,
+    /// Where heartbeat pings go (the operator: the API server); `None`: this engine's runners.
+    pub heartbeat: Option<Arc<dyn heartbeat::Backend>>,
 }
 
 impl Engine {
@@ -273,8 +285,25 @@ impl Engine {
             }
             None => (None, None),
         };
+        let (heartbeat_addr, heartbeat) = match addresses.heartbeat_bind_address {
+            Some(addr) => {
+                let bound = heartbeat::bind(addr).map_err(|error| {
+                    let heartbeat::HeartbeatError::Bind { addr, source } = error;
+                    let flag = "--heartbeat-bind-address";
+                    EngineError::listen("heartbeat pings", flag, addr, source)
+                })?;
+                let bound_addr = bound.addr;
+                let backend = (extensions.heartbeat.clone())
+                    .unwrap_or_else(|| Arc::new(heartbeat::SchedulerBackend(scheduler.clone())));
+                let redact = addresses.ui_redact;
+                let serving = bound.serve(backend, metrics.clone(), redact);
+                (Some(bound_addr), Some(tokio::spawn(serving)))
+            }
+            None => (None, None),
+        };
         let ui = ui_addr.map_or_else(|| "off".to_string(), |addr| addr.to_string());
-        tracing::info!(metrics = %admin.metrics_addr, health = %admin.health_addr, %ui, "serving /metrics, /healthz, /readyz and the status page");
+        let pings = heartbeat_addr.map_or_else(|| "off".to_string(), |addr| addr.to_string());
+        tracing::info!(metrics = %admin.metrics_addr, health = %admin.health_addr, %ui, heartbeat = %pings, "serving /metrics, /healthz, /readyz, the status page and heartbeat pings");
         Ok(Self {
             scheduler,
             metrics,
@@ -283,6 +312,8 @@ impl Engine {
             ticker,
             ui_addr,
             ui_serving,
+            heartbeat_addr,
+            heartbeat,
             standby,
             audit,
             audit_interval: engine.audit_interval,
@@ -296,6 +327,9 @@ impl Engine {
         supervisor.spawn("audit", self.audit.clone().run(self.audit_interval));
         let ticker = std::mem::replace(&mut self.ticker, tokio::spawn(async {}));
         supervisor.adopt("ticker", ticker);
+        if let Some(listener) = self.heartbeat.take() {
+            supervisor.adopt("heartbeat", listener);
+        }
         if let Some(serving) = self.ui_serving.take() {
             supervisor.spawn("ui", serving.watch());
         }

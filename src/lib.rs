@@ -14,6 +14,7 @@ pub mod discover;
 pub mod discovery;
 pub mod engine;
 pub mod files;
+pub mod heartbeat;
 pub mod logging;
 pub mod metrics;
 pub mod probe;

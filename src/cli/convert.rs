@@ -97,6 +97,7 @@ impl From<(EngineArgs, AdminArgs)> for EngineConfig {
                 health_probe_bind_address: admin.health_probe_bind_address,
                 ui_bind_address: admin.ui_bind_address.0,
                 ui_redact: admin.ui_redact,
+                heartbeat_bind_address: admin.heartbeat_bind_address.0,
             },
         }
     }

@@ -179,6 +179,7 @@ impl Operator {
             forwarding: (mode == Sharding::Shards)
                 .then(|| self.forwarding())
                 .flatten(),
+            heartbeat: None,
         };
         let mut engine = Engine::start_with_metrics(&config.engine, metrics.clone(), extensions)?;
         let mut supervisor = Supervisor::default();

@@ -67,6 +67,10 @@ pub struct OperatorFamilies {
     pub leader: IntGauge,
     /// `canary_run_now_requests_total{result}`.
     pub run_now: IntCounterVec,
+    /// Heartbeat pings accepted by this replica's listener, by result.
+    pub heartbeat_pings: IntCounterVec,
+    /// Heartbeat requests refused by this replica's listener, by reason.
+    pub heartbeat_rejected: IntCounterVec,
     /// 1 while the HealthCheck watch is failing (since its last success), else 0.
     pub watch_failing: IntGauge,
     /// Status fields the installed CRD does not declare, left out of status writes.
@@ -257,6 +261,16 @@ impl Metrics {
                  end of the check's 10s window), ignored (the check does not probe here).",
                 &["result"],
             )?,
+            heartbeat_pings: f.counters(
+                "canary_heartbeat_pings_total",
+                "Heartbeat pings this replica's listener accepted, by result (success, start, fail).",
+                &["result"],
+            )?,
+            heartbeat_rejected: f.counters(
+                "canary_heartbeat_rejected_total",
+                "Heartbeat requests this replica's listener refused, by reason: unauthorized (unknown check or wrong token, alike), too_large, rate_limited, busy (the ping write budget), unavailable (the API server), bad_request, not_found (another path).",
+                &["reason"],
+            )?,
             events: f.counters(
                 "canary_events_total",
                 "Transition Events by result.",
@@ -330,6 +344,21 @@ impl Metrics {
     /// Moves whenever a check's series change or go (a cached exposition is stale then).
     pub fn version(&self) -> u64 {
         self.version.load(Ordering::SeqCst)
+    }
+
+    /// Counts a heartbeat ping accepted (`result`) or refused (`rejected` with its reason).
+    pub fn count_heartbeat(&self, accepted: Option<&str>, rejected: Option<&str>) {
+        let operator = &self.operator;
+        if let Some(result) = accepted {
+            operator.heartbeat_pings.with_label_values(&[result]).inc();
+        }
+        if let Some(reason) = rejected {
+            operator
+                .heartbeat_rejected
+                .with_label_values(&[reason])
+                .inc();
+        }
+        self.changed();
     }
 
     fn changed(&self) {

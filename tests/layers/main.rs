@@ -24,7 +24,7 @@ const LAYERS: &[&[&str]] = &[
     &["runner", "report", "check", "discovery"],
     &["metrics"],
     &["admin"],
-    &["ui"],
+    &["ui", "heartbeat"],
     &["engine"],
     &["controller", "standalone", "discover"],
     &["selftest"],

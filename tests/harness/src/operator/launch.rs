@@ -91,6 +91,7 @@ impl Launch {
             metrics: bound("metrics", metrics_port),
             health: bound("probes'", health_port),
             ui: ui_port(objects).map(|port| bound("status page", port)),
+            heartbeat: None,
         });
         let mut launch = Self {
             binary: binary.into(),
@@ -182,6 +183,7 @@ impl Launch {
             metrics: ([0, 0, 0, 0], 0).into(),
             health: ([0, 0, 0, 0], 0).into(),
             ui: None,
+            heartbeat: None,
             logs,
             run: Run::Process(process),
         };
@@ -203,6 +205,7 @@ impl Launch {
         };
         (operator.metrics, operator.health) = (admin.metrics, admin.health);
         operator.ui = admin.ui;
+        operator.heartbeat = admin.heartbeat;
         operator
     }
 }
@@ -254,6 +257,8 @@ struct Admin {
     health: SocketAddr,
     /// `None` when the status page is off.
     ui: Option<SocketAddr>,
+    /// `None` when the heartbeat listener is off.
+    heartbeat: Option<SocketAddr>,
 }
 
 /// The container port the chart's Service names `ui`, when the page is on.
@@ -297,5 +302,6 @@ fn admin_addresses(line: &str) -> Option<Admin> {
         metrics: field("metrics")?,
         health: field("health")?,
         ui: field("ui"),
+        heartbeat: field("heartbeat"),
     })
 }

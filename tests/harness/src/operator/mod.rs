@@ -36,6 +36,8 @@ pub struct Operator {
     pub health: SocketAddr,
     /// The status page, when it is on.
     pub ui: Option<SocketAddr>,
+    /// The heartbeat listener, when it is on.
+    pub heartbeat: Option<SocketAddr>,
     logs: Logs,
     run: Run,
 }
