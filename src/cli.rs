@@ -76,6 +76,42 @@ pub enum Command {
     Discover(DiscoverArgs),
     /// Check an installed Canary (the chart's `helm test`): its /readyz and the HealthCheck API.
     Selftest(SelftestArgs),
+    /// Run a command and report it to a heartbeat check: /start, then its exit code with the
+    /// last KiB of its output; exits with the command's code.
+    Ping(PingArgs),
+}
+
+/// Flags of `canary ping`.
+#[derive(Debug, Args)]
+#[command(next_display_order = None)]
+pub struct PingArgs {
+    /// The check's ping URL: http://HOST:PORT/api/v1/ping/NAMESPACE/NAME.
+    #[arg(long, env = "CANARY_PING_URL")]
+    pub url: url::Url,
+    /// A file holding the check's token (its Secret mounted as a volume).
+    #[arg(long, env = "CANARY_PING_TOKEN_FILE")]
+    pub token_file: PathBuf,
+    /// A run id sent with both pings (at most 64 characters), e.g. the Job's name.
+    #[arg(long, env = "CANARY_PING_RID")]
+    pub rid: Option<String>,
+    /// How long the final ping is retried while the listener cannot be reached or is busy.
+    #[arg(long, env = "CANARY_PING_DEADLINE", default_value_t = DurationFlag(crate::heartbeat::ping::FINISH_DEADLINE))]
+    pub deadline: DurationFlag,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, num_args = 1..)]
+    pub command: Vec<String>,
+}
+
+impl From<PingArgs> for crate::heartbeat::ping::PingConfig {
+    fn from(args: PingArgs) -> Self {
+        Self {
+            url: args.url,
+            token_file: args.token_file,
+            run_id: args.rid,
+            deadline: args.deadline.0,
+            command: args.command,
+        }
+    }
 }
 
 /// Flags of `canary operator` (cluster access comes from in-cluster config or KUBECONFIG). In

@@ -6,7 +6,9 @@ use std::{io::IsTerminal, process::ExitCode};
 use canary_operator::{
     api,
     check::{self, CheckError},
-    cli::{CheckArgs, Cli, Command, DiscoverArgs, OperatorArgs, SelftestArgs, StandaloneArgs},
+    cli::{
+        CheckArgs, Cli, Command, DiscoverArgs, OperatorArgs, PingArgs, SelftestArgs, StandaloneArgs,
+    },
     discover::{self, DiscoverError},
     logging, report,
 };
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
         Command::Standalone(args) => run_standalone(args),
         Command::Operator(args) => run_operator(*args),
         Command::Selftest(args) => run_selftest(args),
+        Command::Ping(args) => run_ping(args),
     }
 }
 
@@ -173,6 +176,19 @@ fn run_selftest(args: SelftestArgs) -> ExitCode {
     )) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(1, &e.to_string()),
+    }
+}
+
+/// `canary ping`: the command's exit code, or 2 for bad flags.
+fn run_ping(args: PingArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(1, &format!("cannot start the async runtime: {e}")),
+    };
+    let config = args.into();
+    match runtime.block_on(canary_operator::heartbeat::ping::run(&config)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => fail(EXIT_INVALID, &e.to_string()),
     }
 }
 

@@ -244,3 +244,54 @@ async fn pinged_is_ready_silence_is_missed_and_a_failure_is_not_followed_by_miss
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_ping_reports_a_command_and_exits_with_its_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let (canary, addr) = standalone(dir.path(), &["job"]).await;
+    let token_file = dir.path().join("secrets/ping/token");
+    let url = format!("http://{addr}/api/v1/ping/default/job");
+    let ping_run = async |script: &str| {
+        let output = tokio::process::Command::new(CANARY)
+            .args(["ping", "--url", &url, "--rid", "run-1", "--token-file"])
+            .arg(&token_file)
+            .args(["--", "sh", "-c", script])
+            .output()
+            .await
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+    let (code, stdout) = ping_run("echo backing up; exit 3").await;
+    assert_eq!(code, Some(3), "the command's exit code");
+    assert_eq!(stdout, "backing up\n", "its output passes through");
+    eventually(
+        Duration::from_secs(2),
+        "HeartbeatFailed",
+        POLL,
+        async || match runs(&canary, "job", "HeartbeatFailed").await {
+            1.0 => Ok(()),
+            n => Err(format!("{n}")),
+        },
+    )
+    .await;
+    let started = [("result", "start")];
+    let starts = canary
+        .try_metric("canary_heartbeat_pings_total", &started)
+        .await;
+    assert_eq!(starts, Ok(1.0), "/start was sent first");
+    let (code, _) = ping_run("true").await;
+    assert_eq!(code, Some(0));
+    eventually(
+        Duration::from_secs(2),
+        "Succeeded",
+        POLL,
+        async || match success(&canary, "job").await {
+            Ok(1.0) => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .await;
+}

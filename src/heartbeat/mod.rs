@@ -8,6 +8,7 @@
 //! time and answered no sooner than [`UNAUTHORIZED_FLOOR`] after the request arrived. Connections
 //! get the admin endpoints' slow-client limits ([`crate::admin::conn`]).
 
+pub mod ping;
 pub mod request;
 
 use std::{
@@ -310,5 +311,38 @@ fn received(ping: PingRequest, body: &[u8], redact: bool) -> Ping {
         exit_code: ping.exit_code,
         at: jiff::Timestamp::now(),
         message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(message: Option<&str>) -> PingRequest {
+        request::parse("/api/v1/ping/a/b/fail", None)
+            .map(|r| PingRequest {
+                message: message.map(str::to_string),
+                ..r
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn the_message_is_msg_else_the_first_kib_of_the_body_shown_safely_or_redacted() {
+        let body = [b"line\x1b[31m".as_slice(), &[b'x'; 2000]].concat();
+        let ping = received(request(None), &body, false);
+        assert_eq!(ping.result, PingResult::Fail);
+        assert!(
+            ping.message.starts_with("line\\u{1b}[31m"),
+            "{}",
+            ping.message
+        );
+        assert!(ping.message.chars().count() <= MAX_MESSAGE);
+        assert_eq!(
+            received(request(Some("from msg")), &body, false).message,
+            "from msg"
+        );
+        assert_eq!(received(request(None), &body, true).message, "(redacted)");
+        assert_eq!(received(request(None), b"", true).message, "");
     }
 }
