@@ -177,29 +177,48 @@ impl Machine {
         }
         let ran_for = (self.started.take()).map(|s| since(s, ping.at));
         self.complete(ping.at);
-        let mut message = match (failed, ping.exit_code) {
-            (true, Some(code)) => format!("the job failed with exit code {code}"),
-            (true, None) => "the job reported a failure".to_string(),
-            (false, _) => "ping received".to_string(),
-        };
-        if let Some(took) = ran_for {
-            message.push_str(&format!(" after running {}", fmt_go(took)));
-        }
-        if !ping.message.is_empty() {
-            message.push_str(&format!(": {}", ping.message));
-        }
-        let reason = if failed {
-            Reason::HeartbeatFailed
-        } else {
-            Reason::Succeeded
-        };
-        Some(Verdict {
-            reason,
-            at: ping.at,
-            message,
-        })
+        Some(verdict_of(ping, ran_for))
     }
 
+    /// The verdict of the ping `status` records when it was recorded after the last verdict
+    /// (a replica received it while no runner judged this check: a restart, a handover). The
+    /// machine, resumed from the same status, already counts from it.
+    pub fn unjudged(&self, status: &HealthCheckStatus) -> Option<Verdict> {
+        let ping = Ping::recorded(status)?;
+        let judged = status.last_run_time.as_ref().map(|t| t.0);
+        if judged.is_some_and(|judged| ping.at <= judged) || ping.result == PingResult::Start {
+            return None;
+        }
+        Some(verdict_of(&ping, None))
+    }
+}
+
+/// The verdict of a finished run's ping (`ran_for`: since its `/start`).
+fn verdict_of(ping: &Ping, ran_for: Option<Duration>) -> Verdict {
+    let failed = ping.result == PingResult::Fail || ping.exit_code.is_some_and(|c| c != 0);
+    let mut message = match (failed, ping.exit_code) {
+        (true, Some(code)) => format!("the job failed with exit code {code}"),
+        (true, None) => "the job reported a failure".to_string(),
+        (false, _) => "ping received".to_string(),
+    };
+    if let Some(took) = ran_for {
+        message.push_str(&format!(" after running {}", fmt_go(took)));
+    }
+    if !ping.message.is_empty() {
+        message.push_str(&format!(": {}", ping.message));
+    }
+    let reason = match failed {
+        true => Reason::HeartbeatFailed,
+        false => Reason::Succeeded,
+    };
+    Verdict {
+        reason,
+        at: ping.at,
+        message,
+    }
+}
+
+impl Machine {
     /// What the passing of time decided by `now`: a run that overran, or a missed deadline
     /// (several deadlines passed while nobody judged them are one verdict that says so).
     pub fn tick(&mut self, now: Timestamp) -> Option<Verdict> {

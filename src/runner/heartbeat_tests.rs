@@ -419,3 +419,34 @@ fn a_long_outage_is_one_missed_verdict_that_counts_the_deadlines() {
     );
     assert!(clock.machine.deadline() > t("2026-01-01T01:00:00Z"));
 }
+
+#[test]
+fn a_ping_recorded_while_no_runner_judged_it_is_judged_on_resume() {
+    let mut before = Clock::new(every(H, 10 * M, None), "2026-01-01T00:00:00Z");
+    before.ok("2026-01-01T00:30:00Z");
+    let mut status = before.status.clone();
+    // Another replica recorded a failure after the last verdict.
+    let late = Ping {
+        result: PingResult::Fail,
+        exit_code: Some(2),
+        at: t("2026-01-01T00:50:00Z"),
+        message: String::new(),
+    };
+    late.record(&mut status, None);
+    let rules = every(H, 10 * M, None);
+    let machine = Machine::new(
+        rules,
+        t("2026-01-01T00:00:00Z"),
+        Resume::of(&status),
+        t("2026-01-01T00:55:00Z"),
+    );
+    assert_eq!(
+        machine.unjudged(&status).map(|v| v.reason),
+        Some(HeartbeatFailed)
+    );
+    assert_eq!(machine.deadline(), t("2026-01-01T02:00:00Z"));
+    assert!(
+        machine.unjudged(&before.status).is_none(),
+        "a judged ping is not judged again"
+    );
+}

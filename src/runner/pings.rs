@@ -47,13 +47,16 @@ pub(super) async fn run(
     plan: Arc<HeartbeatPlan>,
 ) {
     let now = Timestamp::now();
-    let (mut machine, fresh) = {
+    let (mut machine, fresh, unjudged) = {
         let state = lock(&runner.state);
         let resume = Resume::of(&state.status);
         let machine = Machine::new(plan.rules.clone(), plan.created.unwrap_or(now), resume, now);
-        (machine, state.status.ready().is_none())
+        let unjudged = machine.unjudged(&state.status);
+        (machine, state.status.ready().is_none(), unjudged)
     };
-    if let Some(message) = machine.pending().filter(|_| fresh) {
+    if let Some(verdict) = unjudged {
+        publish(&shared, &runner, &machine, outcome_of(&verdict));
+    } else if let Some(message) = machine.pending().filter(|_| fresh) {
         let outcome = Outcome::not_run(Reason::Pending, message);
         publish(&shared, &runner, &machine, outcome);
     }
