@@ -80,6 +80,9 @@ pub enum Change {
     Upsert { key: CheckKey, run_now: bool },
     /// Only the run-now annotation changed (to a new value): run it at once if it runs here.
     RunNow(CheckKey),
+    /// Only status changed, and it records a new heartbeat ping (written by the replica that
+    /// received it): hand it to the runner if it runs here.
+    Pinged(CheckKey),
     /// The object is gone.
     Deleted(CheckKey),
 }
@@ -173,8 +176,10 @@ impl Index {
         };
         // A run-now value seen first (after a restart) is taken as already handled.
         let run_now = run_now(&previous) != run_now(&object) && run_now(&object).is_some();
+        let pinged = last_ping(&previous) != last_ping(&object) && last_ping(&object).is_some();
         match (same_runner(&previous, &object), run_now) {
             (true, true) => Some(Change::RunNow(key)),
+            (true, false) if pinged => Some(Change::Pinged(key)),
             (true, false) => None,
             (false, run_now) => Some(Change::Upsert { key, run_now }),
         }
@@ -299,3 +304,9 @@ pub fn same_runner(a: &HealthCheck, b: &HealthCheck) -> bool {
 #[cfg(test)]
 #[path = "index_tests.rs"]
 mod tests;
+
+/// When the object's last heartbeat ping arrived, as its status records it.
+fn last_ping(object: &HealthCheck) -> Option<&jiff::Timestamp> {
+    let status = object.status.as_ref()?;
+    status.last_ping_time.as_ref().map(|t| &t.0)
+}

@@ -17,6 +17,7 @@ mod events;
 mod fixtures;
 mod index;
 mod leader;
+mod pings;
 mod reconcile;
 mod refs;
 pub mod shard;
@@ -163,6 +164,7 @@ impl Operator {
             config.watch_stall,
             metrics.operator.watch_failing.clone(),
         ));
+        let pings = pings::ApiPings::new(self.client.clone());
         let extensions = Extensions {
             sinks: vec![
                 Arc::new(writer.clone()) as Arc<dyn Sink>,
@@ -179,7 +181,7 @@ impl Operator {
             forwarding: (mode == Sharding::Shards)
                 .then(|| self.forwarding())
                 .flatten(),
-            heartbeat: None,
+            heartbeat: Some(pings.clone() as Arc<dyn crate::heartbeat::Backend>),
         };
         let mut engine = Engine::start_with_metrics(&config.engine, metrics.clone(), extensions)?;
         let mut supervisor = Supervisor::default();
@@ -209,6 +211,7 @@ impl Operator {
         let ctx = self.reconcile_context(&engine, &writer, metrics, &identity, applied_tx);
         let core = reconcile::Core::new(ctx, &watches);
         engine.audit.attach(core.clone());
+        pings.attach(core.clone());
         supervisor.spawn("references", core.clone().work());
         let reconcile = reconcile::run(core, events_rx, scopes, config.reference_ttl);
         supervisor.spawn("reconcile", reconcile);

@@ -175,16 +175,40 @@ impl Core {
                 if let Some(status) = index.object(&key).and_then(|o| o.status.as_ref()) {
                     self.ctx.writer.seed(&key, status);
                 }
+                self.deliver_ping(index, &key);
                 if index.may_start(&key, self.running(&key)) {
                     self.enqueue(key, Job { run_now });
                 }
             }
+            Change::Pinged(key) => self.deliver_ping(index, &key),
             Change::RunNow(key) => {
                 if let Some(object) = index.object(&key).filter(|_| index.keeps(&key)) {
                     self.run_now(&key, object);
                 }
             }
         }
+    }
+
+    /// Hands the ping `key`'s status records to its heartbeat runner, if it runs here (the
+    /// runner ignores a ping it has seen).
+    fn deliver_ping(&self, index: &Index, key: &CheckKey) {
+        let Some(status) = index.object(key).and_then(|o| o.status.as_ref()) else {
+            return;
+        };
+        if let Some(ping) = crate::runner::heartbeat::Ping::recorded(status) {
+            let run_id = status.last_ping.as_ref().and_then(|p| p.run_id.clone());
+            self.ctx.scheduler.ping(key, ping, run_id);
+        }
+    }
+
+    /// The HealthCheck `key` as the watch last reported it (this replica runs it or not).
+    pub(super) fn object(&self, key: &CheckKey) -> Option<Arc<HealthCheck>> {
+        lock(&self.state).index.object(key).cloned()
+    }
+
+    /// What reconcile works with (the scheduler, the reference cache).
+    pub(super) fn context(&self) -> &Context {
+        &self.ctx
     }
 
     /// Applies a new scope: stop what left it at once, acknowledge the ring, then queue what

@@ -333,6 +333,14 @@ impl StatusWriter {
         // force: the operator is the only writer of status by design; a manual
         // `kubectl patch --subresource=status` must not wedge it with a field conflict.
         let params = PatchParams::apply(FIELD_MANAGER).force();
+        // The last heartbeat ping is written by the replica that received it, under its own
+        // field manager ([`super::pings`]): applying a copy here would take it over and could
+        // write back an older ping.
+        let status = &HealthCheckStatus {
+            last_ping_time: None,
+            last_ping: None,
+            ..status.clone()
+        };
         let drift = &self.shared.drift;
         let mut learned = Vec::new();
         let outcome = loop {
