@@ -305,8 +305,12 @@ pub fn same_runner(a: &HealthCheck, b: &HealthCheck) -> bool {
 #[path = "index_tests.rs"]
 mod tests;
 
-/// When the object's last heartbeat ping arrived, as its status records it.
-fn last_ping(object: &HealthCheck) -> Option<&jiff::Timestamp> {
+/// The object's last heartbeat ping as its status records it (whole seconds, so what the
+/// ping said tells two of one second apart).
+fn last_ping(object: &HealthCheck) -> Option<(&jiff::Timestamp, &crate::api::LastPing)> {
     let status = object.status.as_ref()?;
-    status.last_ping_time.as_ref().map(|t| &t.0)
+    Some((
+        &status.last_ping_time.as_ref()?.0,
+        status.last_ping.as_ref()?,
+    ))
 }

@@ -114,6 +114,11 @@ impl ApiPings {
         if self.budget.check().is_err() {
             return Err(RecordError::Busy);
         }
+        // Status keeps whole seconds: the owner, here or through its watch, sees this time.
+        let ping = Ping {
+            at: jiff::Timestamp::from_second(ping.at.as_second()).unwrap_or(ping.at),
+            ..ping
+        };
         let mut status = HealthCheckStatus::default();
         ping.record(&mut status, run_id.clone());
         let patch = Patch::Apply(serde_json::json!({

@@ -133,8 +133,9 @@ pub struct Machine {
     due: Timestamp,
     /// A run announced with `/start` that has not finished.
     started: Option<Timestamp>,
-    /// The newest ping applied: older or repeated deliveries are ignored.
-    last_ping: Option<Timestamp>,
+    /// The newest ping applied: older or repeated deliveries are ignored. Status keeps whole
+    /// seconds, so two pings of one second are told apart by what they say.
+    last_ping: Option<Ping>,
     /// Deadlines missed since the last completed run.
     misses: u64,
 }
@@ -152,7 +153,13 @@ impl Machine {
             misses: 0,
         };
         if let Some((result, at)) = resume.last_ping {
-            (machine.anchor, machine.ran, machine.last_ping) = (at, true, Some(at));
+            (machine.anchor, machine.ran) = (at, true);
+            machine.last_ping = Some(Ping {
+                result,
+                exit_code: None,
+                at,
+                message: String::new(),
+            });
             // A run in progress at the restart; the run before it is not in status, so the
             // start stands in for it.
             machine.started = (result == PingResult::Start).then_some(at);
@@ -166,10 +173,15 @@ impl Machine {
 
     /// Applies a ping; a finished run is a verdict (`Succeeded` or `HeartbeatFailed`).
     pub fn ping(&mut self, ping: &Ping) -> Option<Verdict> {
-        if self.last_ping.is_some_and(|last| ping.at <= last) {
+        let seen = |last: &Ping| {
+            let same = (last.result, last.exit_code, &last.message)
+                == (ping.result, ping.exit_code, &ping.message);
+            ping.at < last.at || (ping.at == last.at && same)
+        };
+        if self.last_ping.as_ref().is_some_and(seen) {
             return None;
         }
-        self.last_ping = Some(ping.at);
+        self.last_ping = Some(ping.clone());
         let failed = ping.result == PingResult::Fail || ping.exit_code.is_some_and(|c| c != 0);
         if ping.result == PingResult::Start && !failed {
             self.started = Some(ping.at);

@@ -450,3 +450,12 @@ fn a_ping_recorded_while_no_runner_judged_it_is_judged_on_resume() {
         "a judged ping is not judged again"
     );
 }
+
+#[test]
+fn two_pings_of_one_second_are_both_judged_and_a_repeat_is_not() {
+    let mut clock = Clock::new(every(H, 10 * M, None), "2026-01-01T00:00:00Z");
+    clock.ok("2026-01-01T00:30:00Z");
+    clock.ping("2026-01-01T00:30:00Z", PingResult::Fail, None);
+    clock.ping("2026-01-01T00:30:00Z", PingResult::Fail, None);
+    assert_eq!(clock.reasons(), [Succeeded, HeartbeatFailed]);
+}

@@ -110,7 +110,7 @@ pub(super) fn deliver(state: &mut super::RunnerState, ping: Ping, run_id: Option
         .status
         .last_ping_time
         .as_ref()
-        .is_none_or(|last| last.0 < ping.at)
+        .is_none_or(|last| last.0 <= ping.at)
     {
         ping.record(&mut state.status, run_id);
     }

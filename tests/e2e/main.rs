@@ -15,6 +15,7 @@ mod describe;
 mod edits;
 mod events;
 mod feedback;
+mod heartbeat;
 mod leader;
 mod load;
 mod namespaces;
