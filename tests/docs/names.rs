@@ -13,7 +13,8 @@ use serde_json::Value;
 use crate::{CANARY, docs};
 
 /// Flags of the other programs the documents show (helm, kubectl, cargo, docker, podman,
-/// scripts, unshare, strip): a flag that is in neither list is a mistake.
+/// scripts, unshare, strip, curl, a Dockerfile's COPY): a flag that is in neither list is a
+/// mistake.
 const OTHER_TOOLS_FLAGS: &[&str] = &[
     "--api-versions",
     "--as",
@@ -25,6 +26,7 @@ const OTHER_TOOLS_FLAGS: &[&str] = &[
     "--create-namespace",
     "--features",
     "--for",
+    "--from",
     "--from-literal",
     "--install",
     "--layers",
@@ -37,6 +39,8 @@ const OTHER_TOOLS_FLAGS: &[&str] = &[
     "--pull",
     "--push",
     "--release",
+    "--retry",
+    "--retry-all-errors",
     "--rm",
     "--server-side",
     "--set",
@@ -69,6 +73,7 @@ fn canary_flags() -> BTreeSet<String> {
         &["crd"],
         &["discover"],
         &["selftest"],
+        &["ping"],
     ] {
         let out = std::process::Command::new(CANARY)
             .args(command)
