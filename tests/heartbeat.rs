@@ -295,3 +295,52 @@ async fn canary_ping_reports_a_command_and_exits_with_its_code() {
     )
     .await;
 }
+
+/// Opens `count` connections to `addr`, each sending `request` and then nothing more.
+fn open_slow(addr: SocketAddr, count: usize, request: &[u8]) -> Vec<std::net::TcpStream> {
+    use std::io::Write;
+    (0..count)
+        .filter_map(|_| {
+            let mut stream =
+                std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+            stream.write_all(request).ok()?;
+            Some(stream)
+        })
+        .collect()
+}
+
+/// The admin endpoints' abuse test, on the heartbeat listener: 1,000 connections that send
+/// headers slowly and 100 that send a body slowly (to another check: a client with a check's
+/// token may spend that check's rate) do not keep a job's ping from being answered within a
+/// second, nor grow the process by 32 MiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pings_are_answered_within_a_second_under_slow_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let (canary, addr) = standalone(dir.path(), &["busy", "other"]).await;
+    let before = canary.rss_mib();
+    let abusers = tokio::task::spawn_blocking(move || {
+        let headers = b"POST /api/v1/ping/default/busy HTTP/1.1\r\nHost: canary\r\n";
+        let slow_headers = open_slow(addr, 1000, headers);
+        let body = format!(
+            "POST /api/v1/ping/default/other HTTP/1.1\r\nHost: canary\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 10240\r\n\r\nx"
+        );
+        let slow_bodies = open_slow(addr, 100, body.as_bytes());
+        (slow_headers, slow_bodies)
+    })
+    .await
+    .unwrap();
+    assert!(abusers.0.len() >= 900, "abusers connected");
+    let mut worst = Duration::ZERO;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let answer = ping(addr, "GET", "/api/v1/ping/default/busy", Some(TOKEN), b"").await;
+        worst = worst.max(started.elapsed());
+        assert_eq!(answer.status, 200, "{answer:?}");
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    let growth = canary.rss_mib() - before;
+    println!("under abuse: a ping took {worst:?} at worst; RSS +{growth:.1} MiB");
+    assert!(worst < Duration::from_secs(1), "a ping took {worst:?}");
+    assert!(growth < 32.0, "RSS grew {growth:.1} MiB");
+    drop(abusers);
+}
