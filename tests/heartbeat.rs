@@ -284,6 +284,23 @@ async fn canary_ping_reports_a_command_and_exits_with_its_code() {
     assert_eq!(starts, Ok(1.0), "/start was sent first");
     let (code, _) = ping_run("true").await;
     assert_eq!(code, Some(0));
+    // A reporting problem never keeps the job from running.
+    let unreadable = tokio::process::Command::new(CANARY)
+        .args([
+            "ping",
+            "--url",
+            &url,
+            "--token-file",
+            "/nonexistent",
+            "--",
+            "sh",
+            "-c",
+            "exit 4",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(unreadable.status.code(), Some(4));
     eventually(
         Duration::from_secs(2),
         "Succeeded",

@@ -56,19 +56,28 @@ pub enum PingError {
     NoCommand,
 }
 
-/// Runs the command between its two pings; returns its exit code.
+/// Runs the command between its two pings; returns its exit code. A reporting problem (a bad
+/// URL, an unreadable token file, an unreachable listener) is logged and never keeps the
+/// command from running: the check then reports the run as missed.
 pub async fn run(config: &PingConfig) -> Result<u8, PingError> {
-    let target = Target::of(config)?;
     let Some((program, args)) = config.command.split_first() else {
         return Err(PingError::NoCommand);
     };
-    target.send("start", Bytes::new(), START_DEADLINE).await;
+    let target = Target::of(config)
+        .inspect_err(|error| {
+            let message = format!("canary ping: not reporting this run: {error}\n");
+            crate::logging::write_line(&message);
+        })
+        .ok();
+    if let Some(target) = &target {
+        target.send("start", Bytes::new(), START_DEADLINE).await;
+    }
     let tail = Arc::new(Mutex::new(VecDeque::with_capacity(MAX_MESSAGE)));
     let code = run_command(program, args, &tail).await;
-    let output: Vec<u8> = lock(&tail).iter().copied().collect();
-    target
-        .send(&code.to_string(), Bytes::from(output), config.deadline)
-        .await;
+    if let Some(target) = &target {
+        let output = Bytes::from(lock(&tail).iter().copied().collect::<Vec<u8>>());
+        (target.send(&code.to_string(), output, config.deadline)).await;
+    }
     Ok(code)
 }
 
