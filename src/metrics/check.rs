@@ -30,11 +30,13 @@ const DURATION_BUCKETS: [f64; 12] = [
 /// Fixed labels of `canary_check_info` (allow-listed resource labels follow).
 const INFO: &[&str] = &["namespace", "name", "kind", "target"];
 
-/// Reasons for which no probe ran.
+/// Reasons for which no probe ran (as [`crate::probe::Outcome::ran`] says: a heartbeat check
+/// waiting for its first deadline is Pending).
 fn did_not_run(reason: Reason) -> bool {
     matches!(
         reason,
         Reason::Suspended
+            | Reason::Pending
             | Reason::InvalidSpec
             | Reason::ReferenceNotFound
             | Reason::ReferenceForbidden
@@ -170,8 +172,10 @@ impl CheckFamilies {
         let success = outcome.success();
         series.in_maintenance = Some(report.in_maintenance);
         series.success = Some(success);
-        let seconds = outcome.duration.as_secs_f64();
-        series.duration.get_or_insert_default().observe(seconds);
+        if outcome.facts.kind.timed() {
+            let seconds = outcome.duration.as_secs_f64();
+            series.duration.get_or_insert_default().observe(seconds);
+        }
         let at = outcome.started_at.as_millisecond() as f64 / 1000.0;
         series.last_run = Some(at);
         if success {

@@ -84,6 +84,29 @@ fn info_names_the_target_and_allow_listed_labels_and_a_check_that_does_not_run_h
     assert!(!metrics.render().unwrap().contains("canary_check_info{"));
 }
 
+#[test]
+fn a_pending_heartbeat_check_has_no_verdict_and_its_verdicts_no_latency() {
+    let metrics = Metrics::new().unwrap();
+    let spec = spec();
+    report(&metrics, &spec, Reason::Pending);
+    let text = metrics.render().unwrap();
+    assert!(
+        !text.contains("canary_check_success{"),
+        "Pending is no verdict:\n{text}"
+    );
+    assert!(!text.contains(r#"reason="Pending""#), "nor a failed run");
+    let mut outcome = Outcome::not_run(Reason::HeartbeatMissed, "");
+    outcome.facts.kind = crate::probe::KindFacts::Heartbeat { last_ping: None };
+    let status = HealthCheckStatus::default();
+    metrics.on_run(&RunReport::of(&spec, &outcome, &status, &Arc::default()));
+    let text = metrics.render().unwrap();
+    assert!(text.contains(r#"canary_check_success{name="api",namespace="shop"} 0"#));
+    assert!(
+        !text.contains("canary_check_duration_seconds_count{"),
+        "{text}"
+    );
+}
+
 fn has_series(metrics: &Metrics) -> bool {
     metrics.render().unwrap().contains(r#"name="api""#)
 }

@@ -60,6 +60,12 @@ impl KindFacts {
         }
     }
 
+    /// Whether the run timed a probe (its duration is a latency for the duration histogram):
+    /// not for a verdict on pushed pings.
+    pub fn timed(&self) -> bool {
+        !matches!(self, Self::Heartbeat { .. })
+    }
+
     /// What the target answered, as `canary check` shows it: the HTTP status, the DNS
     /// response code, the gRPC serving status (else the call's status).
     pub fn answer(&self) -> Option<String> {
