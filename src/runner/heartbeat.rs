@@ -165,7 +165,7 @@ impl Machine {
             machine.started = (result == PingResult::Start).then_some(at);
         }
         machine.due = machine.first_due();
-        if let Some(judged) = resume.judged_until.filter(|_| machine.ran) {
+        if let Some(judged) = resume.judged_until {
             machine.skip_until(judged.min(now));
         }
         machine

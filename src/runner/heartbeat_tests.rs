@@ -459,3 +459,18 @@ fn two_pings_of_one_second_are_both_judged_and_a_repeat_is_not() {
     clock.ping("2026-01-01T00:30:00Z", PingResult::Fail, None);
     assert_eq!(clock.reasons(), [Succeeded, HeartbeatFailed]);
 }
+
+#[test]
+fn a_restart_does_not_count_again_a_miss_of_a_check_never_pinged() {
+    let mut before = Clock::new(every(H, 10 * M, None), "2026-01-01T00:00:00Z");
+    before.advance("2026-01-01T01:10:02Z");
+    assert_eq!(before.reasons(), [HeartbeatMissed]);
+    let rules = every(H, 10 * M, None);
+    let (created, now) = ("2026-01-01T00:00:00Z", "2026-01-01T01:30:00Z");
+    let mut after = Clock::resumed(rules, created, before.status.clone(), now);
+    after.advance("2026-01-01T02:10:01Z");
+    assert!(after.verdicts.is_empty(), "{:?}", after.verdicts);
+    after.advance("2026-01-01T02:10:02Z");
+    assert_eq!(after.reasons(), [HeartbeatMissed]);
+    assert_eq!(after.status.consecutive_failures, 2);
+}
