@@ -11,13 +11,15 @@ use tokio::{sync::Notify, time::Instant};
 use super::{
     Shared,
     heartbeat::{Machine, Ping, Resume, Rules, Verdict},
-    task::{Runner, Timing, report},
+    task::{Runner, Timing, paused, report},
 };
 use crate::{api::Reason, lock, probe::KindFacts, probe::Outcome};
 
 /// Pings a runner holds between two wake-ups at most; older ones are dropped first (only the
 /// newest can move the machine once it has caught up).
 pub const INBOX: usize = 16;
+/// How often a paused runner (see [`paused`]) looks again.
+const PAUSED_POLL: Duration = Duration::from_secs(1);
 /// The longest sleep between two looks at the wall clock (it may be stepped meanwhile).
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 
@@ -67,6 +69,11 @@ pub(super) async fn run(
             () = wake.notified() => {}
         }
         let pings = std::mem::take(&mut lock(&runner.state).inbox);
+        if paused(&shared) {
+            // A deadline past stays past: look again a second later, not in a busy loop.
+            tokio::time::sleep(PAUSED_POLL).await;
+            continue;
+        }
         for ping in pings {
             let verdict = machine.ping(&ping);
             if let Some(verdict) = verdict {

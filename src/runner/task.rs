@@ -146,6 +146,16 @@ fn next_run(
     }
 }
 
+/// Whether this replica must not judge now: it promised to stop by an earlier time (a
+/// handover, [`super::Scheduler::retire`]) or cannot renew its share
+/// ([`super::Scheduler::probe_until`]). A heartbeat runner then leaves its verdicts to the next
+/// owner, which resumes from status.
+pub(super) fn paused(shared: &Shared) -> bool {
+    let retired = (*lock(&shared.retire_after))
+        .is_some_and(|limit| phase::unix_ms(jiff::Timestamp::now()) > limit);
+    retired || gated(shared, Instant::now())
+}
+
 /// Whether probes may not start at `now` (see [`super::Scheduler::probe_until`]).
 fn gated(shared: &Shared, now: Instant) -> bool {
     (*lock(&shared.probe_until)).is_some_and(|until| now >= until)
