@@ -101,6 +101,10 @@ pub fn detail(detail: &Detail) -> Value {
         "tls": detail.tls,
         "spec": detail.spec,
         "probedBy": detail.probed_by,
+        "lastPing": detail.last_ping.as_ref().map(|(at, ping)| {
+            json!({"time": at.to_string(), "result": ping.result, "exitCode": ping.exit_code,
+                "message": ping.message, "runId": ping.run_id})
+        }),
     });
     if let (Value::Object(value), Value::Object(extra)) = (&mut value, extra) {
         value.extend(extra);

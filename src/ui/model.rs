@@ -3,7 +3,10 @@
 //! history, fed by the runs that feed the metrics).
 
 use crate::{
-    api::{CheckKey, HealthCheckSpec, HealthCheckStatus, LastResult, Reason, TlsFacts, redact},
+    api::{
+        CheckKey, HealthCheckSpec, HealthCheckStatus, LastPing, LastResult, Reason, TlsFacts,
+        redact,
+    },
     runner::{
         CheckState, RunnerSpec, RunnerView, Scheduler,
         history::{Hour, RunEntry, TransitionEntry, Window},
@@ -90,6 +93,8 @@ pub struct Detail {
     /// The replica whose run status last recorded (`status.probedBy`): with `--sharding
     /// shards`, the owner, so a reader of another replica's page knows whose history this is.
     pub probed_by: Option<String>,
+    /// Heartbeat checks: when the last ping arrived and what it said.
+    pub last_ping: Option<(jiff::Timestamp, LastPing)>,
 }
 
 /// How the page reads the scheduler.
@@ -176,6 +181,9 @@ impl Source {
             tls: view.status.tls.clone(),
             spec: spec.info.spec.as_deref().map(shown),
             probed_by: view.status.probed_by.clone(),
+            last_ping: (view.status.last_ping_time.as_ref())
+                .zip(view.status.last_ping.clone())
+                .map(|(at, ping)| (at.0, ping)),
         };
         match self.redact {
             true => redacted(detail),
@@ -204,6 +212,10 @@ fn redacted(mut detail: Detail) -> Detail {
         tls.dns_names.clear();
     }
     (detail.spec, detail.probed_by) = (None, None);
+    // A job's output and run id may name internal hosts and data.
+    if let Some((_, ping)) = &mut detail.last_ping {
+        (ping.message, ping.run_id) = (String::new(), None);
+    }
     detail
 }
 

@@ -78,6 +78,13 @@ fn detail() -> Detail {
         tls: Some(serde_json::from_value(tls).unwrap()),
         spec: Some(spec(json!({"grpc": {"target": "api:50051"}}))),
         probed_by: Some("canary-7f9c-r2".into()),
+        last_ping: Some((
+            "2026-01-01T00:00:00Z".parse().unwrap(),
+            serde_json::from_value(
+                json!({"result": "fail", "exitCode": 3, "message": "dump of db.internal failed", "runId": "job-42"}),
+            )
+            .unwrap(),
+        )),
     }
 }
 
@@ -86,7 +93,13 @@ fn detail() -> Detail {
 #[test]
 fn redaction_hides_the_serial_probed_by_and_the_grpc_status() {
     let shown = json!(super::super::api::detail(&detail()));
-    for kept in ["0a:1b", "canary-7f9c-r2", "UNAVAILABLE"] {
+    for kept in [
+        "0a:1b",
+        "canary-7f9c-r2",
+        "UNAVAILABLE",
+        "db.internal",
+        "job-42",
+    ] {
         assert!(shown.to_string().contains(kept), "unredacted shows {kept}");
     }
     let hidden = redacted(detail());
@@ -97,6 +110,8 @@ fn redaction_hides_the_serial_probed_by_and_the_grpc_status() {
         "UNAVAILABLE",
         "CN=api",
         "grpc said no",
+        "db.internal",
+        "job-42",
     ] {
         assert!(!text.contains(leak), "{leak} in {text}");
     }
@@ -108,9 +123,10 @@ fn redaction_hides_the_serial_probed_by_and_the_grpc_status() {
         peers: Vec::new(),
     };
     let page = super::super::page::detail(&hidden, &ctx).into_string();
-    for leak in ["canary-7f9c-r2", "UNAVAILABLE", "0a:1b"] {
+    for leak in ["canary-7f9c-r2", "UNAVAILABLE", "0a:1b", "db.internal", "job-42"] {
         assert!(!page.contains(leak), "{leak} on the page");
     }
+    assert!(page.contains("Last ping") && page.contains("exit code"), "{page}");
 }
 
 fn status(ready: &str, reason: &str, message: &str, last: serde_json::Value) -> HealthCheckStatus {

@@ -10,7 +10,7 @@ use super::{
     model::{Check, Detail, Span},
 };
 use crate::{
-    api::{LastResult, Reason, TlsFacts},
+    api::{LastPing, LastResult, Reason, TlsFacts},
     runner::{
         CheckState,
         history::{RunEntry, TransitionEntry},
@@ -206,6 +206,7 @@ pub fn detail(detail: &Detail, ctx: &PageContext) -> Markup {
                 (chart::latency(&check.results))
             }
             @if let Some(result) = &detail.last_result { (last_result(result, check, detail.probed_by.as_deref())) }
+            @if let Some((at, ping)) = &detail.last_ping { (last_ping(*at, ping)) }
             @if let Some(tls) = &detail.tls { (certificate(tls)) }
             (transitions(&detail.transitions))
             (badges(check))
@@ -218,6 +219,22 @@ pub fn detail(detail: &Detail, ctx: &PageContext) -> Markup {
         }
     };
     layout(&title, ctx, body)
+}
+
+/// A heartbeat check's last ping (recorded by the replica that received it).
+fn last_ping(at: jiff::Timestamp, ping: &LastPing) -> Markup {
+    html! {
+        section {
+            h2 { "Last ping" }
+            dl.facts {
+                dt { "when" } dd { (time(at.as_second())) }
+                dt { "result" } dd { (ping.result.as_str()) }
+                @if let Some(code) = ping.exit_code { dt { "exit code" } dd { (code) } }
+                @if let Some(run_id) = &ping.run_id { dt { "run id" } dd { (run_id) } }
+                @if !ping.message.is_empty() { dt { "message" } dd { pre { (ping.message) } } }
+            }
+        }
+    }
 }
 
 fn last_result(result: &LastResult, check: &Check, probed_by: Option<&str>) -> Markup {

@@ -64,6 +64,7 @@ fn never_connected(state: CheckState, reason: Reason, message: &str) -> Detail {
         tls: None,
         spec: None,
         probed_by: None,
+        last_ping: None,
     }
 }
 
