@@ -28,7 +28,7 @@ pub use auth::{
     ValidOAuth2,
 };
 pub use cel::{
-    CEL_STACK, CelError, CelExpression, MAX_CEL_BYTES, MAX_CEL_DEPTH, MAX_CEL_LOOPS, TICK,
+    CEL_STACK, CelError, CelExpression, MAX_CEL_BYTES, MAX_CEL_DEPTH, MAX_CEL_LOOPS, METER, TICK,
     compile as compile_cel,
 };
 pub use discovery::*;

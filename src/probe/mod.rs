@@ -15,6 +15,7 @@ mod dns;
 mod facts;
 mod grpc;
 mod headers;
+mod heap;
 mod http;
 mod http2;
 mod json;
