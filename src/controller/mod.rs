@@ -36,7 +36,7 @@ use tokio::sync::{mpsc, watch as channel};
 
 pub use config::{AdvertiseAddress, LeaderConfig, OperatorConfig, Sharding};
 pub use events::transition_event;
-pub use index::{Index, WatchScope};
+pub use index::{Index, WatchScope, slim};
 pub use leader::{Elector, Leadership, LeaseConfig};
 pub use reconcile::{Reconciled, Scope};
 

@@ -18,7 +18,11 @@ use kube::{
 use prometheus::IntGauge;
 use tokio::{sync::mpsc, time::Instant};
 
-use super::{api_error::describe_watch, index::WatchScope, reconcile::WatchEvent};
+use super::{
+    api_error::describe_watch,
+    index::{WatchScope, slim},
+    reconcile::WatchEvent,
+};
 use crate::{
     api::{HealthCheck, fmt_go},
     lock,
@@ -43,7 +47,7 @@ fn watch_stream(client: &Client, scopes: &[WatchScope]) -> Events {
         };
         let scope = scope.clone();
         with_backoff(watcher::watcher(api, config.clone()))
-            .map(move |event| (scope.clone(), event))
+            .map(move |item| (scope.clone(), item.map(|event| event.modify(slim))))
             .boxed()
     });
     Box::pin(select_all(streams))
