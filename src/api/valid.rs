@@ -221,7 +221,9 @@ impl ValidSpec {
         }
         let policy = &self.tls_policy;
         refs.extend(policy.ca_bundle.iter().map(|r| r.object.clone()));
-        refs.extend(policy.client_certificate.iter().map(|name| Reference {
+        let secrets = policy.client_certificate.iter();
+        let secrets = secrets.chain(&policy.expect_served_certificate);
+        refs.extend(secrets.map(|name| Reference {
             kind: ReferenceKind::Secret,
             name: name.clone(),
         }));
