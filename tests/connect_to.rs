@@ -105,18 +105,28 @@ async fn http2_over_tls_and_in_cleartext_keep_the_authority() {
 }
 
 #[tokio::test]
-async fn plain_http_redirects_to_the_same_host_go_through_connect_to_too() {
-    let server = TestServer::start(Transport::Plain, |r| match r.path.as_str() {
+async fn redirects_to_the_same_host_go_through_connect_to_and_others_resolve() {
+    let elsewhere = TestServer::start(Transport::Plain, |r| {
+        Reply::ok(r.header("host").unwrap_or_default())
+    })
+    .await;
+    let away = format!("http://127.0.0.1:{}/final", elsewhere.port());
+    let server = TestServer::start(Transport::Plain, move |r| match r.path.as_str() {
         "/" => Reply::redirect(302, "/next"),
-        _ => Reply::ok(r.header("host").unwrap_or_default()),
+        "/next" => Reply::redirect(302, &away),
+        _ => Reply::status(500, "connectTo followed a redirect to another host"),
     })
     .await;
     let spec_json = json!({"http": {"url": "http://app.test/", "connectTo": format!("127.0.0.1:{}", server.port()),
-        "expect": {"bodyContains": "app.test"}}});
+        "expect": {"bodyContains": "127.0.0.1"}}});
     let outcome = probe_once(&spec(spec_json), &MapRefs::default()).await;
     assert_reason(&outcome, Reason::Succeeded);
-    let paths: Vec<String> = server.requests().into_iter().map(|r| r.path).collect();
-    assert_eq!(paths, ["/", "/next"]);
+    let hosts: Vec<(String, Option<String>)> = (server.requests().into_iter())
+        .map(|r| (r.path.clone(), r.header("host").map(str::to_string)))
+        .collect();
+    let app = Some("app.test".to_string());
+    assert_eq!(hosts, [("/".into(), app.clone()), ("/next".into(), app)]);
+    assert_eq!(elsewhere.requests()[0].path, "/final");
 }
 
 #[tokio::test]
