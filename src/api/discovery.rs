@@ -230,8 +230,8 @@ pub enum Dial {
     /// Resolve the host.
     #[default]
     Host,
-    /// Dial the Ingress's or Gateway's status address, Host header and SNI unchanged (needs
-    /// `http.connectTo`, not built yet: such checks are skipped as DialUnsupported).
+    /// Dial the Ingress's or Gateway's status address (`http.connectTo`), Host header and SNI
+    /// unchanged; without a status address a host is skipped (NoStatusAddress).
     LoadBalancer,
 }
 
@@ -302,8 +302,14 @@ pub enum SkipReason {
     NotAllowed,
     /// A UDP or SCTP Service port.
     UnsupportedProtocol,
-    /// `dial: LoadBalancer` needs `http.connectTo`, not built yet.
+    /// `dial: LoadBalancer` for a GRPCRoute: gRPC checks have no `connectTo`.
     DialUnsupported,
+    /// `dial: LoadBalancer`, but the Ingress (`status.loadBalancer.ingress`) or Gateway
+    /// (`status.addresses`) has no address yet.
+    NoStatusAddress,
+    /// `tlsPolicy.expectServedFromSecret`, but the Ingress's `tls` entry for the host names no
+    /// `secretName` (the controller's default certificate is served).
+    NoTLSSecret,
     /// The object's `canary.dev/check-template` annotation is not a valid template.
     InvalidTemplate,
 }
@@ -321,6 +327,8 @@ impl SkipReason {
             Self::NotAllowed => "NotAllowed",
             Self::UnsupportedProtocol => "UnsupportedProtocol",
             Self::DialUnsupported => "DialUnsupported",
+            Self::NoStatusAddress => "NoStatusAddress",
+            Self::NoTLSSecret => "NoTLSSecret",
             Self::InvalidTemplate => "InvalidTemplate",
         }
     }

@@ -52,7 +52,8 @@ pub use status::*;
 pub use tcp::{Endpoint, SocketTarget};
 pub use text::{MAX_TARGET_CHARS, TargetText, display_text};
 pub use tls::{
-    ClientCertificate, DEFAULT_MIN_REMAINING_VALIDITY, TlsPolicy, TlsVersion, ValidTlsPolicy,
+    ClientCertificate, DEFAULT_MIN_REMAINING_VALIDITY, ExpectServedCertificate, LocalSecretRef,
+    TlsPolicy, TlsVersion, ValidTlsPolicy,
 };
 pub use valid::*;
 pub use validate::{FieldError, validate};
