@@ -158,6 +158,16 @@ async fn main() {
         size_of::<Option<canary_operator::api::HealthCheckStatus>>(),
         size_of::<kube::api::ObjectMeta>(),
     );
+    use canary_operator::api as a;
+    println!(
+        "  spec parts: http {}, tcp {}, tls {}, dns {}, grpc {}, tlsPolicy {}",
+        size_of::<Option<a::HttpProbe>>(),
+        size_of::<Option<a::SocketTarget>>(),
+        size_of::<Option<a::SocketTarget>>(),
+        size_of::<Option<a::DnsProbe>>(),
+        size_of::<Option<a::GrpcProbe>>(),
+        size_of::<Option<a::TlsPolicy>>(),
+    );
     println!("in the index, {checks} objects (jemalloc allocated bytes per object):");
     let variants: [(&str, Cut); 4] = [
         ("as read", |_| {}),

@@ -11,6 +11,7 @@
 
 pub mod api_error;
 pub mod config;
+pub mod cronjob;
 mod event_queue;
 mod events;
 #[cfg(test)]

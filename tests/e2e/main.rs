@@ -10,6 +10,7 @@
 
 mod audit;
 mod crd_skew;
+mod cronjob;
 mod deny;
 mod describe;
 mod edits;

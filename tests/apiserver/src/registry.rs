@@ -172,6 +172,8 @@ const BUILTINS: &[Builtin] = &[
         &[],
         false,
     ),
+    ("batch", "v1", "cronjobs", "CronJob", true, &["cj"], true),
+    ("batch", "v1", "jobs", "Job", true, &[], true),
     (
         "coordination.k8s.io",
         "v1",
