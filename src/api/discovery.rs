@@ -309,6 +309,20 @@ pub enum SkipReason {
 }
 
 impl SkipReason {
+    /// Every reason (metrics set a series for each).
+    pub const ALL: [SkipReason; 10] = [
+        Self::NoHost,
+        Self::WildcardHost,
+        Self::RegexPath,
+        Self::NotAccepted,
+        Self::ConditionalMatch,
+        Self::GatewayNotFound,
+        Self::NotAllowed,
+        Self::UnsupportedProtocol,
+        Self::DialUnsupported,
+        Self::InvalidTemplate,
+    ];
+
     /// The name as written in status and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
