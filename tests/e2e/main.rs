@@ -12,6 +12,7 @@ mod audit;
 mod crd_skew;
 mod deny;
 mod describe;
+mod discovery;
 mod edits;
 mod events;
 mod feedback;
