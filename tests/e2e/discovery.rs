@@ -112,7 +112,9 @@ async fn an_annotated_ingress_becomes_a_check_that_follows_host_opt_in_and_disco
     let k = &s.cluster.kubectl;
     let first = until_urls(k, ns, &["http://a.test/"]).await;
     let name = format!("chc/{}", first[0].0);
-    let check = k.get_json(&[&name, "-n", ns, "--show-managed-fields"]).await;
+    let check = k
+        .get_json(&[&name, "-n", ns, "--show-managed-fields"])
+        .await;
     let meta = &check["metadata"];
     assert!(first[0].0.starts_with("ing-web-"), "{first:?}");
     assert_eq!(meta["labels"]["canary.dev/discovery"], "web");
