@@ -39,7 +39,7 @@ use self::{
 };
 use super::{Scope, index::WatchScope, writer::StatusWriter};
 use crate::{
-    api::{CheckDiscovery, CheckKey},
+    api::{CheckDiscovery, CheckDiscoveryStatus, CheckKey},
     discovery::{self as derive, Settings},
     metrics::DiscoveryMetrics,
 };
@@ -205,33 +205,35 @@ impl Controller {
     /// Derives, writes and reports one discovery; whether a write failed.
     async fn reconcile(&mut self, discovery: &CheckDiscovery) -> bool {
         let namespace = discovery.namespace().unwrap_or_default();
+        let inputs = self.sources.inputs(&namespace);
+        let outcome = match derive::derive(discovery, &inputs, &self.settings) {
+            Err(error) => Outcome::Invalid(error.to_string()),
+            Ok(found) => Outcome::Derived(self.converge(discovery, found).await),
+        };
+        let failed = matches!(&outcome, Outcome::Derived(d) if d.failed > 0);
+        let reported = self.report(discovery, &outcome).await;
+        failed || !reported
+    }
+
+    /// Writes the status when it changed, the Warning Event of a new problem, and the
+    /// metrics; whether the status write (if any) succeeded.
+    async fn report(&self, discovery: &CheckDiscovery, outcome: &Outcome) -> bool {
+        let namespace = discovery.namespace().unwrap_or_default();
         let name = discovery.name_any();
-        let outcome =
-            match derive::derive(discovery, &self.sources.inputs(&namespace), &self.settings) {
-                Err(error) => Outcome::Invalid(error.to_string()),
-                Ok(found) => Outcome::Derived(self.converge(discovery, found).await),
-            };
-        let now = Time(
-            jiff::Timestamp::from_second(jiff::Timestamp::now().as_second()).unwrap_or_default(),
-        );
+        let second = jiff::Timestamp::now().as_second();
+        let now = Time(jiff::Timestamp::from_second(second).unwrap_or_default());
         let prev = discovery.status.as_ref();
-        let next = status::next_status(prev, discovery.metadata.generation, &outcome, &now);
-        let mut failed = matches!(&outcome, Outcome::Derived(d) if d.failed > 0);
-        if prev != Some(&next) {
-            if let Err(error) = self.writes.status(discovery, &next).await {
-                tracing::warn!(%namespace, discovery = %name, %error, "discovery status write failed");
-                failed = true;
-            }
+        let next = status::next_status(prev, discovery.metadata.generation, outcome, &now);
+        let mut written = true;
+        if prev != Some(&next)
+            && let Err(error) = self.writes.status(discovery, &next).await
+        {
+            tracing::warn!(%namespace, discovery = %name, %error, "discovery status write failed");
+            written = false;
         }
-        match &outcome {
+        match outcome {
             Outcome::Invalid(message) => {
-                let ready = |s: &crate::api::CheckDiscoveryStatus| {
-                    s.conditions
-                        .iter()
-                        .find(|c| c.type_ == status::READY)
-                        .map(|c| (c.reason.clone(), c.message.clone()))
-                };
-                if prev.and_then(ready) != ready(&next) {
+                if ready(prev) != ready(Some(&next)) {
                     tracing::warn!(%namespace, discovery = %name, %message, "CheckDiscovery is invalid");
                     self.writes
                         .warn(discovery, status::INVALID_SPEC, message)
@@ -239,11 +241,10 @@ impl Controller {
                 }
             }
             Outcome::Derived(derived) => {
-                self.metrics
-                    .record(&namespace, &name, derived.generated, &derived.skips);
+                (self.metrics).record(&namespace, &name, derived.generated, &derived.skips);
             }
         }
-        failed
+        written
     }
 
     /// Brings the namespace's generated checks to `found`.
@@ -313,6 +314,14 @@ async fn execute(
         }
     }
     (failed, first_error)
+}
+
+/// The reason and message of a status's Ready condition.
+fn ready(status: Option<&CheckDiscoveryStatus>) -> Option<(String, String)> {
+    let conditions = status.map(|s| s.conditions.as_slice()).unwrap_or_default();
+    (conditions.iter())
+        .find(|c| c.type_ == status::READY)
+        .map(|c| (c.reason.clone(), c.message.clone()))
 }
 
 /// The Gateway API kinds `discovery` reads whose API is not served.
