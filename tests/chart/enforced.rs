@@ -106,7 +106,8 @@ async fn with_discovery_the_operator_generates_checks_as_its_service_account_unr
     let discovery = json!({
         "apiVersion": "canary.dev/v1alpha1", "kind": "CheckDiscovery",
         "metadata": {"name": "web", "namespace": "shop"},
-        "spec": {"sources": {"ingress": {}, "service": {}, "httpRoute": {}}, "optIn": "All"},
+        "spec": {"sources": {"ingress": {}, "service": {}, "httpRoute": {}}, "optIn": "All",
+                 "template": {"suspend": true}},
     });
     let ingress = json!({
         "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",

@@ -1,7 +1,8 @@
 //! The discovery controller (`--discovery`) end to end: CheckDiscoveries and Ingresses applied
 //! with kubectl, the generated HealthChecks observed through kubectl. Every wait is on a
 //! condition with a deadline; "nothing changed" is shown with a sentinel object applied after
-//! the change, whose check proves a later pass has run.
+//! the change, whose check proves a later pass has run. Generated checks are suspended, so
+//! nothing is probed (their `.test` hosts would go to DNS).
 
 use std::time::Duration;
 
@@ -102,7 +103,8 @@ async fn until_condition(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_annotated_ingress_becomes_a_check_that_follows_host_opt_in_and_discovery() {
     let ns = "shop";
-    let spec = json!({"sources": {"ingress": {}}, "template": {"interval": "30s"}});
+    let template = json!({"interval": "30s", "suspend": true});
+    let spec = json!({"sources": {"ingress": {}}, "template": template});
     let objects = [
         discovery(ns, "web", spec),
         ingress(ns, "web", "a.test", opted_in()),
@@ -131,6 +133,21 @@ async fn an_annotated_ingress_becomes_a_check_that_follows_host_opt_in_and_disco
     assert_eq!(status["generated"], 1, "{status}");
     assert_eq!(status["observedGeneration"], 1, "{status}");
 
+    // A per-object template: the check is updated in place (Sync).
+    let template = json!({"canary.dev/check": "true", "canary.dev/check-template": "interval: 45s"});
+    k.apply(&[ingress(ns, "web", "a.test", template)]).await;
+    eventually(
+        DEADLINE,
+        "the check updated to interval 45s",
+        EVERY,
+        async || {
+            let check = get(k, ns, &name).await;
+            (check["spec"]["interval"] == "45s")
+                .then_some(())
+                .ok_or(format!("{}", check["spec"]))
+        },
+    )
+    .await;
     // A new host: the old check is pruned, a new one (another name) created.
     k.apply(&[ingress(ns, "web", "b.test", opted_in())]).await;
     let second = until_urls(k, ns, &["http://b.test/"]).await;
@@ -154,7 +171,7 @@ async fn an_annotated_ingress_becomes_a_check_that_follows_host_opt_in_and_disco
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_check_marked_unmanaged_is_detached_and_never_touched_again() {
     let ns = "shop";
-    let spec = json!({"sources": {"ingress": {}}});
+    let spec = json!({"sources": {"ingress": {}}, "template": {"suspend": true}});
     let objects = [
         discovery(ns, "web", spec),
         ingress(ns, "web", "a.test", opted_in()),
@@ -183,13 +200,13 @@ async fn a_check_marked_unmanaged_is_detached_and_never_touched_again() {
     .await;
     // A changed template for its source, then a sentinel: once the sentinel's check exists,
     // a pass has seen the change and left the detached check alone.
-    let template = json!({"canary.dev/check": "true", "canary.dev/check-template": "interval: 7s"});
+    let template = json!({"canary.dev/check": "true", "canary.dev/check-template": "interval: 45s"});
     k.apply(&[ingress(ns, "web", "a.test", template)]).await;
     k.apply(&[ingress(ns, "sentinel", "s.test", opted_in())])
         .await;
     until_urls(k, ns, &["http://a.test/", "http://s.test/"]).await;
     let detached = get(k, ns, &format!("chc/{name}")).await;
-    assert_ne!(detached["spec"]["interval"], "7s", "{detached}");
+    assert_ne!(detached["spec"]["interval"], "45s", "{detached}");
     // Its source gone and the discovery deleted: it stays.
     k.ok(&["delete", "ingress", "web", "-n", ns]).await;
     k.ok(&["delete", "chd", "web", "-n", ns]).await;
@@ -200,7 +217,8 @@ async fn a_check_marked_unmanaged_is_detached_and_never_touched_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_only_creates_and_never_updates_or_prunes() {
     let ns = "shop";
-    let spec = json!({"sources": {"ingress": {}}, "policy": "CreateOnly"});
+    let spec =
+        json!({"sources": {"ingress": {}}, "policy": "CreateOnly", "template": {"suspend": true}});
     let objects = [
         discovery(ns, "web", spec),
         ingress(ns, "web", "a.test", opted_in()),
@@ -209,7 +227,7 @@ async fn create_only_creates_and_never_updates_or_prunes() {
     let k = &s.cluster.kubectl;
     let name = until_urls(k, ns, &["http://a.test/"]).await[0].0.clone();
     let before = get(k, ns, &format!("chc/{name}")).await;
-    let template = json!({"canary.dev/check": "true", "canary.dev/check-template": "interval: 7s"});
+    let template = json!({"canary.dev/check": "true", "canary.dev/check-template": "interval: 45s"});
     k.apply(&[ingress(ns, "web", "a.test", template)]).await;
     k.apply(&[ingress(ns, "sentinel", "s.test", opted_in())])
         .await;
@@ -283,7 +301,9 @@ fn gateway_and_route(ns: &str) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_api_not_installed_is_a_condition_and_is_picked_up_once_installed() {
     let ns = "shop";
-    let spec = json!({"sources": {"ingress": {}, "httpRoute": {}}, "optIn": "All"});
+    let template = json!({"suspend": true});
+    let spec =
+        json!({"sources": {"ingress": {}, "httpRoute": {}}, "optIn": "All", "template": template});
     let objects = [
         discovery(ns, "web", spec),
         ingress(ns, "web", "a.test", json!({})),
