@@ -134,7 +134,8 @@ async fn an_annotated_ingress_becomes_a_check_that_follows_host_opt_in_and_disco
     assert_eq!(status["observedGeneration"], 1, "{status}");
 
     // A per-object template: the check is updated in place (Sync).
-    let template = json!({"canary.dev/check": "true", "canary.dev/check-template": "interval: 45s"});
+    let template =
+        json!({"canary.dev/check": "true", "canary.dev/check-template": "interval: 45s"});
     k.apply(&[ingress(ns, "web", "a.test", template)]).await;
     eventually(
         DEADLINE,
@@ -200,7 +201,8 @@ async fn a_check_marked_unmanaged_is_detached_and_never_touched_again() {
     .await;
     // A changed template for its source, then a sentinel: once the sentinel's check exists,
     // a pass has seen the change and left the detached check alone.
-    let template = json!({"canary.dev/check": "true", "canary.dev/check-template": "interval: 45s"});
+    let template =
+        json!({"canary.dev/check": "true", "canary.dev/check-template": "interval: 45s"});
     k.apply(&[ingress(ns, "web", "a.test", template)]).await;
     k.apply(&[ingress(ns, "sentinel", "s.test", opted_in())])
         .await;
@@ -227,7 +229,8 @@ async fn create_only_creates_and_never_updates_or_prunes() {
     let k = &s.cluster.kubectl;
     let name = until_urls(k, ns, &["http://a.test/"]).await[0].0.clone();
     let before = get(k, ns, &format!("chc/{name}")).await;
-    let template = json!({"canary.dev/check": "true", "canary.dev/check-template": "interval: 45s"});
+    let template =
+        json!({"canary.dev/check": "true", "canary.dev/check-template": "interval: 45s"});
     k.apply(&[ingress(ns, "web", "a.test", template)]).await;
     k.apply(&[ingress(ns, "sentinel", "s.test", opted_in())])
         .await;

@@ -103,17 +103,7 @@ pub async fn run(
     let watches = WatchScope::of(&config.namespaces);
     let sources = Sources::start(&client, &watches, &mut tasks, triggers);
     let writes = Writes::new(client, budget, metrics.clone(), config.identity.clone());
-    let mut controller = Controller {
-        sources,
-        writes,
-        metrics,
-        settings: Settings {
-            cluster_domain: config.cluster_domain.clone(),
-            assume_accepted: false,
-        },
-        applied: HashMap::new(),
-        known: BTreeSet::new(),
-    };
+    let mut controller = Controller::new(sources, writes, metrics, &config);
     let mut dirty = Dirty::default();
     let mut retry_at: Option<Instant> = None;
     let mut scopes_open = true;
@@ -175,6 +165,26 @@ fn owns(scope: &Scope, key: &CheckKey) -> bool {
 }
 
 impl Controller {
+    fn new(
+        sources: Sources,
+        writes: Writes,
+        metrics: DiscoveryMetrics,
+        config: &DiscoveryConfig,
+    ) -> Self {
+        Self {
+            sources,
+            writes,
+            metrics,
+            settings: Settings {
+                cluster_domain: config.cluster_domain.clone(),
+                // In a cluster, route status is read, never assumed.
+                assume_accepted: false,
+            },
+            applied: HashMap::new(),
+            known: BTreeSet::new(),
+        }
+    }
+
     /// One pass over the discoveries of the dirty namespaces; whether a write failed.
     async fn pass(&mut self, dirty: &Dirty, scope: &Scope) -> bool {
         let discoveries: Vec<Arc<CheckDiscovery>> = (self.sources.discoveries.iter())
@@ -347,4 +357,74 @@ fn held(unavailable: &BTreeSet<&'static str>) -> BTreeSet<&'static str> {
         held.extend([HTTP_ROUTE, GRPC_ROUTE]);
     }
     held
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::controller::shard::{Assignment, Standing, ring::Ring};
+
+    fn key(name: &str) -> CheckKey {
+        CheckKey {
+            namespace: "shop".into(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn one_replica_generates_for_a_discovery_the_ring_owner_with_shards() {
+        assert!(owns(&Scope::All, &key("web")));
+        assert!(!owns(&Scope::Nothing, &key("web")));
+        let ring = Arc::new(Ring::new(["r1".to_string(), "r2".to_string()]));
+        let view = |identity: &str| {
+            Scope::Share(Assignment {
+                identity: Arc::from(identity),
+                ring: ring.clone(),
+                standing: Standing::Member,
+                may_gain: true,
+                quiet_after: None,
+            })
+        };
+        for name in ["web", "api", "shop", "payments", "a", "b"] {
+            let owners: Vec<bool> = ["r1", "r2"].map(|r| owns(&view(r), &key(name))).into();
+            assert_eq!(
+                owners.iter().filter(|o| **o).count(),
+                1,
+                "{name}: {owners:?}"
+            );
+            let owner = ring.owner(&key(name)).unwrap();
+            assert!(
+                owns(&view(owner), &key(name)),
+                "the ring's owner, as for checks"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unserved_gateway_api_holds_the_route_kinds_a_discovery_reads() {
+        let mut discovery =
+            CheckDiscovery::new("web", crate::api::CheckDiscoverySpec::everything());
+        discovery.spec.sources.grpc_route = None;
+        let unavailable = BTreeSet::from([GATEWAY, HTTP_ROUTE, GRPC_ROUTE]);
+        let found = unavailable_for(&discovery, &unavailable);
+        assert_eq!(found, BTreeSet::from([GATEWAY, HTTP_ROUTE]));
+        assert_eq!(
+            held(&found),
+            BTreeSet::from([GATEWAY, HTTP_ROUTE, GRPC_ROUTE])
+        );
+        discovery.spec.sources.http_route = None;
+        assert!(unavailable_for(&discovery, &unavailable).is_empty());
+    }
+
+    #[test]
+    fn changes_mark_their_namespace_and_shared_objects_mark_all() {
+        let mut dirty = Dirty::default();
+        assert!(dirty.is_empty());
+        dirty.add(Some("shop".into()));
+        assert!(dirty.covers("shop") && !dirty.covers("payments"));
+        dirty.add(None);
+        assert!(dirty.covers("payments"));
+    }
 }
