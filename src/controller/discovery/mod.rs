@@ -266,6 +266,9 @@ impl Controller {
         let existing: Vec<&ObjectMeta> = checks.iter().map(|c| &c.metadata).collect();
         let uid = discovery.uid().unwrap_or_default();
         let applied = self.applied.entry(namespace.clone()).or_default();
+        // Forget checks that are gone (collected with their discovery, or deleted by hand).
+        let names: BTreeSet<&str> = existing.iter().filter_map(|m| m.name.as_deref()).collect();
+        applied.retain(|name, _| names.contains(name.as_str()));
         let plan = plan::plan(&Given {
             uid: &uid,
             policy: discovery.spec.policy,

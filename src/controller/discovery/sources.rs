@@ -326,14 +326,17 @@ impl Watch {
     /// Logs the error; a 404 marks the kind unavailable (whether that is news).
     fn failed(&self, error: &watcher::Error) -> bool {
         let kind = self.kind;
-        let error_text = describe_watch(error);
         if api_code(error) == Some(404) {
             let news = self.set(false, true);
             if news {
-                tracing::warn!(kind, error = %error_text, "discovery source not served; retrying with backoff");
+                tracing::warn!(
+                    kind,
+                    "discovery source not served (its CRD is not installed?); retrying with backoff"
+                );
             }
             return news;
         }
+        let error_text = describe_watch(error);
         tracing::warn!(kind, error = %error_text, "discovery watch failed; retrying with backoff");
         false
     }
