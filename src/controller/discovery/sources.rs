@@ -301,7 +301,11 @@ impl Watch {
                 Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o)) => {
                     Some(o.meta().namespace.clone().filter(|_| !self.global))
                 }
-                Ok(watcher::Event::InitDone) => self.set(true, false).then_some(None),
+                // A (re)list may have added, changed or removed anything: a pass for all.
+                Ok(watcher::Event::InitDone) => {
+                    self.set(true, false);
+                    Some(None)
+                }
                 Ok(_) => None,
                 Err(error) => self.failed(&error).then_some(None),
             };
