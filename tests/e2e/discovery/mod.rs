@@ -285,3 +285,52 @@ async fn a_bad_template_is_a_condition_and_a_warning_event() {
         "a bad template never crashes the operator"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_checks_truncates_and_skips_are_in_status_and_metrics() {
+    let ns = "shop";
+    let spec = json!({"sources": {"ingress": {}}, "optIn": "All", "maxChecks": 1,
+                      "template": {"suspend": true}});
+    let mut hostless = ingress(ns, "hostless", "x.test", json!({}));
+    hostless["spec"]["rules"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("host");
+    let objects = [
+        discovery(ns, "web", spec),
+        ingress(ns, "a", "a.test", json!({})),
+        ingress(ns, "b", "b.test", json!({})),
+        hostless,
+    ];
+    let s = Scenario::start(ns, &["--discovery"], &objects).await;
+    let k = &s.cluster.kubectl;
+    let status = until_condition(k, ns, "web", ("Truncated", "True", "MaxChecks")).await;
+    assert_eq!(status["generated"], 1, "{status}");
+    assert_eq!(checks(k, ns).await.len(), 1);
+    let skipped = &status["skipped"][0];
+    assert_eq!(
+        (skipped["source"].as_str(), skipped["reason"].as_str()),
+        (Some("Ingress/hostless"), Some("NoHost")),
+        "{status}"
+    );
+    // Recorded right after the status write: awaited, not assumed.
+    let web = |extra: Option<(&'static str, &'static str)>| {
+        let mut labels = vec![("namespace", ns), ("name", "web")];
+        labels.extend(extra);
+        labels
+    };
+    eventually(DEADLINE, "the discovery's metrics", EVERY, async || {
+        let labels = web(None);
+        let generated = (s.operator).try_metric("canary_discovery_checks_generated", &labels);
+        let generated = generated.await?;
+        let no_host = web(Some(("reason", "NoHost")));
+        let skips = s
+            .operator
+            .try_metric("canary_discovery_skipped", &no_host)
+            .await?;
+        ((generated, skips) == (1.0, 1.0))
+            .then_some(())
+            .ok_or(format!("generated {generated}, NoHost {skips}"))
+    })
+    .await;
+}
