@@ -1,6 +1,6 @@
 //! `CheckDiscovery` (`canary.dev/v1alpha1`): which Ingresses, Gateway API routes and Services
 //! of its namespace become HealthChecks, and how. The derivation itself is
-//! [`crate::discovery::derive`], shared by `canary discover` and (later) the controller.
+//! [`crate::discovery::derive`], shared by `canary discover` and the controller (`canary operator --discovery`).
 
 use std::collections::BTreeMap;
 
@@ -253,7 +253,8 @@ pub enum SyncPolicy {
 pub struct CheckDiscoveryStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready` and `Truncated`.
+    /// `Ready`, `Truncated`, and `SourceUnavailable` while a Gateway API kind it reads is not
+    /// served.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
@@ -315,6 +316,22 @@ pub enum SkipReason {
 }
 
 impl SkipReason {
+    /// Every reason (metrics set a series for each).
+    pub const ALL: [SkipReason; 12] = [
+        Self::NoHost,
+        Self::WildcardHost,
+        Self::RegexPath,
+        Self::NotAccepted,
+        Self::ConditionalMatch,
+        Self::GatewayNotFound,
+        Self::NotAllowed,
+        Self::UnsupportedProtocol,
+        Self::DialUnsupported,
+        Self::NoStatusAddress,
+        Self::NoTLSSecret,
+        Self::InvalidTemplate,
+    ];
+
     /// The name as written in status and metrics.
     pub fn as_str(self) -> &'static str {
         match self {

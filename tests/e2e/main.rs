@@ -13,6 +13,7 @@ mod crd_skew;
 mod cronjob;
 mod deny;
 mod describe;
+mod discovery;
 mod edits;
 mod events;
 mod feedback;
