@@ -4,8 +4,11 @@
 //! cost at the API server: discovery's own (applies of HealthChecks, CheckDiscovery status) and
 //! the status writer's, the most in any one second against the budgets both spend
 //! (`--status-first-write-*` for creates, `--status-write-*` for the rest).
-//! Ready is not measured: the checks are generated suspended (nothing leaves loopback; `.test`
-//! does not resolve, and `dial: LoadBalancer` to a loopback address needs `http.connectTo`).
+//! Each Ingress's status names a loopback load balancer (`127.0.0.80`, written as an Ingress
+//! controller would, right after the apply), and the discovery dials it (`dial:
+//! LoadBalancer`, so `http.connectTo: 127.0.0.80:80` with Host `app-N.test`): also the time
+//! until every check is Ready. Nothing leaves loopback (`.test` is never resolved). Binding
+//! port 80 needs root or `CAP_NET_BIND_SERVICE`.
 //! Run: `cargo bench --bench discovery --features jemalloc` (release, as shipped), or
 //! `cargo test --features jemalloc --bench discovery` (a debug build; quicker to build).
 
@@ -13,12 +16,43 @@ use std::time::{Duration, Instant};
 
 use canary_test_apiserver::AuditRecord;
 use canary_test_harness::{
-    cluster::Cluster, env_or, operator::Launch, tools::documents, wait::eventually,
+    cluster::{Cluster, ready},
+    env_or,
+    operator::Launch,
+    targets::{Reply, TestServer, Transport},
+    tools::documents,
+    wait::eventually,
 };
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
 
 const CANARY: &str = env!("CARGO_BIN_EXE_canary");
 const NS: &str = "shop";
+/// The load balancer every Ingress's status names: its own loopback address, port 80.
+const BALANCER: [u8; 4] = [127, 0, 0, 80];
+
+/// Writes each Ingress's `status.loadBalancer`, as an Ingress controller does.
+async fn publish_addresses(cluster: &Cluster, count: usize) {
+    let kubeconfig = kube::config::Kubeconfig::read_from(cluster.kubeconfig()).unwrap();
+    let options = kube::config::KubeConfigOptions::default();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+        .await
+        .unwrap();
+    let api = Api::<Ingress>::namespaced(kube::Client::try_from(config).unwrap(), NS);
+    let ip = std::net::Ipv4Addr::from(BALANCER).to_string();
+    let patch = Patch::Merge(json!({"status": {"loadBalancer": {"ingress": [{"ip": ip}]}}}));
+    let patches = (0..count).map(|i| {
+        let (api, patch) = (api.clone(), &patch);
+        async move {
+            api.patch_status(&format!("app-{i}"), &PatchParams::default(), patch)
+                .await
+        }
+    });
+    for result in futures::future::join_all(patches).await {
+        result.expect("an Ingress status written");
+    }
+}
 
 fn ingress(i: usize) -> Value {
     json!({
@@ -37,7 +71,8 @@ fn discovery() -> Value {
         "apiVersion": "canary.dev/v1alpha1", "kind": "CheckDiscovery",
         "metadata": {"name": "apps", "namespace": NS},
         "spec": {"sources": {"ingress": {}}, "maxChecks": 10_000,
-                 "template": {"interval": "60s", "timeout": "5s", "suspend": true}},
+                 "dial": "LoadBalancer",
+                 "template": {"interval": "60s", "timeout": "5s"}},
     })
 }
 
@@ -74,6 +109,8 @@ fn peak(times: &[Instant]) -> usize {
 #[tokio::main]
 async fn main() {
     let count: usize = env_or("INGRESSES", 500);
+    let balancer = (BALANCER, 80).into();
+    let _target = TestServer::start_on(balancer, Transport::Plain, |_| Reply::ok("ok")).await;
     let cluster = Cluster::alone().await;
     cluster.namespace(NS).await;
     let canary = Launch::operator(CANARY, cluster.operator_kubeconfig())
@@ -87,6 +124,8 @@ async fn main() {
     let start = Instant::now();
     cluster.kubectl.ok_stdin(&["apply", "-f", "-"], &text).await;
     let applied = start.elapsed();
+    publish_addresses(&cluster, count).await;
+    let published = start.elapsed();
     let every = Duration::from_millis(100);
     let what = format!("{count} generated HealthChecks");
     eventually(Duration::from_secs(120), &what, every, async || {
@@ -103,6 +142,22 @@ async fn main() {
         .ok(&["get", "chc", "-n", NS, "-o", "name"])
         .await;
     assert_eq!(names.lines().count(), count, "every generated check exists");
+    let what = format!("{count} generated HealthChecks Ready");
+    eventually(
+        Duration::from_secs(120),
+        &what,
+        Duration::from_millis(500),
+        async || {
+            let list = cluster.kubectl.get_json(&["chc", "-n", NS]).await;
+            let items = list["items"].as_array().cloned().unwrap_or_default();
+            let up = (items.iter())
+                .filter(|c| ready(c).is_some_and(|(status, ..)| status == "True"))
+                .count();
+            (up >= count).then_some(()).ok_or(format!("{up} Ready"))
+        },
+    )
+    .await;
+    let all_ready = start.elapsed();
     // Let the status of the storm settle, then count what it cost.
     let ready = "the CheckDiscovery's status";
     eventually(Duration::from_secs(30), ready, every, async || {
@@ -123,6 +178,12 @@ async fn main() {
          HealthChecks existed {:.2}s after the apply started",
         applied.as_secs_f64(),
         all_exist.as_secs_f64()
+    );
+    println!(
+        "their load balancer address in status {:.2}s after; all {count} checks Ready (dialling \
+         it) {:.2}s after the apply started",
+        published.as_secs_f64(),
+        all_ready.as_secs_f64()
     );
     println!("writes to canary.dev since the apply ({}):", written.len());
     for (what, n) in writes(&written) {
