@@ -11,7 +11,6 @@ use std::{
     fmt::Debug,
     hash::Hash,
     sync::{Arc, Mutex},
-    time::Duration,
 };
 
 use futures::{Stream, StreamExt};
@@ -24,8 +23,7 @@ use kube::{
     api::{ApiResource, DynamicObject, GroupVersionKind, PartialObjectMeta},
     runtime::{
         reflector::{self, Store, store::Writer},
-        utils::Backoff,
-        watcher::{self, DefaultBackoff},
+        watcher,
     },
 };
 use serde::de::DeserializeOwned;
@@ -36,13 +34,11 @@ use crate::{
     controller::{
         api_error::{api_code, describe_watch},
         index::WatchScope,
+        watch::with_backoff,
     },
     discovery::{Inputs, gateway_api},
     lock,
 };
-
-/// The longest pause between two attempts of a failing watch.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// What changed: one namespace's objects, or something every namespace reads (`None`).
 pub(super) type Trigger = Option<String>;
@@ -344,31 +340,4 @@ impl Watch {
         tracing::warn!(kind, error = %error_text, "discovery watch failed; retrying with backoff");
         false
     }
-}
-
-/// Pauses after every error, exponentially longer while errors continue, and starts again
-/// from the shortest pause after an event that carries data (as the HealthCheck watch does).
-fn with_backoff<K: Send + 'static>(
-    stream: impl Stream<Item = Item<K>> + Send + 'static,
-) -> impl Stream<Item = Item<K>> + Send {
-    let state = (
-        Box::pin(stream),
-        DefaultBackoff::default(),
-        None::<Duration>,
-    );
-    futures::stream::unfold(state, |(mut stream, mut backoff, pause)| async move {
-        if let Some(pause) = pause {
-            tokio::time::sleep(pause).await;
-        }
-        let item = stream.next().await?;
-        let pause = match &item {
-            Err(_) => Some(backoff.next().unwrap_or(MAX_BACKOFF)),
-            Ok(watcher::Event::Init) => None,
-            Ok(_) => {
-                backoff.reset();
-                None
-            }
-        };
-        Some((item, (stream, backoff, pause)))
-    })
 }
