@@ -13,7 +13,8 @@
 //! element), 64 checks (each with its own one-evaluation latch): the buffer, the parsed tree
 //! and the CEL values are charged to the same budget, so growth must stay under it + 32 MiB;
 //! `cel-256mi` lifts the budget to 256 MiB (target: it + 32 MiB).
-//! Run: `cargo bench --bench body_memory` (bench profile: fat LTO, as shipped; prints its figures); a word after
+//! Run on the shipped allocator (the CEL meter reads its counters):
+//! `cargo bench --features jemalloc --bench body_memory` (bench profile: fat LTO, as shipped; prints its figures); a word after
 //! `--` runs only the kinds containing it (`cargo bench --bench body_memory -- json`).
 
 use std::{process::Command, sync::Arc, time::Instant};
@@ -25,6 +26,10 @@ use canary_operator::{
 use futures::{StreamExt, stream};
 use serde_json::json;
 use tokio::{io::AsyncWriteExt, net::TcpListener};
+
+/// The shipped allocator: jemalloc returns freed buffers, and the CEL meter reads its counters.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 const MIB: usize = 1 << 20;
 const BODY: usize = 64 * MIB;

@@ -154,6 +154,14 @@ pub struct OperatorArgs {
     /// /healthz and /readyz fail when the HealthCheck watch has kept failing for this long.
     #[arg(long, env = "CANARY_WATCH_STALL", default_value_t = DurationFlag(operator::WATCH_STALL))]
     pub watch_stall: DurationFlag,
+    /// Run the discovery controller: CheckDiscoveries generate HealthChecks from the
+    /// Ingresses, Gateway API routes and Services of their namespace (needs the CheckDiscovery
+    /// CRD and RBAC to list and watch the sources; chart value discovery.enabled).
+    #[arg(long, env = "CANARY_DISCOVERY")]
+    pub discovery: bool,
+    /// Completes the Service names discovery generates: `<name>.<namespace>.svc.<cluster domain>`.
+    #[arg(long, env = "CANARY_CLUSTER_DOMAIN", default_value = crate::discovery::DEFAULT_CLUSTER_DOMAIN)]
+    pub cluster_domain: String,
     #[command(flatten)]
     pub leader: LeaderArgs,
     #[command(flatten)]

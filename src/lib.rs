@@ -26,6 +26,12 @@ pub mod standalone;
 pub mod supervisor;
 pub mod ui;
 
+/// The library's own tests run on the shipped allocator: what reads jemalloc's counters
+/// (`probe::heap`, the CEL meter) is tested as it runs in the binary.
+#[cfg(all(test, feature = "jemalloc"))]
+#[global_allocator]
+static TEST_ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Locks a std mutex, recovering the data after a panic elsewhere: every guarded value here
 /// stays consistent between statements, so a poisoned lock holds usable data.
 pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {

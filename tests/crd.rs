@@ -318,6 +318,16 @@ fn bad_dns_grpc_and_http2_documents_are_rejected_with_the_field_named() {
             "spec.http.version",
             "Unsupported value",
         ),
+        (
+            json!({"http": {"url": "https://a.example", "connectTo": "::1:443"}}),
+            "spec.http.connectTo",
+            "",
+        ),
+        (
+            json!({"http": {"url": "https://a.example", "connectTo": "10.0.0.1"}}),
+            "spec.http.connectTo",
+            "",
+        ),
     ];
     for (spec, field, message) in cases {
         assert_rejected(&spec, field, message);

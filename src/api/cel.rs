@@ -4,7 +4,11 @@
 //! deeply comprehension macros (`all`, `exists`, `exists_one`, `map`, `filter`) nest, since
 //! each level multiplies the work by the input's size. Every comprehension is instrumented
 //! with a call to [`TICK`] on each iteration, which the evaluator binds to its deadline: that
-//! is the cancellation the crate lacks.
+//! is the cancellation the crate lacks. Every step that can make a new value (a call, a list or
+//! map literal, a comprehension, and each element a literal copies) hands its value through
+//! [`METER`], where the evaluator charges what the expression holds so far to the body budget:
+//! the crate deep-copies values a literal or `map` takes in, so `[body, body, ...]` would
+//! otherwise grow without bound until the deadline.
 
 use cel::common::ast::{CallExpr, ComprehensionExpr, Expr, IdedExpr, operators};
 use cel::parser::{ParseErrors, Parser};
@@ -21,6 +25,8 @@ pub const MAX_CEL_LOOPS: usize = 2;
 /// The function every comprehension calls on each iteration, with a value it hands back.
 /// `@` cannot be written in CEL source, so an expression cannot call or shadow it.
 pub const TICK: &str = "@canary_tick";
+/// The function every value-making step hands its value through (see the module's doc).
+pub const METER: &str = "@canary_meter";
 
 const FIELD: &str = "spec.http.expect.cel";
 
@@ -90,6 +96,7 @@ pub fn compile(text: &str) -> Result<CelExpression, CelError> {
     })?;
     let mut next_id = u64::MAX;
     instrument(&mut expr, &mut next_id);
+    meter(&mut expr, &mut next_id);
     Ok(CelExpression {
         text: text.to_owned(),
         expr,
@@ -274,16 +281,145 @@ enum Slot {
 
 /// Replaces `expr` with `TICK(expr)`.
 fn wrap(expr: &mut IdedExpr, next_id: &mut u64) {
+    wrap_in(TICK, expr, next_id);
+}
+
+/// Replaces `expr` with `function(expr)`.
+fn wrap_in(function: &str, expr: &mut IdedExpr, next_id: &mut u64) {
     let inner = std::mem::take(expr);
     *next_id -= 1;
     *expr = IdedExpr {
         id: *next_id,
         expr: Expr::Call(CallExpr {
-            func_name: TICK.into(),
+            func_name: function.into(),
             target: None,
             args: vec![inner],
         }),
     };
+}
+
+/// Hands `expr`'s value through [`METER`] when evaluating it can make a new value, after
+/// metering its parts: between two meters the evaluator copies at most one value.
+fn meter(expr: &mut IdedExpr, next_id: &mut u64) {
+    meter_parts(expr, next_id);
+    if makes_value(expr) {
+        wrap_in(METER, expr, next_id);
+    }
+}
+
+/// A list element or map value, which the literal deep-copies: metered even when it only
+/// names a value, so the copy is charged before the next element's.
+fn meter_copied(expr: &mut IdedExpr, next_id: &mut u64) {
+    meter_parts(expr, next_id);
+    if !matches!(&expr.expr, Expr::Literal(_)) && !is_call_to(expr, TICK) {
+        wrap_in(METER, expr, next_id);
+    }
+}
+
+/// Meters `expr`'s sub-expressions, not `expr` itself. Names (`a.b.c`, a call's target)
+/// stay as written: the crate resolves qualified names from their shape.
+fn meter_parts(expr: &mut IdedExpr, next_id: &mut u64) {
+    use cel::common::ast::EntryExpr;
+    match &mut expr.expr {
+        Expr::Call(call) => {
+            if let Some(target) = call.target.as_deref_mut() {
+                meter_unless_name(target, next_id);
+            }
+            // A tick checks its argument's value already.
+            let ticked = call.func_name == TICK;
+            for arg in &mut call.args {
+                if ticked {
+                    meter_parts(arg, next_id)
+                } else {
+                    meter(arg, next_id)
+                }
+            }
+        }
+        Expr::List(list) => (list.elements.iter_mut()).for_each(|e| meter_copied(e, next_id)),
+        Expr::Select(select) => meter_unless_name(&mut select.operand, next_id),
+        Expr::Map(cel::common::ast::MapExpr { entries })
+        | Expr::Struct(cel::common::ast::StructExpr { entries, .. }) => {
+            for entry in entries {
+                match &mut entry.expr {
+                    EntryExpr::MapEntry(e) => {
+                        meter(&mut e.key, next_id);
+                        meter_copied(&mut e.value, next_id);
+                    }
+                    EntryExpr::StructField(f) => meter_copied(&mut f.value, next_id),
+                }
+            }
+        }
+        Expr::Comprehension(c) => meter_comprehension(c, next_id),
+        Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => {}
+    }
+}
+
+/// Keeps the shapes the crate recognises (`@result && x`, `@result + [e]`, the guard's
+/// `?:`, a literal loop condition, `@result` as the result): they decide how it loops, and
+/// `map`/`filter` append in place only in that shape. Their parts are metered.
+fn meter_comprehension(c: &mut ComprehensionExpr, next_id: &mut u64) {
+    let accu = c.accu_var.clone();
+    meter(&mut c.iter_range, next_id);
+    meter_parts(&mut c.accu_init, next_id);
+    meter_parts(&mut c.loop_cond, next_id);
+    meter_step(&mut c.loop_step, &accu, next_id);
+    if !is_ident(&c.result, &accu) {
+        meter(&mut c.result, next_id);
+    }
+}
+
+fn meter_step(step: &mut IdedExpr, accu: &str, next_id: &mut u64) {
+    let Expr::Call(call) = &mut step.expr else {
+        return meter(step, next_id);
+    };
+    let folds = call.target.is_none() && call.args.iter().any(|a| is_ident(a, accu));
+    if call.func_name == operators::CONDITIONAL && call.target.is_none() {
+        for (i, arg) in call.args.iter_mut().enumerate() {
+            if i == 0 {
+                meter(arg, next_id)
+            } else {
+                meter_step(arg, accu, next_id)
+            }
+        }
+    } else if folds {
+        for arg in &mut call.args {
+            match &mut arg.expr {
+                Expr::Ident(_) => {}
+                Expr::List(list) => {
+                    (list.elements.iter_mut()).for_each(|e| meter_copied(e, next_id))
+                }
+                _ => meter(arg, next_id),
+            }
+        }
+    } else {
+        meter(step, next_id);
+    }
+}
+
+/// Meters a call's target or a selection's operand, leaving a name as written.
+fn meter_unless_name(expr: &mut IdedExpr, next_id: &mut u64) {
+    if matches!(&expr.expr, Expr::Ident(_) | Expr::Select(_)) {
+        meter_parts(expr, next_id);
+    } else {
+        meter(expr, next_id);
+    }
+}
+
+/// Whether evaluating `expr` can make a new value rather than borrow one.
+fn makes_value(expr: &IdedExpr) -> bool {
+    match &expr.expr {
+        Expr::Call(call) => call.func_name != TICK,
+        Expr::List(_) | Expr::Map(_) | Expr::Struct(_) | Expr::Comprehension(_) => true,
+        Expr::Select(_) | Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => false,
+    }
+}
+
+fn is_call_to(expr: &IdedExpr, function: &str) -> bool {
+    matches!(&expr.expr, Expr::Call(call) if call.func_name == function)
+}
+
+fn is_ident(expr: &IdedExpr, name: &str) -> bool {
+    matches!(&expr.expr, Expr::Ident(ident) if ident == name)
 }
 
 #[cfg(test)]

@@ -103,3 +103,78 @@ fn every_comprehension_ticks() {
         assert_eq!(ticks(&compile(text).unwrap().expr), loops, "{text}");
     }
 }
+
+/// `function(inner)`'s argument, when `expr` is a call to `function`.
+fn through<'e>(expr: &'e IdedExpr, function: &str) -> Option<&'e IdedExpr> {
+    match &expr.expr {
+        Expr::Call(call) if call.func_name == function => call.args.first(),
+        _ => None,
+    }
+}
+
+#[test]
+fn every_copy_is_metered() {
+    // A list literal copies each element: each is metered, then the list.
+    let expr = compile("[body, body.a]").unwrap().expr;
+    let Some(Expr::List(list)) = through(&expr, METER).map(|e| &e.expr) else {
+        panic!("the list is metered: {expr:?}");
+    };
+    for element in &list.elements {
+        let inner = through(element, METER).expect("each element is metered");
+        assert!(matches!(inner.expr, Expr::Ident(_) | Expr::Select(_)));
+    }
+    // A map's values too; a call's result; names stay as written.
+    let expr = compile("{'k': body}.k == size(body.a.b)").unwrap().expr;
+    let Some(Expr::Call(eq)) = through(&expr, METER).map(|e| &e.expr) else {
+        panic!("the comparison is metered: {expr:?}");
+    };
+    let size = through(&eq.args[1], METER).expect("size() is metered");
+    let Expr::Call(size) = &size.expr else {
+        panic!("{size:?}")
+    };
+    assert!(
+        matches!(&size.args[0].expr, Expr::Select(s) if matches!(s.operand.expr, Expr::Select(_)))
+    );
+    let name = compile("body.status").unwrap().expr;
+    assert!(
+        matches!(name.expr, Expr::Select(_)),
+        "a name is not metered: {name:?}"
+    );
+}
+
+#[test]
+fn metering_keeps_the_shape_map_appends_in_place() {
+    // The crate appends in place only for `@result + [e]` (maybe guarded) with a literal loop
+    // condition and `@result` as the result; anything else copies the list on every step.
+    for text in [
+        "body.a.map(x, body)",
+        "body.a.map(x, x > 1, [x, body])",
+        "body.a.filter(x, x > 1)",
+    ] {
+        let expr = compile(text).unwrap().expr;
+        let Some(Expr::Comprehension(c)) = through(&expr, METER).map(|e| &e.expr) else {
+            panic!("the comprehension is metered: {text}");
+        };
+        assert!(matches!(c.loop_cond.expr, Expr::Literal(_)), "{text}");
+        assert!(
+            matches!(&c.result.expr, Expr::Ident(n) if *n == c.accu_var),
+            "{text}"
+        );
+        let Expr::Call(step) = &c.loop_step.expr else {
+            panic!("{text}")
+        };
+        let append = match step.func_name.as_str() {
+            "_?_:_" => &step.args[1],
+            _ => &c.loop_step,
+        };
+        let Expr::Call(add) = &append.expr else {
+            panic!("{text}")
+        };
+        assert_eq!(add.func_name, "_+_", "{text}");
+        assert!(
+            matches!(&add.args[0].expr, Expr::Ident(n) if *n == c.accu_var),
+            "{text}"
+        );
+        assert!(matches!(add.args[1].expr, Expr::List(_)), "{text}");
+    }
+}

@@ -1,6 +1,6 @@
 //! `CheckDiscovery` (`canary.dev/v1alpha1`): which Ingresses, Gateway API routes and Services
 //! of its namespace become HealthChecks, and how. The derivation itself is
-//! [`crate::discovery::derive`], shared by `canary discover` and (later) the controller.
+//! [`crate::discovery::derive`], shared by `canary discover` and the controller (`canary operator --discovery`).
 
 use std::collections::BTreeMap;
 
@@ -230,8 +230,8 @@ pub enum Dial {
     /// Resolve the host.
     #[default]
     Host,
-    /// Dial the Ingress's or Gateway's status address, Host header and SNI unchanged (needs
-    /// `http.connectTo`, not built yet: such checks are skipped as DialUnsupported).
+    /// Dial the Ingress's or Gateway's status address (`http.connectTo`), Host header and SNI
+    /// unchanged; without a status address a host is skipped (NoStatusAddress).
     LoadBalancer,
 }
 
@@ -253,7 +253,8 @@ pub enum SyncPolicy {
 pub struct CheckDiscoveryStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready` and `Truncated`.
+    /// `Ready`, `Truncated`, and `SourceUnavailable` while a Gateway API kind it reads is not
+    /// served.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
@@ -302,13 +303,35 @@ pub enum SkipReason {
     NotAllowed,
     /// A UDP or SCTP Service port.
     UnsupportedProtocol,
-    /// `dial: LoadBalancer` needs `http.connectTo`, not built yet.
+    /// `dial: LoadBalancer` for a GRPCRoute: gRPC checks have no `connectTo`.
     DialUnsupported,
+    /// `dial: LoadBalancer`, but the Ingress (`status.loadBalancer.ingress`) or Gateway
+    /// (`status.addresses`) has no address yet.
+    NoStatusAddress,
+    /// `tlsPolicy.expectServedFromSecret`, but the Ingress's `tls` entry for the host names no
+    /// `secretName` (the controller's default certificate is served).
+    NoTLSSecret,
     /// The object's `canary.dev/check-template` annotation is not a valid template.
     InvalidTemplate,
 }
 
 impl SkipReason {
+    /// Every reason (metrics set a series for each).
+    pub const ALL: [SkipReason; 12] = [
+        Self::NoHost,
+        Self::WildcardHost,
+        Self::RegexPath,
+        Self::NotAccepted,
+        Self::ConditionalMatch,
+        Self::GatewayNotFound,
+        Self::NotAllowed,
+        Self::UnsupportedProtocol,
+        Self::DialUnsupported,
+        Self::NoStatusAddress,
+        Self::NoTLSSecret,
+        Self::InvalidTemplate,
+    ];
+
     /// The name as written in status and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -321,6 +344,8 @@ impl SkipReason {
             Self::NotAllowed => "NotAllowed",
             Self::UnsupportedProtocol => "UnsupportedProtocol",
             Self::DialUnsupported => "DialUnsupported",
+            Self::NoStatusAddress => "NoStatusAddress",
+            Self::NoTLSSecret => "NoTLSSecret",
             Self::InvalidTemplate => "InvalidTemplate",
         }
     }

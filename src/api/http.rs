@@ -8,7 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     auth::HttpAuth,
+    parse::parse_host_port,
     spec::{HttpExpect, ValueSource, default_true, int_or_string_schema},
+    tcp::Endpoint,
+    validate::FieldError,
 };
 
 /// An HTTP(S) request and what its response must look like.
@@ -44,6 +47,16 @@ pub struct HttpProbe {
     /// Expectations on the response.
     #[serde(default)]
     pub expect: HttpExpect,
+    /// Dial this `host:port` (IPv6 in brackets) instead of resolving the URL's host, as curl's
+    /// `--connect-to`: the Host header and TLS server name stay the URL's, the deny list applies
+    /// to this address. Used for requests to the URL's own host and port (not redirects
+    /// elsewhere).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        regex(pattern = r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):[0-9]{1,5}$"),
+        length(max = 261)
+    )]
+    pub connect_to: Option<String>,
 }
 
 fn default_max_body() -> Option<IntOrString> {
@@ -110,4 +123,67 @@ pub struct HttpHeader {
     /// Value read from a Secret or ConfigMap key in the HealthCheck's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value_from: Option<ValueSource>,
+}
+
+/// Validates `spec.http.connectTo`: a host name or IP address and a port, an IPv6 address in
+/// brackets (`[::1]:8443`), so the port is never ambiguous.
+pub(super) fn parse_connect_to(text: &str) -> Result<Endpoint, FieldError> {
+    let field = "spec.http.connectTo";
+    let error = |message: String| FieldError {
+        field: field.into(),
+        message,
+    };
+    if text.len() > 261 {
+        return Err(error(format!(
+            "{} characters exceed the limit of 261",
+            text.len()
+        )));
+    }
+    if !text.starts_with('[') && text.matches(':').count() > 1 {
+        return Err(error(format!(
+            "{text:?}: write an IPv6 address in brackets, as in [{}]:443",
+            text.rsplit_once(':').map_or(text, |(host, _)| host)
+        )));
+    }
+    if !text.starts_with('[') && !text.contains(':') {
+        return Err(error(format!(
+            "{text:?}: expected host:port (the port is required)"
+        )));
+    }
+    parse_host_port(field, text, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(text: &str) -> String {
+        let error = parse_connect_to(text).unwrap_err();
+        assert_eq!(error.field, "spec.http.connectTo");
+        error.message
+    }
+
+    #[test]
+    fn connect_to_takes_a_host_or_address_and_a_port() {
+        let ok = |text: &str| parse_connect_to(text).unwrap().to_string();
+        assert_eq!(ok("127.0.0.1:8443"), "127.0.0.1:8443");
+        assert_eq!(ok("lb.example.com:443"), "lb.example.com:443");
+        assert_eq!(ok("[::1]:8443"), "[::1]:8443");
+        assert_eq!(ok("[2001:db8::1]:80"), "[2001:db8::1]:80");
+    }
+
+    #[test]
+    fn bad_connect_to_values_say_what_is_wrong() {
+        assert!(message("127.0.0.1").contains("the port is required"));
+        assert!(message("::1:443").contains("IPv6 address in brackets, as in [::1]:443"));
+        assert!(message("[::1]").contains("expected host:port"));
+        assert!(message("[::1:443").contains("missing ']'"));
+        assert!(message("[lb]:443").contains("is not an IPv6 address"));
+        assert!(message("lb:0").contains("from 1 to 65535"));
+        assert!(message("lb:70000").contains("from 1 to 65535"));
+        assert!(message("lb:https").contains("from 1 to 65535"));
+        assert!(message("l b:443").contains("is not a host name or IP address"));
+        assert!(message(":443").contains("is not a host name or IP address"));
+        assert!(message(&format!("{}:1", "a".repeat(300))).contains("limit of 261"));
+    }
 }

@@ -29,7 +29,7 @@ pub use auth::{
     ValidOAuth2,
 };
 pub use cel::{
-    CEL_STACK, CelError, CelExpression, MAX_CEL_BYTES, MAX_CEL_DEPTH, MAX_CEL_LOOPS, TICK,
+    CEL_STACK, CelError, CelExpression, MAX_CEL_BYTES, MAX_CEL_DEPTH, MAX_CEL_LOOPS, METER, TICK,
     compile as compile_cel,
 };
 pub use discovery::*;
@@ -57,7 +57,8 @@ pub use status::*;
 pub use tcp::{Endpoint, SocketTarget};
 pub use text::{MAX_TARGET_CHARS, TargetText, display_text};
 pub use tls::{
-    ClientCertificate, DEFAULT_MIN_REMAINING_VALIDITY, TlsPolicy, TlsVersion, ValidTlsPolicy,
+    ClientCertificate, DEFAULT_MIN_REMAINING_VALIDITY, ExpectServedCertificate, LocalSecretRef,
+    TlsPolicy, TlsVersion, ValidTlsPolicy,
 };
 pub use valid::*;
 pub use validate::{FieldError, validate};

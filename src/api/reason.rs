@@ -70,6 +70,10 @@ reasons! {
     CertificateMismatch,
     /// No certificate in the chain matches a pinned key.
     CertificatePinMismatch,
+    /// The served leaf certificate is not the one in the Secret named by
+    /// `tlsPolicy.expectServedCertificate`: a renewed certificate not rolled out yet (or a
+    /// server serving another certificate).
+    CertificateNotDeployed,
     /// The server does not offer the minimum TLS version.
     TLSVersionTooLow,
     /// The HTTP status, DNS response code or flags, or gRPC status is not an expected one.

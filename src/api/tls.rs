@@ -64,6 +64,30 @@ pub struct TlsPolicy {
     /// Client certificate for mutual TLS, from a kubernetes.io/tls Secret in the same namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_certificate: Option<ClientCertificate>,
+    /// The served leaf certificate must be this Secret's (its `tls.crt` leaf): a renewed
+    /// certificate that is not rolled out yet fails as CertificateNotDeployed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_served_certificate: Option<ExpectServedCertificate>,
+}
+
+/// Where the certificate that must be served is kept.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExpectServedCertificate {
+    /// A Secret in the HealthCheck's namespace whose `tls.crt` holds the certificate (first
+    /// PEM block: the leaf), read under the same rules as every Secret reference.
+    pub secret_ref: LocalSecretRef,
+}
+
+/// A Secret in the HealthCheck's namespace, by name.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct LocalSecretRef {
+    /// Secret name.
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"),
+        length(min = 1, max = 253)
+    )]
+    pub name: String,
 }
 
 impl Default for TlsPolicy {
@@ -79,6 +103,7 @@ impl Default for TlsPolicy {
             expected_issuer: None,
             pinned_public_keys: Vec::new(),
             client_certificate: None,
+            expect_served_certificate: None,
         }
     }
 }
@@ -126,6 +151,8 @@ pub struct ValidTlsPolicy {
     pub pins: Vec<[u8; 32]>,
     /// Name of a kubernetes.io/tls Secret.
     pub client_certificate: Option<String>,
+    /// Name of the Secret whose `tls.crt` leaf must be the served leaf.
+    pub expect_served_certificate: Option<String>,
 }
 
 /// Validates `spec.tlsPolicy` (the defaults when absent).
@@ -181,6 +208,11 @@ pub(super) fn validate_tls_policy(
         errors.take(check_object_name(&name_field, &client.secret_name))?;
         Some(client.secret_name.clone())
     });
+    let expect_served_certificate = optional(policy.expect_served_certificate.as_ref(), |e| {
+        let name_field = format!("{field}.expectServedCertificate.secretRef.name");
+        errors.take(check_object_name(&name_field, &e.secret_ref.name))?;
+        Some(e.secret_ref.name.clone())
+    });
     let pins = (policy.pinned_public_keys.iter().enumerate())
         .filter_map(|(i, pin)| errors.take(parse_pin(i, pin)))
         .collect();
@@ -195,5 +227,6 @@ pub(super) fn validate_tls_policy(
         expected_issuer: policy.expected_issuer.clone(),
         pins,
         client_certificate: client_certificate?,
+        expect_served_certificate: expect_served_certificate?,
     })
 }

@@ -63,7 +63,10 @@ impl ProbeKind {
     /// `host:port`, or the DNS query (`example.com A @10.96.0.10:53`).
     pub fn target(&self) -> String {
         match self {
-            Self::Http(http) => redact(&http.url),
+            Self::Http(http) => match &http.connect_to {
+                Some(dial) => format!("{} via {dial}", redact(&http.url)),
+                None => redact(&http.url),
+            },
             Self::Tcp(endpoint) | Self::Tls(endpoint) => endpoint.to_string(),
             Self::Dns(dns) => dns.describe(),
             Self::Grpc(grpc) => grpc.target.to_string(),
@@ -96,6 +99,8 @@ pub struct ValidHttp {
     pub expect: HttpExpectations,
     /// An OAuth2 client-credentials grant whose token is sent as `Authorization: Bearer`.
     pub auth: Option<ValidOAuth2>,
+    /// `connectTo`: where requests to the URL's host and port are dialled instead.
+    pub connect_to: Option<Endpoint>,
 }
 
 /// One request header with its value, or where to read it.
@@ -226,7 +231,9 @@ impl ValidSpec {
         }
         let policy = &self.tls_policy;
         refs.extend(policy.ca_bundle.iter().map(|r| r.object.clone()));
-        refs.extend(policy.client_certificate.iter().map(|name| Reference {
+        let secrets = policy.client_certificate.iter();
+        let secrets = secrets.chain(&policy.expect_served_certificate);
+        refs.extend(secrets.map(|name| Reference {
             kind: ReferenceKind::Secret,
             name: name.clone(),
         }));

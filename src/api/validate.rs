@@ -12,7 +12,7 @@ use super::{
     duration::{GoDuration, MAX_DURATION, fmt_go},
     grpc::validate_grpc,
     heartbeat::validate_heartbeat,
-    http::{HttpHeader, HttpProbe},
+    http::{HttpHeader, HttpProbe, parse_connect_to},
     maintenance::MaintenanceWindows,
     parse::{
         check_data_key, check_object_name, compile_regex, parse_bytes, parse_status, parse_url,
@@ -204,6 +204,9 @@ fn validate_http(http: &HttpProbe, errors: &mut Errors) -> Option<ValidHttp> {
     let expect = validate_expect(http, errors);
     let auth = super::auth::validate_auth(http.auth.as_ref(), &http.headers, errors);
     let method = Method::from_bytes(http.method.as_str().as_bytes()).unwrap_or(Method::GET);
+    let connect_to = optional(http.connect_to.as_ref(), |text| {
+        errors.take(parse_connect_to(text))
+    });
     Some(ValidHttp {
         url: url?,
         method,
@@ -214,6 +217,7 @@ fn validate_http(http: &HttpProbe, errors: &mut Errors) -> Option<ValidHttp> {
         max_body_bytes: max_body_bytes?,
         expect: expect?,
         auth: auth?,
+        connect_to: connect_to?,
     })
 }
 

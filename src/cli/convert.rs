@@ -43,6 +43,8 @@ impl OperatorArgs {
             },
             policy: service.policy.into(),
             engine: EngineConfig::from((service.engine, service.admin)),
+            discovery: self.discovery,
+            cluster_domain: self.cluster_domain,
         })
     }
 }

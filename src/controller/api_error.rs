@@ -46,7 +46,7 @@ pub fn describe_watch(error: &watcher::Error) -> String {
 }
 
 /// The API server's status code in a watch error, if it answered.
-fn api_code(error: &watcher::Error) -> Option<u16> {
+pub(crate) fn api_code(error: &watcher::Error) -> Option<u16> {
     match error {
         watcher::Error::InitialListFailed(kube::Error::Api(status))
         | watcher::Error::WatchStartFailed(kube::Error::Api(status))

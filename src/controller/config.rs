@@ -46,6 +46,10 @@ pub struct OperatorConfig {
     /// The deny list and the body buffer budget.
     pub policy: ProbePolicy,
     pub engine: EngineConfig,
+    /// Run the discovery controller (`--discovery`): CheckDiscoveries generate HealthChecks.
+    pub discovery: bool,
+    /// Completes Service names discovery generates (`--cluster-domain`).
+    pub cluster_domain: String,
 }
 
 /// How replicas share the checks.
@@ -156,6 +160,8 @@ impl Default for OperatorConfig {
             leader: LeaderConfig::default(),
             policy: ProbePolicy::default(),
             engine: EngineConfig::default(),
+            discovery: false,
+            cluster_domain: crate::discovery::DEFAULT_CLUSTER_DOMAIN.into(),
         }
     }
 }

@@ -26,6 +26,21 @@ use crate::api::{CheckKey, HealthCheck};
 /// Annotation whose new value triggers one immediate run (like Flux's `requestedAt`).
 pub const RUN_NOW: &str = "canary.dev/run-now";
 
+/// kubectl's copy of the object as last applied (client-side apply).
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// What the index keeps of a HealthCheck: all but `managedFields` (who set each field; with
+/// status written, as large as the rest of the object) and kubectl's last-applied copy, which
+/// nothing in Canary reads. The watch applies it to every object before indexing, as
+/// kube-runtime advises for reflector stores. Bytes per object: `cargo bench --features
+/// jemalloc --bench index_memory` (docs/scaling.md).
+pub fn slim(check: &mut HealthCheck) {
+    check.metadata.managed_fields = None;
+    if let Some(annotations) = check.metadata.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+    }
+}
+
 /// Which watch an event came from: one namespace, or every namespace.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct WatchScope(Option<String>);

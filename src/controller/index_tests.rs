@@ -177,3 +177,27 @@ fn a_shard_member_keeps_its_share_and_starts_gains_only_once_acknowledged() {
     index.set_scope(share(&["r0", "r1"], Standing::Candidate, true));
     assert_eq!(index.owned_count(), 0, "a candidate runs nothing");
 }
+
+#[test]
+fn slim_drops_managed_fields_and_the_last_applied_copy_only() {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+    let mut object = check("a", "c0");
+    object.metadata.managed_fields = Some(vec![ManagedFieldsEntry {
+        manager: Some("canary".into()),
+        ..Default::default()
+    }]);
+    let annotations = object.metadata.annotations.get_or_insert_default();
+    annotations.insert(LAST_APPLIED.into(), "{\"spec\":{}}".into());
+    annotations.insert(RUN_NOW.into(), "1".into());
+    let spec = object.spec.clone();
+    slim(&mut object);
+    assert_eq!(object.metadata.managed_fields, None);
+    let annotations = object.metadata.annotations.as_ref().unwrap();
+    assert!(!annotations.contains_key(LAST_APPLIED));
+    assert_eq!(
+        annotations.get(RUN_NOW).map(String::as_str),
+        Some("1"),
+        "Canary's own stay"
+    );
+    assert_eq!(object.spec, spec);
+}

@@ -11,6 +11,8 @@
 
 pub mod api_error;
 pub mod config;
+pub mod cronjob;
+pub mod discovery;
 mod event_queue;
 mod events;
 #[cfg(test)]
@@ -37,7 +39,7 @@ use tokio::sync::{mpsc, watch as channel};
 
 pub use config::{AdvertiseAddress, LeaderConfig, OperatorConfig, Sharding};
 pub use events::transition_event;
-pub use index::{Index, WatchScope};
+pub use index::{Index, WatchScope, slim};
 pub use leader::{Elector, Leadership, LeaseConfig};
 pub use reconcile::{Reconciled, Scope};
 
@@ -213,6 +215,11 @@ impl Operator {
         engine.audit.attach(core.clone());
         pings.attach(core.clone());
         supervisor.spawn("references", core.clone().work());
+        if config.discovery {
+            let metrics = engine.metrics.operator.discovery.clone();
+            let run = self.discovery(&identity, &writer, metrics, scopes.clone());
+            supervisor.spawn("discovery", run);
+        }
         let reconcile = reconcile::run(core, events_rx, scopes, config.reference_ttl);
         supervisor.spawn("reconcile", reconcile);
         tracing::info!(%identity, sharding = mode.name(), "operator started");
@@ -222,6 +229,23 @@ impl Operator {
             coordination,
             supervisor,
         })
+    }
+
+    /// The discovery controller (`--discovery`), writing through the status writer's budgets
+    /// and generating for the discoveries this replica's scope holds.
+    fn discovery(
+        &self,
+        identity: &str,
+        writer: &writer::StatusWriter,
+        metrics: crate::metrics::DiscoveryMetrics,
+        scopes: channel::Receiver<Scope>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let config = discovery::DiscoveryConfig {
+            namespaces: self.config.namespaces.clone(),
+            cluster_domain: self.config.cluster_domain.clone(),
+            identity: identity.to_string(),
+        };
+        discovery::run(self.client.clone(), config, writer.clone(), metrics, scopes)
     }
 
     /// What the reconcile loop works with.
@@ -391,7 +415,14 @@ impl Running {
             "shutting down: stopping runners, flushing status writes, releasing the Lease"
         );
         self.engine.ready.store(false, Ordering::SeqCst);
-        for task in ["reconcile", "references", "audit", "watch", "leader-gauge"] {
+        for task in [
+            "reconcile",
+            "references",
+            "audit",
+            "watch",
+            "leader-gauge",
+            "discovery",
+        ] {
             self.supervisor.abort(task);
         }
         if let Coordination::Shards { leave, lead } = &self.coordination {

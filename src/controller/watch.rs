@@ -18,14 +18,18 @@ use kube::{
 use prometheus::IntGauge;
 use tokio::{sync::mpsc, time::Instant};
 
-use super::{api_error::describe_watch, index::WatchScope, reconcile::WatchEvent};
+use super::{
+    api_error::describe_watch,
+    index::{WatchScope, slim},
+    reconcile::WatchEvent,
+};
 use crate::{
     api::{HealthCheck, fmt_go},
     lock,
     runner::Vital,
 };
 
-type Item = Result<watcher::Event<HealthCheck>, watcher::Error>;
+type Item<K = HealthCheck> = Result<watcher::Event<K>, watcher::Error>;
 type Events = std::pin::Pin<Box<dyn Stream<Item = (WatchScope, Item)> + Send>>;
 
 /// The longest pause between two attempts (kube-runtime's default policy: 0.8 s doubled, with
@@ -43,7 +47,7 @@ fn watch_stream(client: &Client, scopes: &[WatchScope]) -> Events {
         };
         let scope = scope.clone();
         with_backoff(watcher::watcher(api, config.clone()))
-            .map(move |event| (scope.clone(), event))
+            .map(move |item| (scope.clone(), item.map(|event| event.modify(slim))))
             .boxed()
     });
     Box::pin(select_all(streams))
@@ -53,7 +57,9 @@ fn watch_stream(client: &Client, scopes: &[WatchScope]) -> Events {
 /// policy), and starts again from the shortest pause after an event that carries data. kube-runtime's `default_backoff`
 /// resets on every `Ok`, and the watcher yields `Ok(Init)` before each list attempt, so a list
 /// that always fails (no CRD) was retried about every second forever.
-fn with_backoff(stream: impl Stream<Item = Item> + Send + 'static) -> impl Stream<Item = Item> {
+pub(super) fn with_backoff<K: Send + 'static>(
+    stream: impl Stream<Item = Item<K>> + Send + 'static,
+) -> impl Stream<Item = Item<K>> + Send {
     let backoff = DefaultBackoff::default();
     let state = (Box::pin(stream), backoff, None::<Duration>);
     futures::stream::unfold(state, |(mut stream, mut backoff, pause)| async move {

@@ -118,6 +118,9 @@ struct Shared {
     in_flight: AtomicUsize,
     /// Set by flush(): the writer task takes no more work.
     stopping: AtomicBool,
+    /// The first-write and steady budgets (discovery's writes spend them too).
+    first_writes: DefaultDirectRateLimiter,
+    limiter: DefaultDirectRateLimiter,
     /// Status fields the installed CRD does not declare.
     drift: drift::Drift,
 }
@@ -152,6 +155,8 @@ impl StatusWriter {
 
     /// Creates the writer; call [`StatusWriter::run`] on the main runtime.
     pub fn new(client: Client, config: WriterConfig, metrics: Arc<Metrics>) -> Self {
+        let first_writes = limiter(config.first_qps, config.first_burst);
+        let steady = limiter(config.qps, config.burst);
         Self {
             shared: Arc::new(Shared {
                 client,
@@ -163,6 +168,8 @@ impl StatusWriter {
                 last_success: Mutex::new(Instant::now()),
                 in_flight: AtomicUsize::new(0),
                 stopping: AtomicBool::new(false),
+                first_writes,
+                limiter: steady,
                 drift: drift::Drift::new(metrics.operator.status_fields_dropped.clone()),
                 metrics,
             }),
@@ -215,11 +222,20 @@ impl StatusWriter {
         }
     }
 
+    /// Waits for a write slot from the budgets status writes spend: the first-write budget
+    /// when `first` (an object someone waits for) and it has room, else the steady one. The
+    /// discovery controller's writes go through here, so a storm of generated checks shares
+    /// the configured write rate with status instead of adding its own.
+    pub async fn budget(&self, first: bool) {
+        if !(first && self.shared.first_writes.check().is_ok()) {
+            self.shared.limiter.until_ready().await;
+        }
+    }
+
     /// The writer loop; runs forever.
     pub async fn run(self) {
-        let config = &self.shared.config;
-        let first_writes = limiter(config.first_qps, config.first_burst);
-        let limiter = limiter(config.qps, config.burst);
+        let first_writes = &self.shared.first_writes;
+        let limiter = &self.shared.limiter;
         loop {
             let notified = self.shared.notify.notified();
             if self.shared.stopping.load(Ordering::SeqCst) {

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::{
     Candidate, DISCOVERY_LABEL, Discovered, Found, SOURCE_KIND_LABEL, SOURCE_NAME_ANNOTATION,
-    SOURCE_NAME_LABEL, Scope, TEMPLATE_ANNOTATION, Target, namespace_of, template,
+    SOURCE_NAME_LABEL, Scope, SourceKind, TEMPLATE_ANNOTATION, Target, namespace_of, template,
 };
 use crate::api::{Dial, DiscoverySkip, FieldError, HealthCheck, SkipReason};
 
@@ -137,11 +137,8 @@ fn one(
         reason,
         message,
     };
-    if scope.discovery.spec.dial == Dial::LoadBalancer && candidate.kind.via_load_balancer() {
-        let message = "dial: LoadBalancer needs http.connectTo, not built yet".into();
-        return Err(skip(SkipReason::DialUnsupported, message));
-    }
-    let (kind, target) = target_json(&candidate.target);
+    let connect_to = connect_to(scope, candidate).map_err(|(reason, why)| skip(reason, why))?;
+    let (kind, target) = target_json(&candidate.target, connect_to);
     let mut spec = template::for_kind(base, kind);
     if let Some(text) =
         (candidate.object.annotations.as_ref()).and_then(|a| a.get(TEMPLATE_ANNOTATION))
@@ -159,6 +156,7 @@ fn one(
         }
         template::merge(&mut spec, &template::for_kind(&patch, kind));
     }
+    expect_served(&mut spec, candidate).map_err(|(reason, why)| skip(reason, why))?;
     let spec = template::check(&spec, &target, OVERRIDE_AT)
         .map_err(|errors| skip(SkipReason::InvalidTemplate, errors[0].to_string()))?;
     let mut check = HealthCheck::new(&name_of(scope, candidate), spec);
@@ -166,12 +164,72 @@ fn one(
     Ok(check)
 }
 
-/// The probe section a target sets, by its spec key.
-fn target_json(target: &Target) -> (&'static str, Value) {
+/// `http.connectTo` under `dial: LoadBalancer`: the source's status address and the port of
+/// the URL (the scheme's, or the Gateway listener's); `None` under `dial: Host` and for
+/// Services, which are dialled by name.
+fn connect_to(
+    scope: &Scope<'_>,
+    candidate: &Candidate<'_>,
+) -> Result<Option<String>, (SkipReason, String)> {
+    if scope.discovery.spec.dial != Dial::LoadBalancer || !candidate.kind.via_load_balancer() {
+        return Ok(None);
+    }
+    if candidate.kind == SourceKind::GrpcRoute {
+        let why =
+            "gRPC checks have no connectTo: dial: LoadBalancer covers Ingress and HTTPRoute checks";
+        return Err((SkipReason::DialUnsupported, why.into()));
+    }
+    let Some(address) = &candidate.address else {
+        let why = match candidate.kind {
+            SourceKind::Ingress => {
+                "dial: LoadBalancer, but status.loadBalancer.ingress has no ip or hostname (yet)"
+            }
+            _ => {
+                "dial: LoadBalancer, but the Gateway has no IPAddress or Hostname in status.addresses (yet)"
+            }
+        };
+        return Err((SkipReason::NoStatusAddress, why.into()));
+    };
+    let port = candidate.port;
+    Ok(Some(match address.contains(':') {
+        true => format!("[{address}]:{port}"),
+        false => format!("{address}:{port}"),
+    }))
+}
+
+/// `tlsPolicy.expectServedFromSecret: true` (a template's switch, not a HealthCheck field)
+/// becomes `tlsPolicy.expectServedCertificate` naming the Secret of an https Ingress host;
+/// other checks have no Secret in reach (a Gateway's usually lives in another namespace).
+fn expect_served(spec: &mut Value, candidate: &Candidate<'_>) -> Result<(), (SkipReason, String)> {
+    let wanted = spec.pointer(template::SERVED_FLAG) == Some(&Value::Bool(true));
+    let https = matches!(&candidate.target, Target::Http { url, .. } if url.starts_with("https:"));
+    if !wanted || candidate.kind != SourceKind::Ingress || !https {
+        return Ok(());
+    }
+    let Some(secret) = &candidate.secret else {
+        let why =
+            "tlsPolicy.expectServedFromSecret, but the tls entry for this host names no secretName";
+        return Err((SkipReason::NoTLSSecret, why.into()));
+    };
+    if let Some(policy) = spec.get_mut("tlsPolicy").and_then(Value::as_object_mut) {
+        let expected = json!({"secretRef": {"name": secret}});
+        policy.insert("expectServedCertificate".into(), expected);
+    }
+    Ok(())
+}
+
+/// The probe section a target sets, by its spec key, with `connectTo` for HTTP.
+fn target_json(target: &Target, connect_to: Option<String>) -> (&'static str, Value) {
     match target {
-        Target::Http { url, http2: false } => ("http", json!({"http": {"url": url}})),
-        Target::Http { url, http2: true } => {
-            ("http", json!({"http": {"url": url, "version": "2"}}))
+        Target::Http { url, http2 } => {
+            let mut http = json!({"url": url});
+            if *http2 {
+                http["version"] = json!("2");
+            }
+            if let Some(address) = connect_to {
+                http["connectTo"] = json!(address);
+            }
+            ("http", json!({ "http": http }))
         }
         Target::Grpc { target, tls } => ("grpc", json!({"grpc": {"target": target, "tls": tls}})),
         Target::Tcp { host, port } => ("tcp", json!({"tcp": {"host": host, "port": port}})),

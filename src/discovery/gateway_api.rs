@@ -9,13 +9,41 @@ use crate::api::Selector;
 /// The Gateway API group.
 pub const GROUP: &str = "gateway.networking.k8s.io";
 
-/// A Gateway: its listeners.
+/// A Gateway: its listeners, and the addresses it is reachable at.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Gateway {
     #[serde(default)]
     pub metadata: ObjectMeta,
     #[serde(default)]
     pub spec: GatewaySpec,
+    #[serde(default)]
+    pub status: Option<GatewayStatus>,
+}
+
+impl Gateway {
+    /// The first `status.addresses` entry of type IPAddress (the default) or Hostname: where
+    /// `dial: LoadBalancer` connects.
+    pub fn address(&self) -> Option<&str> {
+        (self.status.iter().flat_map(|s| &s.addresses))
+            .filter(|a| matches!(a.type_.as_deref(), None | Some("IPAddress" | "Hostname")))
+            .map(|a| a.value.as_str())
+            .find(|v| !v.is_empty())
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct GatewayStatus {
+    #[serde(default)]
+    pub addresses: Vec<GatewayStatusAddress>,
+}
+
+/// An address the Gateway is bound to (`type`: IPAddress, Hostname or implementation-specific).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct GatewayStatusAddress {
+    #[serde(default, rename = "type")]
+    pub type_: Option<String>,
+    #[serde(default)]
+    pub value: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

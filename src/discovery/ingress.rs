@@ -63,12 +63,13 @@ fn find_one<'a>(ingress: &'a Ingress, choice: PathChoice, found: &mut Found<'a>)
             }
         }
     }
-    let tls_hosts: Vec<&str> = (spec.tls.iter().flatten())
-        .flat_map(|tls| tls.hosts.iter().flatten())
-        .map(String::as_str)
-        .collect();
+    let tls = spec.tls.iter().flatten();
+    let address = load_balancer_address(ingress);
     for (host, paths) in hosts {
-        let https = tls_hosts.iter().any(|pattern| covers(pattern, &host));
+        // The first tls entry covering the host: its Secret is what the controller serves.
+        let entry = (tls.clone()).find(|t| t.hosts.iter().flatten().any(|p| covers(p, &host)));
+        let https = entry.is_some();
+        let secret = entry.and_then(|t| t.secret_name.clone().filter(|n| !n.is_empty()));
         let (scheme, port) = if https { ("https", 443) } else { ("http", 80) };
         for path in choose(paths, choice) {
             found.candidates.push(Candidate {
@@ -81,9 +82,19 @@ fn find_one<'a>(ingress: &'a Ingress, choice: PathChoice, found: &mut Found<'a>)
                 host: host.clone(),
                 path,
                 port,
+                address: address.clone(),
+                secret: secret.clone(),
             });
         }
     }
+}
+
+/// The first address in `status.loadBalancer.ingress`: its IP, else its host name.
+fn load_balancer_address(ingress: &Ingress) -> Option<String> {
+    let status = ingress.status.as_ref()?.load_balancer.as_ref()?;
+    (status.ingress.iter().flatten())
+        .filter_map(|lb| lb.ip.clone().or_else(|| lb.hostname.clone()))
+        .find(|address| !address.is_empty())
 }
 
 /// The paths of a rule: `Ok` a checkable path, `Err` a regex path. A rule without paths is

@@ -17,6 +17,8 @@ pub(super) struct Served {
     pub host: String,
     pub https: bool,
     pub port: u16,
+    /// The Gateway's status address, for `dial: LoadBalancer`.
+    pub address: Option<String>,
 }
 
 /// What the route says about itself.
@@ -158,6 +160,7 @@ fn through(
                 host,
                 https: listener.protocol == "HTTPS",
                 port: listener.port,
+                address: gateway.address().map(str::to_string),
             });
         }
     }

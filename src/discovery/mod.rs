@@ -101,6 +101,10 @@ struct Candidate<'a> {
     path: String,
     port: u16,
     target: Target,
+    /// The source's status address (Ingress load balancer, Gateway), for `dial: LoadBalancer`.
+    address: Option<String>,
+    /// The Secret holding the host's certificate (an Ingress's `tls[].secretName`).
+    secret: Option<String>,
 }
 
 /// The probe a candidate becomes.

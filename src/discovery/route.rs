@@ -63,6 +63,8 @@ fn push<'a>(found: &mut Found<'a>, route: &'a HttpRoute, served: &Served, path: 
         host: served.host.clone(),
         path,
         port: served.port,
+        address: served.address.clone(),
+        secret: None,
     });
 }
 
@@ -127,6 +129,8 @@ fn grpc_one<'a>(
             host: served.host.clone(),
             path: String::new(),
             port: served.port,
+            address: served.address.clone(),
+            secret: None,
         });
     }
 }

@@ -42,6 +42,8 @@ pub(super) fn find<'a>(scope: &Scope<'a>, source: &ServiceSource, found: &mut Fo
                 host: host.clone(),
                 path: String::new(),
                 port: number,
+                address: None,
+                secret: None,
             });
         }
     }

@@ -12,6 +12,10 @@ const PROBE_KEYS: [&str; 5] = ["http", "tcp", "tls", "dns", "grpc"];
 /// Probe kinds discovery never generates, or whose only settings are the target.
 const NOT_TEMPLATED: [&str; 3] = ["tcp", "tls", "dns"];
 
+/// Where a template's `tlsPolicy.expectServedFromSecret` switch is (a JSON pointer): it is
+/// no HealthCheck field, so it is read and removed before the spec is checked.
+pub const SERVED_FLAG: &str = "/tlsPolicy/expectServedFromSecret";
+
 /// Merges `patch` into `base` (RFC 7386).
 pub fn merge(base: &mut Value, patch: &Value) {
     let Value::Object(patch) = patch else {
@@ -100,7 +104,29 @@ pub fn forbidden(template: &Map<String, Value>, at: &str) -> Vec<FieldError> {
             ));
         }
     }
+    if template
+        .get("http")
+        .and_then(|h| h.get("connectTo"))
+        .is_some()
+    {
+        errors.push(error(
+            format!("{at}.http.connectTo"),
+            "where checks connect comes from spec.dial (LoadBalancer: the source's status address); remove it",
+        ));
+    }
     errors
+}
+
+/// Removes `tlsPolicy.expectServedFromSecret` (see [`SERVED_FLAG`]), which must be a boolean.
+fn take_served_flag(spec: &mut Value, at: &str) -> Result<(), Vec<FieldError>> {
+    let policy = spec.get_mut("tlsPolicy").and_then(Value::as_object_mut);
+    match policy.and_then(|p| p.remove("expectServedFromSecret")) {
+        None | Some(Value::Bool(_)) => Ok(()),
+        Some(_) => Err(vec![FieldError {
+            field: format!("{at}.tlsPolicy.expectServedFromSecret"),
+            message: "must be true or false".into(),
+        }]),
+    }
 }
 
 /// A valid target of each kind, to validate a template with.
@@ -121,6 +147,7 @@ pub fn check(
 ) -> Result<HealthCheckSpec, Vec<FieldError>> {
     let mut spec = template.clone();
     merge(&mut spec, target);
+    take_served_flag(&mut spec, at)?;
     let rename = |field: &str| match field.strip_prefix("spec") {
         Some(rest) => format!("{at}{rest}"),
         None => format!("{at}.{field}"),
@@ -213,6 +240,19 @@ mod tests {
             "spec.template.failureThreshold"
         );
         assert_eq!(field(json!([1])), "spec.template");
+        assert_eq!(
+            field(json!({"http": {"connectTo": "10.0.0.1:443"}})),
+            "spec.template.http.connectTo"
+        );
+        assert_eq!(
+            field(json!({"tlsPolicy": {"expectServedFromSecret": "yes"}})),
+            "spec.template.tlsPolicy.expectServedFromSecret"
+        );
+        validate(
+            &json!({"tlsPolicy": {"expectServedFromSecret": true}}),
+            "spec.template",
+        )
+        .unwrap();
         validate(&json!({"interval": "30s", "http": {"expect": {"status": [200]}}, "grpc": {"service": "x"}}), "spec.template").unwrap();
         validate(&Value::Null, "spec.template").unwrap();
     }

@@ -3,6 +3,7 @@
 //! standard process collector (open and max descriptors, RSS, CPU).
 
 mod check;
+mod discovery;
 mod family;
 mod kinds;
 
@@ -15,6 +16,7 @@ use prometheus::{
 
 use check::CheckFamilies;
 pub use check::metric_label;
+pub use discovery::DiscoveryMetrics;
 
 use crate::runner::{AuditMetrics, CheckKey, Registration, RunReport, RunnerSpec, Sink, Summary};
 
@@ -88,6 +90,8 @@ pub struct OperatorFamilies {
     /// The self-audit's families (`canary_checks_expected`, `canary_checks_unscheduled`,
     /// `canary_checks_recovered_total`).
     pub audit: AuditMetrics,
+    /// The discovery controller's (`canary_discovery_*`).
+    pub discovery: DiscoveryMetrics,
 }
 
 /// Every metric family Canary exposes.
@@ -289,6 +293,7 @@ impl Metrics {
                 "Checks other ring members own whose status shows no run for two runs and two status heartbeats (plus the time their writes need), at the last self-audit: nobody probes them.",
             )?)?,
             audit: Self::audit_families(f)?,
+            discovery: DiscoveryMetrics::new(f)?,
         })
     }
 

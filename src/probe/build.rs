@@ -13,6 +13,7 @@ use super::{
     grpc::GrpcCheck,
     http::{HttpCheck, ResolvedHeader},
     oauth2::OAuth2Client,
+    served::ExpectedLeaf,
     tls::{ClientAuth, TlsSettings, Trust},
 };
 use crate::api::{
@@ -233,8 +234,26 @@ fn tls_settings(
         None => None,
         Some(secret) => Some(client_auth(secret, refs)?),
     };
-    TlsSettings::new(policy.clone(), trust, client_auth)
-        .map_err(|message| BuildError::invalid("spec.tlsPolicy.clientCertificate", message))
+    let mut settings = TlsSettings::new(policy.clone(), trust, client_auth)
+        .map_err(|message| BuildError::invalid("spec.tlsPolicy.clientCertificate", message))?;
+    if let Some(secret) = &policy.expect_served_certificate {
+        settings.expected_leaf = Some(expected_leaf(secret, refs)?);
+    }
+    Ok(settings)
+}
+
+/// The leaf of Secret `secret`'s `tls.crt` (only that key is read).
+fn expected_leaf(secret: &str, refs: &dyn ReferenceSource) -> Result<ExpectedLeaf, BuildError> {
+    let field = "spec.tlsPolicy.expectServedCertificate";
+    let value = ValueRef {
+        object: Reference {
+            kind: ReferenceKind::Secret,
+            name: secret.into(),
+        },
+        key: "tls.crt".into(),
+    };
+    let pem = fetch(&value, field, refs)?;
+    ExpectedLeaf::from_pem(secret, &pem).map_err(|message| BuildError::invalid(field, message))
 }
 
 pub(super) fn client_auth(

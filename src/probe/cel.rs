@@ -9,7 +9,13 @@
 //! (the tree charged to the probe's body-budget reservation as for `expect.json`), else the
 //! text. The CEL values borrow the parsed tree's strings; each node's box and each map entry
 //! is charged on top, so parsing and conversion together stay within `--body-buffer-budget`,
-//! and the reservation is held until the evaluation ends, even past its probe.
+//! and the reservation is held until the evaluation ends, even past its probe. What the
+//! expression itself copies (`[body, body]`, `map(x, body)`) is charged too: each [`METER`]
+//! and [`TICK`] reads the evaluator thread's jemalloc counters ([`heap`]) and grows the
+//! reservation to what the thread holds beyond its start; past the budget the evaluation
+//! stops at once with `BodyBudgetExceeded`. At most one value is copied between two checks,
+//! so the overshoot is at most one copy of a value already charged. Without jemalloc as the
+//! global allocator (`cargo run` without `--features jemalloc`) only the deadline bounds it.
 
 use std::{
     collections::HashMap,
@@ -36,9 +42,10 @@ use super::{
     Failure,
     body::over_budget,
     budget::Reservation,
+    heap,
     json::{self, JsonError, MAX_SHOWN},
 };
-use crate::api::{CEL_STACK, CelExpression, Reason, TICK, display_text};
+use crate::api::{CEL_STACK, CelExpression, METER, Reason, TICK, display_text};
 
 /// Evaluator threads: at most this many cores ever burn on CEL.
 pub const THREADS: usize = 2;
@@ -259,26 +266,87 @@ fn evaluate(expr: &CelExpression, input: CelInput, stop: Instant) -> Result<(), 
         (None, Some(text)) => Box::new(CelString::from(text.as_ref())),
         (None, None) => Box::new(CelNull),
     };
+    let used = charge.used;
+    let meter = Arc::new(Mutex::new(Meter::start(reservation, used)));
     let env = ENV.get_or_init(|| Arc::new(cel::Env::stdlib())).clone();
     let mut ctx = Context::with_env(env);
     ctx.add_variable_as_val("body", body_val);
     ctx.add_variable_as_val("headers", headers_val(&headers));
     ctx.add_variable_as_val("status", Box::new(CelInt::from(i64::from(status))));
-    let tick: Tick = Box::new(move |ftx: &mut FunctionContext<'_, '_>| {
-        if Instant::now() >= stop {
-            return Err(ftx.error("stopped at the probe's deadline"));
-        }
-        ftx.args.pop().ok_or_else(|| ftx.error("no argument"))
-    });
-    ctx.add_function(TICK, tick)
-        .map_err(|e| Failed::Cel(CelFailure::Error(e.to_string())))?;
+    for name in [TICK, METER] {
+        ctx.add_function(name, checkpoint(stop, meter.clone()))
+            .map_err(|e| Failed::Cel(CelFailure::Error(e.to_string())))?;
+    }
     let result = ctx.resolve(&expr.expr);
+    let mut meter = crate::lock(&meter);
+    if let Err(wanted) = meter.check() {
+        let what = "cel (with the values the expression copied)";
+        return Err(Failed::Budget(over_budget(
+            &meter.reservation,
+            wanted,
+            what,
+        )));
+    }
     match result {
         Ok(Value::Bool(true)) => Ok(()),
         Ok(Value::Bool(false)) => Err(Failed::Cel(CelFailure::False)),
         Ok(other) => Err(Failed::Cel(CelFailure::NotBool(shown(&other)))),
         Err(_) if Instant::now() >= stop => Err(Failed::Cel(CelFailure::Deadline)),
         Err(e) => Err(Failed::Cel(CelFailure::Error(error_text(&e)))),
+    }
+}
+
+/// What [`TICK`] and [`METER`] run: fails once the deadline has passed or once what the
+/// evaluation holds outgrows the body budget, else hands its argument back.
+fn checkpoint(stop: Instant, meter: Arc<Mutex<Meter>>) -> Tick {
+    Box::new(move |ftx: &mut FunctionContext<'_, '_>| {
+        if Instant::now() >= stop {
+            return Err(ftx.error("stopped at the probe's deadline"));
+        }
+        if crate::lock(&meter).check().is_err() {
+            return Err(ftx.error("stopped: over the body buffer budget"));
+        }
+        ftx.args.pop().ok_or_else(|| ftx.error("no argument"))
+    })
+}
+
+/// Charges what an evaluation's thread holds beyond its start (the values the expression
+/// copies) to the probe's reservation, on top of the converted body. Once refused it stays
+/// refused, so every later checkpoint fails and the evaluation unwinds.
+struct Meter {
+    reservation: Reservation,
+    /// Bytes charged before the evaluation: the parsed tree and its CEL values.
+    used: u64,
+    /// The thread's [`heap::net`] at the start; `None` without jemalloc's counters.
+    start: Option<u64>,
+    refused: Option<usize>,
+}
+
+impl Meter {
+    fn start(reservation: Reservation, used: u64) -> Self {
+        Self {
+            reservation,
+            used,
+            start: heap::net(),
+            refused: None,
+        }
+    }
+
+    /// `Err(bytes wanted)` when the reservation cannot cover what the evaluation holds.
+    fn check(&mut self) -> Result<(), usize> {
+        if let Some(wanted) = self.refused {
+            return Err(wanted);
+        }
+        let (Some(start), Some(now)) = (self.start, heap::net()) else {
+            return Ok(());
+        };
+        let total = self.used.saturating_add(heap::grown(start, now));
+        if self.reservation.cover(total) {
+            return Ok(());
+        }
+        let wanted = usize::try_from(total).unwrap_or(usize::MAX);
+        self.refused = Some(wanted);
+        Err(wanted)
     }
 }
 

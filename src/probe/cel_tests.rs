@@ -167,6 +167,44 @@ fn conversion_is_charged_to_the_budget() {
 }
 
 #[test]
+fn values_an_expression_copies_are_charged_and_stop_it() {
+    assert!(
+        heap::net().is_some(),
+        "the meter reads jemalloc's counters: run with `--features jemalloc` (scripts/test does)"
+    );
+    let body = format!("[{}]", vec!["0"; 100_000].join(","));
+    // Each `body` in a list literal is a deep copy (~3 MiB here): 40 of them pass 32 MiB.
+    let copies = vec!["body"; 40].join(", ");
+    let expr = compile_cel(&format!("size([{copies}]) == 40")).unwrap();
+    let budget = BodyBudget::new(32 << 20);
+    let stop = Instant::now() + Duration::from_secs(300);
+    match evaluate(&expr, input(&body, &[], &budget), stop) {
+        Err(Failed::Budget(failure)) => {
+            assert_eq!(failure.reason, Reason::BodyBudgetExceeded);
+            let message = &failure.message;
+            assert!(
+                message.contains("values the expression copied"),
+                "{message}"
+            );
+        }
+        Err(Failed::Cel(why)) => panic!("expected the budget to stop it, got {why}"),
+        Ok(()) => panic!("expected the budget to stop it"),
+    }
+    assert_eq!(budget.held(), 0, "the reservation is returned");
+    // `map` copies too: one body per item.
+    let expr = compile_cel("body.map(x, body).size() > 0").unwrap();
+    let verdict = evaluate(&expr, input(&body, &[], &budget), stop);
+    assert!(
+        matches!(verdict, Err(Failed::Budget(_))),
+        "map(x, body) stopped"
+    );
+    // A few copies within the budget pass.
+    let expr = compile_cel("size([body, body]) == 2").unwrap();
+    let roomy = BodyBudget::new(64 << 20);
+    assert!(evaluate(&expr, input(&body, &[], &roomy), stop).is_ok());
+}
+
+#[test]
 fn messages_name_the_expression_cut() {
     let long = format!("body.a == '{}'", "x".repeat(300));
     let text = message(&long, &CelFailure::False);

@@ -274,7 +274,11 @@ async fn exchange(
     let url = &hop.url;
     let host = url.host_str().unwrap_or_default();
     let port = url.port_or_known_default().unwrap_or(80);
-    let addrs = net::resolve(host, port, ctx, trace).await?;
+    let (dial_host, dial_port) = match dial(&check.spec, url) {
+        Some(endpoint) => (endpoint.host.as_str(), endpoint.port),
+        None => (host, port),
+    };
+    let addrs = net::resolve(dial_host, dial_port, ctx, trace).await?;
     let (stream, _) = net::connect(&addrs, ctx, trace).await?;
     let version = check.spec.version;
     let (io, witness) = if url.scheme() == "https" {
@@ -312,6 +316,17 @@ async fn exchange(
             spoken,
             "use an https:// URL",
         )
+    })
+}
+
+/// Where a request to `url` is dialled instead of its own host: `connectTo`, for the
+/// configured URL's host and port only (curl's `--connect-to` with that host and port), so a
+/// redirect to another host or port resolves that host as usual.
+fn dial<'a>(spec: &'a ValidHttp, url: &url::Url) -> Option<&'a crate::api::Endpoint> {
+    let configured = &spec.url;
+    (spec.connect_to.as_ref()).filter(|_| {
+        url.host_str() == configured.host_str()
+            && url.port_or_known_default() == configured.port_or_known_default()
     })
 }
 

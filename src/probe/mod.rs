@@ -15,12 +15,14 @@ mod dns;
 mod facts;
 mod grpc;
 mod headers;
+mod heap;
 mod http;
 mod http2;
 mod json;
 mod net;
 mod oauth2;
 mod scoped;
+mod served;
 mod sniff;
 mod tls;
 mod trace;
@@ -46,6 +48,7 @@ pub use net::{canonical as canonical_ip, denied_in, prober_fault};
 pub use oauth2::{
     MAX_MARGIN, MAX_TOKEN_RESPONSE, MAX_TOKEN_TTL, OAuth2Client, UNTIMED_TOKEN_TTL, margin,
 };
+pub use served::ExpectedLeaf;
 pub use tls::{TlsSettings, provider};
 pub use trace::{Phase, PhaseTimings};
 

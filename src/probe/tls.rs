@@ -42,6 +42,8 @@ pub struct TlsSettings {
     anonymous: Arc<ClientConfig>,
     /// With the check's client certificate, when it has one.
     authenticated: Option<Arc<ClientConfig>>,
+    /// The leaf the server must present (`expectServedCertificate`), read from its Secret.
+    pub expected_leaf: Option<super::served::ExpectedLeaf>,
 }
 
 impl TlsSettings {
@@ -62,6 +64,7 @@ impl TlsSettings {
             trust,
             anonymous,
             authenticated,
+            expected_leaf: None,
         })
     }
 
@@ -301,6 +304,9 @@ pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         .negotiated_cipher_suite()
         .map(|s| format!("{:?}", s.suite()));
     trace.set_tls(facts.clone());
+    if let Some(expected) = &settings.expected_leaf {
+        expected.check(captured.chain.first(), facts.leaf())?;
+    }
     certs::check_expectations(&facts, settings, jiff::Timestamp::now())?;
     Ok(Session { stream, facts })
 }

@@ -7,10 +7,14 @@ use canary_test_harness::{
     cluster::{Cluster, enforcing, healthcheck},
     targets::{Reply, TestServer, Transport},
     tools::text,
+    wait::eventually,
 };
 use serde_json::json;
 
 use crate::deployed::{deployed_on, deployed_with, shop_objects};
+
+const SEC: std::time::Duration = std::time::Duration::from_secs(1);
+const POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_watch_namespaces_the_operator_probes_there_and_the_helm_test_lists_there() {
@@ -91,4 +95,47 @@ async fn without_secret_rbac_only_the_check_referencing_a_secret_is_reference_fo
         !probed.contains(&"/healthz".to_string()),
         "web is never probed: {probed:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_discovery_the_operator_generates_checks_as_its_service_account_unrefused() {
+    let cluster = Cluster::bare_with(enforcing()).await;
+    cluster.namespace("shop").await;
+    let values = ["--set", "discovery.enabled=true,watchNamespaces={shop}"];
+    let d = deployed_on(cluster, &values).await;
+    let discovery = json!({
+        "apiVersion": "canary.dev/v1alpha1", "kind": "CheckDiscovery",
+        "metadata": {"name": "web", "namespace": "shop"},
+        "spec": {"sources": {"ingress": {}, "service": {}, "httpRoute": {}}, "optIn": "All",
+                 "template": {"suspend": true}},
+    });
+    let ingress = json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "web", "namespace": "shop"},
+        "spec": {"rules": [{"host": "web.test"}]},
+    });
+    d.cluster.kubectl.apply(&[discovery, ingress]).await;
+    let what = "the generated check and the discovery's Ready condition";
+    eventually(30 * SEC, what, POLL, async || {
+        let list = d.cluster.kubectl.get_json(&["chc", "-n", "shop"]).await;
+        let chd = d
+            .cluster
+            .kubectl
+            .get_json(&["chd", "web", "-n", "shop"])
+            .await;
+        let urls: Vec<&str> = (list["items"].as_array().into_iter().flatten())
+            .filter_map(|c| c["spec"]["http"]["url"].as_str())
+            .collect();
+        let ready = (chd["status"]["conditions"].as_array().into_iter().flatten())
+            .any(|c| c["type"] == "Ready" && c["status"] == "True");
+        (urls == ["http://web.test/"] && ready)
+            .then_some(())
+            .ok_or(format!("{urls:?} {}", chd["status"]))
+    })
+    .await;
+    let forbidden: Vec<String> = (d.cluster.server.requests().iter())
+        .filter(|r| r.code == 403)
+        .map(|r| format!("{} {} {}", r.user, r.verb, r.request_uri))
+        .collect();
+    assert!(forbidden.is_empty(), "refused: {forbidden:#?}");
 }

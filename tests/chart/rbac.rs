@@ -143,3 +143,61 @@ async fn shards_mode_grants_the_member_leases_in_the_release_namespace_only() {
         needed_check_rules()
     );
 }
+
+/// What the discovery controller adds in the watched namespaces, and cluster-wide.
+fn needed_discovery_rules() -> (BTreeSet<Rule>, BTreeSet<Rule>) {
+    let list_watch: &[&str] = &["list", "watch"];
+    let namespaced = rules(&[
+        ("canary.dev", "healthchecks", &["create", "patch", "delete"]),
+        ("canary.dev", "checkdiscoveries", &["get", "list", "watch"]),
+        ("canary.dev", "checkdiscoveries/status", &["patch"]),
+        ("networking.k8s.io", "ingresses", list_watch),
+        ("", "services", list_watch),
+        ("gateway.networking.k8s.io", "httproutes", list_watch),
+        ("gateway.networking.k8s.io", "grpcroutes", list_watch),
+    ]);
+    let cluster = rules(&[
+        ("networking.k8s.io", "ingressclasses", list_watch),
+        ("", "namespaces", list_watch),
+        ("gateway.networking.k8s.io", "gateways", list_watch),
+    ]);
+    (namespaced, cluster)
+}
+
+#[tokio::test]
+async fn discovery_adds_its_sources_and_writes_and_a_cluster_role_for_gateways() {
+    let objects = render(&["--set", "discovery.enabled=true"]).await;
+    assert!(args(&objects).contains(&"--discovery".to_string()));
+    assert!(args(&objects).contains(&"--cluster-domain=cluster.local".to_string()));
+    let grants = deployment_grants(&objects);
+    let (namespaced, cluster) = needed_discovery_rules();
+    let roles = of_kind(&objects, "ClusterRole");
+    let find = |name: &str| {
+        *roles
+            .iter()
+            .find(|r| r["metadata"]["name"] == name)
+            .unwrap()
+    };
+    let checks = find("canary-operator");
+    let want: BTreeSet<Rule> = needed_check_rules().union(&namespaced).cloned().collect();
+    assert_eq!(granted_by(&grants, checks, None), want);
+    let discovery = find("canary-operator-discovery");
+    assert_eq!(granted_by(&grants, discovery, None), cluster);
+    let crds: Vec<&str> = (of_kind(&objects, "CustomResourceDefinition").iter())
+        .filter_map(|c| c["metadata"]["name"].as_str())
+        .collect();
+    assert_eq!(
+        crds,
+        ["checkdiscoveries.canary.dev", "healthchecks.canary.dev"]
+    );
+
+    // With watchNamespaces, the namespaced rules go to each namespace's Role.
+    let objects = render(&["--set", "discovery.enabled=true,watchNamespaces={shop}"]).await;
+    let grants = deployment_grants(&objects);
+    let role = (of_kind(&objects, "Role").into_iter())
+        .find(|r| r["metadata"]["namespace"] == "shop")
+        .unwrap();
+    assert_eq!(granted_by(&grants, role, Some("shop")), want);
+    let discovery = one(&objects, "ClusterRole");
+    assert_eq!(granted_by(&grants, discovery, None), cluster);
+}

@@ -533,6 +533,23 @@ async fn chart_crd_is_the_generated_crd() {
         .unwrap();
     assert!(check.status.success(), "{}", text(&check));
 
+    // The CheckDiscovery CRD comes with discovery.enabled, generated the same way.
+    let committed: Value =
+        serde_saphyr::from_str(&read(&repo().join("crds/checkdiscoveries.canary.dev.yaml")))
+            .unwrap();
+    let objects = render(&["--set", "discovery.enabled=true"]).await;
+    let mut rendered = (of_kind(&objects, "CustomResourceDefinition").into_iter())
+        .find(|c| c["metadata"]["name"] == "checkdiscoveries.canary.dev")
+        .expect("the CheckDiscovery CRD")
+        .clone();
+    let metadata = rendered["metadata"].as_object_mut().unwrap();
+    metadata.remove("annotations").expect("annotations");
+    metadata.remove("labels").expect("labels");
+    assert!(
+        rendered == committed,
+        "templates/crd-checkdiscovery.yaml drifted from crds/: run hack/sync-crd.sh"
+    );
+
     let objects = render(&["--set", "crds.keep=false"]).await;
     let crd = one(&objects, "CustomResourceDefinition");
     assert!(crd["metadata"].get("annotations").is_none(), "{crd}");

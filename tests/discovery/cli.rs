@@ -178,6 +178,53 @@ async fn discover_run_probes_the_generated_checks_with_check_exit_codes() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discover_run_with_dial_load_balancer_reaches_the_gateway_address_as_the_routes_host() {
+    let server = TestServer::start(Transport::Plain, |r| match r.header("host") {
+        Some(host) if host.starts_with("app.test:") => Reply::ok("ok"),
+        _ => Reply::status(421, "misdirected"),
+    })
+    .await;
+    let port = server.port();
+    let manifests = format!(
+        "apiVersion: canary.dev/v1alpha1
+kind: CheckDiscovery
+metadata: {{name: lb, namespace: shop}}
+spec: {{optIn: All, dial: LoadBalancer, sources: {{httpRoute: {{}}}}}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: local, namespace: shop}}
+spec:
+  listeners: [{{name: http, protocol: HTTP, port: {port}}}]
+status:
+  addresses: [{{type: IPAddress, value: 127.0.0.1}}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: app, namespace: shop}}
+spec:
+  parentRefs: [{{name: local}}]
+  hostnames: [app.test]
+"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "lb.yaml", &manifests);
+    let run = canary(&["discover", "-f", &path, "--run", "-o", "yaml"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let list: serde_json::Value = serde_saphyr::from_str(&run.stdout).unwrap();
+    let check = &list["items"][0];
+    assert_eq!(
+        check["spec"]["http"]["connectTo"],
+        format!("127.0.0.1:{port}")
+    );
+    assert_eq!(
+        check["status"]["target"],
+        format!("http://app.test:{port}/ via 127.0.0.1:{port}")
+    );
+    assert_eq!(server.requests().len(), 1);
+}
+
 #[test]
 fn invalid_input_is_exit_code_2_naming_the_field() {
     let dir = tempfile::tempdir().unwrap();

@@ -102,6 +102,8 @@ fn the_goldens_show_every_skip_reason() {
         SkipReason::NotAllowed,
         SkipReason::UnsupportedProtocol,
         SkipReason::DialUnsupported,
+        SkipReason::NoStatusAddress,
+        SkipReason::NoTLSSecret,
         SkipReason::InvalidTemplate,
     ];
     let missing: Vec<&str> = (reasons.iter())

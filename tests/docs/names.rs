@@ -23,6 +23,7 @@ const OTHER_TOOLS_FLAGS: &[&str] = &[
     "--binary",
     "--build-arg",
     "--check",
+    "--connect-to",
     "--create-namespace",
     "--features",
     "--for",

@@ -10,8 +10,10 @@
 
 mod audit;
 mod crd_skew;
+mod cronjob;
 mod deny;
 mod describe;
+mod discovery;
 mod edits;
 mod events;
 mod feedback;

@@ -2,7 +2,7 @@
 //! for another name or expiring soon; `kubectl get chc` shows them in its columns.
 
 use canary_test_harness::{
-    cluster::{config_map, http_check, status_int},
+    cluster::{config_map, http_check, secret, status_int},
     targets::{Ca, Leaf, Reply, TestServer, Transport, days},
 };
 use serde_json::{Value, json};
@@ -172,4 +172,58 @@ async fn kubectl_get_shows_ready_reason_latency_certificate_expiry_and_ages() {
     );
     assert_eq!(flaky_cells, ("False", "UnexpectedStatus", ""));
     assert_eq!(row("expired")[2], "CertificateExpired");
+}
+
+/// A kubernetes.io/tls Secret of [`NS`] holding `leaf`, labelled for the reference gate when
+/// `labelled`.
+fn tls_secret(name: &str, leaf: &Leaf, labelled: bool) -> Value {
+    let data = [
+        ("tls.crt", leaf.pem.as_str()),
+        ("tls.key", leaf.key_pem.as_str()),
+    ];
+    let mut object = secret(NS, name, "kubernetes.io/tls", &data);
+    if labelled {
+        object["metadata"]["labels"] = json!({"canary.dev/reference": "allowed"});
+    }
+    object
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_served_certificate_that_is_not_the_secrets_is_not_deployed() {
+    let (ca, ca_object) = test_ca();
+    let served = ca.leaf(&["localhost"], days(-30), days(60));
+    let renewed = ca.leaf(&["localhost"], days(-1), days(89));
+    let server = TestServer::https(&served).await;
+    let expecting = |name: &str, secret: &str| {
+        let mut check = https_check(NS, name, server.port());
+        check["spec"]["tlsPolicy"]["expectServedCertificate"] =
+            json!({"secretRef": {"name": secret}});
+        check
+    };
+    let objects = [
+        ca_object,
+        tls_secret("renewed-tls", &renewed, true),
+        tls_secret("served-tls", &served, true),
+        tls_secret("unlabelled-tls", &served, false),
+        expecting("stale", "renewed-tls"),
+        expecting("current", "served-tls"),
+        expecting("unlabelled", "unlabelled-tls"),
+    ];
+    let gate = ["--secret-reference-label", "canary.dev/reference=allowed"];
+    let s = Scenario::start(NS, &gate, &objects).await;
+    let stale = (s.watch)
+        .ready_as("stale", "False", "CertificateNotDeployed")
+        .await;
+    let message = stale["status"]["lastResult"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(message.contains("Secret \"renewed-tls\""), "{message}");
+    assert_eq!(
+        stale["status"]["tls"]["verified"], true,
+        "facts still reported"
+    );
+    s.watch.ready_as("current", "True", "Succeeded").await;
+    (s.watch)
+        .ready_as("unlabelled", "False", "ReferenceForbidden")
+        .await;
 }

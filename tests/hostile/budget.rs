@@ -6,7 +6,7 @@
 
 use std::{process::Stdio, time::Duration};
 
-use canary_test_harness::procfs::memory_mib;
+use canary_test_harness::procfs::wait_with_peak;
 use serde_json::Value;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -82,24 +82,7 @@ async fn sixty_four_regex_checks_against_a_hoarding_target_stay_within_the_budge
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let pid = child.id().expect("running");
-    // VmHWM only grows: the last reading before the process exits is its peak so far.
-    let sampler = tokio::spawn(async move {
-        let mut peak: f64 = 0.0;
-        loop {
-            let hwm = memory_mib(pid, "VmHWM");
-            if hwm == 0.0 && peak > 0.0 {
-                return peak;
-            }
-            peak = peak.max(hwm);
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    });
-    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-        .await
-        .expect("canary check ends after its 3s timeouts")
-        .unwrap();
-    let peak = sampler.await.unwrap();
+    let (out, peak) = wait_with_peak(child, Duration::from_secs(60), "canary check").await;
     server.abort();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let list: Value = serde_json::from_str(&stdout)

@@ -4,6 +4,7 @@
 
 mod budget;
 mod cel;
+mod cel_memory;
 mod cli;
 mod deny;
 mod json;

@@ -11,7 +11,7 @@ use canary_operator::{
     probe::{self, Outcome, ProbeContext},
 };
 use canary_test_harness::{
-    procfs::memory_mib,
+    procfs::wait_with_peak,
     refs::{MapRefs, build, spec},
     targets::{Reply, TestServer, Transport},
 };
@@ -132,24 +132,7 @@ async fn thirty_two_checks_against_a_ten_mib_token_answer_stay_small() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let pid = child.id().expect("running");
-    // VmHWM only grows: the last reading before the process exits is its peak.
-    let sampler = tokio::spawn(async move {
-        let mut peak: f64 = 0.0;
-        loop {
-            let hwm = memory_mib(pid, "VmHWM");
-            if hwm == 0.0 && peak > 0.0 {
-                return peak;
-            }
-            peak = peak.max(hwm);
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    });
-    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-        .await
-        .expect("canary check ends")
-        .unwrap();
-    let peak = sampler.await.unwrap();
+    let (out, peak) = wait_with_peak(child, Duration::from_secs(60), "canary check").await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let list: Value = serde_json::from_str(&stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));

@@ -134,6 +134,27 @@ tests/chart.rs fails when a rule grants more.
   resources: ["configmaps"]
   verbs: ["get"]
 {{- end }}
+{{- if .Values.discovery.enabled }}
+# Discovery: generated HealthChecks are applied, pruned and detached; sources are read.
+- apiGroups: ["canary.dev"]
+  resources: ["healthchecks"]
+  verbs: ["create", "patch", "delete"]
+- apiGroups: ["canary.dev"]
+  resources: ["checkdiscoveries"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["canary.dev"]
+  resources: ["checkdiscoveries/status"]
+  verbs: ["patch"]
+- apiGroups: ["networking.k8s.io"]
+  resources: ["ingresses"]
+  verbs: ["list", "watch"]
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["list", "watch"]
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["httproutes", "grpcroutes"]
+  verbs: ["list", "watch"]
+{{- end }}
 {{- end }}
 
 {{/* Checks across values that values.schema.json cannot express. */}}

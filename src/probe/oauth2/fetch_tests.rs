@@ -41,6 +41,7 @@ fn client(style: AuthStyle) -> OAuth2Client {
         expected_issuer: None,
         pins: Vec::new(),
         client_certificate: None,
+        expect_served_certificate: None,
     };
     OAuth2Client::build(&grant, &policy, Trust::system(), &Refs).unwrap()
 }

@@ -159,6 +159,7 @@ fn token_policy(policy: &ValidTlsPolicy) -> ValidTlsPolicy {
         expected_issuer: None,
         pins: Vec::new(),
         client_certificate: policy.client_certificate.clone(),
+        expect_served_certificate: None,
     }
 }
 

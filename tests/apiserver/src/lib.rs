@@ -13,6 +13,7 @@ mod discovery;
 mod error;
 mod events;
 mod faults;
+mod gateway_api;
 mod http;
 mod jsonpath;
 mod kubeconfig;
@@ -36,4 +37,5 @@ mod tls;
 
 pub use audit::AuditRecord;
 pub use error::FieldError;
+pub use gateway_api::gateway_api_crds;
 pub use server::{Options, Server, ServerError, start, write_kubeconfig};

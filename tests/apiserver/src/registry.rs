@@ -172,6 +172,8 @@ const BUILTINS: &[Builtin] = &[
         &[],
         false,
     ),
+    ("batch", "v1", "cronjobs", "CronJob", true, &["cj"], true),
+    ("batch", "v1", "jobs", "Job", true, &[], true),
     (
         "coordination.k8s.io",
         "v1",
@@ -189,6 +191,24 @@ const BUILTINS: &[Builtin] = &[
         true,
         &["pdb"],
         true,
+    ),
+    (
+        "networking.k8s.io",
+        "v1",
+        "ingresses",
+        "Ingress",
+        true,
+        &["ing"],
+        true,
+    ),
+    (
+        "networking.k8s.io",
+        "v1",
+        "ingressclasses",
+        "IngressClass",
+        false,
+        &[],
+        false,
     ),
     (
         "networking.k8s.io",

@@ -182,3 +182,48 @@ async fn crds_with_untyped_fields_or_broken_rules_are_rejected() {
         other => panic!("expected 422, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn ingresses_and_gateway_api_routes_are_served_once_their_crds_exist() {
+    use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+    let server = common::server().await;
+    let client = common::client(&server);
+    let ingress: Ingress = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "web"},
+        "spec": {"rules": [{"host": "web.test"}]},
+    }))
+    .expect("ingress");
+    Api::<Ingress>::default_namespaced(client.clone())
+        .create(&PostParams::default(), &ingress)
+        .await
+        .expect("create ingress");
+    let class: IngressClass =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "nginx"}})).expect("class");
+    Api::<IngressClass>::all(client.clone())
+        .create(&PostParams::default(), &class)
+        .await
+        .expect("create ingress class");
+    let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute");
+    let resource = ApiResource::from_gvk_with_plural(&gvk, "httproutes");
+    let routes = Api::<DynamicObject>::default_namespaced_with(client.clone(), &resource);
+    let mut route = DynamicObject::new("app", &resource);
+    route.data = serde_json::json!({"spec": {"hostnames": ["app.test"]}});
+    let absent = routes.create(&PostParams::default(), &route).await;
+    assert!(
+        matches!(&absent, Err(kube::Error::Api(s)) if s.code == 404),
+        "{absent:?}"
+    );
+    let crds = Api::<CustomResourceDefinition>::all(client.clone());
+    for crd in canary_test_apiserver::gateway_api_crds() {
+        let crd = serde_json::from_value(crd).expect("crd");
+        crds.create(&PostParams::default(), &crd)
+            .await
+            .expect("create gateway api crd");
+    }
+    let created = routes
+        .create(&PostParams::default(), &route)
+        .await
+        .expect("create route");
+    assert_eq!(created.data["spec"]["hostnames"][0], "app.test");
+}

@@ -97,3 +97,30 @@ fn this_process_has_descriptors_cpu_and_memory() {
     let _ = cpu("self");
     assert!(!thread_ticks("self").is_empty());
 }
+
+/// Waits (up to `deadline`, else panics naming `what`) for `child` to exit, sampling its peak
+/// RSS (`VmHWM` only grows: the last reading before it exits is its peak). Its output and the
+/// peak in MiB.
+pub async fn wait_with_peak(
+    child: tokio::process::Child,
+    deadline: Duration,
+    what: &str,
+) -> (std::process::Output, f64) {
+    let pid = child.id().expect("running");
+    let sampler = tokio::spawn(async move {
+        let mut peak: f64 = 0.0;
+        loop {
+            let hwm = memory_mib(pid, "VmHWM");
+            if hwm == 0.0 && peak > 0.0 {
+                return peak;
+            }
+            peak = peak.max(hwm);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let out = tokio::time::timeout(deadline, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("{what}: still running after {deadline:?}"))
+        .expect("the child's output");
+    (out, sampler.await.expect("the sampler"))
+}
