@@ -211,6 +211,8 @@ pub struct Extensions {
     pub forwarding: Option<Arc<ui::Forwarding>>,
     /// Where heartbeat pings go (the operator: the API server); `None`: this engine's runners.
     pub heartbeat: Option<Arc<dyn heartbeat::Backend>>,
+    /// The reads CronJob checks need (the operator: the API server); `None`: they cannot run.
+    pub cronjobs: Option<Arc<dyn crate::runner::CronJobSource>>,
 }
 
 impl Engine {
@@ -240,6 +242,7 @@ impl Engine {
             prober_error_streak: engine.prober_error_streak,
             aligned: extensions.aligned,
             probed_by: extensions.probed_by,
+            cronjobs: extensions.cronjobs,
         };
         let scheduler = Scheduler::new(config, all);
         let ticker = tokio::spawn(scheduler.clone().run_ticker(TICK));

@@ -1,10 +1,11 @@
 //! The `HealthCheck` API (`canary.dev/v1alpha1`): spec and status types (one module per probe
-//! kind: `http`, `tcp`, `tls`, `dns`, `grpc`, `heartbeat`), the closed set of reasons, and semantic
+//! kind: `http`, `tcp`, `tls`, `dns`, `grpc`, `heartbeat`, `cronJob`), the closed set of reasons, and semantic
 //! validation.
 //! Knows nothing of the API server.
 
 mod auth;
 mod cel;
+mod cronjob;
 mod discovery;
 mod dns;
 pub mod duration;
@@ -32,6 +33,7 @@ pub use cel::{
     CEL_STACK, CelError, CelExpression, MAX_CEL_BYTES, MAX_CEL_DEPTH, MAX_CEL_LOOPS, METER, TICK,
     compile as compile_cel,
 };
+pub use cronjob::{CronJobProbe, DEFAULT_START_GRACE, ValidCronJob};
 pub use discovery::*;
 pub use dns::{
     DnsAnswers, DnsClass, DnsExpect, DnsExpectations, DnsProbe, DnsQuery, DnsRcode, DnsRecordType,

@@ -109,8 +109,13 @@ reasons! {
     HeartbeatMissed,
     /// A heartbeat check's job reported a failure (/fail or a non-zero exit code).
     HeartbeatFailed,
-    /// A run announced with /start did not finish within maxRunDuration.
+    /// A run announced with /start (heartbeat), or a CronJob's Job, did not finish within
+    /// maxRunDuration.
     RunTooLong,
+    /// A CronJob check: no Job was created for a scheduled time within startGrace.
+    MissedSchedule,
+    /// A CronJob check: the Job of a scheduled run failed (its Failed condition's reason).
+    JobFailed,
     /// The prober's own fault (out of descriptors or memory): never blamed on the target.
     ProberError,
     /// Event only (type Normal): the check passes again after failing.
@@ -141,6 +146,8 @@ impl Reason {
                 | Reason::HeartbeatMissed
                 | Reason::HeartbeatFailed
                 | Reason::RunTooLong
+                | Reason::MissedSchedule
+                | Reason::JobFailed
                 | Reason::ProberError
                 | Reason::Recovered
         )

@@ -12,6 +12,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{
+    cronjob::CronJobProbe,
     dns::DnsProbe,
     duration::GoDuration,
     expect::{HeaderAssertion, JsonAssertion},
@@ -55,11 +56,14 @@ pub const DEFAULT_TIMEOUT: &str = "10s";
     printcolumn = r#"{"name": "Message", "type": "string", "priority": 1, "jsonPath": ".status.conditions[?(@.type==\"Ready\")].message", "description": "Why the check is in this state"}"#
 )]
 #[x_kube(validation = Rule::new(
-    "[has(self.http), has(self.tcp), has(self.tls), has(self.dns), has(self.grpc), has(self.heartbeat)].filter(x, x).size() == 1"
-).message("exactly one of spec.http, spec.tcp, spec.tls, spec.dns, spec.grpc or spec.heartbeat must be set"))]
+    "[has(self.http), has(self.tcp), has(self.tls), has(self.dns), has(self.grpc), has(self.heartbeat), has(self.cronJob)].filter(x, x).size() == 1"
+).message("exactly one of spec.http, spec.tcp, spec.tls, spec.dns, spec.grpc, spec.heartbeat or spec.cronJob must be set"))]
 #[x_kube(validation = Rule::new(
     "!has(self.heartbeat) || ((!has(self.interval) || self.interval == '60s') && (!has(self.timeout) || self.timeout == '10s'))"
 ).message("spec.interval and spec.timeout do not apply to heartbeat checks (pings are judged against period or schedule, and grace)"))]
+#[x_kube(validation = Rule::new(
+    "!has(self.cronJob) || ((!has(self.interval) || self.interval == '60s') && (!has(self.timeout) || self.timeout == '10s'))"
+).message("spec.interval and spec.timeout do not apply to cronJob checks (runs are judged at the CronJob's scheduled times)"))]
 #[x_kube(validation = Rule::new(
     "!has(self.timeout) || !has(self.interval) || duration(self.timeout) < duration(self.interval)"
 ).message(Message::Expression(
@@ -110,6 +114,9 @@ pub struct HealthCheckSpec {
     /// A push check: the job pings Canary's heartbeat listener; fails when pings stop.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat: Option<HeartbeatProbe>,
+    /// A CronJob's scheduled runs: each must start within startGrace, finish and succeed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron_job: Option<CronJobProbe>,
     /// TLS expectations; apply to https URLs, tls probes, DNS over TLS and gRPC with tls.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_policy: Option<TlsPolicy>,

@@ -10,6 +10,7 @@ use regex::bytes::Regex;
 
 use super::{
     auth::ValidOAuth2,
+    cronjob::ValidCronJob,
     dns::ValidDns,
     expect::{HeaderCheck, JsonCheck},
     grpc::ValidGrpc,
@@ -44,6 +45,8 @@ pub enum ProbeKind {
     Grpc(Box<ValidGrpc>),
     /// Pushed pings, judged by the runner's state machine: nothing to dial.
     Heartbeat(Box<ValidHeartbeat>),
+    /// A CronJob's scheduled runs, read from the API server by the operator.
+    CronJob(Box<ValidCronJob>),
 }
 
 impl ProbeKind {
@@ -56,6 +59,7 @@ impl ProbeKind {
             Self::Dns(_) => "dns",
             Self::Grpc(_) => "grpc",
             Self::Heartbeat(_) => "heartbeat",
+            Self::CronJob(_) => "cronJob",
         }
     }
 
@@ -71,6 +75,7 @@ impl ProbeKind {
             Self::Dns(dns) => dns.describe(),
             Self::Grpc(grpc) => grpc.target.to_string(),
             Self::Heartbeat(heartbeat) => heartbeat.describe(),
+            Self::CronJob(cronjob) => cronjob.describe(),
         }
     }
 }
@@ -215,9 +220,11 @@ impl ValidSpec {
         let headers = match &self.probe {
             ProbeKind::Http(http) => http.headers.as_slice(),
             ProbeKind::Grpc(grpc) => grpc.metadata.as_slice(),
-            ProbeKind::Tcp(_) | ProbeKind::Tls(_) | ProbeKind::Dns(_) | ProbeKind::Heartbeat(_) => {
-                &[]
-            }
+            ProbeKind::Tcp(_)
+            | ProbeKind::Tls(_)
+            | ProbeKind::Dns(_)
+            | ProbeKind::Heartbeat(_)
+            | ProbeKind::CronJob(_) => &[],
         };
         refs.extend(headers.iter().filter_map(|h| match &h.value {
             HeaderSource::From(source) => Some(source.object.clone()),

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method};
 
 use super::{
+    cronjob::validate_cronjob,
     dns::validate_dns,
     duration::{GoDuration, MAX_DURATION, fmt_go},
     grpc::validate_grpc,
@@ -161,10 +162,22 @@ fn validate_kind(spec: &HealthCheckSpec, errors: &mut Errors) -> Option<ProbeKin
     let grpc = (spec.grpc.as_ref())
         .map(|g| validate_grpc(g, errors).map(|g| ProbeKind::Grpc(Box::new(g))));
     let heartbeat = (spec.heartbeat.as_ref()).map(|h| {
-        not_applying(spec, errors);
+        not_applying(
+            spec,
+            "heartbeat checks (pings are judged against period or schedule, and grace)",
+            errors,
+        );
         validate_heartbeat(h, errors).map(|h| ProbeKind::Heartbeat(Box::new(h)))
     });
-    let mut set: Vec<Option<ProbeKind>> = [http, tcp, tls, dns, grpc, heartbeat]
+    let cronjob = (spec.cron_job.as_ref()).map(|c| {
+        not_applying(
+            spec,
+            "cronJob checks (runs are judged at the CronJob's scheduled times)",
+            errors,
+        );
+        validate_cronjob(c, errors).map(|c| ProbeKind::CronJob(Box::new(c)))
+    });
+    let mut set: Vec<Option<ProbeKind>> = [http, tcp, tls, dns, grpc, heartbeat, cronjob]
         .into_iter()
         .flatten()
         .collect();
@@ -176,15 +189,15 @@ fn validate_kind(spec: &HealthCheckSpec, errors: &mut Errors) -> Option<ProbeKin
 }
 
 /// The message of the "exactly one kind" rule, in the schema and here.
-pub const EXACTLY_ONE_KIND: &str = "exactly one of spec.http, spec.tcp, spec.tls, spec.dns, spec.grpc or spec.heartbeat must be set";
+pub const EXACTLY_ONE_KIND: &str = "exactly one of spec.http, spec.tcp, spec.tls, spec.dns, spec.grpc, spec.heartbeat or spec.cronJob must be set";
 
 /// `spec.interval` and `spec.timeout` mean nothing to a pushed check: a value other than the
 /// default (which the API server fills in) is refused rather than silently ignored.
-fn not_applying(spec: &HealthCheckSpec, errors: &mut Errors) {
+fn not_applying(spec: &HealthCheckSpec, kind: &str, errors: &mut Errors) {
     use super::spec::{DEFAULT_INTERVAL, DEFAULT_TIMEOUT};
-    let why = "does not apply to heartbeat checks (pings are judged against period or schedule, and grace); remove it";
+    let why = format!("does not apply to {kind}; remove it");
     if spec.interval.as_str() != DEFAULT_INTERVAL {
-        errors.push("spec.interval", why);
+        errors.push("spec.interval", why.clone());
     }
     if spec.timeout.as_str() != DEFAULT_TIMEOUT {
         errors.push("spec.timeout", why);

@@ -14,6 +14,11 @@ use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use kube::{Api, Client};
 
+use crate::{
+    api::Reason,
+    runner::{CronJobSource, Judged},
+};
+
 /// The annotation the CronJob controller puts on each Job: the run's scheduled time (RFC 3339).
 pub const SCHEDULED_TIMESTAMP: &str = "batch.kubernetes.io/cronjob-scheduled-timestamp";
 /// Missed start times past which the CronJob controller stops trying (`tooManyMissed`, without
@@ -49,6 +54,83 @@ pub type Read<'a, T> = BoxFuture<'a, Result<Option<T>, CronJobError>>;
 /// [`BatchReader`] through the API server.
 #[derive(Clone)]
 pub struct KubeBatch(pub Client);
+
+impl std::fmt::Debug for KubeBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KubeBatch")
+    }
+}
+
+/// The runner's interface, answered by reading the CronJob (and its Job) each time: no watch,
+/// no cache, `get` only.
+impl CronJobSource for KubeBatch {
+    fn scheduled<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+        after: Timestamp,
+        until: Timestamp,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<Timestamp>, String>> {
+        Box::pin(async move {
+            let schedule = self.schedule(namespace, name).await?;
+            Ok(schedule.between(after, until, limit))
+        })
+    }
+
+    fn next<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+        after: Timestamp,
+    ) -> BoxFuture<'a, Result<Option<Timestamp>, String>> {
+        Box::pin(async move { Ok(self.schedule(namespace, name).await?.next_after(after)) })
+    }
+
+    fn judge<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+        scheduled: Timestamp,
+        max_run: Option<std::time::Duration>,
+    ) -> BoxFuture<'a, Result<Judged, String>> {
+        Box::pin(async move {
+            let max_run = max_run
+                .and_then(|d| SignedDuration::try_from(d).ok())
+                .unwrap_or(SignedDuration::MAX);
+            let verdict = observe(self, namespace, name, scheduled, Timestamp::now(), max_run);
+            verdict.await.map(judged).map_err(|e| e.to_string())
+        })
+    }
+}
+
+impl KubeBatch {
+    async fn schedule(&self, namespace: &str, name: &str) -> Result<Schedule, String> {
+        let cronjob = (self
+            .cronjob(namespace, name)
+            .await
+            .map_err(|e| e.to_string())?)
+        .ok_or_else(|| CronJobError::NotFound(format!("{namespace}/{name}")).to_string())?;
+        Schedule::of(&cronjob).map_err(|e| e.to_string())
+    }
+}
+
+/// A verdict as the runner reports it.
+fn judged(verdict: Verdict) -> Judged {
+    let (reason, message, done) = match verdict {
+        Verdict::Succeeded(m) => (Reason::Succeeded, m, true),
+        Verdict::Running(m) => (Reason::Pending, m, false),
+        Verdict::RunTooLong(m) => (Reason::RunTooLong, m, true),
+        Verdict::JobFailed(m) => (Reason::JobFailed, m, true),
+        Verdict::MissedSchedule(m) => (Reason::MissedSchedule, m, true),
+        Verdict::Suspended(m) => (Reason::Suspended, m, true),
+    };
+    Judged {
+        reason,
+        message,
+        done,
+    }
+}
 
 impl BatchReader for KubeBatch {
     fn cronjob<'a>(&'a self, namespace: &'a str, name: &'a str) -> Read<'a, CronJob> {

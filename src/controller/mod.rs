@@ -184,6 +184,7 @@ impl Operator {
                 .then(|| self.forwarding())
                 .flatten(),
             heartbeat: Some(pings.clone() as Arc<dyn crate::heartbeat::Backend>),
+            cronjobs: Some(Arc::new(cronjob::KubeBatch(self.client.clone()))),
         };
         let mut engine = Engine::start_with_metrics(&config.engine, metrics.clone(), extensions)?;
         let mut supervisor = Supervisor::default();

@@ -109,6 +109,9 @@ impl BuildError {
 }
 
 /// Why a heartbeat check has no probe.
+/// Why a CronJob check is never built into a probe.
+pub const NEEDS_OPERATOR: &str = "a cronJob check reads the CronJob and its Jobs from the API \
+     server: it runs only in the operator, not in standalone mode or canary check";
 const NOT_PROBED: &str = "a heartbeat check has nothing to dial: it is judged from the pings \
     that `canary operator` or `canary standalone` receive on --heartbeat-bind-address";
 
@@ -159,6 +162,7 @@ pub fn build(spec: &ValidSpec, refs: &dyn ReferenceSource) -> Result<Probe, Buil
             metadata: resolve_headers("spec.grpc.metadata", &grpc.metadata, refs)?,
         })),
         ProbeKind::Heartbeat(_) => return Err(BuildError::invalid("spec.heartbeat", NOT_PROBED)),
+        ProbeKind::CronJob(_) => return Err(BuildError::invalid("spec.cronJob", NEEDS_OPERATOR)),
     };
     Ok(Probe {
         target,

@@ -37,7 +37,9 @@ use crate::api::{Endpoint, Reason, ValidDns, display_text, fmt_go};
 pub use budget::{
     BodyBudget, DEFAULT_BODY_BUFFER_BUDGET, DEFAULT_BODY_BUFFER_BUDGET_FLAG, Reservation,
 };
-pub use build::{BuildError, ReferenceError, ReferenceSource, build, heartbeat_token};
+pub use build::{
+    BuildError, NEEDS_OPERATOR, ReferenceError, ReferenceSource, build, heartbeat_token,
+};
 pub use cel::{CelFailure, CelRun, in_flight as cel_in_flight};
 pub use certs::CertFacts;
 pub use dns::{DnsFacts, first_nameserver};

@@ -4,6 +4,7 @@
 //! controller or YAML files), results go to sinks (metrics, status writer, logs).
 
 pub mod audit;
+mod cronjob;
 mod fault;
 pub mod heartbeat;
 pub mod history;
@@ -34,6 +35,7 @@ use crate::{
 
 pub use crate::api::CheckKey;
 pub use audit::{Audit, AuditMetrics, Expectations, Expected};
+pub use cronjob::{CronJobPlan, CronJobSource, Judged};
 pub use history::History;
 pub use phase::slot_of;
 pub use pings::{HeartbeatPlan, INBOX};
@@ -87,6 +89,8 @@ pub struct SchedulerConfig {
     pub aligned: bool,
     /// This replica, written into every status it reports (`status.probedBy`).
     pub probed_by: Option<String>,
+    /// The reads CronJob checks need (the operator's); `None`: they cannot run here.
+    pub cronjobs: Option<Arc<dyn CronJobSource>>,
 }
 
 impl Default for SchedulerConfig {
@@ -97,6 +101,7 @@ impl Default for SchedulerConfig {
             prober_error_streak: DEFAULT_PROBER_ERROR_STREAK,
             aligned: false,
             probed_by: None,
+            cronjobs: None,
         }
     }
 }
@@ -403,7 +408,7 @@ impl Scheduler {
         let runners = lock(&self.shared.runners);
         match &runners.get(key)?.spec.plan {
             Plan::Heartbeat(plan) => Some(plan.token.clone()),
-            Plan::Run(_) | Plan::Blocked { .. } => None,
+            Plan::Run(_) | Plan::CronJob(_) | Plan::Blocked { .. } => None,
         }
     }
 

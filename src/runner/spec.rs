@@ -25,6 +25,8 @@ pub enum Plan {
     Run(Arc<dyn Prober>),
     /// Judge pushed pings (a heartbeat check): no probe.
     Heartbeat(Arc<super::HeartbeatPlan>),
+    /// Judge a CronJob's scheduled runs: no probe.
+    CronJob(Arc<super::CronJobPlan>),
     /// The spec cannot run (InvalidSpec, ReferenceNotFound): report once, then wait for a change.
     Blocked { reason: Reason, message: String },
 }
@@ -33,14 +35,14 @@ impl Plan {
     /// Why the spec cannot run, if it cannot.
     pub fn blocked_reason(&self) -> Option<Reason> {
         match self {
-            Self::Run(_) | Self::Heartbeat(_) => None,
+            Self::Run(_) | Self::Heartbeat(_) | Self::CronJob(_) => None,
             Self::Blocked { reason, .. } => Some(*reason),
         }
     }
 
     /// Whether the check is judged here (probed, or its pings judged).
     pub fn runs(&self) -> bool {
-        matches!(self, Self::Run(_) | Self::Heartbeat(_))
+        matches!(self, Self::Run(_) | Self::Heartbeat(_) | Self::CronJob(_))
     }
 
     fn blocked(error: &BuildError) -> Self {
@@ -193,6 +195,10 @@ impl RunnerSpec {
                     ProbeKind::Heartbeat(heartbeat) => {
                         heartbeat_plan(heartbeat, &recording, origin.created)
                     }
+                    ProbeKind::CronJob(cronjob) => Plan::CronJob(Arc::new(super::CronJobPlan {
+                        spec: (**cronjob).clone(),
+                        created: origin.created,
+                    })),
                     _ => match probe::build(valid, &recording) {
                         Ok(probe) => Plan::Run(Arc::new(CheckProber {
                             probe,

@@ -39,7 +39,7 @@ pub(super) async fn run(shared: Arc<Shared>, runner: Runner, wake: Arc<Notify>, 
             report(&shared, &runner, outcome, Timing::default());
             return std::future::pending().await;
         }
-        (Plan::Run(_) | Plan::Heartbeat(_), true) => {
+        (Plan::Run(_) | Plan::Heartbeat(_) | Plan::CronJob(_), true) => {
             let outcome =
                 Outcome::not_run(Reason::Suspended, "spec.suspend is true; probing is paused");
             report(&shared, &runner, outcome, Timing::default());
@@ -48,6 +48,10 @@ pub(super) async fn run(shared: Arc<Shared>, runner: Runner, wake: Arc<Notify>, 
         (Plan::Heartbeat(plan), false) => {
             let plan = plan.clone();
             return super::pings::run(shared, runner, wake, plan).await;
+        }
+        (Plan::CronJob(plan), false) => {
+            let plan = plan.clone();
+            return super::cronjob::run(shared, runner, wake, plan).await;
         }
         (Plan::Run(prober), false) => prober.clone(),
     };
