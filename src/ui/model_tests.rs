@@ -123,10 +123,19 @@ fn redaction_hides_the_serial_probed_by_and_the_grpc_status() {
         peers: Vec::new(),
     };
     let page = super::super::page::detail(&hidden, &ctx).into_string();
-    for leak in ["canary-7f9c-r2", "UNAVAILABLE", "0a:1b", "db.internal", "job-42"] {
+    for leak in [
+        "canary-7f9c-r2",
+        "UNAVAILABLE",
+        "0a:1b",
+        "db.internal",
+        "job-42",
+    ] {
         assert!(!page.contains(leak), "{leak} on the page");
     }
-    assert!(page.contains("Last ping") && page.contains("exit code"), "{page}");
+    assert!(
+        page.contains("Last ping") && page.contains("exit code"),
+        "{page}"
+    );
 }
 
 fn status(ready: &str, reason: &str, message: &str, last: serde_json::Value) -> HealthCheckStatus {
