@@ -44,6 +44,8 @@ pub const UNAUTHORIZED_FLOOR: Duration = Duration::from_millis(100);
 /// Pings per check: a sustained rate of one a second, bursts of five.
 pub const RATE_PER_SECOND: u32 = 1;
 pub const BURST: u32 = 5;
+/// Rate-limit keys kept before the idle ones are dropped.
+const RETAIN_ABOVE: usize = 4096;
 
 /// Why the listener could not start.
 #[derive(Debug, thiserror::Error)]
@@ -268,6 +270,10 @@ async fn answer(shared: &Shared, request: Request<Incoming>) -> Result<PingResul
     }
     if shared.limiter.check_key(&ping.key).is_err() {
         return Err(Rejection::RateLimited);
+    }
+    // Keys are authenticated checks only; those of deleted checks go once they are full again.
+    if shared.limiter.len() > RETAIN_ABOVE {
+        shared.limiter.retain_recent();
     }
     let body = read_body(request).await?;
     let result = ping.result;
