@@ -195,7 +195,7 @@ fn invalid_input_names_file_document_line_and_field_with_a_hint() {
         (
             "two-kinds.yaml",
             "spec:\n  tcp: {host: a, port: 1}\n  tls: {host: a, port: 1}\n",
-            "exactly one of spec.http, spec.tcp, spec.tls, spec.dns, spec.grpc or spec.heartbeat",
+            "exactly one of spec.http, spec.tcp, spec.tls, spec.dns, spec.grpc, spec.heartbeat or spec.cronJob",
         ),
         (
             "timeout.yaml",
@@ -447,4 +447,21 @@ fn an_identity_kube_would_refuse_in_events_stops_the_operator_at_start_up() {
             run.stderr
         );
     }
+}
+
+#[test]
+fn a_cronjob_check_needs_the_operator_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "apiVersion: canary.dev/v1alpha1\nkind: HealthCheck\nmetadata: {name: backup}\n\
+                spec: {cronJob: {name: nightly-backup}}\n";
+    let file = write(dir.path(), "cronjob.yaml", text);
+    let out = canary(&["check", "-o", "json", "-f", &file]);
+    // Invalid input: exit code 2, the file, the check and why.
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("default/backup"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("spec.cronJob: a cronJob check reads the CronJob and its Jobs from the API server: it runs only in the operator"),
+        "{}",
+        out.stderr
+    );
 }

@@ -197,7 +197,7 @@ fn bad_documents_are_rejected_with_the_field_named() {
         (
             json!({"http": {"url": "https://a"}, "tcp": {"host": "a", "port": 1}}),
             "spec",
-            "exactly one of spec.http, spec.tcp, spec.tls, spec.dns, spec.grpc or spec.heartbeat",
+            "exactly one of spec.http, spec.tcp, spec.tls, spec.dns, spec.grpc, spec.heartbeat or spec.cronJob",
         ),
         (
             json!({"tcp": {"host": "a", "port": 1}, "interval": "5s", "timeout": "5s"}),
@@ -281,7 +281,7 @@ fn bad_dns_grpc_and_http2_documents_are_rejected_with_the_field_named() {
         (
             json!({"dns": {"query": {"name": "a.example"}}, "grpc": {"target": "a:50051"}}),
             "spec",
-            "exactly one of spec.http, spec.tcp, spec.tls, spec.dns, spec.grpc or spec.heartbeat",
+            "exactly one of spec.http, spec.tcp, spec.tls, spec.dns, spec.grpc, spec.heartbeat or spec.cronJob",
         ),
         (
             json!({"dns": {"query": {"name": "a.example", "type": "ANY"}}}),
@@ -556,6 +556,18 @@ fn every_cel_rule_refuses_a_document_that_breaks_it() {
             "spec",
         ),
         (
+            json!({"cronJob": {"name": "nightly-backup"}, "timeout": "5s"}),
+            "spec",
+        ),
+        (
+            json!({"cronJob": {"name": "nightly-backup", "startGrace": "87601h"}}),
+            "spec.cronJob.startGrace",
+        ),
+        (
+            json!({"cronJob": {"name": "nightly-backup", "maxRunDuration": "87601h"}}),
+            "spec.cronJob.maxRunDuration",
+        ),
+        (
             json!({"heartbeat": {"tokenSecretRef": secret, "period": "1h", "schedule": "0 6 * * *"}}),
             "spec.heartbeat",
         ),
@@ -682,7 +694,7 @@ fn every_cel_rule_refuses_a_document_that_breaks_it() {
             "no case breaks the rule at {field}: {message:?}"
         );
     }
-    assert_eq!(rules.len(), 30, "a new rule needs a case here: {rules:?}");
+    assert_eq!(rules.len(), 33, "a new rule needs a case here: {rules:?}");
 }
 
 /// Whether the local server checks as much of `format` as kube: date-time, and int32/int64

@@ -142,7 +142,7 @@ async fn next_run(
     let until = Timestamp::now().checked_sub(grace).unwrap_or(after);
     if until > after {
         let past = source.scheduled(namespace, name, after, until, 100).await?;
-        if let Some(first) = past.iter().rev().take(CATCH_UP).last() {
+        if let Some(first) = past.get(past.len().saturating_sub(CATCH_UP)) {
             return Ok(Some(*first));
         }
     }

@@ -18,6 +18,8 @@ fn needed_check_rules() -> BTreeSet<Rule> {
         ("events.k8s.io", "events", &["create", "patch"]),
         ("", "secrets", &["get"]),
         ("", "configmaps", &["get"]),
+        ("batch", "cronjobs", &["get"]),
+        ("batch", "jobs", &["get"]),
     ])
 }
 

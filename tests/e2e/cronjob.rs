@@ -3,7 +3,7 @@
 //! read through kube-rs as the operator reads them.
 
 use canary_operator::controller::cronjob::{self, KubeBatch, SCHEDULED_TIMESTAMP, Verdict};
-use canary_test_harness::cluster::Cluster;
+use canary_test_harness::{cluster::Cluster, wait::eventually};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -148,4 +148,67 @@ async fn each_cronjob_verdict_from_hand_written_jobs() {
         matches!(gone, Err(cronjob::CronJobError::NotFound(_))),
         "{gone:?}"
     );
+}
+
+/// The reason and message of a check's Ready condition, once it has a verdict other than
+/// Pending.
+async fn verdict(cluster: &Cluster, name: &str) -> Result<(String, String), String> {
+    let check = cluster.check(NS, name).await;
+    match canary_test_harness::cluster::ready(&check) {
+        Some((_, reason, message)) if reason != "Pending" => Ok((reason, message)),
+        other => Err(format!("{other:?}")),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_judges_each_scheduled_run_of_a_cronjob() {
+    let cluster = Cluster::start().await;
+    let client = client(&cluster).await;
+    let every_minute = json!({"schedule": "* * * * *"});
+    for name in ["ok", "broken", "forgotten"] {
+        cronjob(&client, name, every_minute.clone(), json!({})).await;
+    }
+    // The Jobs of the next two scheduled minutes, so whichever the check judges first (it judges
+    // runs scheduled after its creation) is there, hand-written as the CronJob controller and
+    // the Job controller would have left them.
+    let now = Timestamp::now().as_second();
+    let complete = json!({"conditions": [{"type": "Complete", "status": "True"}]});
+    let failed = json!({"conditions": [{"type": "Failed", "status": "True",
+        "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]});
+    for minute in 1..=2 {
+        let scheduled = Timestamp::from_second((now / 60 + minute) * 60).unwrap();
+        job(&client, "ok", scheduled, complete.clone()).await;
+        job(&client, "broken", scheduled, failed.clone()).await;
+    }
+    let check = |name: &str| {
+        json!({"apiVersion": "canary.dev/v1alpha1", "kind": "HealthCheck",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {"cronJob": {"name": name, "startGrace": "2s"}}})
+    };
+    cluster
+        .kubectl
+        .apply(&[check("ok"), check("broken"), check("forgotten")])
+        .await;
+    let operator = crate::operator(&cluster).process().await;
+    // The first scheduled minute is at most 60 s away, plus the grace.
+    let wait = std::time::Duration::from_secs(150);
+    let every = std::time::Duration::from_millis(500);
+    let (reason, message) = eventually(wait, "ok judged", every, async || {
+        verdict(&cluster, "ok").await
+    })
+    .await;
+    assert_eq!(reason, "Succeeded", "{message}");
+    let (reason, message) = eventually(wait, "broken judged", every, async || {
+        verdict(&cluster, "broken").await
+    })
+    .await;
+    assert_eq!(reason, "JobFailed", "{message}");
+    assert!(message.contains("BackoffLimitExceeded"), "{message}");
+    let (reason, message) = eventually(wait, "forgotten judged", every, async || {
+        verdict(&cluster, "forgotten").await
+    })
+    .await;
+    assert_eq!(reason, "MissedSchedule", "{message}");
+    assert!(message.contains("kube-controller-manager"), "{message}");
+    let _ = operator.terminate().await;
 }

@@ -29,7 +29,7 @@ fn invalid_specs() -> Vec<(Value, Vec<&'static str>)> {
         (
             json!({"http": {"url": url}, "tcp": {"host": "db", "port": 5432}}),
             vec![
-                "exactly one of spec.http, spec.tcp, spec.tls, spec.dns, spec.grpc or spec.heartbeat must be set",
+                "exactly one of spec.http, spec.tcp, spec.tls, spec.dns, spec.grpc, spec.heartbeat or spec.cronJob must be set",
             ],
         ),
         (

@@ -134,6 +134,11 @@ tests/chart.rs fails when a rule grants more.
   resources: ["configmaps"]
   verbs: ["get"]
 {{- end }}
+{{- if .Values.rbac.cronJobs }}
+- apiGroups: ["batch"]
+  resources: ["cronjobs", "jobs"]
+  verbs: ["get"]
+{{- end }}
 {{- if .Values.discovery.enabled }}
 # Discovery: generated HealthChecks are applied, pruned and detached; sources are read.
 - apiGroups: ["canary.dev"]
