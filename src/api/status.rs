@@ -118,6 +118,11 @@ pub struct HealthCheckStatus {
     /// completed and this status carries it (Flux's `lastHandledReconcileAt`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_run_now: Option<String>,
+    /// Hourly runs, successes and latency of up to 30 days, compact and versioned (at most
+    /// 3 KiB), so a restarted or newly assigned replica resumes the uptime history. Refreshed
+    /// at most once per `--status-history-interval`, with a write that happens anyway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<String>,
 }
 
 /// Result of one probe.

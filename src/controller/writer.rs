@@ -93,6 +93,9 @@ pub struct WriterConfig {
     pub first_qps: u32,
     pub first_burst: u32,
     pub heartbeat: Duration,
+    /// `status.history` is refreshed at most this often (`--status-history-interval`); it never
+    /// causes a write of its own (see [`without_timestamps`]).
+    pub history: Duration,
     /// `/healthz` fails when writes are pending and none succeeded for this long.
     pub stall: Duration,
 }
@@ -423,6 +426,8 @@ fn without_timestamps(status: &HealthCheckStatus, clamp: i64) -> HealthCheckStat
     stripped.last_success_time = None;
     stripped.last_failure_time = None;
     stripped.next_run_time = None;
+    // Refreshed hourly, it rides on the next write that happens anyway.
+    stripped.history = None;
     if let Some(result) = stripped.last_result.as_mut() {
         result.duration.clear();
         result.phases = None;
@@ -556,6 +561,7 @@ mod tests {
             first_qps: 1,
             first_burst: 1,
             heartbeat: Duration::from_secs(60),
+            history: Duration::from_secs(3600),
             stall: Duration::from_secs(60),
         };
         let writer = StatusWriter::new(client, config, Arc::new(Metrics::new().unwrap()));

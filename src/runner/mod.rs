@@ -84,6 +84,8 @@ pub struct SchedulerConfig {
     pub aligned: bool,
     /// This replica, written into every status it reports (`status.probedBy`).
     pub probed_by: Option<String>,
+    /// How often a runner puts its hourly buckets into `status.history` (`None`: never).
+    pub history_every: Option<Duration>,
 }
 
 impl Default for SchedulerConfig {
@@ -94,6 +96,7 @@ impl Default for SchedulerConfig {
             prober_error_streak: DEFAULT_PROBER_ERROR_STREAK,
             aligned: false,
             probed_by: None,
+            history_every: None,
         }
     }
 }
@@ -271,7 +274,7 @@ impl Scheduler {
             }
             None => {
                 let due = first_due(&spec, now, self.shared.config.aligned);
-                let history = History::resumed(&spec.status);
+                let history = History::resumed(&spec.key, &spec.status);
                 (spec.status.clone(), due, history, Arc::default(), None)
             }
         };

@@ -1,12 +1,17 @@
 //! What a check did lately, kept by the runner that probes it, for the status page: the last
 //! 100 results, the last 50 transitions and hourly buckets for 30 days. Bounded by
 //! construction (about 18 KiB per check at full history) and computed from the same runs that
-//! feed the metrics, so the page and Prometheus agree.
+//! feed the metrics, so the page and Prometheus agree. The hourly buckets are also stored in
+//! `status.history` (see [`codec`]), at most once per `--status-history-interval`, so a
+//! restarted runner or the replica that gains the check resumes them.
+
+mod codec;
+
 
 use std::collections::VecDeque;
 
 use crate::{
-    api::{HealthCheckStatus, ReadyStatus, Reason},
+    api::{CheckKey, HealthCheckStatus, ReadyStatus, Reason},
     probe::Outcome,
     readiness::Transition,
 };
@@ -93,6 +98,8 @@ pub struct History {
     /// Hours with runs, oldest first, at most [`HOURS`] of them: a check that ran once holds
     /// one bucket, not 30 days of empty ones.
     hours: VecDeque<Bucket>,
+    /// Unix seconds when the buckets were last handed to status (see [`History::store_due`]).
+    stored_at: Option<i64>,
 }
 
 impl History {
@@ -103,11 +110,16 @@ impl History {
         }
     }
 
-    /// A history restored from what status holds after a restart: the last result and the
-    /// Ready condition's last transition; data starts now.
-    pub fn resumed(status: &HealthCheckStatus) -> Self {
+    /// A history restored from what status holds after a restart or a move: the hourly
+    /// buckets of `status.history` with the time they start (a forged or truncated one is
+    /// ignored and logged: data then starts now), the last result and the Ready condition's
+    /// last transition.
+    pub fn resumed(key: &CheckKey, status: &HealthCheckStatus) -> Self {
         let now = jiff::Timestamp::now().as_second();
         let mut history = Self::new(now);
+        if let Some(text) = &status.history {
+            history.restore(key, text, now);
+        }
         if let (Some(result), Some(at)) = (&status.last_result, &status.last_run_time) {
             let latency_ms = result
                 .duration
@@ -137,6 +149,42 @@ impl History {
             });
         }
         history
+    }
+
+    /// Takes the buckets of a stored history (see [`codec`]), keeping the 30 days up to `now`.
+    fn restore(&mut self, key: &CheckKey, text: &str, now: i64) {
+        match codec::decode(text) {
+            Ok(stored) => {
+                let current = u32::try_from(now.max(0) / 3600).unwrap_or(u32::MAX);
+                let first = current.saturating_sub(HOURS as u32 - 1);
+                self.hours = (stored.buckets.into_iter())
+                    .filter(|b| (first..=current).contains(&b.hour))
+                    .collect();
+                self.since = stored.since.clamp(0, now);
+                // Status holds these already: the next store is due an interval from now.
+                self.stored_at = Some(now);
+            }
+            Err(error) => {
+                tracing::warn!(check = %key, %error, "status.history ignored: history starts now");
+            }
+        }
+    }
+
+    /// The stored form of the buckets when `every` has passed since they were last stored (or
+    /// they never were) at `now`, Unix seconds; `None` otherwise. Status carries it with the
+    /// next write that happens anyway, so it costs no write of its own.
+    pub fn store_due(&mut self, now: i64, every: i64) -> Option<String> {
+        if self.stored_at.is_some_and(|at| (at..at + every).contains(&now)) {
+            return None;
+        }
+        self.stored_at = Some(now);
+        Some(self.stored())
+    }
+
+    /// The buckets and `since` in their stored form (see [`codec`]).
+    pub fn stored(&self) -> String {
+        let hours: Vec<Bucket> = self.hours.iter().copied().collect();
+        codec::encode(self.since, &hours)
     }
 
     /// Records a probe run (not a status-only report such as Suspended).
@@ -379,6 +427,42 @@ mod tests {
             .map(|h| (h.start, h.runs, h.successes))
             .collect();
         assert_eq!(shown, [(T0 + 2 * 3600, 1, 0), (T0 + 5 * 3600, 2, 2)]);
+    }
+
+    /// Issue 28: a restart or a move resumes the hourly buckets from `status.history`.
+    #[test]
+    fn the_stored_buckets_resume_every_window_and_a_forged_history_is_ignored() {
+        // Resuming keeps the 30 days up to the real clock: 20 days of runs up to now.
+        let wall = jiff::Timestamp::now().as_second();
+        let start = wall - 20 * DAY;
+        let mut history = History::new(start);
+        for i in 0..5760 {
+            history.record(&outcome(start + i * 300, i % 7 != 0, 40 + (i % 13) as u64));
+        }
+        let now = wall;
+        let first = history.store_due(now, 3600).expect("never stored");
+        assert_eq!(history.store_due(now + 3599, 3600), None, "at most hourly");
+        assert!(history.store_due(now + 3600, 3600).is_some());
+        let status = HealthCheckStatus {
+            history: Some(first),
+            ..HealthCheckStatus::default()
+        };
+        let key = CheckKey {
+            namespace: "ns".into(),
+            name: "name".into(),
+        };
+        let resumed = History::resumed(&key, &status);
+        assert_eq!(resumed.since, start);
+        for hours in [24, 7 * 24, 30 * 24] {
+            let (before, after) = (history.window(wall, hours), resumed.window(wall, hours));
+            assert_eq!((before.runs, before.successes), (after.runs, after.successes));
+        }
+        let forged = HealthCheckStatus {
+            history: Some("1.////".into()),
+            ..HealthCheckStatus::default()
+        };
+        let ignored = History::resumed(&key, &forged);
+        assert!(ignored.hours.is_empty() && ignored.since >= wall);
     }
 
     #[test]
