@@ -17,6 +17,7 @@ mod discovery;
 mod edits;
 mod events;
 mod feedback;
+mod history;
 mod leader;
 mod load;
 mod namespaces;

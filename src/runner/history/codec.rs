@@ -86,7 +86,10 @@ fn encode_raw(since: i64, buckets: &[Bucket]) -> String {
         let average = average_ms(bucket);
         if let Some(p) = previous.filter(|p| gap == 0 && same(p, bucket)) {
             repeats += 1;
-            previous = Some(Bucket { hour: bucket.hour, ..p });
+            previous = Some(Bucket {
+                hour: bucket.hour,
+                ..p
+            });
             continue;
         }
         flush_repeats(&mut bytes, &mut repeats);
@@ -96,8 +99,14 @@ fn encode_raw(since: i64, buckets: &[Bucket]) -> String {
         } else {
             put(&mut bytes, gap << 2);
             put(&mut bytes, u64::from(bucket.runs));
-            put(&mut bytes, u64::from(bucket.runs - bucket.successes.min(bucket.runs)));
-            put(&mut bytes, u64::from(bucket.runs - bucket.measured.min(bucket.runs)));
+            put(
+                &mut bytes,
+                u64::from(bucket.runs - bucket.successes.min(bucket.runs)),
+            );
+            put(
+                &mut bytes,
+                u64::from(bucket.runs - bucket.measured.min(bucket.runs)),
+            );
         }
         put(&mut bytes, delta);
         previous = Some(*bucket);
@@ -159,7 +168,14 @@ pub(super) fn decode(text: &str) -> Result<Stored, CodecError> {
                 let average = latency(previous, take(&mut input)?)?;
                 let hour = next_hour(previous, argument)?;
                 let latency_ms = average.saturating_mul(u32::from(p.measured));
-                push(&mut buckets, Bucket { hour, latency_ms, ..p })?;
+                push(
+                    &mut buckets,
+                    Bucket {
+                        hour,
+                        latency_ms,
+                        ..p
+                    },
+                )?;
             }
             _ => return Err(CodecError::Kind(kind)),
         }

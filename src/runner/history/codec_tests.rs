@@ -69,10 +69,19 @@ fn over_the_cap_old_hours_merge_into_days_and_the_last_week_stays_exact() {
     let buckets: Vec<_> = (0..HOURS as u32)
         .map(|h| {
             let runs = 3000 + (h * 37 % 600) as u16;
-            bucket(H0 + h, runs, runs - (h % 97) as u16, runs - 1, 100 + h * 13 % 4000)
+            bucket(
+                H0 + h,
+                runs,
+                runs - (h % 97) as u16,
+                runs - 1,
+                100 + h * 13 % 4000,
+            )
         })
         .collect();
-    eprintln!("flapping at 1s, unmerged: {} bytes", encode_raw(1, &buckets).len());
+    eprintln!(
+        "flapping at 1s, unmerged: {} bytes",
+        encode_raw(1, &buckets).len()
+    );
     let text = encode(1, &buckets);
     assert!(text.len() <= CAP, "{} bytes", text.len());
     let stored = decode(&text).unwrap();
@@ -94,7 +103,9 @@ fn forged_and_truncated_strings_are_errors() {
         vec![0, 0, 0, 0, 0, 0],
         vec![0, 3],
         vec![0, 6],
-        vec![0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f],
+        vec![
+            0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f,
+        ],
     ] {
         let forged = format!("1.{}", URL_SAFE_NO_PAD.encode(bytes));
         assert!(decode(&forged).is_err(), "{forged}");

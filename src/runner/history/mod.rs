@@ -7,7 +7,6 @@
 
 mod codec;
 
-
 use std::collections::VecDeque;
 
 use crate::{
@@ -174,11 +173,20 @@ impl History {
     /// they never were) at `now`, Unix seconds; `None` otherwise. Status carries it with the
     /// next write that happens anyway, so it costs no write of its own.
     pub fn store_due(&mut self, now: i64, every: i64) -> Option<String> {
-        if self.stored_at.is_some_and(|at| (at..at + every).contains(&now)) {
+        if self
+            .stored_at
+            .is_some_and(|at| (at..at + every).contains(&now))
+        {
             return None;
         }
         self.stored_at = Some(now);
         Some(self.stored())
+    }
+
+    /// Whether the buckets are kept in status too (restored from it, or handed to it), so a
+    /// restart or a move resumes them.
+    pub fn stored_in_status(&self) -> bool {
+        self.stored_at.is_some()
     }
 
     /// The buckets and `since` in their stored form (see [`codec`]).
@@ -455,7 +463,10 @@ mod tests {
         assert_eq!(resumed.since, start);
         for hours in [24, 7 * 24, 30 * 24] {
             let (before, after) = (history.window(wall, hours), resumed.window(wall, hours));
-            assert_eq!((before.runs, before.successes), (after.runs, after.successes));
+            assert_eq!(
+                (before.runs, before.successes),
+                (after.runs, after.successes)
+            );
         }
         let forged = HealthCheckStatus {
             history: Some("1.////".into()),
