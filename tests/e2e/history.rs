@@ -198,3 +198,81 @@ async fn consistent(operator: &Operator) -> (([Window; 3], String, String), u64)
     )
     .await
 }
+
+/// A replica of a two-member shard ring with the history flags.
+fn replica(cluster: &Cluster, name: &str) -> canary_test_harness::operator::Launch {
+    operator(cluster)
+        .args(&[
+            "--sharding",
+            "shards",
+            "--leader-election-lease-duration",
+            "6s",
+        ])
+        .args(&["--leader-election-lease-name", "history-ring"])
+        .args(&ARGS)
+        .env("POD_NAME", name)
+}
+
+/// The replica `status.probedBy` names, once two reads 3s apart agree and it serves the check.
+async fn settled_owner(cluster: &Cluster, replicas: &[(&str, &Operator); 2]) -> usize {
+    let probed_by = async || {
+        let check = cluster
+            .kubectl
+            .get_json(&["healthcheck", "flaky", "-n", NS])
+            .await;
+        check["status"]["probedBy"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    eventually(40 * SEC, "a settled owner", SEC, async || {
+        let first = probed_by().await;
+        tokio::time::sleep(3 * SEC).await;
+        let owner = replicas.iter().position(|(name, _)| *name == first);
+        match owner {
+            Some(i) if probed_by().await == first && windows(replicas[i].1).await.is_ok() => Ok(i),
+            _ => Err(format!("probedBy {first:?}")),
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uptime_windows_survive_a_shard_move() {
+    let server = flaky_server().await;
+    let cluster = Cluster::start().await;
+    cluster.namespace(NS).await;
+    let check = http_check(
+        NS,
+        "flaky",
+        &server.url("/"),
+        json!({"interval": "2s", "timeout": "1s"}),
+    );
+    cluster.kubectl.apply(&[check]).await;
+    let r1 = replica(&cluster, "r1").process().await;
+    eventually(40 * SEC, "6 live runs on r1", SEC, async || {
+        let (found, _) = consistent(&r1).await;
+        (found.0[0].runs >= 6)
+            .then_some(())
+            .ok_or(format!("{found:?}"))
+    })
+    .await;
+    let r2 = replica(&cluster, "r2").process().await;
+    r2.wait_ready(20 * SEC).await;
+    let replicas = [("r1", &r1), ("r2", &r2)];
+    let owner = settled_owner(&cluster, &replicas).await;
+    let (from, to) = (replicas[owner].1, replicas[1 - owner].1);
+    // The owner's last windows, then SIGTERM: it hands the check to the other replica.
+    let ((last, since, _), _) = consistent(from).await;
+    let (exit, _) = from.terminate().await;
+    assert!(exit.success(), "{}", from.tail(20));
+    let ((after, since_after, source), ran) = consistent(to).await;
+    assert_eq!((since_after, source.as_str()), (since, "status"));
+    for (span, (b, a)) in ["24h", "7d", "30d"].iter().zip(last.iter().zip(after)) {
+        let lost = (b.runs + ran) as i64 - a.runs as i64;
+        assert!(
+            (-1..=1).contains(&lost) && a.successes + 1 >= b.successes,
+            "{span}: {b:?} on the old owner, {a:?} on the new one, {ran} runs since the move"
+        );
+    }
+}
