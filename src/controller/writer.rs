@@ -550,6 +550,12 @@ mod tests {
         );
         let failing = status(0, "0.020s", Reason::Timeout);
         assert_ne!(without_timestamps(&a, 3), without_timestamps(&failing, 3));
+        // Issue 28: a refreshed history rides on the next write, never causes one.
+        let refreshed = HealthCheckStatus {
+            history: Some("1.AQ".into()),
+            ..b.clone()
+        };
+        assert_eq!(without_timestamps(&a, 3), without_timestamps(&refreshed, 3));
     }
 
     fn writer() -> StatusWriter {
