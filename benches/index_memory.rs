@@ -8,7 +8,9 @@
 //! and jemalloc's allocated bytes give the cost per object of:
 //! - `as read`: the object as the API server sends it;
 //! - `slim`: what the index keeps (`controller::slim`: no managedFields, no last-applied);
-//! - `slim, no status`, `metadata and key only`: what is left to cut.
+//! - `slim, no status`, `metadata and key only`: what is left to cut;
+//! - `slim, with a full status.history`: the same object carrying 30 days of hourly history of
+//!   a check every 10s (issue 28), as the runner stores it.
 //!
 //! Run: `cargo bench --features jemalloc --bench index_memory` (needs the tools of
 //! `scripts/test` for kubectl).
@@ -16,8 +18,10 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use canary_operator::{
-    api::{CheckKey, HealthCheck},
+    api::{CheckKey, HealthCheck, Reason},
     controller::slim,
+    probe::Outcome,
+    runner::History,
 };
 use canary_test_harness::{
     cluster::{Cluster, http_check},
@@ -127,6 +131,26 @@ fn metadata_only(check: &mut HealthCheck) {
     metadata.creation_timestamp = None;
 }
 
+/// `status.history` of a check every 10s for 30 days: latency wandering between 40 and 62 ms,
+/// one run in 500 failing.
+fn full_history() -> String {
+    let now = jiff::Timestamp::now().as_second();
+    let start = now - 30 * 86_400 + 3600;
+    let mut history = History::new(start);
+    for i in 0..(30 * 8640 - 360) {
+        let reason = if i % 500 == 7 {
+            Reason::Timeout
+        } else {
+            Reason::Succeeded
+        };
+        let mut outcome = Outcome::not_run(reason, "");
+        outcome.started_at = jiff::Timestamp::from_second(start + i * 10).expect("a time");
+        outcome.duration = Duration::from_millis(40 + (i as u64 * 7919) % 23);
+        history.record(&outcome);
+    }
+    history.stored()
+}
+
 fn json_bytes(value: &Value) -> usize {
     value.to_string().len()
 }
@@ -178,4 +202,12 @@ async fn main() {
     for (name, cut) in variants {
         println!("  {name}: {:.0} bytes", cost(&object, checks, cut));
     }
+    let history = full_history();
+    let mut full = object.clone();
+    full["status"]["history"] = json!(history);
+    println!(
+        "  slim, with a full status.history ({} bytes, 30 days at 10s): {:.0} bytes",
+        history.len(),
+        cost(&full, checks, slim)
+    );
 }

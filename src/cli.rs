@@ -140,6 +140,10 @@ pub struct OperatorArgs {
     /// Write status at least this often even when only timestamps changed.
     #[arg(long, env = "CANARY_STATUS_HEARTBEAT", default_value_t = DurationFlag(operator::STATUS_HEARTBEAT))]
     pub status_heartbeat: DurationFlag,
+    /// Store the hourly uptime history in `status.history` at most this often (riding on a
+    /// write that happens anyway), so a restart or a shard move resumes it.
+    #[arg(long, env = "CANARY_STATUS_HISTORY_INTERVAL", default_value_t = DurationFlag(operator::STATUS_HISTORY_INTERVAL))]
+    pub status_history_interval: DurationFlag,
     /// Referenced Secrets and ConfigMaps are cached this long, and every HealthCheck is
     /// re-resolved this often, so a rotation is picked up within it.
     #[arg(long, env = "CANARY_REFERENCE_TTL", default_value_t = DurationFlag(operator::REFERENCE_TTL))]

@@ -205,6 +205,8 @@ pub struct Extensions {
     pub aligned: bool,
     /// This replica, for `status.probedBy`.
     pub probed_by: Option<String>,
+    /// How often runners hand their hourly buckets to status (`None`: never, no status).
+    pub history_every: Option<Duration>,
     /// The shard ring, for the status page to forward other replicas' checks.
     pub owners: Option<Arc<dyn ui::Owners>>,
     /// `--ui-forward` with its key (shards only); `None`: the page names the owner instead.
@@ -243,6 +245,7 @@ impl Engine {
             aligned: extensions.aligned,
             probed_by: extensions.probed_by,
             cronjobs: extensions.cronjobs,
+            history_every: extensions.history_every,
         };
         let scheduler = Scheduler::new(config, all);
         let ticker = tokio::spawn(scheduler.clone().run_ticker(TICK));

@@ -124,6 +124,11 @@ pub struct HealthCheckStatus {
     /// Heartbeat checks: what the last ping said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_ping: Option<LastPing>,
+    /// Hourly runs, successes and latency of up to 30 days, compact and versioned (at most
+    /// 3 KiB), so a restarted or newly assigned replica resumes the uptime history. Refreshed
+    /// at most once per `--status-history-interval`, with a write that happens anyway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<String>,
 }
 
 /// What a heartbeat ping reported.

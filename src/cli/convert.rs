@@ -25,6 +25,7 @@ impl OperatorArgs {
                 first_qps: self.status_first_write_qps,
                 first_burst: self.status_first_write_burst,
                 heartbeat: self.status_heartbeat.0,
+                history: self.status_history_interval.0,
                 stall: self.writer_stall.0,
             },
             reference_ttl: self.reference_ttl.0,

@@ -18,6 +18,8 @@ pub const STATUS_FIRST_WRITE_BURST: u32 = 200;
 /// Default `--status-heartbeat`.
 pub const STATUS_HEARTBEAT: Duration = Duration::from_secs(300);
 /// Default `--writer-stall` and `--watch-stall`.
+/// Default `--status-history-interval`.
+pub const STATUS_HISTORY_INTERVAL: Duration = Duration::from_secs(3600);
 pub const WRITER_STALL: Duration = Duration::from_secs(300);
 pub const WATCH_STALL: Duration = Duration::from_secs(300);
 /// Default `--reference-ttl`.
@@ -152,6 +154,7 @@ impl Default for OperatorConfig {
                 first_qps: STATUS_FIRST_WRITE_QPS,
                 first_burst: STATUS_FIRST_WRITE_BURST,
                 heartbeat: STATUS_HEARTBEAT,
+                history: STATUS_HISTORY_INTERVAL,
                 stall: WRITER_STALL,
             },
             reference_ttl: REFERENCE_TTL,

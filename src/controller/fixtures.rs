@@ -74,6 +74,7 @@ pub fn context() -> Context {
         first_qps: 1,
         first_burst: 1,
         heartbeat: Duration::from_secs(300),
+        history: Duration::from_secs(3600),
         stall: Duration::from_secs(300),
     };
     Context {

@@ -178,6 +178,7 @@ impl Operator {
             ],
             aligned: mode == Sharding::Shards,
             probed_by: Some(identity.clone()),
+            history_every: Some(config.writer.history),
             owners: (mode == Sharding::Shards)
                 .then(|| directory.clone() as Arc<dyn crate::ui::Owners>),
             forwarding: (mode == Sharding::Shards)

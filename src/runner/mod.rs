@@ -91,6 +91,8 @@ pub struct SchedulerConfig {
     pub probed_by: Option<String>,
     /// The reads CronJob checks need (the operator's); `None`: they cannot run here.
     pub cronjobs: Option<Arc<dyn CronJobSource>>,
+    /// How often a runner puts its hourly buckets into `status.history` (`None`: never).
+    pub history_every: Option<Duration>,
 }
 
 impl Default for SchedulerConfig {
@@ -102,6 +104,7 @@ impl Default for SchedulerConfig {
             aligned: false,
             probed_by: None,
             cronjobs: None,
+            history_every: None,
         }
     }
 }
@@ -281,7 +284,7 @@ impl Scheduler {
             }
             None => {
                 let due = first_due(&spec, now, self.shared.config.aligned);
-                let history = History::resumed(&spec.status);
+                let history = History::resumed(&spec.key, &spec.status);
                 (spec.status.clone(), due, history, Arc::default(), None)
             }
         };

@@ -243,6 +243,13 @@ pub(super) fn report(shared: &Shared, runner: &Runner, outcome: Outcome, timing:
         if outcome.ran() {
             state.history.record(&outcome);
         }
+        if let Some(every) = shared.config.history_every {
+            let now = jiff::Timestamp::now().as_second();
+            let every = i64::try_from(every.as_secs()).unwrap_or(i64::MAX);
+            if let Some(stored) = state.history.store_due(now, every) {
+                next.status.history = Some(stored);
+            }
+        }
         if let Some(transition) = &next.transition {
             state
                 .history

@@ -87,6 +87,7 @@ pub fn summary(check: &Check) -> Value {
         "uptime": uptime,
         "tlsNotAfter": check.tls_not_after.map(|t| t.to_string()),
         "historySince": rfc3339(check.since),
+        "historySource": source(check),
     })
 }
 
@@ -120,8 +121,15 @@ pub fn uptime(check: &Check, span: Span) -> Value {
         fields.insert("name".into(), check.key.name.clone().into());
         fields.insert("window".into(), span.label().into());
         fields.insert("historySince".into(), rfc3339(check.since).into());
+        fields.insert("historySource".into(), source(check).into());
     }
     value
+}
+
+/// Where the uptime windows come from: `status` (kept in `status.history` hourly, resumed
+/// after a restart or a move) or `memory` (standalone: a restart starts it again).
+fn source(check: &Check) -> &'static str {
+    if check.stored { "status" } else { "memory" }
 }
 
 fn window(window: Window) -> Value {

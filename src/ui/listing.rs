@@ -109,6 +109,8 @@ pub struct Listing {
     pub groups: BTreeMap<String, usize>,
     /// The earliest start of any visible check's history (Unix seconds).
     pub since: Option<i64>,
+    /// Some visible check's history is kept in status too (see [`crate::runner::History`]).
+    pub stored: bool,
 }
 
 /// A check that passed the filter, before it is copied out.
@@ -131,6 +133,7 @@ impl Source {
             listing.failing += usize::from(failing);
             let since = view.history.since;
             listing.since = Some(listing.since.map_or(since, |s: i64| s.min(since)));
+            listing.stored |= view.history.stored_in_status();
             if filter.admits(&spec.key, &spec.info, failing) {
                 let group = spec.info.group(&spec.key).to_string();
                 rows.push(Row {

@@ -71,6 +71,8 @@ pub struct Check {
     pub tls_not_after: Option<jiff::Timestamp>,
     /// Unix seconds since which the history has data.
     pub since: i64,
+    /// The hourly history is kept in status too (`status.history`), not only in memory.
+    pub stored: bool,
 }
 
 impl Check {
@@ -169,6 +171,7 @@ impl Source {
             uptime: Span::ALL.map(|span| history.window(now, span.hours())),
             tls_not_after,
             since: history.since,
+            stored: history.stored_in_status(),
         }
     }
 

@@ -71,6 +71,7 @@ fn detail() -> Detail {
             uptime: [window; 3],
             tls_not_after: None,
             since: 0,
+            stored: false,
         },
         transitions: Vec::new(),
         hours: Vec::new(),

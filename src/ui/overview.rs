@@ -49,11 +49,20 @@ pub fn overview(listing: &Listing, filter: &Filter, ctx: &PageContext) -> Markup
             }
             (pager(listing, filter))
             @if let Some(since) = listing.since {
-                p.since { "History since " (time(since)) " (kept in memory; a restart starts it again)." }
+                p.since { "History since " (time(since)) " " (history_source(listing.stored)) }
             }
         }
     };
     layout("Canary status", ctx, body)
+}
+
+/// Where the history comes from, as the page says it.
+pub fn history_source(stored: bool) -> &'static str {
+    if stored {
+        "(stored hourly in each HealthCheck's status: restarts and shard moves resume it)."
+    } else {
+        "(kept in memory; a restart starts it again)."
+    }
 }
 
 /// "Checks 101-200 of 1,234" with links to the previous and next pages, when there are several.

@@ -57,6 +57,7 @@ fn never_connected(state: CheckState, reason: Reason, message: &str) -> Detail {
             uptime: [window; 3],
             tls_not_after: None,
             since: 1_799_999_000,
+            stored: true,
         },
         transitions: Vec::new(),
         hours: Vec::new(),

@@ -282,7 +282,7 @@ fn assert_hardened(c: &Value) {
 }
 
 /// The operator's flags with default values.
-const DEFAULT_ARGS: [&str; 20] = [
+const DEFAULT_ARGS: [&str; 21] = [
     "operator",
     "--metrics-bind-address=0.0.0.0:8080",
     "--health-probe-bind-address=0.0.0.0:8081",
@@ -298,6 +298,7 @@ const DEFAULT_ARGS: [&str; 20] = [
     "--status-first-write-qps=100",
     "--status-first-write-burst=200",
     "--status-heartbeat=5m",
+    "--status-history-interval=1h",
     "--writer-stall=5m",
     "--watch-stall=5m",
     "--audit-interval=30s",

@@ -18,6 +18,7 @@ mod edits;
 mod events;
 mod feedback;
 mod heartbeat;
+mod history;
 mod leader;
 mod load;
 mod namespaces;

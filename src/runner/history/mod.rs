@@ -1,12 +1,16 @@
 //! What a check did lately, kept by the runner that probes it, for the status page: the last
 //! 100 results, the last 50 transitions and hourly buckets for 30 days. Bounded by
 //! construction (about 18 KiB per check at full history) and computed from the same runs that
-//! feed the metrics, so the page and Prometheus agree.
+//! feed the metrics, so the page and Prometheus agree. The hourly buckets are also stored in
+//! `status.history` (see [`codec`]), at most once per `--status-history-interval`, so a
+//! restarted runner or the replica that gains the check resumes them.
+
+mod codec;
 
 use std::collections::VecDeque;
 
 use crate::{
-    api::{HealthCheckStatus, ReadyStatus, Reason},
+    api::{CheckKey, HealthCheckStatus, ReadyStatus, Reason},
     probe::Outcome,
     readiness::Transition,
 };
@@ -93,6 +97,8 @@ pub struct History {
     /// Hours with runs, oldest first, at most [`HOURS`] of them: a check that ran once holds
     /// one bucket, not 30 days of empty ones.
     hours: VecDeque<Bucket>,
+    /// Unix seconds when the buckets were last handed to status (see [`History::store_due`]).
+    stored_at: Option<i64>,
 }
 
 impl History {
@@ -103,11 +109,16 @@ impl History {
         }
     }
 
-    /// A history restored from what status holds after a restart: the last result and the
-    /// Ready condition's last transition; data starts now.
-    pub fn resumed(status: &HealthCheckStatus) -> Self {
+    /// A history restored from what status holds after a restart or a move: the hourly
+    /// buckets of `status.history` with the time they start (a forged or truncated one is
+    /// ignored and logged: data then starts now), the last result and the Ready condition's
+    /// last transition.
+    pub fn resumed(key: &CheckKey, status: &HealthCheckStatus) -> Self {
         let now = jiff::Timestamp::now().as_second();
         let mut history = Self::new(now);
+        if let Some(text) = &status.history {
+            history.restore(key, text, now);
+        }
         if let (Some(result), Some(at)) = (&status.last_result, &status.last_run_time) {
             let latency_ms = result
                 .duration
@@ -137,6 +148,51 @@ impl History {
             });
         }
         history
+    }
+
+    /// Takes the buckets of a stored history (see [`codec`]), keeping the 30 days up to `now`.
+    fn restore(&mut self, key: &CheckKey, text: &str, now: i64) {
+        match codec::decode(text) {
+            Ok(stored) => {
+                let current = u32::try_from(now.max(0) / 3600).unwrap_or(u32::MAX);
+                let first = current.saturating_sub(HOURS as u32 - 1);
+                self.hours = (stored.buckets.into_iter())
+                    .filter(|b| (first..=current).contains(&b.hour))
+                    .collect();
+                self.since = stored.since.clamp(0, now);
+                // Status holds these already: the next store is due an interval from now.
+                self.stored_at = Some(now);
+            }
+            Err(error) => {
+                tracing::warn!(check = %key, %error, "status.history ignored: history starts now");
+            }
+        }
+    }
+
+    /// The stored form of the buckets when `every` has passed since they were last stored (or
+    /// they never were) at `now`, Unix seconds; `None` otherwise. Status carries it with the
+    /// next write that happens anyway, so it costs no write of its own.
+    pub fn store_due(&mut self, now: i64, every: i64) -> Option<String> {
+        if self
+            .stored_at
+            .is_some_and(|at| (at..at + every).contains(&now))
+        {
+            return None;
+        }
+        self.stored_at = Some(now);
+        Some(self.stored())
+    }
+
+    /// Whether the buckets are kept in status too (restored from it, or handed to it), so a
+    /// restart or a move resumes them.
+    pub fn stored_in_status(&self) -> bool {
+        self.stored_at.is_some()
+    }
+
+    /// The buckets and `since` in their stored form (see [`codec`]).
+    pub fn stored(&self) -> String {
+        let hours: Vec<Bucket> = self.hours.iter().copied().collect();
+        codec::encode(self.since, &hours)
     }
 
     /// Records a probe run (not a status-only report such as Suspended).
@@ -275,134 +331,4 @@ impl History {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::*;
-
-    fn outcome(at: i64, success: bool, ms: u64) -> Outcome {
-        let reason = if success {
-            Reason::Succeeded
-        } else {
-            Reason::Timeout
-        };
-        let mut outcome = Outcome::not_run(reason, "");
-        outcome.started_at = jiff::Timestamp::from_second(at).unwrap();
-        outcome.duration = Duration::from_millis(ms);
-        outcome
-    }
-
-    /// Issue 24: a check that never connected showed "latency 0 ms": runs that measured no
-    /// latency (refused, denied, timed out) no longer count in the average.
-    #[test]
-    fn runs_that_measured_nothing_do_not_count_in_the_latency() {
-        let mut history = History::new(T0);
-        let mut refused = outcome(T0, false, 0);
-        refused.reason = Reason::ConnectionRefused;
-        history.record(&refused);
-        let mut denied = outcome(T0 + 1, false, 0);
-        denied.reason = Reason::TargetDenied;
-        history.record(&denied);
-        let window = history.window(T0 + 2, 24);
-        assert_eq!((window.runs, window.average_latency_ms), (2, None));
-        assert_eq!(history.results().next().unwrap().latency(), None);
-        let mut answered = outcome(T0 + 2, false, 300);
-        answered.reason = Reason::UnexpectedStatus;
-        history.record(&answered);
-        history.record(&outcome(T0 + 3, true, 100));
-        history.record(&outcome(T0 + 4, false, 800));
-        let window = history.window(T0 + 5, 24);
-        assert_eq!((window.runs, window.average_latency_ms), (5, Some(200.0)));
-        let hour = history.hours(T0 + 5)[0];
-        assert_eq!((hour.runs, hour.measured, hour.latency_ms), (5, 2, 400));
-    }
-
-    const DAY: i64 = 86_400;
-    /// An hour boundary (2027-01-15 08:00 UTC).
-    const T0: i64 = 1_800_000_000;
-
-    #[test]
-    fn uptime_counts_the_runs_of_each_window() {
-        let mut history = History::new(T0);
-        // 10 days, one run an hour: success except every fourth hour of the last day.
-        for h in 0..240 {
-            let at = T0 + h * 3600;
-            let failed = h >= 216 && h % 4 == 0;
-            history.record(&outcome(at, !failed, 100));
-        }
-        let now = T0 + 239 * 3600 + 59;
-        let day = history.window(now, 24);
-        assert_eq!((day.runs, day.successes), (24, 18));
-        assert_eq!(day.uptime, Some(0.75));
-        assert_eq!(day.average_latency_ms, Some(100.0));
-        let week = history.window(now, 7 * 24);
-        assert_eq!((week.runs, week.successes), (168, 162));
-        assert_eq!(history.window(now, 30 * 24).runs, 240);
-        assert_eq!(
-            history.window(now + 400 * DAY, 24).uptime,
-            None,
-            "old buckets age out"
-        );
-    }
-
-    #[test]
-    fn buckets_roll_over_hours_and_are_reused_after_thirty_days() {
-        let mut history = History::new(T0);
-        history.record(&outcome(T0 + 10, true, 1));
-        history.record(&outcome(T0 + 3599, false, 1));
-        history.record(&outcome(T0 + 3600, true, 1));
-        assert_eq!(
-            history.window(T0 + 3600, 1).runs,
-            1,
-            "a new hour starts a new bucket"
-        );
-        assert_eq!(history.window(T0 + 3600, 2).runs, 3);
-        // The same slot, 30 days later: the old bucket is replaced, not added to.
-        history.record(&outcome(T0 + 30 * DAY + 5, true, 1));
-        assert_eq!(history.window(T0 + 30 * DAY + 5, 1).runs, 1);
-        // 30 days of hours: the second hour is the oldest still shown, the first was replaced.
-        let hours = history.hours(T0 + 30 * DAY + 5);
-        let shown: Vec<_> = hours.iter().map(|h| (h.start, h.runs)).collect();
-        assert_eq!(shown, [(T0 + 3600, 1), (T0 + 30 * DAY, 1)]);
-        let later = history.hours(T0 + 30 * DAY + 3600);
-        assert_eq!(later.len(), 1, "the second hour ages out an hour later");
-    }
-
-    #[test]
-    fn a_clock_step_back_lands_in_its_own_hour_and_a_check_that_ran_once_holds_one_bucket() {
-        let mut history = History::new(T0);
-        history.record(&outcome(T0 + 5 * 3600, true, 1));
-        assert_eq!(history.hours.len(), 1, "no 30 days of empty buckets");
-        history.record(&outcome(T0 + 2 * 3600, false, 1));
-        history.record(&outcome(T0 + 5 * 3600 + 1, true, 1));
-        let shown: Vec<_> = (history.hours(T0 + 5 * 3600).iter())
-            .map(|h| (h.start, h.runs, h.successes))
-            .collect();
-        assert_eq!(shown, [(T0 + 2 * 3600, 1, 0), (T0 + 5 * 3600, 2, 2)]);
-    }
-
-    #[test]
-    fn results_and_transitions_stay_bounded_and_history_stays_small() {
-        let mut history = History::new(T0);
-        let message = "x".repeat(1000);
-        for i in 0..10_000 {
-            history.record(&outcome(T0 + i * 60, i % 2 == 0, 5));
-            let to = if i % 2 == 0 {
-                ReadyStatus::True
-            } else {
-                ReadyStatus::False
-            };
-            let transition = Transition {
-                from: None,
-                to,
-                reason: Reason::Timeout,
-                message: message.clone(),
-            };
-            history.transition(T0 + i * 60, &transition);
-        }
-        assert_eq!(history.results().count(), RESULTS);
-        assert_eq!(history.transitions().count(), TRANSITIONS);
-        let bytes = history.heap_bytes() + std::mem::size_of::<History>();
-        assert!(bytes < 24 * 1024, "{bytes} bytes at full history");
-    }
-}
+mod tests;
