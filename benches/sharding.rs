@@ -133,8 +133,9 @@ async fn run(checks_wanted: usize, replicas: usize, window: Duration, target: &T
     );
     let started = Instant::now();
     let apply = ["apply", "--server-side", "-f", "-"];
-    // In batches: one kubectl call must finish within the harness's two minutes.
-    for batch in checks(checks_wanted, target).chunks(5_000) {
+    // In batches: one kubectl call must finish within the harness's two minutes (5,000 took
+    // longer on the shared machine).
+    for batch in checks(checks_wanted, target).chunks(2_000) {
         cluster.kubectl.ok_stdin(&apply, &documents(batch)).await;
     }
     let applied = started.elapsed();
