@@ -16,7 +16,7 @@ use kube::{Api, Client};
 
 use crate::{
     api::Reason,
-    runner::{CronJobSource, Judged},
+    runner::{CronJobSource, Judged, Unreadable},
 };
 
 /// The annotation the CronJob controller puts on each Job: the run's scheduled time (RFC 3339).
@@ -38,8 +38,31 @@ pub enum CronJobError {
     NoSchedule,
     #[error("CronJob {0} not found")]
     NotFound(String),
-    #[error("cannot read {0}: {1}")]
-    Read(String, String),
+    #[error("cannot read {what}: {message}")]
+    Read {
+        what: String,
+        /// The API server's HTTP status, when it answered.
+        code: Option<u16>,
+        message: String,
+    },
+}
+
+impl CronJobError {
+    /// What the check reports for it: a reason the user must act on, or `None` for a
+    /// transient failure (the API server unreachable), which is logged and read again.
+    pub fn reason(&self) -> Option<Reason> {
+        match self {
+            Self::Schedule(..) | Self::Every(_) | Self::TimeZone(_) | Self::NoSchedule => {
+                Some(Reason::InvalidSpec)
+            }
+            Self::NotFound(_) => Some(Reason::ReferenceNotFound),
+            Self::Read {
+                code: Some(401 | 403),
+                ..
+            } => Some(Reason::ReferenceForbidden),
+            Self::Read { .. } => None,
+        }
+    }
 }
 
 /// The two reads a CronJob check makes: RBAC `get` on `cronjobs` and `jobs`, no watch.
@@ -71,7 +94,7 @@ impl CronJobSource for KubeBatch {
         after: Timestamp,
         until: Timestamp,
         limit: usize,
-    ) -> BoxFuture<'a, Result<Vec<Timestamp>, String>> {
+    ) -> BoxFuture<'a, Result<Vec<Timestamp>, Unreadable>> {
         Box::pin(async move {
             let schedule = self.schedule(namespace, name).await?;
             Ok(schedule.between(after, until, limit))
@@ -83,7 +106,7 @@ impl CronJobSource for KubeBatch {
         namespace: &'a str,
         name: &'a str,
         after: Timestamp,
-    ) -> BoxFuture<'a, Result<Option<Timestamp>, String>> {
+    ) -> BoxFuture<'a, Result<Option<Timestamp>, Unreadable>> {
         Box::pin(async move { Ok(self.schedule(namespace, name).await?.next_after(after)) })
     }
 
@@ -93,25 +116,34 @@ impl CronJobSource for KubeBatch {
         name: &'a str,
         scheduled: Timestamp,
         max_run: Option<std::time::Duration>,
-    ) -> BoxFuture<'a, Result<Judged, String>> {
+    ) -> BoxFuture<'a, Result<Judged, Unreadable>> {
         Box::pin(async move {
             let max_run = max_run
                 .and_then(|d| SignedDuration::try_from(d).ok())
                 .unwrap_or(SignedDuration::MAX);
             let verdict = observe(self, namespace, name, scheduled, Timestamp::now(), max_run);
-            verdict.await.map(judged).map_err(|e| e.to_string())
+            verdict.await.map(judged).map_err(|e| unreadable(&e))
         })
     }
 }
 
 impl KubeBatch {
-    async fn schedule(&self, namespace: &str, name: &str) -> Result<Schedule, String> {
-        let cronjob = (self
+    async fn schedule(&self, namespace: &str, name: &str) -> Result<Schedule, Unreadable> {
+        let cronjob = self
             .cronjob(namespace, name)
             .await
-            .map_err(|e| e.to_string())?)
-        .ok_or_else(|| CronJobError::NotFound(format!("{namespace}/{name}")).to_string())?;
-        Schedule::of(&cronjob).map_err(|e| e.to_string())
+            .map_err(|e| unreadable(&e))?;
+        let not_found = || CronJobError::NotFound(format!("{namespace}/{name}"));
+        let cronjob = cronjob.ok_or_else(|| unreadable(&not_found()))?;
+        Schedule::of(&cronjob).map_err(|e| unreadable(&e))
+    }
+}
+
+/// An error as the runner reports it.
+fn unreadable(error: &CronJobError) -> Unreadable {
+    Unreadable {
+        reason: error.reason(),
+        message: error.to_string(),
     }
 }
 
@@ -150,7 +182,14 @@ fn read<T>(
     namespace: &str,
     name: &str,
 ) -> Result<Option<T>, CronJobError> {
-    result.map_err(|e| CronJobError::Read(format!("{kind} {namespace}/{name}"), e.to_string()))
+    result.map_err(|e| CronJobError::Read {
+        what: format!("{kind} {namespace}/{name}"),
+        code: match &e {
+            kube::Error::Api(status) => Some(status.code),
+            _ => None,
+        },
+        message: e.to_string(),
+    })
 }
 
 /// Reads the CronJob `name` and the Job of its run scheduled at `scheduled`, and judges it.

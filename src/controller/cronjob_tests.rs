@@ -229,3 +229,23 @@ fn a_suspended_cronjob_expects_nothing() {
         Verdict::Suspended(_)
     ));
 }
+
+#[test]
+fn errors_the_user_must_act_on_are_reported_and_outages_are_not() {
+    let read = |code| CronJobError::Read {
+        what: "CronJob ops/x".into(),
+        code,
+        message: "denied".into(),
+    };
+    assert_eq!(read(Some(403)).reason(), Some(Reason::ReferenceForbidden));
+    assert_eq!(
+        read(None).reason(),
+        None,
+        "an unreachable API server is read again"
+    );
+    assert_eq!(read(Some(503)).reason(), None);
+    let missing = CronJobError::NotFound("ops/x".into());
+    assert_eq!(missing.reason(), Some(Reason::ReferenceNotFound));
+    let every = Schedule::parse("@every 1h", None).unwrap_err();
+    assert_eq!(every.reason(), Some(Reason::InvalidSpec));
+}

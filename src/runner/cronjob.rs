@@ -37,7 +37,7 @@ pub trait CronJobSource: Send + Sync + std::fmt::Debug {
         after: Timestamp,
         until: Timestamp,
         limit: usize,
-    ) -> BoxFuture<'a, Result<Vec<Timestamp>, String>>;
+    ) -> BoxFuture<'a, Result<Vec<Timestamp>, Unreadable>>;
 
     /// The first scheduled time after `after`, if the schedule fires again.
     fn next<'a>(
@@ -45,7 +45,7 @@ pub trait CronJobSource: Send + Sync + std::fmt::Debug {
         namespace: &'a str,
         name: &'a str,
         after: Timestamp,
-    ) -> BoxFuture<'a, Result<Option<Timestamp>, String>>;
+    ) -> BoxFuture<'a, Result<Option<Timestamp>, Unreadable>>;
 
     /// Reads the CronJob and the Job of its run scheduled at `scheduled`, and judges it.
     fn judge<'a>(
@@ -54,7 +54,7 @@ pub trait CronJobSource: Send + Sync + std::fmt::Debug {
         name: &'a str,
         scheduled: Timestamp,
         max_run: Option<Duration>,
-    ) -> BoxFuture<'a, Result<Judged, String>>;
+    ) -> BoxFuture<'a, Result<Judged, Unreadable>>;
 }
 
 /// A verdict on one scheduled run.
@@ -64,6 +64,15 @@ pub struct Judged {
     pub message: String,
     /// The run is over (else: active, read again).
     pub done: bool,
+}
+
+/// Why the CronJob or its Job could not be read or judged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable {
+    /// What the check reports (not found, forbidden, a schedule that cannot be judged);
+    /// `None`: transient (the API server unreachable), logged and read again.
+    pub reason: Option<Reason>,
+    pub message: String,
 }
 
 /// What a CronJob runner runs.
@@ -110,7 +119,7 @@ pub(super) async fn run(
                 continue;
             }
             Err(error) => {
-                tracing::warn!(check = %key, %error, "cannot read the CronJob; reading again in a minute");
+                unreadable(&shared, &runner, error);
                 sleep_or_wake(REREAD, &wake).await;
                 continue;
             }
@@ -137,7 +146,7 @@ async fn next_run(
     name: &str,
     after: Timestamp,
     grace: Duration,
-) -> Result<Option<Timestamp>, String> {
+) -> Result<Option<Timestamp>, Unreadable> {
     let grace = jiff::SignedDuration::try_from(grace).unwrap_or(jiff::SignedDuration::ZERO);
     let until = Timestamp::now().checked_sub(grace).unwrap_or(after);
     if until > after {
@@ -171,12 +180,25 @@ async fn judge_run(
                 return report(shared, runner, outcome, Timing::default());
             }
             Ok(_) => {}
-            Err(error) => {
-                tracing::warn!(check = %runner.spec.key, %error, "cannot read the CronJob or its Job; reading again in a minute");
-            }
+            Err(error) => unreadable(shared, runner, error),
         }
         lock(&runner.state).next_due = Instant::now() + REREAD;
         sleep_or_wake(REREAD, wake).await;
+    }
+}
+
+/// Reports why the CronJob cannot be judged, so the check never waits silently; a transient
+/// failure is only logged (the next read, a minute later, may succeed).
+fn unreadable(shared: &Shared, runner: &Runner, error: Unreadable) {
+    match error.reason {
+        Some(reason) => {
+            let outcome = Outcome::not_run(reason, error.message);
+            report(shared, runner, outcome, Timing::default());
+        }
+        None => {
+            let (check, error) = (&runner.spec.key, error.message);
+            tracing::warn!(%check, %error, "cannot read the CronJob or its Job; reading again in a minute");
+        }
     }
 }
 

@@ -185,10 +185,13 @@ async fn the_operator_judges_each_scheduled_run_of_a_cronjob() {
             "metadata": {"name": name, "namespace": NS},
             "spec": {"cronJob": {"name": name, "startGrace": "2s"}}})
     };
-    cluster
-        .kubectl
-        .apply(&[check("ok"), check("broken"), check("forgotten")])
-        .await;
+    let checks = [
+        check("ok"),
+        check("broken"),
+        check("forgotten"),
+        check("absent"),
+    ];
+    cluster.kubectl.apply(&checks).await;
     let operator = crate::operator(&cluster).process().await;
     // The first scheduled minute is at most 60 s away, plus the grace.
     let wait = std::time::Duration::from_secs(150);
@@ -210,5 +213,15 @@ async fn the_operator_judges_each_scheduled_run_of_a_cronjob() {
     .await;
     assert_eq!(reason, "MissedSchedule", "{message}");
     assert!(message.contains("kube-controller-manager"), "{message}");
+    // A CronJob that does not exist is said at once, never a silent Pending.
+    let (reason, message) = eventually(wait, "absent judged", every, async || {
+        verdict(&cluster, "absent").await
+    })
+    .await;
+    assert_eq!(reason, "ReferenceNotFound", "{message}");
+    assert!(
+        message.contains("CronJob default/absent not found"),
+        "{message}"
+    );
     let _ = operator.terminate().await;
 }
