@@ -19,8 +19,10 @@ const CHECKS: usize = 64;
 /// The budget the test runs with (through the environment: a binary without the flag ignores it).
 const BUDGET_MIB: f64 = 16.0;
 /// What `canary check` itself holds besides buffered bodies (runtime, 64 connections, the
-/// parsed specs): 36-38 MiB measured in a debug build with a budget of 0.
-const OWN_MIB: f64 = 48.0;
+/// parsed specs): 36-38 MiB measured in a debug build with a budget of 0; 44 MiB once the
+/// binary grew by discovery, heartbeat and CronJob checks (64 checks of a closed port,
+/// `/usr/bin/time -v`), so 10 MiB of slack as before.
+const OWN_MIB: f64 = 54.0;
 
 /// Answers every request with the head of a 64 MiB body, sends 5 MiB of it, then pauses
 /// until the client leaves.
