@@ -296,6 +296,10 @@ pub struct EngineArgs {
     /// so alerts can route by them.
     #[arg(long, env = "CANARY_METRICS_LABEL_ALLOWLIST", value_delimiter = ',')]
     pub metrics_label_allowlist: Vec<String>,
+    /// Where this Canary probes from (a cluster, a region or a zone: `eu-west`): every metric
+    /// carries it as a constant `location` label, so Thanos or Mimir can compare locations.
+    #[arg(long, env = "CANARY_LOCATION", value_parser = location)]
+    pub location: Option<String>,
 }
 
 /// Where the admin endpoints listen (names as in kubebuilder operators).
@@ -353,6 +357,22 @@ fn optional_address(value: &str) -> Result<OptionalAddress, String> {
     (value.parse())
         .map(|addr| OptionalAddress(Some(addr)))
         .map_err(|e| format!("{e} (HOST:PORT, or empty to turn it off)"))
+}
+
+/// `--location`: a DNS label (lower-case letters, digits and `-`, at most 63), so it is a valid
+/// label value everywhere it will go (metrics now; object names and label values later).
+fn location(value: &str) -> Result<String, String> {
+    let valid = (1..=63).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !value.starts_with('-')
+        && !value.ends_with('-');
+    if valid {
+        Ok(value.to_owned())
+    } else {
+        Err("must be a DNS label: 1-63 lower-case letters, digits or '-', not starting or ending with '-' (e.g. eu-west)".into())
+    }
 }
 
 /// The longest `reportingInstance` kube accepts on an Event (`ReportingInstanceLengthLimit`).

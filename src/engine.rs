@@ -45,6 +45,8 @@ pub struct EngineConfig {
     pub prober_error_streak: usize,
     /// HealthCheck labels copied into `canary_check_info`.
     pub metrics_label_allowlist: Vec<String>,
+    /// `--location`: a constant `location` label on every metric.
+    pub location: Option<String>,
     pub admin: AdminConfig,
 }
 
@@ -71,6 +73,7 @@ impl Default for EngineConfig {
             audit_interval: DEFAULT_AUDIT_INTERVAL,
             prober_error_streak: DEFAULT_PROBER_ERROR_STREAK,
             metrics_label_allowlist: Vec::new(),
+            location: None,
             admin: AdminConfig {
                 metrics_bind_address: METRICS_BIND_ADDRESS,
                 health_probe_bind_address: HEALTH_PROBE_BIND_ADDRESS,
@@ -225,7 +228,7 @@ impl Engine {
             sinks,
             ..Extensions::default()
         };
-        let metrics = Metrics::with_label_allowlist(&config.metrics_label_allowlist)?;
+        let metrics = Metrics::of_engine(config)?;
         Self::start_with_metrics(config, Arc::new(metrics), extensions)
     }
 

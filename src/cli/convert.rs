@@ -95,6 +95,7 @@ impl From<(EngineArgs, AdminArgs)> for EngineConfig {
             audit_interval: engine.audit_interval.0,
             prober_error_streak: engine.prober_error_streak,
             metrics_label_allowlist: engine.metrics_label_allowlist,
+            location: engine.location,
             admin: AdminConfig {
                 metrics_bind_address: admin.metrics_bind_address,
                 health_probe_bind_address: admin.health_probe_bind_address,
@@ -156,6 +157,22 @@ mod tests {
             format!("{:?}", parsed.engine),
             format!("{:?}", EngineConfig::default())
         );
+    }
+
+    #[test]
+    fn a_location_is_a_dns_label() {
+        let Command::Standalone(args) = parse(&["standalone", "-f", "x", "--location", "eu-west"])
+        else {
+            panic!("not standalone")
+        };
+        let config = StandaloneConfig::from(args);
+        assert_eq!(config.engine.location.as_deref(), Some("eu-west"));
+        for bad in ["EU", "eu_west", "-eu", ""] {
+            let flag = format!("--location={bad}");
+            let argv = ["canary", "standalone", "-f", "x", flag.as_str()];
+            let error = Cli::try_parse_from(argv).err().map(|e| e.to_string());
+            assert!(error.is_some_and(|e| e.contains("DNS label")), "{bad:?}");
+        }
     }
 
     #[test]

@@ -156,8 +156,7 @@ impl Operator {
         let config = &self.config;
         let mode = config.leader.sharding;
         let identity = self.identity();
-        let allowlist = &config.engine.metrics_label_allowlist;
-        let metrics = Arc::new(Metrics::with_label_allowlist(allowlist)?);
+        let metrics = Arc::new(Metrics::of_engine(&config.engine)?);
         let writer = self.status_writer(&metrics);
         let (event_sink, publisher) =
             events::EventSink::new(self.client.clone(), identity.clone(), metrics.clone());

@@ -330,3 +330,22 @@ fn a_status_without_a_verdict_seeds_nothing() {
     metrics.on_start(&spec, &Registration::default());
     assert!(!metrics.render().unwrap().contains("canary_check_success{"));
 }
+
+#[test]
+fn a_location_labels_every_metric() {
+    let metrics = Metrics::with_labels(&[], Some("eu-west")).unwrap();
+    report(&metrics, &spec(), Reason::UnexpectedStatus);
+    let text = metrics.render().unwrap();
+    let samples: Vec<&str> = (text.lines())
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .collect();
+    assert!(samples.len() > 10, "{text}");
+    for sample in samples {
+        assert!(sample.contains(r#"location="eu-west""#), "{sample}");
+    }
+    let without = Metrics::with_label_allowlist(&[])
+        .unwrap()
+        .render()
+        .unwrap();
+    assert!(!without.contains("location="), "no label unless set");
+}
