@@ -43,7 +43,7 @@ fi
 [[ -x "$binary" ]] || { echo "no executable at $binary" >&2; exit 1; }
 rm -rf "$work/context"
 mkdir -p "$work/context"
-strip --strip-debug -o "$work/context/canary" "$binary"
+strip -o "$work/context/canary" "$binary"
 chmod 0755 "$work/context/canary"
 
 # --- 2. the runtime base -----------------------------------------------------------------------
