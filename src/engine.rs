@@ -228,7 +228,8 @@ impl Engine {
             sinks,
             ..Extensions::default()
         };
-        let metrics = Metrics::of_engine(config)?;
+        let location = config.location.as_deref();
+        let metrics = Metrics::with_labels(&config.metrics_label_allowlist, location)?;
         Self::start_with_metrics(config, Arc::new(metrics), extensions)
     }
 

@@ -156,7 +156,10 @@ impl Operator {
         let config = &self.config;
         let mode = config.leader.sharding;
         let identity = self.identity();
-        let metrics = Arc::new(Metrics::of_engine(&config.engine)?);
+        let engine = &config.engine;
+        let location = engine.location.as_deref();
+        let metrics = Metrics::with_labels(&engine.metrics_label_allowlist, location)?;
+        let metrics = Arc::new(metrics);
         let writer = self.status_writer(&metrics);
         let (event_sink, publisher) =
             events::EventSink::new(self.client.clone(), identity.clone(), metrics.clone());

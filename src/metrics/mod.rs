@@ -170,12 +170,6 @@ impl Metrics {
         Self::with_labels(allowlist, None)
     }
 
-    /// The families an engine exposes: `--metrics-label-allowlist`, and `--location` as a
-    /// constant label on every metric.
-    pub fn of_engine(config: &crate::engine::EngineConfig) -> Result<Self, MetricsError> {
-        Self::with_labels(&config.metrics_label_allowlist, config.location.as_deref())
-    }
-
     /// [`Metrics::with_label_allowlist`], every metric labelled `location` when given.
     pub fn with_labels(allowlist: &[String], location: Option<&str>) -> Result<Self, MetricsError> {
         let constant = location.map(|l| [("location".to_owned(), l.to_owned())].into());
