@@ -16,7 +16,7 @@ use kube::{Api, Client};
 
 use crate::{
     api::Reason,
-    runner::{CronJobSource, Judged, Unreadable},
+    runner::{CronJobSource, Judged, MAX_PAST, Runs, Unreadable},
 };
 
 /// The annotation the CronJob controller puts on each Job: the run's scheduled time (RFC 3339).
@@ -87,27 +87,20 @@ impl std::fmt::Debug for KubeBatch {
 /// The runner's interface, answered by reading the CronJob (and its Job) each time: no watch,
 /// no cache, `get` only.
 impl CronJobSource for KubeBatch {
-    fn scheduled<'a>(
+    fn runs<'a>(
         &'a self,
         namespace: &'a str,
         name: &'a str,
         after: Timestamp,
         until: Timestamp,
-        limit: usize,
-    ) -> BoxFuture<'a, Result<Vec<Timestamp>, Unreadable>> {
+    ) -> BoxFuture<'a, Result<Runs, Unreadable>> {
         Box::pin(async move {
             let schedule = self.schedule(namespace, name).await?;
-            Ok(schedule.between(after, until, limit))
+            Ok(Runs {
+                past: schedule.between(after, until, MAX_PAST),
+                next: schedule.next_after(until.max(after)),
+            })
         })
-    }
-
-    fn next<'a>(
-        &'a self,
-        namespace: &'a str,
-        name: &'a str,
-        after: Timestamp,
-    ) -> BoxFuture<'a, Result<Option<Timestamp>, Unreadable>> {
-        Box::pin(async move { Ok(self.schedule(namespace, name).await?.next_after(after)) })
     }
 
     fn judge<'a>(

@@ -29,23 +29,14 @@ const PAUSED_POLL: Duration = Duration::from_secs(1);
 
 /// The reads a CronJob check needs, as the operator provides them.
 pub trait CronJobSource: Send + Sync + std::fmt::Debug {
-    /// The CronJob's scheduled times in `(after, until]`, at most `limit`, oldest first.
-    fn scheduled<'a>(
+    /// The CronJob's scheduled times after `after`, from one read of it.
+    fn runs<'a>(
         &'a self,
         namespace: &'a str,
         name: &'a str,
         after: Timestamp,
         until: Timestamp,
-        limit: usize,
-    ) -> BoxFuture<'a, Result<Vec<Timestamp>, Unreadable>>;
-
-    /// The first scheduled time after `after`, if the schedule fires again.
-    fn next<'a>(
-        &'a self,
-        namespace: &'a str,
-        name: &'a str,
-        after: Timestamp,
-    ) -> BoxFuture<'a, Result<Option<Timestamp>, Unreadable>>;
+    ) -> BoxFuture<'a, Result<Runs, Unreadable>>;
 
     /// Reads the CronJob and the Job of its run scheduled at `scheduled`, and judges it.
     fn judge<'a>(
@@ -56,6 +47,18 @@ pub trait CronJobSource: Send + Sync + std::fmt::Debug {
         max_run: Option<Duration>,
     ) -> BoxFuture<'a, Result<Judged, Unreadable>>;
 }
+
+/// A CronJob's scheduled times after some moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Runs {
+    /// Those up to `until`, oldest first, at most [`MAX_PAST`].
+    pub past: Vec<Timestamp>,
+    /// The first after `until` (or after `after`, when it is later), if the schedule fires again.
+    pub next: Option<Timestamp>,
+}
+
+/// Past runs a source lists at most (the CronJob controller's own limit on missed starts).
+pub const MAX_PAST: usize = 100;
 
 /// A verdict on one scheduled run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,13 +152,12 @@ async fn next_run(
 ) -> Result<Option<Timestamp>, Unreadable> {
     let grace = jiff::SignedDuration::try_from(grace).unwrap_or(jiff::SignedDuration::ZERO);
     let until = Timestamp::now().checked_sub(grace).unwrap_or(after);
-    if until > after {
-        let past = source.scheduled(namespace, name, after, until, 100).await?;
-        if let Some(first) = past.get(past.len().saturating_sub(CATCH_UP)) {
-            return Ok(Some(*first));
-        }
-    }
-    source.next(namespace, name, after).await
+    let runs = source.runs(namespace, name, after, until).await?;
+    let past = &runs.past;
+    Ok(past
+        .get(past.len().saturating_sub(CATCH_UP))
+        .copied()
+        .or(runs.next))
 }
 
 /// Reads the run scheduled at `due` until it is over, then reports its verdict.

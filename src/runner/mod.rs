@@ -35,7 +35,7 @@ use crate::{
 
 pub use crate::api::CheckKey;
 pub use audit::{Audit, AuditMetrics, Expectations, Expected};
-pub use cronjob::{CronJobPlan, CronJobSource, Judged, Unreadable};
+pub use cronjob::{CronJobPlan, CronJobSource, Judged, MAX_PAST, Runs, Unreadable};
 pub use history::History;
 pub use phase::slot_of;
 pub use pings::{HeartbeatPlan, INBOX};
