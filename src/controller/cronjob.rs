@@ -15,7 +15,7 @@ use k8s_openapi::api::batch::v1::{CronJob, Job};
 use kube::{Api, Client};
 
 use crate::{
-    api::Reason,
+    api::{CronSchedule, Reason},
     runner::{CronJobSource, Judged, MAX_PAST, Runs, Unreadable},
 };
 
@@ -202,15 +202,14 @@ pub async fn observe(
 
 /// A CronJob's schedule in its time zone, as the CronJob controller reads it.
 #[derive(Debug, Clone)]
-pub struct Schedule {
-    crontab: cronexpr::Crontab,
-}
+pub struct Schedule(CronSchedule);
 
 impl Schedule {
     /// Parses `spec.schedule`: five fields (`?` reads as `*`), or a macro (`@yearly`,
     /// `@annually`, `@monthly`, `@weekly`, `@daily`, `@midnight`, `@hourly`), with an optional
     /// `CRON_TZ=` or `TZ=` prefix; else in `spec.timeZone`; else UTC (kube-controller-manager's
-    /// zone in nearly every cluster).
+    /// zone in nearly every cluster). The five fields are read as maintenance windows and
+    /// heartbeat schedules read theirs ([`CronSchedule`]).
     pub fn parse(schedule: &str, time_zone: Option<&str>) -> Result<Self, CronJobError> {
         let text = schedule.trim();
         let (zone, fields) = match text.split_once(char::is_whitespace) {
@@ -219,10 +218,6 @@ impl Schedule {
             }
             _ => (time_zone, text),
         };
-        let zone = zone.unwrap_or("UTC");
-        if jiff::tz::db().get(zone).is_err() {
-            return Err(CronJobError::TimeZone(zone.into()));
-        }
         let fields = match fields {
             "@yearly" | "@annually" => "0 0 1 1 *",
             "@monthly" => "0 0 1 * *",
@@ -234,10 +229,12 @@ impl Schedule {
             }
             fields => fields,
         };
-        let fields = fields.replace('?', "*");
-        cronexpr::parse_crontab(&format!("{fields} {zone}"))
-            .map(|crontab| Self { crontab })
-            .map_err(|e| CronJobError::Schedule(schedule.into(), e.to_string()))
+        CronSchedule::parse("spec", &fields.replace('?', "*"), zone)
+            .map(Self)
+            .map_err(|e| match e.field.as_str() {
+                "spec.timezone" => CronJobError::TimeZone(zone.unwrap_or("UTC").into()),
+                _ => CronJobError::Schedule(schedule.into(), e.message),
+            })
     }
 
     /// The CronJob's own schedule.
@@ -248,7 +245,7 @@ impl Schedule {
 
     /// The first scheduled time strictly after `at`.
     pub fn next_after(&self, at: Timestamp) -> Option<Timestamp> {
-        self.crontab.find_next(at).ok().map(|z| z.timestamp())
+        self.0.next_after(at)
     }
 
     /// Scheduled times in `(from, to]`, at most `limit` of them.
