@@ -14,6 +14,7 @@ mod grpc;
 mod heartbeat;
 mod http;
 mod label;
+mod locations;
 mod maintenance;
 mod parse;
 mod reason;
@@ -51,6 +52,7 @@ pub use heartbeat::{
 };
 pub use http::{HttpHeader, HttpMethod, HttpProbe, HttpVersion};
 pub use label::LabelGate;
+pub use locations::*;
 pub use maintenance::{CronSchedule, MaintenanceWindow, MaintenanceWindows};
 pub use parse::parse_quantity;
 pub use reason::Reason;
@@ -96,13 +98,18 @@ pub fn crd_yaml() -> Result<String, serde_saphyr::SerializeError> {
 }
 
 /// Every CRD Canary owns, by name (`canary crd NAME`); each is committed as `crds/NAME.yaml`.
-pub const CRD_NAMES: [&str; 2] = ["healthchecks.canary.dev", "checkdiscoveries.canary.dev"];
+pub const CRD_NAMES: [&str; 3] = [
+    "healthchecks.canary.dev",
+    "checkdiscoveries.canary.dev",
+    "checkreports.canary.dev",
+];
 
 /// The CRD named `name` (one of [`CRD_NAMES`]) as YAML, exactly as committed in `crds/`.
 pub fn crd_yaml_named(name: &str) -> Option<Result<String, serde_saphyr::SerializeError>> {
     match name {
         "healthchecks.canary.dev" => Some(crd_yaml()),
         "checkdiscoveries.canary.dev" => Some(serde_saphyr::to_string(&CheckDiscovery::crd())),
+        "checkreports.canary.dev" => Some(serde_saphyr::to_string(&CheckReport::crd())),
         _ => None,
     }
 }

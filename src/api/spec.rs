@@ -19,6 +19,7 @@ use super::{
     grpc::GrpcProbe,
     heartbeat::HeartbeatProbe,
     http::HttpProbe,
+    locations::Locations,
     maintenance::MaintenanceWindow,
     status::HealthCheckStatus,
     tcp::SocketTarget,
@@ -49,6 +50,7 @@ pub const DEFAULT_TIMEOUT: &str = "10s";
     printcolumn = r#"{"name": "Latency", "type": "string", "jsonPath": ".status.lastResult.duration", "description": "Duration of the last probe written to status"}"#,
     printcolumn = r#"{"name": "Cert-Expires", "type": "string", "jsonPath": ".status.tls.notAfter", "description": "Expiry of the served leaf certificate"}"#,
     printcolumn = r#"{"name": "Last-Run", "type": "date", "priority": 1, "jsonPath": ".status.lastRunTime", "description": "When the last probe ran, as last written: refreshed on a change of state, on run-now and on the status heartbeat"}"#,
+    printcolumn = r#"{"name": "Locations", "type": "string", "jsonPath": ".status.locationsPassing", "description": "Locations passing of those listed in spec.locations, e.g. 2/3"}"#,
     printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#,
     printcolumn = r#"{"name": "Target", "type": "string", "priority": 1, "jsonPath": ".status.target", "description": "What is probed (URL without credentials or query, host:port, the DNS query, or the heartbeat expected)"}"#,
     printcolumn = r#"{"name": "Interval", "type": "string", "priority": 1, "jsonPath": ".spec.interval", "description": "How often it is probed"}"#,
@@ -64,6 +66,9 @@ pub const DEFAULT_TIMEOUT: &str = "10s";
 #[x_kube(validation = Rule::new(
     "!has(self.cronJob) || ((!has(self.interval) || self.interval == '60s') && (!has(self.timeout) || self.timeout == '10s'))"
 ).message("spec.interval and spec.timeout do not apply to cronJob checks (runs are judged at the CronJob's scheduled times)"))]
+#[x_kube(validation = Rule::new(
+    "!has(self.locations) || !(has(self.heartbeat) || has(self.cronJob))"
+).message("spec.locations applies to http, tcp, tls, dns and grpc checks, not to heartbeat or cronJob checks"))]
 #[x_kube(validation = Rule::new(
     "!has(self.timeout) || !has(self.interval) || duration(self.timeout) < duration(self.interval)"
 ).message(Message::Expression(
@@ -125,6 +130,10 @@ pub struct HealthCheckSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
     pub maintenance_windows: Vec<MaintenanceWindow>,
+    /// Probe from these locations (the spokes whose `--location` is listed) instead of here,
+    /// and judge by quorum: Ready False once `minFailing` of them fail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locations: Option<Locations>,
 }
 
 fn default_interval() -> GoDuration {

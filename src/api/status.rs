@@ -6,7 +6,7 @@ use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::reason::Reason;
+use super::{locations::LocationStatus, reason::Reason};
 
 /// The condition type Canary maintains.
 pub const READY: &str = "Ready";
@@ -129,6 +129,13 @@ pub struct HealthCheckStatus {
     /// at most once per `--status-history-interval`, with a write that happens anyway.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history: Option<String>,
+    /// Each location's verdict, for a check with `spec.locations` (written by the hub).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub locations: Vec<LocationStatus>,
+    /// Locations passing of those listed, e.g. `2/3` (the LOCATIONS column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locations_passing: Option<String>,
 }
 
 /// What a heartbeat ping reported.

@@ -16,6 +16,7 @@ use super::{
     grpc::ValidGrpc,
     heartbeat::ValidHeartbeat,
     http::HttpVersion,
+    locations::ValidLocations,
     maintenance::MaintenanceWindows,
     tcp::Endpoint,
     tls::ValidTlsPolicy,
@@ -33,6 +34,8 @@ pub struct ValidSpec {
     pub probe: ProbeKind,
     pub tls_policy: ValidTlsPolicy,
     pub maintenance: MaintenanceWindows,
+    /// Probed by spokes of these locations, never here (`spec.locations`).
+    pub locations: Option<ValidLocations>,
 }
 
 /// What to probe: exactly one kind per HealthCheck.

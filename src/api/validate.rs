@@ -14,6 +14,7 @@ use super::{
     grpc::validate_grpc,
     heartbeat::validate_heartbeat,
     http::{HttpHeader, HttpProbe, parse_connect_to},
+    locations::Locations,
     maintenance::MaintenanceWindows,
     parse::{
         check_data_key, check_object_name, compile_regex, parse_bytes, parse_status, parse_url,
@@ -94,6 +95,17 @@ pub fn validate(spec: &HealthCheckSpec) -> Result<ValidSpec, Vec<FieldError>> {
     let maintenance = MaintenanceWindows::parse(windows)
         .map_err(|found| errors.0.extend(found))
         .ok();
+    if spec.locations.is_some() && (spec.heartbeat.is_some() || spec.cron_job.is_some()) {
+        errors.push("spec.locations", LOCATIONS_PROBE_ONLY);
+    }
+    let locations = match spec.locations.as_ref().map(Locations::validate) {
+        Some(Err(found)) => {
+            errors.0.extend(found);
+            None
+        }
+        Some(Ok(valid)) => Some(Some(valid)),
+        None => Some(None),
+    };
     let valid = (|| {
         let (interval, timeout) = schedule?;
         Some(ValidSpec {
@@ -105,6 +117,7 @@ pub fn validate(spec: &HealthCheckSpec) -> Result<ValidSpec, Vec<FieldError>> {
             probe: probe?,
             tls_policy: tls_policy?,
             maintenance: maintenance?,
+            locations: locations?,
         })
     })();
     match valid {
@@ -189,6 +202,9 @@ fn validate_kind(spec: &HealthCheckSpec, errors: &mut Errors) -> Option<ProbeKin
 }
 
 /// The message of the "exactly one kind" rule, in the schema and here.
+/// Heartbeats are pinged to one Canary and CronJobs live in one cluster: neither is probed from
+/// elsewhere.
+pub const LOCATIONS_PROBE_ONLY: &str = "spec.locations applies to http, tcp, tls, dns and grpc checks, not to heartbeat or cronJob checks";
 pub const EXACTLY_ONE_KIND: &str = "exactly one of spec.http, spec.tcp, spec.tls, spec.dns, spec.grpc, spec.heartbeat or spec.cronJob must be set";
 
 /// `spec.interval` and `spec.timeout` mean nothing to a pushed check: a value other than the

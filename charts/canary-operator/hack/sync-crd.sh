@@ -4,6 +4,7 @@
 # guard, with the chart's labels and the helm.sh/resource-policy: keep annotation.
 #   templates/crd.yaml                 <- crds/healthchecks.canary.dev.yaml      (crds.enabled)
 #   templates/crd-checkdiscovery.yaml  <- crds/checkdiscoveries.canary.dev.yaml  (crds.enabled and discovery.enabled)
+#   templates/crd-checkreport.yaml     <- crds/checkreports.canary.dev.yaml      (crds.enabled and locations.enabled)
 # Never edit the templates by hand; tests/chart/render.rs fails when they drift.
 #
 #   cargo run -- crd NAME > crds/NAME.yaml        # after changing src/api
@@ -53,4 +54,5 @@ sync() {
 [[ "${1:-}" == "--check" ]] && check=1
 sync healthchecks.canary.dev '.Values.crds.enabled' crd.yaml
 sync checkdiscoveries.canary.dev 'and .Values.crds.enabled .Values.discovery.enabled' crd-checkdiscovery.yaml
+sync checkreports.canary.dev 'and .Values.crds.enabled .Values.locations.enabled' crd-checkreport.yaml
 exit $status
