@@ -166,6 +166,11 @@ pub struct OperatorArgs {
     /// Completes the Service names discovery generates: `<name>.<namespace>.svc.<cluster domain>`.
     #[arg(long, env = "CANARY_CLUSTER_DOMAIN", default_value = crate::discovery::DEFAULT_CLUSTER_DOMAIN)]
     pub cluster_domain: String,
+    /// Also run as a spoke of the hub cluster this kubeconfig file reaches (needs --location):
+    /// probe the hub's HealthChecks whose spec.locations names this location and write one
+    /// CheckReport per check into the hub (chart value locations.spoke.hubKubeconfigSecret).
+    #[arg(long, env = "CANARY_HUB_KUBECONFIG")]
+    pub hub_kubeconfig: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub leader: LeaderArgs,
     #[command(flatten)]

@@ -17,6 +17,12 @@ impl OperatorArgs {
     pub fn into_config(self) -> Result<OperatorConfig, String> {
         let leader = self.leader;
         let service = self.service;
+        if self.hub_kubeconfig.is_some() && service.engine.location.is_none() {
+            return Err(
+                "--hub-kubeconfig needs --location: a spoke probes the hub's checks that list its location"
+                    .into(),
+            );
+        }
         Ok(OperatorConfig {
             namespaces: self.namespaces,
             writer: WriterConfig {
@@ -46,6 +52,7 @@ impl OperatorArgs {
             engine: EngineConfig::from((service.engine, service.admin)),
             discovery: self.discovery,
             cluster_domain: self.cluster_domain,
+            hub_kubeconfig: self.hub_kubeconfig,
         })
     }
 }

@@ -52,6 +52,9 @@ pub struct OperatorConfig {
     pub discovery: bool,
     /// Completes Service names discovery generates (`--cluster-domain`).
     pub cluster_domain: String,
+    /// `--hub-kubeconfig`: also run as a spoke of the hub this kubeconfig reaches, probing the
+    /// hub's checks that list `--location` (see [`super::spoke`]).
+    pub hub_kubeconfig: Option<std::path::PathBuf>,
 }
 
 /// How replicas share the checks.
@@ -165,6 +168,7 @@ impl Default for OperatorConfig {
             engine: EngineConfig::default(),
             discovery: false,
             cluster_domain: crate::discovery::DEFAULT_CLUSTER_DOMAIN.into(),
+            hub_kubeconfig: None,
         }
     }
 }

@@ -23,6 +23,7 @@ mod pings;
 mod reconcile;
 mod refs;
 pub mod shard;
+pub mod spoke;
 mod watch;
 pub mod writer;
 
@@ -71,13 +72,19 @@ pub enum ControllerError {
     Signals(#[source] std::io::Error),
     #[error(transparent)]
     TaskEnded(#[from] TaskEnded),
+    #[error(transparent)]
+    Spoke(#[from] spoke::SpokeError),
 }
 
 /// Runs the operator in this process until SIGTERM or SIGINT.
 pub async fn run(config: OperatorConfig) -> Result<(), ControllerError> {
     let shutdown = crate::engine::shutdown_signal().map_err(ControllerError::Signals)?;
     let client = client().await?;
-    Operator::new(client, config).run(shutdown).await
+    let hub = match &config.hub_kubeconfig {
+        Some(path) => Some(spoke::hub_client(path).await?),
+        None => None,
+    };
+    Operator::new(client, config).with_hub(hub).run(shutdown).await
 }
 
 /// A client from in-cluster config or KUBECONFIG, naming itself in the API server's audit log.
@@ -97,6 +104,8 @@ pub async fn client() -> Result<Client, ControllerError> {
 pub struct Operator {
     client: Client,
     config: OperatorConfig,
+    /// The hub this operator is a spoke of (`--hub-kubeconfig`).
+    hub: Option<Client>,
 }
 
 /// A running operator: what it holds for a graceful stop, and what tests observe of it.
@@ -105,6 +114,7 @@ pub struct Running {
     writer: writer::StatusWriter,
     coordination: Coordination,
     supervisor: Supervisor,
+    spoke: Option<spoke::Spoke>,
 }
 
 /// How the replica stops taking part in the election or the ring.
@@ -121,7 +131,16 @@ enum Coordination {
 
 impl Operator {
     pub fn new(client: Client, config: OperatorConfig) -> Self {
-        Self { client, config }
+        Self {
+            client,
+            config,
+            hub: None,
+        }
+    }
+
+    /// Also runs as a spoke of `hub` (needs `--location`; see [`spoke`]).
+    pub fn with_hub(self, hub: Option<Client>) -> Self {
+        Self { hub, ..self }
     }
 
     /// Runs until `shutdown` resolves (then flushes status writes and releases the Lease), or
@@ -213,6 +232,7 @@ impl Operator {
             watch_health,
         );
         supervisor.spawn("watch", watch);
+        let spoke = self.spoke(&mut supervisor, &engine, &metrics, &writer, &scopes)?;
         let applied_tx = (mode == Sharding::Shards).then_some(applied_tx);
         let ctx = self.reconcile_context(&engine, &writer, metrics, &identity, applied_tx);
         let core = reconcile::Core::new(ctx, &watches);
@@ -232,7 +252,44 @@ impl Operator {
             writer,
             coordination,
             supervisor,
+            spoke,
         })
+    }
+
+    /// Starts the spoke when a hub is given: it runs the hub checks listing `--location`, in
+    /// this replica's share of its location's ring.
+    fn spoke(
+        &self,
+        supervisor: &mut Supervisor,
+        engine: &Engine,
+        metrics: &Arc<Metrics>,
+        writer: &writer::StatusWriter,
+        scopes: &channel::Receiver<Scope>,
+    ) -> Result<Option<spoke::Spoke>, ControllerError> {
+        let config = &self.config;
+        let (Some(hub), Some(location)) = (&self.hub, &config.engine.location) else {
+            return Ok(None);
+        };
+        let identity = self.identity();
+        let parts = spoke::SpokeParts {
+            hub: hub.clone(),
+            location: location.clone(),
+            namespaces: config.namespaces.clone(),
+            status_writer: writer.clone(),
+            metrics: metrics.clone(),
+            probe: Arc::new(ProbeContext {
+                user_agent: crate::probe::user_agent(Some(&identity)),
+                ..ProbeContext::with_policy(&config.policy)
+            }),
+            scheduler: engine.scheduler.config().clone(),
+            reference_ttl: config.reference_ttl,
+            secret_reference_label: config.secret_reference_label.clone(),
+            watch_stall: config.watch_stall,
+            identity,
+        };
+        tracing::info!(%location, "running as a spoke of the hub");
+        let spoke = spoke::start(parts, supervisor, scopes.clone())?;
+        Ok(Some(spoke))
     }
 
     /// The discovery controller (`--discovery`), writing through the status writer's budgets
@@ -290,8 +347,12 @@ impl Operator {
         ui: Option<std::net::SocketAddr>,
     ) -> shard::Member {
         let leader = &self.config.leader;
-        let config = shard::ShardConfig::new(
+        let ring = ring_name(
             &leader.leader_election_lease_name,
+            self.config.engine.location.as_deref(),
+        );
+        let config = shard::ShardConfig::new(
+            &ring,
             leader.leader_election_namespace.clone(),
             identity.to_string(),
             leader.leader_election_lease_duration,
@@ -383,6 +444,15 @@ impl Operator {
     }
 }
 
+/// The ring's name (the `canary.dev/ring` label of its members' Leases): the lease name, and
+/// with `--location` the location too, so replicas of different locations never share checks.
+fn ring_name(lease_name: &str, location: Option<&str>) -> String {
+    match location {
+        Some(location) => format!("{lease_name}.{location}"),
+        None => lease_name.to_string(),
+    }
+}
+
 /// Joins the shard ring: the membership task and its scope channel.
 fn join(
     supervisor: &mut Supervisor,
@@ -450,8 +520,14 @@ impl Running {
             }
         }
         self.engine.scheduler.shutdown();
+        if let Some(spoke) = &self.spoke {
+            for task in spoke::TASKS {
+                self.supervisor.abort(task);
+            }
+            spoke.scheduler.shutdown();
+        }
         self.writer.flush(FLUSH_DEADLINE).await;
-        for task in ["writer", "events", "ticker", "admin", "ui"] {
+        for task in ["writer", "events", "ticker", "spoke-ticker", "admin", "ui"] {
             self.supervisor.abort(task);
         }
         if let Coordination::Leader(stop) = &self.coordination {
@@ -459,6 +535,18 @@ impl Running {
         }
         self.supervisor.drain(FLUSH_DEADLINE).await;
         self.supervisor.abort_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn replicas_of_different_locations_never_join_one_ring() {
+        assert_eq!(super::ring_name("canary-operator", None), "canary-operator");
+        let a = super::ring_name("canary-operator", Some("eu-west"));
+        assert_eq!(a, "canary-operator.eu-west");
+        assert_ne!(a, super::ring_name("canary-operator", Some("us-east")));
+        assert_eq!(super::shard::label_value(&a), a, "a valid label value as it is");
     }
 }
 

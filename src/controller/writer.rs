@@ -10,7 +10,7 @@
 //! ([`crate::runner::RUN_NOW_WINDOW`]).
 
 mod drift;
-mod queue;
+pub(crate) mod queue;
 
 use queue::{Pending, Queue};
 

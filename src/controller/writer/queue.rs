@@ -14,32 +14,32 @@ use crate::{
     runner::{CheckKey, Registration},
 };
 
-pub(super) struct Pending {
-    pub(super) status: HealthCheckStatus,
+pub(crate) struct Pending {
+    pub(crate) status: HealthCheckStatus,
     /// Counters above this (the larger threshold) are not state worth a write.
-    pub(super) clamp: i64,
+    pub(crate) clamp: i64,
     /// Retry not before this instant (after a failure).
-    pub(super) not_before: Option<Instant>,
-    pub(super) failures: u32,
+    pub(crate) not_before: Option<Instant>,
+    pub(crate) failures: u32,
     /// When a write for this object was first queued and not yet done.
-    pub(super) since: Instant,
+    pub(crate) since: Instant,
     /// The reporting check's registration: a write of a check removed (or moved to another
     /// replica) while it waited for the rate limiter, or for a retry, is dropped.
-    pub(super) registration: Arc<Registration>,
+    pub(crate) registration: Arc<Registration>,
     /// It carries a run-now not written yet: it goes ahead of the queue.
-    pub(super) urgent: bool,
+    pub(crate) urgent: bool,
 }
 
 /// Pending writes in first-reported order; a newer status replaces a queued one in place
 /// (latest wins, no loss of its turn).
 #[derive(Default)]
-pub(super) struct Queue {
+pub(crate) struct Queue {
     order: VecDeque<CheckKey>,
-    pub(super) items: HashMap<CheckKey, Pending>,
+    pub(crate) items: HashMap<CheckKey, Pending>,
 }
 
 impl Queue {
-    pub(super) fn put(
+    pub(crate) fn put(
         &mut self,
         key: &CheckKey,
         status: HealthCheckStatus,
@@ -82,7 +82,7 @@ impl Queue {
     }
 
     /// The first write whose backoff (if any) has passed.
-    pub(super) fn pop_ready(&mut self, now: Instant) -> Option<(CheckKey, Pending)> {
+    pub(crate) fn pop_ready(&mut self, now: Instant) -> Option<(CheckKey, Pending)> {
         let position = (self.order.iter()).position(|k| {
             self.items
                 .get(k)
@@ -93,21 +93,21 @@ impl Queue {
         Some((key, pending))
     }
 
-    pub(super) fn next_retry(&self) -> Option<Instant> {
+    pub(crate) fn next_retry(&self) -> Option<Instant> {
         self.items.values().filter_map(|p| p.not_before).min()
     }
 
     /// When the oldest write still pending was first queued.
-    pub(super) fn oldest(&self) -> Option<Instant> {
+    pub(crate) fn oldest(&self) -> Option<Instant> {
         self.items.values().map(|p| p.since).min()
     }
 
-    pub(super) fn remove(&mut self, key: &CheckKey) -> Option<Pending> {
+    pub(crate) fn remove(&mut self, key: &CheckKey) -> Option<Pending> {
         self.order.retain(|k| k != key);
         self.items.remove(key)
     }
 
-    pub(super) fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.order.clear();
         self.items.clear();
     }

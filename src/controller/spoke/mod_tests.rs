@@ -1,0 +1,56 @@
+use kube::runtime::watcher::Event;
+
+use super::for_location;
+use crate::{
+    api::{HealthCheck, Locations},
+    controller::fixtures::{CheckFixture, check},
+};
+
+fn located(name: &str, names: &[&str]) -> HealthCheck {
+    let mut object = check("shop", name).written(2);
+    object.spec.locations = Some(Locations {
+        names: names.iter().map(|n| n.to_string()).collect(),
+        min_failing: None,
+    });
+    object
+}
+
+fn name(event: &Event<HealthCheck>) -> (&'static str, String) {
+    match event {
+        Event::Init => ("init", String::new()),
+        Event::InitDone => ("init-done", String::new()),
+        Event::InitApply(o) => ("init-apply", o.metadata.name.clone().unwrap()),
+        Event::Apply(o) => ("apply", o.metadata.name.clone().unwrap()),
+        Event::Delete(o) => ("delete", o.metadata.name.clone().unwrap()),
+    }
+}
+
+#[test]
+fn a_spoke_sees_only_the_checks_listing_its_location_as_plain_checks() {
+    let mine = for_location(Event::Apply(located("api", &["a", "b"])), "a").unwrap();
+    assert_eq!(name(&mine), ("apply", "api".into()));
+    let Event::Apply(object) = mine else {
+        unreachable!()
+    };
+    assert_eq!(object.spec.locations, None, "probed as a plain check");
+    assert_eq!(object.status, None, "the hub's aggregate is not this location's state");
+    let listed = for_location(Event::InitApply(located("api", &["a"])), "a");
+    assert_eq!(name(&listed.unwrap()), ("init-apply", "api".into()));
+    assert!(for_location(Event::InitApply(located("api", &["b"])), "a").is_none());
+    assert!(
+        for_location(Event::InitApply(check("shop", "local")), "a").is_none(),
+        "a check without locations is the hub's own"
+    );
+    assert!(for_location(Event::Init, "a").is_some());
+    assert!(for_location(Event::InitDone, "a").is_some());
+}
+
+#[test]
+fn a_check_that_stops_listing_the_location_is_deleted_here() {
+    let gone = for_location(Event::Apply(located("api", &["b", "c"])), "a").unwrap();
+    assert_eq!(name(&gone), ("delete", "api".into()));
+    let local = for_location(Event::Apply(check("shop", "local")), "a").unwrap();
+    assert_eq!(name(&local), ("delete", "local".into()));
+    let deleted = for_location(Event::Delete(located("api", &["a"])), "a").unwrap();
+    assert_eq!(name(&deleted), ("delete", "api".into()));
+}
