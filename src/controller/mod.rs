@@ -84,7 +84,10 @@ pub async fn run(config: OperatorConfig) -> Result<(), ControllerError> {
         Some(path) => Some(spoke::hub_client(path).await?),
         None => None,
     };
-    Operator::new(client, config).with_hub(hub).run(shutdown).await
+    Operator::new(client, config)
+        .with_hub(hub)
+        .run(shutdown)
+        .await
 }
 
 /// A client from in-cluster config or KUBECONFIG, naming itself in the API server's audit log.
@@ -546,7 +549,11 @@ mod tests {
         let a = super::ring_name("canary-operator", Some("eu-west"));
         assert_eq!(a, "canary-operator.eu-west");
         assert_ne!(a, super::ring_name("canary-operator", Some("us-east")));
-        assert_eq!(super::shard::label_value(&a), a, "a valid label value as it is");
+        assert_eq!(
+            super::shard::label_value(&a),
+            a,
+            "a valid label value as it is"
+        );
     }
 }
 

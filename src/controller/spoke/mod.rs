@@ -44,9 +44,7 @@ use crate::{
     engine::TransitionLog,
     metrics::{Metrics, MetricsError},
     probe::ProbeContext,
-    runner::{
-        CheckKey, Registration, RunReport, RunnerSpec, Scheduler, SchedulerConfig, Sink,
-    },
+    runner::{CheckKey, Registration, RunReport, RunnerSpec, Scheduler, SchedulerConfig, Sink},
     supervisor::Supervisor,
 };
 
@@ -76,8 +74,8 @@ pub async fn hub_client(path: &Path) -> Result<Client, SpokeError> {
     };
     let kubeconfig = kube::config::Kubeconfig::read_from(path).map_err(failed)?;
     let options = kube::config::KubeConfigOptions::default();
-    let mut config = (kube::Config::from_custom_kubeconfig(kubeconfig, &options).await)
-        .map_err(failed)?;
+    let mut config =
+        (kube::Config::from_custom_kubeconfig(kubeconfig, &options).await).map_err(failed)?;
     config.headers.push((
         http::header::USER_AGENT,
         http::HeaderValue::from_static(concat!(
@@ -177,7 +175,10 @@ pub(super) fn start(
     supervisor.spawn("spoke-filter", filter(events_rx, mine_tx, parts.location));
     supervisor.spawn("spoke-references", core.clone().work());
     let ttl = parts.reference_ttl;
-    supervisor.spawn("spoke-reconcile", reconcile::run(core, mine_rx, scopes, ttl));
+    supervisor.spawn(
+        "spoke-reconcile",
+        reconcile::run(core, mine_rx, scopes, ttl),
+    );
     supervisor.spawn("spoke-writer", reports.run());
     Ok(Spoke { scheduler })
 }

@@ -33,7 +33,10 @@ fn a_spoke_sees_only_the_checks_listing_its_location_as_plain_checks() {
         unreachable!()
     };
     assert_eq!(object.spec.locations, None, "probed as a plain check");
-    assert_eq!(object.status, None, "the hub's aggregate is not this location's state");
+    assert_eq!(
+        object.status, None,
+        "the hub's aggregate is not this location's state"
+    );
     let listed = for_location(Event::InitApply(located("api", &["a"])), "a");
     assert_eq!(name(&listed.unwrap()), ("init-apply", "api".into()));
     assert!(for_location(Event::InitApply(located("api", &["b"])), "a").is_none());

@@ -23,7 +23,13 @@ pub fn report_status(status: &HealthCheckStatus) -> CheckReportStatus {
         .map(|c| truncate(&c.message, MAX_MESSAGE_CHARS))
         .filter(|m| !m.is_empty());
     CheckReportStatus {
-        ready: Some(status.ready().unwrap_or(ReadyStatus::Unknown).as_str().into()),
+        ready: Some(
+            status
+                .ready()
+                .unwrap_or(ReadyStatus::Unknown)
+                .as_str()
+                .into(),
+        ),
         reason: ready.map(|c| c.reason.clone()).filter(|r| !r.is_empty()),
         message,
         last_run_time: status.last_run_time.clone(),

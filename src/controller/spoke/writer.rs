@@ -64,7 +64,10 @@ pub struct ReportWriter {
 /// How one report write failed.
 #[derive(Debug, thiserror::Error)]
 enum WriteError {
-    #[error("applying CheckReport {name}: {}", crate::controller::api_error::describe(source))]
+    #[error(
+        "applying CheckReport {name}: {}",
+        crate::controller::api_error::describe(source)
+    )]
     Apply {
         name: String,
         #[source]
@@ -170,7 +173,13 @@ impl ReportWriter {
 
     /// Whether the report is the first for this check (the object must be created), and
     /// whether it is worth a write (first, changed, or a heartbeat is due).
-    fn due(&self, key: &CheckKey, uid: &str, report: &CheckReportStatus, clamp: i64) -> (bool, bool) {
+    fn due(
+        &self,
+        key: &CheckKey,
+        uid: &str,
+        report: &CheckReportStatus,
+        clamp: i64,
+    ) -> (bool, bool) {
         let written = lock(&self.shared.written);
         match written.get(key).filter(|last| last.uid == uid) {
             None => (true, true),
