@@ -255,7 +255,37 @@ const BAD_VALUES: &[(&[&str], &[&str])] = &[
         ],
         &["set minAvailable or maxUnavailable, not both"],
     ),
+    (
+        &["--set", "locations.spoke.hubKubeconfigSecret=hub"],
+        &["locations.spoke.hubKubeconfigSecret needs metrics.location"],
+    ),
 ];
+
+#[tokio::test]
+async fn a_spoke_mounts_the_hub_kubeconfig_from_its_secret_and_passes_it() {
+    let set = "locations.spoke.hubKubeconfigSecret=canary-hub,locations.spoke.hubKubeconfigKey=config,metrics.location=eu-west";
+    let objects = render(&["--set", set]).await;
+    let args = chart::args(&objects);
+    assert!(args.contains(&"--location=eu-west".to_string()), "{args:?}");
+    let flag = "--hub-kubeconfig=/etc/canary/hub/kubeconfig".to_string();
+    assert!(args.contains(&flag), "{args:?}");
+    let mounts = &chart::container(&objects)["volumeMounts"];
+    let mount = (mounts.as_array().unwrap().iter())
+        .find(|m| m["name"] == "hub-kubeconfig")
+        .expect("the hub kubeconfig mounted");
+    assert_eq!(mount["mountPath"], "/etc/canary/hub");
+    assert_eq!(mount["readOnly"], true);
+    let volumes = &one(&objects, "Deployment")["spec"]["template"]["spec"]["volumes"];
+    let volume = (volumes.as_array().unwrap().iter())
+        .find(|v| v["name"] == "hub-kubeconfig")
+        .expect("the hub kubeconfig volume");
+    assert_eq!(
+        volume["secret"],
+        json!({"secretName": "canary-hub", "items": [{"key": "config", "path": "kubeconfig"}]})
+    );
+    let plain = chart::args(&render(&[]).await);
+    assert!(!plain.iter().any(|a| a.starts_with("--hub-kubeconfig")), "{plain:?}");
+}
 
 #[tokio::test]
 async fn bad_values_are_rejected_with_a_clear_message() {

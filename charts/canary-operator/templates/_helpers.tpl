@@ -173,6 +173,9 @@ tests/chart.rs fails when a rule grants more.
 {{- if and (not (eq (toString .Values.podDisruptionBudget.minAvailable) "")) (not (eq (toString .Values.podDisruptionBudget.maxUnavailable) "")) }}
 {{- fail "podDisruptionBudget: set minAvailable or maxUnavailable, not both" }}
 {{- end }}
+{{- if and .Values.locations.spoke.hubKubeconfigSecret (not .Values.metrics.location) }}
+{{- fail "locations.spoke.hubKubeconfigSecret needs metrics.location: a spoke probes the hub's checks that list its location" }}
+{{- end }}
 {{- end }}
 
 {{/*
