@@ -57,3 +57,34 @@ fn a_check_that_stops_listing_the_location_is_deleted_here() {
     let deleted = for_location(Event::Delete(located("api", &["a"])), "a").unwrap();
     assert_eq!(name(&deleted), ("delete", "api".into()));
 }
+
+/// What a spoke pays for a hub check that does not list its location: one watch event decoded
+/// and dropped per change of the check (the hub's status writes included). Prints the cost per
+/// event (run with `--ignored --nocapture`; a debug build overstates it).
+#[test]
+#[ignore = "a measurement"]
+fn cost_of_an_unlisted_hub_check_event() {
+    let mut object = located("api", &["b", "c"]);
+    object.status = Some(serde_json::from_value(serde_json::json!({
+        "observedGeneration": 1, "probedBy": "hub-0", "target": "https://api.shop.svc:8443/healthz",
+        "conditions": [{"type": "Ready", "status": "True", "reason": "Succeeded",
+            "message": "HTTP 200 in 0.012s", "lastTransitionTime": "2026-12-07T08:00:00Z"}],
+        "lastRunTime": "2026-12-07T09:00:00Z", "lastSuccessTime": "2026-12-07T09:00:00Z",
+        "consecutiveSuccesses": 40,
+        "lastResult": {"success": true, "reason": "Succeeded", "message": "HTTP 200 in 0.012s",
+            "duration": "0.012s", "httpStatus": 200},
+        "locations": [{"name": "b", "ready": "True", "reason": "Succeeded"},
+            {"name": "c", "ready": "True", "reason": "Succeeded"}]
+    })).unwrap());
+    let event = serde_json::json!({"type": "MODIFIED", "object": object});
+    let wire = serde_json::to_vec(&event).unwrap();
+    let n = 20_000;
+    let started = std::time::Instant::now();
+    for _ in 0..n {
+        let decoded: serde_json::Value = serde_json::from_slice(&wire).unwrap();
+        let object: HealthCheck = serde_json::from_value(decoded["object"].clone()).unwrap();
+        assert!(matches!(for_location(Event::Apply(object), "a"), Some(Event::Delete(_))));
+    }
+    let each = started.elapsed() / n;
+    println!("one event: {} bytes on the wire, {each:?} to decode and drop", wire.len());
+}
