@@ -99,6 +99,19 @@ pub struct LeaderConfig {
     pub ui_forward_cidrs: Vec<ipnet::IpNet>,
 }
 
+impl LeaderConfig {
+    /// The ring's name (the `canary.dev/ring` label of its members' Leases): the lease name,
+    /// and with `--location` the location too, so replicas of different locations never share
+    /// checks.
+    pub fn ring(&self, location: Option<&str>) -> String {
+        let name = &self.leader_election_lease_name;
+        match location {
+            Some(location) => format!("{name}.{location}"),
+            None => name.clone(),
+        }
+    }
+}
+
 /// An advertised address: an IP, with or without a port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AdvertiseAddress {
@@ -185,7 +198,18 @@ impl OperatorConfig {
 
 #[cfg(test)]
 mod tests {
-    use super::AdvertiseAddress;
+    use super::{AdvertiseAddress, LeaderConfig};
+
+    #[test]
+    fn replicas_of_different_locations_never_join_one_ring() {
+        let leader = LeaderConfig::default();
+        assert_eq!(leader.ring(None), "canary-operator");
+        let a = leader.ring(Some("eu-west"));
+        assert_eq!(a, "canary-operator.eu-west");
+        assert_ne!(a, leader.ring(Some("us-east")));
+        let label = crate::controller::shard::label_value(&a);
+        assert_eq!(label, a, "a valid label value as it is");
+    }
 
     #[test]
     fn an_advertised_address_is_an_ip_with_an_optional_port() {

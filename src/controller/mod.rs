@@ -235,7 +235,12 @@ impl Operator {
             watch_health,
         );
         supervisor.spawn("watch", watch);
-        let spoke = self.spoke(&mut supervisor, &engine, &metrics, &writer, &scopes)?;
+        let parts = (self.hub.clone()).and_then(|hub| {
+            let scheduler = engine.scheduler.config().clone();
+            spoke::SpokeParts::of(hub, config, identity.clone(), &writer, &metrics, scheduler)
+        });
+        let spoke = (parts.map(|parts| spoke::start(parts, &mut supervisor, scopes.clone())))
+            .transpose()?;
         let applied_tx = (mode == Sharding::Shards).then_some(applied_tx);
         let ctx = self.reconcile_context(&engine, &writer, metrics, &identity, applied_tx);
         let core = reconcile::Core::new(ctx, &watches);
@@ -257,42 +262,6 @@ impl Operator {
             supervisor,
             spoke,
         })
-    }
-
-    /// Starts the spoke when a hub is given: it runs the hub checks listing `--location`, in
-    /// this replica's share of its location's ring.
-    fn spoke(
-        &self,
-        supervisor: &mut Supervisor,
-        engine: &Engine,
-        metrics: &Arc<Metrics>,
-        writer: &writer::StatusWriter,
-        scopes: &channel::Receiver<Scope>,
-    ) -> Result<Option<spoke::Spoke>, ControllerError> {
-        let config = &self.config;
-        let (Some(hub), Some(location)) = (&self.hub, &config.engine.location) else {
-            return Ok(None);
-        };
-        let identity = self.identity();
-        let parts = spoke::SpokeParts {
-            hub: hub.clone(),
-            location: location.clone(),
-            namespaces: config.namespaces.clone(),
-            status_writer: writer.clone(),
-            metrics: metrics.clone(),
-            probe: Arc::new(ProbeContext {
-                user_agent: crate::probe::user_agent(Some(&identity)),
-                ..ProbeContext::with_policy(&config.policy)
-            }),
-            scheduler: engine.scheduler.config().clone(),
-            reference_ttl: config.reference_ttl,
-            secret_reference_label: config.secret_reference_label.clone(),
-            watch_stall: config.watch_stall,
-            identity,
-        };
-        tracing::info!(%location, "running as a spoke of the hub");
-        let spoke = spoke::start(parts, supervisor, scopes.clone())?;
-        Ok(Some(spoke))
     }
 
     /// The discovery controller (`--discovery`), writing through the status writer's budgets
@@ -350,10 +319,7 @@ impl Operator {
         ui: Option<std::net::SocketAddr>,
     ) -> shard::Member {
         let leader = &self.config.leader;
-        let ring = ring_name(
-            &leader.leader_election_lease_name,
-            self.config.engine.location.as_deref(),
-        );
+        let ring = leader.ring(self.config.engine.location.as_deref());
         let config = shard::ShardConfig::new(
             &ring,
             leader.leader_election_namespace.clone(),
@@ -447,15 +413,6 @@ impl Operator {
     }
 }
 
-/// The ring's name (the `canary.dev/ring` label of its members' Leases): the lease name, and
-/// with `--location` the location too, so replicas of different locations never share checks.
-fn ring_name(lease_name: &str, location: Option<&str>) -> String {
-    match location {
-        Some(location) => format!("{lease_name}.{location}"),
-        None => lease_name.to_string(),
-    }
-}
-
 /// Joins the shard ring: the membership task and its scope channel.
 fn join(
     supervisor: &mut Supervisor,
@@ -538,22 +495,6 @@ impl Running {
         }
         self.supervisor.drain(FLUSH_DEADLINE).await;
         self.supervisor.abort_all();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn replicas_of_different_locations_never_join_one_ring() {
-        assert_eq!(super::ring_name("canary-operator", None), "canary-operator");
-        let a = super::ring_name("canary-operator", Some("eu-west"));
-        assert_eq!(a, "canary-operator.eu-west");
-        assert_ne!(a, super::ring_name("canary-operator", Some("us-east")));
-        assert_eq!(
-            super::shard::label_value(&a),
-            a,
-            "a valid label value as it is"
-        );
     }
 }
 

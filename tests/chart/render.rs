@@ -284,7 +284,10 @@ async fn a_spoke_mounts_the_hub_kubeconfig_from_its_secret_and_passes_it() {
         json!({"secretName": "canary-hub", "items": [{"key": "config", "path": "kubeconfig"}]})
     );
     let plain = chart::args(&render(&[]).await);
-    assert!(!plain.iter().any(|a| a.starts_with("--hub-kubeconfig")), "{plain:?}");
+    assert!(
+        !plain.iter().any(|a| a.starts_with("--hub-kubeconfig")),
+        "{plain:?}"
+    );
 }
 
 #[tokio::test]

@@ -88,7 +88,7 @@ pub async fn hub_client(path: &Path) -> Result<Client, SpokeError> {
 }
 
 /// What the spoke is built from.
-pub(super) struct SpokeParts {
+pub struct SpokeParts {
     pub hub: Client,
     pub location: String,
     pub identity: String,
@@ -101,6 +101,38 @@ pub(super) struct SpokeParts {
     pub reference_ttl: Duration,
     pub secret_reference_label: Option<crate::api::LabelGate>,
     pub watch_stall: Duration,
+}
+
+impl SpokeParts {
+    /// The spoke of `hub` for the operator `config` (`None` without `--location`), running as
+    /// replica `identity`, its reports spending `writer`'s budgets.
+    pub fn of(
+        hub: Client,
+        config: &super::OperatorConfig,
+        identity: String,
+        writer: &StatusWriter,
+        metrics: &Arc<Metrics>,
+        scheduler: SchedulerConfig,
+    ) -> Option<Self> {
+        let location = config.engine.location.clone()?;
+        tracing::info!(%location, "running as a spoke of the hub");
+        Some(Self {
+            hub,
+            location,
+            namespaces: config.namespaces.clone(),
+            status_writer: writer.clone(),
+            metrics: metrics.clone(),
+            probe: Arc::new(ProbeContext {
+                user_agent: crate::probe::user_agent(Some(&identity)),
+                ..ProbeContext::with_policy(&config.policy)
+            }),
+            scheduler,
+            reference_ttl: config.reference_ttl,
+            secret_reference_label: config.secret_reference_label.clone(),
+            watch_stall: config.watch_stall,
+            identity,
+        })
+    }
 }
 
 /// The running spoke: what [`super::Running::stop`] stops.

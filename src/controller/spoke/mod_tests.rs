@@ -83,8 +83,14 @@ fn cost_of_an_unlisted_hub_check_event() {
     for _ in 0..n {
         let decoded: serde_json::Value = serde_json::from_slice(&wire).unwrap();
         let object: HealthCheck = serde_json::from_value(decoded["object"].clone()).unwrap();
-        assert!(matches!(for_location(Event::Apply(object), "a"), Some(Event::Delete(_))));
+        assert!(matches!(
+            for_location(Event::Apply(object), "a"),
+            Some(Event::Delete(_))
+        ));
     }
     let each = started.elapsed() / n;
-    println!("one event: {} bytes on the wire, {each:?} to decode and drop", wire.len());
+    println!(
+        "one event: {} bytes on the wire, {each:?} to decode and drop",
+        wire.len()
+    );
 }
