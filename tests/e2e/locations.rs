@@ -274,3 +274,80 @@ async fn a_spoke_keeps_probing_while_the_hub_is_down_and_reports_resume() {
         "reports went to the spokes' own cluster"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_of_a_location_share_its_checks_in_a_ring_of_their_own() {
+    let cluster = Cluster::start().await;
+    cluster.namespace(NS).await;
+    let target = TestServer::start(Transport::Plain, |_| Reply::ok("ok")).await;
+    let checks: Vec<Value> = (0..16)
+        .map(|i| {
+            let mut check = http_check(NS, &format!("c{i}"), &target.url("/"), json!({}));
+            check["spec"]["locations"] = json!({"names": ["a", "b"]});
+            check
+        })
+        .collect();
+    cluster.kubectl.apply(&checks).await;
+    let hub = cluster.kubeconfig().display().to_string();
+    let mut replicas = Vec::new();
+    for (location, identity) in [("a", "a1"), ("a", "a2"), ("b", "b1")] {
+        let args = [
+            "--location",
+            location,
+            "--hub-kubeconfig",
+            &hub,
+            "--leader-election-identity",
+            identity,
+            "--sharding",
+            "shards",
+            "--leader-election-lease-duration",
+            "6s",
+        ];
+        replicas.push(operator(&cluster).args(&args).process().await);
+    }
+    let what = "every report written, a's shared by a1 and a2, b's all by b1";
+    eventually(60 * SEC, what, Duration::from_millis(500), async || {
+        let list = (cluster.kubectl)
+            .get_json(&["checkreports.canary.dev", "-n", NS])
+            .await;
+        let mut by: BTreeMap<(String, String), usize> = BTreeMap::new();
+        for report in list["items"].as_array().unwrap() {
+            let location = report["spec"]["location"].as_str().unwrap_or_default();
+            let prober = report["status"]["probedBy"].as_str().unwrap_or_default();
+            *by.entry((location.into(), prober.into())).or_default() += 1;
+        }
+        let count = |l: &str, p: &str| by.get(&(l.into(), p.into())).copied().unwrap_or(0);
+        let shared = count("a", "a1") > 0 && count("a", "a2") > 0;
+        match (
+            count("a", "a1") + count("a", "a2"),
+            count("b", "b1"),
+            shared,
+        ) {
+            (16, 16, true) if by.len() == 3 => Ok(()),
+            _ => Err(format!("{by:?}")),
+        }
+    })
+    .await;
+    let leases = (cluster.kubectl)
+        .get_json(&["leases", "-n", "default"])
+        .await;
+    let rings: BTreeMap<String, String> = (leases["items"].as_array().unwrap().iter())
+        .filter_map(|lease| {
+            let holder = lease["spec"]["holderIdentity"].as_str()?;
+            let ring = lease["metadata"]["labels"]["canary.dev/ring"].as_str()?;
+            Some((holder.to_string(), ring.to_string()))
+        })
+        .collect();
+    let want = [
+        ("a1", "canary-operator.a"),
+        ("a2", "canary-operator.a"),
+        ("b1", "canary-operator.b"),
+    ];
+    let want: BTreeMap<String, String> = (want.iter())
+        .map(|(h, r)| (h.to_string(), r.to_string()))
+        .collect();
+    assert_eq!(
+        rings, want,
+        "each location's replicas in a ring of their own"
+    );
+}
