@@ -34,6 +34,8 @@ struct Spokes {
     /// A hub apart from `cluster`; `None`: `cluster` is the hub.
     hub: Option<Server>,
     hub_kubectl: Arc<Kubectl>,
+    /// The hub's kubeconfig.
+    hub_config: std::path::PathBuf,
     target: TestServer,
     /// Set: the target fails `spoke-a`'s requests too.
     fail_a: Arc<AtomicBool>,
@@ -80,6 +82,7 @@ impl Spokes {
             cluster,
             hub,
             hub_kubectl,
+            hub_config,
             target,
             fail_a,
             a,
@@ -151,7 +154,7 @@ async fn spoke(cluster: &Cluster, hub: &Path, location: &str) -> Operator {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_location_reports_its_own_verdict_on_the_checks_that_list_it() {
-    let s = Spokes::start(false).await;
+    let mut s = Spokes::start(false).await;
     let checks = (s.hub_kubectl)
         .get_json(&["healthchecks.canary.dev", "both", "-n", NS])
         .await;
@@ -182,6 +185,7 @@ async fn each_location_reports_its_own_verdict_on_the_checks_that_list_it() {
     assert!(failures >= 2, "{b}");
     assert_eq!(a["status"]["consecutiveFailures"], 0);
     s.report_as("only-a.a", "True", "Succeeded").await;
+    restarted_spoke_resumes_from_its_report(&mut s).await;
     assert!(
         !s.reports().await.contains_key("only-a.b"),
         "b wrote a report for a check not listing it"
@@ -219,6 +223,26 @@ async fn each_location_reports_its_own_verdict_on_the_checks_that_list_it() {
         !s.reports().await.contains_key("both.a"),
         "a report came back after its check was deleted"
     );
+}
+
+/// Spoke b restarted: its runner resumes from its report (the failure count goes on, the
+/// verdict never leaves False on the way).
+async fn restarted_spoke_resumes_from_its_report(s: &mut Spokes) {
+    let before = s.report_as("both.b", "False", "UnexpectedStatus").await;
+    let failures = before["status"]["consecutiveFailures"].as_i64().unwrap();
+    s.b.terminate().await;
+    s.b = spoke(&s.cluster, &s.hub_config, "b").await;
+    let what = "b's report written again by the new process, count going on";
+    eventually(30 * SEC, what, Duration::from_millis(100), async || {
+        let reports = s.reports().await;
+        let status = &reports["both.b"]["status"];
+        assert_eq!(status["ready"], "False", "b's verdict left False: {status}");
+        match status["consecutiveFailures"].as_i64().unwrap() > failures {
+            true => Ok(()),
+            false => Err(format!("{status} (was {failures} failures)")),
+        }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -40,7 +40,7 @@ use super::{
     writer::StatusWriter,
 };
 use crate::{
-    api::HealthCheck,
+    api::{CheckReport, CheckReportStatus, HealthCheck},
     engine::TransitionLog,
     metrics::{Metrics, MetricsError},
     probe::ProbeContext,
@@ -50,6 +50,8 @@ use crate::{
 
 /// How often the spoke scheduler's loop ticks (as the engine's).
 const TICK: Duration = Duration::from_millis(500);
+/// Deadline of the list of this location's reports at start.
+const SEED_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why the spoke could not start.
 #[derive(Debug, thiserror::Error)]
@@ -202,9 +204,20 @@ pub(super) fn start(
     let health = watch::WatchHealth::new(parts.watch_stall, private.operator.watch_failing.clone());
     let (events_tx, events_rx) = mpsc::channel(WATCH_BUFFER);
     let (mine_tx, mine_rx) = mpsc::channel(WATCH_BUFFER);
-    let hub_watch = watch::run(parts.hub, watches, events_tx, Arc::new(health));
+    let hub_watch = watch::run(
+        parts.hub.clone(),
+        watches.clone(),
+        events_tx,
+        Arc::new(health),
+    );
     supervisor.spawn("spoke-watch", hub_watch);
-    supervisor.spawn("spoke-filter", filter(events_rx, mine_tx, parts.location));
+    let seeding = Seeding {
+        hub: parts.hub.clone(),
+        watches: watches.clone(),
+        location: parts.location.clone(),
+    };
+    let filter = filter(events_rx, mine_tx, seeding, reports.clone());
+    supervisor.spawn("spoke-filter", filter);
     supervisor.spawn("spoke-references", core.clone().work());
     let ttl = parts.reference_ttl;
     supervisor.spawn(
@@ -215,14 +228,27 @@ pub(super) fn start(
     Ok(Spoke { scheduler })
 }
 
-/// Passes on the hub's watch events that concern `location` ([`for_location`]).
+/// Where a spoke finds the reports it wrote before a restart.
+struct Seeding {
+    hub: Client,
+    watches: Vec<WatchScope>,
+    location: String,
+}
+
+/// Passes on the hub's watch events that concern the location ([`for_location`]), each check
+/// carrying the location's last report as its status; first reads the reports already in the
+/// hub, so runners resume from them after a restart.
 async fn filter(
     mut events: mpsc::Receiver<WatchEvent>,
     mine: mpsc::Sender<WatchEvent>,
-    location: String,
+    seeding: Seeding,
+    reports: ReportWriter,
 ) {
+    seed(&seeding, &reports).await;
+    let location = seeding.location;
+    let last = |key: &CheckKey, uid: &str| reports.last(key, uid);
     while let Some((scope, event)) = events.recv().await {
-        if let Some(event) = for_location(event, &location)
+        if let Some(event) = for_location(event, &location, last)
             && mine.send((scope, event)).await.is_err()
         {
             return;
@@ -230,15 +256,64 @@ async fn filter(
     }
 }
 
+/// Reads the location's reports in the hub into `reports` (each with the uid of the check it
+/// belongs to). A hub that does not answer leaves runners to start afresh.
+async fn seed(seeding: &Seeding, reports: &ReportWriter) {
+    let selector = format!("{}={}", report::LOCATION_LABEL, seeding.location);
+    let params = kube::api::ListParams::default().labels(&selector);
+    for scope in &seeding.watches {
+        let api: kube::Api<CheckReport> = match scope.namespace_name() {
+            Some(namespace) => kube::Api::namespaced(seeding.hub.clone(), namespace),
+            None => kube::Api::all(seeding.hub.clone()),
+        };
+        let listed = tokio::time::timeout(SEED_TIMEOUT, api.list(&params)).await;
+        let list = match listed {
+            Ok(Ok(list)) => list,
+            Ok(Err(error)) => {
+                let error = super::api_error::describe(&error);
+                tracing::warn!(%error, "reading this location's CheckReports failed; hub checks start afresh");
+                continue;
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "reading this location's CheckReports timed out; hub checks start afresh"
+                );
+                continue;
+            }
+        };
+        for report in list.items {
+            let owner = (report.metadata.owner_references.iter().flatten())
+                .find(|o| o.kind == "HealthCheck");
+            let (Some(owner), Some(namespace), Some(status)) = (
+                owner,
+                report.metadata.namespace.clone(),
+                report.status.clone(),
+            ) else {
+                continue;
+            };
+            let key = CheckKey {
+                namespace,
+                name: report.spec.check.clone(),
+            };
+            reports.seed(key, owner.uid.clone(), status);
+        }
+    }
+}
+
 /// The event as this location's spoke sees it: a check not listing `location` is absent (an
 /// update that removed the location deletes it here), one listing it is a plain check (its
-/// `spec.locations` and the hub's aggregated status removed: the runner starts from its own
-/// runs, and nothing that keeps located checks off local probing applies to it here).
-pub fn for_location(event: Event<HealthCheck>, location: &str) -> Option<Event<HealthCheck>> {
+/// `spec.locations` removed, so nothing that keeps located checks off local probing applies
+/// here), with the location's `last` report as its status (not the hub's aggregate).
+pub fn for_location(
+    event: Event<HealthCheck>,
+    location: &str,
+    last: impl Fn(&CheckKey, &str) -> Option<CheckReportStatus>,
+) -> Option<Event<HealthCheck>> {
+    let listed = |object| listed(object, location, &last);
     match event {
         Event::Init | Event::InitDone => Some(event),
-        Event::InitApply(object) => listed(object, location).map(Event::InitApply),
-        Event::Apply(object) => Some(match listed(object.clone(), location) {
+        Event::InitApply(object) => listed(object).map(Event::InitApply),
+        Event::Apply(object) => Some(match listed(object.clone()) {
             Some(mine) => Event::Apply(mine),
             None => Event::Delete(object),
         }),
@@ -247,13 +322,20 @@ pub fn for_location(event: Event<HealthCheck>, location: &str) -> Option<Event<H
 }
 
 /// `object` as a plain check, when it lists `location`.
-fn listed(mut object: HealthCheck, location: &str) -> Option<HealthCheck> {
+fn listed(
+    mut object: HealthCheck,
+    location: &str,
+    last: impl Fn(&CheckKey, &str) -> Option<CheckReportStatus>,
+) -> Option<HealthCheck> {
     let locations = object.spec.locations.as_ref()?;
     if !locations.names.iter().any(|name| name == location) {
         return None;
     }
     object.spec.locations = None;
-    object.status = None;
+    let key = CheckKey::of(&object);
+    let generation = object.metadata.generation;
+    let uid = object.metadata.uid.as_deref().unwrap_or_default();
+    object.status = last(&key, uid).map(|report| report::resumed(&report, generation));
     Some(object)
 }
 

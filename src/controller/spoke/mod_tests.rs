@@ -1,6 +1,12 @@
 use kube::runtime::watcher::Event;
 
 use super::for_location;
+use crate::api::{CheckKey, CheckReportStatus};
+
+/// [`for_location`] of a spoke that wrote no report yet.
+fn for_location_(event: Event<HealthCheck>, location: &str) -> Option<Event<HealthCheck>> {
+    for_location(event, location, |_, _| None)
+}
 use crate::{
     api::{HealthCheck, Locations},
     controller::fixtures::{CheckFixture, check},
@@ -27,7 +33,7 @@ fn name(event: &Event<HealthCheck>) -> (&'static str, String) {
 
 #[test]
 fn a_spoke_sees_only_the_checks_listing_its_location_as_plain_checks() {
-    let mine = for_location(Event::Apply(located("api", &["a", "b"])), "a").unwrap();
+    let mine = for_location_(Event::Apply(located("api", &["a", "b"])), "a").unwrap();
     assert_eq!(name(&mine), ("apply", "api".into()));
     let Event::Apply(object) = mine else {
         unreachable!()
@@ -37,24 +43,45 @@ fn a_spoke_sees_only_the_checks_listing_its_location_as_plain_checks() {
         object.status, None,
         "the hub's aggregate is not this location's state"
     );
-    let listed = for_location(Event::InitApply(located("api", &["a"])), "a");
+    let listed = for_location_(Event::InitApply(located("api", &["a"])), "a");
     assert_eq!(name(&listed.unwrap()), ("init-apply", "api".into()));
-    assert!(for_location(Event::InitApply(located("api", &["b"])), "a").is_none());
+    assert!(for_location_(Event::InitApply(located("api", &["b"])), "a").is_none());
     assert!(
-        for_location(Event::InitApply(check("shop", "local")), "a").is_none(),
+        for_location_(Event::InitApply(check("shop", "local")), "a").is_none(),
         "a check without locations is the hub's own"
     );
-    assert!(for_location(Event::Init, "a").is_some());
-    assert!(for_location(Event::InitDone, "a").is_some());
+    assert!(for_location_(Event::Init, "a").is_some());
+    assert!(for_location_(Event::InitDone, "a").is_some());
+}
+
+#[test]
+fn a_listed_check_carries_its_locations_last_report_as_status() {
+    let failing = CheckReportStatus {
+        ready: Some("False".into()),
+        reason: Some("Timeout".into()),
+        consecutive_failures: 4,
+        ..CheckReportStatus::default()
+    };
+    let last = |key: &CheckKey, uid: &str| {
+        (key.name == "api" && uid == "uid-shop-api").then(|| failing.clone())
+    };
+    let Some(Event::InitApply(object)) =
+        for_location(Event::InitApply(located("api", &["a"])), "a", last)
+    else {
+        panic!("listed")
+    };
+    let status = object.status.expect("resumed from the report");
+    assert_eq!(status.consecutive_failures, 4);
+    assert_eq!(status.ready_reason(), Some(crate::api::Reason::Timeout));
 }
 
 #[test]
 fn a_check_that_stops_listing_the_location_is_deleted_here() {
-    let gone = for_location(Event::Apply(located("api", &["b", "c"])), "a").unwrap();
+    let gone = for_location_(Event::Apply(located("api", &["b", "c"])), "a").unwrap();
     assert_eq!(name(&gone), ("delete", "api".into()));
-    let local = for_location(Event::Apply(check("shop", "local")), "a").unwrap();
+    let local = for_location_(Event::Apply(check("shop", "local")), "a").unwrap();
     assert_eq!(name(&local), ("delete", "local".into()));
-    let deleted = for_location(Event::Delete(located("api", &["a"])), "a").unwrap();
+    let deleted = for_location_(Event::Delete(located("api", &["a"])), "a").unwrap();
     assert_eq!(name(&deleted), ("delete", "api".into()));
 }
 
@@ -84,7 +111,7 @@ fn cost_of_an_unlisted_hub_check_event() {
         let decoded: serde_json::Value = serde_json::from_slice(&wire).unwrap();
         let object: HealthCheck = serde_json::from_value(decoded["object"].clone()).unwrap();
         assert!(matches!(
-            for_location(Event::Apply(object), "a"),
+            for_location_(Event::Apply(object), "a"),
             Some(Event::Delete(_))
         ));
     }

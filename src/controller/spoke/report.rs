@@ -2,15 +2,17 @@
 //! the status the check's runner reported (so the check's own thresholds decide `ready`, as
 //! they decide a local check's Ready), and whether a new report is worth a write.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, OwnerReference, Time};
 use kube::Resource;
 use serde_json::{Value, json};
 
 use crate::api::{
-    CheckKey, CheckReport, CheckReportStatus, HealthCheck, HealthCheckStatus, ReadyStatus,
+    CheckKey, CheckReport, CheckReportStatus, HealthCheck, HealthCheckStatus, READY, ReadyStatus,
     report_name,
 };
 
+/// Label of every report: its location (a spoke lists its own reports to resume from them).
+pub const LOCATION_LABEL: &str = "canary.dev/location";
 /// Longest `status.message` the CRD accepts.
 pub const MAX_MESSAGE_CHARS: usize = 1024;
 /// Bounds of `spec.heartbeatSeconds` in the CRD.
@@ -75,6 +77,7 @@ pub fn report_object(key: &CheckKey, uid: &str, location: &str, heartbeat_second
         "metadata": {
             "name": report_name(&key.name, location),
             "namespace": key.namespace,
+            "labels": {LOCATION_LABEL: location},
             "ownerReferences": [owner],
         },
         "spec": {
@@ -83,6 +86,29 @@ pub fn report_object(key: &CheckKey, uid: &str, location: &str, heartbeat_second
             "heartbeatSeconds": heartbeat_seconds.clamp(*HEARTBEAT_SECONDS.start(), *HEARTBEAT_SECONDS.end()),
         },
     })
+}
+
+/// The status a runner resumes from after a restart: what the location's report says (its
+/// verdict and failure count), as if the check's status held it, so thresholds are not reset
+/// and a failing location does not turn Unknown for a few runs.
+pub fn resumed(report: &CheckReportStatus, generation: Option<i64>) -> HealthCheckStatus {
+    let since = (report.last_run_time.clone()).unwrap_or(Time(jiff::Timestamp::now()));
+    let ready = report.ready.as_ref().map(|ready| Condition {
+        type_: READY.into(),
+        status: ready.clone(),
+        reason: report.reason.clone().unwrap_or_default(),
+        message: report.message.clone().unwrap_or_default(),
+        last_transition_time: since,
+        observed_generation: generation,
+    });
+    HealthCheckStatus {
+        observed_generation: generation,
+        probed_by: report.probed_by.clone(),
+        conditions: ready.into_iter().collect(),
+        last_run_time: report.last_run_time.clone(),
+        consecutive_failures: report.consecutive_failures,
+        ..HealthCheckStatus::default()
+    }
 }
 
 /// The status part of the report, for an apply to its `/status`.
@@ -105,8 +131,7 @@ fn truncate(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{LastResult, READY, Reason};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+    use crate::api::{LastResult, Reason};
 
     fn status(ready: &str, reason: Reason, failures: i64, duration: &str) -> HealthCheckStatus {
         HealthCheckStatus {
@@ -180,6 +205,30 @@ mod tests {
     }
 
     #[test]
+    fn a_runner_resumes_from_its_locations_report() {
+        let failing = report_status(&status("False", Reason::Timeout, 4, "2s"));
+        let resumed = resumed(&failing, Some(3));
+        assert_eq!(resumed.ready(), Some(ReadyStatus::False));
+        assert_eq!(resumed.ready_reason(), Some(Reason::Timeout));
+        assert_eq!(resumed.consecutive_failures, 4);
+        assert_eq!(resumed.observed_generation, Some(3));
+        assert_eq!(
+            report_status(&resumed),
+            CheckReportStatus {
+                duration: None,
+                ..failing
+            },
+            "the same report again"
+        );
+        let unwritten = super::resumed(&CheckReportStatus::default(), Some(1));
+        assert_eq!(
+            unwritten.ready(),
+            None,
+            "no verdict: the runner starts afresh"
+        );
+    }
+
+    #[test]
     fn the_report_is_named_for_its_check_and_location_and_owned_by_the_check() {
         let key = CheckKey {
             namespace: "shop".into(),
@@ -187,6 +236,7 @@ mod tests {
         };
         let object = report_object(&key, "uid-1", "eu-west", 300);
         assert_eq!(object["metadata"]["name"], "api.eu-west");
+        assert_eq!(object["metadata"]["labels"][LOCATION_LABEL], "eu-west");
         assert_eq!(object["metadata"]["namespace"], "shop");
         let owner = &object["metadata"]["ownerReferences"][0];
         assert_eq!(owner["kind"], "HealthCheck");
