@@ -191,15 +191,21 @@ impl Operator {
             metrics.operator.watch_failing.clone(),
         ));
         let pings = pings::ApiPings::new(self.client.clone());
+        let spoke_parts = (self.hub.clone()).and_then(|hub| {
+            spoke::SpokeParts::of(hub, config, identity.clone(), &writer, &metrics)
+        });
+        let spoke = spoke_parts.as_ref().map(spoke::Spoke::new);
+        let mut vitals = vec![
+            Arc::new(writer.clone()) as Arc<dyn Vital>,
+            watch_health.clone(),
+        ];
+        vitals.extend(spoke.clone().map(|s| Arc::new(s) as Arc<dyn Vital>));
         let extensions = Extensions {
             sinks: vec![
                 Arc::new(writer.clone()) as Arc<dyn Sink>,
                 Arc::new(event_sink),
             ],
-            vitals: vec![
-                Arc::new(writer.clone()) as Arc<dyn Vital>,
-                watch_health.clone(),
-            ],
+            vitals,
             aligned: mode == Sharding::Shards,
             probed_by: Some(identity.clone()),
             history_every: Some(config.writer.history),
@@ -235,12 +241,9 @@ impl Operator {
             watch_health,
         );
         supervisor.spawn("watch", watch);
-        let parts = (self.hub.clone()).and_then(|hub| {
-            let scheduler = engine.scheduler.config().clone();
-            spoke::SpokeParts::of(hub, config, identity.clone(), &writer, &metrics, scheduler)
-        });
-        let spoke = (parts.map(|parts| spoke::start(parts, &mut supervisor, scopes.clone())))
-            .transpose()?;
+        if let (Some(spoke), Some(parts)) = (&spoke, spoke_parts) {
+            spoke.start(parts, &mut supervisor, scopes.clone())?;
+        }
         let applied_tx = (mode == Sharding::Shards).then_some(applied_tx);
         let ctx = self.reconcile_context(&engine, &writer, metrics, &identity, applied_tx);
         let core = reconcile::Core::new(ctx, &watches);

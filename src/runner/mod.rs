@@ -254,11 +254,6 @@ impl Scheduler {
         }
     }
 
-    /// Its settings.
-    pub fn config(&self) -> &SchedulerConfig {
-        &self.shared.config
-    }
-
     /// Starts or replaces the runner for `spec.key`; returns false when nothing changed.
     /// A replaced runner hands over its status and next due time, so a change never causes
     /// an extra run, and its late report is dropped (see [`Registration`]).

@@ -18,9 +18,11 @@
 //! under the same rules as local ones (`--secret-reference-label`, no service-account tokens);
 //! what the spoke's hub RBAC does not allow makes the check `ReferenceForbidden` in its report.
 
+mod events;
 mod report;
 mod writer;
 
+pub use events::for_location;
 pub use writer::ReportWriter;
 
 use std::{
@@ -29,22 +31,24 @@ use std::{
     time::Duration,
 };
 
-use kube::{Client, runtime::watcher::Event};
-use tokio::sync::{mpsc, watch as channel};
+use kube::Client;
+use tokio::{
+    sync::{mpsc, watch as channel},
+    time::Instant,
+};
 
 use super::{
-    WATCH_BUFFER, WatchScope, reconcile,
-    reconcile::{Scope, WatchEvent},
-    refs::RefCache,
-    watch,
+    WATCH_BUFFER, WatchScope, reconcile, reconcile::Scope, refs::RefCache, watch,
     writer::StatusWriter,
 };
 use crate::{
-    api::{CheckReport, CheckReportStatus, HealthCheck},
     engine::TransitionLog,
     metrics::{Metrics, MetricsError},
     probe::ProbeContext,
-    runner::{CheckKey, Registration, RunReport, RunnerSpec, Scheduler, SchedulerConfig, Sink},
+    runner::{
+        CheckKey, Registration, RunReport, RunnerSpec, Scheduler, SchedulerConfig, Sink, Vital,
+        WatchdogConfig, default_slots,
+    },
     supervisor::Supervisor,
 };
 
@@ -114,9 +118,20 @@ impl SpokeParts {
         identity: String,
         writer: &StatusWriter,
         metrics: &Arc<Metrics>,
-        scheduler: SchedulerConfig,
     ) -> Option<Self> {
         let location = config.engine.location.clone()?;
+        let engine = &config.engine;
+        // CronJob checks read the CronJob in the spoke's own cluster, not the hub: not here;
+        // the hourly history lives in status, which the spoke does not write.
+        let scheduler = SchedulerConfig {
+            max_concurrent: engine.max_concurrent_probes.unwrap_or_else(default_slots),
+            stall_grace: engine.stall_grace,
+            prober_error_streak: engine.prober_error_streak,
+            aligned: config.leader.sharding == super::Sharding::Shards,
+            probed_by: Some(identity.clone()),
+            cronjobs: None,
+            history_every: None,
+        };
         tracing::info!(%location, "running as a spoke of the hub");
         Some(Self {
             hub,
@@ -137,9 +152,13 @@ impl SpokeParts {
     }
 }
 
-/// The running spoke: what [`super::Running::stop`] stops.
-pub(super) struct Spoke {
-    pub scheduler: Scheduler,
+/// The spoke: its scheduler and report writer, built before the engine (its runners are
+/// judged by `/healthz`), its tasks started after ([`Spoke::start`]).
+#[derive(Clone)]
+pub struct Spoke {
+    pub(super) scheduler: Scheduler,
+    reports: ReportWriter,
+    stall_grace: Duration,
 }
 
 /// The supervised tasks of the spoke, stopped before the scheduler.
@@ -151,192 +170,94 @@ pub(super) const TASKS: [&str; 5] = [
     "spoke-writer",
 ];
 
-/// Starts the spoke's tasks under `supervisor`; it runs the hub checks `scopes` gives it.
-pub(super) fn start(
-    parts: SpokeParts,
-    supervisor: &mut Supervisor,
-    scopes: channel::Receiver<Scope>,
-) -> Result<Spoke, SpokeError> {
-    let writer_config = parts.status_writer.config().clone();
-    let reports = ReportWriter::new(
-        parts.hub.clone(),
-        parts.location.clone(),
-        writer_config.heartbeat,
-        parts.status_writer.clone(),
-        parts.metrics.operator.status_writes.clone(),
-    );
-    let sinks: Vec<Arc<dyn Sink>> = vec![
-        Arc::new(RunsOnly(parts.metrics.clone())),
-        Arc::new(TransitionLog),
-        Arc::new(reports.clone()),
-    ];
-    // CronJob checks read the CronJob in the spoke's own cluster, not the hub: not here; the
-    // hourly history lives in status, which the spoke does not write.
-    let config = SchedulerConfig {
-        probed_by: Some(parts.identity.clone()),
-        cronjobs: None,
-        history_every: None,
-        ..parts.scheduler
-    };
-    let scheduler = Scheduler::new(config, sinks);
-    supervisor.spawn("spoke-ticker", scheduler.clone().run_ticker(TICK));
-    // The reconcile core's own counters and gauges would overwrite the local core's (owned
-    // checks, leadership): it counts into a registry nobody scrapes.
-    let private = Arc::new(Metrics::new()?);
-    let ctx = reconcile::Context {
-        scheduler: scheduler.clone(),
-        // Never run: the core only seeds and forgets through it; reports go to `reports`.
-        writer: StatusWriter::new(parts.hub.clone(), writer_config, private.clone()),
-        refs: RefCache::new(
+impl Spoke {
+    /// The hub checks' scheduler, sending runs to metrics, logs and the report writer.
+    pub fn new(parts: &SpokeParts) -> Self {
+        let writer_config = parts.status_writer.config();
+        let reports = ReportWriter::new(
             parts.hub.clone(),
-            parts.reference_ttl,
-            parts.secret_reference_label,
-        ),
-        probe: parts.probe,
-        metrics: private.clone(),
-        synced: Arc::new(AtomicBool::new(false)),
-        applied: None,
-    };
-    let watches = WatchScope::of(&parts.namespaces);
-    let core = reconcile::Core::new(ctx, &watches);
-    // Not a vital: a hub that cannot be reached must not make the kubelet restart a spoke
-    // that keeps probing its own cluster's checks and the hub's.
-    let health = watch::WatchHealth::new(parts.watch_stall, private.operator.watch_failing.clone());
-    let (events_tx, events_rx) = mpsc::channel(WATCH_BUFFER);
-    let (mine_tx, mine_rx) = mpsc::channel(WATCH_BUFFER);
-    let hub_watch = watch::run(
-        parts.hub.clone(),
-        watches.clone(),
-        events_tx,
-        Arc::new(health),
-    );
-    supervisor.spawn("spoke-watch", hub_watch);
-    let seeding = Seeding {
-        hub: parts.hub.clone(),
-        watches: watches.clone(),
-        location: parts.location.clone(),
-    };
-    let filter = filter(events_rx, mine_tx, seeding, reports.clone());
-    supervisor.spawn("spoke-filter", filter);
-    supervisor.spawn("spoke-references", core.clone().work());
-    let ttl = parts.reference_ttl;
-    supervisor.spawn(
-        "spoke-reconcile",
-        reconcile::run(core, mine_rx, scopes, ttl),
-    );
-    supervisor.spawn("spoke-writer", reports.run());
-    Ok(Spoke { scheduler })
-}
-
-/// Where a spoke finds the reports it wrote before a restart.
-struct Seeding {
-    hub: Client,
-    watches: Vec<WatchScope>,
-    location: String,
-}
-
-/// Passes on the hub's watch events that concern the location ([`for_location`]), each check
-/// carrying the location's last report as its status; first reads the reports already in the
-/// hub, so runners resume from them after a restart.
-async fn filter(
-    mut events: mpsc::Receiver<WatchEvent>,
-    mine: mpsc::Sender<WatchEvent>,
-    seeding: Seeding,
-    reports: ReportWriter,
-) {
-    seed(&seeding, &reports).await;
-    let location = seeding.location;
-    let last = |key: &CheckKey, uid: &str| reports.last(key, uid);
-    while let Some((scope, event)) = events.recv().await {
-        if let Some(event) = for_location(event, &location, last)
-            && mine.send((scope, event)).await.is_err()
-        {
-            return;
+            parts.location.clone(),
+            writer_config.heartbeat,
+            parts.status_writer.clone(),
+            parts.metrics.operator.status_writes.clone(),
+        );
+        let sinks: Vec<Arc<dyn Sink>> = vec![
+            Arc::new(RunsOnly(parts.metrics.clone())),
+            Arc::new(TransitionLog),
+            Arc::new(reports.clone()),
+        ];
+        let stall_grace = parts.scheduler.stall_grace;
+        let scheduler = Scheduler::new(parts.scheduler.clone(), sinks);
+        Self {
+            scheduler,
+            reports,
+            stall_grace,
         }
     }
-}
 
-/// Reads the location's reports in the hub into `reports` (each with the uid of the check it
-/// belongs to). A hub that does not answer leaves runners to start afresh.
-async fn seed(seeding: &Seeding, reports: &ReportWriter) {
-    let selector = format!("{}={}", report::LOCATION_LABEL, seeding.location);
-    let params = kube::api::ListParams::default().labels(&selector);
-    for scope in &seeding.watches {
-        let api: kube::Api<CheckReport> = match scope.namespace_name() {
-            Some(namespace) => kube::Api::namespaced(seeding.hub.clone(), namespace),
-            None => kube::Api::all(seeding.hub.clone()),
+    /// Starts the spoke's tasks under `supervisor`; it runs the hub checks `scopes` gives it.
+    pub(super) fn start(
+        &self,
+        parts: SpokeParts,
+        supervisor: &mut Supervisor,
+        scopes: channel::Receiver<Scope>,
+    ) -> Result<(), SpokeError> {
+        supervisor.spawn("spoke-ticker", self.scheduler.clone().run_ticker(TICK));
+        // The reconcile core's own counters and gauges would overwrite the local core's (owned
+        // checks, leadership): it counts into a registry nobody scrapes.
+        let private = Arc::new(Metrics::new()?);
+        let writer_config = parts.status_writer.config().clone();
+        let ctx = reconcile::Context {
+            scheduler: self.scheduler.clone(),
+            // Never run: the core only seeds and forgets through it; reports go elsewhere.
+            writer: StatusWriter::new(parts.hub.clone(), writer_config, private.clone()),
+            refs: RefCache::new(
+                parts.hub.clone(),
+                parts.reference_ttl,
+                parts.secret_reference_label,
+            ),
+            probe: parts.probe,
+            metrics: private.clone(),
+            synced: Arc::new(AtomicBool::new(false)),
+            applied: None,
         };
-        let listed = tokio::time::timeout(SEED_TIMEOUT, api.list(&params)).await;
-        let list = match listed {
-            Ok(Ok(list)) => list,
-            Ok(Err(error)) => {
-                let error = super::api_error::describe(&error);
-                tracing::warn!(%error, "reading this location's CheckReports failed; hub checks start afresh");
-                continue;
-            }
-            Err(_) => {
-                tracing::warn!(
-                    "reading this location's CheckReports timed out; hub checks start afresh"
-                );
-                continue;
-            }
+        let watches = WatchScope::of(&parts.namespaces);
+        let core = reconcile::Core::new(ctx, &watches);
+        // Not a vital: a hub that cannot be reached must not make the kubelet restart a spoke
+        // that keeps probing its own cluster's checks and the hub's.
+        let failing = private.operator.watch_failing.clone();
+        let health = Arc::new(watch::WatchHealth::new(parts.watch_stall, failing));
+        let (events_tx, events_rx) = mpsc::channel(WATCH_BUFFER);
+        let (mine_tx, mine_rx) = mpsc::channel(WATCH_BUFFER);
+        let hub_watch = watch::run(parts.hub.clone(), watches.clone(), events_tx, health);
+        supervisor.spawn("spoke-watch", hub_watch);
+        let seeding = events::Seeding {
+            hub: parts.hub,
+            watches,
+            location: parts.location,
         };
-        for report in list.items {
-            let owner = (report.metadata.owner_references.iter().flatten())
-                .find(|o| o.kind == "HealthCheck");
-            let (Some(owner), Some(namespace), Some(status)) = (
-                owner,
-                report.metadata.namespace.clone(),
-                report.status.clone(),
-            ) else {
-                continue;
-            };
-            let key = CheckKey {
-                namespace,
-                name: report.spec.check.clone(),
-            };
-            reports.seed(key, owner.uid.clone(), status);
-        }
+        let filter = events::filter(events_rx, mine_tx, seeding, self.reports.clone());
+        supervisor.spawn("spoke-filter", filter);
+        supervisor.spawn("spoke-references", core.clone().work());
+        let reconcile = reconcile::run(core, mine_rx, scopes, parts.reference_ttl);
+        supervisor.spawn("spoke-reconcile", reconcile);
+        supervisor.spawn("spoke-writer", self.reports.clone().run());
+        Ok(())
     }
 }
 
-/// The event as this location's spoke sees it: a check not listing `location` is absent (an
-/// update that removed the location deletes it here), one listing it is a plain check (its
-/// `spec.locations` removed, so nothing that keeps located checks off local probing applies
-/// here), with the location's `last` report as its status (not the hub's aggregate).
-pub fn for_location(
-    event: Event<HealthCheck>,
-    location: &str,
-    last: impl Fn(&CheckKey, &str) -> Option<CheckReportStatus>,
-) -> Option<Event<HealthCheck>> {
-    let listed = |object| listed(object, location, &last);
-    match event {
-        Event::Init | Event::InitDone => Some(event),
-        Event::InitApply(object) => listed(object).map(Event::InitApply),
-        Event::Apply(object) => Some(match listed(object.clone()) {
-            Some(mine) => Event::Apply(mine),
-            None => Event::Delete(object),
-        }),
-        Event::Delete(object) => Some(Event::Delete(object)),
+/// Hub checks whose runs are stuck fail `/healthz` like local ones (the hub being down is not
+/// such a problem: runs go on).
+impl Vital for Spoke {
+    fn problems(&self, now: Instant) -> Vec<String> {
+        let config = WatchdogConfig {
+            tick_threshold: self.stall_grace,
+        };
+        let health = self.scheduler.health(now, &config);
+        (health.problems.into_iter())
+            .map(|problem| format!("hub check runner: {problem}"))
+            .collect()
     }
-}
-
-/// `object` as a plain check, when it lists `location`.
-fn listed(
-    mut object: HealthCheck,
-    location: &str,
-    last: impl Fn(&CheckKey, &str) -> Option<CheckReportStatus>,
-) -> Option<HealthCheck> {
-    let locations = object.spec.locations.as_ref()?;
-    if !locations.names.iter().any(|name| name == location) {
-        return None;
-    }
-    object.spec.locations = None;
-    let key = CheckKey::of(&object);
-    let generation = object.metadata.generation;
-    let uid = object.metadata.uid.as_deref().unwrap_or_default();
-    object.status = last(&key, uid).map(|report| report::resumed(&report, generation));
-    Some(object)
 }
 
 /// The metrics sink without its per-tick gauges: the spoke scheduler's summary would overwrite
