@@ -200,6 +200,29 @@ mod tests {
     }
 
     #[test]
+    fn a_spoke_needs_a_location() {
+        let operator = |argv: &[&str]| match parse(argv) {
+            Command::Operator(args) => args.into_config(),
+            _ => panic!("not the operator"),
+        };
+        let error = operator(&["operator", "--hub-kubeconfig", "/hub"]).unwrap_err();
+        assert!(
+            error.contains("--hub-kubeconfig needs --location"),
+            "{error}"
+        );
+        let argv = [
+            "operator",
+            "--hub-kubeconfig",
+            "/hub",
+            "--location",
+            "eu-west",
+        ];
+        let config = operator(&argv).unwrap();
+        assert_eq!(config.hub_kubeconfig, Some("/hub".into()));
+        assert_eq!(operator(&["operator"]).unwrap().hub_kubeconfig, None);
+    }
+
+    #[test]
     fn durations_and_addresses_parse_and_print_back() {
         for text in ["500ms", "30s", "5m", "1h30m"] {
             assert_eq!(text.parse::<DurationFlag>().unwrap().to_string(), text);
