@@ -16,7 +16,7 @@ use std::{
 
 use canary_test_apiserver::{Options, Server};
 use canary_test_harness::{
-    cluster::{Cluster, http_check},
+    cluster::{Cluster, http_check, secret},
     operator::Operator,
     targets::{Reply, TestServer, Transport},
     tools::Kubectl,
@@ -64,6 +64,12 @@ impl Spokes {
         let target = TestServer::start(Transport::Plain, move |request| {
             let agent = request.header("user-agent").unwrap_or_default();
             let a_fails = fails.load(Ordering::SeqCst) && agent.contains("(spoke-a)");
+            if request.path == "/with-secret" {
+                return match request.header("x-token") {
+                    Some("s3cret") => Reply::ok("ok"),
+                    _ => Reply::status(401, "no token"),
+                };
+            }
             match agent.contains("(spoke-b)") || a_fails {
                 true => Reply::status(503, "not from here"),
                 false => Reply::ok("ok"),
@@ -75,7 +81,13 @@ impl Spokes {
         both["spec"]["locations"] = json!({"names": ["a", "b"]});
         let mut only_a = http_check(NS, "only-a", &target.url("/only-a"), json!({}));
         only_a["spec"]["locations"] = json!({"names": ["a"]});
-        hub_kubectl.apply(&[both, only_a]).await;
+        // A header from a Secret that exists only in the hub.
+        let token = secret(NS, "probe-token", "Opaque", &[("token", "s3cret")]);
+        let from = json!({"secretKeyRef": {"name": "probe-token", "key": "token"}});
+        let header = json!({"http": {"headers": [{"name": "X-Token", "valueFrom": from}]}});
+        let mut with_secret = http_check(NS, "with-secret", &target.url("/with-secret"), header);
+        with_secret["spec"]["locations"] = json!({"names": ["a"]});
+        hub_kubectl.apply(&[token, both, only_a, with_secret]).await;
         let a = spoke(&cluster, &hub_config, "a").await;
         let b = spoke(&cluster, &hub_config, "b").await;
         Self {
@@ -249,6 +261,8 @@ async fn restarted_spoke_resumes_from_its_report(s: &mut Spokes) {
 async fn a_spoke_keeps_probing_while_the_hub_is_down_and_reports_resume() {
     let mut s = Spokes::start(true).await;
     s.report_as("both.a", "True", "Succeeded").await;
+    // Its reference resolved where the check lives: the Secret is only in the hub.
+    s.report_as("with-secret.a", "True", "Succeeded").await;
     let hub = s.hub.as_mut().expect("a hub apart");
     hub.stop().await;
     s.fail_a.store(true, Ordering::SeqCst);
