@@ -489,7 +489,13 @@ impl Running {
             }
             spoke.scheduler.shutdown();
         }
-        self.writer.flush(FLUSH_DEADLINE).await;
+        match &self.spoke {
+            Some(spoke) => {
+                let spoke = spoke.flush(FLUSH_DEADLINE);
+                tokio::join!(self.writer.flush(FLUSH_DEADLINE), spoke);
+            }
+            None => self.writer.flush(FLUSH_DEADLINE).await,
+        }
         for task in ["writer", "events", "ticker", "spoke-ticker", "admin", "ui"] {
             self.supervisor.abort(task);
         }

@@ -161,7 +161,8 @@ pub struct Spoke {
     stall_grace: Duration,
 }
 
-/// The supervised tasks of the spoke, stopped before the scheduler.
+/// The supervised tasks of the spoke, stopped before the scheduler (the report writer's
+/// queue is flushed after).
 pub(super) const TASKS: [&str; 5] = [
     "spoke-watch",
     "spoke-filter",
@@ -171,6 +172,11 @@ pub(super) const TASKS: [&str; 5] = [
 ];
 
 impl Spoke {
+    /// Writes the reports still queued, until `deadline` (shutdown).
+    pub(super) async fn flush(&self, deadline: Duration) {
+        self.reports.flush(deadline).await;
+    }
+
     /// The hub checks' scheduler, sending runs to metrics, logs and the report writer.
     pub fn new(parts: &SpokeParts) -> Self {
         let writer_config = parts.status_writer.config();

@@ -21,7 +21,10 @@ use tokio::{sync::Notify, time::Instant};
 use super::report::{changed, report_object, report_status, status_patch};
 use crate::{
     api::{CheckReport, CheckReportStatus, report_name},
-    controller::writer::{StatusWriter, Written, queue::Queue},
+    controller::writer::{
+        StatusWriter, Written,
+        queue::{Pending, Queue},
+    },
     lock,
     runner::{CheckKey, RunReport, Sink},
 };
@@ -155,35 +158,52 @@ impl ReportWriter {
                 }
                 continue;
             };
-            if pending.registration.removed() {
-                continue;
-            }
-            let Some(uid) = lock(&self.shared.uids).get(&key).cloned() else {
-                continue;
+            self.handle(key, pending).await;
+        }
+    }
+
+    /// Writes what is still queued (retries included) until `deadline` passes; call once the
+    /// writer task is stopped (shutdown: the last verdicts reach the hub).
+    pub async fn flush(&self, deadline: Duration) {
+        let until = Instant::now() + deadline;
+        while Instant::now() < until {
+            let next = lock(&self.shared.pending).pop_ready(until);
+            let Some((key, pending)) = next else {
+                break;
             };
-            let report = report_status(&pending.status);
-            let (first, due) = self.due(&key, &uid, &report, pending.clamp);
-            if !due {
-                self.count(Written::Skipped);
-                continue;
+            let _ = tokio::time::timeout_at(until, self.handle(key, pending)).await;
+        }
+    }
+
+    /// One queued report: skipped, or written within the budget (retried on failure).
+    async fn handle(&self, key: CheckKey, pending: Pending) {
+        if pending.registration.removed() {
+            return;
+        }
+        let Some(uid) = lock(&self.shared.uids).get(&key).cloned() else {
+            return;
+        };
+        let report = report_status(&pending.status);
+        let (first, due) = self.due(&key, &uid, &report, pending.clamp);
+        if !due {
+            return self.count(Written::Skipped);
+        }
+        self.shared.budget.budget(first).await;
+        match self.write(&key, &uid, &report, first).await {
+            Ok(()) => {
+                self.count(Written::Success);
+                let at = Instant::now();
+                let last = LastWrite {
+                    uid,
+                    status: report,
+                    at,
+                };
+                lock(&self.shared.written).insert(key, last);
             }
-            self.shared.budget.budget(first).await;
-            match self.write(&key, &uid, &report, first).await {
-                Ok(()) => {
-                    self.count(Written::Success);
-                    let last = LastWrite {
-                        uid,
-                        status: report,
-                        at: Instant::now(),
-                    };
-                    lock(&self.shared.written).insert(key, last);
-                }
-                Err(error) => {
-                    let result = error.written();
-                    self.count(result);
-                    tracing::warn!(check = %key, %error, "CheckReport write failed; retrying with backoff");
-                    self.retry(key, pending);
-                }
+            Err(error) => {
+                self.count(error.written());
+                tracing::warn!(check = %key, %error, "CheckReport write failed; retrying with backoff");
+                self.retry(key, pending);
             }
         }
     }
@@ -247,7 +267,7 @@ impl ReportWriter {
 
     /// Queues `pending` again after a delay growing with its failures; a newer report queued
     /// meanwhile wins and inherits the backoff.
-    fn retry(&self, key: CheckKey, pending: crate::controller::writer::queue::Pending) {
+    fn retry(&self, key: CheckKey, pending: Pending) {
         let mut queue = lock(&self.shared.pending);
         if pending.registration.removed() {
             return;
