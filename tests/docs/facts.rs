@@ -1,6 +1,6 @@
 //! Facts the documents state that the code, the CRD or the chart decide: the columns `kubectl
 //! get` shows, the dashboard's rows, the Kubernetes version the chart needs, the ports the
-//! Service and the security page name, the TLS provider, and what standalone serves.
+//! Service and the security page name, the TLS provider, what standalone serves, and the spokes' admission policy.
 
 use canary_test_harness::{chart, read, repo};
 use regex::Regex;
@@ -177,5 +177,74 @@ fn the_readme_opens_with_the_two_commands_and_how_long_the_first_build_takes() {
     assert!(
         !head.contains("_MINUTES"),
         "a placeholder left in the README"
+    );
+}
+
+/// The ValidatingAdmissionPolicy docs/locations.md gives the hub: its CEL, evaluated with the
+/// CEL implementation of the local API server, lets each location's spokes write only their
+/// own location's reports.
+#[test]
+fn the_spoke_admission_policy_pins_each_report_to_its_locations_service_account() {
+    let page = read(&repo().join("docs/locations.md"));
+    let blocks = Regex::new(r"(?s)```yaml\n(.*?)```").unwrap();
+    let policy: Value = (blocks.captures_iter(&page))
+        .map(|c| c[1].to_string())
+        .find(|yaml| yaml.contains("kind: ValidatingAdmissionPolicy\n"))
+        .map(|yaml| serde_saphyr::from_str(&yaml).expect("the policy parses"))
+        .expect("docs/locations.md gives the policy");
+    let spec = &policy["spec"];
+    let condition = spec["matchConditions"][0]["expression"].as_str().unwrap();
+    let rules: Vec<&str> = (spec["validations"].as_array().unwrap().iter())
+        .map(|v| v["expression"].as_str().unwrap())
+        .collect();
+    let eval = |expr: &str, user: &str, name: &str, location: &str| -> bool {
+        let program = cel::Program::compile(expr).unwrap_or_else(|e| panic!("{expr}: {e}"));
+        let mut ctx = cel::Context::default();
+        let request = serde_json::json!({"userInfo": {"username": user}});
+        let object = serde_json::json!({
+            "metadata": {"name": name, "namespace": "shop"},
+            "spec": {"check": "api", "location": location, "heartbeatSeconds": 300},
+        });
+        let to_cel = canary_test_apiserver::schema::cel::to_cel;
+        ctx.add_variable_from_value("request", to_cel(&request));
+        ctx.add_variable_from_value("object", to_cel(&object));
+        match program.execute(&ctx) {
+            Ok(cel::Value::Bool(b)) => b,
+            other => panic!("{expr}: {other:?}"),
+        }
+    };
+    for validation in spec["validations"].as_array().unwrap() {
+        if let Some(message) = validation["messageExpression"].as_str() {
+            cel::Program::compile(message).unwrap_or_else(|e| panic!("{message}: {e}"));
+        }
+    }
+    let spoke_a = "system:serviceaccount:canary-spokes:canary-spoke-a";
+    let admitted = |user: &str, name: &str, location: &str| {
+        !eval(condition, user, name, location)
+            || rules.iter().all(|rule| eval(rule, user, name, location))
+    };
+    assert!(
+        eval(condition, spoke_a, "api.a", "a"),
+        "the policy applies to spokes"
+    );
+    assert!(admitted(spoke_a, "api.a", "a"), "its own report");
+    assert!(
+        !admitted(spoke_a, "api.b", "b"),
+        "another location's report"
+    );
+    assert!(
+        !admitted(spoke_a, "api.b", "a"),
+        "a report renamed to another location"
+    );
+    let spoke_b = "system:serviceaccount:canary-spokes:canary-spoke-b";
+    assert!(admitted(spoke_b, "api.b", "b"));
+    let elsewhere = "system:serviceaccount:default:canary-spoke-a";
+    assert!(
+        !eval(condition, elsewhere, "api.a", "a"),
+        "only the spokes' namespace"
+    );
+    assert!(
+        admitted("kubernetes-admin", "api.b", "b"),
+        "not a spoke: left to RBAC"
     );
 }
