@@ -1,6 +1,7 @@
 //! Facts the documents state that the code, the CRD or the chart decide: the columns `kubectl
 //! get` shows, the dashboard's rows, the Kubernetes version the chart needs, the ports the
-//! Service and the security page name, the TLS provider, what standalone serves, and the spokes' admission policy.
+//! Service and the security page name, the TLS provider, what standalone serves, and the
+//! spokes' admission policy.
 
 use canary_test_harness::{chart, read, repo};
 use regex::Regex;
