@@ -198,6 +198,13 @@ async fn each_location_reports_its_own_verdict_on_the_checks_that_list_it() {
     assert_eq!(a["status"]["consecutiveFailures"], 0);
     s.report_as("only-a.a", "True", "Succeeded").await;
     restarted_spoke_resumes_from_its_report(&mut s).await;
+    // A report deleted by hand is written again (its status write finds it gone).
+    s.hub_kubectl
+        .ok(&["delete", "checkreports.canary.dev", "both.a", "-n", NS])
+        .await;
+    s.fail_a.store(true, Ordering::SeqCst);
+    s.report_as("both.a", "False", "UnexpectedStatus").await;
+    s.fail_a.store(false, Ordering::SeqCst);
     assert!(
         !s.reports().await.contains_key("only-a.b"),
         "b wrote a report for a check not listing it"

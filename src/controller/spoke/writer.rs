@@ -201,7 +201,12 @@ impl ReportWriter {
                 lock(&self.shared.written).insert(key, last);
             }
             Err(error) => {
-                self.count(error.written());
+                let result = error.written();
+                self.count(result);
+                if result == Written::NotFound {
+                    // The report was deleted by hand: the retry creates it again.
+                    lock(&self.shared.written).remove(&key);
+                }
                 tracing::warn!(check = %key, %error, "CheckReport write failed; retrying with backoff");
                 self.retry(key, pending);
             }
