@@ -63,10 +63,10 @@ pub fn next_status(
     next.observed_generation = inputs.generation;
     next.next_run_time = inputs.next_run.map(Time);
     if outcome.reason != Reason::Reconciling {
-        next.last_result = Some(last_result(outcome));
+        next.last_result = Some(Box::new(last_result(outcome)));
     }
     if let Some(facts) = &outcome.facts.tls {
-        next.tls = Some(status_tls_facts(facts));
+        next.tls = Some(Box::new(status_tls_facts(facts)));
     }
     let (status, reason, message) = match outcome.reason {
         // The prober's own fault says nothing about the target: keep state and counters.

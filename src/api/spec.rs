@@ -103,7 +103,7 @@ pub struct HealthCheckSpec {
     pub success_threshold: i32,
     /// HTTP or HTTPS request and its expectations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub http: Option<HttpProbe>,
+    pub http: Option<Box<HttpProbe>>,
     /// TCP connect only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tcp: Option<SocketTarget>,
@@ -112,19 +112,19 @@ pub struct HealthCheckSpec {
     pub tls: Option<SocketTarget>,
     /// A DNS query to one server over UDP, TCP or TLS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dns: Option<DnsProbe>,
+    pub dns: Option<Box<DnsProbe>>,
     /// A grpc.health.v1 health check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub grpc: Option<GrpcProbe>,
+    pub grpc: Option<Box<GrpcProbe>>,
     /// A push check: the job pings Canary's heartbeat listener; fails when pings stop.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub heartbeat: Option<HeartbeatProbe>,
+    pub heartbeat: Option<Box<HeartbeatProbe>>,
     /// A CronJob's scheduled runs: each must start within startGrace, finish and succeed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cron_job: Option<CronJobProbe>,
+    pub cron_job: Option<Box<CronJobProbe>>,
     /// TLS expectations; apply to https URLs, tls probes, DNS over TLS and gRPC with tls.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls_policy: Option<TlsPolicy>,
+    pub tls_policy: Option<Box<TlsPolicy>>,
     /// Recurring windows in which failures change neither Ready nor raise Warning Events
     /// (probing goes on; `canary_check_in_maintenance` is 1 and the shipped alerts skip it).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

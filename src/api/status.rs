@@ -110,10 +110,10 @@ pub struct HealthCheckStatus {
     pub consecutive_successes: i64,
     /// The last probe's result.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_result: Option<LastResult>,
+    pub last_result: Option<Box<LastResult>>,
     /// Facts about the served certificate and TLS session, reported even when verification fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls: Option<TlsFacts>,
+    pub tls: Option<Box<TlsFacts>>,
     /// The value of the `canary.dev/run-now` annotation last handled: the run it asked for has
     /// completed and this status carries it (Flux's `lastHandledReconcileAt`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -123,7 +123,7 @@ pub struct HealthCheckStatus {
     pub last_ping_time: Option<Time>,
     /// Heartbeat checks: what the last ping said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_ping: Option<LastPing>,
+    pub last_ping: Option<Box<LastPing>>,
     /// Hourly runs, successes and latency of up to 30 days, compact and versioned (at most
     /// 3 KiB), so a restarted or newly assigned replica resumes the uptime history. Refreshed
     /// at most once per `--status-history-interval`, with a write that happens anyway.

@@ -89,7 +89,7 @@ pub fn validate(spec: &HealthCheckSpec) -> Result<ValidSpec, Vec<FieldError>> {
     let failure_threshold = errors.take(threshold("spec.failureThreshold", spec.failure_threshold));
     let success_threshold = errors.take(threshold("spec.successThreshold", spec.success_threshold));
     let probe = validate_kind(spec, &mut errors);
-    let tls_policy = validate_tls_policy(spec.tls_policy.as_ref(), &mut errors);
+    let tls_policy = validate_tls_policy(spec.tls_policy.as_deref(), &mut errors);
     let windows = &spec.maintenance_windows;
     errors.at_most("spec.maintenanceWindows", windows.len(), 16, "windows");
     let maintenance = MaintenanceWindows::parse(windows)

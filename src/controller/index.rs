@@ -19,7 +19,7 @@ use kube::runtime::watcher;
 
 use super::{
     reconcile::Scope,
-    shard::{Assignment, Standing},
+    shard::{Assignment, Standing, Watched},
 };
 use crate::api::{CheckKey, HealthCheck};
 
@@ -107,15 +107,70 @@ pub enum Change {
 struct Watch {
     /// It completed a list at least once.
     listed: bool,
-    /// A relist in progress: the objects seen since its `Init`.
-    relist: Option<HashMap<CheckKey, Arc<HealthCheck>>>,
+    /// A relist in progress: the objects seen since its `Init` (packed unless they run here).
+    relist: Option<HashMap<CheckKey, Entry>>,
+}
+
+/// One object as the index keeps it, and what the peer audit reads of it.
+#[derive(Debug)]
+struct Entry {
+    kept: Kept,
+    watched: Option<Watched>,
+}
+
+/// A check this replica runs is kept parsed, to build its runner from. A check another ring
+/// member owns is kept as its JSON: a third of the memory, parsed again when this replica
+/// gains it, when a watch event must be compared with it, or when a heartbeat ping for it
+/// arrives here (docs/scaling.md).
+#[derive(Debug)]
+enum Kept {
+    Parsed(Arc<HealthCheck>),
+    Packed(Box<[u8]>),
+}
+
+impl Entry {
+    fn new(object: Arc<HealthCheck>, parsed: bool) -> Self {
+        let watched = Watched::of(&object);
+        let mut entry = Self {
+            kept: Kept::Parsed(object),
+            watched,
+        };
+        entry.keep(parsed);
+        entry
+    }
+
+    /// The object (parsed again when packed).
+    fn object(&self) -> Option<Arc<HealthCheck>> {
+        match &self.kept {
+            Kept::Parsed(object) => Some(object.clone()),
+            // It was packed from a HealthCheck: it parses back.
+            Kept::Packed(json) => serde_json::from_slice(json).ok().map(Arc::new),
+        }
+    }
+
+    /// Keeps the object parsed or packed.
+    fn keep(&mut self, parsed: bool) {
+        match (&self.kept, parsed) {
+            (Kept::Parsed(object), false) => {
+                if let Ok(json) = serde_json::to_vec(object.as_ref()) {
+                    self.kept = Kept::Packed(json.into_boxed_slice());
+                }
+            }
+            (Kept::Packed(_), true) => {
+                if let Some(object) = self.object() {
+                    self.kept = Kept::Parsed(object);
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// The objects reported, per watch, and the checks this replica runs.
 #[derive(Debug)]
 pub struct Index {
     watches: HashMap<WatchScope, Watch>,
-    objects: HashMap<CheckKey, Arc<HealthCheck>>,
+    objects: HashMap<CheckKey, Entry>,
     scope: Scope,
     /// The checks the ring gives this replica (a shard member only).
     owned: HashSet<CheckKey>,
@@ -142,13 +197,17 @@ impl Index {
                 relisting.relist = Some(HashMap::new());
                 Vec::new()
             }
-            watcher::Event::InitApply(object) => match relisting.relist.as_mut() {
-                Some(seen) => {
-                    seen.insert(CheckKey::of(&object), Arc::new(object));
-                    Vec::new()
+            watcher::Event::InitApply(object) => {
+                if relisting.relist.is_none() {
+                    return self.put(Arc::new(object)).into_iter().collect();
                 }
-                None => self.put(Arc::new(object)).into_iter().collect(),
-            },
+                let key = CheckKey::of(&object);
+                let entry = Entry::new(Arc::new(object), self.parsed_here(&key));
+                if let Some(seen) = (self.watches.get_mut(watch)).and_then(|w| w.relist.as_mut()) {
+                    seen.insert(key, entry);
+                }
+                Vec::new()
+            }
             watcher::Event::InitDone => self.relisted(watch),
             watcher::Event::Apply(object) => self.put(Arc::new(object)).into_iter().collect(),
             watcher::Event::Delete(object) => {
@@ -167,23 +226,39 @@ impl Index {
             .cloned()
             .collect();
         let mut changes: Vec<Change> = gone.iter().filter_map(|key| self.remove(key)).collect();
-        let mut listed: Vec<Arc<HealthCheck>> = listed.into_values().collect();
-        listed.sort_by_key(|object| CheckKey::of(object));
-        changes.extend(listed.into_iter().filter_map(|object| self.put(object)));
+        let mut listed: Vec<(CheckKey, Entry)> = listed.into_iter().collect();
+        listed.sort_by(|a, b| a.0.cmp(&b.0));
+        for (key, entry) in listed {
+            let object = match entry.kept {
+                Kept::Parsed(object) => Some(object),
+                Kept::Packed(_) => entry.object(),
+            };
+            changes.extend(object.and_then(|object| self.put_keyed(key, object)));
+        }
         changes
+    }
+
+    /// Whether this replica keeps `key` parsed: it runs it, or it is not a ring member (a
+    /// leader or its standby keeps everything parsed, to take over at once).
+    fn parsed_here(&self, key: &CheckKey) -> bool {
+        !matches!(self.scope, Scope::Share(_)) || self.keeps(key)
     }
 
     /// Stores `object`; a change when it is new or something a runner is built from changed
     /// (our own status writes come back as events that change nothing of that).
     fn put(&mut self, object: Arc<HealthCheck>) -> Option<Change> {
-        let key = CheckKey::of(&object);
+        self.put_keyed(CheckKey::of(&object), object)
+    }
+
+    fn put_keyed(&mut self, key: CheckKey, object: Arc<HealthCheck>) -> Option<Change> {
         if let Scope::Share(assignment) = &self.scope
             && assignment.keeps(&key)
         {
             self.owned.insert(key.clone());
         }
-        let previous = self.objects.insert(key.clone(), object.clone());
-        let Some(previous) = previous else {
+        let entry = Entry::new(object.clone(), self.parsed_here(&key));
+        let previous = self.objects.insert(key.clone(), entry);
+        let Some(previous) = previous.and_then(|entry| entry.object()) else {
             return Some(Change::Upsert {
                 key,
                 run_now: false,
@@ -212,9 +287,9 @@ impl Index {
         self.watches.values().all(|watch| watch.listed)
     }
 
-    /// The object of `key`, as last reported.
-    pub fn object(&self, key: &CheckKey) -> Option<&Arc<HealthCheck>> {
-        self.objects.get(key)
+    /// The object of `key`, as last reported (parsed again if this replica does not run it).
+    pub fn object(&self, key: &CheckKey) -> Option<Arc<HealthCheck>> {
+        self.objects.get(key)?.object()
     }
 
     /// The scope this replica runs under.
@@ -234,6 +309,13 @@ impl Index {
             }
             _ => HashSet::new(),
         };
+        let keys: Vec<CheckKey> = self.objects.keys().cloned().collect();
+        for key in keys {
+            let parsed = self.parsed_here(&key);
+            if let Some(entry) = self.objects.get_mut(&key) {
+                entry.keep(parsed);
+            }
+        }
     }
 
     /// Whether this replica runs `key` (once it may start it, see [`Self::may_start`]).
@@ -283,9 +365,10 @@ impl Index {
         }
     }
 
-    /// Every HealthCheck the watches reported.
-    pub fn objects(&self) -> impl Iterator<Item = &HealthCheck> {
-        self.objects.values().map(|object| object.as_ref())
+    /// What the peer audit reads of every HealthCheck the watches reported that should be
+    /// probing.
+    pub fn watched(&self) -> impl Iterator<Item = (&CheckKey, Watched)> {
+        (self.objects.iter()).filter_map(|(key, entry)| Some((key, entry.watched?)))
     }
 
     /// The ring assignment, when sharding.

@@ -201,3 +201,51 @@ fn slim_drops_managed_fields_and_the_last_applied_copy_only() {
     );
     assert_eq!(object.spec, spec);
 }
+
+/// Whether the index keeps `key` parsed (not packed as JSON).
+fn parsed(index: &Index, key: &CheckKey) -> bool {
+    matches!(index.objects[key].kept, Kept::Parsed(_))
+}
+
+#[test]
+fn a_member_keeps_only_its_share_parsed_and_every_object_reads_back_the_same() {
+    let names: Vec<String> = (0..20).map(|i| format!("c{i}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let (mut index, [a, _]) = listed(&names, &[]);
+    let before: Vec<Arc<HealthCheck>> = (names.iter())
+        .map(|n| index.object(&key("a", n)).unwrap())
+        .collect();
+    index.set_scope(share(&["r0", "r1"], Standing::Member, true));
+    for (name, object) in names.iter().zip(&before) {
+        let key = key("a", name);
+        assert_eq!(parsed(&index, &key), index.keeps(&key), "{key}");
+        assert_eq!(
+            index.object(&key).as_deref(),
+            Some(object.as_ref()),
+            "{key}"
+        );
+    }
+    // A peer's status write to a packed object changes nothing; a relist packs as it lists.
+    let other = (names.iter().map(|n| key("a", n)))
+        .find(|k| !index.keeps(k))
+        .unwrap();
+    let mut written = check("a", &other.name);
+    written.status = Some(Default::default());
+    assert_eq!(index.apply(&a, Event::Apply(written)), vec![]);
+    assert!(!parsed(&index, &other));
+    assert_eq!(relist(&mut index, &a, &names), vec![]);
+    assert!(!parsed(&index, &other));
+    assert_eq!(
+        index.watched().count(),
+        20,
+        "the audit still sees every check"
+    );
+    // Everything gained (the other member left) is parsed again.
+    index.set_scope(share(&["r0"], Standing::Member, true));
+    assert!(names.iter().all(|n| parsed(&index, &key("a", n))));
+    index.set_scope(share(&["r0", "r1"], Standing::Candidate, true));
+    assert!(
+        names.iter().all(|n| !parsed(&index, &key("a", n))),
+        "a candidate runs nothing"
+    );
+}

@@ -172,8 +172,8 @@ impl Core {
                 if !index.keeps(&key) {
                     return;
                 }
-                if let Some(status) = index.object(&key).and_then(|o| o.status.as_ref()) {
-                    self.ctx.writer.seed(&key, status);
+                if let Some(status) = index.object(&key).and_then(|o| o.status.clone()) {
+                    self.ctx.writer.seed(&key, &status);
                 }
                 self.deliver_ping(index, &key);
                 if index.may_start(&key, self.running(&key)) {
@@ -183,7 +183,7 @@ impl Core {
             Change::Pinged(key) => self.deliver_ping(index, &key),
             Change::RunNow(key) => {
                 if let Some(object) = index.object(&key).filter(|_| index.keeps(&key)) {
-                    self.run_now(&key, object);
+                    self.run_now(&key, &object);
                 }
             }
         }
@@ -192,7 +192,10 @@ impl Core {
     /// Hands the ping `key`'s status records to its heartbeat runner, if it runs here (the
     /// runner ignores a ping it has seen).
     fn deliver_ping(&self, index: &Index, key: &CheckKey) {
-        let Some(status) = index.object(key).and_then(|o| o.status.as_ref()) else {
+        let Some(object) = index.object(key) else {
+            return;
+        };
+        let Some(status) = object.status.as_ref() else {
             return;
         };
         if let Some(ping) = crate::runner::heartbeat::Ping::recorded(status) {
@@ -203,7 +206,7 @@ impl Core {
 
     /// The HealthCheck `key` as the watch last reported it (this replica runs it or not).
     pub(super) fn object(&self, key: &CheckKey) -> Option<Arc<HealthCheck>> {
-        lock(&self.state).index.object(key).cloned()
+        lock(&self.state).index.object(key)
     }
 
     /// What reconcile works with (the scheduler, the reference cache).
@@ -284,7 +287,7 @@ impl Core {
             write_qps: config.qps,
         };
         let silent =
-            shard::unprobed_elsewhere(assignment, index.objects(), jiff::Timestamp::now(), silence);
+            shard::unprobed_elsewhere(assignment, index.watched(), jiff::Timestamp::now(), silence);
         let total: usize = silent.values().sum();
         gauge.set(total as i64);
         if total > 0 {
@@ -348,7 +351,7 @@ impl Core {
             let state = lock(&self.state);
             let index = &state.index;
             (index.may_start(key, self.running(key)))
-                .then(|| index.object(key).cloned())
+                .then(|| index.object(key))
                 .flatten()
                 .map(|object| (object, index.resume_after()))
         };
@@ -363,7 +366,7 @@ impl Core {
         // Only the object that was read, and only while it still runs here: a newer version
         // queued itself again; a deleted or moved check was stopped meanwhile.
         let current = state.index.object(key);
-        if !current.is_some_and(|current| same_runner(current, &object))
+        if !current.is_some_and(|current| same_runner(&current, &object))
             || !state.index.may_start(key, self.running(key))
         {
             if job.run_now {

@@ -524,7 +524,7 @@ mod tests {
             last_run_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
                 jiff::Timestamp::now(),
             )),
-            last_result: Some(LastResult {
+            last_result: Some(Box::new(LastResult {
                 http_status: Some(200),
                 ..LastResult::new(
                     reason == Reason::Succeeded,
@@ -532,7 +532,7 @@ mod tests {
                     format!("answered in {duration}"),
                     duration.into(),
                 )
-            }),
+            })),
             ..HealthCheckStatus::default()
         }
     }

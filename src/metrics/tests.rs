@@ -273,12 +273,12 @@ fn failing_status() -> HealthCheckStatus {
         consecutive_failures: 3,
         last_run_time: Some(time(1_800_000_100)),
         last_success_time: Some(time(1_800_000_000)),
-        last_result: Some(crate::api::LastResult::new(
+        last_result: Some(Box::new(crate::api::LastResult::new(
             false,
             Reason::Timeout,
             String::new(),
             "2s".into(),
-        )),
+        ))),
         ..HealthCheckStatus::default()
     }
 }

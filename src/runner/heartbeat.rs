@@ -102,12 +102,12 @@ impl Ping {
     /// Writes this ping into `status` (`lastPingTime`, `lastPing`).
     pub fn record(&self, status: &mut HealthCheckStatus, run_id: Option<String>) {
         status.last_ping_time = Some(Time(self.at));
-        status.last_ping = Some(LastPing {
+        status.last_ping = Some(Box::new(LastPing {
             result: self.result,
             exit_code: self.exit_code.map(i32::from),
             message: self.message.clone(),
             run_id,
-        });
+        }));
     }
 
     /// The ping `status` records, if any (what the owner learns from its watch).

@@ -156,7 +156,7 @@ impl Source {
         let status = view.status;
         let history = view.history;
         let (message_reason, message) = said(status, view.state);
-        let tls_not_after = (status.tls.as_ref()).and_then(earliest_expiry);
+        let tls_not_after = (status.tls.as_deref()).and_then(earliest_expiry);
         Check {
             key: spec.key.clone(),
             group: spec.info.group(&spec.key).to_string(),
@@ -180,12 +180,12 @@ impl Source {
             check: self.check_of(spec, view, now),
             transitions: view.history.transitions().cloned().collect(),
             hours: view.history.hours(now),
-            last_result: view.status.last_result.clone(),
-            tls: view.status.tls.clone(),
+            last_result: view.status.last_result.as_deref().cloned(),
+            tls: view.status.tls.as_deref().cloned(),
             spec: spec.info.spec.as_deref().map(shown),
             probed_by: view.status.probed_by.clone(),
             last_ping: (view.status.last_ping_time.as_ref())
-                .zip(view.status.last_ping.clone())
+                .zip(view.status.last_ping.as_deref().cloned())
                 .map(|(at, ping)| (at.0, ping)),
         };
         match self.redact {

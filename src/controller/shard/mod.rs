@@ -65,7 +65,7 @@ pub use directory::Directory;
 pub use lease::{LEASE_PREFIX, RING_LABEL, label_value, lease_name};
 pub use member::{Member, ShardError, ShardGauges};
 pub use ring::{Ring, RingHash};
-pub use silent::{Silence, unprobed_elsewhere};
+pub use silent::{Silence, Watched, unprobed_elsewhere};
 
 use crate::api::CheckKey;
 

@@ -32,57 +32,64 @@ impl Silence {
     }
 }
 
-/// A check that should be probing, with when it last ran (or was created), and its owner.
-struct Judged<'a> {
-    owner: &'a str,
+/// What the audit reads of a check that should be probing: when it last ran (or was created)
+/// and its schedule. The index keeps it for every object, owned here or not, so an audit pass
+/// neither parses nor validates anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Watched {
     last: Option<Timestamp>,
     interval: Duration,
     timeout: Duration,
 }
 
-/// The checks owned by other members, not suspended, valid and not blocked on a reference,
-/// whose last run (or creation, if never run) is older than [`Silence::bound`]: by owner.
+impl Watched {
+    /// `None` for a check nobody should be probing: suspended, invalid, or waiting for a
+    /// missing or forbidden reference.
+    pub fn of(check: &HealthCheck) -> Option<Self> {
+        if check.spec.suspend || blocked(check) {
+            return None;
+        }
+        let valid = validate(&check.spec).ok()?;
+        let status = check.status.as_ref();
+        let last = (status.and_then(|s| s.last_run_time.as_ref()))
+            .or(check.metadata.creation_timestamp.as_ref())
+            .map(|t| t.0);
+        Some(Self {
+            last,
+            interval: valid.interval,
+            timeout: valid.timeout,
+        })
+    }
+}
+
+/// The checks owned by other members that should be probing (see [`Watched::of`]) whose last
+/// run (or creation, if never run) is older than [`Silence::bound`]: by owner.
 pub fn unprobed_elsewhere<'a>(
     assignment: &'a Assignment,
-    checks: impl IntoIterator<Item = &'a HealthCheck>,
+    checks: impl IntoIterator<Item = (&'a CheckKey, Watched)>,
     now: Timestamp,
     silence: Silence,
 ) -> BTreeMap<String, usize> {
-    let judged: Vec<Judged<'a>> = (checks.into_iter())
-        .filter_map(|check| judged(assignment, check))
+    let judged: Vec<(&str, Watched)> = (checks.into_iter())
+        .filter_map(|(key, watched)| {
+            let owner = assignment.ring.owner(key)?;
+            (owner != &*assignment.identity).then_some((owner, watched))
+        })
         .collect();
     let mut owned: BTreeMap<&str, usize> = BTreeMap::new();
-    for check in &judged {
-        *owned.entry(check.owner).or_default() += 1;
+    for (owner, _) in &judged {
+        *owned.entry(owner).or_default() += 1;
     }
     let mut silent = BTreeMap::new();
-    for check in &judged {
-        let bound = silence.bound(check.interval, check.timeout, owned[check.owner]);
+    for (owner, check) in &judged {
+        let bound = silence.bound(check.interval, check.timeout, owned[owner]);
         let since = check.last.map(|last| now.duration_since(last));
         let bound = jiff::SignedDuration::try_from(bound).unwrap_or(jiff::SignedDuration::MAX);
         if since.is_some_and(|since| since > bound) {
-            *silent.entry(check.owner.to_string()).or_default() += 1;
+            *silent.entry(owner.to_string()).or_default() += 1;
         }
     }
     silent
-}
-
-fn judged<'a>(assignment: &'a Assignment, check: &'a HealthCheck) -> Option<Judged<'a>> {
-    let owner = assignment.ring.owner(&CheckKey::of(check))?;
-    if owner == &*assignment.identity || check.spec.suspend || blocked(check) {
-        return None;
-    }
-    let valid = validate(&check.spec).ok()?;
-    let status = check.status.as_ref();
-    let last = (status.and_then(|s| s.last_run_time.as_ref()))
-        .or(check.metadata.creation_timestamp.as_ref())
-        .map(|t| t.0);
-    Some(Judged {
-        owner,
-        last,
-        interval: valid.interval,
-        timeout: valid.timeout,
-    })
 }
 
 /// Whether its owner reports it waiting for a missing or forbidden reference (it runs no

@@ -13,6 +13,24 @@ use crate::{
     },
 };
 
+/// The audit over `objects`, as the index hands them over.
+fn unprobed(
+    assignment: &Assignment,
+    objects: &[HealthCheck],
+    now: Timestamp,
+    silence: Silence,
+) -> BTreeMap<String, usize> {
+    let watched: Vec<(CheckKey, Watched)> = (objects.iter())
+        .filter_map(|o| Some((CheckKey::of(o), Watched::of(o)?)))
+        .collect();
+    unprobed_elsewhere(
+        assignment,
+        watched.iter().map(|(k, w)| (k, *w)),
+        now,
+        silence,
+    )
+}
+
 const SILENCE: Silence = Silence {
     heartbeat: Duration::from_secs(60),
     write_qps: 10,
@@ -72,7 +90,7 @@ fn a_peers_checks_with_no_run_for_two_runs_and_heartbeats_are_unprobed() {
     assert!(r2 > 0 && r2 < 20, "{r2} of 20 on r2");
     // Bound: (60s + 5s + 60s) x 2 + r2's checks / 10 per second.
     let bound = 250 + (r2 as f64 / 10.0).ceil() as i64;
-    let judge = |now| unprobed_elsewhere(&assignment(), &objects, at(now), SILENCE);
+    let judge = |now| unprobed(&assignment(), &objects, at(now), SILENCE);
     assert!(judge(1_000 + bound - 1).is_empty(), "within the bound");
     assert_eq!(judge(1_000 + bound + 1), [("r2".to_string(), r2)].into());
 }
@@ -81,8 +99,7 @@ fn a_peers_checks_with_no_run_for_two_runs_and_heartbeats_are_unprobed() {
 fn own_suspended_invalid_and_blocked_checks_are_not_judged_and_never_run_counts_from_creation() {
     let mut objects = checks(20, None, "Succeeded");
     let r2 = owned_by_r2(&objects);
-    let judge =
-        |objects: &[HealthCheck]| unprobed_elsewhere(&assignment(), objects, at(10_000), SILENCE);
+    let judge = |objects: &[HealthCheck]| unprobed(&assignment(), objects, at(10_000), SILENCE);
     assert_eq!(
         judge(&objects),
         [("r2".to_string(), r2)].into(),

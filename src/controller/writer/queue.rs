@@ -122,7 +122,7 @@ mod tests {
     fn status(successes: i64, duration: &str, reason: Reason) -> HealthCheckStatus {
         HealthCheckStatus {
             consecutive_successes: successes,
-            last_result: Some(LastResult {
+            last_result: Some(Box::new(LastResult {
                 http_status: Some(200),
                 ..LastResult::new(
                     reason == Reason::Succeeded,
@@ -130,7 +130,7 @@ mod tests {
                     format!("answered in {duration}"),
                     duration.into(),
                 )
-            }),
+            })),
             ..HealthCheckStatus::default()
         }
     }
