@@ -146,12 +146,12 @@ mod tests {
             }],
             last_run_time: Some(Time(jiff::Timestamp::now())),
             consecutive_failures: failures,
-            last_result: Some(LastResult::new(
+            last_result: Some(Box::new(LastResult::new(
                 reason == Reason::Succeeded,
                 reason,
                 format!("answered in {duration}"),
                 duration.into(),
-            )),
+            ))),
             ..HealthCheckStatus::default()
         }
     }
