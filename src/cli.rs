@@ -325,6 +325,18 @@ pub struct AdminArgs {
     /// specs, `probedBy` and other replicas' names and addresses on the status page.
     #[arg(long, env = "CANARY_UI_REDACT")]
     pub ui_redact: bool,
+    /// Prometheus (or Thanos, Mimir: the URL below which `/api/v1/query` answers) that scrapes
+    /// this Canary: the status page and its JSON API read uptime over 24h/7d/30d from Canary's
+    /// own metrics there, falling back to the runners' history when it does not answer.
+    #[arg(long, env = "CANARY_PROMETHEUS_URL")]
+    pub prometheus_url: Option<url::Url>,
+    /// A file holding the bearer token sent to --prometheus-url (re-read for every query, so
+    /// a rotated token is used).
+    #[arg(long, env = "CANARY_PROMETHEUS_BEARER_TOKEN_FILE", requires = "prometheus_url")]
+    pub prometheus_bearer_token_file: Option<PathBuf>,
+    /// PEM certificates trusted for an https --prometheus-url, besides the system's.
+    #[arg(long, env = "CANARY_PROMETHEUS_CA_FILE", requires = "prometheus_url")]
+    pub prometheus_ca_file: Option<PathBuf>,
     /// Address of the heartbeat listener (`/api/v1/ping/{namespace}/{name}`, for heartbeat
     /// checks); empty: off. Pings need the check's token; messages are redacted with
     /// --ui-redact.

@@ -10,6 +10,7 @@ use crate::{
     files::DirReferences,
     probe::ProbePolicy,
     standalone::StandaloneConfig,
+    ui::PromConfig,
 };
 
 impl OperatorArgs {
@@ -102,6 +103,12 @@ impl From<(EngineArgs, AdminArgs)> for EngineConfig {
                 ui_bind_address: admin.ui_bind_address.0,
                 ui_redact: admin.ui_redact,
                 heartbeat_bind_address: admin.heartbeat_bind_address.0,
+                prometheus: admin.prometheus_url.map(|url| PromConfig {
+                    url,
+                    token_file: admin.prometheus_bearer_token_file,
+                    ca_file: admin.prometheus_ca_file,
+                    location: None, // the engine sets --location
+                }),
             },
         }
     }

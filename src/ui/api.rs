@@ -88,6 +88,7 @@ pub fn summary(check: &Check) -> Value {
         "tlsNotAfter": check.tls_not_after.map(|t| t.to_string()),
         "historySince": rfc3339(check.since),
         "historySource": source(check),
+        "historyError": check.prometheus.as_ref().and_then(|p| p.error.clone()),
     })
 }
 
@@ -122,14 +123,21 @@ pub fn uptime(check: &Check, span: Span) -> Value {
         fields.insert("window".into(), span.label().into());
         fields.insert("historySince".into(), rfc3339(check.since).into());
         fields.insert("historySource".into(), source(check).into());
+        let error = check.prometheus.as_ref().and_then(|p| p.error.clone());
+        fields.insert("historyError".into(), error.into());
     }
     value
 }
 
-/// Where the uptime windows come from: `status` (kept in `status.history` hourly, resumed
+/// Where the uptime windows come from: `prometheus` (`--prometheus-url`, when it answered;
+/// otherwise `historyError` says why not), `status` (kept in `status.history` hourly, resumed
 /// after a restart or a move) or `memory` (standalone: a restart starts it again).
 fn source(check: &Check) -> &'static str {
-    if check.stored { "status" } else { "memory" }
+    match (&check.prometheus, check.stored) {
+        (Some(note), _) if note.error.is_none() => "prometheus",
+        (_, true) => "status",
+        (_, false) => "memory",
+    }
 }
 
 fn window(window: Window) -> Value {

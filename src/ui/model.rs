@@ -73,6 +73,17 @@ pub struct Check {
     pub since: i64,
     /// The hourly history is kept in status too (`status.history`), not only in memory.
     pub stored: bool,
+    /// With `--prometheus-url`: the uptime windows and `since` are Prometheus's, or why not.
+    pub prometheus: Option<PromNote>,
+}
+
+/// Whether Prometheus answered for a check (`--prometheus-url`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromNote {
+    /// As shown (no userinfo, query or fragment).
+    pub url: String,
+    /// Why Prometheus's figures are not shown; `None`: they are.
+    pub error: Option<String>,
 }
 
 impl Check {
@@ -172,6 +183,7 @@ impl Source {
             tls_not_after,
             since: history.since,
             stored: history.stored_in_status(),
+            prometheus: None,
         }
     }
 

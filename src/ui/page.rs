@@ -200,7 +200,7 @@ pub fn detail(detail: &Detail, ctx: &PageContext) -> Markup {
                     div { dt { "latency " (span.label()) } dd { (latency_text(check.window(span).average_latency_ms)) } }
                 }
             }
-            p.since { "History since " (time(check.since)) " " (super::overview::history_source(check.stored)) }
+            (super::overview::history_note(check.since, check.stored, check.prometheus.as_ref()))
             section {
                 h2 { "Latency" }
                 (chart::latency(&check.results))

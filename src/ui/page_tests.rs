@@ -58,6 +58,7 @@ fn never_connected(state: CheckState, reason: Reason, message: &str) -> Detail {
             tls_not_after: None,
             since: 1_799_999_000,
             stored: true,
+            prometheus: None,
         },
         transitions: Vec::new(),
         hours: Vec::new(),

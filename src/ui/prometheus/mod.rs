@@ -1,0 +1,222 @@
+//! `--prometheus-url`: the page's uptime windows read from Prometheus (Canary's own
+//! `canary_check_runs_total` and duration histogram, as long as its retention keeps them)
+//! instead of the runners' hourly history. The checks of a page are asked in one batch
+//! ([`query`]) before the page renders, the answers kept [`FRESH_FOR`]; a Prometheus that does
+//! not answer within [`TIMEOUT`], answers an error or more than [`MAX_BODY`] is not asked again
+//! for [`RETRY_AFTER`], and the page shows the runners' history meanwhile, saying so.
+
+mod client;
+pub mod query;
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use client::Client;
+use query::{Counts, QueryError};
+
+use super::{
+    listing::Listing,
+    model::{Check, PromNote, Span},
+};
+use crate::{api::CheckKey, lock, runner::history::Window};
+
+/// Answers are used this long: the page refreshes every 10 s, Prometheus scrapes every 15-60 s.
+pub const FRESH_FOR: Duration = Duration::from_secs(30);
+/// A failed Prometheus is asked again after this (meanwhile the page falls back at once).
+pub const RETRY_AFTER: Duration = Duration::from_secs(10);
+/// All queries of one batch must be answered within this.
+pub const TIMEOUT: Duration = Duration::from_secs(3);
+/// The largest answer read (a batch of 100 checks is about 50 KiB).
+pub const MAX_BODY: usize = 2 << 20;
+/// Checks per batch: a page of the overview.
+pub const BATCH: usize = 100;
+/// Answers kept at most; beyond it the cache starts again.
+const CACHED: usize = 20_000;
+
+/// `--prometheus-url` and its companions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromConfig {
+    pub url: url::Url,
+    /// A bearer token, re-read for every batch (so a rotated token is used).
+    pub token_file: Option<PathBuf>,
+    /// Extra trust anchors (PEM) besides the system's.
+    pub ca_file: Option<PathBuf>,
+    /// `--location`: only this Canary's series.
+    pub location: Option<String>,
+}
+
+/// Why the client cannot start or a batch failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PromError {
+    #[error("--prometheus-url {0}: must be http or https with a host")]
+    Url(String),
+    #[error("--prometheus-ca-file {path}: {error}")]
+    Ca { path: String, error: String },
+    #[error("reading --prometheus-bearer-token-file {path}: {error}")]
+    Token { path: String, error: String },
+    #[error("{0}")]
+    Http(String),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error(transparent)]
+    Query(#[from] QueryError),
+}
+
+/// What Prometheus says of one check.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fetched {
+    /// Over 24h, 7d, 30d ([`Span::ALL`] order).
+    pub uptime: [Window; 3],
+    /// Unix seconds of the first hour with a run within 30 days, when any.
+    pub since: Option<i64>,
+}
+
+#[derive(Default)]
+struct Cache {
+    answers: HashMap<CheckKey, (Instant, Fetched)>,
+    failure: Option<(Instant, String)>,
+}
+
+/// The page's Prometheus.
+pub struct Prometheus {
+    client: Client,
+    location: Option<String>,
+    cache: Mutex<Cache>,
+    /// One batch at a time: a crowd asking the same page costs one batch.
+    asking: tokio::sync::Mutex<()>,
+}
+
+impl Prometheus {
+    /// Checks the URL and reads the CA file now, so a mistake fails start-up.
+    pub fn new(config: PromConfig) -> Result<Arc<Self>, PromError> {
+        Ok(Arc::new(Self {
+            client: Client::new(&config)?,
+            location: config.location,
+            cache: Mutex::default(),
+            asking: tokio::sync::Mutex::new(()),
+        }))
+    }
+
+    /// The URL as the page shows it (no userinfo, query or fragment).
+    pub fn url(&self) -> &str {
+        self.client.shown()
+    }
+
+    /// Asks Prometheus about those of `keys` without a fresh answer, in batches of [`BATCH`],
+    /// unless it failed less than [`RETRY_AFTER`] ago.
+    pub async fn prefetch(&self, keys: &[CheckKey]) {
+        let _turn = self.asking.lock().await;
+        let missing: Vec<CheckKey> = {
+            let cache = lock(&self.cache);
+            if (cache.failure.as_ref()).is_some_and(|(at, _)| at.elapsed() < RETRY_AFTER) {
+                return;
+            }
+            let fresh = |key| (cache.answers.get(key)).is_some_and(|(at, _)| at.elapsed() < FRESH_FOR);
+            keys.iter().filter(|key| !fresh(key)).cloned().collect()
+        };
+        for batch in missing.chunks(BATCH) {
+            let answer = tokio::time::timeout(TIMEOUT, self.batch(batch)).await;
+            let answer = answer.unwrap_or(Err(PromError::Timeout(TIMEOUT)));
+            let mut cache = lock(&self.cache);
+            match answer {
+                Ok(fetched) => {
+                    cache.failure = None;
+                    if cache.answers.len() + fetched.len() > CACHED {
+                        cache.answers.retain(|_, (at, _)| at.elapsed() < FRESH_FOR);
+                    }
+                    let now = Instant::now();
+                    (cache.answers).extend(fetched.into_iter().map(|(k, f)| (k, (now, f))));
+                }
+                Err(error) => {
+                    tracing::debug!(%error, url = self.url(), "Prometheus did not answer");
+                    cache.failure = Some((Instant::now(), error.to_string()));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The fresh answer about `key`, or why there is none.
+    pub fn lookup(&self, key: &CheckKey) -> Result<Fetched, String> {
+        let cache = lock(&self.cache);
+        if let Some((at, fetched)) = cache.answers.get(key)
+            && at.elapsed() < FRESH_FOR
+        {
+            return Ok(*fetched);
+        }
+        match &cache.failure {
+            Some((_, error)) => Err(error.clone()),
+            None => Err("not asked yet".into()),
+        }
+    }
+
+    /// The windows and the since of every check of `batch` (each answered, with or without
+    /// series: a check Prometheus has no runs of has empty windows).
+    async fn batch(&self, batch: &[CheckKey]) -> Result<HashMap<CheckKey, Fetched>, PromError> {
+        let selector = query::selector(batch, self.location.as_deref());
+        // Series per check: runs by result and reason, latency sum and count, since.
+        let max_series = batch.len() * 64;
+        let ask = |expr: String| {
+            let client = &self.client;
+            async move {
+                let body = client.query(&expr).await?;
+                Ok::<_, PromError>(query::parse(&body, batch, max_series)?)
+            }
+        };
+        let (day, week, month, since) = tokio::try_join!(
+            ask(query::window_query(&selector, Span::Day.label())),
+            ask(query::window_query(&selector, Span::Week.label())),
+            ask(query::window_query(&selector, Span::Month.label())),
+            ask(query::since_query(&selector, Span::Month.label())),
+        )?;
+        let of = |counts: &HashMap<CheckKey, Counts>, key| counts.get(key).copied().unwrap_or_default();
+        Ok((batch.iter())
+            .map(|key| {
+                let fetched = Fetched {
+                    uptime: [&day, &week, &month].map(|counts| of(counts, key).window()),
+                    since: of(&since, key).since.map(|s| s as i64),
+                };
+                (key.clone(), fetched)
+            })
+            .collect())
+    }
+}
+
+impl Prometheus {
+    /// `check` with Prometheus's windows and since, when it answered (at `now`, Unix seconds:
+    /// a check it holds no runs of is new to it); otherwise noted as a fallback.
+    pub fn overlay(&self, check: &mut Check, now: i64) {
+        let error = match self.lookup(&check.key) {
+            Ok(fetched) => {
+                check.uptime = fetched.uptime;
+                check.since = fetched.since.unwrap_or(now);
+                None
+            }
+            Err(error) => Some(error),
+        };
+        check.prometheus = Some(PromNote {
+            url: self.url().to_string(),
+            error,
+        });
+    }
+
+    /// Every check of `listing` overlaid; the listing's since is then its checks'.
+    pub fn overlay_listing(&self, listing: &mut Listing, now: i64) {
+        for check in &mut listing.checks {
+            self.overlay(check, now);
+        }
+        let note = (listing.checks.iter()).find_map(|c| c.prometheus.clone().filter(|n| n.error.is_some()));
+        listing.prometheus = Some(note.unwrap_or_else(|| PromNote {
+            url: self.url().to_string(),
+            error: None,
+        }));
+        let answered = (listing.checks.iter()).filter(|c| c.prometheus.as_ref().is_some_and(|n| n.error.is_none()));
+        if let Some(since) = answered.map(|c| c.since).min() {
+            listing.since = Some(since);
+        }
+    }
+}
