@@ -337,6 +337,10 @@ pub struct AdminArgs {
     /// PEM certificates trusted for an https --prometheus-url, besides the system's.
     #[arg(long, env = "CANARY_PROMETHEUS_CA_FILE", requires = "prometheus_url")]
     pub prometheus_ca_file: Option<PathBuf>,
+    /// How long the page uses Prometheus's answers before asking again (a page of 100 checks
+    /// costs 4 queries per this period).
+    #[arg(long, env = "CANARY_PROMETHEUS_CACHE_TTL", default_value_t = DurationFlag(crate::ui::prometheus::FRESH_FOR))]
+    pub prometheus_cache_ttl: DurationFlag,
     /// Address of the heartbeat listener (`/api/v1/ping/{namespace}/{name}`, for heartbeat
     /// checks); empty: off. Pings need the check's token; messages are redacted with
     /// --ui-redact.

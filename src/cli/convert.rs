@@ -107,6 +107,7 @@ impl From<(EngineArgs, AdminArgs)> for EngineConfig {
                     url,
                     token_file: admin.prometheus_bearer_token_file,
                     ca_file: admin.prometheus_ca_file,
+                    cache_ttl: admin.prometheus_cache_ttl.0,
                     location: None, // the engine sets --location
                 }),
             },

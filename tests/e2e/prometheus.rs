@@ -1,9 +1,17 @@
-//! A real Prometheus scrapes the operator: the target is up and every check's success is there.
+//! A real Prometheus scrapes the operator: the target is up and every check's success is there;
+//! with `--prometheus-url` the status page reads uptime from it.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use canary_test_harness::{
     cluster::{config_map, http_check},
+    http,
     prom::Prometheus,
     targets::{Ca, Reply, TestServer, Transport, days},
     wait::eventually,
@@ -52,4 +60,95 @@ async fn prometheus_scrapes_the_operator_and_sees_each_checks_success() {
         },
     )
     .await;
+}
+
+/// Issue 28: with `--prometheus-url`, the page's and the JSON API's uptime of a check that
+/// fails every third run is PromQL's `sum(increase(success[24h])) / sum(increase(all[24h]))`
+/// (within one percentage point); Prometheus stopped, the page falls back and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_reads_uptime_from_prometheus_and_falls_back_when_it_stops() {
+    let ns = "prom-page";
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counted = requests.clone();
+    let flaky = TestServer::start(Transport::Plain, move |_| {
+        match counted.fetch_add(1, Ordering::Relaxed) % 3 {
+            0 => Reply::status(500, "down"),
+            _ => Reply::ok("ok"),
+        }
+    })
+    .await;
+    let mut prometheus = Prometheus::start(&[]).await;
+    let url = prometheus.url();
+    let args = ["--prometheus-url", &url, "--prometheus-cache-ttl", "1s"];
+    let check = http_check(ns, "flaky", &flaky.url("/"), json!({}));
+    let s = Scenario::start(ns, &args, &[check]).await;
+    prometheus.set_targets(&[s.operator.metrics]);
+    let ui = s.operator.ui.expect("the page is on");
+    let formula = format!(
+        "sum(increase(canary_check_runs_total{{result=\"success\",namespace=\"{ns}\",name=\"flaky\"}}[24h])) \
+         / sum(increase(canary_check_runs_total{{namespace=\"{ns}\",name=\"flaky\"}}[24h]))"
+    );
+    let every = Duration::from_millis(500);
+    // Early on, increase() extrapolates a few runs: three matches in a row once 15 runs are in.
+    let mut matched = 0;
+    eventually(90 * SEC, "the API's 24h uptime is PromQL's", every, async || {
+        let path = format!("/api/v1/checks/{ns}/flaky/uptime?window=24h");
+        let api = http::get(ui, &path).await?.json();
+        let page = api["uptime"].as_f64().ok_or(format!("no uptime: {api}"))?;
+        let promql = (prometheus.query(&formula).await?.first().map(|(_, v)| *v))
+            .ok_or("no PromQL answer yet")?;
+        let runs = api["runs"].as_u64().unwrap_or_default();
+        // Prometheus's first sample, not the time of asking.
+        let since: jiff::Timestamp = (api["historySince"].as_str().unwrap_or_default().parse())
+            .map_err(|e| format!("historySince: {e}: {api}"))?;
+        let old = jiff::Timestamp::now().as_second() - since.as_second() >= 10;
+        match (api["historySource"].as_str(), runs >= 15 && old, (page - promql).abs() <= 0.01) {
+            (Some("prometheus"), true, true) if (0.3..0.95).contains(&page) => matched += 1,
+            _ => matched = 0,
+        }
+        match matched >= 3 {
+            true => Ok(()),
+            false => Err(format!("API {api}, PromQL {promql}")),
+        }
+    })
+    .await;
+    eventually(30 * SEC, "the list's and the page's uptime are PromQL's", every, async || {
+        let promql = (prometheus.query(&formula).await?.first().map(|(_, v)| *v))
+            .ok_or("no PromQL answer")?;
+        let list = http::get(ui, "/api/v1/checks").await?.json();
+        let item = &list["items"][0];
+        let listed = item["uptime"]["24h"]["uptime"].as_f64().unwrap_or(-1.0);
+        let html = http::get(ui, &format!("/checks/{ns}/flaky")).await?.body;
+        let shown = day_uptime(&html).unwrap_or(-1.0);
+        let near = |value: f64| (value - promql).abs() <= 0.01;
+        match (item["historySource"].as_str(), near(listed), near(shown)) {
+            (Some("prometheus"), true, true) if html.contains("from Prometheus at") => Ok(()),
+            _ => Err(format!("list {item}, page {shown}, PromQL {promql}")),
+        }
+    })
+    .await;
+
+    prometheus.stop();
+    eventually(30 * SEC, "the page falls back and says so", every, async || {
+        let html = http::get(ui, &format!("/checks/{ns}/flaky")).await?.body;
+        let overview = http::get(ui, "/").await?.body;
+        let api = http::get(ui, &format!("/api/v1/checks/{ns}/flaky")).await?.json();
+        let said = |page: &str| {
+            page.contains(&format!("Prometheus at {url}"))
+                && page.contains("did not answer")
+                && page.contains("showing history")
+        };
+        match (said(&html), said(&overview), api["historyError"].as_str()) {
+            (true, true, Some(_)) if api["historySource"] != "prometheus" => Ok(()),
+            _ => Err(format!("API {}", api["historySource"])),
+        }
+    })
+    .await;
+}
+
+/// The detail page's "uptime 24h" as a ratio.
+fn day_uptime(html: &str) -> Option<f64> {
+    let after = html.split("uptime 24h").nth(1)?;
+    let value = after.split("<dd>").nth(1)?.split('%').next()?;
+    Some(value.trim().parse::<f64>().ok()? / 100.0)
 }

@@ -1,9 +1,10 @@
 //! `--prometheus-url`: the page's uptime windows read from Prometheus (Canary's own
 //! `canary_check_runs_total` and duration histogram, as long as its retention keeps them)
 //! instead of the runners' hourly history. The checks of a page are asked in one batch
-//! ([`query`]) before the page renders, the answers kept [`FRESH_FOR`]; a Prometheus that does
-//! not answer within [`TIMEOUT`], answers an error or more than [`MAX_BODY`] is not asked again
-//! for [`RETRY_AFTER`], and the page shows the runners' history meanwhile, saying so.
+//! ([`query`]) before the page renders, the answers kept `--prometheus-cache-ttl`
+//! ([`FRESH_FOR`] by default); a Prometheus that does not answer within [`TIMEOUT`], answers an
+//! error or more than [`MAX_BODY`] is not asked again for [`RETRY_AFTER`] (or the TTL if
+//! shorter), and the page shows the runners' history meanwhile, saying so.
 
 mod client;
 pub mod query;
@@ -47,6 +48,8 @@ pub struct PromConfig {
     pub ca_file: Option<PathBuf>,
     /// `--location`: only this Canary's series.
     pub location: Option<String>,
+    /// Answers are used this long ([`FRESH_FOR`] by default).
+    pub cache_ttl: Duration,
 }
 
 /// Why the client cannot start or a batch failed.
@@ -85,6 +88,7 @@ struct Cache {
 pub struct Prometheus {
     client: Client,
     location: Option<String>,
+    fresh_for: Duration,
     cache: Mutex<Cache>,
     /// One batch at a time: a crowd asking the same page costs one batch.
     asking: tokio::sync::Mutex<()>,
@@ -96,6 +100,7 @@ impl Prometheus {
         Ok(Arc::new(Self {
             client: Client::new(&config)?,
             location: config.location,
+            fresh_for: config.cache_ttl,
             cache: Mutex::default(),
             asking: tokio::sync::Mutex::new(()),
         }))
@@ -112,10 +117,12 @@ impl Prometheus {
         let _turn = self.asking.lock().await;
         let missing: Vec<CheckKey> = {
             let cache = lock(&self.cache);
-            if (cache.failure.as_ref()).is_some_and(|(at, _)| at.elapsed() < RETRY_AFTER) {
+            let retry_after = RETRY_AFTER.min(self.fresh_for);
+            if (cache.failure.as_ref()).is_some_and(|(at, _)| at.elapsed() < retry_after) {
                 return;
             }
-            let fresh = |key| (cache.answers.get(key)).is_some_and(|(at, _)| at.elapsed() < FRESH_FOR);
+            let fresh =
+                |key| (cache.answers.get(key)).is_some_and(|(at, _)| at.elapsed() < self.fresh_for);
             keys.iter().filter(|key| !fresh(key)).cloned().collect()
         };
         for batch in missing.chunks(BATCH) {
@@ -126,7 +133,7 @@ impl Prometheus {
                 Ok(fetched) => {
                     cache.failure = None;
                     if cache.answers.len() + fetched.len() > CACHED {
-                        cache.answers.retain(|_, (at, _)| at.elapsed() < FRESH_FOR);
+                        cache.answers.retain(|_, (at, _)| at.elapsed() < self.fresh_for);
                     }
                     let now = Instant::now();
                     (cache.answers).extend(fetched.into_iter().map(|(k, f)| (k, (now, f))));
@@ -144,7 +151,7 @@ impl Prometheus {
     pub fn lookup(&self, key: &CheckKey) -> Result<Fetched, String> {
         let cache = lock(&self.cache);
         if let Some((at, fetched)) = cache.answers.get(key)
-            && at.elapsed() < FRESH_FOR
+            && at.elapsed() < self.fresh_for
         {
             return Ok(*fetched);
         }

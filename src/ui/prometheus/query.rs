@@ -89,11 +89,16 @@ pub fn window_query(selector: &str, range: &str) -> String {
     )
 }
 
-/// The first hour with a run of each check of `selector` within `range` (to the hour).
+/// The first sample of each check of `selector` within `range`: to the hour, or to the minute
+/// when the series is younger than the first whole hour.
 pub fn since_query(selector: &str, range: &str) -> String {
+    let first = |range: &str, step: &str| {
+        format!("min by (namespace, name) (min_over_time(timestamp(canary_check_runs_total{{{selector}}})[{range}:{step}]))")
+    };
     format!(
-        "label_replace(min by (namespace, name) (min_over_time(timestamp(\
-         canary_check_runs_total{{{selector}}})[{range}:1h])), \"result\", \"{SINCE}\", \"\", \"\")"
+        "label_replace({} or {}, \"result\", \"{SINCE}\", \"\", \"\")",
+        first(range, "1h"),
+        first("1h", "1m")
     )
 }
 
