@@ -227,3 +227,6 @@ impl Prometheus {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

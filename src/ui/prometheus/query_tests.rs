@@ -29,7 +29,7 @@ fn one_query_per_window_asks_runs_by_result_and_the_latency_histogram() {
     assert!(query.contains(r#"increase(canary_check_duration_seconds_sum{namespace=~"shop"}[24h])), "result", "_latency_sum""#));
     assert!(query.contains("canary_check_duration_seconds_count"));
     let since = since_query("s", "30d");
-    assert!(since.contains("timestamp(canary_check_runs_total{s})[30d:1h]) or "), "{since}");
+    assert!(since.contains("timestamp(canary_check_runs_total{s})[30d:1h])) or "), "{since}");
     assert!(since.contains("timestamp(canary_check_runs_total{s})[1h:1m]))"), "{since}");
 }
 
