@@ -103,6 +103,11 @@ pub fn detail(detail: &Detail) -> Value {
         "tls": detail.tls,
         "spec": detail.spec,
         "probedBy": detail.probed_by,
+        // With `--prometheus-url`, when it answered: average latency per step over 24 hours.
+        "latencyChart": detail.chart.as_ref().map(|points| {
+            (points.iter()).map(|p| json!({"time": rfc3339(p.at), "averageLatencyMs": p.ms,
+                "failed": !p.success})).collect::<Vec<_>>()
+        }),
         "lastPing": detail.last_ping.as_ref().map(|(at, ping)| {
             json!({"time": at.to_string(), "result": ping.result, "exitCode": ping.exit_code,
                 "message": ping.message, "runId": ping.run_id})

@@ -225,9 +225,16 @@ impl Ui {
 impl Ui {
     /// With `--prometheus-url`: the checks a request for `path` shows, to ask Prometheus about
     /// before it renders (a pass over the runners for the overview and the list).
-    fn shown(&self, path: &str, query: &[(String, String)], now: i64) -> Vec<CheckKey> {
+    /// With the check pages' and records' routes, the latency chart is asked too.
+    fn shown(&self, path: &str, query: &[(String, String)], now: i64) -> (Vec<CheckKey>, bool) {
+        let route = route(path);
+        let chart = matches!(route, Route::Detail(_) | Route::Check(_));
+        (self.shown_keys(route, query, now), chart)
+    }
+
+    fn shown_keys(&self, route: Route<'_>, query: &[(String, String)], now: i64) -> Vec<CheckKey> {
         let keys = |checks: Vec<Check>| checks.into_iter().map(|c| c.key).collect();
-        match route(path) {
+        match route {
             Route::Overview => {
                 let filter = Filter::parse(query);
                 keys((self.source).overview(&filter, listing::page_number(query), now).checks)
@@ -254,7 +261,9 @@ impl Ui {
 
     fn detail(&self, key: &CheckKey, now: i64) -> Option<model::Detail> {
         let mut detail = self.source.detail(key, now)?;
-        self.overlay(&mut detail.check, now);
+        if let Some(prometheus) = &self.prometheus {
+            prometheus.overlay_detail(&mut detail, now);
+        }
         Some(detail)
     }
 }

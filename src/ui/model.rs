@@ -108,6 +108,8 @@ pub struct Detail {
     pub probed_by: Option<String>,
     /// Heartbeat checks: when the last ping arrived and what it said.
     pub last_ping: Option<(jiff::Timestamp, LastPing)>,
+    /// With `--prometheus-url`, when it answered: the latency chart's points from there.
+    pub chart: Option<Vec<super::chart::Point>>,
 }
 
 /// How the page reads the scheduler.
@@ -199,6 +201,7 @@ impl Source {
             last_ping: (view.status.last_ping_time.as_ref())
                 .zip(view.status.last_ping.clone())
                 .map(|(at, ping)| (at.0, ping)),
+            chart: None,
         };
         match self.redact {
             true => redacted(detail),

@@ -87,6 +87,7 @@ fn detail() -> Detail {
             )
             .unwrap(),
         )),
+        chart: None,
     }
 }
 

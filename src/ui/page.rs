@@ -203,7 +203,13 @@ pub fn detail(detail: &Detail, ctx: &PageContext) -> Markup {
             (super::overview::history_note(check.since, check.stored, check.prometheus.as_ref()))
             section {
                 h2 { "Latency" }
-                (chart::latency(&check.results))
+                @match &detail.chart {
+                    Some(points) => {
+                        p.dim { "Average per step over the last 24 hours, from Prometheus." }
+                        (chart::latency(points))
+                    }
+                    None => (chart::latency(&chart::points(&check.results))),
+                }
             }
             @if let Some(result) = &detail.last_result { (last_result(result, check, detail.probed_by.as_deref())) }
             @if let Some((at, ping)) = &detail.last_ping { (last_ping(*at, ping)) }

@@ -67,6 +67,7 @@ fn never_connected(state: CheckState, reason: Reason, message: &str) -> Detail {
         spec: None,
         probed_by: None,
         last_ping: None,
+        chart: None,
     }
 }
 

@@ -186,8 +186,8 @@ impl Shared {
             (keys, query)
         };
         match self.pace.run(RENDER_WAIT, job).await {
-            Ok((keys, query)) => {
-                prometheus.prefetch(&keys).await;
+            Ok(((keys, chart), query)) => {
+                prometheus.prefetch(&keys, chart).await;
                 Some(query)
             }
             // No turn: the render's would not come either.

@@ -113,7 +113,7 @@ async fn the_page_reads_uptime_from_prometheus_and_falls_back_when_it_stops() {
         }
     })
     .await;
-    eventually(30 * SEC, "the list's and the page's uptime are PromQL's", every, async || {
+    eventually(30 * SEC, "the list's and the page's uptime are PromQL's, the chart Prometheus's", every, async || {
         let promql = (prometheus.query(&formula).await?.first().map(|(_, v)| *v))
             .ok_or("no PromQL answer")?;
         let list = http::get(ui, "/api/v1/checks").await?.json();
@@ -122,9 +122,14 @@ async fn the_page_reads_uptime_from_prometheus_and_falls_back_when_it_stops() {
         let html = http::get(ui, &format!("/checks/{ns}/flaky")).await?.body;
         let shown = day_uptime(&html).unwrap_or(-1.0);
         let near = |value: f64| (value - promql).abs() <= 0.01;
+        let record = http::get(ui, &format!("/api/v1/checks/{ns}/flaky")).await?.json();
+        let chart = record["latencyChart"].as_array().cloned().unwrap_or_default();
+        let failed = chart.iter().any(|p| p["failed"] == true);
+        let measured = chart.iter().any(|p| p["averageLatencyMs"].as_f64().is_some());
+        let said = html.contains("from Prometheus at") && html.contains("from Prometheus.</p>");
         match (item["historySource"].as_str(), near(listed), near(shown)) {
-            (Some("prometheus"), true, true) if html.contains("from Prometheus at") => Ok(()),
-            _ => Err(format!("list {item}, page {shown}, PromQL {promql}")),
+            (Some("prometheus"), true, true) if said && failed && measured => Ok(()),
+            _ => Err(format!("list {item}, page {shown}, PromQL {promql}, chart {chart:?}")),
         }
     })
     .await;
@@ -139,8 +144,9 @@ async fn the_page_reads_uptime_from_prometheus_and_falls_back_when_it_stops() {
                 && page.contains("did not answer")
                 && page.contains("showing history")
         };
+        let memory_chart = !html.contains("from Prometheus.</p>") && api["latencyChart"].is_null();
         match (said(&html), said(&overview), api["historyError"].as_str()) {
-            (true, true, Some(_)) if api["historySource"] != "prometheus" => Ok(()),
+            (true, true, Some(_)) if api["historySource"] != "prometheus" && memory_chart => Ok(()),
             _ => Err(format!("API {}", api["historySource"])),
         }
     })

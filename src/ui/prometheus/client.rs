@@ -20,8 +20,11 @@ use crate::probe::{provider, system_roots};
 pub struct Client {
     host: String,
     port: u16,
-    /// `/api/v1/query` below the URL's path (`/prometheus/api/v1/query` behind a prefix).
-    path: String,
+    /// The Host header: host and port as the URL has them.
+    authority: String,
+    /// The URL's path, without a final `/`: `/api/v1/...` goes below it (`/prometheus` behind
+    /// a prefix).
+    base: String,
     shown: String,
     tls: Option<tokio_rustls::TlsConnector>,
     token_file: Option<PathBuf>,
@@ -41,7 +44,11 @@ impl Client {
         Ok(Self {
             host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
             port,
-            path: format!("{}/api/v1/query", url.path().trim_end_matches('/')),
+            authority: match url.port() {
+                Some(port) => format!("{host}:{port}"),
+                None => host.to_string(),
+            },
+            base: url.path().trim_end_matches('/').to_string(),
             shown: crate::api::redact(url),
             tls,
             token_file: config.token_file.clone(),
@@ -54,11 +61,27 @@ impl Client {
 
     /// The answer's body to an instant query of `expr` (at the server's now).
     pub async fn query(&self, expr: &str) -> Result<Bytes, PromError> {
+        self.post("/api/v1/query", &[("query", expr)]).await
+    }
+
+    /// The answer's body to a range query of `expr` from `start` to `end` (Unix seconds).
+    pub async fn query_range(
+        &self,
+        expr: &str,
+        (start, end, step): (i64, i64, i64),
+    ) -> Result<Bytes, PromError> {
+        let (start, end, step) = (start.to_string(), end.to_string(), step.to_string());
+        let form = [("query", expr), ("start", &start), ("end", &end), ("step", &step)];
+        self.post("/api/v1/query_range", &form).await
+    }
+
+    /// POSTs `form` to `path` below the URL's path.
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> Result<Bytes, PromError> {
         let form = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("query", expr)
+            .extend_pairs(form)
             .finish();
-        let mut request = Request::post(&self.path)
-            .header(header::HOST, &self.host)
+        let mut request = Request::post(format!("{}{path}", self.base))
+            .header(header::HOST, &self.authority)
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .header(header::ACCEPT, "application/json");
         if let Some(token) = self.token()? {

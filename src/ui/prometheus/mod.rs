@@ -8,6 +8,7 @@
 
 mod client;
 pub mod query;
+mod range;
 
 use std::{
     collections::HashMap,
@@ -20,8 +21,9 @@ use client::Client;
 use query::{Counts, QueryError};
 
 use super::{
+    chart::Point,
     listing::Listing,
-    model::{Check, PromNote, Span},
+    model::{Check, Detail, PromNote, Span},
 };
 use crate::{api::CheckKey, lock, runner::history::Window};
 
@@ -35,8 +37,10 @@ pub const TIMEOUT: Duration = Duration::from_secs(3);
 pub const MAX_BODY: usize = 2 << 20;
 /// Checks per batch: a page of the overview.
 pub const BATCH: usize = 100;
-/// Answers kept at most; beyond it the cache starts again.
+/// Answers kept at most; beyond it the stale ones go.
 const CACHED: usize = 20_000;
+/// Charts kept at most.
+const CHARTS: usize = 1_000;
 
 /// `--prometheus-url` and its companions.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +85,8 @@ pub struct Fetched {
 #[derive(Default)]
 struct Cache {
     answers: HashMap<CheckKey, (Instant, Fetched)>,
+    /// Latency charts (asked for check pages only).
+    charts: HashMap<CheckKey, (Instant, Vec<Point>)>,
     failure: Option<(Instant, String)>,
 }
 
@@ -112,8 +118,16 @@ impl Prometheus {
     }
 
     /// Asks Prometheus about those of `keys` without a fresh answer, in batches of [`BATCH`],
-    /// unless it failed less than [`RETRY_AFTER`] ago.
-    pub async fn prefetch(&self, keys: &[CheckKey]) {
+    /// unless it failed less than [`RETRY_AFTER`] ago; with `chart`, also the latency chart of
+    /// the one check of `keys`.
+    pub async fn prefetch(&self, keys: &[CheckKey], chart: bool) {
+        self.prefetch_windows(keys).await;
+        if let ([key], true) = (keys, chart) {
+            self.prefetch_chart(key).await;
+        }
+    }
+
+    async fn prefetch_windows(&self, keys: &[CheckKey]) {
         let _turn = self.asking.lock().await;
         let missing: Vec<CheckKey> = {
             let cache = lock(&self.cache);
@@ -144,6 +158,41 @@ impl Prometheus {
                     return;
                 }
             }
+        }
+    }
+
+    /// The chart of `key` unless fresh, when its windows are (Prometheus answers); a chart
+    /// that fails leaves the page with the runners' results.
+    async fn prefetch_chart(&self, key: &CheckKey) {
+        let _turn = self.asking.lock().await;
+        let Ok(fetched) = self.lookup(key) else {
+            return;
+        };
+        let fresh = (lock(&self.cache).charts.get(key)).is_some_and(|(at, _)| at.elapsed() < self.fresh_for);
+        if fresh {
+            return;
+        }
+        let now = jiff::Timestamp::now().as_second();
+        let range = range::range(now, fetched.since.unwrap_or(now));
+        let selector = query::selector(std::slice::from_ref(key), self.location.as_deref());
+        let expr = range::chart_query(&selector, range.2);
+        let answer = tokio::time::timeout(TIMEOUT, async {
+            let body = self.client.query_range(&expr, range).await?;
+            Ok::<_, PromError>(range::parse(&body)?)
+        });
+        match answer.await.unwrap_or(Err(PromError::Timeout(TIMEOUT))) {
+            Ok(points) => {
+                let mut cache = lock(&self.cache);
+                if cache.charts.len() >= CHARTS {
+                    let fresh_for = self.fresh_for;
+                    cache.charts.retain(|_, (at, _)| at.elapsed() < fresh_for);
+                    if cache.charts.len() >= CHARTS {
+                        cache.charts.clear();
+                    }
+                }
+                cache.charts.insert(key.clone(), (Instant::now(), points));
+            }
+            Err(error) => tracing::debug!(%error, url = self.url(), "no latency chart from Prometheus"),
         }
     }
 
@@ -209,6 +258,16 @@ impl Prometheus {
             url: self.url().to_string(),
             error,
         });
+    }
+
+    /// `detail` overlaid, with Prometheus's latency chart when it answered.
+    pub fn overlay_detail(&self, detail: &mut Detail, now: i64) {
+        self.overlay(&mut detail.check, now);
+        if (detail.check.prometheus.as_ref()).is_some_and(|note| note.error.is_none()) {
+            let cache = lock(&self.cache);
+            let chart = cache.charts.get(&detail.check.key);
+            detail.chart = (chart.filter(|(at, _)| at.elapsed() < self.fresh_for)).map(|(_, points)| points.clone());
+        }
     }
 
     /// Every check of `listing` overlaid; the listing's since is then its checks'.

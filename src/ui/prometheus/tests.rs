@@ -73,7 +73,7 @@ async fn a_batch_posts_below_the_urls_path_with_the_token_read_each_time() {
     let token = dir.path().join("token");
     std::fs::write(&token, "first\n").unwrap();
     let prometheus = prometheus(url, Some(token.clone()));
-    prometheus.prefetch(&[key("api")]).await;
+    prometheus.prefetch(&[key("api")], false).await;
     let fetched = prometheus.lookup(&key("api")).unwrap();
     assert_eq!(fetched.uptime[0].uptime, Some(0.75));
     for _ in 0..4 {
@@ -82,7 +82,7 @@ async fn a_batch_posts_below_the_urls_path_with_the_token_read_each_time() {
         assert!(head.to_lowercase().contains("authorization: bearer first\r\n"), "{head}");
     }
     std::fs::write(&token, "second").unwrap();
-    prometheus.prefetch(&[key("db")]).await;
+    prometheus.prefetch(&[key("db")], false).await;
     let head = heads.recv().await.unwrap();
     assert!(head.to_lowercase().contains("authorization: bearer second\r\n"), "{head}");
     let empty = prometheus.lookup(&key("db")).unwrap();
@@ -93,7 +93,7 @@ async fn failure(answer: Vec<u8>, delay: Duration) -> String {
     let (url, _heads) = server(answer, delay).await;
     let prometheus = prometheus(url, None);
     let started = std::time::Instant::now();
-    prometheus.prefetch(&[key("api")]).await;
+    prometheus.prefetch(&[key("api")], false).await;
     assert!(started.elapsed() < TIMEOUT + Duration::from_secs(1));
     prometheus.lookup(&key("api")).unwrap_err()
 }
