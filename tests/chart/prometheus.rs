@@ -21,8 +21,8 @@ fn prometheus_args(objects: &[Value]) -> Vec<String> {
 #[tokio::test]
 async fn the_page_reads_prometheus_with_a_mounted_token_and_ca() {
     let values = "ui.prometheus.url=https://prom.monitoring.svc:9090,\
-                  ui.prometheus.bearerTokenSecret.name=prom-token,\
-                  ui.prometheus.ca.secret=prom-ca,ui.prometheus.ca.key=root.pem";
+                  ui.prometheus.bearerTokenSecret=prom-token,\
+                  ui.prometheus.caSecret=prom-ca,ui.prometheus.caKey=root.pem";
     let objects = render(&["--set", values]).await;
     assert_eq!(
         prometheus_args(&objects),
@@ -54,7 +54,7 @@ async fn the_page_reads_prometheus_with_a_mounted_token_and_ca() {
         json!({"secretName": "prom-ca", "items": [{"key": "root.pem", "path": "ca.crt"}]})
     );
 
-    let values = "ui.prometheus.url=http://prom:9090/prefix,ui.prometheus.ca.configMap=prom-ca,\
+    let values = "ui.prometheus.url=http://prom:9090/prefix,ui.prometheus.caConfigMap=prom-ca,\
                   ui.prometheus.cacheTTL=1m";
     let objects = render(&["--set", values]).await;
     assert_eq!(
@@ -75,7 +75,7 @@ async fn the_page_reads_prometheus_with_a_mounted_token_and_ca() {
 async fn prometheus_is_off_by_default_and_with_the_page_off_and_urls_are_checked() {
     assert_eq!(prometheus_args(&render(&[]).await), Vec::<String>::new());
     let page_off = "ui.enabled=false,ui.prometheus.url=http://prom:9090,\
-                    ui.prometheus.bearerTokenSecret.name=t";
+                    ui.prometheus.bearerTokenSecret=t";
     let objects = render(&["--set", page_off]).await;
     assert_eq!(prometheus_args(&objects), Vec::<String>::new());
     assert!(pod(&objects).get("volumes").is_none(), "{}", pod(&objects));

@@ -206,7 +206,7 @@ true
 {{- define "canary.prometheusFiles" -}}
 {{- if include "canary.prometheus" . -}}
 {{- with .Values.ui.prometheus -}}
-{{- if or .bearerTokenSecret.name .ca.configMap .ca.secret -}}
+{{- if or .bearerTokenSecret .caConfigMap .caSecret -}}
 true
 {{- end -}}
 {{- end -}}
