@@ -297,10 +297,12 @@ impl Engine {
                     owners: extensions.owners.clone(),
                     forwarding: extensions.forwarding.clone(),
                     prometheus: (addresses.prometheus.clone())
-                        .map(|config| ui::Prometheus::new(PromConfig {
-                            location: engine.location.clone(),
-                            ..config
-                        }))
+                        .map(|config| {
+                            ui::Prometheus::new(PromConfig {
+                                location: engine.location.clone(),
+                                ..config
+                            })
+                        })
                         .transpose()?,
                 };
                 (Some(bound.addr), Some(bound.start(ui)?))

@@ -48,13 +48,7 @@ pub fn latency(results: &[Point]) -> Markup {
             p.empty { "No latency measured: the kept runs ended before the target answered." }
         };
     }
-    let ceiling = nice_ceiling(
-        results
-            .iter()
-            .filter_map(|r| r.ms)
-            .max()
-            .unwrap_or(0),
-    );
+    let ceiling = nice_ceiling(results.iter().filter_map(|r| r.ms).max().unwrap_or(0));
     let plot_w = f64::from(WIDTH - LEFT - 8);
     let plot_h = f64::from(HEIGHT - TOP - BOTTOM);
     let step = plot_w / (results.len().max(2) - 1) as f64;

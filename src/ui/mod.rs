@@ -37,8 +37,8 @@ pub use api::{ApiError, PageRequest};
 pub use forward::{Forwarding, Owner, Owners};
 use listing::Filter;
 use model::{Check, Source, Span};
-pub use prometheus::{PromConfig, PromError, Prometheus};
 pub use page::{BAR_RESULTS, PageContext};
+pub use prometheus::{PromConfig, PromError, Prometheus};
 use reply::Reply;
 pub use reply::gzip;
 pub use serve::{RENDER_SHARE, Serving};
@@ -237,10 +237,18 @@ impl Ui {
         match route {
             Route::Overview => {
                 let filter = Filter::parse(query);
-                keys((self.source).overview(&filter, listing::page_number(query), now).checks)
+                keys(
+                    (self.source)
+                        .overview(&filter, listing::page_number(query), now)
+                        .checks,
+                )
             }
             Route::List => match PageRequest::parse(query) {
-                Ok(request) => keys((self.source).list(request.after.as_ref(), request.limit, now).0),
+                Ok(request) => keys(
+                    (self.source)
+                        .list(request.after.as_ref(), request.limit, now)
+                        .0,
+                ),
                 Err(_) => Vec::new(),
             },
             route => route.check().cloned().into_iter().collect(),

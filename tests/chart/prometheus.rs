@@ -43,7 +43,10 @@ async fn the_page_reads_prometheus_with_a_mounted_token_and_ca() {
             .unwrap_or_else(|| panic!("no mount {name}: {mounts}"));
         assert_eq!(mount["mountPath"], path);
         assert_eq!(mount["readOnly"], true);
-        assert!(mount.get("subPath").is_none(), "a subPath mount misses rotations");
+        assert!(
+            mount.get("subPath").is_none(),
+            "a subPath mount misses rotations"
+        );
     }
     assert_eq!(
         volume(&objects, "prometheus-token")["secret"],

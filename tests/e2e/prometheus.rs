@@ -92,64 +92,97 @@ async fn the_page_reads_uptime_from_prometheus_and_falls_back_when_it_stops() {
     let every = Duration::from_millis(500);
     // Early on, increase() extrapolates a few runs: three matches in a row once 15 runs are in.
     let mut matched = 0;
-    eventually(90 * SEC, "the API's 24h uptime is PromQL's", every, async || {
-        let path = format!("/api/v1/checks/{ns}/flaky/uptime?window=24h");
-        let api = http::get(ui, &path).await?.json();
-        let page = api["uptime"].as_f64().ok_or(format!("no uptime: {api}"))?;
-        let promql = (prometheus.query(&formula).await?.first().map(|(_, v)| *v))
-            .ok_or("no PromQL answer yet")?;
-        let runs = api["runs"].as_u64().unwrap_or_default();
-        // Prometheus's first sample, not the time of asking.
-        let since: jiff::Timestamp = (api["historySince"].as_str().unwrap_or_default().parse())
-            .map_err(|e| format!("historySince: {e}: {api}"))?;
-        let old = jiff::Timestamp::now().as_second() - since.as_second() >= 10;
-        match (api["historySource"].as_str(), runs >= 15 && old, (page - promql).abs() <= 0.01) {
-            (Some("prometheus"), true, true) if (0.3..0.95).contains(&page) => matched += 1,
-            _ => matched = 0,
-        }
-        match matched >= 3 {
-            true => Ok(()),
-            false => Err(format!("API {api}, PromQL {promql}")),
-        }
-    })
+    eventually(
+        90 * SEC,
+        "the API's 24h uptime is PromQL's",
+        every,
+        async || {
+            let path = format!("/api/v1/checks/{ns}/flaky/uptime?window=24h");
+            let api = http::get(ui, &path).await?.json();
+            let page = api["uptime"].as_f64().ok_or(format!("no uptime: {api}"))?;
+            let promql = (prometheus.query(&formula).await?.first().map(|(_, v)| *v))
+                .ok_or("no PromQL answer yet")?;
+            let runs = api["runs"].as_u64().unwrap_or_default();
+            // Prometheus's first sample, not the time of asking.
+            let since: jiff::Timestamp = (api["historySince"].as_str().unwrap_or_default().parse())
+                .map_err(|e| format!("historySince: {e}: {api}"))?;
+            let old = jiff::Timestamp::now().as_second() - since.as_second() >= 10;
+            match (
+                api["historySource"].as_str(),
+                runs >= 15 && old,
+                (page - promql).abs() <= 0.01,
+            ) {
+                (Some("prometheus"), true, true) if (0.3..0.95).contains(&page) => matched += 1,
+                _ => matched = 0,
+            }
+            match matched >= 3 {
+                true => Ok(()),
+                false => Err(format!("API {api}, PromQL {promql}")),
+            }
+        },
+    )
     .await;
-    eventually(30 * SEC, "the list's and the page's uptime are PromQL's, the chart Prometheus's", every, async || {
-        let promql = (prometheus.query(&formula).await?.first().map(|(_, v)| *v))
-            .ok_or("no PromQL answer")?;
-        let list = http::get(ui, "/api/v1/checks").await?.json();
-        let item = &list["items"][0];
-        let listed = item["uptime"]["24h"]["uptime"].as_f64().unwrap_or(-1.0);
-        let html = http::get(ui, &format!("/checks/{ns}/flaky")).await?.body;
-        let shown = day_uptime(&html).unwrap_or(-1.0);
-        let near = |value: f64| (value - promql).abs() <= 0.01;
-        let record = http::get(ui, &format!("/api/v1/checks/{ns}/flaky")).await?.json();
-        let chart = record["latencyChart"].as_array().cloned().unwrap_or_default();
-        let failed = chart.iter().any(|p| p["failed"] == true);
-        let measured = chart.iter().any(|p| p["averageLatencyMs"].as_f64().is_some());
-        let said = html.contains("from Prometheus at") && html.contains("from Prometheus.</p>");
-        match (item["historySource"].as_str(), near(listed), near(shown)) {
-            (Some("prometheus"), true, true) if said && failed && measured => Ok(()),
-            _ => Err(format!("list {item}, page {shown}, PromQL {promql}, chart {chart:?}")),
-        }
-    })
+    eventually(
+        30 * SEC,
+        "the list's and the page's uptime are PromQL's, the chart Prometheus's",
+        every,
+        async || {
+            let promql = (prometheus.query(&formula).await?.first().map(|(_, v)| *v))
+                .ok_or("no PromQL answer")?;
+            let list = http::get(ui, "/api/v1/checks").await?.json();
+            let item = &list["items"][0];
+            let listed = item["uptime"]["24h"]["uptime"].as_f64().unwrap_or(-1.0);
+            let html = http::get(ui, &format!("/checks/{ns}/flaky")).await?.body;
+            let shown = day_uptime(&html).unwrap_or(-1.0);
+            let near = |value: f64| (value - promql).abs() <= 0.01;
+            let record = http::get(ui, &format!("/api/v1/checks/{ns}/flaky"))
+                .await?
+                .json();
+            let chart = record["latencyChart"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let failed = chart.iter().any(|p| p["failed"] == true);
+            let measured = chart
+                .iter()
+                .any(|p| p["averageLatencyMs"].as_f64().is_some());
+            let said = html.contains("from Prometheus at") && html.contains("from Prometheus.</p>");
+            match (item["historySource"].as_str(), near(listed), near(shown)) {
+                (Some("prometheus"), true, true) if said && failed && measured => Ok(()),
+                _ => Err(format!(
+                    "list {item}, page {shown}, PromQL {promql}, chart {chart:?}"
+                )),
+            }
+        },
+    )
     .await;
 
     prometheus.stop();
-    eventually(30 * SEC, "the page falls back and says so", every, async || {
-        let html = http::get(ui, &format!("/checks/{ns}/flaky")).await?.body;
-        let overview = http::get(ui, "/").await?.body;
-        let api = http::get(ui, &format!("/api/v1/checks/{ns}/flaky")).await?.json();
-        let said = |page: &str| {
-            page.contains(&format!("Prometheus at {url}"))
-                && page.contains("did not answer")
-                && page.contains("showing history")
-        };
-        let memory_chart = !html.contains("from Prometheus.</p>") && api["latencyChart"].is_null();
-        match (said(&html), said(&overview), api["historyError"].as_str()) {
-            (true, true, Some(_)) if api["historySource"] != "prometheus" && memory_chart => Ok(()),
-            _ => Err(format!("API {}", api["historySource"])),
-        }
-    })
+    eventually(
+        30 * SEC,
+        "the page falls back and says so",
+        every,
+        async || {
+            let html = http::get(ui, &format!("/checks/{ns}/flaky")).await?.body;
+            let overview = http::get(ui, "/").await?.body;
+            let api = http::get(ui, &format!("/api/v1/checks/{ns}/flaky"))
+                .await?
+                .json();
+            let said = |page: &str| {
+                page.contains(&format!("Prometheus at {url}"))
+                    && page.contains("did not answer")
+                    && page.contains("showing history")
+            };
+            let memory_chart =
+                !html.contains("from Prometheus.</p>") && api["latencyChart"].is_null();
+            match (said(&html), said(&overview), api["historyError"].as_str()) {
+                (true, true, Some(_)) if api["historySource"] != "prometheus" && memory_chart => {
+                    Ok(())
+                }
+                _ => Err(format!("API {}", api["historySource"])),
+            }
+        },
+    )
     .await;
 }
 

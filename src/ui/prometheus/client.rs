@@ -42,7 +42,10 @@ impl Client {
             _ => return Err(bad()),
         };
         Ok(Self {
-            host: host.trim_start_matches('[').trim_end_matches(']').to_string(),
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
             port,
             authority: match url.port() {
                 Some(port) => format!("{host}:{port}"),
@@ -71,7 +74,12 @@ impl Client {
         (start, end, step): (i64, i64, i64),
     ) -> Result<Bytes, PromError> {
         let (start, end, step) = (start.to_string(), end.to_string(), step.to_string());
-        let form = [("query", expr), ("start", &start), ("end", &end), ("step", &step)];
+        let form = [
+            ("query", expr),
+            ("start", &start),
+            ("end", &end),
+            ("step", &step),
+        ];
         self.post("/api/v1/query_range", &form).await
     }
 
@@ -137,8 +145,8 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let http = |e: &dyn std::fmt::Display| PromError::Http(e.to_string());
-    let (mut sender, connection) = (http1::handshake(TokioIo::new(io)).await)
-        .map_err(|e| http(&e))?;
+    let (mut sender, connection) =
+        (http1::handshake(TokioIo::new(io)).await).map_err(|e| http(&e))?;
     let connection = tokio::spawn(connection);
     let result = async {
         let response = sender.send_request(request).await.map_err(|e| http(&e))?;

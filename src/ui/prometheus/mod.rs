@@ -147,7 +147,9 @@ impl Prometheus {
                 Ok(fetched) => {
                     cache.failure = None;
                     if cache.answers.len() + fetched.len() > CACHED {
-                        cache.answers.retain(|_, (at, _)| at.elapsed() < self.fresh_for);
+                        cache
+                            .answers
+                            .retain(|_, (at, _)| at.elapsed() < self.fresh_for);
                     }
                     let now = Instant::now();
                     (cache.answers).extend(fetched.into_iter().map(|(k, f)| (k, (now, f))));
@@ -168,7 +170,8 @@ impl Prometheus {
         let Ok(fetched) = self.lookup(key) else {
             return;
         };
-        let fresh = (lock(&self.cache).charts.get(key)).is_some_and(|(at, _)| at.elapsed() < self.fresh_for);
+        let fresh = (lock(&self.cache).charts.get(key))
+            .is_some_and(|(at, _)| at.elapsed() < self.fresh_for);
         if fresh {
             return;
         }
@@ -192,7 +195,9 @@ impl Prometheus {
                 }
                 cache.charts.insert(key.clone(), (Instant::now(), points));
             }
-            Err(error) => tracing::debug!(%error, url = self.url(), "no latency chart from Prometheus"),
+            Err(error) => {
+                tracing::debug!(%error, url = self.url(), "no latency chart from Prometheus")
+            }
         }
     }
 
@@ -229,7 +234,8 @@ impl Prometheus {
             ask(query::window_query(&selector, Span::Month.label())),
             ask(query::since_query(&selector, Span::Month.label())),
         )?;
-        let of = |counts: &HashMap<CheckKey, Counts>, key| counts.get(key).copied().unwrap_or_default();
+        let of =
+            |counts: &HashMap<CheckKey, Counts>, key| counts.get(key).copied().unwrap_or_default();
         Ok((batch.iter())
             .map(|key| {
                 let fetched = Fetched {
@@ -266,7 +272,8 @@ impl Prometheus {
         if (detail.check.prometheus.as_ref()).is_some_and(|note| note.error.is_none()) {
             let cache = lock(&self.cache);
             let chart = cache.charts.get(&detail.check.key);
-            detail.chart = (chart.filter(|(at, _)| at.elapsed() < self.fresh_for)).map(|(_, points)| points.clone());
+            detail.chart = (chart.filter(|(at, _)| at.elapsed() < self.fresh_for))
+                .map(|(_, points)| points.clone());
         }
     }
 
@@ -275,12 +282,14 @@ impl Prometheus {
         for check in &mut listing.checks {
             self.overlay(check, now);
         }
-        let note = (listing.checks.iter()).find_map(|c| c.prometheus.clone().filter(|n| n.error.is_some()));
+        let note = (listing.checks.iter())
+            .find_map(|c| c.prometheus.clone().filter(|n| n.error.is_some()));
         listing.prometheus = Some(note.unwrap_or_else(|| PromNote {
             url: self.url().to_string(),
             error: None,
         }));
-        let answered = (listing.checks.iter()).filter(|c| c.prometheus.as_ref().is_some_and(|n| n.error.is_none()));
+        let answered = (listing.checks.iter())
+            .filter(|c| c.prometheus.as_ref().is_some_and(|n| n.error.is_none()));
         if let Some(since) = answered.map(|c| c.since).min() {
             listing.since = Some(since);
         }

@@ -93,7 +93,9 @@ pub fn window_query(selector: &str, range: &str) -> String {
 /// when the series is younger than the first whole hour.
 pub fn since_query(selector: &str, range: &str) -> String {
     let first = |range: &str, step: &str| {
-        format!("min by (namespace, name) (min_over_time(timestamp(canary_check_runs_total{{{selector}}})[{range}:{step}]))")
+        format!(
+            "min by (namespace, name) (min_over_time(timestamp(canary_check_runs_total{{{selector}}})[{range}:{step}]))"
+        )
     };
     format!(
         "label_replace({} or {}, \"result\", \"{SINCE}\", \"\", \"\")",
@@ -141,9 +143,13 @@ pub fn parse(
         let error = answer.error.unwrap_or(answer.status);
         return Err(QueryError::Failed(error.chars().take(200).collect()));
     }
-    let data = answer.data.ok_or_else(|| QueryError::Json("no data".into()))?;
+    let data = answer
+        .data
+        .ok_or_else(|| QueryError::Json("no data".into()))?;
     if data.result_type != "vector" {
-        return Err(QueryError::NotVector(data.result_type.chars().take(20).collect()));
+        return Err(QueryError::NotVector(
+            data.result_type.chars().take(20).collect(),
+        ));
     }
     if data.result.len() > max_series {
         return Err(QueryError::TooManySeries(max_series));

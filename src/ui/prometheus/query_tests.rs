@@ -9,7 +9,11 @@ fn key(namespace: &str, name: &str) -> CheckKey {
 
 #[test]
 fn the_selector_matches_the_pages_checks_escaped_and_by_location() {
-    let keys = [key("shop", "api.v2"), key("shop", "db"), key("a\"b", "x\\y")];
+    let keys = [
+        key("shop", "api.v2"),
+        key("shop", "db"),
+        key("a\"b", "x\\y"),
+    ];
     assert_eq!(
         selector(&keys, Some("eu-west")),
         r#"namespace=~"a\"b|shop",name=~"api\\.v2|db|x\\\\y",location="eu-west""#
@@ -29,8 +33,14 @@ fn one_query_per_window_asks_runs_by_result_and_the_latency_histogram() {
     assert!(query.contains(r#"increase(canary_check_duration_seconds_sum{namespace=~"shop"}[24h])), "result", "_latency_sum""#));
     assert!(query.contains("canary_check_duration_seconds_count"));
     let since = since_query("s", "30d");
-    assert!(since.contains("timestamp(canary_check_runs_total{s})[30d:1h])) or "), "{since}");
-    assert!(since.contains("timestamp(canary_check_runs_total{s})[1h:1m]))"), "{since}");
+    assert!(
+        since.contains("timestamp(canary_check_runs_total{s})[30d:1h])) or "),
+        "{since}"
+    );
+    assert!(
+        since.contains("timestamp(canary_check_runs_total{s})[1h:1m]))"),
+        "{since}"
+    );
 }
 
 fn answer(series: &str) -> String {
@@ -75,8 +85,17 @@ fn errors_non_vectors_bad_json_and_too_many_series_are_refused() {
         Err(QueryError::Failed("parse error".into()))
     );
     let matrix = r#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#;
-    assert!(matches!(parse(matrix.as_bytes(), &keys, 10), Err(QueryError::NotVector(_))));
-    for bad in ["", "<html>", "{\"status\":\"success\"}", "[1,2]", "{\"status\":1}"] {
+    assert!(matches!(
+        parse(matrix.as_bytes(), &keys, 10),
+        Err(QueryError::NotVector(_))
+    ));
+    for bad in [
+        "",
+        "<html>",
+        "{\"status\":\"success\"}",
+        "[1,2]",
+        "{\"status\":1}",
+    ] {
         assert!(parse(bad.as_bytes(), &keys, 10).is_err(), "{bad}");
     }
     let many = vec![series("shop", "api", "success", "1"); 11].join(",");

@@ -63,9 +63,13 @@ pub fn parse(body: &[u8]) -> Result<Vec<Point>, QueryError> {
         let error = answer.error.unwrap_or(answer.status);
         return Err(QueryError::Failed(error.chars().take(200).collect()));
     }
-    let data = answer.data.ok_or_else(|| QueryError::Json("no data".into()))?;
+    let data = answer
+        .data
+        .ok_or_else(|| QueryError::Json("no data".into()))?;
     if data.result_type != "matrix" {
-        return Err(QueryError::NotVector(data.result_type.chars().take(20).collect()));
+        return Err(QueryError::NotVector(
+            data.result_type.chars().take(20).collect(),
+        ));
     }
     if data.result.len() > 2 || data.result.iter().any(|s| s.values.len() > MAX_VALUES) {
         return Err(QueryError::TooManySeries(2));
@@ -74,13 +78,14 @@ pub fn parse(body: &[u8]) -> Result<Vec<Point>, QueryError> {
         (data.result.iter())
             .filter(|s| s.metric.get("series").is_some_and(|n| n == name))
             .flat_map(|s| s.values.iter())
-            .filter_map(|(at, v)| Some((*at as i64, v.parse::<f64>().ok().filter(|v| v.is_finite())?)))
+            .filter_map(|(at, v)| {
+                Some((*at as i64, v.parse::<f64>().ok().filter(|v| v.is_finite())?))
+            })
             .collect()
     };
     let failures: std::collections::HashMap<i64, f64> = values("failures").into_iter().collect();
-    let mut steps: std::collections::BTreeMap<i64, Option<u32>> = (failures.keys())
-        .map(|at| (*at, None))
-        .collect();
+    let mut steps: std::collections::BTreeMap<i64, Option<u32>> =
+        (failures.keys()).map(|at| (*at, None)).collect();
     for (at, ms) in values("latency") {
         steps.insert(at, Some(ms.clamp(0.0, f64::from(u32::MAX)).round() as u32));
     }
@@ -117,7 +122,9 @@ mod tests {
         assert_eq!(range(100_000, 99_990), (99_400, 100_000, 10));
         assert_eq!(range(200_000, 0), (200_000 - 86_400, 200_000, 720));
         assert!(chart_query("s", 720).contains("[720s]"));
-        assert!(chart_query("s", 10).contains("canary_check_runs_total{s,result!=\"success\"}[60s]"));
+        assert!(
+            chart_query("s", 10).contains("canary_check_runs_total{s,result!=\"success\"}[60s]")
+        );
     }
 
     #[test]
@@ -127,8 +134,15 @@ mod tests {
             {"metric":{"series":"failures"},"values":[[10,"0"],[20,"2"],[30,"0"]]}]}}"#;
         let points = parse(body.as_bytes()).unwrap();
         let got: Vec<_> = points.iter().map(|p| (p.at, p.ms, p.success)).collect();
-        assert_eq!(got, [(10, Some(12), true), (20, None, false), (30, Some(8), true)]);
-        assert!(points[1].title.ends_with("no latency · 2 failed"), "{}", points[1].title);
+        assert_eq!(
+            got,
+            [(10, Some(12), true), (20, None, false), (30, Some(8), true)]
+        );
+        assert!(
+            points[1].title.ends_with("no latency · 2 failed"),
+            "{}",
+            points[1].title
+        );
         let long = format!(
             r#"{{"status":"success","data":{{"resultType":"matrix","result":[{{"metric":{{}},"values":[{}]}}]}}}}"#,
             vec![r#"[1,"1"]"#; MAX_VALUES + 1].join(",")

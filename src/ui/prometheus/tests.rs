@@ -20,10 +20,7 @@ fn key(name: &str) -> CheckKey {
 
 /// A server answering every request with `answer` (after `delay`), sending each request's
 /// head to the channel.
-async fn server(
-    answer: Vec<u8>,
-    delay: Duration,
-) -> (url::Url, mpsc::UnboundedReceiver<String>) {
+async fn server(answer: Vec<u8>, delay: Duration) -> (url::Url, mpsc::UnboundedReceiver<String>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/prefix/", listener.local_addr().unwrap());
     let (heads, received) = mpsc::unbounded_channel();
@@ -79,12 +76,20 @@ async fn a_batch_posts_below_the_urls_path_with_the_token_read_each_time() {
     for _ in 0..4 {
         let head = heads.recv().await.unwrap();
         assert!(head.starts_with("POST /prefix/api/v1/query "), "{head}");
-        assert!(head.to_lowercase().contains("authorization: bearer first\r\n"), "{head}");
+        assert!(
+            head.to_lowercase()
+                .contains("authorization: bearer first\r\n"),
+            "{head}"
+        );
     }
     std::fs::write(&token, "second").unwrap();
     prometheus.prefetch(&[key("db")], false).await;
     let head = heads.recv().await.unwrap();
-    assert!(head.to_lowercase().contains("authorization: bearer second\r\n"), "{head}");
+    assert!(
+        head.to_lowercase()
+            .contains("authorization: bearer second\r\n"),
+        "{head}"
+    );
     let empty = prometheus.lookup(&key("db")).unwrap();
     assert_eq!((empty.uptime[0].runs, empty.uptime[0].uptime), (0, None));
 }
@@ -100,7 +105,10 @@ async fn failure(answer: Vec<u8>, delay: Duration) -> String {
 
 #[tokio::test]
 async fn huge_slow_broken_and_failed_answers_are_reasons_to_fall_back() {
-    let huge = format!("{{\"status\":\"success\",\"x\":\"{}\"}}", "x".repeat(MAX_BODY));
+    let huge = format!(
+        "{{\"status\":\"success\",\"x\":\"{}\"}}",
+        "x".repeat(MAX_BODY)
+    );
     let error = failure(ok(&huge), Duration::ZERO).await;
     assert!(error.contains("reading the answer"), "{error}");
     let error = failure(ok("{}"), TIMEOUT * 2).await;
@@ -124,10 +132,16 @@ fn urls_and_files_are_checked_at_start() {
         location: None,
         cache_ttl: FRESH_FOR,
     };
-    assert!(matches!(Prometheus::new(config("ftp://p", None)), Err(PromError::Url(_))));
+    assert!(matches!(
+        Prometheus::new(config("ftp://p", None)),
+        Err(PromError::Url(_))
+    ));
     let dir = tempfile::tempdir().unwrap();
     let missing = Some(dir.path().join("ca.crt"));
-    assert!(matches!(Prometheus::new(config("https://p", missing)), Err(PromError::Ca { .. })));
+    assert!(matches!(
+        Prometheus::new(config("https://p", missing)),
+        Err(PromError::Ca { .. })
+    ));
     let shown = Prometheus::new(config("http://u:secret@p:9090/x?y=1", None)).unwrap();
     assert_eq!(shown.url(), "http://p:9090/x");
 }
