@@ -77,6 +77,7 @@ async fn the_page_reads_uptime_from_prometheus_and_falls_back_when_it_stops() {
         }
     })
     .await;
+    let started = jiff::Timestamp::now().as_second();
     let mut prometheus = Prometheus::start(&[]).await;
     let url = prometheus.url();
     // Answers kept 100 ms: the page and the test ask Prometheus at about the same time.
@@ -103,10 +104,11 @@ async fn the_page_reads_uptime_from_prometheus_and_falls_back_when_it_stops() {
             let promql = (prometheus.query(&formula).await?.first().map(|(_, v)| *v))
                 .ok_or("no PromQL answer yet")?;
             let runs = api["runs"].as_u64().unwrap_or_default();
-            // Prometheus's first sample, not the time of asking.
+            // Prometheus's first sample (after the test started), not the time of asking.
             let since: jiff::Timestamp = (api["historySince"].as_str().unwrap_or_default().parse())
                 .map_err(|e| format!("historySince: {e}: {api}"))?;
-            let old = jiff::Timestamp::now().as_second() - since.as_second() >= 10;
+            let since = since.as_second();
+            let old = jiff::Timestamp::now().as_second() - since >= 10 && since >= started;
             match (
                 api["historySource"].as_str(),
                 runs >= 15 && old,
@@ -146,7 +148,10 @@ async fn the_page_reads_uptime_from_prometheus_and_falls_back_when_it_stops() {
             let measured = chart
                 .iter()
                 .any(|p| p["averageLatencyMs"].as_f64().is_some());
-            let said = html.contains("from Prometheus at") && html.contains("from Prometheus.</p>");
+            let overview = http::get(ui, "/").await?.body;
+            let said = html.contains("from Prometheus at")
+                && html.contains("from Prometheus.</p>")
+                && overview.contains("from Prometheus at");
             match (item["historySource"].as_str(), near(listed), near(shown)) {
                 (Some("prometheus"), true, true) if said && failed && measured => Ok(()),
                 _ => Err(format!(

@@ -89,18 +89,19 @@ pub fn window_query(selector: &str, range: &str) -> String {
     )
 }
 
-/// The first sample of each check of `selector` within `range`: to the hour, or to the minute
-/// when the series is younger than the first whole hour.
+/// The first sample of each check of `selector` within `range`: to the hour, or to 10 s
+/// within the last hour (the earlier of two subqueries, told apart by a `tier` label).
 pub fn since_query(selector: &str, range: &str) -> String {
     let first = |range: &str, step: &str| {
         format!(
-            "min by (namespace, name) (min_over_time(timestamp(canary_check_runs_total{{{selector}}})[{range}:{step}]))"
+            "label_replace(min by (namespace, name) (min_over_time(timestamp(\
+             canary_check_runs_total{{{selector}}})[{range}:{step}])), \"tier\", \"{step}\", \"\", \"\")"
         )
     };
     format!(
-        "label_replace({} or {}, \"result\", \"{SINCE}\", \"\", \"\")",
+        "label_replace(min by (namespace, name) ({} or {}), \"result\", \"{SINCE}\", \"\", \"\")",
         first(range, "1h"),
-        first("1h", "1m")
+        first("1h", "10s")
     )
 }
 

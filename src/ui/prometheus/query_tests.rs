@@ -34,11 +34,15 @@ fn one_query_per_window_asks_runs_by_result_and_the_latency_histogram() {
     assert!(query.contains("canary_check_duration_seconds_count"));
     let since = since_query("s", "30d");
     assert!(
-        since.contains("timestamp(canary_check_runs_total{s})[30d:1h])) or "),
+        since.contains("timestamp(canary_check_runs_total{s})[30d:1h])), \"tier\", \"1h\""),
         "{since}"
     );
     assert!(
-        since.contains("timestamp(canary_check_runs_total{s})[1h:1m]))"),
+        since.contains("timestamp(canary_check_runs_total{s})[1h:10s])), \"tier\", \"10s\""),
+        "{since}"
+    );
+    assert!(
+        since.starts_with("label_replace(min by (namespace, name) (label_replace("),
         "{since}"
     );
 }

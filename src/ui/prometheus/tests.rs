@@ -94,6 +94,29 @@ async fn a_batch_posts_below_the_urls_path_with_the_token_read_each_time() {
     assert_eq!((empty.uptime[0].runs, empty.uptime[0].uptime), (0, None));
 }
 
+/// A page of 100 cards is one batch of four queries, then cached; 150 checks are two batches.
+#[tokio::test]
+async fn a_page_of_checks_costs_four_queries_per_batch_and_none_while_fresh() {
+    let body = r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
+    let (url, mut heads) = server(ok(body), Duration::ZERO).await;
+    let prometheus = prometheus(url, None);
+    let keys: Vec<CheckKey> = (0..150).map(|i| key(&format!("check-{i}"))).collect();
+    prometheus.prefetch(&keys[..100], false).await;
+    prometheus.prefetch(&keys[..100], false).await;
+    let mut asked = 0;
+    while heads.try_recv().is_ok() {
+        asked += 1;
+    }
+    assert_eq!(asked, 4, "one batch, then cached");
+    prometheus.prefetch(&keys, false).await;
+    let mut asked = 0;
+    while heads.try_recv().is_ok() {
+        asked += 1;
+    }
+    assert_eq!(asked, 4, "only the 50 not asked yet: one more batch");
+    assert!(keys.iter().all(|k| prometheus.lookup(k).is_ok()));
+}
+
 async fn failure(answer: Vec<u8>, delay: Duration) -> String {
     let (url, _heads) = server(answer, delay).await;
     let prometheus = prometheus(url, None);
