@@ -147,9 +147,11 @@ impl Prometheus {
                 Ok(fetched) => {
                     cache.failure = None;
                     if cache.answers.len() + fetched.len() > CACHED {
-                        cache
-                            .answers
-                            .retain(|_, (at, _)| at.elapsed() < self.fresh_for);
+                        let fresh_for = self.fresh_for;
+                        cache.answers.retain(|_, (at, _)| at.elapsed() < fresh_for);
+                        if cache.answers.len() + fetched.len() > CACHED {
+                            cache.answers.clear();
+                        }
                     }
                     let now = Instant::now();
                     (cache.answers).extend(fetched.into_iter().map(|(k, f)| (k, (now, f))));
