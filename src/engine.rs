@@ -300,6 +300,7 @@ impl Engine {
                         .map(|config| {
                             ui::Prometheus::new(PromConfig {
                                 location: engine.location.clone(),
+                                redact: addresses.ui_redact,
                                 ..config
                             })
                         })

@@ -108,7 +108,9 @@ impl From<(EngineArgs, AdminArgs)> for EngineConfig {
                     token_file: admin.prometheus_bearer_token_file,
                     ca_file: admin.prometheus_ca_file,
                     cache_ttl: admin.prometheus_cache_ttl.0,
-                    location: None, // the engine sets --location
+                    // The engine sets --location and --ui-redact.
+                    location: None,
+                    redact: false,
                 }),
             },
         }

@@ -81,7 +81,15 @@ async fn the_page_reads_uptime_from_prometheus_and_falls_back_when_it_stops() {
     let mut prometheus = Prometheus::start(&[]).await;
     let url = prometheus.url();
     // Answers kept 100 ms: the page and the test ask Prometheus at about the same time.
-    let args = ["--prometheus-url", &url, "--prometheus-cache-ttl", "100ms"];
+    // With a location, the page asks for this Canary's series (`location="eu-west"`) only.
+    let args = [
+        "--prometheus-url",
+        &url,
+        "--prometheus-cache-ttl",
+        "100ms",
+        "--location",
+        "eu-west",
+    ];
     let check = http_check(ns, "flaky", &flaky.url("/"), json!({}));
     let s = Scenario::start(ns, &args, &[check]).await;
     prometheus.set_targets(&[s.operator.metrics]);

@@ -54,6 +54,8 @@ pub struct PromConfig {
     pub location: Option<String>,
     /// Answers are used this long ([`FRESH_FOR`] by default).
     pub cache_ttl: Duration,
+    /// `--ui-redact`: the page names neither the URL nor why Prometheus did not answer.
+    pub redact: bool,
 }
 
 /// Why the client cannot start or a batch failed.
@@ -95,6 +97,7 @@ pub struct Prometheus {
     client: Client,
     location: Option<String>,
     fresh_for: Duration,
+    redact: bool,
     cache: Mutex<Cache>,
     /// One batch at a time: a crowd asking the same page costs one batch.
     asking: tokio::sync::Mutex<()>,
@@ -107,6 +110,7 @@ impl Prometheus {
             client: Client::new(&config)?,
             location: config.location,
             fresh_for: config.cache_ttl,
+            redact: config.redact,
             cache: Mutex::default(),
             asking: tokio::sync::Mutex::new(()),
         }))
@@ -262,10 +266,22 @@ impl Prometheus {
             }
             Err(error) => Some(error),
         };
-        check.prometheus = Some(PromNote {
-            url: self.url().to_string(),
-            error,
-        });
+        check.prometheus = Some(self.note(error));
+    }
+
+    /// What the page says of Prometheus (hidden with `--ui-redact`).
+    fn note(&self, error: Option<String>) -> PromNote {
+        const HIDDEN: &str = "(hidden by --ui-redact)";
+        match self.redact {
+            true => PromNote {
+                url: HIDDEN.into(),
+                error: error.map(|_| HIDDEN.into()),
+            },
+            false => PromNote {
+                url: self.url().to_string(),
+                error,
+            },
+        }
     }
 
     /// `detail` overlaid, with Prometheus's latency chart when it answered.
@@ -286,10 +302,7 @@ impl Prometheus {
         }
         let note = (listing.checks.iter())
             .find_map(|c| c.prometheus.clone().filter(|n| n.error.is_some()));
-        listing.prometheus = Some(note.unwrap_or_else(|| PromNote {
-            url: self.url().to_string(),
-            error: None,
-        }));
+        listing.prometheus = Some(note.unwrap_or_else(|| self.note(None)));
         let answered = (listing.checks.iter())
             .filter(|c| c.prometheus.as_ref().is_some_and(|n| n.error.is_none()));
         if let Some(since) = answered.map(|c| c.since).min() {

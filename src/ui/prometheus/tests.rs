@@ -56,6 +56,7 @@ fn prometheus(url: url::Url, token_file: Option<PathBuf>) -> Arc<Prometheus> {
         ca_file: None,
         location: None,
         cache_ttl: FRESH_FOR,
+        redact: false,
     };
     Prometheus::new(config).unwrap()
 }
@@ -154,6 +155,7 @@ fn urls_and_files_are_checked_at_start() {
         ca_file,
         location: None,
         cache_ttl: FRESH_FOR,
+        redact: false,
     };
     assert!(matches!(
         Prometheus::new(config("ftp://p", None)),
@@ -167,4 +169,28 @@ fn urls_and_files_are_checked_at_start() {
     ));
     let shown = Prometheus::new(config("http://u:secret@p:9090/x?y=1", None)).unwrap();
     assert_eq!(shown.url(), "http://p:9090/x");
+}
+
+/// With `--ui-redact` the page names neither Prometheus's address nor its error.
+#[tokio::test]
+async fn redacted_pages_hide_the_url_and_the_error() {
+    // A loopback port nothing listens on: refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/", closed.local_addr().unwrap());
+    drop(closed);
+    let config = PromConfig {
+        url: url.parse().unwrap(),
+        token_file: None,
+        ca_file: None,
+        location: None,
+        cache_ttl: FRESH_FOR,
+        redact: true,
+    };
+    let prometheus = Prometheus::new(config).unwrap();
+    prometheus.prefetch(&[key("api")], false).await;
+    let error = prometheus.lookup(&key("api")).unwrap_err();
+    assert!(error.contains("connecting to"), "{error}");
+    let note = prometheus.note(Some(error));
+    assert_eq!(note.url, "(hidden by --ui-redact)");
+    assert_eq!(note.error.as_deref(), Some("(hidden by --ui-redact)"));
 }
