@@ -194,3 +194,32 @@ async fn redacted_pages_hide_the_url_and_the_error() {
     assert_eq!(note.url, "(hidden by --ui-redact)");
     assert_eq!(note.error.as_deref(), Some("(hidden by --ui-redact)"));
 }
+
+/// An https Prometheus is trusted through `--prometheus-ca-file`, and not without it.
+#[tokio::test]
+async fn https_trusts_the_ca_file_besides_the_systems() {
+    use canary_test_harness::targets::{Reply, TestServer, Transport, localhost_tls};
+    let (ca, tls) = localhost_tls("Prometheus CA");
+    let body = r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
+    let server = TestServer::start(Transport::Tls(tls), move |_| Reply::ok(body)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.crt");
+    std::fs::write(&ca_file, &ca.pem).unwrap();
+    let config = |ca_file: Option<PathBuf>| PromConfig {
+        url: format!("https://localhost:{}/", server.port())
+            .parse()
+            .unwrap(),
+        token_file: None,
+        ca_file,
+        location: None,
+        cache_ttl: FRESH_FOR,
+        redact: false,
+    };
+    let trusted = Prometheus::new(config(Some(ca_file))).unwrap();
+    trusted.prefetch(&[key("api")], false).await;
+    assert!(trusted.lookup(&key("api")).is_ok());
+    let untrusted = Prometheus::new(config(None)).unwrap();
+    untrusted.prefetch(&[key("api")], false).await;
+    let error = untrusted.lookup(&key("api")).unwrap_err();
+    assert!(error.contains("TLS with https://localhost"), "{error}");
+}
