@@ -33,6 +33,9 @@ pub const FRESH_FOR: Duration = Duration::from_secs(30);
 pub const RETRY_AFTER: Duration = Duration::from_secs(10);
 /// All queries of one batch must be answered within this.
 pub const TIMEOUT: Duration = Duration::from_secs(3);
+/// A request waits at most this for its answers (its own batch, or others' before it): then
+/// the page renders without them.
+pub const WAIT: Duration = Duration::from_secs(4);
 /// The largest answer read (a batch of 100 checks is about 50 KiB).
 pub const MAX_BODY: usize = 2 << 20;
 /// Checks per batch: a page of the overview.
@@ -125,9 +128,17 @@ impl Prometheus {
     /// unless it failed less than [`RETRY_AFTER`] ago; with `chart`, also the latency chart of
     /// the one check of `keys`.
     pub async fn prefetch(&self, keys: &[CheckKey], chart: bool) {
-        self.prefetch_windows(keys).await;
-        if let ([key], true) = (keys, chart) {
-            self.prefetch_chart(key).await;
+        let asked = async {
+            self.prefetch_windows(keys).await;
+            if let ([key], true) = (keys, chart) {
+                self.prefetch_chart(key).await;
+            }
+        };
+        if tokio::time::timeout(WAIT, asked).await.is_err() {
+            tracing::debug!(
+                url = self.url(),
+                "Prometheus's answers not in time for a page"
+            );
         }
     }
 
@@ -217,7 +228,7 @@ impl Prometheus {
         }
         match &cache.failure {
             Some((_, error)) => Err(error.clone()),
-            None => Err("not asked yet".into()),
+            None => Err(format!("no answer within {WAIT:?}")),
         }
     }
 
