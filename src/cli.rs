@@ -66,7 +66,8 @@ pub enum Command {
     Check(CheckArgs),
     /// Run HealthChecks from YAML files continuously, serving /metrics, /healthz, /readyz and the
     /// status page.
-    Standalone(StandaloneArgs),
+    // Boxed, like the operator's: its flags make it large.
+    Standalone(Box<StandaloneArgs>),
     /// Run the Kubernetes operator: watch HealthChecks, probe them, write status and Events.
     // Boxed: its flags make it by far the largest variant.
     Operator(Box<OperatorArgs>),
@@ -330,6 +331,26 @@ pub struct AdminArgs {
     /// specs, `probedBy` and other replicas' names and addresses on the status page.
     #[arg(long, env = "CANARY_UI_REDACT")]
     pub ui_redact: bool,
+    /// Prometheus (or Thanos, Mimir: the URL below which `/api/v1/query` answers) that scrapes
+    /// this Canary: the status page and its JSON API read uptime over 24h/7d/30d from Canary's
+    /// own metrics there, falling back to the runners' history when it does not answer.
+    #[arg(long, env = "CANARY_PROMETHEUS_URL", value_parser = prometheus_url)]
+    pub prometheus_url: Option<Box<url::Url>>,
+    /// A file holding the bearer token sent to --prometheus-url (re-read for every query, so
+    /// a rotated token is used).
+    #[arg(
+        long,
+        env = "CANARY_PROMETHEUS_BEARER_TOKEN_FILE",
+        requires = "prometheus_url"
+    )]
+    pub prometheus_bearer_token_file: Option<PathBuf>,
+    /// PEM certificates trusted for an https --prometheus-url, besides the system's.
+    #[arg(long, env = "CANARY_PROMETHEUS_CA_FILE", requires = "prometheus_url")]
+    pub prometheus_ca_file: Option<PathBuf>,
+    /// How long the page uses Prometheus's answers before asking again (a page of 100 checks
+    /// costs 4 queries per this period).
+    #[arg(long, env = "CANARY_PROMETHEUS_CACHE_TTL", default_value_t = DurationFlag(crate::ui::prometheus::FRESH_FOR))]
+    pub prometheus_cache_ttl: DurationFlag,
     /// Address of the heartbeat listener (`/api/v1/ping/{namespace}/{name}`, for heartbeat
     /// checks); empty: off. Pings need the check's token; messages are redacted with
     /// --ui-redact.
@@ -362,6 +383,16 @@ fn optional_address(value: &str) -> Result<OptionalAddress, String> {
     (value.parse())
         .map(|addr| OptionalAddress(Some(addr)))
         .map_err(|e| format!("{e} (HOST:PORT, or empty to turn it off)"))
+}
+
+/// `--prometheus-url`: http or https with a host (boxed: a URL is large, and so would be every
+/// command's arguments).
+fn prometheus_url(value: &str) -> Result<Box<url::Url>, String> {
+    let url: url::Url = value.parse().map_err(|e| format!("{e}"))?;
+    match (url.scheme(), url.host_str()) {
+        ("http" | "https", Some(host)) if !host.is_empty() => Ok(Box::new(url)),
+        _ => Err("an http or https URL with a host, e.g. http://prometheus.monitoring:9090".into()),
+    }
 }
 
 /// `--location`: a DNS label (lower-case letters, digits and `-`, at most 63), so it is a valid

@@ -17,7 +17,7 @@ use crate::{
         RunReport, Scheduler, SchedulerConfig, Sink, Vital, WatchdogConfig, default_slots,
     },
     supervisor::{Supervisor, watch_thread},
-    ui::{self, Ui, UiError, model::Source},
+    ui::{self, PromConfig, Ui, UiError, model::Source},
 };
 
 /// How often the scheduler loop proves it is alive.
@@ -62,6 +62,8 @@ pub struct AdminConfig {
     pub ui_redact: bool,
     /// The heartbeat listener; `None`: off.
     pub heartbeat_bind_address: Option<SocketAddr>,
+    /// `--prometheus-url` and its files: the page's uptime windows from there; `None`: off.
+    pub prometheus: Option<PromConfig>,
 }
 
 impl Default for EngineConfig {
@@ -80,6 +82,7 @@ impl Default for EngineConfig {
                 ui_bind_address: Some(UI_BIND_ADDRESS),
                 ui_redact: false,
                 heartbeat_bind_address: None,
+                prometheus: None,
             },
         }
     }
@@ -96,6 +99,7 @@ impl EngineConfig {
                 ui_bind_address: Some(loopback),
                 ui_redact: false,
                 heartbeat_bind_address: None,
+                prometheus: None,
             },
             ..Self::default()
         }
@@ -120,6 +124,8 @@ pub enum EngineError {
     Admin(#[from] AdminError),
     #[error(transparent)]
     Ui(UiError),
+    #[error(transparent)]
+    Prometheus(#[from] ui::PromError),
 }
 
 impl EngineError {
@@ -290,6 +296,15 @@ impl Engine {
                     standby: standby.clone(),
                     owners: extensions.owners.clone(),
                     forwarding: extensions.forwarding.clone(),
+                    prometheus: (addresses.prometheus.clone())
+                        .map(|config| {
+                            ui::Prometheus::new(PromConfig {
+                                location: engine.location.clone(),
+                                redact: addresses.ui_redact,
+                                ..config
+                            })
+                        })
+                        .transpose()?,
                 };
                 (Some(bound.addr), Some(bound.start(ui)?))
             }

@@ -43,7 +43,7 @@ fn main() -> ExitCode {
         },
         Command::Discover(args) => run_discover(args),
         Command::Check(args) => run_check(args),
-        Command::Standalone(args) => run_standalone(args),
+        Command::Standalone(args) => run_standalone(*args),
         Command::Operator(args) => run_operator(*args),
         Command::Selftest(args) => run_selftest(args),
         Command::Ping(args) => run_ping(args),

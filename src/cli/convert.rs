@@ -10,6 +10,7 @@ use crate::{
     files::DirReferences,
     probe::ProbePolicy,
     standalone::StandaloneConfig,
+    ui::PromConfig,
 };
 
 impl OperatorArgs {
@@ -109,6 +110,15 @@ impl From<(EngineArgs, AdminArgs)> for EngineConfig {
                 ui_bind_address: admin.ui_bind_address.0,
                 ui_redact: admin.ui_redact,
                 heartbeat_bind_address: admin.heartbeat_bind_address.0,
+                prometheus: admin.prometheus_url.map(|url| PromConfig {
+                    url: *url,
+                    token_file: admin.prometheus_bearer_token_file,
+                    ca_file: admin.prometheus_ca_file,
+                    cache_ttl: admin.prometheus_cache_ttl.0,
+                    // The engine sets --location and --ui-redact.
+                    location: None,
+                    redact: false,
+                }),
             },
         }
     }
@@ -158,7 +168,7 @@ mod tests {
         let Command::Standalone(args) = parse(&["standalone", "-f", "x.yaml"]) else {
             panic!("not standalone")
         };
-        let parsed = StandaloneConfig::from(args);
+        let parsed = StandaloneConfig::from(*args);
         assert_eq!(parsed.reload_interval, standalone::RELOAD_INTERVAL);
         assert_eq!(
             format!("{:?}", parsed.engine),
@@ -172,13 +182,40 @@ mod tests {
         else {
             panic!("not standalone")
         };
-        let config = StandaloneConfig::from(args);
+        let config = StandaloneConfig::from(*args);
         assert_eq!(config.engine.location.as_deref(), Some("eu-west"));
         for bad in ["EU", "eu_west", "-eu", ""] {
             let flag = format!("--location={bad}");
             let argv = ["canary", "standalone", "-f", "x", flag.as_str()];
             let error = Cli::try_parse_from(argv).err().map(|e| e.to_string());
             assert!(error.is_some_and(|e| e.contains("DNS label")), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn prometheus_flags_reach_the_page_and_need_an_http_url() {
+        let argv = [
+            "operator",
+            "--prometheus-url=https://prom.monitoring:9090/x",
+            "--prometheus-bearer-token-file=/t",
+            "--prometheus-ca-file=/ca.crt",
+            "--prometheus-cache-ttl=1m",
+        ];
+        let Command::Operator(args) = parse(&argv) else {
+            panic!("not the operator")
+        };
+        let config = args.into_config().unwrap().engine.admin.prometheus.unwrap();
+        assert_eq!(config.url.as_str(), "https://prom.monitoring:9090/x");
+        assert_eq!(config.token_file, Some("/t".into()));
+        assert_eq!(config.ca_file, Some("/ca.crt".into()));
+        assert_eq!(config.cache_ttl, std::time::Duration::from_secs(60));
+        for bad in [
+            &["--prometheus-url=ftp://prom"][..],
+            &["--prometheus-url=prom:9090"],
+            &["--prometheus-ca-file=/ca.crt"],
+        ] {
+            let argv = [&["canary", "standalone", "-f", "x"][..], bad].concat();
+            assert!(Cli::try_parse_from(argv).is_err(), "{bad:?}");
         }
     }
 

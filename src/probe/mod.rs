@@ -51,7 +51,7 @@ pub use oauth2::{
     MAX_MARGIN, MAX_TOKEN_RESPONSE, MAX_TOKEN_TTL, OAuth2Client, UNTIMED_TOKEN_TTL, margin,
 };
 pub use served::ExpectedLeaf;
-pub use tls::{TlsSettings, provider};
+pub use tls::{TlsSettings, provider, system_roots};
 pub use trace::{Phase, PhaseTimings};
 
 /// Redirect hops followed before giving up with `TooManyRedirects`.

@@ -88,6 +88,7 @@ pub fn summary(check: &Check) -> Value {
         "tlsNotAfter": check.tls_not_after.map(|t| t.to_string()),
         "historySince": rfc3339(check.since),
         "historySource": source(check),
+        "historyError": check.prometheus.as_ref().and_then(|p| p.error.clone()),
     })
 }
 
@@ -102,6 +103,11 @@ pub fn detail(detail: &Detail) -> Value {
         "tls": detail.tls,
         "spec": detail.spec,
         "probedBy": detail.probed_by,
+        // With `--prometheus-url`, when it answered: average latency per step over 24 hours.
+        "latencyChart": detail.chart.as_ref().map(|points| {
+            (points.iter()).map(|p| json!({"time": rfc3339(p.at), "averageLatencyMs": p.ms,
+                "failed": !p.success})).collect::<Vec<_>>()
+        }),
         "lastPing": detail.last_ping.as_ref().map(|(at, ping)| {
             json!({"time": at.to_string(), "result": ping.result, "exitCode": ping.exit_code,
                 "message": ping.message, "runId": ping.run_id})
@@ -122,14 +128,21 @@ pub fn uptime(check: &Check, span: Span) -> Value {
         fields.insert("window".into(), span.label().into());
         fields.insert("historySince".into(), rfc3339(check.since).into());
         fields.insert("historySource".into(), source(check).into());
+        let error = check.prometheus.as_ref().and_then(|p| p.error.clone());
+        fields.insert("historyError".into(), error.into());
     }
     value
 }
 
-/// Where the uptime windows come from: `status` (kept in `status.history` hourly, resumed
+/// Where the uptime windows come from: `prometheus` (`--prometheus-url`, when it answered;
+/// otherwise `historyError` says why not), `status` (kept in `status.history` hourly, resumed
 /// after a restart or a move) or `memory` (standalone: a restart starts it again).
 fn source(check: &Check) -> &'static str {
-    if check.stored { "status" } else { "memory" }
+    match (&check.prometheus, check.stored) {
+        (Some(note), _) if note.error.is_none() => "prometheus",
+        (_, true) => "status",
+        (_, false) => "memory",
+    }
 }
 
 fn window(window: Window) -> Value {

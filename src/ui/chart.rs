@@ -1,5 +1,6 @@
 //! The detail page's latency chart, rendered on the server as SVG (no script, no library):
-//! one point per kept result, failures marked, the axis scaled to the slowest run.
+//! one point per kept result (or per step of Prometheus's range query, with
+//! `--prometheus-url`), failures marked, the axis scaled to the slowest point.
 
 use maud::{Markup, html};
 
@@ -13,23 +14,41 @@ const LEFT: u32 = 56;
 const BOTTOM: u32 = 20;
 const TOP: u32 = 10;
 
+/// One point of the chart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Point {
+    /// Unix seconds.
+    pub at: i64,
+    /// `None`: nothing measured (the run ended before the target answered).
+    pub ms: Option<u32>,
+    pub success: bool,
+    /// Its tooltip.
+    pub title: String,
+}
+
+/// The kept results as points.
+pub fn points(results: &[RunEntry]) -> Vec<Point> {
+    (results.iter())
+        .map(|r| Point {
+            at: r.at,
+            ms: r.latency(),
+            success: r.success,
+            title: title_of(r),
+        })
+        .collect()
+}
+
 /// The chart of `results` (oldest first); a note when there are none.
-pub fn latency(results: &[RunEntry]) -> Markup {
+pub fn latency(results: &[Point]) -> Markup {
     if results.is_empty() {
         return html! { p.empty { "No results yet." } };
     }
-    if results.iter().all(|r| r.latency().is_none()) {
+    if results.iter().all(|r| r.ms.is_none()) {
         return html! {
             p.empty { "No latency measured: the kept runs ended before the target answered." }
         };
     }
-    let ceiling = nice_ceiling(
-        results
-            .iter()
-            .filter_map(RunEntry::latency)
-            .max()
-            .unwrap_or(0),
-    );
+    let ceiling = nice_ceiling(results.iter().filter_map(|r| r.ms).max().unwrap_or(0));
     let plot_w = f64::from(WIDTH - LEFT - 8);
     let plot_h = f64::from(HEIGHT - TOP - BOTTOM);
     let step = plot_w / (results.len().max(2) - 1) as f64;
@@ -42,7 +61,7 @@ pub fn latency(results: &[RunEntry]) -> Markup {
     // hollow, and left out of the line: they were not 0 ms.
     let line: Vec<String> = (results.iter().enumerate())
         .filter_map(|(i, r)| {
-            let (x, y) = point(i, r.latency()?);
+            let (x, y) = point(i, r.ms?);
             Some(format!("{x:.1},{y:.1}"))
         })
         .collect();
@@ -60,15 +79,15 @@ pub fn latency(results: &[RunEntry]) -> Markup {
             text.label x=(WIDTH - 8) y=(HEIGHT - 4) text-anchor="end" { (time(last)) }
             polyline.latency points=(line.join(" ")) {}
             @for (i, result) in results.iter().enumerate() {
-                @let (x, y) = point(i, result.latency().unwrap_or(0));
-                @let class = match (result.success, result.latency().is_some()) {
+                @let (x, y) = point(i, result.ms.unwrap_or(0));
+                @let class = match (result.success, result.ms.is_some()) {
                     (true, _) => "point ok",
                     (false, true) => "point fail",
                     (false, false) => "point fail unmeasured",
                 };
                 circle class=(class)
                     cx=(format!("{x:.1}")) cy=(format!("{y:.1}")) r="3" {
-                    title { (title_of(result)) }
+                    title { (result.title) }
                 }
             }
         }
@@ -118,10 +137,10 @@ mod tests {
             entry(2, false, Reason::ConnectionRefused, 0),
             entry(3, false, Reason::UnexpectedStatus, 60),
         ];
-        let svg = latency(&results).into_string();
+        let svg = latency(&points(&results)).into_string();
         assert_eq!(svg.matches("<circle").count(), 3, "{svg}");
         assert_eq!(svg.matches("point fail unmeasured").count(), 1, "{svg}");
-        let points = svg
+        let line = svg
             .split(r#"points=""#)
             .nth(1)
             .unwrap()
@@ -129,15 +148,15 @@ mod tests {
             .next()
             .unwrap();
         assert_eq!(
-            points.split(' ').count(),
+            line.split(' ').count(),
             2,
-            "the line joins measured runs: {points}"
+            "the line joins measured runs: {line}"
         );
         assert!(
             svg.contains("· ConnectionRefused<"),
             "no latency in its tooltip: {svg}"
         );
-        let none = latency(&results[1..2]).into_string();
+        let none = latency(&points(&results[1..2])).into_string();
         assert!(none.contains("No latency measured"), "{none}");
     }
 }

@@ -38,6 +38,7 @@ fn ui(me: &'static str, owner: Option<Owner>, key: Option<[u8; 32]>, redact: boo
         },
         standby: Arc::new(AtomicBool::new(false)),
         owners: Some(Arc::new(Ring { me, owner })),
+        prometheus: None,
         forwarding: key.map(|key| {
             Arc::new(Forwarding {
                 key: Key::new(key.to_vec()).unwrap(),

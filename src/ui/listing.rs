@@ -111,6 +111,8 @@ pub struct Listing {
     pub since: Option<i64>,
     /// Some visible check's history is kept in status too (see [`crate::runner::History`]).
     pub stored: bool,
+    /// With `--prometheus-url`: whether it answered for this page (see [`Check::prometheus`]).
+    pub prometheus: Option<super::model::PromNote>,
 }
 
 /// A check that passed the filter, before it is copied out.

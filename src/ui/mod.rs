@@ -16,6 +16,7 @@ pub mod model;
 mod overview;
 pub mod page;
 mod paths;
+pub mod prometheus;
 mod reply;
 pub mod seal;
 mod serve;
@@ -35,8 +36,9 @@ use crate::api::CheckKey;
 pub use api::{ApiError, PageRequest};
 pub use forward::{Forwarding, Owner, Owners};
 use listing::Filter;
-use model::{Source, Span};
+use model::{Check, Source, Span};
 pub use page::{BAR_RESULTS, PageContext};
+pub use prometheus::{PromConfig, PromError, Prometheus};
 use reply::Reply;
 pub use reply::gzip;
 pub use serve::{RENDER_SHARE, Serving};
@@ -69,6 +71,8 @@ pub struct Ui {
     pub owners: Option<Arc<dyn Owners>>,
     /// `--ui-forward` with its key; `None`: off.
     pub forwarding: Option<Arc<Forwarding>>,
+    /// `--prometheus-url`: uptime windows from there (asked before a page renders).
+    pub prometheus: Option<Arc<Prometheus>>,
 }
 
 /// The bound page, before it serves ([`Bound::start`]).
@@ -167,22 +171,26 @@ impl Ui {
             Route::Asset(content_type, body) => Reply::new(StatusCode::OK, content_type, body),
             Route::Overview => {
                 let filter = Filter::parse(query);
-                let listing = (self.source).overview(&filter, listing::page_number(query), now);
+                let mut listing = (self.source).overview(&filter, listing::page_number(query), now);
+                if let Some(prometheus) = &self.prometheus {
+                    prometheus.overlay_listing(&mut listing, now);
+                }
                 Reply::html(StatusCode::OK, page::overview(&listing, &filter, &ctx))
             }
-            Route::Detail(key) => match self.source.detail(&key, now) {
+            Route::Detail(key) => match self.detail(&key, now) {
                 Some(detail) => Reply::html(StatusCode::OK, page::detail(&detail, &ctx)),
                 None => Reply::html(StatusCode::NOT_FOUND, page::not_found(&ctx)),
             },
             Route::List => match PageRequest::parse(query) {
                 Ok(request) => {
                     let after = request.after.as_ref();
-                    let (page, total, more) = self.source.list(after, request.limit, now);
+                    let (mut page, total, more) = self.source.list(after, request.limit, now);
+                    page.iter_mut().for_each(|check| self.overlay(check, now));
                     Reply::json(StatusCode::OK, &api::list(&page, total, more))
                 }
                 Err(error) => Reply::error(StatusCode::BAD_REQUEST, error),
             },
-            Route::Check(key) => match self.source.detail(&key, now) {
+            Route::Check(key) => match self.detail(&key, now) {
                 Some(detail) => Reply::json(StatusCode::OK, &api::detail(&detail)),
                 None => not_found(&key),
             },
@@ -197,7 +205,7 @@ impl Ui {
         let Some(span) = Span::parse(window) else {
             return Reply::error(StatusCode::BAD_REQUEST, ApiError::Window(window.into()));
         };
-        match self.source.check(key, now) {
+        match self.check(key, now) {
             Some(check) => Reply::json(StatusCode::OK, &api::uptime(&check, span)),
             None => not_found(key),
         }
@@ -207,10 +215,64 @@ impl Ui {
         let Some(kind) = badge::Kind::parse(file) else {
             return Reply::error(StatusCode::NOT_FOUND, format!("no badge named {file:?}"));
         };
-        match self.source.check(key, now) {
+        match self.check(key, now) {
             Some(check) => Reply::new(StatusCode::OK, "image/svg+xml", badge::render(kind, &check)),
             None => not_found(key),
         }
+    }
+}
+
+impl Ui {
+    /// With `--prometheus-url`: the checks a request for `path` shows, to ask Prometheus about
+    /// before it renders (a pass over the runners for the overview and the list).
+    /// With the check pages' and records' routes, the latency chart is asked too.
+    fn shown(&self, path: &str, query: &[(String, String)], now: i64) -> (Vec<CheckKey>, bool) {
+        let route = route(path);
+        let chart = matches!(route, Route::Detail(_) | Route::Check(_));
+        (self.shown_keys(route, query, now), chart)
+    }
+
+    fn shown_keys(&self, route: Route<'_>, query: &[(String, String)], now: i64) -> Vec<CheckKey> {
+        let keys = |checks: Vec<Check>| checks.into_iter().map(|c| c.key).collect();
+        match route {
+            Route::Overview => {
+                let filter = Filter::parse(query);
+                keys(
+                    (self.source)
+                        .overview(&filter, listing::page_number(query), now)
+                        .checks,
+                )
+            }
+            Route::List => match PageRequest::parse(query) {
+                Ok(request) => keys(
+                    (self.source)
+                        .list(request.after.as_ref(), request.limit, now)
+                        .0,
+                ),
+                Err(_) => Vec::new(),
+            },
+            route => route.check().cloned().into_iter().collect(),
+        }
+    }
+
+    fn overlay(&self, check: &mut Check, now: i64) {
+        if let Some(prometheus) = &self.prometheus {
+            prometheus.overlay(check, now);
+        }
+    }
+
+    fn check(&self, key: &CheckKey, now: i64) -> Option<Check> {
+        let mut check = self.source.check(key, now)?;
+        self.overlay(&mut check, now);
+        Some(check)
+    }
+
+    fn detail(&self, key: &CheckKey, now: i64) -> Option<model::Detail> {
+        let mut detail = self.source.detail(key, now)?;
+        if let Some(prometheus) = &self.prometheus {
+            prometheus.overlay_detail(&mut detail, now);
+        }
+        Some(detail)
     }
 }
 

@@ -73,6 +73,17 @@ pub struct Check {
     pub since: i64,
     /// The hourly history is kept in status too (`status.history`), not only in memory.
     pub stored: bool,
+    /// With `--prometheus-url`: the uptime windows and `since` are Prometheus's, or why not.
+    pub prometheus: Option<PromNote>,
+}
+
+/// Whether Prometheus answered for a check (`--prometheus-url`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromNote {
+    /// As shown (no userinfo, query or fragment).
+    pub url: String,
+    /// Why Prometheus's figures are not shown; `None`: they are.
+    pub error: Option<String>,
 }
 
 impl Check {
@@ -97,6 +108,8 @@ pub struct Detail {
     pub probed_by: Option<String>,
     /// Heartbeat checks: when the last ping arrived and what it said.
     pub last_ping: Option<(jiff::Timestamp, LastPing)>,
+    /// With `--prometheus-url`, when it answered: the latency chart's points from there.
+    pub chart: Option<Vec<super::chart::Point>>,
 }
 
 /// How the page reads the scheduler.
@@ -172,6 +185,7 @@ impl Source {
             tls_not_after,
             since: history.since,
             stored: history.stored_in_status(),
+            prometheus: None,
         }
     }
 
@@ -187,6 +201,7 @@ impl Source {
             last_ping: (view.status.last_ping_time.as_ref())
                 .zip(view.status.last_ping.as_deref().cloned())
                 .map(|(at, ping)| (at.0, ping)),
+            chart: None,
         };
         match self.redact {
             true => redacted(detail),

@@ -72,6 +72,7 @@ fn detail() -> Detail {
             tls_not_after: None,
             since: 0,
             stored: false,
+            prometheus: None,
         },
         transitions: Vec::new(),
         hours: Vec::new(),
@@ -86,6 +87,7 @@ fn detail() -> Detail {
             )
             .unwrap(),
         )),
+        chart: None,
     }
 }
 

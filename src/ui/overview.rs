@@ -5,7 +5,7 @@ use maud::{Markup, html};
 
 use super::{
     listing::{Filter, Listing, MAX_SEARCH, PAGE_SIZE},
-    model::Check,
+    model::{Check, PromNote},
     page::{PageContext, card, layout, time},
 };
 
@@ -49,14 +49,33 @@ pub fn overview(listing: &Listing, filter: &Filter, ctx: &PageContext) -> Markup
             }
             (pager(listing, filter))
             @if let Some(since) = listing.since {
-                p.since { "History since " (time(since)) " " (history_source(listing.stored)) }
+                (history_note(since, listing.stored, listing.prometheus.as_ref()))
             }
         }
     };
     layout("Canary status", ctx, body)
 }
 
-/// Where the history comes from, as the page says it.
+/// Where the uptime windows come from and since when: Prometheus, or the runners' history
+/// (with why Prometheus is not used when it is set).
+pub fn history_note(since: i64, stored: bool, prometheus: Option<&PromNote>) -> Markup {
+    html! {
+        @match prometheus {
+            Some(PromNote { url, error: None }) => p.since {
+                "History since " (time(since)) " from Prometheus at " (url)
+                " (Canary's own metrics, as long as its retention keeps them)."
+            },
+            Some(PromNote { url, error: Some(error) }) => p.since.fallback {
+                "Prometheus at " (url) " did not answer: " (error) "; showing history "
+                (if stored { "stored in status" } else { "kept in memory" }) " since " (time(since))
+                " " (history_source(stored))
+            },
+            None => p.since { "History since " (time(since)) " " (history_source(stored)) },
+        }
+    }
+}
+
+/// Where the runners' history is kept, as the page says it.
 pub fn history_source(stored: bool) -> &'static str {
     if stored {
         "(stored hourly in each HealthCheck's status: restarts and shard moves resume it)."

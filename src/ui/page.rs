@@ -200,10 +200,16 @@ pub fn detail(detail: &Detail, ctx: &PageContext) -> Markup {
                     div { dt { "latency " (span.label()) } dd { (latency_text(check.window(span).average_latency_ms)) } }
                 }
             }
-            p.since { "History since " (time(check.since)) " " (super::overview::history_source(check.stored)) }
+            (super::overview::history_note(check.since, check.stored, check.prometheus.as_ref()))
             section {
                 h2 { "Latency" }
-                (chart::latency(&check.results))
+                @match &detail.chart {
+                    Some(points) => {
+                        p.dim { "Average per step over the last 24 hours, from Prometheus." }
+                        (chart::latency(points))
+                    }
+                    None => (chart::latency(&chart::points(&check.results))),
+                }
             }
             @if let Some(result) = &detail.last_result { (last_result(result, check, detail.probed_by.as_deref())) }
             @if let Some((at, ping)) = &detail.last_ping { (last_ping(*at, ping)) }

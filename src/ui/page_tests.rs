@@ -58,6 +58,7 @@ fn never_connected(state: CheckState, reason: Reason, message: &str) -> Detail {
             tls_not_after: None,
             since: 1_799_999_000,
             stored: true,
+            prometheus: None,
         },
         transitions: Vec::new(),
         hours: Vec::new(),
@@ -66,6 +67,7 @@ fn never_connected(state: CheckState, reason: Reason, message: &str) -> Detail {
         spec: None,
         probed_by: None,
         last_ping: None,
+        chart: None,
     }
 }
 
@@ -107,5 +109,42 @@ fn a_maintenance_card_says_maintenance_and_its_message_is_not_red() {
     assert!(
         css.contains(r#".card[data-state="maintenance"] .message"#),
         "not in --fail red"
+    );
+}
+
+/// Issue 28: the page says where its history comes from and since when, in every case.
+#[test]
+fn the_history_note_names_prometheus_or_why_not_and_the_runners_history() {
+    use crate::ui::{model::PromNote, overview::history_note};
+    let note = |prometheus: Option<PromNote>, stored| {
+        history_note(1_800_000_000, stored, prometheus.as_ref()).into_string()
+    };
+    let url = "http://prom:9090/".to_string();
+    let answered = note(
+        Some(PromNote {
+            url: url.clone(),
+            error: None,
+        }),
+        true,
+    );
+    assert!(answered.contains("History since 2027-01-15"), "{answered}");
+    assert!(
+        answered.contains("from Prometheus at http://prom:9090/"),
+        "{answered}"
+    );
+    let error = Some("connecting to http://prom:9090/: refused".to_string());
+    let fallback = note(Some(PromNote { url, error }), true);
+    assert!(
+        fallback.contains("Prometheus at http://prom:9090/ did not answer: connecting to"),
+        "{fallback}"
+    );
+    assert!(
+        fallback.contains("; showing history stored in status since 2027-01-15"),
+        "{fallback}"
+    );
+    let memory = note(None, false);
+    assert!(
+        memory.contains("(kept in memory; a restart starts it again)"),
+        "{memory}"
     );
 }

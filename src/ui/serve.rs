@@ -162,8 +162,37 @@ impl Shared {
         if let Some(hit) = key.as_ref().and_then(|key| self.cache.get(key)) {
             return hit;
         }
+        let Some(query) = self.prefetch(path.clone(), query).await else {
+            return busy();
+        };
         self.paced(move |shared| shared.render(&path, &query, key, gzip))
             .await
+    }
+
+    /// With `--prometheus-url`, asks Prometheus about the checks the page shows (found in a
+    /// paced turn of their own), so the render finds the answers; waiting on Prometheus takes
+    /// no render turn.
+    async fn prefetch(
+        self: &Arc<Self>,
+        path: String,
+        query: Vec<(String, String)>,
+    ) -> Option<Vec<(String, String)>> {
+        let Some(prometheus) = self.ui.prometheus.clone() else {
+            return Some(query);
+        };
+        let shared = self.clone();
+        let job = move || {
+            let keys = shared.ui.shown(&path, &query, super::now());
+            (keys, query)
+        };
+        match self.pace.run(RENDER_WAIT, job).await {
+            Ok(((keys, chart), query)) => {
+                prometheus.prefetch(&keys, chart).await;
+                Some(query)
+            }
+            // No turn: the render's would not come either.
+            Err(_) => None,
+        }
     }
 
     /// `job` in its turn on the render thread; 503 when the turn does not come in time.

@@ -9,6 +9,7 @@ mod deployed;
 mod enforced;
 mod flags;
 mod install;
+mod prometheus;
 mod rbac;
 mod render;
 mod selftest;

@@ -193,3 +193,25 @@ The Secret holding the forwarding key: the user's, or the one the chart creates.
 {{- define "canary.uiForwardSecret" -}}
 {{- .Values.ui.forward.existingSecret | default (printf "%s-ui-forward" (include "canary.fullname" .)) -}}
 {{- end }}
+
+{{/*
+The status page reads uptime from Prometheus (ui.prometheus.url, with the page on).
+*/}}
+{{- define "canary.prometheus" -}}
+{{- if and .Values.ui.enabled .Values.ui.prometheus.url -}}
+true
+{{- end -}}
+{{- end }}
+
+{{/*
+... and mounts a bearer token or a CA for it.
+*/}}
+{{- define "canary.prometheusFiles" -}}
+{{- if include "canary.prometheus" . -}}
+{{- with .Values.ui.prometheus -}}
+{{- if or .bearerTokenSecret .caConfigMap .caSecret -}}
+true
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end }}

@@ -1,5 +1,5 @@
-//! A real Prometheus (Debian package `prometheus`) scraping given targets every second, and
-//! queries through its HTTP API.
+//! A real Prometheus (Debian package `prometheus`) scraping given targets every second (from a
+//! file it watches, so targets can be set after it starts), and queries through its HTTP API.
 
 use std::{
     net::SocketAddr,
@@ -15,7 +15,7 @@ use crate::{http, tools::tool};
 pub struct Prometheus {
     child: Child,
     pub addr: SocketAddr,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Prometheus {
@@ -23,11 +23,13 @@ impl Prometheus {
     pub async fn start(targets: &[SocketAddr]) -> Self {
         let binary = tool("prometheus");
         let dir = tempfile::tempdir().expect("tempdir");
-        let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        write_targets(dir.path(), targets);
+        let targets_file = dir.path().join("targets.json");
         let config = format!(
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\n  evaluation_interval: 1s\n\
-             scrape_configs:\n  - job_name: canary\n    static_configs:\n      - targets: [{}]\n",
-            targets.join(", ")
+             scrape_configs:\n  - job_name: canary\n    file_sd_configs:\n      - files: ['{}']\n\
+             \x20       refresh_interval: 1s\n",
+            targets_file.display()
         );
         let config_path = dir.path().join("prometheus.yml");
         std::fs::write(&config_path, config).expect("write prometheus.yml");
@@ -60,11 +62,7 @@ impl Prometheus {
                     .await
                     .is_ok_and(|r| r.status == 200)
                 {
-                    return Self {
-                        child,
-                        addr,
-                        _dir: dir,
-                    };
+                    return Self { child, addr, dir };
                 }
                 if Instant::now() >= until {
                     let _ = child.kill();
@@ -75,6 +73,22 @@ impl Prometheus {
             }
         }
         panic!("prometheus did not start (5 attempts)");
+    }
+
+    /// Scrapes `targets` from now on (within a second or so).
+    pub fn set_targets(&self, targets: &[SocketAddr]) {
+        write_targets(self.dir.path(), targets);
+    }
+
+    /// Stops the server (a Prometheus that went away).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// `http://ADDR`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
     }
 
     /// An instant query: the `data.result` vector as (labels, value) pairs.
@@ -97,6 +111,15 @@ impl Prometheus {
             })
             .collect())
     }
+}
+
+/// The file_sd file (written whole, then renamed, so Prometheus never reads half of it).
+fn write_targets(dir: &std::path::Path, targets: &[SocketAddr]) {
+    let targets: Vec<String> = targets.iter().map(ToString::to_string).collect();
+    let groups = serde_json::json!([{"targets": targets}]);
+    let staged = dir.join("targets.json.new");
+    std::fs::write(&staged, groups.to_string()).expect("write targets");
+    std::fs::rename(&staged, dir.join("targets.json")).expect("rename targets");
 }
 
 impl Drop for Prometheus {
