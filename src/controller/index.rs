@@ -238,13 +238,22 @@ impl Index {
 
     /// Whether this replica runs `key` (once it may start it, see [`Self::may_start`]).
     pub fn keeps(&self, key: &CheckKey) -> bool {
-        match &self.scope {
-            Scope::All => self.objects.contains_key(key),
-            Scope::Nothing => false,
-            Scope::Share(assignment) => {
-                assignment.standing == Standing::Member && self.owned.contains(key)
+        // A check with `spec.locations` is probed by the spokes it lists, never here: its
+        // owner aggregates their reports instead ([`super::hub`]).
+        let local = (self.objects.get(key)).is_some_and(|o| o.spec.locations.is_none());
+        local
+            && match &self.scope {
+                Scope::All => true,
+                Scope::Nothing => false,
+                Scope::Share(assignment) => {
+                    assignment.standing == Standing::Member && self.owned.contains(key)
+                }
             }
-        }
+    }
+
+    /// The checks with `spec.locations` (aggregated by their owner, probed by spokes).
+    pub fn located(&self) -> impl Iterator<Item = &Arc<HealthCheck>> {
+        (self.objects.values()).filter(|o| o.spec.locations.is_some())
     }
 
     /// Whether `key` may run here now: kept, and either `running` already or (in a ring)

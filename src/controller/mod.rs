@@ -17,6 +17,7 @@ mod event_queue;
 mod events;
 #[cfg(test)]
 mod fixtures;
+pub mod hub;
 mod index;
 mod leader;
 mod pings;
@@ -172,7 +173,7 @@ impl Operator {
         let extensions = Extensions {
             sinks: vec![
                 Arc::new(writer.clone()) as Arc<dyn Sink>,
-                Arc::new(event_sink),
+                Arc::new(event_sink.clone()),
             ],
             vitals: vec![
                 Arc::new(writer.clone()) as Arc<dyn Vital>,
@@ -224,6 +225,15 @@ impl Operator {
             let run = self.discovery(&identity, &writer, metrics, scopes.clone());
             supervisor.spawn("discovery", run);
         }
+        let hub = hub::HubContext {
+            client: self.client.clone(),
+            watches: watches.clone(),
+            core: core.clone(),
+            writer: writer.clone(),
+            events: event_sink,
+            metrics: engine.metrics.operator.locations.clone(),
+        };
+        supervisor.spawn("hub", hub::run(hub, scopes.clone()));
         let reconcile = reconcile::run(core, events_rx, scopes, config.reference_ttl);
         supervisor.spawn("reconcile", reconcile);
         tracing::info!(%identity, sharding = mode.name(), "operator started");
@@ -426,6 +436,7 @@ impl Running {
             "watch",
             "leader-gauge",
             "discovery",
+            "hub",
         ] {
             self.supervisor.abort(task);
         }

@@ -69,7 +69,9 @@ pub fn unprobed_elsewhere<'a>(
 
 fn judged<'a>(assignment: &'a Assignment, check: &'a HealthCheck) -> Option<Judged<'a>> {
     let owner = assignment.ring.owner(&CheckKey::of(check))?;
-    if owner == &*assignment.identity || check.spec.suspend || blocked(check) {
+    // A check with locations has no local runs: its reports say whether spokes probe it.
+    let located = check.spec.locations.is_some();
+    if owner == &*assignment.identity || check.spec.suspend || located || blocked(check) {
         return None;
     }
     let valid = validate(&check.spec).ok()?;
