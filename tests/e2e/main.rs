@@ -21,6 +21,7 @@ mod heartbeat;
 mod history;
 mod leader;
 mod load;
+mod locations;
 mod namespaces;
 mod oauth2;
 mod outage;
