@@ -166,6 +166,11 @@ pub struct OperatorArgs {
     /// Completes the Service names discovery generates: `<name>.<namespace>.svc.<cluster domain>`.
     #[arg(long, env = "CANARY_CLUSTER_DOMAIN", default_value = crate::discovery::DEFAULT_CLUSTER_DOMAIN)]
     pub cluster_domain: String,
+    /// Aggregate the CheckReports spokes write for HealthChecks with spec.locations that this
+    /// replica owns (needs the CheckReport CRD and RBAC to list and watch CheckReports; chart
+    /// value locations.enabled). Such checks are never probed here either way.
+    #[arg(long, env = "CANARY_LOCATIONS_HUB")]
+    pub locations_hub: bool,
     #[command(flatten)]
     pub leader: LeaderArgs,
     #[command(flatten)]

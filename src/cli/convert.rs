@@ -46,6 +46,7 @@ impl OperatorArgs {
             engine: EngineConfig::from((service.engine, service.admin)),
             discovery: self.discovery,
             cluster_domain: self.cluster_domain,
+            locations_hub: self.locations_hub,
         })
     }
 }

@@ -52,6 +52,8 @@ pub struct OperatorConfig {
     pub discovery: bool,
     /// Completes Service names discovery generates (`--cluster-domain`).
     pub cluster_domain: String,
+    /// Aggregate checks with `spec.locations` from their CheckReports (`--locations-hub`).
+    pub locations_hub: bool,
 }
 
 /// How replicas share the checks.
@@ -165,6 +167,7 @@ impl Default for OperatorConfig {
             engine: EngineConfig::default(),
             discovery: false,
             cluster_domain: crate::discovery::DEFAULT_CLUSTER_DOMAIN.into(),
+            locations_hub: false,
         }
     }
 }

@@ -225,15 +225,17 @@ impl Operator {
             let run = self.discovery(&identity, &writer, metrics, scopes.clone());
             supervisor.spawn("discovery", run);
         }
-        let hub = hub::HubContext {
-            client: self.client.clone(),
-            watches: watches.clone(),
-            core: core.clone(),
-            writer: writer.clone(),
-            events: event_sink,
-            metrics: engine.metrics.operator.locations.clone(),
-        };
-        supervisor.spawn("hub", hub::run(hub, scopes.clone()));
+        if config.locations_hub {
+            let hub = hub::HubContext {
+                client: self.client.clone(),
+                watches: watches.clone(),
+                core: core.clone(),
+                writer: writer.clone(),
+                events: event_sink,
+                metrics: engine.metrics.operator.locations.clone(),
+            };
+            supervisor.spawn("hub", hub::run(hub, scopes.clone()));
+        }
         let reconcile = reconcile::run(core, events_rx, scopes, config.reference_ttl);
         supervisor.spawn("reconcile", reconcile);
         tracing::info!(%identity, sharding = mode.name(), "operator started");

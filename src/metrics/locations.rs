@@ -1,6 +1,6 @@
 //! The hub's families for checks with `spec.locations`: each location's verdict and
 //! staleness per check (at most 16 locations a check; series removed with the check or the
-//! location), and reports left out, by reason.
+//! location), and reports left out, by reason. The location is the `report_location` label.
 
 use prometheus::{IntCounterVec, IntGaugeVec};
 
@@ -19,7 +19,8 @@ pub struct LocationMetrics {
 
 impl LocationMetrics {
     pub(super) fn new(f: &mut Families) -> Result<Self, MetricsError> {
-        let labels = &["namespace", "name", "location"];
+        // Not `location`: that is the constant label of `--location` (a hub can be a spoke too).
+        let labels = &["namespace", "name", "report_location"];
         Ok(Self {
             ready: f.int_gauges(
                 "canary_check_location_ready",

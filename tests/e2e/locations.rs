@@ -75,7 +75,7 @@ async fn the_hub_judges_a_check_by_its_locations_reports_and_never_probes_it() {
     let target = TestServer::start(Transport::Plain, |_| Reply::ok("ok")).await;
     let locations = json!({"locations": {"names": ["a", "b", "c"], "minFailing": 2}});
     let check = http_check(NS, "api", &target.url("/"), locations);
-    let s = Scenario::start(NS, &[], &[check]).await;
+    let s = Scenario::start(NS, &["--locations-hub"], &[check]).await;
     let k = &s.cluster.kubectl;
 
     // Nothing reported yet: no verdict (Pending; every location stale 3 intervals later).
@@ -129,7 +129,7 @@ async fn the_hub_judges_a_check_by_its_locations_reports_and_never_probes_it() {
     );
     let locations = stale["status"]["locations"].as_array().unwrap();
     assert!(locations.iter().all(|l| l["stale"] == true), "{locations:?}");
-    let labels = [("namespace", NS), ("name", "api"), ("location", "b")];
+    let labels = [("namespace", NS), ("name", "api"), ("report_location", "b")];
     let gauge = s.operator.try_metric("canary_check_location_stale", &labels).await;
     assert_eq!(gauge, Ok(1.0));
 

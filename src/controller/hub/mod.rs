@@ -3,10 +3,11 @@
 //! ([`aggregate`], [`status`]), written through the status writer's budgets, with Events on
 //! aggregate Ready transitions only. Such checks are never probed here ([`super::Index::keeps`]).
 //!
-//! It needs the CheckReport CRD (chart value `locations.enabled`): there is no flag; the hub
-//! starts once the API server serves CheckReports, and until then looks again every
-//! [`CRD_RETRY`]. Reports are watched like HealthChecks (every watched namespace); staleness is
-//! timed on this process's monotonic clock from when it first saw each report's version.
+//! It runs with `--locations-hub` (chart value `locations.enabled`, which brings the CheckReport
+//! CRD and the RBAC to list and watch CheckReports), once the API server serves CheckReports
+//! (until then it asks again every [`CRD_RETRY`]). Reports are watched like HealthChecks (every
+//! watched namespace); staleness is timed on this process's monotonic clock from when it first
+//! saw each report's version.
 
 pub mod aggregate;
 mod reports;
@@ -59,7 +60,9 @@ pub struct HubContext {
 
 /// Runs forever: waits for the CRD, then watches reports and aggregates.
 pub async fn run(ctx: HubContext, mut scopes: watch::Receiver<Scope>) {
-    while !served(&ctx.client, &ctx.watches).await {
+    let mut attempts = 0;
+    while !served(&ctx.client, &ctx.watches, attempts == 0).await {
+        attempts += 1;
         tokio::time::sleep(CRD_RETRY).await;
     }
     tracing::info!("CheckReports are served: aggregating the checks with spec.locations");
@@ -93,8 +96,9 @@ pub async fn run(ctx: HubContext, mut scopes: watch::Receiver<Scope>) {
     }
 }
 
-/// Whether the API server serves CheckReports (a 404 says the CRD is not installed).
-async fn served(client: &Client, watches: &[WatchScope]) -> bool {
+/// Whether the API server serves CheckReports (a 404 says the CRD is not installed); says
+/// why not at info level the `first` time only, then at debug.
+async fn served(client: &Client, watches: &[WatchScope], first: bool) -> bool {
     let api = match watches.first().and_then(|w| w.namespace_name()) {
         Some(namespace) => Api::<CheckReport>::namespaced(client.clone(), namespace),
         None => Api::<CheckReport>::all(client.clone()),
@@ -102,12 +106,22 @@ async fn served(client: &Client, watches: &[WatchScope]) -> bool {
     match api.list_metadata(&ListParams::default().limit(1)).await {
         Ok(_) => true,
         Err(kube::Error::Api(status)) if status.code == 404 => {
-            tracing::info!("the CheckReport CRD is not served: checks with spec.locations are not aggregated here (chart value locations.enabled)");
+            let why = "the CheckReport CRD is not served: checks with spec.locations are not aggregated here (chart value locations.enabled)";
+            if first {
+                tracing::info!("{why}");
+            } else {
+                tracing::debug!("{why}");
+            }
             false
         }
         Err(error) => {
             let error = super::api_error::describe(&error);
-            tracing::warn!(%error, "cannot tell whether CheckReports are served; asking again later");
+            let why = "cannot list CheckReports (RBAC: chart value locations.enabled); checks with spec.locations are not aggregated here; asking again every minute";
+            if first {
+                tracing::warn!(%error, "{why}");
+            } else {
+                tracing::debug!(%error, "{why}");
+            }
             false
         }
     }
