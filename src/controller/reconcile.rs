@@ -213,7 +213,10 @@ impl Core {
     /// The checks with `spec.locations`, and whether every watch has listed.
     pub(super) fn located(&self) -> (Vec<Arc<HealthCheck>>, bool) {
         let state = lock(&self.state);
-        (state.index.located().cloned().collect(), state.index.synced())
+        (
+            state.index.located().cloned().collect(),
+            state.index.synced(),
+        )
     }
 
     /// What reconcile works with (the scheduler, the reference cache).

@@ -96,7 +96,12 @@ async fn a_spoke_writes_only_its_own_locations_reports() {
             &null,
             &theirs,
         ),
-        ("an admin", request("kubernetes-admin", "CREATE"), &theirs, &null),
+        (
+            "an admin",
+            request("kubernetes-admin", "CREATE"),
+            &theirs,
+            &null,
+        ),
     ];
     for (what, request, object, old) in allowed {
         assert_eq!(admit(&policy, &request, object, old), None, "{what}");
@@ -104,11 +109,41 @@ async fn a_spoke_writes_only_its_own_locations_reports() {
     let moved = report("api.eu-west", "api", "eu-west");
     let misnamed = report("other.eu-west", "api", "eu-west");
     let refused = [
-        ("create another location's", request(&eu, "CREATE"), &theirs, &null, "own location"),
-        ("update another location's", request(&eu, "UPDATE"), &theirs, &theirs, "own location"),
-        ("delete another location's", request(&eu, "DELETE"), &null, &theirs, "own location"),
-        ("take over a report", request(&eu, "UPDATE"), &moved, &theirs, "never changes"),
-        ("misname its report", request(&eu, "CREATE"), &misnamed, &null, "is named"),
+        (
+            "create another location's",
+            request(&eu, "CREATE"),
+            &theirs,
+            &null,
+            "own location",
+        ),
+        (
+            "update another location's",
+            request(&eu, "UPDATE"),
+            &theirs,
+            &theirs,
+            "own location",
+        ),
+        (
+            "delete another location's",
+            request(&eu, "DELETE"),
+            &null,
+            &theirs,
+            "own location",
+        ),
+        (
+            "take over a report",
+            request(&eu, "UPDATE"),
+            &moved,
+            &theirs,
+            "never changes",
+        ),
+        (
+            "misname its report",
+            request(&eu, "CREATE"),
+            &misnamed,
+            &null,
+            "is named",
+        ),
         // A prefix of another location's account name is not that account.
         (
             "a shorter location name",
@@ -127,7 +162,10 @@ async fn a_spoke_writes_only_its_own_locations_reports() {
 
 #[tokio::test]
 async fn the_policy_is_off_unless_asked_for() {
-    for values in ["locations.enabled=true", "locations.pinReports.enabled=true"] {
+    for values in [
+        "locations.enabled=true",
+        "locations.pinReports.enabled=true",
+    ] {
         let objects = chart::render(&["--set", values]).await;
         let kinds: Vec<&Value> = objects.iter().map(|o| &o["kind"]).collect();
         assert!(

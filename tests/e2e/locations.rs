@@ -79,14 +79,17 @@ async fn the_hub_judges_a_check_by_its_locations_reports_and_never_probes_it() {
     let k = &s.cluster.kubectl;
 
     // Nothing reported yet: no verdict (Pending; every location stale 3 intervals later).
-    (s.watch.until(20 * SEC, "api Pending with 0/3 locations", |seen| {
-        let pending = (seen.versions("api")).any(|check| {
-            let ready = condition(check, "Ready").map(|(s, r, _)| (s, r));
-            ready == Some(("Unknown".into(), "Pending".into()))
-                && check["status"]["locationsPassing"] == "0/3"
-        });
-        pending.then_some(()).ok_or(format!("{:?}", seen.get("api")))
-    }))
+    (s.watch
+        .until(20 * SEC, "api Pending with 0/3 locations", |seen| {
+            let pending = (seen.versions("api")).any(|check| {
+                let ready = condition(check, "Ready").map(|(s, r, _)| (s, r));
+                ready == Some(("Unknown".into(), "Pending".into()))
+                    && check["status"]["locationsPassing"] == "0/3"
+            });
+            pending
+                .then_some(())
+                .ok_or(format!("{:?}", seen.get("api")))
+        }))
     .await;
 
     report(k, "a", "True", "Succeeded").await;
@@ -97,21 +100,35 @@ async fn the_hub_judges_a_check_by_its_locations_reports_and_never_probes_it() {
     let (_, _, message) = condition(&degraded, "Ready").unwrap();
     assert_eq!(message, "c Timeout; a ok, b ok");
     let locations = degraded["status"]["locations"].as_array().unwrap();
-    let names: Vec<&str> = locations.iter().map(|l| l["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = locations
+        .iter()
+        .map(|l| l["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["a", "b", "c"]);
     assert_eq!(locations[2]["ready"], "False");
     assert_eq!(locations[2]["reason"], "Timeout");
     let (header, rows) = table(k, NS, false).await;
-    let column = header.iter().position(|h| h == "LOCATIONS").expect("a LOCATIONS column");
+    let column = header
+        .iter()
+        .position(|h| h == "LOCATIONS")
+        .expect("a LOCATIONS column");
     assert_eq!(rows[0][column], "2/3", "{header:?} {rows:?}");
 
     // A report from a location the check does not list is ignored, and counted.
     report(k, "mars", "False", "Timeout").await;
     let ignored = [("reason", "unlisted")];
-    eventually(10 * SEC, "the unlisted report counted", SEC / 4, async || {
-        let n = s.operator.try_metric("canary_location_reports_ignored_total", &ignored).await?;
-        (n >= 1.0).then_some(()).ok_or(format!("{n}"))
-    })
+    eventually(
+        10 * SEC,
+        "the unlisted report counted",
+        SEC / 4,
+        async || {
+            let n = s
+                .operator
+                .try_metric("canary_location_reports_ignored_total", &ignored)
+                .await?;
+            (n >= 1.0).then_some(()).ok_or(format!("{n}"))
+        },
+    )
     .await;
 
     report(k, "b", "False", "Timeout").await;
@@ -128,9 +145,15 @@ async fn the_hub_judges_a_check_by_its_locations_reports_and_never_probes_it() {
         "stale after {waited:?}, before the bound {STALE_AFTER:?}"
     );
     let locations = stale["status"]["locations"].as_array().unwrap();
-    assert!(locations.iter().all(|l| l["stale"] == true), "{locations:?}");
+    assert!(
+        locations.iter().all(|l| l["stale"] == true),
+        "{locations:?}"
+    );
     let labels = [("namespace", NS), ("name", "api"), ("report_location", "b")];
-    let gauge = s.operator.try_metric("canary_check_location_stale", &labels).await;
+    let gauge = s
+        .operator
+        .try_metric("canary_check_location_stale", &labels)
+        .await;
     assert_eq!(gauge, Ok(1.0));
 
     for location in ["a", "b", "c"] {
@@ -146,7 +169,14 @@ async fn the_hub_judges_a_check_by_its_locations_reports_and_never_probes_it() {
     let both = [("Warning", "Timeout", 1), ("Normal", "Recovered", 1)];
     s.cluster.wait_events(NS, "api", &both).await;
 
-    assert_eq!(target.accepted(), 0, "the operator probed a check with locations");
-    let runs = s.operator.check_metric("canary_check_runs_total", NS, "api").await;
+    assert_eq!(
+        target.accepted(),
+        0,
+        "the operator probed a check with locations"
+    );
+    let runs = s
+        .operator
+        .check_metric("canary_check_runs_total", NS, "api")
+        .await;
     assert_eq!(runs, Ok(0.0), "no local run of a check with locations");
 }

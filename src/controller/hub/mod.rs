@@ -23,14 +23,10 @@ use std::{
 
 use futures::{StreamExt, stream::select_all};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::{
-    Api, Client, ResourceExt,
-    api::ListParams,
-    runtime::watcher,
-};
+use kube::{Api, Client, ResourceExt, api::ListParams, runtime::watcher};
 use tokio::{sync::watch, time::Instant};
 
-pub use reports::{Ignored, Reports};
+pub use reports::{Entry, Ignored, Reports};
 
 use self::aggregate::{Aggregate, LocationState, Observed};
 use super::{

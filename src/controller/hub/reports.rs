@@ -83,7 +83,9 @@ impl Reports {
                 self.by_check.retain(|_, reports| !reports.is_empty());
                 let by_check = &self.by_check;
                 (self.placed).retain(|_, (check, location)| {
-                    by_check.get(check).is_some_and(|r| r.contains_key(location))
+                    by_check
+                        .get(check)
+                        .is_some_and(|r| r.contains_key(location))
                 });
                 self.synced = true;
                 None
@@ -154,7 +156,9 @@ impl Reports {
     }
 
     /// Every check with reports, for counting the ignored ones.
-    pub fn checks_mut(&mut self) -> impl Iterator<Item = (&CheckKey, &mut BTreeMap<String, Entry>)> {
+    pub fn checks_mut(
+        &mut self,
+    ) -> impl Iterator<Item = (&CheckKey, &mut BTreeMap<String, Entry>)> {
         self.by_check.iter_mut()
     }
 

@@ -87,4 +87,3 @@ fn probed_message(verdict: bool) -> String {
 fn truncate(message: &str) -> String {
     message.chars().take(MAX_MESSAGE).collect()
 }
-

@@ -131,7 +131,10 @@ fn stale_reports_make_it_unknown_not_false() {
     assert_eq!(stale.reason, Reason::LocationsStale);
     assert_eq!(stale.stale, 2, "eu-west and us-east are stale");
     assert!(stale.locations[0].stale && !stale.locations[2].stale);
-    assert_eq!(stale.locations[0].ready, "Unknown", "a stale location is Unknown");
+    assert_eq!(
+        stale.locations[0].ready, "Unknown",
+        "a stale location is Unknown"
+    );
     assert_eq!(
         stale.locations[0].reason.as_deref(),
         Some("Timeout"),
@@ -162,7 +165,10 @@ fn a_location_that_never_reported_is_pending_then_stale() {
         (early.ready, early.reason),
         (ReadyStatus::Unknown, Reason::Pending)
     );
-    assert_eq!(early.message, "eu-west ok, us-east pending, ap-south pending");
+    assert_eq!(
+        early.message,
+        "eu-west ok, us-east pending, ap-south pending"
+    );
     let late = judge(2, &reports[..1], s(30));
     assert_eq!(
         (late.ready, late.reason),
@@ -229,20 +235,37 @@ fn degraded_and_ready_conditions_follow_the_verdict_and_recovery_is_a_transition
         ("ap-south", ok(), s(0)),
     ];
     let (healthy, first) = status_of(&judge(2, &passing, s(1)), &HealthCheckStatus::default());
-    assert!(first, "the first verdict is a transition (no Event: not news)");
-    let degraded = [("eu-west", timeout(), s(2)), passing[1].clone(), passing[2].clone()];
+    assert!(
+        first,
+        "the first verdict is a transition (no Event: not news)"
+    );
+    let degraded = [
+        ("eu-west", timeout(), s(2)),
+        passing[1].clone(),
+        passing[2].clone(),
+    ];
     let (status, transition) = status_of(&judge(2, &degraded, s(3)), &healthy);
     assert!(!transition, "Degraded is no Ready transition");
     let condition = |status: &HealthCheckStatus, type_: &str| {
         let c = status.conditions.iter().find(|c| c.type_ == type_).unwrap();
         (c.status.clone(), c.reason.clone())
     };
-    assert_eq!(condition(&status, DEGRADED), ("True".into(), "Succeeded".into()));
+    assert_eq!(
+        condition(&status, DEGRADED),
+        ("True".into(), "Succeeded".into())
+    );
     assert_eq!(status.locations_passing.as_deref(), Some("2/3"));
-    let failing = [degraded[0].clone(), ("us-east", timeout(), s(4)), passing[2].clone()];
+    let failing = [
+        degraded[0].clone(),
+        ("us-east", timeout(), s(4)),
+        passing[2].clone(),
+    ];
     let (down, transition) = status_of(&judge(2, &failing, s(5)), &status);
     assert!(transition);
-    assert_eq!(condition(&down, "Ready"), ("False".into(), "Timeout".into()));
+    assert_eq!(
+        condition(&down, "Ready"),
+        ("False".into(), "Timeout".into())
+    );
     assert_eq!(condition(&down, DEGRADED).0, "False");
     // Stale in between: no transition; then recovered: a transition from False.
     let stale = judge(2, &failing, s(500));
@@ -288,19 +311,34 @@ fn seen(reports: &Reports, location: &str) -> Option<Duration> {
 fn the_staleness_clock_starts_at_a_new_version_and_survives_a_relist() {
     let mut reports = Reports::default();
     reports.apply(watcher::Event::Init, s(0));
-    reports.apply(watcher::Event::InitApply(check_report("api.a", "a", "1")), s(0));
-    reports.apply(watcher::Event::InitApply(check_report("api.b", "b", "1")), s(0));
+    reports.apply(
+        watcher::Event::InitApply(check_report("api.a", "a", "1")),
+        s(0),
+    );
+    reports.apply(
+        watcher::Event::InitApply(check_report("api.b", "b", "1")),
+        s(0),
+    );
     reports.apply(watcher::Event::InitDone, s(0));
     assert!(reports.synced());
-    reports.apply(watcher::Event::Apply(check_report("api.a", "a", "2")), s(10));
+    reports.apply(
+        watcher::Event::Apply(check_report("api.a", "a", "2")),
+        s(10),
+    );
     assert_eq!(seen(&reports, "a"), Some(s(10)));
     // A reconnect relists: unchanged versions keep their time; a report gone is dropped.
     reports.apply(watcher::Event::Init, s(20));
-    reports.apply(watcher::Event::InitApply(check_report("api.a", "a", "2")), s(20));
+    reports.apply(
+        watcher::Event::InitApply(check_report("api.a", "a", "2")),
+        s(20),
+    );
     reports.apply(watcher::Event::InitDone, s(20));
     assert_eq!(seen(&reports, "a"), Some(s(10)), "a relist is no change");
     assert_eq!(seen(&reports, "b"), None);
-    reports.apply(watcher::Event::Delete(check_report("api.a", "a", "2")), s(30));
+    reports.apply(
+        watcher::Event::Delete(check_report("api.a", "a", "2")),
+        s(30),
+    );
     assert!(reports.is_empty());
 }
 
