@@ -170,6 +170,7 @@ impl Operator {
             metrics.operator.watch_failing.clone(),
         ));
         let pings = pings::ApiPings::new(self.client.clone());
+        let located = Arc::new(crate::ui::Located::default());
         let extensions = Extensions {
             sinks: vec![
                 Arc::new(writer.clone()) as Arc<dyn Sink>,
@@ -189,6 +190,7 @@ impl Operator {
                 .flatten(),
             heartbeat: Some(pings.clone() as Arc<dyn crate::heartbeat::Backend>),
             cronjobs: Some(Arc::new(cronjob::KubeBatch(self.client.clone()))),
+            located: config.locations_hub.then(|| located.clone()),
         };
         let mut engine = Engine::start_with_metrics(&config.engine, metrics.clone(), extensions)?;
         let mut supervisor = Supervisor::default();
@@ -233,6 +235,7 @@ impl Operator {
                 writer: writer.clone(),
                 events: event_sink,
                 metrics: engine.metrics.operator.locations.clone(),
+                shown: located,
             };
             supervisor.spawn("hub", hub::run(hub, scopes.clone()));
         }

@@ -142,6 +142,16 @@ impl Source {
                 });
             }
         });
+        for check in self.located_all() {
+            let failing = check.state().needs_attention();
+            listing.total += 1;
+            listing.failing += usize::from(failing);
+            if filter.admits(&check.key, &check.info, failing) {
+                let group = check.info.group(&check.key).to_string();
+                let key = check.key.clone();
+                rows.push(Row { group, key });
+            }
+        }
         rows.sort_unstable_by(|a, b| (&a.group, &a.key).cmp(&(&b.group, &b.key)));
         for row in &rows {
             *listing.groups.entry(row.group.clone()).or_default() += 1;
@@ -169,6 +179,7 @@ impl Source {
                 keys.push(spec.key.clone());
             }
         });
+        keys.extend(self.located_all().iter().map(|c| c.key.clone()));
         keys.sort_unstable();
         let start = after.map_or(0, |(namespace, name)| {
             keys.partition_point(|k| {

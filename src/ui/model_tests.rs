@@ -72,6 +72,8 @@ fn detail() -> Detail {
             tls_not_after: None,
             since: 0,
             stored: false,
+            locations: Vec::new(),
+            degraded: false,
         },
         transitions: Vec::new(),
         hours: Vec::new(),

@@ -58,6 +58,8 @@ fn never_connected(state: CheckState, reason: Reason, message: &str) -> Detail {
             tls_not_after: None,
             since: 1_799_999_000,
             stored: true,
+            locations: Vec::new(),
+            degraded: false,
         },
         transitions: Vec::new(),
         hours: Vec::new(),

@@ -52,6 +52,8 @@ pub struct HubContext {
     pub writer: StatusWriter,
     pub events: EventSink,
     pub metrics: LocationMetrics,
+    /// What the status page shows of the checks aggregated here.
+    pub shown: Arc<crate::ui::Located>,
 }
 
 /// Runs forever: waits for the CRD, then watches reports and aggregates.
@@ -241,6 +243,11 @@ impl Hub {
         held.settled = next.settled;
         held.status = next.status.clone();
         held.last = Some((verdict, generation));
+        (self.ctx.shown).set(crate::ui::LocatedCheck {
+            key: key.clone(),
+            info: Arc::new(info(check, &valid.probe)),
+            status: next.status.clone(),
+        });
         self.ctx.writer.put(key, next.status, &held.registration);
         Some(locations.names)
     }
@@ -273,6 +280,7 @@ impl Hub {
         };
         held.registration.end();
         self.ctx.writer.forget(key);
+        self.ctx.shown.remove(key);
         for location in &held.series {
             (self.ctx.metrics).forget(&key.namespace, &key.name, location);
         }
@@ -299,6 +307,21 @@ fn record(metrics: &LocationMetrics, key: &CheckKey, held: &mut Held, verdict: &
         metrics.forget(&key.namespace, &key.name, old);
     }
     held.series = names;
+}
+
+/// What the status page needs of a check's object (as a runner's spec carries it).
+fn info(check: &HealthCheck, probe: &crate::api::ProbeKind) -> crate::runner::CheckInfo {
+    let hidden = (check
+        .annotations()
+        .get(crate::runner::STATUS_PAGE_ANNOTATION))
+    .is_some_and(|v| v == "hidden");
+    crate::runner::CheckInfo {
+        kind: probe.name(),
+        target: probe.target(),
+        labels: check.labels().clone(),
+        hidden,
+        spec: Some(Arc::new(check.spec.clone())),
+    }
 }
 
 /// Whether this replica aggregates `key`.
