@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use canary_test_harness::{
     cluster::{describe, http_check},
+    http,
     targets::{Reply, TestServer, Transport},
     tools::Kubectl,
     wait::eventually,
@@ -107,6 +108,26 @@ async fn the_hub_judges_a_check_by_its_locations_reports_and_never_probes_it() {
     assert_eq!(names, ["a", "b", "c"]);
     assert_eq!(locations[2]["ready"], "False");
     assert_eq!(locations[2]["reason"], "Timeout");
+    // The status page shows the check, each location and Degraded.
+    let ui = s.operator.ui.expect("the status page");
+    let api = http::get(ui, &format!("/api/v1/checks/{NS}/api"))
+        .await
+        .unwrap();
+    let shown: Value = serde_json::from_str(&api.body).unwrap();
+    assert_eq!(
+        (shown["state"].as_str(), shown["degraded"].as_bool()),
+        (Some("ready"), Some(true)),
+        "{shown}"
+    );
+    assert_eq!(shown["locations"][2]["reason"], "Timeout", "{shown}");
+    let page = http::get(ui, &format!("/checks/{NS}/api"))
+        .await
+        .unwrap()
+        .body;
+    assert!(
+        page.contains("<h2>Locations</h2>") && page.contains("degraded"),
+        "{page}"
+    );
     let (header, rows) = table(k, NS, false).await;
     let column = header
         .iter()
