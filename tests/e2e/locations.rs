@@ -19,13 +19,17 @@ const NS: &str = "shop";
 /// max(3 intervals of 1 s, 2 x a heartbeat of 2 s).
 const STALE_AFTER: Duration = Duration::from_secs(4);
 
-/// Writes (creates, then updates the status of) the report of `api` from `location`.
+/// Writes (creates, then updates the status of) the report of `api` from `location`, owned
+/// by the check (as spokes write them, so deleting the check collects them).
 async fn report(k: &Kubectl, location: &str, ready: &str, reason: &str) {
     let name = format!("api.{location}");
+    let check = k.get_json(&["chc", "api", "-n", NS]).await;
+    let owner = json!([{"apiVersion": "canary.dev/v1alpha1", "kind": "HealthCheck",
+                        "name": "api", "uid": check["metadata"]["uid"]}]);
     let object = json!({
         "apiVersion": "canary.dev/v1alpha1",
         "kind": "CheckReport",
-        "metadata": {"name": name, "namespace": NS},
+        "metadata": {"name": name, "namespace": NS, "ownerReferences": owner},
         "spec": {"check": "api", "location": location, "heartbeatSeconds": 2},
     });
     k.apply(&[object]).await;
@@ -200,4 +204,22 @@ async fn the_hub_judges_a_check_by_its_locations_reports_and_never_probes_it() {
         .check_metric("canary_check_runs_total", NS, "api")
         .await;
     assert_eq!(runs, Ok(0.0), "no local run of a check with locations");
+
+    // Deleting the check collects its reports and removes its location series.
+    k.ok(&["delete", "chc", "api", "-n", NS]).await;
+    let reports = k.ok(&["get", "checkreports", "-n", NS, "-o", "name"]).await;
+    assert_eq!(reports.trim(), "", "reports left: {reports}");
+    eventually(
+        10 * SEC,
+        "the location series removed",
+        SEC / 4,
+        async || {
+            let text = s.operator.scrape().await.ok_or("no /metrics")?;
+            let left: Vec<&str> = (text.lines())
+                .filter(|l| l.starts_with("canary_check_location_") && l.contains(r#"name="api""#))
+                .collect();
+            left.is_empty().then_some(()).ok_or(format!("{left:?}"))
+        },
+    )
+    .await;
 }
