@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use canary_test_harness::{
-    cluster::{describe, http_check},
+    cluster::{Cluster, describe, http_check},
     http,
     targets::{Reply, TestServer, Transport},
     tools::Kubectl,
@@ -16,12 +16,16 @@ use serde_json::{Value, json};
 use crate::{SEC, Scenario, table};
 
 const NS: &str = "shop";
-/// max(3 intervals of 1 s, 2 x a heartbeat of 2 s).
-const STALE_AFTER: Duration = Duration::from_secs(4);
+/// Heartbeats the reports declare: long while a step needs its reports fresh (a busy machine
+/// takes seconds between kubectl calls), short for the step that waits for them to go stale.
+const LONG: u32 = 60;
+const SHORT: u32 = 3;
+/// max(3 intervals of 1 s, 2 x the short heartbeat).
+const STALE_AFTER: Duration = Duration::from_secs(6);
 
 /// Writes (creates, then updates the status of) the report of `api` from `location`, owned
 /// by the check (as spokes write them, so deleting the check collects them).
-async fn report(k: &Kubectl, location: &str, ready: &str, reason: &str) {
+async fn report(k: &Kubectl, location: &str, ready: &str, reason: &str, heartbeat: u32) {
     let name = format!("api.{location}");
     let check = k.get_json(&["chc", "api", "-n", NS]).await;
     let owner = json!([{"apiVersion": "canary.dev/v1alpha1", "kind": "HealthCheck",
@@ -30,7 +34,7 @@ async fn report(k: &Kubectl, location: &str, ready: &str, reason: &str) {
         "apiVersion": "canary.dev/v1alpha1",
         "kind": "CheckReport",
         "metadata": {"name": name, "namespace": NS, "ownerReferences": owner},
-        "spec": {"check": "api", "location": location, "heartbeatSeconds": 2},
+        "spec": {"check": "api", "location": location, "heartbeatSeconds": heartbeat},
     });
     k.apply(&[object]).await;
     let now = jiff::Timestamp::now().to_string();
@@ -97,9 +101,9 @@ async fn the_hub_judges_a_check_by_its_locations_reports_and_never_probes_it() {
         }))
     .await;
 
-    report(k, "a", "True", "Succeeded").await;
-    report(k, "b", "True", "Succeeded").await;
-    report(k, "c", "False", "Timeout").await;
+    report(k, "a", "True", "Succeeded", LONG).await;
+    report(k, "b", "True", "Succeeded", LONG).await;
+    report(k, "c", "False", "Timeout", LONG).await;
     let degraded = verdict(&s, "True", "Succeeded", "True").await;
     assert_eq!(degraded["status"]["locationsPassing"], "2/3");
     let (_, _, message) = condition(&degraded, "Ready").unwrap();
@@ -140,7 +144,7 @@ async fn the_hub_judges_a_check_by_its_locations_reports_and_never_probes_it() {
     assert_eq!(rows[0][column], "2/3", "{header:?} {rows:?}");
 
     // A report from a location the check does not list is ignored, and counted.
-    report(k, "mars", "False", "Timeout").await;
+    report(k, "mars", "False", "Timeout", LONG).await;
     let ignored = [("reason", "unlisted")];
     eventually(
         10 * SEC,
@@ -156,23 +160,32 @@ async fn the_hub_judges_a_check_by_its_locations_reports_and_never_probes_it() {
     )
     .await;
 
-    report(k, "b", "False", "Timeout").await;
+    report(k, "b", "False", "Timeout", LONG).await;
     let failing = verdict(&s, "False", "Timeout", "False").await;
     let (_, _, message) = condition(&failing, "Ready").unwrap();
     assert_eq!(message, "b Timeout, c Timeout; a ok");
+    // The spokes declare a short heartbeat, then stop reporting: every location turns stale
+    // after the bound, and the check Unknown (LocationsStale), not False.
     let reported = Instant::now();
-
-    // Nobody reports any more: stale after the bound, Unknown and not False.
-    let stale = verdict(&s, "Unknown", "LocationsStale", "False").await;
+    report(k, "a", "True", "Succeeded", SHORT).await;
+    report(k, "b", "False", "Timeout", SHORT).await;
+    report(k, "c", "False", "Timeout", SHORT).await;
+    (s.watch.until(30 * SEC, "every location stale", |seen| {
+        let check = seen.get("api").ok_or("api not seen")?;
+        let ready = condition(check, "Ready").map(|(s, r, _)| (s, r));
+        let locations = check["status"]["locations"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let all = locations.len() == 3 && locations.iter().all(|l| l["stale"] == true);
+        let unknown = ready == Some(("Unknown".into(), "LocationsStale".into()));
+        (unknown && all).then_some(()).ok_or(describe(check))
+    }))
+    .await;
     let waited = reported.elapsed();
     assert!(
         waited + SEC / 4 >= STALE_AFTER,
         "stale after {waited:?}, before the bound {STALE_AFTER:?}"
-    );
-    let locations = stale["status"]["locations"].as_array().unwrap();
-    assert!(
-        locations.iter().all(|l| l["stale"] == true),
-        "{locations:?}"
     );
     let labels = [("namespace", NS), ("name", "api"), ("report_location", "b")];
     let gauge = s
@@ -182,7 +195,7 @@ async fn the_hub_judges_a_check_by_its_locations_reports_and_never_probes_it() {
     assert_eq!(gauge, Ok(1.0));
 
     for location in ["a", "b", "c"] {
-        report(k, location, "True", "Succeeded").await;
+        report(k, location, "True", "Succeeded", LONG).await;
     }
     verdict(&s, "True", "Succeeded", "False").await;
     (s.watch.until(10 * SEC, "3/3 locations passing", |seen| {
@@ -222,4 +235,96 @@ async fn the_hub_judges_a_check_by_its_locations_reports_and_never_probes_it() {
         },
     )
     .await;
+}
+
+/// With `--sharding shards`, each hub replica aggregates its share: every check exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_hub_replicas_each_aggregate_their_own_share() {
+    const CHECKS: usize = 12;
+    let target = TestServer::start(Transport::Plain, |_| Reply::ok("ok")).await;
+    let cluster = Cluster::start().await;
+    cluster.namespace(NS).await;
+    let k = &cluster.kubectl;
+    let locations = json!({"locations": {"names": ["a", "b", "c"]}});
+    let checks: Vec<Value> = (0..CHECKS)
+        .map(|i| http_check(NS, &format!("c{i}"), &target.url("/"), locations.clone()))
+        .collect();
+    k.apply(&checks).await;
+    let replica = |name: &str| {
+        crate::operator(&cluster)
+            .args(&["--locations-hub", "--sharding", "shards"])
+            .args(&["--leader-election-lease-duration", "6s"])
+            .args(&["--leader-election-lease-name", "hub-ring"])
+            .env("POD_NAME", name)
+            .process()
+    };
+    let (h1, h2) = futures::join!(replica("h1"), replica("h2"));
+    let reports: Vec<Value> = (0..CHECKS)
+        .flat_map(|i| ["a", "b", "c"].map(move |l| (i, l)))
+        .map(|(i, l)| {
+            json!({"apiVersion": "canary.dev/v1alpha1", "kind": "CheckReport",
+                   "metadata": {"name": format!("c{i}.{l}"), "namespace": NS},
+                   "spec": {"check": format!("c{i}"), "location": l, "heartbeatSeconds": 3600}})
+        })
+        .collect();
+    k.apply(&reports).await;
+    let passing = json!({"status": {"ready": "True", "reason": "Succeeded"}}).to_string();
+    let patches = (reports.iter()).map(|r| {
+        let name = r["metadata"]["name"].as_str().unwrap().to_string();
+        let patch = passing.clone();
+        async move {
+            let args = [
+                "patch",
+                "checkreport",
+                &name,
+                "-n",
+                NS,
+                "--subresource=status",
+            ];
+            k.ok(&[&args[..], &["--type=merge", "-p", &patch]].concat())
+                .await
+        }
+    });
+    futures::future::join_all(patches).await;
+    // Each check's location series on exactly one replica, and every check passing.
+    eventually(
+        30 * SEC,
+        "each check aggregated by one replica",
+        SEC / 2,
+        async || {
+            let mut owners = vec![0; CHECKS];
+            for replica in [&h1, &h2] {
+                let text = replica.scrape().await.ok_or("no /metrics")?;
+                for (i, owner) in owners.iter_mut().enumerate() {
+                    let series = format!(r#"name="c{i}",namespace="{NS}",report_location="a"}} 1"#);
+                    *owner += usize::from(text.lines().any(|l| l.ends_with(&series)));
+                }
+            }
+            (owners.iter().all(|n| *n == 1))
+                .then_some(())
+                .ok_or(format!("{owners:?}"))
+        },
+    )
+    .await;
+    eventually(
+        30 * SEC,
+        "every check Ready with 3/3",
+        SEC / 2,
+        async || {
+            let list = k.get_json(&["chc", "-n", NS]).await;
+            let items = list["items"].as_array().cloned().unwrap_or_default();
+            let done = (items.iter())
+                .filter(|c| c["status"]["locationsPassing"] == "3/3")
+                .count();
+            (done == CHECKS)
+                .then_some(())
+                .ok_or(format!("{done} of {CHECKS}"))
+        },
+    )
+    .await;
+    assert_eq!(
+        target.accepted(),
+        0,
+        "no replica probed a check with locations"
+    );
 }
