@@ -172,6 +172,11 @@ pub struct OperatorArgs {
     /// CheckReport per check into the hub (chart value locations.spoke.hubKubeconfigSecret).
     #[arg(long, env = "CANARY_HUB_KUBECONFIG")]
     pub hub_kubeconfig: Option<std::path::PathBuf>,
+    /// Aggregate the CheckReports spokes write for HealthChecks with spec.locations that this
+    /// replica owns (needs the CheckReport CRD and RBAC to list and watch CheckReports; chart
+    /// value locations.enabled). Such checks are never probed here either way.
+    #[arg(long, env = "CANARY_LOCATIONS_HUB")]
+    pub locations_hub: bool,
     #[command(flatten)]
     pub leader: LeaderArgs,
     #[command(flatten)]

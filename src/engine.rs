@@ -224,6 +224,8 @@ pub struct Extensions {
     pub heartbeat: Option<Arc<dyn heartbeat::Backend>>,
     /// The reads CronJob checks need (the operator: the API server); `None`: they cannot run.
     pub cronjobs: Option<Arc<dyn crate::runner::CronJobSource>>,
+    /// The checks with `spec.locations` the hub aggregates, for the status page.
+    pub located: Option<Arc<ui::Located>>,
 }
 
 impl Engine {
@@ -292,6 +294,7 @@ impl Engine {
                     source: Source {
                         scheduler: scheduler.clone(),
                         redact: addresses.ui_redact,
+                        located: extensions.located.clone(),
                     },
                     standby: standby.clone(),
                     owners: extensions.owners.clone(),

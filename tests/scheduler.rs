@@ -431,6 +431,7 @@ impl Case {
         let source = Source {
             scheduler: scheduler.clone(),
             redact: false,
+            located: None,
         };
         let page = source.checks(0)[0].state;
         let summary = scheduler.summary(Instant::now());

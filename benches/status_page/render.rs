@@ -124,6 +124,7 @@ pub fn run() {
     let source = Source {
         scheduler,
         redact: false,
+        located: None,
     };
     let now = jiff::Timestamp::now().as_second();
     let ctx = PageContext {

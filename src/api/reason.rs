@@ -118,6 +118,9 @@ reasons! {
     JobFailed,
     /// The prober's own fault (out of descriptors or memory): never blamed on the target.
     ProberError,
+    /// A check with `spec.locations`: too many locations' reports are stale (or missing) to
+    /// judge; a monitor outage is not a target outage, so Ready is Unknown, not False.
+    LocationsStale,
     /// Event only (type Normal): the check passes again after failing.
     Recovered,
 }
@@ -149,6 +152,7 @@ impl Reason {
                 | Reason::MissedSchedule
                 | Reason::JobFailed
                 | Reason::ProberError
+                | Reason::LocationsStale
                 | Reason::Recovered
         )
     }

@@ -54,6 +54,7 @@ impl OperatorArgs {
             discovery: self.discovery,
             cluster_domain: self.cluster_domain,
             hub_kubeconfig: self.hub_kubeconfig,
+            locations_hub: self.locations_hub,
         })
     }
 }

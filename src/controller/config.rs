@@ -55,6 +55,8 @@ pub struct OperatorConfig {
     /// `--hub-kubeconfig`: also run as a spoke of the hub this kubeconfig reaches, probing the
     /// hub's checks that list `--location` (see [`super::spoke`]).
     pub hub_kubeconfig: Option<std::path::PathBuf>,
+    /// Aggregate checks with `spec.locations` from their CheckReports (`--locations-hub`).
+    pub locations_hub: bool,
 }
 
 /// How replicas share the checks.
@@ -182,6 +184,7 @@ impl Default for OperatorConfig {
             discovery: false,
             cluster_domain: crate::discovery::DEFAULT_CLUSTER_DOMAIN.into(),
             hub_kubeconfig: None,
+            locations_hub: false,
         }
     }
 }

@@ -23,6 +23,7 @@ use crate::{
 const MAX_NOTE_BYTES: usize = 1024;
 
 /// The scheduler sink that turns Ready transitions into Events.
+#[derive(Clone)]
 pub struct EventSink {
     queue: mpsc::Sender<(Event, ObjectReference)>,
     metrics: Arc<Metrics>,
@@ -77,27 +78,36 @@ fn truncate(message: &str) -> String {
     format!("{}…", &message[..end])
 }
 
-impl Sink for EventSink {
-    fn on_run(&self, report: &RunReport<'_>) {
-        if !report.registration.live() {
-            return;
-        }
-        let Some(event) = report.transition.and_then(transition_event) else {
+impl EventSink {
+    /// Queues the Event `transition` deserves, if any (runs, and the hub's aggregates).
+    pub fn publish(&self, key: &CheckKey, uid: Option<String>, transition: &Transition) {
+        let Some(event) = transition_event(transition) else {
             return;
         };
         let reference = ObjectReference {
             api_version: Some(HealthCheck::api_version(&()).into_owned()),
             kind: Some(HealthCheck::kind(&()).into_owned()),
-            namespace: Some(report.key.namespace.clone()),
-            name: Some(report.key.name.clone()),
-            uid: report.spec.uid.clone(),
+            namespace: Some(key.namespace.clone()),
+            name: Some(key.name.clone()),
+            uid,
             ..Default::default()
         };
         if self.queue.try_send((event, reference)).is_err() {
-            tracing::warn!(check = %report.key, "Event queue full; a transition Event was dropped");
+            tracing::warn!(check = %key, "Event queue full; a transition Event was dropped");
             (self.metrics.operator.events)
                 .with_label_values(&[Published::Dropped.label()])
                 .inc();
+        }
+    }
+}
+
+impl Sink for EventSink {
+    fn on_run(&self, report: &RunReport<'_>) {
+        if !report.registration.live() {
+            return;
+        }
+        if let Some(transition) = report.transition {
+            self.publish(report.key, report.spec.uid.clone(), transition);
         }
     }
 

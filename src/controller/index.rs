@@ -116,6 +116,8 @@ struct Watch {
 struct Entry {
     kept: Kept,
     watched: Option<Watched>,
+    /// It has `spec.locations`: aggregated here, never probed here, always kept parsed.
+    located: bool,
 }
 
 /// A check this replica runs is kept parsed, to build its runner from. A check another ring
@@ -131,9 +133,11 @@ enum Kept {
 impl Entry {
     fn new(object: Arc<HealthCheck>, parsed: bool) -> Self {
         let watched = Watched::of(&object);
+        let located = object.spec.locations.is_some();
         let mut entry = Self {
             kept: Kept::Parsed(object),
             watched,
+            located,
         };
         entry.keep(parsed);
         entry
@@ -202,7 +206,8 @@ impl Index {
                     return self.put(Arc::new(object)).into_iter().collect();
                 }
                 let key = CheckKey::of(&object);
-                let entry = Entry::new(Arc::new(object), self.parsed_here(&key));
+                let parsed = self.parsed_here(&key, object.spec.locations.is_some());
+                let entry = Entry::new(Arc::new(object), parsed);
                 if let Some(seen) = (self.watches.get_mut(watch)).and_then(|w| w.relist.as_mut()) {
                     seen.insert(key, entry);
                 }
@@ -238,10 +243,17 @@ impl Index {
         changes
     }
 
-    /// Whether this replica keeps `key` parsed: it runs it, or it is not a ring member (a
-    /// leader or its standby keeps everything parsed, to take over at once).
-    fn parsed_here(&self, key: &CheckKey) -> bool {
-        !matches!(self.scope, Scope::Share(_)) || self.keeps(key)
+    /// Whether this replica keeps `key` parsed: it runs it, it is `located` (every pass of
+    /// the hub reads those), or this replica is not a ring member (a leader or its standby
+    /// keeps everything parsed, to take over at once).
+    fn parsed_here(&self, key: &CheckKey, located: bool) -> bool {
+        located
+            || match &self.scope {
+                Scope::Share(assignment) => {
+                    assignment.standing == Standing::Member && self.owned.contains(key)
+                }
+                _ => true,
+            }
     }
 
     /// Stores `object`; a change when it is new or something a runner is built from changed
@@ -256,7 +268,8 @@ impl Index {
         {
             self.owned.insert(key.clone());
         }
-        let entry = Entry::new(object.clone(), self.parsed_here(&key));
+        let parsed = self.parsed_here(&key, object.spec.locations.is_some());
+        let entry = Entry::new(object.clone(), parsed);
         let previous = self.objects.insert(key.clone(), entry);
         let Some(previous) = previous.and_then(|entry| entry.object()) else {
             return Some(Change::Upsert {
@@ -311,7 +324,8 @@ impl Index {
         };
         let keys: Vec<CheckKey> = self.objects.keys().cloned().collect();
         for key in keys {
-            let parsed = self.parsed_here(&key);
+            let located = self.objects.get(&key).is_some_and(|e| e.located);
+            let parsed = self.parsed_here(&key, located);
             if let Some(entry) = self.objects.get_mut(&key) {
                 entry.keep(parsed);
             }
@@ -320,13 +334,25 @@ impl Index {
 
     /// Whether this replica runs `key` (once it may start it, see [`Self::may_start`]).
     pub fn keeps(&self, key: &CheckKey) -> bool {
-        match &self.scope {
-            Scope::All => self.objects.contains_key(key),
-            Scope::Nothing => false,
-            Scope::Share(assignment) => {
-                assignment.standing == Standing::Member && self.owned.contains(key)
+        // A check with `spec.locations` is probed by the spokes it lists, never here: its
+        // owner aggregates their reports instead ([`super::hub`]).
+        let local = (self.objects.get(key)).is_some_and(|e| !e.located);
+        local
+            && match &self.scope {
+                Scope::All => true,
+                Scope::Nothing => false,
+                Scope::Share(assignment) => {
+                    assignment.standing == Standing::Member && self.owned.contains(key)
+                }
             }
-        }
+    }
+
+    /// The checks with `spec.locations` (aggregated by their owner, probed by spokes).
+    pub fn located(&self) -> impl Iterator<Item = &Arc<HealthCheck>> {
+        (self.objects.values()).filter_map(|entry| match &entry.kept {
+            Kept::Parsed(object) if entry.located => Some(object),
+            _ => None,
+        })
     }
 
     /// Whether `key` may run here now: kept, and either `running` already or (in a ring)

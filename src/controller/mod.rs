@@ -17,6 +17,7 @@ mod event_queue;
 mod events;
 #[cfg(test)]
 mod fixtures;
+pub mod hub;
 mod index;
 mod leader;
 mod pings;
@@ -200,10 +201,11 @@ impl Operator {
             watch_health.clone(),
         ];
         vitals.extend(spoke.clone().map(|s| Arc::new(s) as Arc<dyn Vital>));
+        let located = Arc::new(crate::ui::Located::default());
         let extensions = Extensions {
             sinks: vec![
                 Arc::new(writer.clone()) as Arc<dyn Sink>,
-                Arc::new(event_sink),
+                Arc::new(event_sink.clone()),
             ],
             vitals,
             aligned: mode == Sharding::Shards,
@@ -216,6 +218,7 @@ impl Operator {
                 .flatten(),
             heartbeat: Some(pings.clone() as Arc<dyn crate::heartbeat::Backend>),
             cronjobs: Some(Arc::new(cronjob::KubeBatch(self.client.clone()))),
+            located: config.locations_hub.then(|| located.clone()),
         };
         let mut engine = Engine::start_with_metrics(&config.engine, metrics.clone(), extensions)?;
         let mut supervisor = Supervisor::default();
@@ -254,6 +257,18 @@ impl Operator {
             let metrics = engine.metrics.operator.discovery.clone();
             let run = self.discovery(&identity, &writer, metrics, scopes.clone());
             supervisor.spawn("discovery", run);
+        }
+        if config.locations_hub {
+            let hub = hub::HubContext {
+                client: self.client.clone(),
+                watches: watches.clone(),
+                core: core.clone(),
+                writer: writer.clone(),
+                events: event_sink,
+                metrics: engine.metrics.operator.locations.clone(),
+                shown: located,
+            };
+            supervisor.spawn("hub", hub::run(hub, scopes.clone()));
         }
         let reconcile = reconcile::run(core, events_rx, scopes, config.reference_ttl);
         supervisor.spawn("reconcile", reconcile);
@@ -459,6 +474,7 @@ impl Running {
             "watch",
             "leader-gauge",
             "discovery",
+            "hub",
         ] {
             self.supervisor.abort(task);
         }

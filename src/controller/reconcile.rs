@@ -170,6 +170,10 @@ impl Core {
             }
             Change::Upsert { key, run_now } => {
                 if !index.keeps(&key) {
+                    // Edited to be probed from locations: its local runner stops.
+                    if self.running(&key) {
+                        self.forget(&key);
+                    }
                     return;
                 }
                 if let Some(status) = index.object(&key).and_then(|o| o.status.clone()) {
@@ -207,6 +211,15 @@ impl Core {
     /// The HealthCheck `key` as the watch last reported it (this replica runs it or not).
     pub(super) fn object(&self, key: &CheckKey) -> Option<Arc<HealthCheck>> {
         lock(&self.state).index.object(key)
+    }
+
+    /// The checks with `spec.locations`, and whether every watch has listed.
+    pub(super) fn located(&self) -> (Vec<Arc<HealthCheck>>, bool) {
+        let state = lock(&self.state);
+        (
+            state.index.located().cloned().collect(),
+            state.index.synced(),
+        )
     }
 
     /// What reconcile works with (the scheduler, the reference cache).

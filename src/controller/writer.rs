@@ -35,7 +35,7 @@ use crate::{
     api::{HealthCheck, HealthCheckStatus, READY, fmt_go},
     lock,
     metrics::Metrics,
-    runner::{CheckKey, RunReport, Sink, Vital},
+    runner::{CheckKey, Registration, RunReport, Sink, Vital},
 };
 
 /// Field manager of every status write.
@@ -449,6 +449,10 @@ fn without_timestamps(status: &HealthCheckStatus, clamp: i64) -> HealthCheckStat
     if let Some(ready) = stripped.conditions.iter_mut().find(|c| c.type_ == READY) {
         ready.message.clear();
     }
+    // A location's last run moves with every report: state is its ready, reason and stale.
+    for location in &mut stripped.locations {
+        location.last_run_time = None;
+    }
     stripped
 }
 
@@ -506,6 +510,24 @@ impl Sink for StatusWriter {
 
     fn on_remove(&self, key: &CheckKey) {
         lock(&self.shared.pending).remove(key);
+    }
+}
+
+impl StatusWriter {
+    /// Queues a status decided outside a runner (the hub's aggregate of a check with
+    /// locations), under the same coalescing, skipping and budgets; dropped once
+    /// `registration` ends.
+    pub fn put(&self, key: &CheckKey, status: HealthCheckStatus, registration: &Arc<Registration>) {
+        if !self.shared.enabled.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut pending = lock(&self.shared.pending);
+        if !registration.live() {
+            return;
+        }
+        pending.put(key, status, 1, registration, false);
+        drop(pending);
+        self.shared.notify.notify_one();
     }
 }
 

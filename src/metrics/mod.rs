@@ -6,6 +6,7 @@ mod check;
 mod discovery;
 mod family;
 mod kinds;
+mod locations;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -17,6 +18,7 @@ use prometheus::{
 use check::CheckFamilies;
 pub use check::metric_label;
 pub use discovery::DiscoveryMetrics;
+pub use locations::LocationMetrics;
 
 use crate::runner::{AuditMetrics, CheckKey, Registration, RunReport, RunnerSpec, Sink, Summary};
 
@@ -92,6 +94,8 @@ pub struct OperatorFamilies {
     pub audit: AuditMetrics,
     /// The discovery controller's (`canary_discovery_*`).
     pub discovery: DiscoveryMetrics,
+    /// The hub's, for checks with `spec.locations` (`canary_check_location_*`).
+    pub locations: LocationMetrics,
 }
 
 /// Every metric family Canary exposes.
@@ -300,6 +304,7 @@ impl Metrics {
             )?)?,
             audit: Self::audit_families(f)?,
             discovery: DiscoveryMetrics::new(f)?,
+            locations: LocationMetrics::new(f)?,
         })
     }
 

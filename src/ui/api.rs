@@ -74,7 +74,7 @@ pub fn summary(check: &Check) -> Value {
     let uptime: serde_json::Map<String, Value> = (Span::ALL.into_iter())
         .map(|span| (span.label().to_string(), window(check.window(span))))
         .collect();
-    json!({
+    let mut value = json!({
         "namespace": check.key.namespace,
         "name": check.key.name,
         "group": check.group,
@@ -89,7 +89,12 @@ pub fn summary(check: &Check) -> Value {
         "historySince": rfc3339(check.since),
         "historySource": source(check),
         "historyError": check.prometheus.as_ref().and_then(|p| p.error.clone()),
-    })
+    });
+    if !check.locations.is_empty() {
+        value["locations"] = json!(check.locations);
+        value["degraded"] = json!(check.degraded);
+    }
+    value
 }
 
 /// One check with its history.

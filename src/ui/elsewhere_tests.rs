@@ -35,6 +35,7 @@ fn ui(me: &'static str, owner: Option<Owner>, key: Option<[u8; 32]>, redact: boo
         source: Source {
             scheduler: Scheduler::new(SchedulerConfig::default(), vec![]),
             redact,
+            located: None,
         },
         standby: Arc::new(AtomicBool::new(false)),
         owners: Some(Arc::new(Ring { me, owner })),

@@ -164,6 +164,16 @@ impl Source {
                 });
             }
         });
+        for check in self.located_all() {
+            let failing = check.state().needs_attention();
+            listing.total += 1;
+            listing.failing += usize::from(failing);
+            if filter.admits(&check.key, &check.info, failing) {
+                let group = check.info.group(&check.key).to_string();
+                let key = check.key.clone();
+                rows.push(Row { group, key });
+            }
+        }
         let mut groups: HashMap<&str, usize> = HashMap::new();
         for row in &rows {
             *groups.entry(&row.group).or_default() += 1;
@@ -195,6 +205,7 @@ impl Source {
                 keys.push(spec.key.clone());
             }
         });
+        keys.extend(self.located_all().iter().map(|c| c.key.clone()));
         keys.sort_unstable();
         let start = after.map_or(0, |(namespace, name)| {
             keys.partition_point(|k| {

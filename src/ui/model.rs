@@ -2,10 +2,13 @@
 //! redacted once, so the pages, the API and the badges read the same figures (the runner's
 //! history, fed by the runs that feed the metrics).
 
+use std::sync::Arc;
+
+use super::located::{Located, LocatedCheck};
 use crate::{
     api::{
-        CheckKey, HealthCheckSpec, HealthCheckStatus, LastPing, LastResult, Reason, TlsFacts,
-        redact,
+        CheckKey, HealthCheckSpec, HealthCheckStatus, LastPing, LastResult, LocationStatus, Reason,
+        TlsFacts, redact,
     },
     runner::{
         CheckState, RunnerSpec, RunnerView, Scheduler,
@@ -75,6 +78,10 @@ pub struct Check {
     pub stored: bool,
     /// With `--prometheus-url`: the uptime windows and `since` are Prometheus's, or why not.
     pub prometheus: Option<PromNote>,
+    /// A check with `spec.locations`: each location's verdict (empty otherwise).
+    pub locations: Vec<LocationStatus>,
+    /// Some locations fail, fewer than `minFailing` (the `Degraded` condition).
+    pub degraded: bool,
 }
 
 /// Whether Prometheus answered for a check (`--prometheus-url`).
@@ -118,6 +125,8 @@ pub struct Source {
     pub scheduler: Scheduler,
     /// Hide targets, messages, certificate names and specs.
     pub redact: bool,
+    /// The checks with `spec.locations` this replica aggregates (an operator's hub).
+    pub located: Option<Arc<Located>>,
 }
 
 impl Source {
@@ -125,7 +134,18 @@ impl Source {
     pub fn holds(&self, key: &CheckKey) -> bool {
         let mut held = false;
         self.scheduler.visit_one(key, |_, _| held = true);
-        held
+        held || self.located(key).is_some()
+    }
+
+    /// The check with locations `key`, when this replica aggregates it (and it is not hidden).
+    pub(super) fn located(&self, key: &CheckKey) -> Option<Arc<LocatedCheck>> {
+        (self.located.as_ref()?.get(key)).filter(|c| !c.info.hidden)
+    }
+
+    /// The checks with locations this replica aggregates and shows.
+    pub(super) fn located_all(&self) -> Vec<Arc<LocatedCheck>> {
+        let all = self.located.as_ref().map(|l| l.all()).unwrap_or_default();
+        all.into_iter().filter(|c| !c.info.hidden).collect()
     }
 
     /// Every check not hidden from the page, sorted by namespace and name.
@@ -136,18 +156,22 @@ impl Source {
                 checks.push(self.check_of(spec, view, now));
             }
         });
+        let located = self.located_all();
+        checks.extend(located.iter().map(|c| c.check(self.redact, now)));
         checks.sort_by(|a, b| a.key.cmp(&b.key));
         checks
     }
 
     /// One check; `None` when unknown or hidden.
     pub fn check(&self, key: &CheckKey, now: i64) -> Option<Check> {
-        self.visible(key, |spec, view| self.check_of(spec, view, now))
+        (self.visible(key, |spec, view| self.check_of(spec, view, now)))
+            .or_else(|| Some(self.located(key)?.check(self.redact, now)))
     }
 
     /// One check with its history; `None` when unknown or hidden.
     pub fn detail(&self, key: &CheckKey, now: i64) -> Option<Detail> {
-        self.visible(key, |spec, view| self.detail_of(spec, view, now))
+        (self.visible(key, |spec, view| self.detail_of(spec, view, now)))
+            .or_else(|| Some(self.located(key)?.detail(self.redact, now)))
     }
 
     /// What `read` makes of the runner of `key`, unless it is unknown or hidden.
@@ -186,6 +210,8 @@ impl Source {
             since: history.since,
             stored: history.stored_in_status(),
             prometheus: None,
+            locations: Vec::new(),
+            degraded: false,
         }
     }
 
@@ -274,7 +300,7 @@ pub const SET: &str = "<set>";
 /// The spec with its URL shown as everywhere else (no userinfo, query or fragment) and inline
 /// header and gRPC metadata values as [`SET`]: they are often credentials (a bearer token
 /// written inline), and values from Secrets are not shown either.
-fn shown(spec: &HealthCheckSpec) -> HealthCheckSpec {
+pub(super) fn shown(spec: &HealthCheckSpec) -> HealthCheckSpec {
     let mut shown = spec.clone();
     let hide = |headers: &mut Vec<crate::api::HttpHeader>| {
         for header in headers.iter_mut().filter(|h| h.value.is_some()) {

@@ -73,6 +73,8 @@ fn detail() -> Detail {
             since: 0,
             stored: false,
             prometheus: None,
+            locations: Vec::new(),
+            degraded: false,
         },
         transitions: Vec::new(),
         hours: Vec::new(),

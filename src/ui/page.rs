@@ -110,12 +110,14 @@ pub(super) fn card(check: &Check, ctx: &PageContext) -> Markup {
         article.card data-state=(check.state.name()) {
             div.head {
                 h3 { a href=(href) { (check.key.name) } }
+                (super::locations::degraded(check))
                 span class={ "state " (check.state.name()) } { (check.state.name()) }
             }
             p.target {
                 span.kind { (check.kind) }
                 @if let Some(target) = &check.target { " " (target) }
             }
+            (super::locations::strip(check))
             (bar(shown))
             dl.stats {
                 @for span in Span::ALL {
@@ -186,6 +188,7 @@ pub fn detail(detail: &Detail, ctx: &PageContext) -> Markup {
             p.crumbs { a href="/" { "All checks" } " / " (check.group) }
             div.head {
                 h1 { (key.name) span.dim { " in " (key.namespace) } }
+                (super::locations::degraded(check))
                 span class={ "state " (check.state.name()) } { (check.state.name()) }
             }
             p.target {
@@ -200,6 +203,7 @@ pub fn detail(detail: &Detail, ctx: &PageContext) -> Markup {
                     div { dt { "latency " (span.label()) } dd { (latency_text(check.window(span).average_latency_ms)) } }
                 }
             }
+            (super::locations::section(check))
             (super::overview::history_note(check.since, check.stored, check.prometheus.as_ref()))
             section {
                 h2 { "Latency" }

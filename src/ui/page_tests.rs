@@ -59,6 +59,8 @@ fn never_connected(state: CheckState, reason: Reason, message: &str) -> Detail {
             since: 1_799_999_000,
             stored: true,
             prometheus: None,
+            locations: Vec::new(),
+            degraded: false,
         },
         transitions: Vec::new(),
         hours: Vec::new(),

@@ -64,7 +64,7 @@ async fn every_alert_fires_in_a_unit_test_and_has_a_runbook_section() {
         .iter()
         .map(|a| a["alert"].as_str().unwrap())
         .collect();
-    assert_eq!(names.len(), 18, "{names:?}");
+    assert_eq!(names.len(), 19, "{names:?}");
     for alert in alerts(&rules) {
         let name = alert["alert"].as_str().unwrap();
         assert!(

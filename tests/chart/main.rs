@@ -4,6 +4,7 @@
 //! binary run as the chart's Deployment runs it. Tools come from `scripts/test`; a missing tool
 //! fails the test.
 
+mod admission;
 mod alerts;
 mod deployed;
 mod enforced;

@@ -23,6 +23,7 @@ mod leader;
 mod load;
 mod quorum;
 mod spokes;
+mod locations;
 mod namespaces;
 mod oauth2;
 mod outage;

@@ -139,6 +139,12 @@ tests/chart.rs fails when a rule grants more.
   resources: ["cronjobs", "jobs"]
   verbs: ["get"]
 {{- end }}
+{{- if .Values.locations.enabled }}
+# The hub: the owner of a check with spec.locations aggregates the CheckReports spokes write.
+- apiGroups: ["canary.dev"]
+  resources: ["checkreports"]
+  verbs: ["list", "watch"]
+{{- end }}
 {{- if .Values.discovery.enabled }}
 # Discovery: generated HealthChecks are applied, pruned and detached; sources are read.
 - apiGroups: ["canary.dev"]

@@ -46,7 +46,9 @@ impl Watched {
     /// `None` for a check nobody should be probing: suspended, invalid, or waiting for a
     /// missing or forbidden reference.
     pub fn of(check: &HealthCheck) -> Option<Self> {
-        if check.spec.suspend || blocked(check) {
+        // A check with locations has no local runs: its reports say whether spokes probe it.
+        let located = check.spec.locations.is_some();
+        if check.spec.suspend || located || blocked(check) {
             return None;
         }
         let valid = validate(&check.spec).ok()?;
