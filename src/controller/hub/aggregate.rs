@@ -87,10 +87,10 @@ pub fn aggregate<'a>(
         let observed = report(name);
         let (state, status) = judge(name, observed, interval, since, now);
         let ran = observed.and_then(|o| o.status).filter(|_| !status.stale);
-        if let Some((Some(at), Some(took))) = ran.map(|s| (&s.last_run_time, &s.duration)) {
-            if latest.is_none_or(|(last, _)| at.0 > last.0) {
-                latest = Some((at, took));
-            }
+        if let Some((Some(at), Some(took))) = ran.map(|s| (&s.last_run_time, &s.duration))
+            && latest.is_none_or(|(last, _)| at.0 > last.0)
+        {
+            latest = Some((at, took));
         }
         states.push(state);
         statuses.push(status);
