@@ -9,7 +9,7 @@ use canary_test_harness::{
     http,
     targets::{Reply, TestServer, Transport},
     tools::Kubectl,
-    wait::eventually,
+    wait::{eventually, steady},
 };
 use serde_json::{Value, json};
 
@@ -327,4 +327,29 @@ async fn sharded_hub_replicas_each_aggregate_their_own_share() {
         0,
         "no replica probed a check with locations"
     );
+}
+
+/// A local check edited to name locations stops being probed here: its runner goes, and the
+/// hub takes over its status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_edited_to_name_locations_is_no_longer_probed_here() {
+    let target = TestServer::start(Transport::Plain, |_| Reply::ok("ok")).await;
+    let local = http_check(NS, "api", &target.url("/"), json!({}));
+    let s = Scenario::start(NS, &["--locations-hub"], &[local]).await;
+    s.watch.ready_as("api", "True", "Succeeded").await;
+    let locations = json!({"locations": {"names": ["a", "b", "c"]}});
+    let located = http_check(NS, "api", &target.url("/"), locations);
+    s.cluster.kubectl.apply(&[located]).await;
+    verdict(&s, "Unknown", "Pending", "False").await;
+    // Runs started before the edit may still land; then none.
+    let accepted = steady(20 * SEC, 3 * SEC, "requests to stop", SEC / 4, async || {
+        target.accepted()
+    })
+    .await;
+    assert!(accepted > 0, "it was probed before the edit");
+    let runs = s
+        .operator
+        .check_metric("canary_check_runs_total", NS, "api")
+        .await;
+    assert_eq!(runs, Ok(0.0), "its local series went with its runner");
 }

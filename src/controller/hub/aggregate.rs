@@ -54,6 +54,8 @@ pub struct Aggregate {
     pub passing: usize,
     pub failing: usize,
     pub stale: usize,
+    /// The probe duration of the fresh report that ran last (by its own clock: display only).
+    pub duration: Option<String>,
 }
 
 impl Aggregate {
@@ -80,8 +82,16 @@ pub fn aggregate<'a>(
 ) -> Aggregate {
     let mut statuses = Vec::with_capacity(locations.names.len());
     let mut states = Vec::with_capacity(locations.names.len());
+    let mut latest: Option<(&Time, &str)> = None;
     for name in &locations.names {
-        let (state, status) = judge(name, report(name), interval, since, now);
+        let observed = report(name);
+        let (state, status) = judge(name, observed, interval, since, now);
+        let ran = observed.and_then(|o| o.status).filter(|_| !status.stale);
+        if let Some((Some(at), Some(took))) = ran.map(|s| (&s.last_run_time, &s.duration))
+            && latest.is_none_or(|(last, _)| at.0 > last.0)
+        {
+            latest = Some((at, took));
+        }
         states.push(state);
         statuses.push(status);
     }
@@ -109,6 +119,7 @@ pub fn aggregate<'a>(
         passing,
         failing,
         stale,
+        duration: latest.map(|(_, took)| took.to_string()),
     }
 }
 

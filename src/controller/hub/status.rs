@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use super::aggregate::{Aggregate, last_run};
 use crate::{
-    api::{DEGRADED, HealthCheckStatus, PROBED, READY, ReadyStatus},
+    api::{DEGRADED, HealthCheckStatus, LastResult, PROBED, READY, ReadyStatus},
     readiness::Transition,
 };
 
@@ -37,6 +37,15 @@ pub fn next_status(
         last_run_time: last_run(aggregate),
         locations: aggregate.locations.clone(),
         locations_passing: Some(aggregate.passing_column()),
+        // Always whole: a check that was probed here before keeps no half of its last result
+        // (server-side apply drops the fields, maybe not the object, and the schema then
+        // refuses it for the fields it requires).
+        last_result: Some(LastResult::new(
+            aggregate.ready == ReadyStatus::True,
+            aggregate.reason,
+            truncate(&aggregate.message),
+            (aggregate.duration.clone()).unwrap_or_else(|| "0.000s".into()),
+        )),
         ..HealthCheckStatus::default()
     };
     let message = truncate(&aggregate.message);

@@ -267,6 +267,12 @@ fn degraded_and_ready_conditions_follow_the_verdict_and_recovery_is_a_transition
         ("False".into(), "Timeout".into())
     );
     assert_eq!(condition(&down, DEGRADED).0, "False");
+    let result = down.last_result.as_ref().expect("a whole last result");
+    assert_eq!((result.success, result.reason), (false, Reason::Timeout));
+    assert_eq!(
+        result.message,
+        "eu-west Timeout, us-east Timeout; ap-south ok"
+    );
     // Stale in between: no transition; then recovered: a transition from False.
     let stale = judge(2, &failing, s(500));
     let now = Time(jiff::Timestamp::now());
