@@ -88,7 +88,10 @@ async fn three_locations_judge_by_quorum_and_a_dead_spoke_makes_it_unknown_not_f
     let target = TestServer::start(Transport::Plain, move |request| {
         let agent = request.header("user-agent").unwrap_or_default();
         let failing = fails.lock().expect("lock");
-        match failing.iter().any(|l| agent.contains(&format!("(spoke-{l})"))) {
+        match failing
+            .iter()
+            .any(|l| agent.contains(&format!("(spoke-{l})")))
+        {
             true => Reply::status(503, "not from here"),
             false => Reply::ok("ok"),
         }
@@ -108,7 +111,10 @@ async fn three_locations_judge_by_quorum_and_a_dead_spoke_makes_it_unknown_not_f
     // 1 of 3 failing, quorum 2: passing, degraded.
     let api = verdict(&s, "True", "Succeeded", "True", &saw_false).await;
     assert_eq!(api["status"]["locationsPassing"], "2/3", "{api}");
-    assert!(!saw_false.load(Ordering::SeqCst), "one location never fails it");
+    assert!(
+        !saw_false.load(Ordering::SeqCst),
+        "one location never fails it"
+    );
 
     // 2 of 3: failing, naming both.
     failing.lock().expect("lock").insert("b".into());
@@ -126,11 +132,17 @@ async fn three_locations_judge_by_quorum_and_a_dead_spoke_makes_it_unknown_not_f
     let killed = Instant::now();
     let api = verdict(&s, "Unknown", "LocationsStale", "True", &saw_false).await;
     let took = killed.elapsed();
-    assert!(!saw_false.load(Ordering::SeqCst), "a dead spoke is not a failing target");
-    let a = (api["status"]["locations"].as_array().expect("locations").iter())
-        .find(|l| l["name"] == "a")
-        .cloned()
-        .expect("location a");
+    assert!(
+        !saw_false.load(Ordering::SeqCst),
+        "a dead spoke is not a failing target"
+    );
+    let a = (api["status"]["locations"]
+        .as_array()
+        .expect("locations")
+        .iter())
+    .find(|l| l["name"] == "a")
+    .cloned()
+    .expect("location a");
     assert_eq!(a["stale"], true, "{api}");
     // The bound, plus the last report's age at the kill (a heartbeat) and slack for a busy
     // machine (a pass every 0.5 s, the status write, the watch).
@@ -158,16 +170,23 @@ async fn three_locations_judge_by_quorum_and_a_dead_spoke_makes_it_unknown_not_f
         30 * SEC,
         "the unlisted report counted as ignored",
         Duration::from_millis(200),
-        async || match s.operator.try_metric("canary_location_reports_ignored_total", &ignored).await {
+        async || match s
+            .operator
+            .try_metric("canary_location_reports_ignored_total", &ignored)
+            .await
+        {
             Ok(n) if n >= 1.0 => Ok(()),
             other => Err(format!("{other:?}")),
         },
     )
     .await;
     let api = verdict(&s, "True", "Succeeded", "True", &saw_false).await;
-    let names: Vec<&str> = (api["status"]["locations"].as_array().expect("locations").iter())
-        .filter_map(|l| l["name"].as_str())
-        .collect();
+    let names: Vec<&str> = (api["status"]["locations"]
+        .as_array()
+        .expect("locations")
+        .iter())
+    .filter_map(|l| l["name"].as_str())
+    .collect();
     assert_eq!(names, ["a", "b", "c"], "{api}");
     for spoke in &spokes {
         assert!(spoke.running(), "{}", spoke.tail(20));

@@ -40,12 +40,12 @@ pub fn next_status(
         // Always whole: a check that was probed here before keeps no half of its last result
         // (server-side apply drops the fields, maybe not the object, and the schema then
         // refuses it for the fields it requires).
-        last_result: Some(LastResult::new(
+        last_result: Some(Box::new(LastResult::new(
             aggregate.ready == ReadyStatus::True,
             aggregate.reason,
             truncate(&aggregate.message),
             (aggregate.duration.clone()).unwrap_or_else(|| "0.000s".into()),
-        )),
+        ))),
         ..HealthCheckStatus::default()
     };
     let message = truncate(&aggregate.message);
