@@ -56,7 +56,7 @@ async fn report(k: &Kubectl, location: &str, ready: &str, reason: &str, heartbea
 }
 
 /// The condition `type_` of `check`: (status, reason, message).
-fn condition(check: &Value, type_: &str) -> Option<(String, String, String)> {
+pub(crate) fn condition(check: &Value, type_: &str) -> Option<(String, String, String)> {
     let conditions = check["status"]["conditions"].as_array()?;
     let c = conditions.iter().find(|c| c["type"] == type_)?;
     let text = |f: &str| c[f].as_str().unwrap_or_default().to_string();

@@ -22,7 +22,7 @@ use canary_test_harness::{
 };
 use serde_json::{Value, json};
 
-use crate::{SEC, Scenario, operator};
+use crate::{SEC, Scenario, locations::condition, spokes};
 
 const NS: &str = "quorum";
 /// The spokes' `--status-heartbeat`: the hub calls a location stale after
@@ -32,27 +32,7 @@ const STALE_AFTER: Duration = Duration::from_secs(6);
 
 /// A spoke of the hub `hub` (a kubeconfig) at `location`, replica `spoke-<location>`.
 async fn spoke(cluster: &Cluster, hub: &Path, location: &str) -> Operator {
-    let hub = hub.display().to_string();
-    let identity = format!("spoke-{location}");
-    let args = [
-        "--location",
-        location,
-        "--hub-kubeconfig",
-        &hub,
-        "--leader-election-identity",
-        &identity,
-        "--status-heartbeat",
-        HEARTBEAT,
-    ];
-    operator(cluster).args(&args).process().await
-}
-
-/// The condition `type_` of `check`: (status, reason, message).
-fn condition(check: &Value, type_: &str) -> Option<(String, String, String)> {
-    let conditions = check["status"]["conditions"].as_array()?;
-    let c = conditions.iter().find(|c| c["type"] == type_)?;
-    let text = |f: &str| c[f].as_str().unwrap_or_default().to_string();
-    Some((text("status"), text("reason"), text("message")))
+    spokes::spoke_with(cluster, hub, location, &["--status-heartbeat", HEARTBEAT]).await
 }
 
 /// Waits until `api` shows Ready=`ready` (`reason`) and Degraded=`degraded`; returns it.

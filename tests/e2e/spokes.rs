@@ -151,6 +151,16 @@ async fn hub() -> Server {
 /// An operator of `cluster` with location `location` (replica `spoke-<location>`), a spoke
 /// of the hub `hub` (a kubeconfig).
 async fn spoke(cluster: &Cluster, hub: &Path, location: &str) -> Operator {
+    spoke_with(cluster, hub, location, &[]).await
+}
+
+/// The same, with more arguments.
+pub(crate) async fn spoke_with(
+    cluster: &Cluster,
+    hub: &Path,
+    location: &str,
+    more: &[&str],
+) -> Operator {
     let hub = hub.display().to_string();
     let identity = format!("spoke-{location}");
     let args = [
@@ -161,7 +171,7 @@ async fn spoke(cluster: &Cluster, hub: &Path, location: &str) -> Operator {
         "--leader-election-identity",
         &identity,
     ];
-    operator(cluster).args(&args).process().await
+    operator(cluster).args(&args).args(more).process().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

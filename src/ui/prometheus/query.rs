@@ -110,19 +110,41 @@ const LATENCY_COUNT: &str = "_latency_count";
 const SINCE: &str = "_since";
 
 #[derive(Deserialize)]
-struct Answer {
+struct Answer<S> {
     status: String,
     #[serde(default)]
     error: Option<String>,
-    #[serde(default)]
-    data: Option<Data>,
+    #[serde(default = "Option::default")]
+    data: Option<Data<S>>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Data {
+struct Data<S> {
     result_type: String,
-    result: Vec<Series>,
+    result: Vec<S>,
+}
+
+/// The series of an answer that succeeded with `result_type` (`vector`, `matrix`).
+pub(super) fn series<S: serde::de::DeserializeOwned>(
+    body: &[u8],
+    result_type: &str,
+) -> Result<Vec<S>, QueryError> {
+    let answer: Answer<S> =
+        serde_json::from_slice(body).map_err(|e| QueryError::Json(e.to_string()))?;
+    if answer.status != "success" {
+        let error = answer.error.unwrap_or(answer.status);
+        return Err(QueryError::Failed(error.chars().take(200).collect()));
+    }
+    let data = answer
+        .data
+        .ok_or_else(|| QueryError::Json("no data".into()))?;
+    if data.result_type != result_type {
+        return Err(QueryError::NotVector(
+            data.result_type.chars().take(20).collect(),
+        ));
+    }
+    Ok(data.result)
 }
 
 #[derive(Deserialize)]
@@ -138,25 +160,12 @@ pub fn parse(
     keys: &[CheckKey],
     max_series: usize,
 ) -> Result<HashMap<CheckKey, Counts>, QueryError> {
-    let answer: Answer =
-        serde_json::from_slice(body).map_err(|e| QueryError::Json(e.to_string()))?;
-    if answer.status != "success" {
-        let error = answer.error.unwrap_or(answer.status);
-        return Err(QueryError::Failed(error.chars().take(200).collect()));
-    }
-    let data = answer
-        .data
-        .ok_or_else(|| QueryError::Json("no data".into()))?;
-    if data.result_type != "vector" {
-        return Err(QueryError::NotVector(
-            data.result_type.chars().take(20).collect(),
-        ));
-    }
-    if data.result.len() > max_series {
+    let result: Vec<Series> = series(body, "vector")?;
+    if result.len() > max_series {
         return Err(QueryError::TooManySeries(max_series));
     }
     let mut counts: HashMap<CheckKey, Counts> = HashMap::new();
-    for series in data.result {
+    for series in result {
         let label = |name: &str| series.metric.get(name).cloned().unwrap_or_default();
         let key = CheckKey {
             namespace: label("namespace"),

@@ -33,22 +33,6 @@ pub fn chart_query(selector: &str, step: i64) -> String {
 }
 
 #[derive(Deserialize)]
-struct Answer {
-    status: String,
-    #[serde(default)]
-    error: Option<String>,
-    #[serde(default)]
-    data: Option<Data>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Data {
-    result_type: String,
-    result: Vec<Series>,
-}
-
-#[derive(Deserialize)]
 struct Series {
     metric: std::collections::HashMap<String, String>,
     values: Vec<(f64, String)>,
@@ -57,25 +41,12 @@ struct Series {
 /// The chart's points, oldest first: a step with failed runs is marked failed; a step without
 /// a measured latency is left off the line.
 pub fn parse(body: &[u8]) -> Result<Vec<Point>, QueryError> {
-    let answer: Answer =
-        serde_json::from_slice(body).map_err(|e| QueryError::Json(e.to_string()))?;
-    if answer.status != "success" {
-        let error = answer.error.unwrap_or(answer.status);
-        return Err(QueryError::Failed(error.chars().take(200).collect()));
-    }
-    let data = answer
-        .data
-        .ok_or_else(|| QueryError::Json("no data".into()))?;
-    if data.result_type != "matrix" {
-        return Err(QueryError::NotVector(
-            data.result_type.chars().take(20).collect(),
-        ));
-    }
-    if data.result.len() > 2 || data.result.iter().any(|s| s.values.len() > MAX_VALUES) {
+    let result: Vec<Series> = super::query::series(body, "matrix")?;
+    if result.len() > 2 || result.iter().any(|s| s.values.len() > MAX_VALUES) {
         return Err(QueryError::TooManySeries(2));
     }
     let values = |name: &str| -> Vec<(i64, f64)> {
-        (data.result.iter())
+        (result.iter())
             .filter(|s| s.metric.get("series").is_some_and(|n| n == name))
             .flat_map(|s| s.values.iter())
             .filter_map(|(at, v)| {
