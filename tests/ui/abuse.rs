@@ -87,7 +87,7 @@ fn unread(addr: SocketAddr, target: &str, gzip: bool) -> TcpStream {
 /// 96 clients ask for the overview (a third gzipped) and 32 for other pages of it (so a cache
 /// cannot serve them all), read the start of the reply and stop reading. The process's RSS
 /// plus the kernel's send queues of the page's sockets grow by less than 48 MiB (the budget is
-/// 16 MiB, send buffers 64 KiB each; the rest is slack for a debug build's allocator), and the
+/// 16 MiB, send buffers 160 KiB each; the rest is slack for a debug build's allocator), and the
 /// page still answers others. Before: the whole ~2.2 MiB overview per connection, about
 /// 280 MiB, in the kernel's send queues here (autotuned up to 4 MiB each, charged to the pod's
 /// cgroup) and in RSS beyond that.
