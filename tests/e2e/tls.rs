@@ -142,6 +142,7 @@ async fn kubectl_get_shows_ready_reason_latency_certificate_expiry_and_ages() {
         "SINCE",
         "LATENCY",
         "CERT-EXPIRES",
+        "LOCATIONS",
         "AGE",
     ];
     assert_eq!(header, columns);
@@ -152,7 +153,11 @@ async fn kubectl_get_shows_ready_reason_latency_certificate_expiry_and_ages() {
             .clone()
     };
     let healthy_row = row("healthy");
-    assert_eq!(healthy_row.len(), 7, "{healthy_row:?}");
+    assert_eq!(healthy_row.len(), 8, "{healthy_row:?}");
+    assert_eq!(
+        healthy_row[6], "",
+        "a check without spec.locations: {healthy_row:?}"
+    );
     assert_eq!(
         (healthy_row[1].as_str(), healthy_row[2].as_str()),
         ("True", "Succeeded")
@@ -161,7 +166,7 @@ async fn kubectl_get_shows_ready_reason_latency_certificate_expiry_and_ages() {
     let expires: jiff::Timestamp = healthy_row[5].parse().expect("CERT-EXPIRES is a timestamp");
     assert!((expires.as_second() - healthy_leaf.not_after.unix_timestamp()).abs() <= 1);
     assert!(
-        is_age(&healthy_row[3]) && is_age(&healthy_row[6]),
+        is_age(&healthy_row[3]) && is_age(&healthy_row[7]),
         "{healthy_row:?}"
     );
     let flaky_row = row("flaky");
