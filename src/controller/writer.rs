@@ -245,15 +245,7 @@ impl StatusWriter {
                 // flush() finishes the queue; this task just stays out of its way.
                 return std::future::pending().await;
             }
-            let next = lock(&self.shared.pending).pop_ready(Instant::now());
-            let Some((key, pending)) = next else {
-                let retry = lock(&self.shared.pending).next_retry();
-                match retry {
-                    Some(at) => {
-                        let _ = tokio::time::timeout_at(at, notified).await;
-                    }
-                    None => notified.await,
-                }
+            let Some((key, pending)) = queue::next_due(&self.shared.pending, notified).await else {
                 continue;
             };
             let _in_flight = InFlight::enter(&self.shared.in_flight);

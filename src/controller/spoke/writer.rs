@@ -23,7 +23,7 @@ use crate::{
     api::{CheckReport, CheckReportStatus, report_name},
     controller::writer::{
         StatusWriter, Written,
-        queue::{Pending, Queue},
+        queue::{self, Pending, Queue},
     },
     lock,
     runner::{CheckKey, RunReport, Sink},
@@ -147,15 +147,7 @@ impl ReportWriter {
     pub async fn run(self) {
         loop {
             let notified = self.shared.notify.notified();
-            let next = lock(&self.shared.pending).pop_ready(Instant::now());
-            let Some((key, pending)) = next else {
-                let retry = lock(&self.shared.pending).next_retry();
-                match retry {
-                    Some(at) => {
-                        let _ = tokio::time::timeout_at(at, notified).await;
-                    }
-                    None => notified.await,
-                }
+            let Some((key, pending)) = queue::next_due(&self.shared.pending, notified).await else {
                 continue;
             };
             self.handle(key, pending).await;

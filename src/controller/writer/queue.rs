@@ -113,6 +113,25 @@ impl Queue {
     }
 }
 
+/// The next write due in `queue`; else waits for `notified` (a push, created before the queue
+/// was read so none is missed) or the next retry, and returns `None` (ask again).
+pub(crate) async fn next_due(
+    queue: &std::sync::Mutex<Queue>,
+    notified: tokio::sync::futures::Notified<'_>,
+) -> Option<(CheckKey, Pending)> {
+    let next = crate::lock(queue).pop_ready(Instant::now());
+    if next.is_none() {
+        let retry = crate::lock(queue).next_retry();
+        match retry {
+            Some(at) => {
+                let _ = tokio::time::timeout_at(at, notified).await;
+            }
+            None => notified.await,
+        }
+    }
+    next
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
