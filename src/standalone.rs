@@ -132,9 +132,9 @@ impl Expectations for Files {
     fn with_expected(&self, judge: &mut dyn FnMut(&[Expected])) {
         let source = lock(&self.source);
         let expected: Vec<Expected> = (source.loaded.iter())
-            .map(|(key, item)| Expected {
+            .map(|(key, kept)| Expected {
                 key: key.clone(),
-                probes: audit::probes(&item.resource.spec),
+                probes: kept.probes,
             })
             .collect();
         judge(&expected);
@@ -146,8 +146,8 @@ impl Expectations for Files {
 
     fn restore(&self, key: &CheckKey) {
         let source = lock(&self.source);
-        if let Some(item) = source.loaded.get(key) {
-            source.upsert(&self.scheduler, item);
+        if let Some(item) = source.loaded.get(key).and_then(Kept::loaded) {
+            source.upsert(&self.scheduler, &item);
         }
     }
 }
@@ -159,7 +159,38 @@ struct FileSource {
     /// Digest of every file read last time, to notice edits cheaply.
     fingerprint: u64,
     /// The HealthChecks of the last good load.
-    loaded: BTreeMap<CheckKey, Loaded>,
+    loaded: BTreeMap<CheckKey, Kept>,
+}
+
+/// A loaded HealthCheck as kept between loads: its JSON, parsed again only when the audit
+/// restores its runner (the runner holds what it runs; a parsed copy per check cost about
+/// 1.8 KiB, docs/perf), and what the audit reads at every pass.
+struct Kept {
+    json: Box<[u8]>,
+    path: PathBuf,
+    document: usize,
+    /// Whether the check should probe ([`audit::probes`]), decided once per load.
+    probes: bool,
+}
+
+impl Kept {
+    fn of(item: &Loaded) -> Self {
+        Self {
+            json: (serde_json::to_vec(&item.resource).unwrap_or_default()).into_boxed_slice(),
+            path: item.path.clone(),
+            document: item.document,
+            probes: audit::probes(&item.resource.spec),
+        }
+    }
+
+    /// The HealthCheck again (it was serialised from one: it parses back).
+    fn loaded(&self) -> Option<Loaded> {
+        Some(Loaded {
+            resource: serde_json::from_slice(&self.json).ok()?,
+            path: self.path.clone(),
+            document: self.document,
+        })
+    }
 }
 
 impl FileSource {
@@ -181,10 +212,12 @@ impl FileSource {
         self.fingerprint = self.current_fingerprint();
         let loaded = files::load(&self.files)?;
         let count = loaded.len();
-        self.loaded = loaded.into_iter().map(|item| (item.key(), item)).collect();
-        for item in self.loaded.values() {
-            self.upsert(scheduler, item);
-        }
+        self.loaded = (loaded.into_iter())
+            .map(|item| {
+                self.upsert(scheduler, &item);
+                (item.key(), Kept::of(&item))
+            })
+            .collect();
         for key in scheduler.keys() {
             if !self.loaded.contains_key(&key) {
                 scheduler.remove(&key);

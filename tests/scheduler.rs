@@ -83,7 +83,12 @@ impl Sink for Recorder {
         self.removed.lock().unwrap().push(key.clone());
     }
 
-    fn on_start(&self, spec: &RunnerSpec, _registration: &Registration) {
+    fn on_start(
+        &self,
+        spec: &RunnerSpec,
+        _resumed: &canary_operator::api::HealthCheckStatus,
+        _registration: &Registration,
+    ) {
         self.started.lock().unwrap().push(spec.key.clone());
     }
 }
@@ -119,7 +124,9 @@ const MINUTE: Duration = Duration::from_secs(60);
 /// A runner resumed after a restart: its status says it ran before.
 fn resumed(name: &str, interval: Duration, prober: Arc<dyn Prober>) -> RunnerSpec {
     let mut spec = runner(name, interval, prober, 1);
-    spec.status.last_run_time = Some(Time(jiff::Timestamp::now()));
+    let mut status = canary_operator::api::HealthCheckStatus::default();
+    status.last_run_time = Some(Time(jiff::Timestamp::now()));
+    spec.status = Some(Box::new(status));
     spec
 }
 

@@ -25,7 +25,7 @@ fn valid(grant: serde_json::Value) -> ValidOAuth2 {
     let ProbeKind::Http(http) = valid.probe else {
         panic!("an http probe")
     };
-    http.auth.expect("auth")
+    *http.auth.expect("auth")
 }
 
 fn fields(grant: serde_json::Value) -> Vec<String> {

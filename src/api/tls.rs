@@ -113,7 +113,7 @@ fn default_min_validity() -> GoDuration {
 }
 
 /// Lowest acceptable TLS protocol version.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default, JsonSchema)]
 pub enum TlsVersion {
     #[default]
     #[serde(rename = "1.2")]
@@ -135,7 +135,7 @@ pub struct ClientCertificate {
 }
 
 /// Validated TLS expectations; the CA bundle and client certificate are still references.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ValidTlsPolicy {
     pub verify: bool,
     /// SNI and the name verified; default: the target host.

@@ -106,7 +106,8 @@ pub struct ValidHttp {
     pub max_body_bytes: u64,
     pub expect: HttpExpectations,
     /// An OAuth2 client-credentials grant whose token is sent as `Authorization: Bearer`.
-    pub auth: Option<ValidOAuth2>,
+    /// Boxed: 280 bytes inline in every HTTP check's runner, set on few.
+    pub auth: Option<Box<ValidOAuth2>>,
     /// `connectTo`: where requests to the URL's host and port are dialled instead.
     pub connect_to: Option<Endpoint>,
 }
@@ -234,7 +235,7 @@ impl ValidSpec {
             HeaderSource::Literal(_) => None,
         }));
         if let ProbeKind::Http(http) = &self.probe {
-            refs.extend(http.auth.iter().flat_map(ValidOAuth2::references));
+            refs.extend(http.auth.iter().flat_map(|auth| auth.references()));
         }
         if let ProbeKind::Heartbeat(heartbeat) = &self.probe {
             refs.push(heartbeat.token.object.clone());

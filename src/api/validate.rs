@@ -245,7 +245,7 @@ fn validate_http(http: &HttpProbe, errors: &mut Errors) -> Option<ValidHttp> {
         follow_redirects: http.follow_redirects,
         max_body_bytes: max_body_bytes?,
         expect: expect?,
-        auth: auth?,
+        auth: auth?.map(Box::new),
         connect_to: connect_to?,
     })
 }

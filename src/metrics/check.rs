@@ -18,7 +18,7 @@ use prometheus::{
 
 use super::{Families, MetricsError, family::Family, kinds::KindSeries};
 use crate::{
-    api::Reason,
+    api::{HealthCheckStatus, Reason},
     lock,
     runner::{CheckKey, Registration, RunReport, RunnerSpec},
 };
@@ -201,8 +201,12 @@ impl CheckFamilies {
     /// The last state `spec`'s status records (verdict, failures in a row, last run and
     /// success), shown until its first run here reports: a check that moves between replicas
     /// or outlives a restart keeps its `canary_check_success` sample, and its alert its `for`.
-    pub(super) fn seed(&self, spec: &RunnerSpec, registration: &Registration) {
-        let status = &spec.status;
+    pub(super) fn seed(
+        &self,
+        spec: &RunnerSpec,
+        status: &HealthCheckStatus,
+        registration: &Registration,
+    ) {
         let Some(last) = (status.last_result.as_ref()).filter(|last| !did_not_run(last.reason))
         else {
             return;

@@ -20,6 +20,7 @@ pub use check::metric_label;
 pub use discovery::DiscoveryMetrics;
 pub use locations::LocationMetrics;
 
+use crate::api::HealthCheckStatus;
 use crate::runner::{AuditMetrics, CheckKey, Registration, RunReport, RunnerSpec, Sink, Summary};
 
 /// Scheduler lag buckets: on time is under 10 ms; seconds mean the process is overloaded.
@@ -413,9 +414,14 @@ impl Sink for Metrics {
         self.forget(key);
     }
 
-    fn on_start(&self, spec: &RunnerSpec, registration: &Registration) {
+    fn on_start(
+        &self,
+        spec: &RunnerSpec,
+        resumed: &HealthCheckStatus,
+        registration: &Registration,
+    ) {
         self.changed();
-        self.check.seed(spec, registration);
+        self.check.seed(spec, resumed, registration);
     }
 
     fn on_tick(&self, summary: &Summary) {

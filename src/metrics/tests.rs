@@ -286,9 +286,9 @@ fn failing_status() -> HealthCheckStatus {
 #[test]
 fn a_check_starting_here_shows_its_last_state_from_status_until_its_first_run() {
     let metrics = Metrics::new().unwrap();
-    let mut spec = spec();
-    spec.status = failing_status();
-    metrics.on_start(&spec, &Registration::default());
+    let spec = spec();
+    let mut status = failing_status();
+    metrics.on_start(&spec, &status, &Registration::default());
     let text = metrics.render().unwrap();
     for series in [
         r#"canary_check_success{name="api",namespace="shop"} 0"#,
@@ -307,27 +307,31 @@ fn a_check_starting_here_shows_its_last_state_from_status_until_its_first_run() 
     // A run reported first is not overwritten by a late start; a removed check is not seeded.
     let ran = Metrics::new().unwrap();
     report(&ran, &spec, Reason::UnexpectedStatus);
-    spec.status.consecutive_failures = 9;
-    ran.on_start(&spec, &Registration::default());
+    status.consecutive_failures = 9;
+    ran.on_start(&spec, &status, &Registration::default());
     let text = ran.render().unwrap();
     assert!(text.contains(r#"canary_check_consecutive_failures{name="api",namespace="shop"} 4"#));
     let removed = Arc::new(Registration::default());
     removed.end();
     let fresh = Metrics::new().unwrap();
-    fresh.on_start(&spec, &removed);
+    fresh.on_start(&spec, &status, &removed);
     assert!(!fresh.render().unwrap().contains("canary_check_success{"));
 }
 
 #[test]
 fn a_status_without_a_verdict_seeds_nothing() {
     let metrics = Metrics::new().unwrap();
-    let mut spec = spec();
-    metrics.on_start(&spec, &Registration::default());
-    spec.status = failing_status();
-    if let Some(last) = spec.status.last_result.as_mut() {
+    let spec = spec();
+    metrics.on_start(
+        &spec,
+        &HealthCheckStatus::default(),
+        &Registration::default(),
+    );
+    let mut status = failing_status();
+    if let Some(last) = status.last_result.as_mut() {
         last.reason = Reason::Suspended;
     }
-    metrics.on_start(&spec, &Registration::default());
+    metrics.on_start(&spec, &status, &Registration::default());
     assert!(!metrics.render().unwrap().contains("canary_check_success{"));
 }
 

@@ -2,7 +2,10 @@
 //! client certificates) are fetched through a [`ReferenceSource`], so the engine never sees
 //! Kubernetes objects.
 
-use std::sync::Arc;
+use std::{
+    collections::HashMap,
+    sync::{Arc, LazyLock, Mutex, Weak},
+};
 
 use http::HeaderValue;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
@@ -167,7 +170,7 @@ pub fn build(spec: &ValidSpec, refs: &dyn ReferenceSource) -> Result<Probe, Buil
     Ok(Probe {
         target,
         timeout: spec.timeout,
-        tls: Arc::new(tls),
+        tls,
     })
 }
 
@@ -216,7 +219,7 @@ pub(super) fn fetch(
 fn tls_settings(
     policy: &ValidTlsPolicy,
     refs: &dyn ReferenceSource,
-) -> Result<TlsSettings, BuildError> {
+) -> Result<Arc<TlsSettings>, BuildError> {
     let trust = match &policy.ca_bundle {
         None => Trust::system(),
         Some(source) => {
@@ -234,16 +237,45 @@ fn tls_settings(
                 .ok_or_else(|| BuildError::invalid(field, "holds no usable CA certificates"))?
         }
     };
+    let field = "spec.tlsPolicy.clientCertificate";
+    if policy.client_certificate.is_none() && policy.expect_served_certificate.is_none() {
+        return shared_settings(policy, trust)
+            .map_err(|message| BuildError::invalid(field, message));
+    }
     let client_auth = match &policy.client_certificate {
         None => None,
         Some(secret) => Some(client_auth(secret, refs)?),
     };
     let mut settings = TlsSettings::new(policy.clone(), trust, client_auth)
-        .map_err(|message| BuildError::invalid("spec.tlsPolicy.clientCertificate", message))?;
+        .map_err(|message| BuildError::invalid(field, message))?;
     if let Some(secret) = &policy.expect_served_certificate {
         settings.expected_leaf = Some(expected_leaf(secret, refs)?);
     }
-    Ok(settings)
+    Ok(Arc::new(settings))
+}
+
+/// The settings of checks with no client certificate and no served-certificate expectation
+/// depend only on the policy and the trust store: checks with equal ones share one (464 bytes
+/// per check otherwise), held as long as some check holds it.
+fn shared_settings(policy: &ValidTlsPolicy, trust: Arc<Trust>) -> Result<Arc<TlsSettings>, String> {
+    type Key = (ValidTlsPolicy, usize);
+    static SHARED: LazyLock<Mutex<(HashMap<Key, Weak<TlsSettings>>, usize)>> =
+        LazyLock::new(Mutex::default);
+    let key = (policy.clone(), Arc::as_ptr(&trust) as usize);
+    let mut shared = crate::lock(&SHARED);
+    let (settings, swept) = &mut *shared;
+    if let Some(found) = settings.get(&key).and_then(Weak::upgrade) {
+        return Ok(found);
+    }
+    let built = Arc::new(TlsSettings::new(policy.clone(), trust, None)?);
+    // Entries nobody holds are swept when the map has doubled since the last sweep: amortised
+    // O(1) per build, also with 10,000 distinct policies.
+    if settings.len() >= 2 * (*swept).max(64) {
+        settings.retain(|_, held| held.strong_count() > 0);
+        *swept = settings.len();
+    }
+    settings.insert(key, Arc::downgrade(&built));
+    Ok(built)
 }
 
 /// The leaf of Secret `secret`'s `tls.crt` (only that key is read).
@@ -297,4 +329,44 @@ pub(super) fn client_auth(
         )
     })?;
     Ok(ClientAuth { chain, key })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{api::HealthCheckSpec, files::DirReferences};
+
+    fn probe(spec: serde_json::Value) -> Probe {
+        let spec: HealthCheckSpec = serde_json::from_value(spec).unwrap();
+        let valid = crate::api::validate(&spec).unwrap();
+        build(&valid, &DirReferences::default()).unwrap()
+    }
+
+    #[test]
+    fn checks_with_equal_tls_policies_share_their_settings() {
+        let check = |url: &str, policy: serde_json::Value| {
+            probe(serde_json::json!({"interval": "30s", "http": {"url": url}, "tlsPolicy": policy}))
+        };
+        let lax = serde_json::json!({"verify": false});
+        let (a, b) = (
+            check("https://a.test/", lax.clone()),
+            check("https://b.test/", lax),
+        );
+        assert!(
+            Arc::ptr_eq(&a.tls, &b.tls),
+            "one settings for equal policies"
+        );
+        let named = check(
+            "https://a.test/",
+            serde_json::json!({"serverName": "other.test"}),
+        );
+        assert!(!Arc::ptr_eq(&a.tls, &named.tls));
+        assert_eq!(named.tls.policy.server_name.as_deref(), Some("other.test"));
+        assert!(!a.tls.policy.verify);
+        let again = check(
+            "https://c.test/",
+            serde_json::json!({"serverName": "other.test"}),
+        );
+        assert!(Arc::ptr_eq(&named.tls, &again.tls));
+    }
 }

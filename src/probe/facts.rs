@@ -55,8 +55,8 @@ impl KindFacts {
         match self {
             Self::None | Self::Heartbeat { .. } => {}
             Self::Http { status } => result.http_status = Some(i32::from(*status)),
-            Self::Dns(dns) => result.dns = Some(dns.status()),
-            Self::Grpc(grpc) => result.grpc = Some(grpc.status()),
+            Self::Dns(dns) => result.dns = Some(Box::new(dns.status())),
+            Self::Grpc(grpc) => result.grpc = Some(Box::new(grpc.status())),
         }
     }
 

@@ -8,7 +8,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, LazyLock, Mutex, Weak},
+    sync::{Arc, LazyLock, Mutex, OnceLock, Weak},
 };
 
 use rustls::{
@@ -53,10 +53,16 @@ impl TlsSettings {
         trust: Arc<Trust>,
         client_auth: Option<ClientAuth>,
     ) -> Result<Self, String> {
-        let verifier = Arc::new(CapturingVerifier::new(&trust, policy.verify));
-        let anonymous = Arc::new(base_config(&policy, None, verifier.clone())?);
+        let anonymous = anonymous_config(policy.min_version)?;
         let authenticated = match client_auth {
-            Some(auth) => Some(Arc::new(base_config(&policy, Some(auth), verifier)?)),
+            Some(auth) => {
+                let verifier = Arc::new(CapturingVerifier::new(&trust, policy.verify));
+                Some(Arc::new(base_config(
+                    policy.min_version,
+                    Some(auth),
+                    verifier,
+                )?))
+            }
             None => None,
         };
         Ok(Self {
@@ -347,15 +353,33 @@ fn client_config(
     config
 }
 
+/// The configuration without a client certificate. It differs between checks only by the
+/// lowest version (each probe copies it with its own verifier and ALPN), so every check shares
+/// one of two: a copy per check cost about 600 bytes (docs/perf).
+fn anonymous_config(min_version: TlsVersion) -> Result<Arc<ClientConfig>, String> {
+    static V1_2: OnceLock<Result<Arc<ClientConfig>, String>> = OnceLock::new();
+    static V1_3: OnceLock<Result<Arc<ClientConfig>, String>> = OnceLock::new();
+    let shared = match min_version {
+        TlsVersion::V1_2 => &V1_2,
+        TlsVersion::V1_3 => &V1_3,
+    };
+    let build = || {
+        // Replaced by every probe's own verifier (client_config).
+        let placeholder = Arc::new(CapturingVerifier::new(&Trust::system(), true));
+        base_config(min_version, None, placeholder).map(Arc::new)
+    };
+    shared.get_or_init(build).clone()
+}
+
 /// The configuration every probe of a check copies: versions, client certificate, and no
 /// resumption, so every probe is a full handshake that sees the certificate (ALPN is set per
 /// probe kind on the copy).
 fn base_config(
-    policy: &ValidTlsPolicy,
+    min_version: TlsVersion,
     client_auth: Option<ClientAuth>,
     verifier: Arc<CapturingVerifier>,
 ) -> Result<ClientConfig, String> {
-    let versions: &[&rustls::SupportedProtocolVersion] = match policy.min_version {
+    let versions: &[&rustls::SupportedProtocolVersion] = match min_version {
         TlsVersion::V1_2 => &[&rustls::version::TLS13, &rustls::version::TLS12],
         TlsVersion::V1_3 => &[&rustls::version::TLS13],
     };
@@ -565,6 +589,21 @@ mod tests {
             1,
             "rebuilt once nobody held it"
         );
+    }
+
+    #[test]
+    fn checks_without_a_client_certificate_share_one_configuration_per_lowest_version() {
+        let (a, b) = (
+            anonymous_config(TlsVersion::V1_2),
+            anonymous_config(TlsVersion::V1_2),
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert!(
+            Arc::ptr_eq(&a, &b),
+            "one configuration for every TLS 1.2+ check"
+        );
+        let only_1_3 = anonymous_config(TlsVersion::V1_3).unwrap();
+        assert!(!Arc::ptr_eq(&a, &only_1_3), "minVersion 1.3 has its own");
     }
 
     #[test]

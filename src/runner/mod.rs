@@ -43,8 +43,8 @@ pub use run_now::{RUN_NOW_WINDOW, RunNow};
 pub use sink::{Registration, RunReport, Sink, Summary};
 pub use slots::{SlotPermit, SlotUsage, Slots, default_slots};
 pub use spec::{
-    CheckInfo, GROUP_LABEL, Origin, Plan, RunnerSpec, STATUS_PAGE_ANNOTATION, Schedule, jitter,
-    quick_jitter, slot_offset, stable_hash,
+    CheckInfo, GROUP_LABEL, Origin, PackedSpec, Plan, RunnerSpec, STATUS_PAGE_ANNOTATION, Schedule,
+    jitter, quick_jitter, slot_offset, stable_hash,
 };
 pub use state::{CheckState, StateCounts};
 pub use watchdog::{Health, Vital, WatchdogConfig};
@@ -257,7 +257,10 @@ impl Scheduler {
     /// Starts or replaces the runner for `spec.key`; returns false when nothing changed.
     /// A replaced runner hands over its status and next due time, so a change never causes
     /// an extra run, and its late report is dropped (see [`Registration`]).
-    pub fn upsert(&self, spec: RunnerSpec) -> bool {
+    /// The spec's resume status moves into the runner's state: a copy kept beside every
+    /// runner cost up to 2 KiB per check (its last result, conditions and history).
+    pub fn upsert(&self, mut spec: RunnerSpec) -> bool {
+        let resumed_status = spec.status.take().map(|status| *status).unwrap_or_default();
         let mut runners = lock(&self.shared.runners);
         let previous = match runners.get(&spec.key) {
             Some(handle) if handle_same(handle, &spec) => return false,
@@ -283,9 +286,10 @@ impl Scheduler {
                 (old.status, due, old.history, registration, Some(carried))
             }
             None => {
-                let due = first_due(&spec, now, self.shared.config.aligned);
-                let history = History::resumed(&spec.key, &spec.status);
-                (spec.status.clone(), due, history, Arc::default(), None)
+                let last_run = resumed_status.last_run_time.as_ref();
+                let due = first_due(&spec, last_run, now, self.shared.config.aligned);
+                let history = History::resumed(&spec.key, &resumed_status);
+                (resumed_status, due, history, Arc::default(), None)
             }
         };
         let mut state = RunnerState::new(&spec, status, first_due, history, now);
@@ -294,13 +298,14 @@ impl Scheduler {
         if let Some((settled, run_now)) = carried {
             (state.settled, state.run_now) = (settled, run_now);
         }
+        let resumed = starts.then(|| state.status.clone());
         let spec = Arc::new(spec);
         let handle = self.spawn(spec.clone(), state, registration.clone());
         runners.insert(spec.key.clone(), handle);
         drop(runners);
-        if starts {
+        if let Some(resumed) = resumed {
             for sink in &self.shared.sinks {
-                sink.on_start(&spec, &registration);
+                sink.on_start(&spec, &resumed, &registration);
             }
         }
         true
@@ -592,8 +597,12 @@ impl Scheduler {
 /// previous owner's promise to have stopped and the recorded last run (see [`phase`]). A check
 /// whose status holds no run yet may still have been probed by its previous owner (status
 /// writes are rate-limited): while that owner's promise is recent it waits for a slot too.
-fn first_due(spec: &RunnerSpec, now: Instant, aligned: bool) -> Instant {
-    let last_run = spec.status.last_run_time.as_ref();
+fn first_due(
+    spec: &RunnerSpec,
+    last_run: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    now: Instant,
+    aligned: bool,
+) -> Instant {
     if !aligned {
         return match last_run {
             None => now + quick_jitter(spec),

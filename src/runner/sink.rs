@@ -123,7 +123,15 @@ pub trait Sink: Send + Sync {
     /// A check this scheduler did not hold starts running (a new object, a restart, a check
     /// moved here from another replica): a sink may show the last state its status records
     /// until the first run reports, so a failing check's alert does not lose its sample.
-    fn on_start(&self, _spec: &RunnerSpec, _registration: &Registration) {}
+    /// `resumed` is that status (the runner's spec no longer holds it: see
+    /// [`super::Scheduler::upsert`]).
+    fn on_start(
+        &self,
+        _spec: &RunnerSpec,
+        _resumed: &HealthCheckStatus,
+        _registration: &Registration,
+    ) {
+    }
     /// Called every scheduler tick with the state of all checks.
     fn on_tick(&self, _summary: &Summary) {}
 }

@@ -128,7 +128,27 @@ pub struct CheckInfo {
     /// Left off the status page (`canary.dev/status-page: hidden`).
     pub hidden: bool,
     /// The spec as written, for the status page's detail view.
-    pub spec: Option<Arc<HealthCheckSpec>>,
+    pub spec: Option<PackedSpec>,
+}
+
+/// A spec kept as its JSON, parsed again only for the status page's detail view of one check:
+/// a parsed copy beside every runner cost about 1 KiB per check (docs/perf).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PackedSpec(Arc<[u8]>);
+
+impl PackedSpec {
+    pub fn of(spec: &HealthCheckSpec) -> Option<Self> {
+        serde_json::to_vec(spec).ok().map(Self::from_json)
+    }
+
+    fn from_json(json: Vec<u8>) -> Self {
+        Self(json.into())
+    }
+
+    /// The spec again (it was serialised from one: it parses back).
+    pub fn parse(&self) -> Option<HealthCheckSpec> {
+        serde_json::from_slice(&self.0).ok()
+    }
 }
 
 impl CheckInfo {
@@ -150,8 +170,10 @@ pub struct RunnerSpec {
     pub revision: u64,
     pub schedule: Schedule,
     pub plan: Plan,
-    /// Status to resume from (restart-safe thresholds and transitions).
-    pub status: HealthCheckStatus,
+    /// Status to resume from (restart-safe thresholds and transitions); taken by
+    /// [`super::Scheduler::upsert`] into the runner's state. Boxed: 344 bytes inline beside
+    /// every runner otherwise.
+    pub status: Option<Box<HealthCheckStatus>>,
     pub info: Arc<CheckInfo>,
     /// See [`Origin::resume_after`]; not part of the revision.
     pub resume_after: Option<jiff::Timestamp>,
@@ -168,7 +190,7 @@ impl RunnerSpec {
             revision: 0,
             schedule,
             plan,
-            status: HealthCheckStatus::default(),
+            status: None,
             info: Arc::default(),
             resume_after: None,
         }
@@ -223,6 +245,7 @@ impl RunnerSpec {
             &recording.into_bytes(),
             &labels_json,
         ];
+        let revision = stable_hash(&parts);
         let info = CheckInfo {
             kind: valid.as_ref().map_or("", |v| v.probe.name()),
             target: valid
@@ -230,16 +253,16 @@ impl RunnerSpec {
                 .map_or_else(|_| String::new(), |v| v.probe.target()),
             labels: origin.labels,
             hidden,
-            spec: Some(Arc::new(spec.clone())),
+            spec: (!spec_json.is_empty()).then(|| PackedSpec::from_json(spec_json)),
         };
         Self {
-            revision: stable_hash(&parts),
+            revision,
             key: origin.key,
             uid: origin.uid,
             generation: origin.generation,
             schedule,
             plan,
-            status: origin.status,
+            status: Some(Box::new(origin.status)),
             info: Arc::new(info),
             resume_after: origin.resume_after,
         }

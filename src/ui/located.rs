@@ -11,7 +11,7 @@ use super::model::{Check, Detail, Span, shown};
 use crate::{
     api::{CheckKey, DEGRADED, HealthCheckStatus, ReadyStatus},
     lock,
-    runner::{CheckInfo, CheckState, history::Window},
+    runner::{CheckInfo, CheckState, PackedSpec, history::Window},
 };
 
 /// What the hub last judged of one check.
@@ -97,7 +97,11 @@ impl LocatedCheck {
             hours: Vec::new(),
             last_result: None,
             tls: None,
-            spec: (self.info.spec.as_deref()).map(shown).filter(|_| !redact),
+            spec: (self.info.spec.as_ref())
+                .filter(|_| !redact)
+                .and_then(PackedSpec::parse)
+                .as_ref()
+                .map(shown),
             probed_by: None,
             last_ping: None,
             chart: None,

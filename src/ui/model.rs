@@ -11,7 +11,7 @@ use crate::{
         TlsFacts, redact,
     },
     runner::{
-        CheckState, RunnerSpec, RunnerView, Scheduler,
+        CheckState, PackedSpec, RunnerSpec, RunnerView, Scheduler,
         history::{Hour, RunEntry, TransitionEntry, Window},
     },
 };
@@ -222,7 +222,10 @@ impl Source {
             hours: view.history.hours(now),
             last_result: view.status.last_result.as_deref().cloned(),
             tls: view.status.tls.as_deref().cloned(),
-            spec: spec.info.spec.as_deref().map(shown),
+            spec: (spec.info.spec.as_ref())
+                .and_then(PackedSpec::parse)
+                .as_ref()
+                .map(shown),
             probed_by: view.status.probed_by.clone(),
             last_ping: (view.status.last_ping_time.as_ref())
                 .zip(view.status.last_ping.as_deref().cloned())

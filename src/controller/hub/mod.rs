@@ -320,7 +320,7 @@ fn info(check: &HealthCheck, probe: &crate::api::ProbeKind) -> crate::runner::Ch
         target: probe.target(),
         labels: check.labels().clone(),
         hidden,
-        spec: Some(Arc::new(check.spec.clone())),
+        spec: crate::runner::PackedSpec::of(&check.spec),
     }
 }
 

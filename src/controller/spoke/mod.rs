@@ -42,6 +42,7 @@ use super::{
     writer::StatusWriter,
 };
 use crate::{
+    api::HealthCheckStatus,
     engine::TransitionLog,
     metrics::{Metrics, MetricsError},
     probe::ProbeContext,
@@ -280,8 +281,13 @@ impl Sink for RunsOnly {
         self.0.on_remove(key);
     }
 
-    fn on_start(&self, spec: &RunnerSpec, registration: &Registration) {
-        self.0.on_start(spec, registration);
+    fn on_start(
+        &self,
+        spec: &RunnerSpec,
+        resumed: &HealthCheckStatus,
+        registration: &Registration,
+    ) {
+        self.0.on_start(spec, resumed, registration);
     }
 }
 
