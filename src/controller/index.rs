@@ -23,6 +23,10 @@ use super::{
 };
 use crate::api::{CheckKey, HealthCheck};
 
+mod entry;
+
+use entry::{Entry, Facts};
+
 /// Annotation whose new value triggers one immediate run (like Flux's `requestedAt`).
 pub const RUN_NOW: &str = "canary.dev/run-now";
 
@@ -107,67 +111,8 @@ pub enum Change {
 struct Watch {
     /// It completed a list at least once.
     listed: bool,
-    /// A relist in progress: the objects seen since its `Init` (packed unless they run here).
+    /// A relist in progress: the objects seen since its `Init` (packed, as kept).
     relist: Option<HashMap<CheckKey, Entry>>,
-}
-
-/// One object as the index keeps it, and what the peer audit reads of it.
-#[derive(Debug)]
-struct Entry {
-    kept: Kept,
-    watched: Option<Watched>,
-    /// It has `spec.locations`: aggregated here, never probed here, always kept parsed.
-    located: bool,
-}
-
-/// A check this replica runs is kept parsed, to build its runner from. A check another ring
-/// member owns is kept as its JSON: a third of the memory, parsed again when this replica
-/// gains it, when a watch event must be compared with it, or when a heartbeat ping for it
-/// arrives here (docs/scaling.md).
-#[derive(Debug)]
-enum Kept {
-    Parsed(Arc<HealthCheck>),
-    Packed(Box<[u8]>),
-}
-
-impl Entry {
-    fn new(object: Arc<HealthCheck>, parsed: bool) -> Self {
-        let watched = Watched::of(&object);
-        let located = object.spec.locations.is_some();
-        let mut entry = Self {
-            kept: Kept::Parsed(object),
-            watched,
-            located,
-        };
-        entry.keep(parsed);
-        entry
-    }
-
-    /// The object (parsed again when packed).
-    fn object(&self) -> Option<Arc<HealthCheck>> {
-        match &self.kept {
-            Kept::Parsed(object) => Some(object.clone()),
-            // It was packed from a HealthCheck: it parses back.
-            Kept::Packed(json) => serde_json::from_slice(json).ok().map(Arc::new),
-        }
-    }
-
-    /// Keeps the object parsed or packed.
-    fn keep(&mut self, parsed: bool) {
-        match (&self.kept, parsed) {
-            (Kept::Parsed(object), false) => {
-                if let Ok(json) = serde_json::to_vec(object.as_ref()) {
-                    self.kept = Kept::Packed(json.into_boxed_slice());
-                }
-            }
-            (Kept::Packed(_), true) => {
-                if let Some(object) = self.object() {
-                    self.kept = Kept::Parsed(object);
-                }
-            }
-            _ => {}
-        }
-    }
 }
 
 /// The objects reported, per watch, and the checks this replica runs.
@@ -206,8 +151,7 @@ impl Index {
                     return self.put(Arc::new(object)).into_iter().collect();
                 }
                 let key = CheckKey::of(&object);
-                let parsed = self.parsed_here(&key, object.spec.locations.is_some());
-                let entry = Entry::new(Arc::new(object), parsed);
+                let entry = Entry::new(Arc::new(object), |facts| self.parsed_here(&key, facts));
                 if let Some(seen) = (self.watches.get_mut(watch)).and_then(|w| w.relist.as_mut()) {
                     seen.insert(key, entry);
                 }
@@ -234,26 +178,31 @@ impl Index {
         let mut listed: Vec<(CheckKey, Entry)> = listed.into_iter().collect();
         listed.sort_by(|a, b| a.0.cmp(&b.0));
         for (key, entry) in listed {
-            let object = match entry.kept {
-                Kept::Parsed(object) => Some(object),
-                Kept::Packed(_) => entry.object(),
-            };
-            changes.extend(object.and_then(|object| self.put_keyed(key, object)));
+            changes.extend(
+                entry
+                    .object()
+                    .and_then(|object| self.put_keyed(key, object)),
+            );
         }
         changes
     }
 
-    /// Whether this replica keeps `key` parsed: it runs it, it is `located` (every pass of
-    /// the hub reads those), or this replica is not a ring member (a leader or its standby
-    /// keeps everything parsed, to take over at once).
-    fn parsed_here(&self, key: &CheckKey, located: bool) -> bool {
-        located
-            || match &self.scope {
-                Scope::Share(assignment) => {
-                    assignment.standing == Standing::Member && self.owned.contains(key)
-                }
-                _ => true,
+    /// Whether this replica keeps `key` parsed: only where a pass reads the whole object, i.e.
+    /// it is `located` (every pass of the hub reads those) or it runs here and has references
+    /// (the resync rebuilds its runner at every reference TTL). See [`entry::Kept`].
+    fn parsed_here(&self, key: &CheckKey, facts: &Facts) -> bool {
+        facts.located || (facts.references && self.runs_here(key))
+    }
+
+    /// Whether the scope gives `key` to this replica (located or not).
+    fn runs_here(&self, key: &CheckKey) -> bool {
+        match &self.scope {
+            Scope::All => true,
+            Scope::Nothing => false,
+            Scope::Share(assignment) => {
+                assignment.standing == Standing::Member && self.owned.contains(key)
             }
+        }
     }
 
     /// Stores `object`; a change when it is new or something a runner is built from changed
@@ -268,8 +217,7 @@ impl Index {
         {
             self.owned.insert(key.clone());
         }
-        let parsed = self.parsed_here(&key, object.spec.locations.is_some());
-        let entry = Entry::new(object.clone(), parsed);
+        let entry = Entry::new(object.clone(), |facts| self.parsed_here(&key, facts));
         let previous = self.objects.insert(key.clone(), entry);
         let Some(previous) = previous.and_then(|entry| entry.object()) else {
             return Some(Change::Upsert {
@@ -324,8 +272,10 @@ impl Index {
         };
         let keys: Vec<CheckKey> = self.objects.keys().cloned().collect();
         for key in keys {
-            let located = self.objects.get(&key).is_some_and(|e| e.located);
-            let parsed = self.parsed_here(&key, located);
+            let Some(facts) = self.objects.get(&key).map(|entry| entry.facts) else {
+                continue;
+            };
+            let parsed = self.parsed_here(&key, &facts);
             if let Some(entry) = self.objects.get_mut(&key) {
                 entry.keep(parsed);
             }
@@ -336,23 +286,15 @@ impl Index {
     pub fn keeps(&self, key: &CheckKey) -> bool {
         // A check with `spec.locations` is probed by the spokes it lists, never here: its
         // owner aggregates their reports instead ([`super::hub`]).
-        let local = (self.objects.get(key)).is_some_and(|e| !e.located);
-        local
-            && match &self.scope {
-                Scope::All => true,
-                Scope::Nothing => false,
-                Scope::Share(assignment) => {
-                    assignment.standing == Standing::Member && self.owned.contains(key)
-                }
-            }
+        let local = (self.objects.get(key)).is_some_and(|e| !e.facts.located);
+        local && self.runs_here(key)
     }
 
     /// The checks with `spec.locations` (aggregated by their owner, probed by spokes).
     pub fn located(&self) -> impl Iterator<Item = &Arc<HealthCheck>> {
-        (self.objects.values()).filter_map(|entry| match &entry.kept {
-            Kept::Parsed(object) if entry.located => Some(object),
-            _ => None,
-        })
+        (self.objects.values())
+            .filter(|entry| entry.facts.located)
+            .filter_map(Entry::parsed)
     }
 
     /// Whether `key` may run here now: kept, and either `running` already or (in a ring)
@@ -394,7 +336,21 @@ impl Index {
     /// What the peer audit reads of every HealthCheck the watches reported that should be
     /// probing.
     pub fn watched(&self) -> impl Iterator<Item = (&CheckKey, Watched)> {
-        (self.objects.iter()).filter_map(|(key, entry)| Some((key, entry.watched?)))
+        (self.objects.iter()).filter_map(|(key, entry)| Some((key, entry.facts.watched?)))
+    }
+
+    /// Whether the self-audit expects `key`'s runner to complete runs ([`crate::runner::audit::probes`]),
+    /// read without parsing the object.
+    pub fn probes(&self, key: &CheckKey) -> bool {
+        self.objects
+            .get(key)
+            .is_some_and(|entry| entry.facts.probes)
+    }
+
+    /// Whether `key`'s spec references Secrets or ConfigMaps, whose rotation the resync
+    /// picks up (without references, a rebuild would build the same runner).
+    pub fn has_references(&self, key: &CheckKey) -> bool {
+        (self.objects.get(key)).is_some_and(|entry| entry.facts.references)
     }
 
     /// The ring assignment, when sharding.

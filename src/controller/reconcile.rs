@@ -31,9 +31,7 @@ use crate::{
     lock,
     metrics::Metrics,
     probe::ProbeContext,
-    runner::{
-        Expectations, Expected, Origin, RUN_NOW_WINDOW, RunNow, RunnerSpec, Scheduler, audit,
-    },
+    runner::{Expectations, Expected, Origin, RUN_NOW_WINDOW, RunNow, RunnerSpec, Scheduler},
 };
 
 pub use super::index::RUN_NOW;
@@ -176,15 +174,22 @@ impl Core {
                     }
                     return;
                 }
-                if let Some(status) = index.object(&key).and_then(|o| o.status.clone()) {
-                    self.ctx.writer.seed(&key, &status);
+                // Parsed once for both (it may be kept packed).
+                if let Some(object) = index.object(&key) {
+                    if let Some(status) = object.status.as_ref() {
+                        self.ctx.writer.seed(&key, status);
+                    }
+                    self.deliver_ping(&key, &object);
                 }
-                self.deliver_ping(index, &key);
                 if index.may_start(&key, self.running(&key)) {
                     self.enqueue(key, Job { run_now });
                 }
             }
-            Change::Pinged(key) => self.deliver_ping(index, &key),
+            Change::Pinged(key) => {
+                if let Some(object) = index.object(&key) {
+                    self.deliver_ping(&key, &object);
+                }
+            }
             Change::RunNow(key) => {
                 if let Some(object) = index.object(&key).filter(|_| index.keeps(&key)) {
                     self.run_now(&key, &object);
@@ -195,10 +200,7 @@ impl Core {
 
     /// Hands the ping `key`'s status records to its heartbeat runner, if it runs here (the
     /// runner ignores a ping it has seen).
-    fn deliver_ping(&self, index: &Index, key: &CheckKey) {
-        let Some(object) = index.object(key) else {
-            return;
-        };
+    fn deliver_ping(&self, key: &CheckKey, object: &HealthCheck) {
         let Some(status) = object.status.as_ref() else {
             return;
         };
@@ -261,12 +263,14 @@ impl Core {
         self.count_owned(&state.index);
     }
 
-    /// Queues every check that may run here: all of them (`all`, so rotated references are
-    /// read again), or those without a runner (gains).
+    /// Queues every check that may run here and has no runner (gains), and with `all` those
+    /// with references too, so rotated references are read again. A running check without
+    /// references would be rebuilt the same (a runner whose task ended is the audit's), and
+    /// it is kept packed: the resync neither parses nor rebuilds it.
     fn enqueue_runnable(&self, index: &Index, all: bool) {
         let keys: Vec<CheckKey> = index
             .runnable(|key| self.running(key))
-            .filter(|key| all || !self.running(key))
+            .filter(|key| !self.running(key) || (all && index.has_references(key)))
             .cloned()
             .collect();
         for key in keys {
@@ -473,12 +477,9 @@ impl Expectations for Core {
         let work = lock(&self.work);
         let expected: Vec<Expected> = (state.index.runnable(|key| self.running(key)))
             .filter(|key| !work.pending(key))
-            .filter_map(|key| {
-                let object = state.index.object(key)?;
-                Some(Expected {
-                    key: key.clone(),
-                    probes: audit::probes(&object.spec),
-                })
+            .map(|key| Expected {
+                key: key.clone(),
+                probes: state.index.probes(key),
             })
             .collect();
         drop(work);
