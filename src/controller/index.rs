@@ -248,7 +248,7 @@ impl Index {
         self.watches.values().all(|watch| watch.listed)
     }
 
-    /// The object of `key`, as last reported (parsed again if this replica does not run it).
+    /// The object of `key`, as last reported (parsed again when kept packed: once per event).
     pub fn object(&self, key: &CheckKey) -> Option<Arc<HealthCheck>> {
         self.objects.get(key)?.object()
     }
