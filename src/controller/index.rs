@@ -178,6 +178,10 @@ impl Index {
         let mut listed: Vec<(CheckKey, Entry)> = listed.into_iter().collect();
         listed.sort_by(|a, b| a.0.cmp(&b.0));
         for (key, entry) in listed {
+            // Unchanged since the last list (packed both times): nothing to parse or compare.
+            if (self.objects.get(&key)).is_some_and(|previous| previous.packed_as(&entry)) {
+                continue;
+            }
             changes.extend(
                 entry
                     .object()

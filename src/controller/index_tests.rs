@@ -315,3 +315,15 @@ fn a_suspended_or_invalid_check_is_not_expected_to_probe() {
     assert!(!index.probes(&key("a", "c0")) && !index.probes(&key("a", "c1")));
     assert!(index.probes(&key("a", "c2")));
 }
+
+#[test]
+fn a_relist_skips_unchanged_packed_objects_and_reports_changed_ones() {
+    let (mut index, [a, _]) = listed(&["c0", "c1"], &[]);
+    index.apply(&a, Event::Init);
+    index.apply(&a, Event::InitApply(check("a", "c0")));
+    index.apply(&a, Event::InitApply(check("a", "c1").generation(2)));
+    assert_eq!(index.apply(&a, Event::InitDone), vec![upsert("a", "c1")]);
+    assert!(!parsed(&index, &key("a", "c1")));
+    let c1 = index.object(&key("a", "c1")).unwrap();
+    assert_eq!(c1.metadata.generation, Some(2));
+}

@@ -81,6 +81,11 @@ impl Entry {
         }
     }
 
+    /// Whether both are packed from the same JSON: the same object, facts and all.
+    pub(super) fn packed_as(&self, other: &Entry) -> bool {
+        matches!((&self.kept, &other.kept), (Kept::Packed(a), Kept::Packed(b)) if a == b)
+    }
+
     /// Keeps the object parsed or packed.
     pub(super) fn keep(&mut self, parsed: bool) {
         match (&self.kept, parsed) {
