@@ -123,6 +123,8 @@ pub struct Index {
     scope: Scope,
     /// The checks the ring gives this replica (a shard member only).
     owned: HashSet<CheckKey>,
+    /// The last version given to an object ([`Self::version`]).
+    versions: u64,
 }
 
 impl Index {
@@ -135,6 +137,7 @@ impl Index {
             objects: HashMap::new(),
             scope: Scope::Nothing,
             owned: HashSet::new(),
+            versions: 0,
         }
     }
 
@@ -221,23 +224,37 @@ impl Index {
         {
             self.owned.insert(key.clone());
         }
-        let entry = Entry::new(object.clone(), |facts| self.parsed_here(&key, facts));
-        let previous = self.objects.insert(key.clone(), entry);
-        let Some(previous) = previous.and_then(|entry| entry.object()) else {
-            return Some(Change::Upsert {
-                key,
-                run_now: false,
-            });
+        let mut entry = Entry::new(object.clone(), |facts| self.parsed_here(&key, facts));
+        let previous = (self.objects.get(&key))
+            .and_then(|previous| Some((previous.version, previous.object()?)));
+        let (change, version) = match previous {
+            Some((version, previous)) => (changed(key.clone(), &previous, &object), version),
+            None => (
+                Some(Change::Upsert {
+                    key: key.clone(),
+                    run_now: false,
+                }),
+                0,
+            ),
         };
-        // A run-now value seen first (after a restart) is taken as already handled.
-        let run_now = run_now(&previous) != run_now(&object) && run_now(&object).is_some();
-        let pinged = last_ping(&previous) != last_ping(&object) && last_ping(&object).is_some();
-        match (same_runner(&previous, &object), run_now) {
-            (true, true) => Some(Change::RunNow(key)),
-            (true, false) if pinged => Some(Change::Pinged(key)),
-            (true, false) => None,
-            (false, run_now) => Some(Change::Upsert { key, run_now }),
-        }
+        entry.version = match change {
+            Some(Change::Upsert { .. }) => self.next_version(),
+            _ => version,
+        };
+        self.objects.insert(key, entry);
+        change
+    }
+
+    /// A version no object had: a runner built from an object of another version is stale.
+    fn next_version(&mut self) -> u64 {
+        self.versions += 1;
+        self.versions
+    }
+
+    /// The version of `key`'s object as runners see it: it changes whenever the index reports
+    /// an upsert, so a build compares it instead of parsing the object again.
+    pub fn version(&self, key: &CheckKey) -> Option<u64> {
+        self.objects.get(key).map(|entry| entry.version)
     }
 
     fn remove(&mut self, key: &CheckKey) -> Option<Change> {
@@ -363,6 +380,19 @@ impl Index {
             Scope::Share(assignment) => Some(assignment),
             _ => None,
         }
+    }
+}
+
+/// What changed from `previous` to `object`, of `key`.
+fn changed(key: CheckKey, previous: &HealthCheck, object: &HealthCheck) -> Option<Change> {
+    // A run-now value seen first (after a restart) is taken as already handled.
+    let run_now = run_now(previous) != run_now(object) && run_now(object).is_some();
+    let pinged = last_ping(previous) != last_ping(object) && last_ping(object).is_some();
+    match (same_runner(previous, object), run_now) {
+        (true, true) => Some(Change::RunNow(key)),
+        (true, false) if pinged => Some(Change::Pinged(key)),
+        (true, false) => None,
+        (false, run_now) => Some(Change::Upsert { key, run_now }),
     }
 }
 

@@ -327,3 +327,23 @@ fn a_relist_skips_unchanged_packed_objects_and_reports_changed_ones() {
     let c1 = index.object(&key("a", "c1")).unwrap();
     assert_eq!(c1.metadata.generation, Some(2));
 }
+
+#[test]
+fn the_version_changes_with_what_builds_the_runner_and_only_with_it() {
+    let (mut index, [a, _]) = listed(&["c0"], &[]);
+    let c0 = key("a", "c0");
+    let first = index.version(&c0).unwrap();
+    index.apply(&a, Event::Apply(check("a", "c0").written(1).run_now("t1")));
+    relist(&mut index, &a, &["c0"]);
+    assert_eq!(index.version(&c0), Some(first), "status, run-now, relist");
+    index.apply(&a, Event::Apply(check("a", "c0").generation(2)));
+    let second = index.version(&c0).unwrap();
+    assert_ne!(second, first);
+    index.apply(&a, Event::Delete(check("a", "c0")));
+    assert_eq!(index.version(&c0), None);
+    index.apply(&a, Event::Apply(check("a", "c0").generation(2)));
+    assert!(
+        ![first, second].contains(&index.version(&c0).unwrap()),
+        "recreated"
+    );
+}

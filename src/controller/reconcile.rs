@@ -21,7 +21,7 @@ use kube::runtime::watcher;
 use tokio::sync::{Notify, mpsc, watch};
 
 use super::{
-    index::{Change, Index, WatchScope, run_now, same_runner},
+    index::{Change, Index, WatchScope, run_now},
     refs::RefCache,
     shard::{self, Applied},
     writer::StatusWriter,
@@ -368,11 +368,11 @@ impl Core {
             let state = lock(&self.state);
             let index = &state.index;
             (index.may_start(key, self.running(key)))
-                .then(|| index.object(key))
+                .then(|| Some((index.object(key)?, index.version(key)?)))
                 .flatten()
-                .map(|object| (object, index.resume_after()))
+                .map(|(object, version)| (object, version, index.resume_after()))
         };
-        let Some((object, resume_after)) = snapshot else {
+        let Some((object, version, resume_after)) = snapshot else {
             lock(&self.work).in_flight = None;
             return;
         };
@@ -381,9 +381,9 @@ impl Core {
         lock(&self.work).in_flight = None;
         let Some(runner) = runner else { return };
         // Only the object that was read, and only while it still runs here: a newer version
-        // queued itself again; a deleted or moved check was stopped meanwhile.
-        let current = state.index.object(key);
-        if !current.is_some_and(|current| same_runner(&current, &object))
+        // queued itself again; a deleted or moved check was stopped meanwhile. (The version
+        // tells without parsing the object again.)
+        if state.index.version(key) != Some(version)
             || !state.index.may_start(key, self.running(key))
         {
             if job.run_now {

@@ -14,6 +14,8 @@ use crate::{
 pub(super) struct Entry {
     pub(super) kept: Kept,
     pub(super) facts: Facts,
+    /// See [`super::Index::version`] (set when the index stores it).
+    pub(super) version: u64,
 }
 
 /// What is read of a check at every pass, or decides how it is kept.
@@ -59,6 +61,7 @@ impl Entry {
         let mut entry = Self {
             kept: Kept::Parsed(object),
             facts,
+            version: 0,
         };
         entry.keep(parsed(&facts));
         entry
