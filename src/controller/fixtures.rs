@@ -33,6 +33,8 @@ pub trait CheckFixture: Sized {
     fn run_now(self, value: &str) -> Self;
     /// A status as our writer would have written it.
     fn written(self, consecutive_failures: i64) -> Self;
+    /// A heartbeat spec, whose token is a reference to a Secret.
+    fn heartbeat(self) -> Self;
 }
 
 impl CheckFixture for HealthCheck {
@@ -50,6 +52,15 @@ impl CheckFixture for HealthCheck {
     fn written(mut self, consecutive_failures: i64) -> Self {
         let status = self.status.get_or_insert_default();
         status.consecutive_failures = consecutive_failures;
+        self
+    }
+
+    fn heartbeat(mut self) -> Self {
+        self.spec = serde_json::from_value(serde_json::json!({"heartbeat": {
+            "tokenSecretRef": {"name": "ping-token", "key": "token"},
+            "period": "1h", "grace": "5m"
+        }}))
+        .expect("a valid heartbeat spec");
         self
     }
 }

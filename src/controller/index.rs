@@ -23,6 +23,10 @@ use super::{
 };
 use crate::api::{CheckKey, HealthCheck};
 
+mod entry;
+
+use entry::{Entry, Facts};
+
 /// Annotation whose new value triggers one immediate run (like Flux's `requestedAt`).
 pub const RUN_NOW: &str = "canary.dev/run-now";
 
@@ -107,67 +111,8 @@ pub enum Change {
 struct Watch {
     /// It completed a list at least once.
     listed: bool,
-    /// A relist in progress: the objects seen since its `Init` (packed unless they run here).
+    /// A relist in progress: the objects seen since its `Init` (packed, as kept).
     relist: Option<HashMap<CheckKey, Entry>>,
-}
-
-/// One object as the index keeps it, and what the peer audit reads of it.
-#[derive(Debug)]
-struct Entry {
-    kept: Kept,
-    watched: Option<Watched>,
-    /// It has `spec.locations`: aggregated here, never probed here, always kept parsed.
-    located: bool,
-}
-
-/// A check this replica runs is kept parsed, to build its runner from. A check another ring
-/// member owns is kept as its JSON: a third of the memory, parsed again when this replica
-/// gains it, when a watch event must be compared with it, or when a heartbeat ping for it
-/// arrives here (docs/scaling.md).
-#[derive(Debug)]
-enum Kept {
-    Parsed(Arc<HealthCheck>),
-    Packed(Box<[u8]>),
-}
-
-impl Entry {
-    fn new(object: Arc<HealthCheck>, parsed: bool) -> Self {
-        let watched = Watched::of(&object);
-        let located = object.spec.locations.is_some();
-        let mut entry = Self {
-            kept: Kept::Parsed(object),
-            watched,
-            located,
-        };
-        entry.keep(parsed);
-        entry
-    }
-
-    /// The object (parsed again when packed).
-    fn object(&self) -> Option<Arc<HealthCheck>> {
-        match &self.kept {
-            Kept::Parsed(object) => Some(object.clone()),
-            // It was packed from a HealthCheck: it parses back.
-            Kept::Packed(json) => serde_json::from_slice(json).ok().map(Arc::new),
-        }
-    }
-
-    /// Keeps the object parsed or packed.
-    fn keep(&mut self, parsed: bool) {
-        match (&self.kept, parsed) {
-            (Kept::Parsed(object), false) => {
-                if let Ok(json) = serde_json::to_vec(object.as_ref()) {
-                    self.kept = Kept::Packed(json.into_boxed_slice());
-                }
-            }
-            (Kept::Packed(_), true) => {
-                if let Some(object) = self.object() {
-                    self.kept = Kept::Parsed(object);
-                }
-            }
-            _ => {}
-        }
-    }
 }
 
 /// The objects reported, per watch, and the checks this replica runs.
@@ -178,6 +123,8 @@ pub struct Index {
     scope: Scope,
     /// The checks the ring gives this replica (a shard member only).
     owned: HashSet<CheckKey>,
+    /// The last version given to an object ([`Self::version`]).
+    versions: u64,
 }
 
 impl Index {
@@ -190,6 +137,7 @@ impl Index {
             objects: HashMap::new(),
             scope: Scope::Nothing,
             owned: HashSet::new(),
+            versions: 0,
         }
     }
 
@@ -206,8 +154,7 @@ impl Index {
                     return self.put(Arc::new(object)).into_iter().collect();
                 }
                 let key = CheckKey::of(&object);
-                let parsed = self.parsed_here(&key, object.spec.locations.is_some());
-                let entry = Entry::new(Arc::new(object), parsed);
+                let entry = Entry::new(Arc::new(object), |facts| self.parsed_here(&key, facts));
                 if let Some(seen) = (self.watches.get_mut(watch)).and_then(|w| w.relist.as_mut()) {
                     seen.insert(key, entry);
                 }
@@ -234,26 +181,35 @@ impl Index {
         let mut listed: Vec<(CheckKey, Entry)> = listed.into_iter().collect();
         listed.sort_by(|a, b| a.0.cmp(&b.0));
         for (key, entry) in listed {
-            let object = match entry.kept {
-                Kept::Parsed(object) => Some(object),
-                Kept::Packed(_) => entry.object(),
-            };
-            changes.extend(object.and_then(|object| self.put_keyed(key, object)));
+            // Unchanged since the last list (packed both times): nothing to parse or compare.
+            if (self.objects.get(&key)).is_some_and(|previous| previous.packed_as(&entry)) {
+                continue;
+            }
+            changes.extend(
+                entry
+                    .object()
+                    .and_then(|object| self.put_keyed(key, object)),
+            );
         }
         changes
     }
 
-    /// Whether this replica keeps `key` parsed: it runs it, it is `located` (every pass of
-    /// the hub reads those), or this replica is not a ring member (a leader or its standby
-    /// keeps everything parsed, to take over at once).
-    fn parsed_here(&self, key: &CheckKey, located: bool) -> bool {
-        located
-            || match &self.scope {
-                Scope::Share(assignment) => {
-                    assignment.standing == Standing::Member && self.owned.contains(key)
-                }
-                _ => true,
+    /// Whether this replica keeps `key` parsed: only where a pass reads the whole object, i.e.
+    /// it is `located` (every pass of the hub reads those) or it runs here and has references
+    /// (the resync rebuilds its runner at every reference TTL). See [`entry::Kept`].
+    fn parsed_here(&self, key: &CheckKey, facts: &Facts) -> bool {
+        facts.located || (facts.references && self.runs_here(key))
+    }
+
+    /// Whether the scope gives `key` to this replica (located or not).
+    fn runs_here(&self, key: &CheckKey) -> bool {
+        match &self.scope {
+            Scope::All => true,
+            Scope::Nothing => false,
+            Scope::Share(assignment) => {
+                assignment.standing == Standing::Member && self.owned.contains(key)
             }
+        }
     }
 
     /// Stores `object`; a change when it is new or something a runner is built from changed
@@ -268,24 +224,37 @@ impl Index {
         {
             self.owned.insert(key.clone());
         }
-        let parsed = self.parsed_here(&key, object.spec.locations.is_some());
-        let entry = Entry::new(object.clone(), parsed);
-        let previous = self.objects.insert(key.clone(), entry);
-        let Some(previous) = previous.and_then(|entry| entry.object()) else {
-            return Some(Change::Upsert {
-                key,
-                run_now: false,
-            });
+        let mut entry = Entry::new(object.clone(), |facts| self.parsed_here(&key, facts));
+        let previous = (self.objects.get(&key))
+            .and_then(|previous| Some((previous.version, previous.object()?)));
+        let (change, version) = match previous {
+            Some((version, previous)) => (changed(key.clone(), &previous, &object), version),
+            None => (
+                Some(Change::Upsert {
+                    key: key.clone(),
+                    run_now: false,
+                }),
+                0,
+            ),
         };
-        // A run-now value seen first (after a restart) is taken as already handled.
-        let run_now = run_now(&previous) != run_now(&object) && run_now(&object).is_some();
-        let pinged = last_ping(&previous) != last_ping(&object) && last_ping(&object).is_some();
-        match (same_runner(&previous, &object), run_now) {
-            (true, true) => Some(Change::RunNow(key)),
-            (true, false) if pinged => Some(Change::Pinged(key)),
-            (true, false) => None,
-            (false, run_now) => Some(Change::Upsert { key, run_now }),
-        }
+        entry.version = match change {
+            Some(Change::Upsert { .. }) => self.next_version(),
+            _ => version,
+        };
+        self.objects.insert(key, entry);
+        change
+    }
+
+    /// A version no object had: a runner built from an object of another version is stale.
+    fn next_version(&mut self) -> u64 {
+        self.versions += 1;
+        self.versions
+    }
+
+    /// The version of `key`'s object as runners see it: it changes whenever the index reports
+    /// an upsert, so a build compares it instead of parsing the object again.
+    pub fn version(&self, key: &CheckKey) -> Option<u64> {
+        self.objects.get(key).map(|entry| entry.version)
     }
 
     fn remove(&mut self, key: &CheckKey) -> Option<Change> {
@@ -300,7 +269,7 @@ impl Index {
         self.watches.values().all(|watch| watch.listed)
     }
 
-    /// The object of `key`, as last reported (parsed again if this replica does not run it).
+    /// The object of `key`, as last reported (parsed again when kept packed: once per event).
     pub fn object(&self, key: &CheckKey) -> Option<Arc<HealthCheck>> {
         self.objects.get(key)?.object()
     }
@@ -324,8 +293,10 @@ impl Index {
         };
         let keys: Vec<CheckKey> = self.objects.keys().cloned().collect();
         for key in keys {
-            let located = self.objects.get(&key).is_some_and(|e| e.located);
-            let parsed = self.parsed_here(&key, located);
+            let Some(facts) = self.objects.get(&key).map(|entry| entry.facts) else {
+                continue;
+            };
+            let parsed = self.parsed_here(&key, &facts);
             if let Some(entry) = self.objects.get_mut(&key) {
                 entry.keep(parsed);
             }
@@ -336,23 +307,15 @@ impl Index {
     pub fn keeps(&self, key: &CheckKey) -> bool {
         // A check with `spec.locations` is probed by the spokes it lists, never here: its
         // owner aggregates their reports instead ([`super::hub`]).
-        let local = (self.objects.get(key)).is_some_and(|e| !e.located);
-        local
-            && match &self.scope {
-                Scope::All => true,
-                Scope::Nothing => false,
-                Scope::Share(assignment) => {
-                    assignment.standing == Standing::Member && self.owned.contains(key)
-                }
-            }
+        let local = (self.objects.get(key)).is_some_and(|e| !e.facts.located);
+        local && self.runs_here(key)
     }
 
     /// The checks with `spec.locations` (aggregated by their owner, probed by spokes).
     pub fn located(&self) -> impl Iterator<Item = &Arc<HealthCheck>> {
-        (self.objects.values()).filter_map(|entry| match &entry.kept {
-            Kept::Parsed(object) if entry.located => Some(object),
-            _ => None,
-        })
+        (self.objects.values())
+            .filter(|entry| entry.facts.located)
+            .filter_map(Entry::parsed)
     }
 
     /// Whether `key` may run here now: kept, and either `running` already or (in a ring)
@@ -394,7 +357,21 @@ impl Index {
     /// What the peer audit reads of every HealthCheck the watches reported that should be
     /// probing.
     pub fn watched(&self) -> impl Iterator<Item = (&CheckKey, Watched)> {
-        (self.objects.iter()).filter_map(|(key, entry)| Some((key, entry.watched?)))
+        (self.objects.iter()).filter_map(|(key, entry)| Some((key, entry.facts.watched?)))
+    }
+
+    /// Whether the self-audit expects `key`'s runner to complete runs ([`crate::runner::audit::probes`]),
+    /// read without parsing the object.
+    pub fn probes(&self, key: &CheckKey) -> bool {
+        self.objects
+            .get(key)
+            .is_some_and(|entry| entry.facts.probes)
+    }
+
+    /// Whether `key`'s spec references Secrets or ConfigMaps, whose rotation the resync
+    /// picks up (without references, a rebuild would build the same runner).
+    pub fn has_references(&self, key: &CheckKey) -> bool {
+        (self.objects.get(key)).is_some_and(|entry| entry.facts.references)
     }
 
     /// The ring assignment, when sharding.
@@ -403,6 +380,19 @@ impl Index {
             Scope::Share(assignment) => Some(assignment),
             _ => None,
         }
+    }
+}
+
+/// What changed from `previous` to `object`, of `key`.
+fn changed(key: CheckKey, previous: &HealthCheck, object: &HealthCheck) -> Option<Change> {
+    // A run-now value seen first (after a restart) is taken as already handled.
+    let run_now = run_now(previous) != run_now(object) && run_now(object).is_some();
+    let pinged = last_ping(previous) != last_ping(object) && last_ping(object).is_some();
+    match (same_runner(previous, object), run_now) {
+        (true, true) => Some(Change::RunNow(key)),
+        (true, false) if pinged => Some(Change::Pinged(key)),
+        (true, false) => None,
+        (false, run_now) => Some(Change::Upsert { key, run_now }),
     }
 }
 

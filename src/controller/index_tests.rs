@@ -204,48 +204,146 @@ fn slim_drops_managed_fields_and_the_last_applied_copy_only() {
 
 /// Whether the index keeps `key` parsed (not packed as JSON).
 fn parsed(index: &Index, key: &CheckKey) -> bool {
-    matches!(index.objects[key].kept, Kept::Parsed(_))
+    matches!(index.objects[key].kept, entry::Kept::Parsed(_))
+}
+
+/// Twenty checks in namespace a: c0..c9 without references, h0..h9 heartbeats (a Secret
+/// reference each), listed while running everything.
+fn mixed() -> (Index, WatchScope, Vec<CheckKey>) {
+    let watches = [WatchScope::namespace("a")];
+    let mut index = Index::new(&watches);
+    index.set_scope(Scope::All);
+    let mut objects: Vec<HealthCheck> = (0..10).map(|i| check("a", &format!("c{i}"))).collect();
+    objects.extend((0..10).map(|i| check("a", &format!("h{i}")).heartbeat()));
+    index.apply(&watches[0], Event::Init);
+    for object in &objects {
+        index.apply(&watches[0], Event::InitApply(object.clone()));
+    }
+    index.apply(&watches[0], Event::InitDone);
+    let keys = objects.iter().map(CheckKey::of).collect();
+    let [watch] = watches;
+    (index, watch, keys)
 }
 
 #[test]
-fn a_member_keeps_only_its_share_parsed_and_every_object_reads_back_the_same() {
-    let names: Vec<String> = (0..20).map(|i| format!("c{i}")).collect();
-    let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    let (mut index, [a, _]) = listed(&names, &[]);
-    let before: Vec<Arc<HealthCheck>> = (names.iter())
-        .map(|n| index.object(&key("a", n)).unwrap())
-        .collect();
+fn a_member_keeps_parsed_only_what_it_rebuilds_at_each_resync_and_every_object_reads_back_the_same()
+{
+    let (mut index, a, keys) = mixed();
+    let before: Vec<Arc<HealthCheck>> = keys.iter().map(|k| index.object(k).unwrap()).collect();
     index.set_scope(share(&["r0", "r1"], Standing::Member, true));
-    for (name, object) in names.iter().zip(&before) {
-        let key = key("a", name);
-        assert_eq!(parsed(&index, &key), index.keeps(&key), "{key}");
-        assert_eq!(
-            index.object(&key).as_deref(),
-            Some(object.as_ref()),
-            "{key}"
-        );
+    for (key, object) in keys.iter().zip(&before) {
+        let rebuilt = index.keeps(key) && index.has_references(key);
+        assert_eq!(parsed(&index, key), rebuilt, "{key}");
+        assert_eq!(index.object(key).as_deref(), Some(object.as_ref()), "{key}");
     }
+    assert!(keys.iter().any(|k| index.keeps(k) && parsed(&index, k)));
     // A peer's status write to a packed object changes nothing; a relist packs as it lists.
-    let other = (names.iter().map(|n| key("a", n)))
-        .find(|k| !index.keeps(k))
+    let other = (keys.iter()).find(|k| !index.keeps(k)).unwrap().clone();
+    let mut written = (before.iter())
+        .find(|o| CheckKey::of(o.as_ref()) == other)
+        .map(|o| o.as_ref().clone())
         .unwrap();
-    let mut written = check("a", &other.name);
     written.status = Some(Default::default());
     assert_eq!(index.apply(&a, Event::Apply(written)), vec![]);
     assert!(!parsed(&index, &other));
-    assert_eq!(relist(&mut index, &a, &names), vec![]);
+    index.apply(&a, Event::Init);
+    for object in &before {
+        index.apply(&a, Event::InitApply(object.as_ref().clone()));
+    }
+    assert_eq!(index.apply(&a, Event::InitDone), vec![]);
     assert!(!parsed(&index, &other));
     assert_eq!(
         index.watched().count(),
         20,
         "the audit still sees every check"
     );
-    // Everything gained (the other member left) is parsed again.
+    // Everything gained (the other member left): what has references is parsed again.
     index.set_scope(share(&["r0"], Standing::Member, true));
-    assert!(names.iter().all(|n| parsed(&index, &key("a", n))));
+    for key in &keys {
+        assert_eq!(parsed(&index, key), index.has_references(key), "{key}");
+    }
     index.set_scope(share(&["r0", "r1"], Standing::Candidate, true));
     assert!(
-        names.iter().all(|n| !parsed(&index, &key("a", n))),
+        keys.iter().all(|k| !parsed(&index, k)),
         "a candidate runs nothing"
+    );
+}
+
+#[test]
+fn an_owned_check_is_kept_packed_and_reads_back_the_same() {
+    let (mut index, _, keys) = mixed();
+    let plain = key("a", "c0");
+    let before = index.object(&plain).unwrap();
+    assert!(!index.has_references(&plain));
+    for scope in [
+        Scope::All,
+        Scope::Nothing,
+        share(&["r0"], Standing::Member, true),
+    ] {
+        index.set_scope(scope);
+        assert!(index.keeps(&plain) || matches!(index.scope(), Scope::Nothing));
+        assert!(!parsed(&index, &plain), "packed under {:?}", index.scope());
+        assert_eq!(index.object(&plain), Some(before.clone()));
+    }
+    let heartbeat = key("a", "h0");
+    assert!(index.has_references(&heartbeat) && parsed(&index, &heartbeat));
+    index.set_scope(Scope::Nothing);
+    assert!(!parsed(&index, &heartbeat), "a standby runs nothing");
+    // The audits' facts are read without parsing: garbage instead of every packed object.
+    index.set_scope(share(&["r0"], Standing::Member, true));
+    for entry in index.objects.values_mut() {
+        entry.kept = entry::Kept::Packed(Box::from(&b"not JSON"[..]));
+    }
+    assert_eq!(index.object(&plain), None, "the garbage does not parse");
+    assert!(keys.iter().all(|k| index.probes(k) && index.keeps(k)));
+    assert_eq!(index.runnable(|_| true).count(), 20);
+    assert_eq!(index.watched().count(), 20);
+}
+
+#[test]
+fn a_suspended_or_invalid_check_is_not_expected_to_probe() {
+    let (mut index, a, _) = mixed();
+    let mut suspended = check("a", "c0").generation(2);
+    suspended.spec.suspend = true;
+    let mut invalid = check("a", "c1").generation(2);
+    invalid.spec = serde_json::from_value(serde_json::json!({
+        "interval": "5s", "timeout": "10s", "tcp": {"host": "127.0.0.1", "port": 9}
+    }))
+    .expect("a spec the API accepts and validation rejects");
+    index.apply(&a, Event::Apply(suspended));
+    index.apply(&a, Event::Apply(invalid));
+    assert!(!index.probes(&key("a", "c0")) && !index.probes(&key("a", "c1")));
+    assert!(index.probes(&key("a", "c2")));
+}
+
+#[test]
+fn a_relist_skips_unchanged_packed_objects_and_reports_changed_ones() {
+    let (mut index, [a, _]) = listed(&["c0", "c1"], &[]);
+    index.apply(&a, Event::Init);
+    index.apply(&a, Event::InitApply(check("a", "c0")));
+    index.apply(&a, Event::InitApply(check("a", "c1").generation(2)));
+    assert_eq!(index.apply(&a, Event::InitDone), vec![upsert("a", "c1")]);
+    assert!(!parsed(&index, &key("a", "c1")));
+    let c1 = index.object(&key("a", "c1")).unwrap();
+    assert_eq!(c1.metadata.generation, Some(2));
+}
+
+#[test]
+fn the_version_changes_with_what_builds_the_runner_and_only_with_it() {
+    let (mut index, [a, _]) = listed(&["c0"], &[]);
+    let c0 = key("a", "c0");
+    let first = index.version(&c0).unwrap();
+    index.apply(&a, Event::Apply(check("a", "c0").written(1).run_now("t1")));
+    relist(&mut index, &a, &["c0"]);
+    assert_eq!(index.version(&c0), Some(first), "status, run-now, relist");
+    index.apply(&a, Event::Apply(check("a", "c0").generation(2)));
+    let second = index.version(&c0).unwrap();
+    assert_ne!(second, first);
+    index.apply(&a, Event::Delete(check("a", "c0")));
+    assert_eq!(index.version(&c0), None);
+    index.apply(&a, Event::Apply(check("a", "c0").generation(2)));
+    assert!(
+        ![first, second].contains(&index.version(&c0).unwrap()),
+        "recreated"
     );
 }

@@ -21,7 +21,7 @@ use kube::runtime::watcher;
 use tokio::sync::{Notify, mpsc, watch};
 
 use super::{
-    index::{Change, Index, WatchScope, run_now, same_runner},
+    index::{Change, Index, WatchScope, run_now},
     refs::RefCache,
     shard::{self, Applied},
     writer::StatusWriter,
@@ -31,9 +31,7 @@ use crate::{
     lock,
     metrics::Metrics,
     probe::ProbeContext,
-    runner::{
-        Expectations, Expected, Origin, RUN_NOW_WINDOW, RunNow, RunnerSpec, Scheduler, audit,
-    },
+    runner::{Expectations, Expected, Origin, RUN_NOW_WINDOW, RunNow, RunnerSpec, Scheduler},
 };
 
 pub use super::index::RUN_NOW;
@@ -176,15 +174,22 @@ impl Core {
                     }
                     return;
                 }
-                if let Some(status) = index.object(&key).and_then(|o| o.status.clone()) {
-                    self.ctx.writer.seed(&key, &status);
+                // Parsed once for both (it may be kept packed).
+                if let Some(object) = index.object(&key) {
+                    if let Some(status) = object.status.as_ref() {
+                        self.ctx.writer.seed(&key, status);
+                    }
+                    self.deliver_ping(&key, &object);
                 }
-                self.deliver_ping(index, &key);
                 if index.may_start(&key, self.running(&key)) {
                     self.enqueue(key, Job { run_now });
                 }
             }
-            Change::Pinged(key) => self.deliver_ping(index, &key),
+            Change::Pinged(key) => {
+                if let Some(object) = index.object(&key) {
+                    self.deliver_ping(&key, &object);
+                }
+            }
             Change::RunNow(key) => {
                 if let Some(object) = index.object(&key).filter(|_| index.keeps(&key)) {
                     self.run_now(&key, &object);
@@ -195,10 +200,7 @@ impl Core {
 
     /// Hands the ping `key`'s status records to its heartbeat runner, if it runs here (the
     /// runner ignores a ping it has seen).
-    fn deliver_ping(&self, index: &Index, key: &CheckKey) {
-        let Some(object) = index.object(key) else {
-            return;
-        };
+    fn deliver_ping(&self, key: &CheckKey, object: &HealthCheck) {
         let Some(status) = object.status.as_ref() else {
             return;
         };
@@ -261,12 +263,14 @@ impl Core {
         self.count_owned(&state.index);
     }
 
-    /// Queues every check that may run here: all of them (`all`, so rotated references are
-    /// read again), or those without a runner (gains).
+    /// Queues every check that may run here and has no runner (gains), and with `all` those
+    /// with references too, so rotated references are read again. A running check without
+    /// references would be rebuilt the same (a runner whose task ended is the audit's), and
+    /// it is kept packed: the resync neither parses nor rebuilds it.
     fn enqueue_runnable(&self, index: &Index, all: bool) {
         let keys: Vec<CheckKey> = index
             .runnable(|key| self.running(key))
-            .filter(|key| all || !self.running(key))
+            .filter(|key| !self.running(key) || (all && index.has_references(key)))
             .cloned()
             .collect();
         for key in keys {
@@ -364,11 +368,11 @@ impl Core {
             let state = lock(&self.state);
             let index = &state.index;
             (index.may_start(key, self.running(key)))
-                .then(|| index.object(key))
+                .then(|| Some((index.object(key)?, index.version(key)?)))
                 .flatten()
-                .map(|object| (object, index.resume_after()))
+                .map(|(object, version)| (object, version, index.resume_after()))
         };
-        let Some((object, resume_after)) = snapshot else {
+        let Some((object, version, resume_after)) = snapshot else {
             lock(&self.work).in_flight = None;
             return;
         };
@@ -377,9 +381,9 @@ impl Core {
         lock(&self.work).in_flight = None;
         let Some(runner) = runner else { return };
         // Only the object that was read, and only while it still runs here: a newer version
-        // queued itself again; a deleted or moved check was stopped meanwhile.
-        let current = state.index.object(key);
-        if !current.is_some_and(|current| same_runner(&current, &object))
+        // queued itself again; a deleted or moved check was stopped meanwhile. (The version
+        // tells without parsing the object again.)
+        if state.index.version(key) != Some(version)
             || !state.index.may_start(key, self.running(key))
         {
             if job.run_now {
@@ -473,12 +477,9 @@ impl Expectations for Core {
         let work = lock(&self.work);
         let expected: Vec<Expected> = (state.index.runnable(|key| self.running(key)))
             .filter(|key| !work.pending(key))
-            .filter_map(|key| {
-                let object = state.index.object(key)?;
-                Some(Expected {
-                    key: key.clone(),
-                    probes: audit::probes(&object.spec),
-                })
+            .map(|key| Expected {
+                key: key.clone(),
+                probes: state.index.probes(key),
             })
             .collect();
         drop(work);

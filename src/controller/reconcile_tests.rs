@@ -362,3 +362,36 @@ async fn a_check_deleted_while_its_references_are_read_is_not_started() {
     core.build(&job.0, job.1).await;
     assert!(running(&core).is_empty(), "a deleted check was started");
 }
+
+#[tokio::test]
+async fn the_resync_rebuilds_only_what_has_references_or_no_runner() {
+    let watch = WatchScope::all();
+    let core = Core::new(context(), std::slice::from_ref(&watch));
+    core.set_scope(Scope::All);
+    core.on_event(&watch, Event::Init);
+    core.on_event(&watch, Event::InitApply(check("a", "c0")));
+    // Its token cannot be read here (no API server): it has references and no runner.
+    core.on_event(&watch, Event::InitApply(check("a", "h0").heartbeat()));
+    core.on_event(&watch, Event::InitDone);
+    core.settle().await;
+    assert_eq!(running(&core), BTreeSet::from(["a/c0".into()]));
+    let queued = |core: &Core| -> Vec<String> {
+        (lock(&core.work).queued.keys())
+            .map(ToString::to_string)
+            .collect()
+    };
+    core.resync();
+    assert_eq!(queued(&core), ["a/h0"], "c0 would be rebuilt the same");
+    core.settle().await;
+    core.ctx.scheduler.remove(&check_key("a", "c0"));
+    core.resync();
+    assert_eq!(
+        queued(&core),
+        ["a/c0", "a/h0"],
+        "a check without a runner is"
+    );
+}
+
+fn check_key(namespace: &str, name: &str) -> CheckKey {
+    CheckKey::of(&check(namespace, name))
+}
