@@ -138,12 +138,23 @@ fn run_discover(args: DiscoverArgs) -> ExitCode {
 }
 
 /// Runs a long-lived service (standalone or operator) on a fresh runtime.
+/// jemalloc's background thread returns freed pages on its decay schedule (10 s) while nothing
+/// allocates: without it, a service idle between probes kept the pages of its start-up burst
+/// (or of a relist) until its next allocations.
+fn purge_in_the_background() {
+    #[cfg(feature = "jemalloc")]
+    if let Err(error) = tikv_jemalloc_ctl::background_thread::write(true) {
+        logging::write_line(&format!("jemalloc background thread not started: {error}\n"));
+    }
+}
+
 fn run_service<E: std::fmt::Display>(
     service: impl std::future::Future<Output = Result<(), E>>,
     exit_code: impl Fn(&E) -> u8,
 ) -> ExitCode {
     // Reserve descriptors before anything else so they get the lowest numbers.
     canary_operator::admin::reserve_descriptors(canary_operator::admin::RESERVED);
+    purge_in_the_background();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => return fail(1, &format!("cannot start the async runtime: {e}")),

@@ -10,13 +10,14 @@ use std::{
 };
 
 use crate::{
-    api::validate,
+    api::{HealthCheck, validate},
     engine::{Engine, EngineConfig, EngineError},
     files::{self, DirReferences, LoadError, Loaded},
     lock,
     probe::{ProbeContext, ProbePolicy},
     runner::{
-        CheckKey, Expectations, Expected, Origin, Plan, RunnerSpec, Scheduler, audit, stable_hash,
+        CheckKey, Expectations, Expected, Origin, PackedSpec, Plan, RunnerSpec, Scheduler, audit,
+        stable_hash,
     },
     supervisor::{Supervisor, TaskEnded},
 };
@@ -162,11 +163,13 @@ struct FileSource {
     loaded: BTreeMap<CheckKey, Kept>,
 }
 
-/// A loaded HealthCheck as kept between loads: its JSON, parsed again only when the audit
-/// restores its runner (the runner holds what it runs; a parsed copy per check cost about
-/// 1.8 KiB, docs/perf), and what the audit reads at every pass.
+/// A loaded HealthCheck as kept between loads: its metadata and spec as JSON (the spec's
+/// shared with its runner's page copy), parsed again only when the audit restores its runner
+/// (the runner holds what it runs; a parsed copy per check cost about 1.8 KiB, docs/perf), and
+/// what the audit reads at every pass.
 struct Kept {
-    json: Box<[u8]>,
+    metadata: Box<[u8]>,
+    spec: Option<PackedSpec>,
     path: PathBuf,
     document: usize,
     /// Whether the check should probe ([`audit::probes`]), decided once per load.
@@ -174,9 +177,12 @@ struct Kept {
 }
 
 impl Kept {
-    fn of(item: &Loaded) -> Self {
+    /// `spec`: the runner's copy when one was built, else made here.
+    fn of(item: &Loaded, spec: Option<PackedSpec>) -> Self {
+        let metadata = serde_json::to_vec(&item.resource.metadata).unwrap_or_default();
         Self {
-            json: (serde_json::to_vec(&item.resource).unwrap_or_default()).into_boxed_slice(),
+            metadata: metadata.into_boxed_slice(),
+            spec: spec.or_else(|| PackedSpec::of(&item.resource.spec)),
             path: item.path.clone(),
             document: item.document,
             probes: audit::probes(&item.resource.spec),
@@ -185,8 +191,13 @@ impl Kept {
 
     /// The HealthCheck again (it was serialised from one: it parses back).
     fn loaded(&self) -> Option<Loaded> {
+        let resource = HealthCheck {
+            metadata: serde_json::from_slice(&self.metadata).ok()?,
+            spec: self.spec.as_ref()?.parse()?,
+            status: None,
+        };
         Some(Loaded {
-            resource: serde_json::from_slice(&self.json).ok()?,
+            resource,
             path: self.path.clone(),
             document: self.document,
         })
@@ -214,8 +225,8 @@ impl FileSource {
         let count = loaded.len();
         self.loaded = (loaded.into_iter())
             .map(|item| {
-                self.upsert(scheduler, &item);
-                (item.key(), Kept::of(&item))
+                let spec = self.upsert(scheduler, &item);
+                (item.key(), Kept::of(&item, spec))
             })
             .collect();
         for key in scheduler.keys() {
@@ -226,7 +237,8 @@ impl FileSource {
         Ok(count)
     }
 
-    fn upsert(&self, scheduler: &Scheduler, item: &Loaded) {
+    /// Builds and upserts the runner of `item`; returns the spec copy its runner keeps.
+    fn upsert(&self, scheduler: &Scheduler, item: &Loaded) -> Option<PackedSpec> {
         let spec = &item.resource.spec;
         let origin = Origin {
             key: item.key(),
@@ -243,11 +255,16 @@ impl FileSource {
             let origin = field.map_or_else(|| item.origin(), |f| item.origin_of(&f.field));
             if scheduler.status(key).is_some() {
                 tracing::error!(check = %key, %origin, error = %message, "invalid edit ignored; the last good spec keeps running");
-                return;
+                return None;
             }
             tracing::error!(check = %key, %origin, error = %message, "HealthCheck cannot run");
         }
+        let key = key.clone();
         scheduler.upsert(runner);
+        // The running runner's copy: the one just built, or an unchanged runner's own.
+        let mut spec = None;
+        scheduler.visit_one(&key, |runner, _| spec.clone_from(&runner.info.spec));
+        spec
     }
 }
 
