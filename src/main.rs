@@ -144,7 +144,9 @@ fn run_discover(args: DiscoverArgs) -> ExitCode {
 fn purge_in_the_background() {
     #[cfg(feature = "jemalloc")]
     if let Err(error) = tikv_jemalloc_ctl::background_thread::write(true) {
-        logging::write_line(&format!("jemalloc background thread not started: {error}\n"));
+        logging::write_line(&format!(
+            "jemalloc background thread not started: {error}\n"
+        ));
     }
 }
 

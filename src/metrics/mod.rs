@@ -351,11 +351,18 @@ impl Metrics {
 
     /// The text exposition of every family.
     pub fn render(&self) -> Result<String, MetricsError> {
-        let mut buffer = Vec::new();
+        let buffer = self.render_into(0)?;
+        String::from_utf8(buffer).map_err(|e| MetricsError::Encode(e.to_string()))
+    }
+
+    /// The text exposition in a buffer of `capacity` bytes to start with (the last one's size:
+    /// a buffer grown by doubling took up to twice the text).
+    pub fn render_into(&self, capacity: usize) -> Result<Vec<u8>, MetricsError> {
+        let mut buffer = Vec::with_capacity(capacity);
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut buffer)
             .map_err(|e| MetricsError::Encode(e.to_string()))?;
-        String::from_utf8(buffer).map_err(|e| MetricsError::Encode(e.to_string()))
+        Ok(buffer)
     }
 
     /// Moves whenever a check's series change or go (a cached exposition is stale then).
