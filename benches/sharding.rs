@@ -191,6 +191,9 @@ async fn run(checks_wanted: usize, replicas: usize, window: Duration, target: &T
     println!("cores: {cores}");
     println!("steady window {seconds:.0}s:");
     for ((name, operator), (cpu0, lag0, failed0)) in operators.iter().zip(&before) {
+        // Read before this scrape too: rendering 10,000 checks' series takes tens of MB for a
+        // few seconds (jemalloc's background thread returns them within its 10 s decay).
+        let idle_rss = operator.rss_mib();
         let scrape = operator.scrape().await.unwrap_or_default();
         let cpu = (operator.cpu() - *cpu0).as_secs_f64();
         let (p99, runs) = quantile(lag0, &lag_buckets(&scrape), 0.99);
@@ -201,7 +204,7 @@ async fn run(checks_wanted: usize, replicas: usize, window: Duration, target: &T
         println!(
             "  {name}: owns {owned:.0} checks (sees {members:.0} members), {runs:.0} runs \
              ({:.0}/s, {failed:.0} failed), scheduler lag p99 <= {p99}s, CPU {:.0}% of one core, \
-             RSS {:.1} MiB",
+             RSS {idle_rss:.1} MiB ({:.1} MiB right after a scrape)",
             runs / seconds,
             cpu / seconds * 100.0,
             operator.rss_mib()
