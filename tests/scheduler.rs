@@ -124,9 +124,10 @@ const MINUTE: Duration = Duration::from_secs(60);
 /// A runner resumed after a restart: its status says it ran before.
 fn resumed(name: &str, interval: Duration, prober: Arc<dyn Prober>) -> RunnerSpec {
     let mut spec = runner(name, interval, prober, 1);
-    let mut status = canary_operator::api::HealthCheckStatus::default();
-    status.last_run_time = Some(Time(jiff::Timestamp::now()));
-    spec.status = Some(Box::new(status));
+    spec.status = Some(Box::new(canary_operator::api::HealthCheckStatus {
+        last_run_time: Some(Time(jiff::Timestamp::now())),
+        ..Default::default()
+    }));
     spec
 }
 

@@ -196,8 +196,9 @@ pub struct LastResult {
     /// Time spent in each phase.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phases: Option<PhaseDurations>,
-    /// What the DNS reply said (dns probes). Boxed, as gRPC's: inline they widened every copy
-    /// of every check's last result by 200 bytes, of every kind.
+    // Boxed, as gRPC's: inline they widened every copy of every check's last result by 200
+    // bytes, of every kind.
+    /// What the DNS reply said (dns probes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns: Option<Box<DnsResult>>,
     /// What the health service said (grpc probes).

@@ -259,8 +259,9 @@ fn tls_settings(
 /// per check otherwise), held as long as some check holds it.
 fn shared_settings(policy: &ValidTlsPolicy, trust: Arc<Trust>) -> Result<Arc<TlsSettings>, String> {
     type Key = (ValidTlsPolicy, usize);
-    static SHARED: LazyLock<Mutex<(HashMap<Key, Weak<TlsSettings>>, usize)>> =
-        LazyLock::new(Mutex::default);
+    /// The settings by key, and the map's size at its last sweep.
+    type Shared = (HashMap<Key, Weak<TlsSettings>>, usize);
+    static SHARED: LazyLock<Mutex<Shared>> = LazyLock::new(Mutex::default);
     let key = (policy.clone(), Arc::as_ptr(&trust) as usize);
     let mut shared = crate::lock(&SHARED);
     let (settings, swept) = &mut *shared;
@@ -334,12 +335,21 @@ pub(super) fn client_auth(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{api::HealthCheckSpec, files::DirReferences};
+    use crate::api::HealthCheckSpec;
+
+    /// Specs of these tests reference nothing.
+    struct NoReferences;
+
+    impl ReferenceSource for NoReferences {
+        fn read(&self, value: &ValueRef) -> Result<Vec<u8>, ReferenceError> {
+            panic!("nothing is referenced, yet {value:?} was read")
+        }
+    }
 
     fn probe(spec: serde_json::Value) -> Probe {
         let spec: HealthCheckSpec = serde_json::from_value(spec).unwrap();
         let valid = crate::api::validate(&spec).unwrap();
-        build(&valid, &DirReferences::default()).unwrap()
+        build(&valid, &NoReferences).unwrap()
     }
 
     #[test]
