@@ -136,7 +136,14 @@ fn packed_cost(object: &Value, checks: usize) -> f64 {
         let json = serde_json::to_vec(&check).expect("JSON").into_boxed_slice();
         index.insert(
             CheckKey::of(&check),
-            (json, Watched::of(&check), [false; 3]),
+            (
+                json,
+                Watched::of(
+                    &check,
+                    canary_operator::api::validate(&check.spec).ok().as_ref(),
+                ),
+                [false; 3],
+            ),
         );
     }
     let after = allocated();

@@ -49,7 +49,12 @@ pub trait Expectations: Send + Sync {
 /// Whether a spec, once built, probes: valid and not suspended (references are judged by
 /// the runner's plan).
 pub fn probes(spec: &HealthCheckSpec) -> bool {
-    !spec.suspend && validate(spec).is_ok()
+    probes_when(spec, validate(spec).is_ok())
+}
+
+/// [`probes`] with the spec's validation already made.
+pub fn probes_when(spec: &HealthCheckSpec, valid: bool) -> bool {
+    !spec.suspend && valid
 }
 
 /// Why the audit acted on a check.

@@ -25,7 +25,7 @@ pub(super) struct Facts {
     pub(super) watched: Option<Watched>,
     /// It has `spec.locations`: aggregated here at every hub pass, never probed here.
     pub(super) located: bool,
-    /// The self-audit expects its runner to complete runs ([`audit::probes`]).
+    /// The self-audit expects its runner to complete runs ([`audit::probes_when`]).
     pub(super) probes: bool,
     /// Its spec references Secrets or ConfigMaps: the resync rebuilds its runner at every
     /// reference TTL, so where it runs it is kept parsed.
@@ -34,12 +34,13 @@ pub(super) struct Facts {
 
 impl Facts {
     fn of(object: &HealthCheck) -> Self {
-        let references = validate(&object.spec).is_ok_and(|valid| !valid.references().is_empty());
+        // One validation for every fact: each watch event (every status write) pays it.
+        let valid = validate(&object.spec).ok();
         Self {
-            watched: Watched::of(object),
+            watched: Watched::of(object, valid.as_ref()),
             located: object.spec.locations.is_some(),
-            probes: audit::probes(&object.spec),
-            references,
+            probes: audit::probes_when(&object.spec, valid.is_some()),
+            references: valid.is_some_and(|valid| !valid.references().is_empty()),
         }
     }
 }

@@ -11,7 +11,7 @@ use std::{collections::BTreeMap, time::Duration};
 use jiff::Timestamp;
 
 use super::Assignment;
-use crate::api::{CheckKey, HealthCheck, validate};
+use crate::api::{CheckKey, HealthCheck, ValidSpec};
 
 /// How often owners write status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,13 +45,14 @@ pub struct Watched {
 impl Watched {
     /// `None` for a check nobody should be probing: suspended, invalid, or waiting for a
     /// missing or forbidden reference.
-    pub fn of(check: &HealthCheck) -> Option<Self> {
+    /// `valid`: the spec's validation, made once by the caller (`None`: invalid).
+    pub fn of(check: &HealthCheck, valid: Option<&ValidSpec>) -> Option<Self> {
         // A check with locations has no local runs: its reports say whether spokes probe it.
         let located = check.spec.locations.is_some();
         if check.spec.suspend || located || blocked(check) {
             return None;
         }
-        let valid = validate(&check.spec).ok()?;
+        let valid = valid?;
         let status = check.status.as_ref();
         let last = (status.and_then(|s| s.last_run_time.as_ref()))
             .or(check.metadata.creation_timestamp.as_ref())

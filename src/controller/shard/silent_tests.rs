@@ -21,7 +21,12 @@ fn unprobed(
     silence: Silence,
 ) -> BTreeMap<String, usize> {
     let watched: Vec<(CheckKey, Watched)> = (objects.iter())
-        .filter_map(|o| Some((CheckKey::of(o), Watched::of(o)?)))
+        .filter_map(|o| {
+            Some((
+                CheckKey::of(o),
+                Watched::of(o, crate::api::validate(&o.spec).ok().as_ref())?,
+            ))
+        })
         .collect();
     unprobed_elsewhere(
         assignment,
